@@ -1,0 +1,26 @@
+# orderexp: PGXS build and tests
+#
+#   make && make install
+#   make installcheck     pg_regress, isolation and TAP tests against the
+#                         cluster named by PGHOST/PGPORT/PGUSER
+#
+# scripts/test.sh does all of it on a fresh machine, throwaway cluster included.
+
+EXTENSION = orderexp
+MODULE_big = orderexp
+OBJS = orderexp.o sweep.o trigger.o worker.o
+DATA = $(wildcard sql/orderexp--*.sql)
+PGFILEDESC = "orderexp - close expired unpaid orders"
+
+REGRESS = setup policy operations sweep errors
+REGRESS_OPTS = --inputdir=test --outputdir=test
+ISOLATION = payment_race concurrent_sweeps cancel_race
+ISOLATION_OPTS = --inputdir=test --outputdir=test
+TAP_TESTS = 1
+PROVE_TESTS = test/t/*.pl
+
+PG_CPPFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Werror
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)

@@ -1,0 +1,109 @@
+/*-------------------------------------------------------------------------
+ *
+ * orderexp.c
+ *		Module entry point of orderexp: the GUCs and the registration of the
+ *		background launcher.
+ *
+ * orderexp closes unpaid orders whose deadline has passed in tables the user
+ * registers with orderexp.set_close_policy(), and writes an event for each
+ * state change into orderexp.outbox in the same transaction.  The work is
+ * done by one background worker per database listed in orderexp.databases
+ * (worker.c), or by orderexp.run_due() where the library cannot be preloaded
+ * (sweep.c); new unpaid orders get their timer from a row trigger
+ * (trigger.c).
+ *
+ * Copyright (c) 2026, orderexp developers
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/guc.h"
+#include "utils/varlena.h"
+
+#include "orderexp.h"
+
+PG_MODULE_MAGIC;
+
+char	   *orderexp_databases = NULL;
+int			orderexp_naptime = 1000;
+int			orderexp_batch_size = 1000;
+bool		orderexp_enabled = true;
+
+void		_PG_init(void);
+
+/*
+ * orderexp.databases is a list of identifiers, like search_path: reject a
+ * malformed list when it is set rather than when the launcher reads it.
+ */
+static bool
+check_databases(char **newval, void **extra, GucSource source)
+{
+	char	   *rawstring = pstrdup(*newval);
+	List	   *elemlist;
+	bool		ok;
+
+	ok = SplitIdentifierString(rawstring, ',', &elemlist);
+	if (!ok)
+		GUC_check_errdetail("List syntax is invalid.");
+	list_free(elemlist);
+	pfree(rawstring);
+	return ok;
+}
+
+/*
+ * Module load callback: define the GUCs in every process that loads the
+ * library, and register the launcher only when preloaded by the postmaster.
+ */
+void
+_PG_init(void)
+{
+	DefineCustomStringVariable("orderexp.databases",
+							   "Databases in which the orderexp background worker closes due orders.",
+							   "A comma-separated list of database names; quote a name that has upper-case letters.",
+							   &orderexp_databases,
+							   "postgres",
+							   PGC_SIGHUP,
+							   GUC_LIST_INPUT,
+							   check_databases, NULL, NULL);
+
+	DefineCustomIntVariable("orderexp.naptime",
+							"Longest time the worker sleeps between two sweeps.",
+							"The worker wakes earlier when a deadline comes sooner.",
+							&orderexp_naptime,
+							1000, 10, 3600 * 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("orderexp.batch_size",
+							"Most orders closed in one batch (one transaction per round of tables).",
+							NULL,
+							&orderexp_batch_size,
+							1000, 1, 1000000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("orderexp.enabled",
+							 "Lets the background worker close due orders; off pauses it.",
+							 "orderexp.run_due() works whatever this says.",
+							 &orderexp_enabled,
+							 true,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
+
+#if PG_VERSION_NUM >= 150000
+	MarkGUCPrefixReserved("orderexp");
+#else
+	EmitWarningsOnPlaceholders("orderexp");
+#endif
+
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+	orderexp_register_launcher();
+}

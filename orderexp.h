@@ -1,0 +1,52 @@
+/*-------------------------------------------------------------------------
+ *
+ * orderexp.h
+ *		Declarations shared by the modules of orderexp: GUC variables, the
+ *		sweep that closes due orders, and the background worker entry points.
+ *
+ * Copyright (c) 2026, orderexp developers
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef ORDEREXP_H
+#define ORDEREXP_H
+
+#include "postgres.h"
+
+#include "datatype/timestamp.h"
+
+#define ORDEREXP_EXTENSION_NAME	"orderexp"
+#define ORDEREXP_SCHEMA_NAME	"orderexp"
+#define ORDEREXP_NOTIFY_CHANNEL	"orderexp"
+
+/* GUC variables (orderexp.c) */
+extern char *orderexp_databases;
+extern int	orderexp_naptime;
+extern int	orderexp_batch_size;
+extern bool orderexp_enabled;
+
+/*
+ * What one round of the sweep did.  A round gives every registered table at
+ * most one batch; the caller loops while "more" says a batch came back full.
+ */
+typedef struct SweepRound
+{
+	int64		processed;		/* timers taken off the due list */
+	int64		closed;			/* orders actually closed */
+	int64		reminded;		/* reminders written */
+	bool		more;			/* some table filled its batch: go again */
+	bool		stuck;			/* due rows remain that could not be taken */
+	TimestampTz next_due;		/* earliest future deadline, or 0 if none */
+} SweepRound;
+
+/* sweep.c */
+extern void orderexp_sweep_round(int batch_limit, bool in_worker, SweepRound *round);
+extern bool orderexp_extension_ready(void);
+extern void orderexp_forget_plans(void);
+
+/* worker.c */
+extern void orderexp_register_launcher(void);
+extern PGDLLEXPORT void orderexp_launcher_main(Datum main_arg);
+extern PGDLLEXPORT void orderexp_worker_main(Datum main_arg);
+
+#endif							/* ORDEREXP_H */

@@ -1,0 +1,971 @@
+/*
+ * orderexp--1.0.sql
+ *		Install script of orderexp 1.0: close expired unpaid orders in the
+ *		user's own tables and write what happened into an outbox.
+ *
+ * Read top to bottom: catalog tables (registered tables, policies, timers,
+ * outbox), C entry points, the SQL-level API (set_close_policy and friends),
+ * views, and the dump markers.  Every object lives in schema orderexp.
+ *
+ * All dynamic SQL quotes identifiers with format('%I') or regclass output,
+ * and passes values as parameters or with format('%L'); nothing from a user
+ * string is spliced in unquoted.  Functions pin search_path so that a hostile
+ * search_path of the caller cannot redirect an operator or function call.
+ */
+
+-- complain if script is sourced in psql, rather than via CREATE EXTENSION
+\echo Use "CREATE EXTENSION orderexp" to load this file. \quit
+
+/* ------------------------------------------------------------------------
+ * Catalog
+ * ------------------------------------------------------------------------ */
+
+CREATE TABLE orderexp.tables (
+	order_table		regclass PRIMARY KEY,
+	key_column		name NOT NULL,
+	key_type		regtype NOT NULL,
+	status_column	name NOT NULL,
+	created_column	name NOT NULL,
+	category_column	name,
+	unpaid_value	text NOT NULL,
+	closed_value	text NOT NULL,
+	cancelled_value	text NOT NULL,
+	payload_columns	name[] NOT NULL DEFAULT '{}',
+	channels		text[] NOT NULL DEFAULT '{email}',
+	registered_at	timestamptz NOT NULL DEFAULT now(),
+	last_error		text,
+	last_error_at	timestamptz,
+	CONSTRAINT tables_values_distinct
+		CHECK (unpaid_value <> closed_value AND unpaid_value <> cancelled_value
+			   AND closed_value <> cancelled_value),
+	CONSTRAINT tables_channels_valid
+		CHECK (cardinality(channels) > 0 AND array_position(channels, NULL) IS NULL)
+);
+COMMENT ON TABLE orderexp.tables IS
+	'orders tables registered with orderexp.set_close_policy and how their columns map';
+
+CREATE TABLE orderexp.policies (
+	id				serial PRIMARY KEY,
+	order_table		regclass NOT NULL
+					REFERENCES orderexp.tables (order_table) ON DELETE CASCADE,
+	category		text,
+	close_after		interval NOT NULL CHECK (close_after > interval '0'),
+	remind_before	interval CHECK (remind_before > interval '0'),
+	extend_by		interval CHECK (extend_by > interval '0'),
+	max_extensions	integer NOT NULL DEFAULT 0 CHECK (max_extensions >= 0),
+	created_at		timestamptz NOT NULL DEFAULT now(),
+	updated_at		timestamptz NOT NULL DEFAULT now()
+);
+CREATE UNIQUE INDEX policies_table_default ON orderexp.policies (order_table)
+	WHERE category IS NULL;
+CREATE UNIQUE INDEX policies_table_category ON orderexp.policies (order_table, category)
+	WHERE category IS NOT NULL;
+COMMENT ON TABLE orderexp.policies IS
+	'close policies: per table (category NULL) and per product category';
+
+/*
+ * One row per tracked order.  Rows are created by the timer trigger on the
+ * user's table when an unpaid order appears, and removed by whatever ends the
+ * order through orderexp (sweep, cancel).  A payment made directly on the
+ * user's table does not touch this table at all: the row is dropped lazily by
+ * the sweep when its deadline comes, which keeps the application's payment
+ * path free of orderexp work and of lock-order hazards.
+ */
+CREATE TABLE orderexp.timers (
+	order_table		regclass NOT NULL,
+	order_key		text NOT NULL,
+	policy_id		integer NOT NULL,
+	close_at		timestamptz NOT NULL,
+	remind_at		timestamptz,
+	extensions		integer NOT NULL DEFAULT 0,
+	PRIMARY KEY (order_table, order_key)
+);
+CREATE INDEX timers_due ON orderexp.timers (order_table, close_at);
+COMMENT ON TABLE orderexp.timers IS
+	'deadline of every tracked order; due work is an index range scan on (order_table, close_at)';
+
+CREATE TABLE orderexp.outbox (
+	id				bigserial PRIMARY KEY,
+	kind			text NOT NULL
+					CHECK (kind IN ('reminder', 'closed', 'cancelled', 'extended', 'reopened')),
+	order_table		regclass NOT NULL,
+	order_key		text NOT NULL,
+	channel			text NOT NULL,
+	payload			jsonb NOT NULL,
+	created_at		timestamptz NOT NULL DEFAULT now(),
+	attempts		integer NOT NULL DEFAULT 0,
+	next_attempt_at	timestamptz NOT NULL DEFAULT now(),
+	leased_until	timestamptz,
+	delivered_at	timestamptz,
+	last_error		text
+);
+CREATE INDEX outbox_undelivered ON orderexp.outbox (next_attempt_at)
+	WHERE delivered_at IS NULL;
+CREATE INDEX outbox_order ON orderexp.outbox (order_table, order_key);
+COMMENT ON TABLE orderexp.outbox IS
+	'events written in the same transaction as the state change that caused them; NOTIFY orderexp wakes listeners';
+
+/* ------------------------------------------------------------------------
+ * C entry points
+ * ------------------------------------------------------------------------ */
+
+CREATE FUNCTION orderexp.timer_trigger()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'orderexp_timer_trigger'
+LANGUAGE C;
+COMMENT ON FUNCTION orderexp.timer_trigger() IS
+	'row trigger on registered tables: starts the timer of a new unpaid order';
+
+CREATE FUNCTION orderexp.run_due(max_rows integer DEFAULT NULL,
+								 OUT reminded bigint, OUT closed bigint)
+RETURNS record
+AS 'MODULE_PATHNAME', 'orderexp_run_due'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION orderexp.run_due(integer) IS
+	'one sweep of due orders in this database, as the background worker does it (pg_cron entry point)';
+
+/* ------------------------------------------------------------------------
+ * Internal helpers
+ * ------------------------------------------------------------------------ */
+
+/* registration row of a table, or a clear error */
+CREATE FUNCTION orderexp._config(orders regclass)
+RETURNS orderexp.tables
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	cfg orderexp.tables;
+BEGIN
+	IF orders IS NULL THEN
+		RAISE EXCEPTION 'orders table must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	SELECT * INTO cfg FROM orderexp.tables t WHERE t.order_table = orders;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'table % is not registered with orderexp', orders
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'Register it with orderexp.set_close_policy().';
+	END IF;
+	RETURN cfg;
+END;
+$$;
+
+/* canonical text form of an order key, converted to the key column's type */
+CREATE FUNCTION orderexp._key_text(cfg orderexp.tables, order_key text)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	k text;
+BEGIN
+	IF order_key IS NULL THEN
+		RAISE EXCEPTION 'order key must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	EXECUTE format('SELECT $1::%s::text', cfg.key_type) INTO k USING order_key;
+	RETURN k;
+END;
+$$;
+
+/*
+ * jsonb_build_object(...) expression over the payload columns of a table,
+ * for alias "o"; '{}' when there are none.
+ */
+CREATE FUNCTION orderexp._payload_expr(cfg orderexp.tables)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT CASE WHEN cardinality(cfg.payload_columns) = 0
+				THEN '''{}''::jsonb'
+				ELSE 'jsonb_build_object(' ||
+					 (SELECT string_agg(format('%L, o.%I', c, c), ', ' ORDER BY n)
+						FROM unnest(cfg.payload_columns) WITH ORDINALITY AS u(c, n)) ||
+					 ')'
+		   END
+$$;
+
+/*
+ * Lock one order: its timer first, then its row, the same order the sweep
+ * takes locks in, so that the two cannot deadlock.  Returns the row's status
+ * as text; raises P0002 when there is no such order.
+ */
+CREATE FUNCTION orderexp._lock_order(cfg orderexp.tables, k text)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	st text;
+	found_row boolean;
+BEGIN
+	PERFORM 1 FROM orderexp.timers t
+	 WHERE t.order_table = cfg.order_table AND t.order_key = k
+	   FOR UPDATE;
+	EXECUTE format('SELECT true, o.%I::text FROM %s o WHERE o.%I = $1::%s FOR UPDATE',
+				   cfg.status_column, cfg.order_table, cfg.key_column, cfg.key_type)
+		INTO found_row, st USING k;
+	IF found_row IS NULL THEN
+		RAISE EXCEPTION 'order % not found in table %', k, cfg.order_table
+			USING ERRCODE = 'no_data_found';
+	END IF;
+	RETURN st;
+END;
+$$;
+
+/*
+ * Insert timers for the unpaid rows of a table that have none yet, with
+ * deadlines from their created-at column.  With only_category set, limited to
+ * that category; with reschedule, also recompute deadlines of tracked rows
+ * governed by the policies of that scope.  Returns the number of rows
+ * inserted or rescheduled.
+ */
+CREATE FUNCTION orderexp._track_existing(cfg orderexp.tables, only_category text,
+										 scope_all boolean, reschedule boolean)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	n bigint;
+	cat_expr text;
+	scope text;
+BEGIN
+	cat_expr := CASE WHEN cfg.category_column IS NULL THEN 'NULL::text'
+					 ELSE format('o.%I::text', cfg.category_column) END;
+	IF scope_all THEN
+		scope := 'true';
+	ELSIF only_category IS NULL THEN
+		/* default policy: rows whose category has no policy of its own */
+		scope := format('NOT EXISTS (SELECT 1 FROM orderexp.policies q WHERE q.order_table = %L::regclass AND q.category = %s)',
+						cfg.order_table::oid::text, cat_expr);
+	ELSE
+		scope := format('%s = %L', cat_expr, only_category);
+	END IF;
+
+	EXECUTE format($q$
+		INSERT INTO orderexp.timers AS t (order_table, order_key, policy_id, close_at, remind_at)
+		SELECT %1$L::regclass, o.%2$I::text, p.id,
+			   coalesce(o.%3$I::timestamptz, now()) + p.close_after,
+			   coalesce(o.%3$I::timestamptz, now()) + p.close_after - p.remind_before
+		  FROM %4$s o
+		 CROSS JOIN LATERAL (
+				SELECT p.id, p.close_after, p.remind_before
+				  FROM orderexp.policies p
+				 WHERE p.order_table = %1$L::regclass
+				   AND (p.category = %5$s OR p.category IS NULL)
+				 ORDER BY p.category IS NULL
+				 LIMIT 1) p
+		 WHERE o.%6$I = %7$L::text::%8$s AND %9$s
+		ON CONFLICT (order_table, order_key) DO %10$s$q$,
+		cfg.order_table::oid::text, cfg.key_column, cfg.created_column,
+		cfg.order_table, cat_expr, cfg.status_column, cfg.unpaid_value,
+		(SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+		  WHERE a.attrelid = cfg.order_table AND a.attname = cfg.status_column),
+		scope,
+		CASE WHEN reschedule
+			 THEN 'UPDATE SET policy_id = excluded.policy_id, close_at = excluded.close_at, remind_at = excluded.remind_at'
+			 ELSE 'NOTHING' END);
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END;
+$$;
+
+/*
+ * The statement that closes one batch of due orders of a table, as the sweep
+ * (worker and run_due) prepares and keeps it.  Parameters: $1 the table,
+ * $2 the batch size.  Returns (taken, busy, closed):
+ *
+ *  due     the earliest due timers, locked, skipping those another sweep or
+ *          an orderexp function holds;
+ *  mine    their rows in the orders table, locked, skipping rows that an
+ *          application transaction (a payment, say) holds right now;
+ *  busy    due orders whose row exists but is locked: left for the next tick;
+ *  gone    the timers of everything else are done with (closed now, or paid,
+ *          cancelled or deleted since: the lazy clean-up);
+ *  closed  the guarded update: only rows still unpaid are closed;
+ *  events  one 'closed' event per channel per order actually closed.
+ */
+CREATE FUNCTION orderexp._sweep_sql(cfg orderexp.tables)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	status_type text;
+BEGIN
+	SELECT format_type(a.atttypid, a.atttypmod) INTO status_type
+	  FROM pg_attribute a
+	 WHERE a.attrelid = cfg.order_table AND a.attname = cfg.status_column
+	   AND NOT a.attisdropped AND a.attnum > 0;
+	IF status_type IS NULL THEN
+		RAISE EXCEPTION 'column "%" mapped as the status column of table % does not exist',
+			cfg.status_column, cfg.order_table
+			USING ERRCODE = 'undefined_column',
+				  HINT = 'Register the table again with orderexp.set_close_policy().';
+	END IF;
+
+	RETURN format($q$
+WITH due AS MATERIALIZED (
+	SELECT t.order_key, t.close_at, t.policy_id
+	  FROM orderexp.timers t
+	 WHERE t.order_table = $1 AND t.close_at <= now()
+	 ORDER BY t.close_at
+	 LIMIT $2
+	   FOR UPDATE SKIP LOCKED),
+mine AS MATERIALIZED (
+	SELECT o.%2$I::text AS order_key, (o.%3$I IS NOT DISTINCT FROM %4$L::%5$s) AS unpaid
+	  FROM %1$s o
+	 WHERE o.%2$I = ANY (ARRAY(SELECT d.order_key::%6$s FROM due d))
+	   FOR UPDATE OF o SKIP LOCKED),
+busy AS MATERIALIZED (
+	SELECT d.order_key
+	  FROM due d
+	 WHERE NOT EXISTS (SELECT 1 FROM mine m WHERE m.order_key = d.order_key)
+	   AND EXISTS (SELECT 1 FROM %1$s o WHERE o.%2$I = d.order_key::%6$s)),
+gone AS (
+	DELETE FROM orderexp.timers t
+	 WHERE t.order_table = $1
+	   AND t.order_key = ANY (ARRAY(SELECT d.order_key FROM due d
+									 WHERE NOT EXISTS (SELECT 1 FROM busy b
+														WHERE b.order_key = d.order_key)))),
+closed AS (
+	UPDATE %1$s o SET %3$I = %7$L::%5$s
+	 WHERE o.%2$I = ANY (ARRAY(SELECT m.order_key::%6$s FROM mine m WHERE m.unpaid))
+	   AND o.%3$I = %4$L::%5$s
+	RETURNING o.%2$I::text AS order_key, %8$s AS cols, %9$s AS category),
+events AS (
+	INSERT INTO orderexp.outbox (kind, order_table, order_key, channel, payload)
+	SELECT 'closed', $1, c.order_key, ch.channel,
+		   jsonb_build_object('order_table', %10$L, 'order_key', c.order_key,
+							  'close_at', d.close_at, 'policy_id', d.policy_id,
+							  'category', c.category, 'reason', 'timeout',
+							  'order', c.cols)
+	  FROM closed c
+	  JOIN due d ON d.order_key = c.order_key
+	 CROSS JOIN unnest(%11$L::text[]) AS ch(channel))
+SELECT (SELECT count(*) FROM due), (SELECT count(*) FROM busy), (SELECT count(*) FROM closed)$q$,
+		cfg.order_table, cfg.key_column, cfg.status_column, cfg.unpaid_value,
+		status_type, cfg.key_type, cfg.closed_value, orderexp._payload_expr(cfg),
+		CASE WHEN cfg.category_column IS NULL THEN 'NULL::text'
+			 ELSE format('o.%I::text', cfg.category_column) END,
+		cfg.order_table::text, cfg.channels);
+END;
+$$;
+
+/* (re)create the triggers that keep timers in step with a registered table */
+CREATE FUNCTION orderexp._install_triggers(cfg orderexp.tables)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	EXECUTE format('DROP TRIGGER IF EXISTS orderexp_timer_insert ON %s', cfg.order_table);
+	EXECUTE format('DROP TRIGGER IF EXISTS orderexp_timer_unpaid ON %s', cfg.order_table);
+	EXECUTE format('DROP TRIGGER IF EXISTS orderexp_timer_truncate ON %s', cfg.order_table);
+
+	/* a new unpaid order starts its timer */
+	EXECUTE format('CREATE TRIGGER orderexp_timer_insert AFTER INSERT ON %s '
+				   'FOR EACH ROW WHEN (NEW.%I = %L) '
+				   'EXECUTE FUNCTION orderexp.timer_trigger(%L, %L, %L)',
+				   cfg.order_table, cfg.status_column, cfg.unpaid_value,
+				   cfg.key_column, cfg.created_column, coalesce(cfg.category_column, ''));
+
+	/* an order set back to unpaid outside orderexp is tracked again */
+	EXECUTE format('CREATE TRIGGER orderexp_timer_unpaid AFTER UPDATE OF %I ON %s '
+				   'FOR EACH ROW WHEN (NEW.%I = %L AND OLD.%I IS DISTINCT FROM %L) '
+				   'EXECUTE FUNCTION orderexp.timer_trigger(%L, %L, %L)',
+				   cfg.status_column, cfg.order_table,
+				   cfg.status_column, cfg.unpaid_value,
+				   cfg.status_column, cfg.unpaid_value,
+				   cfg.key_column, cfg.created_column, coalesce(cfg.category_column, ''));
+
+	/* TRUNCATE removes every order at once; so do their timers */
+	EXECUTE format('CREATE TRIGGER orderexp_timer_truncate AFTER TRUNCATE ON %s '
+				   'FOR EACH STATEMENT EXECUTE FUNCTION orderexp._truncate_trigger()',
+				   cfg.order_table);
+END;
+$$;
+
+CREATE FUNCTION orderexp._truncate_trigger()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	DELETE FROM orderexp.timers t WHERE t.order_table = TG_RELID::regclass;
+	RETURN NULL;
+END;
+$$;
+
+/* write one event per channel of the table and wake listeners */
+CREATE FUNCTION orderexp._emit(cfg orderexp.tables, kind text, k text, payload jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	INSERT INTO orderexp.outbox (kind, order_table, order_key, channel, payload)
+	SELECT kind, cfg.order_table, k, ch, payload
+	  FROM unnest(cfg.channels) AS ch;
+	PERFORM pg_notify('orderexp', json_build_object('kind', kind, 'table', cfg.order_table::text)::text);
+END;
+$$;
+
+/* ------------------------------------------------------------------------
+ * Policies
+ * ------------------------------------------------------------------------ */
+
+CREATE FUNCTION orderexp.set_close_policy(
+	orders				regclass,
+	close_after			interval,
+	remind_before		interval DEFAULT NULL,
+	extend_by			interval DEFAULT NULL,
+	max_extensions		integer DEFAULT 0,
+	category			text DEFAULT NULL,
+	key_column			name DEFAULT NULL,
+	status_column		name DEFAULT NULL,
+	created_column		name DEFAULT NULL,
+	category_column		name DEFAULT NULL,
+	unpaid_value		text DEFAULT NULL,
+	closed_value		text DEFAULT NULL,
+	cancelled_value		text DEFAULT NULL,
+	payload_columns		name[] DEFAULT NULL,
+	channels			text[] DEFAULT NULL,
+	reschedule			boolean DEFAULT false)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	old_cfg		orderexp.tables;
+	cfg			orderexp.tables;
+	rel			record;
+	att			record;
+	pk_cols		int2[];
+	is_new		boolean;
+	policy_id	integer;
+	had_policy	boolean;
+	col			name;
+BEGIN
+	/* --- arguments that must be given --- */
+	IF orders IS NULL THEN
+		RAISE EXCEPTION 'orders table must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF close_after IS NULL THEN
+		RAISE EXCEPTION 'close_after must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF max_extensions IS NULL THEN
+		RAISE EXCEPTION 'max_extensions must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF reschedule IS NULL THEN
+		RAISE EXCEPTION 'reschedule must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+
+	/* --- intervals --- */
+	IF close_after <= interval '0' THEN
+		RAISE EXCEPTION 'close_after must be positive'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('close_after is %s.', close_after);
+	END IF;
+	IF close_after > interval '100 years' THEN
+		RAISE EXCEPTION 'close_after must be at most 100 years'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('close_after is %s.', close_after);
+	END IF;
+	IF remind_before IS NOT NULL AND remind_before <= interval '0' THEN
+		RAISE EXCEPTION 'remind_before must be positive'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('remind_before is %s.', remind_before),
+				  HINT = 'Pass NULL for no reminders.';
+	END IF;
+	IF remind_before IS NOT NULL AND remind_before >= close_after THEN
+		RAISE EXCEPTION 'remind_before must be shorter than close_after'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('remind_before is %s, close_after is %s.', remind_before, close_after);
+	END IF;
+	IF extend_by IS NOT NULL AND (extend_by <= interval '0' OR extend_by > interval '100 years') THEN
+		RAISE EXCEPTION 'extend_by must be positive and at most 100 years'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('extend_by is %s.', extend_by);
+	END IF;
+	IF max_extensions < 0 THEN
+		RAISE EXCEPTION 'max_extensions must not be negative'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('max_extensions is %s.', max_extensions);
+	END IF;
+	IF max_extensions > 0 AND extend_by IS NULL THEN
+		RAISE EXCEPTION 'max_extensions needs extend_by'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Give extend_by, the interval each extension adds.';
+	END IF;
+
+	/* --- the table --- */
+	SELECT c.oid, c.relkind, c.relpersistence INTO rel FROM pg_class c WHERE c.oid = orders;
+	IF rel.relkind IS NULL THEN
+		RAISE EXCEPTION 'relation with OID % does not exist', orders::oid
+			USING ERRCODE = 'undefined_table';
+	END IF;
+	IF rel.relkind NOT IN ('r', 'p') THEN
+		RAISE EXCEPTION '"%" is not a table', orders
+			USING ERRCODE = 'wrong_object_type',
+				  DETAIL = 'Only ordinary and partitioned tables can be registered.';
+	END IF;
+	IF rel.relpersistence = 't' THEN
+		RAISE EXCEPTION 'temporary table "%" cannot be registered', orders
+			USING ERRCODE = 'wrong_object_type',
+				  DETAIL = 'The background worker cannot see temporary tables.';
+	END IF;
+
+	SELECT * INTO old_cfg FROM orderexp.tables t WHERE t.order_table = orders FOR UPDATE;
+	is_new := NOT FOUND;
+
+	cfg.order_table := orders;
+	cfg.key_column := coalesce(key_column, old_cfg.key_column);
+	cfg.status_column := coalesce(status_column, old_cfg.status_column, 'status');
+	cfg.created_column := coalesce(created_column, old_cfg.created_column, 'created_at');
+	cfg.category_column := coalesce(category_column, old_cfg.category_column);
+	cfg.unpaid_value := coalesce(unpaid_value, old_cfg.unpaid_value, 'unpaid');
+	cfg.closed_value := coalesce(closed_value, old_cfg.closed_value, 'closed');
+	cfg.cancelled_value := coalesce(cancelled_value, old_cfg.cancelled_value, 'cancelled');
+	cfg.payload_columns := coalesce(payload_columns, old_cfg.payload_columns, '{}');
+	cfg.channels := coalesce(channels, old_cfg.channels, '{email}');
+
+	/* --- key column: the primary key unless named, then it must be unique --- */
+	IF cfg.key_column IS NULL THEN
+		SELECT i.indkey::int2[] INTO pk_cols
+		  FROM pg_index i WHERE i.indrelid = orders AND i.indisprimary;
+		IF pk_cols IS NULL THEN
+			RAISE EXCEPTION 'table "%" has no primary key', orders
+				USING ERRCODE = 'invalid_table_definition',
+					  HINT = 'Add a single-column primary key or name a unique key column with key_column.';
+		END IF;
+		IF cardinality(pk_cols) <> 1 THEN
+			RAISE EXCEPTION 'primary key of table "%" has % columns', orders, cardinality(pk_cols)
+				USING ERRCODE = 'invalid_table_definition',
+					  HINT = 'Name a unique key column with key_column.';
+		END IF;
+		SELECT a.attname INTO cfg.key_column
+		  FROM pg_attribute a WHERE a.attrelid = orders AND a.attnum = pk_cols[1];
+	END IF;
+
+	SELECT a.attnum, a.atttypid::regtype AS typ INTO att
+	  FROM pg_attribute a
+	 WHERE a.attrelid = orders AND a.attname = cfg.key_column AND NOT a.attisdropped AND a.attnum > 0;
+	IF att.attnum IS NULL THEN
+		RAISE EXCEPTION 'column "%" of table "%" does not exist', cfg.key_column, orders
+			USING ERRCODE = 'undefined_column', HINT = 'Check key_column.';
+	END IF;
+	IF att.typ NOT IN ('bigint'::regtype, 'integer'::regtype, 'uuid'::regtype,
+					   'text'::regtype, 'character varying'::regtype) THEN
+		RAISE EXCEPTION 'key column "%" of table "%" has unsupported type %', cfg.key_column, orders, att.typ
+			USING ERRCODE = 'datatype_mismatch',
+				  DETAIL = 'Supported key types are bigint, integer, uuid, text and varchar.';
+	END IF;
+	cfg.key_type := att.typ;
+	IF NOT EXISTS (SELECT 1 FROM pg_index i
+					WHERE i.indrelid = orders AND i.indisunique AND i.indnkeyatts = 1
+					  AND i.indkey[0] = att.attnum AND i.indpred IS NULL AND i.indexprs IS NULL) THEN
+		RAISE EXCEPTION 'key column "%" of table "%" is not unique', cfg.key_column, orders
+			USING ERRCODE = 'invalid_table_definition',
+				  HINT = 'The key column needs a primary key or unique index of its own.';
+	END IF;
+
+	/* --- status column and values --- */
+	SELECT a.attnum, a.atttypid, t.typtype, t.typcategory, format_type(a.atttypid, a.atttypmod) AS typ
+	  INTO att
+	  FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+	 WHERE a.attrelid = orders AND a.attname = cfg.status_column AND NOT a.attisdropped AND a.attnum > 0;
+	IF att.attnum IS NULL THEN
+		RAISE EXCEPTION 'column "%" of table "%" does not exist', cfg.status_column, orders
+			USING ERRCODE = 'undefined_column', HINT = 'Check status_column.';
+	END IF;
+	IF att.typcategory <> 'S' AND att.typtype <> 'e' THEN
+		RAISE EXCEPTION 'status column "%" of table "%" has unsupported type %', cfg.status_column, orders, att.typ
+			USING ERRCODE = 'datatype_mismatch',
+				  DETAIL = 'The status column must be of a string type or an enum.';
+	END IF;
+	IF cfg.unpaid_value = '' OR cfg.closed_value = '' OR cfg.cancelled_value = '' THEN
+		RAISE EXCEPTION 'status values must not be empty' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF cfg.unpaid_value IN (cfg.closed_value, cfg.cancelled_value) OR cfg.closed_value = cfg.cancelled_value THEN
+		RAISE EXCEPTION 'status values must be distinct'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('unpaid %L, closed %L, cancelled %L.',
+								  cfg.unpaid_value, cfg.closed_value, cfg.cancelled_value);
+	END IF;
+	DECLARE
+		v text;
+	BEGIN
+		FOREACH v IN ARRAY ARRAY[cfg.unpaid_value, cfg.closed_value, cfg.cancelled_value] LOOP
+			BEGIN
+				EXECUTE format('SELECT %L::%s', v, att.typ);
+			EXCEPTION WHEN data_exception THEN
+				RAISE EXCEPTION 'status value % is not valid for column "%" of type %', quote_literal(v), cfg.status_column, att.typ
+					USING ERRCODE = 'invalid_parameter_value';
+			END;
+		END LOOP;
+	END;
+
+	/* --- created-at column --- */
+	SELECT a.attnum, a.atttypid::regtype AS typ INTO att
+	  FROM pg_attribute a
+	 WHERE a.attrelid = orders AND a.attname = cfg.created_column AND NOT a.attisdropped AND a.attnum > 0;
+	IF att.attnum IS NULL THEN
+		RAISE EXCEPTION 'column "%" of table "%" does not exist', cfg.created_column, orders
+			USING ERRCODE = 'undefined_column', HINT = 'Check created_column.';
+	END IF;
+	IF att.typ NOT IN ('timestamp with time zone'::regtype, 'timestamp without time zone'::regtype) THEN
+		RAISE EXCEPTION 'created-at column "%" of table "%" has unsupported type %', cfg.created_column, orders, att.typ
+			USING ERRCODE = 'datatype_mismatch',
+				  DETAIL = 'The created-at column must be timestamptz or timestamp.';
+	END IF;
+
+	/* --- category column and the category argument --- */
+	IF cfg.category_column IS NOT NULL AND NOT EXISTS (
+			SELECT 1 FROM pg_attribute a
+			 WHERE a.attrelid = orders AND a.attname = cfg.category_column AND NOT a.attisdropped AND a.attnum > 0) THEN
+		RAISE EXCEPTION 'column "%" of table "%" does not exist', cfg.category_column, orders
+			USING ERRCODE = 'undefined_column', HINT = 'Check category_column.';
+	END IF;
+	IF category IS NOT NULL AND cfg.category_column IS NULL THEN
+		RAISE EXCEPTION 'table "%" has no category column', orders
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Pass category_column to say which column holds the product category.';
+	END IF;
+
+	/* --- payload columns and channels --- */
+	FOREACH col IN ARRAY cfg.payload_columns LOOP
+		IF col IS NULL OR NOT EXISTS (
+				SELECT 1 FROM pg_attribute a
+				 WHERE a.attrelid = orders AND a.attname = col AND NOT a.attisdropped AND a.attnum > 0) THEN
+			RAISE EXCEPTION 'payload column "%" of table "%" does not exist', col, orders
+				USING ERRCODE = 'undefined_column';
+		END IF;
+	END LOOP;
+	IF cardinality(cfg.channels) = 0 OR array_position(cfg.channels, NULL) IS NOT NULL
+	   OR EXISTS (SELECT 1 FROM unnest(cfg.channels) c WHERE c = '') THEN
+		RAISE EXCEPTION 'channels must be a non-empty array of non-empty names'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('channels is %L.', cfg.channels);
+	END IF;
+
+	/* --- store --- */
+	IF is_new THEN
+		INSERT INTO orderexp.tables (order_table, key_column, key_type, status_column,
+									 created_column, category_column, unpaid_value,
+									 closed_value, cancelled_value, payload_columns, channels)
+		VALUES (cfg.order_table, cfg.key_column, cfg.key_type, cfg.status_column,
+				cfg.created_column, cfg.category_column, cfg.unpaid_value,
+				cfg.closed_value, cfg.cancelled_value, cfg.payload_columns, cfg.channels);
+	ELSE
+		UPDATE orderexp.tables t
+		   SET key_column = cfg.key_column, key_type = cfg.key_type,
+			   status_column = cfg.status_column, created_column = cfg.created_column,
+			   category_column = cfg.category_column, unpaid_value = cfg.unpaid_value,
+			   closed_value = cfg.closed_value, cancelled_value = cfg.cancelled_value,
+			   payload_columns = cfg.payload_columns, channels = cfg.channels,
+			   last_error = NULL, last_error_at = NULL
+		 WHERE t.order_table = orders;
+	END IF;
+	SELECT * INTO cfg FROM orderexp.tables t WHERE t.order_table = orders;
+
+	SELECT p.id INTO policy_id FROM orderexp.policies p
+	 WHERE p.order_table = orders AND p.category IS NOT DISTINCT FROM set_close_policy.category
+	   FOR UPDATE;
+	had_policy := FOUND;
+	IF had_policy THEN
+		UPDATE orderexp.policies p
+		   SET close_after = set_close_policy.close_after,
+			   remind_before = set_close_policy.remind_before,
+			   extend_by = set_close_policy.extend_by,
+			   max_extensions = set_close_policy.max_extensions,
+			   updated_at = now()
+		 WHERE p.id = policy_id;
+	ELSE
+		INSERT INTO orderexp.policies (order_table, category, close_after, remind_before,
+									   extend_by, max_extensions)
+		VALUES (orders, category, close_after, remind_before, extend_by, max_extensions)
+		RETURNING id INTO policy_id;
+	END IF;
+
+	PERFORM orderexp._install_triggers(cfg);
+
+	/*
+	 * Track unpaid rows that have no timer yet.  A new category policy
+	 * takes over the timers of its category only on reschedule.
+	 */
+	PERFORM orderexp._track_existing(cfg, category, is_new, reschedule);
+
+	RETURN policy_id;
+END;
+$$;
+COMMENT ON FUNCTION orderexp.set_close_policy(regclass, interval, interval, interval, integer, text, name, name, name, name, text, text, text, name[], text[], boolean) IS
+	'register an orders table or change its close policy (per table, or per category)';
+
+CREATE FUNCTION orderexp.drop_close_policy(orders regclass, category text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	cfg orderexp.tables;
+	pid integer;
+BEGIN
+	cfg := orderexp._config(orders);
+	IF category IS NULL THEN
+		/* forget the table altogether */
+		EXECUTE format('DROP TRIGGER IF EXISTS orderexp_timer_insert ON %s', orders);
+		EXECUTE format('DROP TRIGGER IF EXISTS orderexp_timer_unpaid ON %s', orders);
+		EXECUTE format('DROP TRIGGER IF EXISTS orderexp_timer_truncate ON %s', orders);
+		DELETE FROM orderexp.timers t WHERE t.order_table = orders;
+		DELETE FROM orderexp.tables t WHERE t.order_table = orders;	/* cascades to policies */
+		RETURN;
+	END IF;
+
+	DELETE FROM orderexp.policies p
+	 WHERE p.order_table = orders AND p.category = drop_close_policy.category
+	RETURNING p.id INTO pid;
+	IF pid IS NULL THEN
+		RAISE EXCEPTION 'table % has no close policy for category %', orders, quote_literal(category)
+			USING ERRCODE = 'no_data_found';
+	END IF;
+	/* orders of that category fall back to the table's default policy, if any */
+	DELETE FROM orderexp.timers t WHERE t.order_table = orders AND t.policy_id = pid;
+	PERFORM orderexp._track_existing(cfg, category, false, false);
+END;
+$$;
+COMMENT ON FUNCTION orderexp.drop_close_policy(regclass, text) IS
+	'stop tracking a table (category NULL) or remove the policy of one category';
+
+/* ------------------------------------------------------------------------
+ * Order operations
+ * ------------------------------------------------------------------------ */
+
+CREATE FUNCTION orderexp.cancel_order(orders regclass, order_key anyelement, reason text DEFAULT NULL)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	cfg orderexp.tables;
+	k	text;
+	st	text;
+	payload jsonb;
+BEGIN
+	cfg := orderexp._config(orders);
+	k := orderexp._key_text(cfg, order_key::text);
+	st := orderexp._lock_order(cfg, k);
+
+	IF st IS NOT DISTINCT FROM cfg.cancelled_value THEN
+		RETURN false;
+	END IF;
+	IF st IS DISTINCT FROM cfg.unpaid_value THEN
+		RAISE EXCEPTION 'order % in table % is not unpaid', k, orders
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = format('Its status is %s.', coalesce(quote_literal(st), 'NULL'));
+	END IF;
+
+	EXECUTE format('UPDATE %s o SET %I = $2::text::%s WHERE o.%I = $1::%s RETURNING %s',
+				   orders, cfg.status_column,
+				   (SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+					 WHERE a.attrelid = orders AND a.attname = cfg.status_column),
+				   cfg.key_column, cfg.key_type, orderexp._payload_expr(cfg))
+		INTO payload USING k, cfg.cancelled_value;
+	DELETE FROM orderexp.timers t WHERE t.order_table = orders AND t.order_key = k;
+
+	PERFORM orderexp._emit(cfg, 'cancelled', k,
+		jsonb_build_object('order_table', orders::text, 'order_key', k,
+						   'reason', reason, 'cancelled_by', current_user::text,
+						   'order', payload));
+	RETURN true;
+END;
+$$;
+COMMENT ON FUNCTION orderexp.cancel_order(regclass, anyelement, text) IS
+	'cancel one unpaid order; false if it was already cancelled';
+
+CREATE FUNCTION orderexp.cancel_orders(orders regclass, order_keys anyarray, reason text DEFAULT NULL)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	cfg orderexp.tables;
+	keys text[];
+	n integer;
+BEGIN
+	cfg := orderexp._config(orders);
+	IF order_keys IS NULL THEN
+		RAISE EXCEPTION 'order keys must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF array_position(order_keys, NULL) IS NOT NULL THEN
+		RAISE EXCEPTION 'order keys must not contain null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	/* canonical, distinct, sorted: locks are taken in key order */
+	EXECUTE format('SELECT coalesce(array_agg(DISTINCT k::%s::text ORDER BY k::%s::text), ''{}'') FROM unnest($1::text[]) k',
+				   cfg.key_type, cfg.key_type)
+		INTO keys USING order_keys::text[];
+
+	PERFORM 1 FROM orderexp.timers t
+	 WHERE t.order_table = orders AND t.order_key = ANY (keys)
+	 ORDER BY t.order_key
+	   FOR UPDATE;
+
+	EXECUTE format($q$
+		WITH c AS (
+			UPDATE %1$s o SET %2$I = $3::text::%3$s
+			 WHERE o.%4$I = ANY ($1::%5$s[]) AND o.%2$I = $2::text::%3$s
+			RETURNING o.%4$I::text AS k, %6$s AS cols),
+		d AS (
+			DELETE FROM orderexp.timers t USING c
+			 WHERE t.order_table = %7$L::regclass AND t.order_key = c.k),
+		e AS (
+			INSERT INTO orderexp.outbox (kind, order_table, order_key, channel, payload)
+			SELECT 'cancelled', %7$L::regclass, c.k, ch,
+				   jsonb_build_object('order_table', %8$L, 'order_key', c.k,
+									  'reason', $4, 'cancelled_by', current_user::text,
+									  'order', c.cols)
+			  FROM c CROSS JOIN unnest($5::text[]) ch)
+		SELECT count(*) FROM c$q$,
+		orders, cfg.status_column,
+		(SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+		  WHERE a.attrelid = orders AND a.attname = cfg.status_column),
+		cfg.key_column, cfg.key_type, orderexp._payload_expr(cfg),
+		orders::oid::text, orders::text)
+		INTO n USING keys, cfg.unpaid_value, cfg.cancelled_value, reason, cfg.channels;
+
+	IF n > 0 THEN
+		PERFORM pg_notify('orderexp', json_build_object('kind', 'cancelled', 'table', orders::text)::text);
+	END IF;
+	RETURN n;
+END;
+$$;
+COMMENT ON FUNCTION orderexp.cancel_orders(regclass, anyarray, text) IS
+	'cancel the unpaid orders among the given keys; returns how many were cancelled';
+
+CREATE FUNCTION orderexp.extend_order(orders regclass, order_key anyelement, "by" interval DEFAULT NULL)
+RETURNS timestamptz
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	cfg orderexp.tables;
+	k	text;
+	st	text;
+	tm	orderexp.timers;
+	pol	orderexp.policies;
+	step interval;
+	new_close timestamptz;
+BEGIN
+	cfg := orderexp._config(orders);
+	k := orderexp._key_text(cfg, order_key::text);
+	IF "by" IS NOT NULL AND ("by" <= interval '0' OR "by" > interval '100 years') THEN
+		RAISE EXCEPTION 'extension must be positive and at most 100 years'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('by is %s.', "by");
+	END IF;
+	st := orderexp._lock_order(cfg, k);
+	IF st IS DISTINCT FROM cfg.unpaid_value THEN
+		RAISE EXCEPTION 'order % in table % is not unpaid', k, orders
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = format('Its status is %s.', coalesce(quote_literal(st), 'NULL'));
+	END IF;
+	SELECT * INTO tm FROM orderexp.timers t WHERE t.order_table = orders AND t.order_key = k;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'order % in table % is not tracked', k, orders
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'No close policy applies to its category.';
+	END IF;
+	SELECT * INTO pol FROM orderexp.policies p WHERE p.id = tm.policy_id;
+	step := coalesce("by", pol.extend_by);
+	IF step IS NULL THEN
+		RAISE EXCEPTION 'no extension interval given'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'The close policy of this order has no extend_by.',
+				  HINT = 'Pass "by", or set extend_by in the policy.';
+	END IF;
+
+	new_close := tm.close_at + step;
+	UPDATE orderexp.timers t
+	   SET close_at = new_close,
+		   remind_at = new_close - pol.remind_before,
+		   extensions = t.extensions + 1
+	 WHERE t.order_table = orders AND t.order_key = k;
+
+	PERFORM orderexp._emit(cfg, 'extended', k,
+		jsonb_build_object('order_table', orders::text, 'order_key', k,
+						   'close_at', new_close, 'previous_close_at', tm.close_at,
+						   'extended_by', step, 'extensions', tm.extensions + 1,
+						   'extended_by_role', current_user::text, 'via', 'operator'));
+	RETURN new_close;
+END;
+$$;
+COMMENT ON FUNCTION orderexp.extend_order(regclass, anyelement, interval) IS
+	'move the deadline of an unpaid order (NULL: by the policy''s extend_by); returns the new deadline';
+
+/* ------------------------------------------------------------------------
+ * Views
+ * ------------------------------------------------------------------------ */
+
+/* tracked orders that are still unpaid in their table, with their deadlines */
+CREATE FUNCTION orderexp.pending_orders()
+RETURNS TABLE (order_table regclass, order_key text, category text, policy_id integer,
+			   close_at timestamptz, remind_at timestamptz, extensions integer,
+			   time_left interval)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	cfg orderexp.tables;
+BEGIN
+	FOR cfg IN SELECT t.* FROM orderexp.tables t
+				 JOIN pg_class c ON c.oid = t.order_table
+				ORDER BY t.order_table::text
+	LOOP
+		RETURN QUERY EXECUTE format($q$
+			SELECT t.order_table, t.order_key, %1$s, t.policy_id, t.close_at, t.remind_at,
+				   t.extensions, t.close_at - now()
+			  FROM orderexp.timers t
+			  JOIN %2$s o ON o.%3$I = t.order_key::%4$s
+			 WHERE t.order_table = %5$L::regclass AND o.%6$I::text = $1
+			 ORDER BY t.close_at$q$,
+			CASE WHEN cfg.category_column IS NULL THEN 'NULL::text'
+				 ELSE format('o.%I::text', cfg.category_column) END,
+			cfg.order_table, cfg.key_column, cfg.key_type,
+			cfg.order_table::oid::text, cfg.status_column)
+			USING cfg.unpaid_value;
+	END LOOP;
+END;
+$$;
+
+CREATE VIEW orderexp.pending AS
+	SELECT * FROM orderexp.pending_orders();
+COMMENT ON VIEW orderexp.pending IS
+	'unpaid tracked orders with their deadlines, soonest first per table';
+
+/* registered tables and their policies, one row per policy */
+CREATE VIEW orderexp.policy_config AS
+	SELECT p.id AS policy_id, t.order_table, p.category, p.close_after, p.remind_before,
+		   p.extend_by, p.max_extensions, t.key_column, t.key_type, t.status_column,
+		   t.created_column, t.category_column, t.unpaid_value, t.closed_value,
+		   t.cancelled_value, t.payload_columns, t.channels, p.updated_at,
+		   t.last_error, t.last_error_at
+	  FROM orderexp.tables t JOIN orderexp.policies p USING (order_table);
+COMMENT ON VIEW orderexp.policy_config IS
+	'every close policy with the column mapping of its table';
+
+/* ------------------------------------------------------------------------
+ * Dump and privileges
+ * ------------------------------------------------------------------------ */
+
+SELECT pg_catalog.pg_extension_config_dump('orderexp.tables', '');
+SELECT pg_catalog.pg_extension_config_dump('orderexp.policies', '');
+SELECT pg_catalog.pg_extension_config_dump('orderexp.policies_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('orderexp.timers', '');
+SELECT pg_catalog.pg_extension_config_dump('orderexp.outbox', '');
+SELECT pg_catalog.pg_extension_config_dump('orderexp.outbox_id_seq', '');
+
+REVOKE ALL ON ALL TABLES IN SCHEMA orderexp FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA orderexp FROM PUBLIC;

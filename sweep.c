@@ -1,0 +1,471 @@
+/*-------------------------------------------------------------------------
+ *
+ * sweep.c
+ *		Closing due orders: one round over the registered tables, shared by
+ *		the background worker and by orderexp.run_due().
+ *
+ * A round first asks, with one index probe per registered table, for the
+ * earliest deadline of each table.  Tables whose earliest deadline has
+ * passed get one batch: a single statement, generated per table by
+ * orderexp._sweep_sql() and kept prepared across rounds, that locks the due
+ * timers with SKIP LOCKED, closes the rows that are still unpaid with a
+ * guarded update, drops the timers it is done with and writes the 'closed'
+ * events, all in the caller's transaction.  One NOTIFY per batch wakes the
+ * listeners at commit.
+ *
+ * Each table's batch runs in a subtransaction, so that one broken table (a
+ * mapped column dropped, say) gets a WARNING and an entry in
+ * orderexp.tables.last_error instead of stopping the others.  In the worker
+ * such a table is left alone for a minute before it is tried again.
+ *
+ * Copyright (c) 2026, orderexp developers
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/pg_type.h"
+#include "commands/async.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "orderexp.h"
+
+PG_FUNCTION_INFO_V1(orderexp_run_due);
+
+/* how long the worker leaves a failing table alone */
+#define ORDEREXP_RETRY_FAILED_MS	(60 * 1000)
+
+/* per-table state kept across rounds in this backend */
+typedef struct TablePlan
+{
+	Oid			relid;			/* hash key */
+	char	   *sql;			/* text the plan was made from */
+	SPIPlanPtr	plan;			/* kept plan of the batch statement */
+	TimestampTz retry_after;	/* worker: skip the table until then */
+	bool		failed;			/* last batch failed: clear last_error on success */
+} TablePlan;
+
+static HTAB *table_plans = NULL;
+
+/* statements every round runs; prepared once and kept */
+static SPIPlanPtr overview_plan = NULL;
+static SPIPlanPtr sweep_sql_plan = NULL;
+static SPIPlanPtr set_error_plan = NULL;
+
+/* earliest deadline of every registered table that still exists */
+static const char *overview_sql =
+"SELECT t.order_table::oid, t.order_table::text, s.close_at "
+"  FROM orderexp.tables t "
+"  JOIN pg_catalog.pg_class c ON c.oid = t.order_table "
+" CROSS JOIN LATERAL (SELECT x.close_at FROM orderexp.timers x "
+"                      WHERE x.order_table = t.order_table "
+"                      ORDER BY x.close_at LIMIT 1) s "
+" ORDER BY s.close_at";
+
+static const char *sweep_sql_sql =
+"SELECT orderexp._sweep_sql(t) FROM orderexp.tables t WHERE t.order_table = $1";
+
+static const char *set_error_sql =
+"UPDATE orderexp.tables SET last_error = $2, "
+"       last_error_at = CASE WHEN $2 IS NULL THEN NULL ELSE now() END "
+" WHERE order_table = $1";
+
+typedef struct DueTable
+{
+	Oid			relid;
+	char	   *name;
+	TimestampTz close_at;
+} DueTable;
+
+/* prepare a statement once per backend and keep it */
+static SPIPlanPtr
+keep_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
+{
+	if (*slot == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "SPI_keepplan failed");
+		*slot = plan;
+	}
+	return *slot;
+}
+
+static TablePlan *
+table_plan_entry(Oid relid)
+{
+	bool		found;
+	TablePlan  *entry;
+
+	if (table_plans == NULL)
+	{
+		HASHCTL		ctl;
+
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(TablePlan);
+		table_plans = hash_create("orderexp table plans", 16, &ctl,
+								  HASH_ELEM | HASH_BLOBS);
+	}
+	entry = hash_search(table_plans, &relid, HASH_ENTER, &found);
+	if (!found)
+	{
+		entry->sql = NULL;
+		entry->plan = NULL;
+		entry->retry_after = 0;
+		entry->failed = false;
+	}
+	return entry;
+}
+
+/*
+ * Drop every cached per-table plan, e.g. when the extension went away.
+ */
+void
+orderexp_forget_plans(void)
+{
+	HASH_SEQ_STATUS status;
+	TablePlan  *entry;
+
+	if (table_plans == NULL)
+		return;
+	hash_seq_init(&status, table_plans);
+	while ((entry = hash_seq_search(&status)) != NULL)
+	{
+		if (entry->plan)
+			SPI_freeplan(entry->plan);
+		if (entry->sql)
+			pfree(entry->sql);
+	}
+	hash_destroy(table_plans);
+	table_plans = NULL;
+}
+
+/*
+ * Is orderexp installed in the current database?  Needs a transaction.
+ */
+bool
+orderexp_extension_ready(void)
+{
+	return OidIsValid(get_extension_oid(ORDEREXP_EXTENSION_NAME, true));
+}
+
+/* record (or clear, with msg NULL) the last error of a table */
+static void
+set_table_error(Oid relid, const char *msg)
+{
+	Oid			argtypes[2] = {REGCLASSOID, TEXTOID};
+	Datum		values[2];
+	char		nulls[2] = {' ', ' '};
+	int			ret;
+
+	values[0] = ObjectIdGetDatum(relid);
+	if (msg)
+		values[1] = CStringGetTextDatum(msg);
+	else
+		nulls[1] = 'n';
+	ret = SPI_execute_plan(keep_plan(&set_error_plan, set_error_sql, 2, argtypes),
+						   values, nulls, false, 0);
+	if (ret != SPI_OK_UPDATE)
+		elog(ERROR, "recording the last error failed: %s", SPI_result_code_string(ret));
+}
+
+/*
+ * Run one batch for one table; a table unregistered since the overview is
+ * skipped.
+ */
+static void
+close_batch(TablePlan *entry, DueTable *dt, int batch_limit, SweepRound *round)
+{
+	Oid			argtypes[2] = {REGCLASSOID, INT4OID};
+	Datum		values[2];
+	bool		isnull;
+	char	   *sql;
+	int			ret;
+	int64		taken,
+				busy,
+				closed;
+
+	/* the statement text follows the table's registration */
+	values[0] = ObjectIdGetDatum(dt->relid);
+	ret = SPI_execute_plan(keep_plan(&sweep_sql_plan, sweep_sql_sql, 1, argtypes),
+						   values, NULL, true, 1);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "reading the registration failed: %s", SPI_result_code_string(ret));
+	if (SPI_processed == 0)
+		return;					/* unregistered since the overview */
+	sql = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	if (sql == NULL)
+		return;
+
+	if (entry->plan == NULL || strcmp(entry->sql, sql) != 0)
+	{
+		SPIPlanPtr	plan;
+
+		if (entry->plan)
+		{
+			SPI_freeplan(entry->plan);
+			entry->plan = NULL;
+		}
+		if (entry->sql)
+		{
+			pfree(entry->sql);
+			entry->sql = NULL;
+		}
+		plan = SPI_prepare(sql, 2, argtypes);
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "SPI_keepplan failed");
+		entry->plan = plan;
+		entry->sql = MemoryContextStrdup(TopMemoryContext, sql);
+	}
+
+	values[1] = Int32GetDatum(batch_limit);
+	ret = SPI_execute_plan(entry->plan, values, NULL, false, 0);
+	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "closing a batch failed: %s", SPI_result_code_string(ret));
+
+	taken = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	busy = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	closed = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+
+	round->processed += taken - busy;
+	round->closed += closed;
+	if (taken == batch_limit && taken > busy)
+		round->more = true;
+	if (busy > 0)
+		round->stuck = true;
+
+	if (closed > 0)
+	{
+		char		payload[NAMEDATALEN * 2 + 64];
+
+		snprintf(payload, sizeof(payload),
+				 "{\"kind\": \"closed\", \"count\": " INT64_FORMAT "}", closed);
+		Async_Notify(ORDEREXP_NOTIFY_CHANNEL, payload);
+	}
+
+	if (entry->failed)
+	{
+		set_table_error(dt->relid, NULL);
+		entry->failed = false;
+	}
+
+	ereport(DEBUG1,
+			(errmsg("orderexp closed " INT64_FORMAT " of " INT64_FORMAT " due orders of table %s",
+					closed, taken, dt->name)));
+}
+
+/*
+ * One table's batch in a subtransaction: an error is reported as a WARNING
+ * and recorded, and the round goes on with the other tables.  A cancel or a
+ * shutdown request is not swallowed.
+ */
+static void
+close_batch_guarded(TablePlan *entry, DueTable *dt, int batch_limit,
+					bool in_worker, SweepRound *round)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcontext);
+
+	PG_TRY();
+	{
+		close_batch(entry, dt, batch_limit, round);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcontext);
+		edata = CopyErrorData();
+		FlushErrorState();
+
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
+			edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
+			ReThrowError(edata);
+
+		ereport(WARNING,
+				(errcode(edata->sqlerrcode),
+				 errmsg("orderexp could not close due orders of table %s: %s",
+						dt->name, edata->message),
+				 edata->detail ? errdetail_internal("%s", edata->detail) : 0,
+				 in_worker ?
+				 errhint("The worker tries this table again in %d seconds; "
+						 "see orderexp.tables.last_error.", ORDEREXP_RETRY_FAILED_MS / 1000) :
+				 errhint("See orderexp.tables.last_error.")));
+
+		set_table_error(dt->relid, edata->message);
+		entry->failed = true;
+		if (in_worker)
+			entry->retry_after =
+				TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ORDEREXP_RETRY_FAILED_MS);
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+}
+
+/*
+ * orderexp_sweep_round
+ *		Give every table with due orders one batch of at most batch_limit.
+ *
+ * The caller has connected to SPI, holds a snapshot and a transaction, and
+ * runs with a safe search_path.
+ */
+void
+orderexp_sweep_round(int batch_limit, bool in_worker, SweepRound *round)
+{
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	TimestampTz wallclock = GetCurrentTimestamp();
+	DueTable   *tables;
+	uint64		ntables;
+	uint64		i;
+	int			ret;
+
+	memset(round, 0, sizeof(*round));
+
+	ret = SPI_execute_plan(keep_plan(&overview_plan, overview_sql, 0, NULL),
+						   NULL, NULL, true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "reading the due overview failed: %s", SPI_result_code_string(ret));
+
+	/* copy out: the batches below reuse SPI_tuptable */
+	ntables = SPI_processed;
+	tables = palloc0(sizeof(DueTable) * (ntables + 1));
+	for (i = 0; i < ntables; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+
+		tables[i].relid = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
+		tables[i].name = SPI_getvalue(tup, desc, 2);
+		tables[i].close_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 3, &isnull));
+	}
+
+	for (i = 0; i < ntables; i++)
+	{
+		DueTable   *dt = &tables[i];
+		TablePlan  *entry;
+
+		if (dt->close_at > now)
+		{
+			if (round->next_due == 0 || dt->close_at < round->next_due)
+				round->next_due = dt->close_at;
+			continue;
+		}
+
+		entry = table_plan_entry(dt->relid);
+		if (in_worker && entry->retry_after > wallclock)
+			continue;
+
+		if (in_worker)
+			pgstat_report_activity(STATE_RUNNING,
+								   psprintf("closing due orders of %s", dt->name));
+		close_batch_guarded(entry, dt, batch_limit, in_worker, round);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/*
+ * orderexp.run_due(max_rows int) returns (reminded bigint, closed bigint)
+ *
+ * What one worker tick does, in the current database and the caller's
+ * transaction: rounds of batches until nothing is due, or max_rows due
+ * orders have been taken.  Safe beside the worker and beside itself: due
+ * timers are taken with SKIP LOCKED.  Does nothing on a standby.
+ */
+Datum
+orderexp_run_due(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+	int64		max_rows = -1;
+	int64		total_closed = 0;
+	int64		total_reminded = 0;
+	int64		total_taken = 0;
+	int			save_nestlevel;
+	int			ret;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	tupdesc = BlessTupleDesc(tupdesc);
+
+	if (!PG_ARGISNULL(0))
+	{
+		max_rows = PG_GETARG_INT32(0);
+		if (max_rows <= 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("max_rows must be positive"),
+					 errdetail("max_rows is " INT64_FORMAT ".", max_rows),
+					 errhint("Pass NULL to take every due order.")));
+	}
+
+	if (RecoveryInProgress())
+	{
+		ereport(DEBUG1, (errmsg("orderexp.run_due() does nothing on a standby")));
+		values[0] = Int64GetDatum(0);
+		values[1] = Int64GetDatum(0);
+		PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+	}
+
+	/* the statements we run must not follow the caller's search_path */
+	save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+
+	if ((ret = SPI_connect()) != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(ret));
+
+	for (;;)
+	{
+		SweepRound	round;
+		int			limit = orderexp_batch_size;
+
+		if (max_rows >= 0 && max_rows - total_taken < limit)
+			limit = (int) (max_rows - total_taken);
+
+		orderexp_sweep_round(limit, false, &round);
+		total_taken += round.processed;
+		total_closed += round.closed;
+		total_reminded += round.reminded;
+
+		if (!round.more || (max_rows >= 0 && total_taken >= max_rows))
+			break;
+		CHECK_FOR_INTERRUPTS();
+	}
+
+	SPI_finish();
+	AtEOXact_GUC(true, save_nestlevel);
+
+	values[0] = Int64GetDatum(total_reminded);
+	values[1] = Int64GetDatum(total_closed);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
