@@ -12,10 +12,10 @@ OBJS = orderexp.o sweep.o trigger.o worker.o
 DATA = $(wildcard sql/orderexp--*.sql)
 PGFILEDESC = "orderexp - close expired unpaid orders"
 
+# pg_regress: sql/<name>.sql against expected/<name>.out
 REGRESS = setup policy operations sweep errors
-REGRESS_OPTS = --inputdir=test --outputdir=test
+# isolation: specs/<name>.spec against expected/<name>.out
 ISOLATION = payment_race concurrent_sweeps cancel_race
-ISOLATION_OPTS = --inputdir=test --outputdir=test
 TAP_TESTS = 1
 PROVE_TESTS = test/t/*.pl
 

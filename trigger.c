@@ -44,8 +44,8 @@ PG_FUNCTION_INFO_V1(orderexp_timer_trigger);
 static const char *timer_insert_sql =
 "INSERT INTO orderexp.timers AS t (order_table, order_key, policy_id, close_at, remind_at) "
 "SELECT $1, $2, p.id, "
-"       pg_catalog.coalesce($3, pg_catalog.now()) OPERATOR(pg_catalog.+) p.close_after, "
-"       pg_catalog.coalesce($3, pg_catalog.now()) OPERATOR(pg_catalog.+) p.close_after "
+"       COALESCE($3, pg_catalog.now()) OPERATOR(pg_catalog.+) p.close_after, "
+"       COALESCE($3, pg_catalog.now()) OPERATOR(pg_catalog.+) p.close_after "
 "           OPERATOR(pg_catalog.-) p.remind_before "
 "  FROM orderexp.policies p "
 " WHERE p.order_table OPERATOR(pg_catalog.=) $1 "

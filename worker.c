@@ -33,6 +33,10 @@
 
 #include <setjmp.h>
 
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/pg_database.h"
 #include "commands/dbcommands.h"
@@ -51,7 +55,6 @@
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
-#include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/varlena.h"
 
@@ -144,30 +147,40 @@ find_database_worker(const char *dbname)
 /*
  * Oid of a database that a worker can connect to, or InvalidOid if there is
  * no such database (yet) or it does not allow connections.
+ *
+ * The launcher is connected to no database, so it cannot use the catalog
+ * indexes or caches; like the autovacuum launcher it reads pg_database with
+ * a plain heap scan, which is cheap for a catalog of a few rows.
  */
 static Oid
 connectable_database(const char *dbname)
 {
-	Oid			dboid = get_database_oid(dbname, true);
+	Relation	rel;
+	TableScanDesc scan;
 	HeapTuple	tup;
-	bool		allowed = false;
+	Oid			dboid = InvalidOid;
 
-	if (!OidIsValid(dboid))
-		return InvalidOid;
-	tup = SearchSysCache1(DATABASEOID, ObjectIdGetDatum(dboid));
-	if (HeapTupleIsValid(tup))
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	scan = table_beginscan_catalog(rel, 0, NULL);
+	while (HeapTupleIsValid(tup = heap_getnext(scan, ForwardScanDirection)))
 	{
 		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
 
-		allowed = db->datallowconn;
+		if (strcmp(NameStr(db->datname), dbname) != 0)
+			continue;
+		if (!db->datallowconn)
+			break;
 #if PG_VERSION_NUM >= 150000
 		/* a database left half-dropped by an interrupted DROP DATABASE */
 		if (db->datconnlimit == -2)
-			allowed = false;
+			break;
 #endif
-		ReleaseSysCache(tup);
+		dboid = db->oid;
+		break;
 	}
-	return allowed ? dboid : InvalidOid;
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return dboid;
 }
 
 /* start the worker of one database */
@@ -224,6 +237,7 @@ launcher_sync(void)
 		names = NIL;
 
 	StartTransactionCommand();
+	(void) GetTransactionSnapshot();
 	foreach(lc, names)
 	{
 		char	   *dbname = (char *) lfirst(lc);

@@ -355,6 +355,25 @@ SELECT (SELECT count(*) FROM due), (SELECT count(*) FROM busy), (SELECT count(*)
 END;
 $$;
 
+/* drop orderexp's triggers from a table, quietly */
+CREATE FUNCTION orderexp._drop_triggers(orders regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	tg name;
+BEGIN
+	FOR tg IN SELECT t.tgname FROM pg_trigger t
+			   WHERE t.tgrelid = orders AND NOT t.tgisinternal
+				 AND t.tgname IN ('orderexp_timer_insert', 'orderexp_timer_unpaid',
+								  'orderexp_timer_truncate')
+	LOOP
+		EXECUTE format('DROP TRIGGER %I ON %s', tg, orders);
+	END LOOP;
+END;
+$$;
+
 /* (re)create the triggers that keep timers in step with a registered table */
 CREATE FUNCTION orderexp._install_triggers(cfg orderexp.tables)
 RETURNS void
@@ -362,9 +381,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-	EXECUTE format('DROP TRIGGER IF EXISTS orderexp_timer_insert ON %s', cfg.order_table);
-	EXECUTE format('DROP TRIGGER IF EXISTS orderexp_timer_unpaid ON %s', cfg.order_table);
-	EXECUTE format('DROP TRIGGER IF EXISTS orderexp_timer_truncate ON %s', cfg.order_table);
+	PERFORM orderexp._drop_triggers(cfg.order_table);
 
 	/* a new unpaid order starts its timer */
 	EXECUTE format('CREATE TRIGGER orderexp_timer_insert AFTER INSERT ON %s '
@@ -509,12 +526,12 @@ BEGIN
 			USING ERRCODE = 'undefined_table';
 	END IF;
 	IF rel.relkind NOT IN ('r', 'p') THEN
-		RAISE EXCEPTION '"%" is not a table', orders
+		RAISE EXCEPTION '% is not a table', orders
 			USING ERRCODE = 'wrong_object_type',
 				  DETAIL = 'Only ordinary and partitioned tables can be registered.';
 	END IF;
 	IF rel.relpersistence = 't' THEN
-		RAISE EXCEPTION 'temporary table "%" cannot be registered', orders
+		RAISE EXCEPTION 'temporary table % cannot be registered', orders
 			USING ERRCODE = 'wrong_object_type',
 				  DETAIL = 'The background worker cannot see temporary tables.';
 	END IF;
@@ -538,29 +555,29 @@ BEGIN
 		SELECT i.indkey::int2[] INTO pk_cols
 		  FROM pg_index i WHERE i.indrelid = orders AND i.indisprimary;
 		IF pk_cols IS NULL THEN
-			RAISE EXCEPTION 'table "%" has no primary key', orders
+			RAISE EXCEPTION 'table % has no primary key', orders
 				USING ERRCODE = 'invalid_table_definition',
 					  HINT = 'Add a single-column primary key or name a unique key column with key_column.';
 		END IF;
 		IF cardinality(pk_cols) <> 1 THEN
-			RAISE EXCEPTION 'primary key of table "%" has % columns', orders, cardinality(pk_cols)
+			RAISE EXCEPTION 'primary key of table % has % columns', orders, cardinality(pk_cols)
 				USING ERRCODE = 'invalid_table_definition',
 					  HINT = 'Name a unique key column with key_column.';
 		END IF;
 		SELECT a.attname INTO cfg.key_column
-		  FROM pg_attribute a WHERE a.attrelid = orders AND a.attnum = pk_cols[1];
+		  FROM pg_attribute a WHERE a.attrelid = orders AND a.attnum = pk_cols[array_lower(pk_cols, 1)];
 	END IF;
 
 	SELECT a.attnum, a.atttypid::regtype AS typ INTO att
 	  FROM pg_attribute a
 	 WHERE a.attrelid = orders AND a.attname = cfg.key_column AND NOT a.attisdropped AND a.attnum > 0;
 	IF att.attnum IS NULL THEN
-		RAISE EXCEPTION 'column "%" of table "%" does not exist', cfg.key_column, orders
+		RAISE EXCEPTION 'column "%" of table % does not exist', cfg.key_column, orders
 			USING ERRCODE = 'undefined_column', HINT = 'Check key_column.';
 	END IF;
 	IF att.typ NOT IN ('bigint'::regtype, 'integer'::regtype, 'uuid'::regtype,
 					   'text'::regtype, 'character varying'::regtype) THEN
-		RAISE EXCEPTION 'key column "%" of table "%" has unsupported type %', cfg.key_column, orders, att.typ
+		RAISE EXCEPTION 'key column "%" of table % has unsupported type %', cfg.key_column, orders, att.typ
 			USING ERRCODE = 'datatype_mismatch',
 				  DETAIL = 'Supported key types are bigint, integer, uuid, text and varchar.';
 	END IF;
@@ -568,7 +585,7 @@ BEGIN
 	IF NOT EXISTS (SELECT 1 FROM pg_index i
 					WHERE i.indrelid = orders AND i.indisunique AND i.indnkeyatts = 1
 					  AND i.indkey[0] = att.attnum AND i.indpred IS NULL AND i.indexprs IS NULL) THEN
-		RAISE EXCEPTION 'key column "%" of table "%" is not unique', cfg.key_column, orders
+		RAISE EXCEPTION 'key column "%" of table % is not unique', cfg.key_column, orders
 			USING ERRCODE = 'invalid_table_definition',
 				  HINT = 'The key column needs a primary key or unique index of its own.';
 	END IF;
@@ -579,11 +596,11 @@ BEGIN
 	  FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
 	 WHERE a.attrelid = orders AND a.attname = cfg.status_column AND NOT a.attisdropped AND a.attnum > 0;
 	IF att.attnum IS NULL THEN
-		RAISE EXCEPTION 'column "%" of table "%" does not exist', cfg.status_column, orders
+		RAISE EXCEPTION 'column "%" of table % does not exist', cfg.status_column, orders
 			USING ERRCODE = 'undefined_column', HINT = 'Check status_column.';
 	END IF;
 	IF att.typcategory <> 'S' AND att.typtype <> 'e' THEN
-		RAISE EXCEPTION 'status column "%" of table "%" has unsupported type %', cfg.status_column, orders, att.typ
+		RAISE EXCEPTION 'status column "%" of table % has unsupported type %', cfg.status_column, orders, att.typ
 			USING ERRCODE = 'datatype_mismatch',
 				  DETAIL = 'The status column must be of a string type or an enum.';
 	END IF;
@@ -614,11 +631,11 @@ BEGIN
 	  FROM pg_attribute a
 	 WHERE a.attrelid = orders AND a.attname = cfg.created_column AND NOT a.attisdropped AND a.attnum > 0;
 	IF att.attnum IS NULL THEN
-		RAISE EXCEPTION 'column "%" of table "%" does not exist', cfg.created_column, orders
+		RAISE EXCEPTION 'column "%" of table % does not exist', cfg.created_column, orders
 			USING ERRCODE = 'undefined_column', HINT = 'Check created_column.';
 	END IF;
 	IF att.typ NOT IN ('timestamp with time zone'::regtype, 'timestamp without time zone'::regtype) THEN
-		RAISE EXCEPTION 'created-at column "%" of table "%" has unsupported type %', cfg.created_column, orders, att.typ
+		RAISE EXCEPTION 'created-at column "%" of table % has unsupported type %', cfg.created_column, orders, att.typ
 			USING ERRCODE = 'datatype_mismatch',
 				  DETAIL = 'The created-at column must be timestamptz or timestamp.';
 	END IF;
@@ -627,11 +644,11 @@ BEGIN
 	IF cfg.category_column IS NOT NULL AND NOT EXISTS (
 			SELECT 1 FROM pg_attribute a
 			 WHERE a.attrelid = orders AND a.attname = cfg.category_column AND NOT a.attisdropped AND a.attnum > 0) THEN
-		RAISE EXCEPTION 'column "%" of table "%" does not exist', cfg.category_column, orders
+		RAISE EXCEPTION 'column "%" of table % does not exist', cfg.category_column, orders
 			USING ERRCODE = 'undefined_column', HINT = 'Check category_column.';
 	END IF;
 	IF category IS NOT NULL AND cfg.category_column IS NULL THEN
-		RAISE EXCEPTION 'table "%" has no category column', orders
+		RAISE EXCEPTION 'table % has no category column', orders
 			USING ERRCODE = 'invalid_parameter_value',
 				  HINT = 'Pass category_column to say which column holds the product category.';
 	END IF;
@@ -641,7 +658,7 @@ BEGIN
 		IF col IS NULL OR NOT EXISTS (
 				SELECT 1 FROM pg_attribute a
 				 WHERE a.attrelid = orders AND a.attname = col AND NOT a.attisdropped AND a.attnum > 0) THEN
-			RAISE EXCEPTION 'payload column "%" of table "%" does not exist', col, orders
+			RAISE EXCEPTION 'payload column "%" of table % does not exist', col, orders
 				USING ERRCODE = 'undefined_column';
 		END IF;
 	END LOOP;
@@ -694,10 +711,13 @@ BEGIN
 	PERFORM orderexp._install_triggers(cfg);
 
 	/*
-	 * Track unpaid rows that have no timer yet.  A new category policy
-	 * takes over the timers of its category only on reschedule.
+	 * Track unpaid rows that have no timer yet.  A new category policy takes
+	 * over the orders of its category, which were governed by the default
+	 * policy until now; a changed policy leaves existing deadlines alone
+	 * unless asked to reschedule them.
 	 */
-	PERFORM orderexp._track_existing(cfg, category, is_new, reschedule);
+	PERFORM orderexp._track_existing(cfg, category, is_new,
+									 reschedule OR (category IS NOT NULL AND NOT had_policy));
 
 	RETURN policy_id;
 END;
@@ -717,9 +737,7 @@ BEGIN
 	cfg := orderexp._config(orders);
 	IF category IS NULL THEN
 		/* forget the table altogether */
-		EXECUTE format('DROP TRIGGER IF EXISTS orderexp_timer_insert ON %s', orders);
-		EXECUTE format('DROP TRIGGER IF EXISTS orderexp_timer_unpaid ON %s', orders);
-		EXECUTE format('DROP TRIGGER IF EXISTS orderexp_timer_truncate ON %s', orders);
+		PERFORM orderexp._drop_triggers(orders);
 		DELETE FROM orderexp.timers t WHERE t.order_table = orders;
 		DELETE FROM orderexp.tables t WHERE t.order_table = orders;	/* cascades to policies */
 		RETURN;
