@@ -975,6 +975,39 @@ COMMENT ON VIEW orderexp.policy_config IS
 	'every close policy with the column mapping of its table';
 
 /* ------------------------------------------------------------------------
+ * Clean-up when a registered table is dropped
+ * ------------------------------------------------------------------------ */
+
+/*
+ * A dropped table takes its registration, policies and timers with it.  Runs
+ * as the extension owner: whoever may drop a table may also make orderexp
+ * forget it, and needs no privileges on orderexp's tables for that.
+ */
+CREATE FUNCTION orderexp._on_sql_drop()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	dropped oid[];
+BEGIN
+	SELECT array_agg(d.objid) INTO dropped
+	  FROM pg_event_trigger_dropped_objects() d
+	 WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0
+	   AND d.object_type IN ('table', 'partitioned table');
+	IF dropped IS NULL THEN
+		RETURN;
+	END IF;
+	DELETE FROM orderexp.timers t WHERE t.order_table = ANY (dropped::regclass[]);
+	DELETE FROM orderexp.tables t WHERE t.order_table = ANY (dropped::regclass[]);
+END;
+$$;
+
+CREATE EVENT TRIGGER orderexp_sql_drop ON sql_drop
+	EXECUTE FUNCTION orderexp._on_sql_drop();
+
+/* ------------------------------------------------------------------------
  * Dump and privileges
  * ------------------------------------------------------------------------ */
 
