@@ -31,11 +31,13 @@
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "funcapi.h"
+#include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
+#include "utils/json.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -253,11 +255,15 @@ close_batch(TablePlan *entry, DueTable *dt, int batch_limit, SweepRound *round)
 
 	if (closed > 0)
 	{
-		char		payload[NAMEDATALEN * 2 + 64];
+		StringInfoData payload;
 
-		snprintf(payload, sizeof(payload),
-				 "{\"kind\": \"closed\", \"count\": " INT64_FORMAT "}", closed);
-		Async_Notify(ORDEREXP_NOTIFY_CHANNEL, payload);
+		/* same shape as the SQL functions' notifications */
+		initStringInfo(&payload);
+		appendStringInfoString(&payload, "{\"kind\" : \"closed\", \"table\" : ");
+		escape_json(&payload, dt->name);
+		appendStringInfo(&payload, ", \"count\" : " INT64_FORMAT "}", closed);
+		Async_Notify(ORDEREXP_NOTIFY_CHANNEL, payload.data);
+		pfree(payload.data);
 	}
 
 	if (entry->failed)

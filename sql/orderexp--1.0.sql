@@ -427,7 +427,8 @@ BEGIN
 	INSERT INTO orderexp.outbox (kind, order_table, order_key, channel, payload)
 	SELECT kind, cfg.order_table, k, ch, payload
 	  FROM unnest(cfg.channels) AS ch;
-	PERFORM pg_notify('orderexp', json_build_object('kind', kind, 'table', cfg.order_table::text)::text);
+	PERFORM pg_notify('orderexp', json_build_object('kind', kind, 'table', cfg.order_table::text,
+													'count', 1)::text);
 END;
 $$;
 
@@ -855,7 +856,8 @@ BEGIN
 		INTO n USING keys, cfg.unpaid_value, cfg.cancelled_value, reason, cfg.channels;
 
 	IF n > 0 THEN
-		PERFORM pg_notify('orderexp', json_build_object('kind', 'cancelled', 'table', orders::text)::text);
+		PERFORM pg_notify('orderexp', json_build_object('kind', 'cancelled', 'table', orders::text,
+														'count', n)::text);
 	END IF;
 	RETURN n;
 END;
