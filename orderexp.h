@@ -40,6 +40,7 @@ typedef struct SweepRound
 } SweepRound;
 
 /* sweep.c */
+extern void orderexp_sweep_begin(void);
 extern void orderexp_sweep_round(int batch_limit, bool in_worker, SweepRound *round);
 extern bool orderexp_extension_ready(void);
 extern void orderexp_forget_plans(void);

@@ -56,9 +56,14 @@ typedef struct TablePlan
 	SPIPlanPtr	plan;			/* kept plan of the batch statement */
 	TimestampTz retry_after;	/* worker: skip the table until then */
 	bool		failed;			/* last batch failed: clear last_error on success */
+	uint64		sweep_id;		/* sweep that set the watermark */
+	TimestampTz watermark;		/* latest deadline taken in that sweep */
 } TablePlan;
 
 static HTAB *table_plans = NULL;
+
+/* counts sweeps (a worker tick, a run_due call) in this backend */
+static uint64 current_sweep_id = 0;
 
 /* statements every round runs; prepared once and kept */
 static SPIPlanPtr overview_plan = NULL;
@@ -130,6 +135,8 @@ table_plan_entry(Oid relid)
 		entry->plan = NULL;
 		entry->retry_after = 0;
 		entry->failed = false;
+		entry->sweep_id = 0;
+		entry->watermark = DT_NOBEGIN;
 	}
 	return entry;
 }
@@ -193,14 +200,15 @@ set_table_error(Oid relid, const char *msg)
 static void
 close_batch(TablePlan *entry, DueTable *dt, int batch_limit, SweepRound *round)
 {
-	Oid			argtypes[2] = {REGCLASSOID, INT4OID};
-	Datum		values[2];
+	Oid			argtypes[3] = {REGCLASSOID, INT4OID, TIMESTAMPTZOID};
+	Datum		values[3];
 	bool		isnull;
 	char	   *sql;
 	int			ret;
 	int64		taken,
 				busy,
 				closed;
+	Datum		latest;
 
 	/* the statement text follows the table's registration */
 	values[0] = ObjectIdGetDatum(dt->relid);
@@ -228,7 +236,7 @@ close_batch(TablePlan *entry, DueTable *dt, int batch_limit, SweepRound *round)
 			pfree(entry->sql);
 			entry->sql = NULL;
 		}
-		plan = SPI_prepare(sql, 2, argtypes);
+		plan = SPI_prepare(sql, 3, argtypes);
 		if (plan == NULL)
 			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 		if (SPI_keepplan(plan) != 0)
@@ -237,7 +245,13 @@ close_batch(TablePlan *entry, DueTable *dt, int batch_limit, SweepRound *round)
 		entry->sql = MemoryContextStrdup(TopMemoryContext, sql);
 	}
 
+	if (entry->sweep_id != current_sweep_id)
+	{
+		entry->sweep_id = current_sweep_id;
+		entry->watermark = DT_NOBEGIN;
+	}
 	values[1] = Int32GetDatum(batch_limit);
+	values[2] = TimestampTzGetDatum(entry->watermark);
 	ret = SPI_execute_plan(entry->plan, values, NULL, false, 0);
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "closing a batch failed: %s", SPI_result_code_string(ret));
@@ -245,6 +259,9 @@ close_batch(TablePlan *entry, DueTable *dt, int batch_limit, SweepRound *round)
 	taken = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	busy = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 	closed = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+	latest = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull);
+	if (!isnull)
+		entry->watermark = DatumGetTimestampTz(latest);
 
 	round->processed += taken - busy;
 	round->closed += closed;
@@ -333,6 +350,17 @@ close_batch_guarded(TablePlan *entry, DueTable *dt, int batch_limit,
 		FreeErrorData(edata);
 	}
 	PG_END_TRY();
+}
+
+/*
+ * orderexp_sweep_begin
+ *		Start a sweep: the rounds that follow, up to the next call, take due
+ *		orders in deadline order, each batch after the previous one.
+ */
+void
+orderexp_sweep_begin(void)
+{
+	current_sweep_id++;
 }
 
 /*
@@ -450,6 +478,7 @@ orderexp_run_due(PG_FUNCTION_ARGS)
 	if ((ret = SPI_connect()) != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(ret));
 
+	orderexp_sweep_begin();
 	for (;;)
 	{
 		SweepRound	round;

@@ -188,6 +188,8 @@ static void
 start_database_worker(DatabaseWorker *dw)
 {
 	BackgroundWorker worker;
+	MemoryContext oldcxt;
+	bool		registered;
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -201,7 +203,13 @@ start_database_worker(DatabaseWorker *dw)
 	worker.bgw_notify_pid = MyProcPid;
 
 	dw->last_start = GetCurrentTimestamp();
-	if (!RegisterDynamicBackgroundWorker(&worker, &dw->handle))
+
+	/* the handle outlives the transaction we are called in */
+	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
+	registered = RegisterDynamicBackgroundWorker(&worker, &dw->handle);
+	MemoryContextSwitchTo(oldcxt);
+
+	if (!registered)
 	{
 		dw->handle = NULL;
 		if (!dw->warned)
@@ -341,6 +349,7 @@ worker_tick(MemoryContext tick_context)
 	bool		progress = false;
 	long		sleep_ms = orderexp_naptime;
 
+	orderexp_sweep_begin();
 	for (;;)
 	{
 		SweepRound	round;

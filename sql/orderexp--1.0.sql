@@ -276,7 +276,14 @@ $$;
 /*
  * The statement that closes one batch of due orders of a table, as the sweep
  * (worker and run_due) prepares and keeps it.  Parameters: $1 the table,
- * $2 the batch size.  Returns (taken, busy, closed):
+ * $2 the batch size, $3 the latest deadline of the previous batch of the same
+ * sweep ('-infinity' for the first).  Returns (taken, busy, closed, latest
+ * deadline taken).
+ *
+ * $3 matters when a sweep drains a backlog in one transaction (run_due):
+ * the timers deleted by earlier batches stay in the index until the
+ * transaction ends, and without the lower bound every batch would step over
+ * all of them again.
  *
  *  due     the earliest due timers, locked, skipping those another sweep or
  *          an orderexp function holds;
@@ -311,7 +318,7 @@ BEGIN
 WITH due AS MATERIALIZED (
 	SELECT t.order_key, t.close_at, t.policy_id
 	  FROM orderexp.timers t
-	 WHERE t.order_table = $1 AND t.close_at <= now()
+	 WHERE t.order_table = $1 AND t.close_at <= now() AND t.close_at >= $3
 	 ORDER BY t.close_at
 	 LIMIT $2
 	   FOR UPDATE SKIP LOCKED),
@@ -346,7 +353,8 @@ events AS (
 	  FROM closed c
 	  JOIN due d ON d.order_key = c.order_key
 	 CROSS JOIN unnest(%11$L::text[]) AS ch(channel))
-SELECT (SELECT count(*) FROM due), (SELECT count(*) FROM busy), (SELECT count(*) FROM closed)$q$,
+SELECT (SELECT count(*) FROM due), (SELECT count(*) FROM busy), (SELECT count(*) FROM closed),
+	   (SELECT max(d.close_at) FROM due d)$q$,
 		cfg.order_table, cfg.key_column, cfg.status_column, cfg.unpaid_value,
 		status_type, cfg.key_type, cfg.closed_value, orderexp._payload_expr(cfg),
 		CASE WHEN cfg.category_column IS NULL THEN 'NULL::text'
