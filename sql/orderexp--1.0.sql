@@ -1028,5 +1028,15 @@ SELECT pg_catalog.pg_extension_config_dump('orderexp.timers', '');
 SELECT pg_catalog.pg_extension_config_dump('orderexp.outbox', '');
 SELECT pg_catalog.pg_extension_config_dump('orderexp.outbox_id_seq', '');
 
+/*
+ * The tables are the extension owner's.  The functions run with the rights
+ * of their caller, so EXECUTE on them grants nothing by itself: whoever calls
+ * them needs the privileges on orderexp's tables and on the orders table that
+ * the same work would need directly.  Only the trigger functions, which have
+ * no use outside their triggers, are kept from PUBLIC.
+ */
 REVOKE ALL ON ALL TABLES IN SCHEMA orderexp FROM PUBLIC;
-REVOKE ALL ON ALL FUNCTIONS IN SCHEMA orderexp FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA orderexp FROM PUBLIC;
+REVOKE ALL ON FUNCTION orderexp.timer_trigger() FROM PUBLIC;
+REVOKE ALL ON FUNCTION orderexp._truncate_trigger() FROM PUBLIC;
+REVOKE ALL ON FUNCTION orderexp._on_sql_drop() FROM PUBLIC;
