@@ -1,0 +1,327 @@
+#!/usr/bin/env bash
+#
+# scripts/test.sh - set everything up and run orderexp's whole test suite
+#
+# Usage:  bash scripts/test.sh        (as root, on Debian bookworm)
+#
+# On a fresh machine this installs the packages, builds and installs the
+# extension (see scripts/lib.sh), starts a throwaway PostgreSQL 15 cluster
+# with orderexp and pg_cron preloaded on a free port in 54000-54999, and runs
+# from a build copy of the tree, as postgres:
+#
+#   regress    pg_regress:  REGRESS of the Makefile   (sql/*.sql vs expected/)
+#   isolation  isolation:   ISOLATION of the Makefile (specs/*.spec)
+#   tap        prove:       PROVE_TESTS (test/t/*.pl, PostgreSQL::Test::Cluster;
+#                           these make clusters of their own)
+#   pgtap      pg_prove:    test/pgtap/*.sql in a database orderexp_pgtap
+#
+# The first three are `make installcheck`, run once per kind (the other kinds
+# emptied on the command line) so that a failing regress test does not stop
+# the isolation and TAP tests from running.  Each runner has a time-out.
+#
+# It ends with a summary and a last line "N passed, N failed", counting test
+# units (one pg_regress or isolation test, one TAP or pgTAP file).  Exit code
+# 0 only if nothing failed and at least one test ran.  The cluster is stopped
+# and the temp dirs removed on any exit.  .ci/run calls exactly this script.
+#
+# Environment: OX_TEST_ONLY="regress tap" runs only those kinds (for quick
+# local runs; CI runs everything).
+
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+# time-outs of the runners, seconds (a normal run takes a fraction of these)
+TIMEOUT_REGRESS=300
+TIMEOUT_ISOLATION=300
+TIMEOUT_TAP=480
+TIMEOUT_PGTAP=240
+
+ONLY=${OX_TEST_ONLY:-regress isolation tap pgtap}
+
+TOTAL_PASSED=0
+TOTAL_FAILED=0
+SUMMARY_LINES=()		# one line per kind of test
+FAILED_UNITS=()			# kind/name of every failed unit
+ANY_FAILED=0
+
+# ---------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------
+
+wants() { [[ " $ONLY " == *" $1 "* ]]; }
+
+# value of a variable of the project's Makefile, as make sees it
+make_var() {
+	printf 'print-%%:\n\t@echo $($*)\n' |
+		make --no-print-directory -s -C "$OX_BUILD_DIR" -f Makefile -f - "print-$1" 2>/dev/null
+}
+
+# run_logged LOG TIMEOUT CMD...: run CMD as postgres in the build dir, with
+# its output on the console and in LOG; returns CMD's exit status
+run_logged() {
+	local log=$1 limit=$2 rc=0
+	shift 2
+	(cd "$OX_BUILD_DIR" && ox_as_postgres timeout --kill-after=20 "$limit" "$@") 2>&1 |
+		tee "$log" || rc=$?
+	if [[ $rc == 124 || $rc == 137 ]]; then
+		echo "*** timed out after ${limit}s: $*" | tee -a "$log"
+	fi
+	return "$rc"
+}
+
+# record KIND PASSED FAILED FAILED-NAMES...: add one kind's results
+record() {
+	local kind=$1 passed=$2 failed=$3 line
+	shift 3
+	TOTAL_PASSED=$((TOTAL_PASSED + passed))
+	TOTAL_FAILED=$((TOTAL_FAILED + failed))
+	((failed == 0)) || ANY_FAILED=1
+	line=$(printf '%-10s %3d passed, %3d failed' "$kind" "$passed" "$failed")
+	if (($# > 0)); then
+		line+="   failed: $*"
+		local n
+		for n in "$@"; do FAILED_UNITS+=("$kind/$n"); done
+	fi
+	SUMMARY_LINES+=("$line")
+}
+
+# note KIND TEXT: a kind that ran nothing, with the reason
+note() {
+	SUMMARY_LINES+=("$(printf '%-10s %s' "$1" "$2")")
+}
+
+# parse_regress KIND LOG RC TESTS...: count pg_regress / isolation results.
+# PostgreSQL 15 prints "test NAME ... ok|FAILED|failed (ignored)" (members of
+# a parallel group without "test ").  Tests that never got a result line
+# (runner died, timed out) count as failed when the runner failed.
+parse_regress() {
+	local kind=$1 log=$2 rc=$3 line name result t
+	shift 3
+	local -A seen=()
+	local passed=0 failed=0 failed_names=()
+	while IFS= read -r line; do
+		if [[ $line =~ ^(test[[:space:]]+|[[:space:]]+)([^[:space:]]+)[[:space:]]+\.\.\.[[:space:]]+(ok|FAILED|failed\ \(ignored\)) ]]; then
+			name=${BASH_REMATCH[2]}
+			result=${BASH_REMATCH[3]}
+			seen[$name]=1
+			if [[ $result == FAILED ]]; then
+				failed=$((failed + 1))
+				failed_names+=("$name")
+			else
+				passed=$((passed + 1))
+			fi
+		fi
+	done <"$log"
+	if [[ $rc != 0 ]]; then
+		for t in "$@"; do
+			if [[ -z ${seen[$t]:-} ]]; then
+				failed=$((failed + 1))
+				failed_names+=("$t(no-result)")
+			fi
+		done
+		if ((failed == 0)); then
+			failed=1
+			failed_names+=("runner(exit-$rc)")
+		fi
+	fi
+	record "$kind" "$passed" "$failed" "${failed_names[@]}"
+}
+
+# parse_prove KIND LOG RC FILES...: count prove / pg_prove results per file,
+# from "Files=N, Tests=M" and the "Test Summary Report" lines "FILE (Wstat:"
+parse_prove() {
+	local kind=$1 log=$2 rc=$3 line files= f
+	shift 3
+	local failed_names=() passed failed
+	while IFS= read -r line; do
+		if [[ $line =~ ^Files=([0-9]+),\ Tests= ]]; then
+			files=${BASH_REMATCH[1]}
+		elif [[ $line =~ ^([^[:space:]]+)[[:space:]]+\(Wstat:\  ]]; then
+			failed_names+=("${BASH_REMATCH[1]}")
+		fi
+	done <"$log"
+	if [[ -z $files ]]; then
+		# the harness never got to its summary: every file counts as failed
+		record "$kind" 0 "$#" "$@"
+		return
+	fi
+	failed=${#failed_names[@]}
+	if [[ $rc != 0 ]] && ((failed == 0)); then
+		failed=1
+		failed_names+=("runner(exit-$rc)")
+	fi
+	passed=$((files - ${#failed_names[@]}))
+	((passed >= 0)) || passed=0
+	# files the harness never counted (killed half-way) are failures too
+	if ((files < $#)) && [[ $rc != 0 ]]; then
+		failed=$((failed + $# - files))
+		failed_names+=("$(($# - files))-file(s)-not-run")
+	fi
+	record "$kind" "$passed" "$failed" "${failed_names[@]}"
+}
+
+# names of the listed tests whose input or expected output is missing
+missing_files() {
+	local dir=$1 ext=$2 t
+	shift 2
+	for t in "$@"; do
+		[[ -f $OX_BUILD_DIR/$dir/$t.$ext ]] || printf '%s ' "$dir/$t.$ext"
+		[[ -f $OX_BUILD_DIR/expected/$t.out ]] || printf '%s ' "expected/$t.out"
+	done
+}
+
+show_file() {
+	local title=$1 file=$2 lines=$3
+	[[ -s $file ]] || return 0
+	echo "----- $title ($file, first $lines lines) -----"
+	head -n "$lines" "$file"
+}
+
+show_tail() {
+	local file=$1 lines=$2
+	[[ -s $file ]] || return 0
+	echo "----- tail of $file -----"
+	tail -n "$lines" "$file"
+}
+
+# ---------------------------------------------------------------------------
+# 1. set-up and cluster
+# ---------------------------------------------------------------------------
+
+START=$SECONDS
+OX_QUIET_BUILD=1
+ox_setup
+LOGS=$OX_BUILD_DIR/test-logs
+mkdir -p "$LOGS"
+chown postgres:postgres "$LOGS"
+
+ox_cluster_start \
+	"shared_preload_libraries = 'orderexp,pg_cron'" \
+	"cron.database_name = 'postgres'" \
+	"orderexp.databases = 'postgres'" \
+	"max_worker_processes = 16" \
+	"max_prepared_transactions = 10"
+
+MAKE_CONN=(PGHOST="$OX_PGHOST" PGPORT="$OX_PGPORT" PGUSER=postgres)
+
+# ---------------------------------------------------------------------------
+# 2. pg_regress, isolation, TAP: make installcheck, one kind at a time
+# ---------------------------------------------------------------------------
+
+REGRESS_TESTS=$(make_var REGRESS)
+ISOLATION_TESTS=$(make_var ISOLATION)
+TAP_ENABLED=$(make_var TAP_TESTS)
+# shellcheck disable=SC2016
+TAP_FILES=$(cd "$OX_BUILD_DIR" && make_var 'PROVE_TESTS' | xargs -r -n1 | while read -r g; do compgen -G "$g" || true; done | sort | xargs)
+
+if wants regress; then
+	if [[ -z $REGRESS_TESTS ]]; then
+		note regress "no REGRESS tests in the Makefile"
+	else
+		ox_log "regress: $REGRESS_TESTS"
+		miss=$(missing_files sql sql $REGRESS_TESTS)
+		[[ -z $miss ]] || ox_warn "regress: missing files: $miss"
+		rc=0
+		run_logged "$LOGS/regress.log" "$TIMEOUT_REGRESS" \
+			make with_llvm=no installcheck ISOLATION= TAP_TESTS= "${MAKE_CONN[@]}" || rc=$?
+		# shellcheck disable=SC2086
+		parse_regress regress "$LOGS/regress.log" "$rc" $REGRESS_TESTS
+		[[ $rc == 0 ]] || show_file "regression diffs" "$OX_BUILD_DIR/regression.diffs" 300
+	fi
+fi
+
+if wants isolation; then
+	if [[ -z $ISOLATION_TESTS ]]; then
+		note isolation "no ISOLATION tests in the Makefile"
+	else
+		ox_log "isolation: $ISOLATION_TESTS"
+		miss=$(missing_files specs spec $ISOLATION_TESTS)
+		[[ -z $miss ]] || ox_warn "isolation: missing files: $miss"
+		rc=0
+		run_logged "$LOGS/isolation.log" "$TIMEOUT_ISOLATION" \
+			make with_llvm=no installcheck REGRESS= TAP_TESTS= "${MAKE_CONN[@]}" || rc=$?
+		# shellcheck disable=SC2086
+		parse_regress isolation "$LOGS/isolation.log" "$rc" $ISOLATION_TESTS
+		[[ $rc == 0 ]] || show_file "isolation diffs" "$OX_BUILD_DIR/output_iso/regression.diffs" 300
+	fi
+fi
+
+if wants tap; then
+	if [[ -z $TAP_ENABLED ]]; then
+		note tap "TAP_TESTS not set in the Makefile"
+	elif [[ -z $TAP_FILES ]]; then
+		note tap "no TAP test files yet ($(make_var PROVE_TESTS))"
+	else
+		ox_log "tap: $TAP_FILES"
+		rc=0
+		run_logged "$LOGS/tap.log" "$TIMEOUT_TAP" \
+			make with_llvm=no installcheck REGRESS= ISOLATION= "${MAKE_CONN[@]}" || rc=$?
+		# shellcheck disable=SC2086
+		parse_prove tap "$LOGS/tap.log" "$rc" $TAP_FILES
+		if [[ $rc != 0 ]]; then
+			# logs of the failed test files; of all of them if none was named
+			named=$(printf '%s\n' "${FAILED_UNITS[@]}" | sed -n 's|^tap/\(.*\.pl\)$|\1|p')
+			for f in ${named:-$TAP_FILES}; do
+				base=$(basename "$f" .pl)
+				show_tail "$OX_BUILD_DIR/tmp_check/log/regress_log_$base" 80
+				for nl in "$OX_BUILD_DIR/tmp_check/log/${base}"_*.log; do
+					show_tail "$nl" 30
+				done
+			done
+		fi
+	fi
+fi
+
+# ---------------------------------------------------------------------------
+# 3. pgTAP, in a database of the throwaway cluster
+# ---------------------------------------------------------------------------
+
+if wants pgtap; then
+	PGTAP_FILES=$(cd "$OX_BUILD_DIR" && compgen -G 'test/pgtap/*.sql' | sort | xargs || true)
+	if [[ -z $PGTAP_FILES ]]; then
+		note pgtap "no pgTAP test files yet (test/pgtap/*.sql)"
+	else
+		ox_log "pgtap: $PGTAP_FILES"
+		ox_psql -q -d postgres -c 'DROP DATABASE IF EXISTS orderexp_pgtap' \
+			-c 'CREATE DATABASE orderexp_pgtap'
+		rc=0
+		# shellcheck disable=SC2086
+		run_logged "$LOGS/pgtap.log" "$TIMEOUT_PGTAP" \
+			pg_prove -h "$OX_PGHOST" -p "$OX_PGPORT" -U postgres -d orderexp_pgtap \
+			$PGTAP_FILES || rc=$?
+		# shellcheck disable=SC2086
+		parse_prove pgtap "$LOGS/pgtap.log" "$rc" $PGTAP_FILES
+	fi
+fi
+
+# ---------------------------------------------------------------------------
+# 4. summary
+# ---------------------------------------------------------------------------
+
+if grep -qE 'terminated by signal|was terminated by exception|PANIC:' "$OX_PGLOG"; then
+	ox_warn "the test cluster's server log shows a crash:"
+	grep -nE 'terminated by signal|was terminated by exception|PANIC:' "$OX_PGLOG" | head -n 20 >&2
+	record server 0 1 crash-in-server-log
+fi
+if ((ANY_FAILED)); then
+	show_tail "$OX_PGLOG" 40
+fi
+
+ox_cluster_stop
+
+echo
+echo "=============== orderexp test summary ==============="
+for line in "${SUMMARY_LINES[@]}"; do
+	echo "$line"
+done
+if ((${#FAILED_UNITS[@]} > 0)); then
+	echo "failed units:"
+	printf '  %s\n' "${FAILED_UNITS[@]}"
+fi
+echo "time: $((SECONDS - START)) s"
+echo "====================================================="
+if ((TOTAL_PASSED + TOTAL_FAILED == 0)); then
+	echo "no test ran" >&2
+	ANY_FAILED=1
+fi
+echo "$TOTAL_PASSED passed, $TOTAL_FAILED failed"
+((ANY_FAILED == 0))
