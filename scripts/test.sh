@@ -24,16 +24,18 @@
 # 0 only if nothing failed and at least one test ran.  The cluster is stopped
 # and the temp dirs removed on any exit.  .ci/run calls exactly this script.
 #
-# Environment: OX_TEST_ONLY="regress tap" runs only those kinds (for quick
-# local runs; CI runs everything).
+# Environment (for quick local runs; CI sets none of them):
+#   OX_TEST_ONLY="regress tap"   run only those kinds
+#   OX_TIMEOUT_REGRESS, OX_TIMEOUT_ISOLATION, OX_TIMEOUT_TAP, OX_TIMEOUT_PGTAP
+#                                time-outs of the runners, in seconds
 
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # time-outs of the runners, seconds (a normal run takes a fraction of these)
-TIMEOUT_REGRESS=300
-TIMEOUT_ISOLATION=300
-TIMEOUT_TAP=480
-TIMEOUT_PGTAP=240
+TIMEOUT_REGRESS=${OX_TIMEOUT_REGRESS:-300}
+TIMEOUT_ISOLATION=${OX_TIMEOUT_ISOLATION:-300}
+TIMEOUT_TAP=${OX_TIMEOUT_TAP:-480}
+TIMEOUT_PGTAP=${OX_TIMEOUT_PGTAP:-240}
 
 ONLY=${OX_TEST_ONLY:-regress isolation tap pgtap}
 
@@ -281,7 +283,8 @@ if wants pgtap; then
 		note pgtap "no pgTAP test files yet (test/pgtap/*.sql)"
 	else
 		ox_log "pgtap: $PGTAP_FILES"
-		ox_psql -q -d postgres -c 'DROP DATABASE IF EXISTS orderexp_pgtap' \
+		PGOPTIONS='-c client_min_messages=warning' \
+			ox_psql -q -d postgres -c 'DROP DATABASE IF EXISTS orderexp_pgtap' \
 			-c 'CREATE DATABASE orderexp_pgtap'
 		rc=0
 		# shellcheck disable=SC2086
