@@ -1,0 +1,225 @@
+
+# Copyright (c) 2026, orderexp developers
+
+# Databases in orderexp.databases that do not exist yet, or have no orderexp
+# installed, are waited for quietly: no errors, no crash loop.  A database
+# created later, with the extension installed later, gets a worker without a
+# restart.  Adding a database to the list with a reload starts its worker;
+# taking it off stops that worker.
+
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(usleep time);
+
+# Poll $query in $db until it returns $expected, for at most $timeout
+# seconds.  Returns the seconds it took, or undef on timeout.
+sub wait_for
+{
+	my ($node, $db, $query, $expected, $timeout) = @_;
+	my $start = time();
+	my $last  = '';
+	while (time() - $start < $timeout)
+	{
+		my ($ret, $stdout, $stderr) =
+		  $node->psql($db, $query, on_error_stop => 1);
+		$last = $stdout;
+		return time() - $start if $ret == 0 && $stdout eq $expected;
+		usleep(50_000);
+	}
+	diag "timed out after ${timeout}s waiting for <$expected> from: $query\n"
+	  . "last output: <$last>";
+	return undef;
+}
+
+sub workers_in
+{
+	my ($db) = @_;
+	return qq{SELECT count(*) FROM pg_stat_activity
+	           WHERE backend_type = 'orderexp worker' AND datname = '$db'};
+}
+
+# orderexp lines at ERROR or worse, and signs of a crash, in the log from
+# byte $offset on; $except: a pattern of lines not to count
+sub log_problems
+{
+	my ($node, $offset, $except) = @_;
+	my @log = split /\n/, slurp_file($node->logfile, $offset // 0);
+	@log = grep { !/$except/ } @log if defined $except;
+	my @bad = grep {
+		(/\b(ERROR|FATAL|PANIC):/ && /orderexp|shopdb|extradb|plaindb/)
+		  || /terminated by signal|exited with exit code [^01]/
+		  || /terminating any other active server processes/
+		  || /all server processes terminated; reinitializing/
+	} @log;
+	return join("\n", @bad);
+}
+
+# register an orders table in $db
+sub setup_orders
+{
+	my ($node, $db) = @_;
+	$node->safe_psql(
+		$db, q{
+CREATE EXTENSION orderexp;
+CREATE TABLE orders (
+	id			integer PRIMARY KEY,
+	status		text NOT NULL DEFAULT 'unpaid',
+	created_at	timestamptz NOT NULL DEFAULT now());
+SELECT orderexp.set_close_policy('orders', interval '15 minutes');
+});
+}
+
+my $node = PostgreSQL::Test::Cluster->new('late_db');
+$node->init;
+$node->append_conf(
+	'postgresql.conf', q{
+shared_preload_libraries = 'orderexp'
+orderexp.naptime = 100
+orderexp.databases = 'postgres, shopdb, plaindb'
+});
+$node->start;
+my $postmaster_pid = $node->{_pid};
+
+# --- listed databases that do not exist yet --------------------------------
+
+ok( defined wait_for(
+		$node, 'postgres',
+		q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'orderexp launcher'},
+		'1', 10),
+	'the launcher runs');
+my $launcher_pid = $node->safe_psql('postgres',
+	q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'orderexp launcher'});
+
+# let the launcher go round a few times over the missing databases
+usleep(3_000_000);
+is(log_problems($node), '',
+	'missing databases: no errors, no crash in the log');
+ok(defined wait_for($node, 'postgres', workers_in('postgres'), '0', 5),
+	'no worker stays in postgres, which has no orderexp');
+is( $node->safe_psql(
+		'postgres',
+		q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'orderexp launcher'}),
+	$launcher_pid,
+	'the launcher has not been restarted');
+
+# --- the database appears, then the extension --------------------------------
+
+$node->safe_psql('postgres', 'CREATE DATABASE shopdb');
+$node->safe_psql('postgres', 'CREATE DATABASE plaindb');
+usleep(1_500_000);    # the launcher looks at shopdb before orderexp is there
+setup_orders($node, 'shopdb');
+$node->safe_psql('shopdb',
+	q{INSERT INTO orders (id, created_at) VALUES (1, now() - interval '1 hour'),
+	                                           (2, now() + interval '1 hour')});
+my $took = wait_for($node, 'shopdb', q{SELECT status FROM orders WHERE id = 1},
+	'closed', 15);
+ok(defined $took, 'an expired order in the late database is closed');
+cmp_ok($took // 99, '<', 6, 'within a few seconds');
+note sprintf('closed after %.2fs', $took // -1);
+is($node->safe_psql('shopdb', q{SELECT status FROM orders WHERE id = 2}),
+	'unpaid', 'an order not yet due is left alone');
+is( $node->safe_psql('shopdb',
+		q{SELECT count(*) FROM orderexp.outbox WHERE kind = 'closed' AND order_key = '1'}),
+	'1', 'one closed event');
+ok(defined wait_for($node, 'postgres', workers_in('shopdb'), '1', 5),
+	'one worker runs in shopdb');
+is($node->{_pid}, $postmaster_pid, 'no restart was needed');
+
+# --- a listed database without the extension is left alone ------------------
+
+usleep(2_500_000);
+ok(defined wait_for($node, 'postgres', workers_in('plaindb'), '0', 5),
+	'no worker stays in plaindb, which has no orderexp');
+is( $node->safe_psql('plaindb',
+		q{SELECT count(*) FROM pg_namespace WHERE nspname = 'orderexp'}),
+	'0', 'nothing is created in plaindb');
+unlike(
+	slurp_file($node->logfile),
+	qr/orderexp worker started for database "(plaindb|postgres)"/,
+	'no worker announced itself in the databases without orderexp');
+my ($ret, $out, $err) = $node->psql('postgres', 'DROP DATABASE plaindb');
+is($ret, 0, 'a listed database without orderexp can be dropped') or diag $err;
+
+# --- adding a database to the list with a reload -----------------------------
+
+$node->safe_psql('postgres', 'CREATE DATABASE extradb');
+setup_orders($node, 'extradb');
+$node->safe_psql('extradb',
+	q{INSERT INTO orders (id, created_at) VALUES (1, now() - interval '1 hour')});
+usleep(3_000_000);
+is($node->safe_psql('extradb', q{SELECT status FROM orders WHERE id = 1}),
+	'unpaid', 'a database not in orderexp.databases is not swept');
+is($node->safe_psql('postgres', workers_in('extradb')),
+	'0', 'and has no worker');
+
+$node->safe_psql('postgres',
+	q{ALTER SYSTEM SET orderexp.databases = 'postgres, shopdb, extradb'; SELECT pg_reload_conf()});
+$took = wait_for($node, 'extradb', q{SELECT status FROM orders WHERE id = 1},
+	'closed', 15);
+ok(defined $took, 'after adding it to the list with a reload its order is closed');
+cmp_ok($took // 99, '<', 6, 'within a few seconds');
+ok(defined wait_for($node, 'postgres', workers_in('extradb'), '1', 5),
+	'a worker runs in extradb');
+is($node->safe_psql('postgres', workers_in('shopdb')),
+	'1', 'the worker of shopdb is still there, alone');
+
+# --- taking it off the list ----------------------------------------------------
+
+my $log_offset = -s $node->logfile;
+$node->safe_psql('postgres',
+	q{ALTER SYSTEM SET orderexp.databases = 'postgres, shopdb'; SELECT pg_reload_conf()});
+$took = wait_for($node, 'postgres', workers_in('extradb'), '0', 10);
+ok(defined $took, 'after taking it off the list its worker stops');
+cmp_ok($took // 99, '<', 5, 'within a few seconds');
+# A configuration change is routine: the worker notices the reload and
+# leaves on its own with a LOG line ("... stopping: the database is no longer
+# in orderexp.databases").  Known bug: the launcher, woken by the same
+# reload, calls TerminateBackgroundWorker() on it at once, and when it gets
+# there first (often: whenever the worker is not idle in its latch wait) the
+# log gets "FATAL: terminating background worker ... due to administrator
+# command" and the worker exits with code 1.  Racy, hence TODO.
+TODO:
+{
+	local $TODO = 'the launcher SIGTERMs a worker that would leave on its own';
+	is(log_problems($node, $log_offset), '',
+		'the worker taken off the list stops without a FATAL in the log');
+}
+$node->safe_psql('extradb',
+	q{INSERT INTO orders (id, created_at) VALUES (2, now() - interval '1 hour')});
+usleep(3_000_000);
+is($node->safe_psql('extradb', q{SELECT status FROM orders WHERE id = 2}),
+	'unpaid', 'orders of the database taken off the list are no longer closed');
+is($node->safe_psql('postgres', workers_in('extradb')),
+	'0', 'and no worker comes back');
+is($node->safe_psql('postgres', workers_in('shopdb')),
+	'1', 'the worker of shopdb keeps running');
+$node->safe_psql('shopdb',
+	q{INSERT INTO orders (id, created_at) VALUES (3, now() - interval '1 hour')});
+ok( defined wait_for(
+		$node, 'shopdb', q{SELECT status FROM orders WHERE id = 3},
+		'closed', 10),
+	'and keeps closing orders');
+
+($ret, $out, $err) = $node->psql('postgres', 'DROP DATABASE extradb');
+is($ret, 0, 'the database taken off the list can be dropped') or diag $err;
+
+# --- all along ---------------------------------------------------------------------
+
+is( log_problems(
+		$node, 0,
+		qr/FATAL:  terminating background worker "orderexp worker" due to administrator command/
+	),
+	'',
+	'no other errors and no crash in the log');
+is( $node->safe_psql(
+		'postgres',
+		q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'orderexp launcher'}),
+	$launcher_pid,
+	'the launcher ran all along');
+
+$node->stop;
+done_testing();
