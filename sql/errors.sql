@@ -35,6 +35,7 @@ CREATE TABLE err.nocreated (id bigint PRIMARY KEY, status text, created timestam
 CREATE TABLE err.notunique (id bigint PRIMARY KEY, ref text, status text, created_at timestamptz);
 CREATE TYPE err.mood AS ENUM ('open', 'done', 'dropped');
 CREATE TABLE err.enumstatus (id bigint PRIMARY KEY, status err.mood, created_at timestamptz);
+CREATE TABLE err.shortstatus (id bigint PRIMARY KEY, status varchar(6), created_at timestamptz);
 CREATE VIEW err.v AS SELECT * FROM err.orders;
 CREATE SEQUENCE err.seq;
 CREATE TEMP TABLE tmp_orders (id bigint PRIMARY KEY, status text, created_at timestamptz);
@@ -251,6 +252,12 @@ SELECT (SELECT count(*) FROM orderexp.tables) AS tables,
 -- and the successful calls still work
 SELECT orderexp.extend_order('err.orders', 1, '1 hour') IS NOT NULL AS extended;
 SELECT orderexp.cancel_order('err.orders', 1);
+SELECT :'SQLSTATE' AS sqlstate, regress.unchanged();
+
+-- a status word that does not fit the status column's type: 'cancelled'
+-- (the default) in a varchar(6) column
+SELECT regress.mark('err.orders', 'err.shortstatus');
+SELECT orderexp.set_close_policy('err.shortstatus', '1 hour');
 SELECT :'SQLSTATE' AS sqlstate, regress.unchanged();
 
 --

@@ -104,6 +104,21 @@ SELECT key_column, key_type FROM orderexp.policy_config WHERE order_table = 'pol
 SELECT * FROM regress.deadlines('pol.varchar_key');
 
 --
+-- a partitioned table: orders inserted into any partition are tracked under
+-- the registered (partitioned) table
+--
+CREATE TABLE pol.parted (id int PRIMARY KEY, status text NOT NULL, created_at timestamptz NOT NULL)
+	PARTITION BY RANGE (id);
+CREATE TABLE pol.parted_1 PARTITION OF pol.parted FOR VALUES FROM (0) TO (100);
+CREATE TABLE pol.parted_2 PARTITION OF pol.parted FOR VALUES FROM (100) TO (200);
+INSERT INTO pol.parted VALUES (1, 'unpaid', now() - interval '10 minutes');
+SELECT orderexp.set_close_policy('pol.parted', '1 hour') IS NOT NULL AS registered;
+INSERT INTO pol.parted VALUES (2, 'unpaid', now()), (150, 'unpaid', now());
+SELECT * FROM regress.deadlines('pol.parted');
+SELECT count(*) AS timers_of_partitions FROM orderexp.timers
+ WHERE order_table IN ('pol.parted_1'::regclass, 'pol.parted_2'::regclass);
+
+--
 -- quoted identifiers, custom status words in an enum, timestamp without time
 -- zone, a category column and per-category policies
 --

@@ -20,7 +20,8 @@ SELECT is(boot_val, 'on', 'enabled: built-in default on')
   FROM pg_settings WHERE name = 'orderexp.enabled';
 SELECT is(boot_val, 'postgres', 'databases: built-in default postgres')
   FROM pg_settings WHERE name = 'orderexp.databases';
-SELECT set_eq($$SELECT name, context FROM pg_settings WHERE name LIKE 'orderexp.%'$$,
+SELECT set_eq($$SELECT name, context FROM pg_settings
+                 WHERE name IN ('orderexp.batch_size', 'orderexp.databases', 'orderexp.enabled', 'orderexp.naptime')$$,
               $$VALUES ('orderexp.batch_size', 'sighup'), ('orderexp.databases', 'sighup'),
                        ('orderexp.enabled', 'sighup'), ('orderexp.naptime', 'sighup')$$,
               'the four GUCs, all changed by a reload');

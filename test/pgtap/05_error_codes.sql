@@ -3,7 +3,7 @@
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS orderexp;
-SELECT plan(35);
+SELECT plan(36);
 
 CREATE SCHEMA pgtap_err;
 CREATE TABLE pgtap_err.orders (id bigint PRIMARY KEY, status text, created_at timestamptz NOT NULL DEFAULT now());
@@ -14,6 +14,7 @@ CREATE TABLE pgtap_err.badkey (id numeric PRIMARY KEY, status text, created_at t
 CREATE TABLE pgtap_err.badcreated (id int PRIMARY KEY, status text, created_at date);
 CREATE TYPE pgtap_err.st AS ENUM ('open', 'shut', 'void');
 CREATE TABLE pgtap_err.enumtab (id int PRIMARY KEY, status pgtap_err.st, created_at timestamptz);
+CREATE TABLE pgtap_err.short (id int PRIMARY KEY, status varchar(6), created_at timestamptz);
 CREATE VIEW pgtap_err.v AS SELECT 1 AS id;
 CREATE SEQUENCE pgtap_err.s;
 CREATE TEMP TABLE pgtap_tmp (id int PRIMARY KEY, status text, created_at timestamptz);
@@ -105,6 +106,11 @@ SELECT is((SELECT array_agg(t::text ORDER BY t::text) FROM orderexp.tables t)
           (SELECT tables || policies || timers || orders FROM before),
           'registration, policies, timers and orders unchanged');
 SELECT is((SELECT count(*) FROM orderexp.outbox), (SELECT outbox FROM before), 'no event written');
+
+-- last, since it fails by registering the table: a status word that does
+-- not fit the column's type ('cancelled' in varchar(6))
+SELECT throws_ok($$SELECT orderexp.set_close_policy('pgtap_err.short', '1 hour')$$,
+                 '22023', NULL, 'status word too long for a varchar(6) status column');
 
 SELECT * FROM finish();
 ROLLBACK;
