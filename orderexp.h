@@ -45,6 +45,10 @@ extern void orderexp_sweep_round(int batch_limit, bool in_worker, SweepRound *ro
 extern bool orderexp_extension_ready(void);
 extern void orderexp_forget_plans(void);
 
+/* token.c */
+extern Oid	orderexp_owner(void);
+extern void orderexp_check_order_privilege(Oid relid);
+
 /* worker.c */
 extern void orderexp_register_launcher(void);
 extern PGDLLEXPORT void orderexp_launcher_main(Datum main_arg);

@@ -10,7 +10,9 @@
  * the application's payment path does no orderexp work at all.
  *
  * The trigger arguments are the names of the key, created-at and category
- * columns (the last may be empty).  The timer row is written with one
+ * columns (the last may be empty) and the OID of the registered table: on a
+ * partitioned table the trigger fires on the partition, and the timer
+ * belongs to the registered parent.  The timer row is written with one
  * prepared statement that also picks the policy: the category's own, else
  * the table's default.  It runs as the owner of the orderexp schema, so that
  * application roles need no privileges on orderexp's tables.
@@ -22,7 +24,6 @@
 #include "postgres.h"
 
 #include "catalog/namespace.h"
-#include "catalog/pg_namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
@@ -30,7 +31,6 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/rel.h"
-#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "orderexp.h"
@@ -73,22 +73,6 @@ mapped_column(Relation rel, const char *colname, const char *role)
 	return attnum;
 }
 
-/* owner of schema orderexp: the role the timer is written as */
-static Oid
-orderexp_owner(void)
-{
-	Oid			nspid = get_namespace_oid(ORDEREXP_SCHEMA_NAME, false);
-	HeapTuple	tup;
-	Oid			owner;
-
-	tup = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nspid));
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for namespace %u", nspid);
-	owner = ((Form_pg_namespace) GETSTRUCT(tup))->nspowner;
-	ReleaseSysCache(tup);
-	return owner;
-}
-
 /*
  * orderexp_timer_trigger
  *		AFTER ROW trigger: insert or refresh the timer of an unpaid order.
@@ -125,10 +109,10 @@ orderexp_timer_trigger(PG_FUNCTION_ARGS)
 				 errmsg("orderexp.timer_trigger() must be fired AFTER INSERT or UPDATE FOR EACH ROW")));
 
 	trigger = trigdata->tg_trigger;
-	if (trigger->tgnargs != 3)
+	if (trigger->tgnargs != 4)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("orderexp.timer_trigger() needs 3 arguments, got %d", trigger->tgnargs),
+				 errmsg("orderexp.timer_trigger() needs 4 arguments, got %d", trigger->tgnargs),
 				 errhint("Register the table again with orderexp.set_close_policy().")));
 
 	rel = trigdata->tg_relation;
@@ -143,7 +127,7 @@ orderexp_timer_trigger(PG_FUNCTION_ARGS)
 	if (key == NULL)
 		return PointerGetDatum(NULL);	/* no key, nothing to track */
 
-	values[0] = ObjectIdGetDatum(RelationGetRelid(rel));
+	values[0] = ObjectIdGetDatum(atooid(trigger->tgargs[3]));
 	values[1] = CStringGetTextDatum(key);
 
 	created = SPI_getbinval(tuple, tupdesc, created_att, &isnull);

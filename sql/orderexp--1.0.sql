@@ -394,18 +394,20 @@ BEGIN
 	/* a new unpaid order starts its timer */
 	EXECUTE format('CREATE TRIGGER orderexp_timer_insert AFTER INSERT ON %s '
 				   'FOR EACH ROW WHEN (NEW.%I = %L) '
-				   'EXECUTE FUNCTION orderexp.timer_trigger(%L, %L, %L)',
+				   'EXECUTE FUNCTION orderexp.timer_trigger(%L, %L, %L, %L)',
 				   cfg.order_table, cfg.status_column, cfg.unpaid_value,
-				   cfg.key_column, cfg.created_column, coalesce(cfg.category_column, ''));
+				   cfg.key_column, cfg.created_column, coalesce(cfg.category_column, ''),
+				   cfg.order_table::oid);
 
 	/* an order set back to unpaid outside orderexp is tracked again */
 	EXECUTE format('CREATE TRIGGER orderexp_timer_unpaid AFTER UPDATE OF %I ON %s '
 				   'FOR EACH ROW WHEN (NEW.%I = %L AND OLD.%I IS DISTINCT FROM %L) '
-				   'EXECUTE FUNCTION orderexp.timer_trigger(%L, %L, %L)',
+				   'EXECUTE FUNCTION orderexp.timer_trigger(%L, %L, %L, %L)',
 				   cfg.status_column, cfg.order_table,
 				   cfg.status_column, cfg.unpaid_value,
 				   cfg.status_column, cfg.unpaid_value,
-				   cfg.key_column, cfg.created_column, coalesce(cfg.category_column, ''));
+				   cfg.key_column, cfg.created_column, coalesce(cfg.category_column, ''),
+				   cfg.order_table::oid);
 
 	/* TRUNCATE removes every order at once; so do their timers */
 	EXECUTE format('CREATE TRIGGER orderexp_timer_truncate AFTER TRUNCATE ON %s '
@@ -414,9 +416,11 @@ BEGIN
 END;
 $$;
 
+/* runs as the owner: whoever may truncate the table may drop its timers */
 CREATE FUNCTION orderexp._truncate_trigger()
 RETURNS trigger
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -624,10 +628,15 @@ BEGIN
 	END IF;
 	DECLARE
 		v text;
+		ok boolean;
 	BEGIN
 		FOREACH v IN ARRAY ARRAY[cfg.unpaid_value, cfg.closed_value, cfg.cancelled_value] LOOP
 			BEGIN
-				EXECUTE format('SELECT %L::%s', v, att.typ);
+				EXECUTE format('SELECT %L::%s::text = %L', v, att.typ, v) INTO ok;
+				IF NOT ok THEN
+					/* e.g. silently cut to fit a varchar(n) */
+					RAISE EXCEPTION USING ERRCODE = 'invalid_text_representation';
+				END IF;
 			EXCEPTION WHEN data_exception THEN
 				RAISE EXCEPTION 'status value % is not valid for column "%" of type %', quote_literal(v), cfg.status_column, att.typ
 					USING ERRCODE = 'invalid_parameter_value';
@@ -952,6 +961,7 @@ BEGIN
 				 JOIN pg_class c ON c.oid = t.order_table
 				ORDER BY t.order_table::text
 	LOOP
+	  BEGIN
 		RETURN QUERY EXECUTE format($q$
 			SELECT t.order_table, t.order_key, %1$s, t.policy_id, t.close_at, t.remind_at,
 				   t.extensions, t.close_at - now()
@@ -964,6 +974,11 @@ BEGIN
 			cfg.order_table, cfg.key_column, cfg.key_type,
 			cfg.order_table::oid::text, cfg.status_column)
 			USING cfg.unpaid_value;
+	  EXCEPTION WHEN OTHERS THEN
+		/* one table with a broken mapping does not hide the others */
+		RAISE WARNING 'orderexp.pending skips table %: %', cfg.order_table, SQLERRM
+			USING HINT = 'Register the table again with orderexp.set_close_policy().';
+	  END;
 	END LOOP;
 END;
 $$;

@@ -1,0 +1,521 @@
+/*-------------------------------------------------------------------------
+ *
+ * token.c
+ *		Signed extension tokens, and the privilege gate of the functions that
+ *		act on orders as the extension's owner.
+ *
+ * A reminder carries a token that lets the customer extend the order once.
+ * The token names the order (table OID and key), its current deadline and
+ * its extension count, signed with HMAC-SHA256 under a per-database secret
+ * that only the extension owner can read (table orderexp.secret).  Because
+ * the deadline and the count change with every extension, a token works
+ * once; because it names the deadline, it is worthless after it.
+ *
+ * Layout before base64url encoding (no padding), all integers big-endian:
+ *
+ *		1 byte	version (1)
+ *		4		table OID
+ *		8		deadline, microseconds since the PostgreSQL epoch
+ *		4		extension count
+ *		n		order key, canonical text of the key type
+ *		32		HMAC-SHA256 of everything above
+ *
+ * The functions that read the secret or write on behalf of a customer are
+ * kept from PUBLIC; callers reach them through gates in this file that
+ * check the caller's own privilege on the orders table first (UPDATE, the
+ * privilege a payment needs), then switch to the extension owner, much as a
+ * SECURITY DEFINER function would, but without losing who the caller was.
+ *
+ * Copyright (c) 2026, orderexp developers
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_namespace.h"
+#include "catalog/pg_type.h"
+#include "common/base64.h"
+#if PG_VERSION_NUM >= 140000
+#include "common/hmac.h"
+#endif
+#include "common/sha2.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "port/pg_bswap.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+#include "orderexp.h"
+
+PG_FUNCTION_INFO_V1(orderexp_new_secret);
+PG_FUNCTION_INFO_V1(orderexp_token_make);
+PG_FUNCTION_INFO_V1(orderexp_token_open);
+PG_FUNCTION_INFO_V1(orderexp_extension_token);
+PG_FUNCTION_INFO_V1(orderexp_extend_order_by_token);
+
+#define TOKEN_VERSION		1
+#define TOKEN_HEADER_LEN	(1 + 4 + 8 + 4)
+#define TOKEN_MAC_LEN		PG_SHA256_DIGEST_LENGTH
+#define TOKEN_MAX_KEY_LEN	1024
+#define SECRET_LEN			32
+
+/* what a token says */
+typedef struct TokenClaims
+{
+	Oid			relid;
+	TimestampTz close_at;
+	int32		extensions;
+	char	   *key;
+} TokenClaims;
+
+/*
+ * orderexp._new_secret() returns bytea
+ *		32 bytes from the operating system's strong random source.
+ */
+Datum
+orderexp_new_secret(PG_FUNCTION_ARGS)
+{
+	bytea	   *result = palloc(VARHDRSZ + SECRET_LEN);
+
+	SET_VARSIZE(result, VARHDRSZ + SECRET_LEN);
+	if (!pg_strong_random(VARDATA(result), SECRET_LEN))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate a random secret")));
+	PG_RETURN_BYTEA_P(result);
+}
+
+/* the database's token secret; the caller must be allowed to read it */
+static bytea *
+read_secret(void)
+{
+	bytea	   *secret;
+	bool		isnull;
+	int			ret;
+
+	if ((ret = SPI_connect()) != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(ret));
+	ret = SPI_execute("SELECT secret FROM orderexp.secret", true, 2);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "reading the token secret failed: %s", SPI_result_code_string(ret));
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("orderexp has no token secret in this database"),
+				 errhint("Run SELECT orderexp.rotate_secret() as the extension owner.")));
+	secret = DatumGetByteaPCopy(SPI_getbinval(SPI_tuptable->vals[0],
+											  SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	return secret;
+}
+
+/* HMAC-SHA256 of data under the database's secret */
+static void
+token_mac(const uint8 *data, size_t len, uint8 *mac)
+{
+	bytea	   *secret = read_secret();
+	const uint8 *key = (const uint8 *) VARDATA_ANY(secret);
+	size_t		keylen = VARSIZE_ANY_EXHDR(secret);
+
+#if PG_VERSION_NUM >= 140000
+	pg_hmac_ctx *ctx = pg_hmac_create(PG_SHA256);
+
+	if (ctx == NULL ||
+		pg_hmac_init(ctx, key, keylen) < 0 ||
+		pg_hmac_update(ctx, data, len) < 0 ||
+		pg_hmac_final(ctx, mac, TOKEN_MAC_LEN) < 0)
+	{
+		pg_hmac_free(ctx);
+		elog(ERROR, "could not compute the token signature");
+	}
+	pg_hmac_free(ctx);
+#else
+	/* RFC 2104 over PostgreSQL 13's SHA-256 */
+	uint8		k[PG_SHA256_BLOCK_LENGTH];
+	uint8		pad[PG_SHA256_BLOCK_LENGTH];
+	uint8		inner[PG_SHA256_DIGEST_LENGTH];
+	pg_sha256_ctx sha;
+	int			i;
+
+	memset(k, 0, sizeof(k));
+	if (keylen > PG_SHA256_BLOCK_LENGTH)
+	{
+		pg_sha256_init(&sha);
+		pg_sha256_update(&sha, key, keylen);
+		pg_sha256_final(&sha, k);
+	}
+	else
+		memcpy(k, key, keylen);
+
+	for (i = 0; i < PG_SHA256_BLOCK_LENGTH; i++)
+		pad[i] = k[i] ^ 0x36;
+	pg_sha256_init(&sha);
+	pg_sha256_update(&sha, pad, PG_SHA256_BLOCK_LENGTH);
+	pg_sha256_update(&sha, data, len);
+	pg_sha256_final(&sha, inner);
+
+	for (i = 0; i < PG_SHA256_BLOCK_LENGTH; i++)
+		pad[i] = k[i] ^ 0x5c;
+	pg_sha256_init(&sha);
+	pg_sha256_update(&sha, pad, PG_SHA256_BLOCK_LENGTH);
+	pg_sha256_update(&sha, inner, PG_SHA256_DIGEST_LENGTH);
+	pg_sha256_final(&sha, mac);
+#endif
+	pfree(secret);
+}
+
+/* base64url without padding, so that a token goes into a URL as it is */
+static char *
+base64url_encode(const uint8 *data, int len)
+{
+	int			enclen = pg_b64_enc_len(len);
+	char	   *out = palloc(enclen + 1);
+	int			n;
+	int			i;
+
+	n = pg_b64_encode((const char *) data, len, out, enclen);
+	if (n < 0)
+		elog(ERROR, "base64 encoding failed");
+	while (n > 0 && out[n - 1] == '=')
+		n--;
+	out[n] = '\0';
+	for (i = 0; i < n; i++)
+	{
+		if (out[i] == '+')
+			out[i] = '-';
+		else if (out[i] == '/')
+			out[i] = '_';
+	}
+	return out;
+}
+
+/* decode base64url; returns the length, or -1 if it is not base64url */
+static int
+base64url_decode(const char *text, uint8 **result)
+{
+	int			len = strlen(text);
+	int			padded = len + (4 - len % 4) % 4;
+	char	   *buf;
+	uint8	   *out;
+	int			i;
+	int			n;
+
+	if (len == 0 || len % 4 == 1 || len > 4 * (TOKEN_HEADER_LEN + TOKEN_MAX_KEY_LEN + TOKEN_MAC_LEN))
+		return -1;
+	buf = palloc(padded + 1);
+	for (i = 0; i < len; i++)
+	{
+		char		c = text[i];
+
+		if (c == '-')
+			c = '+';
+		else if (c == '_')
+			c = '/';
+		else if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')))
+			return -1;
+		buf[i] = c;
+	}
+	for (; i < padded; i++)
+		buf[i] = '=';
+	buf[padded] = '\0';
+
+	out = palloc(pg_b64_dec_len(padded) + 1);
+	n = pg_b64_decode(buf, padded, (char *) out, pg_b64_dec_len(padded));
+	pfree(buf);
+	if (n < 0)
+		return -1;
+	*result = out;
+	return n;
+}
+
+static void
+invalid_token(const char *detail)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid extension token"),
+			 errdetail_internal("%s", detail),
+			 errhint("Use the link from the latest reminder as it is.")));
+}
+
+/*
+ * Parse a token's structure, without checking its signature.  Any damage
+ * to the text is an "invalid extension token" error.
+ */
+static void
+token_parse(const char *text, TokenClaims *claims, uint8 **raw, int *rawlen)
+{
+	uint8	   *data;
+	int			len = base64url_decode(text, &data);
+	int			keylen;
+	uint32		u32;
+	uint64		u64;
+
+	if (len < TOKEN_HEADER_LEN + 1 + TOKEN_MAC_LEN)
+		invalid_token("The token is malformed or truncated.");
+	if (data[0] != TOKEN_VERSION)
+		invalid_token("The token has an unknown version.");
+
+	memcpy(&u32, data + 1, 4);
+	claims->relid = (Oid) pg_ntoh32(u32);
+	memcpy(&u64, data + 5, 8);
+	claims->close_at = (TimestampTz) pg_ntoh64(u64);
+	memcpy(&u32, data + 13, 4);
+	claims->extensions = (int32) pg_ntoh32(u32);
+
+	keylen = len - TOKEN_HEADER_LEN - TOKEN_MAC_LEN;
+	claims->key = palloc(keylen + 1);
+	memcpy(claims->key, data + TOKEN_HEADER_LEN, keylen);
+	claims->key[keylen] = '\0';
+	if (strlen(claims->key) != (size_t) keylen)
+		invalid_token("The token is malformed.");
+
+	*raw = data;
+	*rawlen = len;
+}
+
+/*
+ * orderexp._token_make(orders regclass, order_key text, close_at timestamptz,
+ *						extensions int) returns text
+ *		Sign a token.  Reads the secret: kept from PUBLIC.
+ */
+Datum
+orderexp_token_make(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+	text	   *key;
+	TimestampTz close_at;
+	int32		extensions;
+	int			keylen;
+	int			len;
+	uint8	   *data;
+	uint32		u32;
+	uint64		u64;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
+		PG_RETURN_NULL();
+	relid = PG_GETARG_OID(0);
+	key = PG_GETARG_TEXT_PP(1);
+	close_at = PG_GETARG_TIMESTAMPTZ(2);
+	extensions = PG_GETARG_INT32(3);
+
+	keylen = VARSIZE_ANY_EXHDR(key);
+	if (keylen == 0 || keylen > TOKEN_MAX_KEY_LEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("order key is too long for an extension token"),
+				 errdetail("The key has %d bytes; at most %d fit.", keylen, TOKEN_MAX_KEY_LEN)));
+
+	len = TOKEN_HEADER_LEN + keylen + TOKEN_MAC_LEN;
+	data = palloc(len);
+	data[0] = TOKEN_VERSION;
+	u32 = pg_hton32((uint32) relid);
+	memcpy(data + 1, &u32, 4);
+	u64 = pg_hton64((uint64) close_at);
+	memcpy(data + 5, &u64, 8);
+	u32 = pg_hton32((uint32) extensions);
+	memcpy(data + 13, &u32, 4);
+	memcpy(data + TOKEN_HEADER_LEN, VARDATA_ANY(key), keylen);
+
+	token_mac(data, TOKEN_HEADER_LEN + keylen, data + TOKEN_HEADER_LEN + keylen);
+
+	PG_RETURN_TEXT_P(cstring_to_text(base64url_encode(data, len)));
+}
+
+/*
+ * orderexp._token_open(token text) returns (order_table regclass,
+ *		order_key text, close_at timestamptz, extensions int)
+ *		Check a token's signature and say what it claims.  Reads the secret:
+ *		kept from PUBLIC.
+ */
+Datum
+orderexp_token_open(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	TokenClaims claims;
+	uint8	   *raw;
+	int			rawlen;
+	uint8		mac[TOKEN_MAC_LEN];
+	uint8		diff = 0;
+	int			i;
+	Datum		values[4];
+	bool		nulls[4] = {false, false, false, false};
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("extension token must not be null")));
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+
+	token_parse(text_to_cstring(PG_GETARG_TEXT_PP(0)), &claims, &raw, &rawlen);
+
+	/* compare in constant time: no early exit on the first wrong byte */
+	token_mac(raw, rawlen - TOKEN_MAC_LEN, mac);
+	for (i = 0; i < TOKEN_MAC_LEN; i++)
+		diff |= mac[i] ^ raw[rawlen - TOKEN_MAC_LEN + i];
+	if (diff != 0)
+		invalid_token("The token's signature does not match: it was altered, "
+					  "made for another database, or made before the secret was rotated.");
+
+	values[0] = ObjectIdGetDatum(claims.relid);
+	values[1] = CStringGetTextDatum(claims.key);
+	values[2] = TimestampTzGetDatum(claims.close_at);
+	values[3] = Int32GetDatum(claims.extensions);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
+}
+
+/*
+ * Check that the calling role may update the orders table: a role that
+ * cannot change an order directly cannot change it through orderexp either.
+ */
+void
+orderexp_check_order_privilege(Oid relid)
+{
+	AclResult	aclresult;
+
+	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", relid)));
+	aclresult = pg_class_aclcheck(relid, GetUserId(), ACL_UPDATE);
+	if (aclresult != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for table %s", get_rel_name(relid)),
+				 errdetail("Changing orders through orderexp needs the UPDATE privilege on their table.")));
+}
+
+/* owner of schema orderexp, i.e. of the extension's objects */
+Oid
+orderexp_owner(void)
+{
+	Oid			nspid = get_namespace_oid(ORDEREXP_SCHEMA_NAME, false);
+	HeapTuple	tup;
+	Oid			owner;
+
+	tup = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nspid));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for namespace %u", nspid);
+	owner = ((Form_pg_namespace) GETSTRUCT(tup))->nspowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
+/*
+ * Run "SELECT fn($1, $2)" as the extension owner and return its one datum,
+ * copied into the caller's memory context.
+ */
+static Datum
+call_as_owner(const char *sql, int nargs, Oid *argtypes, Datum *values,
+			  Oid restype, bool *isnull)
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	Datum		result;
+	int			ret;
+	int16		typlen;
+	bool		typbyval;
+
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(orderexp_owner(),
+						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+
+	if ((ret = SPI_connect()) != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(ret));
+	ret = SPI_execute_with_args(sql, nargs, argtypes, values, NULL, false, 1);
+	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "orderexp internal call failed: %s", SPI_result_code_string(ret));
+	result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, isnull);
+	get_typlenbyval(restype, &typlen, &typbyval);
+	if (!*isnull)
+		result = SPI_datumTransfer(result, typbyval, typlen);
+	SPI_finish();
+
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	return result;
+}
+
+/*
+ * orderexp.extension_token(orders regclass, order_key anyelement) returns text
+ *		The token a reminder carries, for the order's current deadline.
+ */
+Datum
+orderexp_extension_token(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+	Oid			keytype;
+	Oid			typoutput;
+	bool		typisvarlena;
+	char	   *key;
+	Oid			argtypes[2] = {REGCLASSOID, TEXTOID};
+	Datum		values[2];
+	Datum		result;
+	bool		isnull;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("orders table must not be null")));
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("order key must not be null")));
+	relid = PG_GETARG_OID(0);
+	orderexp_check_order_privilege(relid);
+
+	keytype = get_fn_expr_argtype(fcinfo->flinfo, 1);
+	getTypeOutputInfo(keytype, &typoutput, &typisvarlena);
+	key = OidOutputFunctionCall(typoutput, PG_GETARG_DATUM(1));
+
+	values[0] = ObjectIdGetDatum(relid);
+	values[1] = CStringGetTextDatum(key);
+	result = call_as_owner("SELECT orderexp._extension_token($1, $2)",
+						   2, argtypes, values, TEXTOID, &isnull);
+	if (isnull)
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(result);
+}
+
+/*
+ * orderexp.extend_order_by_token(token text) returns timestamptz
+ *		A customer's extension through the link of a reminder.
+ */
+Datum
+orderexp_extend_order_by_token(PG_FUNCTION_ARGS)
+{
+	char	   *token;
+	TokenClaims claims;
+	uint8	   *raw;
+	int			rawlen;
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1];
+	Datum		result;
+	bool		isnull;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("extension token must not be null")));
+	token = text_to_cstring(PG_GETARG_TEXT_PP(0));
+
+	/* the table the token names decides whose privilege counts */
+	token_parse(token, &claims, &raw, &rawlen);
+	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(claims.relid)))
+		invalid_token("The token names a table that does not exist.");
+	orderexp_check_order_privilege(claims.relid);
+
+	values[0] = PointerGetDatum(cstring_to_text(token));
+	result = call_as_owner("SELECT orderexp._extend_order_by_token($1)",
+						   1, argtypes, values, TIMESTAMPTZOID, &isnull);
+	if (isnull)
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(result);
+}
