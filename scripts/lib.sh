@@ -30,22 +30,22 @@
 # Debian's postgresql-15 package may create and start its own "main" cluster
 # on port 5432: nothing here uses it or touches it.
 #
-# Variables a caller may set before sourcing:
-#   OX_QUIET_BUILD=1   keep the compiler output in a log (shown on failure)
+# Variables a caller may set before calling ox_setup:
+#   OX_QUIET_BUILD=1   do not echo compiler warnings of a successful build
+#                      (the whole log is shown when the build fails)
 
 set -euo pipefail
 
 OX_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OX_PG_MAJOR=15
 OX_PGBIN=/usr/lib/postgresql/$OX_PG_MAJOR/bin
-OX_PGXS_DIR=/usr/lib/postgresql/$OX_PG_MAJOR/lib/pgxs
 
 OX_PACKAGES=(
 	build-essential
-	postgresql-$OX_PG_MAJOR
-	postgresql-server-dev-$OX_PG_MAJOR
-	postgresql-$OX_PG_MAJOR-cron
-	postgresql-$OX_PG_MAJOR-pgtap
+	"postgresql-$OX_PG_MAJOR"
+	"postgresql-server-dev-$OX_PG_MAJOR"
+	"postgresql-$OX_PG_MAJOR-cron"
+	"postgresql-$OX_PG_MAJOR-pgtap"
 	libtap-parser-sourcehandler-pgtap-perl
 	libipc-run-perl
 )
@@ -216,8 +216,8 @@ ox_port_free() {
 
 # a port in 54000-54999 that nobody listens on
 ox_pick_port() {
-	local port i
-	for i in $(seq 1 200); do
+	local port
+	for _ in $(seq 1 200); do
 		port=$((54000 + RANDOM % 1000))
 		if ox_port_free "$port" && ! compgen -G "/tmp/.s.PGSQL.$port*" >/dev/null; then
 			printf '%s\n' "$port"

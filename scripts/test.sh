@@ -29,6 +29,7 @@
 #   OX_TIMEOUT_REGRESS, OX_TIMEOUT_ISOLATION, OX_TIMEOUT_TAP, OX_TIMEOUT_PGTAP
 #                                time-outs of the runners, in seconds
 
+# shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # time-outs of the runners, seconds (a normal run takes a fraction of these)
@@ -53,6 +54,7 @@ wants() { [[ " $ONLY " == *" $1 "* ]]; }
 
 # value of a variable of the project's Makefile, as make sees it
 make_var() {
+	# shellcheck disable=SC2016
 	printf 'print-%%:\n\t@echo $($*)\n' |
 		make --no-print-directory -s -C "$OX_BUILD_DIR" -f Makefile -f - "print-$1" 2>/dev/null
 }
@@ -128,17 +130,29 @@ parse_regress() {
 	record "$kind" "$passed" "$failed" "${failed_names[@]}"
 }
 
-# parse_prove KIND LOG RC FILES...: count prove / pg_prove results per file,
-# from "Files=N, Tests=M" and the "Test Summary Report" lines "FILE (Wstat:"
+# parse_prove KIND LOG RC FILES...: count prove / pg_prove results per file.
+# From "Files=N, Tests=M", "Result: PASS|FAIL" and the "Test Summary Report",
+# whose entries "FILE (Wstat: W Tests: T Failed: F)" are failures when W or F
+# is not 0 or when a "Parse errors:" / "Non-zero ... status:" / "Failed
+# test(s):" line follows; an entry with only "TODO passed:" is no failure.
 parse_prove() {
-	local kind=$1 log=$2 rc=$3 line files= f
+	local kind=$1 log=$2 rc=$3 line files='' result='' cur='' name
 	shift 3
-	local failed_names=() passed failed
+	local -A bad=()
+	local order=() failed_names=() passed failed
 	while IFS= read -r line; do
 		if [[ $line =~ ^Files=([0-9]+),\ Tests= ]]; then
 			files=${BASH_REMATCH[1]}
-		elif [[ $line =~ ^([^[:space:]]+)[[:space:]]+\(Wstat:\  ]]; then
-			failed_names+=("${BASH_REMATCH[1]}")
+		elif [[ $line =~ ^Result:\ ([A-Z]+) ]]; then
+			result=${BASH_REMATCH[1]}
+		elif [[ $line =~ ^([^[:space:]]+)[[:space:]]+\(Wstat:\ ([0-9]+).*Failed:\ ([0-9]+)\) ]]; then
+			cur=${BASH_REMATCH[1]}
+			order+=("$cur")
+			if [[ ${BASH_REMATCH[2]} != 0 || ${BASH_REMATCH[3]} != 0 ]]; then
+				bad[$cur]=1
+			fi
+		elif [[ -n $cur && $line =~ ^[[:space:]]+(Parse\ errors|Non-zero\ exit\ status|Non-zero\ wait\ status|Failed\ tests?): ]]; then
+			bad[$cur]=1
 		fi
 	done <"$log"
 	if [[ -z $files ]]; then
@@ -146,8 +160,13 @@ parse_prove() {
 		record "$kind" 0 "$#" "$@"
 		return
 	fi
+	if [[ $result != PASS ]]; then
+		for name in "${order[@]}"; do
+			[[ -n ${bad[$name]:-} ]] && failed_names+=("$name")
+		done
+	fi
 	failed=${#failed_names[@]}
-	if [[ $rc != 0 ]] && ((failed == 0)); then
+	if [[ $rc != 0 || $result != PASS ]] && ((failed == 0)); then
 		failed=1
 		failed_names+=("runner(exit-$rc)")
 	fi
@@ -190,7 +209,7 @@ show_tail() {
 # ---------------------------------------------------------------------------
 
 START=$SECONDS
-OX_QUIET_BUILD=1
+export OX_QUIET_BUILD=1
 ox_setup
 LOGS=$OX_BUILD_DIR/test-logs
 mkdir -p "$LOGS"
@@ -220,6 +239,7 @@ if wants regress; then
 		note regress "no REGRESS tests in the Makefile"
 	else
 		ox_log "regress: $REGRESS_TESTS"
+		# shellcheck disable=SC2086
 		miss=$(missing_files sql sql $REGRESS_TESTS)
 		[[ -z $miss ]] || ox_warn "regress: missing files: $miss"
 		rc=0
@@ -236,6 +256,7 @@ if wants isolation; then
 		note isolation "no ISOLATION tests in the Makefile"
 	else
 		ox_log "isolation: $ISOLATION_TESTS"
+		# shellcheck disable=SC2086
 		miss=$(missing_files specs spec $ISOLATION_TESTS)
 		[[ -z $miss ]] || ox_warn "isolation: missing files: $miss"
 		rc=0
@@ -278,7 +299,7 @@ fi
 # ---------------------------------------------------------------------------
 
 if wants pgtap; then
-	PGTAP_FILES=$(cd "$OX_BUILD_DIR" && compgen -G 'test/pgtap/*.sql' | sort | xargs || true)
+	PGTAP_FILES=$(cd "$OX_BUILD_DIR" && { compgen -G 'test/pgtap/*.sql' || true; } | sort | xargs)
 	if [[ -z $PGTAP_FILES ]]; then
 		note pgtap "no pgTAP test files yet (test/pgtap/*.sql)"
 	else
