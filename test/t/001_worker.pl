@@ -153,6 +153,45 @@ cmp_ok($max_late, '<', 1, 'every order is closed within a second of its deadline
 is( $node->safe_psql('postgres', 'SELECT count(*) FROM orderexp.timers'),
 	'0', 'no timers are left, not even for the paid orders');
 
+# --- locked orders do not hold up the others ---------------------------------
+
+# With batch_size = 2 and the two earliest due orders locked by a payment in
+# progress, the worker must skip them and close the later due orders, not
+# take the same two busy orders over and over.
+set_guc($node, 'orderexp.batch_size', '2');
+$node->safe_psql('postgres',
+	q{INSERT INTO orders (id, created_at) VALUES (201, now()), (202, now())});
+my $payment = $node->background_psql('postgres');
+$payment->query_safe(
+	q{BEGIN; UPDATE orders SET status = 'paid' WHERE id IN (201, 202) AND status = 'unpaid'});
+$node->safe_psql('postgres',
+	q{INSERT INTO orders (id, created_at) SELECT i, now() FROM generate_series(203, 207) i});
+ok( defined wait_for(
+		$node, q{SELECT count(*) FROM orders WHERE id BETWEEN 203 AND 207 AND status = 'closed'},
+		'5', 8),
+	'two locked orders at the head of the queue do not keep later due orders open (batch_size = 2)');
+is( $node->safe_psql('postgres',
+		q{SELECT count(*) FROM orders WHERE id IN (201, 202) AND status = 'unpaid'}),
+	'2', 'the locked orders are left to the payment');
+$payment->query_safe('COMMIT');
+$payment->quit;
+ok( defined wait_for(
+		$node, q{SELECT count(*) FROM orders WHERE id BETWEEN 201 AND 207 AND status = 'closed'},
+		'5', 8),
+	'all five later orders closed once the payment committed');
+is( $node->safe_psql('postgres',
+		q{SELECT string_agg(id::text, ',' ORDER BY id) FROM orders
+		   WHERE id BETWEEN 201 AND 207 AND status = 'paid'}),
+	'201,202', 'the paid ones stay paid');
+ok( defined wait_for(
+		$node, q{SELECT count(*) FROM orderexp.timers}, '0', 8),
+	'and their timers are cleaned up');
+is( $node->safe_psql('postgres',
+		q{SELECT count(*) FROM orderexp.outbox WHERE order_key IN ('201', '202')}),
+	'0', 'no event for them');
+$node->safe_psql('postgres',
+	'ALTER SYSTEM RESET orderexp.batch_size; SELECT pg_reload_conf()');
+
 # --- orderexp.enabled = off pauses the worker, on resumes it -----------------
 
 set_guc($node, 'orderexp.enabled', 'off');
