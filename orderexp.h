@@ -34,6 +34,7 @@ typedef struct SweepRound
 	int64		processed;		/* timers taken off the due list */
 	int64		closed;			/* orders actually closed */
 	int64		reminded;		/* reminders written */
+	int64		reminded_taken; /* due reminders dealt with */
 	bool		more;			/* some table filled its batch: go again */
 	bool		stuck;			/* due rows remain that could not be taken */
 	TimestampTz next_due;		/* earliest future deadline, or 0 if none */
@@ -41,7 +42,8 @@ typedef struct SweepRound
 
 /* sweep.c */
 extern void orderexp_sweep_begin(void);
-extern void orderexp_sweep_round(int batch_limit, bool in_worker, SweepRound *round);
+extern void orderexp_sweep_round(int batch_limit, int64 budget, bool in_worker,
+								 Oid caller, SweepRound *round);
 extern bool orderexp_extension_ready(void);
 extern void orderexp_forget_plans(void);
 

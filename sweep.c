@@ -13,6 +13,15 @@
  * events, all in the caller's transaction.  One NOTIFY per batch wakes the
  * listeners at commit.
  *
+ * Before the close, the same round writes the table's due reminders with a
+ * second kept statement (orderexp._remind_sql()), which locks in the same
+ * order and clears remind_at of what it dealt with, so that a reminder goes
+ * out at most once per deadline.
+ *
+ * run_due() does its work as the extension owner, like the worker, but only
+ * for the tables on which its caller holds UPDATE: a role that cannot close
+ * an order by hand cannot have orderexp close it either.
+ *
  * Each table's batch runs in a subtransaction, so that one broken table (a
  * mapped column dropped, say) gets a WARNING and an entry in
  * orderexp.tables.last_error instead of stopping the others.  In the worker
@@ -34,6 +43,7 @@
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
@@ -48,16 +58,25 @@ PG_FUNCTION_INFO_V1(orderexp_run_due);
 /* how long the worker leaves a failing table alone */
 #define ORDEREXP_RETRY_FAILED_MS	(60 * 1000)
 
+/* one kept batch statement of a table and where its sweep has got to */
+typedef struct BatchPlan
+{
+	char	   *sql;			/* text the plan was made from */
+	SPIPlanPtr	plan;			/* kept plan */
+	uint64		sweep_id;		/* sweep that set the watermark */
+	TimestampTz last_at;		/* (due time, key) of the last timer taken */
+	char	   *last_key;		/* in that sweep; TopMemoryContext */
+} BatchPlan;
+
 /* per-table state kept across rounds in this backend */
 typedef struct TablePlan
 {
 	Oid			relid;			/* hash key */
-	char	   *sql;			/* text the plan was made from */
-	SPIPlanPtr	plan;			/* kept plan of the batch statement */
+	BatchPlan	close;			/* the close statement (_sweep_sql) */
+	BatchPlan	remind;			/* the reminder statement (_remind_sql) */
 	TimestampTz retry_after;	/* worker: skip the table until then */
 	bool		failed;			/* last batch failed: clear last_error on success */
-	uint64		sweep_id;		/* sweep that set the watermark */
-	TimestampTz watermark;		/* latest deadline taken in that sweep */
+	bool		denied;			/* run_due: told the caller it lacks privilege */
 } TablePlan;
 
 static HTAB *table_plans = NULL;
@@ -68,32 +87,56 @@ static uint64 current_sweep_id = 0;
 /* statements every round runs; prepared once and kept */
 static SPIPlanPtr overview_plan = NULL;
 static SPIPlanPtr sweep_sql_plan = NULL;
+static SPIPlanPtr remind_sql_plan = NULL;
 static SPIPlanPtr set_error_plan = NULL;
 
-/* earliest deadline of every registered table that still exists */
+/*
+ * Earliest deadline and earliest pending reminder of every registered table
+ * that still exists: two index probes per table.
+ */
 static const char *overview_sql =
-"SELECT t.order_table::oid, t.order_table::text, s.close_at "
+"SELECT t.order_table::oid, t.order_table::text, s.close_at, r.remind_at "
 "  FROM orderexp.tables t "
 "  JOIN pg_catalog.pg_class c ON c.oid = t.order_table "
 " CROSS JOIN LATERAL (SELECT x.close_at FROM orderexp.timers x "
 "                      WHERE x.order_table = t.order_table "
 "                      ORDER BY x.close_at LIMIT 1) s "
+"  LEFT JOIN LATERAL (SELECT x.remind_at FROM orderexp.timers x "
+"                      WHERE x.order_table = t.order_table AND x.remind_at IS NOT NULL "
+"                      ORDER BY x.remind_at LIMIT 1) r ON true "
 " ORDER BY s.close_at";
 
 static const char *sweep_sql_sql =
 "SELECT orderexp._sweep_sql(t) FROM orderexp.tables t WHERE t.order_table = $1";
 
+static const char *remind_sql_sql =
+"SELECT orderexp._remind_sql(t) FROM orderexp.tables t WHERE t.order_table = $1";
+
+/*
+ * Record the last error of a table, unless another sweep (or a policy
+ * change) holds its row right now: the sweep never waits for that.
+ */
 static const char *set_error_sql =
 "UPDATE orderexp.tables SET last_error = $2, "
 "       last_error_at = CASE WHEN $2 IS NULL THEN NULL ELSE now() END "
-" WHERE order_table = $1";
+" WHERE order_table = (SELECT t.order_table FROM orderexp.tables t "
+"                       WHERE t.order_table = $1 FOR UPDATE SKIP LOCKED)";
 
 typedef struct DueTable
 {
 	Oid			relid;
 	char	   *name;
-	TimestampTz close_at;
+	TimestampTz close_at;		/* earliest deadline */
+	TimestampTz remind_at;		/* earliest pending reminder, or 0 */
 } DueTable;
+
+/* what one batch statement reports */
+typedef struct BatchResult
+{
+	int64		taken;			/* timers taken off the due list */
+	int64		busy;			/* due, but their row was locked: left for later */
+	int64		done;			/* orders closed, or reminders written */
+} BatchResult;
 
 /* prepare a statement once per backend and keep it */
 static SPIPlanPtr
@@ -131,12 +174,11 @@ table_plan_entry(Oid relid)
 	entry = hash_search(table_plans, &relid, HASH_ENTER, &found);
 	if (!found)
 	{
-		entry->sql = NULL;
-		entry->plan = NULL;
+		memset(&entry->close, 0, sizeof(BatchPlan));
+		memset(&entry->remind, 0, sizeof(BatchPlan));
 		entry->retry_after = 0;
 		entry->failed = false;
-		entry->sweep_id = 0;
-		entry->watermark = DT_NOBEGIN;
+		entry->denied = false;
 	}
 	return entry;
 }
@@ -155,10 +197,18 @@ orderexp_forget_plans(void)
 	hash_seq_init(&status, table_plans);
 	while ((entry = hash_seq_search(&status)) != NULL)
 	{
-		if (entry->plan)
-			SPI_freeplan(entry->plan);
-		if (entry->sql)
-			pfree(entry->sql);
+		BatchPlan  *plans[2] = {&entry->close, &entry->remind};
+		int			i;
+
+		for (i = 0; i < 2; i++)
+		{
+			if (plans[i]->plan)
+				SPI_freeplan(plans[i]->plan);
+			if (plans[i]->sql)
+				pfree(plans[i]->sql);
+			if (plans[i]->last_key)
+				pfree(plans[i]->last_key);
+		}
 	}
 	hash_destroy(table_plans);
 	table_plans = NULL;
@@ -194,93 +244,156 @@ set_table_error(Oid relid, const char *msg)
 }
 
 /*
- * Run one batch for one table; a table unregistered since the overview is
- * skipped.
+ * Run one batch statement of one table: fetch the statement text that the
+ * table's registration gives today, re-prepare if it changed, and execute
+ * it from the sweep's watermark on.  Returns false if the table was
+ * unregistered since the overview.
  */
-static void
-close_batch(TablePlan *entry, DueTable *dt, int batch_limit, SweepRound *round)
+static bool
+run_batch(BatchPlan *bp, SPIPlanPtr *text_plan, const char *text_sql,
+		  Oid relid, int batch_limit, BatchResult *result)
 {
-	Oid			argtypes[3] = {REGCLASSOID, INT4OID, TIMESTAMPTZOID};
-	Datum		values[3];
+	Oid			argtypes[4] = {REGCLASSOID, INT4OID, TIMESTAMPTZOID, TEXTOID};
+	Datum		values[4];
 	bool		isnull;
 	char	   *sql;
 	int			ret;
-	int64		taken,
-				busy,
-				closed;
-	Datum		latest;
+	HeapTuple	tup;
+	TupleDesc	desc;
+	Datum		last_at;
 
-	/* the statement text follows the table's registration */
-	values[0] = ObjectIdGetDatum(dt->relid);
-	ret = SPI_execute_plan(keep_plan(&sweep_sql_plan, sweep_sql_sql, 1, argtypes),
+	values[0] = ObjectIdGetDatum(relid);
+	ret = SPI_execute_plan(keep_plan(text_plan, text_sql, 1, argtypes),
 						   values, NULL, true, 1);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "reading the registration failed: %s", SPI_result_code_string(ret));
 	if (SPI_processed == 0)
-		return;					/* unregistered since the overview */
+		return false;
 	sql = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 	if (sql == NULL)
-		return;
+		return false;
 
-	if (entry->plan == NULL || strcmp(entry->sql, sql) != 0)
+	if (bp->plan == NULL || strcmp(bp->sql, sql) != 0)
 	{
 		SPIPlanPtr	plan;
 
-		if (entry->plan)
+		if (bp->plan)
 		{
-			SPI_freeplan(entry->plan);
-			entry->plan = NULL;
+			SPI_freeplan(bp->plan);
+			bp->plan = NULL;
 		}
-		if (entry->sql)
+		if (bp->sql)
 		{
-			pfree(entry->sql);
-			entry->sql = NULL;
+			pfree(bp->sql);
+			bp->sql = NULL;
 		}
-		plan = SPI_prepare(sql, 3, argtypes);
+		plan = SPI_prepare(sql, 4, argtypes);
 		if (plan == NULL)
 			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 		if (SPI_keepplan(plan) != 0)
 			elog(ERROR, "SPI_keepplan failed");
-		entry->plan = plan;
-		entry->sql = MemoryContextStrdup(TopMemoryContext, sql);
+		bp->plan = plan;
+		bp->sql = MemoryContextStrdup(TopMemoryContext, sql);
 	}
 
-	if (entry->sweep_id != current_sweep_id)
+	if (bp->sweep_id != current_sweep_id)
 	{
-		entry->sweep_id = current_sweep_id;
-		entry->watermark = DT_NOBEGIN;
+		bp->sweep_id = current_sweep_id;
+		bp->last_at = DT_NOBEGIN;
+		if (bp->last_key)
+			pfree(bp->last_key);
+		bp->last_key = MemoryContextStrdup(TopMemoryContext, "");
 	}
 	values[1] = Int32GetDatum(batch_limit);
-	values[2] = TimestampTzGetDatum(entry->watermark);
-	ret = SPI_execute_plan(entry->plan, values, NULL, false, 0);
+	values[2] = TimestampTzGetDatum(bp->last_at);
+	values[3] = CStringGetTextDatum(bp->last_key);
+	ret = SPI_execute_plan(bp->plan, values, NULL, false, 0);
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "closing a batch failed: %s", SPI_result_code_string(ret));
+		elog(ERROR, "running a batch failed: %s", SPI_result_code_string(ret));
 
-	taken = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	busy = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-	closed = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
-	latest = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull);
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	result->taken = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+	result->busy = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+	result->done = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+	last_at = SPI_getbinval(tup, desc, 4, &isnull);
 	if (!isnull)
-		entry->watermark = DatumGetTimestampTz(latest);
-
-	round->processed += taken - busy;
-	round->closed += closed;
-	if (taken == batch_limit && taken > busy)
-		round->more = true;
-	if (busy > 0)
-		round->stuck = true;
-
-	if (closed > 0)
 	{
-		StringInfoData payload;
+		char	   *last_key = SPI_getvalue(tup, desc, 5);
 
-		/* same shape as the SQL functions' notifications */
-		initStringInfo(&payload);
-		appendStringInfoString(&payload, "{\"kind\" : \"closed\", \"table\" : ");
-		escape_json(&payload, dt->name);
-		appendStringInfo(&payload, ", \"count\" : " INT64_FORMAT "}", closed);
-		Async_Notify(ORDEREXP_NOTIFY_CHANNEL, payload.data);
-		pfree(payload.data);
+		bp->last_at = DatumGetTimestampTz(last_at);
+		pfree(bp->last_key);
+		bp->last_key = MemoryContextStrdup(TopMemoryContext, last_key);
+	}
+	return true;
+}
+
+/* one NOTIFY for a batch that wrote events */
+static void
+notify_batch(const char *kind, const char *table, int64 count)
+{
+	StringInfoData payload;
+
+	/* same shape as the SQL functions' notifications */
+	initStringInfo(&payload);
+	appendStringInfo(&payload, "{\"kind\" : \"%s\", \"table\" : ", kind);
+	escape_json(&payload, table);
+	appendStringInfo(&payload, ", \"count\" : " INT64_FORMAT "}", count);
+	Async_Notify(ORDEREXP_NOTIFY_CHANNEL, payload.data);
+	pfree(payload.data);
+}
+
+/*
+ * Fold one batch's result into the round.  A full batch means there may be
+ * more, even if all of it was busy: the next batch starts after it.
+ */
+static void
+count_batch(BatchResult *r, int batch_limit, SweepRound *round)
+{
+	if (r->taken == batch_limit)
+		round->more = true;
+	if (r->busy > 0)
+		round->stuck = true;
+}
+
+/*
+ * A table's work for this round: its due reminders, then its due orders,
+ * one batch each.
+ */
+static void
+table_batches(TablePlan *entry, DueTable *dt, TimestampTz now, int batch_limit,
+			  SweepRound *round)
+{
+	BatchResult r;
+
+	if (dt->remind_at != 0 && dt->remind_at <= now)
+	{
+		if (!run_batch(&entry->remind, &remind_sql_plan, remind_sql_sql,
+					   dt->relid, batch_limit, &r))
+			return;
+		round->reminded += r.done;
+		round->reminded_taken += r.taken - r.busy;
+		count_batch(&r, batch_limit, round);
+		if (r.done > 0)
+			notify_batch("reminder", dt->name, r.done);
+		ereport(DEBUG1,
+				(errmsg("orderexp wrote " INT64_FORMAT " reminders for " INT64_FORMAT " due orders of table %s",
+						r.done, r.taken, dt->name)));
+	}
+
+	if (dt->close_at <= now)
+	{
+		if (!run_batch(&entry->close, &sweep_sql_plan, sweep_sql_sql,
+					   dt->relid, batch_limit, &r))
+			return;
+		round->processed += r.taken - r.busy;
+		round->closed += r.done;
+		count_batch(&r, batch_limit, round);
+		if (r.done > 0)
+			notify_batch("closed", dt->name, r.done);
+		ereport(DEBUG1,
+				(errmsg("orderexp closed " INT64_FORMAT " of " INT64_FORMAT " due orders of table %s",
+						r.done, r.taken, dt->name)));
 	}
 
 	if (entry->failed)
@@ -288,10 +401,6 @@ close_batch(TablePlan *entry, DueTable *dt, int batch_limit, SweepRound *round)
 		set_table_error(dt->relid, NULL);
 		entry->failed = false;
 	}
-
-	ereport(DEBUG1,
-			(errmsg("orderexp closed " INT64_FORMAT " of " INT64_FORMAT " due orders of table %s",
-					closed, taken, dt->name)));
 }
 
 /*
@@ -300,8 +409,8 @@ close_batch(TablePlan *entry, DueTable *dt, int batch_limit, SweepRound *round)
  * shutdown request is not swallowed.
  */
 static void
-close_batch_guarded(TablePlan *entry, DueTable *dt, int batch_limit,
-					bool in_worker, SweepRound *round)
+table_batches_guarded(TablePlan *entry, DueTable *dt, TimestampTz now,
+					  int batch_limit, bool in_worker, SweepRound *round)
 {
 	MemoryContext oldcontext = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
@@ -311,7 +420,7 @@ close_batch_guarded(TablePlan *entry, DueTable *dt, int batch_limit,
 
 	PG_TRY();
 	{
-		close_batch(entry, dt, batch_limit, round);
+		table_batches(entry, dt, now, batch_limit, round);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcontext);
 		CurrentResourceOwner = oldowner;
@@ -334,7 +443,7 @@ close_batch_guarded(TablePlan *entry, DueTable *dt, int batch_limit,
 
 		ereport(WARNING,
 				(errcode(edata->sqlerrcode),
-				 errmsg("orderexp could not close due orders of table %s: %s",
+				 errmsg("orderexp could not sweep table %s: %s",
 						dt->name, edata->message),
 				 edata->detail ? errdetail_internal("%s", edata->detail) : 0,
 				 in_worker ?
@@ -368,10 +477,13 @@ orderexp_sweep_begin(void)
  *		Give every table with due orders one batch of at most batch_limit.
  *
  * The caller has connected to SPI, holds a snapshot and a transaction, and
- * runs with a safe search_path.
+ * runs with a safe search_path, as the extension owner.  With a valid
+ * "caller", tables on which that role lacks UPDATE are skipped with a
+ * WARNING (once per table and backend).
  */
 void
-orderexp_sweep_round(int batch_limit, bool in_worker, SweepRound *round)
+orderexp_sweep_round(int batch_limit, int64 budget, bool in_worker, Oid caller,
+					 SweepRound *round)
 {
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 	TimestampTz wallclock = GetCurrentTimestamp();
@@ -399,28 +511,59 @@ orderexp_sweep_round(int batch_limit, bool in_worker, SweepRound *round)
 		tables[i].relid = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
 		tables[i].name = SPI_getvalue(tup, desc, 2);
 		tables[i].close_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 3, &isnull));
+		tables[i].remind_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 4, &isnull));
+		if (isnull)
+			tables[i].remind_at = 0;
 	}
 
 	for (i = 0; i < ntables; i++)
 	{
 		DueTable   *dt = &tables[i];
 		TablePlan  *entry;
+		int			limit = batch_limit;
 
-		if (dt->close_at > now)
+		TimestampTz first = dt->close_at;
+
+		if (dt->remind_at != 0 && dt->remind_at < first)
+			first = dt->remind_at;
+		if (first > now)
 		{
-			if (round->next_due == 0 || dt->close_at < round->next_due)
-				round->next_due = dt->close_at;
+			if (round->next_due == 0 || first < round->next_due)
+				round->next_due = first;
 			continue;
 		}
 
 		entry = table_plan_entry(dt->relid);
 		if (in_worker && entry->retry_after > wallclock)
 			continue;
+		if (OidIsValid(caller) &&
+			pg_class_aclcheck(dt->relid, caller, ACL_UPDATE) != ACLCHECK_OK)
+		{
+			if (!entry->denied)
+				ereport(WARNING,
+						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						 errmsg("orderexp.run_due() skips table %s: permission denied", dt->name),
+						 errdetail("Closing its orders needs the UPDATE privilege on it.")));
+			entry->denied = true;
+			continue;
+		}
 
 		if (in_worker)
 			pgstat_report_activity(STATE_RUNNING,
 								   psprintf("closing due orders of %s", dt->name));
-		close_batch_guarded(entry, dt, batch_limit, in_worker, round);
+		/* with a budget, the tables share it: no more than that is taken */
+		if (budget >= 0)
+		{
+			int64		left = budget - round->processed - round->reminded_taken;
+
+			if (left <= 0)
+			{
+				round->more = true;
+				break;
+			}
+			limit = (int) Min((int64) batch_limit, left);
+		}
+		table_batches_guarded(entry, dt, now, limit, in_worker, round);
 		CHECK_FOR_INTERRUPTS();
 	}
 }
@@ -444,6 +587,9 @@ orderexp_run_due(PG_FUNCTION_ARGS)
 	int64		total_reminded = 0;
 	int64		total_taken = 0;
 	int			save_nestlevel;
+	Oid			caller;
+	Oid			save_userid;
+	int			save_sec_context;
 	int			ret;
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
@@ -469,7 +615,14 @@ orderexp_run_due(PG_FUNCTION_ARGS)
 		PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 	}
 
-	/* the statements we run must not follow the caller's search_path */
+	/*
+	 * Work as the extension owner, like the worker, for the tables the
+	 * caller may update; and with a search_path the caller cannot steer.
+	 */
+	caller = GetUserId();
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(orderexp_owner(),
+						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
 	save_nestlevel = NewGUCNestLevel();
 	(void) set_config_option("search_path", "pg_catalog, pg_temp",
 							 PGC_USERSET, PGC_S_SESSION,
@@ -487,8 +640,9 @@ orderexp_run_due(PG_FUNCTION_ARGS)
 		if (max_rows >= 0 && max_rows - total_taken < limit)
 			limit = (int) (max_rows - total_taken);
 
-		orderexp_sweep_round(limit, false, &round);
-		total_taken += round.processed;
+		orderexp_sweep_round(limit, max_rows >= 0 ? max_rows - total_taken : -1,
+							 false, caller, &round);
+		total_taken += round.processed + round.reminded_taken;
 		total_closed += round.closed;
 		total_reminded += round.reminded;
 
@@ -499,6 +653,7 @@ orderexp_run_due(PG_FUNCTION_ARGS)
 
 	SPI_finish();
 	AtEOXact_GUC(true, save_nestlevel);
+	SetUserIdAndSecContext(save_userid, save_sec_context);
 
 	values[0] = Int64GetDatum(total_reminded);
 	values[1] = Int64GetDatum(total_closed);

@@ -96,7 +96,9 @@ orderexp_new_secret(PG_FUNCTION_ARGS)
 static bytea *
 read_secret(void)
 {
+	MemoryContext callercxt = CurrentMemoryContext;
 	bytea	   *secret;
+	Datum		value;
 	bool		isnull;
 	int			ret;
 
@@ -110,8 +112,13 @@ read_secret(void)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("orderexp has no token secret in this database"),
 				 errhint("Run SELECT orderexp.rotate_secret() as the extension owner.")));
-	secret = DatumGetByteaPCopy(SPI_getbinval(SPI_tuptable->vals[0],
-											  SPI_tuptable->tupdesc, 1, &isnull));
+	value = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (isnull)
+		elog(ERROR, "the token secret is null");
+
+	/* SPI_finish frees what was allocated since SPI_connect: copy out */
+	MemoryContextSwitchTo(callercxt);
+	secret = DatumGetByteaPCopy(value);
 	SPI_finish();
 	return secret;
 }
@@ -495,8 +502,8 @@ orderexp_extend_order_by_token(PG_FUNCTION_ARGS)
 	TokenClaims claims;
 	uint8	   *raw;
 	int			rawlen;
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		values[1];
+	Oid			argtypes[2] = {TEXTOID, NAMEOID};
+	Datum		values[2];
 	Datum		result;
 	bool		isnull;
 
@@ -512,9 +519,12 @@ orderexp_extend_order_by_token(PG_FUNCTION_ARGS)
 		invalid_token("The token names a table that does not exist.");
 	orderexp_check_order_privilege(claims.relid);
 
+	/* the caller's name goes into the event: who extended it */
 	values[0] = PointerGetDatum(cstring_to_text(token));
-	result = call_as_owner("SELECT orderexp._extend_order_by_token($1)",
-						   1, argtypes, values, TIMESTAMPTZOID, &isnull);
+	values[1] = DirectFunctionCall1(namein,
+									CStringGetDatum(GetUserNameFromId(GetUserId(), false)));
+	result = call_as_owner("SELECT orderexp._extend_order_by_token($1, $2)",
+						   2, argtypes, values, TIMESTAMPTZOID, &isnull);
 	if (isnull)
 		PG_RETURN_NULL();
 	PG_RETURN_DATUM(result);

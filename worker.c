@@ -60,6 +60,8 @@
 
 #include "orderexp.h"
 
+/* backend_type of the per-database workers */
+#define ORDEREXP_WORKER_TYPE		"orderexp worker"
 /* how often the launcher looks at orderexp.databases and its workers */
 #define LAUNCHER_INTERVAL_MS		1000
 /* least time between two starts of the worker of one database */
@@ -183,6 +185,38 @@ connectable_database(const char *dbname)
 	return dboid;
 }
 
+/*
+ * Is an orderexp worker running in the database?  Reads the backend status
+ * array, which the launcher sees afresh in every transaction.
+ */
+static bool
+worker_running_in(Oid dboid)
+{
+	int			n = pgstat_fetch_stat_numbackends();
+	int			i;
+
+	for (i = 1; i <= n; i++)
+	{
+#if PG_VERSION_NUM >= 160000
+		LocalPgBackendStatus *local = pgstat_get_local_beentry_by_index(i);
+#else
+		LocalPgBackendStatus *local = pgstat_fetch_stat_local_beentry(i);
+#endif
+		PgBackendStatus *be;
+		const char *type;
+
+		if (local == NULL)
+			continue;
+		be = &local->backendStatus;
+		if (be->st_backendType != B_BG_WORKER || be->st_databaseid != dboid)
+			continue;
+		type = GetBackgroundWorkerTypeByPid(be->st_procpid);
+		if (type != NULL && strcmp(type, ORDEREXP_WORKER_TYPE) == 0)
+			return true;
+	}
+	return false;
+}
+
 /* start the worker of one database */
 static void
 start_database_worker(DatabaseWorker *dw)
@@ -198,7 +232,7 @@ start_database_worker(DatabaseWorker *dw)
 	snprintf(worker.bgw_library_name, BGW_MAXLEN, "orderexp");
 	snprintf(worker.bgw_function_name, BGW_MAXLEN, "orderexp_worker_main");
 	snprintf(worker.bgw_name, BGW_MAXLEN, "orderexp worker for database %s", dw->dbname);
-	snprintf(worker.bgw_type, BGW_MAXLEN, "orderexp worker");
+	snprintf(worker.bgw_type, BGW_MAXLEN, ORDEREXP_WORKER_TYPE);
 	worker.bgw_main_arg = ObjectIdGetDatum(dw->dboid);
 	worker.bgw_notify_pid = MyProcPid;
 
@@ -279,18 +313,33 @@ launcher_sync(void)
 		if (!OidIsValid(dw->dboid))
 			continue;			/* not there (yet): look again later */
 
+		/*
+		 * A worker this launcher did not start (the previous launcher's, if
+		 * this one was restarted) may still be serving the database.
+		 */
+		if (worker_running_in(dw->dboid))
+		{
+			dw->last_start = now;
+			continue;
+		}
+
 		start_database_worker(dw);
 	}
 	CommitTransactionCommand();
 
-	/* workers of databases taken off the list */
+	/*
+	 * Workers of databases taken off the list leave by themselves when they
+	 * see the same reload (after finishing the batch in hand), so they are
+	 * not terminated from here; just notice when they are gone.
+	 */
 	foreach(lc, database_workers)
 	{
 		DatabaseWorker *dw = (DatabaseWorker *) lfirst(lc);
+		pid_t		pid;
 
-		if (!dw->listed && dw->handle != NULL)
+		if (!dw->listed && dw->handle != NULL &&
+			GetBackgroundWorkerPid(dw->handle, &pid) == BGWH_STOPPED)
 		{
-			TerminateBackgroundWorker(dw->handle);
 			pfree(dw->handle);
 			dw->handle = NULL;
 		}
@@ -371,7 +420,7 @@ worker_tick(MemoryContext tick_context)
 		PushActiveSnapshot(GetTransactionSnapshot());
 
 		oldcxt = MemoryContextSwitchTo(tick_context);
-		orderexp_sweep_round(orderexp_batch_size, true, &round);
+		orderexp_sweep_round(orderexp_batch_size, -1, true, InvalidOid, &round);
 		MemoryContextSwitchTo(oldcxt);
 
 		SPI_finish();

@@ -73,14 +73,23 @@ COMMENT ON TABLE orderexp.policies IS
  */
 CREATE TABLE orderexp.timers (
 	order_table		regclass NOT NULL,
-	order_key		text NOT NULL,
+	order_key		text COLLATE "C" NOT NULL,
 	policy_id		integer NOT NULL,
 	close_at		timestamptz NOT NULL,
 	remind_at		timestamptz,
 	extensions		integer NOT NULL DEFAULT 0,
+	token_extensions integer NOT NULL DEFAULT 0,
 	PRIMARY KEY (order_table, order_key)
 );
-CREATE INDEX timers_due ON orderexp.timers (order_table, close_at);
+CREATE INDEX timers_due ON orderexp.timers (order_table, close_at, order_key);
+CREATE INDEX timers_remind ON orderexp.timers (order_table, remind_at, order_key)
+	WHERE remind_at IS NOT NULL;
+COMMENT ON COLUMN orderexp.timers.remind_at IS
+	'when the reminder is due; NULL once it is sent or when the policy has none';
+COMMENT ON COLUMN orderexp.timers.extensions IS
+	'extensions of any kind so far; part of every token, so a token works once';
+COMMENT ON COLUMN orderexp.timers.token_extensions IS
+	'extensions the customer took through a token, bounded by the policy''s max_extensions';
 COMMENT ON TABLE orderexp.timers IS
 	'deadline of every tracked order; due work is an index range scan on (order_table, close_at)';
 
@@ -89,7 +98,7 @@ CREATE TABLE orderexp.outbox (
 	kind			text NOT NULL
 					CHECK (kind IN ('reminder', 'closed', 'cancelled', 'extended', 'reopened')),
 	order_table		regclass NOT NULL,
-	order_key		text NOT NULL,
+	order_key		text COLLATE "C" NOT NULL,
 	channel			text NOT NULL,
 	payload			jsonb NOT NULL,
 	created_at		timestamptz NOT NULL DEFAULT now(),
@@ -105,6 +114,33 @@ CREATE INDEX outbox_order ON orderexp.outbox (order_table, order_key);
 COMMENT ON TABLE orderexp.outbox IS
 	'events written in the same transaction as the state change that caused them; NOTIFY orderexp wakes listeners';
 
+/*
+ * The key extension tokens are signed with.  One row; only the extension
+ * owner can read it.  It is kept by pg_dump: restoring a dump inserts the
+ * dumped row after CREATE EXTENSION made a fresh one, and the trigger below
+ * lets the dumped one replace it.
+ */
+CREATE TABLE orderexp.secret (
+	secret			bytea NOT NULL CHECK (length(secret) >= 32),
+	created_at		timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE orderexp.secret IS
+	'per-database key of the extension tokens (HMAC-SHA256); rotate with orderexp.rotate_secret()';
+
+CREATE FUNCTION orderexp._secret_single_row()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	DELETE FROM orderexp.secret;
+	RETURN NEW;
+END;
+$$;
+
+CREATE TRIGGER secret_single_row BEFORE INSERT ON orderexp.secret
+	FOR EACH ROW EXECUTE FUNCTION orderexp._secret_single_row();
+
 /* ------------------------------------------------------------------------
  * C entry points
  * ------------------------------------------------------------------------ */
@@ -115,6 +151,38 @@ AS 'MODULE_PATHNAME', 'orderexp_timer_trigger'
 LANGUAGE C;
 COMMENT ON FUNCTION orderexp.timer_trigger() IS
 	'row trigger on registered tables: starts the timer of a new unpaid order';
+
+CREATE FUNCTION orderexp._new_secret()
+RETURNS bytea
+AS 'MODULE_PATHNAME', 'orderexp_new_secret'
+LANGUAGE C STRICT VOLATILE;
+
+CREATE FUNCTION orderexp._token_make(orders regclass, order_key text,
+									 close_at timestamptz, extensions integer)
+RETURNS text
+AS 'MODULE_PATHNAME', 'orderexp_token_make'
+LANGUAGE C STRICT VOLATILE;
+
+CREATE FUNCTION orderexp._token_open(token text,
+									 OUT order_table regclass, OUT order_key text,
+									 OUT close_at timestamptz, OUT extensions integer)
+RETURNS record
+AS 'MODULE_PATHNAME', 'orderexp_token_open'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+
+CREATE FUNCTION orderexp.extension_token(orders regclass, order_key anyelement)
+RETURNS text
+AS 'MODULE_PATHNAME', 'orderexp_extension_token'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION orderexp.extension_token(regclass, anyelement) IS
+	'signed, URL-safe token that lets the customer extend the order once, while its current deadline stands';
+
+CREATE FUNCTION orderexp.extend_order_by_token(token text)
+RETURNS timestamptz
+AS 'MODULE_PATHNAME', 'orderexp_extend_order_by_token'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION orderexp.extend_order_by_token(text) IS
+	'customer extension through the link of a reminder; returns the new deadline';
 
 CREATE FUNCTION orderexp.run_due(max_rows integer DEFAULT NULL,
 								 OUT reminded bigint, OUT closed bigint)
@@ -167,6 +235,18 @@ BEGIN
 	EXECUTE format('SELECT $1::%s::text', cfg.key_type) INTO k USING order_key;
 	RETURN k;
 END;
+$$;
+
+/*
+ * An interval as ISO 8601 text (PT1H30M), whatever the session's
+ * IntervalStyle: event payloads read the same everywhere.
+ */
+CREATE FUNCTION orderexp._iso_interval(i interval)
+RETURNS text
+LANGUAGE sql IMMUTABLE STRICT
+SET intervalstyle = 'iso_8601'
+AS $$
+	SELECT i::text
 $$;
 
 /*
@@ -276,14 +356,16 @@ $$;
 /*
  * The statement that closes one batch of due orders of a table, as the sweep
  * (worker and run_due) prepares and keeps it.  Parameters: $1 the table,
- * $2 the batch size, $3 the latest deadline of the previous batch of the same
- * sweep ('-infinity' for the first).  Returns (taken, busy, closed, latest
- * deadline taken).
+ * $2 the batch size, ($3, $4) the deadline and key of the last timer the
+ * previous batch of the same sweep took ('-infinity', '' for the first).
+ * Returns (taken, busy, closed, deadline and key of the last timer taken).
  *
- * $3 matters when a sweep drains a backlog in one transaction (run_due):
- * the timers deleted by earlier batches stay in the index until the
- * transaction ends, and without the lower bound every batch would step over
- * all of them again.
+ * The sweep walks the index in (deadline, key) order and each batch starts
+ * after the last one: timers deleted by earlier batches of a sweep that runs
+ * in one transaction (run_due) are not stepped over again, and orders held by
+ * an application transaction (busy) do not stop the sweep from reaching the
+ * due orders behind them.  The next sweep starts from the beginning and
+ * tries the busy ones again.
  *
  *  due     the earliest due timers, locked, skipping those another sweep or
  *          an orderexp function holds;
@@ -318,8 +400,9 @@ BEGIN
 WITH due AS MATERIALIZED (
 	SELECT t.order_key, t.close_at, t.policy_id
 	  FROM orderexp.timers t
-	 WHERE t.order_table = $1 AND t.close_at <= now() AND t.close_at >= $3
-	 ORDER BY t.close_at
+	 WHERE t.order_table = $1 AND t.close_at <= now()
+	   AND (t.close_at, t.order_key) > ($3, $4)
+	 ORDER BY t.close_at, t.order_key
 	 LIMIT $2
 	   FOR UPDATE SKIP LOCKED),
 mine AS MATERIALIZED (
@@ -354,9 +437,104 @@ events AS (
 	  JOIN due d ON d.order_key = c.order_key
 	 CROSS JOIN unnest(%11$L::text[]) AS ch(channel))
 SELECT (SELECT count(*) FROM due), (SELECT count(*) FROM busy), (SELECT count(*) FROM closed),
-	   (SELECT max(d.close_at) FROM due d)$q$,
+	   last.close_at, last.order_key
+  FROM (SELECT NULL) AS one
+  LEFT JOIN (SELECT d.close_at, d.order_key FROM due d
+			  ORDER BY d.close_at DESC, d.order_key DESC LIMIT 1) AS last ON true$q$,
 		cfg.order_table, cfg.key_column, cfg.status_column, cfg.unpaid_value,
 		status_type, cfg.key_type, cfg.closed_value, orderexp._payload_expr(cfg),
+		CASE WHEN cfg.category_column IS NULL THEN 'NULL::text'
+			 ELSE format('o.%I::text', cfg.category_column) END,
+		cfg.order_table::text, cfg.channels);
+END;
+$$;
+
+/*
+ * The statement that writes one batch of due reminders of a table.
+ * Parameters and result as for _sweep_sql, over remind_at.
+ *
+ *  due     the earliest due reminders, timers locked with SKIP LOCKED;
+ *  mine    their rows, FOR SHARE SKIP LOCKED: a payment in flight holds its
+ *          row, and its order is looked at again next tick;
+ *  done    every due reminder but the busy ones is dealt with: remind_at is
+ *          cleared, so a reminder goes out at most once per deadline;
+ *  events  one 'reminder' per channel for orders still unpaid and not yet
+ *          past their deadline, with a token when the customer may extend.
+ */
+CREATE FUNCTION orderexp._remind_sql(cfg orderexp.tables)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	status_type text;
+BEGIN
+	SELECT format_type(a.atttypid, a.atttypmod) INTO status_type
+	  FROM pg_attribute a
+	 WHERE a.attrelid = cfg.order_table AND a.attname = cfg.status_column
+	   AND NOT a.attisdropped AND a.attnum > 0;
+	IF status_type IS NULL THEN
+		RAISE EXCEPTION 'column "%" mapped as the status column of table % does not exist',
+			cfg.status_column, cfg.order_table
+			USING ERRCODE = 'undefined_column',
+				  HINT = 'Register the table again with orderexp.set_close_policy().';
+	END IF;
+
+	RETURN format($q$
+WITH due AS MATERIALIZED (
+	SELECT t.order_key, t.close_at, t.remind_at, t.policy_id, t.extensions, t.token_extensions
+	  FROM orderexp.timers t
+	 WHERE t.order_table = $1 AND t.remind_at <= now()
+	   AND (t.remind_at, t.order_key) > ($3, $4)
+	 ORDER BY t.remind_at, t.order_key
+	 LIMIT $2
+	   FOR UPDATE SKIP LOCKED),
+mine AS MATERIALIZED (
+	SELECT o.%2$I::text AS order_key, (o.%3$I IS NOT DISTINCT FROM %4$L::%5$s) AS unpaid,
+		   %7$s AS cols, %8$s AS category
+	  FROM %1$s o
+	 WHERE o.%2$I = ANY (ARRAY(SELECT d.order_key::%6$s FROM due d))
+	   FOR SHARE OF o SKIP LOCKED),
+busy AS MATERIALIZED (
+	SELECT d.order_key
+	  FROM due d
+	 WHERE NOT EXISTS (SELECT 1 FROM mine m WHERE m.order_key = d.order_key)
+	   AND EXISTS (SELECT 1 FROM %1$s o WHERE o.%2$I = d.order_key::%6$s)),
+done AS (
+	UPDATE orderexp.timers t SET remind_at = NULL
+	 WHERE t.order_table = $1
+	   AND t.order_key = ANY (ARRAY(SELECT d.order_key FROM due d
+									 WHERE NOT EXISTS (SELECT 1 FROM busy b
+														WHERE b.order_key = d.order_key)))),
+reminded AS MATERIALIZED (
+	SELECT d.*, m.cols, m.category, p.extend_by,
+		   greatest(p.max_extensions - d.token_extensions, 0) AS extensions_left
+	  FROM due d
+	  JOIN mine m ON m.order_key = d.order_key
+	  JOIN orderexp.policies p ON p.id = d.policy_id
+	 WHERE m.unpaid AND d.close_at > now()),
+events AS (
+	INSERT INTO orderexp.outbox (kind, order_table, order_key, channel, payload)
+	SELECT 'reminder', $1, r.order_key, ch.channel,
+		   jsonb_build_object('order_table', %9$L, 'order_key', r.order_key,
+							  'close_at', r.close_at, 'remind_at', r.remind_at,
+							  'policy_id', r.policy_id, 'category', r.category,
+							  'extend_by', orderexp._iso_interval(r.extend_by), 'extensions_left', r.extensions_left,
+							  'extension_token', tok.token,
+							  'order', r.cols)
+	  FROM reminded r
+	 CROSS JOIN LATERAL (
+			SELECT CASE WHEN r.extend_by IS NOT NULL AND r.extensions_left > 0
+						THEN orderexp._token_make($1, r.order_key, r.close_at, r.extensions)
+				   END AS token) tok
+	 CROSS JOIN unnest(%10$L::text[]) AS ch(channel))
+SELECT (SELECT count(*) FROM due), (SELECT count(*) FROM busy), (SELECT count(*) FROM reminded),
+	   last.remind_at, last.order_key
+  FROM (SELECT NULL) AS one
+  LEFT JOIN (SELECT d.remind_at, d.order_key FROM due d
+			  ORDER BY d.remind_at DESC, d.order_key DESC LIMIT 1) AS last ON true$q$,
+		cfg.order_table, cfg.key_column, cfg.status_column, cfg.unpaid_value,
+		status_type, cfg.key_type, orderexp._payload_expr(cfg),
 		CASE WHEN cfg.category_column IS NULL THEN 'NULL::text'
 			 ELSE format('o.%I::text', cfg.category_column) END,
 		cfg.order_table::text, cfg.channels);
@@ -934,13 +1112,159 @@ BEGIN
 	PERFORM orderexp._emit(cfg, 'extended', k,
 		jsonb_build_object('order_table', orders::text, 'order_key', k,
 						   'close_at', new_close, 'previous_close_at', tm.close_at,
-						   'extended_by', step, 'extensions', tm.extensions + 1,
+						   'extended_by', orderexp._iso_interval(step), 'extensions', tm.extensions + 1,
 						   'extended_by_role', current_user::text, 'via', 'operator'));
 	RETURN new_close;
 END;
 $$;
 COMMENT ON FUNCTION orderexp.extend_order(regclass, anyelement, interval) IS
 	'move the deadline of an unpaid order (NULL: by the policy''s extend_by); returns the new deadline';
+
+/* ------------------------------------------------------------------------
+ * Extension tokens
+ *
+ * extension_token() and extend_order_by_token() are C gates (token.c) that
+ * check the caller's UPDATE privilege on the orders table and then call the
+ * functions below as the extension owner, who alone can read the secret.
+ * ------------------------------------------------------------------------ */
+
+/* why the customer cannot extend this order now, or NULL if they can */
+CREATE FUNCTION orderexp._token_refusal(cfg orderexp.tables, st text,
+										tm orderexp.timers, pol orderexp.policies)
+RETURNS text[]
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF st IS DISTINCT FROM cfg.unpaid_value THEN
+		RETURN ARRAY['order is not unpaid',
+					 format('Its status is %s.', coalesce(quote_literal(st), 'NULL'))];
+	END IF;
+	IF tm.order_key IS NULL THEN
+		RETURN ARRAY['order is not tracked', 'No close policy applies to its category.'];
+	END IF;
+	IF tm.close_at <= now() THEN
+		RETURN ARRAY['the deadline of the order has passed',
+					 format('It was %s.', tm.close_at)];
+	END IF;
+	IF pol.extend_by IS NULL OR pol.max_extensions = 0 THEN
+		RETURN ARRAY['the close policy of the order allows no customer extensions',
+					 format('Policy %s has max_extensions %s and extend_by %s.', pol.id,
+							pol.max_extensions, coalesce(pol.extend_by::text, 'NULL'))];
+	END IF;
+	IF tm.token_extensions >= pol.max_extensions THEN
+		RETURN ARRAY['the order has no extensions left',
+					 format('The customer has taken all %s extensions the policy allows.',
+							pol.max_extensions)];
+	END IF;
+	RETURN NULL;
+END;
+$$;
+
+CREATE FUNCTION orderexp._extension_token(orders regclass, order_key text)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	cfg orderexp.tables;
+	k	text;
+	st	text;
+	found_row boolean;
+	tm	orderexp.timers;
+	pol	orderexp.policies;
+	refusal text[];
+BEGIN
+	cfg := orderexp._config(orders);
+	k := orderexp._key_text(cfg, order_key);
+	EXECUTE format('SELECT true, o.%I::text FROM %s o WHERE o.%I = $1::%s',
+				   cfg.status_column, cfg.order_table, cfg.key_column, cfg.key_type)
+		INTO found_row, st USING k;
+	IF found_row IS NULL THEN
+		RAISE EXCEPTION 'order % not found in table %', k, orders
+			USING ERRCODE = 'no_data_found';
+	END IF;
+	SELECT * INTO tm FROM orderexp.timers t WHERE t.order_table = orders AND t.order_key = k;
+	SELECT * INTO pol FROM orderexp.policies p WHERE p.id = tm.policy_id;
+	refusal := orderexp._token_refusal(cfg, st, tm, pol);
+	IF refusal IS NOT NULL THEN
+		RAISE EXCEPTION 'cannot make an extension token for order % in table %: %', k, orders, refusal[1]
+			USING ERRCODE = 'object_not_in_prerequisite_state', DETAIL = refusal[2];
+	END IF;
+	RETURN orderexp._token_make(orders, k, tm.close_at, tm.extensions);
+END;
+$$;
+
+CREATE FUNCTION orderexp._extend_order_by_token(token text, caller name)
+RETURNS timestamptz
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	claim	record;
+	cfg		orderexp.tables;
+	st		text;
+	tm		orderexp.timers;
+	pol		orderexp.policies;
+	refusal	text[];
+	new_close timestamptz;
+BEGIN
+	claim := orderexp._token_open(token);		/* 22023 unless signed by us */
+	SELECT * INTO cfg FROM orderexp.tables t WHERE t.order_table = claim.order_table;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'invalid extension token'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'The table the token names is no longer registered with orderexp.';
+	END IF;
+
+	/* timer first, then the order row: the sweep's lock order */
+	st := orderexp._lock_order(cfg, claim.order_key);
+	SELECT * INTO tm FROM orderexp.timers t
+	 WHERE t.order_table = cfg.order_table AND t.order_key = claim.order_key;
+	SELECT * INTO pol FROM orderexp.policies p WHERE p.id = tm.policy_id;
+
+	refusal := orderexp._token_refusal(cfg, st, tm, pol);
+	IF refusal IS NOT NULL THEN
+		RAISE EXCEPTION 'cannot extend order % in table %: %', claim.order_key, cfg.order_table, refusal[1]
+			USING ERRCODE = 'object_not_in_prerequisite_state', DETAIL = refusal[2];
+	END IF;
+	IF tm.close_at <> claim.close_at OR tm.extensions <> claim.extensions THEN
+		RAISE EXCEPTION 'extension token has already been used or is outdated'
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = format('The deadline of order %s has moved since the token was made.', claim.order_key),
+				  HINT = 'Use the link from the latest reminder.';
+	END IF;
+
+	new_close := tm.close_at + pol.extend_by;
+	UPDATE orderexp.timers t
+	   SET close_at = new_close,
+		   remind_at = new_close - pol.remind_before,
+		   extensions = t.extensions + 1,
+		   token_extensions = t.token_extensions + 1
+	 WHERE t.order_table = cfg.order_table AND t.order_key = claim.order_key;
+
+	PERFORM orderexp._emit(cfg, 'extended', claim.order_key,
+		jsonb_build_object('order_table', cfg.order_table::text, 'order_key', claim.order_key,
+						   'close_at', new_close, 'previous_close_at', tm.close_at,
+						   'extended_by', orderexp._iso_interval(pol.extend_by), 'extensions', tm.extensions + 1,
+						   'extensions_left', pol.max_extensions - tm.token_extensions - 1,
+						   'extended_by_role', caller, 'via', 'token'));
+	RETURN new_close;
+END;
+$$;
+
+/* a new secret: every token made so far stops working */
+CREATE FUNCTION orderexp.rotate_secret()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	INSERT INTO orderexp.secret (secret) VALUES (orderexp._new_secret());
+END;
+$$;
+COMMENT ON FUNCTION orderexp.rotate_secret() IS
+	'replace the token secret; tokens made under the old one stop working';
 
 /* ------------------------------------------------------------------------
  * Views
@@ -1042,6 +1366,9 @@ SELECT pg_catalog.pg_extension_config_dump('orderexp.policies_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('orderexp.timers', '');
 SELECT pg_catalog.pg_extension_config_dump('orderexp.outbox', '');
 SELECT pg_catalog.pg_extension_config_dump('orderexp.outbox_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('orderexp.secret', '');
+
+INSERT INTO orderexp.secret (secret) VALUES (orderexp._new_secret());
 
 /*
  * The tables are the extension owner's.  The functions run with the rights
@@ -1055,3 +1382,10 @@ REVOKE ALL ON ALL SEQUENCES IN SCHEMA orderexp FROM PUBLIC;
 REVOKE ALL ON FUNCTION orderexp.timer_trigger() FROM PUBLIC;
 REVOKE ALL ON FUNCTION orderexp._truncate_trigger() FROM PUBLIC;
 REVOKE ALL ON FUNCTION orderexp._on_sql_drop() FROM PUBLIC;
+REVOKE ALL ON FUNCTION orderexp._secret_single_row() FROM PUBLIC;
+/* these read the secret or act for a customer: the extension owner only */
+REVOKE ALL ON FUNCTION orderexp._token_make(regclass, text, timestamptz, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION orderexp._token_open(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION orderexp._extension_token(regclass, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION orderexp._extend_order_by_token(text, name) FROM PUBLIC;
+REVOKE ALL ON FUNCTION orderexp.rotate_secret() FROM PUBLIC;

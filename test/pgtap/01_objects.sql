@@ -63,8 +63,8 @@ SELECT col_type_is('orderexp', 'outbox', 'attempts', 'integer', 'outbox.attempts
 SELECT col_has_check('orderexp', 'outbox', 'kind', 'outbox.kind is checked');
 
 -- indexes
-SELECT has_index('orderexp', 'timers', 'timers_due', ARRAY['order_table', 'close_at'],
-                 'timers_due on (order_table, close_at)');
+SELECT has_index('orderexp', 'timers', 'timers_due', ARRAY['order_table', 'close_at', 'order_key'],
+                 'timers_due on (order_table, close_at, order_key)');
 SELECT has_index('orderexp', 'outbox', 'outbox_undelivered', ARRAY['next_attempt_at'],
                  'outbox_undelivered on (next_attempt_at)');
 SELECT is((SELECT pg_get_expr(indpred, indrelid) FROM pg_index
