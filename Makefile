@@ -13,7 +13,7 @@ DATA = $(wildcard sql/orderexp--*.sql)
 PGFILEDESC = "orderexp - close expired unpaid orders"
 
 # pg_regress: sql/<name>.sql against expected/<name>.out
-REGRESS = setup policy operations sweep errors
+REGRESS = setup policy operations sweep errors reminders tokens
 # isolation: specs/<name>.spec against expected/<name>.out
 ISOLATION = payment_race concurrent_sweeps cancel_race
 TAP_TESTS = 1
