@@ -12,10 +12,16 @@
  * The trigger arguments are the names of the key, created-at and category
  * columns (the last may be empty) and the OID of the registered table: on a
  * partitioned table the trigger fires on the partition, and the timer
- * belongs to the registered parent.  The timer row is written with one
- * prepared statement that also picks the policy: the category's own, else
- * the table's default.  It runs as the owner of the orderexp schema, so that
- * application roles need no privileges on orderexp's tables.
+ * belongs to the registered parent.
+ *
+ * The trigger is on the application's insert path, so it is kept cheap: the
+ * policies of a table (the category's own, else the table's default) come
+ * from a backend-local cache, and the timer row is written with one kept
+ * single-row INSERT ... ON CONFLICT.  The cache is dropped whenever
+ * orderexp.policies changes: a statement trigger on that table sends a
+ * relcache invalidation for it, which every backend receives at the commit
+ * of the change.  The insert runs as the owner of the orderexp schema, so
+ * that application roles need no privileges on orderexp's tables.
  *
  * Copyright (c) 2026, orderexp developers
  *
@@ -30,33 +36,193 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
 
 #include "orderexp.h"
 
 PG_FUNCTION_INFO_V1(orderexp_timer_trigger);
+PG_FUNCTION_INFO_V1(orderexp_policies_changed);
+
+/* one close policy, as the trigger needs it */
+typedef struct CachedPolicy
+{
+	int32		id;
+	char	   *category;		/* NULL: the table's default */
+	Interval	close_after;
+	Interval	remind_before;
+	bool		has_remind;
+} CachedPolicy;
+
+/* the policies of one registered table */
+typedef struct TablePolicies
+{
+	Oid			relid;			/* hash key: the registered table */
+	int			npolicies;
+	CachedPolicy *policies;		/* in PolicyCacheContext */
+} TablePolicies;
+
+static HTAB *policy_cache = NULL;
+static MemoryContext PolicyCacheContext = NULL;
+static Oid	policies_relid = InvalidOid;
+static bool callback_registered = false;
+
+static SPIPlanPtr timer_insert_plan = NULL;
+static SPIPlanPtr policies_plan = NULL;
 
 /*
- * Operators and functions are schema-qualified: the plan may be re-planned
+ * Operators and functions are schema-qualified: the plans may be re-planned
  * under whatever search_path the application has.
  */
 static const char *timer_insert_sql =
 "INSERT INTO orderexp.timers AS t (order_table, order_key, policy_id, close_at, remind_at) "
-"SELECT $1, $2, p.id, "
-"       COALESCE($3, pg_catalog.now()) OPERATOR(pg_catalog.+) p.close_after, "
-"       COALESCE($3, pg_catalog.now()) OPERATOR(pg_catalog.+) p.close_after "
-"           OPERATOR(pg_catalog.-) p.remind_before "
-"  FROM orderexp.policies p "
-" WHERE p.order_table OPERATOR(pg_catalog.=) $1 "
-"   AND (p.category OPERATOR(pg_catalog.=) $4 OR p.category IS NULL) "
-" ORDER BY p.category IS NULL "
-" LIMIT 1 "
+"VALUES ($1, $2, $3, $4, $5) "
 "ON CONFLICT (order_table, order_key) DO UPDATE "
 "   SET policy_id = excluded.policy_id, close_at = excluded.close_at, "
-"       remind_at = excluded.remind_at, extensions = 0";
+"       remind_at = excluded.remind_at, extensions = 0, token_extensions = 0";
 
-static SPIPlanPtr timer_insert_plan = NULL;
+static const char *policies_sql =
+"SELECT p.id, p.category, p.close_after, p.remind_before "
+"  FROM orderexp.policies p WHERE p.order_table OPERATOR(pg_catalog.=) $1";
+
+/* relcache callback: orderexp.policies changed (or everything did) */
+static void
+policy_cache_invalidate(Datum arg, Oid relid)
+{
+	if (policy_cache == NULL)
+		return;
+	if (relid == InvalidOid || relid == policies_relid)
+	{
+		hash_destroy(policy_cache);
+		policy_cache = NULL;
+		MemoryContextReset(PolicyCacheContext);
+		policies_relid = InvalidOid;
+	}
+}
+
+/* the policies of a registered table, from the cache or read afresh */
+static TablePolicies *
+table_policies(Oid relid)
+{
+	TablePolicies *tp;
+	bool		found;
+	Oid			argtypes[1] = {REGCLASSOID};
+	Datum		values[1];
+	MemoryContext oldcxt;
+	uint64		i;
+	int			ret;
+
+	if (!callback_registered)
+	{
+		CacheRegisterRelcacheCallback(policy_cache_invalidate, (Datum) 0);
+		callback_registered = true;
+	}
+	if (PolicyCacheContext == NULL)
+		PolicyCacheContext = AllocSetContextCreate(TopMemoryContext,
+												   "orderexp policy cache",
+												   ALLOCSET_SMALL_SIZES);
+	if (policy_cache == NULL)
+	{
+		HASHCTL		ctl;
+
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(TablePolicies);
+		ctl.hcxt = PolicyCacheContext;
+		policy_cache = hash_create("orderexp policy cache", 16, &ctl,
+								   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		policies_relid = get_relname_relid("policies",
+										   get_namespace_oid(ORDEREXP_SCHEMA_NAME, false));
+	}
+
+	tp = hash_search(policy_cache, &relid, HASH_FIND, &found);
+	if (found)
+		return tp;
+
+	if (policies_plan == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(policies_sql, 1, argtypes);
+
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "SPI_keepplan failed");
+		policies_plan = plan;
+	}
+	values[0] = ObjectIdGetDatum(relid);
+	ret = SPI_execute_plan(policies_plan, values, NULL, true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "reading the close policies failed: %s", SPI_result_code_string(ret));
+
+	/* an invalidation while reading may have reset the cache: look again */
+	if (policy_cache == NULL)
+		return table_policies(relid);
+
+	oldcxt = MemoryContextSwitchTo(PolicyCacheContext);
+	tp = hash_search(policy_cache, &relid, HASH_ENTER, &found);
+	tp->npolicies = (int) SPI_processed;
+	tp->policies = palloc0(sizeof(CachedPolicy) * Max(tp->npolicies, 1));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		CachedPolicy *cp = &tp->policies[i];
+		bool		isnull;
+		Datum		d;
+
+		cp->id = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+		cp->category = SPI_getvalue(tup, desc, 2);	/* NULL for the default */
+		d = SPI_getbinval(tup, desc, 3, &isnull);
+		cp->close_after = *DatumGetIntervalP(d);
+		d = SPI_getbinval(tup, desc, 4, &isnull);
+		cp->has_remind = !isnull;
+		if (!isnull)
+			cp->remind_before = *DatumGetIntervalP(d);
+	}
+	MemoryContextSwitchTo(oldcxt);
+	return tp;
+}
+
+/* the category's own policy, else the table's default, else NULL */
+static CachedPolicy *
+choose_policy(TablePolicies *tp, const char *category)
+{
+	CachedPolicy *fallback = NULL;
+	int			i;
+
+	for (i = 0; i < tp->npolicies; i++)
+	{
+		CachedPolicy *cp = &tp->policies[i];
+
+		if (cp->category == NULL)
+			fallback = cp;
+		else if (category != NULL && strcmp(cp->category, category) == 0)
+			return cp;
+	}
+	return fallback;
+}
+
+/*
+ * orderexp._policies_changed()
+ *		Statement trigger on orderexp.policies: tell every backend to drop
+ *		its policy cache when this transaction commits.
+ */
+Datum
+orderexp_policies_changed(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("orderexp._policies_changed() was not called by the trigger manager")));
+	CacheInvalidateRelcacheByRelid(RelationGetRelid(trigdata->tg_relation));
+	return PointerGetDatum(NULL);
+}
 
 /* column number of a mapped column, or a clear error if it is gone */
 static int
@@ -85,13 +251,19 @@ orderexp_timer_trigger(PG_FUNCTION_ARGS)
 	Relation	rel;
 	TupleDesc	tupdesc;
 	HeapTuple	tuple;
+	Oid			order_table;
 	int			key_att;
 	int			created_att;
-	Datum		values[4];
-	char		nulls[4] = {' ', ' ', ' ', ' '};
 	char	   *key;
+	char	   *category = NULL;
 	bool		isnull;
 	Datum		created;
+	TimestampTz base;
+	TimestampTz close_at;
+	TablePolicies *tp;
+	CachedPolicy *policy;
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 	Oid			save_userid;
 	int			save_sec_context;
 	int			ret;
@@ -119,6 +291,7 @@ orderexp_timer_trigger(PG_FUNCTION_ARGS)
 	tupdesc = RelationGetDescr(rel);
 	tuple = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ?
 		trigdata->tg_newtuple : trigdata->tg_trigtuple;
+	order_table = atooid(trigger->tgargs[3]);
 
 	key_att = mapped_column(rel, trigger->tgargs[0], "key");
 	created_att = mapped_column(rel, trigger->tgargs[1], "created-at");
@@ -127,16 +300,14 @@ orderexp_timer_trigger(PG_FUNCTION_ARGS)
 	if (key == NULL)
 		return PointerGetDatum(NULL);	/* no key, nothing to track */
 
-	values[0] = ObjectIdGetDatum(atooid(trigger->tgargs[3]));
-	values[1] = CStringGetTextDatum(key);
-
+	/* the deadline counts from created-at, or from now if there is none */
 	created = SPI_getbinval(tuple, tupdesc, created_att, &isnull);
 	if (isnull)
-		nulls[2] = 'n';
+		base = GetCurrentTransactionStartTimestamp();
 	else if (SPI_gettypeid(tupdesc, created_att) == TIMESTAMPOID)
-		values[2] = DirectFunctionCall1(timestamp_timestamptz, created);
+		base = DatumGetTimestampTz(DirectFunctionCall1(timestamp_timestamptz, created));
 	else if (SPI_gettypeid(tupdesc, created_att) == TIMESTAMPTZOID)
-		values[2] = created;
+		base = DatumGetTimestampTz(created);
 	else
 		ereport(ERROR,
 				(errcode(ERRCODE_DATATYPE_MISMATCH),
@@ -145,17 +316,8 @@ orderexp_timer_trigger(PG_FUNCTION_ARGS)
 				 errhint("Register the table again with orderexp.set_close_policy().")));
 
 	if (trigger->tgargs[2][0] != '\0')
-	{
-		int			cat_att = mapped_column(rel, trigger->tgargs[2], "category");
-		char	   *cat = SPI_getvalue(tuple, tupdesc, cat_att);
-
-		if (cat == NULL)
-			nulls[3] = 'n';
-		else
-			values[3] = CStringGetTextDatum(cat);
-	}
-	else
-		nulls[3] = 'n';
+		category = SPI_getvalue(tuple, tupdesc,
+								mapped_column(rel, trigger->tgargs[2], "category"));
 
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
 	SetUserIdAndSecContext(orderexp_owner(),
@@ -164,12 +326,36 @@ orderexp_timer_trigger(PG_FUNCTION_ARGS)
 	if ((ret = SPI_connect()) != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(ret));
 
+	tp = table_policies(order_table);
+	policy = choose_policy(tp, category);
+	if (policy == NULL)
+	{
+		/* a category without a policy of its own on a table without default */
+		SPI_finish();
+		SetUserIdAndSecContext(save_userid, save_sec_context);
+		return PointerGetDatum(NULL);
+	}
+
+	close_at = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+													   TimestampTzGetDatum(base),
+													   IntervalPGetDatum(&policy->close_after)));
+	values[0] = ObjectIdGetDatum(order_table);
+	values[1] = CStringGetTextDatum(key);
+	values[2] = Int32GetDatum(policy->id);
+	values[3] = TimestampTzGetDatum(close_at);
+	if (policy->has_remind)
+		values[4] = DirectFunctionCall2(timestamptz_mi_interval,
+										TimestampTzGetDatum(close_at),
+										IntervalPGetDatum(&policy->remind_before));
+	else
+		nulls[4] = 'n';
+
 	if (timer_insert_plan == NULL)
 	{
-		Oid			argtypes[4] = {REGCLASSOID, TEXTOID, TIMESTAMPTZOID, TEXTOID};
+		Oid			argtypes[5] = {REGCLASSOID, TEXTOID, INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID};
 		SPIPlanPtr	plan;
 
-		plan = SPI_prepare(timer_insert_sql, 4, argtypes);
+		plan = SPI_prepare_cursor(timer_insert_sql, 5, argtypes, CURSOR_OPT_GENERIC_PLAN);
 		if (plan == NULL)
 			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 		if (SPI_keepplan(plan) != 0)

@@ -64,6 +64,19 @@ COMMENT ON TABLE orderexp.policies IS
 	'close policies: per table (category NULL) and per product category';
 
 /*
+ * The timer trigger caches policies in each backend; any change to this
+ * table makes every backend drop that cache when the change commits.
+ */
+CREATE FUNCTION orderexp._policies_changed()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'orderexp_policies_changed'
+LANGUAGE C;
+
+CREATE TRIGGER policies_changed
+	AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON orderexp.policies
+	FOR EACH STATEMENT EXECUTE FUNCTION orderexp._policies_changed();
+
+/*
  * One row per tracked order.  Rows are created by the timer trigger on the
  * user's table when an unpaid order appears, and removed by whatever ends the
  * order through orderexp (sweep, cancel).  A payment made directly on the
@@ -1383,6 +1396,7 @@ REVOKE ALL ON FUNCTION orderexp.timer_trigger() FROM PUBLIC;
 REVOKE ALL ON FUNCTION orderexp._truncate_trigger() FROM PUBLIC;
 REVOKE ALL ON FUNCTION orderexp._on_sql_drop() FROM PUBLIC;
 REVOKE ALL ON FUNCTION orderexp._secret_single_row() FROM PUBLIC;
+REVOKE ALL ON FUNCTION orderexp._policies_changed() FROM PUBLIC;
 /* these read the secret or act for a customer: the extension owner only */
 REVOKE ALL ON FUNCTION orderexp._token_make(regclass, text, timestamptz, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION orderexp._token_open(text) FROM PUBLIC;
