@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 #
 # scripts/demo.sh - live demo of orderexp's main job: unpaid orders close
-# themselves at their deadline, with an event in the outbox and a NOTIFY
+# themselves at their deadline, with an event in the outbox and a NOTIFY;
+# before that, the customer gets a reminder with a link to extend the order
 #
 # Usage:  bash scripts/demo.sh        (as root, on Debian bookworm)
 #
@@ -12,14 +13,25 @@
 #   1. creates the database "shop" only now, after the server started, and
 #      shows the background worker picking it up once the extension is there;
 #   2. makes a shop table "orders" and gives it a close policy: unpaid orders
-#      close 6 seconds after they were created, an extension adds 10 seconds;
+#      close 8 seconds after they were created, a reminder goes out 5 seconds
+#      before the deadline, and the customer may extend the order once, by
+#      10 seconds, through the link in the reminder;
 #   3. starts a live feed: a psql session that LISTENs on "orderexp" and
-#      prints every outbox event as it arrives (scripts/demo/feed_step.sql);
-#   4. inserts 8 orders, pays some, cancels one, extends one, shows
-#      orderexp.pending, and tries a payment that comes too late;
-#   5. when everything has happened (about 20 s), prints the final state and
+#      prints every outbox event as it arrives, the way a listener would
+#      send it (scripts/demo/feed_step.sql): reminders with their extension
+#      link, the confirmation of an extension, closes, cancellations;
+#   4. inserts 8 orders, pays some, cancels one, extends one (the shop does),
+#      shows orderexp.pending; then a customer clicks the link of a reminder
+#      (extend_order_by_token with the token taken from the outbox), clicks it
+#      again and is refused, gets a second reminder for the new deadline
+#      (without a link: the one extension is used up), another customer pays
+#      between reminder and deadline, and a payment comes too late;
+#   5. when everything has happened (about 21 s), prints the final state and
 #      checks it: paid orders were never closed, each closed order has one
-#      'closed' event per channel, the extended order closed last.
+#      'closed' event per channel, the extended orders closed at their new
+#      deadlines, reminders went out once per channel per deadline to the
+#      orders still unpaid, the reused link was refused, the order paid after
+#      its reminder was not closed.
 #
 # Ends by itself: exit 0 if every check passed.  The cluster is stopped and
 # the temp dirs removed on any exit.
@@ -47,6 +59,23 @@ indent() { sed '/^ *$/d; s/^/             /'; }
 sql() {
 	printf '%s\n' "$1" | sed '1s/^/             shop=# /; 2,$s/^/             shop-# /'
 	ox_psql -d shop -P footer=off -c "$1" | indent
+}
+
+# sql_vars 'NAME=VALUE ...' TEXT: like sql, with psql variables set (shown
+# as \set lines) and interpolated into TEXT (-c would not interpolate);
+# psql's error messages are shown too, the whole output is left in SQL_OUT,
+# and the status is psql's (the caller decides whether an error is fatal)
+SQL_OUT=
+sql_vars() {
+	local vars=$1 text=$2 v args=() rc=0
+	for v in $vars; do
+		printf '             shop=# \\set %s %s\n' "${v%%=*}" "'${v#*=}'"
+		args+=(-v "$v")
+	done
+	printf '%s\n' "$text" | sed '1s/^/             shop=# /; 2,$s/^/             shop-# /'
+	SQL_OUT=$(printf '%s\n' "$text" | ox_psql -d shop -P footer=off -v SHOW_CONTEXT=never "${args[@]}" -f - 2>&1) || rc=$?
+	printf '%s\n' "$SQL_OUT" | sed 's/^psql:<stdin>:[0-9]*: //' | indent
+	return "$rc"
 }
 
 # value QUERY: one value from shop
@@ -109,7 +138,8 @@ sql "CREATE TABLE public.orders (
     status text NOT NULL DEFAULT 'unpaid',
     created_at timestamptz NOT NULL DEFAULT now())"
 sql "SELECT orderexp.set_close_policy('orders',
-         close_after => '6 seconds', extend_by => '10 seconds',
+         close_after => '8 seconds', remind_before => '5 seconds',
+         extend_by => '10 seconds', max_extensions => 1,
          payload_columns => '{customer,email,amount}', channels => '{email}') AS policy_id"
 
 # ---------------------------------------------------------------------------
@@ -155,17 +185,18 @@ sleep 0.5
 # 4. orders come in, some are paid, one is cancelled, one is extended
 # ---------------------------------------------------------------------------
 
-say "4 orders come in (deadline: 6 s after created_at)"
+say "4 orders come in (reminder 3 s after created_at, deadline 8 s after it)"
 sql "INSERT INTO orders (customer, email, amount) VALUES
     ('alice', 'alice@example.com', 19.90),
     ('bob',   'bob@example.com',   5.00),
     ('carol', 'carol@example.com', 42.00),
     ('dave',  'dave@example.com',  7.50)
-RETURNING id, customer, status"
+RETURNING id, customer, status, created_at::time(1)"
 sleep 1
 
-say "bob pays order 2"
+say "bob pays order 2, carol cancels order 3 (before their reminders: they get none)"
 sql "UPDATE orders SET status = 'paid' WHERE id = 2 AND status = 'unpaid'"
+sql "SELECT orderexp.cancel_order('orders', 3::bigint, 'customer changed their mind') AS cancelled"
 sleep 1
 
 say "4 more orders come in"
@@ -174,40 +205,86 @@ sql "INSERT INTO orders (customer, email, amount) VALUES
     ('frank', 'frank@example.com', 99.99),
     ('grace', 'grace@example.com', 3.25),
     ('heidi', 'heidi@example.com', 60.00)
-RETURNING id, customer, status"
-sleep 1
+RETURNING id, customer, status, created_at::time(1)"
 
-say "carol cancels order 3; erin asks for more time on order 5 (extend_by: 10 s)"
-sql "SELECT orderexp.cancel_order('orders', 3::bigint, 'customer changed their mind') AS cancelled"
+say "erin phones the shop, which gives order 5 more time (extend_by: 10 s); frank pays order 6"
 sql "SELECT orderexp.extend_order('orders', 5::bigint) AS new_deadline"
-sleep 1
-
-say "frank pays order 6, heidi pays order 8"
-sql "UPDATE orders SET status = 'paid' WHERE id IN (6, 8) AND status = 'unpaid'"
+sql "UPDATE orders SET status = 'paid' WHERE id = 6 AND status = 'unpaid'"
 
 say "what orderexp is waiting for:"
-sql "SELECT order_key, close_at::time(1) AS close_at, extensions,
-       date_trunc('second', time_left) AS time_left
+sql "SELECT order_key, remind_at::time(1) AS remind_at, close_at::time(1) AS close_at,
+       extensions, date_trunc('second', time_left) AS time_left
+  FROM orderexp.pending"
+
+# ---------------------------------------------------------------------------
+# reminders, and a customer who extends the order through its link
+# ---------------------------------------------------------------------------
+
+say "waiting for the first reminders (orders 1 and 4) ..."
+wait_for 15 "SELECT count(DISTINCT order_key) = 2 FROM orderexp.outbox
+              WHERE kind = 'reminder' AND order_key IN ('1', '4')" ||
+	ox_warn "no reminders for orders 1 and 4 yet"
+sleep 0.5
+
+# the link in dave's reminder, as his e-mail has it
+TOKEN=$(value "SELECT payload ->> 'extension_token' FROM orderexp.outbox
+                WHERE kind = 'reminder' AND order_table = 'orders'::regclass
+                  AND order_key = '4' ORDER BY id LIMIT 1")
+[[ -n $TOKEN ]] || ox_warn "order 4's reminder has no extension token"
+say "dave clicks the link in his reminder: https://shop.example/extend?token=$TOKEN"
+say "the shop's web handler passes the token on:"
+if ! sql_vars "token=$TOKEN" "SELECT orderexp.extend_order_by_token(:'token') AS new_deadline"; then
+	ox_warn "the extension through dave's link failed"
+fi
+sleep 0.7
+
+say "dave clicks the same link again (say, in a second browser tab)"
+REUSE_ERR=
+if sql_vars "token=$TOKEN" "SELECT orderexp.extend_order_by_token(:'token') AS new_deadline"; then
+	ox_warn "the same link worked twice"
+else
+	REUSE_ERR=$(grep -m1 'ERROR:' <<<"$SQL_OUT" | sed 's/^.*ERROR: *//')
+	say "refused, as it should be; the demo goes on"
+fi
+
+say "waiting for the reminders of orders 7 and 8 (order 6 is paid, order 5 was extended) ..."
+wait_for 15 "SELECT count(DISTINCT order_key) = 2 FROM orderexp.outbox
+              WHERE kind = 'reminder' AND order_key IN ('7', '8')" ||
+	ox_warn "no reminders for orders 7 and 8 yet"
+sleep 0.5
+
+say "heidi pays order 8 after her reminder, before her deadline"
+sql "UPDATE orders SET status = 'paid' WHERE id = 8 AND status = 'unpaid'"
+
+say "what orderexp is waiting for now (remind_at is empty once the reminder went out):"
+sql "SELECT order_key, remind_at::time(1) AS remind_at, close_at::time(1) AS close_at,
+       extensions, date_trunc('second', time_left) AS time_left
   FROM orderexp.pending"
 
 # ---------------------------------------------------------------------------
 # waiting for the deadlines
 # ---------------------------------------------------------------------------
 
-say "waiting for the first deadlines (orders 1, 4, 7) ..."
-wait_for 20 "SELECT count(*) = 3 FROM orders WHERE id IN (1, 4, 7) AND status = 'closed'" ||
-	ox_warn "orders 1, 4, 7 not all closed yet"
+say "waiting for the first deadlines (orders 1 and 7; heidi's order 8 is paid) ..."
+wait_for 20 "SELECT count(*) = 2 FROM orders WHERE id IN (1, 7) AND status = 'closed'" ||
+	ox_warn "orders 1 and 7 not both closed yet"
 sleep 0.5
 
 say "alice's payment for order 1 comes too late: the guarded update finds it closed"
 sql "UPDATE orders SET status = 'paid' WHERE id = 1 AND status = 'unpaid' RETURNING id"
 
-say "only the extended order is still pending:"
-sql "SELECT order_key, close_at::time(1) AS close_at, extensions,
-       date_trunc('second', time_left) AS time_left
+say "only the extended orders are still pending: 4 (by dave's link) and 5 (by the shop)"
+sql "SELECT order_key, remind_at::time(1) AS remind_at, close_at::time(1) AS close_at,
+       extensions, date_trunc('second', time_left) AS time_left
   FROM orderexp.pending"
 
-say "waiting for order 5's extended deadline ..."
+say "waiting for the reminders of the new deadlines: order 4 again (no link: dave's one extension is used), order 5 ..."
+wait_for 20 "SELECT count(*) FILTER (WHERE order_key = '4') = 2 AND count(*) FILTER (WHERE order_key = '5') = 1
+               FROM (SELECT DISTINCT order_key, payload ->> 'close_at' FROM orderexp.outbox
+                      WHERE kind = 'reminder') r" ||
+	ox_warn "the reminders for orders 4 and 5 did not all come"
+
+say "waiting for the extended deadlines of orders 4 and 5 ..."
 wait_for 30 "SELECT NOT EXISTS (SELECT 1 FROM orders WHERE status = 'unpaid')" ||
 	ox_warn "some orders are still unpaid after the wait"
 sleep 0.5
@@ -232,6 +309,14 @@ sql "SELECT o.id, o.customer, o.amount, o.status,
          WHERE e.order_table = 'orders'::regclass AND e.order_key = o.id::text) AS events
   FROM orders o ORDER BY o.id"
 
+say "the reminders that went out"
+sql "SELECT order_key, channel, created_at::time(1) AS sent,
+       (payload ->> 'close_at')::timestamptz::time(1) AS closes_at,
+       payload ->> 'extensions_left' AS ext_left,
+       left(payload ->> 'extension_token', 12) || '…' ||
+         right(payload ->> 'extension_token', 4) AS link_token
+  FROM orderexp.outbox WHERE kind = 'reminder' ORDER BY id"
+
 say "events by kind"
 sql "SELECT kind, channel, count(*) FROM orderexp.outbox GROUP BY kind, channel ORDER BY kind"
 
@@ -242,9 +327,32 @@ sql "SELECT pid, backend_type, datname, state, wait_event,
 
 say "checks"
 CHECKS=$(
-	ox_psql -d shop -At -F ' | ' <<'EOF'
+	ox_psql -d shop -At -F ' | ' -v reuse_err="$REUSE_ERR" <<'EOF'
 WITH
 ev AS (SELECT * FROM orderexp.outbox WHERE order_table = 'orders'::regclass),
+rem AS (SELECT id, order_key, channel, created_at,
+			   (payload ->> 'close_at')::timestamptz AS close_at,
+			   (payload ->> 'remind_at')::timestamptz AS remind_at,
+			   payload ->> 'extension_token' AS token,
+			   (payload ->> 'extensions_left')::int AS extensions_left
+		  FROM ev WHERE kind = 'reminder'),
+-- deadlines each order had while unpaid at its reminder time: 2 and 6 were
+-- paid and 3 cancelled before theirs, 4 was extended through its link
+expected_rem(id, deadlines) AS (VALUES
+	(1, 1), (2, 0), (3, 0), (4, 2), (5, 1), (6, 0), (7, 1), (8, 1)),
+o4 AS (SELECT f.first_close, s.second_close,
+			  (SELECT count(DISTINCT close_at) FROM rem WHERE order_key = '4') AS deadlines,
+			  (SELECT bool_and(token IS NOT NULL AND extensions_left = 1) FROM rem
+				WHERE order_key = '4' AND close_at = f.first_close) AS first_has_link,
+			  (SELECT bool_and(token IS NULL AND extensions_left = 0) FROM rem
+				WHERE order_key = '4' AND close_at = s.second_close) AS second_has_none,
+			  (SELECT min((payload ->> 'close_at')::timestamptz) FROM ev
+				WHERE kind = 'extended' AND order_key = '4' AND payload ->> 'via' = 'token') AS ext_close,
+			  (SELECT min((payload ->> 'close_at')::timestamptz) FROM ev
+				WHERE kind = 'closed' AND order_key = '4') AS closed_deadline,
+			  (SELECT min(created_at) FROM ev WHERE kind = 'closed' AND order_key = '4') AS closed_at
+		 FROM (SELECT min(close_at) AS first_close FROM rem WHERE order_key = '4') f,
+			  (SELECT max(close_at) AS second_close FROM rem WHERE order_key = '4') s),
 chans AS (SELECT channels FROM orderexp.tables WHERE order_table = 'orders'::regclass),
 expected(id, status) AS (VALUES
 	(1, 'closed'), (2, 'paid'), (3, 'cancelled'), (4, 'closed'),
@@ -278,7 +386,7 @@ SELECT 4, 'the cancelled order has one cancelled event and was not closed',
 	   AND NOT EXISTS (SELECT 1 FROM ev WHERE order_key = '3' AND kind = 'closed'),
 	   (SELECT string_agg(kind, ',') FROM ev WHERE order_key = '3')
 UNION ALL
-SELECT 5, 'the extended order closed later than the others',
+SELECT 5, 'order 5 (extended by the shop) closed later than the others',
 	   (SELECT min(created_at) FROM ev WHERE kind = 'closed' AND order_key = '5')
 		 > (SELECT max(created_at) FROM ev WHERE kind = 'closed' AND order_key <> '5'),
 	   (SELECT format('order 5 closed at %s, the others by %s',
@@ -291,6 +399,58 @@ SELECT 6, 'closes happened on time (within 2 s of the deadline)',
 	   (SELECT format('latest close came %s s after its deadline',
 					  round(extract(epoch FROM max(created_at - (payload ->> 'close_at')::timestamptz)), 3))
 		  FROM ev WHERE kind = 'closed')
+UNION ALL
+SELECT 7, 'each order unpaid at its reminder time got exactly one reminder per channel per deadline (2, 3, 6 none)',
+	   NOT EXISTS (SELECT 1 FROM rem GROUP BY order_key, channel, close_at HAVING count(*) <> 1)
+	   AND NOT EXISTS (SELECT 1 FROM expected_rem x, chans, unnest(chans.channels) ch
+					   WHERE (SELECT count(*) FROM rem
+							   WHERE rem.order_key = x.id::text AND rem.channel = ch) <> x.deadlines)
+	   AND NOT EXISTS (SELECT 1 FROM rem, chans
+					   WHERE rem.channel <> ALL (chans.channels)
+						  OR rem.order_key NOT IN (SELECT id::text FROM expected_rem)),
+	   (SELECT 'reminders per order ' ||
+			   string_agg(format('%s:%s', x.id, (SELECT count(*) FROM rem WHERE rem.order_key = x.id::text)),
+						  ' ' ORDER BY x.id)
+		  FROM expected_rem x)
+UNION ALL
+SELECT 8, 'reminders went out on time (5 s before the deadline, within 2 s of remind_at)',
+	   coalesce((SELECT bool_and(close_at - remind_at = interval '5 seconds'
+								 AND created_at >= remind_at
+								 AND created_at - remind_at < interval '2 seconds'
+								 AND created_at < close_at) FROM rem), false),
+	   (SELECT format('%s reminders, latest came %s s after its remind_at', count(*),
+					  round(extract(epoch FROM max(created_at - remind_at)), 3))
+		  FROM rem)
+UNION ALL
+SELECT 9, 'order 4 (extended by its link) got two reminders, the second without a link, and closed at its new deadline',
+	   coalesce(o4.deadlines = 2 AND o4.first_has_link AND o4.second_has_none
+				AND o4.second_close = o4.first_close + interval '10 seconds'
+				AND o4.ext_close = o4.second_close
+				AND o4.closed_deadline = o4.second_close
+				AND o4.closed_at >= o4.second_close
+				AND o4.closed_at < o4.second_close + interval '2 seconds', false),
+	   format('reminders for %s (with link) and %s (%s), closed %s',
+			  o4.first_close::time(1), o4.second_close::time(1),
+			  CASE WHEN o4.second_has_none THEN 'without' ELSE 'with' END || ' link',
+			  o4.closed_at::time(1))
+  FROM o4
+UNION ALL
+SELECT 10, 'the reused link was refused; order 4 was extended through its link once',
+	   :'reuse_err' <> ''
+	   AND (SELECT count(*) FROM ev, chans
+			 WHERE kind = 'extended' AND order_key = '4' AND payload ->> 'via' = 'token')
+		   = (SELECT cardinality(channels) FROM chans),
+	   coalesce(nullif(:'reuse_err', ''), 'the second click was not refused')
+UNION ALL
+SELECT 11, 'order 8, paid between its reminder and its deadline, has a reminder but no closed event',
+	   (SELECT status FROM orders WHERE id = 8) = 'paid'
+	   AND EXISTS (SELECT 1 FROM rem WHERE order_key = '8')
+	   AND (SELECT max(close_at) FROM rem WHERE order_key = '8') < now()
+	   AND NOT EXISTS (SELECT 1 FROM ev WHERE order_key = '8' AND kind = 'closed'),
+	   (SELECT format('events %s; deadline %s has passed',
+					  coalesce(string_agg(kind, ',' ORDER BY id), 'none'),
+					  (SELECT max(close_at) FROM rem WHERE order_key = '8')::time(1))
+		  FROM ev WHERE order_key = '8')
 ) c ORDER BY n;
 EOF
 )
