@@ -280,6 +280,22 @@ AS $$
 		   END
 $$;
 
+/* the payload columns of one order, as the 'order' object of an event */
+CREATE FUNCTION orderexp._order_cols(cfg orderexp.tables, k text)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	cols jsonb;
+BEGIN
+	EXECUTE format('SELECT %s FROM %s o WHERE o.%I = $1::%s',
+				   orderexp._payload_expr(cfg), cfg.order_table, cfg.key_column, cfg.key_type)
+		INTO cols USING k;
+	RETURN cols;
+END;
+$$;
+
 /*
  * Lock one order: its timer first, then its row, the same order the sweep
  * takes locks in, so that the two cannot deadlock.  Returns the row's status
@@ -1126,7 +1142,9 @@ BEGIN
 		jsonb_build_object('order_table', orders::text, 'order_key', k,
 						   'close_at', new_close, 'previous_close_at', tm.close_at,
 						   'extended_by', orderexp._iso_interval(step), 'extensions', tm.extensions + 1,
-						   'extended_by_role', current_user::text, 'via', 'operator'));
+						   'extensions_left', greatest(pol.max_extensions - tm.token_extensions, 0),
+						   'extended_by_role', current_user::text, 'via', 'operator',
+						   'order', orderexp._order_cols(cfg, k)));
 	RETURN new_close;
 END;
 $$;
@@ -1236,16 +1254,21 @@ BEGIN
 	 WHERE t.order_table = cfg.order_table AND t.order_key = claim.order_key;
 	SELECT * INTO pol FROM orderexp.policies p WHERE p.id = tm.policy_id;
 
-	refusal := orderexp._token_refusal(cfg, st, tm, pol);
-	IF refusal IS NOT NULL THEN
-		RAISE EXCEPTION 'cannot extend order % in table %: %', claim.order_key, cfg.order_table, refusal[1]
-			USING ERRCODE = 'object_not_in_prerequisite_state', DETAIL = refusal[2];
-	END IF;
-	IF tm.close_at <> claim.close_at OR tm.extensions <> claim.extensions THEN
+	/*
+	 * A token used before says so, whatever else holds now (no extensions
+	 * left, say), as long as the order is still pending at all.
+	 */
+	IF st IS NOT DISTINCT FROM cfg.unpaid_value AND tm.order_key IS NOT NULL
+	   AND (tm.close_at <> claim.close_at OR tm.extensions <> claim.extensions) THEN
 		RAISE EXCEPTION 'extension token has already been used or is outdated'
 			USING ERRCODE = 'object_not_in_prerequisite_state',
 				  DETAIL = format('The deadline of order %s has moved since the token was made.', claim.order_key),
 				  HINT = 'Use the link from the latest reminder.';
+	END IF;
+	refusal := orderexp._token_refusal(cfg, st, tm, pol);
+	IF refusal IS NOT NULL THEN
+		RAISE EXCEPTION 'cannot extend order % in table %: %', claim.order_key, cfg.order_table, refusal[1]
+			USING ERRCODE = 'object_not_in_prerequisite_state', DETAIL = refusal[2];
 	END IF;
 
 	new_close := tm.close_at + pol.extend_by;
@@ -1261,7 +1284,8 @@ BEGIN
 						   'close_at', new_close, 'previous_close_at', tm.close_at,
 						   'extended_by', orderexp._iso_interval(pol.extend_by), 'extensions', tm.extensions + 1,
 						   'extensions_left', pol.max_extensions - tm.token_extensions - 1,
-						   'extended_by_role', caller, 'via', 'token'));
+						   'extended_by_role', caller, 'via', 'token',
+						   'order', orderexp._order_cols(cfg, claim.order_key)));
 	RETURN new_close;
 END;
 $$;
