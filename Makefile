@@ -8,7 +8,7 @@
 
 EXTENSION = orderexp
 MODULE_big = orderexp
-OBJS = orderexp.o sweep.o token.o trigger.o worker.o
+OBJS = orderexp.o payload.o sweep.o token.o trigger.o worker.o
 DATA = $(wildcard sql/orderexp--*.sql)
 PGFILEDESC = "orderexp - close expired unpaid orders"
 

@@ -165,6 +165,15 @@ LANGUAGE C;
 COMMENT ON FUNCTION orderexp.timer_trigger() IS
 	'row trigger on registered tables: starts the timer of a new unpaid order';
 
+CREATE FUNCTION orderexp._closed_payload(order_table text, order_key text,
+										 close_at timestamptz, policy_id integer,
+										 category text, cols jsonb)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'orderexp_closed_payload'
+LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION orderexp._closed_payload(text, text, timestamptz, integer, text, jsonb) IS
+	'payload of a closed event (the sweep''s hot path)';
+
 CREATE FUNCTION orderexp._new_secret()
 RETURNS bytea
 AS 'MODULE_PATHNAME', 'orderexp_new_secret'
@@ -402,7 +411,10 @@ $$;
  *          application transaction (a payment, say) holds right now;
  *  busy    due orders whose row exists but is locked: left for the next tick;
  *  gone    the timers of everything else are done with (closed now, or paid,
- *          cancelled or deleted since: the lazy clean-up);
+ *          cancelled or deleted since: the lazy clean-up); found by the ctid
+ *          the lock returned, which no one can change while we hold it (should
+ *          a concurrent change have made it invisible to our snapshot, the
+ *          timer stays and the next sweep finds the order no longer unpaid);
  *  closed  the guarded update: only rows still unpaid are closed;
  *  events  one 'closed' event per channel per order actually closed.
  */
@@ -427,7 +439,7 @@ BEGIN
 
 	RETURN format($q$
 WITH due AS MATERIALIZED (
-	SELECT t.order_key, t.close_at, t.policy_id
+	SELECT t.ctid AS tid, t.order_key, t.close_at, t.policy_id
 	  FROM orderexp.timers t
 	 WHERE t.order_table = $1 AND t.close_at <= now()
 	   AND (t.close_at, t.order_key) > ($3, $4)
@@ -446,10 +458,9 @@ busy AS MATERIALIZED (
 	   AND EXISTS (SELECT 1 FROM %1$s o WHERE o.%2$I = d.order_key::%6$s)),
 gone AS (
 	DELETE FROM orderexp.timers t
-	 WHERE t.order_table = $1
-	   AND t.order_key = ANY (ARRAY(SELECT d.order_key FROM due d
-									 WHERE NOT EXISTS (SELECT 1 FROM busy b
-														WHERE b.order_key = d.order_key)))),
+	 WHERE t.ctid = ANY (ARRAY(SELECT d.tid FROM due d
+								WHERE NOT EXISTS (SELECT 1 FROM busy b
+												   WHERE b.order_key = d.order_key)))),
 closed AS (
 	UPDATE %1$s o SET %3$I = %7$L::%5$s
 	 WHERE o.%2$I = ANY (ARRAY(SELECT m.order_key::%6$s FROM mine m WHERE m.unpaid))
@@ -458,10 +469,8 @@ closed AS (
 events AS (
 	INSERT INTO orderexp.outbox (kind, order_table, order_key, channel, payload)
 	SELECT 'closed', $1, c.order_key, ch.channel,
-		   jsonb_build_object('order_table', %10$L, 'order_key', c.order_key,
-							  'close_at', d.close_at, 'policy_id', d.policy_id,
-							  'category', c.category, 'reason', 'timeout',
-							  'order', c.cols)
+		   orderexp._closed_payload(%10$L, c.order_key, d.close_at, d.policy_id,
+									c.category, c.cols)
 	  FROM closed c
 	  JOIN due d ON d.order_key = c.order_key
 	 CROSS JOIN unnest(%11$L::text[]) AS ch(channel))
@@ -511,7 +520,8 @@ BEGIN
 
 	RETURN format($q$
 WITH due AS MATERIALIZED (
-	SELECT t.order_key, t.close_at, t.remind_at, t.policy_id, t.extensions, t.token_extensions
+	SELECT t.ctid AS tid, t.order_key, t.close_at, t.remind_at, t.policy_id, t.extensions,
+		   t.token_extensions
 	  FROM orderexp.timers t
 	 WHERE t.order_table = $1 AND t.remind_at <= now()
 	   AND (t.remind_at, t.order_key) > ($3, $4)
