@@ -5,20 +5,28 @@
  *		act on orders as the extension's owner.
  *
  * A reminder carries a token that lets the customer extend the order once.
- * The token names the order (table OID and key), its current deadline and
- * its extension count, signed with HMAC-SHA256 under a per-database secret
- * that only the extension owner can read (table orderexp.secret).  Because
- * the deadline and the count change with every extension, a token works
- * once; because it names the deadline, it is worthless after it.
+ * The token names the order (table OID and key), the generation of its
+ * timer, its current deadline and its extension count, signed with
+ * HMAC-SHA256 under a per-database secret that only the extension owner can
+ * read (table orderexp.secret).  Because the deadline and the count change
+ * with every extension, a token works once; because it names the deadline,
+ * it is worthless after it; because every new start of tracking draws a new
+ * generation, it does not come back to life when an order is paid and set
+ * back to unpaid.
  *
  * Layout before base64url encoding (no padding), all integers big-endian:
  *
  *		1 byte	version (1)
  *		4		table OID
+ *		8		timer generation
  *		8		deadline, microseconds since the PostgreSQL epoch
  *		4		extension count
  *		n		order key, canonical text of the key type
  *		32		HMAC-SHA256 of everything above
+ *
+ * Only the canonical spelling of a token is accepted: base64url leaves
+ * unused low bits in its last character, and a token that differs from the
+ * one we made in those bits is as foreign as any other.
  *
  * The functions that read the secret or write on behalf of a customer are
  * kept from PUBLIC; callers reach them through gates in this file that
@@ -61,7 +69,7 @@ PG_FUNCTION_INFO_V1(orderexp_extension_token);
 PG_FUNCTION_INFO_V1(orderexp_extend_order_by_token);
 
 #define TOKEN_VERSION		1
-#define TOKEN_HEADER_LEN	(1 + 4 + 8 + 4)
+#define TOKEN_HEADER_LEN	(1 + 4 + 8 + 8 + 4)
 #define TOKEN_MAC_LEN		PG_SHA256_DIGEST_LENGTH
 #define TOKEN_MAX_KEY_LEN	1024
 #define SECRET_LEN			32
@@ -70,6 +78,7 @@ PG_FUNCTION_INFO_V1(orderexp_extend_order_by_token);
 typedef struct TokenClaims
 {
 	Oid			relid;
+	int64		generation;
 	TimestampTz close_at;
 	int32		extensions;
 	char	   *key;
@@ -267,14 +276,18 @@ token_parse(const char *text, TokenClaims *claims, uint8 **raw, int *rawlen)
 
 	if (len < TOKEN_HEADER_LEN + 1 + TOKEN_MAC_LEN)
 		invalid_token("The token is malformed or truncated.");
+	if (strcmp(base64url_encode(data, len), text) != 0)
+		invalid_token("The token is not spelled as it was made.");
 	if (data[0] != TOKEN_VERSION)
 		invalid_token("The token has an unknown version.");
 
 	memcpy(&u32, data + 1, 4);
 	claims->relid = (Oid) pg_ntoh32(u32);
 	memcpy(&u64, data + 5, 8);
+	claims->generation = (int64) pg_ntoh64(u64);
+	memcpy(&u64, data + 13, 8);
 	claims->close_at = (TimestampTz) pg_ntoh64(u64);
-	memcpy(&u32, data + 13, 4);
+	memcpy(&u32, data + 21, 4);
 	claims->extensions = (int32) pg_ntoh32(u32);
 
 	keylen = len - TOKEN_HEADER_LEN - TOKEN_MAC_LEN;
@@ -290,7 +303,7 @@ token_parse(const char *text, TokenClaims *claims, uint8 **raw, int *rawlen)
 
 /*
  * orderexp._token_make(orders regclass, order_key text, close_at timestamptz,
- *						extensions int) returns text
+ *						extensions int, generation bigint) returns text
  *		Sign a token.  Reads the secret: kept from PUBLIC.
  */
 Datum
@@ -300,18 +313,21 @@ orderexp_token_make(PG_FUNCTION_ARGS)
 	text	   *key;
 	TimestampTz close_at;
 	int32		extensions;
+	int64		generation;
 	int			keylen;
 	int			len;
 	uint8	   *data;
 	uint32		u32;
 	uint64		u64;
 
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3) ||
+		PG_ARGISNULL(4))
 		PG_RETURN_NULL();
 	relid = PG_GETARG_OID(0);
 	key = PG_GETARG_TEXT_PP(1);
 	close_at = PG_GETARG_TIMESTAMPTZ(2);
 	extensions = PG_GETARG_INT32(3);
+	generation = PG_GETARG_INT64(4);
 
 	keylen = VARSIZE_ANY_EXHDR(key);
 	if (keylen == 0 || keylen > TOKEN_MAX_KEY_LEN)
@@ -325,10 +341,12 @@ orderexp_token_make(PG_FUNCTION_ARGS)
 	data[0] = TOKEN_VERSION;
 	u32 = pg_hton32((uint32) relid);
 	memcpy(data + 1, &u32, 4);
-	u64 = pg_hton64((uint64) close_at);
+	u64 = pg_hton64((uint64) generation);
 	memcpy(data + 5, &u64, 8);
+	u64 = pg_hton64((uint64) close_at);
+	memcpy(data + 13, &u64, 8);
 	u32 = pg_hton32((uint32) extensions);
-	memcpy(data + 13, &u32, 4);
+	memcpy(data + 21, &u32, 4);
 	memcpy(data + TOKEN_HEADER_LEN, VARDATA_ANY(key), keylen);
 
 	token_mac(data, TOKEN_HEADER_LEN + keylen, data + TOKEN_HEADER_LEN + keylen);
@@ -338,7 +356,7 @@ orderexp_token_make(PG_FUNCTION_ARGS)
 
 /*
  * orderexp._token_open(token text) returns (order_table regclass,
- *		order_key text, close_at timestamptz, extensions int)
+ *		order_key text, close_at timestamptz, extensions int, generation bigint)
  *		Check a token's signature and say what it claims.  Reads the secret:
  *		kept from PUBLIC.
  */
@@ -352,8 +370,8 @@ orderexp_token_open(PG_FUNCTION_ARGS)
 	uint8		mac[TOKEN_MAC_LEN];
 	uint8		diff = 0;
 	int			i;
-	Datum		values[4];
-	bool		nulls[4] = {false, false, false, false};
+	Datum		values[5];
+	bool		nulls[5] = {false, false, false, false, false};
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -376,6 +394,7 @@ orderexp_token_open(PG_FUNCTION_ARGS)
 	values[1] = CStringGetTextDatum(claims.key);
 	values[2] = TimestampTzGetDatum(claims.close_at);
 	values[3] = Int32GetDatum(claims.extensions);
+	values[4] = Int64GetDatum(claims.generation);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
 }
 
@@ -513,8 +532,15 @@ orderexp_extend_order_by_token(PG_FUNCTION_ARGS)
 				 errmsg("extension token must not be null")));
 	token = text_to_cstring(PG_GETARG_TEXT_PP(0));
 
-	/* the table the token names decides whose privilege counts */
+	/*
+	 * Check the signature first (as the owner, who can read the secret), so
+	 * that a forged token learns nothing about tables and privileges; then
+	 * the table the token names decides whose privilege counts.
+	 */
 	token_parse(token, &claims, &raw, &rawlen);
+	values[0] = PointerGetDatum(cstring_to_text(token));
+	(void) call_as_owner("SELECT (orderexp._token_open($1)).order_table",
+						 1, argtypes, values, REGCLASSOID, &isnull);
 	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(claims.relid)))
 		invalid_token("The token names a table that does not exist.");
 	orderexp_check_order_privilege(claims.relid);

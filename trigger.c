@@ -83,7 +83,9 @@ static const char *timer_insert_sql =
 "VALUES ($1, $2, $3, $4, $5) "
 "ON CONFLICT (order_table, order_key) DO UPDATE "
 "   SET policy_id = excluded.policy_id, close_at = excluded.close_at, "
-"       remind_at = excluded.remind_at, extensions = 0, token_extensions = 0";
+"       remind_at = CASE WHEN excluded.close_at OPERATOR(pg_catalog.=) t.reminded_for "
+"                        THEN NULL ELSE excluded.remind_at END, "
+"       extensions = 0, token_extensions = 0, generation = DEFAULT";
 
 static const char *policies_sql =
 "SELECT p.id, p.category, p.close_after, p.remind_before "

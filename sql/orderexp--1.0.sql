@@ -84,6 +84,9 @@ CREATE TRIGGER policies_changed
  * the sweep when its deadline comes, which keeps the application's payment
  * path free of orderexp work and of lock-order hazards.
  */
+/* every timer (re)start draws a new generation: tokens name it */
+CREATE SEQUENCE orderexp.timer_generation;
+
 CREATE TABLE orderexp.timers (
 	order_table		regclass NOT NULL,
 	order_key		text COLLATE "C" NOT NULL,
@@ -92,6 +95,8 @@ CREATE TABLE orderexp.timers (
 	remind_at		timestamptz,
 	extensions		integer NOT NULL DEFAULT 0,
 	token_extensions integer NOT NULL DEFAULT 0,
+	generation		bigint NOT NULL DEFAULT nextval('orderexp.timer_generation'),
+	reminded_for	timestamptz,
 	PRIMARY KEY (order_table, order_key)
 );
 CREATE INDEX timers_due ON orderexp.timers (order_table, close_at, order_key);
@@ -103,6 +108,10 @@ COMMENT ON COLUMN orderexp.timers.extensions IS
 	'extensions of any kind so far; part of every token, so a token works once';
 COMMENT ON COLUMN orderexp.timers.token_extensions IS
 	'extensions the customer took through a token, bounded by the policy''s max_extensions';
+COMMENT ON COLUMN orderexp.timers.generation IS
+	'drawn anew whenever the order starts being tracked again; part of every token, so a token never comes back to life';
+COMMENT ON COLUMN orderexp.timers.reminded_for IS
+	'the deadline the last reminder was sent for: one reminder per deadline';
 COMMENT ON TABLE orderexp.timers IS
 	'deadline of every tracked order; due work is an index range scan on (order_table, close_at)';
 
@@ -180,14 +189,16 @@ AS 'MODULE_PATHNAME', 'orderexp_new_secret'
 LANGUAGE C STRICT VOLATILE;
 
 CREATE FUNCTION orderexp._token_make(orders regclass, order_key text,
-									 close_at timestamptz, extensions integer)
+									 close_at timestamptz, extensions integer,
+									 generation bigint)
 RETURNS text
 AS 'MODULE_PATHNAME', 'orderexp_token_make'
 LANGUAGE C STRICT VOLATILE;
 
 CREATE FUNCTION orderexp._token_open(token text,
 									 OUT order_table regclass, OUT order_key text,
-									 OUT close_at timestamptz, OUT extensions integer)
+									 OUT close_at timestamptz, OUT extensions integer,
+									 OUT generation bigint)
 RETURNS record
 AS 'MODULE_PATHNAME', 'orderexp_token_open'
 LANGUAGE C CALLED ON NULL INPUT VOLATILE;
@@ -384,7 +395,9 @@ BEGIN
 		  WHERE a.attrelid = cfg.order_table AND a.attname = cfg.status_column),
 		scope,
 		CASE WHEN reschedule
-			 THEN 'UPDATE SET policy_id = excluded.policy_id, close_at = excluded.close_at, remind_at = excluded.remind_at'
+			 THEN 'UPDATE SET policy_id = excluded.policy_id, close_at = excluded.close_at, '
+				  'remind_at = CASE WHEN excluded.close_at = t.reminded_for THEN NULL '
+				  'ELSE excluded.remind_at END'
 			 ELSE 'NOTHING' END);
 	GET DIAGNOSTICS n = ROW_COUNT;
 	RETURN n;
@@ -521,7 +534,7 @@ BEGIN
 	RETURN format($q$
 WITH due AS MATERIALIZED (
 	SELECT t.ctid AS tid, t.order_key, t.close_at, t.remind_at, t.policy_id, t.extensions,
-		   t.token_extensions
+		   t.token_extensions, t.generation
 	  FROM orderexp.timers t
 	 WHERE t.order_table = $1 AND t.remind_at <= now()
 	   AND (t.remind_at, t.order_key) > ($3, $4)
@@ -540,7 +553,7 @@ busy AS MATERIALIZED (
 	 WHERE NOT EXISTS (SELECT 1 FROM mine m WHERE m.order_key = d.order_key)
 	   AND EXISTS (SELECT 1 FROM %1$s o WHERE o.%2$I = d.order_key::%6$s)),
 done AS (
-	UPDATE orderexp.timers t SET remind_at = NULL
+	UPDATE orderexp.timers t SET remind_at = NULL, reminded_for = t.close_at
 	 WHERE t.order_table = $1
 	   AND t.order_key = ANY (ARRAY(SELECT d.order_key FROM due d
 									 WHERE NOT EXISTS (SELECT 1 FROM busy b
@@ -564,7 +577,9 @@ events AS (
 	  FROM reminded r
 	 CROSS JOIN LATERAL (
 			SELECT CASE WHEN r.extend_by IS NOT NULL AND r.extensions_left > 0
-						THEN orderexp._token_make($1, r.order_key, r.close_at, r.extensions)
+							 AND octet_length(r.order_key) <= 1024	/* longer keys fit no token */
+						THEN orderexp._token_make($1, r.order_key, r.close_at, r.extensions,
+												  r.generation)
 				   END AS token) tok
 	 CROSS JOIN unnest(%10$L::text[]) AS ch(channel))
 SELECT (SELECT count(*) FROM due), (SELECT count(*) FROM busy), (SELECT count(*) FROM reminded),
@@ -1232,7 +1247,7 @@ BEGIN
 		RAISE EXCEPTION 'cannot make an extension token for order % in table %: %', k, orders, refusal[1]
 			USING ERRCODE = 'object_not_in_prerequisite_state', DETAIL = refusal[2];
 	END IF;
-	RETURN orderexp._token_make(orders, k, tm.close_at, tm.extensions);
+	RETURN orderexp._token_make(orders, k, tm.close_at, tm.extensions, tm.generation);
 END;
 $$;
 
@@ -1269,7 +1284,8 @@ BEGIN
 	 * left, say), as long as the order is still pending at all.
 	 */
 	IF st IS NOT DISTINCT FROM cfg.unpaid_value AND tm.order_key IS NOT NULL
-	   AND (tm.close_at <> claim.close_at OR tm.extensions <> claim.extensions) THEN
+	   AND (tm.close_at <> claim.close_at OR tm.extensions <> claim.extensions
+			OR tm.generation <> claim.generation) THEN
 		RAISE EXCEPTION 'extension token has already been used or is outdated'
 			USING ERRCODE = 'object_not_in_prerequisite_state',
 				  DETAIL = format('The deadline of order %s has moved since the token was made.', claim.order_key),
@@ -1411,6 +1427,7 @@ SELECT pg_catalog.pg_extension_config_dump('orderexp.tables', '');
 SELECT pg_catalog.pg_extension_config_dump('orderexp.policies', '');
 SELECT pg_catalog.pg_extension_config_dump('orderexp.policies_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('orderexp.timers', '');
+SELECT pg_catalog.pg_extension_config_dump('orderexp.timer_generation', '');
 SELECT pg_catalog.pg_extension_config_dump('orderexp.outbox', '');
 SELECT pg_catalog.pg_extension_config_dump('orderexp.outbox_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('orderexp.secret', '');
@@ -1424,6 +1441,7 @@ INSERT INTO orderexp.secret (secret) VALUES (orderexp._new_secret());
  * the same work would need directly.  Only the trigger functions, which have
  * no use outside their triggers, are kept from PUBLIC.
  */
+GRANT USAGE ON SCHEMA orderexp TO PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA orderexp FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA orderexp FROM PUBLIC;
 REVOKE ALL ON FUNCTION orderexp.timer_trigger() FROM PUBLIC;
@@ -1432,7 +1450,7 @@ REVOKE ALL ON FUNCTION orderexp._on_sql_drop() FROM PUBLIC;
 REVOKE ALL ON FUNCTION orderexp._secret_single_row() FROM PUBLIC;
 REVOKE ALL ON FUNCTION orderexp._policies_changed() FROM PUBLIC;
 /* these read the secret or act for a customer: the extension owner only */
-REVOKE ALL ON FUNCTION orderexp._token_make(regclass, text, timestamptz, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION orderexp._token_make(regclass, text, timestamptz, integer, bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION orderexp._token_open(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION orderexp._extension_token(regclass, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION orderexp._extend_order_by_token(text, name) FROM PUBLIC;

@@ -110,9 +110,10 @@ SELECT name, boot_val, unit, context, vartype, min_val, max_val
  ORDER BY name;
 
 -- PUBLIC has no privileges on any table, view or sequence in schema orderexp,
--- nor USAGE on the schema; the trigger functions are kept from PUBLIC (the
--- other functions run with their caller's rights, who needs privileges on
--- orderexp's tables anyway)
+-- but USAGE on the schema, so that the guarded functions can be reached; the
+-- trigger functions are kept from PUBLIC (the other functions run with their
+-- caller's rights, who needs privileges on orderexp's tables anyway, or check
+-- the caller's privilege on the orders table before acting as the owner)
 SELECT count(*) > 0 AS has_relations,
        coalesce(string_agg(c.relname, ', ' ORDER BY c.relname COLLATE "C")
                 FILTER (WHERE CASE WHEN c.relkind = 'S'

@@ -257,7 +257,7 @@ SELECT :'SQLSTATE' AS sqlstate, regress.unchanged();
 SELECT orderexp.extend_order_by_token(tok.token('t5'));
 SELECT :'SQLSTATE' AS sqlstate, regress.unchanged();
 -- even a correctly signed token for the current deadline (made by the owner)
-SELECT orderexp._token_make(t.order_table, t.order_key, t.close_at, t.extensions) AS signed5
+SELECT orderexp._token_make(t.order_table, t.order_key, t.close_at, t.extensions, t.generation) AS signed5
   FROM orderexp.timers t WHERE t.order_table = 'tok.orders'::regclass AND t.order_key = '5' \gset
 SELECT orderexp.extend_order_by_token(:'signed5');
 SELECT :'SQLSTATE' AS sqlstate, regress.unchanged();
@@ -275,7 +275,7 @@ SELECT :'SQLSTATE' AS sqlstate, regress.unchanged();
 SELECT orderexp.extension_token('tok.orders', 7);
 SELECT :'SQLSTATE' AS sqlstate, regress.unchanged();
 -- and a correctly signed token does not help
-SELECT orderexp._token_make(t.order_table, t.order_key, t.close_at, t.extensions) AS signed7
+SELECT orderexp._token_make(t.order_table, t.order_key, t.close_at, t.extensions, t.generation) AS signed7
   FROM orderexp.timers t WHERE t.order_table = 'tok.orders'::regclass AND t.order_key = '7' \gset
 SELECT orderexp.extend_order_by_token(:'signed7');
 SELECT :'SQLSTATE' AS sqlstate, regress.unchanged();
@@ -284,7 +284,7 @@ SELECT :'SQLSTATE' AS sqlstate, regress.unchanged();
 -- passed, but no sweep has closed it yet.
 SELECT orderexp.extension_token('tok.orders', 4);
 SELECT :'SQLSTATE' AS sqlstate, regress.unchanged();
-SELECT orderexp._token_make(t.order_table, t.order_key, t.close_at, t.extensions) AS signed4
+SELECT orderexp._token_make(t.order_table, t.order_key, t.close_at, t.extensions, t.generation) AS signed4
   FROM orderexp.timers t WHERE t.order_table = 'tok.orders'::regclass AND t.order_key = '4' \gset
 SELECT orderexp.extend_order_by_token(:'signed4');
 SELECT :'SQLSTATE' AS sqlstate, regress.unchanged();
@@ -414,7 +414,7 @@ SELECT :'SQLSTATE' AS sqlstate;
 SELECT orderexp.extend_order_by_token(tok.token('other2'));
 SELECT :'SQLSTATE' AS sqlstate;
 -- the internal functions and the secret are the owner's
-SELECT orderexp._token_make('tok.orders', '14', now(), 0);
+SELECT orderexp._token_make('tok.orders', '14', now(), 0, 1);
 SELECT :'SQLSTATE' AS sqlstate;
 SELECT * FROM orderexp._token_open(tok.token('t14'));
 SELECT :'SQLSTATE' AS sqlstate;
@@ -434,7 +434,7 @@ SELECT channel, payload->>'via' AS via, payload->>'extended_by_role' AS extended
 SELECT has_table_privilege('public', 'orderexp.secret', 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE')
            AS public_on_secret;
 SELECT f AS function, has_function_privilege('public', f, 'EXECUTE') AS public_may_execute
-  FROM unnest(ARRAY['orderexp._token_make(regclass, text, timestamptz, integer)',
+  FROM unnest(ARRAY['orderexp._token_make(regclass, text, timestamptz, integer, bigint)',
                     'orderexp._token_open(text)',
                     'orderexp._extension_token(regclass, text)',
                     'orderexp._extend_order_by_token(text, name)',
@@ -472,7 +472,8 @@ SELECT :'SQLSTATE' AS sqlstate, (SELECT count(*) FROM orderexp.secret) AS rows;
 
 -- another database: the same claims signed there, and a token of its own
 SELECT current_database() AS regress_db,
-       t.order_table::oid AS orders_oid, t.close_at AS close15, t.extensions AS ext15
+       t.order_table::oid AS orders_oid, t.close_at AS close15, t.extensions AS ext15,
+       t.generation AS gen15
   FROM orderexp.timers t WHERE t.order_table = 'tok.orders'::regclass AND t.order_key = '15' \gset
 SET client_min_messages = warning;
 DROP DATABASE IF EXISTS regression_orderexp_tokens;
@@ -480,7 +481,7 @@ RESET client_min_messages;
 CREATE DATABASE regression_orderexp_tokens;
 \c regression_orderexp_tokens
 CREATE EXTENSION orderexp;
-SELECT orderexp._token_make(:orders_oid::oid::regclass, '15', :'close15'::timestamptz, :ext15) AS foreign15 \gset
+SELECT orderexp._token_make(:orders_oid::oid::regclass, '15', :'close15'::timestamptz, :ext15, :gen15) AS foreign15 \gset
 CREATE TABLE o (id bigint PRIMARY KEY, status text NOT NULL, created_at timestamptz NOT NULL);
 SELECT orderexp.set_close_policy('o', '1 hour', extend_by => '1 day', max_extensions => 1) IS NOT NULL AS registered;
 INSERT INTO o VALUES (15, 'unpaid', now());

@@ -22,8 +22,8 @@ SELECT ok(NOT has_sequence_privilege('public', 'orderexp.' || s, 'USAGE, SELECT,
  ORDER BY s;
 SELECT ok(NOT has_function_privilege('public', 'orderexp.timer_trigger()', 'EXECUTE'),
           'PUBLIC cannot execute the timer trigger function');
-SELECT ok(NOT has_schema_privilege('public', 'orderexp', 'USAGE'),
-          'PUBLIC has no USAGE on schema orderexp');
+SELECT ok(has_schema_privilege('public', 'orderexp', 'USAGE'),
+          'PUBLIC has USAGE on schema orderexp (what is inside is guarded one by one)');
 
 -- an application role and its shop
 CREATE ROLE pgtap_ox_app NOLOGIN;
@@ -71,8 +71,8 @@ SELECT throws_ok($$SELECT public.pgtap_ox_as_app('SELECT count(*) FROM orderexp.
                  'the application role cannot read the outbox');
 SELECT throws_ok($$SELECT public.pgtap_ox_as_app('SELECT orderexp.cancel_order(''pgtap_shop.orders'', 2)')$$,
                  '42501', NULL, 'calling cancel_order grants nothing by itself');
-SELECT throws_ok($$SELECT public.pgtap_ox_as_app('SELECT * FROM orderexp.run_due()')$$,
-                 '42501', NULL, 'calling run_due grants nothing by itself');
+SELECT lives_ok($$SELECT public.pgtap_ox_as_app('SELECT * FROM orderexp.run_due()')$$,
+                'run_due works for a role that may update the orders table (nothing is due here)');
 SELECT is((SELECT array_agg(status ORDER BY id) FROM pgtap_shop.orders),
           ARRAY['unpaid', 'unpaid', 'unpaid'], 'the orders are unchanged');
 

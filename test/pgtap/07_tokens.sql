@@ -33,7 +33,7 @@ SELECT ok((SELECT length(secret) >= 32 FROM orderexp.secret), 'of at least 32 by
 SELECT ok(NOT has_table_privilege('public', 'orderexp.secret', 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE'),
           'PUBLIC has no privilege on orderexp.secret');
 SELECT ok(NOT has_function_privilege('public', f, 'EXECUTE'), 'PUBLIC cannot execute ' || f)
-  FROM unnest(ARRAY['orderexp._token_make(regclass, text, timestamptz, integer)',
+  FROM unnest(ARRAY['orderexp._token_make(regclass, text, timestamptz, integer, bigint)',
                     'orderexp._token_open(text)',
                     'orderexp._extension_token(regclass, text)',
                     'orderexp._extend_order_by_token(text, name)',
@@ -203,7 +203,7 @@ SELECT throws_ok($$SELECT orderexp.extension_token('pgtap_tok.orders', 4)$$, '55
                  'cannot make an extension token for order 4 in table pgtap_tok.orders: the deadline of the order has passed',
                  'no token for an order past its deadline');
 SELECT throws_ok(format('SELECT orderexp.extend_order_by_token(%L)',
-                        (SELECT orderexp._token_make(t.order_table, t.order_key, t.close_at, t.extensions)
+                        (SELECT orderexp._token_make(t.order_table, t.order_key, t.close_at, t.extensions, t.generation)
                            FROM orderexp.timers t
                           WHERE t.order_table = 'pgtap_tok.orders'::regclass AND t.order_key = '4')),
                  '55000', 'cannot extend order 4 in table pgtap_tok.orders: the deadline of the order has passed',
@@ -220,7 +220,7 @@ SELECT throws_ok($$SELECT orderexp.extension_token('pgtap_tok.orders', 9)$$, '55
                  'cannot make an extension token for order 9 in table pgtap_tok.orders: the order has no extensions left',
                  'then no more tokens');
 SELECT throws_ok(format('SELECT orderexp.extend_order_by_token(%L)',
-                        (SELECT orderexp._token_make(t.order_table, t.order_key, t.close_at, t.extensions)
+                        (SELECT orderexp._token_make(t.order_table, t.order_key, t.close_at, t.extensions, t.generation)
                            FROM orderexp.timers t
                           WHERE t.order_table = 'pgtap_tok.orders'::regclass AND t.order_key = '9')),
                  '55000', 'cannot extend order 9 in table pgtap_tok.orders: the order has no extensions left',
@@ -296,7 +296,7 @@ SELECT is((SELECT array_agg(DISTINCT payload->>'extended_by_role') FROM orderexp
           ARRAY['pgtap_ox_tok_app'], 'the event names the role');
 SELECT throws_ok($$SELECT public.pgtap_ox_tok_as_app('SELECT count(*) FROM orderexp.secret')$$,
                  '42501', NULL, 'the application role cannot read the secret');
-SELECT throws_ok($$SELECT public.pgtap_ox_tok_as_app('SELECT orderexp._token_make(''pgtap_tok.orders'', ''8'', now(), 0)')$$,
+SELECT throws_ok($$SELECT public.pgtap_ox_tok_as_app('SELECT orderexp._token_make(''pgtap_tok.orders'', ''8'', now(), 0, 1)')$$,
                  '42501', NULL, 'nor sign a token itself');
 SELECT throws_ok($$SELECT public.pgtap_ox_tok_as_app('SELECT orderexp._token_open(pgtap_tok.token(''t8''))')$$,
                  '42501', NULL, 'nor open one');
