@@ -271,6 +271,32 @@ END;
 $$;
 
 /*
+ * The type of a table's status column, as SQL text for casts, or a clear
+ * error if the mapped column is gone.
+ */
+CREATE FUNCTION orderexp._status_type(cfg orderexp.tables)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	status_type text;
+BEGIN
+	SELECT format_type(a.atttypid, a.atttypmod) INTO status_type
+	  FROM pg_attribute a
+	 WHERE a.attrelid = cfg.order_table AND a.attname = cfg.status_column
+	   AND NOT a.attisdropped AND a.attnum > 0;
+	IF status_type IS NULL THEN
+		RAISE EXCEPTION 'column "%" mapped as the status column of table % does not exist',
+			cfg.status_column, cfg.order_table
+			USING ERRCODE = 'undefined_column',
+				  HINT = 'Register the table again with orderexp.set_close_policy().';
+	END IF;
+	RETURN status_type;
+END;
+$$;
+
+/*
  * An interval as ISO 8601 text (PT1H30M), whatever the session's
  * IntervalStyle: event payloads read the same everywhere.
  */
@@ -391,8 +417,7 @@ BEGIN
 		ON CONFLICT (order_table, order_key) DO %10$s$q$,
 		cfg.order_table::oid::text, cfg.key_column, cfg.created_column,
 		cfg.order_table, cat_expr, cfg.status_column, cfg.unpaid_value,
-		(SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
-		  WHERE a.attrelid = cfg.order_table AND a.attname = cfg.status_column),
+		orderexp._status_type(cfg),
 		scope,
 		CASE WHEN reschedule
 			 THEN 'UPDATE SET policy_id = excluded.policy_id, close_at = excluded.close_at, '
@@ -437,19 +462,8 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	status_type text;
+	status_type text := orderexp._status_type(cfg);
 BEGIN
-	SELECT format_type(a.atttypid, a.atttypmod) INTO status_type
-	  FROM pg_attribute a
-	 WHERE a.attrelid = cfg.order_table AND a.attname = cfg.status_column
-	   AND NOT a.attisdropped AND a.attnum > 0;
-	IF status_type IS NULL THEN
-		RAISE EXCEPTION 'column "%" mapped as the status column of table % does not exist',
-			cfg.status_column, cfg.order_table
-			USING ERRCODE = 'undefined_column',
-				  HINT = 'Register the table again with orderexp.set_close_policy().';
-	END IF;
-
 	RETURN format($q$
 WITH due AS MATERIALIZED (
 	SELECT t.ctid AS tid, t.order_key, t.close_at, t.policy_id
@@ -518,19 +532,8 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	status_type text;
+	status_type text := orderexp._status_type(cfg);
 BEGIN
-	SELECT format_type(a.atttypid, a.atttypmod) INTO status_type
-	  FROM pg_attribute a
-	 WHERE a.attrelid = cfg.order_table AND a.attname = cfg.status_column
-	   AND NOT a.attisdropped AND a.attnum > 0;
-	IF status_type IS NULL THEN
-		RAISE EXCEPTION 'column "%" mapped as the status column of table % does not exist',
-			cfg.status_column, cfg.order_table
-			USING ERRCODE = 'undefined_column',
-				  HINT = 'Register the table again with orderexp.set_close_policy().';
-	END IF;
-
 	RETURN format($q$
 WITH due AS MATERIALIZED (
 	SELECT t.ctid AS tid, t.order_key, t.close_at, t.remind_at, t.policy_id, t.extensions,
@@ -1038,8 +1041,7 @@ BEGIN
 
 	EXECUTE format('UPDATE %s o SET %I = $2::text::%s WHERE o.%I = $1::%s RETURNING %s',
 				   orders, cfg.status_column,
-				   (SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
-					 WHERE a.attrelid = orders AND a.attname = cfg.status_column),
+				   orderexp._status_type(cfg),
 				   cfg.key_column, cfg.key_type, orderexp._payload_expr(cfg))
 		INTO payload USING k, cfg.cancelled_value;
 	DELETE FROM orderexp.timers t WHERE t.order_table = orders AND t.order_key = k;
@@ -1098,8 +1100,7 @@ BEGIN
 			  FROM c CROSS JOIN unnest($5::text[]) ch)
 		SELECT count(*) FROM c$q$,
 		orders, cfg.status_column,
-		(SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
-		  WHERE a.attrelid = orders AND a.attname = cfg.status_column),
+		orderexp._status_type(cfg),
 		cfg.key_column, cfg.key_type, orderexp._payload_expr(cfg),
 		orders::oid::text, orders::text)
 		INTO n USING keys, cfg.unpaid_value, cfg.cancelled_value, reason, cfg.channels;
