@@ -9,77 +9,35 @@
 use strict;
 use warnings;
 
-use PostgreSQL::Test::Cluster;
-use PostgreSQL::Test::Utils;
+use FindBin;
+use lib $FindBin::RealBin;
+use OrderexpTest;
 use Test::More;
-use Time::HiRes qw(usleep time);
-
-# Poll $query until it returns $expected, for at most $timeout seconds.
-# Returns the seconds it took, or undef on timeout.
-sub wait_for
-{
-	my ($node, $query, $expected, $timeout) = @_;
-	my $start = time();
-	my $last  = '';
-	while (time() - $start < $timeout)
-	{
-		my ($ret, $stdout, $stderr) =
-		  $node->psql('postgres', $query, on_error_stop => 1);
-		$last = $stdout;
-		return time() - $start if $ret == 0 && $stdout eq $expected;
-		usleep(50_000);
-	}
-	diag "timed out after ${timeout}s waiting for <$expected> from: $query\n"
-	  . "last output: <$last>";
-	return undef;
-}
-
-sub set_guc
-{
-	my ($node, $name, $value) = @_;
-	$node->safe_psql('postgres',
-		"ALTER SYSTEM SET $name = '$value'; SELECT pg_reload_conf();");
-}
+use Time::HiRes qw(usleep);
 
 my $worker_q = q{SELECT pid FROM pg_stat_activity
   WHERE backend_type = 'orderexp worker' AND application_name = 'orderexp worker'
     AND datname = 'postgres'};
 
-my $node = PostgreSQL::Test::Cluster->new('worker');
-$node->init;
-$node->append_conf(
-	'postgresql.conf', qq{
-shared_preload_libraries = 'orderexp'
-orderexp.naptime = 100
-orderexp.databases = 'postgres'
-});
-$node->start;
+my $node = new_orderexp_node('worker');
 
 # --- launcher and worker in pg_stat_activity --------------------------------
 
 ok( defined wait_for(
-		$node,
+		$node, 'postgres',
 		q{SELECT count(*) FROM pg_stat_activity
 		   WHERE backend_type = 'orderexp launcher'
 		     AND application_name = 'orderexp launcher' AND datname IS NULL},
 		'1', 10),
 	'the launcher runs, connected to no database');
-my $launcher_pid = $node->safe_psql('postgres',
-	q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'orderexp launcher'});
+my $launcher_pid = launcher_pid($node);
 
-$node->safe_psql(
-	'postgres', q{
-CREATE EXTENSION orderexp;
-CREATE TABLE orders (
-	id			integer PRIMARY KEY,
-	status		text NOT NULL DEFAULT 'unpaid',
-	created_at	timestamptz NOT NULL DEFAULT now(),
-	amount		numeric NOT NULL DEFAULT 10);
-SELECT orderexp.set_close_policy('orders', interval '2 seconds',
-	payload_columns => '{amount}', channels => '{email,sms}');
-});
+$node->safe_psql('postgres', 'CREATE EXTENSION orderexp');
+create_orders($node, 'postgres', 'orders',
+	q{interval '2 seconds', payload_columns => '{amount}', channels => '{email,sms}'},
+	amount => 1);
 
-ok(defined wait_for($node, "SELECT count(*) FROM ($worker_q) w", '1', 10),
+ok(defined wait_for($node, 'postgres', "SELECT count(*) FROM ($worker_q) w", '1', 10),
 	'a worker runs in postgres once the extension is installed, named "orderexp worker"');
 my $worker_pid = $node->safe_psql('postgres', $worker_q);
 like($worker_pid, qr/^\d+$/, 'exactly one worker pid');
@@ -101,7 +59,7 @@ is( $node->safe_psql(
 	'10 orders paid before their deadline');
 
 ok( defined wait_for(
-		$node, q{SELECT count(*) FROM orders WHERE status = 'unpaid'},
+		$node, 'postgres', q{SELECT count(*) FROM orders WHERE status = 'unpaid'},
 		'0', 10),
 	'the worker closes the unpaid orders without any run_due() call');
 
@@ -167,7 +125,8 @@ $payment->query_safe(
 $node->safe_psql('postgres',
 	q{INSERT INTO orders (id, created_at) SELECT i, now() FROM generate_series(203, 207) i});
 ok( defined wait_for(
-		$node, q{SELECT count(*) FROM orders WHERE id BETWEEN 203 AND 207 AND status = 'closed'},
+		$node, 'postgres',
+		q{SELECT count(*) FROM orders WHERE id BETWEEN 203 AND 207 AND status = 'closed'},
 		'5', 8),
 	'two locked orders at the head of the queue do not keep later due orders open (batch_size = 2)');
 is( $node->safe_psql('postgres',
@@ -176,7 +135,8 @@ is( $node->safe_psql('postgres',
 $payment->query_safe('COMMIT');
 $payment->quit;
 ok( defined wait_for(
-		$node, q{SELECT count(*) FROM orders WHERE id BETWEEN 201 AND 207 AND status = 'closed'},
+		$node, 'postgres',
+		q{SELECT count(*) FROM orders WHERE id BETWEEN 201 AND 207 AND status = 'closed'},
 		'5', 8),
 	'all five later orders closed once the payment committed');
 is( $node->safe_psql('postgres',
@@ -184,7 +144,7 @@ is( $node->safe_psql('postgres',
 		   WHERE id BETWEEN 201 AND 207 AND status = 'paid'}),
 	'201,202', 'the paid ones stay paid');
 ok( defined wait_for(
-		$node, q{SELECT count(*) FROM orderexp.timers}, '0', 8),
+		$node, 'postgres', q{SELECT count(*) FROM orderexp.timers}, '0', 8),
 	'and their timers are cleaned up');
 is( $node->safe_psql('postgres',
 		q{SELECT count(*) FROM orderexp.outbox WHERE order_key IN ('201', '202')}),
@@ -206,7 +166,7 @@ is($node->safe_psql('postgres', "SELECT count(*) FROM ($worker_q) w"),
 	'1', 'the paused worker keeps running');
 
 set_guc($node, 'orderexp.enabled', 'on');
-my $took = wait_for($node, q{SELECT status FROM orders WHERE id = 100},
+my $took = wait_for($node, 'postgres', q{SELECT status FROM orders WHERE id = 100},
 	'closed', 10);
 ok(defined $took, 'with orderexp.enabled = on again the order is closed');
 cmp_ok($took // 99, '<', 3, 'the worker resumes within a few seconds');
@@ -228,7 +188,7 @@ is( $node->safe_psql('postgres', q{SELECT status FROM orders WHERE id = 101}),
 	'unpaid', 'after a reload to naptime = 1h the worker sleeps');
 
 set_guc($node, 'orderexp.naptime', '100ms');
-$took = wait_for($node, q{SELECT status FROM orders WHERE id = 101},
+$took = wait_for($node, 'postgres', q{SELECT status FROM orders WHERE id = 101},
 	'closed', 10);
 ok(defined $took,
 	'reloading naptime = 100ms wakes the worker and the due order is closed');
@@ -240,7 +200,7 @@ $worker_pid = $node->safe_psql('postgres', $worker_q);
 is( $node->safe_psql('postgres', "SELECT pg_terminate_backend($worker_pid)"),
 	't', 'worker terminated');
 $took = wait_for(
-	$node,
+	$node, 'postgres',
 	"SELECT count(*) FROM ($worker_q) w WHERE pid <> $worker_pid",
 	'1', 15);
 ok(defined $took, 'the launcher starts a new worker');
@@ -250,16 +210,13 @@ is( $node->safe_psql('postgres',
 		"SELECT count(*) FROM pg_stat_activity WHERE pid = $worker_pid"),
 	'0', 'the terminated worker is gone');
 
-is( $node->safe_psql(
-		'postgres',
-		q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'orderexp launcher'}),
-	$launcher_pid,
+is(launcher_pid($node), $launcher_pid,
 	'the launcher itself was not restarted (no crash-restart of the cluster)');
 
 $node->safe_psql('postgres',
 	q{INSERT INTO orders (id, created_at) VALUES (102, now() - interval '1 hour')});
 ok( defined wait_for(
-		$node, q{SELECT status FROM orders WHERE id = 102},
+		$node, 'postgres', q{SELECT status FROM orders WHERE id = 102},
 		'closed', 10),
 	'the new worker closes expired orders');
 is($node->safe_psql('postgres', "SELECT count(*) FROM ($worker_q) w"),
@@ -267,17 +224,19 @@ is($node->safe_psql('postgres', "SELECT count(*) FROM ($worker_q) w"),
 
 # --- the log -------------------------------------------------------------------
 
-my @log = split /\n/, slurp_file($node->logfile);
-my @errors = grep {
-	/\b(ERROR|FATAL|PANIC):/
-	  && /orderexp/
-	  && !/terminating background worker .* due to administrator command/
-} @log;
-is(join("\n", @errors), '', 'no orderexp errors in the log');
-my @crashes = grep {
-	/terminated by signal|exited with exit code [^01]|terminating any other active server processes/
-} @log;
-is(join("\n", @crashes), '', 'no process crashed');
+is( log_lines(
+		$node, 0,
+		sub {
+			/\b(ERROR|FATAL|PANIC):/ && /orderexp/
+			  && !/terminating background worker .* due to administrator command/;
+		}),
+	'', 'no orderexp errors in the log');
+is( log_lines(
+		$node, 0,
+		sub {
+			/terminated by signal|exited with exit code [^01]|terminating any other active server processes/;
+		}),
+	'', 'no process crashed');
 
 $node->stop;
 done_testing();

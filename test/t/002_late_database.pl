@@ -10,78 +10,52 @@
 use strict;
 use warnings;
 
-use PostgreSQL::Test::Cluster;
+use FindBin;
+use lib $FindBin::RealBin;
+use OrderexpTest;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Time::HiRes qw(usleep time);
-
-# Poll $query in $db until it returns $expected, for at most $timeout
-# seconds.  Returns the seconds it took, or undef on timeout.
-sub wait_for
-{
-	my ($node, $db, $query, $expected, $timeout) = @_;
-	my $start = time();
-	my $last  = '';
-	while (time() - $start < $timeout)
-	{
-		my ($ret, $stdout, $stderr) =
-		  $node->psql($db, $query, on_error_stop => 1);
-		$last = $stdout;
-		return time() - $start if $ret == 0 && $stdout eq $expected;
-		usleep(50_000);
-	}
-	diag "timed out after ${timeout}s waiting for <$expected> from: $query\n"
-	  . "last output: <$last>";
-	return undef;
-}
-
-sub workers_in
-{
-	my ($db) = @_;
-	return qq{SELECT count(*) FROM pg_stat_activity
-	           WHERE backend_type = 'orderexp worker' AND datname = '$db'};
-}
+use Time::HiRes qw(usleep);
 
 # orderexp lines at ERROR or worse, and signs of a crash, in the log from
 # byte $offset on; $except: a pattern of lines not to count
 sub log_problems
 {
 	my ($node, $offset, $except) = @_;
-	my @log = split /\n/, slurp_file($node->logfile, $offset // 0);
-	@log = grep { !/$except/ } @log if defined $except;
-	my @bad = grep {
-		(/\b(ERROR|FATAL|PANIC):/ && /orderexp|shopdb|extradb|plaindb/)
-		  || /terminated by signal|exited with exit code [^01]/
-		  || /terminating any other active server processes/
-		  || /all server processes terminated; reinitializing/
-	} @log;
-	return join("\n", @bad);
+	return log_lines(
+		$node, $offset,
+		sub {
+			return 0 if defined $except && /$except/;
+			return (/\b(ERROR|FATAL|PANIC):/ && /orderexp|shopdb|extradb|plaindb/)
+			  || /terminated by signal|exited with exit code [^01]/
+			  || /terminating any other active server processes/
+			  || /all server processes terminated; reinitializing/;
+		});
 }
 
-# register an orders table in $db
+# install orderexp in $db and register an orders table there
 sub setup_orders
 {
 	my ($node, $db) = @_;
-	$node->safe_psql(
-		$db, q{
-CREATE EXTENSION orderexp;
-CREATE TABLE orders (
-	id			integer PRIMARY KEY,
-	status		text NOT NULL DEFAULT 'unpaid',
-	created_at	timestamptz NOT NULL DEFAULT now());
-SELECT orderexp.set_close_policy('orders', interval '15 minutes');
-});
+	$node->safe_psql($db, 'CREATE EXTENSION orderexp');
+	create_orders($node, $db, 'orders', q{interval '15 minutes'});
 }
 
-my $node = PostgreSQL::Test::Cluster->new('late_db');
-$node->init;
-$node->append_conf(
-	'postgresql.conf', q{
-shared_preload_libraries = 'orderexp'
-orderexp.naptime = 100
-orderexp.databases = 'postgres, shopdb, plaindb'
-});
-$node->start;
+# an order $id inserted in $db an hour past its deadline is still unpaid
+# 3 seconds later ($unpaid_name), and no worker runs in $db ($no_worker_name)
+sub check_unswept
+{
+	my ($node, $db, $id, $unpaid_name, $no_worker_name) = @_;
+	$node->safe_psql($db,
+		qq{INSERT INTO orders (id, created_at) VALUES ($id, now() - interval '1 hour')});
+	usleep(3_000_000);
+	is($node->safe_psql($db, qq{SELECT status FROM orders WHERE id = $id}),
+		'unpaid', $unpaid_name);
+	is($node->safe_psql('postgres', workers_in($db)), '0', $no_worker_name);
+}
+
+my $node = new_orderexp_node('late_db',
+	'orderexp.databases' => 'postgres, shopdb, plaindb');
 my $postmaster_pid = $node->{_pid};
 
 # --- listed databases that do not exist yet --------------------------------
@@ -91,8 +65,7 @@ ok( defined wait_for(
 		q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'orderexp launcher'},
 		'1', 10),
 	'the launcher runs');
-my $launcher_pid = $node->safe_psql('postgres',
-	q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'orderexp launcher'});
+my $launcher_pid = launcher_pid($node);
 
 # let the launcher go round a few times over the missing databases
 usleep(3_000_000);
@@ -100,11 +73,7 @@ is(log_problems($node), '',
 	'missing databases: no errors, no crash in the log');
 ok(defined wait_for($node, 'postgres', workers_in('postgres'), '0', 5),
 	'no worker stays in postgres, which has no orderexp');
-is( $node->safe_psql(
-		'postgres',
-		q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'orderexp launcher'}),
-	$launcher_pid,
-	'the launcher has not been restarted');
+is(launcher_pid($node), $launcher_pid, 'the launcher has not been restarted');
 
 # --- the database appears, then the extension --------------------------------
 
@@ -148,16 +117,11 @@ is($ret, 0, 'a listed database without orderexp can be dropped') or diag $err;
 
 $node->safe_psql('postgres', 'CREATE DATABASE extradb');
 setup_orders($node, 'extradb');
-$node->safe_psql('extradb',
-	q{INSERT INTO orders (id, created_at) VALUES (1, now() - interval '1 hour')});
-usleep(3_000_000);
-is($node->safe_psql('extradb', q{SELECT status FROM orders WHERE id = 1}),
-	'unpaid', 'a database not in orderexp.databases is not swept');
-is($node->safe_psql('postgres', workers_in('extradb')),
-	'0', 'and has no worker');
+check_unswept($node, 'extradb', 1,
+	'a database not in orderexp.databases is not swept',
+	'and has no worker');
 
-$node->safe_psql('postgres',
-	q{ALTER SYSTEM SET orderexp.databases = 'postgres, shopdb, extradb'; SELECT pg_reload_conf()});
+set_guc($node, 'orderexp.databases', 'postgres, shopdb, extradb');
 $took = wait_for($node, 'extradb', q{SELECT status FROM orders WHERE id = 1},
 	'closed', 15);
 ok(defined $took, 'after adding it to the list with a reload its order is closed');
@@ -170,8 +134,7 @@ is($node->safe_psql('postgres', workers_in('shopdb')),
 # --- taking it off the list ----------------------------------------------------
 
 my $log_offset = -s $node->logfile;
-$node->safe_psql('postgres',
-	q{ALTER SYSTEM SET orderexp.databases = 'postgres, shopdb'; SELECT pg_reload_conf()});
+set_guc($node, 'orderexp.databases', 'postgres, shopdb');
 $took = wait_for($node, 'postgres', workers_in('extradb'), '0', 10);
 ok(defined $took, 'after taking it off the list its worker stops');
 cmp_ok($took // 99, '<', 5, 'within a few seconds');
@@ -183,13 +146,9 @@ cmp_ok($took // 99, '<', 5, 'within a few seconds');
 # race).
 is(log_problems($node, $log_offset), '',
 	'the worker taken off the list stops without a FATAL in the log');
-$node->safe_psql('extradb',
-	q{INSERT INTO orders (id, created_at) VALUES (2, now() - interval '1 hour')});
-usleep(3_000_000);
-is($node->safe_psql('extradb', q{SELECT status FROM orders WHERE id = 2}),
-	'unpaid', 'orders of the database taken off the list are no longer closed');
-is($node->safe_psql('postgres', workers_in('extradb')),
-	'0', 'and no worker comes back');
+check_unswept($node, 'extradb', 2,
+	'orders of the database taken off the list are no longer closed',
+	'and no worker comes back');
 is($node->safe_psql('postgres', workers_in('shopdb')),
 	'1', 'the worker of shopdb keeps running');
 $node->safe_psql('shopdb',
@@ -210,11 +169,7 @@ is( log_problems(
 	),
 	'',
 	'no other errors and no crash in the log');
-is( $node->safe_psql(
-		'postgres',
-		q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'orderexp launcher'}),
-	$launcher_pid,
-	'the launcher ran all along');
+is(launcher_pid($node), $launcher_pid, 'the launcher ran all along');
 
 $node->stop;
 done_testing();

@@ -13,33 +13,13 @@
 use strict;
 use warnings;
 
-use PostgreSQL::Test::Cluster;
-use PostgreSQL::Test::Utils;
+use FindBin;
+use lib $FindBin::RealBin;
+use OrderexpTest;
 use Test::More;
 use Time::HiRes qw(usleep time);
 
 my $per_phase = 25_000;
-
-# Poll $query until it returns $expected, for at most $timeout seconds;
-# errors (the server restarting) count as "not yet".  Returns the seconds
-# it took, or undef on timeout.
-sub wait_for
-{
-	my ($node, $query, $expected, $timeout) = @_;
-	my $start = time();
-	my $last  = '';
-	while (time() - $start < $timeout)
-	{
-		my ($ret, $stdout, $stderr) =
-		  $node->psql('postgres', $query, on_error_stop => 1);
-		$last = $stdout;
-		return time() - $start if $ret == 0 && $stdout eq $expected;
-		usleep(50_000);
-	}
-	diag "timed out after ${timeout}s waiting for <$expected> from: $query\n"
-	  . "last output: <$last>";
-	return undef;
-}
 
 # Poll until the worker is inside a transaction with at least $closed orders
 # of ids from $first on closed and more than $left still unpaid; its pid.
@@ -61,13 +41,6 @@ SELECT w.pid FROM pg_stat_activity w
 	return undef;
 }
 
-sub set_enabled
-{
-	my ($node, $value) = @_;
-	$node->safe_psql('postgres',
-		"ALTER SYSTEM SET orderexp.enabled = $value; SELECT pg_reload_conf();");
-}
-
 # a backlog of expired orders with ids from $first on; every tenth is paid
 sub add_backlog
 {
@@ -80,6 +53,21 @@ SELECT i, now() - interval '1 hour' - i * interval '10 milliseconds'
   FROM generate_series($first, $last) i;
 UPDATE orders SET status = 'paid' WHERE id BETWEEN $first AND $last AND id % 10 = 0;
 });
+}
+
+# after the $event of $phase: the backlog drains, then the paid orders'
+# timers go too
+sub check_drained
+{
+	my ($node, $phase, $event) = @_;
+	my $took = wait_for($node, 'postgres',
+		q{SELECT count(*) FROM orders WHERE status = 'unpaid'},
+		'0', 60);
+	ok(defined $took, "$phase: the backlog drains after the $event");
+	note sprintf("drained %.1fs after the $event", $took // -1);
+	ok( defined wait_for(
+			$node, 'postgres', 'SELECT count(*) FROM orderexp.timers', '0', 10),
+		"$phase: and the paid orders' timers are cleaned up");
 }
 
 sub check_invariants
@@ -128,30 +116,19 @@ SELECT (SELECT count(*) FROM orderexp.timers t JOIN orders o ON o.id::text = t.o
 		'0', "$phase: no other events");
 }
 
-my $node = PostgreSQL::Test::Cluster->new('crash');
-$node->init;
-$node->append_conf(
-	'postgresql.conf', q{
-shared_preload_libraries = 'orderexp'
-orderexp.databases = 'postgres'
-orderexp.naptime = 50
-orderexp.batch_size = 500
-orderexp.enabled = off
-restart_after_crash = on
-log_statement = none
-});
-$node->start;
+my $node = new_orderexp_node(
+	'crash',
+	'orderexp.naptime'    => '50',
+	'orderexp.batch_size' => '500',
+	'orderexp.enabled'    => 'off',
+	'restart_after_crash' => 'on',
+	'log_statement'       => 'none');
 
+$node->safe_psql('postgres', 'CREATE EXTENSION orderexp');
+create_orders($node, 'postgres', 'orders',
+	q{interval '15 minutes', channels => '{email,sms}'});
 $node->safe_psql(
 	'postgres', q{
-CREATE EXTENSION orderexp;
-CREATE TABLE orders (
-	id			integer PRIMARY KEY,
-	status		text NOT NULL DEFAULT 'unpaid',
-	created_at	timestamptz NOT NULL DEFAULT now());
-SELECT orderexp.set_close_policy('orders', interval '15 minutes',
-	channels => '{email,sms}');
-
 -- Makes every batch take at least 50 ms, so that the backlog takes a few
 -- seconds to drain and the crashes below land in the middle of it.
 CREATE FUNCTION slow_down() RETURNS trigger LANGUAGE plpgsql AS
@@ -160,10 +137,7 @@ CREATE TRIGGER slow_down AFTER UPDATE ON orders
 	FOR EACH STATEMENT EXECUTE FUNCTION slow_down();
 });
 
-ok( defined wait_for(
-		$node,
-		q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'orderexp worker'},
-		'1', 15),
+ok(defined wait_for($node, 'postgres', workers_in('postgres'), '1', 15),
 	'the worker runs (paused)');
 
 # --- phase 1: SIGKILL of the worker mid-backlog --------------------------------
@@ -172,7 +146,7 @@ add_backlog($node, 1);
 is($node->safe_psql('postgres', 'SELECT count(*) FROM orderexp.timers'),
 	$per_phase, "$per_phase orders tracked");
 
-set_enabled($node, 'on');
+set_guc($node, 'orderexp.enabled', 'on');
 my $pid = worker_mid_backlog($node, 1, 1000, 5000, 30);
 ok(defined $pid, 'the worker is in the middle of the backlog');
 my $closed_before = $node->safe_psql('postgres',
@@ -184,14 +158,7 @@ kill 'KILL', $pid if defined $pid;
 ok( defined $node->wait_for_log(
 		qr/all server processes terminated; reinitializing/, $log_offset),
 	'the postmaster reinitializes after the SIGKILL');
-my $took = wait_for($node,
-	q{SELECT count(*) FROM orders WHERE status = 'unpaid'},
-	'0', 60);
-ok(defined $took, 'phase 1: the backlog drains after the crash');
-note sprintf('drained %.1fs after the kill', $took // -1);
-ok( defined wait_for(
-		$node, 'SELECT count(*) FROM orderexp.timers', '0', 10),
-	'phase 1: and the paid orders\' timers are cleaned up');
+check_drained($node, 'phase 1', 'crash');
 check_invariants($node, 'phase 1', $per_phase);
 is( $node->safe_psql(
 		'postgres',
@@ -201,11 +168,11 @@ is( $node->safe_psql(
 
 # --- phase 2: immediate shutdown mid-backlog -------------------------------------
 
-set_enabled($node, 'off');
+set_guc($node, 'orderexp.enabled', 'off');
 usleep(1_000_000);    # the worker reads the reload
 my $first = $per_phase + 1;
 add_backlog($node, $first);
-set_enabled($node, 'on');
+set_guc($node, 'orderexp.enabled', 'on');
 $pid = worker_mid_backlog($node, $first, 1000, 5000, 30);
 ok(defined $pid, 'the worker is in the middle of the second backlog');
 $closed_before = $node->safe_psql('postgres',
@@ -214,14 +181,7 @@ note "immediate stop with $closed_before orders of phase 2 closed";
 $node->stop('immediate');
 $node->start;
 
-$took = wait_for($node,
-	q{SELECT count(*) FROM orders WHERE status = 'unpaid'},
-	'0', 60);
-ok(defined $took, 'phase 2: the backlog drains after the restart');
-note sprintf('drained %.1fs after the restart', $took // -1);
-ok( defined wait_for(
-		$node, 'SELECT count(*) FROM orderexp.timers', '0', 10),
-	'phase 2: and the paid orders\' timers are cleaned up');
+check_drained($node, 'phase 2', 'restart');
 check_invariants($node, 'phase 2', 2 * $per_phase);
 
 $node->stop;

@@ -10,44 +10,30 @@
 use strict;
 use warnings;
 
+use FindBin;
+use lib $FindBin::RealBin;
+use OrderexpTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep time);
 
-# Poll $query until it returns $expected, for at most $timeout seconds.
-# Returns the seconds it took, or undef on timeout.
-sub wait_for
-{
-	my ($node, $query, $expected, $timeout) = @_;
-	my $start = time();
-	my $last  = '';
-	while (time() - $start < $timeout)
-	{
-		my ($ret, $stdout, $stderr) =
-		  $node->psql('postgres', $query, on_error_stop => 1);
-		$last = $stdout;
-		return time() - $start if $ret == 0 && $stdout eq $expected;
-		usleep(100_000);
-	}
-	diag "timed out after ${timeout}s waiting for <$expected> from: $query\n"
-	  . "last output: <$last>";
-	return undef;
-}
-
 my $orderexp_procs = q{SELECT count(*) FROM pg_stat_activity
   WHERE backend_type IN ('orderexp launcher', 'orderexp worker')};
 
-my $orders_sql = q{
-CREATE TABLE orders (
-	id			integer PRIMARY KEY,
-	status		text NOT NULL DEFAULT 'unpaid',
-	created_at	timestamptz NOT NULL DEFAULT now());
-SELECT orderexp.set_close_policy('orders', interval '15 minutes');
+# orderexp and an orders table in $node: 10 expired orders, 3 of them paid
+sub setup_orders
+{
+	my ($node) = @_;
+	$node->safe_psql('postgres', 'CREATE EXTENSION orderexp');
+	create_orders($node, 'postgres', 'orders', q{interval '15 minutes'});
+	$node->safe_psql(
+		'postgres', q{
 INSERT INTO orders (id, created_at)
 SELECT i, now() - interval '1 hour' FROM generate_series(1, 10) i;
 UPDATE orders SET status = 'paid' WHERE id <= 3;
-};
+});
+}
 
 # --- pg_cron, orderexp not preloaded ---------------------------------------------
 
@@ -63,8 +49,7 @@ max_worker_processes = 16
 $cron->start;
 
 $cron->safe_psql('postgres', 'CREATE EXTENSION pg_cron');
-$cron->safe_psql('postgres', 'CREATE EXTENSION orderexp');
-$cron->safe_psql('postgres', $orders_sql);
+setup_orders($cron);
 is($cron->safe_psql('postgres', $orderexp_procs),
 	'0', 'orderexp not preloaded: no launcher, no worker');
 is( $cron->safe_psql('postgres',
@@ -79,19 +64,10 @@ my $cron_start = time();
 
 # --- standby: run_due() is a no-op, no worker ---------------------------------------
 
-my $primary = PostgreSQL::Test::Cluster->new('primary');
-$primary->init(allows_streaming => 1);
-$primary->append_conf(
-	'postgresql.conf', q{
-shared_preload_libraries = 'orderexp'
-orderexp.databases = 'postgres'
-orderexp.naptime = 100
-orderexp.enabled = off
-});
-$primary->start;
-$primary->safe_psql('postgres', 'CREATE EXTENSION orderexp');
-$primary->safe_psql('postgres', $orders_sql);
-ok(defined wait_for($primary, $orderexp_procs, '2', 15),
+my $primary = new_orderexp_node('primary', { allows_streaming => 1 },
+	'orderexp.enabled' => 'off');
+setup_orders($primary);
+ok(defined wait_for($primary, 'postgres', $orderexp_procs, '2', 15),
 	'primary: launcher and worker run (paused with orderexp.enabled = off)');
 
 $primary->backup('bkp');
@@ -128,12 +104,12 @@ is( $standby->safe_psql('postgres',
 
 # promotion: recovery has finished, the launcher and the worker start
 $standby->promote;
-ok(defined wait_for($standby, $orderexp_procs, '2', 15),
+ok(defined wait_for($standby, 'postgres', $orderexp_procs, '2', 15),
 	'after promotion the launcher and a worker start');
-$standby->safe_psql('postgres',
-	'ALTER SYSTEM SET orderexp.enabled = on; SELECT pg_reload_conf()');
+set_guc($standby, 'orderexp.enabled', 'on');
 ok( defined wait_for(
-		$standby, q{SELECT count(*) FROM orders WHERE status = 'closed'},
+		$standby, 'postgres',
+		q{SELECT count(*) FROM orders WHERE status = 'closed'},
 		'7', 15),
 	'and, enabled, the worker closes the expired orders');
 
@@ -143,7 +119,7 @@ $primary->stop;
 # --- back to pg_cron: the job runs at the start of the next minute ----------------
 
 my $took = wait_for(
-	$cron,
+	$cron, 'postgres',
 	q{SELECT count(*) FROM cron.job_run_details
 	   WHERE status = 'succeeded' AND command = 'SELECT orderexp.run_due()'},
 	'1', 90 - (time() - $cron_start));

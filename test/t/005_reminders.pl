@@ -14,66 +14,26 @@
 use strict;
 use warnings;
 
-use PostgreSQL::Test::Cluster;
-use PostgreSQL::Test::Utils;
+use FindBin;
+use lib $FindBin::RealBin;
+use OrderexpTest;
 use Test::More;
 use Time::HiRes qw(usleep time);
 
-# Poll $query until it returns $expected, for at most $timeout seconds.
-# Returns the seconds it took, or undef on timeout.
-sub wait_for
-{
-	my ($node, $query, $expected, $timeout) = @_;
-	my $start = time();
-	my $last  = '';
-	while (time() - $start < $timeout)
-	{
-		my ($ret, $stdout, $stderr) =
-		  $node->psql('postgres', $query, on_error_stop => 1);
-		$last = $stdout;
-		return time() - $start if $ret == 0 && $stdout eq $expected;
-		usleep(50_000);
-	}
-	diag "timed out after ${timeout}s waiting for <$expected> from: $query\n"
-	  . "last output: <$last>";
-	return undef;
-}
-
-my $node = PostgreSQL::Test::Cluster->new('reminders');
-$node->init;
-$node->append_conf(
-	'postgresql.conf', qq{
-shared_preload_libraries = 'orderexp'
-orderexp.naptime = 100
-orderexp.databases = 'postgres'
-});
-$node->start;
+my $node = new_orderexp_node('reminders');
 
 # Deadlines 6 seconds after the order, reminders 3 seconds before them;
 # one customer extension of 4 seconds.  A second table without reminders.
-$node->safe_psql(
-	'postgres', q{
-CREATE EXTENSION orderexp;
-CREATE TABLE orders (
-	id			integer PRIMARY KEY,
-	status		text NOT NULL DEFAULT 'unpaid',
-	created_at	timestamptz NOT NULL DEFAULT now(),
-	amount		numeric NOT NULL DEFAULT 10);
-SELECT orderexp.set_close_policy('orders', interval '6 seconds',
+$node->safe_psql('postgres', 'CREATE EXTENSION orderexp');
+create_orders(
+	$node, 'postgres', 'orders', q{interval '6 seconds',
 	remind_before => interval '3 seconds', extend_by => interval '4 seconds',
-	max_extensions => 1, payload_columns => '{amount}', channels => '{email,sms}');
-CREATE TABLE plain (
-	id			integer PRIMARY KEY,
-	status		text NOT NULL DEFAULT 'unpaid',
-	created_at	timestamptz NOT NULL DEFAULT now());
-SELECT orderexp.set_close_policy('plain', interval '3 seconds', channels => '{email,sms}');
-});
+	max_extensions => 1, payload_columns => '{amount}', channels => '{email,sms}'},
+	amount => 1);
+create_orders($node, 'postgres', 'plain',
+	q{interval '3 seconds', channels => '{email,sms}'});
 
-ok( defined wait_for(
-		$node,
-		q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'orderexp worker'
-		   AND datname = 'postgres'},
-		'1', 15),
+ok(defined wait_for($node, 'postgres', workers_in('postgres'), '1', 15),
 	'the worker runs');
 
 # 1 untouched; 2 paid between its reminder and its deadline; 3 paid and 4
@@ -94,7 +54,7 @@ my $inserted = time();
 # --- the first reminders ----------------------------------------------------------
 
 ok( defined wait_for(
-		$node,
+		$node, 'postgres',
 		q{SELECT string_agg(DISTINCT order_key, ',' ORDER BY order_key) FROM orderexp.outbox
 		   WHERE kind = 'reminder' AND order_key = '7'},
 		'7', 3),
@@ -102,7 +62,7 @@ ok( defined wait_for(
 cmp_ok(time() - $inserted, '<', 2.5, 'long before the reminders of the others are due');
 
 ok( defined wait_for(
-		$node,
+		$node, 'postgres',
 		q{SELECT string_agg(order_key || ':' || channel, ',' ORDER BY order_key, channel)
 		    FROM orderexp.outbox WHERE kind = 'reminder' AND order_table = 'orders'::regclass},
 		'1:email,1:sms,2:email,2:sms,5:email,5:sms,6:email,6:sms,7:email,7:sms', 8),
@@ -127,12 +87,12 @@ is( $node->safe_psql(
 # --- closes, and the second reminders ------------------------------------------------
 
 ok( defined wait_for(
-		$node,
+		$node, 'postgres',
 		q{SELECT string_agg(id || ':' || status, ',' ORDER BY id) FROM orders},
 		'1:closed,2:paid,3:paid,4:cancelled,5:closed,6:closed,7:closed', 15),
 	'the unpaid orders are closed, the extended ones at their new deadline');
 ok( defined wait_for(
-		$node,
+		$node, 'postgres',
 		q{SELECT string_agg(id || ':' || status, ',' ORDER BY id) FROM plain},
 		'1:closed,2:closed', 5),
 	'the orders of the table without reminders are closed');
@@ -222,9 +182,8 @@ is( $node->safe_psql('postgres', q{SELECT count(*) FROM orderexp.timers}),
 
 # --- the log -------------------------------------------------------------------
 
-my @log = split /\n/, slurp_file($node->logfile);
-my @errors = grep { /\b(ERROR|FATAL|PANIC|WARNING):/ && /orderexp/ } @log;
-is(join("\n", @errors), '', 'no orderexp errors or warnings in the log');
+is(log_lines($node, 0, sub { /\b(ERROR|FATAL|PANIC|WARNING):/ && /orderexp/ }),
+	'', 'no orderexp errors or warnings in the log');
 
 $node->stop;
 done_testing();
