@@ -37,6 +37,7 @@ typedef struct SweepRound
 	int64		reminded_taken; /* due reminders dealt with */
 	bool		more;			/* some table filled its batch: go again */
 	bool		stuck;			/* due rows remain that could not be taken */
+	bool		from_overview;	/* looked at every table, not only those with more */
 	TimestampTz next_due;		/* earliest future deadline, or 0 if none */
 } SweepRound;
 

@@ -84,6 +84,17 @@ static HTAB *table_plans = NULL;
 /* counts sweeps (a worker tick, a run_due call) in this backend */
 static uint64 current_sweep_id = 0;
 
+/*
+ * Tables whose batch came back full in the last round of the current sweep:
+ * the next round of the same sweep goes straight to them, without the
+ * overview query, whose index probes would have to step over every timer
+ * the sweep has deleted so far.
+ */
+static uint64 continue_sweep_id = 0;
+static int	ncontinue = 0;
+static Oid *continue_relids = NULL;	/* TopMemoryContext */
+static char **continue_names = NULL;
+
 /* statements every round runs; prepared once and kept */
 static SPIPlanPtr overview_plan = NULL;
 static SPIPlanPtr sweep_sql_plan = NULL;
@@ -262,18 +273,27 @@ run_batch(BatchPlan *bp, SPIPlanPtr *text_plan, const char *text_sql,
 	TupleDesc	desc;
 	Datum		last_at;
 
+	/*
+	 * The statement text follows the table's registration; it is read once
+	 * per sweep (a policy change takes effect at the next one).
+	 */
 	values[0] = ObjectIdGetDatum(relid);
-	ret = SPI_execute_plan(keep_plan(text_plan, text_sql, 1, argtypes),
-						   values, NULL, true, 1);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "reading the registration failed: %s", SPI_result_code_string(ret));
-	if (SPI_processed == 0)
-		return false;
-	sql = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-	if (sql == NULL)
-		return false;
+	if (bp->plan != NULL && bp->sweep_id == current_sweep_id)
+		sql = NULL;
+	else
+	{
+		ret = SPI_execute_plan(keep_plan(text_plan, text_sql, 1, argtypes),
+							   values, NULL, true, 1);
+		if (ret != SPI_OK_SELECT)
+			elog(ERROR, "reading the registration failed: %s", SPI_result_code_string(ret));
+		if (SPI_processed == 0)
+			return false;
+		sql = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		if (sql == NULL)
+			return false;
+	}
 
-	if (bp->plan == NULL || strcmp(bp->sql, sql) != 0)
+	if (sql != NULL && (bp->plan == NULL || strcmp(bp->sql, sql) != 0))
 	{
 		SPIPlanPtr	plan;
 
@@ -347,33 +367,38 @@ notify_batch(const char *kind, const char *table, int64 count)
  * Fold one batch's result into the round.  A full batch means there may be
  * more, even if all of it was busy: the next batch starts after it.
  */
-static void
+static bool
 count_batch(BatchResult *r, int batch_limit, SweepRound *round)
 {
-	if (r->taken == batch_limit)
-		round->more = true;
 	if (r->busy > 0)
 		round->stuck = true;
+	if (r->taken == batch_limit)
+	{
+		round->more = true;
+		return true;
+	}
+	return false;
 }
 
 /*
  * A table's work for this round: its due reminders, then its due orders,
- * one batch each.
+ * one batch each.  Returns whether a batch came back full.
  */
-static void
+static bool
 table_batches(TablePlan *entry, DueTable *dt, TimestampTz now, int batch_limit,
 			  SweepRound *round)
 {
 	BatchResult r;
+	bool		full = false;
 
 	if (dt->remind_at != 0 && dt->remind_at <= now)
 	{
 		if (!run_batch(&entry->remind, &remind_sql_plan, remind_sql_sql,
 					   dt->relid, batch_limit, &r))
-			return;
+			return false;
 		round->reminded += r.done;
 		round->reminded_taken += r.taken - r.busy;
-		count_batch(&r, batch_limit, round);
+		full |= count_batch(&r, batch_limit, round);
 		if (r.done > 0)
 			notify_batch("reminder", dt->name, r.done);
 		ereport(DEBUG1,
@@ -385,10 +410,10 @@ table_batches(TablePlan *entry, DueTable *dt, TimestampTz now, int batch_limit,
 	{
 		if (!run_batch(&entry->close, &sweep_sql_plan, sweep_sql_sql,
 					   dt->relid, batch_limit, &r))
-			return;
+			return false;
 		round->processed += r.taken - r.busy;
 		round->closed += r.done;
-		count_batch(&r, batch_limit, round);
+		full |= count_batch(&r, batch_limit, round);
 		if (r.done > 0)
 			notify_batch("closed", dt->name, r.done);
 		ereport(DEBUG1,
@@ -401,6 +426,7 @@ table_batches(TablePlan *entry, DueTable *dt, TimestampTz now, int batch_limit,
 		set_table_error(dt->relid, NULL);
 		entry->failed = false;
 	}
+	return full;
 }
 
 /*
@@ -408,19 +434,20 @@ table_batches(TablePlan *entry, DueTable *dt, TimestampTz now, int batch_limit,
  * and recorded, and the round goes on with the other tables.  A cancel or a
  * shutdown request is not swallowed.
  */
-static void
+static bool
 table_batches_guarded(TablePlan *entry, DueTable *dt, TimestampTz now,
 					  int batch_limit, bool in_worker, SweepRound *round)
 {
 	MemoryContext oldcontext = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
+	volatile bool full = false;
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(oldcontext);
 
 	PG_TRY();
 	{
-		table_batches(entry, dt, now, batch_limit, round);
+		full = table_batches(entry, dt, now, batch_limit, round);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcontext);
 		CurrentResourceOwner = oldowner;
@@ -459,6 +486,47 @@ table_batches_guarded(TablePlan *entry, DueTable *dt, TimestampTz now,
 		FreeErrorData(edata);
 	}
 	PG_END_TRY();
+
+	return full;
+}
+
+/* the next round of this sweep starts with no table to continue */
+static void
+forget_continuation(void)
+{
+	int			i;
+
+	for (i = 0; i < ncontinue; i++)
+		pfree(continue_names[i]);
+	ncontinue = 0;
+	continue_sweep_id = current_sweep_id;
+}
+
+/* the next round of this sweep goes straight on with this table */
+static void
+add_continuation(DueTable *dt)
+{
+	static int	allocated = 0;
+
+	if (ncontinue == allocated)
+	{
+		int			n = Max(8, allocated * 2);
+
+		if (allocated == 0)
+		{
+			continue_relids = MemoryContextAlloc(TopMemoryContext, n * sizeof(Oid));
+			continue_names = MemoryContextAlloc(TopMemoryContext, n * sizeof(char *));
+		}
+		else
+		{
+			continue_relids = repalloc(continue_relids, n * sizeof(Oid));
+			continue_names = repalloc(continue_names, n * sizeof(char *));
+		}
+		allocated = n;
+	}
+	continue_relids[ncontinue] = dt->relid;
+	continue_names[ncontinue] = MemoryContextStrdup(TopMemoryContext, dt->name);
+	ncontinue++;
 }
 
 /*
@@ -494,27 +562,45 @@ orderexp_sweep_round(int batch_limit, int64 budget, bool in_worker, Oid caller,
 
 	memset(round, 0, sizeof(*round));
 
-	ret = SPI_execute_plan(keep_plan(&overview_plan, overview_sql, 0, NULL),
-						   NULL, NULL, true, 0);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "reading the due overview failed: %s", SPI_result_code_string(ret));
-
-	/* copy out: the batches below reuse SPI_tuptable */
-	ntables = SPI_processed;
-	tables = palloc0(sizeof(DueTable) * (ntables + 1));
-	for (i = 0; i < ntables; i++)
+	if (continue_sweep_id == current_sweep_id && ncontinue > 0)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-
-		tables[i].relid = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
-		tables[i].name = SPI_getvalue(tup, desc, 2);
-		tables[i].close_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 3, &isnull));
-		tables[i].remind_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 4, &isnull));
-		if (isnull)
-			tables[i].remind_at = 0;
+		/* the tables that had more: both kinds of batch may have more */
+		ntables = ncontinue;
+		tables = palloc0(sizeof(DueTable) * (ntables + 1));
+		for (i = 0; i < ntables; i++)
+		{
+			tables[i].relid = continue_relids[i];
+			tables[i].name = pstrdup(continue_names[i]);
+			tables[i].close_at = now;
+			tables[i].remind_at = now;
+		}
 	}
+	else
+	{
+		ret = SPI_execute_plan(keep_plan(&overview_plan, overview_sql, 0, NULL),
+							   NULL, NULL, true, 0);
+		if (ret != SPI_OK_SELECT)
+			elog(ERROR, "reading the due overview failed: %s", SPI_result_code_string(ret));
+		round->from_overview = true;
+
+		/* copy out: the batches below reuse SPI_tuptable */
+		ntables = SPI_processed;
+		tables = palloc0(sizeof(DueTable) * (ntables + 1));
+		for (i = 0; i < ntables; i++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			bool		isnull;
+
+			tables[i].relid = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
+			tables[i].name = SPI_getvalue(tup, desc, 2);
+			tables[i].close_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 3, &isnull));
+			tables[i].remind_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 4, &isnull));
+			if (isnull)
+				tables[i].remind_at = 0;
+		}
+	}
+	forget_continuation();
 
 	for (i = 0; i < ntables; i++)
 	{
@@ -563,7 +649,8 @@ orderexp_sweep_round(int batch_limit, int64 budget, bool in_worker, Oid caller,
 			}
 			limit = (int) Min((int64) batch_limit, left);
 		}
-		table_batches_guarded(entry, dt, now, limit, in_worker, round);
+		if (table_batches_guarded(entry, dt, now, limit, in_worker, round))
+			add_continuation(dt);
 		CHECK_FOR_INTERRUPTS();
 	}
 }
@@ -646,7 +733,10 @@ orderexp_run_due(PG_FUNCTION_ARGS)
 		total_closed += round.closed;
 		total_reminded += round.reminded;
 
-		if (!round.more || (max_rows >= 0 && total_taken >= max_rows))
+		if (max_rows >= 0 && total_taken >= max_rows)
+			break;
+		/* done when a round over the overview found nothing more */
+		if (!round.more && round.from_overview)
 			break;
 		CHECK_FOR_INTERRUPTS();
 	}

@@ -68,6 +68,8 @@
 #define WORKER_RESTART_DELAY_MS		2000
 /* longest back-off of a worker after an unexpected error */
 #define WORKER_MAX_BACKOFF_MS		60000
+/* longest a worker transaction keeps taking rounds of batches */
+#define WORKER_TRANSACTION_MS		100
 /* advisory lock key: one worker per database ("oexp", 1) */
 #define ORDEREXP_LOCK_KEY1			0x6f657870
 #define ORDEREXP_LOCK_KEY2			1
@@ -387,8 +389,11 @@ orderexp_launcher_main(Datum main_arg)
 }
 
 /*
- * One tick of a database worker: rounds of batches, each its own
- * transaction, until no table has a full batch.  Returns how long to sleep.
+ * One tick of a database worker: rounds of batches until no table has a
+ * full batch.  A transaction holds rounds for up to WORKER_TRANSACTION_MS,
+ * so that a large backlog does not pay a commit (a WAL flush) per batch,
+ * while the events of a round still reach listeners within a fraction of a
+ * second.  Returns how long to sleep.
  */
 static long
 worker_tick(MemoryContext tick_context)
@@ -396,16 +401,17 @@ worker_tick(MemoryContext tick_context)
 	TimestampTz next_due = 0;
 	bool		stuck = false;
 	bool		progress = false;
+	bool		done = false;
 	long		sleep_ms = orderexp_naptime;
 
 	orderexp_sweep_begin();
-	for (;;)
+	while (!done)
 	{
-		SweepRound	round;
-		MemoryContext oldcxt;
+		TimestampTz xact_start;
 
 		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
+		xact_start = GetCurrentTimestamp();
 
 		if (!orderexp_extension_ready())
 		{
@@ -419,24 +425,39 @@ worker_tick(MemoryContext tick_context)
 		SPI_connect();
 		PushActiveSnapshot(GetTransactionSnapshot());
 
-		oldcxt = MemoryContextSwitchTo(tick_context);
-		orderexp_sweep_round(orderexp_batch_size, -1, true, InvalidOid, &round);
-		MemoryContextSwitchTo(oldcxt);
+		for (;;)
+		{
+			SweepRound	round;
+			MemoryContext oldcxt;
+
+			oldcxt = MemoryContextSwitchTo(tick_context);
+			orderexp_sweep_round(orderexp_batch_size, -1, true, InvalidOid, &round);
+			MemoryContextSwitchTo(oldcxt);
+			MemoryContextReset(tick_context);
+
+			if (round.processed > 0)
+				progress = true;
+			stuck = round.stuck;
+			next_due = round.next_due;
+
+			/* done when a round over the overview found nothing more */
+			if ((!round.more && round.from_overview) ||
+				ConfigReloadPending || !orderexp_enabled)
+			{
+				done = true;
+				break;
+			}
+			if (TimestampDifferenceExceeds(xact_start, GetCurrentTimestamp(),
+										   WORKER_TRANSACTION_MS))
+				break;
+			CHECK_FOR_INTERRUPTS();
+		}
 
 		SPI_finish();
 		PopActiveSnapshot();
 		CommitTransactionCommand();
 		pgstat_report_stat(false);
 		pgstat_report_activity(STATE_IDLE, NULL);
-		MemoryContextReset(tick_context);
-
-		if (round.processed > 0)
-			progress = true;
-		stuck = round.stuck;
-		next_due = round.next_due;
-
-		if (!round.more || ConfigReloadPending || !orderexp_enabled)
-			break;
 		CHECK_FOR_INTERRUPTS();
 	}
 
