@@ -1,0 +1,1 @@
+SELECT * FROM orderexp.run_due();
