@@ -100,6 +100,7 @@ static SPIPlanPtr overview_plan = NULL;
 static SPIPlanPtr sweep_sql_plan = NULL;
 static SPIPlanPtr remind_sql_plan = NULL;
 static SPIPlanPtr set_error_plan = NULL;
+static SPIPlanPtr next_due_plan = NULL;
 
 /*
  * Earliest deadline and earliest pending reminder of every registered table
@@ -119,6 +120,17 @@ static const char *overview_sql =
 
 static const char *sweep_sql_sql =
 "SELECT orderexp._sweep_sql(t) FROM orderexp.tables t WHERE t.order_table = $1";
+
+/*
+ * When a table swept this round next has something to do: its earliest
+ * deadline or reminder after the start of this transaction.  The index scans
+ * start after now(), so they do not step over the timers just deleted.
+ */
+static const char *next_due_sql =
+"SELECT least((SELECT min(x.close_at) FROM orderexp.timers x "
+"               WHERE x.order_table = $1 AND x.close_at > now()), "
+"             (SELECT min(x.remind_at) FROM orderexp.timers x "
+"               WHERE x.order_table = $1 AND x.remind_at > now()))";
 
 static const char *remind_sql_sql =
 "SELECT orderexp._remind_sql(t) FROM orderexp.tables t WHERE t.order_table = $1";
@@ -307,7 +319,8 @@ run_batch(BatchPlan *bp, SPIPlanPtr *text_plan, const char *text_sql,
 			pfree(bp->sql);
 			bp->sql = NULL;
 		}
-		plan = SPI_prepare(sql, 4, argtypes);
+		/* the same statement every batch: plan it once, generically */
+		plan = SPI_prepare_cursor(sql, 4, argtypes, CURSOR_OPT_GENERIC_PLAN);
 		if (plan == NULL)
 			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 		if (SPI_keepplan(plan) != 0)
@@ -490,6 +503,27 @@ table_batches_guarded(TablePlan *entry, DueTable *dt, TimestampTz now,
 	return full;
 }
 
+/* fold the next deadline or reminder of a table just swept into the round */
+static void
+note_next_due(Oid relid, SweepRound *round)
+{
+	Oid			argtypes[1] = {REGCLASSOID};
+	Datum		values[1];
+	Datum		next;
+	bool		isnull;
+	int			ret;
+
+	values[0] = ObjectIdGetDatum(relid);
+	ret = SPI_execute_plan(keep_plan(&next_due_plan, next_due_sql, 1, argtypes),
+						   values, NULL, true, 1);
+	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "reading the next deadline failed: %s", SPI_result_code_string(ret));
+	next = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (!isnull &&
+		(round->next_due == 0 || DatumGetTimestampTz(next) < round->next_due))
+		round->next_due = DatumGetTimestampTz(next);
+}
+
 /* the next round of this sweep starts with no table to continue */
 static void
 forget_continuation(void)
@@ -651,6 +685,8 @@ orderexp_sweep_round(int batch_limit, int64 budget, bool in_worker, Oid caller,
 		}
 		if (table_batches_guarded(entry, dt, now, limit, in_worker, round))
 			add_continuation(dt);
+		else
+			note_next_due(dt->relid, round);
 		CHECK_FOR_INTERRUPTS();
 	}
 }

@@ -68,6 +68,8 @@
 #define WORKER_RESTART_DELAY_MS		2000
 /* longest back-off of a worker after an unexpected error */
 #define WORKER_MAX_BACKOFF_MS		60000
+/* shortest sleep between ticks when something comes due soon */
+#define WORKER_MIN_SLEEP_MS			10
 /* longest a worker transaction keeps taking rounds of batches */
 #define WORKER_TRANSACTION_MS		100
 /* advisory lock key: one worker per database ("oexp", 1) */
@@ -471,8 +473,14 @@ worker_tick(MemoryContext tick_context)
 		long		secs;
 		int			usecs;
 
+		/*
+		 * Until the next deadline or reminder, but not less than a floor:
+		 * under a steady stream of orders the next deadline is always a
+		 * moment away, and a tick per order would cost more than it saves.
+		 */
 		TimestampDifference(GetCurrentTimestamp(), next_due, &secs, &usecs);
-		sleep_ms = Min(sleep_ms, secs * 1000 + (usecs + 999) / 1000);
+		sleep_ms = Min(sleep_ms,
+					   Max(secs * 1000 + (usecs + 999) / 1000, WORKER_MIN_SLEEP_MS));
 	}
 	return Max(sleep_ms, 1);
 }
