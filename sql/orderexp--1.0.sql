@@ -430,6 +430,35 @@ END;
 $$;
 
 /*
+ * The two CTEs both batch statements share, after their "due" CTE:
+ *
+ *  mine    the rows of the due orders, locked FOR <lock> SKIP LOCKED: an
+ *          application transaction (a payment, say) holding one right now
+ *          makes it skipped, with "unpaid" and any extra columns;
+ *  busy    due orders whose row exists but is locked: left for later.
+ */
+CREATE FUNCTION orderexp._lock_rows_sql(cfg orderexp.tables, status_type text,
+										extra_columns text, lock text)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT format($q$mine AS MATERIALIZED (
+	SELECT o.%2$I::text AS order_key, (o.%3$I IS NOT DISTINCT FROM %4$L::%5$s) AS unpaid%7$s
+	  FROM %1$s o
+	 WHERE o.%2$I = ANY (ARRAY(SELECT d.order_key::%6$s FROM due d))
+	   FOR %8$s OF o SKIP LOCKED),
+busy AS MATERIALIZED (
+	SELECT d.order_key
+	  FROM due d
+	 WHERE NOT EXISTS (SELECT 1 FROM mine m WHERE m.order_key = d.order_key)
+	   AND EXISTS (SELECT 1 FROM %1$s o WHERE o.%2$I = d.order_key::%6$s)),$q$,
+		cfg.order_table, cfg.key_column, cfg.status_column, cfg.unpaid_value,
+		status_type, cfg.key_type, extra_columns,
+		CASE lock WHEN 'UPDATE' THEN 'UPDATE' WHEN 'SHARE' THEN 'SHARE' END)
+$$;
+
+/*
  * The statement that closes one batch of due orders of a table, as the sweep
  * (worker and run_due) prepares and keeps it.  Parameters: $1 the table,
  * $2 the batch size, ($3, $4) the deadline and key of the last timer the
@@ -473,16 +502,7 @@ WITH due AS MATERIALIZED (
 	 ORDER BY t.close_at, t.order_key
 	 LIMIT $2
 	   FOR UPDATE SKIP LOCKED),
-mine AS MATERIALIZED (
-	SELECT o.%2$I::text AS order_key, (o.%3$I IS NOT DISTINCT FROM %4$L::%5$s) AS unpaid
-	  FROM %1$s o
-	 WHERE o.%2$I = ANY (ARRAY(SELECT d.order_key::%6$s FROM due d))
-	   FOR UPDATE OF o SKIP LOCKED),
-busy AS MATERIALIZED (
-	SELECT d.order_key
-	  FROM due d
-	 WHERE NOT EXISTS (SELECT 1 FROM mine m WHERE m.order_key = d.order_key)
-	   AND EXISTS (SELECT 1 FROM %1$s o WHERE o.%2$I = d.order_key::%6$s)),
+%12$s
 gone AS (
 	DELETE FROM orderexp.timers t
 	 WHERE t.ctid = ANY (ARRAY(SELECT d.tid FROM due d
@@ -510,7 +530,8 @@ SELECT (SELECT count(*) FROM due), (SELECT count(*) FROM busy), (SELECT count(*)
 		status_type, cfg.key_type, cfg.closed_value, orderexp._payload_expr(cfg),
 		CASE WHEN cfg.category_column IS NULL THEN 'NULL::text'
 			 ELSE format('o.%I::text', cfg.category_column) END,
-		cfg.order_table::text, cfg.channels);
+		cfg.order_table::text, cfg.channels,
+		orderexp._lock_rows_sql(cfg, status_type, '', 'UPDATE'));
 END;
 $$;
 
@@ -544,17 +565,7 @@ WITH due AS MATERIALIZED (
 	 ORDER BY t.remind_at, t.order_key
 	 LIMIT $2
 	   FOR UPDATE SKIP LOCKED),
-mine AS MATERIALIZED (
-	SELECT o.%2$I::text AS order_key, (o.%3$I IS NOT DISTINCT FROM %4$L::%5$s) AS unpaid,
-		   %7$s AS cols, %8$s AS category
-	  FROM %1$s o
-	 WHERE o.%2$I = ANY (ARRAY(SELECT d.order_key::%6$s FROM due d))
-	   FOR SHARE OF o SKIP LOCKED),
-busy AS MATERIALIZED (
-	SELECT d.order_key
-	  FROM due d
-	 WHERE NOT EXISTS (SELECT 1 FROM mine m WHERE m.order_key = d.order_key)
-	   AND EXISTS (SELECT 1 FROM %1$s o WHERE o.%2$I = d.order_key::%6$s)),
+%11$s
 done AS (
 	UPDATE orderexp.timers t SET remind_at = NULL, reminded_for = t.close_at
 	 WHERE t.order_table = $1
@@ -594,7 +605,13 @@ SELECT (SELECT count(*) FROM due), (SELECT count(*) FROM busy), (SELECT count(*)
 		status_type, cfg.key_type, orderexp._payload_expr(cfg),
 		CASE WHEN cfg.category_column IS NULL THEN 'NULL::text'
 			 ELSE format('o.%I::text', cfg.category_column) END,
-		cfg.order_table::text, cfg.channels);
+		cfg.order_table::text, cfg.channels,
+		orderexp._lock_rows_sql(cfg, status_type,
+								format(', %s AS cols, %s AS category',
+									   orderexp._payload_expr(cfg),
+									   CASE WHEN cfg.category_column IS NULL THEN 'NULL::text'
+											ELSE format('o.%I::text', cfg.category_column) END),
+								'SHARE'));
 END;
 $$;
 
