@@ -38,7 +38,13 @@ set -euo pipefail
 
 OX_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OX_PG_MAJOR=15
-OX_PGBIN=/usr/lib/postgresql/$OX_PG_MAJOR/bin
+# OX_PG_CONFIG (developers only, CI sets nothing): build, install and test
+# against another installation of PostgreSQL 15, e.g. a relocated copy of
+# Debian's, so that parallel work does not share one installed extension
+OX_PG_CONFIG=${OX_PG_CONFIG:-/usr/lib/postgresql/$OX_PG_MAJOR/bin/pg_config}
+OX_PGBIN=$(dirname "$OX_PG_CONFIG")
+# arguments of every make call on the extension
+OX_MAKE_ARGS=(with_llvm=no "PG_CONFIG=$OX_PG_CONFIG")
 
 OX_PACKAGES=(
 	build-essential
@@ -182,14 +188,14 @@ ox_build() {
 
 	log=$OX_BUILD_DIR/build.log
 	ox_log "build: make with_llvm=no (as postgres)"
-	if ! ox_as_postgres make -C "$OX_BUILD_DIR" -j"$(nproc)" with_llvm=no >"$log" 2>&1; then
+	if ! ox_as_postgres make -C "$OX_BUILD_DIR" -j"$(nproc)" "${OX_MAKE_ARGS[@]}" >"$log" 2>&1; then
 		cat "$log" >&2
 		ox_die "build failed"
 	fi
 	[[ ${OX_QUIET_BUILD:-0} == 1 ]] || grep -E ': (warning|error):' "$log" || true
 
 	ox_log "build: make with_llvm=no install (as root)"
-	if ! make -C "$OX_BUILD_DIR" with_llvm=no install >"$log.install" 2>&1; then
+	if ! make -C "$OX_BUILD_DIR" "${OX_MAKE_ARGS[@]}" install >"$log.install" 2>&1; then
 		cat "$log.install" >&2
 		ox_die "make install failed"
 	fi

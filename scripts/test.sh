@@ -56,7 +56,7 @@ wants() { [[ " $ONLY " == *" $1 "* ]]; }
 make_var() {
 	# shellcheck disable=SC2016
 	printf 'print-%%:\n\t@echo $($*)\n' |
-		make --no-print-directory -s -C "$OX_BUILD_DIR" -f Makefile -f - "print-$1" 2>/dev/null
+		make --no-print-directory -s -C "$OX_BUILD_DIR" "PG_CONFIG=$OX_PG_CONFIG" -f Makefile -f - "print-$1" 2>/dev/null
 }
 
 # run_logged LOG TIMEOUT CMD...: run CMD as postgres in the build dir, with
@@ -244,7 +244,7 @@ if wants regress; then
 		[[ -z $miss ]] || ox_warn "regress: missing files: $miss"
 		rc=0
 		run_logged "$LOGS/regress.log" "$TIMEOUT_REGRESS" \
-			make with_llvm=no installcheck ISOLATION= TAP_TESTS= "${MAKE_CONN[@]}" || rc=$?
+			make "${OX_MAKE_ARGS[@]}" installcheck ISOLATION= TAP_TESTS= "${MAKE_CONN[@]}" || rc=$?
 		# shellcheck disable=SC2086
 		parse_regress regress "$LOGS/regress.log" "$rc" $REGRESS_TESTS
 		[[ $rc == 0 ]] || show_file "regression diffs" "$OX_BUILD_DIR/regression.diffs" 300
@@ -261,7 +261,7 @@ if wants isolation; then
 		[[ -z $miss ]] || ox_warn "isolation: missing files: $miss"
 		rc=0
 		run_logged "$LOGS/isolation.log" "$TIMEOUT_ISOLATION" \
-			make with_llvm=no installcheck REGRESS= TAP_TESTS= "${MAKE_CONN[@]}" || rc=$?
+			make "${OX_MAKE_ARGS[@]}" installcheck REGRESS= TAP_TESTS= "${MAKE_CONN[@]}" || rc=$?
 		# shellcheck disable=SC2086
 		parse_regress isolation "$LOGS/isolation.log" "$rc" $ISOLATION_TESTS
 		[[ $rc == 0 ]] || show_file "isolation diffs" "$OX_BUILD_DIR/output_iso/regression.diffs" 300
@@ -277,7 +277,7 @@ if wants tap; then
 		ox_log "tap: $TAP_FILES"
 		rc=0
 		run_logged "$LOGS/tap.log" "$TIMEOUT_TAP" \
-			make with_llvm=no installcheck REGRESS= ISOLATION= "${MAKE_CONN[@]}" || rc=$?
+			make "${OX_MAKE_ARGS[@]}" installcheck REGRESS= ISOLATION= "${MAKE_CONN[@]}" || rc=$?
 		# shellcheck disable=SC2086
 		parse_prove tap "$LOGS/tap.log" "$rc" $TAP_FILES
 		if [[ $rc != 0 ]]; then
