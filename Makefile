@@ -10,6 +10,9 @@ EXTENSION = orderexp
 MODULE_big = orderexp
 OBJS = orderexp.o payload.o sweep.o token.o trigger.o worker.o
 DATA = $(wildcard sql/orderexp--*.sql)
+# upgrade scripts assembled from one file per feature (sql/upgrade-<version>/)
+DATA_built = orderexp--1.0--1.1.sql
+UPGRADE_1_1 = $(sort $(wildcard sql/upgrade-1.1/*.sql))
 PGFILEDESC = "orderexp - close expired unpaid orders"
 
 # pg_regress: sql/<name>.sql against expected/<name>.out
@@ -24,3 +27,6 @@ PG_CPPFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializer
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+orderexp--1.0--1.1.sql: $(UPGRADE_1_1)
+	cat $^ > $@
