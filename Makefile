@@ -30,3 +30,16 @@ include $(PGXS)
 
 orderexp--1.0--1.1.sql: $(UPGRADE_1_1)
 	cat $^ > $@
+
+# orderexp-relay (relay/): a program, so it has a Makefile of its own (PGXS
+# builds one kind of target per Makefile); built, installed into
+# `pg_config --bindir` and cleaned with the extension
+all: relay-all
+install: relay-install
+clean: relay-clean
+uninstall: relay-uninstall
+
+relay-all relay-install relay-clean relay-uninstall: relay-%:
+	$(MAKE) -C relay PG_CONFIG='$(PG_CONFIG)' $(if $(filter all,$*),,$*)
+
+.PHONY: relay-all relay-install relay-clean relay-uninstall

@@ -54,6 +54,12 @@ OX_PACKAGES=(
 	"postgresql-$OX_PG_MAJOR-pgtap"
 	libtap-parser-sourcehandler-pgtap-perl
 	libipc-run-perl
+	# orderexp-relay: libcurl (webhooks, SMTP) and libcrypto (HMAC) through
+	# pkg-config; its tests run an SMTP server from aiosmtpd
+	libcurl4-openssl-dev
+	libssl-dev
+	pkg-config
+	python3-aiosmtpd
 )
 
 # state, for the clean-up trap

@@ -1,0 +1,870 @@
+/*-------------------------------------------------------------------------
+ *
+ * relay.c
+ *		orderexp-relay: deliver orderexp's outbox events from one or several
+ *		PostgreSQL nodes.
+ *
+ * For every node (a libpq connection string) the relay keeps a connection
+ * that LISTENs on "orderexp".  A node "has work" after a NOTIFY, after
+ * (re)connecting, every --poll-interval (so that nothing waits on a missed
+ * notification), when a failed event's retry time comes, and as long as its
+ * last claim was a full batch.  Rounds go over the nodes with work, one
+ * batch each, so that a busy node cannot starve the others.
+ *
+ * A batch: orderexp.claim() leases up to --batch-size events (the attempt is
+ * counted there), each event goes to the sink its route names, the delivered
+ * ones are acknowledged by one orderexp.ack() call and the others reported
+ * one by one with orderexp.fail(), which schedules the retry or makes the
+ * row dead.  Delivery is at least once: a relay that dies between a delivery
+ * and the ack leaves the row to its lease, and it is delivered again after
+ * the lease.
+ *
+ * A node whose connection drops is reconnected with a doubling back-off
+ * (up to --retry-max); acks that could not be sent are sent first after the
+ * reconnect.  SIGTERM / SIGINT: the event being delivered is finished, the
+ * batch's delivered events acknowledged and its failures reported, the rest
+ * left to their lease; a summary goes to stderr and the exit status is 0.
+ *
+ * The main loop waits in select() on the nodes' sockets and a self-pipe the
+ * signal handler writes to, so a signal ends the wait at once.
+ *
+ * Copyright (c) 2026, orderexp developers
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/select.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libpq-fe.h>
+
+#include "relay.h"
+
+/* one claimed event and the fields for templates, grouped by id */
+static const char *const claim_sql =
+"WITH c AS MATERIALIZED ("
+"  SELECT * FROM orderexp.claim($1::int, $2::interval, $3::text[], $4::text[]))"
+" SELECT c.id, c.kind, c.channel, c.order_table::text, c.order_key,"
+"        pg_catalog.json_build_object('id', c.id, 'kind', c.kind,"
+"          'table', c.order_table::text, 'order_key', c.order_key,"
+"          'channel', c.channel, 'created_at', c.created_at,"
+"          'attempts', c.attempts, 'database', pg_catalog.current_database(),"
+"          'payload', c.payload)::text,"
+"        c.attempts::text, f.key, f.value"
+"   FROM c LEFT JOIN LATERAL ("
+"        SELECT p.key, p.value FROM pg_catalog.jsonb_each_text("
+"          CASE WHEN pg_catalog.jsonb_typeof(c.payload) = 'object' THEN c.payload"
+"               ELSE '{}'::jsonb END) p"
+"        UNION ALL"
+"        SELECT 'order.' || o.key, o.value FROM pg_catalog.jsonb_each_text("
+"          CASE WHEN pg_catalog.jsonb_typeof(c.payload -> 'order') = 'object'"
+"               THEN c.payload -> 'order' ELSE '{}'::jsonb END) o) f ON true"
+"  ORDER BY c.id";
+
+/* seconds until the retry, NULL when the row is now dead */
+static const char *const fail_sql =
+"SELECT pg_catalog.date_part('epoch', orderexp.fail($1::bigint, $2::text)"
+"                                       - pg_catalog.clock_timestamp())";
+
+static const char *const ack_sql = "SELECT orderexp.ack($1::bigint[])";
+
+typedef struct Stats
+{
+	long long	batches;
+	long long	claimed;
+	long long	delivered;
+	long long	failed;
+	long long	dead;
+	long long	left;
+} Stats;
+
+typedef struct Node
+{
+	int			num;			/* 1-based, for messages */
+	const char *conninfo;
+	PGconn	   *conn;			/* NULL while down */
+	char		label[160];		/* db@host:port once connected */
+	bool		work;			/* claim from it in the next round */
+	bool		ever_up;
+	double		retry_at;		/* next connection attempt while down */
+	double		backoff;
+	double		wake_at;		/* earliest retry of a failed event, 0: none */
+	long long  *unacked;		/* delivered, ack not sent (connection lost) */
+	int			nunacked;
+	int			unacked_cap;
+	Stats		st;
+} Node;
+
+volatile int stop_requested = 0;
+
+static Node nodes[MAX_NODES];
+static int	nnodes;
+static int	signal_pipe[2] = {-1, -1};
+static char *kinds_filter;
+static char *channels_filter;
+static char lease_text[32];
+
+/* ---------------------------------------------------------------------
+ * small utilities
+ * ---------------------------------------------------------------------
+ */
+double
+now_seconds(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void
+vlog(const char *fmt, va_list ap)
+{
+	struct timeval tv;
+	struct tm	tm;
+	char		stamp[32];
+
+	gettimeofday(&tv, NULL);
+	gmtime_r(&tv.tv_sec, &tm);
+	strftime(stamp, sizeof(stamp), "%Y-%m-%d %H:%M:%S", &tm);
+	fprintf(stderr, "%s.%03d UTC orderexp-relay[%d]: ", stamp, (int) (tv.tv_usec / 1000), (int) getpid());
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	fflush(stderr);
+}
+
+void
+logmsg(const char *fmt,...)
+{
+	va_list		ap;
+
+	va_start(ap, fmt);
+	vlog(fmt, ap);
+	va_end(ap);
+}
+
+void
+fatal(int code, const char *fmt,...)
+{
+	va_list		ap;
+
+	va_start(ap, fmt);
+	vlog(fmt, ap);
+	va_end(ap);
+	exit(code);
+}
+
+void *
+xmalloc(size_t size)
+{
+	void	   *p = malloc(size ? size : 1);
+
+	if (p == NULL)
+		fatal(EXIT_INTERNAL, "out of memory");
+	return p;
+}
+
+char *
+xstrdup(const char *s)
+{
+	char	   *p = strdup(s);
+
+	if (p == NULL)
+		fatal(EXIT_INTERNAL, "out of memory");
+	return p;
+}
+
+/* the first line of a file holding a secret */
+char *
+read_secret_file(const char *path)
+{
+	FILE	   *f = fopen(path, "r");
+	char		line[4096];
+
+	if (f == NULL)
+		fatal(EXIT_USAGE, "could not open secret file \"%s\": %s", path, strerror(errno));
+	if (fgets(line, sizeof(line), f) == NULL)
+		fatal(EXIT_USAGE, "secret file \"%s\" is empty", path);
+	fclose(f);
+	line[strcspn(line, "\r\n")] = '\0';
+	if (line[0] == '\0')
+		fatal(EXIT_USAGE, "secret file \"%s\" has an empty first line", path);
+	return xstrdup(line);
+}
+
+static void
+handle_stop(int signo)
+{
+	int			save_errno = errno;
+	char		c = 1;
+
+	(void) signo;
+	stop_requested = 1;
+	if (signal_pipe[1] >= 0 && write(signal_pipe[1], &c, 1) < 0)
+	{
+		/* the pipe is full: a wake-up is pending anyway */
+	}
+	errno = save_errno;
+}
+
+static void
+setup_signals(void)
+{
+	struct sigaction sa;
+
+	if (pipe(signal_pipe) != 0)
+		fatal(EXIT_INTERNAL, "could not create a pipe: %s", strerror(errno));
+	fcntl(signal_pipe[0], F_SETFL, O_NONBLOCK);
+	fcntl(signal_pipe[1], F_SETFL, O_NONBLOCK);
+	fcntl(signal_pipe[0], F_SETFD, FD_CLOEXEC);
+	fcntl(signal_pipe[1], F_SETFD, FD_CLOEXEC);
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = handle_stop;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+}
+
+/* ---------------------------------------------------------------------
+ * nodes
+ * ---------------------------------------------------------------------
+ */
+
+/* is this SQLSTATE a server that refuses us for good (not a hiccup)? */
+static bool
+refusal(const PGresult *res)
+{
+	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+	if (state == NULL)
+		return false;
+	return strcmp(state, "42883") == 0 ||	/* undefined_function */
+		strcmp(state, "42501") == 0 ||	/* insufficient_privilege */
+		strcmp(state, "3F000") == 0 ||	/* invalid_schema_name */
+		strcmp(state, "42P01") == 0;	/* undefined_table */
+}
+
+static void
+node_down(Node *n, const char *why)
+{
+	char		msg[512];
+
+	snprintf(msg, sizeof(msg), "%s", why ? why : "");
+	msg[strcspn(msg, "\n")] = '\0';
+	if (n->conn)
+	{
+		PQfinish(n->conn);
+		n->conn = NULL;
+	}
+	n->work = false;
+	n->backoff = n->backoff <= 0 ? 1 : n->backoff * 2;
+	if (n->backoff > cfg.retry_max)
+		n->backoff = cfg.retry_max;
+	n->retry_at = now_seconds() + n->backoff;
+	logmsg("node %d (%s): %s; %s", n->num, n->label, msg,
+		   cfg.once ? "not retried (--once)" : "retrying with back-off");
+}
+
+/*
+ * A statement failed: the connection is gone or the server refused.  A
+ * refusal of the API (function or privilege missing) ends the relay;
+ * anything else counts as a hiccup of this node.
+ */
+static void
+node_error(Node *n, PGresult *res, const char *what)
+{
+	char		msg[600];
+
+	snprintf(msg, sizeof(msg), "%s failed: %s", what,
+			 res ? PQresultErrorMessage(res) : PQerrorMessage(n->conn));
+	msg[strcspn(msg, "\n")] = '\0';
+	if (res && refusal(res) && PQstatus(n->conn) == CONNECTION_OK)
+	{
+		PQclear(res);
+		fatal(EXIT_SERVER, "node %d (%s): %s (is orderexp 1.1 installed and the role granted orderexp_relay?)",
+			  n->num, n->label, msg);
+	}
+	if (res)
+		PQclear(res);
+	node_down(n, msg);
+}
+
+static bool
+exec_ok(PGresult *res)
+{
+	ExecStatusType s = PQresultStatus(res);
+
+	return s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK;
+}
+
+/* send acks left over from a lost connection; false if the node went down */
+static bool
+send_ack(Node *n, const long long *ids, int nids)
+{
+	char	   *arr;
+	size_t		len = 3 + (size_t) nids * 21;
+	PGresult   *res;
+	const char *params[1];
+	int			i,
+				acked;
+
+	if (nids == 0)
+		return true;
+	arr = xmalloc(len);
+	strcpy(arr, "{");
+	for (i = 0; i < nids; i++)
+		sprintf(arr + strlen(arr), "%s%lld", i ? "," : "", ids[i]);
+	strcat(arr, "}");
+	params[0] = arr;
+	res = PQexecParams(n->conn, ack_sql, 1, NULL, params, NULL, NULL, 0);
+	free(arr);
+	if (!exec_ok(res))
+	{
+		/* keep them for the next connection */
+		for (i = 0; i < nids; i++)
+		{
+			if (n->nunacked == n->unacked_cap)
+			{
+				n->unacked_cap = n->unacked_cap ? n->unacked_cap * 2 : 256;
+				n->unacked = realloc(n->unacked, n->unacked_cap * sizeof(long long));
+				if (n->unacked == NULL)
+					fatal(EXIT_INTERNAL, "out of memory");
+			}
+			n->unacked[n->nunacked++] = ids[i];
+		}
+		node_error(n, res, "ack");
+		return false;
+	}
+	acked = atoi(PQgetvalue(res, 0, 0));
+	if (acked != nids)
+		logmsg("node %d (%s): ack of %d delivered events acknowledged %d (leases expired and another relay took them?)",
+			   n->num, n->label, nids, acked);
+	PQclear(res);
+	return true;
+}
+
+static bool
+node_connect(Node *n)
+{
+	static const char *const keys[] = {
+		"connect_timeout", "keepalives_idle", "keepalives_interval",
+		"keepalives_count", "fallback_application_name", "dbname", NULL
+	};
+	const char *values[7] = {"10", "30", "10", "3", "orderexp-relay", n->conninfo, NULL};
+	PGresult   *res;
+	long long  *pending;
+	int			npending;
+
+	n->conn = PQconnectdbParams(keys, values, 1);
+	if (n->conn == NULL)
+		fatal(EXIT_INTERNAL, "out of memory");
+	if (PQstatus(n->conn) != CONNECTION_OK)
+	{
+		char		msg[600];
+
+		snprintf(msg, sizeof(msg), "could not connect: %s", PQerrorMessage(n->conn));
+		node_down(n, msg);
+		return false;
+	}
+	snprintf(n->label, sizeof(n->label), "%s@%s:%s", PQdb(n->conn),
+			 PQhost(n->conn), PQport(n->conn));
+	res = PQexec(n->conn, "LISTEN orderexp");
+	if (!exec_ok(res))
+	{
+		node_error(n, res, "LISTEN orderexp");
+		return false;
+	}
+	PQclear(res);
+	if (PQsetnonblocking(n->conn, 0) != 0)
+		fatal(EXIT_INTERNAL, "could not set the connection blocking");
+
+	logmsg("node %d (%s): connected%s", n->num, n->label, n->ever_up ? " again" : "");
+	n->ever_up = true;
+	n->backoff = 0;
+	n->work = true;
+
+	/* acks that a lost connection swallowed */
+	pending = n->unacked;
+	npending = n->nunacked;
+	if (npending > 0)
+	{
+		n->unacked = NULL;
+		n->nunacked = n->unacked_cap = 0;
+		logmsg("node %d (%s): sending %d acks left from the lost connection", n->num, n->label, npending);
+		if (!send_ack(n, pending, npending))
+		{
+			free(pending);
+			return false;
+		}
+		free(pending);
+	}
+	return true;
+}
+
+/* ---------------------------------------------------------------------
+ * a batch
+ * ---------------------------------------------------------------------
+ */
+static void
+free_events(Event *evs, int nevs)
+{
+	int			i,
+				j;
+
+	for (i = 0; i < nevs; i++)
+	{
+		for (j = 0; j < evs[i].nfields; j++)
+		{
+			free(evs[i].fields[j].key);
+			free(evs[i].fields[j].value);
+		}
+		free(evs[i].fields);
+	}
+	free(evs);
+}
+
+static char *
+nullable_dup(const PGresult *res, int row, int col)
+{
+	return PQgetisnull(res, row, col) ? NULL : xstrdup(PQgetvalue(res, row, col));
+}
+
+static void
+add_field(Event *ev, int *cap, const char *key, char *value)
+{
+	if (ev->nfields == *cap)
+	{
+		*cap = *cap ? *cap * 2 : 16;
+		ev->fields = realloc(ev->fields, *cap * sizeof(Field));
+		if (ev->fields == NULL)
+			fatal(EXIT_INTERNAL, "out of memory");
+	}
+	ev->fields[ev->nfields].key = xstrdup(key);
+	ev->fields[ev->nfields].value = value;
+	ev->nfields++;
+}
+
+/* the claim's rows (one per field) as events; the strings point into res */
+static Event *
+read_events(const PGresult *res, int *nevs)
+{
+	int			rows = PQntuples(res),
+				r,
+				n = 0,
+				cap = 0;
+	Event	   *evs = xmalloc(sizeof(Event) * (rows ? rows : 1));
+	long long	last = -1;
+
+	for (r = 0; r < rows; r++)
+	{
+		long long	id = atoll(PQgetvalue(res, r, 0));
+		Event	   *ev;
+
+		if (n == 0 || id != last)
+		{
+			ev = &evs[n++];
+			memset(ev, 0, sizeof(*ev));
+			cap = 0;
+			ev->id = id;
+			ev->kind = PQgetvalue(res, r, 1);
+			ev->channel = PQgetvalue(res, r, 2);
+			ev->table = PQgetvalue(res, r, 3);
+			ev->order_key = PQgetvalue(res, r, 4);
+			ev->json = PQgetvalue(res, r, 5);
+			add_field(ev, &cap, "id", xstrdup(PQgetvalue(res, r, 0)));
+			add_field(ev, &cap, "kind", xstrdup(ev->kind));
+			add_field(ev, &cap, "channel", xstrdup(ev->channel));
+			add_field(ev, &cap, "table", xstrdup(ev->table));
+			add_field(ev, &cap, "order_key", xstrdup(ev->order_key));
+			add_field(ev, &cap, "attempts", xstrdup(PQgetvalue(res, r, 6)));
+			last = id;
+		}
+		else
+			ev = &evs[n - 1];
+		if (!PQgetisnull(res, r, 7))
+			add_field(ev, &cap, PQgetvalue(res, r, 7), nullable_dup(res, r, 8));
+	}
+	*nevs = n;
+	return evs;
+}
+
+/*
+ * One batch from node N: claim, deliver, ack, fail.  Returns how many events
+ * were claimed, -1 when the node went down.
+ */
+static int
+node_batch(Node *n)
+{
+	const char *params[4];
+	char		batch_text[16];
+	PGresult   *res;
+	Event	   *evs;
+	int			nevs,
+				i;
+	long long  *done;
+	int			ndone = 0;
+	int		   *failed;
+	char	  **errors;
+	int			nfailed = 0,
+				dead = 0,
+				left = 0,
+				reported = 0;
+	double		t0 = now_seconds(),
+				ms;
+	bool		up = true;
+
+	snprintf(batch_text, sizeof(batch_text), "%d", cfg.batch_size);
+	params[0] = batch_text;
+	params[1] = lease_text;
+	params[2] = kinds_filter;
+	params[3] = channels_filter;
+	res = PQexecParams(n->conn, claim_sql, 4, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+	{
+		node_error(n, res, "claim");
+		return -1;
+	}
+	evs = read_events(res, &nevs);
+	if (nevs == 0)
+	{
+		PQclear(res);
+		free(evs);
+		return 0;
+	}
+
+	done = xmalloc(sizeof(long long) * nevs);
+	failed = xmalloc(sizeof(int) * nevs);
+	errors = xmalloc(sizeof(char *) * nevs);
+	for (i = 0; i < nevs; i++)
+	{
+		Event	   *ev = &evs[i];
+		const Route *route;
+		char		err[1024];
+
+		/*
+		 * Stopping, or the lease would run out during this delivery: leave
+		 * the rest to their lease rather than deliver what another relay may
+		 * already be delivering.
+		 */
+		if (stop_requested || now_seconds() - t0 + cfg.timeout >= cfg.lease)
+		{
+			left = nevs - i;
+			break;
+		}
+		route = route_for(ev);
+		if (route == NULL)
+		{
+			snprintf(err, sizeof(err), "no route of this relay takes kind %s, channel %s",
+					 ev->kind, ev->channel);
+			failed[nfailed] = i;
+			errors[nfailed++] = xstrdup(err);
+			continue;
+		}
+		if (sink_deliver(route->sink, ev, err, sizeof(err)))
+		{
+			done[ndone++] = ev->id;
+			if (cfg.verbose > 0)
+				logmsg("node %d: event %lld (%s, %s, order %s) delivered to %s",
+					   n->num, ev->id, ev->kind, ev->channel, ev->order_key, sink_name(route->sink));
+		}
+		else
+		{
+			if (cfg.verbose > 0)
+				logmsg("node %d: event %lld (%s, %s, order %s) not delivered to %s: %s",
+					   n->num, ev->id, ev->kind, ev->channel, ev->order_key, sink_name(route->sink), err);
+			failed[nfailed] = i;
+			errors[nfailed++] = xstrdup(err);
+		}
+	}
+
+	/* what was delivered first: one ack */
+	up = send_ack(n, done, ndone);
+
+	/* then every failure, with its reason */
+	for (i = 0; up && i < nfailed; i++)
+	{
+		char		id[24];
+		const char *fp[2];
+		PGresult   *fr;
+
+		snprintf(id, sizeof(id), "%lld", evs[failed[i]].id);
+		fp[0] = id;
+		fp[1] = errors[i];
+		fr = PQexecParams(n->conn, fail_sql, 2, NULL, fp, NULL, NULL, 0);
+		if (!exec_ok(fr))
+		{
+			node_error(n, fr, "fail");
+			up = false;
+			break;
+		}
+		reported++;
+		if (PQgetisnull(fr, 0, 0))
+			dead++;
+		else
+		{
+			double		at = now_seconds() + atof(PQgetvalue(fr, 0, 0));
+
+			if (n->wake_at == 0 || at < n->wake_at)
+				n->wake_at = at;
+		}
+		PQclear(fr);
+	}
+
+	ms = (now_seconds() - t0) * 1000;
+	n->st.batches++;
+	n->st.claimed += nevs;
+	n->st.delivered += ndone;
+	n->st.failed += nfailed;
+	n->st.dead += dead;
+	n->st.left += left;
+	if (cfg.verbose >= 0 || nfailed > 0)
+		logmsg("node %d (%s): batch of %d: %d delivered, %d failed (%d now dead%s), %d left to their lease, %.0f ms",
+			   n->num, n->label, nevs, ndone, nfailed, dead,
+			   reported < nfailed ? ", some not reported" : "", left, ms);
+	for (i = 0; i < nfailed; i++)
+	{
+		if (cfg.verbose >= 0 && i < 3)
+			logmsg("node %d: event %lld failed: %s", n->num, evs[failed[i]].id, errors[i]);
+		free(errors[i]);
+	}
+	free(errors);
+	free(failed);
+	free(done);
+	free_events(evs, nevs);
+	PQclear(res);
+	return up ? nevs : -1;
+}
+
+/* ---------------------------------------------------------------------
+ * main loop
+ * ---------------------------------------------------------------------
+ */
+
+/* read NOTIFYs and detect dropped connections */
+static void
+drain_socket(Node *n)
+{
+	PGnotify   *note;
+
+	if (PQconsumeInput(n->conn) == 0 || PQstatus(n->conn) != CONNECTION_OK)
+	{
+		char		msg[600];
+
+		snprintf(msg, sizeof(msg), "connection lost: %s", PQerrorMessage(n->conn));
+		node_down(n, msg);
+		return;
+	}
+	while ((note = PQnotifies(n->conn)) != NULL)
+	{
+		n->work = true;
+		PQfreemem(note);
+	}
+}
+
+static void
+wait_for_work(double until)
+{
+	fd_set		rfds;
+	int			maxfd = signal_pipe[0],
+				i;
+	double		left = until - now_seconds();
+	struct timeval tv;
+	char		buf[64];
+
+	FD_ZERO(&rfds);
+	FD_SET(signal_pipe[0], &rfds);
+	for (i = 0; i < nnodes; i++)
+	{
+		int			fd;
+
+		if (nodes[i].conn == NULL)
+			continue;
+		fd = PQsocket(nodes[i].conn);
+		if (fd < 0)
+			continue;
+		FD_SET(fd, &rfds);
+		if (fd > maxfd)
+			maxfd = fd;
+	}
+	if (left < 0)
+		left = 0;
+	tv.tv_sec = (time_t) left;
+	tv.tv_usec = (suseconds_t) ((left - (double) tv.tv_sec) * 1e6);
+	if (select(maxfd + 1, &rfds, NULL, NULL, &tv) < 0)
+	{
+		if (errno != EINTR)
+			fatal(EXIT_INTERNAL, "select() failed: %s", strerror(errno));
+		return;
+	}
+	while (read(signal_pipe[0], buf, sizeof(buf)) > 0)
+		;
+	for (i = 0; i < nnodes; i++)
+		if (nodes[i].conn && FD_ISSET(PQsocket(nodes[i].conn), &rfds))
+			drain_socket(&nodes[i]);
+}
+
+static void
+summary(void)
+{
+	Stats		t = {0};
+	int			i;
+
+	for (i = 0; i < nnodes; i++)
+	{
+		Stats	   *s = &nodes[i].st;
+
+		t.batches += s->batches;
+		t.claimed += s->claimed;
+		t.delivered += s->delivered;
+		t.failed += s->failed;
+		t.dead += s->dead;
+		t.left += s->left;
+		if (nnodes > 1)
+			logmsg("summary node %d (%s): %lld batches, %lld claimed, %lld delivered, %lld failed (%lld dead), %lld left to their lease%s",
+				   nodes[i].num, nodes[i].label, s->batches, s->claimed, s->delivered,
+				   s->failed, s->dead, s->left, nodes[i].nunacked ? ", acks unsent" : "");
+	}
+	logmsg("summary: %lld batches, %lld claimed, %lld delivered, %lld failed (%lld dead), %lld left to their lease",
+		   t.batches, t.claimed, t.delivered, t.failed, t.dead, t.left);
+}
+
+int
+main(int argc, char **argv)
+{
+	int			i,
+				up = 0;
+	double		next_poll;
+	bool		any_failed = false,
+				any_down = false;
+
+	config_defaults();
+	config_parse_args(argc, argv);
+	config_finish();
+	setup_signals();
+	sinks_init();
+	kinds_filter = claim_filter(true);
+	channels_filter = claim_filter(false);
+	snprintf(lease_text, sizeof(lease_text), "%g s", cfg.lease);
+
+	nnodes = cfg.nnodes;
+	for (i = 0; i < nnodes; i++)
+	{
+		Node	   *n = &nodes[i];
+
+		n->num = i + 1;
+		n->conninfo = cfg.conninfo[i];
+		snprintf(n->label, sizeof(n->label), "not connected yet");
+		if (node_connect(n))
+			up++;
+	}
+	if (up == 0)
+		fatal(EXIT_CONNECT, "no node reachable, giving up");
+	if (cfg.verbose >= 0)
+		logmsg("started: %d of %d nodes up, kinds %s, channels %s, batch size %d, lease %g s, poll every %g s",
+			   up, nnodes, kinds_filter ? kinds_filter : "all",
+			   channels_filter ? channels_filter : "all", cfg.batch_size, cfg.lease,
+			   cfg.poll_interval);
+
+	next_poll = now_seconds() + cfg.poll_interval;
+	while (!stop_requested)
+	{
+		double		now = now_seconds(),
+					until;
+		bool		more = false;
+
+		/* down nodes whose back-off is over, retry times that came */
+		for (i = 0; i < nnodes; i++)
+		{
+			Node	   *n = &nodes[i];
+
+			if (n->conn == NULL)
+			{
+				if (!cfg.once && now >= n->retry_at)
+					node_connect(n);
+				continue;
+			}
+			if (!cfg.once && n->wake_at > 0 && now >= n->wake_at)
+			{
+				n->wake_at = 0;
+				n->work = true;
+			}
+		}
+		if (!cfg.once && now >= next_poll)
+		{
+			for (i = 0; i < nnodes; i++)
+				if (nodes[i].conn)
+					nodes[i].work = true;
+			next_poll = now + cfg.poll_interval;
+		}
+
+		/* one round: a batch from every node with work */
+		for (i = 0; i < nnodes && !stop_requested; i++)
+		{
+			Node	   *n = &nodes[i];
+			int			got;
+
+			if (n->conn == NULL || !n->work)
+				continue;
+			got = node_batch(n);
+			if (got < cfg.batch_size && n->conn)
+				n->work = false;
+			if (n->conn && n->work)
+				more = true;
+		}
+		if (stop_requested)
+			break;
+		if (more)
+		{
+			/* take in NOTIFYs and signals, but do not wait */
+			wait_for_work(now_seconds());
+			continue;
+		}
+		if (cfg.once)
+			break;
+
+		/* nothing to do: sleep until a NOTIFY, a poll, a retry or a signal */
+		until = next_poll;
+		for (i = 0; i < nnodes; i++)
+		{
+			if (nodes[i].conn == NULL && nodes[i].retry_at < until)
+				until = nodes[i].retry_at;
+			if (nodes[i].conn && nodes[i].wake_at > 0 && nodes[i].wake_at < until)
+				until = nodes[i].wake_at;
+		}
+		wait_for_work(until);
+	}
+
+	if (stop_requested)
+		logmsg("stopping on signal");
+	/* last chance for acks a lost connection swallowed */
+	for (i = 0; i < nnodes; i++)
+		if (nodes[i].nunacked > 0 && nodes[i].conn == NULL && !cfg.once)
+			node_connect(&nodes[i]);
+	summary();
+	for (i = 0; i < nnodes; i++)
+	{
+		if (nodes[i].st.failed > 0 || nodes[i].nunacked > 0)
+			any_failed = true;
+		if (nodes[i].conn)
+			PQfinish(nodes[i].conn);
+		else
+			any_down = true;
+	}
+	sinks_cleanup();
+	if (cfg.once && any_down)
+		return EXIT_CONNECT;
+	if (cfg.once && any_failed)
+		return EXIT_UNDELIVERED;
+	return EXIT_OK;
+}
