@@ -53,11 +53,10 @@ static const char *const claim_sql =
 "WITH c AS MATERIALIZED ("
 "  SELECT * FROM orderexp.claim($1::int, $2::interval, $3::text[], $4::text[]))"
 " SELECT c.id, c.kind, c.channel, c.order_table::text, c.order_key,"
-"        pg_catalog.json_build_object('id', c.id, 'kind', c.kind,"
-"          'table', c.order_table::text, 'order_key', c.order_key,"
-"          'channel', c.channel, 'created_at', c.created_at,"
-"          'attempts', c.attempts, 'database', pg_catalog.current_database(),"
-"          'payload', c.payload)::text,"
+"        (SELECT pg_catalog.row_to_json(e)::text"
+"           FROM (SELECT c.id, c.kind, c.order_table::text AS \"table\", c.order_key,"
+"                        c.channel, c.created_at, c.attempts,"
+"                        pg_catalog.current_database() AS database, c.payload) e),"
 "        c.attempts::text, f.key, f.value"
 "   FROM c LEFT JOIN LATERAL ("
 "        SELECT p.key, p.value FROM pg_catalog.jsonb_each_text("
@@ -602,6 +601,18 @@ node_batch(Node *n)
 		fp[0] = id;
 		fp[1] = errors[i];
 		fr = PQexecParams(n->conn, fail_sql, 2, NULL, fp, NULL, NULL, 0);
+		if (!exec_ok(fr) && PQstatus(n->conn) == CONNECTION_OK && !refusal(fr))
+		{
+			/*
+			 * The row moved on without us (its lease expired, and another
+			 * relay delivered it or it ran out of attempts): nothing to
+			 * report any more.
+			 */
+			logmsg("node %d: event %lld: fail() refused: %s", n->num, evs[failed[i]].id,
+				   strtok(PQresultErrorMessage(fr), "\n"));
+			PQclear(fr);
+			continue;
+		}
 		if (!exec_ok(fr))
 		{
 			node_error(n, fr, "fail");
