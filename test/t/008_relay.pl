@@ -21,9 +21,9 @@ use warnings;
 use Digest::SHA qw(hmac_sha256_hex);
 use FindBin;
 use JSON::PP;
-use POSIX qw(WNOHANG);
 use lib $FindBin::RealBin;
 use OrderexpTest;
+use RelayTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -31,61 +31,8 @@ use Time::HiRes qw(usleep time);
 
 my $python = -x '/usr/bin/python3' ? '/usr/bin/python3' : 'python3';
 my $tmp    = PostgreSQL::Test::Utils::tempdir();
-my @children;    # every process we started, killed at the end whatever happens
 
-END
-{
-	kill 'KILL', grep { $_ && kill 0, $_ } @children;
-}
-
-# spawn($out, $err, @cmd): a child process with stdout/stderr into files
-sub spawn
-{
-	my ($out, $err, @cmd) = @_;
-	my $pid = fork();
-	die "fork: $!" unless defined $pid;
-	if ($pid == 0)
-	{
-		open STDIN,  '<',  '/dev/null';
-		open STDOUT, '>>', $out;
-		open STDERR, '>>', $err;
-		exec @cmd or POSIX::_exit(127);
-	}
-	push @children, $pid;
-	return $pid;
-}
-
-# finish($pid, $timeout): its exit status (undef if it did not end in time)
-sub finish
-{
-	my ($pid, $timeout) = @_;
-	my $start = time();
-	while (time() - $start < $timeout)
-	{
-		my $w = waitpid($pid, WNOHANG);
-		if ($w == $pid)
-		{
-			@children = grep { $_ != $pid } @children;
-			return $? & 127 ? -($? & 127) : $? >> 8;
-		}
-		usleep(20_000);
-	}
-	return undef;
-}
-
-# wait_until($code, $timeout): poll $code until it is true
-sub wait_until
-{
-	my ($code, $timeout) = @_;
-	my $start = time();
-	while (time() - $start < $timeout)
-	{
-		return 1 if $code->();
-		usleep(50_000);
-	}
-	return 0;
-}
-
+# the records a test server wrote into $dir ($prefix-N.json), in order
 sub read_records
 {
 	my ($dir, $prefix) = @_;
@@ -94,6 +41,8 @@ sub read_records
 	return map { decode_json(slurp_file($_)) } @files;
 }
 
+# start_server($script, $name): a test server on a free port, recording into
+# $tmp/$name; returns its pid, port and directory
 sub start_server
 {
 	my ($script, $name) = @_;
