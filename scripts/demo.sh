@@ -26,12 +26,15 @@
 #      again and is refused, gets a second reminder for the new deadline
 #      (without a link: the one extension is used up), another customer pays
 #      between reminder and deadline, and a payment comes too late;
-#   5. when everything has happened (about 21 s), prints the final state and
-#      checks it: paid orders were never closed, each closed order has one
+#   5. when everything has happened (about 21 s), lets orderexp-relay (the
+#      delivery program, relay/) deliver the outbox once to stdout, as a
+#      role that is a member of orderexp_relay, and shows a few of its JSON
+#      lines, its log and orderexp.delivery_stats; then prints the final
+#      state and checks it: paid orders were never closed, each closed order has one
 #      'closed' event per channel, the extended orders closed at their new
 #      deadlines, reminders went out once per channel per deadline to the
 #      orders still unpaid, the reused link was refused, the order paid after
-#      its reminder was not closed.
+#      its reminder was not closed, the relay delivered every event once.
 #
 # Ends by itself: exit 0 if every check passed.  The cluster is stopped and
 # the temp dirs removed on any exit.
@@ -298,6 +301,26 @@ done
 wait "$FEED_PID" 2>/dev/null || true
 
 # ---------------------------------------------------------------------------
+# the relay: orderexp-relay delivers the outbox (to stdout here)
+# ---------------------------------------------------------------------------
+
+say "the relay: orderexp-relay claims the events, delivers them (here: one JSON line each on stdout) and acks them"
+sql "CREATE ROLE relay LOGIN IN ROLE orderexp_relay"
+RELAY_OUT=$WORK/relay.out
+RELAY_ERR=$WORK/relay.err
+printf '             $ orderexp-relay -d "host=%s port=%s dbname=shop user=relay" --stdout --once\n' \
+	"$OX_PGHOST" "$OX_PGPORT"
+RELAY_RC=0
+"$OX_PGBIN/orderexp-relay" -d "host=$OX_PGHOST port=$OX_PGPORT dbname=shop user=relay" \
+	--stdout --once >"$RELAY_OUT" 2>"$RELAY_ERR" || RELAY_RC=$?
+RELAY_LINES=$(wc -l <"$RELAY_OUT")
+head -n 4 "$RELAY_OUT" | cut -c 1-220 | indent
+printf '             ... (%s lines in all)\n' "$RELAY_LINES"
+sed 's/^[0-9-]* [0-9:.]* UTC //' "$RELAY_ERR" | indent
+say "relay exit status $RELAY_RC; what is left to deliver:"
+sql "SELECT kind, channel, pending, leased, retrying, delivered, dead FROM orderexp.delivery_stats ORDER BY kind, channel"
+
+# ---------------------------------------------------------------------------
 # 5. summary and checks
 # ---------------------------------------------------------------------------
 
@@ -327,7 +350,8 @@ sql "SELECT pid, backend_type, datname, state, wait_event,
 
 say "checks"
 CHECKS=$(
-	ox_psql -d shop -At -F ' | ' -v reuse_err="$REUSE_ERR" <<'EOF'
+	ox_psql -d shop -At -F ' | ' -v reuse_err="$REUSE_ERR" \
+		-v relay_rc="$RELAY_RC" -v relay_lines="$RELAY_LINES" <<'EOF'
 WITH
 ev AS (SELECT * FROM orderexp.outbox WHERE order_table = 'orders'::regclass),
 rem AS (SELECT id, order_key, channel, created_at,
@@ -451,6 +475,15 @@ SELECT 11, 'order 8, paid between its reminder and its deadline, has a reminder 
 					  coalesce(string_agg(kind, ',' ORDER BY id), 'none'),
 					  (SELECT max(close_at) FROM rem WHERE order_key = '8')::time(1))
 		  FROM ev WHERE order_key = '8')
+UNION ALL
+SELECT 12, 'orderexp-relay delivered every event once (one JSON line each) and exited 0',
+	   :'relay_rc' = '0'
+	   AND NOT EXISTS (SELECT 1 FROM orderexp.outbox WHERE delivered_at IS NULL)
+	   AND (SELECT count(*) FROM orderexp.outbox) = :'relay_lines'::bigint
+	   AND (SELECT max(attempts) FROM orderexp.outbox) = 1,
+	   format('exit status %s, %s lines for %s events, %s undelivered', :'relay_rc', :'relay_lines',
+			  (SELECT count(*) FROM orderexp.outbox),
+			  (SELECT count(*) FROM orderexp.outbox WHERE delivered_at IS NULL))
 ) c ORDER BY n;
 EOF
 )
