@@ -85,11 +85,21 @@ typedef struct Stats
 	long long	left;
 } Stats;
 
+typedef enum NodeState
+{
+	NODE_DOWN,					/* no connection; next attempt at retry_at */
+	NODE_CONNECTING,			/* PQconnectPoll() in progress */
+	NODE_UP						/* connected, LISTENing */
+} NodeState;
+
 typedef struct Node
 {
 	int			num;			/* 1-based, for messages */
 	const char *conninfo;
+	NodeState	state;
 	PGconn	   *conn;			/* NULL while down */
+	PostgresPollingStatusType poll;	/* last PQconnectPoll() result */
+	double		connect_deadline;	/* give the attempt up then */
 	char		label[160];		/* db@host:port once connected */
 	bool		work;			/* claim from it in the next round */
 	bool		ever_up;
@@ -266,6 +276,7 @@ node_down(Node *n, const char *why)
 		PQfinish(n->conn);
 		n->conn = NULL;
 	}
+	n->state = NODE_DOWN;
 	n->work = false;
 	n->backoff = n->backoff <= 0 ? 1 : n->backoff * 2;
 	if (n->backoff > cfg.retry_max)
@@ -353,29 +364,18 @@ send_ack(Node *n, const long long *ids, int nids)
 	return true;
 }
 
+/*
+ * The connection attempt is made; LISTEN, then send the acks a lost
+ * connection swallowed.  False if the node went down again.
+ */
 static bool
-node_connect(Node *n)
+node_connected(Node *n)
 {
-	static const char *const keys[] = {
-		"connect_timeout", "keepalives_idle", "keepalives_interval",
-		"keepalives_count", "fallback_application_name", "dbname", NULL
-	};
-	const char *values[7] = {"10", "30", "10", "3", "orderexp-relay", n->conninfo, NULL};
 	PGresult   *res;
 	long long  *pending;
 	int			npending;
 
-	n->conn = PQconnectdbParams(keys, values, 1);
-	if (n->conn == NULL)
-		fatal(EXIT_INTERNAL, "out of memory");
-	if (PQstatus(n->conn) != CONNECTION_OK)
-	{
-		char		msg[600];
-
-		snprintf(msg, sizeof(msg), "could not connect: %s", PQerrorMessage(n->conn));
-		node_down(n, msg);
-		return false;
-	}
+	n->state = NODE_UP;
 	snprintf(n->label, sizeof(n->label), "%s@%s:%s", PQdb(n->conn),
 			 PQhost(n->conn), PQport(n->conn));
 	res = PQexec(n->conn, "LISTEN orderexp");
@@ -385,15 +385,12 @@ node_connect(Node *n)
 		return false;
 	}
 	PQclear(res);
-	if (PQsetnonblocking(n->conn, 0) != 0)
-		fatal(EXIT_INTERNAL, "could not set the connection blocking");
 
 	logmsg("node %d (%s): connected%s", n->num, n->label, n->ever_up ? " again" : "");
 	n->ever_up = true;
 	n->backoff = 0;
 	n->work = true;
 
-	/* acks that a lost connection swallowed */
 	pending = n->unacked;
 	npending = n->nunacked;
 	if (npending > 0)
@@ -409,6 +406,61 @@ node_connect(Node *n)
 		free(pending);
 	}
 	return true;
+}
+
+/*
+ * Start a connection attempt without blocking: a node whose host does not
+ * answer must not hold up the others.  The main loop drives it on with
+ * PQconnectPoll() and gives it up at connect_timeout (10 s unless the
+ * connection string says otherwise).
+ */
+static void
+node_connect_start(Node *n)
+{
+	static const char *const keys[] = {
+		"connect_timeout", "keepalives_idle", "keepalives_interval",
+		"keepalives_count", "fallback_application_name", "dbname", NULL
+	};
+	const char *values[7] = {"10", "30", "10", "3", "orderexp-relay", n->conninfo, NULL};
+	PQconninfoOption *opts,
+			   *o;
+	double		limit = 10;
+
+	n->conn = PQconnectStartParams(keys, values, 1);
+	if (n->conn == NULL)
+		fatal(EXIT_INTERNAL, "out of memory");
+	if (PQstatus(n->conn) == CONNECTION_BAD)
+	{
+		char		msg[600];
+
+		snprintf(msg, sizeof(msg), "could not connect: %s", PQerrorMessage(n->conn));
+		node_down(n, msg);
+		return;
+	}
+	opts = PQconninfo(n->conn);
+	for (o = opts; o && o->keyword; o++)
+		if (strcmp(o->keyword, "connect_timeout") == 0 && o->val && atof(o->val) > 0)
+			limit = atof(o->val);
+	PQconninfoFree(opts);
+	n->state = NODE_CONNECTING;
+	n->poll = PGRES_POLLING_WRITING;
+	n->connect_deadline = now_seconds() + limit;
+}
+
+/* one step of a connection attempt, when its socket is ready */
+static void
+node_connect_step(Node *n)
+{
+	n->poll = PQconnectPoll(n->conn);
+	if (n->poll == PGRES_POLLING_OK)
+		(void) node_connected(n);
+	else if (n->poll == PGRES_POLLING_FAILED)
+	{
+		char		msg[600];
+
+		snprintf(msg, sizeof(msg), "could not connect: %s", PQerrorMessage(n->conn));
+		node_down(n, msg);
+	}
 }
 
 /* ---------------------------------------------------------------------
@@ -608,8 +660,11 @@ node_batch(Node *n)
 			 * relay delivered it or it ran out of attempts): nothing to
 			 * report any more.
 			 */
-			logmsg("node %d: event %lld: fail() refused: %s", n->num, evs[failed[i]].id,
-				   strtok(PQresultErrorMessage(fr), "\n"));
+			char		msg[512];
+
+			snprintf(msg, sizeof(msg), "%s", PQresultErrorMessage(fr));
+			msg[strcspn(msg, "\n")] = '\0';
+			logmsg("node %d: event %lld: fail() refused: %s", n->num, evs[failed[i]].id, msg);
 			PQclear(fr);
 			continue;
 		}
@@ -683,36 +738,51 @@ drain_socket(Node *n)
 	}
 }
 
+/*
+ * Sleep until UNTIL, a signal, a NOTIFY or a dropped connection on an UP
+ * node, or progress of a connection attempt; then handle what came.
+ */
 static void
 wait_for_work(double until)
 {
-	fd_set		rfds;
+	fd_set		rfds,
+				wfds;
 	int			maxfd = signal_pipe[0],
 				i;
-	double		left = until - now_seconds();
+	double		left;
 	struct timeval tv;
 	char		buf[64];
 
 	FD_ZERO(&rfds);
+	FD_ZERO(&wfds);
 	FD_SET(signal_pipe[0], &rfds);
 	for (i = 0; i < nnodes; i++)
 	{
+		Node	   *n = &nodes[i];
 		int			fd;
 
-		if (nodes[i].conn == NULL)
+		if (n->state == NODE_DOWN || (fd = PQsocket(n->conn)) < 0)
 			continue;
-		fd = PQsocket(nodes[i].conn);
-		if (fd < 0)
-			continue;
-		FD_SET(fd, &rfds);
+		if (n->state == NODE_CONNECTING)
+		{
+			if (n->poll == PGRES_POLLING_READING)
+				FD_SET(fd, &rfds);
+			else
+				FD_SET(fd, &wfds);
+			if (n->connect_deadline < until)
+				until = n->connect_deadline;
+		}
+		else
+			FD_SET(fd, &rfds);
 		if (fd > maxfd)
 			maxfd = fd;
 	}
+	left = until - now_seconds();
 	if (left < 0)
 		left = 0;
 	tv.tv_sec = (time_t) left;
 	tv.tv_usec = (suseconds_t) ((left - (double) tv.tv_sec) * 1e6);
-	if (select(maxfd + 1, &rfds, NULL, NULL, &tv) < 0)
+	if (select(maxfd + 1, &rfds, &wfds, NULL, &tv) < 0)
 	{
 		if (errno != EINTR)
 			fatal(EXIT_INTERNAL, "select() failed: %s", strerror(errno));
@@ -721,8 +791,56 @@ wait_for_work(double until)
 	while (read(signal_pipe[0], buf, sizeof(buf)) > 0)
 		;
 	for (i = 0; i < nnodes; i++)
-		if (nodes[i].conn && FD_ISSET(PQsocket(nodes[i].conn), &rfds))
-			drain_socket(&nodes[i]);
+	{
+		Node	   *n = &nodes[i];
+		int			fd;
+
+		if (n->state == NODE_DOWN || (fd = PQsocket(n->conn)) < 0)
+			continue;
+		if (n->state == NODE_CONNECTING)
+		{
+			if (FD_ISSET(fd, &rfds) || FD_ISSET(fd, &wfds))
+				node_connect_step(n);
+		}
+		else if (FD_ISSET(fd, &rfds))
+			drain_socket(n);
+	}
+}
+
+/* give up connection attempts that ran past their connect_timeout */
+static void
+check_connect_deadlines(void)
+{
+	double		now = now_seconds();
+	int			i;
+
+	for (i = 0; i < nnodes; i++)
+		if (nodes[i].state == NODE_CONNECTING && now >= nodes[i].connect_deadline)
+			node_down(&nodes[i], "could not connect: timed out (connect_timeout)");
+}
+
+/* drive the connection attempts in progress to success or failure */
+static void
+settle_connections(bool stop_on_signal)
+{
+	for (;;)
+	{
+		double		until = 0;
+		bool		any = false;
+		int			i;
+
+		check_connect_deadlines();
+		for (i = 0; i < nnodes; i++)
+			if (nodes[i].state == NODE_CONNECTING)
+			{
+				if (!any || nodes[i].connect_deadline < until)
+					until = nodes[i].connect_deadline;
+				any = true;
+			}
+		if (!any || (stop_on_signal && stop_requested))
+			return;
+		wait_for_work(until);
+	}
 }
 
 static void
@@ -776,10 +894,13 @@ main(int argc, char **argv)
 		n->num = i + 1;
 		n->conninfo = cfg.conninfo[i];
 		snprintf(n->label, sizeof(n->label), "not connected yet");
-		if (node_connect(n))
-			up++;
+		node_connect_start(n);
 	}
-	if (up == 0)
+	settle_connections(true);
+	for (i = 0; i < nnodes; i++)
+		if (nodes[i].state == NODE_UP)
+			up++;
+	if (up == 0 && !stop_requested)
 		fatal(EXIT_CONNECT, "no node reachable, giving up");
 	if (cfg.verbose >= 0)
 		logmsg("started: %d of %d nodes up, kinds %s, channels %s, batch size %d, lease %g s, poll every %g s",
@@ -799,12 +920,14 @@ main(int argc, char **argv)
 		{
 			Node	   *n = &nodes[i];
 
-			if (n->conn == NULL)
+			if (n->state == NODE_DOWN)
 			{
 				if (!cfg.once && now >= n->retry_at)
-					node_connect(n);
+					node_connect_start(n);
 				continue;
 			}
+			if (n->state != NODE_UP)
+				continue;
 			if (!cfg.once && n->wake_at > 0 && now >= n->wake_at)
 			{
 				n->wake_at = 0;
@@ -814,7 +937,7 @@ main(int argc, char **argv)
 		if (!cfg.once && now >= next_poll)
 		{
 			for (i = 0; i < nnodes; i++)
-				if (nodes[i].conn)
+				if (nodes[i].state == NODE_UP)
 					nodes[i].work = true;
 			next_poll = now + cfg.poll_interval;
 		}
@@ -825,12 +948,12 @@ main(int argc, char **argv)
 			Node	   *n = &nodes[i];
 			int			got;
 
-			if (n->conn == NULL || !n->work)
+			if (n->state != NODE_UP || !n->work)
 				continue;
 			got = node_batch(n);
-			if (got < cfg.batch_size && n->conn)
+			if (got < cfg.batch_size && n->state == NODE_UP)
 				n->work = false;
-			if (n->conn && n->work)
+			if (n->state == NODE_UP && n->work)
 				more = true;
 		}
 		if (stop_requested)
@@ -848,29 +971,31 @@ main(int argc, char **argv)
 		until = next_poll;
 		for (i = 0; i < nnodes; i++)
 		{
-			if (nodes[i].conn == NULL && nodes[i].retry_at < until)
+			if (nodes[i].state == NODE_DOWN && nodes[i].retry_at < until)
 				until = nodes[i].retry_at;
-			if (nodes[i].conn && nodes[i].wake_at > 0 && nodes[i].wake_at < until)
+			if (nodes[i].state == NODE_UP && nodes[i].wake_at > 0 && nodes[i].wake_at < until)
 				until = nodes[i].wake_at;
 		}
 		wait_for_work(until);
+		check_connect_deadlines();
 	}
 
 	if (stop_requested)
 		logmsg("stopping on signal");
 	/* last chance for acks a lost connection swallowed */
 	for (i = 0; i < nnodes; i++)
-		if (nodes[i].nunacked > 0 && nodes[i].conn == NULL && !cfg.once)
-			node_connect(&nodes[i]);
+		if (nodes[i].nunacked > 0 && nodes[i].state == NODE_DOWN && !cfg.once)
+			node_connect_start(&nodes[i]);
+	settle_connections(false);
 	summary();
 	for (i = 0; i < nnodes; i++)
 	{
 		if (nodes[i].st.failed > 0 || nodes[i].nunacked > 0)
 			any_failed = true;
+		if (nodes[i].state != NODE_UP)
+			any_down = true;
 		if (nodes[i].conn)
 			PQfinish(nodes[i].conn);
-		else
-			any_down = true;
 	}
 	sinks_cleanup();
 	if (cfg.once && any_down)

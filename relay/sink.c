@@ -89,6 +89,19 @@ buf_printf(Buf *b, const char *fmt,...)
 		buf_append(b, tmp, (size_t) n < sizeof(tmp) ? (size_t) n : sizeof(tmp) - 1);
 }
 
+/* a handle may speak these protocols only (no file://, no redirects elsewhere) */
+static void
+set_protocols(CURL *c, const char *names, long mask)
+{
+#if LIBCURL_VERSION_NUM >= 0x075500
+	(void) mask;
+	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, names);
+#else
+	(void) names;
+	curl_easy_setopt(c, CURLOPT_PROTOCOLS, mask);
+#endif
+}
+
 void
 sinks_init(void)
 {
@@ -400,7 +413,7 @@ deliver_webhook(const Event *ev, char *err, size_t errlen)
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard_body);
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
-	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+	set_protocols(c, "http,https", CURLPROTO_HTTP | CURLPROTO_HTTPS);
 
 	rc = curl_easy_perform(c);
 	curl_slist_free_all(headers);
@@ -596,7 +609,7 @@ deliver_smtp(const Event *ev, char *err, size_t errlen)
 	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long) (cfg.timeout * 1000));
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
-	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
+	set_protocols(c, "smtp,smtps", CURLPROTO_SMTP | CURLPROTO_SMTPS);
 	/* STARTTLS when the server offers it; smtps:// is TLS from the start */
 	curl_easy_setopt(c, CURLOPT_USE_SSL, (long) CURLUSESSL_TRY);
 	if (cfg.smtp_user)

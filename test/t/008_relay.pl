@@ -108,6 +108,16 @@ sub run_relay
 
 is(run_relay('--stdout', '--route', 'kind=nonsense:stdout'), 1, 'an unknown kind in a route: exit 1');
 is(run_relay('-d', $conn), 1, 'no sink: exit 1');
+open $fh, '>', "$tmp/bad.conf" or die;
+print $fh "stdout\nbatch-size 0\n";
+close $fh;
+is(run_relay('-c', "$tmp/bad.conf"), 1, 'a bad value in a config file: exit 1');
+like(slurp_file("$tmp/once.err"), qr/invalid value "0" for --batch-size/, 'which says what is wrong');
+open $fh, '>', "$tmp/bad.conf" or die;
+print $fh "stdout\n\nwebhok http://127.0.0.1:9/\n";
+close $fh;
+is(run_relay('-c', "$tmp/bad.conf"), 1, 'an unknown setting in a config file: exit 1');
+like(slurp_file("$tmp/once.err"), qr/bad\.conf:3: unknown setting "webhok"/, 'naming the file and line');
 is(run_relay('--stdout', '--webhook', 'http://127.0.0.1:9/'), 1, 'two sinks without routes: exit 1');
 is(run_relay('--smtp', 'smtp://127.0.0.1:9'), 1, '--smtp without --smtp-from: exit 1');
 is(run_relay('-d', 'host=127.0.0.1 port=9 connect_timeout=2', '--stdout', '--once'),
@@ -256,9 +266,18 @@ is(finish($relay, 15), 0, 'SIGTERM again: exit 0');
 $node->safe_psql('postgres', q{
 INSERT INTO jobs (id) VALUES (1), (2);
 SELECT orderexp.cancel_orders('jobs', ARRAY[1]);});
-is( run_relay('-d', $conn, '--exec', 'cat >/dev/null; echo "gateway says no" >&2; exit 1',
-		'--route', 'channel=sms:exec', '--once'),
-	5, 'exec exiting 1: --once exits 5 (not delivered)');
+# the settings from a config file this time
+open $fh, '>', "$tmp/relay.conf" or die;
+print $fh <<"EOC";
+# orderexp-relay settings
+dbname $conn
+
+exec   cat >/dev/null; echo "gateway says no" >&2; exit 1
+route channel=sms:exec
+once
+EOC
+close $fh;
+is(run_relay('-c', "$tmp/relay.conf"), 5, 'exec exiting 1: --once exits 5 (not delivered)');
 is( $node->safe_psql('postgres',
 		q{SELECT attempts || ':' || last_error FROM orderexp.outbox WHERE order_table = 'jobs'::regclass}),
 	'1:command exited with status 1: gateway says no', 'the exit status and the output\'s first line in last_error');

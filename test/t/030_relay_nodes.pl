@@ -100,14 +100,26 @@ is(finish($relay, 15), 0, 'SIGTERM: exit 0');
 like(slurp_file($log), qr/summary node 1 .*\n.*summary node 2 .*\n.*summary: /,
 	'a summary per node and one for all') or diag slurp_file($log);
 
-# exactly once: 80 events, one delivery each
+# --once with a node down: the other is drained, the exit status says 2
+$node{b}->stop('fast');
+events('a', 41, 45);
+my $once = spawn(
+	"$tmp/once.out", "$tmp/once.log", 'orderexp-relay',
+	'-d', $node{a}->connstr('postgres') . ' user=relay',
+	'-d', $node{b}->connstr('postgres') . ' user=relay',
+	'--exec', "cat > \"\$(mktemp $each/ev.XXXXXX)\"", '--once');
+is(finish($once, 30), 2, '--once with b down: exit 2');
+is($node{a}->safe_psql('postgres', $delivered), '45/45', 'and a drained all the same');
+$node{b}->start;
+
+# exactly once: 85 events, one delivery each
 my %count;
 for my $f (glob("$each/ev.*"))
 {
 	my $ev = decode_json(slurp_file($f));
 	$count{ $ev->{order_key} }++;
 }
-is(scalar(keys %count), 80, 'every event of both nodes reached the command');
+is(scalar(keys %count), 85, 'every event of both nodes reached the command');
 is(join(',', grep { $count{$_} != 1 } sort keys %count), '', 'each exactly once');
 is( $node{a}->safe_psql('postgres', 'SELECT max(attempts) FROM orderexp.outbox') . ','
 	  . $node{b}->safe_psql('postgres', 'SELECT max(attempts) FROM orderexp.outbox'),
