@@ -282,8 +282,10 @@ node_down(Node *n, const char *why)
 	if (n->backoff > cfg.retry_max)
 		n->backoff = cfg.retry_max;
 	n->retry_at = now_seconds() + n->backoff;
-	logmsg("node %d (%s): %s; %s", n->num, n->label, msg,
-		   cfg.once ? "not retried (--once)" : "retrying with back-off");
+	if (cfg.once)
+		logmsg("node %d (%s): %s; not retried (--once)", n->num, n->label, msg);
+	else
+		logmsg("node %d (%s): %s; retrying with back-off in %g s", n->num, n->label, msg, n->backoff);
 }
 
 /*
@@ -429,6 +431,9 @@ node_connect_start(Node *n)
 	n->conn = PQconnectStartParams(keys, values, 1);
 	if (n->conn == NULL)
 		fatal(EXIT_INTERNAL, "out of memory");
+	if (!n->ever_up && PQdb(n->conn) && PQhost(n->conn) && PQport(n->conn))
+		snprintf(n->label, sizeof(n->label), "%s@%s:%s", PQdb(n->conn),
+				 PQhost(n->conn), PQport(n->conn));
 	if (PQstatus(n->conn) == CONNECTION_BAD)
 	{
 		char		msg[600];
