@@ -125,6 +125,12 @@ SELECT n, count(*),
 	   max(delay) < 1.2 * least(interval '10 s' * 2 ^ (n - 1), interval '1 hour') AS max_ok,
 	   max(delay) - min(delay) > 0.2 * least(interval '10 s' * 2 ^ (n - 1), interval '1 hour') AS jittered
   FROM schedule GROUP BY n ORDER BY n;
+-- far past the cap, up to the highest max_attempts: still 1 hour
+SET orderexp.max_attempts = 1000;
+SELECT max(x) AS hid FROM ev(1, 'schedule-high') x \gset
+UPDATE orderexp.outbox SET attempts = 999 WHERE id = :hid;
+SELECT orderexp.fail(:hid, 'x') - clock_timestamp()
+	   BETWEEN interval '47 min' AND interval '72 min' AS capped;
 RESET orderexp.max_attempts;
 -- after the last attempt: dead, fail returns NULL
 SELECT max(x) AS lid FROM ev(1, 'last') x \gset

@@ -49,7 +49,7 @@ SELECT is(p.proconfig, ARRAY['search_path=pg_catalog, pg_temp'], p.oid::regproce
 SELECT has_view('orderexp', 'dead_letters', 'view dead_letters');
 SELECT has_view('orderexp', 'delivery_stats', 'view delivery_stats');
 SELECT columns_are('orderexp', 'delivery_stats',
-                   ARRAY['kind', 'channel', 'leased', 'pending', 'retrying', 'delivered', 'dead', 'oldest_undelivered'],
+                   ARRAY['kind', 'channel', 'pending', 'leased', 'retrying', 'delivered', 'dead', 'oldest_undelivered'],
                    'delivery_stats columns');
 SELECT columns_are('orderexp', 'dead_letters',
                    ARRAY['id', 'kind', 'order_table', 'order_key', 'channel', 'payload', 'created_at',
