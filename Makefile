@@ -16,9 +16,9 @@ UPGRADE_1_1 = $(sort $(wildcard sql/upgrade-1.1/*.sql))
 PGFILEDESC = "orderexp - close expired unpaid orders"
 
 # pg_regress: sql/<name>.sql against expected/<name>.out
-REGRESS = setup policy operations sweep errors reminders tokens
+REGRESS = setup policy operations sweep errors reminders tokens delivery
 # isolation: specs/<name>.spec against expected/<name>.out
-ISOLATION = payment_race concurrent_sweeps cancel_race
+ISOLATION = payment_race concurrent_sweeps cancel_race claim_race
 TAP_TESTS = 1
 PROVE_TESTS = test/t/*.pl
 

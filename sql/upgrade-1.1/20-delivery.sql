@@ -213,7 +213,8 @@ BEGIN
 		RETURN NULL;
 	END IF;
 
-	next_at := t + least(interval '10 s' * power(2, greatest(r.attempts, 1) - 1),
+	/* the exponent stops at 20 (10 s * 2^19 is past the cap) before it overflows */
+	next_at := t + least(interval '10 s' * power(2, least(greatest(r.attempts, 1), 20) - 1),
 						 interval '1 hour')
 				 * (0.8 + 0.4 * random());
 	UPDATE orderexp.outbox o
@@ -268,10 +269,10 @@ COMMENT ON FUNCTION orderexp.requeue(bigint[]) IS
 CREATE VIEW orderexp.delivery_stats AS
 	SELECT o.kind, o.channel,
 		   count(*) FILTER (WHERE o.delivered_at IS NULL AND o.dead_at IS NULL
-							  AND o.leased_until > now()) AS leased,
-		   count(*) FILTER (WHERE o.delivered_at IS NULL AND o.dead_at IS NULL
 							  AND NOT coalesce(o.leased_until > now(), false)
 							  AND o.next_attempt_at <= now()) AS pending,
+		   count(*) FILTER (WHERE o.delivered_at IS NULL AND o.dead_at IS NULL
+							  AND o.leased_until > now()) AS leased,
 		   count(*) FILTER (WHERE o.delivered_at IS NULL AND o.dead_at IS NULL
 							  AND NOT coalesce(o.leased_until > now(), false)
 							  AND o.next_attempt_at > now()) AS retrying,
