@@ -134,8 +134,10 @@ usage(void)
 		   "  -c, --config=FILE            read settings from FILE (see below)\n\n");
 	printf("Sinks (at least one):\n"
 		   "      --stdout                 one JSON object per event and line on stdout\n"
-		   "      --exec=CMD               run CMD with sh -c, the event's JSON on its stdin;\n"
-		   "                               exit status 0 means delivered\n"
+		   "      --exec=CMD               run CMD with sh -c, the event's JSON on its stdin\n"
+		   "                               (and ORDEREXP_EVENT_ID, ORDEREXP_KIND,\n"
+		   "                               ORDEREXP_CHANNEL in its environment); exit\n"
+		   "                               status 0 within --timeout means delivered\n"
 		   "      --webhook=URL            HTTP POST of the event's JSON; 2xx means delivered\n"
 		   "      --webhook-secret-file=FILE  sign webhook bodies: header X-Orderexp-Signature:\n"
 		   "                               sha256=HEX, HMAC-SHA256 of the body under the\n"

@@ -366,6 +366,18 @@ send_ack(Node *n, const long long *ids, int nids)
 	return true;
 }
 
+/* server NOTICEs and WARNINGs go into our log, with the node */
+static void
+notice_processor(void *arg, const char *message)
+{
+	Node	   *n = arg;
+	char		msg[1024];
+
+	snprintf(msg, sizeof(msg), "%s", message);
+	msg[strcspn(msg, "\n")] = '\0';
+	logmsg("node %d (%s): server: %s", n->num, n->label, msg);
+}
+
 /*
  * The connection attempt is made; LISTEN, then send the acks a lost
  * connection swallowed.  False if the node went down again.
@@ -378,6 +390,7 @@ node_connected(Node *n)
 	int			npending;
 
 	n->state = NODE_UP;
+	PQsetNoticeProcessor(n->conn, notice_processor, n);
 	snprintf(n->label, sizeof(n->label), "%s@%s:%s", PQdb(n->conn),
 			 PQhost(n->conn), PQport(n->conn));
 	res = PQexec(n->conn, "LISTEN orderexp");

@@ -189,6 +189,7 @@ ox_build() {
 		--exclude=./results --exclude=./output_iso --exclude=./tmp_check \
 		--exclude=./tmp_check_iso --exclude=./log --exclude='./regression.*' \
 		--exclude=./test/results --exclude=./test/tmp_check --exclude=./bench/out \
+		--exclude=./relay/orderexp-relay \
 		. | tar -C "$OX_BUILD_DIR" -xf -
 	chown -R postgres:postgres "$OX_BUILD_DIR"
 
