@@ -57,7 +57,7 @@ static const char *const claim_sql =
 "           FROM (SELECT c.id, c.kind, c.order_table::text AS \"table\", c.order_key,"
 "                        c.channel, c.created_at, c.attempts,"
 "                        pg_catalog.current_database() AS database, c.payload) e),"
-"        c.attempts::text, f.key, f.value"
+"        c.attempts::text, pg_catalog.to_json(c.created_at) #>> '{}', f.key, f.value"
 "   FROM c LEFT JOIN LATERAL ("
 "        SELECT p.key, p.value FROM pg_catalog.jsonb_each_text("
 "          CASE WHEN pg_catalog.jsonb_typeof(c.payload) = 'object' THEN c.payload"
@@ -557,12 +557,13 @@ read_events(const PGresult *res, int *nevs)
 			add_field(ev, &cap, "table", xstrdup(ev->table));
 			add_field(ev, &cap, "order_key", xstrdup(ev->order_key));
 			add_field(ev, &cap, "attempts", xstrdup(PQgetvalue(res, r, 6)));
+			add_field(ev, &cap, "created_at", xstrdup(PQgetvalue(res, r, 7)));
 			last = id;
 		}
 		else
 			ev = &evs[n - 1];
-		if (!PQgetisnull(res, r, 7))
-			add_field(ev, &cap, PQgetvalue(res, r, 7), nullable_dup(res, r, 8));
+		if (!PQgetisnull(res, r, 8))
+			add_field(ev, &cap, PQgetvalue(res, r, 8), nullable_dup(res, r, 9));
 	}
 	*nevs = n;
 	return evs;

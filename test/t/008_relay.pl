@@ -139,7 +139,7 @@ my @relay_args = (
 	'--webhook', "http://127.0.0.1:$http_port/hooks/orders",
 	'--webhook-secret-file', $secret,
 	'--route', 'channel=email:smtp', '--route', 'channel=webhook:webhook',
-	'--subject', 'reminder=Order {order_key}: please pay by {close_at}',
+	'--subject', 'reminder=Order {order_key}: please pay by {close_at} [{kind} {created_at}]',
 	'--body', 'reminder=Dear {email},\npay order {order_key} or extend it: https://shop.example.com/extend?t={extension_token}\n',
 	'--poll-interval', '0.2', '--timeout', '2');
 my $relay = spawn("$tmp/relay.out", $relay_log, 'orderexp-relay', @relay_args);
@@ -173,7 +173,7 @@ for my $m (@mails)
 	if ($m->{data} =~ /^X-Orderexp-Event: reminder\r?$/m)
 	{
 		$reminders_ok++
-		  if $m->{data} =~ /^Subject: Order $id: please pay by \d{4}-\d\d-\d\dT/m
+		  if $m->{data} =~ /^Subject: Order $id: please pay by \d{4}-\d\d-\d\dT[0-9:.]+[+-]\d\d:\d\d \[reminder \d{4}-\d\d-\d\dT[0-9:.]+[+-]\d\d:\d\d\]\r?$/m
 		  && $m->{data} =~ /^To: <\Q$to\E>\r?$/m
 		  && $m->{data} =~ /Dear \Q$to\E,\r?\npay order $id or extend it: https:\/\/shop\.example\.com\/extend\?t=\Q$token{$id}\E\r?\n/;
 	}
