@@ -102,6 +102,20 @@ set_protocols(CURL *c, const char *names, long mask)
 #endif
 }
 
+/*
+ * libcurl's sockets are not close-on-exec: without this, a command of the
+ * exec sink would inherit the webhook's or the SMTP server's kept-alive
+ * connection.
+ */
+static int
+set_cloexec(void *clientp, curl_socket_t fd, curlsocktype purpose)
+{
+	(void) clientp;
+	(void) purpose;
+	(void) fcntl(fd, F_SETFD, FD_CLOEXEC);
+	return CURL_SOCKOPT_OK;
+}
+
 void
 sinks_init(void)
 {
@@ -414,6 +428,7 @@ deliver_webhook(const Event *ev, char *err, size_t errlen)
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard_body);
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
 	set_protocols(c, "http,https", CURLPROTO_HTTP | CURLPROTO_HTTPS);
+	curl_easy_setopt(c, CURLOPT_SOCKOPTFUNCTION, set_cloexec);
 
 	rc = curl_easy_perform(c);
 	curl_slist_free_all(headers);
@@ -610,6 +625,7 @@ deliver_smtp(const Event *ev, char *err, size_t errlen)
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
 	set_protocols(c, "smtp,smtps", CURLPROTO_SMTP | CURLPROTO_SMTPS);
+	curl_easy_setopt(c, CURLOPT_SOCKOPTFUNCTION, set_cloexec);
 	/* STARTTLS when the server offers it; smtps:// is TLS from the start */
 	curl_easy_setopt(c, CURLOPT_USE_SSL, (long) CURLUSESSL_TRY);
 	if (cfg.smtp_user)
