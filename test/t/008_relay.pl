@@ -12,8 +12,10 @@
 # killed with SIGKILL mid-batch and started again loses nothing; two relays
 # at once deliver each event once; SIGTERM mid-batch acknowledges what was
 # delivered, leaves the rest to its lease, prints a summary and exits 0;
-# bad usage exits 1, an unreachable server 2, a role without orderexp_relay
-# 3.
+# bad usage or a bad config file exits 1, an unreachable server 2, a role
+# without orderexp_relay 3; a missing or invalid recipient fails the event
+# with a reason that names the field, and order data with a line break adds
+# neither a header nor a recipient to a mail.
 
 use strict;
 use warnings;
@@ -260,6 +262,25 @@ is(scalar(read_records($smtp_dir, 'msg')), 2, 'the mails for order 4 arrived onc
 unlink "$http_dir/status";
 kill 'TERM', $relay;
 is(finish($relay, 15), 0, 'SIGTERM again: exit 0');
+
+# --- recipients: missing, invalid; order data cannot add headers ---------------------
+
+$node->safe_psql('postgres', q{
+INSERT INTO orders (id, email) VALUES (5, NULL), (6, 'not an address'), (7, 'c7@example.com');
+SELECT orderexp.cancel_orders('orders', ARRAY[5, 6]);
+SELECT orderexp.cancel_order('orders', 7, E'changed mind\r\nBcc: evil@example.net');});
+is( run_relay('-d', $conn, '--smtp', "smtp://127.0.0.1:$smtp_port", '--smtp-from', 'shop@example.com',
+		'--route', 'channel=email:smtp', '--subject', 'cancelled=Cancelled: {reason}', '--once'),
+	5, 'mail with missing or invalid recipients: --once exits 5');
+is( $node->safe_psql('postgres',
+		q{SELECT string_agg(order_key || ':' || coalesce(last_error, 'delivered'), ' | ' ORDER BY order_key)
+		    FROM orderexp.outbox WHERE kind = 'cancelled' AND channel = 'email'}),
+	'5:no recipient: the event has no field "email" | 6:invalid recipient address in field "email" | 7:delivered',
+	'the reasons say which field is wrong');
+my ($bcc) = grep { $_->{data} =~ /X-Orderexp-Event: cancelled/ } read_records($smtp_dir, 'msg');
+is(join(',', @{ $bcc->{rcpt_tos} }), 'c7@example.com', 'a line break in order data adds no recipient');
+like($bcc->{data}, qr/^Subject: Cancelled: changed mind  Bcc: evil\@example\.net\r?$/m,
+	'and no header: it is a space in the subject');
 
 # --- exec: exit 1, time-out --------------------------------------------------------------
 
