@@ -596,10 +596,10 @@ config_finish(void)
 		cfg.conninfo[cfg.nnodes++] = "";
 	if (cfg.nroutes == 0)
 	{
-		if (nsinks > 1)
-			fatal(EXIT_USAGE, "several sinks need routes: say which events go where with --route");
 		char		text[32];
 
+		if (nsinks > 1)
+			fatal(EXIT_USAGE, "several sinks need routes: say which events go where with --route");
 		for (i = 0; i < SINK_NTYPES; i++)
 			if (cfg.sink_on[i])
 			{

@@ -231,7 +231,8 @@ deliver_exec(const Event *ev, char *err, size_t errlen)
 	size_t		outlen = 0;
 	bool		out_open = true;
 	double		deadline = now_seconds() + cfg.timeout;
-	int			status = 0;
+	int			status = 0,
+				i;
 	bool		timed_out = false;
 
 	if (pipe(in) != 0 || pipe(out) != 0)
@@ -310,7 +311,7 @@ deliver_exec(const Event *ev, char *err, size_t errlen)
 		wait_ms = left * 1000 < 10 ? (int) (left * 1000) + 1 : 10;
 		if (poll(fds, nfds, wait_ms) < 0 && errno != EINTR)
 			break;
-		for (int i = 0; i < nfds; i++)
+		for (i = 0; i < nfds; i++)
 		{
 			if (fds[i].fd == in[1] && (fds[i].revents & (POLLOUT | POLLERR | POLLHUP)))
 			{
