@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * token.c
- *		Signed extension tokens, and the privilege gate of the functions that
- *		act on orders as the extension's owner.
+ *		Signed extension tokens, and the gates of the two functions that use
+ *		them.
  *
  * A reminder carries a token that lets the customer extend the order once.
  * The token names the order (table OID and key), the generation of its
@@ -29,10 +29,10 @@
  * one we made in those bits is as foreign as any other.
  *
  * The functions that read the secret or write on behalf of a customer are
- * kept from PUBLIC; callers reach them through gates in this file that
+ * kept from PUBLIC; callers reach them through the gates in this file, which
  * check the caller's own privilege on the orders table first (UPDATE, the
- * privilege a payment needs), then switch to the extension owner, much as a
- * SECURITY DEFINER function would, but without losing who the caller was.
+ * privilege a payment needs) and then call them as the extension owner with
+ * orderexp_call_as_owner() (gate.c).
  *
  * Copyright (c) 2026, orderexp developers
  *
@@ -399,77 +399,6 @@ orderexp_token_open(PG_FUNCTION_ARGS)
 }
 
 /*
- * Check that the calling role may update the orders table: a role that
- * cannot change an order directly cannot change it through orderexp either.
- */
-void
-orderexp_check_order_privilege(Oid relid)
-{
-	AclResult	aclresult;
-
-	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("relation with OID %u does not exist", relid)));
-	aclresult = pg_class_aclcheck(relid, GetUserId(), ACL_UPDATE);
-	if (aclresult != ACLCHECK_OK)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied for table %s", get_rel_name(relid)),
-				 errdetail("Changing orders through orderexp needs the UPDATE privilege on their table.")));
-}
-
-/* owner of schema orderexp, i.e. of the extension's objects */
-Oid
-orderexp_owner(void)
-{
-	Oid			nspid = get_namespace_oid(ORDEREXP_SCHEMA_NAME, false);
-	HeapTuple	tup;
-	Oid			owner;
-
-	tup = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nspid));
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for namespace %u", nspid);
-	owner = ((Form_pg_namespace) GETSTRUCT(tup))->nspowner;
-	ReleaseSysCache(tup);
-	return owner;
-}
-
-/*
- * Run "SELECT fn($1, $2)" as the extension owner and return its one datum,
- * copied into the caller's memory context.
- */
-static Datum
-call_as_owner(const char *sql, int nargs, Oid *argtypes, Datum *values,
-			  Oid restype, bool *isnull)
-{
-	Oid			save_userid;
-	int			save_sec_context;
-	Datum		result;
-	int			ret;
-	int16		typlen;
-	bool		typbyval;
-
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(orderexp_owner(),
-						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
-
-	if ((ret = SPI_connect()) != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(ret));
-	ret = SPI_execute_with_args(sql, nargs, argtypes, values, NULL, false, 1);
-	if (ret != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "orderexp internal call failed: %s", SPI_result_code_string(ret));
-	result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, isnull);
-	get_typlenbyval(restype, &typlen, &typbyval);
-	if (!*isnull)
-		result = SPI_datumTransfer(result, typbyval, typlen);
-	SPI_finish();
-
-	SetUserIdAndSecContext(save_userid, save_sec_context);
-	return result;
-}
-
-/*
  * orderexp.extension_token(orders regclass, order_key anyelement) returns text
  *		The token a reminder carries, for the order's current deadline.
  */
@@ -503,8 +432,8 @@ orderexp_extension_token(PG_FUNCTION_ARGS)
 
 	values[0] = ObjectIdGetDatum(relid);
 	values[1] = CStringGetTextDatum(key);
-	result = call_as_owner("SELECT orderexp._extension_token($1, $2)",
-						   2, argtypes, values, TEXTOID, &isnull);
+	result = orderexp_call_as_owner("SELECT orderexp._extension_token($1, $2)",
+						   2, argtypes, values, NULL, TEXTOID, &isnull);
 	if (isnull)
 		PG_RETURN_NULL();
 	PG_RETURN_DATUM(result);
@@ -539,8 +468,8 @@ orderexp_extend_order_by_token(PG_FUNCTION_ARGS)
 	 */
 	token_parse(token, &claims, &raw, &rawlen);
 	values[0] = PointerGetDatum(cstring_to_text(token));
-	(void) call_as_owner("SELECT (orderexp._token_open($1)).order_table",
-						 1, argtypes, values, REGCLASSOID, &isnull);
+	(void) orderexp_call_as_owner("SELECT (orderexp._token_open($1)).order_table",
+						 1, argtypes, values, NULL, REGCLASSOID, &isnull);
 	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(claims.relid)))
 		invalid_token("The token names a table that does not exist.");
 	orderexp_check_order_privilege(claims.relid);
@@ -549,8 +478,8 @@ orderexp_extend_order_by_token(PG_FUNCTION_ARGS)
 	values[0] = PointerGetDatum(cstring_to_text(token));
 	values[1] = DirectFunctionCall1(namein,
 									CStringGetDatum(GetUserNameFromId(GetUserId(), false)));
-	result = call_as_owner("SELECT orderexp._extend_order_by_token($1, $2)",
-						   2, argtypes, values, TIMESTAMPTZOID, &isnull);
+	result = orderexp_call_as_owner("SELECT orderexp._extend_order_by_token($1, $2)",
+						   2, argtypes, values, NULL, TIMESTAMPTZOID, &isnull);
 	if (isnull)
 		PG_RETURN_NULL();
 	PG_RETURN_DATUM(result);
