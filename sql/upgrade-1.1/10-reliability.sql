@@ -563,3 +563,108 @@ CREATE OR REPLACE FUNCTION orderexp.drop_close_policy(orders regclass, category 
 RETURNS void
 AS 'MODULE_PATHNAME', 'orderexp_owner_gate'
 LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+
+/* ------------------------------------------------------------------------
+ * DDL on registered tables
+ *
+ * A registered table may be renamed (the registration names it by OID, and
+ * its triggers go with it).  A mapped column may be renamed: the
+ * registration and the timer triggers, whose arguments name the columns,
+ * follow it.  A mapped column may not be dropped, nor changed to a type
+ * orderexp cannot use, while the table is registered: the ALTER TABLE fails
+ * with a clear error instead of leaving a trigger that would fail every
+ * INSERT and a worker that would fail on the table every minute.
+ * ------------------------------------------------------------------------ */
+
+CREATE FUNCTION orderexp._on_alter_table()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	rel		oid;
+	cfg		orderexp.tables;
+	mapped	name[];
+	missing	name[];
+	renamed	smallint;
+	new_name name;
+	key_typ	regtype;
+	st_ok	boolean;
+BEGIN
+	FOR rel IN
+		SELECT DISTINCT c.objid
+		  FROM pg_event_trigger_ddl_commands() c
+		 WHERE c.classid = 'pg_class'::regclass
+		   AND c.objid IN (SELECT t.order_table FROM orderexp.tables t)
+	LOOP
+		SELECT * INTO cfg FROM orderexp.tables t WHERE t.order_table = rel FOR UPDATE;
+		mapped := ARRAY[cfg.key_column, cfg.status_column, cfg.created_column]
+				  || CASE WHEN cfg.category_column IS NULL THEN '{}'::name[]
+						  ELSE ARRAY[cfg.category_column] END
+				  || cfg.payload_columns;
+		SELECT coalesce(array_agg(DISTINCT m), '{}') INTO missing
+		  FROM unnest(mapped) m
+		 WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a
+							WHERE a.attrelid = rel AND a.attname = m
+							  AND a.attnum > 0 AND NOT a.attisdropped);
+
+		IF cardinality(missing) > 0 THEN
+			/*
+			 * A RENAME COLUMN renames one column: the one mapped name that
+			 * is gone is its old name.
+			 */
+			SELECT min(c.objsubid) INTO renamed
+			  FROM pg_event_trigger_ddl_commands() c
+			 WHERE c.classid = 'pg_class'::regclass AND c.objid = rel
+			   AND c.object_type = 'table column' AND c.objsubid > 0;
+			SELECT a.attname INTO new_name
+			  FROM pg_attribute a
+			 WHERE a.attrelid = rel AND a.attnum = renamed AND NOT a.attisdropped;
+			IF cardinality(missing) <> 1 OR new_name IS NULL THEN
+				RAISE EXCEPTION 'column "%" of table % is mapped by orderexp', missing[1], rel::regclass
+					USING ERRCODE = 'dependent_objects_still_exist',
+						  DETAIL = format('orderexp uses it as the %s.',
+										  CASE missing[1] WHEN cfg.key_column THEN 'key column'
+														  WHEN cfg.status_column THEN 'status column'
+														  WHEN cfg.created_column THEN 'created-at column'
+														  WHEN cfg.category_column THEN 'category column'
+														  ELSE 'payload column' END),
+						  HINT = 'Map another column with orderexp.set_close_policy(), or unregister the table with orderexp.drop_close_policy(), first.';
+			END IF;
+			UPDATE orderexp.tables t
+			   SET key_column = CASE WHEN t.key_column = missing[1] THEN new_name ELSE t.key_column END,
+				   status_column = CASE WHEN t.status_column = missing[1] THEN new_name ELSE t.status_column END,
+				   created_column = CASE WHEN t.created_column = missing[1] THEN new_name ELSE t.created_column END,
+				   category_column = CASE WHEN t.category_column = missing[1] THEN new_name ELSE t.category_column END,
+				   payload_columns = array_replace(t.payload_columns, missing[1], new_name)
+			 WHERE t.order_table = rel
+			RETURNING * INTO cfg;
+			PERFORM orderexp._install_triggers(cfg);
+		END IF;
+
+		/* the types the registration relies on */
+		SELECT a.atttypid::regtype INTO key_typ
+		  FROM pg_attribute a WHERE a.attrelid = rel AND a.attname = cfg.key_column AND NOT a.attisdropped;
+		IF key_typ IS DISTINCT FROM cfg.key_type THEN
+			RAISE EXCEPTION 'cannot change the type of column "%" of table %', cfg.key_column, rel::regclass
+				USING ERRCODE = 'feature_not_supported',
+					  DETAIL = format('It is the key orderexp tracks the orders by, of type %s.', cfg.key_type),
+					  HINT = 'Unregister the table with orderexp.drop_close_policy() first.';
+		END IF;
+		SELECT t.typcategory = 'S' OR t.typtype = 'e' INTO st_ok
+		  FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+		 WHERE a.attrelid = rel AND a.attname = cfg.status_column AND NOT a.attisdropped;
+		IF NOT st_ok THEN
+			RAISE EXCEPTION 'status column "%" of table % must stay of a string type or an enum',
+				cfg.status_column, rel::regclass
+				USING ERRCODE = 'datatype_mismatch';
+		END IF;
+	END LOOP;
+END;
+$$;
+REVOKE ALL ON FUNCTION orderexp._on_alter_table() FROM PUBLIC;
+
+CREATE EVENT TRIGGER orderexp_alter_table ON ddl_command_end
+	WHEN TAG IN ('ALTER TABLE')
+	EXECUTE FUNCTION orderexp._on_alter_table();
