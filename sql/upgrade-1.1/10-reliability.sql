@@ -624,12 +624,12 @@ BEGIN
 			IF cardinality(missing) <> 1 OR new_name IS NULL THEN
 				RAISE EXCEPTION 'column "%" of table % is mapped by orderexp', missing[1], rel::regclass
 					USING ERRCODE = 'dependent_objects_still_exist',
-						  DETAIL = format('orderexp uses it as the %s.',
-										  CASE missing[1] WHEN cfg.key_column THEN 'key column'
-														  WHEN cfg.status_column THEN 'status column'
-														  WHEN cfg.created_column THEN 'created-at column'
-														  WHEN cfg.category_column THEN 'category column'
-														  ELSE 'payload column' END),
+						  DETAIL = format('orderexp uses it as %s.',
+										  CASE missing[1] WHEN cfg.key_column THEN 'the key column'
+														  WHEN cfg.status_column THEN 'the status column'
+														  WHEN cfg.created_column THEN 'the created-at column'
+														  WHEN cfg.category_column THEN 'the category column'
+														  ELSE 'a payload column' END),
 						  HINT = 'Map another column with orderexp.set_close_policy(), or unregister the table with orderexp.drop_close_policy(), first.';
 			END IF;
 			UPDATE orderexp.tables t
