@@ -17,7 +17,7 @@
  * Layout before base64url encoding (no padding), all integers big-endian:
  *
  *		1 byte	version (1)
- *		4		table OID
+ *		4		table's token id (its OID when it was registered)
  *		8		timer generation
  *		8		deadline, microseconds since the PostgreSQL epoch
  *		4		extension count
@@ -302,6 +302,62 @@ token_parse(const char *text, TokenClaims *claims, uint8 **raw, int *rawlen)
 }
 
 /*
+ * The tables' token ids.  A token names its table by an id that stays when
+ * the database is dumped and restored, unlike the table's OID: the row of
+ * orderexp.token_tables that maps it to the table is restored with the
+ * data.  The id is the table's OID when it was registered (so tokens made
+ * by orderexp 1.0, which carry that OID, keep working).  A database still at
+ * 1.0, which has no orderexp.token_tables, uses the OID itself.  Returns
+ * what sql finds for "from", else "unmapped".
+ */
+static Oid
+token_id_map(const char *sql, Oid from, Oid unmapped)
+{
+	Oid			nspid = get_namespace_oid(ORDEREXP_SCHEMA_NAME, false);
+	Oid			argtypes[1] = {OIDOID};
+	Datum		values[1];
+	Oid			result = unmapped;
+	int			ret;
+
+	if (!OidIsValid(get_relname_relid("token_tables", nspid)))
+		return from;
+	if ((ret = SPI_connect()) != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(ret));
+	values[0] = ObjectIdGetDatum(from);
+	ret = SPI_execute_with_args(sql, 1, argtypes, values, NULL, true, 1);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "reading the token ids failed: %s", SPI_result_code_string(ret));
+	if (SPI_processed == 1)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull)
+			result = DatumGetObjectId(d);
+	}
+	SPI_finish();
+	return result;
+}
+
+/* the id tokens of a table carry */
+static Oid
+token_id_of_table(Oid relid)
+{
+	return token_id_map("SELECT t.token_relid FROM orderexp.token_tables t "
+						"WHERE t.order_table OPERATOR(pg_catalog.=) $1::pg_catalog.regclass",
+						relid, relid);
+}
+
+/* the table a token's id stands for; InvalidOid if none does any more */
+static Oid
+token_table_of_id(Oid token_relid)
+{
+	return token_id_map("SELECT t.order_table::pg_catalog.oid FROM orderexp.token_tables t "
+						"WHERE t.token_relid OPERATOR(pg_catalog.=) $1",
+						token_relid, InvalidOid);
+}
+
+/*
  * orderexp._token_make(orders regclass, order_key text, close_at timestamptz,
  *						extensions int, generation bigint) returns text
  *		Sign a token.  Reads the secret: kept from PUBLIC.
@@ -323,7 +379,7 @@ orderexp_token_make(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3) ||
 		PG_ARGISNULL(4))
 		PG_RETURN_NULL();
-	relid = PG_GETARG_OID(0);
+	relid = token_id_of_table(PG_GETARG_OID(0));
 	key = PG_GETARG_TEXT_PP(1);
 	close_at = PG_GETARG_TIMESTAMPTZ(2);
 	extensions = PG_GETARG_INT32(3);
@@ -390,7 +446,7 @@ orderexp_token_open(PG_FUNCTION_ARGS)
 		invalid_token("The token's signature does not match: it was altered, "
 					  "made for another database, or made before the secret was rotated.");
 
-	values[0] = ObjectIdGetDatum(claims.relid);
+	values[0] = ObjectIdGetDatum(token_table_of_id(claims.relid));
 	values[1] = CStringGetTextDatum(claims.key);
 	values[2] = TimestampTzGetDatum(claims.close_at);
 	values[3] = Int32GetDatum(claims.extensions);
@@ -450,6 +506,7 @@ orderexp_extend_order_by_token(PG_FUNCTION_ARGS)
 	TokenClaims claims;
 	uint8	   *raw;
 	int			rawlen;
+	Oid			relid;
 	Oid			argtypes[2] = {TEXTOID, NAMEOID};
 	Datum		values[2];
 	Datum		result;
@@ -468,11 +525,14 @@ orderexp_extend_order_by_token(PG_FUNCTION_ARGS)
 	 */
 	token_parse(token, &claims, &raw, &rawlen);
 	values[0] = PointerGetDatum(cstring_to_text(token));
-	(void) orderexp_call_as_owner("SELECT (orderexp._token_open($1)).order_table",
-						 1, argtypes, values, NULL, REGCLASSOID, &isnull);
-	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(claims.relid)))
+	relid = DatumGetObjectId(orderexp_call_as_owner("SELECT (orderexp._token_open($1)).order_table",
+													1, argtypes, values, NULL,
+													REGCLASSOID, &isnull));
+	if (!OidIsValid(relid))
+		invalid_token("The table the token names is no longer registered with orderexp.");
+	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
 		invalid_token("The token names a table that does not exist.");
-	orderexp_check_order_privilege(claims.relid);
+	orderexp_check_order_privilege(relid);
 
 	/* the caller's name goes into the event: who extended it */
 	values[0] = PointerGetDatum(cstring_to_text(token));

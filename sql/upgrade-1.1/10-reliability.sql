@@ -30,6 +30,74 @@ COMMENT ON FUNCTION orderexp._actor() IS
 	'the role on whose behalf the current orderexp call runs: the caller of the enclosing gate, else current_user';
 
 /* ------------------------------------------------------------------------
+ * Token ids that survive a dump
+ *
+ * A token names its table.  Tokens of 1.0 name it by OID, which a dump and
+ * restore does not keep; so each registered table gets a token id, its OID
+ * when it was registered, kept in a table that is dumped with the data and
+ * maps the id to the table (by regclass, i.e. by name in the dump).  token.c
+ * signs new tokens with the id and looks the table up by it.
+ * ------------------------------------------------------------------------ */
+
+CREATE TABLE orderexp.token_tables (
+	token_relid		oid PRIMARY KEY,
+	order_table		regclass NOT NULL UNIQUE
+					REFERENCES orderexp.tables (order_table) ON DELETE CASCADE
+);
+COMMENT ON TABLE orderexp.token_tables IS
+	'the id by which extension tokens name a registered table: its OID when it was registered, kept across dump and restore';
+
+INSERT INTO orderexp.token_tables (token_relid, order_table)
+SELECT t.order_table::oid, t.order_table FROM orderexp.tables t;
+
+/* a newly registered table gets its OID as token id, or the next free one */
+CREATE FUNCTION orderexp._token_table_registered()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	id bigint := NEW.order_table::oid;
+BEGIN
+	IF EXISTS (SELECT 1 FROM orderexp.token_tables x WHERE x.order_table = NEW.order_table) THEN
+		RETURN NULL;
+	END IF;
+	WHILE EXISTS (SELECT 1 FROM orderexp.token_tables x WHERE x.token_relid = id::oid) LOOP
+		id := CASE WHEN id >= 4294967295 THEN 16384 ELSE id + 1 END;
+	END LOOP;
+	INSERT INTO orderexp.token_tables (token_relid, order_table) VALUES (id::oid, NEW.order_table);
+	RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER token_table_registered AFTER INSERT ON orderexp.tables
+	FOR EACH ROW EXECUTE FUNCTION orderexp._token_table_registered();
+
+/*
+ * Restoring a dump: the rows made for the restored registrations give way
+ * to the dumped ones, which carry the ids the dumped tokens name.
+ */
+CREATE FUNCTION orderexp._token_table_restored()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	DELETE FROM orderexp.token_tables x
+	 WHERE x.order_table = NEW.order_table OR x.token_relid = NEW.token_relid;
+	RETURN NEW;
+END;
+$$;
+
+CREATE TRIGGER token_table_restored BEFORE INSERT ON orderexp.token_tables
+	FOR EACH ROW EXECUTE FUNCTION orderexp._token_table_restored();
+
+SELECT pg_catalog.pg_extension_config_dump('orderexp.token_tables', '');
+REVOKE ALL ON orderexp.token_tables FROM PUBLIC;
+REVOKE ALL ON FUNCTION orderexp._token_table_registered() FROM PUBLIC;
+REVOKE ALL ON FUNCTION orderexp._token_table_restored() FROM PUBLIC;
+
+/* ------------------------------------------------------------------------
  * Bodies of the 1.0 order operations, now run by their gates as the
  * extension owner; the events name the actor instead of current_user.
  * ------------------------------------------------------------------------ */
