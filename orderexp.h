@@ -24,6 +24,8 @@ extern char *orderexp_databases;
 extern int	orderexp_naptime;
 extern int	orderexp_batch_size;
 extern bool orderexp_enabled;
+extern int	orderexp_max_attempts;
+extern int	orderexp_event_retention;
 
 /*
  * What one round of the sweep did.  A round gives every registered table at
@@ -40,6 +42,9 @@ typedef struct SweepRound
 	bool		from_overview;	/* looked at every table, not only those with more */
 	TimestampTz next_due;		/* earliest future deadline, or 0 if none */
 } SweepRound;
+
+/* delivery.c */
+extern int64 orderexp_prune_outbox(int limit);
 
 /* sweep.c */
 extern void orderexp_sweep_begin(void);
