@@ -98,6 +98,48 @@ REVOKE ALL ON FUNCTION orderexp._token_table_registered() FROM PUBLIC;
 REVOKE ALL ON FUNCTION orderexp._token_table_restored() FROM PUBLIC;
 
 /* ------------------------------------------------------------------------
+ * Lock order of the order operations: the row first, then its timer.
+ *
+ * In 1.0 an operation locked the timer first and then the row.  Under READ
+ * COMMITTED each statement takes a new snapshot, so an order committed
+ * between the two (its row and timer are written by one transaction) had
+ * its row locked and changed while its timer, invisible to the first
+ * statement, was not locked: two operations on such an order, or an
+ * operation and an application setting the order back to unpaid (row, then
+ * the timer trigger), could deadlock (the soak test found it).  Every
+ * writer of a timer holds the order's row (the timer trigger runs in the
+ * transaction that writes the row), so locking the row first makes the
+ * timer visible and the order of locks the same everywhere.  The sweep
+ * takes both with SKIP LOCKED and never waits, so it deadlocks with
+ * neither order.
+ * ------------------------------------------------------------------------ */
+
+CREATE OR REPLACE FUNCTION orderexp._lock_order(cfg orderexp.tables, k text)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	st text;
+	found_row boolean;
+BEGIN
+	EXECUTE format('SELECT true, o.%I::text FROM %s o WHERE o.%I = $1::%s FOR UPDATE',
+				   cfg.status_column, cfg.order_table, cfg.key_column, cfg.key_type)
+		INTO found_row, st USING k;
+	IF found_row IS NULL THEN
+		RAISE EXCEPTION 'order % not found in table %', k, cfg.order_table
+			USING ERRCODE = 'no_data_found';
+	END IF;
+	PERFORM 1 FROM orderexp.timers t
+	 WHERE t.order_table = cfg.order_table AND t.order_key = k
+	   FOR UPDATE;
+	RETURN st;
+END;
+$$;
+COMMENT ON FUNCTION orderexp._lock_order(orderexp.tables, text) IS
+	'lock one order: its row, then its timer; the row''s status as text, P0002 if there is no such order';
+
+/* ------------------------------------------------------------------------
  * Bodies of the 1.0 order operations, now run by their gates as the
  * extension owner; the events name the actor instead of current_user.
  * ------------------------------------------------------------------------ */
@@ -158,11 +200,20 @@ BEGIN
 	IF array_position(order_keys, NULL) IS NOT NULL THEN
 		RAISE EXCEPTION 'order keys must not contain null' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
-	/* canonical, distinct, sorted: locks are taken in key order */
-	EXECUTE format('SELECT coalesce(array_agg(DISTINCT k::%s::text ORDER BY k::%s::text), ''{}'') FROM unnest($1::text[]) k',
-				   cfg.key_type, cfg.key_type)
+	/* canonical and distinct */
+	EXECUTE format('SELECT coalesce(array_agg(DISTINCT k::%s::text), ''{}'') FROM unnest($1::text[]) k',
+				   cfg.key_type)
 		INTO keys USING order_keys::text[];
 
+	/*
+	 * Lock the rows first, in key order, then their timers: the order of
+	 * orderexp._lock_order.  Only the rows locked here are cancelled: an
+	 * order committed after this statement (with a smaller key than the
+	 * newest, say) is left alone, as if it had come a moment later.
+	 */
+	EXECUTE format('SELECT coalesce(array_agg(l.k), ''{}'') FROM (SELECT o.%1$I::text AS k FROM %2$s o WHERE o.%1$I = ANY ($1::%3$s[]) ORDER BY o.%1$I FOR UPDATE) l',
+				   cfg.key_column, orders, cfg.key_type)
+		INTO keys USING keys;
 	PERFORM 1 FROM orderexp.timers t
 	 WHERE t.order_table = orders AND t.order_key = ANY (keys)
 	 ORDER BY t.order_key

@@ -11,8 +11,9 @@
 # Soak (OX_SOAK_SECONDS, default 30): pgbench clients insert orders (due
 # after 2 s, a reminder 1 s before), pay, cancel (cancel_orders), extend
 # (extend_order, and extend_order_by_token with fresh tokens) and call
-# run_due, while the worker closes what comes due.  No client may fail
-# (pgbench stops a client at its first error, a deadlock included).  Then,
+# run_due, while the worker closes what comes due.  No client may fail and
+# no transaction may fail (pgbench counts deadlocks as failed transactions
+# and goes on; this test found the deadlock of the 1.0 lock order).  Then,
 # once everything due is closed, the invariants over every order and event
 # hold (OrderexpTest::order_invariants): each closed order has exactly one
 # 'closed' event per channel and was not closed before its deadline, no event
@@ -66,6 +67,8 @@ sub pgbench
 		'>', \$stdout, '2>', \$stderr);
 	ok($ok, "$name: pgbench exits successfully") or diag $stderr;
 	unlike($stdout . $stderr, qr/aborted|ERROR/, "$name: no client failed") or diag $stderr;
+	my ($failed) = $stdout =~ /number of failed transactions: (\d+)/;
+	is($failed // 0, 0, "$name: no transaction failed (deadlocks and serialization failures count)");
 	my ($tx) = $stdout =~ /number of transactions actually processed: (\d+)/;
 	note "$name: $clients clients, $seconds s, " . ($tx // '?') . ' transactions';
 	return $tx;
@@ -84,6 +87,11 @@ CREATE TRIGGER slow_down AFTER UPDATE ON orders
 	FOR EACH STATEMENT EXECUTE FUNCTION slow_down();
 INSERT INTO orders (created_at) SELECT now() - interval '1 hour' FROM generate_series(1, 20000);
 });
+# the callers join once the worker is at it
+ok( defined wait_for(
+		$node, 'postgres',
+		q{SELECT count(*) >= 200 FROM orders WHERE status = 'closed'}, 't', 30),
+	'race: the worker starts on the backlog');
 pgbench('race', 4, 5,
 	run_due => [ 1, "INSERT INTO run_due_log SELECT closed FROM orderexp.run_due(200);\n" ]);
 ok( defined wait_for(
