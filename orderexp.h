@@ -53,9 +53,12 @@ extern void orderexp_sweep_round(int batch_limit, int64 budget, bool in_worker,
 extern bool orderexp_extension_ready(void);
 extern void orderexp_forget_plans(void);
 
-/* token.c */
+/* gate.c */
 extern Oid	orderexp_owner(void);
 extern void orderexp_check_order_privilege(Oid relid);
+extern Datum orderexp_call_as_owner(const char *sql, int nargs, Oid *argtypes,
+									Datum *values, const char *nulls,
+									Oid restype, bool *isnull);
 
 /* worker.c */
 extern void orderexp_register_launcher(void);
