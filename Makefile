@@ -8,7 +8,7 @@
 
 EXTENSION = orderexp
 MODULE_big = orderexp
-OBJS = orderexp.o payload.o sweep.o token.o trigger.o worker.o
+OBJS = orderexp.o outcome.o payload.o sweep.o token.o trigger.o worker.o
 DATA = $(wildcard sql/orderexp--*.sql)
 # upgrade scripts assembled from one file per feature (sql/upgrade-<version>/)
 DATA_built = orderexp--1.0--1.1.sql

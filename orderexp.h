@@ -48,6 +48,10 @@ extern void orderexp_sweep_round(int batch_limit, int64 budget, bool in_worker,
 extern bool orderexp_extension_ready(void);
 extern void orderexp_forget_plans(void);
 
+/* outcome.c */
+extern int	orderexp_pick_variant(const char *key, int keylen, const int32 *weights,
+								  int nweights, int64 seed);
+
 /* token.c */
 extern Oid	orderexp_owner(void);
 extern void orderexp_check_order_privilege(Oid relid);
