@@ -88,9 +88,9 @@ static const char *const timer_columns[] = {
  *		The variant (1-based) an order key falls into, given the weights of
  *		the variants: a 64-bit hash of the key's text, seeded with the
  *		experiment, taken modulo the sum of the weights.  The same key always
- *		lands in the same variant of the same experiment, on every platform
- *		(hash_bytes_extended reads bytes, not words), and a new experiment
- *		shuffles the keys afresh.
+ *		lands in the same variant of the same experiment (on machines of one
+ *		byte order, as with hash partitioning), and a new experiment shuffles
+ *		the keys afresh.
  */
 int
 orderexp_pick_variant(const char *key, int keylen, const int32 *weights,

@@ -65,8 +65,8 @@ BEGIN
 			RETURN NEW;
 		END IF;
 		IF OLD.experiment_id IS NOT NULL AND NEW.experiment_id IS NOT DISTINCT FROM OLD.experiment_id THEN
-			RAISE EXCEPTION 'policy % of table % is running experiment %', OLD.id, OLD.order_table,
-				OLD.experiment_id
+			RAISE EXCEPTION 'the % close policy of table % is running an experiment',
+				coalesce('category ' || quote_literal(OLD.category), 'default'), OLD.order_table
 				USING ERRCODE = 'object_not_in_prerequisite_state',
 					  HINT = 'End it with orderexp.end_experiment() before changing the policy.';
 		END IF;
@@ -131,35 +131,69 @@ COMMENT ON COLUMN orderexp.timers.reopened IS
 
 /*
  * Timers inserted in SQL (set_close_policy's tracking of existing rows) get
- * the version and the variant here; the C timer trigger sets both itself, so
- * the WHEN clause keeps this off the insert path of new orders.
+ * the version and the variant the same way (redefined from 1.0: adds them).
  */
-CREATE FUNCTION orderexp._timer_defaults()
-RETURNS trigger
+CREATE OR REPLACE FUNCTION orderexp._track_existing(cfg orderexp.tables, only_category text,
+													scope_all boolean, reschedule boolean)
+RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	pol record;
+	n bigint;
+	cat_expr text;
+	scope text;
 BEGIN
-	SELECT p.version, p.close_after, p.remind_before, e.id AS experiment_id, e.variants, e.weights
-	  INTO pol
-	  FROM orderexp.policies p
-	  LEFT JOIN orderexp.experiments e ON e.id = p.experiment_id
-	 WHERE p.id = NEW.policy_id;
-	NEW.policy_version := pol.version;
-	IF pol.experiment_id IS NOT NULL THEN
-		NEW.variant := orderexp.assign_variant(NEW.order_key, pol.weights, pol.experiment_id);
-		NEW.close_at := NEW.close_at - pol.close_after + pol.variants[NEW.variant];
-		NEW.remind_at := NEW.close_at - pol.remind_before;
+	cat_expr := CASE WHEN cfg.category_column IS NULL THEN 'NULL::text'
+					 ELSE format('o.%I::text', cfg.category_column) END;
+	IF scope_all THEN
+		scope := 'true';
+	ELSIF only_category IS NULL THEN
+		/* default policy: rows whose category has no policy of its own */
+		scope := format('NOT EXISTS (SELECT 1 FROM orderexp.policies q WHERE q.order_table = %L::regclass AND q.category = %s)',
+						cfg.order_table::oid::text, cat_expr);
+	ELSE
+		scope := format('%s = %L', cat_expr, only_category);
 	END IF;
-	RETURN NEW;
+
+	EXECUTE format($q$
+		INSERT INTO orderexp.timers AS t (order_table, order_key, policy_id, close_at, remind_at,
+										  policy_version, variant)
+		SELECT %1$L::regclass, o.%2$I::text, p.id, c.close_at, c.close_at - p.remind_before,
+			   p.version, v.variant
+		  FROM %4$s o
+		 CROSS JOIN LATERAL (
+				SELECT p.id, p.close_after, p.remind_before, p.version,
+					   e.id AS experiment_id, e.variants, e.weights
+				  FROM orderexp.policies p
+				  LEFT JOIN orderexp.experiments e ON e.id = p.experiment_id
+				 WHERE p.order_table = %1$L::regclass
+				   AND (p.category = %5$s OR p.category IS NULL)
+				 ORDER BY p.category IS NULL
+				 LIMIT 1) p
+		 CROSS JOIN LATERAL (
+				SELECT CASE WHEN p.experiment_id IS NOT NULL
+							THEN orderexp.assign_variant(o.%2$I::text, p.weights, p.experiment_id)
+					   END AS variant) v
+		 CROSS JOIN LATERAL (
+				SELECT coalesce(o.%3$I::timestamptz, now())
+					   + coalesce(p.variants[v.variant], p.close_after) AS close_at) c
+		 WHERE o.%6$I = %7$L::text::%8$s AND %9$s
+		ON CONFLICT (order_table, order_key) DO %10$s$q$,
+		cfg.order_table::oid::text, cfg.key_column, cfg.created_column,
+		cfg.order_table, cat_expr, cfg.status_column, cfg.unpaid_value,
+		orderexp._status_type(cfg),
+		scope,
+		CASE WHEN reschedule
+			 THEN 'UPDATE SET policy_id = excluded.policy_id, close_at = excluded.close_at, '
+				  'remind_at = CASE WHEN excluded.close_at = t.reminded_for THEN NULL '
+				  'ELSE excluded.remind_at END, '
+				  'policy_version = excluded.policy_version, variant = excluded.variant'
+			 ELSE 'NOTHING' END);
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
 END;
 $$;
-
-CREATE TRIGGER timers_defaults BEFORE INSERT ON orderexp.timers
-	FOR EACH ROW WHEN (NEW.policy_version IS NULL)
-	EXECUTE FUNCTION orderexp._timer_defaults();
 
 UPDATE orderexp.timers t SET policy_version = p.version
   FROM orderexp.policies p WHERE p.id = t.policy_id;
@@ -850,8 +884,8 @@ BEGIN
 		END IF;
 	END LOOP;
 	IF pol.experiment_id IS NOT NULL THEN
-		RAISE EXCEPTION 'policy % of table % is already running experiment %', pol.id, orders,
-			pol.experiment_id
+		RAISE EXCEPTION 'the % close policy of table % is already running an experiment',
+			coalesce('category ' || quote_literal(category), 'default'), orders
 			USING ERRCODE = 'object_not_in_prerequisite_state',
 				  HINT = 'End it with orderexp.end_experiment() first.';
 	END IF;
@@ -880,7 +914,8 @@ DECLARE
 BEGIN
 	pol := orderexp._policy_for(orders, category);
 	IF pol.experiment_id IS NULL THEN
-		RAISE EXCEPTION 'policy % of table % is running no experiment', pol.id, orders
+		RAISE EXCEPTION 'the % close policy of table % is running no experiment',
+			coalesce('category ' || quote_literal(category), 'default'), orders
 			USING ERRCODE = 'object_not_in_prerequisite_state';
 	END IF;
 	SELECT * INTO ex FROM orderexp.experiments e WHERE e.id = pol.experiment_id FOR UPDATE;
@@ -1008,7 +1043,6 @@ REVOKE ALL ON orderexp.policy_versions, orderexp.experiments, orderexp.audit,
 REVOKE ALL ON SEQUENCE orderexp.experiments_id_seq, orderexp.audit_id_seq FROM PUBLIC;
 REVOKE ALL ON FUNCTION orderexp.outcome_trigger() FROM PUBLIC;
 REVOKE ALL ON FUNCTION orderexp._policy_version() FROM PUBLIC;
-REVOKE ALL ON FUNCTION orderexp._timer_defaults() FROM PUBLIC;
 REVOKE ALL ON FUNCTION orderexp.forget_before(timestamptz) FROM PUBLIC;
 REVOKE ALL ON FUNCTION orderexp.start_experiment(regclass, interval[], integer[], text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION orderexp.end_experiment(regclass, integer, text) FROM PUBLIC;
