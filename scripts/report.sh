@@ -10,9 +10,9 @@
 #   OUTDIR/conversion.png   conversion rate of every experiment variant with
 #                           its 95 % Wilson interval; without experiments,
 #                           of every policy version
-#   OUTDIR/time_to_pay.png  how long paid orders took to pay, per variant
-#                           (or policy version), in minutes, against each
-#                           one's deadline (dashed)
+#   OUTDIR/time_to_pay.png  histogram of how long paid orders took to pay,
+#                           per variant (or policy version), in minutes,
+#                           against each one's deadline (dashed)
 #
 # plus the data files beside them (conversion.dat, time_to_pay.dat).  Needs
 # psql and gnuplot on PATH (PSQL overrides psql).  Exit 1 on any failure.
@@ -46,7 +46,7 @@ fi
 NCONV=$(wc -l <"$OUT/conversion.dat")
 
 # --- time to pay: one block per group, "minutes count", deadline in the title
-GROUPS=$(q "SELECT count(DISTINCT (policy_id, policy_version, variant))
+NGROUPS=$(q "SELECT count(DISTINCT (policy_id, policy_version, variant))
               FROM orderexp.outcomes WHERE outcome = 'paid' AND NOT reopened")
 q "WITH paid AS (
        SELECT o.policy_id, o.policy_version, o.variant,
@@ -56,21 +56,21 @@ q "WITH paid AS (
          JOIN orderexp.policy_versions v ON v.policy_id = o.policy_id AND v.version = o.policy_version
          LEFT JOIN orderexp.experiments e ON e.policy_id = o.policy_id AND e.policy_version = o.policy_version
         WHERE o.outcome = 'paid' AND NOT o.reopened),
-   grp AS (
-       SELECT policy_id, policy_version, variant, deadline,
-              dense_rank() OVER (ORDER BY policy_id, policy_version, variant) AS g
-         FROM paid GROUP BY policy_id, policy_version, variant, deadline),
-   width AS (SELECT greatest(max(extract(epoch FROM deadline)) / 60 / 30, 1 / 60.0) AS w FROM grp)
-   SELECT g, format('p%s v%s%s (deadline %s min)', p.policy_id, p.policy_version,
-                    coalesce(' variant ' || p.variant, ''),
-                    round(extract(epoch FROM p.deadline) / 60, 1)),
-          round(extract(epoch FROM p.deadline) / 60, 3),
-          floor(p.minutes / width.w) * width.w, count(*)
-     FROM paid p JOIN grp USING (policy_id, policy_version, variant, deadline), width
-    GROUP BY g, p.policy_id, p.policy_version, p.variant, p.deadline, width.w, 4
-    ORDER BY g, 4" >"$OUT/time_to_pay.dat"
+   ranked AS (
+       SELECT p.*, dense_rank() OVER (ORDER BY p.policy_id, p.policy_version, p.variant) AS g
+         FROM paid p),
+   width AS (SELECT greatest(max(extract(epoch FROM deadline)) / 60 / 40, 1 / 60.0) AS w FROM paid)
+   SELECT r.g, format('policy %s v%s%s, deadline %s min', r.policy_id, r.policy_version,
+                      coalesce(' variant ' || r.variant, ''),
+                      round(extract(epoch FROM r.deadline) / 60, 1)),
+          round(extract(epoch FROM r.deadline) / 60, 3),
+          round(floor(r.minutes / width.w) * width.w + width.w / 2, 4) AS bin, count(*),
+          round(width.w, 4)
+     FROM ranked r, width
+    GROUP BY r.g, r.policy_id, r.policy_version, r.variant, r.deadline, width.w, bin
+    ORDER BY r.g, bin" >"$OUT/time_to_pay.dat"
 
-# one steps line per group, its deadline dashed in the same colour
+# one histogram per group, its deadline dashed in the same colour
 YMAX=1
 XMAX=1
 if [[ -s $OUT/time_to_pay.dat ]]; then
@@ -79,7 +79,7 @@ if [[ -s $OUT/time_to_pay.dat ]]; then
 fi
 TTP_PLOT=""
 while IFS=$'\t' read -r g label deadline; do
-	TTP_PLOT+="${TTP_PLOT:+, }\"time_to_pay.dat\" using (\$1 == $g ? \$4 : NaN):5 with steps lw 2 lc $g title \"$label\""
+	TTP_PLOT+="${TTP_PLOT:+, }\"time_to_pay.dat\" using (\$1 == $g ? \$4 : NaN):5:6 with boxes fs transparent solid 0.45 noborder lc $g title \"$label\""
 	TTP_PLOT+=", \"+\" using ($deadline):(0):(0):($YMAX) every ::0::0 with vectors nohead dt 2 lw 1.5 lc $g notitle"
 done < <(cut -f1-3 "$OUT/time_to_pay.dat" | sort -u -n)
 
@@ -115,7 +115,7 @@ set autoscale
 set yrange [0:*]
 set xtics norotate
 set key top right
-if ($GROUPS == 0) {
+if ($NGROUPS == 0) {
 	set label 1 "no paid orders recorded yet" at graph 0.5, 0.5 center
 	set xrange [0:1]
 	plot NaN notitle
