@@ -52,9 +52,12 @@ extern void orderexp_forget_plans(void);
 extern int	orderexp_pick_variant(const char *key, int keylen, const int32 *weights,
 								  int nweights, int64 seed);
 
-/* token.c */
+/* gate.c */
 extern Oid	orderexp_owner(void);
 extern void orderexp_check_order_privilege(Oid relid);
+extern Datum orderexp_call_as_owner(const char *sql, int nargs, Oid *argtypes,
+									Datum *values, const char *nulls,
+									Oid restype, bool *isnull);
 
 /* worker.c */
 extern void orderexp_register_launcher(void);

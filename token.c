@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * token.c
- *		Signed extension tokens, and the privilege gate of the functions that
- *		act on orders as the extension's owner.
+ *		Signed extension tokens, and the gates of the two functions that use
+ *		them.
  *
  * A reminder carries a token that lets the customer extend the order once.
  * The token names the order (table OID and key), the generation of its
@@ -17,7 +17,7 @@
  * Layout before base64url encoding (no padding), all integers big-endian:
  *
  *		1 byte	version (1)
- *		4		table OID
+ *		4		table's token id (its OID when it was registered)
  *		8		timer generation
  *		8		deadline, microseconds since the PostgreSQL epoch
  *		4		extension count
@@ -29,10 +29,10 @@
  * one we made in those bits is as foreign as any other.
  *
  * The functions that read the secret or write on behalf of a customer are
- * kept from PUBLIC; callers reach them through gates in this file that
+ * kept from PUBLIC; callers reach them through the gates in this file, which
  * check the caller's own privilege on the orders table first (UPDATE, the
- * privilege a payment needs), then switch to the extension owner, much as a
- * SECURITY DEFINER function would, but without losing who the caller was.
+ * privilege a payment needs) and then call them as the extension owner with
+ * orderexp_call_as_owner() (gate.c).
  *
  * Copyright (c) 2026, orderexp developers
  *
@@ -302,6 +302,62 @@ token_parse(const char *text, TokenClaims *claims, uint8 **raw, int *rawlen)
 }
 
 /*
+ * The tables' token ids.  A token names its table by an id that stays when
+ * the database is dumped and restored, unlike the table's OID: the row of
+ * orderexp.token_tables that maps it to the table is restored with the
+ * data.  The id is the table's OID when it was registered (so tokens made
+ * by orderexp 1.0, which carry that OID, keep working).  A database still at
+ * 1.0, which has no orderexp.token_tables, uses the OID itself.  Returns
+ * what sql finds for "from", else "unmapped".
+ */
+static Oid
+token_id_map(const char *sql, Oid from, Oid unmapped)
+{
+	Oid			nspid = get_namespace_oid(ORDEREXP_SCHEMA_NAME, false);
+	Oid			argtypes[1] = {OIDOID};
+	Datum		values[1];
+	Oid			result = unmapped;
+	int			ret;
+
+	if (!OidIsValid(get_relname_relid("token_tables", nspid)))
+		return from;
+	if ((ret = SPI_connect()) != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(ret));
+	values[0] = ObjectIdGetDatum(from);
+	ret = SPI_execute_with_args(sql, 1, argtypes, values, NULL, true, 1);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "reading the token ids failed: %s", SPI_result_code_string(ret));
+	if (SPI_processed == 1)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull)
+			result = DatumGetObjectId(d);
+	}
+	SPI_finish();
+	return result;
+}
+
+/* the id tokens of a table carry */
+static Oid
+token_id_of_table(Oid relid)
+{
+	return token_id_map("SELECT t.token_relid FROM orderexp.token_tables t "
+						"WHERE t.order_table OPERATOR(pg_catalog.=) $1::pg_catalog.regclass",
+						relid, relid);
+}
+
+/* the table a token's id stands for; InvalidOid if none does any more */
+static Oid
+token_table_of_id(Oid token_relid)
+{
+	return token_id_map("SELECT t.order_table::pg_catalog.oid FROM orderexp.token_tables t "
+						"WHERE t.token_relid OPERATOR(pg_catalog.=) $1",
+						token_relid, InvalidOid);
+}
+
+/*
  * orderexp._token_make(orders regclass, order_key text, close_at timestamptz,
  *						extensions int, generation bigint) returns text
  *		Sign a token.  Reads the secret: kept from PUBLIC.
@@ -323,7 +379,7 @@ orderexp_token_make(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3) ||
 		PG_ARGISNULL(4))
 		PG_RETURN_NULL();
-	relid = PG_GETARG_OID(0);
+	relid = token_id_of_table(PG_GETARG_OID(0));
 	key = PG_GETARG_TEXT_PP(1);
 	close_at = PG_GETARG_TIMESTAMPTZ(2);
 	extensions = PG_GETARG_INT32(3);
@@ -390,83 +446,12 @@ orderexp_token_open(PG_FUNCTION_ARGS)
 		invalid_token("The token's signature does not match: it was altered, "
 					  "made for another database, or made before the secret was rotated.");
 
-	values[0] = ObjectIdGetDatum(claims.relid);
+	values[0] = ObjectIdGetDatum(token_table_of_id(claims.relid));
 	values[1] = CStringGetTextDatum(claims.key);
 	values[2] = TimestampTzGetDatum(claims.close_at);
 	values[3] = Int32GetDatum(claims.extensions);
 	values[4] = Int64GetDatum(claims.generation);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
-}
-
-/*
- * Check that the calling role may update the orders table: a role that
- * cannot change an order directly cannot change it through orderexp either.
- */
-void
-orderexp_check_order_privilege(Oid relid)
-{
-	AclResult	aclresult;
-
-	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("relation with OID %u does not exist", relid)));
-	aclresult = pg_class_aclcheck(relid, GetUserId(), ACL_UPDATE);
-	if (aclresult != ACLCHECK_OK)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied for table %s", get_rel_name(relid)),
-				 errdetail("Changing orders through orderexp needs the UPDATE privilege on their table.")));
-}
-
-/* owner of schema orderexp, i.e. of the extension's objects */
-Oid
-orderexp_owner(void)
-{
-	Oid			nspid = get_namespace_oid(ORDEREXP_SCHEMA_NAME, false);
-	HeapTuple	tup;
-	Oid			owner;
-
-	tup = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nspid));
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for namespace %u", nspid);
-	owner = ((Form_pg_namespace) GETSTRUCT(tup))->nspowner;
-	ReleaseSysCache(tup);
-	return owner;
-}
-
-/*
- * Run "SELECT fn($1, $2)" as the extension owner and return its one datum,
- * copied into the caller's memory context.
- */
-static Datum
-call_as_owner(const char *sql, int nargs, Oid *argtypes, Datum *values,
-			  Oid restype, bool *isnull)
-{
-	Oid			save_userid;
-	int			save_sec_context;
-	Datum		result;
-	int			ret;
-	int16		typlen;
-	bool		typbyval;
-
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(orderexp_owner(),
-						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
-
-	if ((ret = SPI_connect()) != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(ret));
-	ret = SPI_execute_with_args(sql, nargs, argtypes, values, NULL, false, 1);
-	if (ret != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "orderexp internal call failed: %s", SPI_result_code_string(ret));
-	result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, isnull);
-	get_typlenbyval(restype, &typlen, &typbyval);
-	if (!*isnull)
-		result = SPI_datumTransfer(result, typbyval, typlen);
-	SPI_finish();
-
-	SetUserIdAndSecContext(save_userid, save_sec_context);
-	return result;
 }
 
 /*
@@ -503,8 +488,8 @@ orderexp_extension_token(PG_FUNCTION_ARGS)
 
 	values[0] = ObjectIdGetDatum(relid);
 	values[1] = CStringGetTextDatum(key);
-	result = call_as_owner("SELECT orderexp._extension_token($1, $2)",
-						   2, argtypes, values, TEXTOID, &isnull);
+	result = orderexp_call_as_owner("SELECT orderexp._extension_token($1, $2)",
+						   2, argtypes, values, NULL, TEXTOID, &isnull);
 	if (isnull)
 		PG_RETURN_NULL();
 	PG_RETURN_DATUM(result);
@@ -521,6 +506,7 @@ orderexp_extend_order_by_token(PG_FUNCTION_ARGS)
 	TokenClaims claims;
 	uint8	   *raw;
 	int			rawlen;
+	Oid			relid;
 	Oid			argtypes[2] = {TEXTOID, NAMEOID};
 	Datum		values[2];
 	Datum		result;
@@ -539,18 +525,21 @@ orderexp_extend_order_by_token(PG_FUNCTION_ARGS)
 	 */
 	token_parse(token, &claims, &raw, &rawlen);
 	values[0] = PointerGetDatum(cstring_to_text(token));
-	(void) call_as_owner("SELECT (orderexp._token_open($1)).order_table",
-						 1, argtypes, values, REGCLASSOID, &isnull);
-	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(claims.relid)))
+	relid = DatumGetObjectId(orderexp_call_as_owner("SELECT (orderexp._token_open($1)).order_table",
+													1, argtypes, values, NULL,
+													REGCLASSOID, &isnull));
+	if (!OidIsValid(relid))
+		invalid_token("The table the token names is no longer registered with orderexp.");
+	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
 		invalid_token("The token names a table that does not exist.");
-	orderexp_check_order_privilege(claims.relid);
+	orderexp_check_order_privilege(relid);
 
 	/* the caller's name goes into the event: who extended it */
 	values[0] = PointerGetDatum(cstring_to_text(token));
 	values[1] = DirectFunctionCall1(namein,
 									CStringGetDatum(GetUserNameFromId(GetUserId(), false)));
-	result = call_as_owner("SELECT orderexp._extend_order_by_token($1, $2)",
-						   2, argtypes, values, TIMESTAMPTZOID, &isnull);
+	result = orderexp_call_as_owner("SELECT orderexp._extend_order_by_token($1, $2)",
+						   2, argtypes, values, NULL, TIMESTAMPTZOID, &isnull);
 	if (isnull)
 		PG_RETURN_NULL();
 	PG_RETURN_DATUM(result);

@@ -365,11 +365,12 @@ SELECT tok.deadline('tok.orders', '1') = :'orders1'::timestamptz AS orders_1_unc
 SELECT * FROM regress.events('tok.other');
 
 --
--- 8. privileges: the caller needs UPDATE on the orders table, nothing on
--- orderexp's tables; the secret and the internal functions are the owner's
+-- 8. privileges: the caller needs the role orderexp_app and UPDATE on the
+-- orders table, nothing on orderexp's tables; the secret and the internal
+-- functions are the owner's
 --
-CREATE ROLE regress_ox_tok_reader;		-- may read the orders, not update them
-CREATE ROLE regress_ox_tok_app;			-- may update the orders; nothing in orderexp
+CREATE ROLE regress_ox_tok_reader IN ROLE orderexp_app;	-- may read the orders, not update them
+CREATE ROLE regress_ox_tok_app IN ROLE orderexp_app;	-- may update the orders; nothing in orderexp
 -- (USAGE on the schemas, to name the functions and tables)
 GRANT USAGE ON SCHEMA orderexp, tok TO regress_ox_tok_reader, regress_ox_tok_app;
 GRANT SELECT ON tok.orders, tok.other, tok.saved TO regress_ox_tok_reader, regress_ox_tok_app;

@@ -246,8 +246,8 @@ SELECT is(pgtap_tok.attempt(pgtap_tok.token('t11')), '55000',
 --
 -- privileges
 --
-CREATE ROLE pgtap_ox_tok_reader NOLOGIN;		-- may read the orders, not update them
-CREATE ROLE pgtap_ox_tok_app NOLOGIN;			-- may update them; nothing on orderexp's tables
+CREATE ROLE pgtap_ox_tok_reader NOLOGIN IN ROLE orderexp_app;	-- may read the orders, not update them
+CREATE ROLE pgtap_ox_tok_app NOLOGIN IN ROLE orderexp_app;		-- may update them; nothing on orderexp's tables
 GRANT USAGE ON SCHEMA orderexp, pgtap_tok TO pgtap_ox_tok_reader, pgtap_ox_tok_app;
 GRANT SELECT ON pgtap_tok.orders, pgtap_tok.tokens TO pgtap_ox_tok_reader, pgtap_ox_tok_app;
 GRANT UPDATE ON pgtap_tok.orders TO pgtap_ox_tok_app;

@@ -1,0 +1,282 @@
+/*-------------------------------------------------------------------------
+ *
+ * gate.c
+ *		Privilege gates: the one way orderexp's SQL functions change orders
+ *		on behalf of a role that has no rights on orderexp's own tables.
+ *
+ * orderexp's tables (timers, outbox, secret, ...) belong to the extension
+ * owner and nobody else may touch them.  A function that changes an order
+ * (cancel, extend, reopen, ...) is therefore split in two:
+ *
+ *		orderexp.<name>(orders regclass, ...)	the public gate, a C function
+ *												whose symbol is orderexp_gate
+ *		orderexp._<name>(orders regclass, ...)	the body, kept from PUBLIC,
+ *												same argument types
+ *
+ * The gate checks that the calling role may UPDATE the orders table named
+ * by its first argument (the privilege a payment needs; 42501 otherwise),
+ * and that no row-level security policy applies to the caller there (the
+ * body could not honour it), then calls the body with the same arguments as
+ * the extension owner, much as a SECURITY DEFINER function would, but
+ * without losing who the caller was: orderexp._actor() returns that role
+ * for as long as the body runs, for the audit trail of the events.  So a
+ * role that cannot change an order directly cannot change it through
+ * orderexp either, and a new gated function needs no C code of its own, only
+ * its two SQL declarations.  orderexp_owner_gate is the same for functions
+ * that register tables: it wants the caller to own the table.
+ *
+ * Copyright (c) 2026, orderexp developers
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_namespace.h"
+#include "catalog/pg_proc.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/rls.h"
+#include "utils/syscache.h"
+
+#include "orderexp.h"
+
+PG_FUNCTION_INFO_V1(orderexp_gate);
+PG_FUNCTION_INFO_V1(orderexp_owner_gate);
+PG_FUNCTION_INFO_V1(orderexp_actor);
+
+/* the role on whose behalf the current gated call runs, or InvalidOid */
+static Oid	gate_actor = InvalidOid;
+
+/* owner of schema orderexp, i.e. of the extension's objects */
+Oid
+orderexp_owner(void)
+{
+	Oid			nspid = get_namespace_oid(ORDEREXP_SCHEMA_NAME, false);
+	HeapTuple	tup;
+	Oid			owner;
+
+	tup = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nspid));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for namespace %u", nspid);
+	owner = ((Form_pg_namespace) GETSTRUCT(tup))->nspowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
+/*
+ * Check that the calling role may update the orders table: a role that
+ * cannot change an order directly cannot change it through orderexp either.
+ * Row-level security on the table, where it applies to the caller, is
+ * refused too: the body runs as the extension owner and would not see it.
+ */
+void
+orderexp_check_order_privilege(Oid relid)
+{
+	AclResult	aclresult;
+
+	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", relid)));
+	aclresult = pg_class_aclcheck(relid, GetUserId(), ACL_UPDATE);
+	if (aclresult != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for table %s", get_rel_name(relid)),
+				 errdetail("Changing orders through orderexp needs the UPDATE privilege on their table.")));
+	if (check_enable_rls(relid, InvalidOid, true) == RLS_ENABLED)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("row-level security of table %s applies to role %s",
+						get_rel_name(relid), GetUserNameFromId(GetUserId(), false)),
+				 errdetail("orderexp changes orders as the extension owner and cannot apply the table's policies."),
+				 errhint("Use a role that bypasses row-level security on this table, or one that owns it.")));
+}
+
+/* the caller must own the orders table (and so may put triggers on it) */
+static void
+check_table_owner(Oid relid)
+{
+	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", relid)));
+#if PG_VERSION_NUM >= 160000
+	if (!object_ownercheck(RelationRelationId, relid, GetUserId()))
+#else
+	if (!pg_class_ownercheck(relid, GetUserId()))
+#endif
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("must be owner of table %s", get_rel_name(relid)),
+				 errdetail("Registering a table with orderexp puts triggers on it.")));
+}
+
+/*
+ * Run sql with the given parameters as the extension owner, search_path
+ * pinned, and return the one datum of its one row, copied into the caller's
+ * memory context.  While it runs, orderexp._actor() names the calling role
+ * (or the actor of an enclosing gate).
+ */
+Datum
+orderexp_call_as_owner(const char *sql, int nargs, Oid *argtypes, Datum *values,
+					   const char *nulls, Oid restype, bool *isnull)
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	Oid			save_actor = gate_actor;
+	int			save_nestlevel;
+	Datum		result = (Datum) 0;
+	int16		typlen;
+	bool		typbyval;
+
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	if (!OidIsValid(gate_actor))
+		gate_actor = save_userid;
+
+	PG_TRY();
+	{
+		int			ret;
+
+		SetUserIdAndSecContext(orderexp_owner(),
+							   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+		save_nestlevel = NewGUCNestLevel();
+		(void) set_config_option("search_path", "pg_catalog, pg_temp",
+								 PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+
+		if ((ret = SPI_connect()) != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(ret));
+		ret = SPI_execute_with_args(sql, nargs, argtypes, values, nulls, false, 2);
+		if (ret != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "orderexp internal call failed: %s", SPI_result_code_string(ret));
+		result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, isnull);
+		get_typlenbyval(restype, &typlen, &typbyval);
+		if (!*isnull)
+			result = SPI_datumTransfer(result, typbyval, typlen);
+		SPI_finish();
+
+		AtEOXact_GUC(true, save_nestlevel);
+		SetUserIdAndSecContext(save_userid, save_sec_context);
+	}
+	PG_FINALLY();
+	{
+		/* the user id and GUCs are reset by (sub)transaction abort */
+		gate_actor = save_actor;
+	}
+	PG_END_TRY();
+
+	return result;
+}
+
+/*
+ * Call orderexp._<name of this function>($1, ..., $n) as the extension
+ * owner, with the arguments this call got, after the caller's privilege on
+ * the table of the first argument was checked by "check".
+ */
+static Datum
+gate_call(FunctionCallInfo fcinfo, void (*check) (Oid relid))
+{
+	Oid			fnoid = fcinfo->flinfo->fn_oid;
+	HeapTuple	proctup;
+	Form_pg_proc procform;
+	char	   *proname;
+	Oid			rettype;
+	int			nargs = PG_NARGS();
+	Oid		   *argtypes;
+	Datum	   *values;
+	char	   *nulls;
+	StringInfoData sql;
+	Datum		result;
+	bool		isnull;
+	int			i;
+
+	proctup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fnoid));
+	if (!HeapTupleIsValid(proctup))
+		elog(ERROR, "cache lookup failed for function %u", fnoid);
+	procform = (Form_pg_proc) GETSTRUCT(proctup);
+	proname = pstrdup(NameStr(procform->proname));
+	if (procform->pronamespace != get_namespace_oid(ORDEREXP_SCHEMA_NAME, false) ||
+		procform->pronargs < 1 || procform->proargtypes.values[0] != REGCLASSOID ||
+		procform->proretset)
+		elog(ERROR, "function %s is not a valid orderexp gate", proname);
+	rettype = procform->prorettype;
+	ReleaseSysCache(proctup);
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("orders table must not be null")));
+	check(PG_GETARG_OID(0));
+
+	/* the actual argument types: the body's polymorphic ones resolve alike */
+	argtypes = palloc(nargs * sizeof(Oid));
+	values = palloc(nargs * sizeof(Datum));
+	nulls = palloc(nargs + 1);
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "SELECT %s(",
+					 quote_qualified_identifier(ORDEREXP_SCHEMA_NAME,
+												psprintf("_%s", proname)));
+	for (i = 0; i < nargs; i++)
+	{
+		argtypes[i] = get_fn_expr_argtype(fcinfo->flinfo, i);
+		if (!OidIsValid(argtypes[i]))
+			elog(ERROR, "could not determine the type of argument %d of %s", i + 1, proname);
+		values[i] = PG_GETARG_DATUM(i);
+		nulls[i] = PG_ARGISNULL(i) ? 'n' : ' ';
+		appendStringInfo(&sql, "%s$%d", i > 0 ? ", " : "", i + 1);
+	}
+	nulls[nargs] = '\0';
+	appendStringInfoChar(&sql, ')');
+
+	if (IsPolymorphicType(rettype))
+		rettype = get_fn_expr_rettype(fcinfo->flinfo);
+	result = orderexp_call_as_owner(sql.data, nargs, argtypes, values, nulls,
+									rettype, &isnull);
+	if (isnull)
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(result);
+}
+
+/*
+ * orderexp_gate: the C symbol of every orderexp function that changes
+ * orders of a table the caller may UPDATE (cancel_order, extend_order, ...).
+ */
+Datum
+orderexp_gate(PG_FUNCTION_ARGS)
+{
+	return gate_call(fcinfo, orderexp_check_order_privilege);
+}
+
+/*
+ * orderexp_owner_gate: the same for functions that register a table or
+ * change its policies; the caller must own the table.
+ */
+Datum
+orderexp_owner_gate(PG_FUNCTION_ARGS)
+{
+	return gate_call(fcinfo, check_table_owner);
+}
+
+/*
+ * orderexp._actor() returns name
+ *		The role on whose behalf the current orderexp call runs: the caller
+ *		of the enclosing gate, else the current user.
+ */
+Datum
+orderexp_actor(PG_FUNCTION_ARGS)
+{
+	Oid			actor = OidIsValid(gate_actor) ? gate_actor : GetUserId();
+
+	PG_RETURN_DATUM(DirectFunctionCall1(namein,
+										CStringGetDatum(GetUserNameFromId(actor, false))));
+}

@@ -1,0 +1,738 @@
+/*
+ * Reliability and security: one privilege model for every function that
+ * changes orders.
+ *
+ * orderexp's tables belong to the extension owner; no other role has rights
+ * on them.  A function that changes orders is split in two (gate.c):
+ *
+ *   orderexp.<name>(orders regclass, ...)   the public gate, C symbol
+ *                                           orderexp_gate: checks that the
+ *                                           caller may UPDATE the orders
+ *                                           table (42501 otherwise), then
+ *                                           calls the body as the extension
+ *                                           owner with the same arguments
+ *   orderexp._<name>(orders regclass, ...)  the body, same argument types,
+ *                                           no defaults, kept from PUBLIC;
+ *                                           orderexp._actor() names the role
+ *                                           on whose behalf it runs
+ *
+ * orderexp_owner_gate is the same for set_close_policy and
+ * drop_close_policy, which put triggers on the table: the caller must own
+ * it.  Who may call which gate is granted in 90-privileges.sql.
+ */
+
+/* the role on whose behalf the current orderexp call runs */
+CREATE FUNCTION orderexp._actor()
+RETURNS name
+AS 'MODULE_PATHNAME', 'orderexp_actor'
+LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION orderexp._actor() IS
+	'the role on whose behalf the current orderexp call runs: the caller of the enclosing gate, else current_user';
+
+/* ------------------------------------------------------------------------
+ * Token ids that survive a dump
+ *
+ * A token names its table.  Tokens of 1.0 name it by OID, which a dump and
+ * restore does not keep; so each registered table gets a token id, its OID
+ * when it was registered, kept in a table that is dumped with the data and
+ * maps the id to the table (by regclass, i.e. by name in the dump).  token.c
+ * signs new tokens with the id and looks the table up by it.
+ * ------------------------------------------------------------------------ */
+
+CREATE TABLE orderexp.token_tables (
+	token_relid		oid PRIMARY KEY,
+	order_table		regclass NOT NULL UNIQUE
+					REFERENCES orderexp.tables (order_table) ON DELETE CASCADE
+);
+COMMENT ON TABLE orderexp.token_tables IS
+	'the id by which extension tokens name a registered table: its OID when it was registered, kept across dump and restore';
+
+INSERT INTO orderexp.token_tables (token_relid, order_table)
+SELECT t.order_table::oid, t.order_table FROM orderexp.tables t;
+
+/* a newly registered table gets its OID as token id, or the next free one */
+CREATE FUNCTION orderexp._token_table_registered()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	id bigint := NEW.order_table::oid;
+BEGIN
+	IF EXISTS (SELECT 1 FROM orderexp.token_tables x WHERE x.order_table = NEW.order_table) THEN
+		RETURN NULL;
+	END IF;
+	WHILE EXISTS (SELECT 1 FROM orderexp.token_tables x WHERE x.token_relid = id::oid) LOOP
+		id := CASE WHEN id >= 4294967295 THEN 16384 ELSE id + 1 END;
+	END LOOP;
+	INSERT INTO orderexp.token_tables (token_relid, order_table) VALUES (id::oid, NEW.order_table);
+	RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER token_table_registered AFTER INSERT ON orderexp.tables
+	FOR EACH ROW EXECUTE FUNCTION orderexp._token_table_registered();
+
+/*
+ * Restoring a dump: the rows made for the restored registrations give way
+ * to the dumped ones, which carry the ids the dumped tokens name.
+ */
+CREATE FUNCTION orderexp._token_table_restored()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	DELETE FROM orderexp.token_tables x
+	 WHERE x.order_table = NEW.order_table OR x.token_relid = NEW.token_relid;
+	RETURN NEW;
+END;
+$$;
+
+CREATE TRIGGER token_table_restored BEFORE INSERT ON orderexp.token_tables
+	FOR EACH ROW EXECUTE FUNCTION orderexp._token_table_restored();
+
+SELECT pg_catalog.pg_extension_config_dump('orderexp.token_tables', '');
+REVOKE ALL ON orderexp.token_tables FROM PUBLIC;
+REVOKE ALL ON FUNCTION orderexp._token_table_registered() FROM PUBLIC;
+REVOKE ALL ON FUNCTION orderexp._token_table_restored() FROM PUBLIC;
+
+/* ------------------------------------------------------------------------
+ * Bodies of the 1.0 order operations, now run by their gates as the
+ * extension owner; the events name the actor instead of current_user.
+ * ------------------------------------------------------------------------ */
+
+CREATE FUNCTION orderexp._cancel_order(orders regclass, order_key anyelement, reason text)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	cfg orderexp.tables;
+	k	text;
+	st	text;
+	payload jsonb;
+BEGIN
+	cfg := orderexp._config(orders);
+	k := orderexp._key_text(cfg, order_key::text);
+	st := orderexp._lock_order(cfg, k);
+
+	IF st IS NOT DISTINCT FROM cfg.cancelled_value THEN
+		RETURN false;
+	END IF;
+	IF st IS DISTINCT FROM cfg.unpaid_value THEN
+		RAISE EXCEPTION 'order % in table % is not unpaid', k, orders
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = format('Its status is %s.', coalesce(quote_literal(st), 'NULL'));
+	END IF;
+
+	EXECUTE format('UPDATE %s o SET %I = $2::text::%s WHERE o.%I = $1::%s RETURNING %s',
+				   orders, cfg.status_column,
+				   orderexp._status_type(cfg),
+				   cfg.key_column, cfg.key_type, orderexp._payload_expr(cfg))
+		INTO payload USING k, cfg.cancelled_value;
+	DELETE FROM orderexp.timers t WHERE t.order_table = orders AND t.order_key = k;
+
+	PERFORM orderexp._emit(cfg, 'cancelled', k,
+		jsonb_build_object('order_table', orders::text, 'order_key', k,
+						   'reason', reason, 'cancelled_by', orderexp._actor()::text,
+						   'order', payload));
+	RETURN true;
+END;
+$$;
+
+CREATE FUNCTION orderexp._cancel_orders(orders regclass, order_keys anyarray, reason text)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	cfg orderexp.tables;
+	keys text[];
+	n integer;
+BEGIN
+	cfg := orderexp._config(orders);
+	IF order_keys IS NULL THEN
+		RAISE EXCEPTION 'order keys must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF array_position(order_keys, NULL) IS NOT NULL THEN
+		RAISE EXCEPTION 'order keys must not contain null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	/* canonical, distinct, sorted: locks are taken in key order */
+	EXECUTE format('SELECT coalesce(array_agg(DISTINCT k::%s::text ORDER BY k::%s::text), ''{}'') FROM unnest($1::text[]) k',
+				   cfg.key_type, cfg.key_type)
+		INTO keys USING order_keys::text[];
+
+	PERFORM 1 FROM orderexp.timers t
+	 WHERE t.order_table = orders AND t.order_key = ANY (keys)
+	 ORDER BY t.order_key
+	   FOR UPDATE;
+
+	EXECUTE format($q$
+		WITH c AS (
+			UPDATE %1$s o SET %2$I = $3::text::%3$s
+			 WHERE o.%4$I = ANY ($1::%5$s[]) AND o.%2$I = $2::text::%3$s
+			RETURNING o.%4$I::text AS k, %6$s AS cols),
+		d AS (
+			DELETE FROM orderexp.timers t USING c
+			 WHERE t.order_table = %7$L::regclass AND t.order_key = c.k),
+		e AS (
+			INSERT INTO orderexp.outbox (kind, order_table, order_key, channel, payload)
+			SELECT 'cancelled', %7$L::regclass, c.k, ch,
+				   jsonb_build_object('order_table', %8$L, 'order_key', c.k,
+									  'reason', $4, 'cancelled_by', orderexp._actor()::text,
+									  'order', c.cols)
+			  FROM c CROSS JOIN unnest($5::text[]) ch)
+		SELECT count(*) FROM c$q$,
+		orders, cfg.status_column,
+		orderexp._status_type(cfg),
+		cfg.key_column, cfg.key_type, orderexp._payload_expr(cfg),
+		orders::oid::text, orders::text)
+		INTO n USING keys, cfg.unpaid_value, cfg.cancelled_value, reason, cfg.channels;
+
+	IF n > 0 THEN
+		PERFORM pg_notify('orderexp', json_build_object('kind', 'cancelled', 'table', orders::text,
+														'count', n)::text);
+	END IF;
+	RETURN n;
+END;
+$$;
+
+CREATE FUNCTION orderexp._extend_order(orders regclass, order_key anyelement, "by" interval)
+RETURNS timestamptz
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	cfg orderexp.tables;
+	k	text;
+	st	text;
+	tm	orderexp.timers;
+	pol	orderexp.policies;
+	step interval;
+	new_close timestamptz;
+BEGIN
+	cfg := orderexp._config(orders);
+	k := orderexp._key_text(cfg, order_key::text);
+	IF "by" IS NOT NULL AND ("by" <= interval '0' OR "by" > interval '100 years') THEN
+		RAISE EXCEPTION 'extension must be positive and at most 100 years'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('by is %s.', "by");
+	END IF;
+	st := orderexp._lock_order(cfg, k);
+	IF st IS DISTINCT FROM cfg.unpaid_value THEN
+		RAISE EXCEPTION 'order % in table % is not unpaid', k, orders
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = format('Its status is %s.', coalesce(quote_literal(st), 'NULL'));
+	END IF;
+	SELECT * INTO tm FROM orderexp.timers t WHERE t.order_table = orders AND t.order_key = k;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'order % in table % is not tracked', k, orders
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'No close policy applies to its category.';
+	END IF;
+	SELECT * INTO pol FROM orderexp.policies p WHERE p.id = tm.policy_id;
+	step := coalesce("by", pol.extend_by);
+	IF step IS NULL THEN
+		RAISE EXCEPTION 'no extension interval given'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'The close policy of this order has no extend_by.',
+				  HINT = 'Pass "by", or set extend_by in the policy.';
+	END IF;
+
+	new_close := tm.close_at + step;
+	UPDATE orderexp.timers t
+	   SET close_at = new_close,
+		   remind_at = new_close - pol.remind_before,
+		   extensions = t.extensions + 1
+	 WHERE t.order_table = orders AND t.order_key = k;
+
+	PERFORM orderexp._emit(cfg, 'extended', k,
+		jsonb_build_object('order_table', orders::text, 'order_key', k,
+						   'close_at', new_close, 'previous_close_at', tm.close_at,
+						   'extended_by', orderexp._iso_interval(step), 'extensions', tm.extensions + 1,
+						   'extensions_left', greatest(pol.max_extensions - tm.token_extensions, 0),
+						   'extended_by_role', orderexp._actor()::text, 'via', 'operator',
+						   'order', orderexp._order_cols(cfg, k)));
+	RETURN new_close;
+END;
+$$;
+
+/* ------------------------------------------------------------------------
+ * The gates.  CREATE OR REPLACE keeps the 1.0 functions' identities (and
+ * anything that depends on them); only their language changes.
+ * ------------------------------------------------------------------------ */
+
+CREATE OR REPLACE FUNCTION orderexp.cancel_order(orders regclass, order_key anyelement, reason text DEFAULT NULL)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'orderexp_gate'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+
+CREATE OR REPLACE FUNCTION orderexp.cancel_orders(orders regclass, order_keys anyarray, reason text DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'orderexp_gate'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+
+CREATE OR REPLACE FUNCTION orderexp.extend_order(orders regclass, order_key anyelement, "by" interval DEFAULT NULL)
+RETURNS timestamptz
+AS 'MODULE_PATHNAME', 'orderexp_gate'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+
+/* ------------------------------------------------------------------------
+ * Policies: bodies as in 1.0, and owner gates in place of the functions.
+ * ------------------------------------------------------------------------ */
+
+CREATE FUNCTION orderexp._set_close_policy(
+	orders				regclass,
+	close_after			interval,
+	remind_before		interval,
+	extend_by			interval,
+	max_extensions		integer,
+	category			text,
+	key_column			name,
+	status_column		name,
+	created_column		name,
+	category_column		name,
+	unpaid_value		text,
+	closed_value		text,
+	cancelled_value		text,
+	payload_columns		name[],
+	channels			text[],
+	reschedule			boolean)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	old_cfg		orderexp.tables;
+	cfg			orderexp.tables;
+	rel			record;
+	att			record;
+	pk_cols		int2[];
+	is_new		boolean;
+	policy_id	integer;
+	had_policy	boolean;
+	col			name;
+BEGIN
+	/* --- arguments that must be given --- */
+	IF orders IS NULL THEN
+		RAISE EXCEPTION 'orders table must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF close_after IS NULL THEN
+		RAISE EXCEPTION 'close_after must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF max_extensions IS NULL THEN
+		RAISE EXCEPTION 'max_extensions must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF reschedule IS NULL THEN
+		RAISE EXCEPTION 'reschedule must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+
+	/* --- intervals --- */
+	IF close_after <= interval '0' THEN
+		RAISE EXCEPTION 'close_after must be positive'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('close_after is %s.', close_after);
+	END IF;
+	IF close_after > interval '100 years' THEN
+		RAISE EXCEPTION 'close_after must be at most 100 years'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('close_after is %s.', close_after);
+	END IF;
+	IF remind_before IS NOT NULL AND remind_before <= interval '0' THEN
+		RAISE EXCEPTION 'remind_before must be positive'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('remind_before is %s.', remind_before),
+				  HINT = 'Pass NULL for no reminders.';
+	END IF;
+	IF remind_before IS NOT NULL AND remind_before >= close_after THEN
+		RAISE EXCEPTION 'remind_before must be shorter than close_after'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('remind_before is %s, close_after is %s.', remind_before, close_after);
+	END IF;
+	IF extend_by IS NOT NULL AND (extend_by <= interval '0' OR extend_by > interval '100 years') THEN
+		RAISE EXCEPTION 'extend_by must be positive and at most 100 years'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('extend_by is %s.', extend_by);
+	END IF;
+	IF max_extensions < 0 THEN
+		RAISE EXCEPTION 'max_extensions must not be negative'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('max_extensions is %s.', max_extensions);
+	END IF;
+	IF max_extensions > 0 AND extend_by IS NULL THEN
+		RAISE EXCEPTION 'max_extensions needs extend_by'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Give extend_by, the interval each extension adds.';
+	END IF;
+
+	/* --- the table --- */
+	SELECT c.oid, c.relkind, c.relpersistence INTO rel FROM pg_class c WHERE c.oid = orders;
+	IF rel.relkind IS NULL THEN
+		RAISE EXCEPTION 'relation with OID % does not exist', orders::oid
+			USING ERRCODE = 'undefined_table';
+	END IF;
+	IF rel.relkind NOT IN ('r', 'p') THEN
+		RAISE EXCEPTION '% is not a table', orders
+			USING ERRCODE = 'wrong_object_type',
+				  DETAIL = 'Only ordinary and partitioned tables can be registered.';
+	END IF;
+	IF rel.relpersistence = 't' THEN
+		RAISE EXCEPTION 'temporary table % cannot be registered', orders
+			USING ERRCODE = 'wrong_object_type',
+				  DETAIL = 'The background worker cannot see temporary tables.';
+	END IF;
+
+	SELECT * INTO old_cfg FROM orderexp.tables t WHERE t.order_table = orders FOR UPDATE;
+	is_new := NOT FOUND;
+
+	cfg.order_table := orders;
+	cfg.key_column := coalesce(key_column, old_cfg.key_column);
+	cfg.status_column := coalesce(status_column, old_cfg.status_column, 'status');
+	cfg.created_column := coalesce(created_column, old_cfg.created_column, 'created_at');
+	cfg.category_column := coalesce(category_column, old_cfg.category_column);
+	cfg.unpaid_value := coalesce(unpaid_value, old_cfg.unpaid_value, 'unpaid');
+	cfg.closed_value := coalesce(closed_value, old_cfg.closed_value, 'closed');
+	cfg.cancelled_value := coalesce(cancelled_value, old_cfg.cancelled_value, 'cancelled');
+	cfg.payload_columns := coalesce(payload_columns, old_cfg.payload_columns, '{}');
+	cfg.channels := coalesce(channels, old_cfg.channels, '{email}');
+
+	/* --- key column: the primary key unless named, then it must be unique --- */
+	IF cfg.key_column IS NULL THEN
+		SELECT i.indkey::int2[] INTO pk_cols
+		  FROM pg_index i WHERE i.indrelid = orders AND i.indisprimary;
+		IF pk_cols IS NULL THEN
+			RAISE EXCEPTION 'table % has no primary key', orders
+				USING ERRCODE = 'invalid_table_definition',
+					  HINT = 'Add a single-column primary key or name a unique key column with key_column.';
+		END IF;
+		IF cardinality(pk_cols) <> 1 THEN
+			RAISE EXCEPTION 'primary key of table % has % columns', orders, cardinality(pk_cols)
+				USING ERRCODE = 'invalid_table_definition',
+					  HINT = 'Name a unique key column with key_column.';
+		END IF;
+		SELECT a.attname INTO cfg.key_column
+		  FROM pg_attribute a WHERE a.attrelid = orders AND a.attnum = pk_cols[array_lower(pk_cols, 1)];
+	END IF;
+
+	SELECT a.attnum, a.atttypid::regtype AS typ INTO att
+	  FROM pg_attribute a
+	 WHERE a.attrelid = orders AND a.attname = cfg.key_column AND NOT a.attisdropped AND a.attnum > 0;
+	IF att.attnum IS NULL THEN
+		RAISE EXCEPTION 'column "%" of table % does not exist', cfg.key_column, orders
+			USING ERRCODE = 'undefined_column', HINT = 'Check key_column.';
+	END IF;
+	IF att.typ NOT IN ('bigint'::regtype, 'integer'::regtype, 'uuid'::regtype,
+					   'text'::regtype, 'character varying'::regtype) THEN
+		RAISE EXCEPTION 'key column "%" of table % has unsupported type %', cfg.key_column, orders, att.typ
+			USING ERRCODE = 'datatype_mismatch',
+				  DETAIL = 'Supported key types are bigint, integer, uuid, text and varchar.';
+	END IF;
+	cfg.key_type := att.typ;
+	IF NOT EXISTS (SELECT 1 FROM pg_index i
+					WHERE i.indrelid = orders AND i.indisunique AND i.indnkeyatts = 1
+					  AND i.indkey[0] = att.attnum AND i.indpred IS NULL AND i.indexprs IS NULL) THEN
+		RAISE EXCEPTION 'key column "%" of table % is not unique', cfg.key_column, orders
+			USING ERRCODE = 'invalid_table_definition',
+				  HINT = 'The key column needs a primary key or unique index of its own.';
+	END IF;
+
+	/* --- status column and values --- */
+	SELECT a.attnum, a.atttypid, t.typtype, t.typcategory, format_type(a.atttypid, a.atttypmod) AS typ
+	  INTO att
+	  FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+	 WHERE a.attrelid = orders AND a.attname = cfg.status_column AND NOT a.attisdropped AND a.attnum > 0;
+	IF att.attnum IS NULL THEN
+		RAISE EXCEPTION 'column "%" of table % does not exist', cfg.status_column, orders
+			USING ERRCODE = 'undefined_column', HINT = 'Check status_column.';
+	END IF;
+	IF att.typcategory <> 'S' AND att.typtype <> 'e' THEN
+		RAISE EXCEPTION 'status column "%" of table % has unsupported type %', cfg.status_column, orders, att.typ
+			USING ERRCODE = 'datatype_mismatch',
+				  DETAIL = 'The status column must be of a string type or an enum.';
+	END IF;
+	IF cfg.unpaid_value = '' OR cfg.closed_value = '' OR cfg.cancelled_value = '' THEN
+		RAISE EXCEPTION 'status values must not be empty' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF cfg.unpaid_value IN (cfg.closed_value, cfg.cancelled_value) OR cfg.closed_value = cfg.cancelled_value THEN
+		RAISE EXCEPTION 'status values must be distinct'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('unpaid %L, closed %L, cancelled %L.',
+								  cfg.unpaid_value, cfg.closed_value, cfg.cancelled_value);
+	END IF;
+	DECLARE
+		v text;
+		ok boolean;
+	BEGIN
+		FOREACH v IN ARRAY ARRAY[cfg.unpaid_value, cfg.closed_value, cfg.cancelled_value] LOOP
+			BEGIN
+				EXECUTE format('SELECT %L::%s::text = %L', v, att.typ, v) INTO ok;
+				IF NOT ok THEN
+					/* e.g. silently cut to fit a varchar(n) */
+					RAISE EXCEPTION USING ERRCODE = 'invalid_text_representation';
+				END IF;
+			EXCEPTION WHEN data_exception THEN
+				RAISE EXCEPTION 'status value % is not valid for column "%" of type %', quote_literal(v), cfg.status_column, att.typ
+					USING ERRCODE = 'invalid_parameter_value';
+			END;
+		END LOOP;
+	END;
+
+	/* --- created-at column --- */
+	SELECT a.attnum, a.atttypid::regtype AS typ INTO att
+	  FROM pg_attribute a
+	 WHERE a.attrelid = orders AND a.attname = cfg.created_column AND NOT a.attisdropped AND a.attnum > 0;
+	IF att.attnum IS NULL THEN
+		RAISE EXCEPTION 'column "%" of table % does not exist', cfg.created_column, orders
+			USING ERRCODE = 'undefined_column', HINT = 'Check created_column.';
+	END IF;
+	IF att.typ NOT IN ('timestamp with time zone'::regtype, 'timestamp without time zone'::regtype) THEN
+		RAISE EXCEPTION 'created-at column "%" of table % has unsupported type %', cfg.created_column, orders, att.typ
+			USING ERRCODE = 'datatype_mismatch',
+				  DETAIL = 'The created-at column must be timestamptz or timestamp.';
+	END IF;
+
+	/* --- category column and the category argument --- */
+	IF cfg.category_column IS NOT NULL AND NOT EXISTS (
+			SELECT 1 FROM pg_attribute a
+			 WHERE a.attrelid = orders AND a.attname = cfg.category_column AND NOT a.attisdropped AND a.attnum > 0) THEN
+		RAISE EXCEPTION 'column "%" of table % does not exist', cfg.category_column, orders
+			USING ERRCODE = 'undefined_column', HINT = 'Check category_column.';
+	END IF;
+	IF category IS NOT NULL AND cfg.category_column IS NULL THEN
+		RAISE EXCEPTION 'table % has no category column', orders
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Pass category_column to say which column holds the product category.';
+	END IF;
+
+	/* --- payload columns and channels --- */
+	FOREACH col IN ARRAY cfg.payload_columns LOOP
+		IF col IS NULL OR NOT EXISTS (
+				SELECT 1 FROM pg_attribute a
+				 WHERE a.attrelid = orders AND a.attname = col AND NOT a.attisdropped AND a.attnum > 0) THEN
+			RAISE EXCEPTION 'payload column "%" of table % does not exist', col, orders
+				USING ERRCODE = 'undefined_column';
+		END IF;
+	END LOOP;
+	IF cardinality(cfg.channels) = 0 OR array_position(cfg.channels, NULL) IS NOT NULL
+	   OR EXISTS (SELECT 1 FROM unnest(cfg.channels) c WHERE c = '') THEN
+		RAISE EXCEPTION 'channels must be a non-empty array of non-empty names'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('channels is %L.', cfg.channels);
+	END IF;
+
+	/* --- store --- */
+	IF is_new THEN
+		INSERT INTO orderexp.tables (order_table, key_column, key_type, status_column,
+									 created_column, category_column, unpaid_value,
+									 closed_value, cancelled_value, payload_columns, channels)
+		VALUES (cfg.order_table, cfg.key_column, cfg.key_type, cfg.status_column,
+				cfg.created_column, cfg.category_column, cfg.unpaid_value,
+				cfg.closed_value, cfg.cancelled_value, cfg.payload_columns, cfg.channels);
+	ELSE
+		UPDATE orderexp.tables t
+		   SET key_column = cfg.key_column, key_type = cfg.key_type,
+			   status_column = cfg.status_column, created_column = cfg.created_column,
+			   category_column = cfg.category_column, unpaid_value = cfg.unpaid_value,
+			   closed_value = cfg.closed_value, cancelled_value = cfg.cancelled_value,
+			   payload_columns = cfg.payload_columns, channels = cfg.channels,
+			   last_error = NULL, last_error_at = NULL
+		 WHERE t.order_table = orders;
+	END IF;
+	SELECT * INTO cfg FROM orderexp.tables t WHERE t.order_table = orders;
+
+	SELECT p.id INTO policy_id FROM orderexp.policies p
+	 WHERE p.order_table = orders AND p.category IS NOT DISTINCT FROM _set_close_policy.category
+	   FOR UPDATE;
+	had_policy := FOUND;
+	IF had_policy THEN
+		UPDATE orderexp.policies p
+		   SET close_after = _set_close_policy.close_after,
+			   remind_before = _set_close_policy.remind_before,
+			   extend_by = _set_close_policy.extend_by,
+			   max_extensions = _set_close_policy.max_extensions,
+			   updated_at = now()
+		 WHERE p.id = policy_id;
+	ELSE
+		INSERT INTO orderexp.policies (order_table, category, close_after, remind_before,
+									   extend_by, max_extensions)
+		VALUES (orders, category, close_after, remind_before, extend_by, max_extensions)
+		RETURNING id INTO policy_id;
+	END IF;
+
+	PERFORM orderexp._install_triggers(cfg);
+
+	/*
+	 * Track unpaid rows that have no timer yet.  A new category policy takes
+	 * over the orders of its category, which were governed by the default
+	 * policy until now; a changed policy leaves existing deadlines alone
+	 * unless asked to reschedule them.
+	 */
+	PERFORM orderexp._track_existing(cfg, category, is_new,
+									 reschedule OR (category IS NOT NULL AND NOT had_policy));
+
+	RETURN policy_id;
+END;
+$$;
+
+CREATE FUNCTION orderexp._drop_close_policy(orders regclass, category text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	cfg orderexp.tables;
+	pid integer;
+BEGIN
+	cfg := orderexp._config(orders);
+	IF category IS NULL THEN
+		/* forget the table altogether */
+		PERFORM orderexp._drop_triggers(orders);
+		DELETE FROM orderexp.timers t WHERE t.order_table = orders;
+		DELETE FROM orderexp.tables t WHERE t.order_table = orders;	/* cascades to policies */
+		RETURN;
+	END IF;
+
+	DELETE FROM orderexp.policies p
+	 WHERE p.order_table = orders AND p.category = _drop_close_policy.category
+	RETURNING p.id INTO pid;
+	IF pid IS NULL THEN
+		RAISE EXCEPTION 'table % has no close policy for category %', orders, quote_literal(category)
+			USING ERRCODE = 'no_data_found';
+	END IF;
+	/* orders of that category fall back to the table's default policy, if any */
+	DELETE FROM orderexp.timers t WHERE t.order_table = orders AND t.policy_id = pid;
+	PERFORM orderexp._track_existing(cfg, category, false, false);
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION orderexp.set_close_policy(
+	orders				regclass,
+	close_after			interval,
+	remind_before		interval DEFAULT NULL,
+	extend_by			interval DEFAULT NULL,
+	max_extensions		integer DEFAULT 0,
+	category			text DEFAULT NULL,
+	key_column			name DEFAULT NULL,
+	status_column		name DEFAULT NULL,
+	created_column		name DEFAULT NULL,
+	category_column		name DEFAULT NULL,
+	unpaid_value		text DEFAULT NULL,
+	closed_value		text DEFAULT NULL,
+	cancelled_value		text DEFAULT NULL,
+	payload_columns		name[] DEFAULT NULL,
+	channels			text[] DEFAULT NULL,
+	reschedule			boolean DEFAULT false)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'orderexp_owner_gate'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+
+CREATE OR REPLACE FUNCTION orderexp.drop_close_policy(orders regclass, category text DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'orderexp_owner_gate'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+
+/* ------------------------------------------------------------------------
+ * DDL on registered tables
+ *
+ * A registered table may be renamed (the registration names it by OID, and
+ * its triggers go with it).  A mapped column may be renamed: the
+ * registration and the timer triggers, whose arguments name the columns,
+ * follow it.  A mapped column may not be dropped, nor changed to a type
+ * orderexp cannot use, while the table is registered: the ALTER TABLE fails
+ * with a clear error instead of leaving a trigger that would fail every
+ * INSERT and a worker that would fail on the table every minute.
+ * ------------------------------------------------------------------------ */
+
+CREATE FUNCTION orderexp._on_alter_table()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	rel		oid;
+	cfg		orderexp.tables;
+	mapped	name[];
+	missing	name[];
+	renamed	smallint;
+	new_name name;
+	key_typ	regtype;
+	st_ok	boolean;
+BEGIN
+	FOR rel IN
+		SELECT DISTINCT c.objid
+		  FROM pg_event_trigger_ddl_commands() c
+		 WHERE c.classid = 'pg_class'::regclass
+		   AND c.objid IN (SELECT t.order_table FROM orderexp.tables t)
+	LOOP
+		SELECT * INTO cfg FROM orderexp.tables t WHERE t.order_table = rel FOR UPDATE;
+		mapped := ARRAY[cfg.key_column, cfg.status_column, cfg.created_column]
+				  || CASE WHEN cfg.category_column IS NULL THEN '{}'::name[]
+						  ELSE ARRAY[cfg.category_column] END
+				  || cfg.payload_columns;
+		SELECT coalesce(array_agg(DISTINCT m), '{}') INTO missing
+		  FROM unnest(mapped) m
+		 WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a
+							WHERE a.attrelid = rel AND a.attname = m
+							  AND a.attnum > 0 AND NOT a.attisdropped);
+
+		IF cardinality(missing) > 0 THEN
+			/*
+			 * A RENAME COLUMN renames one column: the one mapped name that
+			 * is gone is its old name.
+			 */
+			SELECT min(c.objsubid) INTO renamed
+			  FROM pg_event_trigger_ddl_commands() c
+			 WHERE c.classid = 'pg_class'::regclass AND c.objid = rel
+			   AND c.object_type = 'table column' AND c.objsubid > 0;
+			SELECT a.attname INTO new_name
+			  FROM pg_attribute a
+			 WHERE a.attrelid = rel AND a.attnum = renamed AND NOT a.attisdropped;
+			IF cardinality(missing) <> 1 OR new_name IS NULL THEN
+				RAISE EXCEPTION 'column "%" of table % is mapped by orderexp', missing[1], rel::regclass
+					USING ERRCODE = 'dependent_objects_still_exist',
+						  DETAIL = format('orderexp uses it as %s.',
+										  CASE missing[1] WHEN cfg.key_column THEN 'the key column'
+														  WHEN cfg.status_column THEN 'the status column'
+														  WHEN cfg.created_column THEN 'the created-at column'
+														  WHEN cfg.category_column THEN 'the category column'
+														  ELSE 'a payload column' END),
+						  HINT = 'Map another column with orderexp.set_close_policy(), or unregister the table with orderexp.drop_close_policy(), first.';
+			END IF;
+			UPDATE orderexp.tables t
+			   SET key_column = CASE WHEN t.key_column = missing[1] THEN new_name ELSE t.key_column END,
+				   status_column = CASE WHEN t.status_column = missing[1] THEN new_name ELSE t.status_column END,
+				   created_column = CASE WHEN t.created_column = missing[1] THEN new_name ELSE t.created_column END,
+				   category_column = CASE WHEN t.category_column = missing[1] THEN new_name ELSE t.category_column END,
+				   payload_columns = array_replace(t.payload_columns, missing[1], new_name)
+			 WHERE t.order_table = rel
+			RETURNING * INTO cfg;
+			PERFORM orderexp._install_triggers(cfg);
+		END IF;
+
+		/* the types the registration relies on */
+		SELECT a.atttypid::regtype INTO key_typ
+		  FROM pg_attribute a WHERE a.attrelid = rel AND a.attname = cfg.key_column AND NOT a.attisdropped;
+		IF key_typ IS DISTINCT FROM cfg.key_type THEN
+			RAISE EXCEPTION 'cannot change the type of column "%" of table %', cfg.key_column, rel::regclass
+				USING ERRCODE = 'feature_not_supported',
+					  DETAIL = format('It is the key orderexp tracks the orders by, of type %s.', cfg.key_type),
+					  HINT = 'Unregister the table with orderexp.drop_close_policy() first.';
+		END IF;
+		SELECT t.typcategory = 'S' OR t.typtype = 'e' INTO st_ok
+		  FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+		 WHERE a.attrelid = rel AND a.attname = cfg.status_column AND NOT a.attisdropped;
+		IF NOT st_ok THEN
+			RAISE EXCEPTION 'status column "%" of table % must stay of a string type or an enum',
+				cfg.status_column, rel::regclass
+				USING ERRCODE = 'datatype_mismatch';
+		END IF;
+	END LOOP;
+END;
+$$;
+REVOKE ALL ON FUNCTION orderexp._on_alter_table() FROM PUBLIC;
+
+CREATE EVENT TRIGGER orderexp_alter_table ON ddl_command_end
+	WHEN TAG IN ('ALTER TABLE')
+	EXECUTE FUNCTION orderexp._on_alter_table();
