@@ -397,7 +397,8 @@ SELECT (SELECT count(*) FROM due), (SELECT count(*) FROM busy), (SELECT count(*)
 END;
 $$;
 
-/* --- order operations (redefined: each writes its audit row) -------------- */
+/* --- order operations (bodies of the gates of 10-reliability.sql, redefined:
+ * each writes its audit row; the actor is taken in one place, _actor()) --- */
 
 /* one audit row (the functions below take their actor in one place) */
 CREATE FUNCTION orderexp._audit(orders regclass, k text, action text, via text, actor name,
@@ -413,13 +414,13 @@ AS $$
 			deadline, previous_deadline)
 $$;
 
-CREATE OR REPLACE FUNCTION orderexp.cancel_order(orders regclass, order_key anyelement, reason text DEFAULT NULL)
+CREATE OR REPLACE FUNCTION orderexp._cancel_order(orders regclass, order_key anyelement, reason text)
 RETURNS boolean
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	actor name := current_user;
+	actor name := orderexp._actor();
 	cfg orderexp.tables;
 	k	text;
 	st	text;
@@ -457,13 +458,13 @@ BEGIN
 END;
 $$;
 
-CREATE OR REPLACE FUNCTION orderexp.cancel_orders(orders regclass, order_keys anyarray, reason text DEFAULT NULL)
+CREATE OR REPLACE FUNCTION orderexp._cancel_orders(orders regclass, order_keys anyarray, reason text)
 RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	actor name := current_user;
+	actor name := orderexp._actor();
 	cfg orderexp.tables;
 	keys text[];
 	n integer;
@@ -522,13 +523,13 @@ BEGIN
 END;
 $$;
 
-CREATE OR REPLACE FUNCTION orderexp.extend_order(orders regclass, order_key anyelement, "by" interval DEFAULT NULL)
+CREATE OR REPLACE FUNCTION orderexp._extend_order(orders regclass, order_key anyelement, "by" interval)
 RETURNS timestamptz
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	actor name := current_user;
+	actor name := orderexp._actor();
 	cfg orderexp.tables;
 	k	text;
 	st	text;
@@ -655,14 +656,15 @@ $$;
 
 /* --- reopen --------------------------------------------------------------- */
 
-CREATE FUNCTION orderexp.reopen_order(orders regclass, order_key anyelement,
-									  close_after interval DEFAULT NULL, reason text DEFAULT NULL)
+/* the body; the gate orderexp.reopen_order is below */
+CREATE FUNCTION orderexp._reopen_order(orders regclass, order_key anyelement,
+									   close_after interval, reason text)
 RETURNS timestamptz
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	actor name := current_user;
+	actor name := orderexp._actor();
 	cfg orderexp.tables;
 	k	text;
 	st	text;
@@ -753,6 +755,11 @@ BEGIN
 	RETURN new_close;
 END;
 $$;
+CREATE FUNCTION orderexp.reopen_order(orders regclass, order_key anyelement,
+									  close_after interval DEFAULT NULL, reason text DEFAULT NULL)
+RETURNS timestamptz
+AS 'MODULE_PATHNAME', 'orderexp_gate'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
 COMMENT ON FUNCTION orderexp.reopen_order(regclass, anyelement, interval, text) IS
 	'set an order orderexp closed or cancelled back to unpaid with a fresh deadline (NULL: the policy''s); returns it';
 
@@ -775,6 +782,11 @@ DECLARE
 	k	text;
 BEGIN
 	cfg := orderexp._config(orders);
+	IF NOT has_table_privilege(orders, 'SELECT') THEN
+		RAISE EXCEPTION 'permission denied for table %', orders
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = 'The history of an order is shown to roles that may read its table.';
+	END IF;
 	k := orderexp._key_text(cfg, order_key::text);
 	RETURN QUERY
 		SELECT a.id, a.at, a.action, a.via, a.actor, a.reason, a.policy_id, a.policy_version,
@@ -798,6 +810,7 @@ CREATE FUNCTION orderexp.forget_before(cutoff timestamptz,
 									   OUT audit_rows bigint, OUT outcome_rows bigint)
 RETURNS record
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -838,15 +851,15 @@ BEGIN
 END;
 $$;
 
-CREATE FUNCTION orderexp.start_experiment(orders regclass, variants interval[],
-										  weights integer[] DEFAULT NULL,
-										  category text DEFAULT NULL)
+/* bodies of owner gates: the caller must own the orders table */
+CREATE FUNCTION orderexp._start_experiment(orders regclass, variants interval[],
+										   weights integer[], category text)
 RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	actor name := current_user;
+	actor name := orderexp._actor();
 	pol orderexp.policies;
 	w	integer[];
 	exp_id integer;
@@ -899,16 +912,22 @@ BEGIN
 	RETURN exp_id;
 END;
 $$;
+CREATE FUNCTION orderexp.start_experiment(orders regclass, variants interval[],
+										  weights integer[] DEFAULT NULL,
+										  category text DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'orderexp_owner_gate'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
 COMMENT ON FUNCTION orderexp.start_experiment(regclass, interval[], integer[], text) IS
 	'start an A/B test of the timeout of a policy: new orders get variant i''s close_after with probability weights[i]/sum(weights); returns the experiment id';
 
-CREATE FUNCTION orderexp.end_experiment(orders regclass, winner integer, category text DEFAULT NULL)
+CREATE FUNCTION orderexp._end_experiment(orders regclass, winner integer, category text)
 RETURNS interval
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	actor name := current_user;
+	actor name := orderexp._actor();
 	pol orderexp.policies;
 	ex	orderexp.experiments;
 BEGIN
@@ -934,6 +953,10 @@ BEGIN
 	RETURN ex.variants[winner];
 END;
 $$;
+CREATE FUNCTION orderexp.end_experiment(orders regclass, winner integer, category text DEFAULT NULL)
+RETURNS interval
+AS 'MODULE_PATHNAME', 'orderexp_owner_gate'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
 COMMENT ON FUNCTION orderexp.end_experiment(regclass, integer, text) IS
 	'end the running experiment of a policy: variant winner''s close_after becomes the policy''s; returns it';
 
@@ -1044,17 +1067,21 @@ REVOKE ALL ON SEQUENCE orderexp.experiments_id_seq, orderexp.audit_id_seq FROM P
 REVOKE ALL ON FUNCTION orderexp.outcome_trigger() FROM PUBLIC;
 REVOKE ALL ON FUNCTION orderexp._policy_version() FROM PUBLIC;
 REVOKE ALL ON FUNCTION orderexp.forget_before(timestamptz) FROM PUBLIC;
-REVOKE ALL ON FUNCTION orderexp.start_experiment(regclass, interval[], integer[], text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION orderexp.end_experiment(regclass, integer, text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION orderexp.reopen_order(regclass, anyelement, interval, text) FROM PUBLIC;
+/* (the gates and their bodies are kept from PUBLIC by 90-privileges.sql) */
 
-/* support reads history and statistics; the application reopens */
-GRANT SELECT ON orderexp.audit, orderexp.outcomes, orderexp.policy_versions,
-	orderexp.experiments TO orderexp_admin, orderexp_app;
-GRANT SELECT ON orderexp.policy_stats, orderexp.experiment_stats TO orderexp_admin, orderexp_app;
-GRANT INSERT ON orderexp.audit TO orderexp_app;
-GRANT USAGE ON SEQUENCE orderexp.audit_id_seq TO orderexp_app;
-GRANT EXECUTE ON FUNCTION orderexp.reopen_order(regclass, anyelement, interval, text) TO orderexp_app;
+/*
+ * The application reopens orders (the gate still wants UPDATE on the orders
+ * table) and shows their history (which wants SELECT on it, and reads the
+ * audit trail and the events' ids and delivery state with the caller's
+ * rights); the administrator runs experiments and reads the statistics.
+ */
+GRANT EXECUTE ON FUNCTION orderexp.reopen_order(regclass, anyelement, interval, text)
+	TO orderexp_app;
+GRANT SELECT ON orderexp.audit TO orderexp_app, orderexp_admin;
+GRANT SELECT (id, kind, order_table, order_key, created_at, delivered_at) ON orderexp.outbox
+	TO orderexp_app, orderexp_admin;
 GRANT EXECUTE ON FUNCTION orderexp.start_experiment(regclass, interval[], integer[], text),
 	orderexp.end_experiment(regclass, integer, text),
 	orderexp.forget_before(timestamptz) TO orderexp_admin;
+GRANT SELECT ON orderexp.outcomes, orderexp.policy_versions, orderexp.experiments,
+	orderexp.policy_stats, orderexp.experiment_stats TO orderexp_admin;
