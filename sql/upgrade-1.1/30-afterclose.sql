@@ -768,39 +768,58 @@ COMMENT ON FUNCTION orderexp.reopen_order(regclass, anyelement, interval, text) 
 /*
  * What orderexp did to one order, oldest first, with the events each change
  * wrote (matched by order, kind and transaction time, as both take now()).
+ * The body reads orderexp's tables as the owner, so it is behind a gate
+ * (history_json: the caller needs UPDATE on the orders table, as for every
+ * other order function); history() unpacks its result into rows.
  */
-CREATE FUNCTION orderexp.history(orders regclass, order_key anyelement)
-RETURNS TABLE (id bigint, at timestamptz, action text, via text, actor name, reason text,
-			   policy_id integer, policy_version integer, variant integer,
-			   deadline timestamptz, previous_deadline timestamptz,
-			   event_ids bigint[], delivered boolean)
+CREATE FUNCTION orderexp._history_json(orders regclass, order_key anyelement)
+RETURNS jsonb
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	cfg orderexp.tables;
 	k	text;
+	result jsonb;
 BEGIN
 	cfg := orderexp._config(orders);
-	IF NOT has_table_privilege(orders, 'SELECT') THEN
-		RAISE EXCEPTION 'permission denied for table %', orders
-			USING ERRCODE = 'insufficient_privilege',
-				  DETAIL = 'The history of an order is shown to roles that may read its table.';
-	END IF;
 	k := orderexp._key_text(cfg, order_key::text);
-	RETURN QUERY
-		SELECT a.id, a.at, a.action, a.via, a.actor, a.reason, a.policy_id, a.policy_version,
-			   a.variant, a.deadline, a.previous_deadline, ev.ids, ev.delivered
-		  FROM orderexp.audit a
-		  LEFT JOIN LATERAL (
-				SELECT array_agg(o.id ORDER BY o.id) AS ids,
-					   bool_and(o.delivered_at IS NOT NULL) AS delivered
-				  FROM orderexp.outbox o
-				 WHERE o.order_table = a.order_table AND o.order_key = a.order_key
-				   AND o.kind = a.action AND o.created_at = a.at) ev ON true
-		 WHERE a.order_table = orders AND a.order_key = k
-		 ORDER BY a.id;
+	SELECT coalesce(jsonb_agg(to_jsonb(h) ORDER BY h.id), '[]') INTO result
+	  FROM (SELECT a.id, a.at, a.action, a.via, a.actor, a.reason, a.policy_id, a.policy_version,
+				   a.variant, a.deadline, a.previous_deadline, ev.ids AS event_ids, ev.delivered
+			  FROM orderexp.audit a
+			  LEFT JOIN LATERAL (
+					SELECT array_agg(o.id ORDER BY o.id) AS ids,
+						   bool_and(o.delivered_at IS NOT NULL) AS delivered
+					  FROM orderexp.outbox o
+					 WHERE o.order_table = a.order_table AND o.order_key = a.order_key
+					   AND o.kind = a.action AND o.created_at = a.at) ev ON true
+			 WHERE a.order_table = orders AND a.order_key = k) h;
+	RETURN result;
 END;
+$$;
+
+CREATE FUNCTION orderexp.history_json(orders regclass, order_key anyelement)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'orderexp_gate'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION orderexp.history_json(regclass, anyelement) IS
+	'history() of one order as a JSON array, oldest first';
+
+CREATE FUNCTION orderexp.history(orders regclass, order_key anyelement)
+RETURNS TABLE (id bigint, at timestamptz, action text, via text, actor name, reason text,
+			   policy_id integer, policy_version integer, variant integer,
+			   deadline timestamptz, previous_deadline timestamptz,
+			   event_ids bigint[], delivered boolean)
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT h.* FROM jsonb_to_recordset(orderexp.history_json(orders, order_key))
+		AS h(id bigint, at timestamptz, action text, via text, actor name, reason text,
+			 policy_id integer, policy_version integer, variant integer,
+			 deadline timestamptz, previous_deadline timestamptz,
+			 event_ids bigint[], delivered boolean)
+	 ORDER BY h.id
 $$;
 COMMENT ON FUNCTION orderexp.history(regclass, anyelement) IS
 	'every change orderexp made to one order, oldest first, with the ids and delivery state of its events';
@@ -944,7 +963,7 @@ BEGIN
 				  DETAIL = format('winner is %s.', coalesce(winner::text, 'NULL'));
 	END IF;
 	UPDATE orderexp.experiments e
-	   SET ended_at = now(), ended_by = actor, winner = end_experiment.winner
+	   SET ended_at = now(), ended_by = actor, winner = _end_experiment.winner
 	 WHERE e.id = ex.id;
 	/* the winner becomes the policy; orders already tracked keep their deadlines */
 	UPDATE orderexp.policies p
@@ -1070,18 +1089,16 @@ REVOKE ALL ON FUNCTION orderexp.forget_before(timestamptz) FROM PUBLIC;
 /* (the gates and their bodies are kept from PUBLIC by 90-privileges.sql) */
 
 /*
- * The application reopens orders (the gate still wants UPDATE on the orders
- * table) and shows their history (which wants SELECT on it, and reads the
- * audit trail and the events' ids and delivery state with the caller's
- * rights); the administrator runs experiments and reads the statistics.
+ * The application reopens orders and reads their history (the gates still
+ * want UPDATE on the orders table); the administrator runs experiments,
+ * prunes, and reads the statistics (views: no privilege on the tables).
  */
-GRANT EXECUTE ON FUNCTION orderexp.reopen_order(regclass, anyelement, interval, text)
+GRANT EXECUTE ON FUNCTION orderexp.reopen_order(regclass, anyelement, interval, text),
+	orderexp.history_json(regclass, anyelement)
 	TO orderexp_app;
-GRANT SELECT ON orderexp.audit TO orderexp_app, orderexp_admin;
-GRANT SELECT (id, kind, order_table, order_key, created_at, delivered_at) ON orderexp.outbox
-	TO orderexp_app, orderexp_admin;
+REVOKE ALL ON FUNCTION orderexp.history(regclass, anyelement) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION orderexp.history(regclass, anyelement) TO orderexp_app;
 GRANT EXECUTE ON FUNCTION orderexp.start_experiment(regclass, interval[], integer[], text),
 	orderexp.end_experiment(regclass, integer, text),
 	orderexp.forget_before(timestamptz) TO orderexp_admin;
-GRANT SELECT ON orderexp.outcomes, orderexp.policy_versions, orderexp.experiments,
-	orderexp.policy_stats, orderexp.experiment_stats TO orderexp_admin;
+GRANT SELECT ON orderexp.policy_stats, orderexp.experiment_stats TO orderexp_admin;
