@@ -46,6 +46,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -82,6 +83,31 @@ static const char *const timer_columns[] = {
 	"extensions", "token_extensions", "reopened"
 };
 #define N_TIMER_COLUMNS lengthof(timer_columns)
+
+/*
+ * orderexp's relations the trigger uses, and the column numbers of the
+ * timer columns, looked up once per backend and forgotten when any of
+ * those relations changes (or everything does: relcache reset).
+ */
+typedef struct OutcomeRels
+{
+	bool		valid;
+	Oid			timers;
+	Oid			timers_pkey;
+	Oid			outcomes;
+	AttrNumber	timer_attnums[N_TIMER_COLUMNS];
+} OutcomeRels;
+
+static OutcomeRels outcome_rels;
+static bool outcome_callback_registered = false;
+
+static void
+outcome_rels_invalidate(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == outcome_rels.timers ||
+		relid == outcome_rels.timers_pkey || relid == outcome_rels.outcomes)
+		outcome_rels.valid = false;
+}
 
 /*
  * orderexp_pick_variant
@@ -181,6 +207,45 @@ orderexp_relid(Oid nspid, const char *relname)
 	return relid;
 }
 
+/* the relations and timer columns, from the cache or looked up afresh */
+static OutcomeRels *
+outcome_relations(void)
+{
+	Oid			nspid;
+	Relation	timers;
+	int			i;
+
+	if (outcome_rels.valid)
+		return &outcome_rels;
+	if (!outcome_callback_registered)
+	{
+		CacheRegisterRelcacheCallback(outcome_rels_invalidate, (Datum) 0);
+		outcome_callback_registered = true;
+	}
+	nspid = get_namespace_oid(ORDEREXP_SCHEMA_NAME, false);
+	outcome_rels.timers = orderexp_relid(nspid, "timers");
+	outcome_rels.timers_pkey = orderexp_relid(nspid, "timers_pkey");
+	outcome_rels.outcomes = orderexp_relid(nspid, "outcomes");
+
+	/*
+	 * Valid from here on: an invalidation that arrives while the table is
+	 * opened below resets the flag, and the next call looks everything up
+	 * again.
+	 */
+	outcome_rels.valid = true;
+	timers = table_open(outcome_rels.timers, AccessShareLock);
+	for (i = 0; i < (int) N_TIMER_COLUMNS; i++)
+	{
+		int			attnum = SPI_fnumber(RelationGetDescr(timers), timer_columns[i]);
+
+		if (attnum <= 0)
+			elog(ERROR, "column \"%s\" of orderexp.timers does not exist", timer_columns[i]);
+		outcome_rels.timer_attnums[i] = (AttrNumber) attnum;
+	}
+	table_close(timers, AccessShareLock);
+	return &outcome_rels;
+}
+
 /*
  * orderexp_outcome_trigger
  *		AFTER UPDATE row trigger, fired (WHEN clause) only for rows that were
@@ -203,7 +268,7 @@ orderexp_outcome_trigger(PG_FUNCTION_ARGS)
 	const char *outcome;
 	Datum		created;
 	bool		isnull;
-	Oid			nspid;
+	OutcomeRels *rels;
 	Relation	timers;
 	Relation	outcomes;
 	ScanKeyData skey[2];
@@ -259,14 +324,14 @@ orderexp_outcome_trigger(PG_FUNCTION_ARGS)
 		values[OC_CREATED_AT] = created;
 
 	/* the timer, under the statement's snapshot: one index probe */
-	nspid = get_namespace_oid(ORDEREXP_SCHEMA_NAME, false);
-	timers = table_open(orderexp_relid(nspid, "timers"), AccessShareLock);
+	rels = outcome_relations();
+	timers = table_open(rels->timers, AccessShareLock);
 	ScanKeyInit(&skey[0], 1, BTEqualStrategyNumber, F_OIDEQ,
 				ObjectIdGetDatum(order_table));
 	ScanKeyInit(&skey[1], 2, BTEqualStrategyNumber, F_TEXTEQ,
 				CStringGetTextDatum(key));
 	skey[1].sk_collation = C_COLLATION_OID;
-	scan = systable_beginscan(timers, orderexp_relid(nspid, "timers_pkey"), true,
+	scan = systable_beginscan(timers, rels->timers_pkey, true,
 							  GetActiveSnapshot(), 2, skey);
 	timer = systable_getnext(scan);
 	if (!HeapTupleIsValid(timer))
@@ -279,13 +344,10 @@ orderexp_outcome_trigger(PG_FUNCTION_ARGS)
 
 	for (i = 0; i < (int) N_TIMER_COLUMNS; i++)
 	{
-		int			attnum = SPI_fnumber(RelationGetDescr(timers), timer_columns[i]);
 		Datum		d;
 		bool		null;
 
-		if (attnum <= 0)
-			elog(ERROR, "column \"%s\" of orderexp.timers does not exist", timer_columns[i]);
-		d = heap_getattr(timer, attnum, RelationGetDescr(timers), &null);
+		d = heap_getattr(timer, rels->timer_attnums[i], RelationGetDescr(timers), &null);
 		switch (i)
 		{
 			case 0:
@@ -339,7 +401,7 @@ orderexp_outcome_trigger(PG_FUNCTION_ARGS)
 	 * constraints and no triggers.  Should someone add an index, refuse
 	 * rather than leave it without the new rows.
 	 */
-	outcomes = table_open(orderexp_relid(nspid, "outcomes"), RowExclusiveLock);
+	outcomes = table_open(rels->outcomes, RowExclusiveLock);
 	if (RelationGetDescr(outcomes)->natts != OC_NATTS)
 		elog(ERROR, "orderexp.outcomes has %d columns, expected %d",
 			 RelationGetDescr(outcomes)->natts, OC_NATTS);

@@ -201,7 +201,7 @@ UPDATE orderexp.timers t SET policy_version = p.version
 /* --- the audit trail ------------------------------------------------------ */
 
 CREATE TABLE orderexp.audit (
-	id				bigserial PRIMARY KEY,
+	id				bigserial,
 	at				timestamptz NOT NULL DEFAULT now(),
 	order_table		regclass NOT NULL,
 	order_key		text COLLATE "C" NOT NULL,
@@ -215,9 +215,10 @@ CREATE TABLE orderexp.audit (
 	policy_version	integer,
 	variant			integer,
 	deadline		timestamptz,
-	previous_deadline timestamptz
+	previous_deadline timestamptz,
+	/* one index, which history() reads: every close writes a row */
+	PRIMARY KEY (order_table, order_key, id)
 );
-CREATE INDEX audit_order ON orderexp.audit (order_table, order_key, id);
 COMMENT ON TABLE orderexp.audit IS
 	'every state change orderexp made to an order, why and by whom; written in the transaction of the change';
 COMMENT ON COLUMN orderexp.audit.via IS
