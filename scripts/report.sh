@@ -118,6 +118,7 @@ set key top right
 if ($NGROUPS == 0) {
 	set label 1 "no paid orders recorded yet" at graph 0.5, 0.5 center
 	set xrange [0:1]
+	set yrange [0:1]
 	plot NaN notitle
 } else {
 	unset label 1
