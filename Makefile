@@ -18,7 +18,7 @@ PGFILEDESC = "orderexp - close expired unpaid orders"
 # pg_regress: sql/<name>.sql against expected/<name>.out
 REGRESS = setup policy operations sweep errors reminders tokens bad_input reopen audit stats
 # isolation: specs/<name>.spec against expected/<name>.out
-ISOLATION = payment_race concurrent_sweeps cancel_race
+ISOLATION = payment_race concurrent_sweeps cancel_race outcome_race
 TAP_TESTS = 1
 PROVE_TESTS = test/t/*.pl
 
