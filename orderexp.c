@@ -18,9 +18,12 @@
  */
 #include "postgres.h"
 
+#include <limits.h>
+
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/guc.h"
+#include "utils/timestamp.h"
 #include "utils/varlena.h"
 
 #include "orderexp.h"
@@ -31,6 +34,8 @@ char	   *orderexp_databases = NULL;
 int			orderexp_naptime = 1000;
 int			orderexp_batch_size = 1000;
 bool		orderexp_enabled = true;
+int			orderexp_max_attempts = 10;
+int			orderexp_event_retention = 7 * SECS_PER_DAY;
 
 void		_PG_init(void);
 
@@ -95,6 +100,31 @@ _PG_init(void)
 							 PGC_SIGHUP,
 							 0,
 							 NULL, NULL, NULL);
+
+	/*
+	 * Delivery policy.  Superuser-only, so that it is the database's policy
+	 * and not a relay's choice: a relay could otherwise retry a row forever
+	 * or kill it at once, and any role that may call run_due() could
+	 * shorten the history.  Per database or per relay role with ALTER
+	 * DATABASE / ALTER ROLE ... SET.
+	 */
+	DefineCustomIntVariable("orderexp.max_attempts",
+							"Delivery attempts of an outbox row before it is dead.",
+							"An attempt is counted when a relay claims the row; orderexp.requeue() gives dead rows new attempts.",
+							&orderexp_max_attempts,
+							10, 1, 1000,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("orderexp.event_retention",
+							"How long delivered outbox rows are kept before the worker or run_due() deletes them.",
+							"Counted from the delivery; 0 keeps them forever.  Undelivered and dead rows are never deleted.",
+							&orderexp_event_retention,
+							7 * SECS_PER_DAY, 0, INT_MAX,
+							PGC_SUSET,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
 
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("orderexp");

@@ -13,7 +13,9 @@
 
 #include "postgres.h"
 
+#include "commands/trigger.h"
 #include "datatype/timestamp.h"
+#include "utils/rel.h"
 
 #define ORDEREXP_EXTENSION_NAME	"orderexp"
 #define ORDEREXP_SCHEMA_NAME	"orderexp"
@@ -24,6 +26,8 @@ extern char *orderexp_databases;
 extern int	orderexp_naptime;
 extern int	orderexp_batch_size;
 extern bool orderexp_enabled;
+extern int	orderexp_max_attempts;
+extern int	orderexp_event_retention;
 
 /*
  * What one round of the sweep did.  A round gives every registered table at
@@ -41,6 +45,9 @@ typedef struct SweepRound
 	TimestampTz next_due;		/* earliest future deadline, or 0 if none */
 } SweepRound;
 
+/* delivery.c */
+extern int64 orderexp_prune_outbox(int limit);
+
 /* sweep.c */
 extern void orderexp_sweep_begin(void);
 extern void orderexp_sweep_round(int batch_limit, int64 budget, bool in_worker,
@@ -51,6 +58,9 @@ extern void orderexp_forget_plans(void);
 /* outcome.c */
 extern int	orderexp_pick_variant(const char *key, int keylen, const int32 *weights,
 								  int nweights, int64 seed);
+
+/* trigger.c */
+extern Oid	orderexp_trigger_table(Relation rel, Trigger *trigger);
 
 /* gate.c */
 extern Oid	orderexp_owner(void);

@@ -252,7 +252,9 @@ outcome_relations(void)
  *		unpaid and are no longer: write the order's outcome.
  *
  * Arguments: key, created-at and status column names, the closed and the
- * cancelled value, the OID of the registered table.
+ * cancelled value, and the OID of the registered table when the trigger was
+ * made, which is not used (a restore gives the table a new OID): the
+ * registered table is found from the trigger itself, as in trigger.c.
  */
 Datum
 orderexp_outcome_trigger(PG_FUNCTION_ARGS)
@@ -298,7 +300,7 @@ orderexp_outcome_trigger(PG_FUNCTION_ARGS)
 	rel = trigdata->tg_relation;
 	tupdesc = RelationGetDescr(rel);
 	newtup = trigdata->tg_newtuple;
-	order_table = atooid(trigger->tgargs[5]);
+	order_table = orderexp_trigger_table(rel, trigger);
 
 	key = SPI_getvalue(newtup, tupdesc, order_column(rel, trigger->tgargs[0], "key"));
 	if (key == NULL)

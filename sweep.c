@@ -55,6 +55,10 @@
 
 PG_FUNCTION_INFO_V1(orderexp_run_due);
 
+/* run_due(): most delivered events pruned per call, in batches */
+#define RUN_DUE_PRUNE_BATCH			1000
+#define RUN_DUE_PRUNE_BATCHES		10
+
 /* how long the worker leaves a failing table alone */
 #define ORDEREXP_RETRY_FAILED_MS	(60 * 1000)
 
@@ -773,6 +777,17 @@ orderexp_run_due(PG_FUNCTION_ARGS)
 			break;
 		/* done when a round over the overview found nothing more */
 		if (!round.more && round.from_overview)
+			break;
+		CHECK_FOR_INTERRUPTS();
+	}
+
+	/*
+	 * Prune delivered events as a worker tick does.  pg_cron calls this
+	 * once a minute rather than every second: take up to ten batches.
+	 */
+	for (int i = 0; i < RUN_DUE_PRUNE_BATCHES; i++)
+	{
+		if (orderexp_prune_outbox(RUN_DUE_PRUNE_BATCH) < RUN_DUE_PRUNE_BATCH)
 			break;
 		CHECK_FOR_INTERRUPTS();
 	}

@@ -10,9 +10,12 @@
  * the application's payment path does no orderexp work at all.
  *
  * The trigger arguments are the names of the key, created-at and category
- * columns (the last may be empty) and the OID of the registered table: on a
- * partitioned table the trigger fires on the partition, and the timer
- * belongs to the registered parent.
+ * columns (the last may be empty) and the OID of the registered table at
+ * the time the trigger was made.  That OID is not used: a dump and restore
+ * gives the table a new one but keeps the arguments.  The registered table
+ * is the one the trigger was created on; on a partitioned table the trigger
+ * fires on the partition as a clone, and the timer belongs to the table of
+ * the clone's topmost parent trigger.
  *
  * The trigger is on the application's insert path, so it is kept cheap: the
  * policies of a table (the category's own, else the table's default) come
@@ -26,8 +29,10 @@
  * A policy running an experiment (orderexp.start_experiment) has variants:
  * each new order is assigned one from a hash of its key (outcome.c), gets
  * that variant's close_after, and the timer records the variant and the
- * policy version, so that outcomes can be compared per variant.  The insert runs as the owner of the orderexp schema, so
- * that application roles need no privileges on orderexp's tables.
+ * policy version, so that outcomes can be compared per variant.
+ *
+ * The insert runs as the owner of the orderexp schema, so that application
+ * roles need no privileges on orderexp's tables.
  *
  * Copyright (c) 2026, orderexp developers
  *
@@ -35,7 +40,11 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
@@ -43,6 +52,7 @@
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
@@ -290,6 +300,77 @@ mapped_column(Relation rel, const char *colname, const char *role)
 }
 
 /*
+ * The registered table a timer trigger belongs to: the table it was created
+ * on, or for a clone on a partition, the table of its topmost parent
+ * trigger.  Clones are looked up once per backend: a trigger's OID is never
+ * reused for another trigger while it exists, and clones go away when their
+ * partition is detached.
+ */
+static HTAB *clone_roots = NULL;
+
+typedef struct CloneRoot
+{
+	Oid			tgoid;			/* hash key: the clone */
+	Oid			relid;			/* the registered table */
+} CloneRoot;
+
+Oid
+orderexp_trigger_table(Relation rel, Trigger *trigger)
+{
+	CloneRoot  *entry;
+	bool		found;
+	Oid			tgoid = trigger->tgoid;
+	Oid			relid = RelationGetRelid(rel);
+	Relation	tgrel;
+
+	if (!trigger->tgisclone)
+		return relid;
+
+	if (clone_roots == NULL)
+	{
+		HASHCTL		ctl;
+
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(CloneRoot);
+		clone_roots = hash_create("orderexp clone triggers", 16, &ctl,
+								  HASH_ELEM | HASH_BLOBS);
+	}
+	entry = hash_search(clone_roots, &tgoid, HASH_FIND, NULL);
+	if (entry != NULL)
+		return entry->relid;
+
+	tgrel = table_open(TriggerRelationId, AccessShareLock);
+	for (;;)
+	{
+		ScanKeyData key;
+		SysScanDesc scan;
+		HeapTuple	tup;
+		Form_pg_trigger form;
+		Oid			parent;
+
+		ScanKeyInit(&key, Anum_pg_trigger_oid, BTEqualStrategyNumber, F_OIDEQ,
+					ObjectIdGetDatum(tgoid));
+		scan = systable_beginscan(tgrel, TriggerOidIndexId, true, NULL, 1, &key);
+		tup = systable_getnext(scan);
+		if (!HeapTupleIsValid(tup))
+			elog(ERROR, "could not find trigger %u", tgoid);
+		form = (Form_pg_trigger) GETSTRUCT(tup);
+		relid = form->tgrelid;
+		parent = form->tgparentid;
+		systable_endscan(scan);
+		if (!OidIsValid(parent))
+			break;
+		tgoid = parent;
+	}
+	table_close(tgrel, AccessShareLock);
+
+	entry = hash_search(clone_roots, &trigger->tgoid, HASH_ENTER, &found);
+	entry->relid = relid;
+	return relid;
+}
+
+/*
  * orderexp_timer_trigger
  *		AFTER ROW trigger: insert or refresh the timer of an unpaid order.
  */
@@ -343,7 +424,7 @@ orderexp_timer_trigger(PG_FUNCTION_ARGS)
 	tupdesc = RelationGetDescr(rel);
 	tuple = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ?
 		trigdata->tg_newtuple : trigdata->tg_trigtuple;
-	order_table = atooid(trigger->tgargs[3]);
+	order_table = orderexp_trigger_table(rel, trigger);
 
 	key_att = mapped_column(rel, trigger->tgargs[0], "key");
 	created_att = mapped_column(rel, trigger->tgargs[1], "created-at");

@@ -72,6 +72,10 @@
 #define WORKER_MIN_SLEEP_MS			10
 /* longest a worker transaction keeps taking rounds of batches */
 #define WORKER_TRANSACTION_MS		100
+/* least time between two prune passes that found nothing more to prune */
+#define WORKER_PRUNE_INTERVAL_MS	(60 * 1000)
+/* most delivered outbox rows one prune pass deletes */
+#define WORKER_PRUNE_BATCH			1000
 /* advisory lock key: one worker per database ("oexp", 1) */
 #define ORDEREXP_LOCK_KEY1			0x6f657870
 #define ORDEREXP_LOCK_KEY2			1
@@ -88,6 +92,9 @@ typedef struct DatabaseWorker
 } DatabaseWorker;
 
 static List *database_workers = NIL;	/* of DatabaseWorker *, in TopMemoryContext */
+
+/* per-database worker: when the next prune pass is due (0: at the next tick) */
+static TimestampTz next_prune_at = 0;
 
 /*
  * Register the launcher; called from _PG_init when preloaded.
@@ -391,6 +398,46 @@ orderexp_launcher_main(Datum main_arg)
 }
 
 /*
+ * Delete delivered outbox rows older than orderexp.event_retention, a batch
+ * per tick, in a transaction of its own.  After a pass that deleted less
+ * than a batch there is nothing more to do for a while: the next pass comes
+ * a minute later (or at once after a configuration reload), so an idle
+ * database pays one index probe a minute for pruning.
+ */
+static void
+worker_prune(void)
+{
+	int64		pruned;
+
+	if (orderexp_event_retention <= 0 ||
+		GetCurrentTimestamp() < next_prune_at)
+		return;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "orderexp: pruning delivered events");
+
+	pruned = orderexp_prune_outbox(WORKER_PRUNE_BATCH);
+
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+
+	if (pruned > 0)
+		ereport(DEBUG1,
+				(errmsg("orderexp worker pruned " INT64_FORMAT " delivered events", pruned)));
+	if (pruned >= WORKER_PRUNE_BATCH)
+		next_prune_at = 0;
+	else
+		next_prune_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													WORKER_PRUNE_INTERVAL_MS);
+}
+
+/*
  * One tick of a database worker: rounds of batches until no table has a
  * full batch.  A transaction holds rounds for up to WORKER_TRANSACTION_MS,
  * so that a large backlog does not pay a commit (a WAL flush) per batch,
@@ -462,6 +509,8 @@ worker_tick(MemoryContext tick_context)
 		pgstat_report_activity(STATE_IDLE, NULL);
 		CHECK_FOR_INTERRUPTS();
 	}
+
+	worker_prune();
 
 	if (stuck)
 	{
@@ -573,6 +622,8 @@ orderexp_worker_main(Datum main_arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			/* a new retention applies at once */
+			next_prune_at = 0;
 			if (!database_is_listed(dbname))
 			{
 				ereport(LOG,

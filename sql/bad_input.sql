@@ -27,6 +27,9 @@ SELECT orderexp.set_close_policy('bad.orders', '1 hour', remind_before => '10 mi
 								 extend_by => '5 minutes', max_extensions => 2,
 								 category_column => 'cat', payload_columns => '{amount}') > 0 AS registered;
 SELECT orderexp.set_close_policy('bad.orders', '2 hours', category => 'b') > 0 AS category_policy;
+-- an order cancelled through orderexp, so that the outbox has events
+INSERT INTO bad.orders VALUES (8, 'unpaid', now(), NULL, 80);
+SELECT orderexp.cancel_order('bad.orders', 8, 'so that there are events');
 CREATE TABLE bad.unreg (id bigint PRIMARY KEY, status text, created_at timestamptz);
 CREATE TABLE bad.nopk (id bigint, status text, created_at timestamptz);
 CREATE TABLE bad.composite (a int, b int, status text, created_at timestamptz, PRIMARY KEY (a, b));
@@ -50,8 +53,8 @@ RETURNS text LANGUAGE sql AS $$
 			WHEN typ = 'anyarray'::regtype THEN 'ARRAY[1]::bigint[]'
 			WHEN typ = 'interval'::regtype THEN '''1 hour''::interval'
 			WHEN typ = 'integer'::regtype THEN '1'
-			WHEN typ = 'bigint'::regtype THEN '1::bigint'
-			WHEN typ = 'bigint[]'::regtype THEN 'ARRAY[1]::bigint[]'
+			WHEN typ = 'bigint'::regtype THEN '(SELECT max(id) FROM orderexp.outbox)'
+			WHEN typ = 'bigint[]'::regtype THEN 'ARRAY[(SELECT max(id) FROM orderexp.outbox)]'
 			WHEN typ = 'integer[]'::regtype THEN 'ARRAY[1, 1]'
 			WHEN typ = 'interval[]'::regtype THEN '''{20 minutes, 40 minutes}''::interval[]'
 			WHEN typ = 'timestamp with time zone'::regtype THEN 'now() - interval ''1 day'''

@@ -26,7 +26,7 @@ use Time::HiRes qw(usleep time);
 
 our @EXPORT =
   qw(new_orderexp_node create_orders wait_for set_guc workers_in launcher_pid
-  log_lines);
+  log_lines order_invariants);
 
 # new_orderexp_node($name, [\%init_options,] %extra_conf): a new node, with
 # orderexp in shared_preload_libraries, a worker for database postgres and a
@@ -127,5 +127,59 @@ sub log_lines
 	my @lines = split /\n/, slurp_file($node->logfile, $offset // 0);
 	return join("\n", grep { $filter->() } @lines);
 }
+
+# order_invariants($node, $dbname, $table, $channels): a query over every
+# order of $table (key column id) and every event of the outbox, returning
+# name=count for each kind of violation, all of which must be 0:
+#   closed_events     a closed order without exactly one 'closed' event per
+#                     channel (never closed twice, never without its events)
+#   stray_closed      a 'closed' event for an order that is not closed
+#   cancelled_events  a cancelled order without exactly one 'cancelled'
+#                     event per channel
+#   stray_cancelled   a 'cancelled' event for an order that is not cancelled
+#   closed_early      a 'closed' event written before the deadline it names
+#   unknown_orders    events of orders that do not exist
+#   untracked         an unpaid order without a timer
+#   stale_timers      a timer of an order that is closed or cancelled
+sub order_invariants
+{
+	my ($node, $dbname, $table, $channels) = @_;
+	return $node->safe_psql(
+		$dbname, qq{
+WITH ev AS (
+	SELECT e.order_key,
+		   count(*) FILTER (WHERE e.kind = 'closed') AS closed,
+		   count(DISTINCT e.channel) FILTER (WHERE e.kind = 'closed') AS closed_channels,
+		   count(*) FILTER (WHERE e.kind = 'cancelled') AS cancelled,
+		   bool_or(e.kind = 'closed' AND (e.payload->>'close_at')::timestamptz > e.created_at)
+			 AS early
+	  FROM orderexp.outbox e
+	 WHERE e.order_table = '$table'::regclass
+	 GROUP BY e.order_key),
+o AS (
+	SELECT o.id::text AS order_key, o.status,
+		   EXISTS (SELECT 1 FROM orderexp.timers t
+					WHERE t.order_table = '$table'::regclass AND t.order_key = o.id::text) AS tracked
+	  FROM $table o)
+SELECT concat_ws(' ',
+	'closed_events=' || count(*) FILTER (WHERE o.status = 'closed'
+		AND (coalesce(ev.closed, 0) <> $channels OR coalesce(ev.closed_channels, 0) <> $channels)),
+	'stray_closed=' || count(*) FILTER (WHERE o.status <> 'closed' AND coalesce(ev.closed, 0) > 0),
+	'cancelled_events=' || count(*) FILTER (WHERE o.status = 'cancelled'
+		AND coalesce(ev.cancelled, 0) <> $channels),
+	'stray_cancelled=' || count(*) FILTER (WHERE o.status <> 'cancelled' AND coalesce(ev.cancelled, 0) > 0),
+	'closed_early=' || count(*) FILTER (WHERE ev.early),
+	'unknown_orders=' || (SELECT count(*) FROM ev WHERE NOT EXISTS
+							(SELECT 1 FROM o x WHERE x.order_key = ev.order_key)),
+	'untracked=' || count(*) FILTER (WHERE o.status = 'unpaid' AND NOT o.tracked),
+	'stale_timers=' || count(*) FILTER (WHERE o.status IN ('closed', 'cancelled') AND o.tracked))
+  FROM o LEFT JOIN ev ON ev.order_key = o.order_key});
+}
+
+# the string order_invariants() returns when nothing is violated
+our $NO_VIOLATIONS =
+  'closed_events=0 stray_closed=0 cancelled_events=0 stray_cancelled=0 '
+  . 'closed_early=0 unknown_orders=0 untracked=0 stale_timers=0';
+push @EXPORT, '$NO_VIOLATIONS';
 
 1;
