@@ -97,6 +97,15 @@ static SPIPlanPtr timer_insert_plan = NULL;
 static SPIPlanPtr policies_plan = NULL;
 
 /*
+ * The library serves databases still at version 1.0 of the extension (until
+ * ALTER EXTENSION UPDATE), whose catalog has no policy versions, experiments
+ * or timer variants: the plans follow the catalog they find.  The choice is
+ * made again whenever the policy cache is rebuilt, which an update of the
+ * extension causes (it alters orderexp.policies).
+ */
+static bool plans_for_1_1 = false;
+
+/*
  * Operators and functions are schema-qualified: the plans may be re-planned
  * under whatever search_path the application has.
  */
@@ -111,6 +120,20 @@ static const char *timer_insert_sql =
 "       extensions = 0, token_extensions = 0, generation = DEFAULT, "
 "       policy_version = excluded.policy_version, variant = excluded.variant, "
 "       reopened = false";
+
+static const char *timer_insert_sql_1_0 =
+"INSERT INTO orderexp.timers AS t (order_table, order_key, policy_id, close_at, remind_at) "
+"VALUES ($1, $2, $3, $4, $5) "
+"ON CONFLICT (order_table, order_key) DO UPDATE "
+"   SET policy_id = excluded.policy_id, close_at = excluded.close_at, "
+"       remind_at = CASE WHEN excluded.close_at OPERATOR(pg_catalog.=) t.reminded_for "
+"                        THEN NULL ELSE excluded.remind_at END, "
+"       extensions = 0, token_extensions = 0, generation = DEFAULT";
+
+static const char *policies_sql_1_0 =
+"SELECT p.id, p.category, p.close_after, p.remind_before, 0, NULL::integer, "
+"       NULL::interval[], NULL::integer[] "
+"  FROM orderexp.policies p WHERE p.order_table OPERATOR(pg_catalog.=) $1";
 
 static const char *policies_sql =
 "SELECT p.id, p.category, p.close_after, p.remind_before, p.version, "
@@ -158,15 +181,28 @@ table_policies(Oid relid)
 	if (policy_cache == NULL)
 	{
 		HASHCTL		ctl;
+		Oid			nspid = get_namespace_oid(ORDEREXP_SCHEMA_NAME, false);
+		bool		is_1_1;
 
 		memset(&ctl, 0, sizeof(ctl));
 		ctl.keysize = sizeof(Oid);
 		ctl.entrysize = sizeof(TablePolicies);
 		ctl.hcxt = PolicyCacheContext;
+
 		policy_cache = hash_create("orderexp policy cache", 16, &ctl,
 								   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-		policies_relid = get_relname_relid("policies",
-										   get_namespace_oid(ORDEREXP_SCHEMA_NAME, false));
+		policies_relid = get_relname_relid("policies", nspid);
+		is_1_1 = OidIsValid(get_relname_relid("experiments", nspid));
+		if (is_1_1 != plans_for_1_1)
+		{
+			if (policies_plan != NULL)
+				SPI_freeplan(policies_plan);
+			if (timer_insert_plan != NULL)
+				SPI_freeplan(timer_insert_plan);
+			policies_plan = NULL;
+			timer_insert_plan = NULL;
+			plans_for_1_1 = is_1_1;
+		}
 	}
 
 	tp = hash_search(policy_cache, &relid, HASH_FIND, &found);
@@ -175,7 +211,8 @@ table_policies(Oid relid)
 
 	if (policies_plan == NULL)
 	{
-		SPIPlanPtr	plan = SPI_prepare(policies_sql, 1, argtypes);
+		SPIPlanPtr	plan = SPI_prepare(plans_for_1_1 ? policies_sql : policies_sql_1_0,
+									   1, argtypes);
 
 		if (plan == NULL)
 			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
@@ -501,7 +538,10 @@ orderexp_timer_trigger(PG_FUNCTION_ARGS)
 		TIMESTAMPTZOID, INT4OID, INT4OID};
 		SPIPlanPtr	plan;
 
-		plan = SPI_prepare_cursor(timer_insert_sql, 7, argtypes, CURSOR_OPT_GENERIC_PLAN);
+		if (plans_for_1_1)
+			plan = SPI_prepare_cursor(timer_insert_sql, 7, argtypes, CURSOR_OPT_GENERIC_PLAN);
+		else
+			plan = SPI_prepare_cursor(timer_insert_sql_1_0, 5, argtypes, CURSOR_OPT_GENERIC_PLAN);
 		if (plan == NULL)
 			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 		if (SPI_keepplan(plan) != 0)

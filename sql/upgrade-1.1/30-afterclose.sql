@@ -83,6 +83,26 @@ $$;
 CREATE TRIGGER policies_version BEFORE INSERT OR UPDATE ON orderexp.policies
 	FOR EACH ROW EXECUTE FUNCTION orderexp._policy_version();
 
+/*
+ * A restore loads the dumped policies first, and the trigger above records
+ * their current versions; the dumped rows of policy_versions that follow
+ * replace those (they carry the original valid_from).
+ */
+CREATE FUNCTION orderexp._policy_version_restored()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	DELETE FROM orderexp.policy_versions v
+	 WHERE v.policy_id = NEW.policy_id AND v.version = NEW.version;
+	RETURN NEW;
+END;
+$$;
+
+CREATE TRIGGER policy_versions_restored BEFORE INSERT ON orderexp.policy_versions
+	FOR EACH ROW EXECUTE FUNCTION orderexp._policy_version_restored();
+
 /* --- experiments --------------------------------------------------------- */
 
 CREATE TABLE orderexp.experiments (
@@ -468,6 +488,7 @@ DECLARE
 	actor name := orderexp._actor();
 	cfg orderexp.tables;
 	keys text[];
+	locked text[];
 	n integer;
 BEGIN
 	cfg := orderexp._config(orders);
@@ -482,10 +503,18 @@ BEGIN
 				   cfg.key_type, cfg.key_type)
 		INTO keys USING order_keys::text[];
 
-	PERFORM 1 FROM orderexp.timers t
-	 WHERE t.order_table = orders AND t.order_key = ANY (keys)
-	 ORDER BY t.order_key
-	   FOR UPDATE;
+	/*
+	 * Timers first, in key order.  A timer that appears after this (its
+	 * order committed meanwhile) is not ours: its order may still be
+	 * cancelled below, but the timer is left to the sweep's lazy clean-up,
+	 * since deleting it would wait for whoever locked it, who may be waiting
+	 * for the order row we hold: a deadlock.
+	 */
+	SELECT coalesce(array_agg(l.order_key), '{}') INTO locked
+	  FROM (SELECT t.order_key FROM orderexp.timers t
+			 WHERE t.order_table = orders AND t.order_key = ANY (keys)
+			 ORDER BY t.order_key
+			   FOR UPDATE) l;
 
 	EXECUTE format($q$
 		WITH c AS (
@@ -495,6 +524,7 @@ BEGIN
 		d AS (
 			DELETE FROM orderexp.timers t USING c
 			 WHERE t.order_table = %7$L::regclass AND t.order_key = c.k
+			   AND t.order_key = ANY ($7)
 			RETURNING t.*),
 		e AS (
 			INSERT INTO orderexp.outbox (kind, order_table, order_key, channel, payload)
@@ -514,7 +544,8 @@ BEGIN
 		orderexp._status_type(cfg),
 		cfg.key_column, cfg.key_type, orderexp._payload_expr(cfg),
 		orders::oid::text, orders::text)
-		INTO n USING keys, cfg.unpaid_value, cfg.cancelled_value, reason, cfg.channels, actor;
+		INTO n USING keys, cfg.unpaid_value, cfg.cancelled_value, reason, cfg.channels, actor,
+					 locked;
 
 	IF n > 0 THEN
 		PERFORM pg_notify('orderexp', json_build_object('kind', 'cancelled', 'table', orders::text,
@@ -1086,6 +1117,7 @@ REVOKE ALL ON orderexp.policy_versions, orderexp.experiments, orderexp.audit,
 REVOKE ALL ON SEQUENCE orderexp.experiments_id_seq, orderexp.audit_id_seq FROM PUBLIC;
 REVOKE ALL ON FUNCTION orderexp.outcome_trigger() FROM PUBLIC;
 REVOKE ALL ON FUNCTION orderexp._policy_version() FROM PUBLIC;
+REVOKE ALL ON FUNCTION orderexp._policy_version_restored() FROM PUBLIC;
 REVOKE ALL ON FUNCTION orderexp.forget_before(timestamptz) FROM PUBLIC;
 /* (the gates and their bodies are kept from PUBLIC by 90-privileges.sql) */
 
