@@ -8,7 +8,7 @@
 
 EXTENSION = orderexp
 MODULE_big = orderexp
-OBJS = orderexp.o delivery.o gate.o payload.o sweep.o token.o trigger.o worker.o
+OBJS = orderexp.o delivery.o gate.o outcome.o payload.o sweep.o token.o trigger.o worker.o
 DATA = $(wildcard sql/orderexp--*.sql)
 # upgrade scripts assembled from one file per feature (sql/upgrade-<version>/)
 DATA_built = orderexp--1.0--1.1.sql
@@ -16,9 +16,9 @@ UPGRADE_1_1 = $(sort $(wildcard sql/upgrade-1.1/*.sql))
 PGFILEDESC = "orderexp - close expired unpaid orders"
 
 # pg_regress: sql/<name>.sql against expected/<name>.out
-REGRESS = setup policy operations sweep errors reminders tokens delivery bad_input
+REGRESS = setup policy operations sweep errors reminders tokens delivery bad_input reopen audit stats
 # isolation: specs/<name>.spec against expected/<name>.out
-ISOLATION = payment_race concurrent_sweeps cancel_race claim_race
+ISOLATION = payment_race concurrent_sweeps cancel_race claim_race outcome_race
 TAP_TESTS = 1
 PROVE_TESTS = test/t/*.pl
 

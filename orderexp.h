@@ -13,7 +13,9 @@
 
 #include "postgres.h"
 
+#include "commands/trigger.h"
 #include "datatype/timestamp.h"
+#include "utils/rel.h"
 
 #define ORDEREXP_EXTENSION_NAME	"orderexp"
 #define ORDEREXP_SCHEMA_NAME	"orderexp"
@@ -52,6 +54,13 @@ extern void orderexp_sweep_round(int batch_limit, int64 budget, bool in_worker,
 								 Oid caller, SweepRound *round);
 extern bool orderexp_extension_ready(void);
 extern void orderexp_forget_plans(void);
+
+/* outcome.c */
+extern int	orderexp_pick_variant(const char *key, int keylen, const int32 *weights,
+								  int nweights, int64 seed);
+
+/* trigger.c */
+extern Oid	orderexp_trigger_table(Relation rel, Trigger *trigger);
 
 /* gate.c */
 extern Oid	orderexp_owner(void);

@@ -23,8 +23,16 @@
  * single-row INSERT ... ON CONFLICT.  The cache is dropped whenever
  * orderexp.policies changes: a statement trigger on that table sends a
  * relcache invalidation for it, which every backend receives at the commit
- * of the change.  The insert runs as the owner of the orderexp schema, so
- * that application roles need no privileges on orderexp's tables.
+ * of the change.  Starting and ending an experiment change the policy row
+ * too, so the cache never holds the variants of an experiment that ended.
+ *
+ * A policy running an experiment (orderexp.start_experiment) has variants:
+ * each new order is assigned one from a hash of its key (outcome.c), gets
+ * that variant's close_after, and the timer records the variant and the
+ * policy version, so that outcomes can be compared per variant.
+ *
+ * The insert runs as the owner of the orderexp schema, so that application
+ * roles need no privileges on orderexp's tables.
  *
  * Copyright (c) 2026, orderexp developers
  *
@@ -42,6 +50,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/hsearch.h"
@@ -64,6 +73,11 @@ typedef struct CachedPolicy
 	Interval	close_after;
 	Interval	remind_before;
 	bool		has_remind;
+	int32		version;		/* orderexp.policies.version */
+	int32		experiment_id;	/* running experiment, or 0 */
+	int			nvariants;		/* 0 unless an experiment runs */
+	Interval   *variants;		/* close_after of each variant */
+	int32	   *weights;		/* and its weight */
 } CachedPolicy;
 
 /* the policies of one registered table */
@@ -83,10 +97,31 @@ static SPIPlanPtr timer_insert_plan = NULL;
 static SPIPlanPtr policies_plan = NULL;
 
 /*
+ * The library serves databases still at version 1.0 of the extension (until
+ * ALTER EXTENSION UPDATE), whose catalog has no policy versions, experiments
+ * or timer variants: the plans follow the catalog they find.  The choice is
+ * made again whenever the policy cache is rebuilt, which an update of the
+ * extension causes (it alters orderexp.policies).
+ */
+static bool plans_for_1_1 = false;
+
+/*
  * Operators and functions are schema-qualified: the plans may be re-planned
  * under whatever search_path the application has.
  */
 static const char *timer_insert_sql =
+"INSERT INTO orderexp.timers AS t (order_table, order_key, policy_id, close_at, remind_at, "
+"                                   policy_version, variant) "
+"VALUES ($1, $2, $3, $4, $5, $6, $7) "
+"ON CONFLICT (order_table, order_key) DO UPDATE "
+"   SET policy_id = excluded.policy_id, close_at = excluded.close_at, "
+"       remind_at = CASE WHEN excluded.close_at OPERATOR(pg_catalog.=) t.reminded_for "
+"                        THEN NULL ELSE excluded.remind_at END, "
+"       extensions = 0, token_extensions = 0, generation = DEFAULT, "
+"       policy_version = excluded.policy_version, variant = excluded.variant, "
+"       reopened = false";
+
+static const char *timer_insert_sql_1_0 =
 "INSERT INTO orderexp.timers AS t (order_table, order_key, policy_id, close_at, remind_at) "
 "VALUES ($1, $2, $3, $4, $5) "
 "ON CONFLICT (order_table, order_key) DO UPDATE "
@@ -95,9 +130,17 @@ static const char *timer_insert_sql =
 "                        THEN NULL ELSE excluded.remind_at END, "
 "       extensions = 0, token_extensions = 0, generation = DEFAULT";
 
-static const char *policies_sql =
-"SELECT p.id, p.category, p.close_after, p.remind_before "
+static const char *policies_sql_1_0 =
+"SELECT p.id, p.category, p.close_after, p.remind_before, 0, NULL::integer, "
+"       NULL::interval[], NULL::integer[] "
 "  FROM orderexp.policies p WHERE p.order_table OPERATOR(pg_catalog.=) $1";
+
+static const char *policies_sql =
+"SELECT p.id, p.category, p.close_after, p.remind_before, p.version, "
+"       e.id, e.variants, e.weights "
+"  FROM orderexp.policies p "
+"  LEFT JOIN orderexp.experiments e ON e.id OPERATOR(pg_catalog.=) p.experiment_id "
+" WHERE p.order_table OPERATOR(pg_catalog.=) $1";
 
 /* relcache callback: orderexp.policies changed (or everything did) */
 static void
@@ -138,15 +181,28 @@ table_policies(Oid relid)
 	if (policy_cache == NULL)
 	{
 		HASHCTL		ctl;
+		Oid			nspid = get_namespace_oid(ORDEREXP_SCHEMA_NAME, false);
+		bool		is_1_1;
 
 		memset(&ctl, 0, sizeof(ctl));
 		ctl.keysize = sizeof(Oid);
 		ctl.entrysize = sizeof(TablePolicies);
 		ctl.hcxt = PolicyCacheContext;
+
 		policy_cache = hash_create("orderexp policy cache", 16, &ctl,
 								   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-		policies_relid = get_relname_relid("policies",
-										   get_namespace_oid(ORDEREXP_SCHEMA_NAME, false));
+		policies_relid = get_relname_relid("policies", nspid);
+		is_1_1 = OidIsValid(get_relname_relid("experiments", nspid));
+		if (is_1_1 != plans_for_1_1)
+		{
+			if (policies_plan != NULL)
+				SPI_freeplan(policies_plan);
+			if (timer_insert_plan != NULL)
+				SPI_freeplan(timer_insert_plan);
+			policies_plan = NULL;
+			timer_insert_plan = NULL;
+			plans_for_1_1 = is_1_1;
+		}
 	}
 
 	tp = hash_search(policy_cache, &relid, HASH_FIND, &found);
@@ -155,7 +211,8 @@ table_policies(Oid relid)
 
 	if (policies_plan == NULL)
 	{
-		SPIPlanPtr	plan = SPI_prepare(policies_sql, 1, argtypes);
+		SPIPlanPtr	plan = SPI_prepare(plans_for_1_1 ? policies_sql : policies_sql_1_0,
+									   1, argtypes);
 
 		if (plan == NULL)
 			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
@@ -192,6 +249,36 @@ table_policies(Oid relid)
 		cp->has_remind = !isnull;
 		if (!isnull)
 			cp->remind_before = *DatumGetIntervalP(d);
+		cp->version = DatumGetInt32(SPI_getbinval(tup, desc, 5, &isnull));
+		d = SPI_getbinval(tup, desc, 6, &isnull);
+		if (!isnull)
+		{
+			ArrayType  *vars;
+			ArrayType  *wts;
+			Datum	   *elems;
+			bool	   *elemnulls;
+			int			n;
+			int			nw;
+			int			j;
+
+			cp->experiment_id = DatumGetInt32(d);
+			vars = DatumGetArrayTypeP(SPI_getbinval(tup, desc, 7, &isnull));
+			deconstruct_array(vars, INTERVALOID, sizeof(Interval), false,
+							  TYPALIGN_DOUBLE, &elems, &elemnulls, &n);
+			cp->variants = palloc(sizeof(Interval) * Max(n, 1));
+			for (j = 0; j < n; j++)
+				cp->variants[j] = *DatumGetIntervalP(elems[j]);
+			wts = DatumGetArrayTypeP(SPI_getbinval(tup, desc, 8, &isnull));
+			deconstruct_array(wts, INT4OID, sizeof(int32), true,
+							  TYPALIGN_INT, &elems, &elemnulls, &nw);
+			if (nw != n || n == 0)
+				elog(ERROR, "experiment %d has %d variants and %d weights",
+					 cp->experiment_id, n, nw);
+			cp->weights = palloc(sizeof(int32) * n);
+			for (j = 0; j < n; j++)
+				cp->weights[j] = DatumGetInt32(elems[j]);
+			cp->nvariants = n;
+		}
 	}
 	MemoryContextSwitchTo(oldcxt);
 	return tp;
@@ -264,8 +351,8 @@ typedef struct CloneRoot
 	Oid			relid;			/* the registered table */
 } CloneRoot;
 
-static Oid
-trigger_table(Relation rel, Trigger *trigger)
+Oid
+orderexp_trigger_table(Relation rel, Trigger *trigger)
 {
 	CloneRoot  *entry;
 	bool		found;
@@ -343,8 +430,10 @@ orderexp_timer_trigger(PG_FUNCTION_ARGS)
 	TimestampTz close_at;
 	TablePolicies *tp;
 	CachedPolicy *policy;
-	Datum		values[5];
-	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	Interval   *close_after;
+	int			variant = 0;
+	Datum		values[7];
+	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	Oid			save_userid;
 	int			save_sec_context;
 	int			ret;
@@ -372,7 +461,7 @@ orderexp_timer_trigger(PG_FUNCTION_ARGS)
 	tupdesc = RelationGetDescr(rel);
 	tuple = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ?
 		trigdata->tg_newtuple : trigdata->tg_trigtuple;
-	order_table = trigger_table(rel, trigger);
+	order_table = orderexp_trigger_table(rel, trigger);
 
 	key_att = mapped_column(rel, trigger->tgargs[0], "key");
 	created_att = mapped_column(rel, trigger->tgargs[1], "created-at");
@@ -417,9 +506,17 @@ orderexp_timer_trigger(PG_FUNCTION_ARGS)
 		return PointerGetDatum(NULL);
 	}
 
+	/* in an experiment, the order's variant says how long it has */
+	close_after = &policy->close_after;
+	if (policy->nvariants > 0)
+	{
+		variant = orderexp_pick_variant(key, strlen(key), policy->weights,
+										policy->nvariants, policy->experiment_id);
+		close_after = &policy->variants[variant - 1];
+	}
 	close_at = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
 													   TimestampTzGetDatum(base),
-													   IntervalPGetDatum(&policy->close_after)));
+													   IntervalPGetDatum(close_after)));
 	values[0] = ObjectIdGetDatum(order_table);
 	values[1] = CStringGetTextDatum(key);
 	values[2] = Int32GetDatum(policy->id);
@@ -430,13 +527,21 @@ orderexp_timer_trigger(PG_FUNCTION_ARGS)
 										IntervalPGetDatum(&policy->remind_before));
 	else
 		nulls[4] = 'n';
+	values[5] = Int32GetDatum(policy->version);
+	values[6] = Int32GetDatum(variant);
+	if (variant == 0)
+		nulls[6] = 'n';
 
 	if (timer_insert_plan == NULL)
 	{
-		Oid			argtypes[5] = {REGCLASSOID, TEXTOID, INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID};
+		Oid			argtypes[7] = {REGCLASSOID, TEXTOID, INT4OID, TIMESTAMPTZOID,
+		TIMESTAMPTZOID, INT4OID, INT4OID};
 		SPIPlanPtr	plan;
 
-		plan = SPI_prepare_cursor(timer_insert_sql, 5, argtypes, CURSOR_OPT_GENERIC_PLAN);
+		if (plans_for_1_1)
+			plan = SPI_prepare_cursor(timer_insert_sql, 7, argtypes, CURSOR_OPT_GENERIC_PLAN);
+		else
+			plan = SPI_prepare_cursor(timer_insert_sql_1_0, 5, argtypes, CURSOR_OPT_GENERIC_PLAN);
 		if (plan == NULL)
 			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 		if (SPI_keepplan(plan) != 0)

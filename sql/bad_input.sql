@@ -55,6 +55,9 @@ RETURNS text LANGUAGE sql AS $$
 			WHEN typ = 'integer'::regtype THEN '1'
 			WHEN typ = 'bigint'::regtype THEN '(SELECT max(id) FROM orderexp.outbox)'
 			WHEN typ = 'bigint[]'::regtype THEN 'ARRAY[(SELECT max(id) FROM orderexp.outbox)]'
+			WHEN typ = 'integer[]'::regtype THEN 'ARRAY[1, 1]'
+			WHEN typ = 'interval[]'::regtype THEN '''{20 minutes, 40 minutes}''::interval[]'
+			WHEN typ = 'timestamp with time zone'::regtype THEN 'now() - interval ''1 day'''
 			WHEN typ = 'text'::regtype AND argname = 'token' THEN '(SELECT t FROM bad.tok)'
 			WHEN typ = 'text'::regtype THEN '''x'''
 			ELSE format('NULL::%s', typ)
@@ -108,6 +111,21 @@ INSERT INTO bad.values (typ, n, label, expr, only_arg) VALUES
 	('bigint[]', 1, 'NULL', 'NULL::bigint[]', NULL),
 	('bigint[]', 2, 'with NULL', 'ARRAY[NULL]::bigint[]', NULL),
 	('bigint[]', 3, 'unknown ids', 'ARRAY[-1]::bigint[]', NULL),
+	('integer[]', 1, 'NULL', 'NULL::integer[]', NULL),
+	('integer[]', 2, 'empty', '''{}''::integer[]', NULL),
+	('integer[]', 3, 'with NULL', 'ARRAY[1, NULL]::integer[]', NULL),
+	('integer[]', 4, 'zero and negative', 'ARRAY[0, -1]::integer[]', NULL),
+	('integer[]', 5, 'two dimensions', 'ARRAY[[1, 2], [3, 4]]', NULL),
+	('interval[]', 1, 'NULL', 'NULL::interval[]', NULL),
+	('interval[]', 2, 'empty', '''{}''::interval[]', NULL),
+	('interval[]', 3, 'one variant', 'ARRAY[''1 hour'']::interval[]', NULL),
+	('interval[]', 4, 'with NULL', 'ARRAY[''1 hour'', NULL]::interval[]', NULL),
+	('interval[]', 5, 'negative', 'ARRAY[''1 hour'', ''-1 hour'']::interval[]', NULL),
+	('interval[]', 6, 'within remind_before', 'ARRAY[''5 minutes'', ''1 hour'']::interval[]', NULL),
+	('interval[]', 7, 'two dimensions', 'ARRAY[[''1 hour'', ''2 hours''], [''3 hours'', ''4 hours'']]::interval[]', NULL),
+	('interval[]', 8, '17 variants', 'array_fill(''1 hour''::interval, ARRAY[17])', NULL),
+	('timestamp with time zone', 1, 'NULL', 'NULL::timestamptz', NULL),
+	('timestamp with time zone', 2, 'infinity', '''infinity''::timestamptz', NULL),
 	('boolean', 1, 'NULL', 'NULL::boolean', NULL),
 	('text', 1, 'NULL', 'NULL::text', NULL),
 	('text', 2, 'empty', '''''', NULL),

@@ -65,8 +65,9 @@ SELECT is(max_extensions, 0, 'max_extensions 0')
 SELECT bag_eq(
 	$$SELECT tgname::text FROM pg_trigger
 	   WHERE tgrelid = 'pgtap_defaults.orders'::regclass AND NOT tgisinternal$$,
-	ARRAY['orderexp_timer_insert', 'orderexp_timer_unpaid', 'orderexp_timer_truncate'],
-	'three triggers on the registered table');
+	ARRAY['orderexp_timer_insert', 'orderexp_timer_unpaid', 'orderexp_timer_truncate',
+		  'orderexp_outcome'],
+	'four triggers on the registered table');
 SELECT is(close_at, (SELECT created_at + interval '1 hour' FROM pgtap_defaults.orders WHERE order_no = 1),
           'the existing unpaid order got a deadline from its created-at')
   FROM orderexp.timers WHERE order_table = 'pgtap_defaults.orders'::regclass AND order_key = '1';

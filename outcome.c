@@ -1,0 +1,420 @@
+/*-------------------------------------------------------------------------
+ *
+ * outcome.c
+ *		What became of each tracked order: the outcome trigger, and the
+ *		deterministic assignment of orders to the variants of an experiment.
+ *
+ * The outcome trigger sits on every registered table as AFTER UPDATE OF the
+ * status column FOR EACH ROW, with a WHEN clause that lets it fire only when
+ * a row leaves the unpaid state.  It runs on the application's payment path,
+ * so it does the least work that records the outcome:
+ *
+ *	- no SPI and no planner: the order's timer is read with one index probe
+ *	  of orderexp.timers' primary key, and the outcome row is written with
+ *	  simple_heap_insert() into orderexp.outcomes, which has no indexes
+ *	  (the statistics read it whole, nothing looks one row up);
+ *	- the timer is only read, never locked or changed: the payment holds the
+ *	  order row, and taking the timer lock after it would invert the lock
+ *	  order every orderexp function follows (timer first, then order row).
+ *	  The paid order's timer is still dropped lazily by the sweep.
+ *
+ * The same trigger records closes and cancels made by orderexp itself (the
+ * sweep's guarded update, cancel_order(s)): those statements delete the
+ * timer in the same command or a later one, and the trigger reads the timer
+ * under the statement's own snapshot, to which a row deleted by that very
+ * command is still visible.  An order without a timer was not tracked (no
+ * policy applied to it) and gets no outcome.
+ *
+ * Copyright (c) 2026, orderexp developers
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_collation.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "common/hashfn.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "orderexp.h"
+
+PG_FUNCTION_INFO_V1(orderexp_outcome_trigger);
+PG_FUNCTION_INFO_V1(orderexp_assign_variant);
+
+/* columns of orderexp.outcomes, in table order */
+enum
+{
+	OC_ORDER_TABLE,
+	OC_ORDER_KEY,
+	OC_OUTCOME,
+	OC_STATUS,
+	OC_POLICY_ID,
+	OC_POLICY_VERSION,
+	OC_VARIANT,
+	OC_CREATED_AT,
+	OC_CLOSE_AT,
+	OC_DECIDED_AT,
+	OC_REMINDED,
+	OC_EXTENSIONS,
+	OC_TOKEN_EXTENSIONS,
+	OC_REOPENED,
+	OC_NATTS
+};
+
+/* the timer columns the outcome copies, by name (some were added in 1.1) */
+static const char *const timer_columns[] = {
+	"policy_id", "policy_version", "variant", "close_at", "reminded_for",
+	"extensions", "token_extensions", "reopened"
+};
+#define N_TIMER_COLUMNS lengthof(timer_columns)
+
+/*
+ * orderexp's relations the trigger uses, and the column numbers of the
+ * timer columns, looked up once per backend and forgotten when any of
+ * those relations changes (or everything does: relcache reset).
+ */
+typedef struct OutcomeRels
+{
+	bool		valid;
+	Oid			timers;
+	Oid			timers_pkey;
+	Oid			outcomes;
+	AttrNumber	timer_attnums[N_TIMER_COLUMNS];
+} OutcomeRels;
+
+static OutcomeRels outcome_rels;
+static bool outcome_callback_registered = false;
+
+static void
+outcome_rels_invalidate(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == outcome_rels.timers ||
+		relid == outcome_rels.timers_pkey || relid == outcome_rels.outcomes)
+		outcome_rels.valid = false;
+}
+
+/*
+ * orderexp_pick_variant
+ *		The variant (1-based) an order key falls into, given the weights of
+ *		the variants: a 64-bit hash of the key's text, seeded with the
+ *		experiment, taken modulo the sum of the weights.  The same key always
+ *		lands in the same variant of the same experiment (on machines of one
+ *		byte order, as with hash partitioning), and a new experiment shuffles
+ *		the keys afresh.
+ */
+int
+orderexp_pick_variant(const char *key, int keylen, const int32 *weights,
+					  int nweights, int64 seed)
+{
+	uint64		total = 0;
+	uint64		r;
+	int			i;
+
+	for (i = 0; i < nweights; i++)
+		total += (uint64) weights[i];
+	if (total == 0)
+		elog(ERROR, "variant weights must not all be zero");
+	r = hash_bytes_extended((const unsigned char *) key, keylen, (uint64) seed) % total;
+	for (i = 0; i < nweights; i++)
+	{
+		if (r < (uint64) weights[i])
+			return i + 1;
+		r -= (uint64) weights[i];
+	}
+	return nweights;			/* not reached */
+}
+
+/*
+ * orderexp.assign_variant(order_key text, weights integer[], seed bigint)
+ *		The variant an order key is assigned to; the timer trigger calls the
+ *		same routine, so this is what an order of that experiment gets.
+ */
+Datum
+orderexp_assign_variant(PG_FUNCTION_ARGS)
+{
+	text	   *key = PG_GETARG_TEXT_PP(0);
+	ArrayType  *arr = PG_GETARG_ARRAYTYPE_P(1);
+	int64		seed = PG_GETARG_INT64(2);
+	Datum	   *elems;
+	bool	   *elemnulls;
+	int			n;
+	int32	   *weights;
+	int			i;
+
+	if (ARR_NDIM(arr) > 1 || ARR_ELEMTYPE(arr) != INT4OID)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("weights must be a one-dimensional integer array")));
+	deconstruct_array(arr, INT4OID, 4, true, TYPALIGN_INT, &elems, &elemnulls, &n);
+	if (n == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("weights must not be empty")));
+	weights = palloc(sizeof(int32) * n);
+	for (i = 0; i < n; i++)
+	{
+		if (elemnulls[i] || DatumGetInt32(elems[i]) <= 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("weights must be positive"),
+					 errdetail("Weight %d is %s.", i + 1,
+							   elemnulls[i] ? "NULL" : psprintf("%d", DatumGetInt32(elems[i])))));
+		weights[i] = DatumGetInt32(elems[i]);
+	}
+	PG_RETURN_INT32(orderexp_pick_variant(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key),
+										  weights, n, seed));
+}
+
+/* column number of a mapped column of the orders table, or a clear error */
+static int
+order_column(Relation rel, const char *colname, const char *role)
+{
+	int			attnum = SPI_fnumber(RelationGetDescr(rel), colname);
+
+	if (attnum <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("column \"%s\" mapped as the %s column of table \"%s\" does not exist",
+						colname, role, RelationGetRelationName(rel)),
+				 errhint("Register the table again with orderexp.set_close_policy().")));
+	return attnum;
+}
+
+/* OID of one of orderexp's own relations */
+static Oid
+orderexp_relid(Oid nspid, const char *relname)
+{
+	Oid			relid = get_relname_relid(relname, nspid);
+
+	if (!OidIsValid(relid))
+		elog(ERROR, "relation \"%s.%s\" does not exist", ORDEREXP_SCHEMA_NAME, relname);
+	return relid;
+}
+
+/* the relations and timer columns, from the cache or looked up afresh */
+static OutcomeRels *
+outcome_relations(void)
+{
+	Oid			nspid;
+	Relation	timers;
+	int			i;
+
+	if (outcome_rels.valid)
+		return &outcome_rels;
+	if (!outcome_callback_registered)
+	{
+		CacheRegisterRelcacheCallback(outcome_rels_invalidate, (Datum) 0);
+		outcome_callback_registered = true;
+	}
+	nspid = get_namespace_oid(ORDEREXP_SCHEMA_NAME, false);
+	outcome_rels.timers = orderexp_relid(nspid, "timers");
+	outcome_rels.timers_pkey = orderexp_relid(nspid, "timers_pkey");
+	outcome_rels.outcomes = orderexp_relid(nspid, "outcomes");
+
+	/*
+	 * Valid from here on: an invalidation that arrives while the table is
+	 * opened below resets the flag, and the next call looks everything up
+	 * again.
+	 */
+	outcome_rels.valid = true;
+	timers = table_open(outcome_rels.timers, AccessShareLock);
+	for (i = 0; i < (int) N_TIMER_COLUMNS; i++)
+	{
+		int			attnum = SPI_fnumber(RelationGetDescr(timers), timer_columns[i]);
+
+		if (attnum <= 0)
+			elog(ERROR, "column \"%s\" of orderexp.timers does not exist", timer_columns[i]);
+		outcome_rels.timer_attnums[i] = (AttrNumber) attnum;
+	}
+	table_close(timers, AccessShareLock);
+	return &outcome_rels;
+}
+
+/*
+ * orderexp_outcome_trigger
+ *		AFTER UPDATE row trigger, fired (WHEN clause) only for rows that were
+ *		unpaid and are no longer: write the order's outcome.
+ *
+ * Arguments: key, created-at and status column names, the closed and the
+ * cancelled value, and the OID of the registered table when the trigger was
+ * made, which is not used (a restore gives the table a new OID): the
+ * registered table is found from the trigger itself, as in trigger.c.
+ */
+Datum
+orderexp_outcome_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Trigger    *trigger;
+	Relation	rel;
+	TupleDesc	tupdesc;
+	HeapTuple	newtup;
+	Oid			order_table;
+	char	   *key;
+	char	   *status;
+	const char *outcome;
+	Datum		created;
+	bool		isnull;
+	OutcomeRels *rels;
+	Relation	timers;
+	Relation	outcomes;
+	ScanKeyData skey[2];
+	SysScanDesc scan;
+	HeapTuple	timer;
+	Datum		values[OC_NATTS];
+	bool		nulls[OC_NATTS];
+	int			i;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("orderexp.outcome_trigger() was not called by the trigger manager")));
+	if (!TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
+		!TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("orderexp.outcome_trigger() must be fired AFTER UPDATE FOR EACH ROW")));
+	trigger = trigdata->tg_trigger;
+	if (trigger->tgnargs != 6)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("orderexp.outcome_trigger() needs 6 arguments, got %d", trigger->tgnargs),
+				 errhint("Register the table again with orderexp.set_close_policy().")));
+
+	rel = trigdata->tg_relation;
+	tupdesc = RelationGetDescr(rel);
+	newtup = trigdata->tg_newtuple;
+	order_table = orderexp_trigger_table(rel, trigger);
+
+	key = SPI_getvalue(newtup, tupdesc, order_column(rel, trigger->tgargs[0], "key"));
+	if (key == NULL)
+		return PointerGetDatum(NULL);
+	status = SPI_getvalue(newtup, tupdesc, order_column(rel, trigger->tgargs[2], "status"));
+	if (status != NULL && strcmp(status, trigger->tgargs[3]) == 0)
+		outcome = "closed";
+	else if (status != NULL && strcmp(status, trigger->tgargs[4]) == 0)
+		outcome = "cancelled";
+	else
+		outcome = "paid";
+
+	memset(nulls, false, sizeof(nulls));
+
+	/* the created-at of the order: time to pay counts from it */
+	i = order_column(rel, trigger->tgargs[1], "created-at");
+	created = SPI_getbinval(newtup, tupdesc, i, &isnull);
+	if (isnull)
+		nulls[OC_CREATED_AT] = true;
+	else if (SPI_gettypeid(tupdesc, i) == TIMESTAMPOID)
+		values[OC_CREATED_AT] = DirectFunctionCall1(timestamp_timestamptz, created);
+	else
+		values[OC_CREATED_AT] = created;
+
+	/* the timer, under the statement's snapshot: one index probe */
+	rels = outcome_relations();
+	timers = table_open(rels->timers, AccessShareLock);
+	ScanKeyInit(&skey[0], 1, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(order_table));
+	ScanKeyInit(&skey[1], 2, BTEqualStrategyNumber, F_TEXTEQ,
+				CStringGetTextDatum(key));
+	skey[1].sk_collation = C_COLLATION_OID;
+	scan = systable_beginscan(timers, rels->timers_pkey, true,
+							  GetActiveSnapshot(), 2, skey);
+	timer = systable_getnext(scan);
+	if (!HeapTupleIsValid(timer))
+	{
+		/* not tracked: no policy applied to the order */
+		systable_endscan(scan);
+		table_close(timers, AccessShareLock);
+		return PointerGetDatum(NULL);
+	}
+
+	for (i = 0; i < (int) N_TIMER_COLUMNS; i++)
+	{
+		Datum		d;
+		bool		null;
+
+		d = heap_getattr(timer, rels->timer_attnums[i], RelationGetDescr(timers), &null);
+		switch (i)
+		{
+			case 0:
+				values[OC_POLICY_ID] = d;
+				nulls[OC_POLICY_ID] = null;
+				break;
+			case 1:
+				values[OC_POLICY_VERSION] = d;
+				nulls[OC_POLICY_VERSION] = null;
+				break;
+			case 2:
+				values[OC_VARIANT] = d;
+				nulls[OC_VARIANT] = null;
+				break;
+			case 3:
+				values[OC_CLOSE_AT] = d;
+				nulls[OC_CLOSE_AT] = null;
+				break;
+			case 4:
+				values[OC_REMINDED] = BoolGetDatum(!null);
+				break;
+			case 5:
+				values[OC_EXTENSIONS] = d;
+				nulls[OC_EXTENSIONS] = null;
+				break;
+			case 6:
+				values[OC_TOKEN_EXTENSIONS] = d;
+				nulls[OC_TOKEN_EXTENSIONS] = null;
+				break;
+			case 7:
+				values[OC_REOPENED] = d;
+				nulls[OC_REOPENED] = null;
+				break;
+		}
+	}
+	/* all of them are pass-by-value: safe to let go of the buffer */
+	systable_endscan(scan);
+	table_close(timers, AccessShareLock);
+
+	values[OC_ORDER_TABLE] = ObjectIdGetDatum(order_table);
+	values[OC_ORDER_KEY] = CStringGetTextDatum(key);
+	values[OC_OUTCOME] = CStringGetTextDatum(outcome);
+	if (status == NULL)
+		nulls[OC_STATUS] = true;
+	else
+		values[OC_STATUS] = CStringGetTextDatum(status);
+	values[OC_DECIDED_AT] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+
+	/*
+	 * A plain heap insert: the table has no indexes to maintain, no
+	 * constraints and no triggers.  Should someone add an index, refuse
+	 * rather than leave it without the new rows.
+	 */
+	outcomes = table_open(rels->outcomes, RowExclusiveLock);
+	if (RelationGetDescr(outcomes)->natts != OC_NATTS)
+		elog(ERROR, "orderexp.outcomes has %d columns, expected %d",
+			 RelationGetDescr(outcomes)->natts, OC_NATTS);
+	if (RelationGetIndexList(outcomes) != NIL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("orderexp.outcomes must not have indexes"),
+				 errdetail("The outcome trigger writes the table without index maintenance."),
+				 errhint("Drop the indexes on orderexp.outcomes; copy the rows elsewhere to index them.")));
+	simple_heap_insert(outcomes, heap_form_tuple(RelationGetDescr(outcomes), values, nulls));
+	table_close(outcomes, NoLock);
+
+	return PointerGetDatum(NULL);
+}
