@@ -488,7 +488,6 @@ DECLARE
 	actor name := orderexp._actor();
 	cfg orderexp.tables;
 	keys text[];
-	locked text[];
 	n integer;
 BEGIN
 	cfg := orderexp._config(orders);
@@ -498,23 +497,25 @@ BEGIN
 	IF array_position(order_keys, NULL) IS NOT NULL THEN
 		RAISE EXCEPTION 'order keys must not contain null' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
-	/* canonical, distinct, sorted: locks are taken in key order */
-	EXECUTE format('SELECT coalesce(array_agg(DISTINCT k::%s::text ORDER BY k::%s::text), ''{}'') FROM unnest($1::text[]) k',
-				   cfg.key_type, cfg.key_type)
+	/* canonical and distinct */
+	EXECUTE format('SELECT coalesce(array_agg(DISTINCT k::%s::text), ''{}'') FROM unnest($1::text[]) k',
+				   cfg.key_type)
 		INTO keys USING order_keys::text[];
 
 	/*
-	 * Timers first, in key order.  A timer that appears after this (its
-	 * order committed meanwhile) is not ours: its order may still be
-	 * cancelled below, but the timer is left to the sweep's lazy clean-up,
-	 * since deleting it would wait for whoever locked it, who may be waiting
-	 * for the order row we hold: a deadlock.
+	 * Lock the rows first, in key order, then their timers: the order of
+	 * orderexp._lock_order.  Only the rows locked here are cancelled: an
+	 * order committed after this statement is left alone, as if it had come
+	 * a moment later.  Every writer of a timer holds its order's row, so no
+	 * timer of a row locked here can appear or change before we are done.
 	 */
-	SELECT coalesce(array_agg(l.order_key), '{}') INTO locked
-	  FROM (SELECT t.order_key FROM orderexp.timers t
-			 WHERE t.order_table = orders AND t.order_key = ANY (keys)
-			 ORDER BY t.order_key
-			   FOR UPDATE) l;
+	EXECUTE format('SELECT coalesce(array_agg(l.k), ''{}'') FROM (SELECT o.%1$I::text AS k FROM %2$s o WHERE o.%1$I = ANY ($1::%3$s[]) ORDER BY o.%1$I FOR UPDATE) l',
+				   cfg.key_column, orders, cfg.key_type)
+		INTO keys USING keys;
+	PERFORM 1 FROM orderexp.timers t
+	 WHERE t.order_table = orders AND t.order_key = ANY (keys)
+	 ORDER BY t.order_key
+	   FOR UPDATE;
 
 	EXECUTE format($q$
 		WITH c AS (
@@ -524,7 +525,6 @@ BEGIN
 		d AS (
 			DELETE FROM orderexp.timers t USING c
 			 WHERE t.order_table = %7$L::regclass AND t.order_key = c.k
-			   AND t.order_key = ANY ($7)
 			RETURNING t.*),
 		e AS (
 			INSERT INTO orderexp.outbox (kind, order_table, order_key, channel, payload)
@@ -544,8 +544,7 @@ BEGIN
 		orderexp._status_type(cfg),
 		cfg.key_column, cfg.key_type, orderexp._payload_expr(cfg),
 		orders::oid::text, orders::text)
-		INTO n USING keys, cfg.unpaid_value, cfg.cancelled_value, reason, cfg.channels, actor,
-					 locked;
+		INTO n USING keys, cfg.unpaid_value, cfg.cancelled_value, reason, cfg.channels, actor;
 
 	IF n > 0 THEN
 		PERFORM pg_notify('orderexp', json_build_object('kind', 'cancelled', 'table', orders::text,
@@ -641,7 +640,7 @@ BEGIN
 				  DETAIL = 'The table the token names is no longer registered with orderexp.';
 	END IF;
 
-	/* timer first, then the order row: the sweep's lock order */
+	/* the order row first, then its timer (orderexp._lock_order) */
 	st := orderexp._lock_order(cfg, claim.order_key);
 	SELECT * INTO tm FROM orderexp.timers t
 	 WHERE t.order_table = cfg.order_table AND t.order_key = claim.order_key;
@@ -715,7 +714,7 @@ BEGIN
 				  DETAIL = format('close_after is %s.', close_after);
 	END IF;
 
-	/* timer first (a closed order has none, unless closed outside orderexp), then the row */
+	/* the row first, then its timer (a closed order has none, unless closed outside orderexp) */
 	st := orderexp._lock_order(cfg, k);
 	IF st IS NOT DISTINCT FROM cfg.unpaid_value THEN
 		RAISE EXCEPTION 'order % in table % is unpaid', k, orders
