@@ -111,15 +111,15 @@ static bool plans_for_1_1 = false;
  */
 static const char *timer_insert_sql =
 "INSERT INTO orderexp.timers AS t (order_table, order_key, policy_id, close_at, remind_at, "
-"                                   policy_version, variant) "
-"VALUES ($1, $2, $3, $4, $5, $6, $7) "
+"                                   policy_version, variant, order_created) "
+"VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
 "ON CONFLICT (order_table, order_key) DO UPDATE "
 "   SET policy_id = excluded.policy_id, close_at = excluded.close_at, "
 "       remind_at = CASE WHEN excluded.close_at OPERATOR(pg_catalog.=) t.reminded_for "
 "                        THEN NULL ELSE excluded.remind_at END, "
 "       extensions = 0, token_extensions = 0, generation = DEFAULT, "
 "       policy_version = excluded.policy_version, variant = excluded.variant, "
-"       reopened = false";
+"       reopened = false, order_created = excluded.order_created";
 
 static const char *timer_insert_sql_1_0 =
 "INSERT INTO orderexp.timers AS t (order_table, order_key, policy_id, close_at, remind_at) "
@@ -424,7 +424,7 @@ orderexp_timer_trigger(PG_FUNCTION_ARGS)
 	int			created_att;
 	char	   *key;
 	char	   *category = NULL;
-	bool		isnull;
+	bool		created_null;
 	Datum		created;
 	TimestampTz base;
 	TimestampTz close_at;
@@ -432,8 +432,8 @@ orderexp_timer_trigger(PG_FUNCTION_ARGS)
 	CachedPolicy *policy;
 	Interval   *close_after;
 	int			variant = 0;
-	Datum		values[7];
-	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Datum		values[8];
+	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	Oid			save_userid;
 	int			save_sec_context;
 	int			ret;
@@ -471,8 +471,8 @@ orderexp_timer_trigger(PG_FUNCTION_ARGS)
 		return PointerGetDatum(NULL);	/* no key, nothing to track */
 
 	/* the deadline counts from created-at, or from now if there is none */
-	created = SPI_getbinval(tuple, tupdesc, created_att, &isnull);
-	if (isnull)
+	created = SPI_getbinval(tuple, tupdesc, created_att, &created_null);
+	if (created_null)
 		base = GetCurrentTransactionStartTimestamp();
 	else if (SPI_gettypeid(tupdesc, created_att) == TIMESTAMPOID)
 		base = DatumGetTimestampTz(DirectFunctionCall1(timestamp_timestamptz, created));
@@ -531,15 +531,23 @@ orderexp_timer_trigger(PG_FUNCTION_ARGS)
 	values[6] = Int32GetDatum(variant);
 	if (variant == 0)
 		nulls[6] = 'n';
+	/*
+	 * created-at as stored, so that lookups can find the order's partition
+	 * by it: a timestamp (without time zone) keeps its bits, read back as
+	 * UTC, so no session time zone enters the round trip
+	 */
+	values[7] = created;
+	if (created_null)
+		nulls[7] = 'n';
 
 	if (timer_insert_plan == NULL)
 	{
-		Oid			argtypes[7] = {REGCLASSOID, TEXTOID, INT4OID, TIMESTAMPTZOID,
-		TIMESTAMPTZOID, INT4OID, INT4OID};
+		Oid			argtypes[8] = {REGCLASSOID, TEXTOID, INT4OID, TIMESTAMPTZOID,
+		TIMESTAMPTZOID, INT4OID, INT4OID, TIMESTAMPTZOID};
 		SPIPlanPtr	plan;
 
 		if (plans_for_1_1)
-			plan = SPI_prepare_cursor(timer_insert_sql, 7, argtypes, CURSOR_OPT_GENERIC_PLAN);
+			plan = SPI_prepare_cursor(timer_insert_sql, 8, argtypes, CURSOR_OPT_GENERIC_PLAN);
 		else
 			plan = SPI_prepare_cursor(timer_insert_sql_1_0, 5, argtypes, CURSOR_OPT_GENERIC_PLAN);
 		if (plan == NULL)

@@ -60,6 +60,10 @@ OX_PACKAGES=(
 	libssl-dev
 	pkg-config
 	python3-aiosmtpd
+	# the partitioned-table tests make their partitions with pg_partman
+	"postgresql-$OX_PG_MAJOR-partman"
+	# scripts/report.sh (conversion charts) and its test
+	gnuplot-nox
 )
 
 # state, for the clean-up trap

@@ -122,10 +122,28 @@ AS $$
 DECLARE
 	st text;
 	found_row boolean;
+	created timestamptz;
 BEGIN
-	EXECUTE format('SELECT true, o.%I::text FROM %s o WHERE o.%I = $1::%s FOR UPDATE',
-				   cfg.status_column, cfg.order_table, cfg.key_column, cfg.key_type)
-		INTO found_row, st USING k;
+	/*
+	 * On a table partitioned by created-at, look in the partition the
+	 * timer names first; the timer is read unlocked, so should the order
+	 * have moved meanwhile, look again in the whole table.
+	 */
+	IF cfg.partition_column IS NOT NULL THEN
+		SELECT t.order_created INTO created FROM orderexp.timers t
+		 WHERE t.order_table = cfg.order_table AND t.order_key = k;
+	END IF;
+	IF created IS NOT NULL THEN
+		EXECUTE format('SELECT true, o.%I::text FROM %s o WHERE o.%I = $1::%s AND o.%I = %s FOR UPDATE',
+					   cfg.status_column, cfg.order_table, cfg.key_column, cfg.key_type,
+					   cfg.partition_column, orderexp._created_utc(cfg, '$2'))
+			INTO found_row, st USING k, created;
+	END IF;
+	IF found_row IS NULL THEN
+		EXECUTE format('SELECT true, o.%I::text FROM %s o WHERE o.%I = $1::%s FOR UPDATE',
+					   cfg.status_column, cfg.order_table, cfg.key_column, cfg.key_type)
+			INTO found_row, st USING k;
+	END IF;
 	IF found_row IS NULL THEN
 		RAISE EXCEPTION 'order % not found in table %', k, cfg.order_table
 			USING ERRCODE = 'no_data_found';
@@ -460,7 +478,9 @@ BEGIN
 		IF cardinality(pk_cols) <> 1 THEN
 			RAISE EXCEPTION 'primary key of table % has % columns', orders, cardinality(pk_cols)
 				USING ERRCODE = 'invalid_table_definition',
-					  HINT = 'Name a unique key column with key_column.';
+					  HINT = CASE rel.relkind
+								 WHEN 'p' THEN 'Name the column that identifies an order with key_column; it must lead an index.'
+								 ELSE 'Name a unique key column with key_column.' END;
 		END IF;
 		SELECT a.attname INTO cfg.key_column
 		  FROM pg_attribute a WHERE a.attrelid = orders AND a.attnum = pk_cols[array_lower(pk_cols, 1)];
@@ -480,9 +500,26 @@ BEGIN
 				  DETAIL = 'Supported key types are bigint, integer, uuid, text and varchar.';
 	END IF;
 	cfg.key_type := att.typ;
-	IF NOT EXISTS (SELECT 1 FROM pg_index i
-					WHERE i.indrelid = orders AND i.indisunique AND i.indnkeyatts = 1
-					  AND i.indkey[0] = att.attnum AND i.indpred IS NULL AND i.indexprs IS NULL) THEN
+	IF rel.relkind = 'p' THEN
+		/*
+		 * A unique index of a partitioned table must contain the partition
+		 * key, so the column that identifies an order (filled from a
+		 * sequence, say) cannot be declared unique on its own.  It must lead
+		 * an index, such as the primary key (id, created_at), so that every
+		 * lookup of an order is an index probe in each partition it touches.
+		 */
+		IF NOT EXISTS (SELECT 1 FROM pg_index i
+						WHERE i.indrelid = orders AND i.indkey[0] = att.attnum
+						  AND i.indpred IS NULL) THEN
+			RAISE EXCEPTION 'key column "%" of partitioned table % is not indexed', cfg.key_column, orders
+				USING ERRCODE = 'invalid_table_definition',
+					  DETAIL = 'The key column of a partitioned table must be the first column of an index without a WHERE clause.',
+					  HINT = format('Use a primary key that starts with it, e.g. PRIMARY KEY (%I, <partition key>), or CREATE INDEX ON %s (%I).',
+									cfg.key_column, orders, cfg.key_column);
+		END IF;
+	ELSIF NOT EXISTS (SELECT 1 FROM pg_index i
+					   WHERE i.indrelid = orders AND i.indisunique AND i.indnkeyatts = 1
+						 AND i.indkey[0] = att.attnum AND i.indpred IS NULL AND i.indexprs IS NULL) THEN
 		RAISE EXCEPTION 'key column "%" of table % is not unique', cfg.key_column, orders
 			USING ERRCODE = 'invalid_table_definition',
 				  HINT = 'The key column needs a primary key or unique index of its own.';
@@ -542,6 +579,7 @@ BEGIN
 			USING ERRCODE = 'datatype_mismatch',
 				  DETAIL = 'The created-at column must be timestamptz or timestamp.';
 	END IF;
+	cfg.partition_column := orderexp._partition_column(orders, cfg.created_column);
 
 	/* --- category column and the category argument --- */
 	IF cfg.category_column IS NOT NULL AND NOT EXISTS (
@@ -576,10 +614,12 @@ BEGIN
 	IF is_new THEN
 		INSERT INTO orderexp.tables (order_table, key_column, key_type, status_column,
 									 created_column, category_column, unpaid_value,
-									 closed_value, cancelled_value, payload_columns, channels)
+									 closed_value, cancelled_value, payload_columns, channels,
+									 partition_column)
 		VALUES (cfg.order_table, cfg.key_column, cfg.key_type, cfg.status_column,
 				cfg.created_column, cfg.category_column, cfg.unpaid_value,
-				cfg.closed_value, cfg.cancelled_value, cfg.payload_columns, cfg.channels);
+				cfg.closed_value, cfg.cancelled_value, cfg.payload_columns, cfg.channels,
+				cfg.partition_column);
 	ELSE
 		UPDATE orderexp.tables t
 		   SET key_column = cfg.key_column, key_type = cfg.key_type,
@@ -587,6 +627,7 @@ BEGIN
 			   category_column = cfg.category_column, unpaid_value = cfg.unpaid_value,
 			   closed_value = cfg.closed_value, cancelled_value = cfg.cancelled_value,
 			   payload_columns = cfg.payload_columns, channels = cfg.channels,
+			   partition_column = cfg.partition_column,
 			   last_error = NULL, last_error_at = NULL
 		 WHERE t.order_table = orders;
 	END IF;
@@ -612,6 +653,7 @@ BEGIN
 	END IF;
 
 	PERFORM orderexp._install_triggers(cfg);
+	PERFORM orderexp._fill_order_created(cfg);
 
 	/*
 	 * Track unpaid rows that have no timer yet.  A new category policy takes
@@ -756,6 +798,7 @@ BEGIN
 				   status_column = CASE WHEN t.status_column = missing[1] THEN new_name ELSE t.status_column END,
 				   created_column = CASE WHEN t.created_column = missing[1] THEN new_name ELSE t.created_column END,
 				   category_column = CASE WHEN t.category_column = missing[1] THEN new_name ELSE t.category_column END,
+				   partition_column = CASE WHEN t.partition_column = missing[1] THEN new_name ELSE t.partition_column END,
 				   payload_columns = array_replace(t.payload_columns, missing[1], new_name)
 			 WHERE t.order_table = rel
 			RETURNING * INTO cfg;
@@ -778,6 +821,16 @@ BEGIN
 			RAISE EXCEPTION 'status column "%" of table % must stay of a string type or an enum',
 				cfg.status_column, rel::regclass
 				USING ERRCODE = 'datatype_mismatch';
+		END IF;
+
+		/* partitioned by created-at (07-partitioned.sql): SET/DROP NOT NULL */
+		IF orderexp._partition_column(rel, cfg.created_column) IS DISTINCT FROM cfg.partition_column THEN
+			UPDATE orderexp.tables t
+			   SET partition_column = orderexp._partition_column(rel, cfg.created_column)
+			 WHERE t.order_table = rel
+			RETURNING * INTO cfg;
+			PERFORM orderexp._fill_order_created(cfg);
+			PERFORM orderexp._install_triggers(cfg);
 		END IF;
 	END LOOP;
 END;

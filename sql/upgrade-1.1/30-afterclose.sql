@@ -178,9 +178,9 @@ BEGIN
 
 	EXECUTE format($q$
 		INSERT INTO orderexp.timers AS t (order_table, order_key, policy_id, close_at, remind_at,
-										  policy_version, variant)
+										  policy_version, variant, order_created)
 		SELECT %1$L::regclass, o.%2$I::text, p.id, c.close_at, c.close_at - p.remind_before,
-			   p.version, v.variant
+			   p.version, v.variant, %11$s
 		  FROM %4$s o
 		 CROSS JOIN LATERAL (
 				SELECT p.id, p.close_after, p.remind_before, p.version,
@@ -208,8 +208,10 @@ BEGIN
 			 THEN 'UPDATE SET policy_id = excluded.policy_id, close_at = excluded.close_at, '
 				  'remind_at = CASE WHEN excluded.close_at = t.reminded_for THEN NULL '
 				  'ELSE excluded.remind_at END, '
-				  'policy_version = excluded.policy_version, variant = excluded.variant'
-			 ELSE 'NOTHING' END);
+				  'policy_version = excluded.policy_version, variant = excluded.variant, '
+				  'order_created = excluded.order_created'
+			 ELSE 'NOTHING' END,
+		orderexp._created_utc(cfg, format('o.%I', cfg.created_column)));
 	GET DIAGNOSTICS n = ROW_COUNT;
 	RETURN n;
 END;
@@ -300,7 +302,8 @@ BEGIN
 	FOR tg IN SELECT t.tgname FROM pg_trigger t
 			   WHERE t.tgrelid = orders AND NOT t.tgisinternal
 				 AND t.tgname IN ('orderexp_timer_insert', 'orderexp_timer_unpaid',
-								  'orderexp_timer_truncate', 'orderexp_outcome')
+								  'orderexp_timer_moved', 'orderexp_timer_truncate',
+								  'orderexp_outcome')
 	LOOP
 		EXECUTE format('DROP TRIGGER %I ON %s', tg, orders);
 	END LOOP;
@@ -332,6 +335,24 @@ BEGIN
 				   cfg.status_column, cfg.unpaid_value,
 				   cfg.key_column, cfg.created_column, coalesce(cfg.category_column, ''),
 				   cfg.order_table::oid);
+
+	/*
+	 * On a table partitioned by created-at, an unpaid order whose created-at
+	 * changes is tracked again, so that its timer knows where it is now (a
+	 * move to another partition is a delete and an insert: the insert
+	 * trigger sees it).
+	 */
+	IF cfg.partition_column IS NOT NULL THEN
+		EXECUTE format('CREATE TRIGGER orderexp_timer_moved AFTER UPDATE OF %I ON %s '
+					   'FOR EACH ROW WHEN (NEW.%I = %L AND OLD.%I = %L AND OLD.%I IS DISTINCT FROM NEW.%I) '
+					   'EXECUTE FUNCTION orderexp.timer_trigger(%L, %L, %L, %L)',
+					   cfg.created_column, cfg.order_table,
+					   cfg.status_column, cfg.unpaid_value,
+					   cfg.status_column, cfg.unpaid_value,
+					   cfg.created_column, cfg.created_column,
+					   cfg.key_column, cfg.created_column, coalesce(cfg.category_column, ''),
+					   cfg.order_table::oid);
+	END IF;
 
 	/* an order leaving the unpaid state has an outcome */
 	EXECUTE format('CREATE TRIGGER orderexp_outcome AFTER UPDATE OF %I ON %s '
@@ -371,7 +392,8 @@ DECLARE
 BEGIN
 	RETURN format($q$
 WITH due AS MATERIALIZED (
-	SELECT t.ctid AS tid, t.order_key, t.close_at, t.policy_id, t.policy_version, t.variant
+	SELECT t.ctid AS tid, t.order_key, t.close_at, t.policy_id, t.policy_version, t.variant,
+		   t.order_created
 	  FROM orderexp.timers t
 	 WHERE t.order_table = $1 AND t.close_at <= now()
 	   AND (t.close_at, t.order_key) > ($3, $4)
@@ -387,7 +409,7 @@ gone AS (
 closed AS (
 	UPDATE %1$s o SET %3$I = %7$L::%5$s
 	 WHERE o.%2$I = ANY (ARRAY(SELECT m.order_key::%6$s FROM mine m WHERE m.unpaid))
-	   AND o.%3$I = %4$L::%5$s
+	   AND o.%3$I = %4$L::%5$s%13$s
 	RETURNING o.%2$I::text AS order_key, %8$s AS cols, %9$s AS category),
 events AS (
 	INSERT INTO orderexp.outbox (kind, order_table, order_key, channel, payload)
@@ -414,7 +436,8 @@ SELECT (SELECT count(*) FROM due), (SELECT count(*) FROM busy), (SELECT count(*)
 		CASE WHEN cfg.category_column IS NULL THEN 'NULL::text'
 			 ELSE format('o.%I::text', cfg.category_column) END,
 		cfg.order_table::text, cfg.channels,
-		orderexp._lock_rows_sql(cfg, status_type, '', 'UPDATE'));
+		orderexp._lock_rows_sql(cfg, status_type, '', 'UPDATE'),
+		orderexp._created_range_sql(cfg));
 END;
 $$;
 
