@@ -1,0 +1,106 @@
+# shellcheck shell=bash
+#
+# bench/lib.sh - helpers of the benchmark scripts (bench/run.sh,
+# bench/partitioned.sh), sourced after scripts/lib.sh.  The callers set
+# OUT, SCRATCH (a temp dir) and PGBENCH before using the helpers that need
+# them.
+
+
+START_SECONDS=$SECONDS
+log() { printf '==> [%4ds] %s\n' $((SECONDS - START_SECONDS)) "$*"; }
+
+# q DB SQL...: each SQL a statement of its own (psql -c), unaligned output
+q() {
+	local db=$1 arg args=()
+	shift
+	for arg in "$@"; do args+=(-c "$arg"); done
+	ox_psql -d "$db" -Atq "${args[@]}"
+}
+
+# stats: numbers on stdin, one per line -> "median min max"
+stats() {
+	sort -g | awk '{ v[NR] = $1 }
+		END {
+			if (NR == 0) { print "NaN NaN NaN"; exit }
+			m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+			print m, v[1], v[NR]
+		}'
+}
+
+# col FILE N [FILTER-COLUMN VALUE]: column N of a TSV, optionally where
+# column FILTER-COLUMN equals VALUE
+col() {
+	awk -F'\t' -v c="$2" -v fc="${3:-0}" -v fv="${4:-}" \
+		'!/^#/ && (fc == 0 || $fc == fv) { print $c }' "$1"
+}
+
+# fmt NUMBER [DECIMALS]: thousands separators for big numbers
+fmt() {
+	LC_ALL=C awk -v x="$1" -v d="${2:-0}" 'BEGIN {
+		if (x == "NaN" || x == "") { print "n/a"; exit }
+		s = sprintf("%." d "f", x); neg = (s ~ /^-/); if (neg) s = substr(s, 2)
+		split(s, p, "."); i = p[1]; o = ""
+		while (length(i) > 3) { o = "," substr(i, length(i) - 2) o; i = substr(i, 1, length(i) - 3) }
+		o = i o; if (d > 0) o = o "." p[2]; print (neg ? "-" : "") o }'
+}
+
+# calc EXPR: floating point arithmetic
+calc() { awk "BEGIN { print $* }"; }
+
+load1() { cut -d' ' -f1 /proc/loadavg; }
+
+# ns on CPU of a process (/proc/PID/schedstat), or 0 if it is gone
+cpu_ns() { cut -d' ' -f1 "/proc/$1/schedstat" 2>/dev/null || echo 0; }
+
+# status_kb PID FIELD: a field of /proc/PID/status in kB
+status_kb() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+set_guc() {
+	q postgres "ALTER SYSTEM SET $1 = '$2'" "SELECT pg_reload_conf()" >/dev/null
+}
+
+# pid of the orderexp worker of database bench, waiting for it to start
+worker_pid() {
+	local pid end=$((SECONDS + 30))
+	while ((SECONDS < end)); do
+		pid=$(q postgres "SELECT pid FROM pg_stat_activity
+			WHERE backend_type = 'orderexp worker' AND datname = 'bench'")
+		if [[ -n $pid ]]; then
+			printf '%s\n' "$pid"
+			return 0
+		fi
+		sleep 0.2
+	done
+	ox_die "no orderexp worker in database bench after 30 s (see $OX_PGLOG)"
+}
+
+# restore TEMPLATE: database bench afresh from a template, vacuumed,
+# analyzed, in shared buffers, checkpointed
+restore() {
+	q postgres "SET client_min_messages = warning" "DROP DATABASE IF EXISTS bench WITH (FORCE)" \
+		"CREATE DATABASE bench TEMPLATE $1 STRATEGY FILE_COPY"
+	q bench "VACUUM ANALYZE" "SELECT bench.prewarm()" "CHECKPOINT" >/dev/null
+}
+
+# timed DB SQL-FILE-TEXT: run psql script text between two clock readings;
+# prints the elapsed seconds
+timed() {
+	local out
+	out=$(ox_psql -d "$1" -Atq -f - <<-EOF
+		SELECT extract(epoch FROM clock_timestamp()) AS t0 \gset
+		$2
+		SELECT extract(epoch FROM clock_timestamp()) - :t0 AS elapsed \gset
+		\echo ELAPSED :elapsed
+	EOF
+	) || ox_die "timed statement failed: $2"
+	sed -n 's/^ELAPSED //p' <<<"$out"
+}
+
+# pgbench as postgres's client, from the scratch dir (for its log files)
+pgb() {
+	(cd "$SCRATCH" && "$PGBENCH" -h "$OX_PGHOST" -p "$OX_PGPORT" -U postgres "$@")
+}
+
+# tps from pgbench output on stdin
+tps_of() { sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p'; }
+
