@@ -14,9 +14,10 @@
  *	  simple_heap_insert() into orderexp.outcomes, which has no indexes
  *	  (the statistics read it whole, nothing looks one row up);
  *	- the timer is only read, never locked or changed: the payment holds the
- *	  order row, and taking the timer lock after it would invert the lock
- *	  order every orderexp function follows (timer first, then order row).
- *	  The paid order's timer is still dropped lazily by the sweep.
+ *	  order row, which every orderexp function that changes a timer locks
+ *	  first, so the timer cannot change under it; locking it too would only
+ *	  add a lock to the payment.  The paid order's timer is still dropped
+ *	  lazily by the sweep.
  *
  * The same trigger records closes and cancels made by orderexp itself (the
  * sweep's guarded update, cancel_order(s)): those statements delete the
