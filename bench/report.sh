@@ -240,7 +240,7 @@ write_report() {
 	$(fmt "$MEM_SMALL") orders, $(fmt "$big_anon") kB for the big backlog (× $(fmt "$anon_ratio" 3) against the
 	first, × $(fmt "$warm_ratio" 3) against the second). The first batch of a new process builds its
 	catalog caches and plans and warms up glibc's heap (freed blocks are kept, the mmap threshold
-	rises); from the second batch on the private memory stays where it is. During the big drain it
+	rises), which the second drain shows apart from the backlog's own effect. During the big drain it
 	changed by $(fmt "$anon_growth" 1) % from 10 % of the drain to its end (samples in
 	\`mem_samples_*.tsv\`).
 
