@@ -44,7 +44,7 @@ $$;
 
 INSERT INTO bench.orders (id, status, created_at, customer_email, amount)
 SELECT i, 'paid',
-	   now() - interval '365 days' + (i - 1) * (interval '365 days' - interval '3 hours') / :n,
+	   now() - interval '365 days' + (i - 1) * ((interval '365 days' - interval '3 hours') / :n),
 	   'customer' || i || '@example.com', (i % 1000) + 0.99
   FROM generate_series(1, :n - :due - :idle) AS i;
 INSERT INTO bench.orders (id, status, created_at, customer_email, amount)
