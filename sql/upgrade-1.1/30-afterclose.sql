@@ -441,8 +441,8 @@ SELECT (SELECT count(*) FROM due), (SELECT count(*) FROM busy), (SELECT count(*)
 END;
 $$;
 
-/* --- order operations (bodies of the gates of 10-reliability.sql, redefined:
- * each writes its audit row; the actor is taken in one place, _actor()) --- */
+/* --- order operations: the bodies of the gates of 10-reliability.sql; each
+ * writes its audit row, and takes the actor in one place, _actor() --- */
 
 /* one audit row (the functions below take their actor in one place) */
 CREATE FUNCTION orderexp._audit(orders regclass, k text, action text, via text, actor name,
@@ -458,7 +458,7 @@ AS $$
 			deadline, previous_deadline)
 $$;
 
-CREATE OR REPLACE FUNCTION orderexp._cancel_order(orders regclass, order_key anyelement, reason text)
+CREATE FUNCTION orderexp._cancel_order(orders regclass, order_key anyelement, reason text)
 RETURNS boolean
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -502,7 +502,7 @@ BEGIN
 END;
 $$;
 
-CREATE OR REPLACE FUNCTION orderexp._cancel_orders(orders regclass, order_keys anyarray, reason text)
+CREATE FUNCTION orderexp._cancel_orders(orders regclass, order_keys anyarray, reason text)
 RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -577,7 +577,7 @@ BEGIN
 END;
 $$;
 
-CREATE OR REPLACE FUNCTION orderexp._extend_order(orders regclass, order_key anyelement, "by" interval)
+CREATE FUNCTION orderexp._extend_order(orders regclass, order_key anyelement, "by" interval)
 RETURNS timestamptz
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
