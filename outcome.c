@@ -182,21 +182,6 @@ orderexp_assign_variant(PG_FUNCTION_ARGS)
 										  weights, n, seed));
 }
 
-/* column number of a mapped column of the orders table, or a clear error */
-static int
-order_column(Relation rel, const char *colname, const char *role)
-{
-	int			attnum = SPI_fnumber(RelationGetDescr(rel), colname);
-
-	if (attnum <= 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_COLUMN),
-				 errmsg("column \"%s\" mapped as the %s column of table \"%s\" does not exist",
-						colname, role, RelationGetRelationName(rel)),
-				 errhint("Register the table again with orderexp.set_close_policy().")));
-	return attnum;
-}
-
 /* OID of one of orderexp's own relations */
 static Oid
 orderexp_relid(Oid nspid, const char *relname)
@@ -303,10 +288,10 @@ orderexp_outcome_trigger(PG_FUNCTION_ARGS)
 	newtup = trigdata->tg_newtuple;
 	order_table = orderexp_trigger_table(rel, trigger);
 
-	key = SPI_getvalue(newtup, tupdesc, order_column(rel, trigger->tgargs[0], "key"));
+	key = SPI_getvalue(newtup, tupdesc, orderexp_mapped_column(rel, trigger->tgargs[0], "key"));
 	if (key == NULL)
 		return PointerGetDatum(NULL);
-	status = SPI_getvalue(newtup, tupdesc, order_column(rel, trigger->tgargs[2], "status"));
+	status = SPI_getvalue(newtup, tupdesc, orderexp_mapped_column(rel, trigger->tgargs[2], "status"));
 	if (status != NULL && strcmp(status, trigger->tgargs[3]) == 0)
 		outcome = "closed";
 	else if (status != NULL && strcmp(status, trigger->tgargs[4]) == 0)
@@ -317,7 +302,7 @@ orderexp_outcome_trigger(PG_FUNCTION_ARGS)
 	memset(nulls, false, sizeof(nulls));
 
 	/* the created-at of the order: time to pay counts from it */
-	i = order_column(rel, trigger->tgargs[1], "created-at");
+	i = orderexp_mapped_column(rel, trigger->tgargs[1], "created-at");
 	created = SPI_getbinval(newtup, tupdesc, i, &isnull);
 	if (isnull)
 		nulls[OC_CREATED_AT] = true;

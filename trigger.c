@@ -321,9 +321,12 @@ orderexp_policies_changed(PG_FUNCTION_ARGS)
 	return PointerGetDatum(NULL);
 }
 
-/* column number of a mapped column, or a clear error if it is gone */
-static int
-mapped_column(Relation rel, const char *colname, const char *role)
+/*
+ * Column number of a mapped column of an orders table, or a clear error if
+ * it is gone (the timer and the outcome trigger name their columns).
+ */
+int
+orderexp_mapped_column(Relation rel, const char *colname, const char *role)
 {
 	int			attnum = SPI_fnumber(RelationGetDescr(rel), colname);
 
@@ -463,8 +466,8 @@ orderexp_timer_trigger(PG_FUNCTION_ARGS)
 		trigdata->tg_newtuple : trigdata->tg_trigtuple;
 	order_table = orderexp_trigger_table(rel, trigger);
 
-	key_att = mapped_column(rel, trigger->tgargs[0], "key");
-	created_att = mapped_column(rel, trigger->tgargs[1], "created-at");
+	key_att = orderexp_mapped_column(rel, trigger->tgargs[0], "key");
+	created_att = orderexp_mapped_column(rel, trigger->tgargs[1], "created-at");
 
 	key = SPI_getvalue(tuple, tupdesc, key_att);
 	if (key == NULL)
@@ -487,7 +490,7 @@ orderexp_timer_trigger(PG_FUNCTION_ARGS)
 
 	if (trigger->tgargs[2][0] != '\0')
 		category = SPI_getvalue(tuple, tupdesc,
-								mapped_column(rel, trigger->tgargs[2], "category"));
+								orderexp_mapped_column(rel, trigger->tgargs[2], "category"));
 
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
 	SetUserIdAndSecContext(orderexp_owner(),
