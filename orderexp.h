@@ -49,6 +49,7 @@ typedef struct SweepRound
 extern int64 orderexp_prune_outbox(int limit);
 
 /* sweep.c */
+extern Oid	orderexp_sweep_closing;
 extern void orderexp_sweep_begin(void);
 extern void orderexp_sweep_round(int batch_limit, int64 budget, bool in_worker,
 								 Oid caller, SweepRound *round);

@@ -19,12 +19,20 @@
  *	  add a lock to the payment.  The paid order's timer is still dropped
  *	  lazily by the sweep.
  *
- * The same trigger records closes and cancels made by orderexp itself (the
- * sweep's guarded update, cancel_order(s)): those statements delete the
- * timer in the same command or a later one, and the trigger reads the timer
- * under the statement's own snapshot, to which a row deleted by that very
- * command is still visible.  An order without a timer was not tracked (no
- * policy applied to it) and gets no outcome.
+ * The same trigger records the cancels made by orderexp itself
+ * (cancel_order(s)): those statements delete the timer in the same command
+ * or a later one, and the trigger reads the timer under the statement's own
+ * snapshot, to which a row deleted by that very command is still visible.
+ * An order without a timer was not tracked (no policy applied to it) and
+ * gets no outcome.
+ *
+ * The sweep's closes are the exception: its batch statement writes their
+ * outcome rows itself, a thousand in one INSERT, from the timers it has
+ * already read (orderexp._sweep_sql).  While that statement runs,
+ * orderexp_sweep_closing names its table, and the trigger returns at once
+ * for a row of that table set to the closed value.  (A user's trigger that
+ * closes some other order of the same table from inside the sweep's update
+ * would have that close go unrecorded; nothing of orderexp's does that.)
  *
  * Copyright (c) 2026, orderexp developers
  *
@@ -288,16 +296,22 @@ orderexp_outcome_trigger(PG_FUNCTION_ARGS)
 	newtup = trigdata->tg_newtuple;
 	order_table = orderexp_trigger_table(rel, trigger);
 
-	key = SPI_getvalue(newtup, tupdesc, orderexp_mapped_column(rel, trigger->tgargs[0], "key"));
-	if (key == NULL)
-		return PointerGetDatum(NULL);
 	status = SPI_getvalue(newtup, tupdesc, orderexp_mapped_column(rel, trigger->tgargs[2], "status"));
 	if (status != NULL && strcmp(status, trigger->tgargs[3]) == 0)
+	{
+		/* closed by the sweep's batch, which writes the outcome itself */
+		if (order_table == orderexp_sweep_closing)
+			return PointerGetDatum(NULL);
 		outcome = "closed";
+	}
 	else if (status != NULL && strcmp(status, trigger->tgargs[4]) == 0)
 		outcome = "cancelled";
 	else
 		outcome = "paid";
+
+	key = SPI_getvalue(newtup, tupdesc, orderexp_mapped_column(rel, trigger->tgargs[0], "key"));
+	if (key == NULL)
+		return PointerGetDatum(NULL);
 
 	memset(nulls, false, sizeof(nulls));
 

@@ -3,7 +3,7 @@
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS orderexp;
-SELECT plan(73);
+SELECT plan(74);
 
 SELECT has_schema('orderexp');
 SELECT is((SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'orderexp'),
@@ -70,8 +70,11 @@ SELECT has_index('orderexp', 'outbox', 'outbox_undelivered', ARRAY['next_attempt
 SELECT is((SELECT pg_get_expr(indpred, indrelid) FROM pg_index
             WHERE indexrelid = 'orderexp.outbox_undelivered'::regclass),
           '(delivered_at IS NULL)', 'outbox_undelivered is partial: undelivered rows only');
-SELECT has_index('orderexp', 'outbox', 'outbox_order', ARRAY['order_table', 'order_key'],
-                 'outbox_order on (order_table, order_key)');
+-- 1.2: an event is found through its audit row, not through an index by order
+SELECT hasnt_index('orderexp', 'outbox', 'outbox_order',
+                   'no outbox_order: every event would pay an index entry for it');
+SELECT col_type_is('orderexp', 'audit', 'event_ids', 'bigint[]',
+                   'audit.event_ids names the events of each change');
 SELECT index_is_unique('orderexp', 'policies', 'policies_table_default', 'one default policy per table');
 SELECT index_is_unique('orderexp', 'policies', 'policies_table_category', 'one policy per (table, category)');
 
