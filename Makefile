@@ -16,7 +16,7 @@ UPGRADE_1_1 = $(sort $(wildcard sql/upgrade-1.1/*.sql))
 PGFILEDESC = "orderexp - close expired unpaid orders"
 
 # pg_regress: sql/<name>.sql against expected/<name>.out
-REGRESS = setup policy operations sweep errors reminders tokens delivery bad_input reopen audit stats partitioned
+REGRESS = setup policy operations sweep errors reminders tokens delivery bad_input reopen audit stats partitioned status_types
 # isolation: specs/<name>.spec against expected/<name>.out
 ISOLATION = payment_race concurrent_sweeps cancel_race claim_race outcome_race
 TAP_TESTS = 1

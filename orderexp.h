@@ -63,6 +63,8 @@ extern int	orderexp_pick_variant(const char *key, int keylen, const int32 *weigh
 /* trigger.c */
 extern Oid	orderexp_trigger_table(Relation rel, Trigger *trigger);
 extern int	orderexp_mapped_column(Relation rel, const char *colname, const char *role);
+extern bool orderexp_status_is(HeapTuple tuple, TupleDesc tupdesc, int attnum,
+							   const char *value);
 
 /* gate.c */
 extern Oid	orderexp_owner(void);

@@ -266,7 +266,7 @@ ALTER TABLE bad.orders2 RENAME COLUMN cat TO category;
 ALTER TABLE bad.orders2 RENAME COLUMN amount TO total;
 SELECT order_table, key_column, status_column, created_column, category_column, payload_columns
   FROM orderexp.policy_config WHERE category IS NULL;
-SELECT tgname, regexp_replace(encode(tgargs, 'escape'), '\d{4,}', 'N') AS tgargs, pg_get_triggerdef(oid) LIKE '%"State ""quoted"""%' AS when_quoted
+SELECT tgname, regexp_replace(encode(tgargs, 'escape'), '\d{4,}', 'N') AS tgargs, pg_get_triggerdef(oid) LIKE '%"State ""quoted"""%' AS quoted_in_def
   FROM pg_trigger WHERE tgrelid = 'bad.orders2'::regclass ORDER BY tgname;
 -- and everything works under the new names
 INSERT INTO bad.orders2 VALUES (6, 'unpaid', now() - interval '3 hours', NULL, 60),

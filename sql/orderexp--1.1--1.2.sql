@@ -13,6 +13,12 @@
  *	   exactly the rows it had: one per order that left the unpaid state.
  *	3. A batch joins its closed orders to their timers once, not once per
  *	   table it writes.
+ *	4. The row triggers on registered tables lose their WHEN clauses: the
+ *	   trigger functions test the status themselves, from two (timer) or one
+ *	   (outcome) more arguments.  PostgreSQL parses a trigger's WHEN clause
+ *	   anew for every statement; on the application's one-row INSERT and
+ *	   payment UPDATE that cost more than orderexp's work itself.  The
+ *	   triggers of every registered table are made again below.
  */
 
 -- complain if script is sourced in psql, rather than via ALTER EXTENSION
@@ -183,3 +189,68 @@ SELECT (SELECT count(*) FROM due), (SELECT count(*) FROM busy), (SELECT count(*)
 			 ELSE E'\n\t  LEFT JOIN (SELECT e.order_key, array_agg(e.id) AS ids	/* in insertion order */\n\t\t\t  FROM events e GROUP BY e.order_key) e ON e.order_key = x.order_key' END);
 END;
 $$;
+
+/* --- 4. triggers without WHEN clauses ------------------------------------ */
+
+/*
+ * As in 1.1 (30-afterclose.sql), except that the timer and the outcome
+ * triggers have no WHEN clause and take the status column and the unpaid
+ * value as arguments: orderexp_timer_trigger and orderexp_outcome_trigger
+ * test the status in C.  orderexp_timer_moved keeps its WHEN clause: it
+ * fires only when created-at changes, which is rare, and the clause tests
+ * that too.
+ */
+CREATE OR REPLACE FUNCTION orderexp._install_triggers(cfg orderexp.tables)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM orderexp._drop_triggers(cfg.order_table);
+
+	/* a new unpaid order starts its timer */
+	EXECUTE format('CREATE TRIGGER orderexp_timer_insert AFTER INSERT ON %s '
+				   'FOR EACH ROW '
+				   'EXECUTE FUNCTION orderexp.timer_trigger(%L, %L, %L, %L, %L, %L)',
+				   cfg.order_table,
+				   cfg.key_column, cfg.created_column, coalesce(cfg.category_column, ''),
+				   cfg.order_table::oid, cfg.status_column, cfg.unpaid_value);
+
+	/* an order set back to unpaid outside orderexp is tracked again */
+	EXECUTE format('CREATE TRIGGER orderexp_timer_unpaid AFTER UPDATE OF %I ON %s '
+				   'FOR EACH ROW '
+				   'EXECUTE FUNCTION orderexp.timer_trigger(%L, %L, %L, %L, %L, %L)',
+				   cfg.status_column, cfg.order_table,
+				   cfg.key_column, cfg.created_column, coalesce(cfg.category_column, ''),
+				   cfg.order_table::oid, cfg.status_column, cfg.unpaid_value);
+
+	/* partitioned by created-at: an unpaid order whose created-at changes */
+	IF cfg.partition_column IS NOT NULL THEN
+		EXECUTE format('CREATE TRIGGER orderexp_timer_moved AFTER UPDATE OF %I ON %s '
+					   'FOR EACH ROW WHEN (NEW.%I = %L AND OLD.%I = %L AND OLD.%I IS DISTINCT FROM NEW.%I) '
+					   'EXECUTE FUNCTION orderexp.timer_trigger(%L, %L, %L, %L)',
+					   cfg.created_column, cfg.order_table,
+					   cfg.status_column, cfg.unpaid_value,
+					   cfg.status_column, cfg.unpaid_value,
+					   cfg.created_column, cfg.created_column,
+					   cfg.key_column, cfg.created_column, coalesce(cfg.category_column, ''),
+					   cfg.order_table::oid);
+	END IF;
+
+	/* an order leaving the unpaid state has an outcome */
+	EXECUTE format('CREATE TRIGGER orderexp_outcome AFTER UPDATE OF %I ON %s '
+				   'FOR EACH ROW '
+				   'EXECUTE FUNCTION orderexp.outcome_trigger(%L, %L, %L, %L, %L, %L, %L)',
+				   cfg.status_column, cfg.order_table,
+				   cfg.key_column, cfg.created_column, cfg.status_column,
+				   cfg.closed_value, cfg.cancelled_value, cfg.order_table::oid,
+				   cfg.unpaid_value);
+
+	/* TRUNCATE removes every order at once; so do their timers */
+	EXECUTE format('CREATE TRIGGER orderexp_timer_truncate AFTER TRUNCATE ON %s '
+				   'FOR EACH STATEMENT EXECUTE FUNCTION orderexp._truncate_trigger()',
+				   cfg.order_table);
+END;
+$$;
+
+SELECT orderexp._install_triggers(t) FROM orderexp.tables t;

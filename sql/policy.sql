@@ -148,8 +148,9 @@ SELECT order_table, category, close_after, key_column, key_type, status_column,
        payload_columns, channels
   FROM orderexp.policy_config WHERE order_table = '"My Shop"."Orders"'::regclass
  ORDER BY category NULLS FIRST;
--- the triggers quote the identifiers and compare with the enum value
-SELECT tgname, regexp_replace(pg_get_triggerdef(oid), '''[0-9]+''\)$', '''<oid>'')') AS def FROM pg_trigger
+-- the triggers quote the identifiers and take the status column and the
+-- unpaid value as arguments (1.2: no WHEN clause; the functions compare)
+SELECT tgname, regexp_replace(pg_get_triggerdef(oid), '''[0-9]{4,}''', '''<oid>''') AS def FROM pg_trigger
  WHERE tgrelid = '"My Shop"."Orders"'::regclass AND NOT tgisinternal ORDER BY 1;
 -- books: its own policy (taken over from the default at once); music has no
 -- policy of its own and NULL is no category: both the default

@@ -15,6 +15,8 @@
 #  - ALTER EXTENSION UPDATE fills event_ids of the existing audit rows with
 #    exactly the events history() showed for them before, and drops
 #    outbox_order;
+#  - the update makes the triggers of registered tables again, without
+#    WHEN clauses (the trigger functions test the status);
 #  - at 1.2, the same kinds of change give again exactly one outcome per
 #    order (none lost, none twice), with the values the trigger writes, and
 #    audit rows that name their own events; history() shows both.
@@ -84,9 +86,20 @@ my $history_11 = $node->safe_psql($db, $history_sql);
 like($history_11, qr/^1:closed:\{\d+,\d+\} 2:closed:\{\d+,\d+\} 3:cancelled:\{\d+,\d+\} 4:extended:\{\d+,\d+\}$/,
 	'at 1.1 history() finds two events (two channels) for every change');
 
+# the row triggers: WHEN clause or none, and their number of arguments
+my $triggers_sql = q{
+SELECT string_agg(tgname || ':' || (tgqual IS NULL) || ':' || tgnargs, ',' ORDER BY tgname)
+  FROM pg_trigger WHERE tgrelid = 'orders'::regclass AND tgname <> 'orderexp_timer_truncate'};
+is( $node->safe_psql($db, $triggers_sql),
+	'orderexp_outcome:false:6,orderexp_timer_insert:false:4,orderexp_timer_unpaid:false:4',
+	'at 1.1 the triggers have WHEN clauses (and the library above served them)');
+
 # --- the update ---------------------------------------------------------------
 
 $node->safe_psql($db, 'ALTER EXTENSION orderexp UPDATE');
+is( $node->safe_psql($db, $triggers_sql),
+	'orderexp_outcome:true:7,orderexp_timer_insert:true:6,orderexp_timer_unpaid:true:6',
+	'the update made the triggers of the registered table again, without WHEN clauses');
 is($node->safe_psql($db, q{SELECT extversion FROM pg_extension WHERE extname = 'orderexp'}),
 	'1.2', 'updated to 1.2');
 is($node->safe_psql($db, q{SELECT to_regclass('orderexp.outbox_order') IS NULL}),
