@@ -212,7 +212,8 @@ write_report() {
 	## 5. Memory of the worker
 
 	The worker is a new process in each run (the database is dropped and copied again). Its
-	\`/proc/PID/status\` is sampled every 100 ms while it drains; VmHWM is read before it is
+	\`/proc/PID/status\` is sampled every 2 ms while it drains (\`bench/rss_sampler.py\`: a batch's
+	peak lasts a few milliseconds); VmHWM is read before it is
 	enabled and after the drain. VmHWM and VmRSS count the pages of shared buffers the process
 	touched, which grow with the data it reads (the 1 GB of shared_buffers is mapped by every
 	backend); RssAnon is its private memory, which is what would grow with a leak or a
@@ -238,11 +239,12 @@ write_report() {
 	Private memory (RssAnon, median of the runs): $(fmt "$small_anon") kB at the peak for the small
 	backlog drained by a new worker, $(fmt "$warm_anon") kB when the same worker drains another
 	$(fmt "$MEM_SMALL") orders, $(fmt "$big_anon") kB for the big backlog (× $(fmt "$anon_ratio" 3) against the
-	first, × $(fmt "$warm_ratio" 3) against the second). The first batch of a new process builds its
-	catalog caches and plans and warms up glibc's heap (freed blocks are kept, the mmap threshold
-	rises), which the second drain shows apart from the backlog's own effect. During the big drain it
-	changed by $(fmt "$anon_growth" 1) % from 10 % of the drain to its end (samples in
-	\`mem_samples_*.tsv\`).
+	first, × $(fmt "$warm_ratio" 3) against the second). During the big drain it changed by
+	$(fmt "$anon_growth" 1) % from 10 % of the drain to its end (samples in \`mem_samples_*.tsv\`):
+	the step up from one batch to many comes in the first batches and then stays. The worker's
+	memory contexts (\`pg_log_backend_memory_contexts\`) are the same in the first batch and in
+	any later one; what differs is the pages glibc's heap has touched once many batches have come
+	and gone (see bench/README.md, 5. Memory).
 
 	## Sizes, and where they differ from the plan
 

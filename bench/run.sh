@@ -88,7 +88,7 @@ DRAIN_TIMEOUT=900			# a drain taking longer than this is a broken run
 LATE_LAG=$(((LATE_RATE / 4) / 2 * 2))
 ((LATE_LAG >= 2)) || LATE_LAG=2
 
-OX_PACKAGES+=(gnuplot-nox postgresql-contrib)
+OX_PACKAGES+=(gnuplot-nox postgresql-contrib python3)
 PGBENCH=$OX_PGBIN/pgbench
 BG_PIDS=()					# background jobs of ours, killed at exit
 # shellcheck disable=SC2016 # expanded at exit
@@ -214,14 +214,10 @@ worker_drain() {
 }
 
 # start_sampler PID FILE: VmRSS, RssAnon, RssShmem of PID (kB) into FILE
-# every 100 ms, in the background, until stop_sampler
+# every 2 ms (bench/rss_sampler.py), in the background, until stop_sampler
 SAMPLER=
 start_sampler() {
-	( while [[ -r /proc/$1/status ]]; do
-		  printf '%s\t%s\t%s\n' "$(status_kb "$1" VmRSS)" \
-			  "$(status_kb "$1" RssAnon)" "$(status_kb "$1" RssShmem)"
-		  sleep 0.1
-	  done >"$2" ) &
+	python3 "$BENCH_DIR/rss_sampler.py" "$1" "$2" 0.002 &
 	SAMPLER=$!
 	BG_PIDS+=("$SAMPLER")
 }

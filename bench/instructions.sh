@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+#
+# bench/instructions.sh - what a close and an application's transaction
+# cost, in CPU instructions: figures that do not depend on how busy the
+# machine is
+#
+# Usage:  bash bench/instructions.sh [N]      N expired orders (default 10000)
+#
+# As root on Debian bookworm, like bench/run.sh: installs what it needs
+# (valgrind besides the packages of scripts/lib.sh), builds and installs the
+# extension from this tree, loads a throwaway cluster and stops it.  Each
+# measurement then runs one backend in single-user mode (postgres --single)
+# under valgrind's callgrind, on a fresh copy of the stopped cluster, and
+# reads the instructions it executed; a backend that runs SELECT 1 in the
+# same database is the base subtracted from each.  Same binary, same data,
+# same statements: the counts repeat to the last few digits whatever else
+# the machine is doing, so the ratios are exact where bench/run.sh's
+# timings wobble by 10 % on a shared machine.  Instructions are not time
+# (fsync waits, cache misses and lock waits are not in them), so this
+# complements bench/run.sh, it does not replace it.
+#
+# Measured, per closed order (N expired among 3N rows, as bench/run.sh):
+#   (a)   the physical limit: one UPDATE ... RETURNING into an INSERT
+#   (e)   orderexp.run_due(): timer, row, event, audit row and outcome
+#   (e-)  the same with the sweep statement stripped of its audit row and
+#         outcome row (and the outcome trigger off): what those records cost
+# and per transaction of bench/pgbench/oltp.sql (insert an order, pay a
+# recent one), 2,000 of them, into a table registered vs. not registered.
+#
+# Writes bench/out/instructions.md (and the callgrind files beside it).
+#
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
+
+BENCH_DIR=$OX_ROOT/bench
+OUT=$BENCH_DIR/out/instructions
+N=${1:-10000}
+OLTP_TX=2000
+[[ $N =~ ^[0-9]+$ ]] && ((N >= 100 && N % 2 == 0)) || ox_die "usage: bash bench/instructions.sh [N, even, at least 100]"
+
+OX_PACKAGES+=(valgrind python3)
+export OX_QUIET_BUILD=1
+ox_setup
+rm -rf "$OUT"
+mkdir -p "$OUT"
+chown postgres "$OUT"
+ox_mktemp instructions WORK
+
+# the same settings as bench/run.sh's cluster, orderexp preloaded, no worker
+ox_cluster_start \
+	"fsync = on" \
+	"synchronous_commit = on" \
+	"full_page_writes = on" \
+	"shared_buffers = 1GB" \
+	"max_wal_size = 4GB" \
+	"shared_preload_libraries = 'orderexp'" \
+	"orderexp.enabled = off"
+
+log() { printf '==> %s\n' "$*"; }
+q() {
+	local db=$1 arg args=()
+	shift
+	for arg in "$@"; do args+=(-c "$arg"); done
+	ox_psql -d "$db" -Atq "${args[@]}"
+}
+
+REG="SELECT orderexp.set_close_policy('bench.orders', '1 hour', payload_columns => '{customer_email}')"
+q postgres "CREATE DATABASE base"
+ox_psql -d base -q -f "$BENCH_DIR/sql/schema.sql" >/dev/null
+for db in plain reg reg_bare oltp_plain oltp_reg; do
+	q postgres "CREATE DATABASE $db TEMPLATE base"
+done
+q plain "SELECT bench.fill_drain($N)" \
+	"CREATE INDEX orders_unpaid_due ON bench.orders (created_at) WHERE status = 'unpaid'" >/dev/null
+q reg "$REG" "SELECT bench.fill_drain($N)" >/dev/null
+q reg_bare "$REG" "SELECT bench.fill_drain($N)" >/dev/null
+q oltp_reg "$REG" >/dev/null
+
+# reg_bare: the sweep statement without its audit and outcome CTEs (the
+# wrapper strips them from the text orderexp._sweep_sql generates), and the
+# outcome trigger off, so that nothing writes those rows
+q reg_bare \
+	"ALTER FUNCTION orderexp._sweep_sql(orderexp.tables) RENAME TO _sweep_sql_full" \
+	"CREATE FUNCTION orderexp._sweep_sql(cfg orderexp.tables) RETURNS text LANGUAGE sql AS
+		\$\$ SELECT regexp_replace(orderexp._sweep_sql_full(cfg),
+								  '\\),\\naudit AS \\(.*\\n\\t  FROM done x\\)\\nSELECT', E')\\nSELECT') \$\$" \
+	"ALTER TABLE bench.orders DISABLE TRIGGER orderexp_outcome" >/dev/null
+stripped=$(q reg_bare "SELECT orderexp._sweep_sql(t) FROM orderexp.tables t")
+[[ $stripped != *"orderexp.audit"* && $stripped != *"orderexp.outcomes"* && $stripped == *"INSERT INTO orderexp.outbox"* ]] ||
+	ox_die "stripping the audit and outcome rows from the sweep statement failed"
+for db in plain reg reg_bare oltp_plain oltp_reg; do
+	q "$db" "VACUUM ANALYZE" >/dev/null
+done
+q postgres "CHECKPOINT" >/dev/null
+[[ $(q reg "SELECT count(*) FROM orderexp.timers WHERE close_at <= now()") == "$N" ]] ||
+	ox_die "the registered drain set has the wrong timers"
+
+# the OLTP script: OLTP_TX times an order and a payment of one of the
+# thousand before it (bench/pgbench/oltp.sql's work, with fixed choices)
+python3 - "$OLTP_TX" >"$WORK/oltp.sql" <<'EOF'
+import random, sys
+random.seed(1)
+n = int(sys.argv[1])
+for i in range(n):
+    k = 10_000_001 + i
+    print(f"INSERT INTO bench.orders (id, customer_email, amount) VALUES ({k}, 'client1@example.com', 19.99);")
+    back = random.randint(0, min(i, 999))
+    print(f"UPDATE bench.orders SET status = 'paid' WHERE id = {k - back} AND status = 'unpaid';")
+EOF
+echo "SELECT 1;" >"$WORK/select1.sql"
+echo "SELECT bench.close_all();" >"$WORK/a.sql"
+echo "SELECT * FROM orderexp.run_due();" >"$WORK/e.sql"
+chown postgres "$WORK"/*.sql
+
+ox_cluster_stop
+cp -a "$OX_PGDATA" "$WORK/data0"
+
+# instructions DB SQL-FILE TAG: callgrind's count for a single-user backend
+# running the file in DB, on a fresh copy of the stopped cluster
+instructions() {
+	local db=$1 file=$2 tag=$3 n
+	rm -rf "$WORK/data"
+	cp -a "$WORK/data0" "$WORK/data"
+	ox_as_postgres valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.$tag" \
+		"$OX_PGBIN/postgres" --single -D "$WORK/data" -c jit=off -c port=0 \
+		-c shared_preload_libraries=orderexp "$db" <"$file" >"$WORK/$tag.log" 2>&1 ||
+		{ tail -n 20 "$WORK/$tag.log" >&2; ox_die "$tag failed"; }
+	grep -qE 'ERROR|FATAL' "$WORK/$tag.log" && { grep -E 'ERROR|FATAL' "$WORK/$tag.log" >&2; ox_die "$tag failed"; }
+	n=$(sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$WORK/$tag.log")
+	[[ -n $n ]] || ox_die "$tag: no instruction count"
+	printf '%s\n' "$n"
+}
+
+declare -A IR
+for spec in plain:select1 plain:a reg:select1 reg:e reg_bare:select1 reg_bare:e \
+	oltp_plain:select1 oltp_plain:oltp oltp_reg:select1 oltp_reg:oltp; do
+	db=${spec%%:*}
+	what=${spec#*:}
+	IR[$spec]=$(instructions "$db" "$WORK/$what.sql" "$db.$what")
+	log "$spec: ${IR[$spec]} instructions"
+done
+
+fmt_n() { LC_ALL=C awk -v x="$1" 'BEGIN { s = sprintf("%.0f", x); o = ""
+	while (length(s) > 3) { o = "," substr(s, length(s) - 2) o; s = substr(s, 1, length(s) - 3) }
+	print s o }'; }
+per() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN { printf "%.0f", (a - b) / n }'; }
+A=$(per "${IR[plain:a]}" "${IR[plain:select1]}" "$N")
+E=$(per "${IR[reg:e]}" "${IR[reg:select1]}" "$N")
+EB=$(per "${IR[reg_bare:e]}" "${IR[reg_bare:select1]}" "$N")
+OP=$(per "${IR[oltp_plain:oltp]}" "${IR[oltp_plain:select1]}" "$OLTP_TX")
+OR=$(per "${IR[oltp_reg:oltp]}" "${IR[oltp_reg:select1]}" "$OLTP_TX")
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
+GIT_REV=$(git -C "$OX_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [[ -n $(git -C "$OX_ROOT" status --porcelain -- . ':!bench' 2>/dev/null) ]]; then
+	GIT_REV="$GIT_REV (with uncommitted changes)"
+fi
+
+cat >"$OUT/../instructions.md" <<EOF
+# orderexp: instructions per close and per transaction
+
+* **Command:** \`bash bench/instructions.sh $N\`, $(date -u '+%Y-%m-%d %H:%M UTC'), orderexp commit $GIT_REV
+* **How:** one single-user backend per figure under \`valgrind --tool=callgrind\`, on a fresh
+  copy of the same stopped cluster, \`jit = off\`; minus a backend running \`SELECT 1\` in the
+  same database. $(fmt_n "$N") expired orders among $(fmt_n $((3 * N))) rows, as in bench/run.sh.
+  Instructions are not time: WAL flushes, cache misses and lock waits are not in them.
+
+| per closed order | instructions | ratio to (a) |
+|---|---:|---:|
+| (a) one UPDATE ... RETURNING into an INSERT | $(fmt_n "$A") | 1.000 |
+| (e) \`orderexp.run_due()\` | $(fmt_n "$E") | $(ratio "$A" "$E") |
+| (e) without the audit row and the outcome row | $(fmt_n "$EB") | $(ratio "$A" "$EB") |
+
+The ratio is (a)'s instructions over the method's, so that it reads like bench/run.sh's
+throughput ratios.
+
+| per application transaction (insert an order, pay a recent one) | instructions | plain / registered |
+|---|---:|---:|
+| table not registered | $(fmt_n "$OP") | |
+| table registered | $(fmt_n "$OR") | $(ratio "$OP" "$OR") |
+
+Callgrind files: \`bench/out/instructions/callgrind.*\` (\`callgrind_annotate --inclusive=yes\`).
+EOF
+cat "$OUT/../instructions.md"
