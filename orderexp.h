@@ -61,6 +61,39 @@ extern int	orderexp_pick_variant(const char *key, int keylen, const int32 *weigh
 								  int nweights, int64 seed);
 
 /* trigger.c */
+
+/* the columns of orderexp.timers, by name (the last four came in 1.1) */
+typedef enum TimerColumn
+{
+	TC_ORDER_TABLE,
+	TC_ORDER_KEY,
+	TC_POLICY_ID,
+	TC_CLOSE_AT,
+	TC_REMIND_AT,
+	TC_EXTENSIONS,
+	TC_TOKEN_EXTENSIONS,
+	TC_GENERATION,
+	TC_REMINDED_FOR,
+	TC_ORDER_CREATED,
+	TC_POLICY_VERSION,
+	TC_VARIANT,
+	TC_REOPENED,
+	TC_NCOLUMNS
+} TimerColumn;
+
+/* orderexp's relations as its triggers use them (orderexp_relations()) */
+typedef struct OrderexpRelations
+{
+	bool		valid;			/* the fields below are current */
+	Oid			timers;
+	Oid			timers_pkey;
+	Oid			generation_seq; /* orderexp.timer_generation */
+	Oid			outcomes;		/* InvalidOid before 1.1 */
+	AttrNumber	attnum[TC_NCOLUMNS];	/* 0: not in this version */
+	bool		direct_insert;	/* timers is exactly the table of 1.1/1.2 */
+} OrderexpRelations;
+
+extern const OrderexpRelations *orderexp_relations(void);
 extern Oid	orderexp_trigger_table(Relation rel, Trigger *trigger);
 extern int	orderexp_mapped_column(Relation rel, const char *colname, const char *role);
 extern bool orderexp_status_is(HeapTuple tuple, TupleDesc tupdesc, int attnum,

@@ -50,7 +50,6 @@
 #include "access/htup_details.h"
 #include "access/stratnum.h"
 #include "access/table.h"
-#include "catalog/namespace.h"
 #include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
@@ -60,8 +59,6 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
-#include "utils/inval.h"
-#include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -91,37 +88,12 @@ enum
 	OC_NATTS
 };
 
-/* the timer columns the outcome copies, by name (some were added in 1.1) */
-static const char *const timer_columns[] = {
-	"policy_id", "policy_version", "variant", "close_at", "reminded_for",
-	"extensions", "token_extensions", "reopened"
+/* the timer columns the outcome copies (some were added in 1.1) */
+static const TimerColumn timer_columns[] = {
+	TC_POLICY_ID, TC_POLICY_VERSION, TC_VARIANT, TC_CLOSE_AT, TC_REMINDED_FOR,
+	TC_EXTENSIONS, TC_TOKEN_EXTENSIONS, TC_REOPENED
 };
 #define N_TIMER_COLUMNS lengthof(timer_columns)
-
-/*
- * orderexp's relations the trigger uses, and the column numbers of the
- * timer columns, looked up once per backend and forgotten when any of
- * those relations changes (or everything does: relcache reset).
- */
-typedef struct OutcomeRels
-{
-	bool		valid;
-	Oid			timers;
-	Oid			timers_pkey;
-	Oid			outcomes;
-	AttrNumber	timer_attnums[N_TIMER_COLUMNS];
-} OutcomeRels;
-
-static OutcomeRels outcome_rels;
-static bool outcome_callback_registered = false;
-
-static void
-outcome_rels_invalidate(Datum arg, Oid relid)
-{
-	if (relid == InvalidOid || relid == outcome_rels.timers ||
-		relid == outcome_rels.timers_pkey || relid == outcome_rels.outcomes)
-		outcome_rels.valid = false;
-}
 
 /*
  * orderexp_pick_variant
@@ -195,56 +167,6 @@ orderexp_assign_variant(PG_FUNCTION_ARGS)
 										  weights, n, seed));
 }
 
-/* OID of one of orderexp's own relations */
-static Oid
-orderexp_relid(Oid nspid, const char *relname)
-{
-	Oid			relid = get_relname_relid(relname, nspid);
-
-	if (!OidIsValid(relid))
-		elog(ERROR, "relation \"%s.%s\" does not exist", ORDEREXP_SCHEMA_NAME, relname);
-	return relid;
-}
-
-/* the relations and timer columns, from the cache or looked up afresh */
-static OutcomeRels *
-outcome_relations(void)
-{
-	Oid			nspid;
-	Relation	timers;
-	int			i;
-
-	if (outcome_rels.valid)
-		return &outcome_rels;
-	if (!outcome_callback_registered)
-	{
-		CacheRegisterRelcacheCallback(outcome_rels_invalidate, (Datum) 0);
-		outcome_callback_registered = true;
-	}
-	nspid = get_namespace_oid(ORDEREXP_SCHEMA_NAME, false);
-	outcome_rels.timers = orderexp_relid(nspid, "timers");
-	outcome_rels.timers_pkey = orderexp_relid(nspid, "timers_pkey");
-	outcome_rels.outcomes = orderexp_relid(nspid, "outcomes");
-
-	/*
-	 * Valid from here on: an invalidation that arrives while the table is
-	 * opened below resets the flag, and the next call looks everything up
-	 * again.
-	 */
-	outcome_rels.valid = true;
-	timers = table_open(outcome_rels.timers, AccessShareLock);
-	for (i = 0; i < (int) N_TIMER_COLUMNS; i++)
-	{
-		int			attnum = SPI_fnumber(RelationGetDescr(timers), timer_columns[i]);
-
-		if (attnum <= 0)
-			elog(ERROR, "column \"%s\" of orderexp.timers does not exist", timer_columns[i]);
-		outcome_rels.timer_attnums[i] = (AttrNumber) attnum;
-	}
-	table_close(timers, AccessShareLock);
-	return &outcome_rels;
-}
-
 /*
  * orderexp_outcome_trigger
  *		AFTER UPDATE row trigger, fired (WHEN clause) only for rows that were
@@ -271,7 +193,7 @@ orderexp_outcome_trigger(PG_FUNCTION_ARGS)
 	const char *outcome;
 	Datum		created;
 	bool		isnull;
-	OutcomeRels *rels;
+	const OrderexpRelations *rels;
 	Relation	timers;
 	Relation	outcomes;
 	ScanKeyData skey[2];
@@ -340,7 +262,12 @@ orderexp_outcome_trigger(PG_FUNCTION_ARGS)
 		values[OC_CREATED_AT] = created;
 
 	/* the timer, under the statement's snapshot: one index probe */
-	rels = outcome_relations();
+	rels = orderexp_relations();
+	if (!OidIsValid(rels->outcomes))
+		elog(ERROR, "relation \"%s.outcomes\" does not exist", ORDEREXP_SCHEMA_NAME);
+	for (i = 0; i < (int) N_TIMER_COLUMNS; i++)
+		if (rels->attnum[timer_columns[i]] == 0)
+			elog(ERROR, "a column of orderexp.timers the outcome needs does not exist");
 	timers = table_open(rels->timers, AccessShareLock);
 	ScanKeyInit(&skey[0], 1, BTEqualStrategyNumber, F_OIDEQ,
 				ObjectIdGetDatum(order_table));
@@ -363,7 +290,7 @@ orderexp_outcome_trigger(PG_FUNCTION_ARGS)
 		Datum		d;
 		bool		null;
 
-		d = heap_getattr(timer, rels->timer_attnums[i], RelationGetDescr(timers), &null);
+		d = heap_getattr(timer, rels->attnum[timer_columns[i]], RelationGetDescr(timers), &null);
 		switch (i)
 		{
 			case 0:

@@ -156,56 +156,33 @@ static const char *policies_sql =
 " WHERE p.order_table OPERATOR(pg_catalog.=) $1";
 
 /*
- * The direct insert (insert_timer_direct) writes orderexp.timers as the
- * catalog of 1.1 and 1.2 defines it: these columns, no others, no triggers.
- * Their numbers are looked up by name once per backend and again after any
- * relcache invalidation of the table or its primary key; a table that looks
- * different (a database at 1.0, a later version with more columns) is
- * written through the kept INSERT instead.
+ * orderexp's own relations as the triggers need them (orderexp.h,
+ * OrderexpRelations): looked up once per backend, and again after a
+ * relcache invalidation of any of them.  The direct insert
+ * (insert_timer_direct) writes orderexp.timers as the catalog of 1.1 and
+ * 1.2 defines it, these columns and no others, no triggers; a table that
+ * looks different (a database at 1.0, a later version with more columns)
+ * is written through the kept INSERT instead.
  */
-enum
-{
-	TC_ORDER_TABLE,
-	TC_ORDER_KEY,
-	TC_POLICY_ID,
-	TC_CLOSE_AT,
-	TC_REMIND_AT,
-	TC_EXTENSIONS,
-	TC_TOKEN_EXTENSIONS,
-	TC_GENERATION,
-	TC_REMINDED_FOR,
-	TC_ORDER_CREATED,
-	TC_POLICY_VERSION,
-	TC_VARIANT,
-	TC_REOPENED,
-	TC_NCOLUMNS
-};
-
 static const char *const timer_column_names[TC_NCOLUMNS] = {
 	"order_table", "order_key", "policy_id", "close_at", "remind_at", "extensions",
 	"token_extensions", "generation", "reminded_for", "order_created",
 	"policy_version", "variant", "reopened"
 };
 
-typedef struct TimerTable
-{
-	bool		looked_up;		/* the fields below are current */
-	bool		direct_ok;		/* the table is as described above */
-	Oid			timers;
-	Oid			timers_pkey;
-	Oid			generation_seq;
-	AttrNumber	attnum[TC_NCOLUMNS];
-} TimerTable;
+static OrderexpRelations orderexp_rels;
 
-static TimerTable timer_table;
-
-/* relcache callback: orderexp.policies changed (or everything did) */
+/*
+ * relcache callback: orderexp.timers, its primary key or outcomes changed
+ * (forget orderexp_rels), orderexp.policies changed (drop the policy
+ * cache), or everything did
+ */
 static void
-policy_cache_invalidate(Datum arg, Oid relid)
+cache_invalidate(Datum arg, Oid relid)
 {
-	if (relid == InvalidOid || relid == timer_table.timers ||
-		relid == timer_table.timers_pkey)
-		timer_table.looked_up = false;
+	if (relid == InvalidOid || relid == orderexp_rels.timers ||
+		relid == orderexp_rels.timers_pkey || relid == orderexp_rels.outcomes)
+		orderexp_rels.valid = false;
 	if (policy_cache == NULL)
 		return;
 	if (relid == InvalidOid || relid == policies_relid)
@@ -231,7 +208,7 @@ table_policies(Oid relid)
 
 	if (!callback_registered)
 	{
-		CacheRegisterRelcacheCallback(policy_cache_invalidate, (Datum) 0);
+		CacheRegisterRelcacheCallback(cache_invalidate, (Datum) 0);
 		callback_registered = true;
 	}
 	if (PolicyCacheContext == NULL)
@@ -345,11 +322,14 @@ table_policies(Oid relid)
 }
 
 /*
- * orderexp.timers as the direct insert needs it; direct_ok is false if it
- * is not the table of 1.1 and later, or if anything about it is unusual.
+ * orderexp_relations
+ *		orderexp's relations and the column numbers of orderexp.timers (0 for
+ *		a column the database's version does not have), from the cache or
+ *		looked up afresh; direct_insert tells whether insert_timer_direct
+ *		may write the table.  Needs a transaction.
  */
-static TimerTable *
-timer_table_info(void)
+const OrderexpRelations *
+orderexp_relations(void)
 {
 	Oid			nspid;
 	Relation	rel;
@@ -357,47 +337,48 @@ timer_table_info(void)
 	int			nlive = 0;
 	int			i;
 
-	if (timer_table.looked_up)
-		return &timer_table;
+	if (orderexp_rels.valid)
+		return &orderexp_rels;
 	if (!callback_registered)
 	{
-		CacheRegisterRelcacheCallback(policy_cache_invalidate, (Datum) 0);
+		CacheRegisterRelcacheCallback(cache_invalidate, (Datum) 0);
 		callback_registered = true;
 	}
 
 	nspid = get_namespace_oid(ORDEREXP_SCHEMA_NAME, false);
-	timer_table.timers = get_relname_relid("timers", nspid);
-	timer_table.timers_pkey = get_relname_relid("timers_pkey", nspid);
-	timer_table.generation_seq = get_relname_relid("timer_generation", nspid);
-	timer_table.direct_ok = false;
+	orderexp_rels.timers = get_relname_relid("timers", nspid);
+	orderexp_rels.timers_pkey = get_relname_relid("timers_pkey", nspid);
+	orderexp_rels.generation_seq = get_relname_relid("timer_generation", nspid);
+	orderexp_rels.outcomes = get_relname_relid("outcomes", nspid);
+	orderexp_rels.direct_insert = false;
+	memset(orderexp_rels.attnum, 0, sizeof(orderexp_rels.attnum));
+	if (!OidIsValid(orderexp_rels.timers) || !OidIsValid(orderexp_rels.timers_pkey))
+		elog(ERROR, "orderexp.timers or its primary key does not exist");
 
 	/*
-	 * Current from here on: an invalidation that arrives while the table is
+	 * Valid from here on: an invalidation that arrives while the table is
 	 * opened below clears the flag again, and the next call looks afresh.
 	 */
-	timer_table.looked_up = true;
-	if (!OidIsValid(timer_table.timers) || !OidIsValid(timer_table.timers_pkey) ||
-		!OidIsValid(timer_table.generation_seq))
-		return &timer_table;
-
-	rel = table_open(timer_table.timers, AccessShareLock);
+	orderexp_rels.valid = true;
+	rel = table_open(orderexp_rels.timers, AccessShareLock);
 	desc = RelationGetDescr(rel);
 	for (i = 0; i < desc->natts; i++)
 		if (!TupleDescAttr(desc, i)->attisdropped)
 			nlive++;
-	timer_table.direct_ok = (nlive == TC_NCOLUMNS && rel->trigdesc == NULL &&
-							 rel->rd_rel->relkind == RELKIND_RELATION);
-	for (i = 0; i < TC_NCOLUMNS && timer_table.direct_ok; i++)
+	for (i = 0; i < TC_NCOLUMNS; i++)
 	{
 		int			attnum = SPI_fnumber(desc, timer_column_names[i]);
 
-		if (attnum <= 0)
-			timer_table.direct_ok = false;
-		else
-			timer_table.attnum[i] = (AttrNumber) attnum;
+		orderexp_rels.attnum[i] = attnum > 0 ? (AttrNumber) attnum : 0;
 	}
+	orderexp_rels.direct_insert = (nlive == TC_NCOLUMNS && rel->trigdesc == NULL &&
+								   rel->rd_rel->relkind == RELKIND_RELATION &&
+								   OidIsValid(orderexp_rels.generation_seq));
+	for (i = 0; i < TC_NCOLUMNS; i++)
+		if (orderexp_rels.attnum[i] == 0)
+			orderexp_rels.direct_insert = false;
 	table_close(rel, AccessShareLock);
-	return &timer_table;
+	return &orderexp_rels;
 }
 
 /*
@@ -420,7 +401,7 @@ timer_table_info(void)
 static bool
 insert_timer_direct(Datum *values, bool *isnull)
 {
-	TimerTable *tt = timer_table_info();
+	const OrderexpRelations *tt = orderexp_relations();
 	Relation	timers;
 	ScanKeyData skey[2];
 	SysScanDesc scan;
@@ -432,7 +413,7 @@ insert_timer_direct(Datum *values, bool *isnull)
 	List	   *recheck;
 	int			i;
 
-	if (!tt->direct_ok)
+	if (!tt->direct_insert)
 		return false;
 
 	timers = table_open(tt->timers, RowExclusiveLock);
