@@ -33,6 +33,9 @@
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 
 BENCH_DIR=$OX_ROOT/bench
+# helpers shared with bench/run.sh (log, q, bench_cluster_start)
+# shellcheck source=bench/lib.sh
+source "$BENCH_DIR/lib.sh"
 OUT=$BENCH_DIR/out/instructions
 N=${1:-10000}
 OLTP_TX=2000
@@ -46,23 +49,8 @@ mkdir -p "$OUT"
 chown postgres "$OUT"
 ox_mktemp instructions WORK
 
-# the same settings as bench/run.sh's cluster, orderexp preloaded, no worker
-ox_cluster_start \
-	"fsync = on" \
-	"synchronous_commit = on" \
-	"full_page_writes = on" \
-	"shared_buffers = 1GB" \
-	"max_wal_size = 4GB" \
-	"shared_preload_libraries = 'orderexp'" \
-	"orderexp.enabled = off"
-
-log() { printf '==> %s\n' "$*"; }
-q() {
-	local db=$1 arg args=()
-	shift
-	for arg in "$@"; do args+=(-c "$arg"); done
-	ox_psql -d "$db" -Atq "${args[@]}"
-}
+# the same cluster as bench/run.sh's, with no worker
+bench_cluster_start
 
 REG="SELECT orderexp.set_close_policy('bench.orders', '1 hour', payload_columns => '{customer_email}')"
 q postgres "CREATE DATABASE base"
@@ -146,10 +134,6 @@ for spec in "${SPECS[@]}"; do
 	log "$spec: ${IR[$spec]} instructions"
 done
 
-fmt_n() { LC_ALL=C awk -v x="$1" 'BEGIN { if (x == "NaN") { print "n/a"; exit }
-	s = sprintf("%.0f", x); o = ""
-	while (length(s) > 3) { o = "," substr(s, length(s) - 2) o; s = substr(s, 1, length(s) - 3) }
-	print s o }'; }
 per() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN { printf "%.0f", (a - b) / n }'; }
 A=$(per "${IR[plain:a]}" "${IR[plain:select1]}" "$N")
 E=$(per "${IR[reg:e]}" "${IR[reg:select1]}" "$N")
@@ -169,22 +153,22 @@ cat >"$OUT/../instructions.md" <<EOF
 * **Command:** \`bash bench/instructions.sh $N\`, $(date -u '+%Y-%m-%d %H:%M UTC'), orderexp commit $GIT_REV
 * **How:** one single-user backend per figure under \`valgrind --tool=callgrind\`, on a fresh
   copy of the same stopped cluster, \`jit = off\`; minus a backend running \`SELECT 1\` in the
-  same database. $(fmt_n "$N") expired orders among $(fmt_n $((3 * N))) rows, as in bench/run.sh.
+  same database. $(fmt "$N") expired orders among $(fmt $((3 * N))) rows, as in bench/run.sh.
   Instructions are not time: WAL flushes, cache misses and lock waits are not in them.
 
 | per closed order | instructions | ratio to (a) |
 |---|---:|---:|
-| (a) one UPDATE ... RETURNING into an INSERT | $(fmt_n "$A") | 1.000 |
-| (e) \`orderexp.run_due()\` | $(fmt_n "$E") | $(ratio "$A" "$E") |
-| (e) without the audit row and the outcome row | $(fmt_n "$EB") | $(ratio "$A" "$EB") |
+| (a) one UPDATE ... RETURNING into an INSERT | $(fmt "$A") | 1.000 |
+| (e) \`orderexp.run_due()\` | $(fmt "$E") | $(ratio "$A" "$E") |
+| (e) without the audit row and the outcome row | $(fmt "$EB") | $(ratio "$A" "$EB") |
 
 The ratio is (a)'s instructions over the method's, so that it reads like bench/run.sh's
 throughput ratios.
 
 | per application transaction (insert an order, pay a recent one) | instructions | plain / registered |
 |---|---:|---:|
-| table not registered | $(fmt_n "$OP") | |
-| table registered | $(fmt_n "$OR") | $(ratio "$OP" "$OR") |
+| table not registered | $(fmt "$OP") | |
+| table registered | $(fmt "$OR") | $(ratio "$OP" "$OR") |
 
 Callgrind files: \`bench/out/instructions/callgrind.*\` (\`callgrind_annotate --inclusive=yes\`).
 EOF

@@ -9,6 +9,23 @@
 START_SECONDS=$SECONDS
 log() { printf '==> [%4ds] %s\n' $((SECONDS - START_SECONDS)) "$*"; }
 
+# bench_cluster_start [SETTING...]: the benchmarks' throwaway cluster:
+# PostgreSQL's defaults but shared_buffers = 1GB and max_wal_size = 4GB,
+# with fsync, synchronous_commit and full_page_writes on again (scripts/
+# lib.sh turns them off for the tests), orderexp preloaded, its worker off;
+# SETTINGs add to that
+bench_cluster_start() {
+	ox_cluster_start \
+		"fsync = on" \
+		"synchronous_commit = on" \
+		"full_page_writes = on" \
+		"shared_buffers = 1GB" \
+		"max_wal_size = 4GB" \
+		"shared_preload_libraries = 'orderexp'" \
+		"orderexp.enabled = off" \
+		"$@"
+}
+
 # q DB SQL...: each SQL a statement of its own (psql -c), unaligned output
 q() {
 	local db=$1 arg args=()

@@ -51,13 +51,7 @@ export OX_QUIET_BUILD=1
 ox_setup
 mkdir -p "$OUT"
 ox_mktemp bench-part SCRATCH
-ox_cluster_start \
-	"fsync = on" \
-	"shared_buffers = 1GB" \
-	"max_wal_size = 4GB" \
-	"shared_preload_libraries = 'orderexp'" \
-	"orderexp.databases = 'bench'" \
-	"orderexp.enabled = off"
+bench_cluster_start "orderexp.databases = 'bench'"
 
 log "loading $(fmt "$N") orders twice (flat, partitioned): $(fmt "$DUE") due, $(fmt "$IDLE") tracked and not due"
 for layout in "${LAYOUTS[@]}"; do

@@ -108,15 +108,7 @@ rm -rf "$OUT"
 mkdir -p "$OUT"
 ox_mktemp bench-scratch SCRATCH
 
-ox_cluster_start \
-	"fsync = on" \
-	"synchronous_commit = on" \
-	"full_page_writes = on" \
-	"shared_buffers = 1GB" \
-	"max_wal_size = 4GB" \
-	"shared_preload_libraries = 'orderexp'" \
-	"orderexp.databases = 'bench'" \
-	"orderexp.enabled = off"
+bench_cluster_start "orderexp.databases = 'bench'"
 
 PG_VERSION=$(q postgres "SELECT version()")
 CPU_MODEL=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo)
