@@ -12,18 +12,18 @@
  * columns (the last may be empty), the OID of the registered table at the
  * time the trigger was made and, since 1.2, the status column and the
  * unpaid value, with which the trigger tests the status itself instead of a
- * WHEN clause (see orderexp_timer_trigger).  That OID is not used: a dump and restore
- * gives the table a new one but keeps the arguments.  The registered table
- * is the one the trigger was created on; on a partitioned table the trigger
- * fires on the partition as a clone, and the timer belongs to the table of
- * the clone's topmost parent trigger.
+ * WHEN clause (see orderexp_timer_trigger).  That OID is not used: a dump
+ * and restore gives the table a new one but keeps the arguments.  The
+ * registered table is the one the trigger was created on; on a partitioned
+ * table the trigger fires on the partition as a clone, and the timer
+ * belongs to the table of the clone's topmost parent trigger.
  *
  * The trigger is on the application's insert path, so it is kept cheap: the
  * policies of a table (the category's own, else the table's default) come
  * from a backend-local cache, and a new order's timer row goes straight
  * into the heap and the indexes of orderexp.timers, without SPI or an
- * executor plan (insert_timer_direct: a third of the instructions of the
- * kept INSERT, see bench/results.md).  Only an order that has a timer
+ * executor plan (insert_timer_direct: about half the instructions of the
+ * kept INSERT, see bench/instructions.md).  Only an order that has a timer
  * already (set back to unpaid, a key used again) takes the kept single-row
  * INSERT ... ON CONFLICT DO UPDATE.  The cache is dropped whenever
  * orderexp.policies changes: a statement trigger on that table sends a
@@ -171,6 +171,7 @@ static const char *const timer_column_names[TC_NCOLUMNS] = {
 };
 
 static OrderexpRelations orderexp_rels;
+static uint64 orderexp_rels_invalidations = 0;	/* counts cache_invalidate's resets */
 
 /*
  * relcache callback: orderexp.timers, its primary key or outcomes changed
@@ -182,7 +183,10 @@ cache_invalidate(Datum arg, Oid relid)
 {
 	if (relid == InvalidOid || relid == orderexp_rels.timers ||
 		relid == orderexp_rels.timers_pkey || relid == orderexp_rels.outcomes)
+	{
 		orderexp_rels.valid = false;
+		orderexp_rels_invalidations++;
+	}
 	if (policy_cache == NULL)
 		return;
 	if (relid == InvalidOid || relid == policies_relid)
@@ -336,6 +340,7 @@ orderexp_relations(void)
 	TupleDesc	desc;
 	int			nlive = 0;
 	int			i;
+	uint64		invalidations = orderexp_rels_invalidations;
 
 	if (orderexp_rels.valid)
 		return &orderexp_rels;
@@ -355,11 +360,6 @@ orderexp_relations(void)
 	if (!OidIsValid(orderexp_rels.timers) || !OidIsValid(orderexp_rels.timers_pkey))
 		elog(ERROR, "orderexp.timers or its primary key does not exist");
 
-	/*
-	 * Valid from here on: an invalidation that arrives while the table is
-	 * opened below clears the flag again, and the next call looks afresh.
-	 */
-	orderexp_rels.valid = true;
 	rel = table_open(orderexp_rels.timers, AccessShareLock);
 	desc = RelationGetDescr(rel);
 	for (i = 0; i < desc->natts; i++)
@@ -378,6 +378,13 @@ orderexp_relations(void)
 		if (orderexp_rels.attnum[i] == 0)
 			orderexp_rels.direct_insert = false;
 	table_close(rel, AccessShareLock);
+
+	/*
+	 * Current unless an invalidation arrived while the table was opened (or
+	 * before): then this result serves this call, and the next one looks
+	 * everything up again.  An error above leaves the cache invalid.
+	 */
+	orderexp_rels.valid = (invalidations == orderexp_rels_invalidations);
 	return &orderexp_rels;
 }
 
