@@ -96,8 +96,7 @@ typedef struct OrderexpRelations
 extern const OrderexpRelations *orderexp_relations(void);
 extern Oid	orderexp_trigger_table(Relation rel, Trigger *trigger);
 extern int	orderexp_mapped_column(Relation rel, const char *colname, const char *role);
-extern bool orderexp_status_is(HeapTuple tuple, TupleDesc tupdesc, int attnum,
-							   const char *value);
+extern bool orderexp_status_equals(const char *status, Oid typid, const char *value);
 
 /* gate.c */
 extern Oid	orderexp_owner(void);

@@ -190,6 +190,7 @@ orderexp_outcome_trigger(PG_FUNCTION_ARGS)
 	char	   *key;
 	char	   *status;
 	int			status_att;
+	Oid			status_type;
 	const char *outcome;
 	Datum		created;
 	bool		isnull;
@@ -225,25 +226,28 @@ orderexp_outcome_trigger(PG_FUNCTION_ARGS)
 	newtup = trigdata->tg_newtuple;
 	status_att = orderexp_mapped_column(rel, trigger->tgargs[2], "status");
 
+	status_type = SPI_gettypeid(tupdesc, status_att);
+	status = SPI_getvalue(newtup, tupdesc, status_att);
+
 	/* only a row that leaves the unpaid state (1.1: the WHEN clause says so) */
 	if (trigger->tgnargs == 7 &&
-		(!orderexp_status_is(trigdata->tg_trigtuple, tupdesc, status_att, trigger->tgargs[6]) ||
-		 orderexp_status_is(newtup, tupdesc, status_att, trigger->tgargs[6])))
+		(!orderexp_status_equals(SPI_getvalue(trigdata->tg_trigtuple, tupdesc, status_att),
+								 status_type, trigger->tgargs[6]) ||
+		 orderexp_status_equals(status, status_type, trigger->tgargs[6])))
 		return PointerGetDatum(NULL);
 
 	order_table = orderexp_trigger_table(rel, trigger);
-	if (orderexp_status_is(newtup, tupdesc, status_att, trigger->tgargs[3]))
+	if (orderexp_status_equals(status, status_type, trigger->tgargs[3]))
 	{
 		/* closed by the sweep's batch, which writes the outcome itself */
 		if (order_table == orderexp_sweep_closing)
 			return PointerGetDatum(NULL);
 		outcome = "closed";
 	}
-	else if (orderexp_status_is(newtup, tupdesc, status_att, trigger->tgargs[4]))
+	else if (orderexp_status_equals(status, status_type, trigger->tgargs[4]))
 		outcome = "cancelled";
 	else
 		outcome = "paid";
-	status = SPI_getvalue(newtup, tupdesc, status_att);
 
 	key = SPI_getvalue(newtup, tupdesc, orderexp_mapped_column(rel, trigger->tgargs[0], "key"));
 	if (key == NULL)

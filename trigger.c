@@ -198,6 +198,17 @@ cache_invalidate(Datum arg, Oid relid)
 	}
 }
 
+/* cache_invalidate is registered once per backend, by whichever cache is first */
+static void
+register_cache_callback(void)
+{
+	if (!callback_registered)
+	{
+		CacheRegisterRelcacheCallback(cache_invalidate, (Datum) 0);
+		callback_registered = true;
+	}
+}
+
 /* the policies of a registered table, from the cache or read afresh */
 static TablePolicies *
 table_policies(Oid relid)
@@ -210,11 +221,7 @@ table_policies(Oid relid)
 	uint64		i;
 	int			ret;
 
-	if (!callback_registered)
-	{
-		CacheRegisterRelcacheCallback(cache_invalidate, (Datum) 0);
-		callback_registered = true;
-	}
+	register_cache_callback();
 	if (PolicyCacheContext == NULL)
 		PolicyCacheContext = AllocSetContextCreate(TopMemoryContext,
 												   "orderexp policy cache",
@@ -344,11 +351,7 @@ orderexp_relations(void)
 
 	if (orderexp_rels.valid)
 		return &orderexp_rels;
-	if (!callback_registered)
-	{
-		CacheRegisterRelcacheCallback(cache_invalidate, (Datum) 0);
-		callback_registered = true;
-	}
+	register_cache_callback();
 
 	nspid = get_namespace_oid(ORDEREXP_SCHEMA_NAME, false);
 	orderexp_rels.timers = get_relname_relid("timers", nspid);
@@ -356,7 +359,6 @@ orderexp_relations(void)
 	orderexp_rels.generation_seq = get_relname_relid("timer_generation", nspid);
 	orderexp_rels.outcomes = get_relname_relid("outcomes", nspid);
 	orderexp_rels.direct_insert = false;
-	memset(orderexp_rels.attnum, 0, sizeof(orderexp_rels.attnum));
 	if (!OidIsValid(orderexp_rels.timers) || !OidIsValid(orderexp_rels.timers_pkey))
 		elog(ERROR, "orderexp.timers or its primary key does not exist");
 
@@ -365,18 +367,17 @@ orderexp_relations(void)
 	for (i = 0; i < desc->natts; i++)
 		if (!TupleDescAttr(desc, i)->attisdropped)
 			nlive++;
+	orderexp_rels.direct_insert = (nlive == TC_NCOLUMNS && rel->trigdesc == NULL &&
+								   rel->rd_rel->relkind == RELKIND_RELATION &&
+								   OidIsValid(orderexp_rels.generation_seq));
 	for (i = 0; i < TC_NCOLUMNS; i++)
 	{
 		int			attnum = SPI_fnumber(desc, timer_column_names[i]);
 
 		orderexp_rels.attnum[i] = attnum > 0 ? (AttrNumber) attnum : 0;
-	}
-	orderexp_rels.direct_insert = (nlive == TC_NCOLUMNS && rel->trigdesc == NULL &&
-								   rel->rd_rel->relkind == RELKIND_RELATION &&
-								   OidIsValid(orderexp_rels.generation_seq));
-	for (i = 0; i < TC_NCOLUMNS; i++)
-		if (orderexp_rels.attnum[i] == 0)
+		if (attnum <= 0)
 			orderexp_rels.direct_insert = false;
+	}
 	table_close(rel, AccessShareLock);
 
 	/*
@@ -546,21 +547,21 @@ orderexp_mapped_column(Relation rel, const char *colname, const char *role)
 }
 
 /*
- * Does the status column of a row hold the given value?  Compared as text,
- * the way the status values were checked at registration ("v::type::text =
- * v"): a char(n) column's padding does not count, an enum compares by its
- * label, and a NULL status is no value at all.
+ * Is a status, as SPI_getvalue() gives it (NULL for NULL), the given
+ * value?  Compared as text, the way the status values were checked at
+ * registration ("v::type::text = v"): a char(n) column's padding does not
+ * count, an enum compares by its label, and NULL is no value at all.
+ * typid is the status column's type.
  */
 bool
-orderexp_status_is(HeapTuple tuple, TupleDesc tupdesc, int attnum, const char *value)
+orderexp_status_equals(const char *status, Oid typid, const char *value)
 {
-	char	   *status = SPI_getvalue(tuple, tupdesc, attnum);
 	size_t		len;
 
 	if (status == NULL)
 		return false;
 	len = strlen(status);
-	if (SPI_gettypeid(tupdesc, attnum) == BPCHAROID)
+	if (typid == BPCHAROID)
 		while (len > 0 && status[len - 1] == ' ')
 			len--;
 	return len == strlen(value) && memcmp(status, value, len) == 0;
@@ -703,11 +704,14 @@ orderexp_timer_trigger(PG_FUNCTION_ARGS)
 	if (trigger->tgnargs == 6)
 	{
 		int			status_att = orderexp_mapped_column(rel, trigger->tgargs[4], "status");
+		Oid			status_type = SPI_gettypeid(tupdesc, status_att);
 
-		if (!orderexp_status_is(tuple, tupdesc, status_att, trigger->tgargs[5]))
+		if (!orderexp_status_equals(SPI_getvalue(tuple, tupdesc, status_att),
+									status_type, trigger->tgargs[5]))
 			return PointerGetDatum(NULL);
 		if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) &&
-			orderexp_status_is(trigdata->tg_trigtuple, tupdesc, status_att, trigger->tgargs[5]))
+			orderexp_status_equals(SPI_getvalue(trigdata->tg_trigtuple, tupdesc, status_att),
+								   status_type, trigger->tgargs[5]))
 			return PointerGetDatum(NULL);
 	}
 
