@@ -206,6 +206,28 @@ SELECT * FROM orderexp.run_due();
 SELECT id, status FROM swp.broken ORDER BY id;
 
 --
+-- A batch plan that was invalidated between two sweeps of one session (a
+-- column added to the orders table, statistics renewed) is planned again
+-- before its batch runs (sweep.c, plan_ahead), and no plan is left pinned:
+-- the orders due after the change close as those before it did.
+--
+CREATE TABLE swp.replan (
+	id			integer PRIMARY KEY,
+	status		text NOT NULL,
+	created_at	timestamptz NOT NULL
+);
+SELECT orderexp.set_close_policy('swp.replan', '1 hour') IS NOT NULL AS registered;
+INSERT INTO swp.replan VALUES (1, 'unpaid', now() - interval '2 hours');
+SELECT * FROM orderexp.run_due();
+ALTER TABLE swp.replan ADD COLUMN note text;
+ANALYZE swp.replan, orderexp.timers;
+INSERT INTO swp.replan VALUES (2, 'unpaid', now() - interval '2 hours', 'after the change');
+SELECT * FROM orderexp.run_due();
+SELECT id, status, note FROM swp.replan ORDER BY id;
+SELECT count(*) AS closed_events FROM orderexp.outbox
+ WHERE order_table = 'swp.replan'::regclass AND kind = 'closed';
+
+--
 -- clean up
 --
 SET client_min_messages = warning;
