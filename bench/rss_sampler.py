@@ -4,7 +4,8 @@
 Sample VmRSS, RssAnon and RssShmem (kB) of process PID from
 /proc/PID/status every INTERVAL_S seconds (default 0.002) into FILE, one
 tab-separated line per sample, until the process ends or this sampler gets
-SIGTERM.  Used by bench/run.sh for the worker's memory: a batch of 1000
+SIGTERM.  The first line is flushed at once, so that the caller can wait
+for it and know that sampling has begun.  Used by bench/run.sh for the worker's memory: a batch of 1000
 orders takes some 30 ms, and its peak lasts a few of them, so a shell loop
 polling every 100 ms misses it as often as not.
 """
@@ -26,6 +27,7 @@ def main():
 
     signal.signal(signal.SIGTERM, on_term)
     with open(path, "w") as out:
+        first = True
         while not stop:
             try:
                 with open(f"/proc/{pid}/status") as f:
@@ -37,6 +39,10 @@ def main():
             except (FileNotFoundError, ProcessLookupError):
                 break
             out.write("\t".join(values[k] for k in FIELDS) + "\n")
+            if first:
+                # the caller waits for this line before it starts the drain
+                out.flush()
+                first = False
             time.sleep(interval)
 
 

@@ -206,12 +206,22 @@ worker_drain() {
 }
 
 # start_sampler PID FILE: VmRSS, RssAnon, RssShmem of PID (kB) into FILE
-# every 2 ms (bench/rss_sampler.py), in the background, until stop_sampler
+# every 2 ms (bench/rss_sampler.py), in the background, until stop_sampler;
+# returns once the first sample is in FILE (python takes some 30 ms to
+# start, as long as a whole small drain: a drain begun before would go
+# unseen)
 SAMPLER=
 start_sampler() {
+	local i
+	rm -f "$2"
 	python3 "$BENCH_DIR/rss_sampler.py" "$1" "$2" 0.002 &
 	SAMPLER=$!
 	BG_PIDS+=("$SAMPLER")
+	for i in $(seq 1 500); do
+		[[ -s $2 ]] && return 0
+		sleep 0.01
+	done
+	ox_die "the memory sampler did not start"
 }
 
 stop_sampler() {
