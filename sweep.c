@@ -219,6 +219,11 @@ plan_ahead(SPIPlanPtr plan)
 								ALLOCSET_DEFAULT_SIZES);
 	oldcxt = MemoryContextSwitchTo(cxt);
 	cplan = SPI_plan_get_cached_plan(plan);
+
+	/*
+	 * The batch plans are kept (SPI_keepplan), so the reference was taken
+	 * under CurrentResourceOwner, and is given back the same way.
+	 */
 	if (cplan != NULL)
 #if PG_VERSION_NUM >= 140000
 		ReleaseCachedPlan(cplan, CurrentResourceOwner);
