@@ -15,10 +15,12 @@ DATA_built = orderexp--1.0--1.1.sql
 UPGRADE_1_1 = $(sort $(wildcard sql/upgrade-1.1/*.sql))
 PGFILEDESC = "orderexp - close expired unpaid orders"
 
-# pg_regress: sql/<name>.sql against expected/<name>.out
+# pg_regress: test/sql/<name>.sql against test/expected/<name>.out
 REGRESS = setup policy operations sweep errors reminders tokens delivery bad_input reopen audit stats partitioned status_types
-# isolation: specs/<name>.spec against expected/<name>.out
+# isolation: test/specs/<name>.spec against test/expected/<name>.out
 ISOLATION = payment_race concurrent_sweeps cancel_race claim_race outcome_race
+REGRESS_OPTS = --inputdir=test
+ISOLATION_OPTS = --inputdir=test
 TAP_TESTS = 1
 PROVE_TESTS = test/t/*.pl
 

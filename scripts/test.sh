@@ -9,8 +9,9 @@
 # with orderexp and pg_cron preloaded on a free port in 54000-54999, and runs
 # from a build copy of the tree, as postgres:
 #
-#   regress    pg_regress:  REGRESS of the Makefile   (sql/*.sql vs expected/)
-#   isolation  isolation:   ISOLATION of the Makefile (specs/*.spec)
+#   regress    pg_regress:  REGRESS of the Makefile   (test/sql/*.sql vs
+#                           test/expected/)
+#   isolation  isolation:   ISOLATION of the Makefile (test/specs/*.spec)
 #   tap        prove:       PROVE_TESTS (test/t/*.pl, PostgreSQL::Test::Cluster;
 #                           these make clusters of their own)
 #   pgtap      pg_prove:    test/pgtap/*.sql in a database orderexp_pgtap
@@ -185,8 +186,8 @@ missing_files() {
 	local dir=$1 ext=$2 t
 	shift 2
 	for t in "$@"; do
-		[[ -f $OX_BUILD_DIR/$dir/$t.$ext ]] || printf '%s ' "$dir/$t.$ext"
-		[[ -f $OX_BUILD_DIR/expected/$t.out ]] || printf '%s ' "expected/$t.out"
+		[[ -f $OX_BUILD_DIR/test/$dir/$t.$ext ]] || printf '%s ' "test/$dir/$t.$ext"
+		[[ -f $OX_BUILD_DIR/test/expected/$t.out ]] || printf '%s ' "test/expected/$t.out"
 	done
 }
 
