@@ -8,7 +8,8 @@
 
 EXTENSION = orderexp
 MODULE_big = orderexp
-OBJS = orderexp.o delivery.o gate.o outcome.o payload.o sweep.o token.o trigger.o worker.o
+# orderexp.c is the module's entry point (_PG_init, GUCs); src/ one concern a file
+OBJS = orderexp.o $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 DATA = $(wildcard sql/orderexp--*.sql)
 # upgrade scripts assembled from one file per feature (sql/upgrade-<version>/)
 DATA_built = orderexp--1.0--1.1.sql
@@ -24,7 +25,7 @@ ISOLATION_OPTS = --inputdir=test
 TAP_TESTS = 1
 PROVE_TESTS = test/t/*.pl
 
-PG_CPPFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Werror
+PG_CPPFLAGS = -I$(srcdir) -I$(srcdir)/src -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Werror
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)

@@ -1,6 +1,6 @@
 /*-------------------------------------------------------------------------
  *
- * delivery.c
+ * outbox.c
  *		The C side of outbox delivery: the delivery GUCs as SQL functions,
  *		and the pruning of delivered events after orderexp.event_retention.
  *

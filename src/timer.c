@@ -1,6 +1,6 @@
 /*-------------------------------------------------------------------------
  *
- * trigger.c
+ * timer.c
  *		The row trigger that starts the timer of a new unpaid order.
  *
  * set_close_policy() puts this trigger on a registered table twice: AFTER
