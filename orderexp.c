@@ -8,9 +8,17 @@
  * registers with orderexp.set_close_policy(), and writes an event for each
  * state change into orderexp.outbox in the same transaction.  The work is
  * done by one background worker per database listed in orderexp.databases
- * (worker.c), or by orderexp.run_due() where the library cannot be preloaded
- * (sweep.c); new unpaid orders get their timer from a row trigger
- * (trigger.c).
+ * (src/worker.c), or by orderexp.run_due() where the library cannot be
+ * preloaded (src/sweep.c); new unpaid orders get their timer from a row
+ * trigger (src/timer.c).  docs/architecture.md follows one order through
+ * the files.
+ *
+ * Besides _PG_init, this file holds the SQL getters of the GUCs that SQL
+ * functions read (claim() reads orderexp.max_attempts through
+ * orderexp._max_attempts(): calling a C function of the module loads the
+ * library, so the GUC is defined, and its postgresql.conf or ALTER DATABASE
+ * value applied, even in a backend that did not preload orderexp, such as
+ * the relay's or pg_cron's).
  *
  * Copyright (c) 2026, orderexp developers
  *
@@ -27,6 +35,7 @@
 #include "utils/varlena.h"
 
 #include "orderexp.h"
+#include "worker.h"
 
 PG_MODULE_MAGIC;
 
@@ -37,7 +46,11 @@ bool		orderexp_enabled = true;
 int			orderexp_max_attempts = 10;
 int			orderexp_event_retention = 7 * SECS_PER_DAY;
 
+PG_FUNCTION_INFO_V1(orderexp_get_max_attempts);
+PG_FUNCTION_INFO_V1(orderexp_get_event_retention);
+
 void		_PG_init(void);
+static bool check_databases(char **newval, void **extra, GucSource source);
 
 /*
  * orderexp.databases is a list of identifiers, like search_path: reject a
@@ -136,4 +149,31 @@ _PG_init(void)
 		return;
 
 	orderexp_register_launcher();
+}
+
+/*
+ * orderexp._max_attempts() returns integer
+ */
+Datum
+orderexp_get_max_attempts(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT32(orderexp_max_attempts);
+}
+
+/*
+ * orderexp._event_retention() returns interval: the retention as days and
+ * a time of day, or NULL when delivered events are kept forever
+ */
+Datum
+orderexp_get_event_retention(PG_FUNCTION_ARGS)
+{
+	Interval   *result;
+
+	if (orderexp_event_retention <= 0)
+		PG_RETURN_NULL();
+
+	result = (Interval *) palloc0(sizeof(Interval));
+	result->day = orderexp_event_retention / SECS_PER_DAY;
+	result->time = (int64) (orderexp_event_retention % SECS_PER_DAY) * USECS_PER_SEC;
+	PG_RETURN_INTERVAL_P(result);
 }

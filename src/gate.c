@@ -25,6 +25,12 @@
  * its two SQL declarations.  orderexp_owner_gate is the same for functions
  * that register tables: it wants the caller to own the table.
  *
+ * The two functions of extension links have gates of their own, at the end
+ * of this file: extension_token() converts the key to text for the body,
+ * and extend_order_by_token() finds the table from the token itself, after
+ * its form was checked (token.c), and then checks the caller's privilege on
+ * that table.  The role switch itself is runas.c's.
+ *
  * Copyright (c) 2026, orderexp developers
  *
  *-------------------------------------------------------------------------
@@ -48,29 +54,22 @@
 #include "utils/syscache.h"
 
 #include "orderexp.h"
+#include "catalog.h"
+#include "gate.h"
+#include "runas.h"
+#include "token.h"
 
 PG_FUNCTION_INFO_V1(orderexp_gate);
 PG_FUNCTION_INFO_V1(orderexp_owner_gate);
 PG_FUNCTION_INFO_V1(orderexp_actor);
+PG_FUNCTION_INFO_V1(orderexp_extension_token);
+PG_FUNCTION_INFO_V1(orderexp_extend_order_by_token);
 
 /* the role on whose behalf the current gated call runs, or InvalidOid */
 static Oid	gate_actor = InvalidOid;
 
-/* owner of schema orderexp, i.e. of the extension's objects */
-Oid
-orderexp_owner(void)
-{
-	Oid			nspid = get_namespace_oid(ORDEREXP_SCHEMA_NAME, false);
-	HeapTuple	tup;
-	Oid			owner;
-
-	tup = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nspid));
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for namespace %u", nspid);
-	owner = ((Form_pg_namespace) GETSTRUCT(tup))->nspowner;
-	ReleaseSysCache(tup);
-	return owner;
-}
+static void check_table_owner(Oid relid);
+static Datum gate_call(FunctionCallInfo fcinfo, void (*check) (Oid relid));
 
 /*
  * Check that the calling role may update the orders table: a role that
@@ -131,28 +130,20 @@ Datum
 orderexp_call_as_owner(const char *sql, int nargs, Oid *argtypes, Datum *values,
 					   const char *nulls, Oid restype, bool *isnull)
 {
-	Oid			save_userid;
-	int			save_sec_context;
 	Oid			save_actor = gate_actor;
-	int			save_nestlevel;
 	Datum		result = (Datum) 0;
 	int16		typlen;
 	bool		typbyval;
 
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
 	if (!OidIsValid(gate_actor))
-		gate_actor = save_userid;
+		gate_actor = GetUserId();
 
 	PG_TRY();
 	{
+		RunAs		runas;
 		int			ret;
 
-		SetUserIdAndSecContext(orderexp_owner(),
-							   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
-		save_nestlevel = NewGUCNestLevel();
-		(void) set_config_option("search_path", "pg_catalog, pg_temp",
-								 PGC_USERSET, PGC_S_SESSION,
-								 GUC_ACTION_SAVE, true, 0, false);
+		orderexp_run_as_begin(&runas, orderexp_owner(), SECURITY_LOCAL_USERID_CHANGE, true);
 
 		if ((ret = SPI_connect()) != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(ret));
@@ -164,9 +155,7 @@ orderexp_call_as_owner(const char *sql, int nargs, Oid *argtypes, Datum *values,
 		if (!*isnull)
 			result = SPI_datumTransfer(result, typbyval, typlen);
 		SPI_finish();
-
-		AtEOXact_GUC(true, save_nestlevel);
-		SetUserIdAndSecContext(save_userid, save_sec_context);
+		orderexp_run_as_end(&runas);
 	}
 	PG_FINALLY();
 	{
@@ -279,4 +268,92 @@ orderexp_actor(PG_FUNCTION_ARGS)
 
 	PG_RETURN_DATUM(DirectFunctionCall1(namein,
 										CStringGetDatum(GetUserNameFromId(actor, false))));
+}
+
+/*
+ * orderexp.extension_token(orders regclass, order_key anyelement) returns text
+ *		The token a reminder carries, for the order's current deadline.
+ */
+Datum
+orderexp_extension_token(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+	Oid			keytype;
+	Oid			typoutput;
+	bool		typisvarlena;
+	char	   *key;
+	Oid			argtypes[2] = {REGCLASSOID, TEXTOID};
+	Datum		values[2];
+	Datum		result;
+	bool		isnull;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("orders table must not be null")));
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("order key must not be null")));
+	relid = PG_GETARG_OID(0);
+	orderexp_check_order_privilege(relid);
+
+	keytype = get_fn_expr_argtype(fcinfo->flinfo, 1);
+	getTypeOutputInfo(keytype, &typoutput, &typisvarlena);
+	key = OidOutputFunctionCall(typoutput, PG_GETARG_DATUM(1));
+
+	values[0] = ObjectIdGetDatum(relid);
+	values[1] = CStringGetTextDatum(key);
+	result = orderexp_call_as_owner("SELECT orderexp._extension_token($1, $2)",
+									2, argtypes, values, NULL, TEXTOID, &isnull);
+	if (isnull)
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(result);
+}
+
+/*
+ * orderexp.extend_order_by_token(token text) returns timestamptz
+ *		A customer's extension through the link of a reminder.
+ */
+Datum
+orderexp_extend_order_by_token(PG_FUNCTION_ARGS)
+{
+	char	   *token;
+	Oid			relid;
+	Oid			argtypes[2] = {TEXTOID, NAMEOID};
+	Datum		values[2];
+	Datum		result;
+	bool		isnull;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("extension token must not be null")));
+	token = text_to_cstring(PG_GETARG_TEXT_PP(0));
+
+	/*
+	 * Check the signature first (as the owner, who can read the secret), so
+	 * that a forged token learns nothing about tables and privileges; then
+	 * the table the token names decides whose privilege counts.
+	 */
+	orderexp_token_check_form(token);
+	values[0] = PointerGetDatum(cstring_to_text(token));
+	relid = DatumGetObjectId(orderexp_call_as_owner("SELECT (orderexp._token_open($1)).order_table",
+													1, argtypes, values, NULL,
+													REGCLASSOID, &isnull));
+	if (!OidIsValid(relid))
+		orderexp_invalid_token("The table the token names is no longer registered with orderexp.");
+	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
+		orderexp_invalid_token("The token names a table that does not exist.");
+	orderexp_check_order_privilege(relid);
+
+	/* the caller's name goes into the event: who extended it */
+	values[0] = PointerGetDatum(cstring_to_text(token));
+	values[1] = DirectFunctionCall1(namein,
+									CStringGetDatum(GetUserNameFromId(GetUserId(), false)));
+	result = orderexp_call_as_owner("SELECT orderexp._extend_order_by_token($1, $2)",
+									2, argtypes, values, NULL, TIMESTAMPTZOID, &isnull);
+	if (isnull)
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(result);
 }

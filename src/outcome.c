@@ -1,8 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * outcome.c
- *		What became of each tracked order: the outcome trigger, and the
- *		deterministic assignment of orders to the variants of an experiment.
+ *		What became of each tracked order: the outcome trigger.
  *
  * The outcome trigger sits on every registered table as AFTER UPDATE OF the
  * status column FOR EACH ROW, and does something only when a row leaves the
@@ -53,10 +52,8 @@
 #include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
-#include "common/hashfn.h"
 #include "executor/spi.h"
 #include "fmgr.h"
-#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/rel.h"
@@ -64,9 +61,10 @@
 #include "utils/timestamp.h"
 
 #include "orderexp.h"
+#include "catalog.h"
+#include "sweep.h"
 
 PG_FUNCTION_INFO_V1(orderexp_outcome_trigger);
-PG_FUNCTION_INFO_V1(orderexp_assign_variant);
 
 /* columns of orderexp.outcomes, in table order */
 enum
@@ -96,78 +94,6 @@ static const TimerColumn timer_columns[] = {
 #define N_TIMER_COLUMNS lengthof(timer_columns)
 
 /*
- * orderexp_pick_variant
- *		The variant (1-based) an order key falls into, given the weights of
- *		the variants: a 64-bit hash of the key's text, seeded with the
- *		experiment, taken modulo the sum of the weights.  The same key always
- *		lands in the same variant of the same experiment (on machines of one
- *		byte order, as with hash partitioning), and a new experiment shuffles
- *		the keys afresh.
- */
-int
-orderexp_pick_variant(const char *key, int keylen, const int32 *weights,
-					  int nweights, int64 seed)
-{
-	uint64		total = 0;
-	uint64		r;
-	int			i;
-
-	for (i = 0; i < nweights; i++)
-		total += (uint64) weights[i];
-	if (total == 0)
-		elog(ERROR, "variant weights must not all be zero");
-	r = hash_bytes_extended((const unsigned char *) key, keylen, (uint64) seed) % total;
-	for (i = 0; i < nweights; i++)
-	{
-		if (r < (uint64) weights[i])
-			return i + 1;
-		r -= (uint64) weights[i];
-	}
-	return nweights;			/* not reached */
-}
-
-/*
- * orderexp.assign_variant(order_key text, weights integer[], seed bigint)
- *		The variant an order key is assigned to; the timer trigger calls the
- *		same routine, so this is what an order of that experiment gets.
- */
-Datum
-orderexp_assign_variant(PG_FUNCTION_ARGS)
-{
-	text	   *key = PG_GETARG_TEXT_PP(0);
-	ArrayType  *arr = PG_GETARG_ARRAYTYPE_P(1);
-	int64		seed = PG_GETARG_INT64(2);
-	Datum	   *elems;
-	bool	   *elemnulls;
-	int			n;
-	int32	   *weights;
-	int			i;
-
-	if (ARR_NDIM(arr) > 1 || ARR_ELEMTYPE(arr) != INT4OID)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("weights must be a one-dimensional integer array")));
-	deconstruct_array(arr, INT4OID, 4, true, TYPALIGN_INT, &elems, &elemnulls, &n);
-	if (n == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("weights must not be empty")));
-	weights = palloc(sizeof(int32) * n);
-	for (i = 0; i < n; i++)
-	{
-		if (elemnulls[i] || DatumGetInt32(elems[i]) <= 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("weights must be positive"),
-					 errdetail("Weight %d is %s.", i + 1,
-							   elemnulls[i] ? "NULL" : psprintf("%d", DatumGetInt32(elems[i])))));
-		weights[i] = DatumGetInt32(elems[i]);
-	}
-	PG_RETURN_INT32(orderexp_pick_variant(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key),
-										  weights, n, seed));
-}
-
-/*
  * orderexp_outcome_trigger
  *		AFTER UPDATE row trigger, fired (WHEN clause) only for rows that were
  *		unpaid and are no longer: write the order's outcome.
@@ -175,7 +101,7 @@ orderexp_assign_variant(PG_FUNCTION_ARGS)
  * Arguments: key, created-at and status column names, the closed and the
  * cancelled value, and the OID of the registered table when the trigger was
  * made, which is not used (a restore gives the table a new OID): the
- * registered table is found from the trigger itself, as in trigger.c; and
+ * registered table is found from the trigger itself (catalog.c); and
  * since 1.2 the unpaid value.
  */
 Datum
@@ -194,7 +120,7 @@ orderexp_outcome_trigger(PG_FUNCTION_ARGS)
 	const char *outcome;
 	Datum		created;
 	bool		isnull;
-	const OrderexpRelations *rels;
+	const OrderexpCatalog *cat;
 	Relation	timers;
 	Relation	outcomes;
 	ScanKeyData skey[2];
@@ -204,22 +130,8 @@ orderexp_outcome_trigger(PG_FUNCTION_ARGS)
 	bool		nulls[OC_NATTS];
 	int			i;
 
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("orderexp.outcome_trigger() was not called by the trigger manager")));
-	if (!TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
-		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
-		!TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("orderexp.outcome_trigger() must be fired AFTER UPDATE FOR EACH ROW")));
+	orderexp_check_trigger_call(fcinfo, "outcome_trigger", true, 6, 7);
 	trigger = trigdata->tg_trigger;
-	if (trigger->tgnargs != 6 && trigger->tgnargs != 7)
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("orderexp.outcome_trigger() needs 6 or 7 arguments, got %d", trigger->tgnargs),
-				 errhint("Register the table again with orderexp.set_close_policy().")));
 
 	rel = trigdata->tg_relation;
 	tupdesc = RelationGetDescr(rel);
@@ -266,19 +178,19 @@ orderexp_outcome_trigger(PG_FUNCTION_ARGS)
 		values[OC_CREATED_AT] = created;
 
 	/* the timer, under the statement's snapshot: one index probe */
-	rels = orderexp_relations();
-	if (!OidIsValid(rels->outcomes))
+	cat = orderexp_catalog();
+	if (!OidIsValid(cat->outcomes))
 		elog(ERROR, "relation \"%s.outcomes\" does not exist", ORDEREXP_SCHEMA_NAME);
 	for (i = 0; i < (int) N_TIMER_COLUMNS; i++)
-		if (rels->attnum[timer_columns[i]] == 0)
+		if (cat->timer_attnum[timer_columns[i]] == 0)
 			elog(ERROR, "a column of orderexp.timers the outcome needs does not exist");
-	timers = table_open(rels->timers, AccessShareLock);
+	timers = table_open(cat->timers, AccessShareLock);
 	ScanKeyInit(&skey[0], 1, BTEqualStrategyNumber, F_OIDEQ,
 				ObjectIdGetDatum(order_table));
 	ScanKeyInit(&skey[1], 2, BTEqualStrategyNumber, F_TEXTEQ,
 				CStringGetTextDatum(key));
 	skey[1].sk_collation = C_COLLATION_OID;
-	scan = systable_beginscan(timers, rels->timers_pkey, true,
+	scan = systable_beginscan(timers, cat->timers_pkey, true,
 							  GetActiveSnapshot(), 2, skey);
 	timer = systable_getnext(scan);
 	if (!HeapTupleIsValid(timer))
@@ -294,7 +206,7 @@ orderexp_outcome_trigger(PG_FUNCTION_ARGS)
 		Datum		d;
 		bool		null;
 
-		d = heap_getattr(timer, rels->attnum[timer_columns[i]], RelationGetDescr(timers), &null);
+		d = heap_getattr(timer, cat->timer_attnum[timer_columns[i]], RelationGetDescr(timers), &null);
 		switch (i)
 		{
 			case 0:
@@ -348,7 +260,7 @@ orderexp_outcome_trigger(PG_FUNCTION_ARGS)
 	 * constraints and no triggers.  Should someone add an index, refuse
 	 * rather than leave it without the new rows.
 	 */
-	outcomes = table_open(rels->outcomes, RowExclusiveLock);
+	outcomes = table_open(cat->outcomes, RowExclusiveLock);
 	if (RelationGetDescr(outcomes)->natts != OC_NATTS)
 		elog(ERROR, "orderexp.outcomes has %d columns, expected %d",
 			 RelationGetDescr(outcomes)->natts, OC_NATTS);

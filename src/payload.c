@@ -27,6 +27,9 @@
 #include "orderexp.h"
 
 PG_FUNCTION_INFO_V1(orderexp_closed_payload);
+static void push_key(JsonbParseState **state, const char *key);
+static void push_null(JsonbParseState **state);
+static void push_text(JsonbParseState **state, const char *key, text *value);
 
 static void
 push_key(JsonbParseState **state, const char *key)

@@ -37,7 +37,6 @@
 #include "access/xlog.h"
 #include "catalog/pg_type.h"
 #include "commands/async.h"
-#include "commands/extension.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
@@ -49,11 +48,14 @@
 #include "utils/hsearch.h"
 #include "utils/json.h"
 #include "utils/memutils.h"
-#include "utils/plancache.h"
-#include "utils/resowner.h"
 #include "utils/timestamp.h"
 
 #include "orderexp.h"
+#include "catalog.h"
+#include "outbox.h"
+#include "runas.h"
+#include "spiplan.h"
+#include "sweep.h"
 
 PG_FUNCTION_INFO_V1(orderexp_run_due);
 
@@ -175,64 +177,21 @@ typedef struct BatchResult
 	int64		done;			/* orders closed, or reminders written */
 } BatchResult;
 
-/* prepare a statement once per backend and keep it */
-static SPIPlanPtr
-keep_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
-{
-	if (*slot == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
-
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		if (SPI_keepplan(plan) != 0)
-			elog(ERROR, "SPI_keepplan failed");
-		*slot = plan;
-	}
-	return *slot;
-}
-
-/*
- * plan_ahead
- *		Make sure a kept single-statement plan is planned, planning it now if
- *		it is new or was invalidated, in a memory context of its own that is
- *		gone before the statement runs.
- *
- * SPI plans a statement when it executes it, in its executor context, and
- * keeps the planner's scratch memory there until the statement has run: a
- * batch that follows an invalidation (autovacuum's ANALYZE of a table the
- * batch statement reads, during any long drain) would hold the planning of
- * the big batch statement and the execution of a thousand rows at once,
- * some 0.7 MB more than any other batch.  Planned here first, the two come
- * one after the other, and the worker's memory does not depend on whether a
- * replan happened (bench/README.md, 5. Memory).  A plan that is valid costs
- * a check and its relation locks, which the execution takes anyway.
- */
-static void
-plan_ahead(SPIPlanPtr plan)
-{
-	MemoryContext cxt;
-	MemoryContext oldcxt;
-	CachedPlan *cplan;
-
-	cxt = AllocSetContextCreate(CurrentMemoryContext, "orderexp planning",
-								ALLOCSET_DEFAULT_SIZES);
-	oldcxt = MemoryContextSwitchTo(cxt);
-	cplan = SPI_plan_get_cached_plan(plan);
-
-	/*
-	 * The batch plans are kept (SPI_keepplan), so the reference was taken
-	 * under CurrentResourceOwner, and is given back the same way.
-	 */
-	if (cplan != NULL)
-#if PG_VERSION_NUM >= 140000
-		ReleaseCachedPlan(cplan, CurrentResourceOwner);
-#else
-		ReleaseCachedPlan(cplan, true);
-#endif
-	MemoryContextSwitchTo(oldcxt);
-	MemoryContextDelete(cxt);
-}
+static TablePlan *table_plan_entry(Oid relid);
+static void set_table_error(Oid relid, const char *msg);
+static bool run_batch(BatchPlan *bp, SPIPlanPtr *text_plan,
+					  const char *text_sql, bool closes, Oid relid,
+					  int batch_limit, BatchResult *result);
+static void notify_batch(const char *kind, const char *table, int64 count);
+static bool count_batch(BatchResult *r, int batch_limit, SweepRound *round);
+static bool table_batches(TablePlan *entry, DueTable *dt, TimestampTz now,
+						  int batch_limit, SweepRound *round);
+static bool table_batches_guarded(TablePlan *entry, DueTable *dt,
+								  TimestampTz now, int batch_limit,
+								  bool in_worker, SweepRound *round);
+static void note_next_due(Oid relid, SweepRound *round);
+static void forget_continuation(void);
+static void add_continuation(DueTable *dt);
 
 static TablePlan *
 table_plan_entry(Oid relid)
@@ -281,8 +240,7 @@ orderexp_forget_plans(void)
 
 		for (i = 0; i < 2; i++)
 		{
-			if (plans[i]->plan)
-				SPI_freeplan(plans[i]->plan);
+			orderexp_forget_plan(&plans[i]->plan);
 			if (plans[i]->sql)
 				pfree(plans[i]->sql);
 			if (plans[i]->last_key)
@@ -291,15 +249,6 @@ orderexp_forget_plans(void)
 	}
 	hash_destroy(table_plans);
 	table_plans = NULL;
-}
-
-/*
- * Is orderexp installed in the current database?  Needs a transaction.
- */
-bool
-orderexp_extension_ready(void)
-{
-	return OidIsValid(get_extension_oid(ORDEREXP_EXTENSION_NAME, true));
 }
 
 /* record (or clear, with msg NULL) the last error of a table */
@@ -316,7 +265,7 @@ set_table_error(Oid relid, const char *msg)
 		values[1] = CStringGetTextDatum(msg);
 	else
 		nulls[1] = 'n';
-	ret = SPI_execute_plan(keep_plan(&set_error_plan, set_error_sql, 2, argtypes),
+	ret = SPI_execute_plan(orderexp_keep_plan(&set_error_plan, set_error_sql, 2, argtypes, 0),
 						   values, nulls, false, 0);
 	if (ret != SPI_OK_UPDATE)
 		elog(ERROR, "recording the last error failed: %s", SPI_result_code_string(ret));
@@ -329,7 +278,7 @@ set_table_error(Oid relid, const char *msg)
  * unregistered since the overview.
  */
 static bool
-run_batch(BatchPlan *bp, SPIPlanPtr *text_plan, const char *text_sql,
+run_batch(BatchPlan *bp, SPIPlanPtr *text_plan, const char *text_sql, bool closes,
 		  Oid relid, int batch_limit, BatchResult *result)
 {
 	Oid			argtypes[4] = {REGCLASSOID, INT4OID, TIMESTAMPTZOID, TEXTOID};
@@ -350,7 +299,7 @@ run_batch(BatchPlan *bp, SPIPlanPtr *text_plan, const char *text_sql,
 		sql = NULL;
 	else
 	{
-		ret = SPI_execute_plan(keep_plan(text_plan, text_sql, 1, argtypes),
+		ret = SPI_execute_plan(orderexp_keep_plan(text_plan, text_sql, 1, argtypes, 0),
 							   values, NULL, true, 1);
 		if (ret != SPI_OK_SELECT)
 			elog(ERROR, "reading the registration failed: %s", SPI_result_code_string(ret));
@@ -363,25 +312,14 @@ run_batch(BatchPlan *bp, SPIPlanPtr *text_plan, const char *text_sql,
 
 	if (sql != NULL && (bp->plan == NULL || strcmp(bp->sql, sql) != 0))
 	{
-		SPIPlanPtr	plan;
-
-		if (bp->plan)
-		{
-			SPI_freeplan(bp->plan);
-			bp->plan = NULL;
-		}
+		orderexp_forget_plan(&bp->plan);
 		if (bp->sql)
 		{
 			pfree(bp->sql);
 			bp->sql = NULL;
 		}
 		/* the same statement every batch: plan it once, generically */
-		plan = SPI_prepare_cursor(sql, 4, argtypes, CURSOR_OPT_GENERIC_PLAN);
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		if (SPI_keepplan(plan) != 0)
-			elog(ERROR, "SPI_keepplan failed");
-		bp->plan = plan;
+		orderexp_keep_plan(&bp->plan, sql, 4, argtypes, CURSOR_OPT_GENERIC_PLAN);
 		bp->sql = MemoryContextStrdup(TopMemoryContext, sql);
 
 		/*
@@ -389,7 +327,7 @@ run_batch(BatchPlan *bp, SPIPlanPtr *text_plan, const char *text_sql,
 		 * closes; 1.1's, in a database not yet updated, leaves them to the
 		 * outcome trigger.
 		 */
-		bp->writes_outcomes = strstr(sql, "INSERT INTO orderexp.outcomes") != NULL;
+		bp->writes_outcomes = closes && orderexp_catalog()->sweep_writes_outcomes;
 	}
 
 	if (bp->sweep_id != current_sweep_id)
@@ -403,7 +341,7 @@ run_batch(BatchPlan *bp, SPIPlanPtr *text_plan, const char *text_sql,
 	values[1] = Int32GetDatum(batch_limit);
 	values[2] = TimestampTzGetDatum(bp->last_at);
 	values[3] = CStringGetTextDatum(bp->last_key);
-	plan_ahead(bp->plan);
+	orderexp_plan_ahead(bp->plan);
 	if (bp->writes_outcomes)
 		orderexp_sweep_closing = relid;
 	PG_TRY();
@@ -480,7 +418,7 @@ table_batches(TablePlan *entry, DueTable *dt, TimestampTz now, int batch_limit,
 
 	if (dt->remind_at != 0 && dt->remind_at <= now)
 	{
-		if (!run_batch(&entry->remind, &remind_sql_plan, remind_sql_sql,
+		if (!run_batch(&entry->remind, &remind_sql_plan, remind_sql_sql, false,
 					   dt->relid, batch_limit, &r))
 			return false;
 		round->reminded += r.done;
@@ -495,7 +433,7 @@ table_batches(TablePlan *entry, DueTable *dt, TimestampTz now, int batch_limit,
 
 	if (dt->close_at <= now)
 	{
-		if (!run_batch(&entry->close, &sweep_sql_plan, sweep_sql_sql,
+		if (!run_batch(&entry->close, &sweep_sql_plan, sweep_sql_sql, true,
 					   dt->relid, batch_limit, &r))
 			return false;
 		round->processed += r.taken - r.busy;
@@ -588,7 +526,7 @@ note_next_due(Oid relid, SweepRound *round)
 	int			ret;
 
 	values[0] = ObjectIdGetDatum(relid);
-	ret = SPI_execute_plan(keep_plan(&next_due_plan, next_due_sql, 1, argtypes),
+	ret = SPI_execute_plan(orderexp_keep_plan(&next_due_plan, next_due_sql, 1, argtypes, 0),
 						   values, NULL, true, 1);
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "reading the next deadline failed: %s", SPI_result_code_string(ret));
@@ -685,7 +623,7 @@ orderexp_sweep_round(int batch_limit, int64 budget, bool in_worker, Oid caller,
 	}
 	else
 	{
-		ret = SPI_execute_plan(keep_plan(&overview_plan, overview_sql, 0, NULL),
+		ret = SPI_execute_plan(orderexp_keep_plan(&overview_plan, overview_sql, 0, NULL, 0),
 							   NULL, NULL, true, 0);
 		if (ret != SPI_OK_SELECT)
 			elog(ERROR, "reading the due overview failed: %s", SPI_result_code_string(ret));
@@ -783,10 +721,8 @@ orderexp_run_due(PG_FUNCTION_ARGS)
 	int64		total_closed = 0;
 	int64		total_reminded = 0;
 	int64		total_taken = 0;
-	int			save_nestlevel;
 	Oid			caller;
-	Oid			save_userid;
-	int			save_sec_context;
+	RunAs		runas;
 	int			ret;
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
@@ -817,13 +753,7 @@ orderexp_run_due(PG_FUNCTION_ARGS)
 	 * caller may update; and with a search_path the caller cannot steer.
 	 */
 	caller = GetUserId();
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(orderexp_owner(),
-						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
-	save_nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp",
-							 PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
+	orderexp_run_as_begin(&runas, orderexp_owner(), SECURITY_LOCAL_USERID_CHANGE, true);
 	/* no JIT for batch statements: see orderexp_worker_main */
 	(void) set_config_option("jit", "off",
 							 PGC_USERSET, PGC_S_SESSION,
@@ -867,8 +797,7 @@ orderexp_run_due(PG_FUNCTION_ARGS)
 	}
 
 	SPI_finish();
-	AtEOXact_GUC(true, save_nestlevel);
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+	orderexp_run_as_end(&runas);
 
 	values[0] = Int64GetDatum(total_reminded);
 	values[1] = Int64GetDatum(total_closed);

@@ -32,7 +32,7 @@
  * too, so the cache never holds the variants of an experiment that ended.
  *
  * A policy running an experiment (orderexp.start_experiment) has variants:
- * each new order is assigned one from a hash of its key (outcome.c), gets
+ * each new order is assigned one from a hash of its key (experiment.c), gets
  * that variant's close_after, and the timer records the variant and the
  * policy version, so that outcomes can be compared per variant.
  *
@@ -74,6 +74,10 @@
 #include "utils/timestamp.h"
 
 #include "orderexp.h"
+#include "catalog.h"
+#include "experiment.h"
+#include "runas.h"
+#include "spiplan.h"
 
 PG_FUNCTION_INFO_V1(orderexp_timer_trigger);
 PG_FUNCTION_INFO_V1(orderexp_policies_changed);
@@ -104,7 +108,6 @@ typedef struct TablePolicies
 static HTAB *policy_cache = NULL;
 static MemoryContext PolicyCacheContext = NULL;
 static Oid	policies_relid = InvalidOid;
-static bool callback_registered = false;
 
 static SPIPlanPtr timer_insert_plan = NULL;
 static SPIPlanPtr policies_plan = NULL;
@@ -155,38 +158,19 @@ static const char *policies_sql =
 "  LEFT JOIN orderexp.experiments e ON e.id OPERATOR(pg_catalog.=) p.experiment_id "
 " WHERE p.order_table OPERATOR(pg_catalog.=) $1";
 
-/*
- * orderexp's own relations as the triggers need them (orderexp.h,
- * OrderexpRelations): looked up once per backend, and again after a
- * relcache invalidation of any of them.  The direct insert
- * (insert_timer_direct) writes orderexp.timers as the catalog of 1.1 and
- * 1.2 defines it, these columns and no others, no triggers; a table that
- * looks different (a database at 1.0, a later version with more columns)
- * is written through the kept INSERT instead.
- */
-static const char *const timer_column_names[TC_NCOLUMNS] = {
-	"order_table", "order_key", "policy_id", "close_at", "remind_at", "extensions",
-	"token_extensions", "generation", "reminded_for", "order_created",
-	"policy_version", "variant", "reopened"
-};
-
-static OrderexpRelations orderexp_rels;
-static uint64 orderexp_rels_invalidations = 0;	/* counts cache_invalidate's resets */
+static void policy_cache_invalidate(Datum arg, Oid relid);
+static TablePolicies *table_policies(Oid relid);
+static bool insert_timer_direct(Datum *values, bool *isnull);
+static CachedPolicy *choose_policy(TablePolicies *tp, const char *category);
 
 /*
- * relcache callback: orderexp.timers, its primary key or outcomes changed
- * (forget orderexp_rels), orderexp.policies changed (drop the policy
- * cache), or everything did
+ * relcache callback: orderexp.policies changed (its statement trigger sends
+ * the invalidation, see orderexp_policies_changed), or every relation did:
+ * drop the policy cache
  */
 static void
-cache_invalidate(Datum arg, Oid relid)
+policy_cache_invalidate(Datum arg, Oid relid)
 {
-	if (relid == InvalidOid || relid == orderexp_rels.timers ||
-		relid == orderexp_rels.timers_pkey || relid == orderexp_rels.outcomes)
-	{
-		orderexp_rels.valid = false;
-		orderexp_rels_invalidations++;
-	}
 	if (policy_cache == NULL)
 		return;
 	if (relid == InvalidOid || relid == policies_relid)
@@ -195,17 +179,6 @@ cache_invalidate(Datum arg, Oid relid)
 		policy_cache = NULL;
 		MemoryContextReset(PolicyCacheContext);
 		policies_relid = InvalidOid;
-	}
-}
-
-/* cache_invalidate is registered once per backend, by whichever cache is first */
-static void
-register_cache_callback(void)
-{
-	if (!callback_registered)
-	{
-		CacheRegisterRelcacheCallback(cache_invalidate, (Datum) 0);
-		callback_registered = true;
 	}
 }
 
@@ -221,16 +194,17 @@ table_policies(Oid relid)
 	uint64		i;
 	int			ret;
 
-	register_cache_callback();
 	if (PolicyCacheContext == NULL)
+	{
 		PolicyCacheContext = AllocSetContextCreate(TopMemoryContext,
 												   "orderexp policy cache",
 												   ALLOCSET_SMALL_SIZES);
+		CacheRegisterRelcacheCallback(policy_cache_invalidate, (Datum) 0);
+	}
 	if (policy_cache == NULL)
 	{
 		HASHCTL		ctl;
-		Oid			nspid = get_namespace_oid(ORDEREXP_SCHEMA_NAME, false);
-		bool		is_1_1;
+		const OrderexpCatalog *cat = orderexp_catalog();
 
 		memset(&ctl, 0, sizeof(ctl));
 		ctl.keysize = sizeof(Oid);
@@ -239,17 +213,12 @@ table_policies(Oid relid)
 
 		policy_cache = hash_create("orderexp policy cache", 16, &ctl,
 								   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-		policies_relid = get_relname_relid("policies", nspid);
-		is_1_1 = OidIsValid(get_relname_relid("experiments", nspid));
-		if (is_1_1 != plans_for_1_1)
+		policies_relid = cat->policies;
+		if (cat->has_experiments != plans_for_1_1)
 		{
-			if (policies_plan != NULL)
-				SPI_freeplan(policies_plan);
-			if (timer_insert_plan != NULL)
-				SPI_freeplan(timer_insert_plan);
-			policies_plan = NULL;
-			timer_insert_plan = NULL;
-			plans_for_1_1 = is_1_1;
+			orderexp_forget_plan(&policies_plan);
+			orderexp_forget_plan(&timer_insert_plan);
+			plans_for_1_1 = cat->has_experiments;
 		}
 	}
 
@@ -257,19 +226,11 @@ table_policies(Oid relid)
 	if (found)
 		return tp;
 
-	if (policies_plan == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare(plans_for_1_1 ? policies_sql : policies_sql_1_0,
-									   1, argtypes);
-
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		if (SPI_keepplan(plan) != 0)
-			elog(ERROR, "SPI_keepplan failed");
-		policies_plan = plan;
-	}
 	values[0] = ObjectIdGetDatum(relid);
-	ret = SPI_execute_plan(policies_plan, values, NULL, true, 0);
+	ret = SPI_execute_plan(orderexp_keep_plan(&policies_plan,
+											  plans_for_1_1 ? policies_sql : policies_sql_1_0,
+											  1, argtypes, 0),
+						   values, NULL, true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "reading the close policies failed: %s", SPI_result_code_string(ret));
 
@@ -333,63 +294,6 @@ table_policies(Oid relid)
 }
 
 /*
- * orderexp_relations
- *		orderexp's relations and the column numbers of orderexp.timers (0 for
- *		a column the database's version does not have), from the cache or
- *		looked up afresh; direct_insert tells whether insert_timer_direct
- *		may write the table.  Needs a transaction.
- */
-const OrderexpRelations *
-orderexp_relations(void)
-{
-	Oid			nspid;
-	Relation	rel;
-	TupleDesc	desc;
-	int			nlive = 0;
-	int			i;
-	uint64		invalidations = orderexp_rels_invalidations;
-
-	if (orderexp_rels.valid)
-		return &orderexp_rels;
-	register_cache_callback();
-
-	nspid = get_namespace_oid(ORDEREXP_SCHEMA_NAME, false);
-	orderexp_rels.timers = get_relname_relid("timers", nspid);
-	orderexp_rels.timers_pkey = get_relname_relid("timers_pkey", nspid);
-	orderexp_rels.generation_seq = get_relname_relid("timer_generation", nspid);
-	orderexp_rels.outcomes = get_relname_relid("outcomes", nspid);
-	orderexp_rels.direct_insert = false;
-	if (!OidIsValid(orderexp_rels.timers) || !OidIsValid(orderexp_rels.timers_pkey))
-		elog(ERROR, "orderexp.timers or its primary key does not exist");
-
-	rel = table_open(orderexp_rels.timers, AccessShareLock);
-	desc = RelationGetDescr(rel);
-	for (i = 0; i < desc->natts; i++)
-		if (!TupleDescAttr(desc, i)->attisdropped)
-			nlive++;
-	orderexp_rels.direct_insert = (nlive == TC_NCOLUMNS && rel->trigdesc == NULL &&
-								   rel->rd_rel->relkind == RELKIND_RELATION &&
-								   OidIsValid(orderexp_rels.generation_seq));
-	for (i = 0; i < TC_NCOLUMNS; i++)
-	{
-		int			attnum = SPI_fnumber(desc, timer_column_names[i]);
-
-		orderexp_rels.attnum[i] = attnum > 0 ? (AttrNumber) attnum : 0;
-		if (attnum <= 0)
-			orderexp_rels.direct_insert = false;
-	}
-	table_close(rel, AccessShareLock);
-
-	/*
-	 * Current unless an invalidation arrived while the table was opened (or
-	 * before): then this result serves this call, and the next one looks
-	 * everything up again.  An error above leaves the cache invalid.
-	 */
-	orderexp_rels.valid = (invalidations == orderexp_rels_invalidations);
-	return &orderexp_rels;
-}
-
-/*
  * insert_timer_direct
  *		Insert the timer of an order that has none, as INSERT would, but
  *		without planning or starting an executor: a heap insert, the
@@ -409,7 +313,7 @@ orderexp_relations(void)
 static bool
 insert_timer_direct(Datum *values, bool *isnull)
 {
-	const OrderexpRelations *tt = orderexp_relations();
+	const OrderexpCatalog *cat = orderexp_catalog();
 	Relation	timers;
 	ScanKeyData skey[2];
 	SysScanDesc scan;
@@ -421,10 +325,10 @@ insert_timer_direct(Datum *values, bool *isnull)
 	List	   *recheck;
 	int			i;
 
-	if (!tt->direct_insert)
+	if (!cat->timer_direct_insert)
 		return false;
 
-	timers = table_open(tt->timers, RowExclusiveLock);
+	timers = table_open(cat->timers, RowExclusiveLock);
 
 	InitDirtySnapshot(dirty);
 	ScanKeyInit(&skey[0], 1, BTEqualStrategyNumber, F_OIDEQ,
@@ -432,7 +336,7 @@ insert_timer_direct(Datum *values, bool *isnull)
 	ScanKeyInit(&skey[1], 2, BTEqualStrategyNumber, F_TEXTEQ,
 				values[TC_ORDER_KEY]);
 	skey[1].sk_collation = C_COLLATION_OID;
-	scan = systable_beginscan(timers, tt->timers_pkey, true, &dirty, 2, skey);
+	scan = systable_beginscan(timers, cat->timers_pkey, true, &dirty, 2, skey);
 	exists = HeapTupleIsValid(systable_getnext(scan));
 	systable_endscan(scan);
 	if (exists)
@@ -446,7 +350,7 @@ insert_timer_direct(Datum *values, bool *isnull)
 	isnull[TC_EXTENSIONS] = false;
 	values[TC_TOKEN_EXTENSIONS] = Int32GetDatum(0);
 	isnull[TC_TOKEN_EXTENSIONS] = false;
-	values[TC_GENERATION] = Int64GetDatum(nextval_internal(tt->generation_seq, false));
+	values[TC_GENERATION] = Int64GetDatum(nextval_internal(cat->generation_seq, false));
 	isnull[TC_GENERATION] = false;
 	isnull[TC_REMINDED_FOR] = true;
 	values[TC_REOPENED] = BoolGetDatum(false);
@@ -466,8 +370,8 @@ insert_timer_direct(Datum *values, bool *isnull)
 	}
 	for (i = 0; i < TC_NCOLUMNS; i++)
 	{
-		slot->tts_values[tt->attnum[i] - 1] = values[i];
-		slot->tts_isnull[tt->attnum[i] - 1] = isnull[i];
+		slot->tts_values[cat->timer_attnum[i] - 1] = values[i];
+		slot->tts_isnull[cat->timer_attnum[i] - 1] = isnull[i];
 	}
 	ExecStoreVirtualTuple(slot);
 
@@ -529,116 +433,6 @@ orderexp_policies_changed(PG_FUNCTION_ARGS)
 }
 
 /*
- * Column number of a mapped column of an orders table, or a clear error if
- * it is gone (the timer and the outcome trigger name their columns).
- */
-int
-orderexp_mapped_column(Relation rel, const char *colname, const char *role)
-{
-	int			attnum = SPI_fnumber(RelationGetDescr(rel), colname);
-
-	if (attnum <= 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_COLUMN),
-				 errmsg("column \"%s\" mapped as the %s column of table \"%s\" does not exist",
-						colname, role, RelationGetRelationName(rel)),
-				 errhint("Register the table again with orderexp.set_close_policy().")));
-	return attnum;
-}
-
-/*
- * Is a status, as SPI_getvalue() gives it (NULL for NULL), the given
- * value?  Compared as text, the way the status values were checked at
- * registration ("v::type::text = v"): a char(n) column's padding does not
- * count, an enum compares by its label, and NULL is no value at all.
- * typid is the status column's type.
- */
-bool
-orderexp_status_equals(const char *status, Oid typid, const char *value)
-{
-	size_t		len;
-
-	if (status == NULL)
-		return false;
-	len = strlen(status);
-	if (typid == BPCHAROID)
-		while (len > 0 && status[len - 1] == ' ')
-			len--;
-	return len == strlen(value) && memcmp(status, value, len) == 0;
-}
-
-/*
- * The registered table a timer trigger belongs to: the table it was created
- * on, or for a clone on a partition, the table of its topmost parent
- * trigger.  Clones are looked up once per backend: a trigger's OID is never
- * reused for another trigger while it exists, and clones go away when their
- * partition is detached.
- */
-static HTAB *clone_roots = NULL;
-
-typedef struct CloneRoot
-{
-	Oid			tgoid;			/* hash key: the clone */
-	Oid			relid;			/* the registered table */
-} CloneRoot;
-
-Oid
-orderexp_trigger_table(Relation rel, Trigger *trigger)
-{
-	CloneRoot  *entry;
-	bool		found;
-	Oid			tgoid = trigger->tgoid;
-	Oid			relid = RelationGetRelid(rel);
-	Relation	tgrel;
-
-	if (!trigger->tgisclone)
-		return relid;
-
-	if (clone_roots == NULL)
-	{
-		HASHCTL		ctl;
-
-		memset(&ctl, 0, sizeof(ctl));
-		ctl.keysize = sizeof(Oid);
-		ctl.entrysize = sizeof(CloneRoot);
-		clone_roots = hash_create("orderexp clone triggers", 16, &ctl,
-								  HASH_ELEM | HASH_BLOBS);
-	}
-	entry = hash_search(clone_roots, &tgoid, HASH_FIND, NULL);
-	if (entry != NULL)
-		return entry->relid;
-
-	tgrel = table_open(TriggerRelationId, AccessShareLock);
-	for (;;)
-	{
-		ScanKeyData key;
-		SysScanDesc scan;
-		HeapTuple	tup;
-		Form_pg_trigger form;
-		Oid			parent;
-
-		ScanKeyInit(&key, Anum_pg_trigger_oid, BTEqualStrategyNumber, F_OIDEQ,
-					ObjectIdGetDatum(tgoid));
-		scan = systable_beginscan(tgrel, TriggerOidIndexId, true, NULL, 1, &key);
-		tup = systable_getnext(scan);
-		if (!HeapTupleIsValid(tup))
-			elog(ERROR, "could not find trigger %u", tgoid);
-		form = (Form_pg_trigger) GETSTRUCT(tup);
-		relid = form->tgrelid;
-		parent = form->tgparentid;
-		systable_endscan(scan);
-		if (!OidIsValid(parent))
-			break;
-		tgoid = parent;
-	}
-	table_close(tgrel, AccessShareLock);
-
-	entry = hash_search(clone_roots, &trigger->tgoid, HASH_ENTER, &found);
-	entry->relid = relid;
-	return relid;
-}
-
-/*
  * orderexp_timer_trigger
  *		AFTER ROW trigger: insert or refresh the timer of an unpaid order.
  */
@@ -665,28 +459,11 @@ orderexp_timer_trigger(PG_FUNCTION_ARGS)
 	int			variant = 0;
 	Datum		values[8];
 	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
-	Oid			save_userid;
-	int			save_sec_context;
+	RunAs		runas;
 	int			ret;
 
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("orderexp.timer_trigger() was not called by the trigger manager")));
-	if (!TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
-		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
-		!(TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ||
-		  TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event)))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("orderexp.timer_trigger() must be fired AFTER INSERT or UPDATE FOR EACH ROW")));
-
+	orderexp_check_trigger_call(fcinfo, "timer_trigger", false, 4, 6);
 	trigger = trigdata->tg_trigger;
-	if (trigger->tgnargs != 4 && trigger->tgnargs != 6)
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("orderexp.timer_trigger() needs 4 or 6 arguments, got %d", trigger->tgnargs),
-				 errhint("Register the table again with orderexp.set_close_policy().")));
 
 	rel = trigdata->tg_relation;
 	tupdesc = RelationGetDescr(rel);
@@ -743,9 +520,8 @@ orderexp_timer_trigger(PG_FUNCTION_ARGS)
 		category = SPI_getvalue(tuple, tupdesc,
 								orderexp_mapped_column(rel, trigger->tgargs[2], "category"));
 
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(orderexp_owner(),
-						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	/* every name in the statements below is qualified: no search_path */
+	orderexp_run_as_begin(&runas, orderexp_owner(), SECURITY_LOCAL_USERID_CHANGE, false);
 
 	if ((ret = SPI_connect()) != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(ret));
@@ -756,7 +532,7 @@ orderexp_timer_trigger(PG_FUNCTION_ARGS)
 	{
 		/* a category without a policy of its own on a table without default */
 		SPI_finish();
-		SetUserIdAndSecContext(save_userid, save_sec_context);
+		orderexp_run_as_end(&runas);
 		return PointerGetDatum(NULL);
 	}
 
@@ -815,7 +591,7 @@ orderexp_timer_trigger(PG_FUNCTION_ARGS)
 		if (insert_timer_direct(dvalues, dnulls))
 		{
 			SPI_finish();
-			SetUserIdAndSecContext(save_userid, save_sec_context);
+			orderexp_run_as_end(&runas);
 			return PointerGetDatum(NULL);
 		}
 	}
@@ -824,17 +600,13 @@ orderexp_timer_trigger(PG_FUNCTION_ARGS)
 	{
 		Oid			argtypes[8] = {REGCLASSOID, TEXTOID, INT4OID, TIMESTAMPTZOID,
 		TIMESTAMPTZOID, INT4OID, INT4OID, TIMESTAMPTZOID};
-		SPIPlanPtr	plan;
 
 		if (plans_for_1_1)
-			plan = SPI_prepare_cursor(timer_insert_sql, 8, argtypes, CURSOR_OPT_GENERIC_PLAN);
+			orderexp_keep_plan(&timer_insert_plan, timer_insert_sql, 8, argtypes,
+							   CURSOR_OPT_GENERIC_PLAN);
 		else
-			plan = SPI_prepare_cursor(timer_insert_sql_1_0, 5, argtypes, CURSOR_OPT_GENERIC_PLAN);
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		if (SPI_keepplan(plan) != 0)
-			elog(ERROR, "SPI_keepplan failed");
-		timer_insert_plan = plan;
+			orderexp_keep_plan(&timer_insert_plan, timer_insert_sql_1_0, 5, argtypes,
+							   CURSOR_OPT_GENERIC_PLAN);
 	}
 
 	ret = SPI_execute_plan(timer_insert_plan, values, nulls, false, 0);
@@ -842,7 +614,7 @@ orderexp_timer_trigger(PG_FUNCTION_ARGS)
 		elog(ERROR, "inserting the order timer failed: %s", SPI_result_code_string(ret));
 
 	SPI_finish();
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+	orderexp_run_as_end(&runas);
 
 	return PointerGetDatum(NULL);
 }

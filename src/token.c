@@ -1,8 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * token.c
- *		Signed extension tokens, and the gates of the two functions that use
- *		them.
+ *		Signed extension tokens.
  *
  * A reminder carries a token that lets the customer extend the order once.
  * The token names the order (table OID and key), the generation of its
@@ -29,10 +28,10 @@
  * one we made in those bits is as foreign as any other.
  *
  * The functions that read the secret or write on behalf of a customer are
- * kept from PUBLIC; callers reach them through the gates in this file, which
- * check the caller's own privilege on the orders table first (UPDATE, the
- * privilege a payment needs) and then call them as the extension owner with
- * orderexp_call_as_owner() (gate.c).
+ * kept from PUBLIC; callers reach them through the gates of
+ * extension_token() and extend_order_by_token() (gate.c), which check the
+ * caller's own privilege on the orders table first (UPDATE, the privilege a
+ * payment needs) and then call them as the extension owner.
  *
  * Copyright (c) 2026, orderexp developers
  *
@@ -61,12 +60,12 @@
 #include "utils/timestamp.h"
 
 #include "orderexp.h"
+#include "catalog.h"
+#include "token.h"
 
 PG_FUNCTION_INFO_V1(orderexp_new_secret);
 PG_FUNCTION_INFO_V1(orderexp_token_make);
 PG_FUNCTION_INFO_V1(orderexp_token_open);
-PG_FUNCTION_INFO_V1(orderexp_extension_token);
-PG_FUNCTION_INFO_V1(orderexp_extend_order_by_token);
 
 #define TOKEN_VERSION		1
 #define TOKEN_HEADER_LEN	(1 + 4 + 8 + 8 + 4)
@@ -83,6 +82,16 @@ typedef struct TokenClaims
 	int32		extensions;
 	char	   *key;
 } TokenClaims;
+
+static bytea *read_secret(void);
+static void token_mac(const uint8 *data, size_t len, uint8 *mac);
+static char *base64url_encode(const uint8 *data, int len);
+static int base64url_decode(const char *text, uint8 **result);
+static void token_parse(const char *text, TokenClaims *claims, uint8 **raw,
+						int *rawlen);
+static Oid token_id_map(const char *sql, Oid from, Oid unmapped);
+static Oid token_id_of_table(Oid relid);
+static Oid token_table_of_id(Oid token_relid);
 
 /*
  * orderexp._new_secret() returns bytea
@@ -251,8 +260,9 @@ base64url_decode(const char *text, uint8 **result)
 	return n;
 }
 
-static void
-invalid_token(const char *detail)
+/* an "invalid extension token" error with the given detail */
+void
+orderexp_invalid_token(const char *detail)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -275,11 +285,11 @@ token_parse(const char *text, TokenClaims *claims, uint8 **raw, int *rawlen)
 	uint64		u64;
 
 	if (len < TOKEN_HEADER_LEN + 1 + TOKEN_MAC_LEN)
-		invalid_token("The token is malformed or truncated.");
+		orderexp_invalid_token("The token is malformed or truncated.");
 	if (strcmp(base64url_encode(data, len), text) != 0)
-		invalid_token("The token is not spelled as it was made.");
+		orderexp_invalid_token("The token is not spelled as it was made.");
 	if (data[0] != TOKEN_VERSION)
-		invalid_token("The token has an unknown version.");
+		orderexp_invalid_token("The token has an unknown version.");
 
 	memcpy(&u32, data + 1, 4);
 	claims->relid = (Oid) pg_ntoh32(u32);
@@ -295,10 +305,25 @@ token_parse(const char *text, TokenClaims *claims, uint8 **raw, int *rawlen)
 	memcpy(claims->key, data + TOKEN_HEADER_LEN, keylen);
 	claims->key[keylen] = '\0';
 	if (strlen(claims->key) != (size_t) keylen)
-		invalid_token("The token is malformed.");
+		orderexp_invalid_token("The token is malformed.");
 
 	*raw = data;
 	*rawlen = len;
+}
+
+/*
+ * Check that a text is spelled as a token of ours, without its signature:
+ * the gate of extend_order_by_token() refuses a damaged token before it
+ * looks at tables and privileges.
+ */
+void
+orderexp_token_check_form(const char *token)
+{
+	TokenClaims claims;
+	uint8	   *raw;
+	int			rawlen;
+
+	token_parse(token, &claims, &raw, &rawlen);
 }
 
 /*
@@ -313,13 +338,12 @@ token_parse(const char *text, TokenClaims *claims, uint8 **raw, int *rawlen)
 static Oid
 token_id_map(const char *sql, Oid from, Oid unmapped)
 {
-	Oid			nspid = get_namespace_oid(ORDEREXP_SCHEMA_NAME, false);
 	Oid			argtypes[1] = {OIDOID};
 	Datum		values[1];
 	Oid			result = unmapped;
 	int			ret;
 
-	if (!OidIsValid(get_relname_relid("token_tables", nspid)))
+	if (!orderexp_catalog()->has_token_tables)
 		return from;
 	if ((ret = SPI_connect()) != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(ret));
@@ -443,7 +467,7 @@ orderexp_token_open(PG_FUNCTION_ARGS)
 	for (i = 0; i < TOKEN_MAC_LEN; i++)
 		diff |= mac[i] ^ raw[rawlen - TOKEN_MAC_LEN + i];
 	if (diff != 0)
-		invalid_token("The token's signature does not match: it was altered, "
+		orderexp_invalid_token("The token's signature does not match: it was altered, "
 					  "made for another database, or made before the secret was rotated.");
 
 	values[0] = ObjectIdGetDatum(token_table_of_id(claims.relid));
@@ -452,95 +476,4 @@ orderexp_token_open(PG_FUNCTION_ARGS)
 	values[3] = Int32GetDatum(claims.extensions);
 	values[4] = Int64GetDatum(claims.generation);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
-}
-
-/*
- * orderexp.extension_token(orders regclass, order_key anyelement) returns text
- *		The token a reminder carries, for the order's current deadline.
- */
-Datum
-orderexp_extension_token(PG_FUNCTION_ARGS)
-{
-	Oid			relid;
-	Oid			keytype;
-	Oid			typoutput;
-	bool		typisvarlena;
-	char	   *key;
-	Oid			argtypes[2] = {REGCLASSOID, TEXTOID};
-	Datum		values[2];
-	Datum		result;
-	bool		isnull;
-
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("orders table must not be null")));
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("order key must not be null")));
-	relid = PG_GETARG_OID(0);
-	orderexp_check_order_privilege(relid);
-
-	keytype = get_fn_expr_argtype(fcinfo->flinfo, 1);
-	getTypeOutputInfo(keytype, &typoutput, &typisvarlena);
-	key = OidOutputFunctionCall(typoutput, PG_GETARG_DATUM(1));
-
-	values[0] = ObjectIdGetDatum(relid);
-	values[1] = CStringGetTextDatum(key);
-	result = orderexp_call_as_owner("SELECT orderexp._extension_token($1, $2)",
-						   2, argtypes, values, NULL, TEXTOID, &isnull);
-	if (isnull)
-		PG_RETURN_NULL();
-	PG_RETURN_DATUM(result);
-}
-
-/*
- * orderexp.extend_order_by_token(token text) returns timestamptz
- *		A customer's extension through the link of a reminder.
- */
-Datum
-orderexp_extend_order_by_token(PG_FUNCTION_ARGS)
-{
-	char	   *token;
-	TokenClaims claims;
-	uint8	   *raw;
-	int			rawlen;
-	Oid			relid;
-	Oid			argtypes[2] = {TEXTOID, NAMEOID};
-	Datum		values[2];
-	Datum		result;
-	bool		isnull;
-
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("extension token must not be null")));
-	token = text_to_cstring(PG_GETARG_TEXT_PP(0));
-
-	/*
-	 * Check the signature first (as the owner, who can read the secret), so
-	 * that a forged token learns nothing about tables and privileges; then
-	 * the table the token names decides whose privilege counts.
-	 */
-	token_parse(token, &claims, &raw, &rawlen);
-	values[0] = PointerGetDatum(cstring_to_text(token));
-	relid = DatumGetObjectId(orderexp_call_as_owner("SELECT (orderexp._token_open($1)).order_table",
-													1, argtypes, values, NULL,
-													REGCLASSOID, &isnull));
-	if (!OidIsValid(relid))
-		invalid_token("The table the token names is no longer registered with orderexp.");
-	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
-		invalid_token("The token names a table that does not exist.");
-	orderexp_check_order_privilege(relid);
-
-	/* the caller's name goes into the event: who extended it */
-	values[0] = PointerGetDatum(cstring_to_text(token));
-	values[1] = DirectFunctionCall1(namein,
-									CStringGetDatum(GetUserNameFromId(GetUserId(), false)));
-	result = orderexp_call_as_owner("SELECT orderexp._extend_order_by_token($1, $2)",
-						   2, argtypes, values, NULL, TIMESTAMPTZOID, &isnull);
-	if (isnull)
-		PG_RETURN_NULL();
-	PG_RETURN_DATUM(result);
 }

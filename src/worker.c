@@ -62,6 +62,10 @@
 #include "utils/varlena.h"
 
 #include "orderexp.h"
+#include "catalog.h"
+#include "outbox.h"
+#include "sweep.h"
+#include "worker.h"
 
 /* backend_type of the per-database workers */
 #define ORDEREXP_WORKER_TYPE		"orderexp worker"
@@ -98,6 +102,15 @@ static List *database_workers = NIL;	/* of DatabaseWorker *, in TopMemoryContext
 
 /* per-database worker: when the next prune pass is due (0: at the next tick) */
 static TimestampTz next_prune_at = 0;
+
+static bool database_is_listed(const char *dbname);
+static DatabaseWorker *find_database_worker(const char *dbname);
+static Oid connectable_database(const char *dbname);
+static bool worker_running_in(Oid dboid);
+static void start_database_worker(DatabaseWorker *dw);
+static void launcher_sync(void);
+static void worker_prune(void);
+static long worker_tick(MemoryContext tick_context);
 
 /*
  * Register the launcher; called from _PG_init when preloaded.
@@ -516,11 +529,11 @@ worker_tick(MemoryContext tick_context)
 		 * back to the kernel.  PostgreSQL frees that memory when a batch
 		 * ends, but glibc keeps freed pages in its heap, and the next
 		 * batches' blocks land in other places of it: without this the
-		 * worker's private memory creeps up through a long drain (to 9 %
-		 * above a drain of one batch in bench/run.sh) and stays there.
-		 * Once per transaction that did work, not per idle tick: a walk of
-		 * the heap's free lists and some fifteen madvise() calls, against
-		 * 100 ms of batches.  bench/README.md, 5. Memory, has the figures.
+		 * worker's private memory creeps up through a long drain and stays
+		 * there.  Once per transaction that did work, not per idle tick: a
+		 * walk of the heap's free lists and a few madvise() calls, small
+		 * against a transaction of batches.  bench/README.md, 5. Memory,
+		 * has the figures.
 		 */
 		if (xact_progress)
 			malloc_trim(0);
@@ -582,8 +595,8 @@ orderexp_worker_main(Datum main_arg)
 	 * No JIT.  A batch statement handles a thousand rows in milliseconds,
 	 * but its generic plan over a big table, worse a partitioned one with
 	 * every partition in the plan, is costed above jit_above_cost, and JIT
-	 * code is compiled anew for every execution: on a table of 10 million
-	 * rows in 14 partitions that was 200 ms of LLVM per batch of 1000.
+	 * code is compiled anew for every execution, which cost more than the
+	 * batch itself (bench/partitioned-results.md has the figures).
 	 */
 	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("application_name", "orderexp worker", PGC_USERSET, PGC_S_SESSION);

@@ -1,0 +1,377 @@
+/*-------------------------------------------------------------------------
+ *
+ * catalog.c
+ *		orderexp's own catalog as the C code sees it: the relations of the
+ *		extension, the capabilities of the installed version, and the
+ *		helpers that read a registered table's triggers and mapped columns.
+ *
+ * orderexp_catalog() describes the extension installed in the current
+ * database: the OIDs of its relations, the column numbers of
+ * orderexp.timers and what the installed version can do.  The library
+ * serves every version it can be upgraded from (a database keeps working
+ * between the installation of a new library and its ALTER EXTENSION
+ * UPDATE), and this is the one place that asks which version is there.
+ * The description is looked up once per backend and again after an
+ * invalidation: a relcache invalidation of one of the relations it names
+ * (or of all relations), or any change of pg_proc or pg_namespace.  Every
+ * extension update replaces functions, and dropping the extension drops
+ * its schema, so neither goes unnoticed.
+ *
+ * The helpers for registered tables serve both row triggers (timer.c and
+ * outcome.c): the checks of a trigger call, the registered table a
+ * trigger belongs to (a clone on a partition belongs to its topmost
+ * parent's table), a mapped column's number, and the status comparison.
+ *
+ * Copyright (c) 2026, orderexp developers
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "catalog/indexing.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_extension.h"
+#include "catalog/pg_namespace.h"
+#include "catalog/pg_trigger.h"
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/syscache.h"
+
+#include "orderexp.h"
+#include "catalog.h"
+
+static void catalog_relcache_callback(Datum arg, Oid relid);
+static void catalog_syscache_callback(Datum arg, int cacheid, uint32 hashvalue);
+static int	installed_version(void);
+
+static const char *const timer_column_names[TC_NCOLUMNS] = {
+	"order_table", "order_key", "policy_id", "close_at", "remind_at", "extensions",
+	"token_extensions", "generation", "reminded_for", "order_created",
+	"policy_version", "variant", "reopened"
+};
+
+static OrderexpCatalog catalog;
+static uint64 catalog_invalidations = 0;	/* counts the resets */
+static bool callbacks_registered = false;
+
+/* relcache callback: one of our relations changed, or all did */
+static void
+catalog_relcache_callback(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == catalog.timers ||
+		relid == catalog.timers_pkey || relid == catalog.outcomes ||
+		relid == catalog.policies)
+	{
+		catalog.valid = false;
+		catalog_invalidations++;
+	}
+}
+
+/* syscache callback: a function or a schema changed (an update, a drop) */
+static void
+catalog_syscache_callback(Datum arg, int cacheid, uint32 hashvalue)
+{
+	catalog.valid = false;
+	catalog_invalidations++;
+}
+
+/*
+ * The installed version of orderexp as major * 100 + minor, read from
+ * pg_extension; 0 if it is not installed.
+ */
+static int
+installed_version(void)
+{
+	Oid			extoid = get_extension_oid(ORDEREXP_EXTENSION_NAME, true);
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	int			version = 0;
+
+	if (!OidIsValid(extoid))
+		return 0;
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(extoid));
+	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, Anum_pg_extension_extversion,
+									 RelationGetDescr(rel), &isnull);
+		int			major = 0;
+		int			minor = 0;
+
+		if (!isnull &&
+			sscanf(TextDatumGetCString(d), "%d.%d", &major, &minor) >= 1)
+			version = major * 100 + minor;
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return version;
+}
+
+/*
+ * orderexp_catalog
+ *		The installed extension's relations and capabilities, from the cache
+ *		or looked up afresh.  Needs a transaction and the extension.
+ */
+const OrderexpCatalog *
+orderexp_catalog(void)
+{
+	Relation	rel;
+	TupleDesc	desc;
+	HeapTuple	tup;
+	int			nlive = 0;
+	int			i;
+	uint64		invalidations = catalog_invalidations;
+
+	if (catalog.valid)
+		return &catalog;
+	if (!callbacks_registered)
+	{
+		CacheRegisterRelcacheCallback(catalog_relcache_callback, (Datum) 0);
+		CacheRegisterSyscacheCallback(PROCOID, catalog_syscache_callback, (Datum) 0);
+		CacheRegisterSyscacheCallback(NAMESPACEOID, catalog_syscache_callback, (Datum) 0);
+		callbacks_registered = true;
+	}
+
+	catalog.version = installed_version();
+	if (catalog.version == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"%s\" is not installed in this database",
+						ORDEREXP_EXTENSION_NAME)));
+	catalog.namespace = get_namespace_oid(ORDEREXP_SCHEMA_NAME, false);
+	tup = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(catalog.namespace));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for namespace %u", catalog.namespace);
+	catalog.owner = ((Form_pg_namespace) GETSTRUCT(tup))->nspowner;
+	ReleaseSysCache(tup);
+
+	catalog.timers = get_relname_relid("timers", catalog.namespace);
+	catalog.timers_pkey = get_relname_relid("timers_pkey", catalog.namespace);
+	catalog.generation_seq = get_relname_relid("timer_generation", catalog.namespace);
+	catalog.policies = get_relname_relid("policies", catalog.namespace);
+	catalog.outcomes = get_relname_relid("outcomes", catalog.namespace);
+	if (!OidIsValid(catalog.timers) || !OidIsValid(catalog.timers_pkey))
+		elog(ERROR, "orderexp.timers or its primary key does not exist");
+
+	/*
+	 * Capabilities: from the objects that carry them where there are such,
+	 * so that they hold even inside the update that creates them; the
+	 * statement that writes outcomes is a function body, so by version.
+	 */
+	catalog.has_experiments =
+		OidIsValid(get_relname_relid("experiments", catalog.namespace));
+	catalog.has_token_tables =
+		OidIsValid(get_relname_relid("token_tables", catalog.namespace));
+	catalog.has_prune_index =
+		OidIsValid(get_relname_relid("outbox_delivered", catalog.namespace));
+	catalog.sweep_writes_outcomes = catalog.version >= 102;
+
+	/*
+	 * The timer trigger writes orderexp.timers directly only if it is the
+	 * table of 1.1 and 1.2: these columns and no others, no triggers; a
+	 * table that looks different (1.0, a later version with more columns)
+	 * is written through the kept INSERT instead.
+	 */
+	rel = table_open(catalog.timers, AccessShareLock);
+	desc = RelationGetDescr(rel);
+	for (i = 0; i < desc->natts; i++)
+		if (!TupleDescAttr(desc, i)->attisdropped)
+			nlive++;
+	catalog.timer_direct_insert = (nlive == TC_NCOLUMNS && rel->trigdesc == NULL &&
+								   rel->rd_rel->relkind == RELKIND_RELATION &&
+								   OidIsValid(catalog.generation_seq));
+	for (i = 0; i < TC_NCOLUMNS; i++)
+	{
+		int			attnum = SPI_fnumber(desc, timer_column_names[i]);
+
+		catalog.timer_attnum[i] = attnum > 0 ? (AttrNumber) attnum : 0;
+		if (attnum <= 0)
+			catalog.timer_direct_insert = false;
+	}
+	table_close(rel, AccessShareLock);
+
+	/*
+	 * Current unless an invalidation arrived while we looked (or before):
+	 * then this result serves this call, and the next one looks everything
+	 * up again.  An error above leaves the cache invalid.
+	 */
+	catalog.valid = (invalidations == catalog_invalidations);
+	return &catalog;
+}
+
+/*
+ * Is orderexp installed in the current database?  Needs a transaction.
+ */
+bool
+orderexp_extension_ready(void)
+{
+	return OidIsValid(get_extension_oid(ORDEREXP_EXTENSION_NAME, true));
+}
+
+/* the owner of schema orderexp, i.e. of the extension's objects */
+Oid
+orderexp_owner(void)
+{
+	return orderexp_catalog()->owner;
+}
+
+/*
+ * orderexp_check_trigger_call
+ *		Check that a row trigger function of orderexp was called by the
+ *		trigger manager, AFTER a row INSERT or UPDATE (UPDATE only if
+ *		update_only), with the arguments of one of the two trigger layouts
+ *		the library serves (the older one's count, then the current one's).
+ */
+void
+orderexp_check_trigger_call(FunctionCallInfo fcinfo, const char *name,
+							bool update_only, int nargs_old, int nargs_new)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	int			nargs;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("orderexp.%s() was not called by the trigger manager", name)));
+	if (!TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
+		!(TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ||
+		  (!update_only && TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("orderexp.%s() must be fired AFTER %s FOR EACH ROW",
+						name, update_only ? "UPDATE" : "INSERT or UPDATE")));
+	nargs = trigdata->tg_trigger->tgnargs;
+	if (nargs != nargs_old && nargs != nargs_new)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("orderexp.%s() needs %d or %d arguments, got %d",
+						name, nargs_old, nargs_new, nargs),
+				 errhint("Register the table again with orderexp.set_close_policy().")));
+}
+
+/*
+ * Column number of a mapped column of an orders table, or a clear error if
+ * it is gone (the timer and the outcome trigger name their columns).
+ */
+int
+orderexp_mapped_column(Relation rel, const char *colname, const char *role)
+{
+	int			attnum = SPI_fnumber(RelationGetDescr(rel), colname);
+
+	if (attnum <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("column \"%s\" mapped as the %s column of table \"%s\" does not exist",
+						colname, role, RelationGetRelationName(rel)),
+				 errhint("Register the table again with orderexp.set_close_policy().")));
+	return attnum;
+}
+
+/*
+ * Is a status, as SPI_getvalue() gives it (NULL for NULL), the given
+ * value?  Compared as text, the way the status values were checked at
+ * registration ("v::type::text = v"): a char(n) column's padding does not
+ * count, an enum compares by its label, and NULL is no value at all.
+ * typid is the status column's type.
+ */
+bool
+orderexp_status_equals(const char *status, Oid typid, const char *value)
+{
+	size_t		len;
+
+	if (status == NULL)
+		return false;
+	len = strlen(status);
+	if (typid == BPCHAROID)
+		while (len > 0 && status[len - 1] == ' ')
+			len--;
+	return len == strlen(value) && memcmp(status, value, len) == 0;
+}
+
+/*
+ * The registered table a trigger belongs to: the table it was created on,
+ * or for a clone on a partition, the table of its topmost parent trigger.
+ * Clones are looked up once per backend: a trigger's OID is never reused
+ * for another trigger while it exists, and clones go away when their
+ * partition is detached.
+ */
+static HTAB *clone_roots = NULL;
+
+typedef struct CloneRoot
+{
+	Oid			tgoid;			/* hash key: the clone */
+	Oid			relid;			/* the registered table */
+} CloneRoot;
+
+Oid
+orderexp_trigger_table(Relation rel, Trigger *trigger)
+{
+	CloneRoot  *entry;
+	bool		found;
+	Oid			tgoid = trigger->tgoid;
+	Oid			relid = RelationGetRelid(rel);
+	Relation	tgrel;
+
+	if (!trigger->tgisclone)
+		return relid;
+
+	if (clone_roots == NULL)
+	{
+		HASHCTL		ctl;
+
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(CloneRoot);
+		clone_roots = hash_create("orderexp clone triggers", 16, &ctl,
+								  HASH_ELEM | HASH_BLOBS);
+	}
+	entry = hash_search(clone_roots, &tgoid, HASH_FIND, NULL);
+	if (entry != NULL)
+		return entry->relid;
+
+	tgrel = table_open(TriggerRelationId, AccessShareLock);
+	for (;;)
+	{
+		ScanKeyData key;
+		SysScanDesc scan;
+		HeapTuple	tup;
+		Form_pg_trigger form;
+		Oid			parent;
+
+		ScanKeyInit(&key, Anum_pg_trigger_oid, BTEqualStrategyNumber, F_OIDEQ,
+					ObjectIdGetDatum(tgoid));
+		scan = systable_beginscan(tgrel, TriggerOidIndexId, true, NULL, 1, &key);
+		tup = systable_getnext(scan);
+		if (!HeapTupleIsValid(tup))
+			elog(ERROR, "could not find trigger %u", tgoid);
+		form = (Form_pg_trigger) GETSTRUCT(tup);
+		relid = form->tgrelid;
+		parent = form->tgparentid;
+		systable_endscan(scan);
+		if (!OidIsValid(parent))
+			break;
+		tgoid = parent;
+	}
+	table_close(tgrel, AccessShareLock);
+
+	entry = hash_search(clone_roots, &trigger->tgoid, HASH_ENTER, &found);
+	entry->relid = relid;
+	return relid;
+}

@@ -1,0 +1,80 @@
+/*-------------------------------------------------------------------------
+ *
+ * catalog.h
+ *		orderexp's own catalog as the C code sees it: its relations, the
+ *		capabilities of the installed version, and the helpers that read a
+ *		registered table's mapped columns and triggers.
+ *
+ * Copyright (c) 2026, orderexp developers
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef ORDEREXP_CATALOG_H
+#define ORDEREXP_CATALOG_H
+
+#include "commands/trigger.h"
+#include "fmgr.h"
+#include "utils/rel.h"
+
+/* the columns of orderexp.timers, by name (the last four came in 1.1) */
+typedef enum TimerColumn
+{
+	TC_ORDER_TABLE,
+	TC_ORDER_KEY,
+	TC_POLICY_ID,
+	TC_CLOSE_AT,
+	TC_REMIND_AT,
+	TC_EXTENSIONS,
+	TC_TOKEN_EXTENSIONS,
+	TC_GENERATION,
+	TC_REMINDED_FOR,
+	TC_ORDER_CREATED,
+	TC_POLICY_VERSION,
+	TC_VARIANT,
+	TC_REOPENED,
+	TC_NCOLUMNS
+} TimerColumn;
+
+/*
+ * The installed extension in the current database, as orderexp_catalog()
+ * describes it.  The library serves every version it can upgrade from, so
+ * that a database keeps working between a new library's installation and
+ * its ALTER EXTENSION UPDATE; what differs between versions is said here,
+ * and only here.
+ */
+typedef struct OrderexpCatalog
+{
+	bool		valid;			/* the fields below are current */
+	int			version;		/* installed version, major * 100 + minor */
+	Oid			namespace;		/* schema orderexp */
+	Oid			owner;			/* its owner: the extension owner */
+	Oid			timers;
+	Oid			timers_pkey;
+	Oid			generation_seq; /* orderexp.timer_generation */
+	Oid			policies;
+	Oid			outcomes;		/* InvalidOid before 1.1 */
+	AttrNumber	timer_attnum[TC_NCOLUMNS];	/* 0: not in this version */
+
+	/* capabilities of the installed version */
+	bool		has_experiments;	/* 1.1: policy versions, experiments,
+									 * timer variants */
+	bool		has_token_tables;	/* 1.1: tokens name tables by token id */
+	bool		has_prune_index;	/* 1.1: outbox_delivered, for pruning */
+	bool		sweep_writes_outcomes;	/* 1.2: the close statement records
+										 * its closes' outcomes itself */
+	bool		timer_direct_insert;	/* orderexp.timers is exactly the table
+										 * of 1.1 and 1.2 (timer.c) */
+} OrderexpCatalog;
+
+extern const OrderexpCatalog *orderexp_catalog(void);
+extern bool orderexp_extension_ready(void);
+extern Oid	orderexp_owner(void);
+
+/* registered tables: their triggers and mapped columns */
+extern void orderexp_check_trigger_call(FunctionCallInfo fcinfo, const char *name,
+										bool update_only, int nargs_old, int nargs_new);
+extern Oid	orderexp_trigger_table(Relation rel, Trigger *trigger);
+extern int	orderexp_mapped_column(Relation rel, const char *colname, const char *role);
+extern bool orderexp_status_equals(const char *status, Oid typid, const char *value);
+
+#endif							/* ORDEREXP_CATALOG_H */
