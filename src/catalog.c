@@ -172,7 +172,7 @@ orderexp_catalog(void)
 	/*
 	 * Capabilities: from the objects that carry them where there are such,
 	 * so that they hold even inside the update that creates them; the
-	 * statement that writes outcomes is a function body, so by version.
+	 * shape of the batch statements is a function body's, so by version.
 	 */
 	catalog.has_experiments =
 		OidIsValid(get_relname_relid("experiments", catalog.namespace));
@@ -181,6 +181,7 @@ orderexp_catalog(void)
 	catalog.has_prune_index =
 		OidIsValid(get_relname_relid("outbox_delivered", catalog.namespace));
 	catalog.sweep_writes_outcomes = catalog.version >= 102;
+	catalog.split_batches = catalog.version >= 103;
 
 	/*
 	 * The timer trigger writes orderexp.timers directly only if it is the

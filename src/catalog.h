@@ -62,6 +62,8 @@ typedef struct OrderexpCatalog
 	bool		has_prune_index;	/* 1.1: outbox_delivered, for pruning */
 	bool		sweep_writes_outcomes;	/* 1.2: the close statement records
 										 * its closes' outcomes itself */
+	bool		split_batches;	/* 1.3: a batch is three statements, the
+								 * orders table's run as its owner */
 	bool		timer_direct_insert;	/* orderexp.timers is exactly the table
 										 * of 1.1 and 1.2 (timer.c) */
 } OrderexpCatalog;

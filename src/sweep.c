@@ -35,6 +35,7 @@
 
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "commands/async.h"
 #include "executor/spi.h"
@@ -43,11 +44,13 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "utils/acl.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/json.h"
 #include "utils/memutils.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "orderexp.h"
@@ -66,11 +69,21 @@ PG_FUNCTION_INFO_V1(orderexp_run_due);
 /* how long the worker leaves a failing table alone */
 #define ORDEREXP_RETRY_FAILED_MS	(60 * 1000)
 
-/* one kept batch statement of a table and where its sweep has got to */
+/*
+ * The kept statements of one kind of batch of a table, and where its sweep
+ * has got to.  From 1.3 on a batch is three statements (take, orders,
+ * record); a database still at 1.2 or before runs one.
+ */
+#define BATCH_TAKE		0
+#define BATCH_ORDERS	1
+#define BATCH_RECORD	2
+#define BATCH_MAX_PLANS	3
+
 typedef struct BatchPlan
 {
-	char	   *sql;			/* text the plan was made from */
-	SPIPlanPtr	plan;			/* kept plan */
+	char	   *sql;			/* text the plans were made from */
+	int			nplans;			/* 1 or 3 */
+	SPIPlanPtr	plans[BATCH_MAX_PLANS]; /* kept plans */
 	uint64		sweep_id;		/* sweep that set the watermark */
 	TimestampTz last_at;		/* (due time, key) of the last timer taken */
 	char	   *last_key;		/* in that sweep; TopMemoryContext */
@@ -81,8 +94,8 @@ typedef struct BatchPlan
 typedef struct TablePlan
 {
 	Oid			relid;			/* hash key */
-	BatchPlan	close;			/* the close statement (_sweep_sql) */
-	BatchPlan	remind;			/* the reminder statement (_remind_sql) */
+	BatchPlan	close;			/* the close batch */
+	BatchPlan	remind;			/* the reminder batch */
 	TimestampTz retry_after;	/* worker: skip the table until then */
 	bool		failed;			/* last batch failed: clear last_error on success */
 	bool		denied;			/* run_due: told the caller it lacks privilege */
@@ -113,8 +126,7 @@ static char **continue_names = NULL;
 
 /* statements every round runs; prepared once and kept */
 static SPIPlanPtr overview_plan = NULL;
-static SPIPlanPtr sweep_sql_plan = NULL;
-static SPIPlanPtr remind_sql_plan = NULL;
+static SPIPlanPtr batch_sql_plans[2][2];	/* [closes][split] */
 static SPIPlanPtr set_error_plan = NULL;
 static SPIPlanPtr next_due_plan = NULL;
 
@@ -134,8 +146,16 @@ static const char *overview_sql =
 "                      ORDER BY x.remind_at LIMIT 1) r ON true "
 " ORDER BY s.close_at";
 
-static const char *sweep_sql_sql =
-"SELECT orderexp._sweep_sql(t) FROM orderexp.tables t WHERE t.order_table = $1";
+/*
+ * The statements of a table's batches, as its registration gives them
+ * today: [closes][split], split for 1.3 on (three statements as text[]).
+ */
+static const char *const batch_sql_sql[2][2] = {
+	{"SELECT orderexp._remind_sql(t) FROM orderexp.tables t WHERE t.order_table = $1",
+	"SELECT orderexp._remind_batch_sql(t) FROM orderexp.tables t WHERE t.order_table = $1"},
+	{"SELECT orderexp._sweep_sql(t) FROM orderexp.tables t WHERE t.order_table = $1",
+	"SELECT orderexp._close_batch_sql(t) FROM orderexp.tables t WHERE t.order_table = $1"}
+};
 
 /*
  * When a table swept this round next has something to do: its earliest
@@ -147,9 +167,6 @@ static const char *next_due_sql =
 "               WHERE x.order_table = $1 AND x.close_at > now()), "
 "             (SELECT min(x.remind_at) FROM orderexp.timers x "
 "               WHERE x.order_table = $1 AND x.remind_at > now()))";
-
-static const char *remind_sql_sql =
-"SELECT orderexp._remind_sql(t) FROM orderexp.tables t WHERE t.order_table = $1";
 
 /*
  * Record the last error of a table, unless another sweep (or a policy
@@ -179,9 +196,13 @@ typedef struct BatchResult
 
 static TablePlan *table_plan_entry(Oid relid);
 static void set_table_error(Oid relid, const char *msg);
-static bool run_batch(BatchPlan *bp, SPIPlanPtr *text_plan,
-					  const char *text_sql, bool closes, Oid relid,
-					  int batch_limit, BatchResult *result);
+static Oid	table_owner(Oid relid);
+static void prepare_batch(BatchPlan *bp, bool split, Datum statements, const char *sql);
+static HeapTuple run_batch_statement(SPIPlanPtr plan, Datum *values,
+									 const char *nulls, Oid closing,
+									 TupleDesc *desc);
+static bool run_batch(BatchPlan *bp, bool closes, Oid relid, int batch_limit,
+					  BatchResult *result);
 static void notify_batch(const char *kind, const char *table, int64 count);
 static bool count_batch(BatchResult *r, int batch_limit, SweepRound *round);
 static bool table_batches(TablePlan *entry, DueTable *dt, TimestampTz now,
@@ -240,7 +261,11 @@ orderexp_forget_plans(void)
 
 		for (i = 0; i < 2; i++)
 		{
-			orderexp_forget_plan(&plans[i]->plan);
+			int			j;
+
+			for (j = 0; j < BATCH_MAX_PLANS; j++)
+				orderexp_forget_plan(&plans[i]->plans[j]);
+			plans[i]->nplans = 0;
 			if (plans[i]->sql)
 				pfree(plans[i]->sql);
 			if (plans[i]->last_key)
@@ -271,35 +296,144 @@ set_table_error(Oid relid, const char *msg)
 		elog(ERROR, "recording the last error failed: %s", SPI_result_code_string(ret));
 }
 
+/* the owner of a registered table, whose code runs as that owner */
+static Oid
+table_owner(Oid relid)
+{
+	HeapTuple	tup;
+	Oid			owner;
+
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
 /*
- * Run one batch statement of one table: fetch the statement text that the
- * table's registration gives today, re-prepare if it changed, and execute
- * it from the sweep's watermark on.  Returns false if the table was
+ * Make the kept plans of a batch from the text its registration gives: one
+ * statement (a database before 1.3), or the array of the three.
+ */
+static void
+prepare_batch(BatchPlan *bp, bool split, Datum statements, const char *sql)
+{
+	/* parameters of each statement; see sql/orderexp--1.2--1.3.sql */
+	static Oid	take_types[4] = {REGCLASSOID, INT4OID, TIMESTAMPTZOID, TEXTOID};
+	static Oid	orders_types[3] = {TEXTARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
+	static Oid	record_types[8] = {REGCLASSOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+	BOOLARRAYOID, JSONBARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID};
+	Datum	   *elems;
+	bool	   *elemnulls;
+	int			n;
+	int			i;
+
+	for (i = 0; i < BATCH_MAX_PLANS; i++)
+		orderexp_forget_plan(&bp->plans[i]);
+	if (bp->sql)
+	{
+		pfree(bp->sql);
+		bp->sql = NULL;
+	}
+
+	/* the same statements every batch: plan them once, generically */
+	if (!split)
+	{
+		orderexp_keep_plan(&bp->plans[0], sql, 4, take_types, CURSOR_OPT_GENERIC_PLAN);
+		bp->nplans = 1;
+	}
+	else
+	{
+		deconstruct_array(DatumGetArrayTypeP(statements), TEXTOID, -1, false, TYPALIGN_INT,
+						  &elems, &elemnulls, &n);
+		if (n != BATCH_MAX_PLANS || elemnulls[0] || elemnulls[1] || elemnulls[2])
+			elog(ERROR, "a batch has %d statements, expected %d", n, BATCH_MAX_PLANS);
+		orderexp_keep_plan(&bp->plans[BATCH_TAKE], TextDatumGetCString(elems[0]),
+						   4, take_types, CURSOR_OPT_GENERIC_PLAN);
+		orderexp_keep_plan(&bp->plans[BATCH_ORDERS], TextDatumGetCString(elems[1]),
+						   3, orders_types, CURSOR_OPT_GENERIC_PLAN);
+		orderexp_keep_plan(&bp->plans[BATCH_RECORD], TextDatumGetCString(elems[2]),
+						   8, record_types, CURSOR_OPT_GENERIC_PLAN);
+		bp->nplans = BATCH_MAX_PLANS;
+	}
+	bp->sql = MemoryContextStrdup(TopMemoryContext, sql);
+}
+
+/*
+ * Run one kept statement of a batch that returns one row, planned ahead
+ * (spiplan.c), as the current user.  While a close statement runs,
+ * orderexp_sweep_closing names the table (see outcome.c).
+ */
+static HeapTuple
+run_batch_statement(SPIPlanPtr plan, Datum *values, const char *nulls,
+					Oid closing, TupleDesc *desc)
+{
+	volatile int ret;
+
+	orderexp_plan_ahead(plan);
+	orderexp_sweep_closing = closing;
+	PG_TRY();
+	{
+		ret = SPI_execute_plan(plan, values, nulls, false, 0);
+	}
+	PG_FINALLY();
+	{
+		orderexp_sweep_closing = InvalidOid;
+	}
+	PG_END_TRY();
+	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "running a batch failed: %s", SPI_result_code_string(ret));
+	*desc = SPI_tuptable->tupdesc;
+	return SPI_tuptable->vals[0];
+}
+
+/*
+ * Run one batch of one table: fetch the statements that the table's
+ * registration gives today, re-prepare if they changed, and execute them
+ * from the sweep's watermark on.  Returns false if the table was
  * unregistered since the overview.
+ *
+ * From 1.3 on, a batch is three statements (sql/orderexp--1.2--1.3.sql):
+ * the take statement locks the due timers and returns their keys; the
+ * orders statement locks, closes or reads the orders rows of those keys,
+ * and it alone runs as the table's owner, under
+ * SECURITY_RESTRICTED_OPERATION with search_path pinned, so that the
+ * table's triggers, constraints, index expressions and casts run as they
+ * would for the owner's own UPDATE, never with the extension owner's
+ * rights (as vacuum.c does for the same reason); the record statement
+ * writes orderexp's own tables from the orders statement's result.  All
+ * three run in the caller's subtransaction (table_batches_guarded).
  */
 static bool
-run_batch(BatchPlan *bp, SPIPlanPtr *text_plan, const char *text_sql, bool closes,
-		  Oid relid, int batch_limit, BatchResult *result)
+run_batch(BatchPlan *bp, bool closes, Oid relid, int batch_limit, BatchResult *result)
 {
-	Oid			argtypes[4] = {REGCLASSOID, INT4OID, TIMESTAMPTZOID, TEXTOID};
-	Datum		values[4];
+	const OrderexpCatalog *cat = orderexp_catalog();
+	bool		split = cat->split_batches;
+	Oid			argtypes[1] = {REGCLASSOID};
+	Datum		values[BATCH_MAX_PLANS * 3];
+	char		nulls[BATCH_MAX_PLANS * 3];
 	bool		isnull;
+	Oid			closing;
 	char	   *sql;
-	volatile int ret;
 	HeapTuple	tup;
 	TupleDesc	desc;
 	Datum		last_at;
+	int			ret;
+	int			i;
 
 	/*
 	 * The statement text follows the table's registration; it is read once
 	 * per sweep (a policy change takes effect at the next one).
 	 */
 	values[0] = ObjectIdGetDatum(relid);
-	if (bp->plan != NULL && bp->sweep_id == current_sweep_id)
+	if (bp->nplans > 0 && bp->sweep_id == current_sweep_id &&
+		(bp->nplans == BATCH_MAX_PLANS) == split)
 		sql = NULL;
 	else
 	{
-		ret = SPI_execute_plan(orderexp_keep_plan(text_plan, text_sql, 1, argtypes, 0),
+		ret = SPI_execute_plan(orderexp_keep_plan(&batch_sql_plans[closes][split],
+												  batch_sql_sql[closes][split],
+												  1, argtypes, 0),
 							   values, NULL, true, 1);
 		if (ret != SPI_OK_SELECT)
 			elog(ERROR, "reading the registration failed: %s", SPI_result_code_string(ret));
@@ -308,26 +442,20 @@ run_batch(BatchPlan *bp, SPIPlanPtr *text_plan, const char *text_sql, bool close
 		sql = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 		if (sql == NULL)
 			return false;
-	}
-
-	if (sql != NULL && (bp->plan == NULL || strcmp(bp->sql, sql) != 0))
-	{
-		orderexp_forget_plan(&bp->plan);
-		if (bp->sql)
+		if (bp->nplans == 0 || (bp->nplans == BATCH_MAX_PLANS) != split ||
+			strcmp(bp->sql, sql) != 0)
 		{
-			pfree(bp->sql);
-			bp->sql = NULL;
-		}
-		/* the same statement every batch: plan it once, generically */
-		orderexp_keep_plan(&bp->plan, sql, 4, argtypes, CURSOR_OPT_GENERIC_PLAN);
-		bp->sql = MemoryContextStrdup(TopMemoryContext, sql);
+			prepare_batch(bp, split,
+						  SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull),
+						  sql);
 
-		/*
-		 * The close statement of 1.2 on writes the outcome rows of its
-		 * closes; 1.1's, in a database not yet updated, leaves them to the
-		 * outcome trigger.
-		 */
-		bp->writes_outcomes = closes && orderexp_catalog()->sweep_writes_outcomes;
+			/*
+			 * The close statement of 1.2 on writes the outcome rows of its
+			 * closes; 1.1's, in a database not yet updated, leaves them to
+			 * the outcome trigger.
+			 */
+			bp->writes_outcomes = closes && cat->sweep_writes_outcomes;
+		}
 	}
 
 	if (bp->sweep_id != current_sweep_id)
@@ -338,37 +466,70 @@ run_batch(BatchPlan *bp, SPIPlanPtr *text_plan, const char *text_sql, bool close
 			pfree(bp->last_key);
 		bp->last_key = MemoryContextStrdup(TopMemoryContext, "");
 	}
+	memset(nulls, ' ', sizeof(nulls));
 	values[1] = Int32GetDatum(batch_limit);
 	values[2] = TimestampTzGetDatum(bp->last_at);
 	values[3] = CStringGetTextDatum(bp->last_key);
-	orderexp_plan_ahead(bp->plan);
-	if (bp->writes_outcomes)
-		orderexp_sweep_closing = relid;
-	PG_TRY();
-	{
-		ret = SPI_execute_plan(bp->plan, values, NULL, false, 0);
-	}
-	PG_FINALLY();
-	{
-		orderexp_sweep_closing = InvalidOid;
-	}
-	PG_END_TRY();
-	if (ret != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "running a batch failed: %s", SPI_result_code_string(ret));
+	closing = bp->writes_outcomes ? relid : InvalidOid;
 
-	tup = SPI_tuptable->vals[0];
-	desc = SPI_tuptable->tupdesc;
+	tup = run_batch_statement(bp->plans[0], values, nulls,
+							  bp->nplans == 1 ? closing : InvalidOid, &desc);
 	result->taken = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-	result->busy = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
-	result->done = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
-	last_at = SPI_getbinval(tup, desc, 4, &isnull);
+	if (bp->nplans == 1)
+	{
+		/* before 1.3: (taken, busy, done, last_at, last_key) */
+		result->busy = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+		result->done = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+		i = 4;
+	}
+	else
+	{
+		/* take: (taken, keys, created min, created max, last_at, last_key) */
+		result->busy = 0;
+		result->done = 0;
+		i = 5;
+	}
+	last_at = SPI_getbinval(tup, desc, i, &isnull);
 	if (!isnull)
 	{
-		char	   *last_key = SPI_getvalue(tup, desc, 5);
+		char	   *last_key = SPI_getvalue(tup, desc, i + 1);
 
 		bp->last_at = DatumGetTimestampTz(last_at);
 		pfree(bp->last_key);
 		bp->last_key = MemoryContextStrdup(TopMemoryContext, last_key);
+	}
+	if (bp->nplans == 1 || result->taken == 0)
+		return true;
+
+	/* orders: ($1 keys, $2 created min, $3 created max), as the owner */
+	{
+		Datum		ovalues[3];
+		char		onulls[3] = {' ', ' ', ' '};
+		RunAs		runas;
+
+		for (i = 0; i < 3; i++)
+		{
+			ovalues[i] = SPI_getbinval(tup, desc, i + 2, &isnull);
+			if (isnull)
+				onulls[i] = 'n';
+		}
+		orderexp_run_as_begin(&runas, table_owner(relid), SECURITY_RESTRICTED_OPERATION, true);
+		tup = run_batch_statement(bp->plans[BATCH_ORDERS], ovalues, onulls, closing, &desc);
+		orderexp_run_as_end(&runas);
+
+		/* record: ($1 table, $2 keys taken, $3 busy, $4... the rows) */
+		values[1] = ovalues[0];
+		nulls[1] = onulls[0];
+		for (i = 0; i < 6; i++)
+		{
+			values[i + 2] = SPI_getbinval(tup, desc, i + 1, &isnull);
+			nulls[i + 2] = isnull ? 'n' : ' ';
+		}
+		if (nulls[2] == ' ')
+			result->busy = ArrayGetNItems(ARR_NDIM(DatumGetArrayTypeP(values[2])),
+										  ARR_DIMS(DatumGetArrayTypeP(values[2])));
+		tup = run_batch_statement(bp->plans[BATCH_RECORD], values, nulls, InvalidOid, &desc);
+		result->done = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
 	}
 	return true;
 }
@@ -418,7 +579,7 @@ table_batches(TablePlan *entry, DueTable *dt, TimestampTz now, int batch_limit,
 
 	if (dt->remind_at != 0 && dt->remind_at <= now)
 	{
-		if (!run_batch(&entry->remind, &remind_sql_plan, remind_sql_sql, false,
+		if (!run_batch(&entry->remind, false,
 					   dt->relid, batch_limit, &r))
 			return false;
 		round->reminded += r.done;
@@ -433,7 +594,7 @@ table_batches(TablePlan *entry, DueTable *dt, TimestampTz now, int batch_limit,
 
 	if (dt->close_at <= now)
 	{
-		if (!run_batch(&entry->close, &sweep_sql_plan, sweep_sql_sql, true,
+		if (!run_batch(&entry->close, true,
 					   dt->relid, batch_limit, &r))
 			return false;
 		round->processed += r.taken - r.busy;

@@ -68,26 +68,35 @@ SELECT count(*) AS timers, count(*) FILTER (WHERE t.order_created = o.created_at
   FROM orderexp.timers t JOIN prt.orders o ON o.id = t.order_key::bigint
  WHERE t.order_table = 'prt.orders'::regclass;
 
--- the statement a batch runs touches only the partitions of its orders:
--- run the sweep's own statement under EXPLAIN ANALYZE and count the
--- partitions of prt.orders whose scans ran
+-- the statement a batch runs on the orders table touches only the
+-- partitions of its orders: take a batch with the sweep's own take
+-- statement, run its own orders statement under EXPLAIN ANALYZE and count
+-- the partitions of prt.orders whose scans ran
 CREATE FUNCTION prt.partitions_scanned(batch integer) RETURNS TABLE (closed bigint, partitions_scanned bigint)
 LANGUAGE plpgsql AS $$
 DECLARE
 	cfg orderexp.tables;
+	statements text[];
+	taken bigint;
+	keys text[];
+	created_min timestamptz;
+	created_max timestamptz;
 	plan jsonb;
 BEGIN
 	SELECT * INTO cfg FROM orderexp.tables WHERE order_table = 'prt.orders'::regclass;
-	EXECUTE format('EXPLAIN (ANALYZE, FORMAT JSON) %s', orderexp._sweep_sql(cfg))
-	   INTO plan
+	statements := orderexp._close_batch_sql(cfg);
+	EXECUTE statements[1] INTO taken, keys, created_min, created_max
 	  USING 'prt.orders'::regclass, batch, '-infinity'::timestamptz, ''::text;
+	EXECUTE format('EXPLAIN (ANALYZE, FORMAT JSON) %s', statements[2])
+	   INTO plan
+	  USING keys, created_min, created_max;
 	RETURN QUERY
 	WITH RECURSIVE nodes(n) AS (
 		SELECT plan -> 0 -> 'Plan'
 		UNION ALL
 		SELECT c FROM nodes, jsonb_array_elements(n -> 'Plans') AS c
 	)
-	SELECT (SELECT count(*) FROM orderexp.outbox WHERE order_table = 'prt.orders'::regclass),
+	SELECT (SELECT count(*) FROM prt.orders WHERE status = 'closed'),
 		   count(DISTINCT n ->> 'Relation Name')
 	  FROM nodes
 	 WHERE n ->> 'Relation Name' LIKE 'orders\_p%'

@@ -96,7 +96,7 @@ is( $node->safe_psql($db, $triggers_sql),
 
 # --- the update ---------------------------------------------------------------
 
-$node->safe_psql($db, 'ALTER EXTENSION orderexp UPDATE');
+$node->safe_psql($db, q{ALTER EXTENSION orderexp UPDATE TO '1.2'});
 is( $node->safe_psql($db, $triggers_sql),
 	'orderexp_outcome:true:7,orderexp_timer_insert:true:6,orderexp_timer_unpaid:true:6',
 	'the update made the triggers of the registered table again, without WHEN clauses');

@@ -1,0 +1,125 @@
+
+# Copyright (c) 2026, orderexp developers
+
+# The update from 1.2 to 1.3 with data in the database: nothing is lost, and
+# what was pending goes on.
+#
+# 1.3 changes no table: it replaces the one-statement batches by three
+# statements (the orders table's run as its owner) and takes run_due() from
+# PUBLIC.  A 1.2 database is filled with every kind of state (closed,
+# cancelled, extended, paid and pending orders, a due reminder, delivered,
+# leased, failed and dead events, audit rows, outcomes, an extension token)
+# and updated; every table of orderexp, history(), policy_stats,
+# delivery_stats and dead_letters read the same before and after, and then
+# the pending work is done by the 1.3 batches: the due reminder goes out
+# with a token, the due orders close with their events, audit rows and
+# outcomes, and the token made at 1.2 still extends its order.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib $FindBin::RealBin;
+use OrderexpTest;
+use Test::More;
+
+# no worker: run_due() works, so that each step is deterministic
+my $node = new_orderexp_node('upgrade13', 'orderexp.enabled' => 'off');
+my $db = 'postgres';
+$node->safe_psql($db, q{CREATE EXTENSION orderexp VERSION '1.2'});
+create_orders($node, $db, 'orders',
+	q{interval '1 hour', remind_before => interval '30 minutes', extend_by => interval '1 hour',
+	  max_extensions => 2, channels => '{email,sms}'});
+
+# 1, 2 closed at 1.2; 3 cancelled; 4 extended, then paid; 5 paid; 6 pending
+# with a token; 7 due after the update; 8 its reminder due after the update
+$node->safe_psql(
+	$db, q{
+INSERT INTO orders (id, created_at) VALUES (1, now() - interval '2 hours'),
+	(2, now() - interval '2 hours');
+INSERT INTO orders (id) VALUES (3), (4), (5), (6);
+SELECT * FROM orderexp.run_due();
+SELECT orderexp.cancel_order('orders', 3, 'asked');
+SELECT orderexp.extend_order('orders', 4);
+UPDATE orders SET status = 'paid' WHERE id IN (4, 5);
+CREATE TABLE saved_token AS SELECT orderexp.extension_token('orders', 6) AS token;
+-- delivery states: one delivered, one leased, one failed for a retry, one dead
+SELECT orderexp.ack(ARRAY(SELECT id FROM orderexp.claim(1, '1 hour', channels => '{email}')));
+SELECT count(*) FROM orderexp.claim(1, '1 hour', channels => '{email}');
+CREATE TEMP TABLE failing AS SELECT id FROM orderexp.claim(1, '1 minute', channels => '{sms}');
+SELECT orderexp.fail((SELECT id FROM failing), 'smtp 451');
+-- its back-off is short: retrying for as long as this test compares states
+UPDATE orderexp.outbox SET next_attempt_at = now() + interval '1 hour'
+ WHERE id = (SELECT id FROM failing);
+CREATE TEMP TABLE dying AS SELECT id FROM orderexp.claim(1, '1 minute', channels => '{sms}');
+UPDATE orderexp.outbox SET attempts = 100 WHERE id = (SELECT id FROM dying);
+SELECT orderexp.fail((SELECT id FROM dying), 'gone');
+});
+$node->safe_psql(
+	$db, q{
+INSERT INTO orders (id, created_at) VALUES (7, now() - interval '70 minutes'),
+	(8, now() - interval '40 minutes');
+});
+
+# every table of orderexp, and what the functions and views answer, as text
+# (delivery_stats without the age of the oldest event, which grows)
+my @tables = qw(tables policies timers outbox audit outcomes token_tables secret);
+my $state_sql = join(
+	"\nUNION ALL\n",
+	(map { "SELECT '$_', md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM orderexp.$_ t" } @tables),
+	q{SELECT 'history', md5(string_agg(format('%s:%s:%s:%s:%s', o.id, h.action, h.via, h.event_ids, h.delivered), ' ' ORDER BY o.id, h.id))
+	    FROM orders o, LATERAL orderexp.history('orders', o.id) h},
+	q{SELECT 'policy_stats', md5(string_agg(s::text, '|' ORDER BY s::text)) FROM orderexp.policy_stats s},
+	q{SELECT 'delivery_stats', md5(string_agg(concat_ws(':', s.kind, s.channel, s.pending, s.leased, s.retrying, s.delivered, s.dead),
+											  '|' ORDER BY s.kind, s.channel))
+	    FROM orderexp.delivery_stats s},
+	q{SELECT 'dead_letters', md5(string_agg(s::text, '|' ORDER BY s::text)) FROM orderexp.dead_letters s});
+my $before = $node->safe_psql($db, $state_sql);
+like($node->safe_psql($db, q{SELECT count(*) FILTER (WHERE delivered_at IS NOT NULL) || ':'
+	|| count(*) FILTER (WHERE leased_until > now()) || ':'
+	|| count(*) FILTER (WHERE dead_at IS NOT NULL) FROM orderexp.outbox}),
+	qr/^1:\d+:1$/, 'at 1.2: a delivered, leased and a dead event');
+
+$node->safe_psql($db, 'ALTER EXTENSION orderexp UPDATE');
+is($node->safe_psql($db, q{SELECT extversion FROM pg_extension WHERE extname = 'orderexp'}),
+	'1.3', 'updated to 1.3');
+is($node->safe_psql($db, $state_sql), $before,
+	'every table of orderexp, history(), policy_stats, delivery_stats and dead_letters read as before');
+is( $node->safe_psql(
+		$db, q{SELECT has_function_privilege('public', 'orderexp.run_due(integer)', 'EXECUTE')
+			   || ':' || has_function_privilege('orderexp_admin', 'orderexp.run_due(integer)', 'EXECUTE')}),
+	'false:true', 'run_due() is orderexp_admin\'s, no longer PUBLIC\'s');
+is( $node->safe_psql(
+		$db, q{SELECT count(*) FROM pg_proc WHERE pronamespace = 'orderexp'::regnamespace
+			   AND proname IN ('_sweep_sql', '_remind_sql', '_lock_rows_sql', '_created_range_sql')}),
+	'0', 'the generators of the one-statement batches are gone');
+
+# --- the pending work, done by 1.3 ------------------------------------------------
+
+is($node->safe_psql($db, 'SELECT reminded, closed FROM orderexp.run_due()'),
+	'1|1', 'run_due at 1.3 reminds order 8 and closes order 7');
+is( $node->safe_psql(
+		$db, q{
+SELECT string_agg(order_key || ':' || kind || ':' || channel, ',' ORDER BY order_key, kind, channel)
+  FROM orderexp.outbox WHERE order_key IN ('7', '8')}),
+	'7:closed:email,7:closed:sms,8:reminder:email,8:reminder:sms',
+	'one event per channel for the close and the reminder');
+is( $node->safe_psql(
+		$db, q{SELECT count(*) FROM orderexp.outbox WHERE order_key = '8'
+				AND payload ->> 'extension_token' IS NOT NULL}),
+	'2', 'the reminder carries its extension token');
+is( $node->safe_psql(
+		$db, q{SELECT action || ':' || cardinality(event_ids) FROM orderexp.audit WHERE order_key = '7'}),
+	'closed:2', 'the close has its audit row, naming its two events');
+is( $node->safe_psql(
+		$db, q{SELECT outcome || ':' || status || ':' || (close_at = created_at + interval '1 hour')
+				 FROM orderexp.outcomes WHERE order_key = '7'}),
+	'closed:closed:true', 'the close has its outcome, with its deadline and created-at');
+is($node->safe_psql($db, q{SELECT count(*) FROM orderexp.timers WHERE order_key = '7'}),
+	'0', 'the closed order\'s timer is gone');
+is( $node->safe_psql(
+		$db, q{SELECT orderexp.extend_order_by_token(token) > now() + interval '1 hour' FROM saved_token}),
+	't', 'the token made at 1.2 extends its order at 1.3');
+
+$node->stop;
+done_testing();

@@ -1,0 +1,280 @@
+
+# Copyright (c) 2026, orderexp developers
+
+# A table owner's code runs as the table owner, never as the extension
+# owner: the escalation routes of the worker and of run_due(), tried as an
+# attacker with an ordinary account would.
+#
+# The owner of a registered table puts its own code everywhere the close
+# and the reminder of an order evaluate it: a BEFORE UPDATE trigger, a CHECK
+# constraint, a stored generated column, an index expression (an IMMUTABLE
+# wrapper of a VOLATILE function), a cast of a payload column's enum to json
+# and a cast of the category column's enum to text.  Each piece tries
+# ALTER ROLE ... SUPERUSER and writes down the role it ran as.  Then:
+#
+#   worker   (database postgres) owner_a, a member of orderexp_admin,
+#            registers the table itself; the worker reminds and closes.
+#   run_due  (database cron, no worker) a superuser registers owner_c's
+#            table, owner_c adds its trigger afterwards, and a superuser
+#            calls run_due() as pg_cron's job would; owner_c itself may no
+#            longer call run_due().
+#   1.2      (database old) the same table in a database still at 1.2 under
+#            this library: the one-statement batch of 1.2 runs the code as
+#            the extension owner, and owner_old does become superuser.  This
+#            is the control that shows the test can see the escalation; after
+#            ALTER EXTENSION UPDATE the same database is safe.
+#
+# Each time the order is still closed (or reminded) with its event, and
+# every piece of code ran as the table's owner.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib $FindBin::RealBin;
+use OrderexpTest;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = new_orderexp_node('owner_code');
+$node->safe_psql('postgres', 'CREATE EXTENSION orderexp');
+for my $db (qw(cron old))
+{
+	$node->safe_psql('postgres', "CREATE DATABASE $db");
+}
+$node->safe_psql('cron', 'CREATE EXTENSION orderexp');
+$node->safe_psql('old', q{CREATE EXTENSION orderexp VERSION '1.2'});
+$node->safe_psql(
+	'postgres', q{
+CREATE ROLE owner_a LOGIN IN ROLE orderexp_admin;
+CREATE ROLE owner_c LOGIN;
+CREATE ROLE owner_old LOGIN IN ROLE orderexp_admin;
+CREATE ROLE cron_admin LOGIN IN ROLE orderexp_admin;
+});
+
+# the owner's schema, with code everywhere an update and a read evaluate it
+sub owner_schema
+{
+	my ($db, $schema, $owner) = @_;
+	$node->safe_psql($db, "CREATE SCHEMA $schema AUTHORIZATION $owner");
+	$node->safe_psql(
+		$db, qq{
+SET ROLE $owner;
+CREATE TABLE $schema.seen (what text, who name);
+CREATE TYPE $schema.cat AS ENUM ('book', 'toy');
+CREATE TYPE $schema.mood AS ENUM ('glad', 'sad');
+CREATE FUNCTION $schema.evil(what text) RETURNS boolean
+LANGUAGE plpgsql VOLATILE AS \$\$
+BEGIN
+	BEGIN
+		EXECUTE 'ALTER ROLE $owner SUPERUSER';
+	EXCEPTION WHEN OTHERS THEN
+		NULL;
+	END;
+	INSERT INTO $schema.seen VALUES (what, current_user);
+	RETURN true;
+END
+\$\$;
+-- only for the close's new row: the insert of an order runs it as the
+-- inserting owner, which would hide what the close does
+CREATE FUNCTION $schema.evil_imm(what text, v text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE AS \$\$
+BEGIN
+	IF v IS DISTINCT FROM 'unpaid' THEN
+		PERFORM $schema.evil(what);
+	END IF;
+	RETURN v;
+END
+\$\$;
+CREATE FUNCTION $schema.mood_json($schema.mood) RETURNS json
+LANGUAGE plpgsql AS \$\$
+BEGIN
+	PERFORM $schema.evil('payload cast');
+	RETURN to_json(\$1::text);
+END
+\$\$;
+CREATE CAST ($schema.mood AS json) WITH FUNCTION $schema.mood_json($schema.mood);
+CREATE FUNCTION $schema.cat_text($schema.cat) RETURNS text
+LANGUAGE plpgsql AS \$\$
+BEGIN
+	PERFORM $schema.evil('category cast');
+	RETURN textin(enum_out(\$1));
+END
+\$\$;
+CREATE CAST ($schema.cat AS text) WITH FUNCTION $schema.cat_text($schema.cat);
+CREATE TABLE $schema.orders (
+	id			integer PRIMARY KEY,
+	status		text NOT NULL DEFAULT 'unpaid'
+				CHECK (status = 'closed' IS NOT TRUE OR $schema.evil('check')),
+	created_at	timestamptz NOT NULL DEFAULT now(),
+	category	$schema.cat NOT NULL DEFAULT 'book',
+	mood		$schema.mood NOT NULL DEFAULT 'glad',
+	shadow		text GENERATED ALWAYS AS ($schema.evil_imm('generated', status)) STORED);
+CREATE INDEX ON $schema.orders ($schema.evil_imm('index', status));
+});
+}
+
+sub owner_trigger
+{
+	my ($db, $schema, $owner) = @_;
+	$node->safe_psql(
+		$db, qq{
+SET ROLE $owner;
+CREATE FUNCTION $schema.on_update() RETURNS trigger
+LANGUAGE plpgsql AS \$\$
+BEGIN
+	PERFORM $schema.evil('trigger');
+	RETURN NEW;
+END
+\$\$;
+CREATE TRIGGER attack BEFORE UPDATE ON $schema.orders
+	FOR EACH ROW EXECUTE FUNCTION $schema.on_update();
+});
+}
+
+# orders 1 (due: closes) and 2 (its reminder is due, its deadline is not)
+sub add_orders
+{
+	my ($db, $schema, $owner) = @_;
+	$node->safe_psql(
+		$db, qq{
+SET ROLE $owner;
+INSERT INTO $schema.orders (id, created_at) VALUES
+	(1, now() - interval '2 hours'), (2, now() - interval '45 minutes');
+});
+}
+
+my $policy = q{interval '1 hour', remind_before => '30 minutes',
+	category_column => 'category', payload_columns => '{mood}'};
+
+# what ran as whom: "what=who" lines, and whether the owner is superuser
+sub seen
+{
+	my ($db, $schema) = @_;
+	return $node->safe_psql($db,
+		"SELECT string_agg(DISTINCT what || '=' || who, ',' ORDER BY what || '=' || who) FROM $schema.seen"
+	);
+}
+
+sub is_superuser
+{
+	my ($role) = @_;
+	return $node->safe_psql('postgres',
+		"SELECT rolsuper FROM pg_roles WHERE rolname = '$role'");
+}
+
+# every piece of the owner's code, as "what=who" in seen()'s order
+my @pieces =
+  sort('category cast', 'check', 'generated', 'index', 'payload cast', 'trigger');
+
+sub all_as
+{
+	my ($who) = @_;
+	return join(',', map { "$_=$who" } @pieces);
+}
+
+# --- worker: owner_a registers its own table ------------------------------------
+
+owner_schema('postgres', 'shop_a', 'owner_a');
+owner_trigger('postgres', 'shop_a', 'owner_a');
+$node->safe_psql('postgres',
+	"SET ROLE owner_a; SELECT orderexp.set_close_policy('shop_a.orders', $policy)");
+$node->safe_psql('postgres', 'TRUNCATE shop_a.seen');
+add_orders('postgres', 'shop_a', 'owner_a');
+
+ok( defined wait_for(
+		$node, 'postgres',
+		q{SELECT (SELECT status FROM shop_a.orders WHERE id = 1)
+			  || ' ' || (SELECT count(*) FROM orderexp.outbox
+						  WHERE order_table = 'shop_a.orders'::regclass AND kind = 'reminder'
+							AND order_key = '2')},
+		'closed 1', 30),
+	'worker: the due order is closed and the other one reminded');
+is( $node->safe_psql(
+		'postgres',
+		q{SELECT count(*) FROM orderexp.outbox
+		   WHERE order_table = 'shop_a.orders'::regclass AND kind = 'closed' AND order_key = '1'}),
+	'1',
+	'worker: the close wrote its event');
+is( $node->safe_psql(
+		'postgres',
+		q{SELECT payload -> 'order' ->> 'mood' FROM orderexp.outbox
+		   WHERE order_table = 'shop_a.orders'::regclass AND kind = 'closed'}),
+	'glad',
+	'worker: the payload went through the owner\'s cast');
+is(seen('postgres', 'shop_a'), all_as('owner_a'),
+	'worker: trigger, check, generated column, index expression and casts ran as owner_a');
+is(is_superuser('owner_a'), 'f', 'worker: owner_a did not become superuser');
+is( $node->safe_psql(
+		'postgres',
+		q{SELECT coalesce(last_error, 'none') FROM orderexp.tables
+		   WHERE order_table = 'shop_a.orders'::regclass}),
+	'none',
+	'worker: no error recorded for the table');
+
+# --- run_due: owner_c's table, registered by a superuser -------------------------
+
+owner_schema('cron', 'shop_c', 'owner_c');
+$node->safe_psql('cron', "SELECT orderexp.set_close_policy('shop_c.orders', $policy)");
+owner_trigger('cron', 'shop_c', 'owner_c');
+$node->safe_psql('cron', 'TRUNCATE shop_c.seen');
+add_orders('cron', 'shop_c', 'owner_c');
+
+my ($ret, $stdout, $stderr) =
+  $node->psql('cron', 'SET ROLE owner_c; SELECT orderexp.run_due()');
+isnt($ret, 0, 'run_due: a plain table owner may not call run_due()');
+like($stderr, qr/permission denied for function run_due/,
+	'run_due: ... permission denied');
+
+is($node->safe_psql('cron', 'SELECT reminded, closed FROM orderexp.run_due()'),
+	'1|1', 'run_due as the superuser (pg_cron\'s job) reminds one order and closes one');
+is(seen('cron', 'shop_c'), all_as('owner_c'),
+	'run_due: trigger, check, generated column, index expression and casts ran as owner_c');
+is(is_superuser('owner_c'), 'f', 'run_due: owner_c did not become superuser');
+is( $node->safe_psql(
+		'cron',
+		q{SELECT string_agg(kind || ':' || order_key, ',' ORDER BY kind) FROM orderexp.outbox
+		   WHERE order_table = 'shop_c.orders'::regclass}),
+	'closed:1,reminder:2',
+	'run_due: one close and one reminder event');
+
+# a member of orderexp_admin may call it
+is( $node->safe_psql(
+		'cron', 'SET ROLE cron_admin; SELECT closed FROM orderexp.run_due()'),
+	'0',
+	'run_due: orderexp_admin may call run_due()');
+
+# --- 1.2 under this library: the control ------------------------------------------
+
+owner_schema('old', 'shop_old', 'owner_old');
+owner_trigger('old', 'shop_old', 'owner_old');
+$node->safe_psql('old',
+	"SET ROLE owner_old; SELECT orderexp.set_close_policy('shop_old.orders', $policy)");
+$node->safe_psql('old', 'TRUNCATE shop_old.seen');
+$node->safe_psql(
+	'old', q{
+SET ROLE owner_old;
+INSERT INTO shop_old.orders (id, created_at) VALUES (1, now() - interval '2 hours');
+});
+$node->safe_psql('old', 'SELECT orderexp.run_due()');
+like(seen('old', 'shop_old'), qr/trigger=postgres/,
+	'1.2: the one-statement batch ran the owner\'s trigger as the extension owner');
+is(is_superuser('owner_old'), 't',
+	'1.2: ... and owner_old became superuser: the test sees the escalation');
+
+$node->safe_psql('old', q{ALTER ROLE owner_old NOSUPERUSER});
+$node->safe_psql('old', q{ALTER EXTENSION orderexp UPDATE});
+$node->safe_psql('old', 'TRUNCATE shop_old.seen');
+$node->safe_psql(
+	'old', q{
+SET ROLE owner_old;
+INSERT INTO shop_old.orders (id, created_at) VALUES (3, now() - interval '2 hours');
+});
+is($node->safe_psql('old', 'SELECT closed FROM orderexp.run_due()'),
+	'1', 'updated: run_due closes the next due order');
+like(seen('old', 'shop_old'), qr/^(?!.*=postgres).*trigger=owner_old/,
+	'updated: the owner\'s code runs as owner_old');
+is(is_superuser('owner_old'), 'f', 'updated: owner_old stays an ordinary role');
+
+$node->stop;
+done_testing();
