@@ -64,16 +64,20 @@ q reg "$REG" "SELECT bench.fill_drain($N)" >/dev/null
 q reg_bare "$REG" "SELECT bench.fill_drain($N)" >/dev/null
 q oltp_reg "$REG" >/dev/null
 
-# reg_bare: the sweep statement without its audit and outcome CTEs (the
-# wrapper strips them from the text orderexp._sweep_sql generates), and the
-# outcome trigger off, so that nothing writes those rows
+# reg_bare: the sweep without its audit and outcome CTEs (a wrapper strips
+# them from the text the generator makes: from 1.3 on the close batch's
+# record statement, _record_close_sql; before, the one batch statement,
+# _sweep_sql), and the outcome trigger off, so that nothing writes those rows
+GEN=_sweep_sql
+[[ $(q reg_bare "SELECT to_regprocedure('orderexp._record_close_sql(orderexp.tables)') IS NOT NULL") == t ]] &&
+	GEN=_record_close_sql
 q reg_bare \
-	"ALTER FUNCTION orderexp._sweep_sql(orderexp.tables) RENAME TO _sweep_sql_full" \
-	"CREATE FUNCTION orderexp._sweep_sql(cfg orderexp.tables) RETURNS text LANGUAGE sql AS
-		\$\$ SELECT regexp_replace(orderexp._sweep_sql_full(cfg),
+	"ALTER FUNCTION orderexp.$GEN(orderexp.tables) RENAME TO ${GEN}_full" \
+	"CREATE FUNCTION orderexp.$GEN(cfg orderexp.tables) RETURNS text LANGUAGE sql AS
+		\$\$ SELECT regexp_replace(orderexp.${GEN}_full(cfg),
 								  '\\),\\naudit AS \\(.*\\n\\t  FROM done x\\)\\nSELECT', E')\\nSELECT') \$\$" \
 	"ALTER TABLE bench.orders DISABLE TRIGGER orderexp_outcome" >/dev/null
-stripped=$(q reg_bare "SELECT orderexp._sweep_sql(t) FROM orderexp.tables t")
+stripped=$(q reg_bare "SELECT orderexp.$GEN(t) FROM orderexp.tables t")
 BARE=1
 if [[ $stripped == *"orderexp.audit"* || $stripped == *"orderexp.outcomes"* || $stripped != *"INSERT INTO orderexp.outbox"* ]]; then
 	# the statement of another version (1.1 has no "done" CTE): no (e-)

@@ -330,22 +330,21 @@ for run in $(seq 1 "$RUNS"); do
 done
 log "memory: small backlog runs done"
 
-# Where a batch's time goes: EXPLAIN (ANALYZE, BUFFERS, WAL) of the sweep's
-# own statement (orderexp._sweep_sql), five batches of 1000 in a row, each
-# committed as the worker does, on a fresh copy of tpl_reg.  The statement
-# writes its closes' outcome rows itself, and in the sweep the outcome
-# trigger stands aside for them (sweep.c tells it); run by hand, as here,
-# the trigger would write them a second time, so it is off in this copy.
+# Where a batch's time goes: EXPLAIN (ANALYZE, BUFFERS, WAL) of every
+# statement the sweep runs, by auto_explain with nested statements, while
+# run_due() takes five batches of 1000 on a fresh copy of tpl_reg.  The
+# plans come back to psql as LOG messages.  From 1.3 on a batch is three
+# statements (take, orders, record); before, one.
 restore tpl_reg
-q bench "ALTER TABLE bench.orders DISABLE TRIGGER orderexp_outcome" >/dev/null
 {
-	echo "SET search_path = pg_catalog, pg_temp;"
-	echo "PREPARE batch(regclass, integer, timestamptz, text) AS"
-	q bench "SELECT orderexp._sweep_sql(t) FROM orderexp.tables t"
-	echo ";"
-	for _ in 1 2 3 4 5; do
-		echo "EXPLAIN (ANALYZE, BUFFERS, WAL) EXECUTE batch('bench.orders', 1000, '-infinity', '');"
-	done
+	echo "LOAD 'auto_explain';"
+	echo "SET auto_explain.log_min_duration = 0;"
+	echo "SET auto_explain.log_analyze = on;"
+	echo "SET auto_explain.log_buffers = on;"
+	echo "SET auto_explain.log_wal = on;"
+	echo "SET auto_explain.log_nested_statements = on;"
+	echo "SET client_min_messages = log;"
+	echo "SELECT * FROM orderexp.run_due(5000);"
 } >"$SCRATCH/explain_batch.sql"
 ox_psql -d bench -f "$SCRATCH/explain_batch.sql" >"$OUT/explain_sweep_batch.txt" 2>&1 ||
 	ox_warn "EXPLAIN of the sweep batch failed (see $OUT/explain_sweep_batch.txt)"
