@@ -24,6 +24,8 @@
  *	   privilege on orderexp's schema.
  *	2. run_due() is no longer open to PUBLIC: orderexp_admin may call it
  *	   (and a superuser, such as pg_cron's job owner by default).
+ *	3. The last SQL functions without a pinned search_path (_normal_p,
+ *	   _wilson, _iso_interval) get one.
  *
  * The functions of 1.2 that generated the one-statement batches
  * (_sweep_sql, _remind_sql, _lock_rows_sql, _created_range_sql) go; a
@@ -306,3 +308,18 @@ REVOKE ALL ON FUNCTION orderexp._take_sql(text), orderexp._orders_sql(orderexp.t
 
 REVOKE ALL ON FUNCTION orderexp.run_due(integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION orderexp.run_due(integer) TO orderexp_admin;
+
+/* --- 3. every SQL function pins its search_path ---------------------------- */
+
+/*
+ * The statistics' arithmetic and the ISO interval were SQL functions
+ * without SET search_path, inlined under the caller's path: a role that
+ * could create in a schema on a superuser's path (public, before
+ * PostgreSQL 15) could define public./(double precision, bigint), an exact
+ * match for the Wilson interval's division, and have a superuser who reads
+ * experiment_stats run it.  Pinned now (which also keeps them from being
+ * inlined; they are called once per row of a small view).
+ */
+ALTER FUNCTION orderexp._normal_p(double precision) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION orderexp._wilson(bigint, bigint) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION orderexp._iso_interval(interval) SET search_path = pg_catalog, pg_temp;

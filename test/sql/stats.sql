@@ -191,3 +191,17 @@ SELECT close_at - now() BETWEEN interval '29 minutes' AND interval '30 minutes' 
 -- orders of the experiment keep their deadlines
 SELECT count(*) FROM orderexp.timers
  WHERE order_table = 'st.orders'::regclass AND variant IS NOT NULL;
+
+-- a hostile operator on the caller's path, before pg_catalog, is not what
+-- the statistics divide with (it would be an exact match for the Wilson
+-- interval's double precision / bigint if the function followed the path)
+CREATE FUNCTION public.hostile_div(double precision, bigint) RETURNS double precision
+LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'hostile operator called by %', current_user; END $$;
+CREATE OPERATOR public./ (LEFTARG = double precision, RIGHTARG = bigint, FUNCTION = public.hostile_div);
+SET search_path = public, pg_catalog;
+SELECT 1.0::double precision / 2::bigint AS hostile_operator_in_reach;
+SELECT count(*) AS variants, count(ci_low) AS with_interval
+  FROM orderexp.experiment_stats WHERE experiment_id = :exp;
+RESET search_path;
+DROP OPERATOR public./ (double precision, bigint);
+DROP FUNCTION public.hostile_div(double precision, bigint);
