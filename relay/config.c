@@ -23,7 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "relay.h"
+#include "common.h"
+#include "config.h"
 
 Config		cfg;
 
@@ -115,13 +116,25 @@ static const Template default_templates[] = {
 
 static int	config_depth = 0;
 
+static void usage(void);
+static char *unescape(const char *s);
+static char *read_whole_file(const char *path);
+static char *read_secret_file(const char *path);
+static double parse_seconds(const char *opt, const char *value, double min);
+static bool valid_name(const char *s);
+static void add_route(const char *text);
+static void set_template(const char *opt, const char *value);
+static void apply_option(int id, const char *name, const char *value);
+static void read_config_file(const char *path);
+static bool in_list(char *const *list, int n, const char *s);
+
 const char *
 sink_name(SinkType type)
 {
 	return sink_names[type];
 }
 
-void
+static void
 usage(void)
 {
 	printf("orderexp-relay delivers orderexp's outbox events: it LISTENs on \"orderexp\",\n"
@@ -229,6 +242,24 @@ read_whole_file(const char *path)
 	fclose(f);
 	buf[len] = '\0';
 	return buf;
+}
+
+/* the first line of a file holding a secret */
+static char *
+read_secret_file(const char *path)
+{
+	FILE	   *f = fopen(path, "r");
+	char		line[4096];
+
+	if (f == NULL)
+		fatal(EXIT_USAGE, "could not open secret file \"%s\": %s", path, strerror(errno));
+	if (fgets(line, sizeof(line), f) == NULL)
+		fatal(EXIT_USAGE, "secret file \"%s\" is empty", path);
+	fclose(f);
+	line[strcspn(line, "\r\n")] = '\0';
+	if (line[0] == '\0')
+		fatal(EXIT_USAGE, "secret file \"%s\" has an empty first line", path);
+	return xstrdup(line);
 }
 
 static double
@@ -378,8 +409,6 @@ set_template(const char *opt, const char *value)
 	else
 		t->body = read_whole_file(eq + 1);
 }
-
-static void read_config_file(const char *path);
 
 /* apply one option, from the command line or a config file */
 static void

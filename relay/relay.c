@@ -35,7 +35,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,7 +45,9 @@
 
 #include <libpq-fe.h>
 
-#include "relay.h"
+#include "common.h"
+#include "config.h"
+#include "sink.h"
 
 /* one claimed event and the fields for templates, grouped by id */
 static const char *const claim_sql =
@@ -112,8 +113,7 @@ typedef struct Node
 	Stats		st;
 } Node;
 
-volatile int stop_requested = 0;
-
+static volatile int stop_requested = 0;
 static Node nodes[MAX_NODES];
 static int	nnodes;
 static int	signal_pipe[2] = {-1, -1};
@@ -121,94 +121,33 @@ static char *kinds_filter;
 static char *channels_filter;
 static char lease_text[32];
 
+static void handle_stop(int signo);
+static void setup_signals(void);
+static bool refusal(const PGresult *res);
+static void node_down(Node *n, const char *why);
+static void node_error(Node *n, PGresult *res, const char *what);
+static bool exec_ok(PGresult *res);
+static bool send_ack(Node *n, const long long *ids, int nids);
+static void notice_processor(void *arg, const char *message);
+static bool node_connected(Node *n);
+static void node_connect_start(Node *n);
+static void node_connect_step(Node *n);
+static void free_events(Event *evs, int nevs);
+static char *nullable_dup(const PGresult *res, int row, int col);
+static void add_field(Event *ev, int *cap, const char *key, char *value);
+static Event *read_events(const PGresult *res, int *nevs);
+static int	node_batch(Node *n);
+static void drain_socket(Node *n);
+static void wait_for_work(double until);
+static void check_connect_deadlines(void);
+static void settle_connections(bool stop_on_signal);
+static void summary(void);
+
+
 /* ---------------------------------------------------------------------
- * small utilities
+ * signals
  * ---------------------------------------------------------------------
  */
-double
-now_seconds(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static void
-vlog(const char *fmt, va_list ap)
-{
-	struct timeval tv;
-	struct tm	tm;
-	char		stamp[32];
-
-	gettimeofday(&tv, NULL);
-	gmtime_r(&tv.tv_sec, &tm);
-	strftime(stamp, sizeof(stamp), "%Y-%m-%d %H:%M:%S", &tm);
-	fprintf(stderr, "%s.%03d UTC orderexp-relay[%d]: ", stamp, (int) (tv.tv_usec / 1000), (int) getpid());
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	fflush(stderr);
-}
-
-void
-logmsg(const char *fmt,...)
-{
-	va_list		ap;
-
-	va_start(ap, fmt);
-	vlog(fmt, ap);
-	va_end(ap);
-}
-
-void
-fatal(int code, const char *fmt,...)
-{
-	va_list		ap;
-
-	va_start(ap, fmt);
-	vlog(fmt, ap);
-	va_end(ap);
-	exit(code);
-}
-
-void *
-xmalloc(size_t size)
-{
-	void	   *p = malloc(size ? size : 1);
-
-	if (p == NULL)
-		fatal(EXIT_INTERNAL, "out of memory");
-	return p;
-}
-
-char *
-xstrdup(const char *s)
-{
-	char	   *p = strdup(s);
-
-	if (p == NULL)
-		fatal(EXIT_INTERNAL, "out of memory");
-	return p;
-}
-
-/* the first line of a file holding a secret */
-char *
-read_secret_file(const char *path)
-{
-	FILE	   *f = fopen(path, "r");
-	char		line[4096];
-
-	if (f == NULL)
-		fatal(EXIT_USAGE, "could not open secret file \"%s\": %s", path, strerror(errno));
-	if (fgets(line, sizeof(line), f) == NULL)
-		fatal(EXIT_USAGE, "secret file \"%s\" is empty", path);
-	fclose(f);
-	line[strcspn(line, "\r\n")] = '\0';
-	if (line[0] == '\0')
-		fatal(EXIT_USAGE, "secret file \"%s\" has an empty first line", path);
-	return xstrdup(line);
-}
-
 static void
 handle_stop(int signo)
 {

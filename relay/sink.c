@@ -34,10 +34,9 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
-#include "relay.h"
-
-static CURL *webhook_curl = NULL;
-static CURL *smtp_curl = NULL;
+#include "common.h"
+#include "config.h"
+#include "sink.h"
 
 /* a growing string */
 typedef struct Buf
@@ -46,6 +45,27 @@ typedef struct Buf
 	size_t		len;
 	size_t		cap;
 } Buf;
+
+static CURL *webhook_curl = NULL;
+static CURL *smtp_curl = NULL;
+
+static void buf_append(Buf *b, const char *s, size_t n);
+static void buf_puts(Buf *b, const char *s);
+static void buf_printf(Buf *b, const char *fmt,...) __attribute__((format(printf, 2, 3)));
+static void set_protocols(CURL *c, const char *names, long mask);
+static int	set_cloexec(void *clientp, curl_socket_t fd, curlsocktype purpose);
+static const char *event_field(const Event *ev, const char *name);
+static char *expand_template(const char *tmpl, const Event *ev);
+static bool deliver_stdout(const Event *ev, char *err, size_t errlen);
+static bool deliver_exec(const Event *ev, char *err, size_t errlen);
+static size_t discard_body(char *ptr, size_t size, size_t nmemb, void *userdata);
+static void hmac_hex(const char *secret, const char *data, char *hex);
+static bool deliver_webhook(const Event *ev, char *err, size_t errlen);
+static size_t read_upload(char *ptr, size_t size, size_t nmemb, void *userdata);
+static void buf_base64(Buf *b, const unsigned char *s, size_t n);
+static void buf_header_text(Buf *b, const char *s);
+static bool plain_address(const char *a);
+static bool deliver_smtp(const Event *ev, char *err, size_t errlen);
 
 static void
 buf_append(Buf *b, const char *s, size_t n)
@@ -71,9 +91,6 @@ buf_puts(Buf *b, const char *s)
 {
 	buf_append(b, s, strlen(s));
 }
-
-static void
-buf_printf(Buf *b, const char *fmt,...) __attribute__((format(printf, 2, 3)));
 
 static void
 buf_printf(Buf *b, const char *fmt,...)
@@ -143,7 +160,7 @@ sinks_cleanup(void)
  * order's payload columns ("order.email", or just "email" when no other
  * field has that name).  NULL when there is none or it is JSON null.
  */
-const char *
+static const char *
 event_field(const Event *ev, const char *name)
 {
 	int			i;
@@ -159,7 +176,7 @@ event_field(const Event *ev, const char *name)
 }
 
 /* TMPL with {name} replaced by the event's fields ("" when missing) */
-char *
+static char *
 expand_template(const char *tmpl, const Event *ev)
 {
 	Buf			b = {0};

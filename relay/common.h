@@ -1,0 +1,64 @@
+/*-------------------------------------------------------------------------
+ *
+ * common.h
+ *		What every part of orderexp-relay needs: the version, the exit
+ *		codes, the log, allocation that cannot fail, the clock, and the
+ *		event the parts hand each other.
+ *
+ * The relay's files, each on top of the ones before it:
+ *
+ * common.c		log, fatal errors, allocation, the clock
+ * config.c		command-line options, the config file, routes, templates
+ * sink.c		the sinks: stdout, exec, webhook (libcurl), smtp (libcurl)
+ * relay.c		main loop: nodes, LISTEN, claim / deliver / ack / fail, signals
+ *
+ * Copyright (c) 2026, orderexp developers
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef ORDEREXP_RELAY_COMMON_H
+#define ORDEREXP_RELAY_COMMON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define RELAY_VERSION "1.1"
+
+/* exit codes (documented in --help and README.md) */
+#define EXIT_OK				0	/* stopped by SIGTERM/SIGINT, or --once done */
+#define EXIT_USAGE			1	/* bad option or config file */
+#define EXIT_CONNECT		2	/* no node reachable at start */
+#define EXIT_SERVER			3	/* a server refuses the API: extension,
+								 * function or privilege missing */
+#define EXIT_INTERNAL		4	/* out of memory, libcurl set-up, fork... */
+#define EXIT_UNDELIVERED	5	/* --once: some events were not delivered */
+
+/* one field of an event's payload, for templates and the recipient */
+typedef struct Field
+{
+	char	   *key;			/* "close_at", or "order.email" for a payload
+								 * column of the user's table */
+	char	   *value;			/* text (strings unquoted), NULL for null */
+} Field;
+
+/* one claimed outbox row */
+typedef struct Event
+{
+	long long	id;
+	char	   *kind;
+	char	   *channel;
+	char	   *table;
+	char	   *order_key;
+	char	   *json;			/* the event as one JSON object */
+	Field	   *fields;
+	int			nfields;
+} Event;
+
+extern void logmsg(const char *fmt,...) __attribute__((format(printf, 1, 2)));
+extern void fatal(int code, const char *fmt,...)
+			__attribute__((format(printf, 2, 3), noreturn));
+extern void *xmalloc(size_t size);
+extern char *xstrdup(const char *s);
+extern double now_seconds(void);
+
+#endif							/* ORDEREXP_RELAY_COMMON_H */
