@@ -46,8 +46,9 @@ DROP FUNCTION orderexp._created_range_sql(orderexp.tables);
  * The statement that takes a batch of due timers, as the extension owner.
  * $1 the table, $2 the batch size, ($3, $4) the sweep's watermark (deadline
  * or reminder time, key) of the last timer taken.  Returns how many timers
- * it took and locked, their keys, the range of their created-at (for
- * partition pruning in the orders statement), and the new watermark.
+ * it took and locked, their keys and tuple ids, the range of their
+ * created-at (for partition pruning in the orders statement), and the new
+ * watermark.
  * "at" is close_at for the close batch and remind_at for the reminders.
  */
 CREATE FUNCTION orderexp._take_sql(at text)
@@ -57,7 +58,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 	SELECT format($q$
 WITH due AS MATERIALIZED (
-	SELECT t.order_key, t.%1$I AS at, t.order_created
+	SELECT t.ctid AS tid, t.order_key, t.%1$I AS at, t.order_created
 	  FROM orderexp.timers t
 	 WHERE t.order_table = $1 AND t.%1$I <= now()
 	   AND (t.%1$I, t.order_key) > ($3, $4)
@@ -65,6 +66,7 @@ WITH due AS MATERIALIZED (
 	 LIMIT $2
 	   FOR UPDATE SKIP LOCKED)
 SELECT (SELECT count(*) FROM due), ARRAY(SELECT d.order_key FROM due d),
+	   ARRAY(SELECT d.tid FROM due d),
 	   (SELECT min(d.order_created) FROM due d), (SELECT max(d.order_created) FROM due d),
 	   last.at, last.order_key
   FROM (SELECT NULL) AS one
@@ -160,12 +162,13 @@ $$;
 
 /*
  * The statement that records a close batch, as the extension owner: $1 the
- * table, $2 the keys taken, $3 the busy keys, $4 to $8 the closed rows as
- * the orders statement returned them.  Drops the timers of every taken
- * order that was not busy (closed, paid or gone), and writes the closed
- * orders' events, audit rows and outcomes as the one-statement batch of 1.2
- * did.  The timers are locked already (the take statement), and are read
- * again by key.
+ * table, $2 the tuple ids of the timers taken, $3 the busy keys, $4 to $8
+ * the closed rows as the orders statement returned them.  Drops the timers
+ * of every taken order that was not busy (closed, paid or gone), and writes
+ * the closed orders' events, audit rows and outcomes as the one-statement
+ * batch of 1.2 did.  The take statement locked the timers in this
+ * transaction, so nobody else can have changed them: they are read again
+ * by tuple id, as 1.2's batch deleted them.
  */
 CREATE FUNCTION orderexp._record_close_sql(cfg orderexp.tables)
 RETURNS text
@@ -177,8 +180,7 @@ WITH due AS MATERIALIZED (
 	SELECT t.ctid AS tid, t.order_key, t.close_at, t.policy_id, t.policy_version, t.variant,
 		   t.reminded_for, t.extensions, t.token_extensions, t.reopened
 	  FROM orderexp.timers t
-	 WHERE t.order_table = $1 AND t.order_key = ANY ($2)
-	   FOR UPDATE),
+	 WHERE t.ctid = ANY ($2) AND t.order_table = $1),
 gone AS (
 	DELETE FROM orderexp.timers t
 	 WHERE t.ctid = ANY (ARRAY(SELECT d.tid FROM due d
@@ -224,8 +226,8 @@ $$;
 
 /*
  * The statement that records a reminder batch, as the extension owner: the
- * arguments as for _record_close_sql, the rows being the orders statement's
- * "mine".  Clears the reminder of every taken order that was not busy, and
+ * arguments as for _record_close_sql (timers by tuple id), the rows being
+ * the orders statement's "mine".  Clears the reminder of every taken order that was not busy, and
  * writes a reminder (with its extension token) per channel for each order
  * still unpaid before its deadline, as the batch of 1.2 did.
  */
@@ -236,16 +238,14 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 	SELECT format($q$
 WITH due AS MATERIALIZED (
-	SELECT t.order_key, t.close_at, t.remind_at, t.policy_id, t.extensions,
+	SELECT t.ctid AS tid, t.order_key, t.close_at, t.remind_at, t.policy_id, t.extensions,
 		   t.token_extensions, t.generation
 	  FROM orderexp.timers t
-	 WHERE t.order_table = $1 AND t.order_key = ANY ($2)
-	   FOR UPDATE),
+	 WHERE t.ctid = ANY ($2) AND t.order_table = $1),
 done AS (
 	UPDATE orderexp.timers t SET remind_at = NULL, reminded_for = t.close_at
-	 WHERE t.order_table = $1
-	   AND t.order_key = ANY (ARRAY(SELECT d.order_key FROM due d
-									 WHERE d.order_key <> ALL (coalesce($3, '{}'))))),
+	 WHERE t.ctid = ANY (ARRAY(SELECT d.tid FROM due d
+								WHERE d.order_key <> ALL (coalesce($3, '{}'))))),
 reminded AS MATERIALIZED (
 	SELECT d.*, m.cols, m.category, p.extend_by,
 		   greatest(p.max_extensions - d.token_extensions, 0) AS extensions_left

@@ -321,7 +321,7 @@ prepare_batch(BatchPlan *bp, bool split, Datum statements, const char *sql)
 	/* parameters of each statement; see sql/orderexp--1.2--1.3.sql */
 	static Oid	take_types[4] = {REGCLASSOID, INT4OID, TIMESTAMPTZOID, TEXTOID};
 	static Oid	orders_types[3] = {TEXTARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
-	static Oid	record_types[8] = {REGCLASSOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+	static Oid	record_types[8] = {REGCLASSOID, TIDARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
 	BOOLARRAYOID, JSONBARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID};
 	Datum	   *elems;
 	bool	   *elemnulls;
@@ -484,10 +484,10 @@ run_batch(BatchPlan *bp, bool closes, Oid relid, int batch_limit, BatchResult *r
 	}
 	else
 	{
-		/* take: (taken, keys, created min, created max, last_at, last_key) */
+		/* take: (taken, keys, tids, created min, created max, last_at, last_key) */
 		result->busy = 0;
 		result->done = 0;
-		i = 5;
+		i = 6;
 	}
 	last_at = SPI_getbinval(tup, desc, i, &isnull);
 	if (!isnull)
@@ -505,21 +505,24 @@ run_batch(BatchPlan *bp, bool closes, Oid relid, int batch_limit, BatchResult *r
 	{
 		Datum		ovalues[3];
 		char		onulls[3] = {' ', ' ', ' '};
+		Datum		tids;
 		RunAs		runas;
 
 		for (i = 0; i < 3; i++)
 		{
-			ovalues[i] = SPI_getbinval(tup, desc, i + 2, &isnull);
+			/* keys, then (after the tids) the created-at range */
+			ovalues[i] = SPI_getbinval(tup, desc, i == 0 ? 2 : i + 3, &isnull);
 			if (isnull)
 				onulls[i] = 'n';
 		}
+		tids = SPI_getbinval(tup, desc, 3, &isnull);
 		orderexp_run_as_begin(&runas, table_owner(relid), SECURITY_RESTRICTED_OPERATION, true);
 		tup = run_batch_statement(bp->plans[BATCH_ORDERS], ovalues, onulls, closing, &desc);
 		orderexp_run_as_end(&runas);
 
-		/* record: ($1 table, $2 keys taken, $3 busy, $4... the rows) */
-		values[1] = ovalues[0];
-		nulls[1] = onulls[0];
+		/* record: ($1 table, $2 tids taken, $3 busy, $4... the rows) */
+		values[1] = tids;
+		nulls[1] = ' ';
 		for (i = 0; i < 6; i++)
 		{
 			values[i + 2] = SPI_getbinval(tup, desc, i + 1, &isnull);

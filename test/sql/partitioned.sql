@@ -79,13 +79,14 @@ DECLARE
 	statements text[];
 	taken bigint;
 	keys text[];
+	tids tid[];
 	created_min timestamptz;
 	created_max timestamptz;
 	plan jsonb;
 BEGIN
 	SELECT * INTO cfg FROM orderexp.tables WHERE order_table = 'prt.orders'::regclass;
 	statements := orderexp._close_batch_sql(cfg);
-	EXECUTE statements[1] INTO taken, keys, created_min, created_max
+	EXECUTE statements[1] INTO taken, keys, tids, created_min, created_max
 	  USING 'prt.orders'::regclass, batch, '-infinity'::timestamptz, ''::text;
 	EXECUTE format('EXPLAIN (ANALYZE, FORMAT JSON) %s', statements[2])
 	   INTO plan
