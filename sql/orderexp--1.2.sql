@@ -1,0 +1,3099 @@
+/*
+ * orderexp--1.2.sql
+ *		Install script of orderexp 1.2: close expired unpaid orders in the
+ *		user's own tables and write what happened into an outbox.
+ *
+ * A fresh CREATE EXTENSION runs this script alone.  A database made with an
+ * older version is brought here by orderexp--1.0--1.1.sql (assembled from
+ * sql/upgrade-1.1/) and orderexp--1.1--1.2.sql; both ways must end with the
+ * same catalog (TAP test 010_dump_upgrade compares them object by object),
+ * so a change to an object here goes into an upgrade script too.
+ *
+ * Read top to bottom: roles, orderexp's tables (with their comments and
+ * what pg_dump keeps of them), functions (C entry points, internal helpers,
+ * the sweep's statements, policies, order operations, extension tokens,
+ * history, experiments, delivery, statistics, DDL on registered tables),
+ * the triggers on orderexp's own tables, event triggers, views, the token
+ * secret, and privileges.  Every object lives in schema orderexp, which
+ * CREATE EXTENSION makes (orderexp.control).
+ *
+ * All dynamic SQL quotes identifiers with format('%I') or regclass output,
+ * and passes values as parameters or with format('%L'); nothing from a user
+ * string is spliced in unquoted.  Functions pin search_path so that a hostile
+ * search_path of the caller cannot redirect an operator or function call.
+ *
+ * One privilege model for every function that changes orders.  orderexp's
+ * tables belong to the extension owner; no other role has rights on them.
+ * A function that changes orders is split in two (gate.c):
+ *
+ *   orderexp.<name>(orders regclass, ...)   the public gate, C symbol
+ *                                           orderexp_gate: checks that the
+ *                                           caller may UPDATE the orders
+ *                                           table (42501 otherwise), then
+ *                                           calls the body as the extension
+ *                                           owner with the same arguments
+ *   orderexp._<name>(orders regclass, ...)  the body, same argument types,
+ *                                           no defaults, kept from PUBLIC;
+ *                                           orderexp._actor() names the role
+ *                                           on whose behalf it runs
+ *
+ * orderexp_owner_gate is the same for the functions that put triggers on
+ * the table or change its policies (set_close_policy, drop_close_policy,
+ * start_experiment, end_experiment): the caller must own it.  A gate finds
+ * its body by name when it is called.  Who may call which gate is granted
+ * at the end of this script.
+ */
+
+-- complain if script is sourced in psql, rather than via CREATE EXTENSION
+\echo Use "CREATE EXTENSION orderexp" to load this file. \quit
+
+/* ------------------------------------------------------------------------
+ * Roles
+ *
+ * Three NOLOGIN roles that a DBA grants to real users:
+ *
+ *   orderexp_admin   registers and changes policies, runs experiments,
+ *                    rotates the secret, looks after dead letters
+ *   orderexp_app     what an application does: cancel, extend, reopen,
+ *                    history, extension tokens
+ *   orderexp_relay   what a notification relay does: read, claim,
+ *                    acknowledge and fail outbox rows
+ *
+ * Roles belong to the cluster, not to a database or an extension: they are
+ * made by the first database that installs orderexp and kept when the
+ * extension is dropped (DROP ROLE them by hand once no database uses them).
+ * ------------------------------------------------------------------------ */
+
+DO $roles$
+DECLARE
+	r text;
+BEGIN
+	FOREACH r IN ARRAY ARRAY['orderexp_admin', 'orderexp_app', 'orderexp_relay']
+	LOOP
+		IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+			EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', r);
+		END IF;
+	END LOOP;
+END
+$roles$;
+
+/* ------------------------------------------------------------------------
+ * Tables
+ *
+ * Every table (and the sequences behind them) is marked for pg_dump with
+ * pg_extension_config_dump: a dump keeps the registrations, policies,
+ * timers, events, the secret and the audit trail.
+ * ------------------------------------------------------------------------ */
+
+CREATE TABLE orderexp.tables (
+	order_table		regclass PRIMARY KEY,
+	key_column		name NOT NULL,
+	key_type		regtype NOT NULL,
+	status_column	name NOT NULL,
+	created_column	name NOT NULL,
+	category_column	name,
+	unpaid_value	text NOT NULL,
+	closed_value	text NOT NULL,
+	cancelled_value	text NOT NULL,
+	payload_columns	name[] NOT NULL DEFAULT '{}',
+	channels		text[] NOT NULL DEFAULT '{email}',
+	registered_at	timestamptz NOT NULL DEFAULT now(),
+	last_error		text,
+	last_error_at	timestamptz,
+	partition_column name,
+	CONSTRAINT tables_values_distinct
+		CHECK (unpaid_value <> closed_value AND unpaid_value <> cancelled_value
+			   AND closed_value <> cancelled_value),
+	CONSTRAINT tables_channels_valid
+		CHECK (cardinality(channels) > 0 AND array_position(channels, NULL) IS NULL)
+);
+COMMENT ON TABLE orderexp.tables IS
+	'orders tables registered with orderexp.set_close_policy and how their columns map';
+COMMENT ON COLUMN orderexp.tables.partition_column IS
+	'the created-at column when the table is partitioned by it (lookups are narrowed to a created-at range), else NULL';
+SELECT pg_catalog.pg_extension_config_dump('orderexp.tables', '');
+
+/*
+ * Close policies.  version is bumped by a trigger (policies_version)
+ * whenever the settings change, and every version is kept in
+ * policy_versions; a change of any kind makes every backend drop its cache
+ * of policies when it commits (policies_changed).
+ */
+CREATE TABLE orderexp.policies (
+	id				serial PRIMARY KEY,
+	order_table		regclass NOT NULL
+					REFERENCES orderexp.tables (order_table) ON DELETE CASCADE,
+	category		text,
+	close_after		interval NOT NULL CHECK (close_after > interval '0'),
+	remind_before	interval CHECK (remind_before > interval '0'),
+	extend_by		interval CHECK (extend_by > interval '0'),
+	max_extensions	integer NOT NULL DEFAULT 0 CHECK (max_extensions >= 0),
+	created_at		timestamptz NOT NULL DEFAULT now(),
+	updated_at		timestamptz NOT NULL DEFAULT now(),
+	version			integer NOT NULL DEFAULT 1,
+	experiment_id	integer
+);
+CREATE UNIQUE INDEX policies_table_default ON orderexp.policies (order_table)
+	WHERE category IS NULL;
+CREATE UNIQUE INDEX policies_table_category ON orderexp.policies (order_table, category)
+	WHERE category IS NOT NULL;
+COMMENT ON TABLE orderexp.policies IS
+	'close policies: per table (category NULL) and per product category';
+COMMENT ON COLUMN orderexp.policies.version IS
+	'bumped whenever the settings (or the running experiment) change; timers and outcomes record it';
+COMMENT ON COLUMN orderexp.policies.experiment_id IS
+	'the experiment running on this policy, if any (orderexp.start_experiment)';
+SELECT pg_catalog.pg_extension_config_dump('orderexp.policies', '');
+SELECT pg_catalog.pg_extension_config_dump('orderexp.policies_id_seq', '');
+
+/*
+ * One row per tracked order.  Rows are created by the timer trigger on the
+ * user's table when an unpaid order appears, and removed by whatever ends the
+ * order through orderexp (sweep, cancel).  A payment made directly on the
+ * user's table does not touch this table at all: the row is dropped lazily by
+ * the sweep when its deadline comes, which keeps the application's payment
+ * path free of orderexp work and of lock-order hazards.
+ *
+ * Each timer keeps its order's created-at (order_created): on a table
+ * partitioned by its created-at, as pg_partman makes it, every statement
+ * that looks up a batch of orders narrows the lookup to the created-at
+ * range of the batch (_created_range_sql), so that run-time partition
+ * pruning leaves only the partitions holding the batch: a batch of orders
+ * due together was made together and touches one partition or two, instead
+ * of an index probe per order in every partition.  Functions on one order
+ * look it up with its created-at (_lock_order).  Partitions made or
+ * attached later need nothing: row triggers of a partitioned table are
+ * cloned onto its new partitions.  A detached or dropped partition takes
+ * its orders out of the table; their timers find no row at their deadlines
+ * and go without an event, like those of deleted orders.
+ */
+/* every timer (re)start draws a new generation: tokens name it */
+CREATE SEQUENCE orderexp.timer_generation;
+
+CREATE TABLE orderexp.timers (
+	order_table		regclass NOT NULL,
+	order_key		text COLLATE "C" NOT NULL,
+	policy_id		integer NOT NULL,
+	close_at		timestamptz NOT NULL,
+	remind_at		timestamptz,
+	extensions		integer NOT NULL DEFAULT 0,
+	token_extensions integer NOT NULL DEFAULT 0,
+	generation		bigint NOT NULL DEFAULT nextval('orderexp.timer_generation'),
+	reminded_for	timestamptz,
+	order_created	timestamptz,
+	policy_version	integer,
+	variant			integer,
+	reopened		boolean NOT NULL DEFAULT false,
+	PRIMARY KEY (order_table, order_key)
+);
+CREATE INDEX timers_due ON orderexp.timers (order_table, close_at, order_key);
+CREATE INDEX timers_remind ON orderexp.timers (order_table, remind_at, order_key)
+	WHERE remind_at IS NOT NULL;
+COMMENT ON COLUMN orderexp.timers.remind_at IS
+	'when the reminder is due; NULL once it is sent or when the policy has none';
+COMMENT ON COLUMN orderexp.timers.extensions IS
+	'extensions of any kind so far; part of every token, so a token works once';
+COMMENT ON COLUMN orderexp.timers.token_extensions IS
+	'extensions the customer took through a token, bounded by the policy''s max_extensions';
+COMMENT ON COLUMN orderexp.timers.generation IS
+	'drawn anew whenever the order starts being tracked again; part of every token, so a token never comes back to life';
+COMMENT ON COLUMN orderexp.timers.reminded_for IS
+	'the deadline the last reminder was sent for: one reminder per deadline';
+COMMENT ON COLUMN orderexp.timers.order_created IS
+	'the order''s created-at as stored (a timestamp without time zone as if UTC), to find its partition';
+COMMENT ON COLUMN orderexp.timers.policy_version IS
+	'version of the policy when the timer was armed';
+COMMENT ON COLUMN orderexp.timers.variant IS
+	'the experiment variant of the order (1-based), NULL when no experiment ran';
+COMMENT ON COLUMN orderexp.timers.reopened IS
+	'the timer was armed by reopen_order: the order''s outcome does not count for its policy''s statistics';
+COMMENT ON TABLE orderexp.timers IS
+	'deadline of every tracked order; due work is an index range scan on (order_table, close_at)';
+SELECT pg_catalog.pg_extension_config_dump('orderexp.timers', '');
+SELECT pg_catalog.pg_extension_config_dump('orderexp.timer_generation', '');
+
+/*
+ * The outbox: events written in the same transaction as the state change
+ * that caused them.  A relay (a program that sends the mails, SMS or
+ * webhooks) LISTENs on orderexp, then:
+ *
+ *   claim(max_rows, lease, kinds, channels)   leases due rows, SKIP LOCKED,
+ *                                             so that relays share the work
+ *   ack(ids)                                  delivered
+ *   fail(id, error)                           not delivered: retry later with
+ *                                             exponential back-off, or dead
+ *                                             after orderexp.max_attempts
+ *
+ * Row states (all in orderexp.outbox, no second table):
+ *
+ *   pending    delivered_at IS NULL, dead_at IS NULL, next_attempt_at <= now
+ *   leased     claimed: leased_until > now; next_attempt_at = leased_until,
+ *              so an expired lease makes the row due again by itself
+ *   retrying   failed, waiting for next_attempt_at
+ *   delivered  delivered_at IS NOT NULL; pruned after orderexp.event_retention
+ *   dead       dead_at IS NOT NULL, next_attempt_at = 'infinity': never tried
+ *              again until requeue(); never pruned
+ *
+ * Because a lease and a retry both live in next_attempt_at, and a dead row
+ * moves to 'infinity', the rows claim() wants are exactly a range scan of
+ * the index outbox_undelivered (next_attempt_at) WHERE delivered_at IS NULL
+ * from its start to now: no index is needed for claiming, and dead rows do
+ * not slow claims down.  The attempt is counted at claim time, so a row that
+ * crashes every relay that takes it (no fail() ever comes) still dies: a
+ * claim that finds a due row whose attempts are used up marks it dead
+ * instead of handing it out.
+ *
+ * One more index, for pruning: outbox_delivered (delivered_at) WHERE
+ * delivered_at IS NOT NULL.  It has no entry for a new row, so the sweep's
+ * bulk inserts do not maintain it; ack() adds one entry per row (ack already
+ * is a non-HOT update).  With it the worker finds the oldest delivered rows
+ * with one index probe, whatever else (dead or long-undelivered rows) sits
+ * at the low end of the primary key.  There is no index by order: the audit
+ * row of a change names the events it wrote (audit.event_ids), and history()
+ * finds them by the primary key.
+ */
+CREATE TABLE orderexp.outbox (
+	id				bigserial PRIMARY KEY,
+	kind			text NOT NULL
+					CHECK (kind IN ('reminder', 'closed', 'cancelled', 'extended', 'reopened')),
+	order_table		regclass NOT NULL,
+	order_key		text COLLATE "C" NOT NULL,
+	channel			text NOT NULL,
+	payload			jsonb NOT NULL,
+	created_at		timestamptz NOT NULL DEFAULT now(),
+	attempts		integer NOT NULL DEFAULT 0,
+	next_attempt_at	timestamptz NOT NULL DEFAULT now(),
+	leased_until	timestamptz,
+	delivered_at	timestamptz,
+	last_error		text,
+	dead_at			timestamptz
+);
+CREATE INDEX outbox_undelivered ON orderexp.outbox (next_attempt_at)
+	WHERE delivered_at IS NULL;
+CREATE INDEX outbox_delivered ON orderexp.outbox (delivered_at)
+	WHERE delivered_at IS NOT NULL;
+COMMENT ON TABLE orderexp.outbox IS
+	'events written in the same transaction as the state change that caused them; NOTIFY orderexp wakes listeners';
+COMMENT ON COLUMN orderexp.outbox.attempts IS
+	'deliveries attempted: counted when the row is claimed';
+COMMENT ON COLUMN orderexp.outbox.next_attempt_at IS
+	'when the row may be claimed: now for new rows, the lease end while leased, the back-off after a failure, infinity when dead';
+COMMENT ON COLUMN orderexp.outbox.leased_until IS
+	'end of the lease of the relay that claimed the row; NULL when not leased';
+COMMENT ON COLUMN orderexp.outbox.delivered_at IS
+	'when a relay acknowledged the row (orderexp.ack); delivered rows are pruned after orderexp.event_retention';
+COMMENT ON COLUMN orderexp.outbox.last_error IS
+	'what the last failed attempt reported (orderexp.fail)';
+COMMENT ON COLUMN orderexp.outbox.dead_at IS
+	'when the row ran out of attempts (orderexp.max_attempts); dead rows wait for orderexp.requeue and are never pruned';
+SELECT pg_catalog.pg_extension_config_dump('orderexp.outbox', '');
+SELECT pg_catalog.pg_extension_config_dump('orderexp.outbox_id_seq', '');
+
+/*
+ * The key extension tokens are signed with.  One row; only the extension
+ * owner can read it.  It is kept by pg_dump: restoring a dump inserts the
+ * dumped row after CREATE EXTENSION made a fresh one, and the trigger
+ * secret_single_row lets the dumped one replace it.
+ */
+CREATE TABLE orderexp.secret (
+	secret			bytea NOT NULL CHECK (length(secret) >= 32),
+	created_at		timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE orderexp.secret IS
+	'per-database key of the extension tokens (HMAC-SHA256); rotate with orderexp.rotate_secret()';
+SELECT pg_catalog.pg_extension_config_dump('orderexp.secret', '');
+
+/*
+ * Token ids that survive a dump.  A token names its table; an OID does not
+ * survive a dump and restore (tokens of 1.0 name their table by OID), so
+ * each registered table gets a token id, its OID when it was registered,
+ * kept in a table that is dumped with the data and maps the id to the table
+ * (by regclass, i.e. by name in the dump).  token.c signs new tokens with
+ * the id and looks the table up by it.
+ */
+CREATE TABLE orderexp.token_tables (
+	token_relid		oid PRIMARY KEY,
+	order_table		regclass NOT NULL UNIQUE
+					REFERENCES orderexp.tables (order_table) ON DELETE CASCADE
+);
+COMMENT ON TABLE orderexp.token_tables IS
+	'the id by which extension tokens name a registered table: its OID when it was registered, kept across dump and restore';
+SELECT pg_catalog.pg_extension_config_dump('orderexp.token_tables', '');
+
+/* ------------------------------------------------------------------------
+ * After the close: the audit trail, outcomes, policy versions, experiments
+ * on the timeout.
+ *
+ *   audit           one row per state change orderexp makes (close at the
+ *                   deadline, cancel, extension, reopen): why, by whom, under
+ *                   which policy, and which events it wrote; history() reads
+ *                   it.  Written in the same transaction as the change, and
+ *                   independent of delivery: outbox rows are per channel and
+ *                   pruned once delivered.
+ *   outcomes        one row per tracked order leaving the unpaid state (paid,
+ *                   closed, cancelled): the sweep writes those of the orders
+ *                   it closes, one INSERT per batch; a C row trigger writes
+ *                   the others without SPI into a table without indexes
+ *                   (outcome.c).
+ *   policy_versions every version of every policy; policies.version is
+ *                   bumped by a trigger whenever the settings change.
+ *   experiments     A/B tests of the timeout: variants and weights; orders
+ *                   are assigned a variant from a hash of their key.
+ * ------------------------------------------------------------------------ */
+
+CREATE TABLE orderexp.policy_versions (
+	policy_id		integer NOT NULL,
+	version			integer NOT NULL,
+	order_table		regclass NOT NULL,
+	category		text,
+	close_after		interval NOT NULL,
+	remind_before	interval,
+	extend_by		interval,
+	max_extensions	integer NOT NULL,
+	experiment_id	integer,
+	valid_from		timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (policy_id, version)
+);
+COMMENT ON TABLE orderexp.policy_versions IS
+	'every version of every close policy, kept after the policy is dropped so that statistics can name it';
+SELECT pg_catalog.pg_extension_config_dump('orderexp.policy_versions', '');
+
+CREATE TABLE orderexp.experiments (
+	id				serial PRIMARY KEY,
+	policy_id		integer NOT NULL,
+	policy_version	integer NOT NULL,
+	order_table		regclass NOT NULL,
+	category		text,
+	variants		interval[] NOT NULL,
+	weights			integer[] NOT NULL,
+	started_at		timestamptz NOT NULL DEFAULT now(),
+	started_by		name NOT NULL,
+	ended_at		timestamptz,
+	ended_by		name,
+	winner			integer,
+	CONSTRAINT experiments_shape
+		CHECK (cardinality(variants) BETWEEN 2 AND 16
+			   AND cardinality(weights) = cardinality(variants)),
+	CONSTRAINT experiments_winner
+		CHECK (winner IS NULL OR winner BETWEEN 1 AND cardinality(variants))
+);
+CREATE UNIQUE INDEX experiments_running ON orderexp.experiments (policy_id)
+	WHERE ended_at IS NULL;
+COMMENT ON TABLE orderexp.experiments IS
+	'A/B tests of the timeout of one policy: variant i closes orders after variants[i], with weight weights[i]';
+SELECT pg_catalog.pg_extension_config_dump('orderexp.experiments', '');
+SELECT pg_catalog.pg_extension_config_dump('orderexp.experiments_id_seq', '');
+
+CREATE TABLE orderexp.audit (
+	id				bigserial,
+	at				timestamptz NOT NULL DEFAULT now(),
+	order_table		regclass NOT NULL,
+	order_key		text COLLATE "C" NOT NULL,
+	action			text NOT NULL
+					CHECK (action IN ('closed', 'cancelled', 'extended', 'reopened')),
+	via				text NOT NULL
+					CHECK (via IN ('timeout', 'operator', 'token')),
+	actor			name,
+	reason			text,
+	policy_id		integer,
+	policy_version	integer,
+	variant			integer,
+	deadline		timestamptz,
+	previous_deadline timestamptz,
+	event_ids		bigint[],
+	/* one index, which history() reads: every close writes a row */
+	PRIMARY KEY (order_table, order_key, id)
+);
+COMMENT ON TABLE orderexp.audit IS
+	'every state change orderexp made to an order, why and by whom; written in the transaction of the change';
+COMMENT ON COLUMN orderexp.audit.via IS
+	'timeout: the sweep at the deadline; operator: a function call (cancel, extend, reopen); token: the customer''s extension link';
+COMMENT ON COLUMN orderexp.audit.actor IS
+	'the role that made the change; NULL for the sweep, which acts for the policy';
+COMMENT ON COLUMN orderexp.audit.deadline IS
+	'closed: the deadline that passed; cancelled: the deadline the order had; extended, reopened: the new deadline';
+COMMENT ON COLUMN orderexp.audit.event_ids IS
+	'the outbox rows the change wrote, one per channel (NULL: none); they are pruned once delivered and old';
+SELECT pg_catalog.pg_extension_config_dump('orderexp.audit', '');
+SELECT pg_catalog.pg_extension_config_dump('orderexp.audit_id_seq', '');
+
+/*
+ * No indexes, no constraints, no defaults: the outcome trigger writes it
+ * with a bare heap insert on the application's payment path, and refuses to
+ * write if an index appears.  The statistics views read it whole.
+ */
+CREATE TABLE orderexp.outcomes (
+	order_table		regclass,
+	order_key		text COLLATE "C",
+	outcome			text,
+	status			text,
+	policy_id		integer,
+	policy_version	integer,
+	variant			integer,
+	created_at		timestamptz,
+	close_at		timestamptz,
+	decided_at		timestamptz,
+	reminded		boolean,
+	extensions		integer,
+	token_extensions integer,
+	reopened		boolean
+);
+COMMENT ON TABLE orderexp.outcomes IS
+	'what became of each tracked order when it left the unpaid state; no indexes (written by a C trigger)';
+COMMENT ON COLUMN orderexp.outcomes.outcome IS
+	'paid (any status but the closed and cancelled values), closed or cancelled';
+COMMENT ON COLUMN orderexp.outcomes.close_at IS
+	'the deadline in force when the order left the unpaid state';
+COMMENT ON COLUMN orderexp.outcomes.decided_at IS
+	'start of the transaction that changed the status';
+SELECT pg_catalog.pg_extension_config_dump('orderexp.outcomes', '');
+
+/* ------------------------------------------------------------------------
+ * Trigger functions of orderexp's own tables (the triggers are made after
+ * the functions, below)
+ * ------------------------------------------------------------------------ */
+
+/*
+ * The timer trigger caches policies in each backend; any change to the
+ * policies makes every backend drop that cache when the change commits.
+ */
+CREATE FUNCTION orderexp._policies_changed()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'orderexp_policies_changed'
+LANGUAGE C;
+
+/*
+ * A new version when the settings change.  An experiment fixes the
+ * settings it runs under: change them after ending it.
+ */
+CREATE FUNCTION orderexp._policy_version()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF TG_OP = 'UPDATE' THEN
+		IF (NEW.close_after, NEW.remind_before, NEW.extend_by, NEW.max_extensions, NEW.experiment_id)
+		   IS NOT DISTINCT FROM
+		   (OLD.close_after, OLD.remind_before, OLD.extend_by, OLD.max_extensions, OLD.experiment_id) THEN
+			RETURN NEW;
+		END IF;
+		IF OLD.experiment_id IS NOT NULL AND NEW.experiment_id IS NOT DISTINCT FROM OLD.experiment_id THEN
+			RAISE EXCEPTION 'the % close policy of table % is running an experiment',
+				coalesce('category ' || quote_literal(OLD.category), 'default'), OLD.order_table
+				USING ERRCODE = 'object_not_in_prerequisite_state',
+					  HINT = 'End it with orderexp.end_experiment() before changing the policy.';
+		END IF;
+		NEW.version := OLD.version + 1;
+	END IF;
+	INSERT INTO orderexp.policy_versions (policy_id, version, order_table, category, close_after,
+										  remind_before, extend_by, max_extensions, experiment_id)
+	VALUES (NEW.id, NEW.version, NEW.order_table, NEW.category, NEW.close_after,
+			NEW.remind_before, NEW.extend_by, NEW.max_extensions, NEW.experiment_id);
+	RETURN NEW;
+END;
+$$;
+
+/*
+ * A restore loads the dumped policies first, and policies_version records
+ * their current versions; the dumped rows of policy_versions that follow
+ * replace those (they carry the original valid_from).
+ */
+CREATE FUNCTION orderexp._policy_version_restored()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	DELETE FROM orderexp.policy_versions v
+	 WHERE v.policy_id = NEW.policy_id AND v.version = NEW.version;
+	RETURN NEW;
+END;
+$$;
+
+/* one secret: a restored one replaces the one CREATE EXTENSION made */
+CREATE FUNCTION orderexp._secret_single_row()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	DELETE FROM orderexp.secret;
+	RETURN NEW;
+END;
+$$;
+
+/* a newly registered table gets its OID as token id, or the next free one */
+CREATE FUNCTION orderexp._token_table_registered()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	id bigint := NEW.order_table::oid;
+BEGIN
+	IF EXISTS (SELECT 1 FROM orderexp.token_tables x WHERE x.order_table = NEW.order_table) THEN
+		RETURN NULL;
+	END IF;
+	WHILE EXISTS (SELECT 1 FROM orderexp.token_tables x WHERE x.token_relid = id::oid) LOOP
+		id := CASE WHEN id >= 4294967295 THEN 16384 ELSE id + 1 END;
+	END LOOP;
+	INSERT INTO orderexp.token_tables (token_relid, order_table) VALUES (id::oid, NEW.order_table);
+	RETURN NULL;
+END;
+$$;
+
+/*
+ * Restoring a dump: the rows made for the restored registrations give way
+ * to the dumped ones, which carry the ids the dumped tokens name.
+ */
+CREATE FUNCTION orderexp._token_table_restored()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	DELETE FROM orderexp.token_tables x
+	 WHERE x.order_table = NEW.order_table OR x.token_relid = NEW.token_relid;
+	RETURN NEW;
+END;
+$$;
+
+/* ------------------------------------------------------------------------
+ * C entry points
+ * ------------------------------------------------------------------------ */
+
+CREATE FUNCTION orderexp.timer_trigger()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'orderexp_timer_trigger'
+LANGUAGE C;
+COMMENT ON FUNCTION orderexp.timer_trigger() IS
+	'row trigger on registered tables: starts the timer of a new unpaid order';
+
+CREATE FUNCTION orderexp.outcome_trigger()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'orderexp_outcome_trigger'
+LANGUAGE C;
+COMMENT ON FUNCTION orderexp.outcome_trigger() IS
+	'row trigger on registered tables: records the outcome of an order leaving the unpaid state';
+
+CREATE FUNCTION orderexp._closed_payload(order_table text, order_key text,
+										 close_at timestamptz, policy_id integer,
+										 category text, cols jsonb)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'orderexp_closed_payload'
+LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION orderexp._closed_payload(text, text, timestamptz, integer, text, jsonb) IS
+	'payload of a closed event (the sweep''s hot path)';
+
+CREATE FUNCTION orderexp._new_secret()
+RETURNS bytea
+AS 'MODULE_PATHNAME', 'orderexp_new_secret'
+LANGUAGE C STRICT VOLATILE;
+
+CREATE FUNCTION orderexp._token_make(orders regclass, order_key text,
+									 close_at timestamptz, extensions integer,
+									 generation bigint)
+RETURNS text
+AS 'MODULE_PATHNAME', 'orderexp_token_make'
+LANGUAGE C STRICT VOLATILE;
+
+CREATE FUNCTION orderexp._token_open(token text,
+									 OUT order_table regclass, OUT order_key text,
+									 OUT close_at timestamptz, OUT extensions integer,
+									 OUT generation bigint)
+RETURNS record
+AS 'MODULE_PATHNAME', 'orderexp_token_open'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+
+CREATE FUNCTION orderexp.extension_token(orders regclass, order_key anyelement)
+RETURNS text
+AS 'MODULE_PATHNAME', 'orderexp_extension_token'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION orderexp.extension_token(regclass, anyelement) IS
+	'signed, URL-safe token that lets the customer extend the order once, while its current deadline stands';
+
+CREATE FUNCTION orderexp.extend_order_by_token(token text)
+RETURNS timestamptz
+AS 'MODULE_PATHNAME', 'orderexp_extend_order_by_token'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION orderexp.extend_order_by_token(text) IS
+	'customer extension through the link of a reminder; returns the new deadline';
+
+CREATE FUNCTION orderexp.run_due(max_rows integer DEFAULT NULL,
+								 OUT reminded bigint, OUT closed bigint)
+RETURNS record
+AS 'MODULE_PATHNAME', 'orderexp_run_due'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION orderexp.run_due(integer) IS
+	'one sweep of due orders in this database, as the background worker does it (pg_cron entry point)';
+
+/* the role on whose behalf the current orderexp call runs */
+CREATE FUNCTION orderexp._actor()
+RETURNS name
+AS 'MODULE_PATHNAME', 'orderexp_actor'
+LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION orderexp._actor() IS
+	'the role on whose behalf the current orderexp call runs: the caller of the enclosing gate, else current_user';
+
+/*
+ * The GUCs orderexp.max_attempts and orderexp.event_retention are defined
+ * by the library.  The SQL here reads them through C functions, so that the
+ * library is loaded (and the GUCs defined, with any postgresql.conf value
+ * applied) even where it is not in shared_preload_libraries.
+ */
+CREATE FUNCTION orderexp._max_attempts()
+RETURNS integer
+AS 'MODULE_PATHNAME', 'orderexp_get_max_attempts'
+LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION orderexp._max_attempts() IS
+	'value of orderexp.max_attempts';
+
+CREATE FUNCTION orderexp._event_retention()
+RETURNS interval
+AS 'MODULE_PATHNAME', 'orderexp_get_event_retention'
+LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION orderexp._event_retention() IS
+	'value of orderexp.event_retention as an interval; NULL when delivered events are kept forever';
+
+CREATE FUNCTION orderexp.assign_variant(order_key text, weights integer[], seed bigint)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'orderexp_assign_variant'
+LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION orderexp.assign_variant(text, integer[], bigint) IS
+	'the variant (1-based) an order key falls into: hash of the key seeded with the experiment id, by weight';
+
+/* ------------------------------------------------------------------------
+ * Internal helpers
+ * ------------------------------------------------------------------------ */
+
+CREATE FUNCTION orderexp._config(orders regclass)
+RETURNS orderexp.tables
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	cfg orderexp.tables;
+BEGIN
+	IF orders IS NULL THEN
+		RAISE EXCEPTION 'orders table must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	SELECT * INTO cfg FROM orderexp.tables t WHERE t.order_table = orders;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'table % is not registered with orderexp', orders
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'Register it with orderexp.set_close_policy().';
+	END IF;
+	RETURN cfg;
+END;
+$$;
+
+CREATE FUNCTION orderexp._key_text(cfg orderexp.tables, order_key text)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	k text;
+BEGIN
+	IF order_key IS NULL THEN
+		RAISE EXCEPTION 'order key must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	EXECUTE format('SELECT $1::%s::text', cfg.key_type) INTO k USING order_key;
+	RETURN k;
+END;
+$$;
+
+CREATE FUNCTION orderexp._status_type(cfg orderexp.tables)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	status_type text;
+BEGIN
+	SELECT format_type(a.atttypid, a.atttypmod) INTO status_type
+	  FROM pg_attribute a
+	 WHERE a.attrelid = cfg.order_table AND a.attname = cfg.status_column
+	   AND NOT a.attisdropped AND a.attnum > 0;
+	IF status_type IS NULL THEN
+		RAISE EXCEPTION 'column "%" mapped as the status column of table % does not exist',
+			cfg.status_column, cfg.order_table
+			USING ERRCODE = 'undefined_column',
+				  HINT = 'Register the table again with orderexp.set_close_policy().';
+	END IF;
+	RETURN status_type;
+END;
+$$;
+
+CREATE FUNCTION orderexp._iso_interval(i interval)
+RETURNS text
+LANGUAGE sql IMMUTABLE STRICT
+SET intervalstyle = 'iso_8601'
+AS $$
+	SELECT i::text
+$$;
+
+CREATE FUNCTION orderexp._payload_expr(cfg orderexp.tables)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT CASE WHEN cardinality(cfg.payload_columns) = 0
+				THEN '''{}''::jsonb'
+				ELSE 'jsonb_build_object(' ||
+					 (SELECT string_agg(format('%L, o.%I', c, c), ', ' ORDER BY n)
+						FROM unnest(cfg.payload_columns) WITH ORDINALITY AS u(c, n)) ||
+					 ')'
+		   END
+$$;
+
+CREATE FUNCTION orderexp._order_cols(cfg orderexp.tables, k text)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	cols jsonb;
+BEGIN
+	EXECUTE format('SELECT %s FROM %s o WHERE o.%I = $1::%s',
+				   orderexp._payload_expr(cfg), cfg.order_table, cfg.key_column, cfg.key_type)
+		INTO cols USING k;
+	RETURN cols;
+END;
+$$;
+
+/*
+ * The created-at column, if the table is partitioned by it alone (range or
+ * list, not an expression) and it is NOT NULL: then every order's partition
+ * follows from its created-at.  NULL otherwise.
+ */
+CREATE FUNCTION orderexp._partition_column(orders regclass, created_column name)
+RETURNS name
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT a.attname
+	  FROM pg_partitioned_table pt
+	  JOIN pg_attribute a ON a.attrelid = pt.partrelid AND a.attnum = pt.partattrs[0]
+	 WHERE pt.partrelid = orders AND pt.partnatts = 1 AND pt.partattrs[0] <> 0
+	   AND pt.partstrat IN ('r', 'l')
+	   AND a.attname = created_column AND a.attnotnull AND NOT a.attisdropped
+$$;
+
+/*
+ * expr converted between the created-at column's type and timestamptz: a
+ * timestamp (without time zone) goes through UTC both ways, so that the
+ * value read back is the value stored, whatever the session's TimeZone.
+ */
+CREATE FUNCTION orderexp._created_utc(cfg orderexp.tables, expr text)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT CASE WHEN a.atttypid = 'timestamp'::regtype
+				THEN format('(%s AT TIME ZONE ''UTC'')', expr)
+				ELSE expr END
+	  FROM pg_attribute a
+	 WHERE a.attrelid = cfg.order_table AND a.attname = cfg.created_column
+$$;
+
+/*
+ * Timers made before 1.1 have no created-at: fill it in from their orders
+ * when the table becomes partitioned by created-at in orderexp's eyes (on
+ * registration, or when its created-at column becomes NOT NULL), so that
+ * every lookup of the table can rely on it.  Nothing to do otherwise.
+ */
+CREATE FUNCTION orderexp._fill_order_created(cfg orderexp.tables)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	n bigint;
+BEGIN
+	IF cfg.partition_column IS NULL THEN
+		RETURN 0;
+	END IF;
+	EXECUTE format('UPDATE orderexp.timers t SET order_created = %s FROM %s o '
+				   'WHERE t.order_table = $1 AND t.order_created IS NULL AND o.%I = t.order_key::%s',
+				   orderexp._created_utc(cfg, format('o.%I', cfg.created_column)),
+				   cfg.order_table, cfg.key_column, cfg.key_type)
+		USING cfg.order_table;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END;
+$$;
+
+/*
+ * A condition on the orders table (alias o) that narrows a batch's lookup
+ * to the created-at range of the timers in CTE "due": '' unless the table
+ * is partitioned by its created-at.  The bounds are initplans, known when
+ * the lookup starts, so the partitions outside them are pruned then.
+ */
+CREATE FUNCTION orderexp._created_range_sql(cfg orderexp.tables)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT CASE WHEN cfg.partition_column IS NULL THEN ''
+				ELSE format(' AND o.%I BETWEEN %s AND %s', cfg.partition_column,
+							orderexp._created_utc(cfg, '(SELECT min(d.order_created) FROM due d)'),
+							orderexp._created_utc(cfg, '(SELECT max(d.order_created) FROM due d)'))
+		   END
+$$;
+
+/*
+ * Lock one order: its row, then its timer.
+ *
+ * Every writer of a timer holds the order's row (the timer trigger runs in
+ * the transaction that writes the row), so locking the row first makes the
+ * timer visible and the order of locks the same everywhere.  The other way
+ * round, under READ COMMITTED, an order committed between the two
+ * statements (its row and timer are written by one transaction) would have
+ * its row locked and changed while its timer, invisible to the first
+ * statement, was not locked: two operations on such an order, or an
+ * operation and an application setting the order back to unpaid (row, then
+ * the timer trigger), could deadlock (the soak test found it in 1.0).  The
+ * sweep takes both with SKIP LOCKED and never waits, so it deadlocks with
+ * neither order.
+ */
+CREATE FUNCTION orderexp._lock_order(cfg orderexp.tables, k text)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	st text;
+	found_row boolean;
+	created timestamptz;
+BEGIN
+	/*
+	 * On a table partitioned by created-at, look in the partition the
+	 * timer names first; the timer is read unlocked, so should the order
+	 * have moved meanwhile, look again in the whole table.
+	 */
+	IF cfg.partition_column IS NOT NULL THEN
+		SELECT t.order_created INTO created FROM orderexp.timers t
+		 WHERE t.order_table = cfg.order_table AND t.order_key = k;
+	END IF;
+	IF created IS NOT NULL THEN
+		EXECUTE format('SELECT true, o.%I::text FROM %s o WHERE o.%I = $1::%s AND o.%I = %s FOR UPDATE',
+					   cfg.status_column, cfg.order_table, cfg.key_column, cfg.key_type,
+					   cfg.partition_column, orderexp._created_utc(cfg, '$2'))
+			INTO found_row, st USING k, created;
+	END IF;
+	IF found_row IS NULL THEN
+		EXECUTE format('SELECT true, o.%I::text FROM %s o WHERE o.%I = $1::%s FOR UPDATE',
+					   cfg.status_column, cfg.order_table, cfg.key_column, cfg.key_type)
+			INTO found_row, st USING k;
+	END IF;
+	IF found_row IS NULL THEN
+		RAISE EXCEPTION 'order % not found in table %', k, cfg.order_table
+			USING ERRCODE = 'no_data_found';
+	END IF;
+	PERFORM 1 FROM orderexp.timers t
+	 WHERE t.order_table = cfg.order_table AND t.order_key = k
+	   FOR UPDATE;
+	RETURN st;
+END;
+$$;
+COMMENT ON FUNCTION orderexp._lock_order(orderexp.tables, text) IS
+	'lock one order: its row, then its timer; the row''s status as text, P0002 if there is no such order';
+
+/*
+ * Insert timers for the unpaid rows of a table that have none yet, with
+ * deadlines from their created-at column, the policy version and the
+ * experiment variant, as the timer trigger arms them.  With only_category
+ * set, limited to that category; with reschedule, also recompute deadlines
+ * of tracked rows governed by the policies of that scope.  Returns the
+ * number of rows inserted or rescheduled.
+ */
+CREATE FUNCTION orderexp._track_existing(cfg orderexp.tables, only_category text,
+										 scope_all boolean, reschedule boolean)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	n bigint;
+	cat_expr text;
+	scope text;
+BEGIN
+	cat_expr := CASE WHEN cfg.category_column IS NULL THEN 'NULL::text'
+					 ELSE format('o.%I::text', cfg.category_column) END;
+	IF scope_all THEN
+		scope := 'true';
+	ELSIF only_category IS NULL THEN
+		/* default policy: rows whose category has no policy of its own */
+		scope := format('NOT EXISTS (SELECT 1 FROM orderexp.policies q WHERE q.order_table = %L::regclass AND q.category = %s)',
+						cfg.order_table::oid::text, cat_expr);
+	ELSE
+		scope := format('%s = %L', cat_expr, only_category);
+	END IF;
+
+	EXECUTE format($q$
+		INSERT INTO orderexp.timers AS t (order_table, order_key, policy_id, close_at, remind_at,
+										  policy_version, variant, order_created)
+		SELECT %1$L::regclass, o.%2$I::text, p.id, c.close_at, c.close_at - p.remind_before,
+			   p.version, v.variant, %11$s
+		  FROM %4$s o
+		 CROSS JOIN LATERAL (
+				SELECT p.id, p.close_after, p.remind_before, p.version,
+					   e.id AS experiment_id, e.variants, e.weights
+				  FROM orderexp.policies p
+				  LEFT JOIN orderexp.experiments e ON e.id = p.experiment_id
+				 WHERE p.order_table = %1$L::regclass
+				   AND (p.category = %5$s OR p.category IS NULL)
+				 ORDER BY p.category IS NULL
+				 LIMIT 1) p
+		 CROSS JOIN LATERAL (
+				SELECT CASE WHEN p.experiment_id IS NOT NULL
+							THEN orderexp.assign_variant(o.%2$I::text, p.weights, p.experiment_id)
+					   END AS variant) v
+		 CROSS JOIN LATERAL (
+				SELECT coalesce(o.%3$I::timestamptz, now())
+					   + coalesce(p.variants[v.variant], p.close_after) AS close_at) c
+		 WHERE o.%6$I = %7$L::text::%8$s AND %9$s
+		ON CONFLICT (order_table, order_key) DO %10$s$q$,
+		cfg.order_table::oid::text, cfg.key_column, cfg.created_column,
+		cfg.order_table, cat_expr, cfg.status_column, cfg.unpaid_value,
+		orderexp._status_type(cfg),
+		scope,
+		CASE WHEN reschedule
+			 THEN 'UPDATE SET policy_id = excluded.policy_id, close_at = excluded.close_at, '
+				  'remind_at = CASE WHEN excluded.close_at = t.reminded_for THEN NULL '
+				  'ELSE excluded.remind_at END, '
+				  'policy_version = excluded.policy_version, variant = excluded.variant, '
+				  'order_created = excluded.order_created'
+			 ELSE 'NOTHING' END,
+		orderexp._created_utc(cfg, format('o.%I', cfg.created_column)));
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END;
+$$;
+
+/* drop orderexp's triggers from a table, quietly */
+CREATE FUNCTION orderexp._drop_triggers(orders regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	tg name;
+BEGIN
+	FOR tg IN SELECT t.tgname FROM pg_trigger t
+			   WHERE t.tgrelid = orders AND NOT t.tgisinternal
+				 AND t.tgname IN ('orderexp_timer_insert', 'orderexp_timer_unpaid',
+								  'orderexp_timer_moved', 'orderexp_timer_truncate',
+								  'orderexp_outcome')
+	LOOP
+		EXECUTE format('DROP TRIGGER %I ON %s', tg, orders);
+	END LOOP;
+END;
+$$;
+
+/*
+ * (Re)create the triggers that keep timers and outcomes in step with a
+ * registered table.  The timer and the outcome triggers have no WHEN
+ * clause: PostgreSQL parses a trigger's WHEN clause anew for every
+ * statement, which on the application's one-row INSERT and payment UPDATE
+ * cost more than orderexp's work itself.  They take the status column and
+ * the unpaid value as arguments instead, and orderexp_timer_trigger and
+ * orderexp_outcome_trigger test the status in C.  orderexp_timer_moved keeps
+ * its WHEN clause: it fires only when created-at changes, which is rare,
+ * and the clause tests that too.
+ */
+CREATE FUNCTION orderexp._install_triggers(cfg orderexp.tables)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM orderexp._drop_triggers(cfg.order_table);
+
+	/* a new unpaid order starts its timer */
+	EXECUTE format('CREATE TRIGGER orderexp_timer_insert AFTER INSERT ON %s '
+				   'FOR EACH ROW '
+				   'EXECUTE FUNCTION orderexp.timer_trigger(%L, %L, %L, %L, %L, %L)',
+				   cfg.order_table,
+				   cfg.key_column, cfg.created_column, coalesce(cfg.category_column, ''),
+				   cfg.order_table::oid, cfg.status_column, cfg.unpaid_value);
+
+	/* an order set back to unpaid outside orderexp is tracked again */
+	EXECUTE format('CREATE TRIGGER orderexp_timer_unpaid AFTER UPDATE OF %I ON %s '
+				   'FOR EACH ROW '
+				   'EXECUTE FUNCTION orderexp.timer_trigger(%L, %L, %L, %L, %L, %L)',
+				   cfg.status_column, cfg.order_table,
+				   cfg.key_column, cfg.created_column, coalesce(cfg.category_column, ''),
+				   cfg.order_table::oid, cfg.status_column, cfg.unpaid_value);
+
+	/* partitioned by created-at: an unpaid order whose created-at changes */
+	IF cfg.partition_column IS NOT NULL THEN
+		EXECUTE format('CREATE TRIGGER orderexp_timer_moved AFTER UPDATE OF %I ON %s '
+					   'FOR EACH ROW WHEN (NEW.%I = %L AND OLD.%I = %L AND OLD.%I IS DISTINCT FROM NEW.%I) '
+					   'EXECUTE FUNCTION orderexp.timer_trigger(%L, %L, %L, %L)',
+					   cfg.created_column, cfg.order_table,
+					   cfg.status_column, cfg.unpaid_value,
+					   cfg.status_column, cfg.unpaid_value,
+					   cfg.created_column, cfg.created_column,
+					   cfg.key_column, cfg.created_column, coalesce(cfg.category_column, ''),
+					   cfg.order_table::oid);
+	END IF;
+
+	/* an order leaving the unpaid state has an outcome */
+	EXECUTE format('CREATE TRIGGER orderexp_outcome AFTER UPDATE OF %I ON %s '
+				   'FOR EACH ROW '
+				   'EXECUTE FUNCTION orderexp.outcome_trigger(%L, %L, %L, %L, %L, %L, %L)',
+				   cfg.status_column, cfg.order_table,
+				   cfg.key_column, cfg.created_column, cfg.status_column,
+				   cfg.closed_value, cfg.cancelled_value, cfg.order_table::oid,
+				   cfg.unpaid_value);
+
+	/* TRUNCATE removes every order at once; so do their timers */
+	EXECUTE format('CREATE TRIGGER orderexp_timer_truncate AFTER TRUNCATE ON %s '
+				   'FOR EACH STATEMENT EXECUTE FUNCTION orderexp._truncate_trigger()',
+				   cfg.order_table);
+END;
+$$;
+
+/* runs as the owner: whoever may truncate the table may drop its timers */
+CREATE FUNCTION orderexp._truncate_trigger()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	DELETE FROM orderexp.timers t WHERE t.order_table = TG_RELID::regclass;
+	RETURN NULL;
+END;
+$$;
+
+/* one audit row (the functions below take their actor in one place) */
+CREATE FUNCTION orderexp._audit(orders regclass, k text, action text, via text, actor name,
+								reason text, tm orderexp.timers, deadline timestamptz,
+								previous_deadline timestamptz)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+	INSERT INTO orderexp.audit (order_table, order_key, action, via, actor, reason, policy_id,
+								policy_version, variant, deadline, previous_deadline)
+	VALUES (orders, k, action, via, actor, reason, tm.policy_id, tm.policy_version, tm.variant,
+			deadline, previous_deadline)
+$$;
+
+/*
+ * One event per channel of the table, linked to the audit row of the same
+ * change (written just before, in this transaction), and a NOTIFY.
+ */
+CREATE FUNCTION orderexp._emit(cfg orderexp.tables, kind text, k text, payload jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	ids bigint[];
+BEGIN
+	WITH e AS (
+		INSERT INTO orderexp.outbox (kind, order_table, order_key, channel, payload)
+		SELECT kind, cfg.order_table, k, ch, payload
+		  FROM unnest(cfg.channels) AS ch
+		RETURNING id)
+	SELECT array_agg(e.id ORDER BY e.id) INTO ids FROM e;
+
+	IF ids IS NOT NULL THEN
+		UPDATE orderexp.audit a
+		   SET event_ids = ids
+		 WHERE a.order_table = cfg.order_table AND a.order_key = k
+		   AND a.id = (SELECT max(b.id) FROM orderexp.audit b
+						WHERE b.order_table = cfg.order_table AND b.order_key = k
+						  AND b.action = kind AND b.at = now() AND b.event_ids IS NULL);
+	END IF;
+	PERFORM pg_notify('orderexp', json_build_object('kind', kind, 'table', cfg.order_table::text,
+													'count', 1)::text);
+END;
+$$;
+
+/* ------------------------------------------------------------------------
+ * The sweep's statements
+ * ------------------------------------------------------------------------ */
+
+/*
+ * The two CTEs both batch statements share, after their "due" CTE:
+ *
+ *  mine    the rows of the due orders, locked FOR <lock> SKIP LOCKED: an
+ *          application transaction (a payment, say) holding one right now
+ *          makes it skipped, with "unpaid" and any extra columns; narrowed
+ *          to the batch's created-at range (_created_range_sql);
+ *  busy    due orders whose row exists but is locked: left for later.
+ *          busy looks for the key in the whole table: an order whose row
+ *          was not found in the range (its created-at changed and its timer
+ *          has not caught up) stays busy, is tried again, and is never taken
+ *          for gone.
+ */
+CREATE FUNCTION orderexp._lock_rows_sql(cfg orderexp.tables, status_type text,
+										extra_columns text, lock text)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT format($q$mine AS MATERIALIZED (
+	SELECT o.%2$I::text AS order_key, (o.%3$I IS NOT DISTINCT FROM %4$L::%5$s) AS unpaid%7$s
+	  FROM %1$s o
+	 WHERE o.%2$I = ANY (ARRAY(SELECT d.order_key::%6$s FROM due d))%9$s
+	   FOR %8$s OF o SKIP LOCKED),
+busy AS MATERIALIZED (
+	SELECT d.order_key
+	  FROM due d
+	 WHERE NOT EXISTS (SELECT 1 FROM mine m WHERE m.order_key = d.order_key)
+	   AND EXISTS (SELECT 1 FROM %1$s o WHERE o.%2$I = d.order_key::%6$s)),$q$,
+		cfg.order_table, cfg.key_column, cfg.status_column, cfg.unpaid_value,
+		status_type, cfg.key_type, extra_columns,
+		CASE lock WHEN 'UPDATE' THEN 'UPDATE' WHEN 'SHARE' THEN 'SHARE' END,
+		orderexp._created_range_sql(cfg))
+$$;
+
+/*
+ * The statement that closes one batch of due orders of a table, as the sweep
+ * (worker and run_due) prepares and keeps it.  Parameters: $1 the table,
+ * $2 the batch size, ($3, $4) the deadline and key of the last timer the
+ * previous batch of the same sweep took ('-infinity', '' for the first).
+ * Returns (taken, busy, closed, deadline and key of the last timer taken).
+ *
+ * The sweep walks the index in (deadline, key) order and each batch starts
+ * after the last one: timers deleted by earlier batches of a sweep that runs
+ * in one transaction (run_due) are not stepped over again, and orders held by
+ * an application transaction (busy) do not stop the sweep from reaching the
+ * due orders behind them.  The next sweep starts from the beginning and
+ * tries the busy ones again.
+ *
+ *  due     the earliest due timers, locked, skipping those another sweep or
+ *          an orderexp function holds;
+ *  mine    their rows in the orders table, locked, skipping rows that an
+ *          application transaction (a payment, say) holds right now;
+ *  busy    due orders whose row exists but is locked: left for the next tick;
+ *  gone    the timers of everything else are done with (closed now, or paid,
+ *          cancelled or deleted since: the lazy clean-up); found by the ctid
+ *          the lock returned, which no one can change while we hold it (should
+ *          a concurrent change have made it invisible to our snapshot, the
+ *          timer stays and the next sweep finds the order no longer unpaid);
+ *  closed  the guarded update: only rows still unpaid are closed;
+ *  done    the closed orders joined to their timers, once;
+ *  events  one 'closed' event per channel per order actually closed, with
+ *          their ids for the audit rows;
+ *  audit   one audit row per order closed, with the policy, the deadline
+ *          that passed and the events;
+ *  outcome one outcome row per order closed (the outcome trigger skips the
+ *          rows of this statement, see outcome.c).
+ */
+CREATE FUNCTION orderexp._sweep_sql(cfg orderexp.tables)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	status_type text := orderexp._status_type(cfg);
+BEGIN
+	RETURN format($q$
+WITH due AS MATERIALIZED (
+	SELECT t.ctid AS tid, t.order_key, t.close_at, t.policy_id, t.policy_version, t.variant,
+		   t.order_created, t.reminded_for, t.extensions, t.token_extensions, t.reopened
+	  FROM orderexp.timers t
+	 WHERE t.order_table = $1 AND t.close_at <= now()
+	   AND (t.close_at, t.order_key) > ($3, $4)
+	 ORDER BY t.close_at, t.order_key
+	 LIMIT $2
+	   FOR UPDATE SKIP LOCKED),
+%12$s
+gone AS (
+	DELETE FROM orderexp.timers t
+	 WHERE t.ctid = ANY (ARRAY(SELECT d.tid FROM due d
+								WHERE NOT EXISTS (SELECT 1 FROM busy b
+												   WHERE b.order_key = d.order_key)))),
+closed AS (
+	UPDATE %1$s o SET %3$I = %7$L::%5$s
+	 WHERE o.%2$I = ANY (ARRAY(SELECT m.order_key::%6$s FROM mine m WHERE m.unpaid))
+	   AND o.%3$I = %4$L::%5$s%13$s
+	RETURNING o.%2$I::text AS order_key, %8$s AS cols, %9$s AS category,
+			  o.%14$I::timestamptz AS created_at),
+done AS MATERIALIZED (
+	SELECT c.order_key, c.cols, c.category, c.created_at, d.close_at, d.policy_id,
+		   d.policy_version, d.variant, d.reminded_for, d.extensions, d.token_extensions,
+		   d.reopened
+	  FROM closed c
+	  JOIN due d ON d.order_key = c.order_key),
+events AS (
+	INSERT INTO orderexp.outbox (kind, order_table, order_key, channel, payload)
+	SELECT 'closed', $1, x.order_key, ch.channel,
+		   orderexp._closed_payload(%10$L, x.order_key, x.close_at, x.policy_id,
+									x.category, x.cols)
+	  FROM done x
+	 CROSS JOIN unnest(%11$L::text[]) AS ch(channel)
+	RETURNING id, order_key),
+audit AS (
+	INSERT INTO orderexp.audit (order_table, order_key, action, via, policy_id,
+								policy_version, variant, deadline, event_ids)
+	SELECT $1, x.order_key, 'closed', 'timeout', x.policy_id, x.policy_version, x.variant,
+		   x.close_at, %15$s
+	  FROM done x%16$s),
+outcome AS (
+	INSERT INTO orderexp.outcomes (order_table, order_key, outcome, status, policy_id,
+								   policy_version, variant, created_at, close_at, decided_at,
+								   reminded, extensions, token_extensions, reopened)
+	SELECT $1, x.order_key, 'closed', %7$L, x.policy_id, x.policy_version, x.variant,
+		   x.created_at, x.close_at, now(), x.reminded_for IS NOT NULL, x.extensions,
+		   x.token_extensions, x.reopened
+	  FROM done x)
+SELECT (SELECT count(*) FROM due), (SELECT count(*) FROM busy), (SELECT count(*) FROM closed),
+	   last.close_at, last.order_key
+  FROM (SELECT NULL) AS one
+  LEFT JOIN (SELECT d.close_at, d.order_key FROM due d
+			  ORDER BY d.close_at DESC, d.order_key DESC LIMIT 1) AS last ON true$q$,
+		cfg.order_table, cfg.key_column, cfg.status_column, cfg.unpaid_value,
+		status_type, cfg.key_type, cfg.closed_value, orderexp._payload_expr(cfg),
+		CASE WHEN cfg.category_column IS NULL THEN 'NULL::text'
+			 ELSE format('o.%I::text', cfg.category_column) END,
+		cfg.order_table::text, cfg.channels,
+		orderexp._lock_rows_sql(cfg, status_type, '', 'UPDATE'),
+		orderexp._created_range_sql(cfg),
+		cfg.created_column,
+		/* the events of each close, for its audit row: with one channel, one */
+		CASE cardinality(cfg.channels) WHEN 0 THEN 'NULL::bigint[]'
+									   WHEN 1 THEN 'ARRAY[e.id]'
+									   ELSE 'e.ids' END,
+		CASE cardinality(cfg.channels) WHEN 0 THEN ''
+			 WHEN 1 THEN E'\n\t  JOIN events e ON e.order_key = x.order_key'
+			 ELSE E'\n\t  LEFT JOIN (SELECT e.order_key, array_agg(e.id) AS ids	/* in insertion order */\n\t\t\t  FROM events e GROUP BY e.order_key) e ON e.order_key = x.order_key' END);
+END;
+$$;
+
+/*
+ * The statement that writes one batch of due reminders of a table.
+ * Parameters and result as for _sweep_sql, over remind_at.
+ *
+ *  due     the earliest due reminders, timers locked with SKIP LOCKED;
+ *  mine    their rows, FOR SHARE SKIP LOCKED: a payment in flight holds its
+ *          row, and its order is looked at again next tick;
+ *  done    every due reminder but the busy ones is dealt with: remind_at is
+ *          cleared, so a reminder goes out at most once per deadline;
+ *  events  one 'reminder' per channel for orders still unpaid and not yet
+ *          past their deadline, with a token when the customer may extend.
+ */
+CREATE FUNCTION orderexp._remind_sql(cfg orderexp.tables)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	status_type text := orderexp._status_type(cfg);
+BEGIN
+	RETURN format($q$
+WITH due AS MATERIALIZED (
+	SELECT t.ctid AS tid, t.order_key, t.close_at, t.remind_at, t.policy_id, t.extensions,
+		   t.token_extensions, t.generation, t.order_created
+	  FROM orderexp.timers t
+	 WHERE t.order_table = $1 AND t.remind_at <= now()
+	   AND (t.remind_at, t.order_key) > ($3, $4)
+	 ORDER BY t.remind_at, t.order_key
+	 LIMIT $2
+	   FOR UPDATE SKIP LOCKED),
+%11$s
+done AS (
+	UPDATE orderexp.timers t SET remind_at = NULL, reminded_for = t.close_at
+	 WHERE t.order_table = $1
+	   AND t.order_key = ANY (ARRAY(SELECT d.order_key FROM due d
+									 WHERE NOT EXISTS (SELECT 1 FROM busy b
+														WHERE b.order_key = d.order_key)))),
+reminded AS MATERIALIZED (
+	SELECT d.*, m.cols, m.category, p.extend_by,
+		   greatest(p.max_extensions - d.token_extensions, 0) AS extensions_left
+	  FROM due d
+	  JOIN mine m ON m.order_key = d.order_key
+	  JOIN orderexp.policies p ON p.id = d.policy_id
+	 WHERE m.unpaid AND d.close_at > now()),
+events AS (
+	INSERT INTO orderexp.outbox (kind, order_table, order_key, channel, payload)
+	SELECT 'reminder', $1, r.order_key, ch.channel,
+		   jsonb_build_object('order_table', %9$L, 'order_key', r.order_key,
+							  'close_at', r.close_at, 'remind_at', r.remind_at,
+							  'policy_id', r.policy_id, 'category', r.category,
+							  'extend_by', orderexp._iso_interval(r.extend_by), 'extensions_left', r.extensions_left,
+							  'extension_token', tok.token,
+							  'order', r.cols)
+	  FROM reminded r
+	 CROSS JOIN LATERAL (
+			SELECT CASE WHEN r.extend_by IS NOT NULL AND r.extensions_left > 0
+							 AND octet_length(r.order_key) <= 1024	/* longer keys fit no token */
+						THEN orderexp._token_make($1, r.order_key, r.close_at, r.extensions,
+												  r.generation)
+				   END AS token) tok
+	 CROSS JOIN unnest(%10$L::text[]) AS ch(channel))
+SELECT (SELECT count(*) FROM due), (SELECT count(*) FROM busy), (SELECT count(*) FROM reminded),
+	   last.remind_at, last.order_key
+  FROM (SELECT NULL) AS one
+  LEFT JOIN (SELECT d.remind_at, d.order_key FROM due d
+			  ORDER BY d.remind_at DESC, d.order_key DESC LIMIT 1) AS last ON true$q$,
+		cfg.order_table, cfg.key_column, cfg.status_column, cfg.unpaid_value,
+		status_type, cfg.key_type, orderexp._payload_expr(cfg),
+		CASE WHEN cfg.category_column IS NULL THEN 'NULL::text'
+			 ELSE format('o.%I::text', cfg.category_column) END,
+		cfg.order_table::text, cfg.channels,
+		orderexp._lock_rows_sql(cfg, status_type,
+								format(', %s AS cols, %s AS category',
+									   orderexp._payload_expr(cfg),
+									   CASE WHEN cfg.category_column IS NULL THEN 'NULL::text'
+											ELSE format('o.%I::text', cfg.category_column) END),
+								'SHARE'));
+END;
+$$;
+
+/* ------------------------------------------------------------------------
+ * Policies: the bodies, and the owner gates
+ * ------------------------------------------------------------------------ */
+
+CREATE FUNCTION orderexp._set_close_policy(
+	orders				regclass,
+	close_after			interval,
+	remind_before		interval,
+	extend_by			interval,
+	max_extensions		integer,
+	category			text,
+	key_column			name,
+	status_column		name,
+	created_column		name,
+	category_column		name,
+	unpaid_value		text,
+	closed_value		text,
+	cancelled_value		text,
+	payload_columns		name[],
+	channels			text[],
+	reschedule			boolean)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	old_cfg		orderexp.tables;
+	cfg			orderexp.tables;
+	rel			record;
+	att			record;
+	pk_cols		int2[];
+	is_new		boolean;
+	policy_id	integer;
+	had_policy	boolean;
+	col			name;
+BEGIN
+	/* --- arguments that must be given --- */
+	IF orders IS NULL THEN
+		RAISE EXCEPTION 'orders table must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF close_after IS NULL THEN
+		RAISE EXCEPTION 'close_after must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF max_extensions IS NULL THEN
+		RAISE EXCEPTION 'max_extensions must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF reschedule IS NULL THEN
+		RAISE EXCEPTION 'reschedule must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+
+	/* --- intervals --- */
+	IF close_after <= interval '0' THEN
+		RAISE EXCEPTION 'close_after must be positive'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('close_after is %s.', close_after);
+	END IF;
+	IF close_after > interval '100 years' THEN
+		RAISE EXCEPTION 'close_after must be at most 100 years'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('close_after is %s.', close_after);
+	END IF;
+	IF remind_before IS NOT NULL AND remind_before <= interval '0' THEN
+		RAISE EXCEPTION 'remind_before must be positive'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('remind_before is %s.', remind_before),
+				  HINT = 'Pass NULL for no reminders.';
+	END IF;
+	IF remind_before IS NOT NULL AND remind_before >= close_after THEN
+		RAISE EXCEPTION 'remind_before must be shorter than close_after'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('remind_before is %s, close_after is %s.', remind_before, close_after);
+	END IF;
+	IF extend_by IS NOT NULL AND (extend_by <= interval '0' OR extend_by > interval '100 years') THEN
+		RAISE EXCEPTION 'extend_by must be positive and at most 100 years'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('extend_by is %s.', extend_by);
+	END IF;
+	IF max_extensions < 0 THEN
+		RAISE EXCEPTION 'max_extensions must not be negative'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('max_extensions is %s.', max_extensions);
+	END IF;
+	IF max_extensions > 0 AND extend_by IS NULL THEN
+		RAISE EXCEPTION 'max_extensions needs extend_by'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Give extend_by, the interval each extension adds.';
+	END IF;
+
+	/* --- the table --- */
+	SELECT c.oid, c.relkind, c.relpersistence INTO rel FROM pg_class c WHERE c.oid = orders;
+	IF rel.relkind IS NULL THEN
+		RAISE EXCEPTION 'relation with OID % does not exist', orders::oid
+			USING ERRCODE = 'undefined_table';
+	END IF;
+	IF rel.relkind NOT IN ('r', 'p') THEN
+		RAISE EXCEPTION '% is not a table', orders
+			USING ERRCODE = 'wrong_object_type',
+				  DETAIL = 'Only ordinary and partitioned tables can be registered.';
+	END IF;
+	IF rel.relpersistence = 't' THEN
+		RAISE EXCEPTION 'temporary table % cannot be registered', orders
+			USING ERRCODE = 'wrong_object_type',
+				  DETAIL = 'The background worker cannot see temporary tables.';
+	END IF;
+
+	SELECT * INTO old_cfg FROM orderexp.tables t WHERE t.order_table = orders FOR UPDATE;
+	is_new := NOT FOUND;
+
+	cfg.order_table := orders;
+	cfg.key_column := coalesce(key_column, old_cfg.key_column);
+	cfg.status_column := coalesce(status_column, old_cfg.status_column, 'status');
+	cfg.created_column := coalesce(created_column, old_cfg.created_column, 'created_at');
+	cfg.category_column := coalesce(category_column, old_cfg.category_column);
+	cfg.unpaid_value := coalesce(unpaid_value, old_cfg.unpaid_value, 'unpaid');
+	cfg.closed_value := coalesce(closed_value, old_cfg.closed_value, 'closed');
+	cfg.cancelled_value := coalesce(cancelled_value, old_cfg.cancelled_value, 'cancelled');
+	cfg.payload_columns := coalesce(payload_columns, old_cfg.payload_columns, '{}');
+	cfg.channels := coalesce(channels, old_cfg.channels, '{email}');
+
+	/* --- key column: the primary key unless named, then it must be unique --- */
+	IF cfg.key_column IS NULL THEN
+		SELECT i.indkey::int2[] INTO pk_cols
+		  FROM pg_index i WHERE i.indrelid = orders AND i.indisprimary;
+		IF pk_cols IS NULL THEN
+			RAISE EXCEPTION 'table % has no primary key', orders
+				USING ERRCODE = 'invalid_table_definition',
+					  HINT = 'Add a single-column primary key or name a unique key column with key_column.';
+		END IF;
+		IF cardinality(pk_cols) <> 1 THEN
+			RAISE EXCEPTION 'primary key of table % has % columns', orders, cardinality(pk_cols)
+				USING ERRCODE = 'invalid_table_definition',
+					  HINT = CASE rel.relkind
+								 WHEN 'p' THEN 'Name the column that identifies an order with key_column; it must lead an index.'
+								 ELSE 'Name a unique key column with key_column.' END;
+		END IF;
+		SELECT a.attname INTO cfg.key_column
+		  FROM pg_attribute a WHERE a.attrelid = orders AND a.attnum = pk_cols[array_lower(pk_cols, 1)];
+	END IF;
+
+	SELECT a.attnum, a.atttypid::regtype AS typ INTO att
+	  FROM pg_attribute a
+	 WHERE a.attrelid = orders AND a.attname = cfg.key_column AND NOT a.attisdropped AND a.attnum > 0;
+	IF att.attnum IS NULL THEN
+		RAISE EXCEPTION 'column "%" of table % does not exist', cfg.key_column, orders
+			USING ERRCODE = 'undefined_column', HINT = 'Check key_column.';
+	END IF;
+	IF att.typ NOT IN ('bigint'::regtype, 'integer'::regtype, 'uuid'::regtype,
+					   'text'::regtype, 'character varying'::regtype) THEN
+		RAISE EXCEPTION 'key column "%" of table % has unsupported type %', cfg.key_column, orders, att.typ
+			USING ERRCODE = 'datatype_mismatch',
+				  DETAIL = 'Supported key types are bigint, integer, uuid, text and varchar.';
+	END IF;
+	cfg.key_type := att.typ;
+	IF rel.relkind = 'p' THEN
+		/*
+		 * A unique index of a partitioned table must contain the partition
+		 * key, so the column that identifies an order (filled from a
+		 * sequence, say) cannot be declared unique on its own.  It must lead
+		 * an index, such as the primary key (id, created_at), so that every
+		 * lookup of an order is an index probe in each partition it touches.
+		 */
+		IF NOT EXISTS (SELECT 1 FROM pg_index i
+						WHERE i.indrelid = orders AND i.indkey[0] = att.attnum
+						  AND i.indpred IS NULL) THEN
+			RAISE EXCEPTION 'key column "%" of partitioned table % is not indexed', cfg.key_column, orders
+				USING ERRCODE = 'invalid_table_definition',
+					  DETAIL = 'The key column of a partitioned table must be the first column of an index without a WHERE clause.',
+					  HINT = format('Use a primary key that starts with it, e.g. PRIMARY KEY (%I, <partition key>), or CREATE INDEX ON %s (%I).',
+									cfg.key_column, orders, cfg.key_column);
+		END IF;
+	ELSIF NOT EXISTS (SELECT 1 FROM pg_index i
+					   WHERE i.indrelid = orders AND i.indisunique AND i.indnkeyatts = 1
+						 AND i.indkey[0] = att.attnum AND i.indpred IS NULL AND i.indexprs IS NULL) THEN
+		RAISE EXCEPTION 'key column "%" of table % is not unique', cfg.key_column, orders
+			USING ERRCODE = 'invalid_table_definition',
+				  HINT = 'The key column needs a primary key or unique index of its own.';
+	END IF;
+
+	/* --- status column and values --- */
+	SELECT a.attnum, a.atttypid, t.typtype, t.typcategory, format_type(a.atttypid, a.atttypmod) AS typ
+	  INTO att
+	  FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+	 WHERE a.attrelid = orders AND a.attname = cfg.status_column AND NOT a.attisdropped AND a.attnum > 0;
+	IF att.attnum IS NULL THEN
+		RAISE EXCEPTION 'column "%" of table % does not exist', cfg.status_column, orders
+			USING ERRCODE = 'undefined_column', HINT = 'Check status_column.';
+	END IF;
+	IF att.typcategory <> 'S' AND att.typtype <> 'e' THEN
+		RAISE EXCEPTION 'status column "%" of table % has unsupported type %', cfg.status_column, orders, att.typ
+			USING ERRCODE = 'datatype_mismatch',
+				  DETAIL = 'The status column must be of a string type or an enum.';
+	END IF;
+	IF cfg.unpaid_value = '' OR cfg.closed_value = '' OR cfg.cancelled_value = '' THEN
+		RAISE EXCEPTION 'status values must not be empty' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF cfg.unpaid_value IN (cfg.closed_value, cfg.cancelled_value) OR cfg.closed_value = cfg.cancelled_value THEN
+		RAISE EXCEPTION 'status values must be distinct'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('unpaid %L, closed %L, cancelled %L.',
+								  cfg.unpaid_value, cfg.closed_value, cfg.cancelled_value);
+	END IF;
+	DECLARE
+		v text;
+		ok boolean;
+	BEGIN
+		FOREACH v IN ARRAY ARRAY[cfg.unpaid_value, cfg.closed_value, cfg.cancelled_value] LOOP
+			BEGIN
+				EXECUTE format('SELECT %L::%s::text = %L', v, att.typ, v) INTO ok;
+				IF NOT ok THEN
+					/* e.g. silently cut to fit a varchar(n) */
+					RAISE EXCEPTION USING ERRCODE = 'invalid_text_representation';
+				END IF;
+			EXCEPTION WHEN data_exception THEN
+				RAISE EXCEPTION 'status value % is not valid for column "%" of type %', quote_literal(v), cfg.status_column, att.typ
+					USING ERRCODE = 'invalid_parameter_value';
+			END;
+		END LOOP;
+	END;
+
+	/* --- created-at column --- */
+	SELECT a.attnum, a.atttypid::regtype AS typ INTO att
+	  FROM pg_attribute a
+	 WHERE a.attrelid = orders AND a.attname = cfg.created_column AND NOT a.attisdropped AND a.attnum > 0;
+	IF att.attnum IS NULL THEN
+		RAISE EXCEPTION 'column "%" of table % does not exist', cfg.created_column, orders
+			USING ERRCODE = 'undefined_column', HINT = 'Check created_column.';
+	END IF;
+	IF att.typ NOT IN ('timestamp with time zone'::regtype, 'timestamp without time zone'::regtype) THEN
+		RAISE EXCEPTION 'created-at column "%" of table % has unsupported type %', cfg.created_column, orders, att.typ
+			USING ERRCODE = 'datatype_mismatch',
+				  DETAIL = 'The created-at column must be timestamptz or timestamp.';
+	END IF;
+	cfg.partition_column := orderexp._partition_column(orders, cfg.created_column);
+
+	/* --- category column and the category argument --- */
+	IF cfg.category_column IS NOT NULL AND NOT EXISTS (
+			SELECT 1 FROM pg_attribute a
+			 WHERE a.attrelid = orders AND a.attname = cfg.category_column AND NOT a.attisdropped AND a.attnum > 0) THEN
+		RAISE EXCEPTION 'column "%" of table % does not exist', cfg.category_column, orders
+			USING ERRCODE = 'undefined_column', HINT = 'Check category_column.';
+	END IF;
+	IF category IS NOT NULL AND cfg.category_column IS NULL THEN
+		RAISE EXCEPTION 'table % has no category column', orders
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Pass category_column to say which column holds the product category.';
+	END IF;
+
+	/* --- payload columns and channels --- */
+	FOREACH col IN ARRAY cfg.payload_columns LOOP
+		IF col IS NULL OR NOT EXISTS (
+				SELECT 1 FROM pg_attribute a
+				 WHERE a.attrelid = orders AND a.attname = col AND NOT a.attisdropped AND a.attnum > 0) THEN
+			RAISE EXCEPTION 'payload column "%" of table % does not exist', col, orders
+				USING ERRCODE = 'undefined_column';
+		END IF;
+	END LOOP;
+	IF cardinality(cfg.channels) = 0 OR array_position(cfg.channels, NULL) IS NOT NULL
+	   OR EXISTS (SELECT 1 FROM unnest(cfg.channels) c WHERE c = '') THEN
+		RAISE EXCEPTION 'channels must be a non-empty array of non-empty names'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('channels is %L.', cfg.channels);
+	END IF;
+
+	/* --- store --- */
+	IF is_new THEN
+		INSERT INTO orderexp.tables (order_table, key_column, key_type, status_column,
+									 created_column, category_column, unpaid_value,
+									 closed_value, cancelled_value, payload_columns, channels,
+									 partition_column)
+		VALUES (cfg.order_table, cfg.key_column, cfg.key_type, cfg.status_column,
+				cfg.created_column, cfg.category_column, cfg.unpaid_value,
+				cfg.closed_value, cfg.cancelled_value, cfg.payload_columns, cfg.channels,
+				cfg.partition_column);
+	ELSE
+		UPDATE orderexp.tables t
+		   SET key_column = cfg.key_column, key_type = cfg.key_type,
+			   status_column = cfg.status_column, created_column = cfg.created_column,
+			   category_column = cfg.category_column, unpaid_value = cfg.unpaid_value,
+			   closed_value = cfg.closed_value, cancelled_value = cfg.cancelled_value,
+			   payload_columns = cfg.payload_columns, channels = cfg.channels,
+			   partition_column = cfg.partition_column,
+			   last_error = NULL, last_error_at = NULL
+		 WHERE t.order_table = orders;
+	END IF;
+	SELECT * INTO cfg FROM orderexp.tables t WHERE t.order_table = orders;
+
+	SELECT p.id INTO policy_id FROM orderexp.policies p
+	 WHERE p.order_table = orders AND p.category IS NOT DISTINCT FROM _set_close_policy.category
+	   FOR UPDATE;
+	had_policy := FOUND;
+	IF had_policy THEN
+		UPDATE orderexp.policies p
+		   SET close_after = _set_close_policy.close_after,
+			   remind_before = _set_close_policy.remind_before,
+			   extend_by = _set_close_policy.extend_by,
+			   max_extensions = _set_close_policy.max_extensions,
+			   updated_at = now()
+		 WHERE p.id = policy_id;
+	ELSE
+		INSERT INTO orderexp.policies (order_table, category, close_after, remind_before,
+									   extend_by, max_extensions)
+		VALUES (orders, category, close_after, remind_before, extend_by, max_extensions)
+		RETURNING id INTO policy_id;
+	END IF;
+
+	PERFORM orderexp._install_triggers(cfg);
+	PERFORM orderexp._fill_order_created(cfg);
+
+	/*
+	 * Track unpaid rows that have no timer yet.  A new category policy takes
+	 * over the orders of its category, which were governed by the default
+	 * policy until now; a changed policy leaves existing deadlines alone
+	 * unless asked to reschedule them.
+	 */
+	PERFORM orderexp._track_existing(cfg, category, is_new,
+									 reschedule OR (category IS NOT NULL AND NOT had_policy));
+
+	RETURN policy_id;
+END;
+$$;
+
+CREATE FUNCTION orderexp._drop_close_policy(orders regclass, category text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	cfg orderexp.tables;
+	pid integer;
+BEGIN
+	cfg := orderexp._config(orders);
+	IF category IS NULL THEN
+		/* forget the table altogether */
+		PERFORM orderexp._drop_triggers(orders);
+		DELETE FROM orderexp.timers t WHERE t.order_table = orders;
+		DELETE FROM orderexp.tables t WHERE t.order_table = orders;	/* cascades to policies */
+		RETURN;
+	END IF;
+
+	DELETE FROM orderexp.policies p
+	 WHERE p.order_table = orders AND p.category = _drop_close_policy.category
+	RETURNING p.id INTO pid;
+	IF pid IS NULL THEN
+		RAISE EXCEPTION 'table % has no close policy for category %', orders, quote_literal(category)
+			USING ERRCODE = 'no_data_found';
+	END IF;
+	/* orders of that category fall back to the table's default policy, if any */
+	DELETE FROM orderexp.timers t WHERE t.order_table = orders AND t.policy_id = pid;
+	PERFORM orderexp._track_existing(cfg, category, false, false);
+END;
+$$;
+
+CREATE FUNCTION orderexp.set_close_policy(
+	orders				regclass,
+	close_after			interval,
+	remind_before		interval DEFAULT NULL,
+	extend_by			interval DEFAULT NULL,
+	max_extensions		integer DEFAULT 0,
+	category			text DEFAULT NULL,
+	key_column			name DEFAULT NULL,
+	status_column		name DEFAULT NULL,
+	created_column		name DEFAULT NULL,
+	category_column		name DEFAULT NULL,
+	unpaid_value		text DEFAULT NULL,
+	closed_value		text DEFAULT NULL,
+	cancelled_value		text DEFAULT NULL,
+	payload_columns		name[] DEFAULT NULL,
+	channels			text[] DEFAULT NULL,
+	reschedule			boolean DEFAULT false)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'orderexp_owner_gate'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION orderexp.set_close_policy(regclass, interval, interval, interval, integer, text, name, name, name, name, text, text, text, name[], text[], boolean) IS
+	'register an orders table or change its close policy (per table, or per category)';
+
+CREATE FUNCTION orderexp.drop_close_policy(orders regclass, category text DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'orderexp_owner_gate'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION orderexp.drop_close_policy(regclass, text) IS
+	'stop tracking a table (category NULL) or remove the policy of one category';
+
+/* ------------------------------------------------------------------------
+ * Order operations: the bodies, each writes its audit row and takes its
+ * actor from _actor(); and the gates
+ * ------------------------------------------------------------------------ */
+
+CREATE FUNCTION orderexp._cancel_order(orders regclass, order_key anyelement, reason text)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	actor name := orderexp._actor();
+	cfg orderexp.tables;
+	k	text;
+	st	text;
+	payload jsonb;
+	tm	orderexp.timers;
+BEGIN
+	cfg := orderexp._config(orders);
+	k := orderexp._key_text(cfg, order_key::text);
+	st := orderexp._lock_order(cfg, k);
+
+	IF st IS NOT DISTINCT FROM cfg.cancelled_value THEN
+		RETURN false;
+	END IF;
+	IF st IS DISTINCT FROM cfg.unpaid_value THEN
+		RAISE EXCEPTION 'order % in table % is not unpaid', k, orders
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = format('Its status is %s.', coalesce(quote_literal(st), 'NULL'));
+	END IF;
+
+	EXECUTE format('UPDATE %s o SET %I = $2::text::%s WHERE o.%I = $1::%s RETURNING %s',
+				   orders, cfg.status_column,
+				   orderexp._status_type(cfg),
+				   cfg.key_column, cfg.key_type, orderexp._payload_expr(cfg))
+		INTO payload USING k, cfg.cancelled_value;
+	DELETE FROM orderexp.timers t WHERE t.order_table = orders AND t.order_key = k
+	RETURNING * INTO tm;
+
+	PERFORM orderexp._audit(orders, k, 'cancelled', 'operator', actor, reason, tm,
+							tm.close_at, NULL);
+	PERFORM orderexp._emit(cfg, 'cancelled', k,
+		jsonb_build_object('order_table', orders::text, 'order_key', k,
+						   'reason', reason, 'cancelled_by', actor::text,
+						   'order', payload));
+	RETURN true;
+END;
+$$;
+
+CREATE FUNCTION orderexp.cancel_order(orders regclass, order_key anyelement, reason text DEFAULT NULL)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'orderexp_gate'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION orderexp.cancel_order(regclass, anyelement, text) IS
+	'cancel one unpaid order; false if it was already cancelled';
+
+CREATE FUNCTION orderexp._cancel_orders(orders regclass, order_keys anyarray, reason text)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	actor name := orderexp._actor();
+	cfg orderexp.tables;
+	keys text[];
+	n integer;
+BEGIN
+	cfg := orderexp._config(orders);
+	IF order_keys IS NULL THEN
+		RAISE EXCEPTION 'order keys must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF array_position(order_keys, NULL) IS NOT NULL THEN
+		RAISE EXCEPTION 'order keys must not contain null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	/* canonical and distinct */
+	EXECUTE format('SELECT coalesce(array_agg(DISTINCT k::%s::text), ''{}'') FROM unnest($1::text[]) k',
+				   cfg.key_type)
+		INTO keys USING order_keys::text[];
+
+	/*
+	 * Lock the rows first, in key order, then their timers: the order of
+	 * orderexp._lock_order.  Only the rows locked here are cancelled: an
+	 * order committed after this statement is left alone, as if it had come
+	 * a moment later.  Every writer of a timer holds its order's row, so no
+	 * timer of a row locked here can appear or change before we are done.
+	 */
+	EXECUTE format('SELECT coalesce(array_agg(l.k), ''{}'') FROM (SELECT o.%1$I::text AS k FROM %2$s o WHERE o.%1$I = ANY ($1::%3$s[]) ORDER BY o.%1$I FOR UPDATE) l',
+				   cfg.key_column, orders, cfg.key_type)
+		INTO keys USING keys;
+	PERFORM 1 FROM orderexp.timers t
+	 WHERE t.order_table = orders AND t.order_key = ANY (keys)
+	 ORDER BY t.order_key
+	   FOR UPDATE;
+
+	EXECUTE format($q$
+		WITH c AS (
+			UPDATE %1$s o SET %2$I = $3::text::%3$s
+			 WHERE o.%4$I = ANY ($1::%5$s[]) AND o.%2$I = $2::text::%3$s
+			RETURNING o.%4$I::text AS k, %6$s AS cols),
+		d AS (
+			DELETE FROM orderexp.timers t USING c
+			 WHERE t.order_table = %7$L::regclass AND t.order_key = c.k
+			RETURNING t.*),
+		e AS (
+			INSERT INTO orderexp.outbox (kind, order_table, order_key, channel, payload)
+			SELECT 'cancelled', %7$L::regclass, c.k, ch,
+				   jsonb_build_object('order_table', %8$L, 'order_key', c.k,
+									  'reason', $4, 'cancelled_by', $6::text,
+									  'order', c.cols)
+			  FROM c CROSS JOIN unnest($5::text[]) ch),
+		a AS (
+			INSERT INTO orderexp.audit (order_table, order_key, action, via, actor, reason,
+										policy_id, policy_version, variant, deadline)
+			SELECT %7$L::regclass, c.k, 'cancelled', 'operator', $6, $4,
+				   d.policy_id, d.policy_version, d.variant, d.close_at
+			  FROM c LEFT JOIN d ON d.order_key = c.k)
+		SELECT count(*) FROM c$q$,
+		orders, cfg.status_column,
+		orderexp._status_type(cfg),
+		cfg.key_column, cfg.key_type, orderexp._payload_expr(cfg),
+		orders::oid::text, orders::text)
+		INTO n USING keys, cfg.unpaid_value, cfg.cancelled_value, reason, cfg.channels, actor;
+
+	IF n > 0 THEN
+		PERFORM pg_notify('orderexp', json_build_object('kind', 'cancelled', 'table', orders::text,
+														'count', n)::text);
+	END IF;
+	RETURN n;
+END;
+$$;
+
+CREATE FUNCTION orderexp.cancel_orders(orders regclass, order_keys anyarray, reason text DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'orderexp_gate'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION orderexp.cancel_orders(regclass, anyarray, text) IS
+	'cancel the unpaid orders among the given keys; returns how many were cancelled';
+
+CREATE FUNCTION orderexp._extend_order(orders regclass, order_key anyelement, "by" interval)
+RETURNS timestamptz
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	actor name := orderexp._actor();
+	cfg orderexp.tables;
+	k	text;
+	st	text;
+	tm	orderexp.timers;
+	pol	orderexp.policies;
+	step interval;
+	new_close timestamptz;
+BEGIN
+	cfg := orderexp._config(orders);
+	k := orderexp._key_text(cfg, order_key::text);
+	IF "by" IS NOT NULL AND ("by" <= interval '0' OR "by" > interval '100 years') THEN
+		RAISE EXCEPTION 'extension must be positive and at most 100 years'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('by is %s.', "by");
+	END IF;
+	st := orderexp._lock_order(cfg, k);
+	IF st IS DISTINCT FROM cfg.unpaid_value THEN
+		RAISE EXCEPTION 'order % in table % is not unpaid', k, orders
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = format('Its status is %s.', coalesce(quote_literal(st), 'NULL'));
+	END IF;
+	SELECT * INTO tm FROM orderexp.timers t WHERE t.order_table = orders AND t.order_key = k;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'order % in table % is not tracked', k, orders
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'No close policy applies to its category.';
+	END IF;
+	SELECT * INTO pol FROM orderexp.policies p WHERE p.id = tm.policy_id;
+	step := coalesce("by", pol.extend_by);
+	IF step IS NULL THEN
+		RAISE EXCEPTION 'no extension interval given'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'The close policy of this order has no extend_by.',
+				  HINT = 'Pass "by", or set extend_by in the policy.';
+	END IF;
+
+	new_close := tm.close_at + step;
+	UPDATE orderexp.timers t
+	   SET close_at = new_close,
+		   remind_at = new_close - pol.remind_before,
+		   extensions = t.extensions + 1
+	 WHERE t.order_table = orders AND t.order_key = k;
+
+	PERFORM orderexp._audit(orders, k, 'extended', 'operator', actor, NULL, tm,
+							new_close, tm.close_at);
+	PERFORM orderexp._emit(cfg, 'extended', k,
+		jsonb_build_object('order_table', orders::text, 'order_key', k,
+						   'close_at', new_close, 'previous_close_at', tm.close_at,
+						   'extended_by', orderexp._iso_interval(step), 'extensions', tm.extensions + 1,
+						   'extensions_left', greatest(pol.max_extensions - tm.token_extensions, 0),
+						   'extended_by_role', actor::text, 'via', 'operator',
+						   'order', orderexp._order_cols(cfg, k)));
+	RETURN new_close;
+END;
+$$;
+
+CREATE FUNCTION orderexp.extend_order(orders regclass, order_key anyelement, "by" interval DEFAULT NULL)
+RETURNS timestamptz
+AS 'MODULE_PATHNAME', 'orderexp_gate'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION orderexp.extend_order(regclass, anyelement, interval) IS
+	'move the deadline of an unpaid order (NULL: by the policy''s extend_by); returns the new deadline';
+
+CREATE FUNCTION orderexp._reopen_order(orders regclass, order_key anyelement,
+									   close_after interval, reason text)
+RETURNS timestamptz
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	actor name := orderexp._actor();
+	cfg orderexp.tables;
+	k	text;
+	st	text;
+	last_change orderexp.audit;
+	expected text;
+	tm	orderexp.timers;
+	pol	orderexp.policies;
+	step interval;
+	new_close timestamptz;
+BEGIN
+	cfg := orderexp._config(orders);
+	k := orderexp._key_text(cfg, order_key::text);
+	IF close_after IS NOT NULL AND (close_after <= interval '0' OR close_after > interval '100 years') THEN
+		RAISE EXCEPTION 'close_after must be positive and at most 100 years'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('close_after is %s.', close_after);
+	END IF;
+
+	/* the row first, then its timer (a closed order has none, unless closed outside orderexp) */
+	st := orderexp._lock_order(cfg, k);
+	IF st IS NOT DISTINCT FROM cfg.unpaid_value THEN
+		RAISE EXCEPTION 'order % in table % is unpaid', k, orders
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'Only orders orderexp closed or cancelled can be reopened.',
+				  HINT = 'Use orderexp.extend_order() to give an unpaid order more time.';
+	END IF;
+	IF st IS DISTINCT FROM cfg.closed_value AND st IS DISTINCT FROM cfg.cancelled_value THEN
+		RAISE EXCEPTION 'order % in table % is neither closed nor cancelled', k, orders
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = format('Its status is %s.', coalesce(quote_literal(st), 'NULL'));
+	END IF;
+
+	/* the last change orderexp made must be the close or the cancel we see */
+	SELECT * INTO last_change FROM orderexp.audit a
+	 WHERE a.order_table = orders AND a.order_key = k
+	 ORDER BY a.id DESC LIMIT 1;
+	/*
+	 * orderexp drops the timer when it closes or cancels; a timer on a closed
+	 * order means the application set it back to unpaid (and closed it
+	 * again) since.  The lazy clean-up removes such a timer at its deadline,
+	 * so this catches a round trip outside orderexp only until then.
+	 */
+	expected := CASE WHEN st = cfg.closed_value THEN 'closed' ELSE 'cancelled' END;
+	IF last_change.action IS DISTINCT FROM expected
+	   OR EXISTS (SELECT 1 FROM orderexp.timers t WHERE t.order_table = orders AND t.order_key = k) THEN
+		RAISE EXCEPTION 'order % in table % was not % by orderexp', k, orders, expected
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = CASE WHEN last_change.action IS NULL
+								THEN 'orderexp has no record of changing this order.'
+								WHEN last_change.action IS DISTINCT FROM expected
+								THEN format('The last change orderexp made was %s at %s.',
+											last_change.action, last_change.at)
+								ELSE 'It was set back to unpaid outside orderexp since orderexp last changed it.' END,
+				  HINT = 'Only orders orderexp closed or cancelled can be reopened; set the status yourself otherwise.';
+	END IF;
+
+	/* back to unpaid: the timer trigger arms a timer under today's policy and variant */
+	EXECUTE format('UPDATE %s o SET %I = $2::text::%s WHERE o.%I = $1::%s',
+				   orders, cfg.status_column, orderexp._status_type(cfg),
+				   cfg.key_column, cfg.key_type)
+		USING k, cfg.unpaid_value;
+	SELECT * INTO tm FROM orderexp.timers t WHERE t.order_table = orders AND t.order_key = k;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'order % in table % would not be tracked', k, orders
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'No close policy applies to its category any more.';
+	END IF;
+	SELECT * INTO pol FROM orderexp.policies p WHERE p.id = tm.policy_id;
+	step := coalesce(close_after,
+					 (SELECT e.variants[tm.variant] FROM orderexp.experiments e
+					   WHERE e.id = pol.experiment_id AND tm.variant IS NOT NULL),
+					 pol.close_after);
+	new_close := now() + step;
+	UPDATE orderexp.timers t
+	   SET close_at = new_close,
+		   remind_at = CASE WHEN pol.remind_before < step THEN new_close - pol.remind_before END,
+		   reminded_for = NULL,
+		   reopened = true
+	 WHERE t.order_table = orders AND t.order_key = k;
+
+	PERFORM orderexp._audit(orders, k, 'reopened', 'operator', actor, reason, tm,
+							new_close, last_change.deadline);
+	PERFORM orderexp._emit(cfg, 'reopened', k,
+		jsonb_build_object('order_table', orders::text, 'order_key', k,
+						   'close_at', new_close, 'previous_status', st,
+						   'reason', reason, 'reopened_by', actor::text,
+						   'order', orderexp._order_cols(cfg, k)));
+	RETURN new_close;
+END;
+$$;
+
+CREATE FUNCTION orderexp.reopen_order(orders regclass, order_key anyelement,
+									  close_after interval DEFAULT NULL, reason text DEFAULT NULL)
+RETURNS timestamptz
+AS 'MODULE_PATHNAME', 'orderexp_gate'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION orderexp.reopen_order(regclass, anyelement, interval, text) IS
+	'set an order orderexp closed or cancelled back to unpaid with a fresh deadline (NULL: the policy''s); returns it';
+
+/* ------------------------------------------------------------------------
+ * Extension tokens
+ *
+ * extension_token() and extend_order_by_token() are C gates (token.c) that
+ * check the caller's UPDATE privilege on the orders table and then call the
+ * functions below as the extension owner, who alone can read the secret.
+ * ------------------------------------------------------------------------ */
+
+/* why the customer cannot extend this order now, or NULL if they can */
+CREATE FUNCTION orderexp._token_refusal(cfg orderexp.tables, st text,
+										tm orderexp.timers, pol orderexp.policies)
+RETURNS text[]
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF st IS DISTINCT FROM cfg.unpaid_value THEN
+		RETURN ARRAY['order is not unpaid',
+					 format('Its status is %s.', coalesce(quote_literal(st), 'NULL'))];
+	END IF;
+	IF tm.order_key IS NULL THEN
+		RETURN ARRAY['order is not tracked', 'No close policy applies to its category.'];
+	END IF;
+	IF tm.close_at <= now() THEN
+		RETURN ARRAY['the deadline of the order has passed',
+					 format('It was %s.', tm.close_at)];
+	END IF;
+	IF pol.extend_by IS NULL OR pol.max_extensions = 0 THEN
+		RETURN ARRAY['the close policy of the order allows no customer extensions',
+					 format('Policy %s has max_extensions %s and extend_by %s.', pol.id,
+							pol.max_extensions, coalesce(pol.extend_by::text, 'NULL'))];
+	END IF;
+	IF tm.token_extensions >= pol.max_extensions THEN
+		RETURN ARRAY['the order has no extensions left',
+					 format('The customer has taken all %s extensions the policy allows.',
+							pol.max_extensions)];
+	END IF;
+	RETURN NULL;
+END;
+$$;
+
+CREATE FUNCTION orderexp._extension_token(orders regclass, order_key text)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	cfg orderexp.tables;
+	k	text;
+	st	text;
+	found_row boolean;
+	tm	orderexp.timers;
+	pol	orderexp.policies;
+	refusal text[];
+BEGIN
+	cfg := orderexp._config(orders);
+	k := orderexp._key_text(cfg, order_key);
+	EXECUTE format('SELECT true, o.%I::text FROM %s o WHERE o.%I = $1::%s',
+				   cfg.status_column, cfg.order_table, cfg.key_column, cfg.key_type)
+		INTO found_row, st USING k;
+	IF found_row IS NULL THEN
+		RAISE EXCEPTION 'order % not found in table %', k, orders
+			USING ERRCODE = 'no_data_found';
+	END IF;
+	SELECT * INTO tm FROM orderexp.timers t WHERE t.order_table = orders AND t.order_key = k;
+	SELECT * INTO pol FROM orderexp.policies p WHERE p.id = tm.policy_id;
+	refusal := orderexp._token_refusal(cfg, st, tm, pol);
+	IF refusal IS NOT NULL THEN
+		RAISE EXCEPTION 'cannot make an extension token for order % in table %: %', k, orders, refusal[1]
+			USING ERRCODE = 'object_not_in_prerequisite_state', DETAIL = refusal[2];
+	END IF;
+	RETURN orderexp._token_make(orders, k, tm.close_at, tm.extensions, tm.generation);
+END;
+$$;
+
+/* the customer's extension, with its audit row */
+CREATE FUNCTION orderexp._extend_order_by_token(token text, caller name)
+RETURNS timestamptz
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	claim	record;
+	cfg		orderexp.tables;
+	st		text;
+	tm		orderexp.timers;
+	pol		orderexp.policies;
+	refusal	text[];
+	new_close timestamptz;
+BEGIN
+	claim := orderexp._token_open(token);		/* 22023 unless signed by us */
+	SELECT * INTO cfg FROM orderexp.tables t WHERE t.order_table = claim.order_table;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'invalid extension token'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'The table the token names is no longer registered with orderexp.';
+	END IF;
+
+	/* the order row first, then its timer (orderexp._lock_order) */
+	st := orderexp._lock_order(cfg, claim.order_key);
+	SELECT * INTO tm FROM orderexp.timers t
+	 WHERE t.order_table = cfg.order_table AND t.order_key = claim.order_key;
+	SELECT * INTO pol FROM orderexp.policies p WHERE p.id = tm.policy_id;
+
+	/*
+	 * A token used before says so, whatever else holds now (no extensions
+	 * left, say), as long as the order is still pending at all.
+	 */
+	IF st IS NOT DISTINCT FROM cfg.unpaid_value AND tm.order_key IS NOT NULL
+	   AND (tm.close_at <> claim.close_at OR tm.extensions <> claim.extensions
+			OR tm.generation <> claim.generation) THEN
+		RAISE EXCEPTION 'extension token has already been used or is outdated'
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = format('The deadline of order %s has moved since the token was made.', claim.order_key),
+				  HINT = 'Use the link from the latest reminder.';
+	END IF;
+	refusal := orderexp._token_refusal(cfg, st, tm, pol);
+	IF refusal IS NOT NULL THEN
+		RAISE EXCEPTION 'cannot extend order % in table %: %', claim.order_key, cfg.order_table, refusal[1]
+			USING ERRCODE = 'object_not_in_prerequisite_state', DETAIL = refusal[2];
+	END IF;
+
+	new_close := tm.close_at + pol.extend_by;
+	UPDATE orderexp.timers t
+	   SET close_at = new_close,
+		   remind_at = new_close - pol.remind_before,
+		   extensions = t.extensions + 1,
+		   token_extensions = t.token_extensions + 1
+	 WHERE t.order_table = cfg.order_table AND t.order_key = claim.order_key;
+
+	PERFORM orderexp._audit(cfg.order_table, claim.order_key, 'extended', 'token', caller, NULL,
+							tm, new_close, tm.close_at);
+	PERFORM orderexp._emit(cfg, 'extended', claim.order_key,
+		jsonb_build_object('order_table', cfg.order_table::text, 'order_key', claim.order_key,
+						   'close_at', new_close, 'previous_close_at', tm.close_at,
+						   'extended_by', orderexp._iso_interval(pol.extend_by), 'extensions', tm.extensions + 1,
+						   'extensions_left', pol.max_extensions - tm.token_extensions - 1,
+						   'extended_by_role', caller, 'via', 'token',
+						   'order', orderexp._order_cols(cfg, claim.order_key)));
+	RETURN new_close;
+END;
+$$;
+
+/*
+ * A new secret: every token made so far stops working.  Runs as the
+ * extension owner, who alone may write the secret, for orderexp_admin.
+ */
+CREATE FUNCTION orderexp.rotate_secret()
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	INSERT INTO orderexp.secret (secret) VALUES (orderexp._new_secret());
+END;
+$$;
+COMMENT ON FUNCTION orderexp.rotate_secret() IS
+	'replace the token secret; tokens made under the old one stop working';
+
+/* ------------------------------------------------------------------------
+ * History and retention
+ * ------------------------------------------------------------------------ */
+
+/*
+ * What orderexp did to one order, oldest first, with the events each change
+ * wrote (audit.event_ids) and whether they are delivered.  The body reads
+ * orderexp's tables as the owner, so it is behind a gate (history_json: the
+ * caller needs UPDATE on the orders table, as for every other order
+ * function); history() unpacks its result into rows.
+ */
+CREATE FUNCTION orderexp._history_json(orders regclass, order_key anyelement)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	cfg orderexp.tables;
+	k	text;
+	result jsonb;
+BEGIN
+	cfg := orderexp._config(orders);
+	k := orderexp._key_text(cfg, order_key::text);
+	SELECT coalesce(jsonb_agg(to_jsonb(h) ORDER BY h.id), '[]') INTO result
+	  FROM (SELECT a.id, a.at, a.action, a.via, a.actor, a.reason, a.policy_id, a.policy_version,
+				   a.variant, a.deadline, a.previous_deadline, a.event_ids,
+				   ev.delivered
+			  FROM orderexp.audit a
+			  LEFT JOIN LATERAL (
+					SELECT bool_and(o.delivered_at IS NOT NULL) AS delivered
+					  FROM orderexp.outbox o
+					 WHERE o.id = ANY (a.event_ids)) ev ON true
+			 WHERE a.order_table = orders AND a.order_key = k) h;
+	RETURN result;
+END;
+$$;
+
+CREATE FUNCTION orderexp.history_json(orders regclass, order_key anyelement)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'orderexp_gate'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION orderexp.history_json(regclass, anyelement) IS
+	'history() of one order as a JSON array, oldest first';
+
+CREATE FUNCTION orderexp.history(orders regclass, order_key anyelement)
+RETURNS TABLE (id bigint, at timestamptz, action text, via text, actor name, reason text,
+			   policy_id integer, policy_version integer, variant integer,
+			   deadline timestamptz, previous_deadline timestamptz,
+			   event_ids bigint[], delivered boolean)
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT h.* FROM jsonb_to_recordset(orderexp.history_json(orders, order_key))
+		AS h(id bigint, at timestamptz, action text, via text, actor name, reason text,
+			 policy_id integer, policy_version integer, variant integer,
+			 deadline timestamptz, previous_deadline timestamptz,
+			 event_ids bigint[], delivered boolean)
+	 ORDER BY h.id
+$$;
+COMMENT ON FUNCTION orderexp.history(regclass, anyelement) IS
+	'every change orderexp made to one order, oldest first, with the ids and delivery state of its events';
+
+/* audit rows and outcomes older than a cutoff go; returns how many of each */
+CREATE FUNCTION orderexp.forget_before(cutoff timestamptz,
+									   OUT audit_rows bigint, OUT outcome_rows bigint)
+RETURNS record
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF cutoff IS NULL THEN
+		RAISE EXCEPTION 'cutoff must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	DELETE FROM orderexp.audit a WHERE a.at < cutoff;
+	GET DIAGNOSTICS audit_rows = ROW_COUNT;
+	DELETE FROM orderexp.outcomes o WHERE o.decided_at < cutoff;
+	GET DIAGNOSTICS outcome_rows = ROW_COUNT;
+END;
+$$;
+COMMENT ON FUNCTION orderexp.forget_before(timestamptz) IS
+	'retention: delete audit rows and outcomes older than cutoff';
+
+/* ------------------------------------------------------------------------
+ * Experiments
+ * ------------------------------------------------------------------------ */
+
+/* the policy of (table, category), locked, or a clear error */
+CREATE FUNCTION orderexp._policy_for(orders regclass, category text)
+RETURNS orderexp.policies
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	pol orderexp.policies;
+BEGIN
+	PERFORM orderexp._config(orders);
+	SELECT * INTO pol FROM orderexp.policies p
+	 WHERE p.order_table = orders AND p.category IS NOT DISTINCT FROM _policy_for.category
+	   FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'table % has no close policy for %', orders,
+			coalesce('category ' || quote_literal(category), 'its default')
+			USING ERRCODE = 'no_data_found',
+				  HINT = 'Create it with orderexp.set_close_policy().';
+	END IF;
+	RETURN pol;
+END;
+$$;
+
+/* bodies of owner gates: the caller must own the orders table */
+CREATE FUNCTION orderexp._start_experiment(orders regclass, variants interval[],
+										   weights integer[], category text)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	actor name := orderexp._actor();
+	pol orderexp.policies;
+	w	integer[];
+	exp_id integer;
+	i	integer;
+BEGIN
+	pol := orderexp._policy_for(orders, category);
+	IF variants IS NULL OR cardinality(variants) NOT BETWEEN 2 AND 16
+	   OR array_ndims(variants) <> 1 THEN
+		RAISE EXCEPTION 'an experiment needs 2 to 16 variants'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('variants is %s.', coalesce(variants::text, 'NULL'));
+	END IF;
+	w := coalesce(weights, array_fill(1, ARRAY[cardinality(variants)]));
+	IF cardinality(w) <> cardinality(variants) OR array_ndims(w) <> 1 THEN
+		RAISE EXCEPTION 'weights must have one entry per variant'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('%s variants, weights %s.', cardinality(variants), w);
+	END IF;
+	FOR i IN 1 .. cardinality(variants) LOOP
+		IF variants[i] IS NULL OR variants[i] <= interval '0' OR variants[i] > interval '100 years' THEN
+			RAISE EXCEPTION 'variant % must be a positive interval of at most 100 years', i
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = format('It is %s.', coalesce(variants[i]::text, 'NULL'));
+		END IF;
+		IF pol.remind_before IS NOT NULL AND variants[i] <= pol.remind_before THEN
+			RAISE EXCEPTION 'variant % must be longer than the policy''s remind_before', i
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = format('Variant %s is %s, remind_before is %s.', i, variants[i],
+									  pol.remind_before);
+		END IF;
+		IF w[i] IS NULL OR w[i] <= 0 OR w[i] > 1000000 THEN
+			RAISE EXCEPTION 'weight % must be between 1 and 1000000', i
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = format('It is %s.', coalesce(w[i]::text, 'NULL'));
+		END IF;
+	END LOOP;
+	IF pol.experiment_id IS NOT NULL THEN
+		RAISE EXCEPTION 'the % close policy of table % is already running an experiment',
+			coalesce('category ' || quote_literal(category), 'default'), orders
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'End it with orderexp.end_experiment() first.';
+	END IF;
+
+	INSERT INTO orderexp.experiments (policy_id, policy_version, order_table, category,
+									  variants, weights, started_by)
+	VALUES (pol.id, pol.version + 1, orders, category, variants, w, actor)
+	RETURNING id INTO exp_id;
+	/* a new policy version; the commit drops every backend's policy cache */
+	UPDATE orderexp.policies p SET experiment_id = exp_id, updated_at = now() WHERE p.id = pol.id;
+	RETURN exp_id;
+END;
+$$;
+CREATE FUNCTION orderexp.start_experiment(orders regclass, variants interval[],
+										  weights integer[] DEFAULT NULL,
+										  category text DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'orderexp_owner_gate'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION orderexp.start_experiment(regclass, interval[], integer[], text) IS
+	'start an A/B test of the timeout of a policy: new orders get variant i''s close_after with probability weights[i]/sum(weights); returns the experiment id';
+
+CREATE FUNCTION orderexp._end_experiment(orders regclass, winner integer, category text)
+RETURNS interval
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	actor name := orderexp._actor();
+	pol orderexp.policies;
+	ex	orderexp.experiments;
+BEGIN
+	pol := orderexp._policy_for(orders, category);
+	IF pol.experiment_id IS NULL THEN
+		RAISE EXCEPTION 'the % close policy of table % is running no experiment',
+			coalesce('category ' || quote_literal(category), 'default'), orders
+			USING ERRCODE = 'object_not_in_prerequisite_state';
+	END IF;
+	SELECT * INTO ex FROM orderexp.experiments e WHERE e.id = pol.experiment_id FOR UPDATE;
+	IF winner IS NULL OR winner NOT BETWEEN 1 AND cardinality(ex.variants) THEN
+		RAISE EXCEPTION 'winner must be a variant number between 1 and %', cardinality(ex.variants)
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('winner is %s.', coalesce(winner::text, 'NULL'));
+	END IF;
+	UPDATE orderexp.experiments e
+	   SET ended_at = now(), ended_by = actor, winner = _end_experiment.winner
+	 WHERE e.id = ex.id;
+	/* the winner becomes the policy; orders already tracked keep their deadlines */
+	UPDATE orderexp.policies p
+	   SET experiment_id = NULL, close_after = ex.variants[winner], updated_at = now()
+	 WHERE p.id = pol.id;
+	RETURN ex.variants[winner];
+END;
+$$;
+CREATE FUNCTION orderexp.end_experiment(orders regclass, winner integer, category text DEFAULT NULL)
+RETURNS interval
+AS 'MODULE_PATHNAME', 'orderexp_owner_gate'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION orderexp.end_experiment(regclass, integer, text) IS
+	'end the running experiment of a policy: variant winner''s close_after becomes the policy''s; returns it';
+
+/* ------------------------------------------------------------------------
+ * Delivery: the consumer side of the outbox (see the outbox above)
+ * ------------------------------------------------------------------------ */
+
+/*
+ * Lease up to max_rows due rows, oldest due first.  Rows locked by another
+ * claim in flight are skipped, not waited for; a row another claim took
+ * while this one looked is re-checked on its new version (READ COMMITTED)
+ * and dropped, because its next_attempt_at moved to the lease end.
+ */
+CREATE FUNCTION orderexp.claim(max_rows integer DEFAULT 100,
+							   lease interval DEFAULT '30 s',
+							   kinds text[] DEFAULT NULL,
+							   channels text[] DEFAULT NULL)
+RETURNS SETOF orderexp.outbox
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t timestamptz := clock_timestamp();
+	max_attempts integer := orderexp._max_attempts();
+BEGIN
+	IF max_rows IS NULL OR lease IS NULL THEN
+		RAISE EXCEPTION 'max_rows and lease must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF max_rows <= 0 THEN
+		RAISE EXCEPTION 'max_rows must be positive'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('max_rows is %s.', max_rows);
+	END IF;
+	IF lease <= interval '0' OR t + lease = t THEN
+		RAISE EXCEPTION 'lease must be positive'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('lease is %s.', lease),
+				  HINT = 'Lease a row for longer than a delivery takes, e.g. ''30 s''.';
+	END IF;
+
+	RETURN QUERY
+	WITH picked AS MATERIALIZED (
+		SELECT o.id
+		  FROM orderexp.outbox o
+		 WHERE o.delivered_at IS NULL AND o.dead_at IS NULL
+		   AND o.next_attempt_at <= t
+		   AND (o.leased_until IS NULL OR o.leased_until <= t)
+		   AND (kinds IS NULL OR o.kind = ANY (kinds))
+		   AND (channels IS NULL OR o.channel = ANY (channels))
+		 ORDER BY o.next_attempt_at
+		 LIMIT max_rows
+		   FOR UPDATE SKIP LOCKED),
+	taken AS (
+		UPDATE orderexp.outbox o
+		   SET attempts = CASE WHEN o.attempts < max_attempts THEN o.attempts + 1
+							   ELSE o.attempts END,
+			   leased_until = CASE WHEN o.attempts < max_attempts THEN t + lease END,
+			   next_attempt_at = CASE WHEN o.attempts < max_attempts THEN t + lease
+									  ELSE 'infinity' END,
+			   dead_at = CASE WHEN o.attempts < max_attempts THEN NULL ELSE t END,
+			   last_error = CASE WHEN o.attempts < max_attempts THEN o.last_error
+								 ELSE concat_ws('; ', 'lease of the last attempt expired without ack or fail',
+												o.last_error) END
+		  FROM picked p
+		 WHERE o.id = p.id
+		RETURNING o.*)
+	SELECT * FROM taken WHERE taken.dead_at IS NULL ORDER BY taken.id;
+END;
+$$;
+COMMENT ON FUNCTION orderexp.claim(integer, interval, text[], text[]) IS
+	'lease up to max_rows due outbox rows (SKIP LOCKED), counting the attempt; an expired lease makes a row claimable again';
+
+/* delivered: counts only rows that were not delivered before */
+CREATE FUNCTION orderexp.ack(ids bigint[])
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	n integer;
+BEGIN
+	IF ids IS NULL THEN
+		RAISE EXCEPTION 'ids must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	UPDATE orderexp.outbox o
+	   SET delivered_at = clock_timestamp(), leased_until = NULL, dead_at = NULL
+	 WHERE o.id = ANY (ids) AND o.delivered_at IS NULL;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END;
+$$;
+COMMENT ON FUNCTION orderexp.ack(bigint[]) IS
+	'mark outbox rows delivered; returns how many were not delivered before (unknown and delivered ids are no error)';
+
+/*
+ * A failed attempt.  Back-off after attempt n (n = attempts, counted by
+ * claim): 10 s * 2^(n-1), at most 1 hour, times a random factor in
+ * [0.8, 1.2) so that rows that failed together do not come back together.
+ */
+CREATE FUNCTION orderexp.fail(id bigint, error text)
+RETURNS timestamptz
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r orderexp.outbox;
+	t timestamptz := clock_timestamp();
+	max_attempts integer := orderexp._max_attempts();
+	next_at timestamptz;
+BEGIN
+	IF fail.id IS NULL OR fail.error IS NULL THEN
+		RAISE EXCEPTION 'id and error must not be null'
+			USING ERRCODE = 'null_value_not_allowed',
+				  HINT = 'Say what went wrong: it is kept in last_error.';
+	END IF;
+	SELECT * INTO r FROM orderexp.outbox o WHERE o.id = fail.id FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'outbox row % does not exist', fail.id
+			USING ERRCODE = 'no_data_found';
+	END IF;
+	IF r.delivered_at IS NOT NULL THEN
+		RAISE EXCEPTION 'outbox row % is already delivered', fail.id
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = format('It was acknowledged at %s.', r.delivered_at);
+	END IF;
+	IF r.dead_at IS NOT NULL THEN
+		RAISE EXCEPTION 'outbox row % is dead', fail.id
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = format('It ran out of attempts at %s.', r.dead_at),
+				  HINT = 'orderexp.requeue() makes it claimable again.';
+	END IF;
+
+	IF r.attempts >= max_attempts THEN
+		UPDATE orderexp.outbox o
+		   SET last_error = fail.error, leased_until = NULL,
+			   next_attempt_at = 'infinity', dead_at = t
+		 WHERE o.id = fail.id;
+		RETURN NULL;
+	END IF;
+
+	/* the exponent stops at 20 (10 s * 2^19 is past the cap) before it overflows */
+	next_at := t + least(interval '10 s' * power(2, least(greatest(r.attempts, 1), 20) - 1),
+						 interval '1 hour')
+				 * (0.8 + 0.4 * random());
+	UPDATE orderexp.outbox o
+	   SET last_error = fail.error, leased_until = NULL, next_attempt_at = next_at
+	 WHERE o.id = fail.id;
+	RETURN next_at;
+END;
+$$;
+COMMENT ON FUNCTION orderexp.fail(bigint, text) IS
+	'record a failed delivery: retry with exponential back-off (returns when), or NULL when the row is now dead';
+
+/* dead rows (all of them, or those named) get a fresh set of attempts */
+CREATE FUNCTION orderexp.requeue(ids bigint[] DEFAULT NULL)
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	n integer;
+BEGIN
+	UPDATE orderexp.outbox o
+	   SET dead_at = NULL, attempts = 0, leased_until = NULL,
+		   next_attempt_at = clock_timestamp()
+	 WHERE o.dead_at IS NOT NULL AND o.delivered_at IS NULL
+	   AND (ids IS NULL OR o.id = ANY (ids));
+	GET DIAGNOSTICS n = ROW_COUNT;
+	IF n > 0 THEN
+		PERFORM pg_notify('orderexp', json_build_object('kind', 'requeued', 'table', NULL,
+														'count', n)::text);
+	END IF;
+	RETURN n;
+END;
+$$;
+COMMENT ON FUNCTION orderexp.requeue(bigint[]) IS
+	'make dead outbox rows (NULL: all of them) claimable again with attempts reset; returns how many';
+
+/* ------------------------------------------------------------------------
+ * Statistics helpers (for the views below)
+ * ------------------------------------------------------------------------ */
+
+/* two-sided p-value of a standard normal z (erf after Abramowitz-Stegun 7.1.26, error < 1.5e-7) */
+CREATE FUNCTION orderexp._normal_p(z double precision)
+RETURNS double precision
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$
+	SELECT 1 - erf
+	  FROM (SELECT 1 - t * (0.254829592 + t * (-0.284496736 + t * (1.421413741
+				   + t * (-1.453152027 + t * 1.061405429)))) * exp(-x * x) AS erf
+			  FROM (SELECT 1 / (1 + 0.3275911 * x) AS t, x
+					  FROM (SELECT abs(z) / sqrt(2.0::double precision) AS x) a) b) c
+$$;
+
+/* Wilson score interval (95 %) of x successes in n trials */
+CREATE FUNCTION orderexp._wilson(x bigint, n bigint, OUT low double precision, OUT high double precision)
+RETURNS record
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT CASE WHEN n > 0 THEN (centre - half) / denom END,
+		   CASE WHEN n > 0 THEN (centre + half) / denom END
+	  FROM (SELECT p + z * z / (2 * n) AS centre,
+				   z * sqrt(p * (1 - p) / n + z * z / (4.0 * n * n)) AS half,
+				   1 + z * z / n AS denom
+			  FROM (SELECT CASE WHEN n > 0 THEN x::double precision / n END AS p,
+						   1.959963984540054::double precision AS z,
+						   nullif(n, 0)::double precision AS n) a) b
+$$;
+
+/* ------------------------------------------------------------------------
+ * Registered tables: what a DROP or ALTER TABLE does to them
+ * ------------------------------------------------------------------------ */
+
+/*
+ * A dropped table takes its registration, policies and timers with it.  Runs
+ * as the extension owner: whoever may drop a table may also make orderexp
+ * forget it, and needs no privileges on orderexp's tables for that.
+ */
+CREATE FUNCTION orderexp._on_sql_drop()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	dropped oid[];
+BEGIN
+	SELECT array_agg(d.objid) INTO dropped
+	  FROM pg_event_trigger_dropped_objects() d
+	 WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0
+	   AND d.object_type IN ('table', 'partitioned table');
+	IF dropped IS NULL THEN
+		RETURN;
+	END IF;
+	DELETE FROM orderexp.timers t WHERE t.order_table = ANY (dropped::regclass[]);
+	DELETE FROM orderexp.tables t WHERE t.order_table = ANY (dropped::regclass[]);
+END;
+$$;
+
+/*
+ * A registered table may be renamed (the registration names it by OID, and
+ * its triggers go with it).  A mapped column may be renamed: the
+ * registration and the timer triggers, whose arguments name the columns,
+ * follow it.  A mapped column may not be dropped, nor changed to a type
+ * orderexp cannot use, while the table is registered: the ALTER TABLE fails
+ * with a clear error instead of leaving a trigger that would fail every
+ * INSERT and a worker that would fail on the table every minute.
+ */
+CREATE FUNCTION orderexp._on_alter_table()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	rel		oid;
+	cfg		orderexp.tables;
+	mapped	name[];
+	missing	name[];
+	renamed	smallint;
+	new_name name;
+	key_typ	regtype;
+	st_ok	boolean;
+BEGIN
+	FOR rel IN
+		SELECT DISTINCT c.objid
+		  FROM pg_event_trigger_ddl_commands() c
+		 WHERE c.classid = 'pg_class'::regclass
+		   AND c.objid IN (SELECT t.order_table FROM orderexp.tables t)
+	LOOP
+		SELECT * INTO cfg FROM orderexp.tables t WHERE t.order_table = rel FOR UPDATE;
+		mapped := ARRAY[cfg.key_column, cfg.status_column, cfg.created_column]
+				  || CASE WHEN cfg.category_column IS NULL THEN '{}'::name[]
+						  ELSE ARRAY[cfg.category_column] END
+				  || cfg.payload_columns;
+		SELECT coalesce(array_agg(DISTINCT m), '{}') INTO missing
+		  FROM unnest(mapped) m
+		 WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a
+							WHERE a.attrelid = rel AND a.attname = m
+							  AND a.attnum > 0 AND NOT a.attisdropped);
+
+		IF cardinality(missing) > 0 THEN
+			/*
+			 * A RENAME COLUMN renames one column: the one mapped name that
+			 * is gone is its old name.
+			 */
+			SELECT min(c.objsubid) INTO renamed
+			  FROM pg_event_trigger_ddl_commands() c
+			 WHERE c.classid = 'pg_class'::regclass AND c.objid = rel
+			   AND c.object_type = 'table column' AND c.objsubid > 0;
+			SELECT a.attname INTO new_name
+			  FROM pg_attribute a
+			 WHERE a.attrelid = rel AND a.attnum = renamed AND NOT a.attisdropped;
+			IF cardinality(missing) <> 1 OR new_name IS NULL THEN
+				RAISE EXCEPTION 'column "%" of table % is mapped by orderexp', missing[1], rel::regclass
+					USING ERRCODE = 'dependent_objects_still_exist',
+						  DETAIL = format('orderexp uses it as %s.',
+										  CASE missing[1] WHEN cfg.key_column THEN 'the key column'
+														  WHEN cfg.status_column THEN 'the status column'
+														  WHEN cfg.created_column THEN 'the created-at column'
+														  WHEN cfg.category_column THEN 'the category column'
+														  ELSE 'a payload column' END),
+						  HINT = 'Map another column with orderexp.set_close_policy(), or unregister the table with orderexp.drop_close_policy(), first.';
+			END IF;
+			UPDATE orderexp.tables t
+			   SET key_column = CASE WHEN t.key_column = missing[1] THEN new_name ELSE t.key_column END,
+				   status_column = CASE WHEN t.status_column = missing[1] THEN new_name ELSE t.status_column END,
+				   created_column = CASE WHEN t.created_column = missing[1] THEN new_name ELSE t.created_column END,
+				   category_column = CASE WHEN t.category_column = missing[1] THEN new_name ELSE t.category_column END,
+				   partition_column = CASE WHEN t.partition_column = missing[1] THEN new_name ELSE t.partition_column END,
+				   payload_columns = array_replace(t.payload_columns, missing[1], new_name)
+			 WHERE t.order_table = rel
+			RETURNING * INTO cfg;
+			PERFORM orderexp._install_triggers(cfg);
+		END IF;
+
+		/* the types the registration relies on */
+		SELECT a.atttypid::regtype INTO key_typ
+		  FROM pg_attribute a WHERE a.attrelid = rel AND a.attname = cfg.key_column AND NOT a.attisdropped;
+		IF key_typ IS DISTINCT FROM cfg.key_type THEN
+			RAISE EXCEPTION 'cannot change the type of column "%" of table %', cfg.key_column, rel::regclass
+				USING ERRCODE = 'feature_not_supported',
+					  DETAIL = format('It is the key orderexp tracks the orders by, of type %s.', cfg.key_type),
+					  HINT = 'Unregister the table with orderexp.drop_close_policy() first.';
+		END IF;
+		SELECT t.typcategory = 'S' OR t.typtype = 'e' INTO st_ok
+		  FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+		 WHERE a.attrelid = rel AND a.attname = cfg.status_column AND NOT a.attisdropped;
+		IF NOT st_ok THEN
+			RAISE EXCEPTION 'status column "%" of table % must stay of a string type or an enum',
+				cfg.status_column, rel::regclass
+				USING ERRCODE = 'datatype_mismatch';
+		END IF;
+
+		/* partitioned by created-at (07-partitioned.sql): SET/DROP NOT NULL */
+		IF orderexp._partition_column(rel, cfg.created_column) IS DISTINCT FROM cfg.partition_column THEN
+			UPDATE orderexp.tables t
+			   SET partition_column = orderexp._partition_column(rel, cfg.created_column)
+			 WHERE t.order_table = rel
+			RETURNING * INTO cfg;
+			PERFORM orderexp._fill_order_created(cfg);
+			PERFORM orderexp._install_triggers(cfg);
+		END IF;
+	END LOOP;
+END;
+$$;
+
+/* ------------------------------------------------------------------------
+ * Views, and the function behind pending
+ * ------------------------------------------------------------------------ */
+
+/*
+ * Tracked orders that are still unpaid in their table, with their deadlines.
+ * Runs as the extension owner: orderexp_admin reads the timers through it.
+ */
+CREATE FUNCTION orderexp.pending_orders()
+RETURNS TABLE (order_table regclass, order_key text, category text, policy_id integer,
+			   close_at timestamptz, remind_at timestamptz, extensions integer,
+			   time_left interval)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	cfg orderexp.tables;
+BEGIN
+	FOR cfg IN SELECT t.* FROM orderexp.tables t
+				 JOIN pg_class c ON c.oid = t.order_table
+				ORDER BY t.order_table::text
+	LOOP
+	  BEGIN
+		RETURN QUERY EXECUTE format($q$
+			SELECT t.order_table, t.order_key, %1$s, t.policy_id, t.close_at, t.remind_at,
+				   t.extensions, t.close_at - now()
+			  FROM orderexp.timers t
+			  JOIN %2$s o ON o.%3$I = t.order_key::%4$s
+			 WHERE t.order_table = %5$L::regclass AND o.%6$I::text = $1
+			 ORDER BY t.close_at$q$,
+			CASE WHEN cfg.category_column IS NULL THEN 'NULL::text'
+				 ELSE format('o.%I::text', cfg.category_column) END,
+			cfg.order_table, cfg.key_column, cfg.key_type,
+			cfg.order_table::oid::text, cfg.status_column)
+			USING cfg.unpaid_value;
+	  EXCEPTION WHEN OTHERS THEN
+		/* one table with a broken mapping does not hide the others */
+		RAISE WARNING 'orderexp.pending skips table %: %', cfg.order_table, SQLERRM
+			USING HINT = 'Register the table again with orderexp.set_close_policy().';
+	  END;
+	END LOOP;
+END;
+$$;
+
+CREATE VIEW orderexp.pending AS
+	SELECT * FROM orderexp.pending_orders();
+COMMENT ON VIEW orderexp.pending IS
+	'unpaid tracked orders with their deadlines, soonest first per table';
+
+/* registered tables and their policies, one row per policy */
+CREATE VIEW orderexp.policy_config AS
+	SELECT p.id AS policy_id, t.order_table, p.category, p.close_after, p.remind_before,
+		   p.extend_by, p.max_extensions, t.key_column, t.key_type, t.status_column,
+		   t.created_column, t.category_column, t.unpaid_value, t.closed_value,
+		   t.cancelled_value, t.payload_columns, t.channels, p.updated_at,
+		   t.last_error, t.last_error_at
+	  FROM orderexp.tables t JOIN orderexp.policies p USING (order_table);
+COMMENT ON VIEW orderexp.policy_config IS
+	'every close policy with the column mapping of its table';
+
+/* rows that ran out of attempts */
+CREATE VIEW orderexp.dead_letters AS
+	SELECT o.id, o.kind, o.order_table, o.order_key, o.channel, o.payload,
+		   o.created_at, o.attempts, o.last_error, o.dead_at
+	  FROM orderexp.outbox o
+	 WHERE o.dead_at IS NOT NULL AND o.delivered_at IS NULL;
+COMMENT ON VIEW orderexp.dead_letters IS
+	'outbox rows that ran out of attempts, with the last error; orderexp.requeue() sends them again';
+
+/*
+ * Whether notifications flow, per kind and channel.  Every undelivered row
+ * that is not dead is exactly one of leased, pending and retrying.  Reads
+ * the whole outbox (it is for an operator, not for a relay's loop).
+ */
+CREATE VIEW orderexp.delivery_stats AS
+	SELECT o.kind, o.channel,
+		   count(*) FILTER (WHERE o.delivered_at IS NULL AND o.dead_at IS NULL
+							  AND NOT coalesce(o.leased_until > now(), false)
+							  AND o.next_attempt_at <= now()) AS pending,
+		   count(*) FILTER (WHERE o.delivered_at IS NULL AND o.dead_at IS NULL
+							  AND o.leased_until > now()) AS leased,
+		   count(*) FILTER (WHERE o.delivered_at IS NULL AND o.dead_at IS NULL
+							  AND NOT coalesce(o.leased_until > now(), false)
+							  AND o.next_attempt_at > now()) AS retrying,
+		   count(*) FILTER (WHERE o.delivered_at IS NOT NULL) AS delivered,
+		   count(*) FILTER (WHERE o.dead_at IS NOT NULL AND o.delivered_at IS NULL) AS dead,
+		   now() - min(o.created_at) FILTER (WHERE o.delivered_at IS NULL
+											 AND o.dead_at IS NULL) AS oldest_undelivered
+	  FROM orderexp.outbox o
+	 GROUP BY o.kind, o.channel;
+COMMENT ON VIEW orderexp.delivery_stats IS
+	'per kind and channel: rows pending (claimable now), leased, retrying, delivered, dead, and the age of the oldest undelivered live row';
+
+CREATE VIEW orderexp.policy_stats AS
+	SELECT v.order_table, v.category, o.policy_id, o.policy_version, v.close_after,
+		   count(*) AS orders,
+		   count(*) FILTER (WHERE o.outcome = 'paid') AS paid,
+		   count(*) FILTER (WHERE o.outcome = 'closed') AS closed,
+		   count(*) FILTER (WHERE o.outcome = 'cancelled') AS cancelled,
+		   round(count(*) FILTER (WHERE o.outcome = 'paid')::numeric / count(*), 4) AS conversion_rate,
+		   round(count(*) FILTER (WHERE o.outcome = 'paid' AND o.reminded)::numeric
+				 / nullif(count(*) FILTER (WHERE o.outcome = 'paid'), 0), 4) AS paid_after_reminder,
+		   round(count(*) FILTER (WHERE o.outcome = 'paid' AND o.extensions > 0)::numeric
+				 / nullif(count(*) FILTER (WHERE o.outcome = 'paid'), 0), 4) AS paid_after_extension,
+		   percentile_cont(0.5) WITHIN GROUP (ORDER BY o.decided_at - o.created_at)
+			   FILTER (WHERE o.outcome = 'paid') AS median_time_to_pay,
+		   percentile_cont(0.9) WITHIN GROUP (ORDER BY o.decided_at - o.created_at)
+			   FILTER (WHERE o.outcome = 'paid') AS p90_time_to_pay,
+		   round(count(*) FILTER (WHERE o.outcome = 'paid'
+								  AND o.decided_at >= o.close_at - (o.close_at - o.created_at) / 10)::numeric
+				 / nullif(count(*) FILTER (WHERE o.outcome = 'paid'), 0), 4) AS paid_in_last_tenth
+	  FROM orderexp.outcomes o
+	  JOIN orderexp.policy_versions v ON v.policy_id = o.policy_id AND v.version = o.policy_version
+	 WHERE NOT o.reopened
+	 GROUP BY v.order_table, v.category, o.policy_id, o.policy_version, v.close_after;
+COMMENT ON VIEW orderexp.policy_stats IS
+	'outcomes per table, category and policy version: conversion, reminders, extensions, time to pay (reopened orders left out)';
+
+CREATE VIEW orderexp.experiment_stats AS
+	WITH arms AS (
+		SELECT e.id AS experiment_id, e.order_table, e.category, e.policy_id, e.started_at,
+			   e.ended_at, e.winner, a.n::integer AS variant, a.close_after,
+			   e.weights[a.n::integer] AS weight,
+			   count(o.outcome) AS orders,
+			   count(*) FILTER (WHERE o.outcome = 'paid') AS paid
+		  FROM orderexp.experiments e
+		 CROSS JOIN LATERAL unnest(e.variants) WITH ORDINALITY AS a(close_after, n)
+		  LEFT JOIN orderexp.outcomes o
+				 ON o.policy_id = e.policy_id AND o.policy_version = e.policy_version
+				AND o.variant = a.n AND NOT o.reopened
+		 GROUP BY e.id, a.n, a.close_after),
+	rated AS (
+		SELECT r.*, r.paid::double precision / nullif(r.orders, 0) AS rate,
+			   f.orders AS first_orders, f.paid AS first_paid
+		  FROM arms r
+		  JOIN arms f ON f.experiment_id = r.experiment_id AND f.variant = 1)
+	SELECT r.experiment_id, r.order_table, r.category, r.policy_id, r.variant, r.close_after,
+		   r.weight, r.ended_at IS NULL AS running, r.winner = r.variant AS winner,
+		   r.orders, r.paid, round(r.rate::numeric, 4) AS conversion_rate,
+		   round(w.low::numeric, 4) AS ci_low, round(w.high::numeric, 4) AS ci_high,
+		   round(z.z::numeric, 3) AS z_vs_first,
+		   round(orderexp._normal_p(z.z)::numeric, 4) AS p_value,
+		   (r.paid >= 10 AND r.orders - r.paid >= 10) AS enough_data
+	  FROM rated r
+	 CROSS JOIN LATERAL orderexp._wilson(r.paid, r.orders) w
+	 CROSS JOIN LATERAL (
+			SELECT CASE WHEN r.variant > 1 AND r.orders > 0 AND r.first_orders > 0
+							 AND pooled > 0 AND pooled < 1
+						THEN (r.rate - r.first_paid::double precision / r.first_orders)
+							 / sqrt(pooled * (1 - pooled) * (1.0 / r.orders + 1.0 / r.first_orders))
+				   END AS z
+			  FROM (SELECT (r.paid + r.first_paid)::double precision
+						   / nullif(r.orders + r.first_orders, 0) AS pooled) pp) z;
+COMMENT ON VIEW orderexp.experiment_stats IS
+	'per experiment variant: conversion rate with its 95 % Wilson interval, z-test and two-sided p-value against variant 1';
+
+/* ------------------------------------------------------------------------
+ * Triggers on orderexp's own tables, and event triggers
+ * ------------------------------------------------------------------------ */
+
+CREATE TRIGGER policies_changed
+	AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON orderexp.policies
+	FOR EACH STATEMENT EXECUTE FUNCTION orderexp._policies_changed();
+
+CREATE TRIGGER policies_version BEFORE INSERT OR UPDATE ON orderexp.policies
+	FOR EACH ROW EXECUTE FUNCTION orderexp._policy_version();
+
+CREATE TRIGGER policy_versions_restored BEFORE INSERT ON orderexp.policy_versions
+	FOR EACH ROW EXECUTE FUNCTION orderexp._policy_version_restored();
+
+CREATE TRIGGER secret_single_row BEFORE INSERT ON orderexp.secret
+	FOR EACH ROW EXECUTE FUNCTION orderexp._secret_single_row();
+
+CREATE TRIGGER token_table_registered AFTER INSERT ON orderexp.tables
+	FOR EACH ROW EXECUTE FUNCTION orderexp._token_table_registered();
+
+CREATE TRIGGER token_table_restored BEFORE INSERT ON orderexp.token_tables
+	FOR EACH ROW EXECUTE FUNCTION orderexp._token_table_restored();
+
+CREATE EVENT TRIGGER orderexp_sql_drop ON sql_drop
+	EXECUTE FUNCTION orderexp._on_sql_drop();
+
+CREATE EVENT TRIGGER orderexp_alter_table ON ddl_command_end
+	WHEN TAG IN ('ALTER TABLE')
+	EXECUTE FUNCTION orderexp._on_alter_table();
+
+/* ------------------------------------------------------------------------
+ * The token secret of this database
+ * ------------------------------------------------------------------------ */
+
+INSERT INTO orderexp.secret (secret) VALUES (orderexp._new_secret());
+
+/* ------------------------------------------------------------------------
+ * Privileges
+ *
+ * The tables are the extension owner's, and nothing that changes orders or
+ * reads orderexp's tables is left to PUBLIC:
+ *
+ *   orderexp_admin   set_close_policy, drop_close_policy, start_experiment,
+ *                    end_experiment (gates that want the caller to own the
+ *                    table), rotate_secret, requeue, forget_before, and the
+ *                    views
+ *   orderexp_app     the order gates: cancel_order(s), extend_order,
+ *                    reopen_order, history, extension_token,
+ *                    extend_order_by_token; each still wants UPDATE on the
+ *                    orders table
+ *   orderexp_relay   claim, ack, fail, and reading the outbox
+ *   PUBLIC           run_due (it closes only what is due, and only on
+ *                    tables the caller may update), _actor, and the
+ *                    invoker-rights helpers, which grant nothing by
+ *                    themselves
+ *
+ * The bodies of the gates, the trigger functions (which have no use outside
+ * their triggers) and the functions that read the secret or act for a
+ * customer are kept from PUBLIC: the extension owner only.
+ * ------------------------------------------------------------------------ */
+
+GRANT USAGE ON SCHEMA orderexp TO PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA orderexp FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA orderexp FROM PUBLIC;
+
+/* trigger functions */
+REVOKE ALL ON FUNCTION orderexp.timer_trigger() FROM PUBLIC;
+REVOKE ALL ON FUNCTION orderexp.outcome_trigger() FROM PUBLIC;
+REVOKE ALL ON FUNCTION orderexp._truncate_trigger() FROM PUBLIC;
+REVOKE ALL ON FUNCTION orderexp._on_sql_drop() FROM PUBLIC;
+REVOKE ALL ON FUNCTION orderexp._on_alter_table() FROM PUBLIC;
+REVOKE ALL ON FUNCTION orderexp._secret_single_row() FROM PUBLIC;
+REVOKE ALL ON FUNCTION orderexp._policies_changed() FROM PUBLIC;
+REVOKE ALL ON FUNCTION orderexp._policy_version() FROM PUBLIC;
+REVOKE ALL ON FUNCTION orderexp._policy_version_restored() FROM PUBLIC;
+REVOKE ALL ON FUNCTION orderexp._token_table_registered() FROM PUBLIC;
+REVOKE ALL ON FUNCTION orderexp._token_table_restored() FROM PUBLIC;
+
+/* these read the secret or act for a customer */
+REVOKE ALL ON FUNCTION orderexp._token_make(regclass, text, timestamptz, integer, bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION orderexp._token_open(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION orderexp._extension_token(regclass, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION orderexp._extend_order_by_token(text, name) FROM PUBLIC;
+
+/* the bodies of the gates */
+REVOKE ALL ON FUNCTION
+	orderexp._set_close_policy(regclass, interval, interval, interval, integer, text, name, name,
+							   name, name, text, text, text, name[], text[], boolean),
+	orderexp._drop_close_policy(regclass, text),
+	orderexp._cancel_order(regclass, anyelement, text),
+	orderexp._cancel_orders(regclass, anyarray, text),
+	orderexp._extend_order(regclass, anyelement, interval),
+	orderexp._reopen_order(regclass, anyelement, interval, text),
+	orderexp._history_json(regclass, anyelement),
+	orderexp._start_experiment(regclass, interval[], integer[], text),
+	orderexp._end_experiment(regclass, integer, text)
+	FROM PUBLIC;
+
+/* the application: the order gates (the table's UPDATE privilege still counts) */
+REVOKE ALL ON FUNCTION
+	orderexp.cancel_order(regclass, anyelement, text),
+	orderexp.cancel_orders(regclass, anyarray, text),
+	orderexp.extend_order(regclass, anyelement, interval),
+	orderexp.reopen_order(regclass, anyelement, interval, text),
+	orderexp.history_json(regclass, anyelement),
+	orderexp.history(regclass, anyelement),
+	orderexp.extension_token(regclass, anyelement),
+	orderexp.extend_order_by_token(text)
+	FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+	orderexp.cancel_order(regclass, anyelement, text),
+	orderexp.cancel_orders(regclass, anyarray, text),
+	orderexp.extend_order(regclass, anyelement, interval),
+	orderexp.reopen_order(regclass, anyelement, interval, text),
+	orderexp.history_json(regclass, anyelement),
+	orderexp.history(regclass, anyelement),
+	orderexp.extension_token(regclass, anyelement),
+	orderexp.extend_order_by_token(text)
+	TO orderexp_app;
+
+/* relays deliver */
+REVOKE ALL ON FUNCTION
+	orderexp.claim(integer, interval, text[], text[]),
+	orderexp.ack(bigint[]),
+	orderexp.fail(bigint, text)
+	FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+	orderexp.claim(integer, interval, text[], text[]),
+	orderexp.ack(bigint[]),
+	orderexp.fail(bigint, text)
+	TO orderexp_relay;
+GRANT SELECT ON orderexp.outbox, orderexp.dead_letters, orderexp.delivery_stats TO orderexp_relay;
+
+/*
+ * The administrator: policies, experiments, the secret, dead letters,
+ * retention, and the views over all tables (views: no privilege on the
+ * tables).
+ */
+REVOKE ALL ON FUNCTION
+	orderexp.set_close_policy(regclass, interval, interval, interval, integer, text, name, name,
+							  name, name, text, text, text, name[], text[], boolean),
+	orderexp.drop_close_policy(regclass, text),
+	orderexp.start_experiment(regclass, interval[], integer[], text),
+	orderexp.end_experiment(regclass, integer, text),
+	orderexp.rotate_secret(),
+	orderexp.requeue(bigint[]),
+	orderexp.forget_before(timestamptz),
+	orderexp.pending_orders()
+	FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+	orderexp.set_close_policy(regclass, interval, interval, interval, integer, text, name, name,
+							  name, name, text, text, text, name[], text[], boolean),
+	orderexp.drop_close_policy(regclass, text),
+	orderexp.start_experiment(regclass, interval[], integer[], text),
+	orderexp.end_experiment(regclass, integer, text),
+	orderexp.rotate_secret(),
+	orderexp.requeue(bigint[]),
+	orderexp.forget_before(timestamptz),
+	orderexp.pending_orders()
+	TO orderexp_admin;
+GRANT SELECT ON orderexp.pending, orderexp.policy_config, orderexp.dead_letters,
+	orderexp.delivery_stats, orderexp.policy_stats, orderexp.experiment_stats
+	TO orderexp_admin;
