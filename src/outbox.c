@@ -4,7 +4,7 @@
  *		The C side of the outbox: pruning of delivered events after
  *		orderexp.event_retention.
  *
- * claim(), ack(), fail() and requeue() are SQL (sql/orderexp--1.2.sql); the
+ * claim(), ack(), fail() and requeue() are SQL (sql/orderexp--1.3.sql); the
  * GUCs they read come through SQL getters in orderexp.c.
  *
  * Pruning deletes delivered rows whose delivered_at is older than the

@@ -5,7 +5,7 @@
  * the assembled script, in its 1.1 form: a fragment does not replace what
  * an earlier fragment made.
  *
- * A fresh CREATE EXTENSION runs orderexp--1.2.sql alone.  This script brings
+ * A fresh CREATE EXTENSION runs orderexp--1.3.sql alone.  This script brings
  * a database made with 1.0 to 1.1 (and CREATE EXTENSION orderexp VERSION
  * '1.1' runs orderexp--1.0.sql and then this script); TAP test 010 checks
  * that 1.0 updated to the default version has the catalog of a fresh

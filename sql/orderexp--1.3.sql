@@ -1,11 +1,12 @@
 /*
- * orderexp--1.2.sql
- *		Install script of orderexp 1.2: close expired unpaid orders in the
+ * orderexp--1.3.sql
+ *		Install script of orderexp 1.3: close expired unpaid orders in the
  *		user's own tables and write what happened into an outbox.
  *
  * A fresh CREATE EXTENSION runs this script alone.  A database made with an
  * older version is brought here by orderexp--1.0--1.1.sql (assembled from
- * sql/upgrade-1.1/) and orderexp--1.1--1.2.sql; both ways must end with the
+ * sql/upgrade-1.1/), orderexp--1.1--1.2.sql and orderexp--1.2--1.3.sql;
+ * both ways must end with the
  * same catalog (TAP test 010_dump_upgrade compares them object by object),
  * so a change to an object here goes into an upgrade script too.
  *
@@ -157,7 +158,7 @@ SELECT pg_catalog.pg_extension_config_dump('orderexp.policies_id_seq', '');
  * Each timer keeps its order's created-at (order_created): on a table
  * partitioned by its created-at, as pg_partman makes it, every statement
  * that looks up a batch of orders narrows the lookup to the created-at
- * range of the batch (_created_range_sql), so that run-time partition
+ * range of the batch (_orders_sql), so that run-time partition
  * pruning leaves only the partitions holding the batch: a batch of orders
  * due together was made together and touches one partition or two, instead
  * of an index probe per order in every partition.  Functions on one order
@@ -732,6 +733,7 @@ CREATE FUNCTION orderexp._iso_interval(i interval)
 RETURNS text
 LANGUAGE sql IMMUTABLE STRICT
 SET intervalstyle = 'iso_8601'
+SET search_path = pg_catalog, pg_temp
 AS $$
 	SELECT i::text
 $$;
@@ -825,24 +827,6 @@ BEGIN
 	GET DIAGNOSTICS n = ROW_COUNT;
 	RETURN n;
 END;
-$$;
-
-/*
- * A condition on the orders table (alias o) that narrows a batch's lookup
- * to the created-at range of the timers in CTE "due": '' unless the table
- * is partitioned by its created-at.  The bounds are initplans, known when
- * the lookup starts, so the partitions outside them are pruned then.
- */
-CREATE FUNCTION orderexp._created_range_sql(cfg orderexp.tables)
-RETURNS text
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-	SELECT CASE WHEN cfg.partition_column IS NULL THEN ''
-				ELSE format(' AND o.%I BETWEEN %s AND %s', cfg.partition_column,
-							orderexp._created_utc(cfg, '(SELECT min(d.order_created) FROM due d)'),
-							orderexp._created_utc(cfg, '(SELECT max(d.order_created) FROM due d)'))
-		   END
 $$;
 
 /*
@@ -1120,205 +1104,233 @@ $$;
 
 /* ------------------------------------------------------------------------
  * The sweep's statements
+ *
+ * A batch of the worker or of run_due() is three statements in the
+ * caller's subtransaction (src/sweep.c, run_batch): take (as the extension
+ * owner: the due timers, SKIP LOCKED), orders (as the table's owner under
+ * SECURITY_RESTRICTED_OPERATION: the rows, SKIP LOCKED, closed with the
+ * guarded update or read for reminders) and record (as the extension
+ * owner: timers, events, audit rows, outcomes).  Only the orders statement
+ * touches the orders table, so the table's triggers, constraints, index
+ * expressions and casts run as its owner, never as the extension owner.
  * ------------------------------------------------------------------------ */
 
 /*
- * The two CTEs both batch statements share, after their "due" CTE:
- *
- *  mine    the rows of the due orders, locked FOR <lock> SKIP LOCKED: an
- *          application transaction (a payment, say) holding one right now
- *          makes it skipped, with "unpaid" and any extra columns; narrowed
- *          to the batch's created-at range (_created_range_sql);
- *  busy    due orders whose row exists but is locked: left for later.
- *          busy looks for the key in the whole table: an order whose row
- *          was not found in the range (its created-at changed and its timer
- *          has not caught up) stays busy, is tried again, and is never taken
- *          for gone.
+ * The statement that takes a batch of due timers, as the extension owner.
+ * $1 the table, $2 the batch size, ($3, $4) the sweep's watermark (deadline
+ * or reminder time, key) of the last timer taken.  Returns how many timers
+ * it took and locked, their keys and tuple ids, the range of their
+ * created-at (for partition pruning in the orders statement), and the new
+ * watermark.
+ * "at" is close_at for the close batch and remind_at for the reminders.
  */
-CREATE FUNCTION orderexp._lock_rows_sql(cfg orderexp.tables, status_type text,
-										extra_columns text, lock text)
+CREATE FUNCTION orderexp._take_sql(at text)
 RETURNS text
-LANGUAGE sql STABLE
+LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-	SELECT format($q$mine AS MATERIALIZED (
-	SELECT o.%2$I::text AS order_key, (o.%3$I IS NOT DISTINCT FROM %4$L::%5$s) AS unpaid%7$s
-	  FROM %1$s o
-	 WHERE o.%2$I = ANY (ARRAY(SELECT d.order_key::%6$s FROM due d))%9$s
-	   FOR %8$s OF o SKIP LOCKED),
-busy AS MATERIALIZED (
-	SELECT d.order_key
-	  FROM due d
-	 WHERE NOT EXISTS (SELECT 1 FROM mine m WHERE m.order_key = d.order_key)
-	   AND EXISTS (SELECT 1 FROM %1$s o WHERE o.%2$I = d.order_key::%6$s)),$q$,
-		cfg.order_table, cfg.key_column, cfg.status_column, cfg.unpaid_value,
-		status_type, cfg.key_type, extra_columns,
-		CASE lock WHEN 'UPDATE' THEN 'UPDATE' WHEN 'SHARE' THEN 'SHARE' END,
-		orderexp._created_range_sql(cfg))
+	SELECT format($q$
+WITH due AS MATERIALIZED (
+	SELECT t.ctid AS tid, t.order_key, t.%1$I AS at, t.order_created
+	  FROM orderexp.timers t
+	 WHERE t.order_table = $1 AND t.%1$I <= now()
+	   AND (t.%1$I, t.order_key) > ($3, $4)
+	 ORDER BY t.%1$I, t.order_key
+	 LIMIT $2
+	   FOR UPDATE SKIP LOCKED)
+SELECT (SELECT count(*) FROM due), ARRAY(SELECT d.order_key FROM due d),
+	   ARRAY(SELECT d.tid FROM due d),
+	   (SELECT min(d.order_created) FROM due d), (SELECT max(d.order_created) FROM due d),
+	   last.at, last.order_key
+  FROM (SELECT NULL) AS one
+  LEFT JOIN (SELECT d.at, d.order_key FROM due d
+			  ORDER BY d.at DESC, d.order_key DESC LIMIT 1) AS last ON true$q$, at)
 $$;
 
 /*
- * The statement that closes one batch of due orders of a table, as the sweep
- * (worker and run_due) prepares and keeps it.  Parameters: $1 the table,
- * $2 the batch size, ($3, $4) the deadline and key of the last timer the
- * previous batch of the same sweep took ('-infinity', '' for the first).
- * Returns (taken, busy, closed, deadline and key of the last timer taken).
- *
- * The sweep walks the index in (deadline, key) order and each batch starts
- * after the last one: timers deleted by earlier batches of a sweep that runs
- * in one transaction (run_due) are not stepped over again, and orders held by
- * an application transaction (busy) do not stop the sweep from reaching the
- * due orders behind them.  The next sweep starts from the beginning and
- * tries the busy ones again.
- *
- *  due     the earliest due timers, locked, skipping those another sweep or
- *          an orderexp function holds;
- *  mine    their rows in the orders table, locked, skipping rows that an
- *          application transaction (a payment, say) holds right now;
- *  busy    due orders whose row exists but is locked: left for the next tick;
- *  gone    the timers of everything else are done with (closed now, or paid,
- *          cancelled or deleted since: the lazy clean-up); found by the ctid
- *          the lock returned, which no one can change while we hold it (should
- *          a concurrent change have made it invisible to our snapshot, the
- *          timer stays and the next sweep finds the order no longer unpaid);
- *  closed  the guarded update: only rows still unpaid are closed;
- *  done    the closed orders joined to their timers, once;
- *  events  one 'closed' event per channel per order actually closed, with
- *          their ids for the audit rows;
- *  audit   one audit row per order closed, with the policy, the deadline
- *          that passed and the events;
- *  outcome one outcome row per order closed (the outcome trigger skips the
- *          rows of this statement, see outcome.c).
+ * The statement on the orders table, run as its owner: $1 the keys the take
+ * statement locked, ($2, $3) the range of their created-at.  "mine" are the
+ * rows it could lock (SKIP LOCKED: an application holds the others), "busy"
+ * the keys whose row exists but was locked: looked up in the whole table
+ * (an order whose created-at moved is not taken for gone), one correlated
+ * probe per key that mine lacks, so that a batch whose rows were all locked
+ * reads no other partition.  For the close batch (lock
+ * 'UPDATE') the unpaid rows of mine are closed with the guarded update and
+ * returned; for reminders (lock 'SHARE') mine is returned as it is.  Every
+ * result column is an array: busy keys, then keys, unpaid, payloads,
+ * categories and created-ats of the rows returned, aligned.  Nothing of
+ * orderexp's is named: the owner needs no privilege on it.
  */
-CREATE FUNCTION orderexp._sweep_sql(cfg orderexp.tables)
+CREATE FUNCTION orderexp._orders_sql(cfg orderexp.tables, lock text)
 RETURNS text
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	status_type text := orderexp._status_type(cfg);
+	range text := CASE WHEN cfg.partition_column IS NULL THEN ''
+					   ELSE format(' AND o.%I BETWEEN %s AND %s', cfg.partition_column,
+								   orderexp._created_utc(cfg, '$2'),
+								   orderexp._created_utc(cfg, '$3')) END;
+	category text := CASE WHEN cfg.category_column IS NULL THEN 'NULL::text'
+						  ELSE format('o.%I::text', cfg.category_column) END;
+	sql text;
 BEGIN
-	RETURN format($q$
+	sql := format($q$
+WITH mine AS MATERIALIZED (
+	SELECT o.%2$I::text AS order_key, (o.%3$I IS NOT DISTINCT FROM %4$L::%5$s) AS unpaid%8$s
+	  FROM %1$s o
+	 WHERE o.%2$I = ANY (ARRAY(SELECT k::%6$s FROM unnest($1::text[]) AS k))%7$s
+	   FOR %9$s OF o SKIP LOCKED),
+missing AS MATERIALIZED (
+	SELECT k AS order_key
+	  FROM unnest($1::text[]) AS k
+	 WHERE NOT EXISTS (SELECT 1 FROM mine m WHERE m.order_key = k)),
+busy AS MATERIALIZED (
+	SELECT x.order_key
+	  FROM missing x
+	 WHERE (SELECT true FROM %1$s o WHERE o.%2$I = x.order_key::%6$s LIMIT 1)),$q$,
+		cfg.order_table, cfg.key_column, cfg.status_column, cfg.unpaid_value,
+		status_type, cfg.key_type, range,
+		CASE lock WHEN 'SHARE'
+			 THEN format(', %s AS cols, %s AS category', orderexp._payload_expr(cfg), category)
+			 ELSE '' END,
+		CASE lock WHEN 'UPDATE' THEN 'UPDATE' WHEN 'SHARE' THEN 'SHARE' END);
+
+	IF lock = 'SHARE' THEN
+		RETURN sql || $q$
+rows AS (
+	SELECT m.order_key, m.unpaid, m.cols, m.category, NULL::timestamptz AS created_at
+	  FROM mine m)$q$ || orderexp._orders_result_sql();
+	END IF;
+
+	RETURN sql || format($q$
+rows AS (
+	UPDATE %1$s o SET %3$I = %7$L::%5$s
+	 WHERE o.%2$I = ANY (ARRAY(SELECT m.order_key::%6$s FROM mine m WHERE m.unpaid))
+	   AND o.%3$I = %4$L::%5$s%8$s
+	RETURNING o.%2$I::text AS order_key, true AS unpaid, %9$s AS cols, %10$s AS category,
+			  o.%11$I::timestamptz AS created_at)$q$,
+		cfg.order_table, cfg.key_column, cfg.status_column, cfg.unpaid_value,
+		status_type, cfg.key_type, cfg.closed_value, range,
+		orderexp._payload_expr(cfg), category, cfg.created_column)
+		|| orderexp._orders_result_sql();
+END;
+$$;
+
+/* the end of the orders statement: its rows as aligned arrays */
+CREATE FUNCTION orderexp._orders_result_sql()
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT $q$
+SELECT ARRAY(SELECT b.order_key FROM busy b), r.keys, r.unpaid, r.cols, r.categories,
+	   r.created
+  FROM (SELECT array_agg(x.order_key) AS keys, array_agg(x.unpaid) AS unpaid,
+			   array_agg(x.cols) AS cols, array_agg(x.category) AS categories,
+			   array_agg(x.created_at) AS created
+		  FROM rows x) AS r$q$
+$$;
+
+/*
+ * The statement that records a close batch, as the extension owner: $1 the
+ * table, $2 the tuple ids of the timers taken, $3 the busy keys, $4 to $8
+ * the closed rows as the orders statement returned them.  Drops the timers
+ * of every taken order that was not busy (closed, paid or gone), and writes
+ * the closed orders' events, audit rows and outcomes as the one-statement
+ * batch of 1.2 did.  The take statement locked the timers in this
+ * transaction, so nobody else can have changed them: they are read again
+ * by tuple id, as 1.2's batch deleted them.
+ */
+CREATE FUNCTION orderexp._record_close_sql(cfg orderexp.tables)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT format($q$
 WITH due AS MATERIALIZED (
 	SELECT t.ctid AS tid, t.order_key, t.close_at, t.policy_id, t.policy_version, t.variant,
-		   t.order_created, t.reminded_for, t.extensions, t.token_extensions, t.reopened
+		   t.reminded_for, t.extensions, t.token_extensions, t.reopened
 	  FROM orderexp.timers t
-	 WHERE t.order_table = $1 AND t.close_at <= now()
-	   AND (t.close_at, t.order_key) > ($3, $4)
-	 ORDER BY t.close_at, t.order_key
-	 LIMIT $2
-	   FOR UPDATE SKIP LOCKED),
-%12$s
+	 WHERE t.ctid = ANY ($2) AND t.order_table = $1),
 gone AS (
 	DELETE FROM orderexp.timers t
 	 WHERE t.ctid = ANY (ARRAY(SELECT d.tid FROM due d
-								WHERE NOT EXISTS (SELECT 1 FROM busy b
-												   WHERE b.order_key = d.order_key)))),
-closed AS (
-	UPDATE %1$s o SET %3$I = %7$L::%5$s
-	 WHERE o.%2$I = ANY (ARRAY(SELECT m.order_key::%6$s FROM mine m WHERE m.unpaid))
-	   AND o.%3$I = %4$L::%5$s%13$s
-	RETURNING o.%2$I::text AS order_key, %8$s AS cols, %9$s AS category,
-			  o.%14$I::timestamptz AS created_at),
+								WHERE d.order_key <> ALL (coalesce($3, '{}'))))),
 done AS MATERIALIZED (
 	SELECT c.order_key, c.cols, c.category, c.created_at, d.close_at, d.policy_id,
 		   d.policy_version, d.variant, d.reminded_for, d.extensions, d.token_extensions,
 		   d.reopened
-	  FROM closed c
+	  FROM unnest($4, $6, $7, $8) AS c(order_key, cols, category, created_at)
 	  JOIN due d ON d.order_key = c.order_key),
 events AS (
 	INSERT INTO orderexp.outbox (kind, order_table, order_key, channel, payload)
 	SELECT 'closed', $1, x.order_key, ch.channel,
-		   orderexp._closed_payload(%10$L, x.order_key, x.close_at, x.policy_id,
+		   orderexp._closed_payload(%1$L, x.order_key, x.close_at, x.policy_id,
 									x.category, x.cols)
 	  FROM done x
-	 CROSS JOIN unnest(%11$L::text[]) AS ch(channel)
+	 CROSS JOIN unnest(%2$L::text[]) AS ch(channel)
 	RETURNING id, order_key),
 audit AS (
 	INSERT INTO orderexp.audit (order_table, order_key, action, via, policy_id,
 								policy_version, variant, deadline, event_ids)
 	SELECT $1, x.order_key, 'closed', 'timeout', x.policy_id, x.policy_version, x.variant,
-		   x.close_at, %15$s
-	  FROM done x%16$s),
+		   x.close_at, %4$s
+	  FROM done x%5$s),
 outcome AS (
 	INSERT INTO orderexp.outcomes (order_table, order_key, outcome, status, policy_id,
 								   policy_version, variant, created_at, close_at, decided_at,
 								   reminded, extensions, token_extensions, reopened)
-	SELECT $1, x.order_key, 'closed', %7$L, x.policy_id, x.policy_version, x.variant,
+	SELECT $1, x.order_key, 'closed', %3$L, x.policy_id, x.policy_version, x.variant,
 		   x.created_at, x.close_at, now(), x.reminded_for IS NOT NULL, x.extensions,
 		   x.token_extensions, x.reopened
 	  FROM done x)
-SELECT (SELECT count(*) FROM due), (SELECT count(*) FROM busy), (SELECT count(*) FROM closed),
-	   last.close_at, last.order_key
-  FROM (SELECT NULL) AS one
-  LEFT JOIN (SELECT d.close_at, d.order_key FROM due d
-			  ORDER BY d.close_at DESC, d.order_key DESC LIMIT 1) AS last ON true$q$,
-		cfg.order_table, cfg.key_column, cfg.status_column, cfg.unpaid_value,
-		status_type, cfg.key_type, cfg.closed_value, orderexp._payload_expr(cfg),
-		CASE WHEN cfg.category_column IS NULL THEN 'NULL::text'
-			 ELSE format('o.%I::text', cfg.category_column) END,
-		cfg.order_table::text, cfg.channels,
-		orderexp._lock_rows_sql(cfg, status_type, '', 'UPDATE'),
-		orderexp._created_range_sql(cfg),
-		cfg.created_column,
+SELECT count(*) FROM done$q$,
+		cfg.order_table::text, cfg.channels, cfg.closed_value,
 		/* the events of each close, for its audit row: with one channel, one */
 		CASE cardinality(cfg.channels) WHEN 0 THEN 'NULL::bigint[]'
 									   WHEN 1 THEN 'ARRAY[e.id]'
 									   ELSE 'e.ids' END,
 		CASE cardinality(cfg.channels) WHEN 0 THEN ''
 			 WHEN 1 THEN E'\n\t  JOIN events e ON e.order_key = x.order_key'
-			 ELSE E'\n\t  LEFT JOIN (SELECT e.order_key, array_agg(e.id) AS ids	/* in insertion order */\n\t\t\t  FROM events e GROUP BY e.order_key) e ON e.order_key = x.order_key' END);
-END;
+			 ELSE E'\n\t  LEFT JOIN (SELECT e.order_key, array_agg(e.id) AS ids	/* in insertion order */\n\t\t\t  FROM events e GROUP BY e.order_key) e ON e.order_key = x.order_key' END)
 $$;
 
 /*
- * The statement that writes one batch of due reminders of a table.
- * Parameters and result as for _sweep_sql, over remind_at.
- *
- *  due     the earliest due reminders, timers locked with SKIP LOCKED;
- *  mine    their rows, FOR SHARE SKIP LOCKED: a payment in flight holds its
- *          row, and its order is looked at again next tick;
- *  done    every due reminder but the busy ones is dealt with: remind_at is
- *          cleared, so a reminder goes out at most once per deadline;
- *  events  one 'reminder' per channel for orders still unpaid and not yet
- *          past their deadline, with a token when the customer may extend.
+ * The statement that records a reminder batch, as the extension owner: the
+ * arguments as for _record_close_sql (timers by tuple id), the rows being
+ * the orders statement's "mine".  Clears the reminder of every taken order that was not busy, and
+ * writes a reminder (with its extension token) per channel for each order
+ * still unpaid before its deadline, as the batch of 1.2 did.
  */
-CREATE FUNCTION orderexp._remind_sql(cfg orderexp.tables)
+CREATE FUNCTION orderexp._record_remind_sql(cfg orderexp.tables)
 RETURNS text
-LANGUAGE plpgsql STABLE
+LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-	status_type text := orderexp._status_type(cfg);
-BEGIN
-	RETURN format($q$
+	SELECT format($q$
 WITH due AS MATERIALIZED (
 	SELECT t.ctid AS tid, t.order_key, t.close_at, t.remind_at, t.policy_id, t.extensions,
-		   t.token_extensions, t.generation, t.order_created
+		   t.token_extensions, t.generation
 	  FROM orderexp.timers t
-	 WHERE t.order_table = $1 AND t.remind_at <= now()
-	   AND (t.remind_at, t.order_key) > ($3, $4)
-	 ORDER BY t.remind_at, t.order_key
-	 LIMIT $2
-	   FOR UPDATE SKIP LOCKED),
-%11$s
+	 WHERE t.ctid = ANY ($2) AND t.order_table = $1),
 done AS (
 	UPDATE orderexp.timers t SET remind_at = NULL, reminded_for = t.close_at
-	 WHERE t.order_table = $1
-	   AND t.order_key = ANY (ARRAY(SELECT d.order_key FROM due d
-									 WHERE NOT EXISTS (SELECT 1 FROM busy b
-														WHERE b.order_key = d.order_key)))),
+	 WHERE t.ctid = ANY (ARRAY(SELECT d.tid FROM due d
+								WHERE d.order_key <> ALL (coalesce($3, '{}'))))),
 reminded AS MATERIALIZED (
 	SELECT d.*, m.cols, m.category, p.extend_by,
 		   greatest(p.max_extensions - d.token_extensions, 0) AS extensions_left
 	  FROM due d
-	  JOIN mine m ON m.order_key = d.order_key
+	  JOIN unnest($4, $5, $6, $7) AS m(order_key, unpaid, cols, category)
+		ON m.order_key = d.order_key
 	  JOIN orderexp.policies p ON p.id = d.policy_id
 	 WHERE m.unpaid AND d.close_at > now()),
 events AS (
 	INSERT INTO orderexp.outbox (kind, order_table, order_key, channel, payload)
 	SELECT 'reminder', $1, r.order_key, ch.channel,
-		   jsonb_build_object('order_table', %9$L, 'order_key', r.order_key,
+		   jsonb_build_object('order_table', %1$L, 'order_key', r.order_key,
 							  'close_at', r.close_at, 'remind_at', r.remind_at,
 							  'policy_id', r.policy_id, 'category', r.category,
 							  'extend_by', orderexp._iso_interval(r.extend_by), 'extensions_left', r.extensions_left,
@@ -1331,24 +1343,33 @@ events AS (
 						THEN orderexp._token_make($1, r.order_key, r.close_at, r.extensions,
 												  r.generation)
 				   END AS token) tok
-	 CROSS JOIN unnest(%10$L::text[]) AS ch(channel))
-SELECT (SELECT count(*) FROM due), (SELECT count(*) FROM busy), (SELECT count(*) FROM reminded),
-	   last.remind_at, last.order_key
-  FROM (SELECT NULL) AS one
-  LEFT JOIN (SELECT d.remind_at, d.order_key FROM due d
-			  ORDER BY d.remind_at DESC, d.order_key DESC LIMIT 1) AS last ON true$q$,
-		cfg.order_table, cfg.key_column, cfg.status_column, cfg.unpaid_value,
-		status_type, cfg.key_type, orderexp._payload_expr(cfg),
-		CASE WHEN cfg.category_column IS NULL THEN 'NULL::text'
-			 ELSE format('o.%I::text', cfg.category_column) END,
-		cfg.order_table::text, cfg.channels,
-		orderexp._lock_rows_sql(cfg, status_type,
-								format(', %s AS cols, %s AS category',
-									   orderexp._payload_expr(cfg),
-									   CASE WHEN cfg.category_column IS NULL THEN 'NULL::text'
-											ELSE format('o.%I::text', cfg.category_column) END),
-								'SHARE'));
-END;
+	 CROSS JOIN unnest(%2$L::text[]) AS ch(channel))
+SELECT count(*) FROM reminded$q$,
+		cfg.order_table::text, cfg.channels)
+$$;
+
+/*
+ * The three statements of a table's close batch and of its reminder batch,
+ * in the order the sweep runs them (src/sweep.c).
+ */
+CREATE FUNCTION orderexp._close_batch_sql(cfg orderexp.tables)
+RETURNS text[]
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT ARRAY[orderexp._take_sql('close_at'),
+				 orderexp._orders_sql(cfg, 'UPDATE'),
+				 orderexp._record_close_sql(cfg)]
+$$;
+
+CREATE FUNCTION orderexp._remind_batch_sql(cfg orderexp.tables)
+RETURNS text[]
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT ARRAY[orderexp._take_sql('remind_at'),
+				 orderexp._orders_sql(cfg, 'SHARE'),
+				 orderexp._record_remind_sql(cfg)]
 $$;
 
 /* ------------------------------------------------------------------------
@@ -2616,6 +2637,7 @@ COMMENT ON FUNCTION orderexp.requeue(bigint[]) IS
 CREATE FUNCTION orderexp._normal_p(z double precision)
 RETURNS double precision
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 AS $$
 	SELECT 1 - erf
 	  FROM (SELECT 1 - t * (0.254829592 + t * (-0.284496736 + t * (1.421413741
@@ -2628,6 +2650,7 @@ $$;
 CREATE FUNCTION orderexp._wilson(x bigint, n bigint, OUT low double precision, OUT high double precision)
 RETURNS record
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 AS $$
 	SELECT CASE WHEN n > 0 THEN (centre - half) / denom END,
 		   CASE WHEN n > 0 THEN (centre + half) / denom END
@@ -2985,10 +3008,9 @@ INSERT INTO orderexp.secret (secret) VALUES (orderexp._new_secret());
  *                    extend_order_by_token; each still wants UPDATE on the
  *                    orders table
  *   orderexp_relay   claim, ack, fail, and reading the outbox
- *   PUBLIC           run_due (it closes only what is due, and only on
- *                    tables the caller may update), _actor, and the
- *                    invoker-rights helpers, which grant nothing by
- *                    themselves
+ *   PUBLIC           _actor, and the invoker-rights helpers, which grant
+ *                    nothing by themselves (run_due was PUBLIC's up to
+ *                    1.2: now orderexp_admin's)
  *
  * The bodies of the gates, the trigger functions (which have no use outside
  * their triggers) and the functions that read the secret or act for a
@@ -3017,6 +3039,12 @@ REVOKE ALL ON FUNCTION orderexp._token_make(regclass, text, timestamptz, integer
 REVOKE ALL ON FUNCTION orderexp._token_open(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION orderexp._extension_token(regclass, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION orderexp._extend_order_by_token(text, name) FROM PUBLIC;
+
+/* the generators of the sweep's statements */
+REVOKE ALL ON FUNCTION orderexp._take_sql(text), orderexp._orders_sql(orderexp.tables, text),
+	orderexp._orders_result_sql(), orderexp._record_close_sql(orderexp.tables),
+	orderexp._record_remind_sql(orderexp.tables), orderexp._close_batch_sql(orderexp.tables),
+	orderexp._remind_batch_sql(orderexp.tables) FROM PUBLIC;
 
 /* the bodies of the gates */
 REVOKE ALL ON FUNCTION
@@ -3081,7 +3109,8 @@ REVOKE ALL ON FUNCTION
 	orderexp.rotate_secret(),
 	orderexp.requeue(bigint[]),
 	orderexp.forget_before(timestamptz),
-	orderexp.pending_orders()
+	orderexp.pending_orders(),
+	orderexp.run_due(integer)
 	FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
 	orderexp.set_close_policy(regclass, interval, interval, interval, integer, text, name, name,
@@ -3092,7 +3121,8 @@ GRANT EXECUTE ON FUNCTION
 	orderexp.rotate_secret(),
 	orderexp.requeue(bigint[]),
 	orderexp.forget_before(timestamptz),
-	orderexp.pending_orders()
+	orderexp.pending_orders(),
+	orderexp.run_due(integer)
 	TO orderexp_admin;
 GRANT SELECT ON orderexp.pending, orderexp.policy_config, orderexp.dead_letters,
 	orderexp.delivery_stats, orderexp.policy_stats, orderexp.experiment_stats
