@@ -62,7 +62,7 @@
 
 #include "orderexp.h"
 #include "catalog.h"
-#include "sweep.h"
+#include "batch.h"
 
 PG_FUNCTION_INFO_V1(orderexp_outcome_trigger);
 

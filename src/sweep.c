@@ -6,21 +6,21 @@
  *
  * A round first asks, with one index probe per registered table, for the
  * earliest deadline of each table.  Tables whose earliest deadline has
- * passed get one batch: a single statement, generated per table by
- * orderexp._sweep_sql() and kept prepared across rounds, that locks the due
- * timers with SKIP LOCKED, closes the rows that are still unpaid with a
- * guarded update, drops the timers it is done with and writes the 'closed'
- * events, their audit rows and the orders' outcomes, all in the caller's
- * transaction.  One NOTIFY per batch wakes the listeners at commit.
+ * passed get one close batch (batch.c): statements kept prepared across
+ * rounds that lock the due timers with SKIP LOCKED, close the rows that are
+ * still unpaid with a guarded update (as the table's owner), drop the
+ * timers they are done with and write the 'closed' events, their audit
+ * rows and the orders' outcomes, all in the caller's transaction.  One
+ * NOTIFY per batch wakes the listeners at commit.
  *
  * Before the close, the same round writes the table's due reminders with a
- * second kept statement (orderexp._remind_sql()), which locks in the same
- * order and clears remind_at of what it dealt with, so that a reminder goes
- * out at most once per deadline.
+ * reminder batch, which locks in the same order and clears remind_at of
+ * what it dealt with, so that a reminder goes out at most once per
+ * deadline.
  *
- * run_due() does its work as the extension owner, like the worker, but only
- * for the tables on which its caller holds UPDATE: a role that cannot close
- * an order by hand cannot have orderexp close it either.
+ * run_due() does its work like the worker, but only for the tables on
+ * which its caller holds UPDATE: a role that cannot close an order by hand
+ * cannot have orderexp close it either.
  *
  * Each table's batch runs in a subtransaction, so that one broken table (a
  * mapped column dropped, say) gets a WARNING and an entry in
@@ -35,7 +35,6 @@
 
 #include "access/xact.h"
 #include "access/xlog.h"
-#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "commands/async.h"
 #include "executor/spi.h"
@@ -44,16 +43,15 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "utils/acl.h"
-#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/json.h"
 #include "utils/memutils.h"
-#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "orderexp.h"
+#include "batch.h"
 #include "catalog.h"
 #include "outbox.h"
 #include "runas.h"
@@ -69,27 +67,6 @@ PG_FUNCTION_INFO_V1(orderexp_run_due);
 /* how long the worker leaves a failing table alone */
 #define ORDEREXP_RETRY_FAILED_MS	(60 * 1000)
 
-/*
- * The kept statements of one kind of batch of a table, and where its sweep
- * has got to.  From 1.3 on a batch is three statements (take, orders,
- * record); a database still at 1.2 or before runs one.
- */
-#define BATCH_TAKE		0
-#define BATCH_ORDERS	1
-#define BATCH_RECORD	2
-#define BATCH_MAX_PLANS	3
-
-typedef struct BatchPlan
-{
-	char	   *sql;			/* text the plans were made from */
-	int			nplans;			/* 1 or 3 */
-	SPIPlanPtr	plans[BATCH_MAX_PLANS]; /* kept plans */
-	uint64		sweep_id;		/* sweep that set the watermark */
-	TimestampTz last_at;		/* (due time, key) of the last timer taken */
-	char	   *last_key;		/* in that sweep; TopMemoryContext */
-	bool		writes_outcomes;	/* the statement records its closes' outcomes */
-} BatchPlan;
-
 /* per-table state kept across rounds in this backend */
 typedef struct TablePlan
 {
@@ -102,13 +79,6 @@ typedef struct TablePlan
 } TablePlan;
 
 static HTAB *table_plans = NULL;
-
-/*
- * The table whose close batch is running right now, or InvalidOid.  The
- * batch statement writes the outcome rows of the orders it closes itself,
- * set-based; the outcome trigger (outcome.c) leaves those rows alone.
- */
-Oid			orderexp_sweep_closing = InvalidOid;
 
 /* counts sweeps (a worker tick, a run_due call) in this backend */
 static uint64 current_sweep_id = 0;
@@ -126,7 +96,6 @@ static char **continue_names = NULL;
 
 /* statements every round runs; prepared once and kept */
 static SPIPlanPtr overview_plan = NULL;
-static SPIPlanPtr batch_sql_plans[2][2];	/* [closes][split] */
 static SPIPlanPtr set_error_plan = NULL;
 static SPIPlanPtr next_due_plan = NULL;
 
@@ -145,17 +114,6 @@ static const char *overview_sql =
 "                      WHERE x.order_table = t.order_table AND x.remind_at IS NOT NULL "
 "                      ORDER BY x.remind_at LIMIT 1) r ON true "
 " ORDER BY s.close_at";
-
-/*
- * The statements of a table's batches, as its registration gives them
- * today: [closes][split], split for 1.3 on (three statements as text[]).
- */
-static const char *const batch_sql_sql[2][2] = {
-	{"SELECT orderexp._remind_sql(t) FROM orderexp.tables t WHERE t.order_table = $1",
-	"SELECT orderexp._remind_batch_sql(t) FROM orderexp.tables t WHERE t.order_table = $1"},
-	{"SELECT orderexp._sweep_sql(t) FROM orderexp.tables t WHERE t.order_table = $1",
-	"SELECT orderexp._close_batch_sql(t) FROM orderexp.tables t WHERE t.order_table = $1"}
-};
 
 /*
  * When a table swept this round next has something to do: its earliest
@@ -186,23 +144,8 @@ typedef struct DueTable
 	TimestampTz remind_at;		/* earliest pending reminder, or 0 */
 } DueTable;
 
-/* what one batch statement reports */
-typedef struct BatchResult
-{
-	int64		taken;			/* timers taken off the due list */
-	int64		busy;			/* due, but their row was locked: left for later */
-	int64		done;			/* orders closed, or reminders written */
-} BatchResult;
-
 static TablePlan *table_plan_entry(Oid relid);
 static void set_table_error(Oid relid, const char *msg);
-static Oid	table_owner(Oid relid);
-static void prepare_batch(BatchPlan *bp, bool split, Datum statements, const char *sql);
-static HeapTuple run_batch_statement(SPIPlanPtr plan, Datum *values,
-									 const char *nulls, Oid closing,
-									 TupleDesc *desc);
-static bool run_batch(BatchPlan *bp, bool closes, Oid relid, int batch_limit,
-					  BatchResult *result);
 static void notify_batch(const char *kind, const char *table, int64 count);
 static bool count_batch(BatchResult *r, int batch_limit, SweepRound *round);
 static bool table_batches(TablePlan *entry, DueTable *dt, TimestampTz now,
@@ -256,21 +199,8 @@ orderexp_forget_plans(void)
 	hash_seq_init(&status, table_plans);
 	while ((entry = hash_seq_search(&status)) != NULL)
 	{
-		BatchPlan  *plans[2] = {&entry->close, &entry->remind};
-		int			i;
-
-		for (i = 0; i < 2; i++)
-		{
-			int			j;
-
-			for (j = 0; j < BATCH_MAX_PLANS; j++)
-				orderexp_forget_plan(&plans[i]->plans[j]);
-			plans[i]->nplans = 0;
-			if (plans[i]->sql)
-				pfree(plans[i]->sql);
-			if (plans[i]->last_key)
-				pfree(plans[i]->last_key);
-		}
+		orderexp_forget_batch(&entry->close);
+		orderexp_forget_batch(&entry->remind);
 	}
 	hash_destroy(table_plans);
 	table_plans = NULL;
@@ -294,247 +224,6 @@ set_table_error(Oid relid, const char *msg)
 						   values, nulls, false, 0);
 	if (ret != SPI_OK_UPDATE)
 		elog(ERROR, "recording the last error failed: %s", SPI_result_code_string(ret));
-}
-
-/* the owner of a registered table, whose code runs as that owner */
-static Oid
-table_owner(Oid relid)
-{
-	HeapTuple	tup;
-	Oid			owner;
-
-	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for relation %u", relid);
-	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
-	ReleaseSysCache(tup);
-	return owner;
-}
-
-/*
- * Make the kept plans of a batch from the text its registration gives: one
- * statement (a database before 1.3), or the array of the three.
- */
-static void
-prepare_batch(BatchPlan *bp, bool split, Datum statements, const char *sql)
-{
-	/* parameters of each statement; see sql/orderexp--1.2--1.3.sql */
-	static Oid	take_types[4] = {REGCLASSOID, INT4OID, TIMESTAMPTZOID, TEXTOID};
-	static Oid	orders_types[3] = {TEXTARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
-	static Oid	record_types[8] = {REGCLASSOID, TIDARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
-	BOOLARRAYOID, JSONBARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID};
-	Datum	   *elems;
-	bool	   *elemnulls;
-	int			n;
-	int			i;
-
-	for (i = 0; i < BATCH_MAX_PLANS; i++)
-		orderexp_forget_plan(&bp->plans[i]);
-	if (bp->sql)
-	{
-		pfree(bp->sql);
-		bp->sql = NULL;
-	}
-
-	/* the same statements every batch: plan them once, generically */
-	if (!split)
-	{
-		orderexp_keep_plan(&bp->plans[0], sql, 4, take_types, CURSOR_OPT_GENERIC_PLAN);
-		bp->nplans = 1;
-	}
-	else
-	{
-		deconstruct_array(DatumGetArrayTypeP(statements), TEXTOID, -1, false, TYPALIGN_INT,
-						  &elems, &elemnulls, &n);
-		if (n != BATCH_MAX_PLANS || elemnulls[0] || elemnulls[1] || elemnulls[2])
-			elog(ERROR, "a batch has %d statements, expected %d", n, BATCH_MAX_PLANS);
-		orderexp_keep_plan(&bp->plans[BATCH_TAKE], TextDatumGetCString(elems[0]),
-						   4, take_types, CURSOR_OPT_GENERIC_PLAN);
-		orderexp_keep_plan(&bp->plans[BATCH_ORDERS], TextDatumGetCString(elems[1]),
-						   3, orders_types, CURSOR_OPT_GENERIC_PLAN);
-		orderexp_keep_plan(&bp->plans[BATCH_RECORD], TextDatumGetCString(elems[2]),
-						   8, record_types, CURSOR_OPT_GENERIC_PLAN);
-		bp->nplans = BATCH_MAX_PLANS;
-	}
-	bp->sql = MemoryContextStrdup(TopMemoryContext, sql);
-}
-
-/*
- * Run one kept statement of a batch that returns one row, planned ahead
- * (spiplan.c), as the current user.  While a close statement runs,
- * orderexp_sweep_closing names the table (see outcome.c).
- */
-static HeapTuple
-run_batch_statement(SPIPlanPtr plan, Datum *values, const char *nulls,
-					Oid closing, TupleDesc *desc)
-{
-	volatile int ret;
-
-	orderexp_plan_ahead(plan);
-	orderexp_sweep_closing = closing;
-	PG_TRY();
-	{
-		ret = SPI_execute_plan(plan, values, nulls, false, 0);
-	}
-	PG_FINALLY();
-	{
-		orderexp_sweep_closing = InvalidOid;
-	}
-	PG_END_TRY();
-	if (ret != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "running a batch failed: %s", SPI_result_code_string(ret));
-	*desc = SPI_tuptable->tupdesc;
-	return SPI_tuptable->vals[0];
-}
-
-/*
- * Run one batch of one table: fetch the statements that the table's
- * registration gives today, re-prepare if they changed, and execute them
- * from the sweep's watermark on.  Returns false if the table was
- * unregistered since the overview.
- *
- * From 1.3 on, a batch is three statements (sql/orderexp--1.2--1.3.sql):
- * the take statement locks the due timers and returns their keys; the
- * orders statement locks, closes or reads the orders rows of those keys,
- * and it alone runs as the table's owner, under
- * SECURITY_RESTRICTED_OPERATION with search_path pinned, so that the
- * table's triggers, constraints, index expressions and casts run as they
- * would for the owner's own UPDATE, never with the extension owner's
- * rights (as vacuum.c does for the same reason); the record statement
- * writes orderexp's own tables from the orders statement's result.  All
- * three run in the caller's subtransaction (table_batches_guarded).
- */
-static bool
-run_batch(BatchPlan *bp, bool closes, Oid relid, int batch_limit, BatchResult *result)
-{
-	const OrderexpCatalog *cat = orderexp_catalog();
-	bool		split = cat->split_batches;
-	Oid			argtypes[1] = {REGCLASSOID};
-	Datum		values[BATCH_MAX_PLANS * 3];
-	char		nulls[BATCH_MAX_PLANS * 3];
-	bool		isnull;
-	Oid			closing;
-	char	   *sql;
-	HeapTuple	tup;
-	TupleDesc	desc;
-	Datum		last_at;
-	int			ret;
-	int			i;
-
-	/*
-	 * The statement text follows the table's registration; it is read once
-	 * per sweep (a policy change takes effect at the next one).
-	 */
-	values[0] = ObjectIdGetDatum(relid);
-	if (bp->nplans > 0 && bp->sweep_id == current_sweep_id &&
-		(bp->nplans == BATCH_MAX_PLANS) == split)
-		sql = NULL;
-	else
-	{
-		ret = SPI_execute_plan(orderexp_keep_plan(&batch_sql_plans[closes][split],
-												  batch_sql_sql[closes][split],
-												  1, argtypes, 0),
-							   values, NULL, true, 1);
-		if (ret != SPI_OK_SELECT)
-			elog(ERROR, "reading the registration failed: %s", SPI_result_code_string(ret));
-		if (SPI_processed == 0)
-			return false;
-		sql = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-		if (sql == NULL)
-			return false;
-		if (bp->nplans == 0 || (bp->nplans == BATCH_MAX_PLANS) != split ||
-			strcmp(bp->sql, sql) != 0)
-		{
-			prepare_batch(bp, split,
-						  SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull),
-						  sql);
-
-			/*
-			 * The close statement of 1.2 on writes the outcome rows of its
-			 * closes; 1.1's, in a database not yet updated, leaves them to
-			 * the outcome trigger.
-			 */
-			bp->writes_outcomes = closes && cat->sweep_writes_outcomes;
-		}
-	}
-
-	if (bp->sweep_id != current_sweep_id)
-	{
-		bp->sweep_id = current_sweep_id;
-		bp->last_at = DT_NOBEGIN;
-		if (bp->last_key)
-			pfree(bp->last_key);
-		bp->last_key = MemoryContextStrdup(TopMemoryContext, "");
-	}
-	memset(nulls, ' ', sizeof(nulls));
-	values[1] = Int32GetDatum(batch_limit);
-	values[2] = TimestampTzGetDatum(bp->last_at);
-	values[3] = CStringGetTextDatum(bp->last_key);
-	closing = bp->writes_outcomes ? relid : InvalidOid;
-
-	tup = run_batch_statement(bp->plans[0], values, nulls,
-							  bp->nplans == 1 ? closing : InvalidOid, &desc);
-	result->taken = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-	if (bp->nplans == 1)
-	{
-		/* before 1.3: (taken, busy, done, last_at, last_key) */
-		result->busy = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
-		result->done = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
-		i = 4;
-	}
-	else
-	{
-		/* take: (taken, keys, tids, created min, created max, last_at, last_key) */
-		result->busy = 0;
-		result->done = 0;
-		i = 6;
-	}
-	last_at = SPI_getbinval(tup, desc, i, &isnull);
-	if (!isnull)
-	{
-		char	   *last_key = SPI_getvalue(tup, desc, i + 1);
-
-		bp->last_at = DatumGetTimestampTz(last_at);
-		pfree(bp->last_key);
-		bp->last_key = MemoryContextStrdup(TopMemoryContext, last_key);
-	}
-	if (bp->nplans == 1 || result->taken == 0)
-		return true;
-
-	/* orders: ($1 keys, $2 created min, $3 created max), as the owner */
-	{
-		Datum		ovalues[3];
-		char		onulls[3] = {' ', ' ', ' '};
-		Datum		tids;
-		RunAs		runas;
-
-		for (i = 0; i < 3; i++)
-		{
-			/* keys, then (after the tids) the created-at range */
-			ovalues[i] = SPI_getbinval(tup, desc, i == 0 ? 2 : i + 3, &isnull);
-			if (isnull)
-				onulls[i] = 'n';
-		}
-		tids = SPI_getbinval(tup, desc, 3, &isnull);
-		orderexp_run_as_begin(&runas, table_owner(relid), SECURITY_RESTRICTED_OPERATION, true);
-		tup = run_batch_statement(bp->plans[BATCH_ORDERS], ovalues, onulls, closing, &desc);
-		orderexp_run_as_end(&runas);
-
-		/* record: ($1 table, $2 tids taken, $3 busy, $4... the rows) */
-		values[1] = tids;
-		nulls[1] = ' ';
-		for (i = 0; i < 6; i++)
-		{
-			values[i + 2] = SPI_getbinval(tup, desc, i + 1, &isnull);
-			nulls[i + 2] = isnull ? 'n' : ' ';
-		}
-		if (nulls[2] == ' ')
-			result->busy = ArrayGetNItems(ARR_NDIM(DatumGetArrayTypeP(values[2])),
-										  ARR_DIMS(DatumGetArrayTypeP(values[2])));
-		tup = run_batch_statement(bp->plans[BATCH_RECORD], values, nulls, InvalidOid, &desc);
-		result->done = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-	}
-	return true;
 }
 
 /* one NOTIFY for a batch that wrote events */
@@ -582,8 +271,8 @@ table_batches(TablePlan *entry, DueTable *dt, TimestampTz now, int batch_limit,
 
 	if (dt->remind_at != 0 && dt->remind_at <= now)
 	{
-		if (!run_batch(&entry->remind, false,
-					   dt->relid, batch_limit, &r))
+		if (!orderexp_run_batch(&entry->remind, false, dt->relid, batch_limit,
+								current_sweep_id, &r))
 			return false;
 		round->reminded += r.done;
 		round->reminded_taken += r.taken - r.busy;
@@ -597,8 +286,8 @@ table_batches(TablePlan *entry, DueTable *dt, TimestampTz now, int batch_limit,
 
 	if (dt->close_at <= now)
 	{
-		if (!run_batch(&entry->close, true,
-					   dt->relid, batch_limit, &r))
+		if (!orderexp_run_batch(&entry->close, true, dt->relid, batch_limit,
+								current_sweep_id, &r))
 			return false;
 		round->processed += r.taken - r.busy;
 		round->closed += r.done;

@@ -28,9 +28,6 @@ typedef struct SweepRound
 	TimestampTz next_due;		/* earliest future deadline, or 0 if none */
 } SweepRound;
 
-/* the table whose close batch is running right now (outcome.c), or 0 */
-extern Oid	orderexp_sweep_closing;
-
 extern void orderexp_sweep_begin(void);
 extern void orderexp_sweep_round(int batch_limit, int64 budget, bool in_worker,
 								 Oid caller, SweepRound *round);

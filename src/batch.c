@@ -1,0 +1,325 @@
+/*-------------------------------------------------------------------------
+ *
+ * batch.c
+ *		One batch of one registered table: the statements its registration
+ *		gives, kept prepared, and run as the roles they belong to.
+ *
+ * A round of the sweep (sweep.c) gives each table with due work a reminder
+ * batch and a close batch.  From 1.3 on a batch is three statements
+ * (sql/orderexp--1.2--1.3.sql): take (as the extension owner), orders (as
+ * the table's owner, under SECURITY_RESTRICTED_OPERATION) and record (as
+ * the extension owner); a database not yet updated runs the one statement
+ * of 1.2 and before.  The statements are read from the table's
+ * registration once per sweep, prepared once (generic plans) and kept
+ * while their text stays the same; each remembers where its sweep has got
+ * to, so that the next batch starts after the last timer of the previous
+ * one.
+ *
+ * Copyright (c) 2026, orderexp developers
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+#include "orderexp.h"
+#include "batch.h"
+#include "catalog.h"
+#include "runas.h"
+#include "spiplan.h"
+
+/*
+ * The table whose close batch is running right now, or InvalidOid.  The
+ * batch statement writes the outcome rows of the orders it closes itself,
+ * set-based; the outcome trigger (outcome.c) leaves those rows alone.
+ */
+Oid			orderexp_sweep_closing = InvalidOid;
+
+static SPIPlanPtr batch_sql_plans[2][2];	/* [closes][split] */
+
+/*
+ * The statements of a table's batches, as its registration gives them
+ * today: [closes][split], split for 1.3 on (three statements as text[]).
+ */
+static const char *const batch_sql_sql[2][2] = {
+	{"SELECT orderexp._remind_sql(t) FROM orderexp.tables t WHERE t.order_table = $1",
+	"SELECT orderexp._remind_batch_sql(t) FROM orderexp.tables t WHERE t.order_table = $1"},
+	{"SELECT orderexp._sweep_sql(t) FROM orderexp.tables t WHERE t.order_table = $1",
+	"SELECT orderexp._close_batch_sql(t) FROM orderexp.tables t WHERE t.order_table = $1"}
+};
+
+static Oid	table_owner(Oid relid);
+static void prepare_batch(BatchPlan *bp, bool split, Datum statements, const char *sql);
+static HeapTuple run_batch_statement(SPIPlanPtr plan, Datum *values,
+									 const char *nulls, Oid closing,
+									 TupleDesc *desc);
+
+/* the owner of a registered table, whose code runs as that owner */
+static Oid
+table_owner(Oid relid)
+{
+	HeapTuple	tup;
+	Oid			owner;
+
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
+/*
+ * Make the kept plans of a batch from the text its registration gives: one
+ * statement (a database before 1.3), or the array of the three.
+ */
+static void
+prepare_batch(BatchPlan *bp, bool split, Datum statements, const char *sql)
+{
+	/* parameters of each statement; see sql/orderexp--1.2--1.3.sql */
+	static Oid	take_types[4] = {REGCLASSOID, INT4OID, TIMESTAMPTZOID, TEXTOID};
+	static Oid	orders_types[3] = {TEXTARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
+	static Oid	record_types[8] = {REGCLASSOID, TIDARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+	BOOLARRAYOID, JSONBARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID};
+	Datum	   *elems;
+	bool	   *elemnulls;
+	int			n;
+	int			i;
+
+	for (i = 0; i < BATCH_MAX_PLANS; i++)
+		orderexp_forget_plan(&bp->plans[i]);
+	if (bp->sql)
+	{
+		pfree(bp->sql);
+		bp->sql = NULL;
+	}
+
+	/* the same statements every batch: plan them once, generically */
+	if (!split)
+	{
+		orderexp_keep_plan(&bp->plans[0], sql, 4, take_types, CURSOR_OPT_GENERIC_PLAN);
+		bp->nplans = 1;
+	}
+	else
+	{
+		deconstruct_array(DatumGetArrayTypeP(statements), TEXTOID, -1, false, TYPALIGN_INT,
+						  &elems, &elemnulls, &n);
+		if (n != BATCH_MAX_PLANS || elemnulls[0] || elemnulls[1] || elemnulls[2])
+			elog(ERROR, "a batch has %d statements, expected %d", n, BATCH_MAX_PLANS);
+		orderexp_keep_plan(&bp->plans[BATCH_TAKE], TextDatumGetCString(elems[0]),
+						   4, take_types, CURSOR_OPT_GENERIC_PLAN);
+		orderexp_keep_plan(&bp->plans[BATCH_ORDERS], TextDatumGetCString(elems[1]),
+						   3, orders_types, CURSOR_OPT_GENERIC_PLAN);
+		orderexp_keep_plan(&bp->plans[BATCH_RECORD], TextDatumGetCString(elems[2]),
+						   8, record_types, CURSOR_OPT_GENERIC_PLAN);
+		bp->nplans = BATCH_MAX_PLANS;
+	}
+	bp->sql = MemoryContextStrdup(TopMemoryContext, sql);
+}
+
+/*
+ * Run one kept statement of a batch that returns one row, planned ahead
+ * (spiplan.c), as the current user.  While a close statement runs,
+ * orderexp_sweep_closing names the table (see outcome.c).
+ */
+static HeapTuple
+run_batch_statement(SPIPlanPtr plan, Datum *values, const char *nulls,
+					Oid closing, TupleDesc *desc)
+{
+	volatile int ret;
+
+	orderexp_plan_ahead(plan);
+	orderexp_sweep_closing = closing;
+	PG_TRY();
+	{
+		ret = SPI_execute_plan(plan, values, nulls, false, 0);
+	}
+	PG_FINALLY();
+	{
+		orderexp_sweep_closing = InvalidOid;
+	}
+	PG_END_TRY();
+	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "running a batch failed: %s", SPI_result_code_string(ret));
+	*desc = SPI_tuptable->tupdesc;
+	return SPI_tuptable->vals[0];
+}
+
+/*
+ * orderexp_run_batch
+ *		Run one batch of one table: fetch the statements that the table's
+ *		registration gives today, re-prepare if they changed, and execute
+ *		them from the watermark of sweep "sweep_id" on (a new sweep starts
+ *		from the earliest due timer).  Returns false if the table was
+ *		unregistered since the caller looked.
+ *
+ * From 1.3 on, a batch is three statements (sql/orderexp--1.2--1.3.sql):
+ * the take statement locks the due timers and returns their keys; the
+ * orders statement locks, closes or reads the orders rows of those keys,
+ * and it alone runs as the table's owner, under
+ * SECURITY_RESTRICTED_OPERATION with search_path pinned, so that the
+ * table's triggers, constraints, index expressions and casts run as they
+ * would for the owner's own UPDATE, never with the extension owner's
+ * rights (as vacuum.c does for the same reason); the record statement
+ * writes orderexp's own tables from the orders statement's result.  All
+ * three run in the caller's subtransaction (table_batches_guarded).
+ */
+bool
+orderexp_run_batch(BatchPlan *bp, bool closes, Oid relid, int batch_limit,
+				   uint64 sweep_id, BatchResult *result)
+{
+	const OrderexpCatalog *cat = orderexp_catalog();
+	bool		split = cat->split_batches;
+	Oid			argtypes[1] = {REGCLASSOID};
+	Datum		values[BATCH_MAX_PLANS * 3];
+	char		nulls[BATCH_MAX_PLANS * 3];
+	bool		isnull;
+	Oid			closing;
+	char	   *sql;
+	HeapTuple	tup;
+	TupleDesc	desc;
+	Datum		last_at;
+	int			ret;
+	int			i;
+
+	/*
+	 * The statement text follows the table's registration; it is read once
+	 * per sweep (a policy change takes effect at the next one).
+	 */
+	values[0] = ObjectIdGetDatum(relid);
+	if (bp->nplans > 0 && bp->sweep_id == sweep_id &&
+		(bp->nplans == BATCH_MAX_PLANS) == split)
+		sql = NULL;
+	else
+	{
+		ret = SPI_execute_plan(orderexp_keep_plan(&batch_sql_plans[closes][split],
+												  batch_sql_sql[closes][split],
+												  1, argtypes, 0),
+							   values, NULL, true, 1);
+		if (ret != SPI_OK_SELECT)
+			elog(ERROR, "reading the registration failed: %s", SPI_result_code_string(ret));
+		if (SPI_processed == 0)
+			return false;
+		sql = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		if (sql == NULL)
+			return false;
+		if (bp->nplans == 0 || (bp->nplans == BATCH_MAX_PLANS) != split ||
+			strcmp(bp->sql, sql) != 0)
+		{
+			prepare_batch(bp, split,
+						  SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull),
+						  sql);
+
+			/*
+			 * The close statement of 1.2 on writes the outcome rows of its
+			 * closes; 1.1's, in a database not yet updated, leaves them to
+			 * the outcome trigger.
+			 */
+			bp->writes_outcomes = closes && cat->sweep_writes_outcomes;
+		}
+	}
+
+	if (bp->sweep_id != sweep_id)
+	{
+		bp->sweep_id = sweep_id;
+		bp->last_at = DT_NOBEGIN;
+		if (bp->last_key)
+			pfree(bp->last_key);
+		bp->last_key = MemoryContextStrdup(TopMemoryContext, "");
+	}
+	memset(nulls, ' ', sizeof(nulls));
+	values[1] = Int32GetDatum(batch_limit);
+	values[2] = TimestampTzGetDatum(bp->last_at);
+	values[3] = CStringGetTextDatum(bp->last_key);
+	closing = bp->writes_outcomes ? relid : InvalidOid;
+
+	tup = run_batch_statement(bp->plans[0], values, nulls,
+							  bp->nplans == 1 ? closing : InvalidOid, &desc);
+	result->taken = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+	if (bp->nplans == 1)
+	{
+		/* before 1.3: (taken, busy, done, last_at, last_key) */
+		result->busy = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+		result->done = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+		i = 4;
+	}
+	else
+	{
+		/* take: (taken, keys, tids, created min, created max, last_at, last_key) */
+		result->busy = 0;
+		result->done = 0;
+		i = 6;
+	}
+	last_at = SPI_getbinval(tup, desc, i, &isnull);
+	if (!isnull)
+	{
+		char	   *last_key = SPI_getvalue(tup, desc, i + 1);
+
+		bp->last_at = DatumGetTimestampTz(last_at);
+		pfree(bp->last_key);
+		bp->last_key = MemoryContextStrdup(TopMemoryContext, last_key);
+	}
+	if (bp->nplans == 1 || result->taken == 0)
+		return true;
+
+	/* orders: ($1 keys, $2 created min, $3 created max), as the owner */
+	{
+		Datum		ovalues[3];
+		char		onulls[3] = {' ', ' ', ' '};
+		Datum		tids;
+		RunAs		runas;
+
+		for (i = 0; i < 3; i++)
+		{
+			/* keys, then (after the tids) the created-at range */
+			ovalues[i] = SPI_getbinval(tup, desc, i == 0 ? 2 : i + 3, &isnull);
+			if (isnull)
+				onulls[i] = 'n';
+		}
+		tids = SPI_getbinval(tup, desc, 3, &isnull);
+		orderexp_run_as_begin(&runas, table_owner(relid), SECURITY_RESTRICTED_OPERATION, true);
+		tup = run_batch_statement(bp->plans[BATCH_ORDERS], ovalues, onulls, closing, &desc);
+		orderexp_run_as_end(&runas);
+
+		/* record: ($1 table, $2 tids taken, $3 busy, $4... the rows) */
+		values[1] = tids;
+		nulls[1] = ' ';
+		for (i = 0; i < 6; i++)
+		{
+			values[i + 2] = SPI_getbinval(tup, desc, i + 1, &isnull);
+			nulls[i + 2] = isnull ? 'n' : ' ';
+		}
+		if (nulls[2] == ' ')
+			result->busy = ArrayGetNItems(ARR_NDIM(DatumGetArrayTypeP(values[2])),
+										  ARR_DIMS(DatumGetArrayTypeP(values[2])));
+		tup = run_batch_statement(bp->plans[BATCH_RECORD], values, nulls, InvalidOid, &desc);
+		result->done = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+	}
+	return true;
+}
+
+/* free a batch's kept plans and state, e.g. when the extension went away */
+void
+orderexp_forget_batch(BatchPlan *bp)
+{
+	int			i;
+
+	for (i = 0; i < BATCH_MAX_PLANS; i++)
+		orderexp_forget_plan(&bp->plans[i]);
+	bp->nplans = 0;
+	if (bp->sql)
+		pfree(bp->sql);
+	bp->sql = NULL;
+	if (bp->last_key)
+		pfree(bp->last_key);
+	bp->last_key = NULL;
+}

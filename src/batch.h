@@ -1,0 +1,53 @@
+/*-------------------------------------------------------------------------
+ *
+ * batch.h
+ *		One batch of one registered table: its kept statements, run as the
+ *		roles they belong to.
+ *
+ * Copyright (c) 2026, orderexp developers
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef ORDEREXP_BATCH_H
+#define ORDEREXP_BATCH_H
+
+#include "datatype/timestamp.h"
+#include "executor/spi.h"
+
+/*
+ * The kept statements of one kind of batch of a table, and where its sweep
+ * has got to.  From 1.3 on a batch is three statements (take, orders,
+ * record); a database still at 1.2 or before runs one.
+ */
+#define BATCH_TAKE		0
+#define BATCH_ORDERS	1
+#define BATCH_RECORD	2
+#define BATCH_MAX_PLANS	3
+
+typedef struct BatchPlan
+{
+	char	   *sql;			/* text the plans were made from */
+	int			nplans;			/* 1 or 3 */
+	SPIPlanPtr	plans[BATCH_MAX_PLANS]; /* kept plans */
+	uint64		sweep_id;		/* sweep that set the watermark */
+	TimestampTz last_at;		/* (due time, key) of the last timer taken */
+	char	   *last_key;		/* in that sweep; TopMemoryContext */
+	bool		writes_outcomes;	/* the statement records its closes' outcomes */
+} BatchPlan;
+
+/* what one batch statement reports */
+typedef struct BatchResult
+{
+	int64		taken;			/* timers taken off the due list */
+	int64		busy;			/* due, but their row was locked: left for later */
+	int64		done;			/* orders closed, or reminders written */
+} BatchResult;
+
+/* the table whose close batch is running right now (outcome.c), or 0 */
+extern Oid	orderexp_sweep_closing;
+
+extern bool orderexp_run_batch(BatchPlan *bp, bool closes, Oid relid, int batch_limit,
+							   uint64 sweep_id, BatchResult *result);
+extern void orderexp_forget_batch(BatchPlan *bp);
+
+#endif							/* ORDEREXP_BATCH_H */
