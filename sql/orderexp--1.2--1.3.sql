@@ -26,6 +26,10 @@
  *	   (and a superuser, such as pg_cron's job owner by default).
  *	3. The last SQL functions without a pinned search_path (_normal_p,
  *	   _wilson, _iso_interval) get one.
+ *	4. The gates' statements on the orders table (cancel, extend, reopen,
+ *	   tokens) run as the gate's caller, and the scans of set_close_policy
+ *	   and of the pending view as the table's owner, security-restricted,
+ *	   through orderexp._orders_exec().
  *
  * The functions of 1.2 that generated the one-statement batches
  * (_sweep_sql, _remind_sql, _lock_rows_sql, _created_range_sql) go; a
@@ -323,3 +327,842 @@ GRANT EXECUTE ON FUNCTION orderexp.run_due(integer) TO orderexp_admin;
 ALTER FUNCTION orderexp._normal_p(double precision) SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION orderexp._wilson(bigint, bigint) SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION orderexp._iso_interval(interval) SET search_path = pg_catalog, pg_temp;
+
+/* --- 4. the gates' statements on the orders table run as the caller -------- */
+
+/*
+ * The bodies of the gates run as the extension owner; up to 1.2 their
+ * statements on the orders table did too, so the table owner's triggers,
+ * constraints and casts ran with the extension owner's rights whenever an
+ * application role cancelled, extended or reopened an order.  Now every
+ * such statement goes through orderexp._orders_exec(), as the gate's
+ * caller (cancel, extend, reopen, tokens: as the caller's own UPDATE would
+ * run), or as the table's owner under SECURITY_RESTRICTED_OPERATION (the
+ * scans set_close_policy makes, and the pending view).  The bodies are
+ * otherwise unchanged.
+ */
+CREATE FUNCTION orderexp._orders_exec(orders regclass, as_owner boolean, sql text,
+									  params text[])
+RETURNS SETOF jsonb
+AS 'MODULE_PATHNAME', 'orderexp_orders_exec'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION orderexp._orders_exec(regclass, boolean, text, text[]) IS
+	'run a statement on a registered table as the gate''s caller (or, with as_owner, as the table''s owner, security-restricted); its rows as jsonb';
+REVOKE ALL ON FUNCTION orderexp._orders_exec(regclass, boolean, text, text[]) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION orderexp._key_text(cfg orderexp.tables, order_key text)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	k text;
+BEGIN
+	IF order_key IS NULL THEN
+		RAISE EXCEPTION 'order key must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	/* the key type's input may be the table owner's code: as the caller */
+	SELECT r ->> 'k' INTO k
+	  FROM orderexp._orders_exec(cfg.order_table, false,
+								 format('SELECT $1::%s::text AS k', cfg.key_type),
+								 ARRAY[order_key]) r;
+	RETURN k;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION orderexp._order_cols(cfg orderexp.tables, k text)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	cols jsonb;
+BEGIN
+	SELECT r -> 'cols' INTO cols
+	  FROM orderexp._orders_exec(cfg.order_table, false,
+								 format('SELECT %s AS cols FROM %s o WHERE o.%I = $1::%s',
+										orderexp._payload_expr(cfg), cfg.order_table,
+										cfg.key_column, cfg.key_type),
+								 ARRAY[k]) r;
+	RETURN cols;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION orderexp._lock_order(cfg orderexp.tables, k text)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	st text;
+	found_row boolean;
+	created timestamptz;
+BEGIN
+	/*
+	 * On a table partitioned by created-at, look in the partition the
+	 * timer names first; the timer is read unlocked, so should the order
+	 * have moved meanwhile, look again in the whole table.
+	 */
+	IF cfg.partition_column IS NOT NULL THEN
+		SELECT t.order_created INTO created FROM orderexp.timers t
+		 WHERE t.order_table = cfg.order_table AND t.order_key = k;
+	END IF;
+	IF created IS NOT NULL THEN
+		SELECT true, r ->> 'st' INTO found_row, st
+		  FROM orderexp._orders_exec(cfg.order_table, false,
+				format('SELECT o.%I::text AS st FROM %s o WHERE o.%I = $1::%s AND o.%I = %s FOR UPDATE',
+					   cfg.status_column, cfg.order_table, cfg.key_column, cfg.key_type,
+					   cfg.partition_column, orderexp._created_utc(cfg, '$2::timestamptz')),
+				ARRAY[k, created::text]) r;
+	END IF;
+	IF found_row IS NULL THEN
+		SELECT true, r ->> 'st' INTO found_row, st
+		  FROM orderexp._orders_exec(cfg.order_table, false,
+				format('SELECT o.%I::text AS st FROM %s o WHERE o.%I = $1::%s FOR UPDATE',
+					   cfg.status_column, cfg.order_table, cfg.key_column, cfg.key_type),
+				ARRAY[k]) r;
+	END IF;
+	IF found_row IS NULL THEN
+		RAISE EXCEPTION 'order % not found in table %', k, cfg.order_table
+			USING ERRCODE = 'no_data_found';
+	END IF;
+	PERFORM 1 FROM orderexp.timers t
+	 WHERE t.order_table = cfg.order_table AND t.order_key = k
+	   FOR UPDATE;
+	RETURN st;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION orderexp._cancel_order(orders regclass, order_key anyelement, reason text)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	actor name := orderexp._actor();
+	cfg orderexp.tables;
+	k	text;
+	st	text;
+	payload jsonb;
+	tm	orderexp.timers;
+BEGIN
+	cfg := orderexp._config(orders);
+	k := orderexp._key_text(cfg, order_key::text);
+	st := orderexp._lock_order(cfg, k);
+
+	IF st IS NOT DISTINCT FROM cfg.cancelled_value THEN
+		RETURN false;
+	END IF;
+	IF st IS DISTINCT FROM cfg.unpaid_value THEN
+		RAISE EXCEPTION 'order % in table % is not unpaid', k, orders
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = format('Its status is %s.', coalesce(quote_literal(st), 'NULL'));
+	END IF;
+
+	/* the order's update, as the caller's own UPDATE would run */
+	SELECT r -> 'cols' INTO payload
+	  FROM orderexp._orders_exec(orders, false,
+			format('UPDATE %s o SET %I = $2::text::%s WHERE o.%I = $1::%s RETURNING %s AS cols',
+				   orders, cfg.status_column,
+				   orderexp._status_type(cfg),
+				   cfg.key_column, cfg.key_type, orderexp._payload_expr(cfg)),
+			ARRAY[k, cfg.cancelled_value]) r;
+	DELETE FROM orderexp.timers t WHERE t.order_table = orders AND t.order_key = k
+	RETURNING * INTO tm;
+
+	PERFORM orderexp._audit(orders, k, 'cancelled', 'operator', actor, reason, tm,
+							tm.close_at, NULL);
+	PERFORM orderexp._emit(cfg, 'cancelled', k,
+		jsonb_build_object('order_table', orders::text, 'order_key', k,
+						   'reason', reason, 'cancelled_by', actor::text,
+						   'order', payload));
+	RETURN true;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION orderexp._cancel_orders(orders regclass, order_keys anyarray, reason text)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	actor name := orderexp._actor();
+	cfg orderexp.tables;
+	keys text[];
+	cancelled_keys text[];
+	cancelled_cols jsonb[];
+	n integer;
+BEGIN
+	cfg := orderexp._config(orders);
+	IF order_keys IS NULL THEN
+		RAISE EXCEPTION 'order keys must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF array_position(order_keys, NULL) IS NOT NULL THEN
+		RAISE EXCEPTION 'order keys must not contain null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	/* canonical and distinct */
+	SELECT ARRAY(SELECT jsonb_array_elements_text(r -> 'keys')) INTO keys
+	  FROM orderexp._orders_exec(orders, false,
+			format('SELECT coalesce(array_agg(DISTINCT k::%s::text), ''{}'') AS keys FROM unnest($1::text[]) k',
+				   cfg.key_type),
+			ARRAY[order_keys::text[]::text]) r;
+
+	/*
+	 * Lock the rows first, in key order, then their timers: the order of
+	 * orderexp._lock_order.  Only the rows locked here are cancelled: an
+	 * order committed after this statement is left alone, as if it had come
+	 * a moment later.  Every writer of a timer holds its order's row, so no
+	 * timer of a row locked here can appear or change before we are done.
+	 */
+	SELECT ARRAY(SELECT jsonb_array_elements_text(r -> 'keys')) INTO keys
+	  FROM orderexp._orders_exec(orders, false,
+			format('SELECT coalesce(array_agg(l.k), ''{}'') AS keys FROM (SELECT o.%1$I::text AS k FROM %2$s o WHERE o.%1$I = ANY ($1::%3$s[]) ORDER BY o.%1$I FOR UPDATE) l',
+				   cfg.key_column, orders, cfg.key_type),
+			ARRAY[keys::text]) r;
+	PERFORM 1 FROM orderexp.timers t
+	 WHERE t.order_table = orders AND t.order_key = ANY (keys)
+	 ORDER BY t.order_key
+	   FOR UPDATE;
+
+	/* the orders' update as the caller's own UPDATE would run, then ours */
+	SELECT coalesce(array_agg(r ->> 'k'), '{}'), coalesce(array_agg(r -> 'cols'), '{}')
+	  INTO cancelled_keys, cancelled_cols
+	  FROM orderexp._orders_exec(orders, false,
+			format($q$UPDATE %1$s o SET %2$I = $3::text::%3$s
+			 WHERE o.%4$I = ANY ($1::%5$s[]) AND o.%2$I = $2::text::%3$s
+			RETURNING o.%4$I::text AS k, %6$s AS cols$q$,
+				   orders, cfg.status_column, orderexp._status_type(cfg),
+				   cfg.key_column, cfg.key_type, orderexp._payload_expr(cfg)),
+			ARRAY[keys::text, cfg.unpaid_value, cfg.cancelled_value]) r;
+	WITH c AS (
+			SELECT x.k, x.cols FROM unnest(cancelled_keys, cancelled_cols) AS x(k, cols)),
+		d AS (
+			DELETE FROM orderexp.timers t USING c
+			 WHERE t.order_table = orders AND t.order_key = c.k
+			RETURNING t.*),
+		e AS (
+			INSERT INTO orderexp.outbox (kind, order_table, order_key, channel, payload)
+			SELECT 'cancelled', orders, c.k, ch,
+				   jsonb_build_object('order_table', orders::text, 'order_key', c.k,
+									  'reason', reason, 'cancelled_by', actor::text,
+									  'order', c.cols)
+			  FROM c CROSS JOIN unnest(cfg.channels) ch),
+		a AS (
+			INSERT INTO orderexp.audit (order_table, order_key, action, via, actor, reason,
+										policy_id, policy_version, variant, deadline)
+			SELECT orders, c.k, 'cancelled', 'operator', actor, reason,
+				   d.policy_id, d.policy_version, d.variant, d.close_at
+			  FROM c LEFT JOIN d ON d.order_key = c.k)
+	SELECT count(*) INTO n FROM c;
+
+	IF n > 0 THEN
+		PERFORM pg_notify('orderexp', json_build_object('kind', 'cancelled', 'table', orders::text,
+														'count', n)::text);
+	END IF;
+	RETURN n;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION orderexp._reopen_order(orders regclass, order_key anyelement,
+									   close_after interval, reason text)
+RETURNS timestamptz
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	actor name := orderexp._actor();
+	cfg orderexp.tables;
+	k	text;
+	st	text;
+	last_change orderexp.audit;
+	expected text;
+	tm	orderexp.timers;
+	pol	orderexp.policies;
+	step interval;
+	new_close timestamptz;
+BEGIN
+	cfg := orderexp._config(orders);
+	k := orderexp._key_text(cfg, order_key::text);
+	IF close_after IS NOT NULL AND (close_after <= interval '0' OR close_after > interval '100 years') THEN
+		RAISE EXCEPTION 'close_after must be positive and at most 100 years'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('close_after is %s.', close_after);
+	END IF;
+
+	/* the row first, then its timer (a closed order has none, unless closed outside orderexp) */
+	st := orderexp._lock_order(cfg, k);
+	IF st IS NOT DISTINCT FROM cfg.unpaid_value THEN
+		RAISE EXCEPTION 'order % in table % is unpaid', k, orders
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'Only orders orderexp closed or cancelled can be reopened.',
+				  HINT = 'Use orderexp.extend_order() to give an unpaid order more time.';
+	END IF;
+	IF st IS DISTINCT FROM cfg.closed_value AND st IS DISTINCT FROM cfg.cancelled_value THEN
+		RAISE EXCEPTION 'order % in table % is neither closed nor cancelled', k, orders
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = format('Its status is %s.', coalesce(quote_literal(st), 'NULL'));
+	END IF;
+
+	/* the last change orderexp made must be the close or the cancel we see */
+	SELECT * INTO last_change FROM orderexp.audit a
+	 WHERE a.order_table = orders AND a.order_key = k
+	 ORDER BY a.id DESC LIMIT 1;
+	/*
+	 * orderexp drops the timer when it closes or cancels; a timer on a closed
+	 * order means the application set it back to unpaid (and closed it
+	 * again) since.  The lazy clean-up removes such a timer at its deadline,
+	 * so this catches a round trip outside orderexp only until then.
+	 */
+	expected := CASE WHEN st = cfg.closed_value THEN 'closed' ELSE 'cancelled' END;
+	IF last_change.action IS DISTINCT FROM expected
+	   OR EXISTS (SELECT 1 FROM orderexp.timers t WHERE t.order_table = orders AND t.order_key = k) THEN
+		RAISE EXCEPTION 'order % in table % was not % by orderexp', k, orders, expected
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = CASE WHEN last_change.action IS NULL
+								THEN 'orderexp has no record of changing this order.'
+								WHEN last_change.action IS DISTINCT FROM expected
+								THEN format('The last change orderexp made was %s at %s.',
+											last_change.action, last_change.at)
+								ELSE 'It was set back to unpaid outside orderexp since orderexp last changed it.' END,
+				  HINT = 'Only orders orderexp closed or cancelled can be reopened; set the status yourself otherwise.';
+	END IF;
+
+	/* back to unpaid: the timer trigger arms a timer under today's policy and variant */
+	PERFORM 1
+	   FROM orderexp._orders_exec(orders, false,
+			format('UPDATE %s o SET %I = $2::text::%s WHERE o.%I = $1::%s RETURNING true AS done',
+				   orders, cfg.status_column, orderexp._status_type(cfg),
+				   cfg.key_column, cfg.key_type),
+			ARRAY[k, cfg.unpaid_value]);
+	SELECT * INTO tm FROM orderexp.timers t WHERE t.order_table = orders AND t.order_key = k;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'order % in table % would not be tracked', k, orders
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'No close policy applies to its category any more.';
+	END IF;
+	SELECT * INTO pol FROM orderexp.policies p WHERE p.id = tm.policy_id;
+	step := coalesce(close_after,
+					 (SELECT e.variants[tm.variant] FROM orderexp.experiments e
+					   WHERE e.id = pol.experiment_id AND tm.variant IS NOT NULL),
+					 pol.close_after);
+	new_close := now() + step;
+	UPDATE orderexp.timers t
+	   SET close_at = new_close,
+		   remind_at = CASE WHEN pol.remind_before < step THEN new_close - pol.remind_before END,
+		   reminded_for = NULL,
+		   reopened = true
+	 WHERE t.order_table = orders AND t.order_key = k;
+
+	PERFORM orderexp._audit(orders, k, 'reopened', 'operator', actor, reason, tm,
+							new_close, last_change.deadline);
+	PERFORM orderexp._emit(cfg, 'reopened', k,
+		jsonb_build_object('order_table', orders::text, 'order_key', k,
+						   'close_at', new_close, 'previous_status', st,
+						   'reason', reason, 'reopened_by', actor::text,
+						   'order', orderexp._order_cols(cfg, k)));
+	RETURN new_close;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION orderexp._extension_token(orders regclass, order_key text)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	cfg orderexp.tables;
+	k	text;
+	st	text;
+	found_row boolean;
+	tm	orderexp.timers;
+	pol	orderexp.policies;
+	refusal text[];
+BEGIN
+	cfg := orderexp._config(orders);
+	k := orderexp._key_text(cfg, order_key);
+	SELECT true, r ->> 'st' INTO found_row, st
+	  FROM orderexp._orders_exec(cfg.order_table, false,
+			format('SELECT o.%I::text AS st FROM %s o WHERE o.%I = $1::%s',
+				   cfg.status_column, cfg.order_table, cfg.key_column, cfg.key_type),
+			ARRAY[k]) r;
+	IF found_row IS NULL THEN
+		RAISE EXCEPTION 'order % not found in table %', k, orders
+			USING ERRCODE = 'no_data_found';
+	END IF;
+	SELECT * INTO tm FROM orderexp.timers t WHERE t.order_table = orders AND t.order_key = k;
+	SELECT * INTO pol FROM orderexp.policies p WHERE p.id = tm.policy_id;
+	refusal := orderexp._token_refusal(cfg, st, tm, pol);
+	IF refusal IS NOT NULL THEN
+		RAISE EXCEPTION 'cannot make an extension token for order % in table %: %', k, orders, refusal[1]
+			USING ERRCODE = 'object_not_in_prerequisite_state', DETAIL = refusal[2];
+	END IF;
+	RETURN orderexp._token_make(orders, k, tm.close_at, tm.extensions, tm.generation);
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION orderexp._set_close_policy(
+	orders				regclass,
+	close_after			interval,
+	remind_before		interval,
+	extend_by			interval,
+	max_extensions		integer,
+	category			text,
+	key_column			name,
+	status_column		name,
+	created_column		name,
+	category_column		name,
+	unpaid_value		text,
+	closed_value		text,
+	cancelled_value		text,
+	payload_columns		name[],
+	channels			text[],
+	reschedule			boolean)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	old_cfg		orderexp.tables;
+	cfg			orderexp.tables;
+	rel			record;
+	att			record;
+	pk_cols		int2[];
+	is_new		boolean;
+	policy_id	integer;
+	had_policy	boolean;
+	col			name;
+BEGIN
+	/* --- arguments that must be given --- */
+	IF orders IS NULL THEN
+		RAISE EXCEPTION 'orders table must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF close_after IS NULL THEN
+		RAISE EXCEPTION 'close_after must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF max_extensions IS NULL THEN
+		RAISE EXCEPTION 'max_extensions must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF reschedule IS NULL THEN
+		RAISE EXCEPTION 'reschedule must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+
+	/* --- intervals --- */
+	IF close_after <= interval '0' THEN
+		RAISE EXCEPTION 'close_after must be positive'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('close_after is %s.', close_after);
+	END IF;
+	IF close_after > interval '100 years' THEN
+		RAISE EXCEPTION 'close_after must be at most 100 years'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('close_after is %s.', close_after);
+	END IF;
+	IF remind_before IS NOT NULL AND remind_before <= interval '0' THEN
+		RAISE EXCEPTION 'remind_before must be positive'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('remind_before is %s.', remind_before),
+				  HINT = 'Pass NULL for no reminders.';
+	END IF;
+	IF remind_before IS NOT NULL AND remind_before >= close_after THEN
+		RAISE EXCEPTION 'remind_before must be shorter than close_after'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('remind_before is %s, close_after is %s.', remind_before, close_after);
+	END IF;
+	IF extend_by IS NOT NULL AND (extend_by <= interval '0' OR extend_by > interval '100 years') THEN
+		RAISE EXCEPTION 'extend_by must be positive and at most 100 years'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('extend_by is %s.', extend_by);
+	END IF;
+	IF max_extensions < 0 THEN
+		RAISE EXCEPTION 'max_extensions must not be negative'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('max_extensions is %s.', max_extensions);
+	END IF;
+	IF max_extensions > 0 AND extend_by IS NULL THEN
+		RAISE EXCEPTION 'max_extensions needs extend_by'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Give extend_by, the interval each extension adds.';
+	END IF;
+
+	/* --- the table --- */
+	SELECT c.oid, c.relkind, c.relpersistence INTO rel FROM pg_class c WHERE c.oid = orders;
+	IF rel.relkind IS NULL THEN
+		RAISE EXCEPTION 'relation with OID % does not exist', orders::oid
+			USING ERRCODE = 'undefined_table';
+	END IF;
+	IF rel.relkind NOT IN ('r', 'p') THEN
+		RAISE EXCEPTION '% is not a table', orders
+			USING ERRCODE = 'wrong_object_type',
+				  DETAIL = 'Only ordinary and partitioned tables can be registered.';
+	END IF;
+	IF rel.relpersistence = 't' THEN
+		RAISE EXCEPTION 'temporary table % cannot be registered', orders
+			USING ERRCODE = 'wrong_object_type',
+				  DETAIL = 'The background worker cannot see temporary tables.';
+	END IF;
+
+	SELECT * INTO old_cfg FROM orderexp.tables t WHERE t.order_table = orders FOR UPDATE;
+	is_new := NOT FOUND;
+
+	cfg.order_table := orders;
+	cfg.key_column := coalesce(key_column, old_cfg.key_column);
+	cfg.status_column := coalesce(status_column, old_cfg.status_column, 'status');
+	cfg.created_column := coalesce(created_column, old_cfg.created_column, 'created_at');
+	cfg.category_column := coalesce(category_column, old_cfg.category_column);
+	cfg.unpaid_value := coalesce(unpaid_value, old_cfg.unpaid_value, 'unpaid');
+	cfg.closed_value := coalesce(closed_value, old_cfg.closed_value, 'closed');
+	cfg.cancelled_value := coalesce(cancelled_value, old_cfg.cancelled_value, 'cancelled');
+	cfg.payload_columns := coalesce(payload_columns, old_cfg.payload_columns, '{}');
+	cfg.channels := coalesce(channels, old_cfg.channels, '{email}');
+
+	/* --- key column: the primary key unless named, then it must be unique --- */
+	IF cfg.key_column IS NULL THEN
+		SELECT i.indkey::int2[] INTO pk_cols
+		  FROM pg_index i WHERE i.indrelid = orders AND i.indisprimary;
+		IF pk_cols IS NULL THEN
+			RAISE EXCEPTION 'table % has no primary key', orders
+				USING ERRCODE = 'invalid_table_definition',
+					  HINT = 'Add a single-column primary key or name a unique key column with key_column.';
+		END IF;
+		IF cardinality(pk_cols) <> 1 THEN
+			RAISE EXCEPTION 'primary key of table % has % columns', orders, cardinality(pk_cols)
+				USING ERRCODE = 'invalid_table_definition',
+					  HINT = CASE rel.relkind
+								 WHEN 'p' THEN 'Name the column that identifies an order with key_column; it must lead an index.'
+								 ELSE 'Name a unique key column with key_column.' END;
+		END IF;
+		SELECT a.attname INTO cfg.key_column
+		  FROM pg_attribute a WHERE a.attrelid = orders AND a.attnum = pk_cols[array_lower(pk_cols, 1)];
+	END IF;
+
+	SELECT a.attnum, a.atttypid::regtype AS typ INTO att
+	  FROM pg_attribute a
+	 WHERE a.attrelid = orders AND a.attname = cfg.key_column AND NOT a.attisdropped AND a.attnum > 0;
+	IF att.attnum IS NULL THEN
+		RAISE EXCEPTION 'column "%" of table % does not exist', cfg.key_column, orders
+			USING ERRCODE = 'undefined_column', HINT = 'Check key_column.';
+	END IF;
+	IF att.typ NOT IN ('bigint'::regtype, 'integer'::regtype, 'uuid'::regtype,
+					   'text'::regtype, 'character varying'::regtype) THEN
+		RAISE EXCEPTION 'key column "%" of table % has unsupported type %', cfg.key_column, orders, att.typ
+			USING ERRCODE = 'datatype_mismatch',
+				  DETAIL = 'Supported key types are bigint, integer, uuid, text and varchar.';
+	END IF;
+	cfg.key_type := att.typ;
+	IF rel.relkind = 'p' THEN
+		/*
+		 * A unique index of a partitioned table must contain the partition
+		 * key, so the column that identifies an order (filled from a
+		 * sequence, say) cannot be declared unique on its own.  It must lead
+		 * an index, such as the primary key (id, created_at), so that every
+		 * lookup of an order is an index probe in each partition it touches.
+		 */
+		IF NOT EXISTS (SELECT 1 FROM pg_index i
+						WHERE i.indrelid = orders AND i.indkey[0] = att.attnum
+						  AND i.indpred IS NULL) THEN
+			RAISE EXCEPTION 'key column "%" of partitioned table % is not indexed', cfg.key_column, orders
+				USING ERRCODE = 'invalid_table_definition',
+					  DETAIL = 'The key column of a partitioned table must be the first column of an index without a WHERE clause.',
+					  HINT = format('Use a primary key that starts with it, e.g. PRIMARY KEY (%I, <partition key>), or CREATE INDEX ON %s (%I).',
+									cfg.key_column, orders, cfg.key_column);
+		END IF;
+	ELSIF NOT EXISTS (SELECT 1 FROM pg_index i
+					   WHERE i.indrelid = orders AND i.indisunique AND i.indnkeyatts = 1
+						 AND i.indkey[0] = att.attnum AND i.indpred IS NULL AND i.indexprs IS NULL) THEN
+		RAISE EXCEPTION 'key column "%" of table % is not unique', cfg.key_column, orders
+			USING ERRCODE = 'invalid_table_definition',
+				  HINT = 'The key column needs a primary key or unique index of its own.';
+	END IF;
+
+	/* --- status column and values --- */
+	SELECT a.attnum, a.atttypid, t.typtype, t.typcategory, format_type(a.atttypid, a.atttypmod) AS typ
+	  INTO att
+	  FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+	 WHERE a.attrelid = orders AND a.attname = cfg.status_column AND NOT a.attisdropped AND a.attnum > 0;
+	IF att.attnum IS NULL THEN
+		RAISE EXCEPTION 'column "%" of table % does not exist', cfg.status_column, orders
+			USING ERRCODE = 'undefined_column', HINT = 'Check status_column.';
+	END IF;
+	IF att.typcategory <> 'S' AND att.typtype <> 'e' THEN
+		RAISE EXCEPTION 'status column "%" of table % has unsupported type %', cfg.status_column, orders, att.typ
+			USING ERRCODE = 'datatype_mismatch',
+				  DETAIL = 'The status column must be of a string type or an enum.';
+	END IF;
+	IF cfg.unpaid_value = '' OR cfg.closed_value = '' OR cfg.cancelled_value = '' THEN
+		RAISE EXCEPTION 'status values must not be empty' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF cfg.unpaid_value IN (cfg.closed_value, cfg.cancelled_value) OR cfg.closed_value = cfg.cancelled_value THEN
+		RAISE EXCEPTION 'status values must be distinct'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('unpaid %L, closed %L, cancelled %L.',
+								  cfg.unpaid_value, cfg.closed_value, cfg.cancelled_value);
+	END IF;
+	DECLARE
+		v text;
+		ok boolean;
+	BEGIN
+		FOREACH v IN ARRAY ARRAY[cfg.unpaid_value, cfg.closed_value, cfg.cancelled_value] LOOP
+			BEGIN
+				/* the type's input may be the owner's code: as the owner */
+				SELECT (r ->> 'ok')::boolean INTO ok
+				  FROM orderexp._orders_exec(orders, true,
+						format('SELECT %L::%s::text = %L AS ok', v, att.typ, v), NULL) r;
+				IF NOT ok THEN
+					/* e.g. silently cut to fit a varchar(n) */
+					RAISE EXCEPTION USING ERRCODE = 'invalid_text_representation';
+				END IF;
+			EXCEPTION WHEN data_exception THEN
+				RAISE EXCEPTION 'status value % is not valid for column "%" of type %', quote_literal(v), cfg.status_column, att.typ
+					USING ERRCODE = 'invalid_parameter_value';
+			END;
+		END LOOP;
+	END;
+
+	/* --- created-at column --- */
+	SELECT a.attnum, a.atttypid::regtype AS typ INTO att
+	  FROM pg_attribute a
+	 WHERE a.attrelid = orders AND a.attname = cfg.created_column AND NOT a.attisdropped AND a.attnum > 0;
+	IF att.attnum IS NULL THEN
+		RAISE EXCEPTION 'column "%" of table % does not exist', cfg.created_column, orders
+			USING ERRCODE = 'undefined_column', HINT = 'Check created_column.';
+	END IF;
+	IF att.typ NOT IN ('timestamp with time zone'::regtype, 'timestamp without time zone'::regtype) THEN
+		RAISE EXCEPTION 'created-at column "%" of table % has unsupported type %', cfg.created_column, orders, att.typ
+			USING ERRCODE = 'datatype_mismatch',
+				  DETAIL = 'The created-at column must be timestamptz or timestamp.';
+	END IF;
+	cfg.partition_column := orderexp._partition_column(orders, cfg.created_column);
+
+	/* --- category column and the category argument --- */
+	IF cfg.category_column IS NOT NULL AND NOT EXISTS (
+			SELECT 1 FROM pg_attribute a
+			 WHERE a.attrelid = orders AND a.attname = cfg.category_column AND NOT a.attisdropped AND a.attnum > 0) THEN
+		RAISE EXCEPTION 'column "%" of table % does not exist', cfg.category_column, orders
+			USING ERRCODE = 'undefined_column', HINT = 'Check category_column.';
+	END IF;
+	IF category IS NOT NULL AND cfg.category_column IS NULL THEN
+		RAISE EXCEPTION 'table % has no category column', orders
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Pass category_column to say which column holds the product category.';
+	END IF;
+
+	/* --- payload columns and channels --- */
+	FOREACH col IN ARRAY cfg.payload_columns LOOP
+		IF col IS NULL OR NOT EXISTS (
+				SELECT 1 FROM pg_attribute a
+				 WHERE a.attrelid = orders AND a.attname = col AND NOT a.attisdropped AND a.attnum > 0) THEN
+			RAISE EXCEPTION 'payload column "%" of table % does not exist', col, orders
+				USING ERRCODE = 'undefined_column';
+		END IF;
+	END LOOP;
+	IF cardinality(cfg.channels) = 0 OR array_position(cfg.channels, NULL) IS NOT NULL
+	   OR EXISTS (SELECT 1 FROM unnest(cfg.channels) c WHERE c = '') THEN
+		RAISE EXCEPTION 'channels must be a non-empty array of non-empty names'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('channels is %L.', cfg.channels);
+	END IF;
+
+	/* --- store --- */
+	IF is_new THEN
+		INSERT INTO orderexp.tables (order_table, key_column, key_type, status_column,
+									 created_column, category_column, unpaid_value,
+									 closed_value, cancelled_value, payload_columns, channels,
+									 partition_column)
+		VALUES (cfg.order_table, cfg.key_column, cfg.key_type, cfg.status_column,
+				cfg.created_column, cfg.category_column, cfg.unpaid_value,
+				cfg.closed_value, cfg.cancelled_value, cfg.payload_columns, cfg.channels,
+				cfg.partition_column);
+	ELSE
+		UPDATE orderexp.tables t
+		   SET key_column = cfg.key_column, key_type = cfg.key_type,
+			   status_column = cfg.status_column, created_column = cfg.created_column,
+			   category_column = cfg.category_column, unpaid_value = cfg.unpaid_value,
+			   closed_value = cfg.closed_value, cancelled_value = cfg.cancelled_value,
+			   payload_columns = cfg.payload_columns, channels = cfg.channels,
+			   partition_column = cfg.partition_column,
+			   last_error = NULL, last_error_at = NULL
+		 WHERE t.order_table = orders;
+	END IF;
+	SELECT * INTO cfg FROM orderexp.tables t WHERE t.order_table = orders;
+
+	SELECT p.id INTO policy_id FROM orderexp.policies p
+	 WHERE p.order_table = orders AND p.category IS NOT DISTINCT FROM _set_close_policy.category
+	   FOR UPDATE;
+	had_policy := FOUND;
+	IF had_policy THEN
+		UPDATE orderexp.policies p
+		   SET close_after = _set_close_policy.close_after,
+			   remind_before = _set_close_policy.remind_before,
+			   extend_by = _set_close_policy.extend_by,
+			   max_extensions = _set_close_policy.max_extensions,
+			   updated_at = now()
+		 WHERE p.id = policy_id;
+	ELSE
+		INSERT INTO orderexp.policies (order_table, category, close_after, remind_before,
+									   extend_by, max_extensions)
+		VALUES (orders, category, close_after, remind_before, extend_by, max_extensions)
+		RETURNING id INTO policy_id;
+	END IF;
+
+	PERFORM orderexp._install_triggers(cfg);
+	PERFORM orderexp._fill_order_created(cfg);
+
+	/*
+	 * Track unpaid rows that have no timer yet.  A new category policy takes
+	 * over the orders of its category, which were governed by the default
+	 * policy until now; a changed policy leaves existing deadlines alone
+	 * unless asked to reschedule them.
+	 */
+	PERFORM orderexp._track_existing(cfg, category, is_new,
+									 reschedule OR (category IS NOT NULL AND NOT had_policy));
+
+	RETURN policy_id;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION orderexp._fill_order_created(cfg orderexp.tables)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	n bigint;
+BEGIN
+	IF cfg.partition_column IS NULL THEN
+		RETURN 0;
+	END IF;
+	/* the orders' created-at read as the table's owner, the timers written as ours */
+	UPDATE orderexp.timers t SET order_created = (r ->> 'created')::timestamptz
+	  FROM orderexp._orders_exec(cfg.order_table, true,
+			format('SELECT o.%I::text AS k, %s AS created FROM %s o WHERE o.%I = ANY ($1::%s[])',
+				   cfg.key_column, orderexp._created_utc(cfg, format('o.%I', cfg.created_column)),
+				   cfg.order_table, cfg.key_column, cfg.key_type),
+			ARRAY[(SELECT coalesce(array_agg(x.order_key), '{}') FROM orderexp.timers x
+					WHERE x.order_table = cfg.order_table AND x.order_created IS NULL)::text]) r
+	 WHERE t.order_table = cfg.order_table AND t.order_created IS NULL
+	   AND t.order_key = r ->> 'k';
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION orderexp._track_existing(cfg orderexp.tables, only_category text,
+										 scope_all boolean, reschedule boolean)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	n bigint;
+	scope text;
+	rows_sql text;
+BEGIN
+	IF scope_all THEN
+		scope := 'true';
+	ELSIF only_category IS NULL THEN
+		/* default policy: rows whose category has no policy of its own */
+		scope := format('NOT EXISTS (SELECT 1 FROM orderexp.policies q WHERE q.order_table = %L::regclass AND q.category = o.category)',
+						cfg.order_table::oid::text);
+	ELSE
+		scope := format('o.category = %L', only_category);
+	END IF;
+
+	/*
+	 * The unpaid rows, read as the table's owner (their category's and
+	 * created-at's casts may be the owner's code); the timers written as
+	 * ours.
+	 */
+	rows_sql := format('SELECT o.%I::text AS k, o.%I::timestamptz AS created_at, %s AS order_created, %s AS category FROM %s o WHERE o.%I = %L::text::%s',
+					   cfg.key_column, cfg.created_column,
+					   orderexp._created_utc(cfg, format('o.%I', cfg.created_column)),
+					   CASE WHEN cfg.category_column IS NULL THEN 'NULL::text'
+							ELSE format('o.%I::text', cfg.category_column) END,
+					   cfg.order_table, cfg.status_column, cfg.unpaid_value,
+					   orderexp._status_type(cfg));
+	EXECUTE format($q$
+		INSERT INTO orderexp.timers AS t (order_table, order_key, policy_id, close_at, remind_at,
+										  policy_version, variant, order_created)
+		SELECT %1$L::regclass, o.k, p.id, c.close_at, c.close_at - p.remind_before,
+			   p.version, v.variant, o.order_created
+		  FROM (SELECT r ->> 'k' AS k, (r ->> 'created_at')::timestamptz AS created_at,
+					   (r ->> 'order_created')::timestamptz AS order_created,
+					   r ->> 'category' AS category
+				  FROM orderexp._orders_exec(%1$L::regclass, true, $1, NULL) r) o
+		 CROSS JOIN LATERAL (
+				SELECT p.id, p.close_after, p.remind_before, p.version,
+					   e.id AS experiment_id, e.variants, e.weights
+				  FROM orderexp.policies p
+				  LEFT JOIN orderexp.experiments e ON e.id = p.experiment_id
+				 WHERE p.order_table = %1$L::regclass
+				   AND (p.category = o.category OR p.category IS NULL)
+				 ORDER BY p.category IS NULL
+				 LIMIT 1) p
+		 CROSS JOIN LATERAL (
+				SELECT CASE WHEN p.experiment_id IS NOT NULL
+							THEN orderexp.assign_variant(o.k, p.weights, p.experiment_id)
+					   END AS variant) v
+		 CROSS JOIN LATERAL (
+				SELECT coalesce(o.created_at, now())
+					   + coalesce(p.variants[v.variant], p.close_after) AS close_at) c
+		 WHERE %2$s
+		ON CONFLICT (order_table, order_key) DO %3$s$q$,
+		cfg.order_table::oid::text,
+		scope,
+		CASE WHEN reschedule
+			 THEN 'UPDATE SET policy_id = excluded.policy_id, close_at = excluded.close_at, '
+				  'remind_at = CASE WHEN excluded.close_at = t.reminded_for THEN NULL '
+				  'ELSE excluded.remind_at END, '
+				  'policy_version = excluded.policy_version, variant = excluded.variant, '
+				  'order_created = excluded.order_created'
+			 ELSE 'NOTHING' END)
+		USING rows_sql;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION orderexp.pending_orders()
+RETURNS TABLE (order_table regclass, order_key text, category text, policy_id integer,
+			   close_at timestamptz, remind_at timestamptz, extensions integer,
+			   time_left interval)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	cfg orderexp.tables;
+BEGIN
+	FOR cfg IN SELECT t.* FROM orderexp.tables t
+				 JOIN pg_class c ON c.oid = t.order_table
+				ORDER BY t.order_table::text
+	LOOP
+	  BEGIN
+		/*
+		 * The unpaid rows among the tracked ones, read as the table's owner
+		 * (the casts of its key and category may be the owner's code)
+		 */
+		RETURN QUERY
+			SELECT t.order_table, t.order_key, o.category, t.policy_id, t.close_at, t.remind_at,
+				   t.extensions, t.close_at - now()
+			  FROM orderexp.timers t
+			  JOIN (SELECT r ->> 'k' AS k, r ->> 'category' AS category
+					  FROM orderexp._orders_exec(cfg.order_table, true,
+							format('SELECT o.%I::text AS k, %s AS category FROM %s o WHERE o.%I = ANY ($1::%s[]) AND o.%I::text = $2',
+								   cfg.key_column,
+								   CASE WHEN cfg.category_column IS NULL THEN 'NULL::text'
+										ELSE format('o.%I::text', cfg.category_column) END,
+								   cfg.order_table, cfg.key_column, cfg.key_type, cfg.status_column),
+							ARRAY[(SELECT coalesce(array_agg(x.order_key), '{}') FROM orderexp.timers x
+									WHERE x.order_table = cfg.order_table)::text,
+								  cfg.unpaid_value]) r) o ON o.k = t.order_key
+			 WHERE t.order_table = cfg.order_table
+			 ORDER BY t.close_at;
+	  EXCEPTION WHEN OTHERS THEN
+		/* one table with a broken mapping does not hide the others */
+		RAISE WARNING 'orderexp.pending skips table %: %', cfg.order_table, SQLERRM
+			USING HINT = 'Register the table again with orderexp.set_close_policy().';
+	  END;
+	END LOOP;
+END;
+$$;

@@ -690,6 +690,19 @@ BEGIN
 END;
 $$;
 
+/*
+ * A statement on a registered table, run as somebody it belongs to: the
+ * gate's caller, or the table's owner (src/gate.c).  Every statement of a
+ * body on the orders table goes through it.
+ */
+CREATE FUNCTION orderexp._orders_exec(orders regclass, as_owner boolean, sql text,
+									  params text[])
+RETURNS SETOF jsonb
+AS 'MODULE_PATHNAME', 'orderexp_orders_exec'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION orderexp._orders_exec(regclass, boolean, text, text[]) IS
+	'run a statement on a registered table as the gate''s caller (or, with as_owner, as the table''s owner, security-restricted); its rows as jsonb';
+
 CREATE FUNCTION orderexp._key_text(cfg orderexp.tables, order_key text)
 RETURNS text
 LANGUAGE plpgsql STABLE
@@ -702,7 +715,11 @@ BEGIN
 		RAISE EXCEPTION 'order key must not be null'
 			USING ERRCODE = 'null_value_not_allowed';
 	END IF;
-	EXECUTE format('SELECT $1::%s::text', cfg.key_type) INTO k USING order_key;
+	/* the key type's input may be the table owner's code: as the caller */
+	SELECT r ->> 'k' INTO k
+	  FROM orderexp._orders_exec(cfg.order_table, false,
+								 format('SELECT $1::%s::text AS k', cfg.key_type),
+								 ARRAY[order_key]) r;
 	RETURN k;
 END;
 $$;
@@ -760,9 +777,12 @@ AS $$
 DECLARE
 	cols jsonb;
 BEGIN
-	EXECUTE format('SELECT %s FROM %s o WHERE o.%I = $1::%s',
-				   orderexp._payload_expr(cfg), cfg.order_table, cfg.key_column, cfg.key_type)
-		INTO cols USING k;
+	SELECT r -> 'cols' INTO cols
+	  FROM orderexp._orders_exec(cfg.order_table, false,
+								 format('SELECT %s AS cols FROM %s o WHERE o.%I = $1::%s',
+										orderexp._payload_expr(cfg), cfg.order_table,
+										cfg.key_column, cfg.key_type),
+								 ARRAY[k]) r;
 	RETURN cols;
 END;
 $$;
@@ -819,11 +839,16 @@ BEGIN
 	IF cfg.partition_column IS NULL THEN
 		RETURN 0;
 	END IF;
-	EXECUTE format('UPDATE orderexp.timers t SET order_created = %s FROM %s o '
-				   'WHERE t.order_table = $1 AND t.order_created IS NULL AND o.%I = t.order_key::%s',
-				   orderexp._created_utc(cfg, format('o.%I', cfg.created_column)),
-				   cfg.order_table, cfg.key_column, cfg.key_type)
-		USING cfg.order_table;
+	/* the orders' created-at read as the table's owner, the timers written as ours */
+	UPDATE orderexp.timers t SET order_created = (r ->> 'created')::timestamptz
+	  FROM orderexp._orders_exec(cfg.order_table, true,
+			format('SELECT o.%I::text AS k, %s AS created FROM %s o WHERE o.%I = ANY ($1::%s[])',
+				   cfg.key_column, orderexp._created_utc(cfg, format('o.%I', cfg.created_column)),
+				   cfg.order_table, cfg.key_column, cfg.key_type),
+			ARRAY[(SELECT coalesce(array_agg(x.order_key), '{}') FROM orderexp.timers x
+					WHERE x.order_table = cfg.order_table AND x.order_created IS NULL)::text]) r
+	 WHERE t.order_table = cfg.order_table AND t.order_created IS NULL
+	   AND t.order_key = r ->> 'k';
 	GET DIAGNOSTICS n = ROW_COUNT;
 	RETURN n;
 END;
@@ -864,15 +889,19 @@ BEGIN
 		 WHERE t.order_table = cfg.order_table AND t.order_key = k;
 	END IF;
 	IF created IS NOT NULL THEN
-		EXECUTE format('SELECT true, o.%I::text FROM %s o WHERE o.%I = $1::%s AND o.%I = %s FOR UPDATE',
+		SELECT true, r ->> 'st' INTO found_row, st
+		  FROM orderexp._orders_exec(cfg.order_table, false,
+				format('SELECT o.%I::text AS st FROM %s o WHERE o.%I = $1::%s AND o.%I = %s FOR UPDATE',
 					   cfg.status_column, cfg.order_table, cfg.key_column, cfg.key_type,
-					   cfg.partition_column, orderexp._created_utc(cfg, '$2'))
-			INTO found_row, st USING k, created;
+					   cfg.partition_column, orderexp._created_utc(cfg, '$2::timestamptz')),
+				ARRAY[k, created::text]) r;
 	END IF;
 	IF found_row IS NULL THEN
-		EXECUTE format('SELECT true, o.%I::text FROM %s o WHERE o.%I = $1::%s FOR UPDATE',
-					   cfg.status_column, cfg.order_table, cfg.key_column, cfg.key_type)
-			INTO found_row, st USING k;
+		SELECT true, r ->> 'st' INTO found_row, st
+		  FROM orderexp._orders_exec(cfg.order_table, false,
+				format('SELECT o.%I::text AS st FROM %s o WHERE o.%I = $1::%s FOR UPDATE',
+					   cfg.status_column, cfg.order_table, cfg.key_column, cfg.key_type),
+				ARRAY[k]) r;
 	END IF;
 	IF found_row IS NULL THEN
 		RAISE EXCEPTION 'order % not found in table %', k, cfg.order_table
@@ -903,48 +932,59 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	n bigint;
-	cat_expr text;
 	scope text;
+	rows_sql text;
 BEGIN
-	cat_expr := CASE WHEN cfg.category_column IS NULL THEN 'NULL::text'
-					 ELSE format('o.%I::text', cfg.category_column) END;
 	IF scope_all THEN
 		scope := 'true';
 	ELSIF only_category IS NULL THEN
 		/* default policy: rows whose category has no policy of its own */
-		scope := format('NOT EXISTS (SELECT 1 FROM orderexp.policies q WHERE q.order_table = %L::regclass AND q.category = %s)',
-						cfg.order_table::oid::text, cat_expr);
+		scope := format('NOT EXISTS (SELECT 1 FROM orderexp.policies q WHERE q.order_table = %L::regclass AND q.category = o.category)',
+						cfg.order_table::oid::text);
 	ELSE
-		scope := format('%s = %L', cat_expr, only_category);
+		scope := format('o.category = %L', only_category);
 	END IF;
 
+	/*
+	 * The unpaid rows, read as the table's owner (their category's and
+	 * created-at's casts may be the owner's code); the timers written as
+	 * ours.
+	 */
+	rows_sql := format('SELECT o.%I::text AS k, o.%I::timestamptz AS created_at, %s AS order_created, %s AS category FROM %s o WHERE o.%I = %L::text::%s',
+					   cfg.key_column, cfg.created_column,
+					   orderexp._created_utc(cfg, format('o.%I', cfg.created_column)),
+					   CASE WHEN cfg.category_column IS NULL THEN 'NULL::text'
+							ELSE format('o.%I::text', cfg.category_column) END,
+					   cfg.order_table, cfg.status_column, cfg.unpaid_value,
+					   orderexp._status_type(cfg));
 	EXECUTE format($q$
 		INSERT INTO orderexp.timers AS t (order_table, order_key, policy_id, close_at, remind_at,
 										  policy_version, variant, order_created)
-		SELECT %1$L::regclass, o.%2$I::text, p.id, c.close_at, c.close_at - p.remind_before,
-			   p.version, v.variant, %11$s
-		  FROM %4$s o
+		SELECT %1$L::regclass, o.k, p.id, c.close_at, c.close_at - p.remind_before,
+			   p.version, v.variant, o.order_created
+		  FROM (SELECT r ->> 'k' AS k, (r ->> 'created_at')::timestamptz AS created_at,
+					   (r ->> 'order_created')::timestamptz AS order_created,
+					   r ->> 'category' AS category
+				  FROM orderexp._orders_exec(%1$L::regclass, true, $1, NULL) r) o
 		 CROSS JOIN LATERAL (
 				SELECT p.id, p.close_after, p.remind_before, p.version,
 					   e.id AS experiment_id, e.variants, e.weights
 				  FROM orderexp.policies p
 				  LEFT JOIN orderexp.experiments e ON e.id = p.experiment_id
 				 WHERE p.order_table = %1$L::regclass
-				   AND (p.category = %5$s OR p.category IS NULL)
+				   AND (p.category = o.category OR p.category IS NULL)
 				 ORDER BY p.category IS NULL
 				 LIMIT 1) p
 		 CROSS JOIN LATERAL (
 				SELECT CASE WHEN p.experiment_id IS NOT NULL
-							THEN orderexp.assign_variant(o.%2$I::text, p.weights, p.experiment_id)
+							THEN orderexp.assign_variant(o.k, p.weights, p.experiment_id)
 					   END AS variant) v
 		 CROSS JOIN LATERAL (
-				SELECT coalesce(o.%3$I::timestamptz, now())
+				SELECT coalesce(o.created_at, now())
 					   + coalesce(p.variants[v.variant], p.close_after) AS close_at) c
-		 WHERE o.%6$I = %7$L::text::%8$s AND %9$s
-		ON CONFLICT (order_table, order_key) DO %10$s$q$,
-		cfg.order_table::oid::text, cfg.key_column, cfg.created_column,
-		cfg.order_table, cat_expr, cfg.status_column, cfg.unpaid_value,
-		orderexp._status_type(cfg),
+		 WHERE %2$s
+		ON CONFLICT (order_table, order_key) DO %3$s$q$,
+		cfg.order_table::oid::text,
 		scope,
 		CASE WHEN reschedule
 			 THEN 'UPDATE SET policy_id = excluded.policy_id, close_at = excluded.close_at, '
@@ -952,8 +992,8 @@ BEGIN
 				  'ELSE excluded.remind_at END, '
 				  'policy_version = excluded.policy_version, variant = excluded.variant, '
 				  'order_created = excluded.order_created'
-			 ELSE 'NOTHING' END,
-		orderexp._created_utc(cfg, format('o.%I', cfg.created_column)));
+			 ELSE 'NOTHING' END)
+		USING rows_sql;
 	GET DIAGNOSTICS n = ROW_COUNT;
 	RETURN n;
 END;
@@ -1579,7 +1619,10 @@ BEGIN
 	BEGIN
 		FOREACH v IN ARRAY ARRAY[cfg.unpaid_value, cfg.closed_value, cfg.cancelled_value] LOOP
 			BEGIN
-				EXECUTE format('SELECT %L::%s::text = %L', v, att.typ, v) INTO ok;
+				/* the type's input may be the owner's code: as the owner */
+				SELECT (r ->> 'ok')::boolean INTO ok
+				  FROM orderexp._orders_exec(orders, true,
+						format('SELECT %L::%s::text = %L AS ok', v, att.typ, v), NULL) r;
 				IF NOT ok THEN
 					/* e.g. silently cut to fit a varchar(n) */
 					RAISE EXCEPTION USING ERRCODE = 'invalid_text_representation';
@@ -1785,11 +1828,14 @@ BEGIN
 				  DETAIL = format('Its status is %s.', coalesce(quote_literal(st), 'NULL'));
 	END IF;
 
-	EXECUTE format('UPDATE %s o SET %I = $2::text::%s WHERE o.%I = $1::%s RETURNING %s',
+	/* the order's update, as the caller's own UPDATE would run */
+	SELECT r -> 'cols' INTO payload
+	  FROM orderexp._orders_exec(orders, false,
+			format('UPDATE %s o SET %I = $2::text::%s WHERE o.%I = $1::%s RETURNING %s AS cols',
 				   orders, cfg.status_column,
 				   orderexp._status_type(cfg),
-				   cfg.key_column, cfg.key_type, orderexp._payload_expr(cfg))
-		INTO payload USING k, cfg.cancelled_value;
+				   cfg.key_column, cfg.key_type, orderexp._payload_expr(cfg)),
+			ARRAY[k, cfg.cancelled_value]) r;
 	DELETE FROM orderexp.timers t WHERE t.order_table = orders AND t.order_key = k
 	RETURNING * INTO tm;
 
@@ -1819,6 +1865,8 @@ DECLARE
 	actor name := orderexp._actor();
 	cfg orderexp.tables;
 	keys text[];
+	cancelled_keys text[];
+	cancelled_cols jsonb[];
 	n integer;
 BEGIN
 	cfg := orderexp._config(orders);
@@ -1829,9 +1877,11 @@ BEGIN
 		RAISE EXCEPTION 'order keys must not contain null' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
 	/* canonical and distinct */
-	EXECUTE format('SELECT coalesce(array_agg(DISTINCT k::%s::text), ''{}'') FROM unnest($1::text[]) k',
-				   cfg.key_type)
-		INTO keys USING order_keys::text[];
+	SELECT ARRAY(SELECT jsonb_array_elements_text(r -> 'keys')) INTO keys
+	  FROM orderexp._orders_exec(orders, false,
+			format('SELECT coalesce(array_agg(DISTINCT k::%s::text), ''{}'') AS keys FROM unnest($1::text[]) k',
+				   cfg.key_type),
+			ARRAY[order_keys::text[]::text]) r;
 
 	/*
 	 * Lock the rows first, in key order, then their timers: the order of
@@ -1840,42 +1890,46 @@ BEGIN
 	 * a moment later.  Every writer of a timer holds its order's row, so no
 	 * timer of a row locked here can appear or change before we are done.
 	 */
-	EXECUTE format('SELECT coalesce(array_agg(l.k), ''{}'') FROM (SELECT o.%1$I::text AS k FROM %2$s o WHERE o.%1$I = ANY ($1::%3$s[]) ORDER BY o.%1$I FOR UPDATE) l',
-				   cfg.key_column, orders, cfg.key_type)
-		INTO keys USING keys;
+	SELECT ARRAY(SELECT jsonb_array_elements_text(r -> 'keys')) INTO keys
+	  FROM orderexp._orders_exec(orders, false,
+			format('SELECT coalesce(array_agg(l.k), ''{}'') AS keys FROM (SELECT o.%1$I::text AS k FROM %2$s o WHERE o.%1$I = ANY ($1::%3$s[]) ORDER BY o.%1$I FOR UPDATE) l',
+				   cfg.key_column, orders, cfg.key_type),
+			ARRAY[keys::text]) r;
 	PERFORM 1 FROM orderexp.timers t
 	 WHERE t.order_table = orders AND t.order_key = ANY (keys)
 	 ORDER BY t.order_key
 	   FOR UPDATE;
 
-	EXECUTE format($q$
-		WITH c AS (
-			UPDATE %1$s o SET %2$I = $3::text::%3$s
+	/* the orders' update as the caller's own UPDATE would run, then ours */
+	SELECT coalesce(array_agg(r ->> 'k'), '{}'), coalesce(array_agg(r -> 'cols'), '{}')
+	  INTO cancelled_keys, cancelled_cols
+	  FROM orderexp._orders_exec(orders, false,
+			format($q$UPDATE %1$s o SET %2$I = $3::text::%3$s
 			 WHERE o.%4$I = ANY ($1::%5$s[]) AND o.%2$I = $2::text::%3$s
-			RETURNING o.%4$I::text AS k, %6$s AS cols),
+			RETURNING o.%4$I::text AS k, %6$s AS cols$q$,
+				   orders, cfg.status_column, orderexp._status_type(cfg),
+				   cfg.key_column, cfg.key_type, orderexp._payload_expr(cfg)),
+			ARRAY[keys::text, cfg.unpaid_value, cfg.cancelled_value]) r;
+	WITH c AS (
+			SELECT x.k, x.cols FROM unnest(cancelled_keys, cancelled_cols) AS x(k, cols)),
 		d AS (
 			DELETE FROM orderexp.timers t USING c
-			 WHERE t.order_table = %7$L::regclass AND t.order_key = c.k
+			 WHERE t.order_table = orders AND t.order_key = c.k
 			RETURNING t.*),
 		e AS (
 			INSERT INTO orderexp.outbox (kind, order_table, order_key, channel, payload)
-			SELECT 'cancelled', %7$L::regclass, c.k, ch,
-				   jsonb_build_object('order_table', %8$L, 'order_key', c.k,
-									  'reason', $4, 'cancelled_by', $6::text,
+			SELECT 'cancelled', orders, c.k, ch,
+				   jsonb_build_object('order_table', orders::text, 'order_key', c.k,
+									  'reason', reason, 'cancelled_by', actor::text,
 									  'order', c.cols)
-			  FROM c CROSS JOIN unnest($5::text[]) ch),
+			  FROM c CROSS JOIN unnest(cfg.channels) ch),
 		a AS (
 			INSERT INTO orderexp.audit (order_table, order_key, action, via, actor, reason,
 										policy_id, policy_version, variant, deadline)
-			SELECT %7$L::regclass, c.k, 'cancelled', 'operator', $6, $4,
+			SELECT orders, c.k, 'cancelled', 'operator', actor, reason,
 				   d.policy_id, d.policy_version, d.variant, d.close_at
 			  FROM c LEFT JOIN d ON d.order_key = c.k)
-		SELECT count(*) FROM c$q$,
-		orders, cfg.status_column,
-		orderexp._status_type(cfg),
-		cfg.key_column, cfg.key_type, orderexp._payload_expr(cfg),
-		orders::oid::text, orders::text)
-		INTO n USING keys, cfg.unpaid_value, cfg.cancelled_value, reason, cfg.channels, actor;
+	SELECT count(*) INTO n FROM c;
 
 	IF n > 0 THEN
 		PERFORM pg_notify('orderexp', json_build_object('kind', 'cancelled', 'table', orders::text,
@@ -2027,10 +2081,12 @@ BEGIN
 	END IF;
 
 	/* back to unpaid: the timer trigger arms a timer under today's policy and variant */
-	EXECUTE format('UPDATE %s o SET %I = $2::text::%s WHERE o.%I = $1::%s',
+	PERFORM 1
+	   FROM orderexp._orders_exec(orders, false,
+			format('UPDATE %s o SET %I = $2::text::%s WHERE o.%I = $1::%s RETURNING true AS done',
 				   orders, cfg.status_column, orderexp._status_type(cfg),
-				   cfg.key_column, cfg.key_type)
-		USING k, cfg.unpaid_value;
+				   cfg.key_column, cfg.key_type),
+			ARRAY[k, cfg.unpaid_value]);
 	SELECT * INTO tm FROM orderexp.timers t WHERE t.order_table = orders AND t.order_key = k;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'order % in table % would not be tracked', k, orders
@@ -2126,9 +2182,11 @@ DECLARE
 BEGIN
 	cfg := orderexp._config(orders);
 	k := orderexp._key_text(cfg, order_key);
-	EXECUTE format('SELECT true, o.%I::text FROM %s o WHERE o.%I = $1::%s',
-				   cfg.status_column, cfg.order_table, cfg.key_column, cfg.key_type)
-		INTO found_row, st USING k;
+	SELECT true, r ->> 'st' INTO found_row, st
+	  FROM orderexp._orders_exec(cfg.order_table, false,
+			format('SELECT o.%I::text AS st FROM %s o WHERE o.%I = $1::%s',
+				   cfg.status_column, cfg.order_table, cfg.key_column, cfg.key_type),
+			ARRAY[k]) r;
 	IF found_row IS NULL THEN
 		RAISE EXCEPTION 'order % not found in table %', k, orders
 			USING ERRCODE = 'no_data_found';
@@ -2824,18 +2882,26 @@ BEGIN
 				ORDER BY t.order_table::text
 	LOOP
 	  BEGIN
-		RETURN QUERY EXECUTE format($q$
-			SELECT t.order_table, t.order_key, %1$s, t.policy_id, t.close_at, t.remind_at,
+		/*
+		 * The unpaid rows among the tracked ones, read as the table's owner
+		 * (the casts of its key and category may be the owner's code)
+		 */
+		RETURN QUERY
+			SELECT t.order_table, t.order_key, o.category, t.policy_id, t.close_at, t.remind_at,
 				   t.extensions, t.close_at - now()
 			  FROM orderexp.timers t
-			  JOIN %2$s o ON o.%3$I = t.order_key::%4$s
-			 WHERE t.order_table = %5$L::regclass AND o.%6$I::text = $1
-			 ORDER BY t.close_at$q$,
-			CASE WHEN cfg.category_column IS NULL THEN 'NULL::text'
-				 ELSE format('o.%I::text', cfg.category_column) END,
-			cfg.order_table, cfg.key_column, cfg.key_type,
-			cfg.order_table::oid::text, cfg.status_column)
-			USING cfg.unpaid_value;
+			  JOIN (SELECT r ->> 'k' AS k, r ->> 'category' AS category
+					  FROM orderexp._orders_exec(cfg.order_table, true,
+							format('SELECT o.%I::text AS k, %s AS category FROM %s o WHERE o.%I = ANY ($1::%s[]) AND o.%I::text = $2',
+								   cfg.key_column,
+								   CASE WHEN cfg.category_column IS NULL THEN 'NULL::text'
+										ELSE format('o.%I::text', cfg.category_column) END,
+								   cfg.order_table, cfg.key_column, cfg.key_type, cfg.status_column),
+							ARRAY[(SELECT coalesce(array_agg(x.order_key), '{}') FROM orderexp.timers x
+									WHERE x.order_table = cfg.order_table)::text,
+								  cfg.unpaid_value]) r) o ON o.k = t.order_key
+			 WHERE t.order_table = cfg.order_table
+			 ORDER BY t.close_at;
 	  EXCEPTION WHEN OTHERS THEN
 		/* one table with a broken mapping does not hide the others */
 		RAISE WARNING 'orderexp.pending skips table %: %', cfg.order_table, SQLERRM
@@ -3039,6 +3105,9 @@ REVOKE ALL ON FUNCTION orderexp._token_make(regclass, text, timestamptz, integer
 REVOKE ALL ON FUNCTION orderexp._token_open(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION orderexp._extension_token(regclass, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION orderexp._extend_order_by_token(text, name) FROM PUBLIC;
+
+/* statements on the orders tables, as their callers or owners */
+REVOKE ALL ON FUNCTION orderexp._orders_exec(regclass, boolean, text, text[]) FROM PUBLIC;
 
 /* the generators of the sweep's statements */
 REVOKE ALL ON FUNCTION orderexp._take_sql(text), orderexp._orders_sql(orderexp.tables, text),

@@ -31,6 +31,14 @@
  * its form was checked (token.c), and then checks the caller's privilege on
  * that table.  The role switch itself is runas.c's.
  *
+ * A body runs as the extension owner, but whatever it does on the orders
+ * table goes through orderexp._orders_exec() (at the end of this file),
+ * which runs that statement as the gate's caller, as the caller's own
+ * UPDATE would run, so that the table's triggers, constraints and casts
+ * never run with the extension owner's rights; or, for the scans that
+ * registering a table makes, as the table's owner under
+ * SECURITY_RESTRICTED_OPERATION, as the sweep does (batch.c).
+ *
  * Copyright (c) 2026, orderexp developers
  *
  *-------------------------------------------------------------------------
@@ -38,15 +46,18 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "catalog/pg_class.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_namespace.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "funcapi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
@@ -64,6 +75,7 @@ PG_FUNCTION_INFO_V1(orderexp_owner_gate);
 PG_FUNCTION_INFO_V1(orderexp_actor);
 PG_FUNCTION_INFO_V1(orderexp_extension_token);
 PG_FUNCTION_INFO_V1(orderexp_extend_order_by_token);
+PG_FUNCTION_INFO_V1(orderexp_orders_exec);
 
 /* the role on whose behalf the current gated call runs, or InvalidOid */
 static Oid	gate_actor = InvalidOid;
@@ -356,4 +368,97 @@ orderexp_extend_order_by_token(PG_FUNCTION_ARGS)
 	if (isnull)
 		PG_RETURN_NULL();
 	PG_RETURN_DATUM(result);
+}
+
+/*
+ * orderexp._orders_exec(orders regclass, as_owner boolean, sql text,
+ *						 params text[]) returns setof jsonb
+ *		Run one statement on a registered table on behalf of a gate's
+ *		caller, and return its rows, each as a jsonb object.
+ *
+ * The bodies of the gates run as the extension owner; their statements on
+ * the orders table come here, so that the table's code (triggers, CHECK
+ * constraints, generated columns, index expressions, casts of its columns)
+ * runs as somebody it belongs to: the role that called the gate (or the
+ * current user, outside a gate), or with as_owner the table's owner under
+ * SECURITY_RESTRICTED_OPERATION, as the sweep and PostgreSQL's maintenance
+ * run it.  search_path is pinned while it runs.  The parameters are text
+ * ($1, $2, ...), cast by the statement where it needs another type.  The
+ * statement may change rows (UPDATE ... RETURNING) or lock them (SELECT
+ * ... FOR UPDATE); it is run as "WITH q AS (sql) SELECT to_jsonb(q) FROM
+ * q".  Kept from PUBLIC: it serves the bodies, which the extension owner
+ * runs.
+ */
+Datum
+orderexp_orders_exec(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Oid			relid;
+	bool		as_owner;
+	char	   *sql;
+	int			nparams = 0;
+	Datum	   *params = NULL;
+	bool	   *paramnulls = NULL;
+	Oid		   *paramtypes;
+	char	   *nulls;
+	Oid			role;
+	RunAs		runas;
+	uint64		i;
+	int			ret;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("orders table, as_owner and sql must not be null")));
+	relid = PG_GETARG_OID(0);
+	as_owner = PG_GETARG_BOOL(1);
+	sql = psprintf("WITH q AS (%s) SELECT pg_catalog.to_jsonb(q) FROM q",
+				   text_to_cstring(PG_GETARG_TEXT_PP(2)));
+	if (!PG_ARGISNULL(3))
+		deconstruct_array(PG_GETARG_ARRAYTYPE_P(3), TEXTOID, -1, false, TYPALIGN_INT,
+						  &params, &paramnulls, &nparams);
+	paramtypes = palloc(sizeof(Oid) * (nparams + 1));
+	nulls = palloc(nparams + 1);
+	for (int p = 0; p < nparams; p++)
+	{
+		paramtypes[p] = TEXTOID;
+		nulls[p] = paramnulls[p] ? 'n' : ' ';
+	}
+
+	if (as_owner)
+	{
+		HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+
+		if (!HeapTupleIsValid(tup))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_TABLE),
+					 errmsg("relation with OID %u does not exist", relid)));
+		role = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+		ReleaseSysCache(tup);
+	}
+	else
+		role = OidIsValid(gate_actor) ? gate_actor : GetUserId();
+
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+
+	orderexp_run_as_begin(&runas, role,
+						  as_owner ? SECURITY_RESTRICTED_OPERATION : 0, true);
+	if ((ret = SPI_connect()) != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(ret));
+	ret = SPI_execute_with_args(sql, nparams, paramtypes, params, nulls, false, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "orderexp statement on table %s failed: %s",
+			 get_rel_name(relid), SPI_result_code_string(ret));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Datum		row = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1,
+										&isnull);
+
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &row, &isnull);
+	}
+	SPI_finish();
+	orderexp_run_as_end(&runas);
+
+	return (Datum) 0;
 }

@@ -24,8 +24,16 @@
 #            is the control that shows the test can see the escalation; after
 #            ALTER EXTENSION UPDATE the same database is safe.
 #
-# Each time the order is still closed (or reminded) with its event, and
-# every piece of code ran as the table's owner.
+#   gates    (database cron) app_b, an application role with UPDATE on
+#            owner_c's table, cancels, extends and reopens orders: the
+#            table's code runs as app_b, as for app_b's own UPDATE.
+#   register a superuser registers owner_c's table with an order in it:
+#            the scan of existing rows runs as owner_c; so does reading the
+#            pending view.
+#
+# Each time the order is still closed (or reminded, cancelled, ...) with its
+# event, and every piece of code ran as the table's owner or the caller,
+# never as the extension owner.
 
 use strict;
 use warnings;
@@ -50,6 +58,7 @@ CREATE ROLE owner_a LOGIN IN ROLE orderexp_admin;
 CREATE ROLE owner_c LOGIN;
 CREATE ROLE owner_old LOGIN IN ROLE orderexp_admin;
 CREATE ROLE cron_admin LOGIN IN ROLE orderexp_admin;
+CREATE ROLE app_b LOGIN IN ROLE orderexp_app;
 });
 
 # the owner's schema, with code everywhere an update and a read evaluate it
@@ -59,8 +68,10 @@ sub owner_schema
 	$node->safe_psql($db, "CREATE SCHEMA $schema AUTHORIZATION $owner");
 	$node->safe_psql(
 		$db, qq{
+GRANT USAGE ON SCHEMA $schema TO PUBLIC;
 SET ROLE $owner;
 CREATE TABLE $schema.seen (what text, who name);
+GRANT INSERT ON $schema.seen TO PUBLIC;
 CREATE TYPE $schema.cat AS ENUM ('book', 'toy');
 CREATE TYPE $schema.mood AS ENUM ('glad', 'sad');
 CREATE FUNCTION $schema.evil(what text) RETURNS boolean
@@ -215,7 +226,21 @@ is( $node->safe_psql(
 # --- run_due: owner_c's table, registered by a superuser -------------------------
 
 owner_schema('cron', 'shop_c', 'owner_c');
+# an order in the table before it is registered: the registration scans it
+$node->safe_psql('cron',
+	q{SET ROLE owner_c; INSERT INTO shop_c.orders (id, category) VALUES (10, 'toy')});
 $node->safe_psql('cron', "SELECT orderexp.set_close_policy('shop_c.orders', $policy)");
+is( $node->safe_psql('cron',
+		q{SELECT count(*) FROM orderexp.timers WHERE order_table = 'shop_c.orders'::regclass AND order_key = '10'}),
+	'1', 'register: the existing order is tracked');
+is(seen('cron', 'shop_c'), 'category cast=owner_c',
+	'register: the scan of existing rows ran the category cast as owner_c, not as the superuser who registered');
+$node->safe_psql('cron', 'TRUNCATE shop_c.seen');
+is( $node->safe_psql('cron',
+		q{SELECT category FROM orderexp.pending WHERE order_table = 'shop_c.orders'::regclass AND order_key = '10'}),
+	'toy', 'pending: the superuser reads the order with its category');
+is(seen('cron', 'shop_c'), 'category cast=owner_c',
+	'pending: the category cast ran as owner_c');
 owner_trigger('cron', 'shop_c', 'owner_c');
 $node->safe_psql('cron', 'TRUNCATE shop_c.seen');
 add_orders('cron', 'shop_c', 'owner_c');
@@ -237,6 +262,43 @@ is( $node->safe_psql(
 		   WHERE order_table = 'shop_c.orders'::regclass}),
 	'closed:1,reminder:2',
 	'run_due: one close and one reminder event');
+
+# --- gates: app_b cancels, extends and reopens owner_c's orders ------------------
+
+$node->safe_psql('cron', q{GRANT SELECT, UPDATE ON shop_c.orders TO app_b});
+$node->safe_psql('cron', q{SET ROLE owner_c; INSERT INTO shop_c.orders (id) VALUES (4), (5)});
+$node->safe_psql('cron', 'TRUNCATE shop_c.seen');
+is( $node->safe_psql(
+		'cron', q{SET ROLE app_b; SELECT orderexp.cancel_order('shop_c.orders', 2, 'asked')}),
+	't', 'cancel_order by app_b cancels the order');
+like(seen('cron', 'shop_c'), qr/^(?!.*=postgres)(?=.*payload cast=app_b)(?=.*trigger=app_b)/,
+	'cancel_order: the trigger and the payload cast ran as app_b, nothing as the extension owner');
+$node->safe_psql('cron', 'TRUNCATE shop_c.seen');
+is( $node->safe_psql(
+		'cron', q{SET ROLE app_b; SELECT orderexp.cancel_orders('shop_c.orders', ARRAY[4], 'asked')}),
+	'1', 'cancel_orders by app_b cancels the order');
+like(seen('cron', 'shop_c'), qr/^(?!.*=postgres)(?=.*payload cast=app_b)(?=.*trigger=app_b)/,
+	'cancel_orders: the trigger and the payload cast ran as app_b');
+$node->safe_psql('cron', 'TRUNCATE shop_c.seen');
+is( $node->safe_psql(
+		'cron', q{SET ROLE app_b; SELECT orderexp.extend_order('shop_c.orders', 5, interval '1 hour') > now()}),
+	't', 'extend_order by app_b extends the order');
+like(seen('cron', 'shop_c'), qr/^(?!.*=postgres).*payload cast=app_b/,
+	'extend_order: the payload cast ran as app_b');
+$node->safe_psql('cron', 'TRUNCATE shop_c.seen');
+is( $node->safe_psql(
+		'cron', q{SET ROLE app_b; SELECT orderexp.reopen_order('shop_c.orders', 1) > now()}),
+	't', 'reopen_order by app_b reopens the closed order');
+like(seen('cron', 'shop_c'), qr/^(?!.*=postgres).*trigger=app_b/,
+	'reopen_order: the trigger ran as app_b');
+is( $node->safe_psql(
+		'cron',
+		q{SELECT string_agg(kind || ':' || order_key, ',' ORDER BY id) FROM orderexp.outbox
+		   WHERE order_table = 'shop_c.orders'::regclass AND kind IN ('cancelled', 'extended', 'reopened')}),
+	'cancelled:2,cancelled:4,extended:5,reopened:1',
+	'gates: each change wrote its event');
+is(is_superuser('owner_c') . is_superuser('app_b'), 'ff',
+	'gates: neither owner_c nor app_b became superuser');
 
 # a member of orderexp_admin may call it
 is( $node->safe_psql(
@@ -262,7 +324,17 @@ like(seen('old', 'shop_old'), qr/trigger=postgres/,
 is(is_superuser('owner_old'), 't',
 	'1.2: ... and owner_old became superuser: the test sees the escalation');
 
+# the gate route at 1.2: app_b's cancel ran the owner's trigger as the
+# extension owner
 $node->safe_psql('old', q{ALTER ROLE owner_old NOSUPERUSER});
+$node->safe_psql('old', q{GRANT SELECT, UPDATE ON shop_old.orders TO app_b});
+$node->safe_psql('old', q{SET ROLE owner_old; INSERT INTO shop_old.orders (id) VALUES (5), (6)});
+$node->safe_psql('old', 'TRUNCATE shop_old.seen');
+$node->safe_psql('old', q{SET ROLE app_b; SELECT orderexp.cancel_order('shop_old.orders', 5, 'asked')});
+like(seen('old', 'shop_old'), qr/trigger=postgres/,
+	'1.2: cancel_order by app_b ran the owner\'s trigger as the extension owner');
+$node->safe_psql('old', q{ALTER ROLE owner_old NOSUPERUSER});
+
 $node->safe_psql('old', q{ALTER EXTENSION orderexp UPDATE});
 $node->safe_psql('old', 'TRUNCATE shop_old.seen');
 $node->safe_psql(
@@ -274,6 +346,10 @@ is($node->safe_psql('old', 'SELECT closed FROM orderexp.run_due()'),
 	'1', 'updated: run_due closes the next due order');
 like(seen('old', 'shop_old'), qr/^(?!.*=postgres).*trigger=owner_old/,
 	'updated: the owner\'s code runs as owner_old');
+$node->safe_psql('old', 'TRUNCATE shop_old.seen');
+$node->safe_psql('old', q{SET ROLE app_b; SELECT orderexp.cancel_order('shop_old.orders', 6, 'asked')});
+like(seen('old', 'shop_old'), qr/^(?!.*=postgres).*trigger=app_b/,
+	'updated: cancel_order by app_b runs the owner\'s trigger as app_b');
 is(is_superuser('owner_old'), 'f', 'updated: owner_old stays an ordinary role');
 
 $node->stop;
