@@ -12,6 +12,13 @@
  * single-valued settings and adds to its repeatable ones (dbname, route,
  * subject, body).
  *
+ * Secrets are kept out of sight of other users, as libpq does with
+ * ~/.pgpass: a secret file (--webhook-secret-file, --smtp-password-file)
+ * that its group or others may access at all is refused; so is a config
+ * file that they may access when it holds a password (in a dbname, or in
+ * a webhook or smtp URL), and it is warned about when it holds none.  The
+ * mode is that of the file opened, by fstat().
+ *
  * Copyright (c) 2026, orderexp developers
  *
  *-------------------------------------------------------------------------
@@ -22,6 +29,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+
+#include <libpq-fe.h>
 
 #include "common.h"
 #include "config.h"
@@ -119,7 +129,10 @@ static int	config_depth = 0;
 static void usage(void);
 static char *unescape(const char *s);
 static char *read_whole_file(const char *path);
+static bool file_is_private(FILE *f, const char *path);
 static char *read_secret_file(const char *path);
+static int	url_credentials(const char *url);
+static bool holds_password(int id, const char *value);
 static double parse_seconds(const char *opt, const char *value, double min);
 static bool valid_name(const char *s);
 static void add_route(const char *text);
@@ -185,6 +198,10 @@ usage(void)
 		   "  smtp-from shop@example.com\n"
 		   "  route kind=reminder,channel=email:smtp\n"
 		   "'#' starts a comment line.\n\n");
+	printf("Secrets: a secret file that its group or others can access at all (permissions\n"
+		   "beyond u=rw, 0600) is refused, and so is such a config file if it holds a\n"
+		   "password (in a dbname, or in a webhook or smtp URL); otherwise such a config\n"
+		   "file is warned about.\n\n");
 	printf("Mail templates: {NAME} is replaced by the event's field NAME: id, kind, table,\n"
 		   "order_key, channel, attempts, created_at, a payload field (close_at,\n"
 		   "extension_token...) or a column of the order (email, or order.email); {{ is {.\n\n");
@@ -244,7 +261,21 @@ read_whole_file(const char *path)
 	return buf;
 }
 
-/* the first line of a file holding a secret */
+/*
+ * Whether group and others have no access at all to the file open as f,
+ * by fstat() of what was opened (not of a name that may change meanwhile).
+ */
+static bool
+file_is_private(FILE *f, const char *path)
+{
+	struct stat st;
+
+	if (fstat(fileno(f), &st) != 0)
+		fatal(EXIT_USAGE, "could not stat file \"%s\": %s", path, strerror(errno));
+	return (st.st_mode & (S_IRWXG | S_IRWXO)) == 0;
+}
+
+/* the first line of a file holding a secret, which only its owner may read */
 static char *
 read_secret_file(const char *path)
 {
@@ -253,6 +284,9 @@ read_secret_file(const char *path)
 
 	if (f == NULL)
 		fatal(EXIT_USAGE, "could not open secret file \"%s\": %s", path, strerror(errno));
+	if (!file_is_private(f, path))
+		fatal(EXIT_USAGE, "secret file \"%s\" has group or world access; permissions should be u=rw (0600) or less",
+			  path);
 	if (fgets(line, sizeof(line), f) == NULL)
 		fatal(EXIT_USAGE, "secret file \"%s\" is empty", path);
 	fclose(f);
@@ -260,6 +294,46 @@ read_secret_file(const char *path)
 	if (line[0] == '\0')
 		fatal(EXIT_USAGE, "secret file \"%s\" has an empty first line", path);
 	return xstrdup(line);
+}
+
+/* 0: URL without user, 1: with a user, 2: with user:password */
+static int
+url_credentials(const char *url)
+{
+	const char *p = strstr(url, "://"),
+			   *at = NULL,
+			   *q;
+	size_t		len;
+
+	if (p == NULL)
+		return 0;
+	p += 3;
+	len = strcspn(p, "/?#");
+	for (q = p; q < p + len; q++)
+		if (*q == '@')
+			at = q;
+	if (at == NULL)
+		return 0;
+	return memchr(p, ':', at - p) != NULL ? 2 : 1;
+}
+
+/* whether a config file's setting holds a password */
+static bool
+holds_password(int id, const char *value)
+{
+	PQconninfoOption *opts,
+			   *o;
+	bool		found = false;
+
+	if (id == OPT_WEBHOOK || id == OPT_SMTP)
+		return url_credentials(value) == 2;
+	if (id != OPT_DBNAME || (opts = PQconninfoParse(value, NULL)) == NULL)
+		return false;
+	for (o = opts; o->keyword; o++)
+		if (strcmp(o->keyword, "password") == 0 && o->val != NULL && o->val[0] != '\0')
+			found = true;
+	PQconninfoFree(opts);
+	return found;
 }
 
 static double
@@ -520,12 +594,14 @@ read_config_file(const char *path)
 	FILE	   *f;
 	char		line[8192];
 	int			lineno = 0;
+	bool		is_private;
 
 	if (++config_depth > 4)
 		fatal(EXIT_USAGE, "config files include each other too deeply (at \"%s\")", path);
 	f = fopen(path, "r");
 	if (f == NULL)
 		fatal(EXIT_USAGE, "could not open config file \"%s\": %s", path, strerror(errno));
+	is_private = file_is_private(f, path);
 	while (fgets(line, sizeof(line), f) != NULL)
 	{
 		char	   *p = line,
@@ -561,9 +637,15 @@ read_config_file(const char *path)
 			fatal(EXIT_USAGE, "%s:%d: setting \"%s\" needs a value", path, lineno, p);
 		if (o->has_arg == no_argument && *value != '\0')
 			fatal(EXIT_USAGE, "%s:%d: setting \"%s\" takes no value", path, lineno, p);
+		if (!is_private && holds_password(o->val, value))
+			fatal(EXIT_USAGE, "config file \"%s\" has group or world access and holds a password (line %d); permissions should be u=rw (0600) or less",
+				  path, lineno);
 		apply_option(o->val, o->name, value);
 	}
 	fclose(f);
+	if (!is_private)
+		logmsg("warning: config file \"%s\" has group or world access; permissions should be u=rw (0600) or less",
+			   path);
 	config_depth--;
 }
 
