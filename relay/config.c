@@ -59,6 +59,7 @@ enum
 	OPT_SMTP_FROM,
 	OPT_SMTP_USER,
 	OPT_SMTP_PASSWORD_FILE,
+	OPT_SMTP_INSECURE,
 	OPT_RECIPIENT_FIELD,
 	OPT_SUBJECT,
 	OPT_BODY,
@@ -78,6 +79,7 @@ static const struct option long_options[] = {
 	{"smtp-from", required_argument, NULL, OPT_SMTP_FROM},
 	{"smtp-user", required_argument, NULL, OPT_SMTP_USER},
 	{"smtp-password-file", required_argument, NULL, OPT_SMTP_PASSWORD_FILE},
+	{"smtp-insecure", no_argument, NULL, OPT_SMTP_INSECURE},
 	{"recipient-field", required_argument, NULL, OPT_RECIPIENT_FIELD},
 	{"subject", required_argument, NULL, OPT_SUBJECT},
 	{"body", required_argument, NULL, OPT_BODY},
@@ -171,7 +173,10 @@ usage(void)
 		   "      --smtp=URL               send e-mail through smtp://HOST:PORT or smtps://...\n"
 		   "      --smtp-from=ADDRESS      sender address (required with --smtp)\n"
 		   "      --smtp-user=USER         SMTP login; the password is the first line of\n"
-		   "      --smtp-password-file=FILE  FILE (or $ORDEREXP_SMTP_PASSWORD)\n"
+		   "      --smtp-password-file=FILE  FILE (or $ORDEREXP_SMTP_PASSWORD); with a login,\n"
+		   "                               smtp:// URLs need STARTTLS (smtps:// is TLS)\n"
+		   "      --smtp-insecure          send the SMTP login without TLS when the server\n"
+		   "                               offers no STARTTLS (a trusted local relay only)\n"
 		   "      --recipient-field=NAME   payload field holding the recipient (default: email)\n"
 		   "      --subject=KIND=TEXT      mail subject template for KIND (* = other kinds)\n"
 		   "      --body=KIND=TEXT         mail body template (\\n, \\t and \\\\ escapes)\n"
@@ -534,6 +539,9 @@ apply_option(int id, const char *name, const char *value)
 		case OPT_SMTP_PASSWORD_FILE:
 			cfg.smtp_password = read_secret_file(value);
 			break;
+		case OPT_SMTP_INSECURE:
+			cfg.smtp_insecure = true;
+			break;
 		case OPT_RECIPIENT_FIELD:
 			if (!valid_name(value))
 				fatal(EXIT_USAGE, "invalid value \"%s\" for --recipient-field", value);
@@ -730,6 +738,15 @@ config_finish(void)
 		cfg.smtp_password = xstrdup(env);
 	if (cfg.smtp_password != NULL && cfg.smtp_user == NULL)
 		fatal(EXIT_USAGE, "an SMTP password needs --smtp-user");
+	/* a login, given by option or in the URL, goes over TLS only */
+	if (cfg.sink_on[SINK_SMTP] && strncmp(cfg.smtp_url, "smtp://", 7) == 0 &&
+		(cfg.smtp_user != NULL || url_credentials(cfg.smtp_url) > 0))
+	{
+		if (cfg.smtp_insecure)
+			logmsg("warning: --smtp-insecure: SMTP credentials may be sent without TLS");
+		else
+			cfg.smtp_require_tls = true;
+	}
 	if (cfg.timeout >= cfg.lease)
 		fatal(EXIT_USAGE, "--timeout (%g s) must be shorter than --lease (%g s)", cfg.timeout, cfg.lease);
 }

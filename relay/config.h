@@ -61,6 +61,9 @@ typedef struct Config
 	char	   *smtp_from;
 	char	   *smtp_user;
 	char	   *smtp_password;	/* from --smtp-password-file or env */
+	bool		smtp_insecure;	/* credentials may go without TLS */
+	bool		smtp_require_tls;	/* STARTTLS or no mail: credentials are
+									 * set and --smtp-insecure is not */
 	char	   *recipient_field;
 
 	Route		routes[MAX_ROUTES];

@@ -13,6 +13,8 @@
  * The webhook and SMTP sinks keep one libcurl handle each, so that
  * connections to the same server are reused across events.
  *
+ * An SMTP login goes over TLS only, unless --smtp-insecure says otherwise.
+ *
  * Copyright (c) 2026, orderexp developers
  *
  *-------------------------------------------------------------------------
@@ -644,8 +646,12 @@ deliver_smtp(const Event *ev, char *err, size_t errlen)
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
 	set_protocols(c, "smtp,smtps", CURLPROTO_SMTP | CURLPROTO_SMTPS);
 	curl_easy_setopt(c, CURLOPT_SOCKOPTFUNCTION, set_cloexec);
-	/* STARTTLS when the server offers it; smtps:// is TLS from the start */
-	curl_easy_setopt(c, CURLOPT_USE_SSL, (long) CURLUSESSL_TRY);
+	/*
+	 * STARTTLS when the server offers it, and required with a login (see
+	 * config_finish()); smtps:// is TLS from the start
+	 */
+	curl_easy_setopt(c, CURLOPT_USE_SSL,
+					 (long) (cfg.smtp_require_tls ? CURLUSESSL_ALL : CURLUSESSL_TRY));
 	if (cfg.smtp_user)
 		curl_easy_setopt(c, CURLOPT_USERNAME, cfg.smtp_user);
 	if (cfg.smtp_password)
@@ -654,6 +660,17 @@ deliver_smtp(const Event *ev, char *err, size_t errlen)
 	rc = curl_easy_perform(c);
 	curl_slist_free_all(rcpts);
 	free(msg.data);
+	if (rc == CURLE_USE_SSL_FAILED && cfg.smtp_require_tls)
+	{
+		size_t		n = strlen(errbuf);
+
+		/* libcurl's "STARTTLS not supported." */
+		if (n > 0 && errbuf[n - 1] == '.')
+			errbuf[n - 1] = '\0';
+		snprintf(err, errlen, "smtp: %s, and the login goes over TLS only (see --smtp-insecure)",
+				 errbuf[0] ? errbuf : curl_easy_strerror(rc));
+		return false;
+	}
 	if (rc != CURLE_OK)
 	{
 		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
