@@ -206,7 +206,8 @@ usage(void)
 	printf("Secrets: a secret file that its group or others can access at all (permissions\n"
 		   "beyond u=rw, 0600) is refused, and so is such a config file if it holds a\n"
 		   "password (in a dbname, or in a webhook or smtp URL); otherwise such a config\n"
-		   "file is warned about.\n\n");
+		   "file is warned about.  --exec commands do not see the PG* variables nor\n"
+		   "$ORDEREXP_WEBHOOK_SECRET and $ORDEREXP_SMTP_PASSWORD.\n\n");
 	printf("Mail templates: {NAME} is replaced by the event's field NAME: id, kind, table,\n"
 		   "order_key, channel, attempts, created_at, a payload field (close_at,\n"
 		   "extension_token...) or a column of the order (email, or order.email); {{ is {.\n\n");
@@ -732,9 +733,9 @@ config_finish(void)
 				  cfg.routes[i].text, sink_names[cfg.routes[i].sink]);
 	if (cfg.sink_on[SINK_SMTP] && cfg.smtp_from == NULL)
 		fatal(EXIT_USAGE, "--smtp needs --smtp-from");
-	if (cfg.webhook_secret == NULL && (env = getenv("ORDEREXP_WEBHOOK_SECRET")) != NULL && *env)
+	if (cfg.webhook_secret == NULL && (env = getenv(ENV_WEBHOOK_SECRET)) != NULL && *env)
 		cfg.webhook_secret = xstrdup(env);
-	if (cfg.smtp_password == NULL && (env = getenv("ORDEREXP_SMTP_PASSWORD")) != NULL && *env)
+	if (cfg.smtp_password == NULL && (env = getenv(ENV_SMTP_PASSWORD)) != NULL && *env)
 		cfg.smtp_password = xstrdup(env);
 	if (cfg.smtp_password != NULL && cfg.smtp_user == NULL)
 		fatal(EXIT_USAGE, "an SMTP password needs --smtp-user");

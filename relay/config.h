@@ -20,6 +20,10 @@
 #define MAX_ROUTES		64
 #define MAX_MATCH		16
 
+/* environment variables that hold secrets (kept from --exec commands) */
+#define ENV_WEBHOOK_SECRET	"ORDEREXP_WEBHOOK_SECRET"
+#define ENV_SMTP_PASSWORD	"ORDEREXP_SMTP_PASSWORD"
+
 typedef enum SinkType
 {
 	SINK_STDOUT,
