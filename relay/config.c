@@ -12,6 +12,13 @@
  * single-valued settings and adds to its repeatable ones (dbname, route,
  * subject, body).
  *
+ * Secrets are kept out of sight of other users, as libpq does with
+ * ~/.pgpass: a secret file (--webhook-secret-file, --smtp-password-file)
+ * that its group or others may access at all is refused; so is a config
+ * file that they may access when it holds a password (in a dbname, or in
+ * a webhook or smtp URL), and it is warned about when it holds none.  The
+ * mode is that of the file opened, by fstat().
+ *
  * Copyright (c) 2026, orderexp developers
  *
  *-------------------------------------------------------------------------
@@ -22,6 +29,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+
+#include <libpq-fe.h>
 
 #include "common.h"
 #include "config.h"
@@ -49,6 +59,7 @@ enum
 	OPT_SMTP_FROM,
 	OPT_SMTP_USER,
 	OPT_SMTP_PASSWORD_FILE,
+	OPT_SMTP_INSECURE,
 	OPT_RECIPIENT_FIELD,
 	OPT_SUBJECT,
 	OPT_BODY,
@@ -68,6 +79,7 @@ static const struct option long_options[] = {
 	{"smtp-from", required_argument, NULL, OPT_SMTP_FROM},
 	{"smtp-user", required_argument, NULL, OPT_SMTP_USER},
 	{"smtp-password-file", required_argument, NULL, OPT_SMTP_PASSWORD_FILE},
+	{"smtp-insecure", no_argument, NULL, OPT_SMTP_INSECURE},
 	{"recipient-field", required_argument, NULL, OPT_RECIPIENT_FIELD},
 	{"subject", required_argument, NULL, OPT_SUBJECT},
 	{"body", required_argument, NULL, OPT_BODY},
@@ -119,7 +131,10 @@ static int	config_depth = 0;
 static void usage(void);
 static char *unescape(const char *s);
 static char *read_whole_file(const char *path);
+static bool file_is_private(FILE *f, const char *path);
 static char *read_secret_file(const char *path);
+static int	url_credentials(const char *url);
+static bool holds_password(int id, const char *value);
 static double parse_seconds(const char *opt, const char *value, double min);
 static bool valid_name(const char *s);
 static void add_route(const char *text);
@@ -158,7 +173,10 @@ usage(void)
 		   "      --smtp=URL               send e-mail through smtp://HOST:PORT or smtps://...\n"
 		   "      --smtp-from=ADDRESS      sender address (required with --smtp)\n"
 		   "      --smtp-user=USER         SMTP login; the password is the first line of\n"
-		   "      --smtp-password-file=FILE  FILE (or $ORDEREXP_SMTP_PASSWORD)\n"
+		   "      --smtp-password-file=FILE  FILE (or $ORDEREXP_SMTP_PASSWORD); with a login,\n"
+		   "                               smtp:// URLs need STARTTLS (smtps:// is TLS)\n"
+		   "      --smtp-insecure          send the SMTP login without TLS when the server\n"
+		   "                               offers no STARTTLS (a trusted local relay only)\n"
 		   "      --recipient-field=NAME   payload field holding the recipient (default: email)\n"
 		   "      --subject=KIND=TEXT      mail subject template for KIND (* = other kinds)\n"
 		   "      --body=KIND=TEXT         mail body template (\\n, \\t and \\\\ escapes)\n"
@@ -185,6 +203,11 @@ usage(void)
 		   "  smtp-from shop@example.com\n"
 		   "  route kind=reminder,channel=email:smtp\n"
 		   "'#' starts a comment line.\n\n");
+	printf("Secrets: a secret file that its group or others can access at all (permissions\n"
+		   "beyond u=rw, 0600) is refused, and so is such a config file if it holds a\n"
+		   "password (in a dbname, or in a webhook or smtp URL); otherwise such a config\n"
+		   "file is warned about.  --exec commands do not see the PG* variables nor\n"
+		   "$ORDEREXP_WEBHOOK_SECRET and $ORDEREXP_SMTP_PASSWORD.\n\n");
 	printf("Mail templates: {NAME} is replaced by the event's field NAME: id, kind, table,\n"
 		   "order_key, channel, attempts, created_at, a payload field (close_at,\n"
 		   "extension_token...) or a column of the order (email, or order.email); {{ is {.\n\n");
@@ -244,7 +267,21 @@ read_whole_file(const char *path)
 	return buf;
 }
 
-/* the first line of a file holding a secret */
+/*
+ * Whether group and others have no access at all to the file open as f,
+ * by fstat() of what was opened (not of a name that may change meanwhile).
+ */
+static bool
+file_is_private(FILE *f, const char *path)
+{
+	struct stat st;
+
+	if (fstat(fileno(f), &st) != 0)
+		fatal(EXIT_USAGE, "could not stat file \"%s\": %s", path, strerror(errno));
+	return (st.st_mode & (S_IRWXG | S_IRWXO)) == 0;
+}
+
+/* the first line of a file holding a secret, which only its owner may read */
 static char *
 read_secret_file(const char *path)
 {
@@ -253,6 +290,9 @@ read_secret_file(const char *path)
 
 	if (f == NULL)
 		fatal(EXIT_USAGE, "could not open secret file \"%s\": %s", path, strerror(errno));
+	if (!file_is_private(f, path))
+		fatal(EXIT_USAGE, "secret file \"%s\" has group or world access; permissions should be u=rw (0600) or less",
+			  path);
 	if (fgets(line, sizeof(line), f) == NULL)
 		fatal(EXIT_USAGE, "secret file \"%s\" is empty", path);
 	fclose(f);
@@ -260,6 +300,46 @@ read_secret_file(const char *path)
 	if (line[0] == '\0')
 		fatal(EXIT_USAGE, "secret file \"%s\" has an empty first line", path);
 	return xstrdup(line);
+}
+
+/* 0: URL without user, 1: with a user, 2: with user:password */
+static int
+url_credentials(const char *url)
+{
+	const char *p = strstr(url, "://"),
+			   *at = NULL,
+			   *q;
+	size_t		len;
+
+	if (p == NULL)
+		return 0;
+	p += 3;
+	len = strcspn(p, "/?#");
+	for (q = p; q < p + len; q++)
+		if (*q == '@')
+			at = q;
+	if (at == NULL)
+		return 0;
+	return memchr(p, ':', at - p) != NULL ? 2 : 1;
+}
+
+/* whether a config file's setting holds a password */
+static bool
+holds_password(int id, const char *value)
+{
+	PQconninfoOption *opts,
+			   *o;
+	bool		found = false;
+
+	if (id == OPT_WEBHOOK || id == OPT_SMTP)
+		return url_credentials(value) == 2;
+	if (id != OPT_DBNAME || (opts = PQconninfoParse(value, NULL)) == NULL)
+		return false;
+	for (o = opts; o->keyword; o++)
+		if (strcmp(o->keyword, "password") == 0 && o->val != NULL && o->val[0] != '\0')
+			found = true;
+	PQconninfoFree(opts);
+	return found;
 }
 
 static double
@@ -460,6 +540,9 @@ apply_option(int id, const char *name, const char *value)
 		case OPT_SMTP_PASSWORD_FILE:
 			cfg.smtp_password = read_secret_file(value);
 			break;
+		case OPT_SMTP_INSECURE:
+			cfg.smtp_insecure = true;
+			break;
 		case OPT_RECIPIENT_FIELD:
 			if (!valid_name(value))
 				fatal(EXIT_USAGE, "invalid value \"%s\" for --recipient-field", value);
@@ -520,12 +603,14 @@ read_config_file(const char *path)
 	FILE	   *f;
 	char		line[8192];
 	int			lineno = 0;
+	bool		is_private;
 
 	if (++config_depth > 4)
 		fatal(EXIT_USAGE, "config files include each other too deeply (at \"%s\")", path);
 	f = fopen(path, "r");
 	if (f == NULL)
 		fatal(EXIT_USAGE, "could not open config file \"%s\": %s", path, strerror(errno));
+	is_private = file_is_private(f, path);
 	while (fgets(line, sizeof(line), f) != NULL)
 	{
 		char	   *p = line,
@@ -561,9 +646,15 @@ read_config_file(const char *path)
 			fatal(EXIT_USAGE, "%s:%d: setting \"%s\" needs a value", path, lineno, p);
 		if (o->has_arg == no_argument && *value != '\0')
 			fatal(EXIT_USAGE, "%s:%d: setting \"%s\" takes no value", path, lineno, p);
+		if (!is_private && holds_password(o->val, value))
+			fatal(EXIT_USAGE, "config file \"%s\" has group or world access and holds a password (line %d); permissions should be u=rw (0600) or less",
+				  path, lineno);
 		apply_option(o->val, o->name, value);
 	}
 	fclose(f);
+	if (!is_private)
+		logmsg("warning: config file \"%s\" has group or world access; permissions should be u=rw (0600) or less",
+			   path);
 	config_depth--;
 }
 
@@ -642,12 +733,21 @@ config_finish(void)
 				  cfg.routes[i].text, sink_names[cfg.routes[i].sink]);
 	if (cfg.sink_on[SINK_SMTP] && cfg.smtp_from == NULL)
 		fatal(EXIT_USAGE, "--smtp needs --smtp-from");
-	if (cfg.webhook_secret == NULL && (env = getenv("ORDEREXP_WEBHOOK_SECRET")) != NULL && *env)
+	if (cfg.webhook_secret == NULL && (env = getenv(ENV_WEBHOOK_SECRET)) != NULL && *env)
 		cfg.webhook_secret = xstrdup(env);
-	if (cfg.smtp_password == NULL && (env = getenv("ORDEREXP_SMTP_PASSWORD")) != NULL && *env)
+	if (cfg.smtp_password == NULL && (env = getenv(ENV_SMTP_PASSWORD)) != NULL && *env)
 		cfg.smtp_password = xstrdup(env);
 	if (cfg.smtp_password != NULL && cfg.smtp_user == NULL)
 		fatal(EXIT_USAGE, "an SMTP password needs --smtp-user");
+	/* a login, given by option or in the URL, goes over TLS only */
+	if (cfg.sink_on[SINK_SMTP] && strncmp(cfg.smtp_url, "smtp://", 7) == 0 &&
+		(cfg.smtp_user != NULL || url_credentials(cfg.smtp_url) > 0))
+	{
+		if (cfg.smtp_insecure)
+			logmsg("warning: --smtp-insecure: SMTP credentials may be sent without TLS");
+		else
+			cfg.smtp_require_tls = true;
+	}
 	if (cfg.timeout >= cfg.lease)
 		fatal(EXIT_USAGE, "--timeout (%g s) must be shorter than --lease (%g s)", cfg.timeout, cfg.lease);
 }

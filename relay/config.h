@@ -20,6 +20,10 @@
 #define MAX_ROUTES		64
 #define MAX_MATCH		16
 
+/* environment variables that hold secrets (kept from --exec commands) */
+#define ENV_WEBHOOK_SECRET	"ORDEREXP_WEBHOOK_SECRET"
+#define ENV_SMTP_PASSWORD	"ORDEREXP_SMTP_PASSWORD"
+
 typedef enum SinkType
 {
 	SINK_STDOUT,
@@ -61,6 +65,9 @@ typedef struct Config
 	char	   *smtp_from;
 	char	   *smtp_user;
 	char	   *smtp_password;	/* from --smtp-password-file or env */
+	bool		smtp_insecure;	/* credentials may go without TLS */
+	bool		smtp_require_tls;	/* STARTTLS or no mail: credentials are
+									 * set and --smtp-insecure is not */
 	char	   *recipient_field;
 
 	Route		routes[MAX_ROUTES];

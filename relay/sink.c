@@ -13,6 +13,11 @@
  * The webhook and SMTP sinks keep one libcurl handle each, so that
  * connections to the same server are reused across events.
  *
+ * Secrets stay in the relay: a command of the exec sink gets neither
+ * libpq's PG* variables (PGPASSWORD, PGPASSFILE...) nor the relay's own
+ * secret variables, and an SMTP login goes over TLS only, unless
+ * --smtp-insecure says otherwise.
+ *
  * Copyright (c) 2026, orderexp developers
  *
  *-------------------------------------------------------------------------
@@ -55,6 +60,9 @@ static void buf_printf(Buf *b, const char *fmt,...) __attribute__((format(printf
 static void set_protocols(CURL *c, const char *names, long mask);
 static int	set_cloexec(void *clientp, curl_socket_t fd, curlsocktype purpose);
 static const char *event_field(const Event *ev, const char *name);
+static char *env_entry(const char *name, const char *value);
+static char **exec_environment(const Event *ev);
+static void free_exec_environment(char **env);
 static char *expand_template(const char *tmpl, const Event *ev);
 static bool deliver_stdout(const Event *ev, char *err, size_t errlen);
 static bool deliver_exec(const Event *ev, char *err, size_t errlen);
@@ -235,6 +243,69 @@ deliver_stdout(const Event *ev, char *err, size_t errlen)
  * exec: sh -c CMD, the event on stdin, exit 0 = delivered
  * ---------------------------------------------------------------------
  */
+extern char **environ;
+
+static char *
+env_entry(const char *name, const char *value)
+{
+	char	   *e = xmalloc(strlen(name) + strlen(value) + 2);
+
+	sprintf(e, "%s=%s", name, value);
+	return e;
+}
+
+/*
+ * A command's environment: the relay's, minus every variable whose name
+ * starts with PG and the relay's secrets, plus ORDEREXP_EVENT_ID,
+ * ORDEREXP_KIND and ORDEREXP_CHANNEL.  Built before fork(), so that the
+ * child only has to execve(); the last three entries are allocated.
+ */
+static char **
+exec_environment(const Event *ev)
+{
+	static const char *const drop[] = {
+		ENV_WEBHOOK_SECRET "=", ENV_SMTP_PASSWORD "=",
+		"ORDEREXP_EVENT_ID=", "ORDEREXP_KIND=", "ORDEREXP_CHANNEL="
+	};
+	char	  **env;
+	int			n = 0,
+				i;
+	size_t		d;
+
+	for (i = 0; environ[i]; i++)
+		n++;
+	env = xmalloc((n + 4) * sizeof(char *));
+	n = 0;
+	for (i = 0; environ[i]; i++)
+	{
+		if (strncmp(environ[i], "PG", 2) == 0)
+			continue;
+		for (d = 0; d < sizeof(drop) / sizeof(drop[0]); d++)
+			if (strncmp(environ[i], drop[d], strlen(drop[d])) == 0)
+				break;
+		if (d == sizeof(drop) / sizeof(drop[0]))
+			env[n++] = environ[i];
+	}
+	env[n++] = env_entry("ORDEREXP_EVENT_ID", event_field(ev, "id"));
+	env[n++] = env_entry("ORDEREXP_KIND", ev->kind);
+	env[n++] = env_entry("ORDEREXP_CHANNEL", ev->channel);
+	env[n] = NULL;
+	return env;
+}
+
+static void
+free_exec_environment(char **env)
+{
+	int			n = 0;
+
+	while (env[n])
+		n++;
+	free(env[n - 1]);
+	free(env[n - 2]);
+	free(env[n - 3]);
+	free(env);
+}
+
 static bool
 deliver_exec(const Event *ev, char *err, size_t errlen)
 {
@@ -251,15 +322,20 @@ deliver_exec(const Event *ev, char *err, size_t errlen)
 	int			status = 0,
 				i;
 	bool		timed_out = false;
+	char	  **env;
+	char	   *argv[] = {"sh", "-c", cfg.exec_command, NULL};
 
 	if (pipe(in) != 0 || pipe(out) != 0)
 	{
 		snprintf(err, errlen, "could not create a pipe: %s", strerror(errno));
 		return false;
 	}
+	env = exec_environment(ev);
 	fflush(stdout);
 	fflush(stderr);
 	pid = fork();
+	if (pid != 0)
+		free_exec_environment(env);
 	if (pid < 0)
 	{
 		snprintf(err, errlen, "could not fork: %s", strerror(errno));
@@ -283,10 +359,7 @@ deliver_exec(const Event *ev, char *err, size_t errlen)
 		close(in[1]);
 		close(out[0]);
 		close(out[1]);
-		setenv("ORDEREXP_EVENT_ID", event_field(ev, "id"), 1);
-		setenv("ORDEREXP_KIND", ev->kind, 1);
-		setenv("ORDEREXP_CHANNEL", ev->channel, 1);
-		execl("/bin/sh", "sh", "-c", cfg.exec_command, (char *) NULL);
+		execve("/bin/sh", argv, env);
 		_exit(127);
 	}
 	setpgid(pid, pid);
@@ -644,8 +717,12 @@ deliver_smtp(const Event *ev, char *err, size_t errlen)
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
 	set_protocols(c, "smtp,smtps", CURLPROTO_SMTP | CURLPROTO_SMTPS);
 	curl_easy_setopt(c, CURLOPT_SOCKOPTFUNCTION, set_cloexec);
-	/* STARTTLS when the server offers it; smtps:// is TLS from the start */
-	curl_easy_setopt(c, CURLOPT_USE_SSL, (long) CURLUSESSL_TRY);
+	/*
+	 * STARTTLS when the server offers it, and required with a login (see
+	 * config_finish()); smtps:// is TLS from the start
+	 */
+	curl_easy_setopt(c, CURLOPT_USE_SSL,
+					 (long) (cfg.smtp_require_tls ? CURLUSESSL_ALL : CURLUSESSL_TRY));
 	if (cfg.smtp_user)
 		curl_easy_setopt(c, CURLOPT_USERNAME, cfg.smtp_user);
 	if (cfg.smtp_password)
@@ -654,6 +731,17 @@ deliver_smtp(const Event *ev, char *err, size_t errlen)
 	rc = curl_easy_perform(c);
 	curl_slist_free_all(rcpts);
 	free(msg.data);
+	if (rc == CURLE_USE_SSL_FAILED && cfg.smtp_require_tls)
+	{
+		size_t		n = strlen(errbuf);
+
+		/* libcurl's "STARTTLS not supported." */
+		if (n > 0 && errbuf[n - 1] == '.')
+			errbuf[n - 1] = '\0';
+		snprintf(err, errlen, "smtp: %s, and the login goes over TLS only (see --smtp-insecure)",
+				 errbuf[0] ? errbuf : curl_easy_strerror(rc));
+		return false;
+	}
 	if (rc != CURLE_OK)
 	{
 		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);

@@ -98,6 +98,7 @@ my $secret = "$tmp/secret";
 open my $fh, '>', $secret or die;
 print $fh "s3cret-key\n";
 close $fh;
+chmod 0600, $secret;    # a secret file others can read is refused
 
 # --- usage and connection errors ------------------------------------------------
 
