@@ -48,6 +48,7 @@
 #include "utils/hsearch.h"
 #include "utils/json.h"
 #include "utils/memutils.h"
+#include "utils/rls.h"
 #include "utils/timestamp.h"
 
 #include "orderexp.h"
@@ -445,8 +446,9 @@ orderexp_sweep_begin(void)
  *
  * The caller has connected to SPI, holds a snapshot and a transaction, and
  * runs with a safe search_path, as the extension owner.  With a valid
- * "caller", tables on which that role lacks UPDATE are skipped with a
- * WARNING (once per table and backend).
+ * "caller", tables on which that role lacks UPDATE, or to which row-level
+ * security applies for it, are skipped with a WARNING (once per table and
+ * backend).
  */
 void
 orderexp_sweep_round(int batch_limit, int64 budget, bool in_worker, Oid caller,
@@ -529,6 +531,21 @@ orderexp_sweep_round(int batch_limit, int64 budget, bool in_worker, Oid caller,
 						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 						 errmsg("orderexp.run_due() skips table %s: permission denied", dt->name),
 						 errdetail("Closing its orders needs the UPDATE privilege on it.")));
+			entry->denied = true;
+			continue;
+		}
+
+		/* as the gates do: the close could not honour the caller's policies */
+		if (OidIsValid(caller) &&
+			check_enable_rls(dt->relid, caller, true) == RLS_ENABLED)
+		{
+			if (!entry->denied)
+				ereport(WARNING,
+						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						 errmsg("orderexp.run_due() skips table %s: row-level security applies to role %s",
+								dt->name, GetUserNameFromId(caller, false)),
+						 errdetail("The sweep closes every due order of a table; it cannot apply the table's policies for the caller."),
+						 errhint("Call run_due() as a role that bypasses row-level security on this table, or one that owns it.")));
 			entry->denied = true;
 			continue;
 		}

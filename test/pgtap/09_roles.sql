@@ -7,7 +7,7 @@
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS orderexp;
-SELECT plan(55);
+SELECT plan(56);
 
 -- run sql as role r; errors come out as they are
 CREATE FUNCTION public.pgtap_ox_as(r name, sql text) RETURNS text
@@ -75,8 +75,10 @@ SELECT is(ARRAY(SELECT p.oid::regprocedure::text FROM pg_proc p
 											  WHERE c LIKE 'search_path=%'), false)
 				 ORDER BY 1),
 		  '{}'::text[], 'every PL/pgSQL function of orderexp pins search_path');
-SELECT ok(has_function_privilege('public', 'orderexp.run_due(integer)', 'EXECUTE'),
-		  'PUBLIC keeps run_due (it closes only due orders of tables the caller may update)');
+SELECT ok(NOT has_function_privilege('public', 'orderexp.run_due(integer)', 'EXECUTE'),
+		  'PUBLIC may not call run_due (1.3: it runs the tables'' owners'' code as them)');
+SELECT ok(has_function_privilege('orderexp_admin', 'orderexp.run_due(integer)', 'EXECUTE'),
+		  'orderexp_admin may call run_due');
 SELECT ok(has_function_privilege('public', 'orderexp._actor()', 'EXECUTE'), 'and _actor');
 
 -- the application role
