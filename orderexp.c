@@ -45,9 +45,11 @@ int			orderexp_batch_size = 1000;
 bool		orderexp_enabled = true;
 int			orderexp_max_attempts = 10;
 int			orderexp_event_retention = 7 * SECS_PER_DAY;
+int			orderexp_max_reason_length = 4096;
 
 PG_FUNCTION_INFO_V1(orderexp_get_max_attempts);
 PG_FUNCTION_INFO_V1(orderexp_get_event_retention);
+PG_FUNCTION_INFO_V1(orderexp_get_max_reason_length);
 
 void		_PG_init(void);
 static bool check_databases(char **newval, void **extra, GucSource source);
@@ -130,6 +132,15 @@ _PG_init(void)
 							0,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("orderexp.max_reason_length",
+							"Longest reason a cancel or a reopen may record, in bytes.",
+							"A longer reason is refused (22001): it would be stored in the audit trail and sent to every receiver.",
+							&orderexp_max_reason_length,
+							4096, 64, 1024 * 1024,
+							PGC_SUSET,
+							GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+
 	DefineCustomIntVariable("orderexp.event_retention",
 							"How long delivered outbox rows are kept before the worker or run_due() deletes them.",
 							"Counted from the delivery; 0 keeps them forever.  Undelivered and dead rows are never deleted.",
@@ -176,4 +187,14 @@ orderexp_get_event_retention(PG_FUNCTION_ARGS)
 	result->day = orderexp_event_retention / SECS_PER_DAY;
 	result->time = (int64) (orderexp_event_retention % SECS_PER_DAY) * USECS_PER_SEC;
 	PG_RETURN_INTERVAL_P(result);
+}
+
+/*
+ * orderexp._max_reason_length() returns integer: the longest reason text a
+ * function that changes orders records, in bytes
+ */
+Datum
+orderexp_get_max_reason_length(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT32(orderexp_max_reason_length);
 }

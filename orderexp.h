@@ -22,5 +22,6 @@ extern int	orderexp_batch_size;
 extern bool orderexp_enabled;
 extern int	orderexp_max_attempts;
 extern int	orderexp_event_retention;
+extern int	orderexp_max_reason_length;
 
 #endif							/* ORDEREXP_H */

@@ -447,6 +447,7 @@ DECLARE
 	payload jsonb;
 	tm	orderexp.timers;
 BEGIN
+	PERFORM orderexp._check_reason(reason);
 	cfg := orderexp._config(orders);
 	k := orderexp._key_text(cfg, order_key::text);
 	st := orderexp._lock_order(cfg, k);
@@ -494,6 +495,7 @@ DECLARE
 	cancelled_cols jsonb[];
 	n integer;
 BEGIN
+	PERFORM orderexp._check_reason(reason);
 	cfg := orderexp._config(orders);
 	IF order_keys IS NULL THEN
 		RAISE EXCEPTION 'order keys must not be null' USING ERRCODE = 'null_value_not_allowed';
@@ -557,8 +559,7 @@ BEGIN
 	SELECT count(*) INTO n FROM c;
 
 	IF n > 0 THEN
-		PERFORM pg_notify('orderexp', json_build_object('kind', 'cancelled', 'table', orders::text,
-														'count', n)::text);
+		PERFORM pg_notify('orderexp', json_build_object('kind', 'cancelled', 'count', n)::text);
 	END IF;
 	RETURN n;
 END;
@@ -582,9 +583,11 @@ DECLARE
 	step interval;
 	new_close timestamptz;
 BEGIN
+	PERFORM orderexp._check_reason(reason);
 	cfg := orderexp._config(orders);
 	k := orderexp._key_text(cfg, order_key::text);
-	IF close_after IS NOT NULL AND (close_after <= interval '0' OR close_after > interval '100 years') THEN
+	IF close_after IS NOT NULL AND (NOT orderexp._positive_interval(close_after)
+									OR close_after > interval '100 years') THEN
 		RAISE EXCEPTION 'close_after must be positive and at most 100 years'
 			USING ERRCODE = 'invalid_parameter_value',
 				  DETAIL = format('close_after is %s.', close_after);
@@ -748,20 +751,20 @@ BEGIN
 	END IF;
 
 	/* --- intervals --- */
-	IF close_after <= interval '0' THEN
+	IF NOT orderexp._positive_interval(close_after) THEN
 		RAISE EXCEPTION 'close_after must be positive'
 			USING ERRCODE = 'invalid_parameter_value',
-				  DETAIL = format('close_after is %s.', close_after);
+				  DETAIL = format('close_after is %s; each of its months, days and time must be zero or more, so that no deadline comes before its order.', close_after);
 	END IF;
 	IF close_after > interval '100 years' THEN
 		RAISE EXCEPTION 'close_after must be at most 100 years'
 			USING ERRCODE = 'invalid_parameter_value',
 				  DETAIL = format('close_after is %s.', close_after);
 	END IF;
-	IF remind_before IS NOT NULL AND remind_before <= interval '0' THEN
+	IF remind_before IS NOT NULL AND NOT orderexp._positive_interval(remind_before) THEN
 		RAISE EXCEPTION 'remind_before must be positive'
 			USING ERRCODE = 'invalid_parameter_value',
-				  DETAIL = format('remind_before is %s.', remind_before),
+				  DETAIL = format('remind_before is %s; each of its months, days and time must be zero or more.', remind_before),
 				  HINT = 'Pass NULL for no reminders.';
 	END IF;
 	IF remind_before IS NOT NULL AND remind_before >= close_after THEN
@@ -769,10 +772,14 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value',
 				  DETAIL = format('remind_before is %s, close_after is %s.', remind_before, close_after);
 	END IF;
-	IF extend_by IS NOT NULL AND (extend_by <= interval '0' OR extend_by > interval '100 years') THEN
+	IF extend_by IS NOT NULL AND (NOT orderexp._positive_interval(extend_by)
+								  OR extend_by > interval '100 years') THEN
 		RAISE EXCEPTION 'extend_by must be positive and at most 100 years'
 			USING ERRCODE = 'invalid_parameter_value',
-				  DETAIL = format('extend_by is %s.', extend_by);
+				  DETAIL = format('extend_by is %s.%s', extend_by,
+								  CASE WHEN NOT orderexp._positive_interval(extend_by)
+									   THEN ' Each of its months, days and time must be zero or more.'
+									   ELSE '' END);
 	END IF;
 	IF max_extensions < 0 THEN
 		RAISE EXCEPTION 'max_extensions must not be negative'
@@ -961,6 +968,19 @@ BEGIN
 		RAISE EXCEPTION 'channels must be a non-empty array of non-empty names'
 			USING ERRCODE = 'invalid_parameter_value',
 				  DETAIL = format('channels is %L.', cfg.channels);
+	END IF;
+	/* names a relay routes by: identifier-like, as long as a name may be, once each */
+	IF EXISTS (SELECT 1 FROM unnest(cfg.channels) c
+				WHERE c !~ '^[A-Za-z_][A-Za-z0-9_-]*$' OR octet_length(c) > 63) THEN
+		RAISE EXCEPTION 'channel names must be identifier-like and at most 63 bytes'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('channels is %s.', left(cfg.channels::text, 200)),
+				  HINT = 'Use letters, digits, "_" and "-", starting with a letter or "_".';
+	END IF;
+	IF (SELECT count(DISTINCT c) FROM unnest(cfg.channels) c) <> cardinality(cfg.channels) THEN
+		RAISE EXCEPTION 'channels must not repeat'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('channels is %L: every event would go out twice on a repeated channel.', cfg.channels);
 	END IF;
 
 	/* --- store --- */
@@ -1164,5 +1184,392 @@ BEGIN
 			USING HINT = 'Register the table again with orderexp.set_close_policy().';
 	  END;
 	END LOOP;
+END;
+$$;
+
+/* --- 5. intervals that move deadlines forward, in every field ------------- */
+
+/*
+ * "Positive" was a comparison with interval '0', which counts a month as 30
+ * days: '1 mon -30 days 1 sec' passed and could put a deadline before its
+ * order; '-1 mon 30 days 1 sec' passed as an extension and moved a deadline
+ * back.  Every interval orderexp stores or applies must now be zero or more
+ * in each of its months, days and time, and not zero; an extension checks
+ * the deadline it makes, too.
+ */
+/*
+ * Is an interval positive in every one of its fields (months, days, time),
+ * and not zero?  Only then does it move every timestamp forward: the
+ * comparison of intervals counts a month as 30 days, so '1 mon -30 days
+ * 1 sec' compares as positive yet ends a 31 January order's deadline before
+ * its creation, and '-1 mon 30 days 1 sec' moves a 31 March deadline back.
+ */
+CREATE FUNCTION orderexp._positive_interval(i interval)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT m >= 0 AND d >= 0 AND s >= 0 AND (m > 0 OR d > 0 OR s > 0)
+	  FROM (SELECT extract(year FROM i) * 12 + extract(month FROM i) AS m,
+				   extract(day FROM i) AS d,
+				   extract(hour FROM i) * 3600 + extract(minute FROM i) * 60
+				   + extract(second FROM i) AS s) f
+$$;
+
+CREATE OR REPLACE FUNCTION orderexp._extend_order(orders regclass, order_key anyelement, "by" interval)
+RETURNS timestamptz
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	actor name := orderexp._actor();
+	cfg orderexp.tables;
+	k	text;
+	st	text;
+	tm	orderexp.timers;
+	pol	orderexp.policies;
+	step interval;
+	new_close timestamptz;
+BEGIN
+	cfg := orderexp._config(orders);
+	k := orderexp._key_text(cfg, order_key::text);
+	IF "by" IS NOT NULL AND (NOT orderexp._positive_interval("by") OR "by" > interval '100 years') THEN
+		RAISE EXCEPTION 'extension must be positive and at most 100 years'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('by is %s.%s', "by",
+								  CASE WHEN NOT orderexp._positive_interval("by")
+									   THEN ' Each of its months, days and time must be zero or more.'
+									   ELSE '' END);
+	END IF;
+	st := orderexp._lock_order(cfg, k);
+	IF st IS DISTINCT FROM cfg.unpaid_value THEN
+		RAISE EXCEPTION 'order % in table % is not unpaid', k, orders
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = format('Its status is %s.', coalesce(quote_literal(st), 'NULL'));
+	END IF;
+	SELECT * INTO tm FROM orderexp.timers t WHERE t.order_table = orders AND t.order_key = k;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'order % in table % is not tracked', k, orders
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'No close policy applies to its category.';
+	END IF;
+	SELECT * INTO pol FROM orderexp.policies p WHERE p.id = tm.policy_id;
+	step := coalesce("by", pol.extend_by);
+	IF step IS NULL THEN
+		RAISE EXCEPTION 'no extension interval given'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'The close policy of this order has no extend_by.',
+				  HINT = 'Pass "by", or set extend_by in the policy.';
+	END IF;
+
+	new_close := tm.close_at + step;
+	/* a policy's extend_by stored by an older version may still go back */
+	IF new_close <= tm.close_at THEN
+		RAISE EXCEPTION 'extension by % would not move the deadline of order % forward', step, k
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('The deadline is %s; adding %s gives %s.', tm.close_at, step, new_close);
+	END IF;
+	UPDATE orderexp.timers t
+	   SET close_at = new_close,
+		   remind_at = new_close - pol.remind_before,
+		   extensions = t.extensions + 1
+	 WHERE t.order_table = orders AND t.order_key = k;
+
+	PERFORM orderexp._audit(orders, k, 'extended', 'operator', actor, NULL, tm,
+							new_close, tm.close_at);
+	PERFORM orderexp._emit(cfg, 'extended', k,
+		jsonb_build_object('order_table', orders::text, 'order_key', k,
+						   'close_at', new_close, 'previous_close_at', tm.close_at,
+						   'extended_by', orderexp._iso_interval(step), 'extensions', tm.extensions + 1,
+						   'extensions_left', greatest(pol.max_extensions - tm.token_extensions, 0),
+						   'extended_by_role', actor::text, 'via', 'operator',
+						   'order', orderexp._order_cols(cfg, k)));
+	RETURN new_close;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION orderexp._start_experiment(orders regclass, variants interval[],
+										   weights integer[], category text)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	actor name := orderexp._actor();
+	pol orderexp.policies;
+	w	integer[];
+	exp_id integer;
+	i	integer;
+BEGIN
+	pol := orderexp._policy_for(orders, category);
+	IF variants IS NULL OR cardinality(variants) NOT BETWEEN 2 AND 16
+	   OR array_ndims(variants) <> 1 THEN
+		RAISE EXCEPTION 'an experiment needs 2 to 16 variants'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('variants is %s.', coalesce(variants::text, 'NULL'));
+	END IF;
+	w := coalesce(weights, array_fill(1, ARRAY[cardinality(variants)]));
+	IF cardinality(w) <> cardinality(variants) OR array_ndims(w) <> 1 THEN
+		RAISE EXCEPTION 'weights must have one entry per variant'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('%s variants, weights %s.', cardinality(variants), w);
+	END IF;
+	FOR i IN 1 .. cardinality(variants) LOOP
+		IF variants[i] IS NULL OR NOT orderexp._positive_interval(variants[i])
+		   OR variants[i] > interval '100 years' THEN
+			RAISE EXCEPTION 'variant % must be a positive interval of at most 100 years', i
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = format('It is %s.', coalesce(variants[i]::text, 'NULL'));
+		END IF;
+		IF pol.remind_before IS NOT NULL AND variants[i] <= pol.remind_before THEN
+			RAISE EXCEPTION 'variant % must be longer than the policy''s remind_before', i
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = format('Variant %s is %s, remind_before is %s.', i, variants[i],
+									  pol.remind_before);
+		END IF;
+		IF w[i] IS NULL OR w[i] <= 0 OR w[i] > 1000000 THEN
+			RAISE EXCEPTION 'weight % must be between 1 and 1000000', i
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = format('It is %s.', coalesce(w[i]::text, 'NULL'));
+		END IF;
+	END LOOP;
+	IF pol.experiment_id IS NOT NULL THEN
+		RAISE EXCEPTION 'the % close policy of table % is already running an experiment',
+			coalesce('category ' || quote_literal(category), 'default'), orders
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'End it with orderexp.end_experiment() first.';
+	END IF;
+
+	INSERT INTO orderexp.experiments (policy_id, policy_version, order_table, category,
+									  variants, weights, started_by)
+	VALUES (pol.id, pol.version + 1, orders, category, variants, w, actor)
+	RETURNING id INTO exp_id;
+	/* a new policy version; the commit drops every backend's policy cache */
+	UPDATE orderexp.policies p SET experiment_id = exp_id, updated_at = now() WHERE p.id = pol.id;
+	RETURN exp_id;
+END;
+$$;
+
+
+CREATE OR REPLACE FUNCTION orderexp._extend_order_by_token(token text, caller name)
+RETURNS timestamptz
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	claim	record;
+	cfg		orderexp.tables;
+	st		text;
+	tm		orderexp.timers;
+	pol		orderexp.policies;
+	refusal	text[];
+	new_close timestamptz;
+BEGIN
+	claim := orderexp._token_open(token);		/* 22023 unless signed by us */
+	SELECT * INTO cfg FROM orderexp.tables t WHERE t.order_table = claim.order_table;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'invalid extension token'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'The table the token names is no longer registered with orderexp.';
+	END IF;
+
+	/* the order row first, then its timer (orderexp._lock_order) */
+	st := orderexp._lock_order(cfg, claim.order_key);
+	SELECT * INTO tm FROM orderexp.timers t
+	 WHERE t.order_table = cfg.order_table AND t.order_key = claim.order_key;
+	SELECT * INTO pol FROM orderexp.policies p WHERE p.id = tm.policy_id;
+
+	/*
+	 * A token used before says so, whatever else holds now (no extensions
+	 * left, say), as long as the order is still pending at all.
+	 */
+	IF st IS NOT DISTINCT FROM cfg.unpaid_value AND tm.order_key IS NOT NULL
+	   AND (tm.close_at <> claim.close_at OR tm.extensions <> claim.extensions
+			OR tm.generation <> claim.generation) THEN
+		RAISE EXCEPTION 'extension token has already been used or is outdated'
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = format('The deadline of order %s has moved since the token was made.', claim.order_key),
+				  HINT = 'Use the link from the latest reminder.';
+	END IF;
+	refusal := orderexp._token_refusal(cfg, st, tm, pol);
+	IF refusal IS NOT NULL THEN
+		RAISE EXCEPTION 'cannot extend order % in table %: %', claim.order_key, cfg.order_table, refusal[1]
+			USING ERRCODE = 'object_not_in_prerequisite_state', DETAIL = refusal[2];
+	END IF;
+
+	new_close := tm.close_at + pol.extend_by;
+	/* a policy's extend_by stored by an older version may still go back */
+	IF new_close <= tm.close_at THEN
+		RAISE EXCEPTION 'extension by % would not move the deadline of order % forward', pol.extend_by, k
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('The deadline is %s; adding %s gives %s.', tm.close_at, pol.extend_by, new_close);
+	END IF;
+	UPDATE orderexp.timers t
+	   SET close_at = new_close,
+		   remind_at = new_close - pol.remind_before,
+		   extensions = t.extensions + 1,
+		   token_extensions = t.token_extensions + 1
+	 WHERE t.order_table = cfg.order_table AND t.order_key = claim.order_key;
+
+	PERFORM orderexp._audit(cfg.order_table, claim.order_key, 'extended', 'token', caller, NULL,
+							tm, new_close, tm.close_at);
+	PERFORM orderexp._emit(cfg, 'extended', claim.order_key,
+		jsonb_build_object('order_table', cfg.order_table::text, 'order_key', claim.order_key,
+						   'close_at', new_close, 'previous_close_at', tm.close_at,
+						   'extended_by', orderexp._iso_interval(pol.extend_by), 'extensions', tm.extensions + 1,
+						   'extensions_left', pol.max_extensions - tm.token_extensions - 1,
+						   'extended_by_role', caller, 'via', 'token',
+						   'order', orderexp._order_cols(cfg, claim.order_key)));
+	RETURN new_close;
+END;
+$$;
+
+
+CREATE OR REPLACE FUNCTION orderexp.claim(max_rows integer DEFAULT 100,
+							   lease interval DEFAULT '30 s',
+							   kinds text[] DEFAULT NULL,
+							   channels text[] DEFAULT NULL)
+RETURNS SETOF orderexp.outbox
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t timestamptz := clock_timestamp();
+	max_attempts integer := orderexp._max_attempts();
+BEGIN
+	IF max_rows IS NULL OR lease IS NULL THEN
+		RAISE EXCEPTION 'max_rows and lease must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF max_rows <= 0 THEN
+		RAISE EXCEPTION 'max_rows must be positive'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('max_rows is %s.', max_rows);
+	END IF;
+	IF NOT orderexp._positive_interval(lease) OR t + lease = t THEN
+		RAISE EXCEPTION 'lease must be positive'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('lease is %s; each of its months, days and time must be zero or more.', lease),
+				  HINT = 'Lease a row for longer than a delivery takes, e.g. ''30 s''.';
+	END IF;
+
+	RETURN QUERY
+	WITH picked AS MATERIALIZED (
+		SELECT o.id
+		  FROM orderexp.outbox o
+		 WHERE o.delivered_at IS NULL AND o.dead_at IS NULL
+		   AND o.next_attempt_at <= t
+		   AND (o.leased_until IS NULL OR o.leased_until <= t)
+		   AND (kinds IS NULL OR o.kind = ANY (kinds))
+		   AND (channels IS NULL OR o.channel = ANY (channels))
+		 ORDER BY o.next_attempt_at
+		 LIMIT max_rows
+		   FOR UPDATE SKIP LOCKED),
+	taken AS (
+		UPDATE orderexp.outbox o
+		   SET attempts = CASE WHEN o.attempts < max_attempts THEN o.attempts + 1
+							   ELSE o.attempts END,
+			   leased_until = CASE WHEN o.attempts < max_attempts THEN t + lease END,
+			   next_attempt_at = CASE WHEN o.attempts < max_attempts THEN t + lease
+									  ELSE 'infinity' END,
+			   dead_at = CASE WHEN o.attempts < max_attempts THEN NULL ELSE t END,
+			   last_error = CASE WHEN o.attempts < max_attempts THEN o.last_error
+								 ELSE concat_ws('; ', 'lease of the last attempt expired without ack or fail',
+												o.last_error) END
+		  FROM picked p
+		 WHERE o.id = p.id
+		RETURNING o.*)
+	SELECT * FROM taken WHERE taken.dead_at IS NULL ORDER BY taken.id;
+END;
+$$;
+
+/* --- 6. limits on what a caller may store ----------------------------------- */
+
+/*
+ * A reason (cancel, reopen) is at most orderexp.max_reason_length bytes
+ * (22001 beyond): it is stored in the audit trail and sent to every
+ * receiver.  Channel names are identifier-like, at most 63 bytes, and do
+ * not repeat (a repeated channel sent every event twice).
+ */
+CREATE FUNCTION orderexp._max_reason_length()
+RETURNS integer
+AS 'MODULE_PATHNAME', 'orderexp_get_max_reason_length'
+LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION orderexp._max_reason_length() IS
+	'orderexp.max_reason_length, in bytes (calling it loads the library, so the GUC is defined)';
+
+/* a reason orderexp records and sends: at most orderexp.max_reason_length bytes */
+CREATE FUNCTION orderexp._check_reason(reason text)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF octet_length(reason) > orderexp._max_reason_length() THEN
+		RAISE EXCEPTION 'reason is too long'
+			USING ERRCODE = 'string_data_right_truncation',
+				  DETAIL = format('It has %s bytes; orderexp.max_reason_length is %s.',
+								  octet_length(reason), orderexp._max_reason_length()),
+				  HINT = 'A reason goes into the audit trail and to every receiver: keep it short.';
+	END IF;
+END;
+$$;
+
+/* --- 7. notifications name no table ---------------------------------------- */
+
+/*
+ * Every role that may LISTEN on "orderexp" heard the names of the tables
+ * events were written for, whichever tenant owned them.  A notification is
+ * a wake-up for the relays, which claim what they may deliver: it now says
+ * the kind and the count only (the sweep's, in src/sweep.c, too).
+ */
+CREATE OR REPLACE FUNCTION orderexp._emit(cfg orderexp.tables, kind text, k text, payload jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	ids bigint[];
+BEGIN
+	WITH e AS (
+		INSERT INTO orderexp.outbox (kind, order_table, order_key, channel, payload)
+		SELECT kind, cfg.order_table, k, ch, payload
+		  FROM unnest(cfg.channels) AS ch
+		RETURNING id)
+	SELECT array_agg(e.id ORDER BY e.id) INTO ids FROM e;
+
+	IF ids IS NOT NULL THEN
+		UPDATE orderexp.audit a
+		   SET event_ids = ids
+		 WHERE a.order_table = cfg.order_table AND a.order_key = k
+		   AND a.id = (SELECT max(b.id) FROM orderexp.audit b
+						WHERE b.order_table = cfg.order_table AND b.order_key = k
+						  AND b.action = kind AND b.at = now() AND b.event_ids IS NULL);
+	END IF;
+	/* no table name: every role that may LISTEN hears it (1.3) */
+	PERFORM pg_notify('orderexp', json_build_object('kind', kind, 'count', 1)::text);
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION orderexp.requeue(ids bigint[] DEFAULT NULL)
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	n integer;
+BEGIN
+	UPDATE orderexp.outbox o
+	   SET dead_at = NULL, attempts = 0, leased_until = NULL,
+		   next_attempt_at = clock_timestamp()
+	 WHERE o.dead_at IS NOT NULL AND o.delivered_at IS NULL
+	   AND (ids IS NULL OR o.id = ANY (ids));
+	GET DIAGNOSTICS n = ROW_COUNT;
+	IF n > 0 THEN
+		PERFORM pg_notify('orderexp', json_build_object('kind', 'requeued', 'count', n)::text);
+	END IF;
+	RETURN n;
 END;
 $$;

@@ -643,6 +643,30 @@ COMMENT ON FUNCTION orderexp._actor() IS
  * library is loaded (and the GUCs defined, with any postgresql.conf value
  * applied) even where it is not in shared_preload_libraries.
  */
+CREATE FUNCTION orderexp._max_reason_length()
+RETURNS integer
+AS 'MODULE_PATHNAME', 'orderexp_get_max_reason_length'
+LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION orderexp._max_reason_length() IS
+	'orderexp.max_reason_length, in bytes (calling it loads the library, so the GUC is defined)';
+
+/* a reason orderexp records and sends: at most orderexp.max_reason_length bytes */
+CREATE FUNCTION orderexp._check_reason(reason text)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF octet_length(reason) > orderexp._max_reason_length() THEN
+		RAISE EXCEPTION 'reason is too long'
+			USING ERRCODE = 'string_data_right_truncation',
+				  DETAIL = format('It has %s bytes; orderexp.max_reason_length is %s.',
+								  octet_length(reason), orderexp._max_reason_length()),
+				  HINT = 'A reason goes into the audit trail and to every receiver: keep it short.';
+	END IF;
+END;
+$$;
+
 CREATE FUNCTION orderexp._max_attempts()
 RETURNS integer
 AS 'MODULE_PATHNAME', 'orderexp_get_max_attempts'
@@ -744,6 +768,25 @@ BEGIN
 	END IF;
 	RETURN status_type;
 END;
+$$;
+
+/*
+ * Is an interval positive in every one of its fields (months, days, time),
+ * and not zero?  Only then does it move every timestamp forward: the
+ * comparison of intervals counts a month as 30 days, so '1 mon -30 days
+ * 1 sec' compares as positive yet ends a 31 January order's deadline before
+ * its creation, and '-1 mon 30 days 1 sec' moves a 31 March deadline back.
+ */
+CREATE FUNCTION orderexp._positive_interval(i interval)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT m >= 0 AND d >= 0 AND s >= 0 AND (m > 0 OR d > 0 OR s > 0)
+	  FROM (SELECT extract(year FROM i) * 12 + extract(month FROM i) AS m,
+				   extract(day FROM i) AS d,
+				   extract(hour FROM i) * 3600 + extract(minute FROM i) * 60
+				   + extract(second FROM i) AS s) f
 $$;
 
 CREATE FUNCTION orderexp._iso_interval(i interval)
@@ -1137,8 +1180,8 @@ BEGIN
 						WHERE b.order_table = cfg.order_table AND b.order_key = k
 						  AND b.action = kind AND b.at = now() AND b.event_ids IS NULL);
 	END IF;
-	PERFORM pg_notify('orderexp', json_build_object('kind', kind, 'table', cfg.order_table::text,
-													'count', 1)::text);
+	/* no table name: every role that may LISTEN hears it (1.3) */
+	PERFORM pg_notify('orderexp', json_build_object('kind', kind, 'count', 1)::text);
 END;
 $$;
 
@@ -1463,20 +1506,20 @@ BEGIN
 	END IF;
 
 	/* --- intervals --- */
-	IF close_after <= interval '0' THEN
+	IF NOT orderexp._positive_interval(close_after) THEN
 		RAISE EXCEPTION 'close_after must be positive'
 			USING ERRCODE = 'invalid_parameter_value',
-				  DETAIL = format('close_after is %s.', close_after);
+				  DETAIL = format('close_after is %s; each of its months, days and time must be zero or more, so that no deadline comes before its order.', close_after);
 	END IF;
 	IF close_after > interval '100 years' THEN
 		RAISE EXCEPTION 'close_after must be at most 100 years'
 			USING ERRCODE = 'invalid_parameter_value',
 				  DETAIL = format('close_after is %s.', close_after);
 	END IF;
-	IF remind_before IS NOT NULL AND remind_before <= interval '0' THEN
+	IF remind_before IS NOT NULL AND NOT orderexp._positive_interval(remind_before) THEN
 		RAISE EXCEPTION 'remind_before must be positive'
 			USING ERRCODE = 'invalid_parameter_value',
-				  DETAIL = format('remind_before is %s.', remind_before),
+				  DETAIL = format('remind_before is %s; each of its months, days and time must be zero or more.', remind_before),
 				  HINT = 'Pass NULL for no reminders.';
 	END IF;
 	IF remind_before IS NOT NULL AND remind_before >= close_after THEN
@@ -1484,10 +1527,14 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value',
 				  DETAIL = format('remind_before is %s, close_after is %s.', remind_before, close_after);
 	END IF;
-	IF extend_by IS NOT NULL AND (extend_by <= interval '0' OR extend_by > interval '100 years') THEN
+	IF extend_by IS NOT NULL AND (NOT orderexp._positive_interval(extend_by)
+								  OR extend_by > interval '100 years') THEN
 		RAISE EXCEPTION 'extend_by must be positive and at most 100 years'
 			USING ERRCODE = 'invalid_parameter_value',
-				  DETAIL = format('extend_by is %s.', extend_by);
+				  DETAIL = format('extend_by is %s.%s', extend_by,
+								  CASE WHEN NOT orderexp._positive_interval(extend_by)
+									   THEN ' Each of its months, days and time must be zero or more.'
+									   ELSE '' END);
 	END IF;
 	IF max_extensions < 0 THEN
 		RAISE EXCEPTION 'max_extensions must not be negative'
@@ -1677,6 +1724,19 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value',
 				  DETAIL = format('channels is %L.', cfg.channels);
 	END IF;
+	/* names a relay routes by: identifier-like, as long as a name may be, once each */
+	IF EXISTS (SELECT 1 FROM unnest(cfg.channels) c
+				WHERE c !~ '^[A-Za-z_][A-Za-z0-9_-]*$' OR octet_length(c) > 63) THEN
+		RAISE EXCEPTION 'channel names must be identifier-like and at most 63 bytes'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('channels is %s.', left(cfg.channels::text, 200)),
+				  HINT = 'Use letters, digits, "_" and "-", starting with a letter or "_".';
+	END IF;
+	IF (SELECT count(DISTINCT c) FROM unnest(cfg.channels) c) <> cardinality(cfg.channels) THEN
+		RAISE EXCEPTION 'channels must not repeat'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('channels is %L: every event would go out twice on a repeated channel.', cfg.channels);
+	END IF;
 
 	/* --- store --- */
 	IF is_new THEN
@@ -1815,6 +1875,7 @@ DECLARE
 	payload jsonb;
 	tm	orderexp.timers;
 BEGIN
+	PERFORM orderexp._check_reason(reason);
 	cfg := orderexp._config(orders);
 	k := orderexp._key_text(cfg, order_key::text);
 	st := orderexp._lock_order(cfg, k);
@@ -1869,6 +1930,7 @@ DECLARE
 	cancelled_cols jsonb[];
 	n integer;
 BEGIN
+	PERFORM orderexp._check_reason(reason);
 	cfg := orderexp._config(orders);
 	IF order_keys IS NULL THEN
 		RAISE EXCEPTION 'order keys must not be null' USING ERRCODE = 'null_value_not_allowed';
@@ -1932,8 +1994,7 @@ BEGIN
 	SELECT count(*) INTO n FROM c;
 
 	IF n > 0 THEN
-		PERFORM pg_notify('orderexp', json_build_object('kind', 'cancelled', 'table', orders::text,
-														'count', n)::text);
+		PERFORM pg_notify('orderexp', json_build_object('kind', 'cancelled', 'count', n)::text);
 	END IF;
 	RETURN n;
 END;
@@ -1963,10 +2024,13 @@ DECLARE
 BEGIN
 	cfg := orderexp._config(orders);
 	k := orderexp._key_text(cfg, order_key::text);
-	IF "by" IS NOT NULL AND ("by" <= interval '0' OR "by" > interval '100 years') THEN
+	IF "by" IS NOT NULL AND (NOT orderexp._positive_interval("by") OR "by" > interval '100 years') THEN
 		RAISE EXCEPTION 'extension must be positive and at most 100 years'
 			USING ERRCODE = 'invalid_parameter_value',
-				  DETAIL = format('by is %s.', "by");
+				  DETAIL = format('by is %s.%s', "by",
+								  CASE WHEN NOT orderexp._positive_interval("by")
+									   THEN ' Each of its months, days and time must be zero or more.'
+									   ELSE '' END);
 	END IF;
 	st := orderexp._lock_order(cfg, k);
 	IF st IS DISTINCT FROM cfg.unpaid_value THEN
@@ -1990,6 +2054,12 @@ BEGIN
 	END IF;
 
 	new_close := tm.close_at + step;
+	/* a policy's extend_by stored by an older version may still go back */
+	IF new_close <= tm.close_at THEN
+		RAISE EXCEPTION 'extension by % would not move the deadline of order % forward', step, k
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('The deadline is %s; adding %s gives %s.', tm.close_at, step, new_close);
+	END IF;
 	UPDATE orderexp.timers t
 	   SET close_at = new_close,
 		   remind_at = new_close - pol.remind_before,
@@ -2034,9 +2104,11 @@ DECLARE
 	step interval;
 	new_close timestamptz;
 BEGIN
+	PERFORM orderexp._check_reason(reason);
 	cfg := orderexp._config(orders);
 	k := orderexp._key_text(cfg, order_key::text);
-	IF close_after IS NOT NULL AND (close_after <= interval '0' OR close_after > interval '100 years') THEN
+	IF close_after IS NOT NULL AND (NOT orderexp._positive_interval(close_after)
+									OR close_after > interval '100 years') THEN
 		RAISE EXCEPTION 'close_after must be positive and at most 100 years'
 			USING ERRCODE = 'invalid_parameter_value',
 				  DETAIL = format('close_after is %s.', close_after);
@@ -2250,6 +2322,12 @@ BEGIN
 	END IF;
 
 	new_close := tm.close_at + pol.extend_by;
+	/* a policy's extend_by stored by an older version may still go back */
+	IF new_close <= tm.close_at THEN
+		RAISE EXCEPTION 'extension by % would not move the deadline of order % forward', pol.extend_by, k
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('The deadline is %s; adding %s gives %s.', tm.close_at, pol.extend_by, new_close);
+	END IF;
 	UPDATE orderexp.timers t
 	   SET close_at = new_close,
 		   remind_at = new_close - pol.remind_before,
@@ -2425,7 +2503,8 @@ BEGIN
 				  DETAIL = format('%s variants, weights %s.', cardinality(variants), w);
 	END IF;
 	FOR i IN 1 .. cardinality(variants) LOOP
-		IF variants[i] IS NULL OR variants[i] <= interval '0' OR variants[i] > interval '100 years' THEN
+		IF variants[i] IS NULL OR NOT orderexp._positive_interval(variants[i])
+		   OR variants[i] > interval '100 years' THEN
 			RAISE EXCEPTION 'variant % must be a positive interval of at most 100 years', i
 				USING ERRCODE = 'invalid_parameter_value',
 					  DETAIL = format('It is %s.', coalesce(variants[i]::text, 'NULL'));
@@ -2538,10 +2617,10 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value',
 				  DETAIL = format('max_rows is %s.', max_rows);
 	END IF;
-	IF lease <= interval '0' OR t + lease = t THEN
+	IF NOT orderexp._positive_interval(lease) OR t + lease = t THEN
 		RAISE EXCEPTION 'lease must be positive'
 			USING ERRCODE = 'invalid_parameter_value',
-				  DETAIL = format('lease is %s.', lease),
+				  DETAIL = format('lease is %s; each of its months, days and time must be zero or more.', lease),
 				  HINT = 'Lease a row for longer than a delivery takes, e.g. ''30 s''.';
 	END IF;
 
@@ -2678,8 +2757,7 @@ BEGIN
 	   AND (ids IS NULL OR o.id = ANY (ids));
 	GET DIAGNOSTICS n = ROW_COUNT;
 	IF n > 0 THEN
-		PERFORM pg_notify('orderexp', json_build_object('kind', 'requeued', 'table', NULL,
-														'count', n)::text);
+		PERFORM pg_notify('orderexp', json_build_object('kind', 'requeued', 'count', n)::text);
 	END IF;
 	RETURN n;
 END;

@@ -46,7 +46,6 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
-#include "utils/json.h"
 #include "utils/memutils.h"
 #include "utils/rls.h"
 #include "utils/timestamp.h"
@@ -147,7 +146,7 @@ typedef struct DueTable
 
 static TablePlan *table_plan_entry(Oid relid);
 static void set_table_error(Oid relid, const char *msg);
-static void notify_batch(const char *kind, const char *table, int64 count);
+static void notify_batch(const char *kind, int64 count);
 static bool count_batch(BatchResult *r, int batch_limit, SweepRound *round);
 static bool table_batches(TablePlan *entry, DueTable *dt, TimestampTz now,
 						  int batch_limit, SweepRound *round);
@@ -227,19 +226,20 @@ set_table_error(Oid relid, const char *msg)
 		elog(ERROR, "recording the last error failed: %s", SPI_result_code_string(ret));
 }
 
-/* one NOTIFY for a batch that wrote events */
+/*
+ * One NOTIFY for a batch that wrote events.  It names no table: every role
+ * that may LISTEN on the channel hears it, and a relay only needs waking
+ * (it claims what it may deliver).
+ */
 static void
-notify_batch(const char *kind, const char *table, int64 count)
+notify_batch(const char *kind, int64 count)
 {
-	StringInfoData payload;
+	char		payload[128];
 
 	/* same shape as the SQL functions' notifications */
-	initStringInfo(&payload);
-	appendStringInfo(&payload, "{\"kind\" : \"%s\", \"table\" : ", kind);
-	escape_json(&payload, table);
-	appendStringInfo(&payload, ", \"count\" : " INT64_FORMAT "}", count);
-	Async_Notify(ORDEREXP_NOTIFY_CHANNEL, payload.data);
-	pfree(payload.data);
+	snprintf(payload, sizeof(payload), "{\"kind\" : \"%s\", \"count\" : " INT64_FORMAT "}",
+			 kind, count);
+	Async_Notify(ORDEREXP_NOTIFY_CHANNEL, payload);
 }
 
 /*
@@ -279,7 +279,7 @@ table_batches(TablePlan *entry, DueTable *dt, TimestampTz now, int batch_limit,
 		round->reminded_taken += r.taken - r.busy;
 		full |= count_batch(&r, batch_limit, round);
 		if (r.done > 0)
-			notify_batch("reminder", dt->name, r.done);
+			notify_batch("reminder", r.done);
 		ereport(DEBUG1,
 				(errmsg("orderexp wrote " INT64_FORMAT " reminders for " INT64_FORMAT " due orders of table %s",
 						r.done, r.taken, dt->name)));
@@ -294,7 +294,7 @@ table_batches(TablePlan *entry, DueTable *dt, TimestampTz now, int batch_limit,
 		round->closed += r.done;
 		full |= count_batch(&r, batch_limit, round);
 		if (r.done > 0)
-			notify_batch("closed", dt->name, r.done);
+			notify_batch("closed", r.done);
 		ereport(DEBUG1,
 				(errmsg("orderexp closed " INT64_FORMAT " of " INT64_FORMAT " due orders of table %s",
 						r.done, r.taken, dt->name)));
@@ -534,7 +534,6 @@ orderexp_sweep_round(int batch_limit, int64 budget, bool in_worker, Oid caller,
 			entry->denied = true;
 			continue;
 		}
-
 		/* as the gates do: the close could not honour the caller's policies */
 		if (OidIsValid(caller) &&
 			check_enable_rls(dt->relid, caller, true) == RLS_ENABLED)

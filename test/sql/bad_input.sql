@@ -102,6 +102,9 @@ INSERT INTO bad.values (typ, n, label, expr, only_arg) VALUES
 	('interval', 4, 'negative month', '''1 day -1 mon''::interval', NULL),
 	('interval', 5, '101 years', '''101 years''::interval', NULL),
 	('interval', 6, 'huge', '''178000000 years''::interval', NULL),
+	-- positive as compared (a month counts as 30 days), not in every field
+	('interval', 7, 'month minus 30 days', '''1 mon -30 days 1 sec''::interval', NULL),
+	('interval', 8, 'minus month plus 30 days', '''-1 mon 30 days 1 sec''::interval', NULL),
 	('integer', 1, 'NULL', 'NULL::integer', NULL),
 	('integer', 2, 'negative', '-1', NULL),
 	('integer', 3, 'zero', '0', NULL),
@@ -124,6 +127,7 @@ INSERT INTO bad.values (typ, n, label, expr, only_arg) VALUES
 	('interval[]', 6, 'within remind_before', 'ARRAY[''5 minutes'', ''1 hour'']::interval[]', NULL),
 	('interval[]', 7, 'two dimensions', 'ARRAY[[''1 hour'', ''2 hours''], [''3 hours'', ''4 hours'']]::interval[]', NULL),
 	('interval[]', 8, '17 variants', 'array_fill(''1 hour''::interval, ARRAY[17])', NULL),
+	('interval[]', 9, 'month minus 30 days', 'ARRAY[''1 hour'', ''1 mon -30 days 1 sec'']::interval[]', NULL),
 	('timestamp with time zone', 1, 'NULL', 'NULL::timestamptz', NULL),
 	('timestamp with time zone', 2, 'infinity', '''infinity''::timestamptz', NULL),
 	('boolean', 1, 'NULL', 'NULL::boolean', NULL),
@@ -150,7 +154,10 @@ INSERT INTO bad.values (typ, n, label, expr, only_arg) VALUES
 	('text[]', 1, 'NULL', 'NULL::text[]', NULL),
 	('text[]', 2, 'empty', '''{}''::text[]', NULL),
 	('text[]', 3, 'with NULL', '''{email,NULL}''::text[]', NULL),
-	('text[]', 4, 'with an empty name', '''{""}''::text[]', NULL);
+	('text[]', 4, 'with an empty name', '''{""}''::text[]', NULL),
+	('text[]', 5, 'a name repeated', '''{email,sms,email}''::text[]', NULL),
+	('text[]', 6, 'a name with a space', '''{"e mail"}''::text[]', NULL),
+	('text[]', 7, 'a 64-byte name', 'ARRAY[repeat(''c'', 64)]', NULL);
 
 -- fingerprint of everything a failed call must leave alone
 CREATE FUNCTION bad.state() RETURNS text LANGUAGE sql AS $$
