@@ -17,7 +17,7 @@
  * that its group or others may access at all is refused; so is a config
  * file that they may access when it holds a password (in a dbname, or in
  * a webhook or smtp URL), and it is warned about when it holds none.  The
- * mode is that of the file opened, by fstat().
+ * mode is that of the file opened, by fstat() (files.c).
  *
  * Copyright (c) 2026, orderexp developers
  *
@@ -29,12 +29,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include <libpq-fe.h>
 
 #include "common.h"
 #include "config.h"
+#include "files.h"
 
 Config		cfg;
 
@@ -130,9 +130,6 @@ static int	config_depth = 0;
 
 static void usage(void);
 static char *unescape(const char *s);
-static char *read_whole_file(const char *path);
-static bool file_is_private(FILE *f, const char *path);
-static char *read_secret_file(const char *path);
 static int	url_credentials(const char *url);
 static bool holds_password(int id, const char *value);
 static double parse_seconds(const char *opt, const char *value, double min);
@@ -235,71 +232,6 @@ unescape(const char *s)
 	}
 	*o = '\0';
 	return out;
-}
-
-static char *
-read_whole_file(const char *path)
-{
-	FILE	   *f = fopen(path, "r");
-	char	   *buf;
-	size_t		len = 0,
-				cap = 4096,
-				n;
-
-	if (f == NULL)
-		fatal(EXIT_USAGE, "could not open file \"%s\": %s", path, strerror(errno));
-	buf = xmalloc(cap);
-	while ((n = fread(buf + len, 1, cap - len - 1, f)) > 0)
-	{
-		len += n;
-		if (cap - len < 2)
-		{
-			cap *= 2;
-			buf = realloc(buf, cap);
-			if (buf == NULL)
-				fatal(EXIT_INTERNAL, "out of memory");
-		}
-	}
-	if (ferror(f))
-		fatal(EXIT_USAGE, "could not read file \"%s\": %s", path, strerror(errno));
-	fclose(f);
-	buf[len] = '\0';
-	return buf;
-}
-
-/*
- * Whether group and others have no access at all to the file open as f,
- * by fstat() of what was opened (not of a name that may change meanwhile).
- */
-static bool
-file_is_private(FILE *f, const char *path)
-{
-	struct stat st;
-
-	if (fstat(fileno(f), &st) != 0)
-		fatal(EXIT_USAGE, "could not stat file \"%s\": %s", path, strerror(errno));
-	return (st.st_mode & (S_IRWXG | S_IRWXO)) == 0;
-}
-
-/* the first line of a file holding a secret, which only its owner may read */
-static char *
-read_secret_file(const char *path)
-{
-	FILE	   *f = fopen(path, "r");
-	char		line[4096];
-
-	if (f == NULL)
-		fatal(EXIT_USAGE, "could not open secret file \"%s\": %s", path, strerror(errno));
-	if (!file_is_private(f, path))
-		fatal(EXIT_USAGE, "secret file \"%s\" has group or world access; permissions should be u=rw (0600) or less",
-			  path);
-	if (fgets(line, sizeof(line), f) == NULL)
-		fatal(EXIT_USAGE, "secret file \"%s\" is empty", path);
-	fclose(f);
-	line[strcspn(line, "\r\n")] = '\0';
-	if (line[0] == '\0')
-		fatal(EXIT_USAGE, "secret file \"%s\" has an empty first line", path);
-	return xstrdup(line);
 }
 
 /* 0: URL without user, 1: with a user, 2: with user:password */
