@@ -382,8 +382,8 @@ RUNDUE_P99=$(sort -g "$OUT/idle_run_due_ms.txt" | awk '{ v[NR] = $1 } END { prin
 read -r SELECT1_MED _ _ < <(stats <"$OUT/idle_select1_ms.txt")
 RUNDUE_DB=$(calc "$RUNDUE_MED - $SELECT1_MED")
 
-# the worker's overview query (the C string overview_sql of sweep.c)
-OVERVIEW_SQL=$(sed -n '/^static const char \*overview_sql =/,/;$/p' "$OX_ROOT/sweep.c" |
+# the worker's overview query (the C string overview_sql of src/sweep.c)
+OVERVIEW_SQL=$(sed -n '/^static const char \*overview_sql =/,/;$/p' "$OX_ROOT/src/sweep.c" |
 	grep -o '"[^"]*"' | sed 's/^"//; s/"$//' | tr -d '\n')
 OVERVIEW_MED=NaN
 if [[ -n $OVERVIEW_SQL ]]; then
@@ -398,7 +398,7 @@ if [[ -n $OVERVIEW_SQL ]]; then
 		cp "$SCRATCH/overview.out" "$OUT/idle_overview_explain.txt"
 	fi
 else
-	ox_warn "overview_sql not found in sweep.c: no EXPLAIN of it"
+	ox_warn "overview_sql not found in src/sweep.c: no EXPLAIN of it"
 fi
 [[ $(q bench "SELECT count(*) || ' ' || count(*) FILTER (WHERE close_at <= now()) FROM orderexp.timers") == "$IDLE_N 0" ]] ||
 	ox_die "idle test: the timers changed"
