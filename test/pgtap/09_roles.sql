@@ -7,7 +7,7 @@
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS orderexp;
-SELECT plan(56);
+SELECT plan(57);
 
 -- run sql as role r; errors come out as they are
 CREATE FUNCTION public.pgtap_ox_as(r name, sql text) RETURNS text
@@ -75,6 +75,12 @@ SELECT is(ARRAY(SELECT p.oid::regprocedure::text FROM pg_proc p
 											  WHERE c LIKE 'search_path=%'), false)
 				 ORDER BY 1),
 		  '{}'::text[], 'every PL/pgSQL function of orderexp pins search_path');
+SELECT is(ARRAY(SELECT p.oid::regprocedure::text FROM pg_proc p
+				 WHERE p.pronamespace = 'orderexp'::regnamespace AND p.prolang = (SELECT l.oid FROM pg_language l WHERE l.lanname = 'sql')
+				   AND NOT coalesce(EXISTS (SELECT 1 FROM unnest(p.proconfig) c
+											  WHERE c LIKE 'search_path=%'), false)
+				 ORDER BY 1),
+		  '{}'::text[], 'every SQL function of orderexp pins search_path (1.2 missed _normal_p, _wilson and _iso_interval)');
 SELECT ok(NOT has_function_privilege('public', 'orderexp.run_due(integer)', 'EXECUTE'),
 		  'PUBLIC may not call run_due (1.3: it runs the tables'' owners'' code as them)');
 SELECT ok(has_function_privilege('orderexp_admin', 'orderexp.run_due(integer)', 'EXECUTE'),
