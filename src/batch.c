@@ -22,13 +22,11 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
-#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
-#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "orderexp.h"
@@ -57,26 +55,10 @@ static const char *const batch_sql_sql[2][2] = {
 	"SELECT orderexp._close_batch_sql(t) FROM orderexp.tables t WHERE t.order_table = $1"}
 };
 
-static Oid	table_owner(Oid relid);
 static void prepare_batch(BatchPlan *bp, bool split, Datum statements, const char *sql);
 static HeapTuple run_batch_statement(SPIPlanPtr plan, Datum *values,
 									 const char *nulls, Oid closing,
 									 TupleDesc *desc);
-
-/* the owner of a registered table, whose code runs as that owner */
-static Oid
-table_owner(Oid relid)
-{
-	HeapTuple	tup;
-	Oid			owner;
-
-	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for relation %u", relid);
-	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
-	ReleaseSysCache(tup);
-	return owner;
-}
 
 /*
  * Make the kept plans of a batch from the text its registration gives: one
@@ -286,7 +268,7 @@ orderexp_run_batch(BatchPlan *bp, bool closes, Oid relid, int batch_limit,
 				onulls[i] = 'n';
 		}
 		tids = SPI_getbinval(tup, desc, 3, &isnull);
-		orderexp_run_as_begin(&runas, table_owner(relid), SECURITY_RESTRICTED_OPERATION, true);
+		orderexp_run_as_begin(&runas, orderexp_table_owner(relid), SECURITY_RESTRICTED_OPERATION, true);
 		tup = run_batch_statement(bp->plans[BATCH_ORDERS], ovalues, onulls, closing, &desc);
 		orderexp_run_as_end(&runas);
 

@@ -34,6 +34,7 @@
 #include "access/table.h"
 #include "catalog/indexing.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_extension.h"
 #include "catalog/pg_namespace.h"
 #include "catalog/pg_trigger.h"
@@ -223,6 +224,27 @@ bool
 orderexp_extension_ready(void)
 {
 	return OidIsValid(get_extension_oid(ORDEREXP_EXTENSION_NAME, true));
+}
+
+/*
+ * The owner of a registered table: its code (triggers, constraints, casts)
+ * runs as this role when orderexp acts on the table for nobody in
+ * particular (the sweep, the scans of a registration).
+ */
+Oid
+orderexp_table_owner(Oid relid)
+{
+	HeapTuple	tup;
+	Oid			owner;
+
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tup))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", relid)));
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	return owner;
 }
 
 /* the owner of schema orderexp, i.e. of the extension's objects */

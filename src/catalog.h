@@ -71,6 +71,7 @@ typedef struct OrderexpCatalog
 extern const OrderexpCatalog *orderexp_catalog(void);
 extern bool orderexp_extension_ready(void);
 extern Oid	orderexp_owner(void);
+extern Oid	orderexp_table_owner(Oid relid);
 
 /* registered tables: their triggers and mapped columns */
 extern void orderexp_check_trigger_call(FunctionCallInfo fcinfo, const char *name,

@@ -46,7 +46,6 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
-#include "catalog/pg_class.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_namespace.h"
 #include "catalog/pg_proc.h"
@@ -87,7 +86,9 @@ static Datum gate_call(FunctionCallInfo fcinfo, void (*check) (Oid relid));
  * Check that the calling role may update the orders table: a role that
  * cannot change an order directly cannot change it through orderexp either.
  * Row-level security on the table, where it applies to the caller, is
- * refused too: the body runs as the extension owner and would not see it.
+ * refused too: a body keeps orderexp's own records of the order (timers,
+ * events, audit) as the extension owner, where the table's policies do not
+ * reach.
  */
 void
 orderexp_check_order_privilege(Oid relid)
@@ -109,7 +110,7 @@ orderexp_check_order_privilege(Oid relid)
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("row-level security of table %s applies to role %s",
 						get_rel_name(relid), GetUserNameFromId(GetUserId(), false)),
-				 errdetail("orderexp changes orders as the extension owner and cannot apply the table's policies."),
+				 errdetail("orderexp keeps its own records of the order, which the table's policies do not cover."),
 				 errhint("Use a role that bypasses row-level security on this table, or one that owns it.")));
 }
 
@@ -426,16 +427,7 @@ orderexp_orders_exec(PG_FUNCTION_ARGS)
 	}
 
 	if (as_owner)
-	{
-		HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-
-		if (!HeapTupleIsValid(tup))
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_TABLE),
-					 errmsg("relation with OID %u does not exist", relid)));
-		role = ((Form_pg_class) GETSTRUCT(tup))->relowner;
-		ReleaseSysCache(tup);
-	}
+		role = orderexp_table_owner(relid);
 	else
 		role = OidIsValid(gate_actor) ? gate_actor : GetUserId();
 
