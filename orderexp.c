@@ -46,10 +46,12 @@ bool		orderexp_enabled = true;
 int			orderexp_max_attempts = 10;
 int			orderexp_event_retention = 7 * SECS_PER_DAY;
 int			orderexp_max_reason_length = 4096;
+int			orderexp_max_lease = SECS_PER_HOUR;
 
 PG_FUNCTION_INFO_V1(orderexp_get_max_attempts);
 PG_FUNCTION_INFO_V1(orderexp_get_event_retention);
 PG_FUNCTION_INFO_V1(orderexp_get_max_reason_length);
+PG_FUNCTION_INFO_V1(orderexp_get_max_lease);
 
 void		_PG_init(void);
 static bool check_databases(char **newval, void **extra, GucSource source);
@@ -132,6 +134,20 @@ _PG_init(void)
 							0,
 							NULL, NULL, NULL);
 
+	/*
+	 * The longest lease claim() grants.  A relay asks for its lease; without
+	 * a cap a relay could take rows for centuries, and only a superuser's
+	 * UPDATE would get them back.
+	 */
+	DefineCustomIntVariable("orderexp.max_lease",
+							"Longest lease orderexp.claim() grants.",
+							"A claim asking for more is refused (22023).",
+							&orderexp_max_lease,
+							SECS_PER_HOUR, 1, 7 * SECS_PER_DAY,
+							PGC_SUSET,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
 	DefineCustomIntVariable("orderexp.max_reason_length",
 							"Longest reason a cancel or a reopen may record, in bytes.",
 							"A longer reason is refused (22001): it would be stored in the audit trail and sent to every receiver.",
@@ -197,4 +213,18 @@ Datum
 orderexp_get_max_reason_length(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_INT32(orderexp_max_reason_length);
+}
+
+/*
+ * orderexp._max_lease() returns interval: orderexp.max_lease as days and a
+ * time of day
+ */
+Datum
+orderexp_get_max_lease(PG_FUNCTION_ARGS)
+{
+	Interval   *result = (Interval *) palloc0(sizeof(Interval));
+
+	result->day = orderexp_max_lease / SECS_PER_DAY;
+	result->time = (int64) (orderexp_max_lease % SECS_PER_DAY) * USECS_PER_SEC;
+	PG_RETURN_INTERVAL_P(result);
 }

@@ -23,5 +23,6 @@ extern bool orderexp_enabled;
 extern int	orderexp_max_attempts;
 extern int	orderexp_event_retention;
 extern int	orderexp_max_reason_length;
+extern int	orderexp_max_lease;
 
 #endif							/* ORDEREXP_H */

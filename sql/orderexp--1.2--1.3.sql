@@ -30,6 +30,14 @@
  *	   tokens) run as the gate's caller, and the scans of set_close_policy
  *	   and of the pending view as the table's owner, security-restricted,
  *	   through orderexp._orders_exec().
+ *	5. Intervals are positive in each field; 6. reasons and channel names
+ *	   have limits; 7. notifications name no table.
+ *	8. Leases belong to the role that claimed (outbox.claimed_by): ack()
+ *	   and fail() touch only the caller's rows, claim() grants at most
+ *	   orderexp.max_lease, fail() takes retryable.
+ *	9. orderexp_admin answers for its own tables: the views filter by
+ *	   ownership, forget_before(), requeue() and pending_json() are role
+ *	   gates, rotate_secret() is a superuser's.
  *
  * The functions of 1.2 that generated the one-statement batches
  * (_sweep_sql, _remind_sql, _lock_rows_sql, _created_range_sql) go; a
@@ -1573,3 +1581,501 @@ BEGIN
 	RETURN n;
 END;
 $$;
+
+/* --- 8. leases belong to the role that claimed -------------------------------- */
+
+/*
+ * Up to 1.2 ack() marked any undelivered row delivered, even one nobody had
+ * claimed, fail() reported on any row, and claim() leased rows for as long
+ * as it was asked (a claim for '1000 years' kept rows until a superuser's
+ * UPDATE).  Now claim() records the claiming role (claimed_by) and refuses
+ * leases beyond orderexp.max_lease; ack() and fail() touch only the calling
+ * role's rows; and fail() takes retryable: false makes the row dead at once
+ * (an answer no retry can mend).
+ */
+ALTER TABLE orderexp.outbox ADD COLUMN claimed_by name;
+COMMENT ON COLUMN orderexp.outbox.claimed_by IS
+	'the role (session_user) whose claim last leased the row; only it may ack or fail the row';
+
+CREATE FUNCTION orderexp._max_lease()
+RETURNS interval
+AS 'MODULE_PATHNAME', 'orderexp_get_max_lease'
+LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION orderexp._max_lease() IS
+	'value of orderexp.max_lease as an interval: the longest lease claim() grants';
+
+CREATE OR REPLACE FUNCTION orderexp.claim(max_rows integer DEFAULT 100,
+							   lease interval DEFAULT '30 s',
+							   kinds text[] DEFAULT NULL,
+							   channels text[] DEFAULT NULL)
+RETURNS SETOF orderexp.outbox
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t timestamptz := clock_timestamp();
+	max_attempts integer := orderexp._max_attempts();
+BEGIN
+	IF max_rows IS NULL OR lease IS NULL THEN
+		RAISE EXCEPTION 'max_rows and lease must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF max_rows <= 0 THEN
+		RAISE EXCEPTION 'max_rows must be positive'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('max_rows is %s.', max_rows);
+	END IF;
+	IF NOT orderexp._positive_interval(lease) OR t + lease = t THEN
+		RAISE EXCEPTION 'lease must be positive'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('lease is %s; each of its months, days and time must be zero or more.', lease),
+				  HINT = 'Lease a row for longer than a delivery takes, e.g. ''30 s''.';
+	END IF;
+	IF t + lease > t + orderexp._max_lease() THEN
+		RAISE EXCEPTION 'lease must be at most orderexp.max_lease'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('lease is %s; orderexp.max_lease is %s.', lease, orderexp._max_lease()),
+				  HINT = 'Lease a row for a little longer than a delivery takes.';
+	END IF;
+
+	RETURN QUERY
+	WITH picked AS MATERIALIZED (
+		SELECT o.id
+		  FROM orderexp.outbox o
+		 WHERE o.delivered_at IS NULL AND o.dead_at IS NULL
+		   AND o.next_attempt_at <= t
+		   AND (o.leased_until IS NULL OR o.leased_until <= t)
+		   AND (kinds IS NULL OR o.kind = ANY (kinds))
+		   AND (channels IS NULL OR o.channel = ANY (channels))
+		 ORDER BY o.next_attempt_at
+		 LIMIT max_rows
+		   FOR UPDATE SKIP LOCKED),
+	taken AS (
+		UPDATE orderexp.outbox o
+		   SET attempts = CASE WHEN o.attempts < max_attempts THEN o.attempts + 1
+							   ELSE o.attempts END,
+			   leased_until = CASE WHEN o.attempts < max_attempts THEN t + lease END,
+			   next_attempt_at = CASE WHEN o.attempts < max_attempts THEN t + lease
+									  ELSE 'infinity' END,
+			   dead_at = CASE WHEN o.attempts < max_attempts THEN NULL ELSE t END,
+			   last_error = CASE WHEN o.attempts < max_attempts THEN o.last_error
+								 ELSE concat_ws('; ', 'lease of the last attempt expired without ack or fail',
+												o.last_error) END,
+			   claimed_by = CASE WHEN o.attempts < max_attempts THEN session_user
+								 ELSE o.claimed_by END
+		  FROM picked p
+		 WHERE o.id = p.id
+		RETURNING o.*)
+	SELECT * FROM taken WHERE taken.dead_at IS NULL ORDER BY taken.id;
+END;
+$$;
+COMMENT ON FUNCTION orderexp.claim(integer, interval, text[], text[]) IS
+	'lease up to max_rows due outbox rows (SKIP LOCKED) to the calling role for at most orderexp.max_lease, counting the attempt; an expired lease makes a row claimable again';
+
+/*
+ * delivered: counts only rows that were not delivered before, and that the
+ * calling role claimed (or that were claimed before 1.3 recorded who
+ * claimed: no claimed_by, but a lease, so that an update of the extension
+ * does not turn the acks of running relays into duplicates)
+ */
+CREATE OR REPLACE FUNCTION orderexp.ack(ids bigint[])
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	n integer;
+BEGIN
+	IF ids IS NULL THEN
+		RAISE EXCEPTION 'ids must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	UPDATE orderexp.outbox o
+	   SET delivered_at = clock_timestamp(), leased_until = NULL, dead_at = NULL
+	 WHERE o.id = ANY (ids) AND o.delivered_at IS NULL
+	   AND (o.claimed_by = session_user
+			OR (o.claimed_by IS NULL AND o.leased_until IS NOT NULL));
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END;
+$$;
+COMMENT ON FUNCTION orderexp.ack(bigint[]) IS
+	'mark outbox rows the calling role claimed delivered; returns how many were not delivered before (other ids are no error)';
+
+DROP FUNCTION orderexp.fail(bigint, text);
+/*
+ * A failed attempt.  Back-off after attempt n (n = attempts, counted by
+ * claim): 10 s * 2^(n-1), at most 1 hour, times a random factor in
+ * [0.8, 1.2) so that rows that failed together do not come back together.
+ * A failure that no retry can mend (retryable false: a mailbox that does not
+ * exist, a webhook answering 410) makes the row dead at once.  Only the role
+ * that claimed the row may report on it.
+ */
+CREATE FUNCTION orderexp.fail(id bigint, error text, retryable boolean DEFAULT true)
+RETURNS timestamptz
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r orderexp.outbox;
+	t timestamptz := clock_timestamp();
+	max_attempts integer := orderexp._max_attempts();
+	next_at timestamptz;
+BEGIN
+	IF fail.id IS NULL OR fail.error IS NULL OR fail.retryable IS NULL THEN
+		RAISE EXCEPTION 'id, error and retryable must not be null'
+			USING ERRCODE = 'null_value_not_allowed',
+				  HINT = 'Say what went wrong: it is kept in last_error.';
+	END IF;
+	SELECT * INTO r FROM orderexp.outbox o WHERE o.id = fail.id FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'outbox row % does not exist', fail.id
+			USING ERRCODE = 'no_data_found';
+	END IF;
+	IF r.delivered_at IS NOT NULL THEN
+		RAISE EXCEPTION 'outbox row % is already delivered', fail.id
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = format('It was acknowledged at %s.', r.delivered_at);
+	END IF;
+	IF r.dead_at IS NOT NULL THEN
+		RAISE EXCEPTION 'outbox row % is dead', fail.id
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = format('It ran out of attempts at %s.', r.dead_at),
+				  HINT = 'orderexp.requeue() makes it claimable again.';
+	END IF;
+	IF r.claimed_by IS NULL AND r.leased_until IS NULL THEN
+		RAISE EXCEPTION 'outbox row % is not claimed', fail.id
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'A relay reports on the rows it claimed with orderexp.claim().';
+	END IF;
+	IF r.claimed_by <> session_user THEN
+		RAISE EXCEPTION 'outbox row % was claimed by another role', fail.id
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = format('Role %s claimed it; only that role may report on its delivery.',
+								  r.claimed_by);
+	END IF;
+
+	IF NOT fail.retryable OR r.attempts >= max_attempts THEN
+		UPDATE orderexp.outbox o
+		   SET last_error = fail.error, leased_until = NULL,
+			   next_attempt_at = 'infinity', dead_at = t
+		 WHERE o.id = fail.id;
+		RETURN NULL;
+	END IF;
+
+	/* the exponent stops at 20 (10 s * 2^19 is past the cap) before it overflows */
+	next_at := t + least(interval '10 s' * power(2, least(greatest(r.attempts, 1), 20) - 1),
+						 interval '1 hour')
+				 * (0.8 + 0.4 * random());
+	UPDATE orderexp.outbox o
+	   SET last_error = fail.error, leased_until = NULL, next_attempt_at = next_at
+	 WHERE o.id = fail.id;
+	RETURN next_at;
+END;
+$$;
+COMMENT ON FUNCTION orderexp.fail(bigint, text, boolean) IS
+	'record a failed delivery of a row the calling role claimed: retry with exponential back-off (returns when), or NULL when the row is now dead (out of attempts, or retryable false)';
+REVOKE ALL ON FUNCTION orderexp.fail(bigint, text, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION orderexp.fail(bigint, text, boolean) TO orderexp_relay;
+
+/* --- 9. orderexp_admin answers for its own tables -------------------------------- */
+
+/*
+ * Up to 1.2 a member of orderexp_admin saw every table's pending orders,
+ * policies, dead letters and statistics, forgot every table's history, and
+ * requeued and rotated for everyone.  Now the views show the tables the
+ * current user owns, forget_before(), requeue() and pending_json() are role
+ * gates whose bodies act on the caller's tables only, a cutoff in the
+ * future is refused, and rotate_secret() (one secret signs every table's
+ * links) is a superuser's.
+ */
+/*
+ * The tables a role answers for in orderexp: those it owns, directly or
+ * through a role whose privileges it has (as ALTER TABLE counts ownership),
+ * or NULL for every table: a superuser's, and, when relays is true, a
+ * member of orderexp_relay's (a relay delivers every table's events).  The
+ * views filter with it for current_user; the role-gated functions
+ * (forget_before, requeue, pending_json) for orderexp._actor().
+ */
+CREATE FUNCTION orderexp._tables_visible(role name, relays boolean)
+RETURNS regclass[]
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT CASE
+		WHEN (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = role)
+			 OR (relays AND pg_catalog.pg_has_role(role, 'orderexp_relay', 'USAGE'))
+			THEN NULL
+		ELSE (SELECT coalesce(pg_catalog.array_agg(c.oid::pg_catalog.regclass), '{}')
+				FROM pg_catalog.pg_class c
+			   WHERE c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p}'::pg_catalog."char"[])
+				 AND pg_catalog.pg_has_role(role, c.relowner, 'USAGE'))
+	END
+$$;
+COMMENT ON FUNCTION orderexp._tables_visible(name, boolean) IS
+	'the tables role owns (NULL: all, for a superuser, or for a relay when relays)';
+
+/*
+ * Retention: delete audit rows and outcomes older than the cutoff, of the
+ * tables the caller owns (every table's for a superuser).  A cutoff in the
+ * future would delete what happened a moment ago, and 'infinity' all of it:
+ * refused.  forget_before() is the role gate in front of this body.
+ */
+CREATE FUNCTION orderexp._forget_before(cutoff timestamptz,
+										OUT audit_rows bigint, OUT outcome_rows bigint)
+RETURNS record
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	tables regclass[];
+BEGIN
+	IF cutoff IS NULL THEN
+		RAISE EXCEPTION 'cutoff must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF cutoff > now() THEN
+		RAISE EXCEPTION 'cutoff must not be in the future'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('cutoff is %s.', cutoff),
+				  HINT = 'forget_before() deletes the history of orders decided before the cutoff, e.g. now() - interval ''1 year''.';
+	END IF;
+	tables := orderexp._tables_visible(orderexp._actor(), false);
+	DELETE FROM orderexp.audit a
+	 WHERE a.at < cutoff AND (tables IS NULL OR a.order_table = ANY (tables));
+	GET DIAGNOSTICS audit_rows = ROW_COUNT;
+	DELETE FROM orderexp.outcomes o
+	 WHERE o.decided_at < cutoff AND (tables IS NULL OR o.order_table = ANY (tables));
+	GET DIAGNOSTICS outcome_rows = ROW_COUNT;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION orderexp.forget_before(cutoff timestamptz,
+									   OUT audit_rows bigint, OUT outcome_rows bigint)
+RETURNS record
+AS 'MODULE_PATHNAME', 'orderexp_role_gate'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION orderexp.forget_before(timestamptz) IS
+	'retention: delete audit rows and outcomes older than cutoff (not in the future) of the tables the caller owns';
+
+/*
+ * Dead rows (all of them, or those named) of the tables the caller owns
+ * (every table's for a superuser) get a fresh set of attempts.
+ * requeue() is the role gate in front of this body.
+ */
+CREATE FUNCTION orderexp._requeue(ids bigint[])
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	n integer;
+	tables regclass[] := orderexp._tables_visible(orderexp._actor(), false);
+BEGIN
+	UPDATE orderexp.outbox o
+	   SET dead_at = NULL, attempts = 0, leased_until = NULL, claimed_by = NULL,
+		   next_attempt_at = clock_timestamp()
+	 WHERE o.dead_at IS NOT NULL AND o.delivered_at IS NULL
+	   AND (ids IS NULL OR o.id = ANY (ids))
+	   AND (tables IS NULL OR o.order_table = ANY (tables));
+	GET DIAGNOSTICS n = ROW_COUNT;
+	IF n > 0 THEN
+		PERFORM pg_notify('orderexp', json_build_object('kind', 'requeued', 'count', n)::text);
+	END IF;
+	RETURN n;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION orderexp.requeue(ids bigint[] DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'orderexp_role_gate'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION orderexp.requeue(bigint[]) IS
+	'dead outbox rows (all, or those named) of the tables the caller owns get a fresh set of attempts; returns how many';
+
+/*
+ * Tracked orders that are still unpaid in their table, with their deadlines,
+ * of the tables the caller owns (every table's for a superuser), as a JSON
+ * array.  pending_json() is the role gate in front of this body: it reads
+ * the timers as the extension owner, the orders as each table's owner.
+ */
+CREATE FUNCTION orderexp._pending_json()
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	tables regclass[] := orderexp._tables_visible(orderexp._actor(), false);
+	cfg orderexp.tables;
+	part jsonb;
+	result jsonb := '[]';
+BEGIN
+	FOR cfg IN SELECT t.* FROM orderexp.tables t
+				 JOIN pg_class c ON c.oid = t.order_table
+				WHERE tables IS NULL OR t.order_table = ANY (tables)
+				ORDER BY t.order_table::text
+	LOOP
+	  BEGIN
+		/*
+		 * The unpaid rows among the tracked ones, read as the table's owner
+		 * (the casts of its key and category may be the owner's code)
+		 */
+		SELECT coalesce(jsonb_agg(jsonb_build_object(
+					'order_table', t.order_table::oid, 'order_key', t.order_key,
+					'category', o.category, 'policy_id', t.policy_id, 'close_at', t.close_at,
+					'remind_at', t.remind_at, 'extensions', t.extensions)
+				ORDER BY t.close_at), '[]')
+		  INTO part
+		  FROM orderexp.timers t
+		  JOIN (SELECT r ->> 'k' AS k, r ->> 'category' AS category
+				  FROM orderexp._orders_exec(cfg.order_table, true,
+						format('SELECT o.%I::text AS k, %s AS category FROM %s o WHERE o.%I = ANY ($1::%s[]) AND o.%I::text = $2',
+							   cfg.key_column,
+							   CASE WHEN cfg.category_column IS NULL THEN 'NULL::text'
+									ELSE format('o.%I::text', cfg.category_column) END,
+							   cfg.order_table, cfg.key_column, cfg.key_type, cfg.status_column),
+						ARRAY[(SELECT coalesce(array_agg(x.order_key), '{}') FROM orderexp.timers x
+								WHERE x.order_table = cfg.order_table)::text,
+							  cfg.unpaid_value]) r) o ON o.k = t.order_key
+		 WHERE t.order_table = cfg.order_table;
+		result := result || part;
+	  EXCEPTION WHEN OTHERS THEN
+		/* one table with a broken mapping does not hide the others */
+		RAISE WARNING 'orderexp.pending skips table %: %', cfg.order_table, SQLERRM
+			USING HINT = 'Register the table again with orderexp.set_close_policy().';
+	  END;
+	END LOOP;
+	RETURN result;
+END;
+$$;
+
+CREATE FUNCTION orderexp.pending_json()
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'orderexp_role_gate'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION orderexp.pending_json() IS
+	'pending as a JSON array: unpaid tracked orders of the tables the caller owns';
+
+/* pending_json() as rows */
+CREATE OR REPLACE FUNCTION orderexp.pending_orders()
+RETURNS TABLE (order_table regclass, order_key text, category text, policy_id integer,
+			   close_at timestamptz, remind_at timestamptz, extensions integer,
+			   time_left interval)
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT (p.r ->> 'order_table')::oid::regclass, p.r ->> 'order_key', p.r ->> 'category',
+		   (p.r ->> 'policy_id')::integer, (p.r ->> 'close_at')::timestamptz,
+		   (p.r ->> 'remind_at')::timestamptz, (p.r ->> 'extensions')::integer,
+		   (p.r ->> 'close_at')::timestamptz - now()
+	  FROM jsonb_array_elements(orderexp.pending_json()) WITH ORDINALITY AS p(r, n)
+	 ORDER BY p.n
+$$;
+
+CREATE OR REPLACE VIEW orderexp.policy_config AS
+	SELECT p.id AS policy_id, t.order_table, p.category, p.close_after, p.remind_before,
+		   p.extend_by, p.max_extensions, t.key_column, t.key_type, t.status_column,
+		   t.created_column, t.category_column, t.unpaid_value, t.closed_value,
+		   t.cancelled_value, t.payload_columns, t.channels, p.updated_at,
+		   t.last_error, t.last_error_at
+	  FROM orderexp.tables t JOIN orderexp.policies p USING (order_table)
+	 CROSS JOIN (SELECT orderexp._tables_visible(current_user, false) AS tables) vis
+	 WHERE vis.tables IS NULL OR t.order_table = ANY (vis.tables);
+
+CREATE OR REPLACE VIEW orderexp.dead_letters AS
+	SELECT o.id, o.kind, o.order_table, o.order_key, o.channel, o.payload,
+		   o.created_at, o.attempts, o.last_error, o.dead_at
+	  FROM orderexp.outbox o
+	 CROSS JOIN (SELECT orderexp._tables_visible(current_user, true) AS tables) vis
+	 WHERE o.dead_at IS NOT NULL AND o.delivered_at IS NULL
+	   AND (vis.tables IS NULL OR o.order_table = ANY (vis.tables));
+
+CREATE OR REPLACE VIEW orderexp.delivery_stats AS
+	SELECT o.kind, o.channel,
+		   count(*) FILTER (WHERE o.delivered_at IS NULL AND o.dead_at IS NULL
+							  AND NOT coalesce(o.leased_until > now(), false)
+							  AND o.next_attempt_at <= now()) AS pending,
+		   count(*) FILTER (WHERE o.delivered_at IS NULL AND o.dead_at IS NULL
+							  AND o.leased_until > now()) AS leased,
+		   count(*) FILTER (WHERE o.delivered_at IS NULL AND o.dead_at IS NULL
+							  AND NOT coalesce(o.leased_until > now(), false)
+							  AND o.next_attempt_at > now()) AS retrying,
+		   count(*) FILTER (WHERE o.delivered_at IS NOT NULL) AS delivered,
+		   count(*) FILTER (WHERE o.dead_at IS NOT NULL AND o.delivered_at IS NULL) AS dead,
+		   now() - min(o.created_at) FILTER (WHERE o.delivered_at IS NULL
+											 AND o.dead_at IS NULL) AS oldest_undelivered
+	  FROM orderexp.outbox o
+	 CROSS JOIN (SELECT orderexp._tables_visible(current_user, true) AS tables) vis
+	 WHERE vis.tables IS NULL OR o.order_table = ANY (vis.tables)
+	 GROUP BY o.kind, o.channel;
+
+CREATE OR REPLACE VIEW orderexp.policy_stats AS
+	SELECT v.order_table, v.category, o.policy_id, o.policy_version, v.close_after,
+		   count(*) AS orders,
+		   count(*) FILTER (WHERE o.outcome = 'paid') AS paid,
+		   count(*) FILTER (WHERE o.outcome = 'closed') AS closed,
+		   count(*) FILTER (WHERE o.outcome = 'cancelled') AS cancelled,
+		   round(count(*) FILTER (WHERE o.outcome = 'paid')::numeric / count(*), 4) AS conversion_rate,
+		   round(count(*) FILTER (WHERE o.outcome = 'paid' AND o.reminded)::numeric
+				 / nullif(count(*) FILTER (WHERE o.outcome = 'paid'), 0), 4) AS paid_after_reminder,
+		   round(count(*) FILTER (WHERE o.outcome = 'paid' AND o.extensions > 0)::numeric
+				 / nullif(count(*) FILTER (WHERE o.outcome = 'paid'), 0), 4) AS paid_after_extension,
+		   percentile_cont(0.5) WITHIN GROUP (ORDER BY o.decided_at - o.created_at)
+			   FILTER (WHERE o.outcome = 'paid') AS median_time_to_pay,
+		   percentile_cont(0.9) WITHIN GROUP (ORDER BY o.decided_at - o.created_at)
+			   FILTER (WHERE o.outcome = 'paid') AS p90_time_to_pay,
+		   round(count(*) FILTER (WHERE o.outcome = 'paid'
+								  AND o.decided_at >= o.close_at - (o.close_at - o.created_at) / 10)::numeric
+				 / nullif(count(*) FILTER (WHERE o.outcome = 'paid'), 0), 4) AS paid_in_last_tenth
+	  FROM orderexp.outcomes o
+	  JOIN orderexp.policy_versions v ON v.policy_id = o.policy_id AND v.version = o.policy_version
+	 CROSS JOIN (SELECT orderexp._tables_visible(current_user, false) AS tables) vis
+	 WHERE NOT o.reopened AND (vis.tables IS NULL OR v.order_table = ANY (vis.tables))
+	 GROUP BY v.order_table, v.category, o.policy_id, o.policy_version, v.close_after;
+
+CREATE OR REPLACE VIEW orderexp.experiment_stats AS
+	WITH arms AS (
+		SELECT e.id AS experiment_id, e.order_table, e.category, e.policy_id, e.started_at,
+			   e.ended_at, e.winner, a.n::integer AS variant, a.close_after,
+			   e.weights[a.n::integer] AS weight,
+			   count(o.outcome) AS orders,
+			   count(*) FILTER (WHERE o.outcome = 'paid') AS paid
+		  FROM orderexp.experiments e
+		 CROSS JOIN LATERAL unnest(e.variants) WITH ORDINALITY AS a(close_after, n)
+		  LEFT JOIN orderexp.outcomes o
+				 ON o.policy_id = e.policy_id AND o.policy_version = e.policy_version
+				AND o.variant = a.n AND NOT o.reopened
+		 CROSS JOIN (SELECT orderexp._tables_visible(current_user, false) AS tables) vis
+		 WHERE vis.tables IS NULL OR e.order_table = ANY (vis.tables)
+		 GROUP BY e.id, a.n, a.close_after),
+	rated AS (
+		SELECT r.*, r.paid::double precision / nullif(r.orders, 0) AS rate,
+			   f.orders AS first_orders, f.paid AS first_paid
+		  FROM arms r
+		  JOIN arms f ON f.experiment_id = r.experiment_id AND f.variant = 1)
+	SELECT r.experiment_id, r.order_table, r.category, r.policy_id, r.variant, r.close_after,
+		   r.weight, r.ended_at IS NULL AS running, r.winner = r.variant AS winner,
+		   r.orders, r.paid, round(r.rate::numeric, 4) AS conversion_rate,
+		   round(w.low::numeric, 4) AS ci_low, round(w.high::numeric, 4) AS ci_high,
+		   round(z.z::numeric, 3) AS z_vs_first,
+		   round(orderexp._normal_p(z.z)::numeric, 4) AS p_value,
+		   (r.paid >= 10 AND r.orders - r.paid >= 10) AS enough_data
+	  FROM rated r
+	 CROSS JOIN LATERAL orderexp._wilson(r.paid, r.orders) w
+	 CROSS JOIN LATERAL (
+			SELECT CASE WHEN r.variant > 1 AND r.orders > 0 AND r.first_orders > 0
+							 AND pooled > 0 AND pooled < 1
+						THEN (r.rate - r.first_paid::double precision / r.first_orders)
+							 / sqrt(pooled * (1 - pooled) * (1.0 / r.orders + 1.0 / r.first_orders))
+				   END AS z
+			  FROM (SELECT (r.paid + r.first_paid)::double precision
+						   / nullif(r.orders + r.first_orders, 0) AS pooled) pp) z;
+COMMENT ON VIEW orderexp.policy_config IS
+	'every close policy of the tables the current user owns, with the column mapping of its table';
+
+REVOKE ALL ON FUNCTION orderexp._forget_before(timestamptz), orderexp._requeue(bigint[]),
+	orderexp._pending_json(), orderexp.pending_json() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION orderexp.pending_json() TO orderexp_admin;
+REVOKE EXECUTE ON FUNCTION orderexp.rotate_secret() FROM orderexp_admin;

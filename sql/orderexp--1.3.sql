@@ -235,6 +235,11 @@ SELECT pg_catalog.pg_extension_config_dump('orderexp.timer_generation', '');
  *   dead       dead_at IS NOT NULL, next_attempt_at = 'infinity': never tried
  *              again until requeue(); never pruned
  *
+ * claimed_by names the role that claimed the row last (its session_user: a
+ * relay logs in as its role).  ack() and fail() touch only rows the calling
+ * role claimed, so a relay cannot mark rows delivered that nobody sent, nor
+ * report on another relay's rows.
+ *
  * Because a lease and a retry both live in next_attempt_at, and a dead row
  * moves to 'infinity', the rows claim() wants are exactly a range scan of
  * the index outbox_undelivered (next_attempt_at) WHERE delivered_at IS NULL
@@ -267,7 +272,8 @@ CREATE TABLE orderexp.outbox (
 	leased_until	timestamptz,
 	delivered_at	timestamptz,
 	last_error		text,
-	dead_at			timestamptz
+	dead_at			timestamptz,
+	claimed_by		name
 );
 CREATE INDEX outbox_undelivered ON orderexp.outbox (next_attempt_at)
 	WHERE delivered_at IS NULL;
@@ -287,6 +293,8 @@ COMMENT ON COLUMN orderexp.outbox.last_error IS
 	'what the last failed attempt reported (orderexp.fail)';
 COMMENT ON COLUMN orderexp.outbox.dead_at IS
 	'when the row ran out of attempts (orderexp.max_attempts); dead rows wait for orderexp.requeue and are never pruned';
+COMMENT ON COLUMN orderexp.outbox.claimed_by IS
+	'the role (session_user) whose claim last leased the row; only it may ack or fail the row';
 SELECT pg_catalog.pg_extension_config_dump('orderexp.outbox', '');
 SELECT pg_catalog.pg_extension_config_dump('orderexp.outbox_id_seq', '');
 
@@ -680,6 +688,13 @@ AS 'MODULE_PATHNAME', 'orderexp_get_event_retention'
 LANGUAGE C STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION orderexp._event_retention() IS
 	'value of orderexp.event_retention as an interval; NULL when delivered events are kept forever';
+
+CREATE FUNCTION orderexp._max_lease()
+RETURNS interval
+AS 'MODULE_PATHNAME', 'orderexp_get_max_lease'
+LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION orderexp._max_lease() IS
+	'value of orderexp.max_lease as an interval: the longest lease claim() grants';
 
 CREATE FUNCTION orderexp.assign_variant(order_key text, weights integer[], seed bigint)
 RETURNS integer
@@ -2349,8 +2364,9 @@ END;
 $$;
 
 /*
- * A new secret: every token made so far stops working.  Runs as the
- * extension owner, who alone may write the secret, for orderexp_admin.
+ * A new secret: every token made so far stops working, for every table.
+ * Runs as the extension owner, who alone may write the secret; a
+ * superuser's to call (1.2: orderexp_admin's too).
  */
 CREATE FUNCTION orderexp.rotate_secret()
 RETURNS void
@@ -2428,25 +2444,47 @@ COMMENT ON FUNCTION orderexp.history(regclass, anyelement) IS
 	'every change orderexp made to one order, oldest first, with the ids and delivery state of its events';
 
 /* audit rows and outcomes older than a cutoff go; returns how many of each */
-CREATE FUNCTION orderexp.forget_before(cutoff timestamptz,
-									   OUT audit_rows bigint, OUT outcome_rows bigint)
+/*
+ * Retention: delete audit rows and outcomes older than the cutoff, of the
+ * tables the caller owns (every table's for a superuser).  A cutoff in the
+ * future would delete what happened a moment ago, and 'infinity' all of it:
+ * refused.  forget_before() is the role gate in front of this body.
+ */
+CREATE FUNCTION orderexp._forget_before(cutoff timestamptz,
+										OUT audit_rows bigint, OUT outcome_rows bigint)
 RETURNS record
 LANGUAGE plpgsql
-SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+	tables regclass[];
 BEGIN
 	IF cutoff IS NULL THEN
 		RAISE EXCEPTION 'cutoff must not be null' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
-	DELETE FROM orderexp.audit a WHERE a.at < cutoff;
+	IF cutoff > now() THEN
+		RAISE EXCEPTION 'cutoff must not be in the future'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('cutoff is %s.', cutoff),
+				  HINT = 'forget_before() deletes the history of orders decided before the cutoff, e.g. now() - interval ''1 year''.';
+	END IF;
+	tables := orderexp._tables_visible(orderexp._actor(), false);
+	DELETE FROM orderexp.audit a
+	 WHERE a.at < cutoff AND (tables IS NULL OR a.order_table = ANY (tables));
 	GET DIAGNOSTICS audit_rows = ROW_COUNT;
-	DELETE FROM orderexp.outcomes o WHERE o.decided_at < cutoff;
+	DELETE FROM orderexp.outcomes o
+	 WHERE o.decided_at < cutoff AND (tables IS NULL OR o.order_table = ANY (tables));
 	GET DIAGNOSTICS outcome_rows = ROW_COUNT;
 END;
 $$;
+
+CREATE FUNCTION orderexp.forget_before(cutoff timestamptz,
+									   OUT audit_rows bigint, OUT outcome_rows bigint)
+RETURNS record
+AS 'MODULE_PATHNAME', 'orderexp_role_gate'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
 COMMENT ON FUNCTION orderexp.forget_before(timestamptz) IS
-	'retention: delete audit rows and outcomes older than cutoff';
+	'retention: delete audit rows and outcomes older than cutoff (not in the future) of the tables the caller owns';
 
 /* ------------------------------------------------------------------------
  * Experiments
@@ -2623,6 +2661,12 @@ BEGIN
 				  DETAIL = format('lease is %s; each of its months, days and time must be zero or more.', lease),
 				  HINT = 'Lease a row for longer than a delivery takes, e.g. ''30 s''.';
 	END IF;
+	IF t + lease > t + orderexp._max_lease() THEN
+		RAISE EXCEPTION 'lease must be at most orderexp.max_lease'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('lease is %s; orderexp.max_lease is %s.', lease, orderexp._max_lease()),
+				  HINT = 'Lease a row for a little longer than a delivery takes.';
+	END IF;
 
 	RETURN QUERY
 	WITH picked AS MATERIALIZED (
@@ -2646,7 +2690,9 @@ BEGIN
 			   dead_at = CASE WHEN o.attempts < max_attempts THEN NULL ELSE t END,
 			   last_error = CASE WHEN o.attempts < max_attempts THEN o.last_error
 								 ELSE concat_ws('; ', 'lease of the last attempt expired without ack or fail',
-												o.last_error) END
+												o.last_error) END,
+			   claimed_by = CASE WHEN o.attempts < max_attempts THEN session_user
+								 ELSE o.claimed_by END
 		  FROM picked p
 		 WHERE o.id = p.id
 		RETURNING o.*)
@@ -2654,9 +2700,14 @@ BEGIN
 END;
 $$;
 COMMENT ON FUNCTION orderexp.claim(integer, interval, text[], text[]) IS
-	'lease up to max_rows due outbox rows (SKIP LOCKED), counting the attempt; an expired lease makes a row claimable again';
+	'lease up to max_rows due outbox rows (SKIP LOCKED) to the calling role for at most orderexp.max_lease, counting the attempt; an expired lease makes a row claimable again';
 
-/* delivered: counts only rows that were not delivered before */
+/*
+ * delivered: counts only rows that were not delivered before, and that the
+ * calling role claimed (or that were claimed before 1.3 recorded who
+ * claimed: no claimed_by, but a lease, so that an update of the extension
+ * does not turn the acks of running relays into duplicates)
+ */
 CREATE FUNCTION orderexp.ack(ids bigint[])
 RETURNS integer
 LANGUAGE plpgsql
@@ -2672,20 +2723,25 @@ BEGIN
 	END IF;
 	UPDATE orderexp.outbox o
 	   SET delivered_at = clock_timestamp(), leased_until = NULL, dead_at = NULL
-	 WHERE o.id = ANY (ids) AND o.delivered_at IS NULL;
+	 WHERE o.id = ANY (ids) AND o.delivered_at IS NULL
+	   AND (o.claimed_by = session_user
+			OR (o.claimed_by IS NULL AND o.leased_until IS NOT NULL));
 	GET DIAGNOSTICS n = ROW_COUNT;
 	RETURN n;
 END;
 $$;
 COMMENT ON FUNCTION orderexp.ack(bigint[]) IS
-	'mark outbox rows delivered; returns how many were not delivered before (unknown and delivered ids are no error)';
+	'mark outbox rows the calling role claimed delivered; returns how many were not delivered before (other ids are no error)';
 
 /*
  * A failed attempt.  Back-off after attempt n (n = attempts, counted by
  * claim): 10 s * 2^(n-1), at most 1 hour, times a random factor in
  * [0.8, 1.2) so that rows that failed together do not come back together.
+ * A failure that no retry can mend (retryable false: a mailbox that does not
+ * exist, a webhook answering 410) makes the row dead at once.  Only the role
+ * that claimed the row may report on it.
  */
-CREATE FUNCTION orderexp.fail(id bigint, error text)
+CREATE FUNCTION orderexp.fail(id bigint, error text, retryable boolean DEFAULT true)
 RETURNS timestamptz
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -2697,8 +2753,8 @@ DECLARE
 	max_attempts integer := orderexp._max_attempts();
 	next_at timestamptz;
 BEGIN
-	IF fail.id IS NULL OR fail.error IS NULL THEN
-		RAISE EXCEPTION 'id and error must not be null'
+	IF fail.id IS NULL OR fail.error IS NULL OR fail.retryable IS NULL THEN
+		RAISE EXCEPTION 'id, error and retryable must not be null'
 			USING ERRCODE = 'null_value_not_allowed',
 				  HINT = 'Say what went wrong: it is kept in last_error.';
 	END IF;
@@ -2718,8 +2774,19 @@ BEGIN
 				  DETAIL = format('It ran out of attempts at %s.', r.dead_at),
 				  HINT = 'orderexp.requeue() makes it claimable again.';
 	END IF;
+	IF r.claimed_by IS NULL AND r.leased_until IS NULL THEN
+		RAISE EXCEPTION 'outbox row % is not claimed', fail.id
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'A relay reports on the rows it claimed with orderexp.claim().';
+	END IF;
+	IF r.claimed_by <> session_user THEN
+		RAISE EXCEPTION 'outbox row % was claimed by another role', fail.id
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = format('Role %s claimed it; only that role may report on its delivery.',
+								  r.claimed_by);
+	END IF;
 
-	IF r.attempts >= max_attempts THEN
+	IF NOT fail.retryable OR r.attempts >= max_attempts THEN
 		UPDATE orderexp.outbox o
 		   SET last_error = fail.error, leased_until = NULL,
 			   next_attempt_at = 'infinity', dead_at = t
@@ -2737,24 +2804,29 @@ BEGIN
 	RETURN next_at;
 END;
 $$;
-COMMENT ON FUNCTION orderexp.fail(bigint, text) IS
-	'record a failed delivery: retry with exponential back-off (returns when), or NULL when the row is now dead';
+COMMENT ON FUNCTION orderexp.fail(bigint, text, boolean) IS
+	'record a failed delivery of a row the calling role claimed: retry with exponential back-off (returns when), or NULL when the row is now dead (out of attempts, or retryable false)';
 
-/* dead rows (all of them, or those named) get a fresh set of attempts */
-CREATE FUNCTION orderexp.requeue(ids bigint[] DEFAULT NULL)
+/*
+ * Dead rows (all of them, or those named) of the tables the caller owns
+ * (every table's for a superuser) get a fresh set of attempts.
+ * requeue() is the role gate in front of this body.
+ */
+CREATE FUNCTION orderexp._requeue(ids bigint[])
 RETURNS integer
 LANGUAGE plpgsql
-SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	n integer;
+	tables regclass[] := orderexp._tables_visible(orderexp._actor(), false);
 BEGIN
 	UPDATE orderexp.outbox o
-	   SET dead_at = NULL, attempts = 0, leased_until = NULL,
+	   SET dead_at = NULL, attempts = 0, leased_until = NULL, claimed_by = NULL,
 		   next_attempt_at = clock_timestamp()
 	 WHERE o.dead_at IS NOT NULL AND o.delivered_at IS NULL
-	   AND (ids IS NULL OR o.id = ANY (ids));
+	   AND (ids IS NULL OR o.id = ANY (ids))
+	   AND (tables IS NULL OR o.order_table = ANY (tables));
 	GET DIAGNOSTICS n = ROW_COUNT;
 	IF n > 0 THEN
 		PERFORM pg_notify('orderexp', json_build_object('kind', 'requeued', 'count', n)::text);
@@ -2762,8 +2834,13 @@ BEGIN
 	RETURN n;
 END;
 $$;
+
+CREATE FUNCTION orderexp.requeue(ids bigint[] DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'orderexp_role_gate'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
 COMMENT ON FUNCTION orderexp.requeue(bigint[]) IS
-	'make dead outbox rows (NULL: all of them) claimable again with attempts reset; returns how many';
+	'dead outbox rows (all, or those named) of the tables the caller owns get a fresh set of attempts; returns how many';
 
 /* ------------------------------------------------------------------------
  * Statistics helpers (for the views below)
@@ -2941,22 +3018,51 @@ $$;
  * ------------------------------------------------------------------------ */
 
 /*
- * Tracked orders that are still unpaid in their table, with their deadlines.
- * Runs as the extension owner: orderexp_admin reads the timers through it.
+ * The tables a role answers for in orderexp: those it owns, directly or
+ * through a role whose privileges it has (as ALTER TABLE counts ownership),
+ * or NULL for every table: a superuser's, and, when relays is true, a
+ * member of orderexp_relay's (a relay delivers every table's events).  The
+ * views filter with it for current_user; the role-gated functions
+ * (forget_before, requeue, pending_json) for orderexp._actor().
  */
-CREATE FUNCTION orderexp.pending_orders()
-RETURNS TABLE (order_table regclass, order_key text, category text, policy_id integer,
-			   close_at timestamptz, remind_at timestamptz, extensions integer,
-			   time_left interval)
+CREATE FUNCTION orderexp._tables_visible(role name, relays boolean)
+RETURNS regclass[]
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT CASE
+		WHEN (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = role)
+			 OR (relays AND pg_catalog.pg_has_role(role, 'orderexp_relay', 'USAGE'))
+			THEN NULL
+		ELSE (SELECT coalesce(pg_catalog.array_agg(c.oid::pg_catalog.regclass), '{}')
+				FROM pg_catalog.pg_class c
+			   WHERE c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p}'::pg_catalog."char"[])
+				 AND pg_catalog.pg_has_role(role, c.relowner, 'USAGE'))
+	END
+$$;
+COMMENT ON FUNCTION orderexp._tables_visible(name, boolean) IS
+	'the tables role owns (NULL: all, for a superuser, or for a relay when relays)';
+
+/*
+ * Tracked orders that are still unpaid in their table, with their deadlines,
+ * of the tables the caller owns (every table's for a superuser), as a JSON
+ * array.  pending_json() is the role gate in front of this body: it reads
+ * the timers as the extension owner, the orders as each table's owner.
+ */
+CREATE FUNCTION orderexp._pending_json()
+RETURNS jsonb
 LANGUAGE plpgsql STABLE
-SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+	tables regclass[] := orderexp._tables_visible(orderexp._actor(), false);
 	cfg orderexp.tables;
+	part jsonb;
+	result jsonb := '[]';
 BEGIN
 	FOR cfg IN SELECT t.* FROM orderexp.tables t
 				 JOIN pg_class c ON c.oid = t.order_table
+				WHERE tables IS NULL OR t.order_table = ANY (tables)
 				ORDER BY t.order_table::text
 	LOOP
 	  BEGIN
@@ -2964,29 +3070,56 @@ BEGIN
 		 * The unpaid rows among the tracked ones, read as the table's owner
 		 * (the casts of its key and category may be the owner's code)
 		 */
-		RETURN QUERY
-			SELECT t.order_table, t.order_key, o.category, t.policy_id, t.close_at, t.remind_at,
-				   t.extensions, t.close_at - now()
-			  FROM orderexp.timers t
-			  JOIN (SELECT r ->> 'k' AS k, r ->> 'category' AS category
-					  FROM orderexp._orders_exec(cfg.order_table, true,
-							format('SELECT o.%I::text AS k, %s AS category FROM %s o WHERE o.%I = ANY ($1::%s[]) AND o.%I::text = $2',
-								   cfg.key_column,
-								   CASE WHEN cfg.category_column IS NULL THEN 'NULL::text'
-										ELSE format('o.%I::text', cfg.category_column) END,
-								   cfg.order_table, cfg.key_column, cfg.key_type, cfg.status_column),
-							ARRAY[(SELECT coalesce(array_agg(x.order_key), '{}') FROM orderexp.timers x
-									WHERE x.order_table = cfg.order_table)::text,
-								  cfg.unpaid_value]) r) o ON o.k = t.order_key
-			 WHERE t.order_table = cfg.order_table
-			 ORDER BY t.close_at;
+		SELECT coalesce(jsonb_agg(jsonb_build_object(
+					'order_table', t.order_table::oid, 'order_key', t.order_key,
+					'category', o.category, 'policy_id', t.policy_id, 'close_at', t.close_at,
+					'remind_at', t.remind_at, 'extensions', t.extensions)
+				ORDER BY t.close_at), '[]')
+		  INTO part
+		  FROM orderexp.timers t
+		  JOIN (SELECT r ->> 'k' AS k, r ->> 'category' AS category
+				  FROM orderexp._orders_exec(cfg.order_table, true,
+						format('SELECT o.%I::text AS k, %s AS category FROM %s o WHERE o.%I = ANY ($1::%s[]) AND o.%I::text = $2',
+							   cfg.key_column,
+							   CASE WHEN cfg.category_column IS NULL THEN 'NULL::text'
+									ELSE format('o.%I::text', cfg.category_column) END,
+							   cfg.order_table, cfg.key_column, cfg.key_type, cfg.status_column),
+						ARRAY[(SELECT coalesce(array_agg(x.order_key), '{}') FROM orderexp.timers x
+								WHERE x.order_table = cfg.order_table)::text,
+							  cfg.unpaid_value]) r) o ON o.k = t.order_key
+		 WHERE t.order_table = cfg.order_table;
+		result := result || part;
 	  EXCEPTION WHEN OTHERS THEN
 		/* one table with a broken mapping does not hide the others */
 		RAISE WARNING 'orderexp.pending skips table %: %', cfg.order_table, SQLERRM
 			USING HINT = 'Register the table again with orderexp.set_close_policy().';
 	  END;
 	END LOOP;
+	RETURN result;
 END;
+$$;
+
+CREATE FUNCTION orderexp.pending_json()
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'orderexp_role_gate'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION orderexp.pending_json() IS
+	'pending as a JSON array: unpaid tracked orders of the tables the caller owns';
+
+/* pending_json() as rows */
+CREATE FUNCTION orderexp.pending_orders()
+RETURNS TABLE (order_table regclass, order_key text, category text, policy_id integer,
+			   close_at timestamptz, remind_at timestamptz, extensions integer,
+			   time_left interval)
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT (p.r ->> 'order_table')::oid::regclass, p.r ->> 'order_key', p.r ->> 'category',
+		   (p.r ->> 'policy_id')::integer, (p.r ->> 'close_at')::timestamptz,
+		   (p.r ->> 'remind_at')::timestamptz, (p.r ->> 'extensions')::integer,
+		   (p.r ->> 'close_at')::timestamptz - now()
+	  FROM jsonb_array_elements(orderexp.pending_json()) WITH ORDINALITY AS p(r, n)
+	 ORDER BY p.n
 $$;
 
 CREATE VIEW orderexp.pending AS
@@ -3001,16 +3134,20 @@ CREATE VIEW orderexp.policy_config AS
 		   t.created_column, t.category_column, t.unpaid_value, t.closed_value,
 		   t.cancelled_value, t.payload_columns, t.channels, p.updated_at,
 		   t.last_error, t.last_error_at
-	  FROM orderexp.tables t JOIN orderexp.policies p USING (order_table);
+	  FROM orderexp.tables t JOIN orderexp.policies p USING (order_table)
+	 CROSS JOIN (SELECT orderexp._tables_visible(current_user, false) AS tables) vis
+	 WHERE vis.tables IS NULL OR t.order_table = ANY (vis.tables);
 COMMENT ON VIEW orderexp.policy_config IS
-	'every close policy with the column mapping of its table';
+	'every close policy of the tables the current user owns, with the column mapping of its table';
 
 /* rows that ran out of attempts */
 CREATE VIEW orderexp.dead_letters AS
 	SELECT o.id, o.kind, o.order_table, o.order_key, o.channel, o.payload,
 		   o.created_at, o.attempts, o.last_error, o.dead_at
 	  FROM orderexp.outbox o
-	 WHERE o.dead_at IS NOT NULL AND o.delivered_at IS NULL;
+	 CROSS JOIN (SELECT orderexp._tables_visible(current_user, true) AS tables) vis
+	 WHERE o.dead_at IS NOT NULL AND o.delivered_at IS NULL
+	   AND (vis.tables IS NULL OR o.order_table = ANY (vis.tables));
 COMMENT ON VIEW orderexp.dead_letters IS
 	'outbox rows that ran out of attempts, with the last error; orderexp.requeue() sends them again';
 
@@ -3034,6 +3171,8 @@ CREATE VIEW orderexp.delivery_stats AS
 		   now() - min(o.created_at) FILTER (WHERE o.delivered_at IS NULL
 											 AND o.dead_at IS NULL) AS oldest_undelivered
 	  FROM orderexp.outbox o
+	 CROSS JOIN (SELECT orderexp._tables_visible(current_user, true) AS tables) vis
+	 WHERE vis.tables IS NULL OR o.order_table = ANY (vis.tables)
 	 GROUP BY o.kind, o.channel;
 COMMENT ON VIEW orderexp.delivery_stats IS
 	'per kind and channel: rows pending (claimable now), leased, retrying, delivered, dead, and the age of the oldest undelivered live row';
@@ -3058,7 +3197,8 @@ CREATE VIEW orderexp.policy_stats AS
 				 / nullif(count(*) FILTER (WHERE o.outcome = 'paid'), 0), 4) AS paid_in_last_tenth
 	  FROM orderexp.outcomes o
 	  JOIN orderexp.policy_versions v ON v.policy_id = o.policy_id AND v.version = o.policy_version
-	 WHERE NOT o.reopened
+	 CROSS JOIN (SELECT orderexp._tables_visible(current_user, false) AS tables) vis
+	 WHERE NOT o.reopened AND (vis.tables IS NULL OR v.order_table = ANY (vis.tables))
 	 GROUP BY v.order_table, v.category, o.policy_id, o.policy_version, v.close_after;
 COMMENT ON VIEW orderexp.policy_stats IS
 	'outcomes per table, category and policy version: conversion, reminders, extensions, time to pay (reopened orders left out)';
@@ -3075,6 +3215,8 @@ CREATE VIEW orderexp.experiment_stats AS
 		  LEFT JOIN orderexp.outcomes o
 				 ON o.policy_id = e.policy_id AND o.policy_version = e.policy_version
 				AND o.variant = a.n AND NOT o.reopened
+		 CROSS JOIN (SELECT orderexp._tables_visible(current_user, false) AS tables) vis
+		 WHERE vis.tables IS NULL OR e.order_table = ANY (vis.tables)
 		 GROUP BY e.id, a.n, a.close_after),
 	rated AS (
 		SELECT r.*, r.paid::double precision / nullif(r.orders, 0) AS rate,
@@ -3145,8 +3287,10 @@ INSERT INTO orderexp.secret (secret) VALUES (orderexp._new_secret());
  *
  *   orderexp_admin   set_close_policy, drop_close_policy, start_experiment,
  *                    end_experiment (gates that want the caller to own the
- *                    table), rotate_secret, requeue, forget_before, and the
- *                    views
+ *                    table), requeue, forget_before, pending_json (role
+ *                    gates: the caller's tables only), and the views
+ *                    (filtered to the tables the reader owns)
+ *   superusers       rotate_secret (one secret signs every table's links)
  *   orderexp_app     the order gates: cancel_order(s), extend_order,
  *                    reopen_order, history, extension_token,
  *                    extend_order_by_token; each still wants UPDATE on the
@@ -3204,7 +3348,10 @@ REVOKE ALL ON FUNCTION
 	orderexp._reopen_order(regclass, anyelement, interval, text),
 	orderexp._history_json(regclass, anyelement),
 	orderexp._start_experiment(regclass, interval[], integer[], text),
-	orderexp._end_experiment(regclass, integer, text)
+	orderexp._end_experiment(regclass, integer, text),
+	orderexp._forget_before(timestamptz),
+	orderexp._requeue(bigint[]),
+	orderexp._pending_json()
 	FROM PUBLIC;
 
 /* the application: the order gates (the table's UPDATE privilege still counts) */
@@ -3233,12 +3380,12 @@ GRANT EXECUTE ON FUNCTION
 REVOKE ALL ON FUNCTION
 	orderexp.claim(integer, interval, text[], text[]),
 	orderexp.ack(bigint[]),
-	orderexp.fail(bigint, text)
+	orderexp.fail(bigint, text, boolean)
 	FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
 	orderexp.claim(integer, interval, text[], text[]),
 	orderexp.ack(bigint[]),
-	orderexp.fail(bigint, text)
+	orderexp.fail(bigint, text, boolean)
 	TO orderexp_relay;
 GRANT SELECT ON orderexp.outbox, orderexp.dead_letters, orderexp.delivery_stats TO orderexp_relay;
 
@@ -3256,6 +3403,7 @@ REVOKE ALL ON FUNCTION
 	orderexp.rotate_secret(),
 	orderexp.requeue(bigint[]),
 	orderexp.forget_before(timestamptz),
+	orderexp.pending_json(),
 	orderexp.pending_orders(),
 	orderexp.run_due(integer)
 	FROM PUBLIC;
@@ -3265,9 +3413,9 @@ GRANT EXECUTE ON FUNCTION
 	orderexp.drop_close_policy(regclass, text),
 	orderexp.start_experiment(regclass, interval[], integer[], text),
 	orderexp.end_experiment(regclass, integer, text),
-	orderexp.rotate_secret(),
 	orderexp.requeue(bigint[]),
 	orderexp.forget_before(timestamptz),
+	orderexp.pending_json(),
 	orderexp.pending_orders(),
 	orderexp.run_due(integer)
 	TO orderexp_admin;

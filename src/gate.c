@@ -24,6 +24,9 @@
  * orderexp either, and a new gated function needs no C code of its own, only
  * its two SQL declarations.  orderexp_owner_gate is the same for functions
  * that register tables: it wants the caller to own the table.
+ * orderexp_role_gate has no table argument and checks nothing itself: its
+ * bodies (forget_before, requeue, pending_json) act only on the tables that
+ * orderexp._actor() owns, which a SECURITY DEFINER function could not tell.
  *
  * The two functions of extension links have gates of their own, at the end
  * of this file: extension_token() converts the key to text for the body,
@@ -71,6 +74,7 @@
 
 PG_FUNCTION_INFO_V1(orderexp_gate);
 PG_FUNCTION_INFO_V1(orderexp_owner_gate);
+PG_FUNCTION_INFO_V1(orderexp_role_gate);
 PG_FUNCTION_INFO_V1(orderexp_actor);
 PG_FUNCTION_INFO_V1(orderexp_extension_token);
 PG_FUNCTION_INFO_V1(orderexp_extend_order_by_token);
@@ -183,7 +187,9 @@ orderexp_call_as_owner(const char *sql, int nargs, Oid *argtypes, Datum *values,
 /*
  * Call orderexp._<name of this function>($1, ..., $n) as the extension
  * owner, with the arguments this call got, after the caller's privilege on
- * the table of the first argument was checked by "check".
+ * the table of the first argument was checked by "check".  Without a check
+ * (the role gate) there is no table argument: the body itself limits what
+ * it does to what orderexp._actor() may see.
  */
 static Datum
 gate_call(FunctionCallInfo fcinfo, void (*check) (Oid relid))
@@ -208,17 +214,21 @@ gate_call(FunctionCallInfo fcinfo, void (*check) (Oid relid))
 	procform = (Form_pg_proc) GETSTRUCT(proctup);
 	proname = pstrdup(NameStr(procform->proname));
 	if (procform->pronamespace != get_namespace_oid(ORDEREXP_SCHEMA_NAME, false) ||
-		procform->pronargs < 1 || procform->proargtypes.values[0] != REGCLASSOID ||
+		(check != NULL &&
+		 (procform->pronargs < 1 || procform->proargtypes.values[0] != REGCLASSOID)) ||
 		procform->proretset)
 		elog(ERROR, "function %s is not a valid orderexp gate", proname);
 	rettype = procform->prorettype;
 	ReleaseSysCache(proctup);
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("orders table must not be null")));
-	check(PG_GETARG_OID(0));
+	if (check != NULL)
+	{
+		if (PG_ARGISNULL(0))
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("orders table must not be null")));
+		check(PG_GETARG_OID(0));
+	}
 
 	/* the actual argument types: the body's polymorphic ones resolve alike */
 	argtypes = palloc(nargs * sizeof(Oid));
@@ -267,6 +277,19 @@ Datum
 orderexp_owner_gate(PG_FUNCTION_ARGS)
 {
 	return gate_call(fcinfo, check_table_owner);
+}
+
+/*
+ * orderexp_role_gate: the same for functions that act on every table the
+ * caller owns (forget_before, requeue, pending_json): no check here, the
+ * body scopes itself with orderexp._tables_visible(orderexp._actor(), ...).
+ * A SECURITY DEFINER function could not do that: it no longer knows who
+ * called it.
+ */
+Datum
+orderexp_role_gate(PG_FUNCTION_ARGS)
+{
+	return gate_call(fcinfo, NULL);
 }
 
 /*

@@ -6,7 +6,7 @@
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS orderexp;
-SELECT plan(61);
+SELECT plan(62);
 
 -- objects
 SELECT has_column('orderexp', 'outbox', 'dead_at', 'outbox.dead_at');
@@ -20,31 +20,35 @@ SELECT is((SELECT pg_get_expr(indpred, indrelid) FROM pg_index
 
 SELECT has_function('orderexp', 'claim', ARRAY['integer', 'interval', 'text[]', 'text[]'], 'claim(int, interval, text[], text[])');
 SELECT has_function('orderexp', 'ack', ARRAY['bigint[]'], 'ack(bigint[])');
-SELECT has_function('orderexp', 'fail', ARRAY['bigint', 'text'], 'fail(bigint, text)');
+SELECT has_function('orderexp', 'fail', ARRAY['bigint', 'text', 'boolean'], 'fail(bigint, text, boolean)');
 SELECT has_function('orderexp', 'requeue', ARRAY['bigint[]'], 'requeue(bigint[])');
 SELECT function_returns('orderexp', 'claim', ARRAY['integer', 'interval', 'text[]', 'text[]'], 'setof orderexp.outbox', 'claim returns setof outbox');
 SELECT function_returns('orderexp', 'ack', ARRAY['bigint[]'], 'integer', 'ack returns int');
-SELECT function_returns('orderexp', 'fail', ARRAY['bigint', 'text'], 'timestamp with time zone', 'fail returns timestamptz');
+SELECT function_returns('orderexp', 'fail', ARRAY['bigint', 'text', 'boolean'], 'timestamp with time zone', 'fail returns timestamptz');
 SELECT function_returns('orderexp', 'requeue', ARRAY['bigint[]'], 'integer', 'requeue returns int');
 SELECT is(pg_get_function_arguments('orderexp.claim(integer, interval, text[], text[])'::regprocedure),
           'max_rows integer DEFAULT 100, lease interval DEFAULT ''00:00:30''::interval, kinds text[] DEFAULT NULL::text[], channels text[] DEFAULT NULL::text[]',
           'claim: argument names and defaults');
-SELECT is(pg_get_function_arguments('orderexp.fail(bigint, text)'::regprocedure),
-          'id bigint, error text', 'fail: argument names');
+SELECT is(pg_get_function_arguments('orderexp.fail(bigint, text, boolean)'::regprocedure),
+          'id bigint, error text, retryable boolean DEFAULT true', 'fail: argument names, retryable by default');
 SELECT is(pg_get_function_arguments('orderexp.requeue(bigint[])'::regprocedure),
           'ids bigint[] DEFAULT NULL::bigint[]', 'requeue: NULL means every dead row');
 SELECT ok(p.prosecdef, p.oid::regprocedure || ' is SECURITY DEFINER')
   FROM pg_proc p
  WHERE p.oid IN ('orderexp.claim(integer, interval, text[], text[])'::regprocedure,
-                 'orderexp.ack(bigint[])'::regprocedure, 'orderexp.fail(bigint, text)'::regprocedure,
-                 'orderexp.requeue(bigint[])'::regprocedure)
+                 'orderexp.ack(bigint[])'::regprocedure, 'orderexp.fail(bigint, text, boolean)'::regprocedure)
  ORDER BY p.proname;
 SELECT is(p.proconfig, ARRAY['search_path=pg_catalog, pg_temp'], p.oid::regprocedure || ' pins search_path')
   FROM pg_proc p
  WHERE p.oid IN ('orderexp.claim(integer, interval, text[], text[])'::regprocedure,
-                 'orderexp.ack(bigint[])'::regprocedure, 'orderexp.fail(bigint, text)'::regprocedure,
-                 'orderexp.requeue(bigint[])'::regprocedure)
+                 'orderexp.ack(bigint[])'::regprocedure, 'orderexp.fail(bigint, text, boolean)'::regprocedure,
+                 'orderexp._requeue(bigint[])'::regprocedure)
  ORDER BY p.proname;
+-- requeue is a role gate: it knows its caller, and requeues that role's tables' rows only
+SELECT is(p.prosrc, 'orderexp_role_gate', 'requeue is a role gate')
+  FROM pg_proc p WHERE p.oid = 'orderexp.requeue(bigint[])'::regprocedure;
+SELECT ok(NOT p.prosecdef, 'requeue is not SECURITY DEFINER: it runs its body through the gate')
+  FROM pg_proc p WHERE p.oid = 'orderexp.requeue(bigint[])'::regprocedure;
 
 SELECT has_view('orderexp', 'dead_letters', 'view dead_letters');
 SELECT has_view('orderexp', 'delivery_stats', 'view delivery_stats');
@@ -59,7 +63,7 @@ SELECT columns_are('orderexp', 'dead_letters',
 -- privileges: functions
 SELECT ok(has_function_privilege('orderexp_relay', f, 'EXECUTE'), 'orderexp_relay may execute ' || f)
   FROM unnest(ARRAY['orderexp.claim(integer, interval, text[], text[])', 'orderexp.ack(bigint[])',
-                    'orderexp.fail(bigint, text)']) AS f
+                    'orderexp.fail(bigint, text, boolean)']) AS f
  ORDER BY f;
 SELECT ok(NOT has_function_privilege('orderexp_relay', 'orderexp.requeue(bigint[])', 'EXECUTE'),
           'orderexp_relay may not requeue');
@@ -70,7 +74,7 @@ SELECT ok(NOT has_function_privilege('orderexp_admin', 'orderexp.claim(integer, 
 SELECT ok(NOT has_function_privilege(r, f, 'EXECUTE'), r || ' may not execute ' || f)
   FROM unnest(ARRAY['orderexp_app', 'public']) AS r,
        unnest(ARRAY['orderexp.claim(integer, interval, text[], text[])', 'orderexp.ack(bigint[])',
-                    'orderexp.fail(bigint, text)', 'orderexp.requeue(bigint[])']) AS f
+                    'orderexp.fail(bigint, text, boolean)', 'orderexp.requeue(bigint[])']) AS f
  ORDER BY r, f;
 
 -- privileges: tables and views

@@ -7,7 +7,7 @@
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS orderexp;
-SELECT plan(57);
+SELECT plan(58);
 
 -- run sql as role r; errors come out as they are
 CREATE FUNCTION public.pgtap_ox_as(r name, sql text) RETURNS text
@@ -107,8 +107,10 @@ SELECT is(ARRAY(SELECT c.relname::text FROM pg_class c
 		  '{}'::text[], 'orderexp_app has no privilege on orderexp''s tables');
 
 -- the administrator
+SELECT ok(NOT has_function_privilege('orderexp_admin', 'orderexp.rotate_secret()', 'EXECUTE'),
+		  'orderexp_admin may not rotate the secret: it signs every table''s links');
 SELECT ok(has_function_privilege('orderexp_admin', f, 'EXECUTE'), 'orderexp_admin may call ' || f)
-  FROM unnest(ARRAY['orderexp.drop_close_policy(regclass, text)', 'orderexp.rotate_secret()',
+  FROM unnest(ARRAY['orderexp.drop_close_policy(regclass, text)',
 					'orderexp.set_close_policy(regclass, interval, interval, interval, integer, text, name, name, name, name, text, text, text, name[], text[], boolean)']) AS f;
 SELECT ok(NOT has_function_privilege('orderexp_admin', 'orderexp.cancel_order(regclass, anyelement, text)', 'EXECUTE'),
 		  'orderexp_admin may not cancel orders');
@@ -211,11 +213,15 @@ SELECT bag_eq($$SELECT kind, coalesce(payload->>'cancelled_by', payload->>'exten
 SELECT is(public.pgtap_ox_as('pgtap_ox_clerk', 'SELECT orderexp._actor()'), 'pgtap_ox_clerk',
 		  '_actor outside a gate is current_user');
 
--- the administrator rotates the secret and reads the views
-SELECT lives_ok($$SELECT public.pgtap_ox_as('pgtap_ox_reader', 'SELECT orderexp.rotate_secret()')$$,
-				'orderexp_admin rotates the secret');
+-- an administrator does not rotate the secret, and reads the views for the
+-- tables it owns only
+SELECT throws_ok($$SELECT public.pgtap_ox_as('pgtap_ox_reader', 'SELECT orderexp.rotate_secret()')$$,
+				 '42501', NULL, 'orderexp_admin does not rotate the secret');
 SELECT is(public.pgtap_ox_as('pgtap_ox_reader', 'SELECT count(*) FROM orderexp.pending WHERE order_table = ''pgtap_roles.orders''::regclass'),
-		  '7', 'and reads orderexp.pending');
+		  '0', 'orderexp.pending shows an administrator nothing of a table it does not own');
+ALTER TABLE pgtap_roles.orders OWNER TO pgtap_ox_reader;
+SELECT is(public.pgtap_ox_as('pgtap_ox_reader', 'SELECT count(*) FROM orderexp.pending WHERE order_table = ''pgtap_roles.orders''::regclass'),
+		  '7', 'and its own table''s pending orders');
 SELECT throws_ok($$SELECT public.pgtap_ox_as('pgtap_ox_reader', 'SELECT count(*) FROM orderexp.secret')$$,
 				 '42501', NULL, 'but not the secret');
 

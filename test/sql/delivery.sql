@@ -112,7 +112,7 @@ SELECT orderexp.fail(:rid, 'smtp 451 again') - clock_timestamp()
 -- [0.8, 1.2); 50 rows per attempt number
 SET orderexp.max_attempts = 20;
 SELECT count(*) FROM ev(600, 'schedule');
-UPDATE orderexp.outbox o SET attempts = 1 + (r.rn - 1) / 50
+UPDATE orderexp.outbox o SET attempts = 1 + (r.rn - 1) / 50, claimed_by = session_user
   FROM (SELECT id, row_number() OVER (ORDER BY id) AS rn FROM orderexp.outbox
 		 WHERE channel = 'schedule') r
  WHERE o.id = r.id;
@@ -128,13 +128,13 @@ SELECT n, count(*),
 -- far past the cap, up to the highest max_attempts: still 1 hour
 SET orderexp.max_attempts = 1000;
 SELECT max(x) AS hid FROM ev(1, 'schedule-high') x \gset
-UPDATE orderexp.outbox SET attempts = 999 WHERE id = :hid;
+UPDATE orderexp.outbox SET attempts = 999, claimed_by = session_user WHERE id = :hid;
 SELECT orderexp.fail(:hid, 'x') - clock_timestamp()
 	   BETWEEN interval '47 min' AND interval '72 min' AS capped;
 RESET orderexp.max_attempts;
 -- after the last attempt: dead, fail returns NULL
 SELECT max(x) AS lid FROM ev(1, 'last') x \gset
-UPDATE orderexp.outbox SET attempts = 10 WHERE id = :lid;
+UPDATE orderexp.outbox SET attempts = 10, claimed_by = session_user WHERE id = :lid;
 SELECT orderexp.fail(:lid, 'mailbox does not exist') IS NULL AS dead;
 SELECT * FROM st(:lid);
 SELECT next_attempt_at = 'infinity' AS never_again, leased_until IS NULL AS no_lease
@@ -185,7 +185,8 @@ SELECT id, attempts, next_attempt_at <= clock_timestamp() AS due
   FROM orderexp.outbox WHERE id IN (:lid, :cid) ORDER BY id;
 -- an ack that comes after all (a relay whose lease ran out delivered late)
 -- counts, and takes the row out of the dead letters
-UPDATE orderexp.outbox SET dead_at = now(), next_attempt_at = 'infinity' WHERE id = :cid;
+UPDATE orderexp.outbox SET dead_at = now(), next_attempt_at = 'infinity', claimed_by = session_user
+ WHERE id = :cid;
 SELECT orderexp.ack(ARRAY[:cid]);
 SELECT * FROM st(:cid);
 
@@ -212,6 +213,12 @@ SELECT :'SQLSTATE' AS sqlstate, unchanged();
 SELECT orderexp.fail(5, NULL);
 SELECT :'SQLSTATE' AS sqlstate, unchanged();
 SELECT orderexp.fail(99999, 'x');
+SELECT :'SQLSTATE' AS sqlstate, unchanged();
+SELECT orderexp.fail(5, 'x', NULL);
+SELECT :'SQLSTATE' AS sqlstate, unchanged();
+SELECT * FROM orderexp.claim(10, '1 hour 1 s');		-- beyond orderexp.max_lease
+SELECT :'SQLSTATE' AS sqlstate, unchanged();
+SELECT * FROM orderexp.claim(10, '1000 years');
 SELECT :'SQLSTATE' AS sqlstate, unchanged();
 \set VERBOSITY terse
 SELECT orderexp.fail(1, 'late failure');	-- delivered (the detail says when)
@@ -254,6 +261,55 @@ SELECT * FROM orderexp.delivery_stats ORDER BY kind, channel;
 ROLLBACK;
 
 --
+-- a permanent failure: retryable => false makes the row dead at once,
+-- whatever attempts it has left
+--
+SELECT max(x) AS pfid FROM ev(1, 'permanent') x \gset
+SELECT id, attempts FROM orderexp.claim(channels => '{permanent}');
+SELECT orderexp.fail(:pfid, 'smtp 550 no such user', retryable => false) IS NULL AS dead;
+SELECT id, attempts, last_error FROM orderexp.dead_letters WHERE id = :pfid;
+SELECT orderexp.requeue(ARRAY[:pfid]);
+SELECT orderexp.fail(:pfid, 'http 410 gone', false);		-- requeued: nobody holds it
+SELECT :'SQLSTATE' AS sqlstate;
+SELECT id, attempts FROM orderexp.claim(channels => '{permanent}');
+SELECT orderexp.fail(:pfid, 'http 410 gone', false) IS NULL AS dead;
+SELECT id, last_error FROM orderexp.dead_letters WHERE id = :pfid;
+
+--
+-- leases belong to the role that claimed: another relay role can neither
+-- ack nor fail them, nor ack rows nobody claimed; the claiming role can,
+-- from any session (a relay reconnects)
+--
+SET orderexp.max_lease = '10 min';
+SELECT * FROM orderexp.claim(1, '11 min');
+SELECT :'SQLSTATE' AS sqlstate;
+SELECT count(*) FROM orderexp.claim(1, '10 min', channels => '{nothing}');
+RESET orderexp.max_lease;
+SELECT min(x) AS la, max(x) AS lb FROM ev(3, 'leases') x \gset
+CREATE ROLE regress_relay_a LOGIN IN ROLE orderexp_relay;
+CREATE ROLE regress_relay_b LOGIN IN ROLE orderexp_relay;
+SET SESSION AUTHORIZATION regress_relay_a;
+SELECT array_agg(id ORDER BY id) = ARRAY[:la, :la + 1]::bigint[] AS a_claims_two,
+	   bool_and(claimed_by = 'regress_relay_a') AS claimed_by_a
+  FROM orderexp.claim(2, '1 min', channels => '{leases}');
+SET SESSION AUTHORIZATION regress_relay_b;
+SELECT orderexp.ack(ARRAY[:la, :lb]) AS b_acks;			-- a's row, a row nobody claimed
+SELECT orderexp.fail(:la, 'b says no');
+SELECT :'SQLSTATE' AS sqlstate;
+SELECT orderexp.fail(:lb, 'b says no');
+SELECT :'SQLSTATE' AS sqlstate;
+SELECT id, delivered_at IS NOT NULL AS delivered, attempts, last_error, claimed_by
+  FROM orderexp.outbox WHERE channel = 'leases' ORDER BY id;
+SET SESSION AUTHORIZATION regress_relay_a;
+SELECT orderexp.ack(ARRAY[:la, :lb]) AS a_acks;			-- its own row only
+SELECT orderexp.fail(:la + 1, 'a retries') IS NOT NULL AS retry;
+RESET SESSION AUTHORIZATION;
+SELECT id, delivered_at IS NOT NULL AS delivered, attempts, last_error, claimed_by
+  FROM orderexp.outbox WHERE channel = 'leases' ORDER BY id;
+DELETE FROM orderexp.outbox WHERE channel = 'leases';
+DROP ROLE regress_relay_a, regress_relay_b;
+
+--
 -- privileges: the relay delivers, the admin looks after dead letters
 --
 SELECT min(x) AS g1, max(x) AS g2 FROM ev(2, 'grants') x \gset
@@ -270,9 +326,13 @@ SELECT :'SQLSTATE' AS sqlstate;
 UPDATE orderexp.outbox SET delivered_at = NULL WHERE id = :g1;
 SELECT :'SQLSTATE' AS sqlstate;
 RESET ROLE;
+-- orderexp_admin owns no table: shop_orders' dead letters are not its own
 SET ROLE orderexp_admin;
 SELECT orderexp.requeue(ARRAY[:g2]);
 SELECT count(*) AS dead FROM orderexp.dead_letters;
+RESET ROLE;
+SELECT orderexp.requeue(ARRAY[:g2]);
+SET ROLE orderexp_admin;
 SELECT * FROM orderexp.claim();
 SELECT :'SQLSTATE' AS sqlstate;
 RESET ROLE;
