@@ -121,7 +121,7 @@ node_down(Node *n, const char *why)
 	if (n->backoff > cfg.retry_max)
 		n->backoff = cfg.retry_max;
 	n->retry_at = now_seconds() + n->backoff;
-	metrics_node_up(n->num, false, NULL);
+	metrics_node_up(n->num, false, n->label);
 	if (cfg.once)
 		lognode(LOG_WARNING, n->num, 0, NULL, "node %d (%s): %s; not retried (--once)", n->num, n->label, msg);
 	else
