@@ -152,12 +152,14 @@ node_slot(int node)
 	return &node_metrics[node - 1];
 }
 
+/* the arrays' index of SINK: METRICS_NO_ROUTE goes to the last one */
 static int
 sink_slot(int sink)
 {
 	return (sink >= 0 && sink < SINK_NTYPES) ? sink : SINK_NTYPES;
 }
 
+/* the sink label of an index */
 static const char *
 sink_label(int slot)
 {
@@ -295,6 +297,7 @@ metrics_dead(int node, int sink)
  * the exposition format
  * ---------------------------------------------------------------------
  */
+/* append N bytes to a scrape's text */
 static void
 out_write(Out *o, const char *s, size_t n)
 {
@@ -311,6 +314,7 @@ out_write(Out *o, const char *s, size_t n)
 	o->data[o->len] = '\0';
 }
 
+/* append a formatted line (or part of one: at most 511 bytes) */
 static void
 out_printf(Out *o, const char *fmt,...)
 {
