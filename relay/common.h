@@ -7,9 +7,10 @@
  *
  * The relay's files, each on top of the ones before it:
  *
- * common.c		log, fatal errors, allocation, the clock
+ * common.c		log (text or JSON lines), fatal errors, allocation, the clock
  * config.c		command-line options, the config file, routes, templates
  * sink.c		the sinks: stdout, exec, webhook (libcurl), smtp (libcurl)
+ * metrics.c	Prometheus metrics and /healthz (libmicrohttpd), sd_notify
  * relay.c		main loop: nodes, LISTEN, claim / deliver / ack / fail, signals
  *
  * Copyright (c) 2026, orderexp developers
@@ -45,6 +46,7 @@ typedef struct Field
 typedef struct Event
 {
 	long long	id;
+	int			attempts;		/* counted by claim(): 1 the first time */
 	char	   *kind;
 	char	   *channel;
 	char	   *table;
@@ -54,7 +56,25 @@ typedef struct Event
 	int			nfields;
 } Event;
 
+/* how log lines look (--log-format) */
+typedef enum LogFormat
+{
+	LOG_FORMAT_TEXT,			/* "2026-01-31 12:00:00.123 UTC orderexp-relay[42]: ..." */
+	LOG_FORMAT_JSON				/* one JSON object a line */
+} LogFormat;
+
+typedef enum LogLevel
+{
+	LOG_INFO,
+	LOG_WARNING,
+	LOG_ERROR					/* the relay stops (fatal) */
+} LogLevel;
+
+extern LogFormat log_format;
+
 extern void logmsg(const char *fmt,...) __attribute__((format(printf, 1, 2)));
+extern void lognode(LogLevel level, int node, long long event_id, const char *sink,
+					const char *fmt,...) __attribute__((format(printf, 5, 6)));
 extern void fatal(int code, const char *fmt,...)
 			__attribute__((format(printf, 2, 3), noreturn));
 extern void *xmalloc(size_t size);

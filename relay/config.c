@@ -35,6 +35,7 @@
 #include "common.h"
 #include "config.h"
 #include "files.h"
+#include "metrics.h"
 
 Config		cfg;
 
@@ -65,7 +66,9 @@ enum
 	OPT_BODY,
 	OPT_BODY_FILE,
 	OPT_RETRY_MAX,
-	OPT_ONCE
+	OPT_ONCE,
+	OPT_METRICS_LISTEN,
+	OPT_LOG_FORMAT
 };
 
 static const struct option long_options[] = {
@@ -91,6 +94,8 @@ static const struct option long_options[] = {
 	{"timeout", required_argument, NULL, OPT_TIMEOUT},
 	{"retry-max", required_argument, NULL, OPT_RETRY_MAX},
 	{"once", no_argument, NULL, OPT_ONCE},
+	{"metrics-listen", required_argument, NULL, OPT_METRICS_LISTEN},
+	{"log-format", required_argument, NULL, OPT_LOG_FORMAT},
 	{"quiet", no_argument, NULL, OPT_QUIET},
 	{"verbose", no_argument, NULL, OPT_VERBOSE},
 	{"version", no_argument, NULL, OPT_VERSION},
@@ -192,6 +197,9 @@ usage(void)
 		   "      --once                   deliver what is due now, then exit\n"
 		   "  -q, --quiet                  no log line per batch, only problems and the summary\n"
 		   "  -v, --verbose                a log line per event too\n"
+		   "      --log-format=FORMAT      text (default) or json: one JSON object per log line\n"
+		   "      --metrics-listen=ADDR:PORT  serve Prometheus metrics on /metrics and a health\n"
+		   "                               check on /healthz at ADDR:PORT (e.g. 127.0.0.1:9464)\n"
 		   "  -V, --version                print the version and exit\n"
 		   "  -h, --help                   show this help and exit\n\n");
 	printf("Config file: one setting a line, a long option's name and its value, e.g.\n"
@@ -509,6 +517,18 @@ apply_option(int id, const char *name, const char *value)
 			break;
 		case OPT_ONCE:
 			cfg.once = true;
+			break;
+		case OPT_METRICS_LISTEN:
+			metrics_check_listen(value);
+			cfg.metrics_listen = xstrdup(value);
+			break;
+		case OPT_LOG_FORMAT:
+			if (strcmp(value, "text") == 0)
+				log_format = LOG_FORMAT_TEXT;
+			else if (strcmp(value, "json") == 0)
+				log_format = LOG_FORMAT_JSON;
+			else
+				fatal(EXIT_USAGE, "invalid value \"%s\" for --log-format: text or json expected", value);
 			break;
 		case OPT_QUIET:
 			cfg.verbose = -1;

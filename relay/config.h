@@ -82,6 +82,8 @@ typedef struct Config
 	double		retry_max;		/* seconds, reconnect back-off cap */
 	bool		once;
 	int			verbose;		/* -1 quiet, 0 normal, 1 verbose */
+	char	   *metrics_listen;	/* ADDR:PORT of /metrics and /healthz, or
+								 * NULL */
 } Config;
 
 extern Config cfg;

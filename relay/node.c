@@ -28,6 +28,7 @@
 
 #include "common.h"
 #include "config.h"
+#include "metrics.h"
 #include "node.h"
 #include "sink.h"
 
@@ -120,10 +121,11 @@ node_down(Node *n, const char *why)
 	if (n->backoff > cfg.retry_max)
 		n->backoff = cfg.retry_max;
 	n->retry_at = now_seconds() + n->backoff;
+	metrics_node_up(n->num, false, n->label);
 	if (cfg.once)
-		logmsg("node %d (%s): %s; not retried (--once)", n->num, n->label, msg);
+		lognode(LOG_WARNING, n->num, 0, NULL, "node %d (%s): %s; not retried (--once)", n->num, n->label, msg);
 	else
-		logmsg("node %d (%s): %s; retrying with back-off in %g s", n->num, n->label, msg, n->backoff);
+		lognode(LOG_WARNING, n->num, 0, NULL, "node %d (%s): %s; retrying with back-off in %g s", n->num, n->label, msg, n->backoff);
 }
 
 /*
@@ -240,6 +242,7 @@ node_connected(Node *n)
 	PQclear(res);
 
 	logmsg("node %d (%s): connected%s", n->num, n->label, n->ever_up ? " again" : "");
+	metrics_node_up(n->num, true, n->label);
 	n->ever_up = true;
 	n->backoff = 0;
 	n->work = true;
@@ -384,6 +387,7 @@ read_events(const PGresult *res, int *nevs)
 			memset(ev, 0, sizeof(*ev));
 			cap = 0;
 			ev->id = id;
+			ev->attempts = atoi(PQgetvalue(res, r, 6));
 			ev->kind = PQgetvalue(res, r, 1);
 			ev->channel = PQgetvalue(res, r, 2);
 			ev->table = PQgetvalue(res, r, 3);
@@ -423,12 +427,14 @@ node_batch(Node *n, volatile sig_atomic_t *stop)
 	long long  *done;
 	int			ndone = 0;
 	int		   *failed;
+	int		   *failed_sink;
 	char	  **errors;
 	int			nfailed = 0,
 				dead = 0,
 				left = 0,
 				reported = 0;
 	double		t0 = now_seconds(),
+				started,
 				ms;
 	bool		up = true;
 
@@ -450,9 +456,11 @@ node_batch(Node *n, volatile sig_atomic_t *stop)
 		free(evs);
 		return 0;
 	}
+	metrics_claimed(n->num, t0, nevs);
 
 	done = xmalloc(sizeof(long long) * nevs);
 	failed = xmalloc(sizeof(int) * nevs);
+	failed_sink = xmalloc(sizeof(int) * nevs);
 	errors = xmalloc(sizeof(char *) * nevs);
 	for (i = 0; i < nevs; i++)
 	{
@@ -476,22 +484,33 @@ node_batch(Node *n, volatile sig_atomic_t *stop)
 			snprintf(err, sizeof(err), "no route of this relay takes kind %s, channel %s",
 					 ev->kind, ev->channel);
 			failed[nfailed] = i;
+			failed_sink[nfailed] = METRICS_NO_ROUTE;
 			errors[nfailed++] = xstrdup(err);
 			continue;
 		}
+		if (ev->attempts > 1)
+			metrics_retried(n->num, route->sink);
+		metrics_in_flight(route->sink, 1);
+		started = now_seconds();
 		if (sink_deliver(route->sink, ev, err, sizeof(err)))
 		{
+			metrics_in_flight(route->sink, -1);
+			metrics_delivered(n->num, route->sink, now_seconds() - started);
 			done[ndone++] = ev->id;
 			if (cfg.verbose > 0)
-				logmsg("node %d: event %lld (%s, %s, order %s) delivered to %s",
-					   n->num, ev->id, ev->kind, ev->channel, ev->order_key, sink_name(route->sink));
+				lognode(LOG_INFO, n->num, ev->id, sink_name(route->sink),
+						"node %d: event %lld (%s, %s, order %s) delivered to %s",
+						n->num, ev->id, ev->kind, ev->channel, ev->order_key, sink_name(route->sink));
 		}
 		else
 		{
+			metrics_in_flight(route->sink, -1);
 			if (cfg.verbose > 0)
-				logmsg("node %d: event %lld (%s, %s, order %s) not delivered to %s: %s",
-					   n->num, ev->id, ev->kind, ev->channel, ev->order_key, sink_name(route->sink), err);
+				lognode(LOG_INFO, n->num, ev->id, sink_name(route->sink),
+						"node %d: event %lld (%s, %s, order %s) not delivered to %s: %s",
+						n->num, ev->id, ev->kind, ev->channel, ev->order_key, sink_name(route->sink), err);
 			failed[nfailed] = i;
+			failed_sink[nfailed] = route->sink;
 			errors[nfailed++] = xstrdup(err);
 		}
 	}
@@ -521,7 +540,9 @@ node_batch(Node *n, volatile sig_atomic_t *stop)
 
 			snprintf(msg, sizeof(msg), "%s", PQresultErrorMessage(fr));
 			msg[strcspn(msg, "\n")] = '\0';
-			logmsg("node %d: event %lld: fail() refused: %s", n->num, evs[failed[i]].id, msg);
+			lognode(LOG_WARNING, n->num, evs[failed[i]].id, NULL,
+					"node %d: event %lld: fail() refused: %s", n->num, evs[failed[i]].id, msg);
+			metrics_failed(n->num, failed_sink[i]);
 			PQclear(fr);
 			continue;
 		}
@@ -533,16 +554,24 @@ node_batch(Node *n, volatile sig_atomic_t *stop)
 		}
 		reported++;
 		if (PQgetisnull(fr, 0, 0))
+		{
+			metrics_dead(n->num, failed_sink[i]);
 			dead++;
+		}
 		else
 		{
 			double		at = now_seconds() + atof(PQgetvalue(fr, 0, 0));
 
+			metrics_failed(n->num, failed_sink[i]);
 			if (n->wake_at == 0 || at < n->wake_at)
 				n->wake_at = at;
 		}
 		PQclear(fr);
 	}
+	/* failures not reported (the node went down) come back after the lease */
+	for (; i < nfailed; i++)
+		metrics_failed(n->num, failed_sink[i]);
+	metrics_released(n->num, t0, nevs);
 
 	ms = (now_seconds() - t0) * 1000;
 	n->st.batches++;
@@ -558,10 +587,13 @@ node_batch(Node *n, volatile sig_atomic_t *stop)
 	for (i = 0; i < nfailed; i++)
 	{
 		if (cfg.verbose >= 0 && i < 3)
-			logmsg("node %d: event %lld failed: %s", n->num, evs[failed[i]].id, errors[i]);
+			lognode(LOG_WARNING, n->num, evs[failed[i]].id,
+					failed_sink[i] == METRICS_NO_ROUTE ? NULL : sink_name((SinkType) failed_sink[i]),
+					"node %d: event %lld failed: %s", n->num, evs[failed[i]].id, errors[i]);
 		free(errors[i]);
 	}
 	free(errors);
+	free(failed_sink);
 	free(failed);
 	free(done);
 	free_events(evs, nevs);

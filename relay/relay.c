@@ -48,6 +48,7 @@
 
 #include "common.h"
 #include "config.h"
+#include "metrics.h"
 #include "node.h"
 #include "sink.h"
 
@@ -260,6 +261,7 @@ main(int argc, char **argv)
 	node_claim_setup(kinds_filter, channels_filter, cfg.lease);
 
 	nnodes = cfg.nnodes;
+	metrics_start(nnodes);
 	for (i = 0; i < nnodes; i++)
 	{
 		Node	   *n = &nodes[i];
@@ -280,6 +282,7 @@ main(int argc, char **argv)
 			   up, nnodes, kinds_filter ? kinds_filter : "all",
 			   channels_filter ? channels_filter : "all", cfg.batch_size, cfg.lease,
 			   cfg.poll_interval);
+	service_notify("READY=1");
 
 	next_poll = now_seconds() + cfg.poll_interval;
 	while (!stop_requested)
@@ -354,7 +357,10 @@ main(int argc, char **argv)
 	}
 
 	if (stop_requested)
+	{
+		service_notify("STOPPING=1");
 		logmsg("stopping on signal");
+	}
 	/* last chance for acks a lost connection swallowed */
 	for (i = 0; i < nnodes; i++)
 		if (nodes[i].nunacked > 0 && nodes[i].state == NODE_DOWN && !cfg.once)
@@ -370,6 +376,7 @@ main(int argc, char **argv)
 		if (nodes[i].conn)
 			PQfinish(nodes[i].conn);
 	}
+	metrics_stop();
 	sinks_cleanup();
 	if (cfg.once && any_down)
 		return EXIT_CONNECT;

@@ -54,10 +54,12 @@ OX_PACKAGES=(
 	"postgresql-$OX_PG_MAJOR-pgtap"
 	libtap-parser-sourcehandler-pgtap-perl
 	libipc-run-perl
-	# orderexp-relay: libcurl (webhooks, SMTP) and libcrypto (HMAC) through
-	# pkg-config; its tests run an SMTP server from aiosmtpd
+	# orderexp-relay: libcurl (webhooks, SMTP), libcrypto (HMAC) and
+	# libmicrohttpd (--metrics-listen) through pkg-config; its tests run an
+	# SMTP server from aiosmtpd
 	libcurl4-openssl-dev
 	libssl-dev
+	libmicrohttpd-dev
 	pkg-config
 	python3-aiosmtpd
 	# the partitioned-table tests make their partitions with pg_partman
