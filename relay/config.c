@@ -200,7 +200,7 @@ usage(void)
 		   "  -t, --timeout=SECONDS        time-out of one delivery (default: 10)\n"
 		   "      --retry-max=SECONDS      cap of the reconnect back-off (default: 30)\n"
 		   "      --concurrency=SINK=N     deliveries in flight at once through SINK (default:\n"
-		   "                               stdout 1, exec 8, webhook 64, smtp 4)\n"
+		   "                               stdout 1, exec 8, webhook 128, smtp 4)\n"
 		   "      --rate=SINK=N/s          start at most N deliveries a second through SINK\n"
 		   "                               (default: no limit)\n"
 		   "      --once                   deliver what is due now, then exit\n"
@@ -660,7 +660,7 @@ config_defaults(void)
 	/* see docs/relay.md, "Concurrency, rate limits and leases" */
 	cfg.concurrency[SINK_STDOUT] = 1;
 	cfg.concurrency[SINK_EXEC] = 8;
-	cfg.concurrency[SINK_WEBHOOK] = 64;
+	cfg.concurrency[SINK_WEBHOOK] = 128;
 	cfg.concurrency[SINK_SMTP] = 4;
 	cfg.templates = xmalloc(n * sizeof(Template));
 	cfg.ntemplates = n;
