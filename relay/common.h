@@ -9,9 +9,12 @@
  *
  * common.c		log (text or JSON lines), fatal errors, allocation, the clock
  * config.c		command-line options, the config file, routes, templates
- * sink.c		the sinks: stdout, exec, webhook (libcurl), smtp (libcurl)
+ * sink.c		the sinks: stdout, exec, webhook (libcurl), smtp (libcurl),
+ *				many transfers at once
  * metrics.c	Prometheus metrics and /healthz (libmicrohttpd), sd_notify
- * relay.c		main loop: nodes, LISTEN, claim / deliver / ack / fail, signals
+ * window.c		per sink: deliveries in flight, rate limit; the leases
+ * node.c		a node's connection and its statements: claim, ack, fail
+ * relay.c		the event loop: signals, which node claims, one wait
  *
  * Copyright (c) 2026, orderexp developers
  *
