@@ -245,7 +245,6 @@ sinks_cleanup(void)
 	curl_global_cleanup();
 }
 
-
 /*
  * The value of an event's field NAME: the event's own fields (id, kind,
  * table, order_key, channel, attempts, created_at), the payload's, or the
@@ -405,6 +404,11 @@ start_curl(Transfer *t)
 		end_early(t, SINK_FAILED, "%s: %s", sink_name(t->type), curl_multi_strerror(mc));
 }
 
+/*
+ * Build and start the delivery of EV through sink TYPE (see sink.h); the
+ * per-sink start_*() functions build the request, the *_result() ones read
+ * the answer in sink_done().
+ */
 Transfer *
 sink_start(SinkType type, const Event *ev, double deadline, void *owner)
 {
@@ -449,6 +453,7 @@ sink_running(SinkType type)
 	return in_flight[type];
 }
 
+/* the next ended transfer, in the order they ended */
 Transfer *
 sink_finished(void)
 {
@@ -464,6 +469,10 @@ sink_finished(void)
 	return t;
 }
 
+/*
+ * What T's outcome means (the sink's *_result() function), how long it
+ * took; then T's easy handle goes back to the idle ones and T is freed.
+ */
 void
 sink_done(Transfer *t, SinkResult *res)
 {
@@ -503,6 +512,13 @@ sink_done(Transfer *t, SinkResult *res)
 	free(t);
 }
 
+/*
+ * One wait of the relay's loop: curl_multi_poll() over libcurl's sockets,
+ * the caller's descriptors and the commands' pipes, at most until UNTIL
+ * (or a command's deadline); then libcurl's transfers move on, the
+ * commands are fed, read and reaped, and whatever ended is queued for
+ * sink_finished().
+ */
 void
 sink_wait(struct pollfd *extra, int nextra, double until)
 {
