@@ -13,7 +13,9 @@
 # requests get 429 with "Retry-After: SECONDS" (the file counts down); or
 # DIR/status holds another status for every request.  Each request that got
 # 200 appends "ID TIME" (X-Orderexp-Id, Unix time) to DIR/ids; a 429 appends
-# to DIR/throttled.  Touches DIR/ready once it listens; runs until SIGTERM.
+# to DIR/throttled.  DIR/connections holds the number of connections that
+# sent requests so far (kept-alive connections count once).  Touches
+# DIR/ready once it listens; runs until SIGTERM.
 #
 # Copyright (c) 2026, orderexp developers
 
@@ -28,6 +30,7 @@ DIRECTORY = None
 LOCK = threading.Lock()
 IN_FLIGHT = 0
 MAX_IN_FLIGHT = 0
+CONNECTIONS = set()
 
 
 def read_file(name, default):
@@ -53,6 +56,12 @@ class Handler(BaseHTTPRequestHandler):
         self.rfile.read(length)
         event_id = self.headers.get("X-Orderexp-Id", "?")
         with LOCK:
+            if self.client_address not in CONNECTIONS:
+                CONNECTIONS.add(self.client_address)
+                tmp = os.path.join(DIRECTORY, ".connections.tmp")
+                with open(tmp, "w") as f:
+                    f.write("%d\n" % len(CONNECTIONS))
+                os.rename(tmp, os.path.join(DIRECTORY, "connections"))
             IN_FLIGHT += 1
             if IN_FLIGHT > MAX_IN_FLIGHT:
                 MAX_IN_FLIGHT = IN_FLIGHT

@@ -133,6 +133,8 @@ cmp_ok($took, '<', 10, sprintf('in %.1f s, where one at a time takes 30 s', $too
 my $max = slurp_file("$rdir/max") + 0;
 cmp_ok($max, '>', 1, "the receiver saw $max requests at once");
 cmp_ok($max, '<=', 16, 'never more than the window');
+my $conns = slurp_file("$rdir/connections") + 0;
+cmp_ok($conns, '<=', 16, "over $conns kept-alive connections, one request after another on each");
 is(once_each([ received($rdir) ], \@ids), '', 'each event reached the receiver once');
 is(delivered(1, 300), '300', 'and every one is acknowledged');
 
