@@ -564,12 +564,13 @@ fail_result(Node *n, PGresult *res)
 {
 	FailReport *f = &n->failing;
 
-	if (!exec_ok(res) && PQstatus(n->conn) == CONNECTION_OK && !refusal(res))
+	if (!exec_ok(res) && PQstatus(n->conn) == CONNECTION_OK)
 	{
 		/*
 		 * The row moved on without us (its lease expired, and another relay
-		 * delivered it or it ran out of attempts): nothing to report any
-		 * more.
+		 * delivered it, it ran out of attempts, or another role claimed it:
+		 * 42501): nothing to report any more.  A relay whose role may not
+		 * call fail() at all could not claim either.
 		 */
 		char		msg[512];
 
