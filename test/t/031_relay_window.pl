@@ -149,6 +149,28 @@ note sprintf('1,000 events to a 100 ms receiver with the default window: %.2f s,
 cmp_ok(1000 / $took, '>', 200, sprintf('%.0f events/s', 1000 / $took));
 stop_receiver($rpid);
 
+# --- the lease rule: no delivery runs past its event's lease -----------------------------
+
+# --lease 2 (a margin of 0.1 s), one at a time, 1 s a request: the first is
+# delivered at 1 s, the second starts with 0.9 s left and is cut off at the
+# deadline, the others are not started (less than 0.5 s left)
+($rpid, $rport, $rdir) = start_receiver(1.0);
+$url = "http://127.0.0.1:$rport/hook";
+@ids = events(2101, 2105);
+$relay = run_relay('lease', '--webhook', $url, '--once', '--concurrency', 'webhook=1',
+	'--lease', '2', '--timeout', '1.5');
+is(finish($relay, 30), 5, 'a short lease: --once exits 5');
+is(join(' ', received($rdir)), $ids[0], 'the first event delivered');
+my ($cut) = $node->safe_psql('postgres', "SELECT last_error FROM orderexp.outbox WHERE id = $ids[1]")
+  =~ /^webhook: Operation timed out after (\d+) milliseconds/;
+cmp_ok($cut // 9999, '<', 1000, "the second cut off after ${\($cut // '?')} ms, before its lease ran out, not after --timeout");
+like(slurp_file("$tmp/lease.log"), qr/summary: .* 3 left to their lease\n\z/,
+	'the other three not started: left to their lease');
+is($node->safe_psql('postgres',
+		"SELECT count(*) FROM orderexp.outbox WHERE id IN ($ids[2], $ids[3], $ids[4]) AND attempts = 1 AND leased_until > now() - interval '1 s' AND last_error IS NULL"),
+	'3', 'still leased, untouched');
+stop_receiver($rpid);
+
 # --- 429 Retry-After: the sink pauses, the event waits in the relay -----------------------
 
 ($rpid, $rport, $rdir) = start_receiver(0);
