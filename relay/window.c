@@ -67,6 +67,12 @@ static SinkWindow win[SINK_NTYPES];
 static bool routable[SINK_NTYPES];
 static int	claiming;			/* rows asked for by claims in flight */
 
+/* failure lines in the log: at most FAIL_LOG_MAX a second (but with -v) */
+#define FAIL_LOG_MAX	10
+static double fail_log_second;
+static int	fail_logged;
+static int	fail_unlogged;
+
 static double lease_margin(void);
 static double min_start(void);
 static void push_job(Job *j, bool front);
@@ -75,6 +81,7 @@ static void refill(SinkType s, double now);
 static void leave_job(Job *j, const char *why);
 static void finish_job(Transfer *t);
 static void collect(void);
+static bool log_failure(void);
 
 /* the part of the lease kept free at its end: 5 %, at most 1 s */
 static double
@@ -373,7 +380,7 @@ finish_job(Transfer *t)
 			snprintf(err, sizeof(err), "%s; the lease ends first", r.err);
 		else
 			snprintf(err, sizeof(err), "%s", r.err);
-		if (cfg.verbose >= 0)
+		if (log_failure())
 			lognode(LOG_WARNING, n->num, j->ev.id, sname,
 					"node %d: event %lld (%s, %s, order %s) not delivered to %s: %s",
 					n->num, j->ev.id, j->ev.kind, j->ev.channel, j->ev.order_key, sname, err);
@@ -382,6 +389,36 @@ finish_job(Transfer *t)
 	metrics_released(n->num, j->claimed_at, 1);
 	free_event(&j->ev);
 	free(j);
+}
+
+/*
+ * Log this failed delivery?  Always with -v; otherwise (-q too: failures
+ * are problems) at most FAIL_LOG_MAX a second, so that a receiver that is
+ * down does not flood the log: the lines left out are counted in the next
+ * second's log.
+ */
+static bool
+log_failure(void)
+{
+	double		now = now_seconds();
+
+	if (cfg.verbose > 0)
+		return true;
+	if (now - fail_log_second >= 1)
+	{
+		if (fail_unlogged > 0)
+			logmsg("%d more failed deliveries not logged (at most %d lines a second; -v logs all)",
+				   fail_unlogged, FAIL_LOG_MAX);
+		fail_log_second = now;
+		fail_logged = fail_unlogged = 0;
+	}
+	if (fail_logged < FAIL_LOG_MAX)
+	{
+		fail_logged++;
+		return true;
+	}
+	fail_unlogged++;
+	return false;
 }
 
 /* the next time a waiting event may start (a token, a pause's end); 0: none */
