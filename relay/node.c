@@ -515,8 +515,19 @@ claim_result(Node *n, PGresult *res)
 {
 	Event	   *evs;
 	int			nevs;
+	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 
 	window_claiming(-n->claim_asked);
+	if (state && strcmp(state, "22023") == 0)
+	{
+		char		msg[600];
+
+		/* a lease above the server's orderexp.max_lease: no retry mends it */
+		snprintf(msg, sizeof(msg), "%s", PQresultErrorMessage(res));
+		msg[strcspn(msg, "\n")] = '\0';
+		fatal(EXIT_SERVER, "node %d (%s): claim refused: %s (is --lease above orderexp.max_lease?)",
+			  n->num, n->label, msg);
+	}
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 	{
 		n->claim_asked = 0;

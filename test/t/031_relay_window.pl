@@ -119,6 +119,9 @@ for my $bad (['--concurrency', 'webhook=0'], ['--concurrency', 'fax=3'],
 }
 like(slurp_file("$tmp/bad.log"), qr/invalid value "webhook=5" for --rate: SINK=N\/s/,
 	'the message says what is expected');
+my $pid = run_relay('long', '--webhook', 'http://127.0.0.1:1/', '--once', '--lease', '7200');
+is(finish($pid, 10), 3, '--lease above orderexp.max_lease: exit 3');
+like(slurp_file("$tmp/long.log"), qr/claim refused: .*max_lease/, 'saying so');
 
 # --- the window: 300 events, a receiver that takes 100 ms --------------------------------
 
