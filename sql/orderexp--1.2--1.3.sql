@@ -97,7 +97,9 @@ $$;
  * the keys whose row exists but was locked: looked up in the whole table
  * (an order whose created-at moved is not taken for gone), one correlated
  * probe per key that mine lacks, so that a batch whose rows were all locked
- * reads no other partition.  For the close batch (lock
+ * reads no other partition.  Which keys mine lacks is an EXCEPT, hashed or
+ * sorted whatever the estimates: the plan is generic, and an anti-join of
+ * two sets it takes for a few rows each could be a nested loop.  For the close batch (lock
  * 'UPDATE') the unpaid rows of mine are closed with the guarded update and
  * returned; for reminders (lock 'SHARE') mine is returned as it is.  Every
  * result column is an array: busy keys, then keys, unpaid, payloads,
@@ -126,9 +128,9 @@ WITH mine AS MATERIALIZED (
 	 WHERE o.%2$I = ANY (ARRAY(SELECT k::%6$s FROM unnest($1::text[]) AS k))%7$s
 	   FOR %9$s OF o SKIP LOCKED),
 missing AS MATERIALIZED (
-	SELECT k AS order_key
-	  FROM unnest($1::text[]) AS k
-	 WHERE NOT EXISTS (SELECT 1 FROM mine m WHERE m.order_key = k)),
+	SELECT k AS order_key FROM unnest($1::text[]) AS k
+	EXCEPT
+	SELECT m.order_key FROM mine m),
 busy AS MATERIALIZED (
 	SELECT x.order_key
 	  FROM missing x
