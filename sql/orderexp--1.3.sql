@@ -3129,11 +3129,11 @@ INSERT INTO orderexp.explanation_templates (step, lang, template) VALUES
 	('reminder_delivered', 'default',
 	 'A reminder by {channel} was sent on {at} and delivered on {delivered_at}.'),
 	('reminder_pending', 'default',
-	 'A reminder by {channel} was sent on {at} and has not been delivered yet ({attempts} attempts so far).'),
+	 'A reminder by {channel} was sent on {at} and has not been delivered yet (attempts so far: {attempts}).'),
 	('reminder_dead', 'default',
-	 'A reminder by {channel} was sent on {at} but could not be delivered after {attempts} attempts (last error: {error}).'),
+	 'A reminder by {channel} was sent on {at} but could not be delivered (attempts: {attempts}; last error: {error}).'),
 	('extension_offered', 'default',
-	 'The reminder let the customer extend the order by {extend_by} through a link ({extensions_left} extensions left).'),
+	 'The reminder let the customer extend the order by {extend_by} through a link (extensions left: {extensions_left}).'),
 	('extended_token', 'default',
 	 'On {at} the customer extended the order through the link by {by}, to {deadline}.'),
 	('extended_staff', 'default',
@@ -3256,12 +3256,12 @@ BEGIN
 	cfg := orderexp._config(orders);
 	k := orderexp._key_text(cfg, order_key::text);
 
-	/* the order itself, read as the caller: is it there, and when was it placed */
+	/* the order itself, read as the caller: is it there, when was it placed, is it unpaid */
 	SELECT r2 INTO ord
 	  FROM orderexp._orders_exec(orders, false,
-			format('SELECT %s AS created FROM %s o WHERE o.%I = $1::%s',
+			format('SELECT %s AS created, o.%I::text AS st FROM %s o WHERE o.%I = $1::%s',
 				   orderexp._created_utc(cfg, format('o.%I', cfg.created_column)),
-				   orders, cfg.key_column, cfg.key_type),
+				   cfg.status_column, orders, cfg.key_column, cfg.key_type),
 			ARRAY[k]) r2;
 	IF ord IS NULL THEN
 		RAISE EXCEPTION 'order % not found in table %', k, orders
@@ -3404,8 +3404,8 @@ BEGIN
 			'topic', f.topic, 'body', f.body);
 	END LOOP;
 
-	/* still unpaid and tracked: its deadline now */
-	IF tm.order_key IS NOT NULL THEN
+	/* still unpaid and tracked: its deadline now (a paid order's timer lingers) */
+	IF tm.order_key IS NOT NULL AND ord ->> 'st' = cfg.unpaid_value THEN
 		s_at := s_at || 'infinity'::timestamptz;
 		s_sub := s_sub || 0::bigint;
 		s_step := s_step || 'pending'::text;
