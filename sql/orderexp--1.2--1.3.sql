@@ -2193,7 +2193,7 @@ INSERT INTO orderexp.explanation_templates (step, lang, template) VALUES
 	('extension_offered', 'default',
 	 'The reminder let the customer extend the order by {extend_by} through a link (extensions left: {extensions_left}).'),
 	('extended_token', 'default',
-	 'On {at} the customer extended the order through the link by {by}, to {deadline}.'),
+	 'On {at} the customer extended the order through the link by {by}, to {deadline} (extensions left: {extensions_left}).'),
 	('extended_staff', 'default',
 	 'On {at} {actor} extended the order by {by}, to {deadline}.'),
 	('paid', 'default', 'It was paid on {at}.'),
