@@ -2823,6 +2823,11 @@ CREATE OR REPLACE VIEW orderexp.experiment_stats AS
 COMMENT ON VIEW orderexp.experiment_stats IS
 	'per experiment variant: conversion rate with its 95 % Wilson interval, z-test and two-sided p-value against variant 1, feedback';
 
+/*
+ * Privileges, as the install script's: the bodies are the extension
+ * owner's, the two order gates the application's, the templates the
+ * administrator's; the new tables are nobody else's
+ */
 REVOKE ALL ON FUNCTION
 	orderexp._explain_order(regclass, anyelement, text),
 	orderexp._record_feedback(regclass, anyelement, text, text),
