@@ -3258,8 +3258,10 @@ AS $$
 		('cancelled_no_reason',	'{at,actor,deadline}', 5),
 		('reopened',			'{at,actor,reason,deadline}', 6),
 		('reopened_no_reason',	'{at,actor,deadline}', 6),
-		('feedback',			'{at,actor,topic,body}', 7),
-		('pending',				'{deadline}', 8)) AS s(step, placeholders, rank)
+		/* withheld when claimed, after the change that made it stale */
+		('reminder_withheld',	'{at,channel,reason,deadline}', 7),
+		('feedback',			'{at,actor,topic,body}', 8),
+		('pending',				'{deadline}', 9)) AS s(step, placeholders, rank)
 $$;
 COMMENT ON FUNCTION orderexp._explanation_steps() IS
 	'the steps of explain_order() with the placeholders each template may use';
@@ -3276,6 +3278,8 @@ INSERT INTO orderexp.explanation_templates (step, lang, template) VALUES
 	 'A reminder by {channel} was sent on {at} and has not been delivered yet (attempts so far: {attempts}).'),
 	('reminder_dead', 'default',
 	 'A reminder by {channel} was sent on {at} but could not be delivered (attempts: {attempts}; last error: {error}).'),
+	('reminder_withheld', 'default',
+	 'A reminder by {channel} was not sent on {at} because {reason}.'),
 	('extension_offered', 'default',
 	 'The reminder let the customer extend the order by {extend_by} through a link (extensions left: {extensions_left}).'),
 	('extended_token', 'default',
@@ -3417,7 +3421,7 @@ BEGIN
 	SELECT * INTO tm FROM orderexp.timers t WHERE t.order_table = orders AND t.order_key = k;
 	SELECT x.policy_id, x.policy_version, x.variant INTO pid, pver, pvar
 	  FROM orderexp.audit x
-	 WHERE x.order_table = orders AND x.order_key = k AND x.policy_id IS NOT NULL
+	 WHERE x.order_table = orders AND x.order_key = k AND x.policy_version IS NOT NULL
 	 ORDER BY x.id LIMIT 1;
 	IF pid IS NULL THEN
 		SELECT x.policy_id, x.policy_version, x.variant INTO pid, pver, pvar
@@ -3457,14 +3461,16 @@ BEGIN
 	/*
 	 * The reminders: one outbox row per channel (the outbox has no index by
 	 * order, so this reads it whole); a reminder that offered an extension
-	 * link is followed by one extension_offered step.  Reminders write no
-	 * audit row: once their outbox rows are pruned (orderexp.event_retention
-	 * after delivery), they are not told.
+	 * link is followed by one extension_offered step.  Sent reminders write
+	 * no audit row: once their outbox rows are pruned
+	 * (orderexp.event_retention after delivery), they are not told.  Those
+	 * claim() withheld are told from their audit rows, below.
 	 */
 	FOR r IN SELECT x.id, x.channel, x.created_at, x.delivered_at, x.dead_at, x.attempts,
 					x.last_error, x.payload
 			   FROM orderexp.outbox x
 			  WHERE x.kind = 'reminder' AND x.order_table = orders AND x.order_key = k
+				AND x.obsolete_at IS NULL
 			  ORDER BY x.created_at, x.id
 	LOOP
 		s_at := s_at || r.created_at;
@@ -3477,7 +3483,8 @@ BEGIN
 			'delivered_at', orderexp._explain_time(r.delivered_at),
 			'dead_at', orderexp._explain_time(r.dead_at),
 			'attempts', r.attempts, 'error', r.last_error);
-		IF r.payload ->> 'extension_token' IS NOT NULL
+		/* offered by a reminder that reached, or may still reach, the customer */
+		IF r.payload ->> 'extension_token' IS NOT NULL AND r.dead_at IS NULL
 		   AND r.created_at IS DISTINCT FROM last_wave THEN
 			last_wave := r.created_at;
 			s_at := s_at || r.created_at;
@@ -3513,6 +3520,13 @@ BEGIN
 				'by_iso', orderexp._iso_interval(a.deadline - a.previous_deadline),
 				'n', n_ext, 'extensions_left', greatest(max_ext - n_token, 0),
 				'actor', a.actor);
+		ELSIF a.action = 'reminder_withheld' THEN
+			/* claim() settled a reminder that no longer mattered; the reason is its own */
+			s_step := s_step || 'reminder_withheld'::text;
+			s_vals := s_vals || jsonb_build_object(
+				'at', orderexp._explain_time(a.at), 'deadline', orderexp._explain_time(a.deadline),
+				'reason', regexp_replace(a.reason, '^reminder not sent: ', ''),
+				'channel', (SELECT x.channel FROM orderexp.outbox x WHERE x.id = a.event_ids[1]));
 		ELSE
 			IF a.action = 'reopened' THEN
 				/* a reopened order starts counting its customer's extensions afresh */
@@ -3637,7 +3651,7 @@ BEGIN
 	IF pid IS NULL THEN
 		SELECT x.policy_id, x.policy_version, x.variant INTO pid, pver, pvar
 		  FROM orderexp.audit x
-		 WHERE x.order_table = orders AND x.order_key = k AND x.policy_id IS NOT NULL
+		 WHERE x.order_table = orders AND x.order_key = k AND x.policy_version IS NOT NULL
 		 ORDER BY x.id DESC LIMIT 1;
 	END IF;
 	IF pid IS NULL THEN

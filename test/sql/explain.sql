@@ -4,8 +4,9 @@
 -- One shop's orders, each with a different history, made in one
 -- transaction whose now() is kept as t0: a closed order, one extended by
 -- the customer's link and by the staff (its reminders one delivered, one
--- pending), a reopened one with feedback, cancelled ones, one whose
--- reminder is dead, a paid one.  explain_order() of each, with every time
+-- withheld because its deadline moved), a reopened one with feedback,
+-- cancelled ones, one whose reminder is dead, a paid one.
+-- explain_order() of each, with every time
 -- shown relative to t0 (so that the expected text does not depend on the
 -- day the test runs); the same text, byte for byte, whatever the session's
 -- DateStyle, TimeZone and IntervalStyle.  Templates per language; errors
@@ -35,10 +36,12 @@ DECLARE
 BEGIN
 	t := regexp_replace(t, '(close policy|experiment) \d+', '\1 N', 'g');
 	t := regexp_replace(t, '\m' || (SELECT rolname FROM pg_roles WHERE oid = 10) || '\M', '<superuser>', 'g');
-	FOR m IN SELECT DISTINCT x[1] FROM regexp_matches(t, '\d{4}-\d\d-\d\d \d\d:\d\d UTC', 'g') x
+	/* explain_order's times, and those of a withheld reminder's reason (with seconds) */
+	FOR m IN SELECT DISTINCT x[1]
+			   FROM regexp_matches(t, '(\d{4}-\d\d-\d\d \d\d:\d\d(:\d\d)? UTC)', 'g') x
 	LOOP
 		t := replace(t, m, format('<t0%s min>',
-				to_char(extract(epoch FROM (replace(m, ' UTC', '') || '+00')::timestamptz
+				to_char(extract(epoch FROM date_trunc('minute', (replace(m, ' UTC', '') || '+00')::timestamptz)
 										   - date_trunc('minute', t0)) / 60, 'FMSG9999')));
 	END LOOP;
 	RETURN t;
@@ -74,6 +77,12 @@ SELECT orderexp.extend_order_by_token(payload ->> 'extension_token') IS NOT NULL
  WHERE order_table = 'ex.orders'::regclass AND order_key = '2' AND kind = 'reminder'
    AND channel = 'ex_sms';
 SELECT orderexp.extend_order('ex.orders', 2, '30 minutes') IS NOT NULL AS extended_by_staff;
+-- the text messages go to a relay now: 2's reminder announces a deadline that
+-- has moved, so claim() withholds it; 6's goes out (and stays leased)
+SELECT count(*) AS claimed FROM orderexp.claim(100, '1 hour', channels => '{ex_sms}');
+-- (claim() stamps clock_timestamp() too)
+UPDATE orderexp.audit SET at = now()
+ WHERE order_table = 'ex.orders'::regclass AND action = 'reminder_withheld';
 -- 3: feedback, then reopened
 SELECT orderexp.record_feedback('ex.orders', 3, 'closed too early',
 								'I was entering my card number {at} that moment') > 0 AS recorded;
