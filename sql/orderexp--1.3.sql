@@ -1355,8 +1355,16 @@ $$;
  * of every taken order that was not busy (closed, paid or gone), and writes
  * the closed orders' events, audit rows and outcomes as the one-statement
  * batch of 1.2 did.  The take statement locked the timers in this
- * transaction, so nobody else can have changed them: they are read again
- * by tuple id, as 1.2's batch deleted them.
+ * transaction, so nobody else can have changed them: they are deleted by
+ * tuple id, as 1.2's batch deleted them, and read by their primary key,
+ * one index probe per closed order.  No step joins two sets of the batch
+ * to each other: the statement's plan is generic (planned once, src/batch.c)
+ * and cannot know the arrays' lengths; it took them for a few rows and
+ * could join two of them with a nested loop, a thousand comparisons per
+ * closed order of a full batch.  (Planning every batch with its arrays
+ * costs more than that: the planner estimates ctid = ANY (array) element
+ * by element.)  The events' ids are drawn first, so that the audit row
+ * knows them without joining the events to the closes.
  */
 CREATE FUNCTION orderexp._record_close_sql(cfg orderexp.tables)
 RETURNS text
@@ -1364,35 +1372,33 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 	SELECT format($q$
-WITH due AS MATERIALIZED (
-	SELECT t.ctid AS tid, t.order_key, t.close_at, t.policy_id, t.policy_version, t.variant,
-		   t.reminded_for, t.extensions, t.token_extensions, t.reopened
-	  FROM orderexp.timers t
-	 WHERE t.ctid = ANY ($2) AND t.order_table = $1),
-gone AS (
+WITH gone AS (
 	DELETE FROM orderexp.timers t
-	 WHERE t.ctid = ANY (ARRAY(SELECT d.tid FROM due d
-								WHERE d.order_key <> ALL (coalesce($3, '{}'))))),
+	 WHERE t.ctid = ANY ($2) AND t.order_table = $1
+	   AND t.order_key <> ALL (coalesce($3, '{}'))),
 done AS MATERIALIZED (
 	SELECT c.order_key, c.cols, c.category, c.created_at, d.close_at, d.policy_id,
 		   d.policy_version, d.variant, d.reminded_for, d.extensions, d.token_extensions,
-		   d.reopened
+		   d.reopened, %4$s AS event_ids
 	  FROM unnest($4, $6, $7, $8) AS c(order_key, cols, category, created_at)
-	  JOIN due d ON d.order_key = c.order_key),
+	 CROSS JOIN LATERAL (
+			SELECT t.close_at, t.policy_id, t.policy_version, t.variant, t.reminded_for,
+				   t.extensions, t.token_extensions, t.reopened
+			  FROM orderexp.timers t
+			 WHERE t.order_table = $1 AND t.order_key = c.order_key) d),
 events AS (
-	INSERT INTO orderexp.outbox (kind, order_table, order_key, channel, payload)
-	SELECT 'closed', $1, x.order_key, ch.channel,
+	INSERT INTO orderexp.outbox (id, kind, order_table, order_key, channel, payload)
+	SELECT x.event_ids[ch.n], 'closed', $1, x.order_key, ch.channel,
 		   orderexp._closed_payload(%1$L, x.order_key, x.close_at, x.policy_id,
 									x.category, x.cols)
 	  FROM done x
-	 CROSS JOIN unnest(%2$L::text[]) AS ch(channel)
-	RETURNING id, order_key),
+	 CROSS JOIN unnest(%2$L::text[]) WITH ORDINALITY AS ch(channel, n)),
 audit AS (
 	INSERT INTO orderexp.audit (order_table, order_key, action, via, policy_id,
 								policy_version, variant, deadline, event_ids)
 	SELECT $1, x.order_key, 'closed', 'timeout', x.policy_id, x.policy_version, x.variant,
-		   x.close_at, %4$s
-	  FROM done x%5$s),
+		   x.close_at, x.event_ids
+	  FROM done x),
 outcome AS (
 	INSERT INTO orderexp.outcomes (order_table, order_key, outcome, status, policy_id,
 								   policy_version, variant, created_at, close_at, decided_at,
@@ -1403,13 +1409,11 @@ outcome AS (
 	  FROM done x)
 SELECT count(*) FROM done$q$,
 		cfg.order_table::text, cfg.channels, cfg.closed_value,
-		/* the events of each close, for its audit row: with one channel, one */
-		CASE cardinality(cfg.channels) WHEN 0 THEN 'NULL::bigint[]'
-									   WHEN 1 THEN 'ARRAY[e.id]'
-									   ELSE 'e.ids' END,
-		CASE cardinality(cfg.channels) WHEN 0 THEN ''
-			 WHEN 1 THEN E'\n\t  JOIN events e ON e.order_key = x.order_key'
-			 ELSE E'\n\t  LEFT JOIN (SELECT e.order_key, array_agg(e.id) AS ids	/* in insertion order */\n\t\t\t  FROM events e GROUP BY e.order_key) e ON e.order_key = x.order_key' END)
+		/* the ids of each close's events, drawn before they are written */
+		CASE WHEN cardinality(cfg.channels) = 0 THEN 'NULL::bigint[]'
+			 ELSE format('ARRAY[%s]',
+						 array_to_string(array_fill('nextval(''orderexp.outbox_id_seq'')'::text,
+													ARRAY[cardinality(cfg.channels)]), ', ')) END)
 $$;
 
 /*
