@@ -4,8 +4,13 @@
  *		orderexp-relay's text templates: {name} replaced by a value, and
  *		the escaping of values for the text they go into.
  *
- * A template is text with {name} placeholders; {{ and }} are literal
- * braces, and a { without a closing } within 128 bytes is literal too.
+ * A template is text with {name} placeholders.  In a text template (mail,
+ * SMS text, headers: no escaping) {{ and }} are literal braces, and a {
+ * without a closing } within 128 bytes is literal too, as they always
+ * were for mail.  In a request body template (JSON or form escaping) a
+ * placeholder's name is letters, digits, _ . and - only, and every other
+ * brace is literal, so that JSON's own braces need no escaping:
+ * {"to":"{sms.to}","data":{"text":"{sms.text}"}} is a template.
  * The caller says where a name's value comes from (an event's fields, and
  * for the SMS sink its own sms.* names) and how values are escaped: not at
  * all for mail and SMS text, as the inside of a JSON string or form-encoded
@@ -24,6 +29,7 @@
  *
  *-------------------------------------------------------------------------
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +40,7 @@
 static size_t utf8_decode(const unsigned char *s, unsigned *cp);
 static void json_escape(StrBuf *b, const char *s);
 static void form_escape(StrBuf *b, const char *s);
+static bool body_name(const char *s, size_t n);
 
 void
 sb_append(StrBuf *b, const char *s, size_t n)
@@ -206,6 +213,21 @@ sb_escaped(StrBuf *b, const char *s, Escape esc)
 	}
 }
 
+/* whether s[0..n) is a name a request body's placeholder may have */
+static bool
+body_name(const char *s, size_t n)
+{
+	size_t		i;
+
+	if (n == 0)
+		return false;
+	for (i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+			  (s[i] >= '0' && s[i] <= '9') || s[i] == '_' || s[i] == '.' || s[i] == '-'))
+			return false;
+	return true;
+}
+
 /*
  * TMPL with every {name} replaced by lookup(arg, name), escaped as esc
  * says ("" when lookup has no value); a malloc'd string.
@@ -215,23 +237,25 @@ template_expand(const char *tmpl, TemplateLookup lookup, void *arg, Escape esc)
 {
 	StrBuf		b = {0};
 	const char *p = tmpl;
+	bool		text = (esc == ESCAPE_NONE);
 
 	sb_append(&b, "", 0);
 	while (*p)
 	{
 		const char *close;
 
-		if (p[0] == '{' && p[1] == '{')
+		if (text && p[0] == '{' && p[1] == '{')
 		{
 			sb_append(&b, "{", 1);
 			p += 2;
 		}
-		else if (p[0] == '}' && p[1] == '}')
+		else if (text && p[0] == '}' && p[1] == '}')
 		{
 			sb_append(&b, "}", 1);
 			p += 2;
 		}
-		else if (p[0] == '{' && (close = strchr(p, '}')) != NULL && close - p < 128)
+		else if (p[0] == '{' && (close = strchr(p, '}')) != NULL && close - p < 128 &&
+				 (text || body_name(p + 1, close - p - 1)))
 		{
 			char		name[128];
 			const char *v;
