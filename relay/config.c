@@ -868,7 +868,8 @@ config_finish(void)
 		cfg.webhook_previous_secret = xstrdup(env);
 	if (cfg.sms_token == NULL && (env = getenv(ENV_SMS_TOKEN)) != NULL && *env)
 		cfg.sms_token = xstrdup(env);
-	whsig_init(cfg.webhook_secret, cfg.webhook_previous_secret);
+	if (cfg.sink_on[SINK_WEBHOOK])
+		whsig_init(cfg.webhook_secret, cfg.webhook_previous_secret);
 	if (cfg.sink_on[SINK_SMS])
 		sms_check_config();
 	if (cfg.smtp_password != NULL && cfg.smtp_user == NULL)
