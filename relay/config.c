@@ -658,7 +658,8 @@ apply_option(int id, const char *name, const char *value)
 			add_sms_header(value);
 			break;
 		case OPT_SMS_BODY_TEMPLATE:
-			cfg.sms_body_template = unescape(value);
+			/* as written: a JSON body has backslash escapes of its own */
+			cfg.sms_body_template = xstrdup(value);
 			break;
 		case OPT_SMS_TO_FIELD:
 			if (!valid_name(value))

@@ -85,6 +85,8 @@ static void provider_message(const char *body, char *out, size_t outlen);
 void
 sms_check_config(void)
 {
+	int			i;
+
 	if (cfg.sms_provider == SMS_PROVIDER_DEFAULT)
 	{
 		const char *host = strstr(cfg.sms_url, "://") + 3;
@@ -104,6 +106,10 @@ sms_check_config(void)
 	}
 	if (cfg.sms_account != NULL && cfg.sms_token == NULL)
 		fatal(EXIT_USAGE, "--sms-account needs the token: --sms-token-file (or $%s)", ENV_SMS_TOKEN);
+	for (i = 0; i < cfg.nsms_headers; i++)
+		if (strstr(cfg.sms_headers[i], "{sms.token}") != NULL && cfg.sms_token == NULL)
+			fatal(EXIT_USAGE, "--sms-header \"%.*s\" uses {sms.token}, which needs --sms-token-file (or $%s)",
+				  (int) strcspn(cfg.sms_headers[i], ":"), cfg.sms_headers[i], ENV_SMS_TOKEN);
 }
 
 void

@@ -142,6 +142,10 @@ is(run_relay('-d', $conn, '--sms', $url, '--sms-provider', 'twilio', '--sms-acco
 		'--sms-token-file', "$tmp/token", '--sms-from', '+15005550006',
 		'--sms-body-template', '{}', '--once'),
 	1, 'a body template with twilio: exit 1');
+is(run_relay('-d', $conn, '--sms', $url, '--sms-header', 'Authorization: Bearer {sms.token}', '--once'),
+	1, 'a header with {sms.token} but no token: exit 1');
+like(slurp_file("$tmp/run.err"), qr/--sms-header "Authorization" uses \{sms.token\}, which needs --sms-token-file/,
+	'which says so');
 write_file("$tmp/open.conf", 0644, "sms $url\nsms-header X-Api-Key: abc123\nonce\n");
 is(run_relay('-d', $conn, '-c', "$tmp/open.conf"), 1,
 	'a config file that others can read with an API key in a header: exit 1');
