@@ -211,7 +211,10 @@ usage(void)
 		   "      --webhook=URL            HTTP POST of the event's JSON; 2xx means delivered\n"
 		   "      --webhook-secret-file=FILE  sign webhook bodies: header X-Orderexp-Signature:\n"
 		   "                               sha256=HEX, HMAC-SHA256 of the body under the\n"
-		   "                               file's first line (or $ORDEREXP_WEBHOOK_SECRET)\n"
+		   "                               file's first line (or $ORDEREXP_WEBHOOK_SECRET);\n"
+		   "                               also the Standard Webhooks webhook-signature\n"
+		   "      --webhook-previous-secret-file=FILE  while rotating: the secret before,\n"
+		   "                               a second webhook-signature\n"
 		   "      --smtp=URL               send e-mail through smtp://HOST:PORT or smtps://...\n"
 		   "      --smtp-from=ADDRESS      sender address (required with --smtp)\n"
 		   "      --smtp-user=USER         SMTP login; the password is the first line of\n"
@@ -223,8 +226,6 @@ usage(void)
 		   "      --subject=KIND=TEXT      mail subject template for KIND (* = other kinds)\n"
 		   "      --body=KIND=TEXT         mail body template (\\n, \\t and \\\\ escapes)\n"
 		   "      --body-file=KIND=FILE    mail body template read from FILE\n"
-		   "      --webhook-previous-secret-file=FILE  while rotating: the secret before,\n"
-		   "                               a second webhook-signature (Standard Webhooks)\n"
 		   "      --sms=URL                SMS through a provider's HTTP API at URL\n"
 		   "      --sms-provider=NAME      twilio (default for https://api.twilio.com) or\n"
 		   "                               template (any other)\n"
@@ -269,8 +270,8 @@ usage(void)
 	printf("Secrets: a secret file that its group or others can access at all (permissions\n"
 		   "beyond u=rw, 0600) is refused, and so is such a config file if it holds a\n"
 		   "password (in a dbname, in a webhook, smtp or sms URL, or an --sms-header such\n"
-		   "as Authorization); otherwise such a config\n"
-		   "file is warned about.  --exec commands do not see the PG* variables nor\n"
+		   "as Authorization); otherwise such a config file is warned about.  --exec\n"
+		   "commands do not see the PG* variables nor\n"
 		   "$ORDEREXP_WEBHOOK_SECRET, $ORDEREXP_WEBHOOK_PREVIOUS_SECRET,\n"
 		   "$ORDEREXP_SMTP_PASSWORD and $ORDEREXP_SMS_TOKEN.\n\n");
 	printf("Mail templates: {NAME} is replaced by the event's field NAME: id, kind, table,\n"
@@ -340,8 +341,8 @@ secret_header(const char *header)
 	for (i = 0; i < n; i++)
 		name[i] = (char) tolower((unsigned char) header[i]);
 	name[n] = '\0';
-	return strstr(name, "authorization") || strstr(name, "key") ||
-		strstr(name, "token") || strstr(name, "secret") || strstr(name, "auth");
+	return strstr(name, "auth") || strstr(name, "key") ||
+		strstr(name, "token") || strstr(name, "secret");
 }
 
 /* --sms-header NAME: VALUE, a header of the template provider's requests */

@@ -14,9 +14,9 @@
  * the retry or makes the row dead; a failure the sink calls permanent (an
  * SMS to an invalid number) goes as fail(..., retryable => false), dead at
  * once, where the database has that form (orderexp 1.3), else as a plain
- * failure.  A delivery that could still be running
- * when its lease runs out is not started: the rest of the batch is left to
- * its lease.  relay.c decides which node gets a batch and when.
+ * failure.  A delivery that could still be running when its lease runs out
+ * is not started: the rest of the batch is left to its lease.  relay.c
+ * decides which node gets a batch and when.
  *
  * Copyright (c) 2026, orderexp developers
  *

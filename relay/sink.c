@@ -8,9 +8,9 @@
  * (to be tried again) or failed for good (it can never be delivered, such
  * as an SMS to an invalid number); when it was not delivered, it writes a
  * one-line reason into err, which the relay hands to orderexp.fail() (so
- * the reason shows in outbox.last_error).  Every sink
- * is bounded by --timeout: a command that hangs is killed, an HTTP or SMTP
- * exchange that stalls is given up.
+ * the reason shows in outbox.last_error).  Every sink is bounded by
+ * --timeout: a command that hangs is killed, an HTTP or SMTP exchange that
+ * stalls is given up.
  *
  * The webhook and SMTP sinks keep one libcurl handle each, so that
  * connections to the same server are reused across events.
