@@ -61,6 +61,7 @@ struct SmsRequest
 	StrBuf		body;
 	struct curl_slist *headers;
 	StrBuf		response;
+	char		errbuf[CURL_ERROR_SIZE];	/* libcurl's words on a failure */
 };
 
 /* what a template's {name} may be: the event's fields and the sms.* names */
@@ -422,6 +423,7 @@ sms_request(CURL *c, const Event *ev, char *err, size_t errlen)
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, keep_response);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, &req->response);
+	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, req->errbuf);
 	set_protocols(c, "http,https", CURLPROTO_HTTP | CURLPROTO_HTTPS);
 	curl_easy_setopt(c, CURLOPT_SOCKOPTFUNCTION, set_cloexec);
 	return req;
@@ -489,7 +491,7 @@ sms_result(SmsRequest *req, CURL *c, CURLcode rc, char *err, size_t errlen)
 
 	if (rc != CURLE_OK)
 	{
-		snprintf(err, errlen, "sms: %s", curl_easy_strerror(rc));
+		snprintf(err, errlen, "sms: %s", req->errbuf[0] ? req->errbuf : curl_easy_strerror(rc));
 		return OUTCOME_RETRY;
 	}
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
@@ -519,18 +521,12 @@ Outcome
 sms_deliver(const Event *ev, char *err, size_t errlen)
 {
 	SmsRequest *req = sms_request(sms_curl, ev, err, errlen);
-	char		errbuf[CURL_ERROR_SIZE] = "";
-	CURLcode	rc;
 	Outcome		o;
 
 	if (req == NULL)
 		return OUTCOME_PERMANENT;
-	curl_easy_setopt(sms_curl, CURLOPT_ERRORBUFFER, errbuf);
-	rc = curl_easy_perform(sms_curl);
-	o = sms_result(req, sms_curl, rc, err, errlen);
-	if (rc != CURLE_OK && errbuf[0])
-		snprintf(err, errlen, "sms: %s", errbuf);
-	curl_easy_setopt(sms_curl, CURLOPT_ERRORBUFFER, NULL);
+	o = sms_result(req, sms_curl, curl_easy_perform(sms_curl), err, errlen);
+	/* the handle is idle until the next sms_request() resets it */
 	sms_request_free(req);
 	return o;
 }

@@ -9,7 +9,9 @@
  * sms_deliver(): sms_request() sets up an easy handle for the event (or
  * says why the event can never be sent), the caller performs the transfer,
  * sms_result() says what the transfer's outcome means; sms_request_free()
- * after that.
+ * after that.  sms_request() resets the handle first (curl_easy_reset), so
+ * a caller sets options of its own (CURLOPT_PRIVATE...) after it; the
+ * handle points into the request until the transfer is done.
  *
  * Copyright (c) 2026, orderexp developers
  *

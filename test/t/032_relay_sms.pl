@@ -10,11 +10,12 @@
 # elsewhere.  A missing or invalid number (not E.164) and a provider's 400
 # make the event dead at its first attempt, with the reason in last_error
 # and, for a bad number, no request at all; a 500 or a 401 (a wrong token)
-# is retried and delivered once the provider answers.  The template mode
-# sends hostile characters (quotes, backslashes, control characters,
-# non-ASCII, an astral character, & = + and spaces) in JSON and in form
-# bodies, and the provider reads back exactly the order's text; the token
-# goes into a header and never into a body.  Bad options, a token file
+# is retried and delivered once the provider answers, and a provider that
+# does not answer at all is retried too.  The template mode sends hostile
+# characters (quotes, backslashes, control characters, non-ASCII, an astral
+# character, & = + % and spaces) in JSON and in form bodies, and the
+# provider reads back exactly the order's text; the token goes into a
+# header and never into a body.  Bad options, a token file
 # that others can read and a config file that others can read holding an
 # API key in a header are refused with exit status 1.
 
@@ -295,6 +296,14 @@ is_deeply($r->{form},
 	'every field arrives exactly, & = + % and all');
 like($r->{body}, qr/^to=%2B4917012345614&from=Shop\+%26\+Co&/, 'spaces as +, + and & as %2B and %26');
 is(sms_event(14), '1|f|t|', 'delivered');
+
+# --- nobody listens: retried ------------------------------------------------------------
+
+cancel(15 => [ '+15551230015', 'nobody listens' ]);
+my $closed = PostgreSQL::Test::Cluster::get_free_port();
+is(run_relay('-d', $conn, '--once', '--sms', "http://127.0.0.1:$closed/api", '--route', 'channel=sms:sms'),
+	5, 'a provider that does not answer: exit 5');
+like(sms_event(15), qr/^1\|f\|f\|sms: .*(?:connect|refused)/i, 'retried, libcurl\'s reason in last_error');
 
 kill 'TERM', $provider;
 finish($provider, 10);
