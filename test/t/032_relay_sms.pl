@@ -17,7 +17,8 @@
 # provider reads back exactly the order's text; the token goes into a
 # header and never into a body.  Bad options, a token file
 # that others can read and a config file that others can read holding an
-# API key in a header are refused with exit status 1.
+# API key in a header are refused with exit status 1.  A database of
+# orderexp 1.2, whose fail() has no retryable, gets the two-argument call.
 
 use strict;
 use warnings;
@@ -304,6 +305,30 @@ my $closed = PostgreSQL::Test::Cluster::get_free_port();
 is(run_relay('-d', $conn, '--once', '--sms', "http://127.0.0.1:$closed/api", '--route', 'channel=sms:sms'),
 	5, 'a provider that does not answer: exit 5');
 like(sms_event(15), qr/^1\|f\|f\|sms: .*(?:connect|refused)/i, 'retried, libcurl\'s reason in last_error');
+
+# --- a database before 1.3: fail() without retryable ----------------------------------
+
+$node->safe_psql('postgres', 'CREATE DATABASE old');
+$node->safe_psql(
+	'old', q{
+CREATE EXTENSION orderexp VERSION '1.2';
+CREATE TABLE orders (
+	id			integer PRIMARY KEY,
+	status		text NOT NULL DEFAULT 'unpaid',
+	created_at	timestamptz NOT NULL DEFAULT now(),
+	phone		text);
+SELECT orderexp.set_close_policy('orders', interval '1 hour',
+	payload_columns => '{phone}', channels => '{sms}');
+INSERT INTO orders (id, phone) VALUES (1, 'not a number');
+SELECT orderexp.cancel_order('orders', 1, 'test');
+GRANT orderexp_relay TO relay;
+});
+is(run_relay('-d', $node->connstr('old') . ' user=relay', @twilio[ 2 .. $#twilio ]), 5,
+	'orderexp 1.2: an invalid number fails');
+is( $node->safe_psql('old',
+		"SELECT attempts, dead_at IS NOT NULL, last_error FROM orderexp.outbox WHERE order_key = '1'"),
+	'1|f|sms: invalid phone number in field "phone": E.164 expected (+ and 8 to 15 digits)',
+	'through the two-argument fail(): retried, not dead (1.2 has no retryable)');
 
 kill 'TERM', $provider;
 finish($provider, 10);
