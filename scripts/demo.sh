@@ -26,13 +26,14 @@
 #      again and is refused, gets a second reminder for the new deadline
 #      (without a link: the one extension is used up), another customer pays
 #      between reminder and deadline, and a payment comes too late;
-#   5. when everything has happened (about 21 s), lets orderexp-relay (the
-#      delivery program, relay/) deliver the outbox once, as a role that is
-#      a member of orderexp_relay: the sms channel's events through its SMS
-#      sink to a fake of Twilio's API on loopback (test/relay_sms.py), the
-#      e-mail channel's to stdout; shows a few of its JSON lines, the text
-#      messages the provider got, the relay's log (with the SMS segments)
-#      and orderexp.delivery_stats; then prints the final
+#   5. all along, orderexp-relay (the delivery program, relay/), started
+#      after the feed as a role that is a member of orderexp_relay, delivers
+#      the events as they come: the sms channel's through its SMS sink to a
+#      fake of Twilio's API on loopback (test/relay_sms.py), the e-mail
+#      channel's to stdout.  When everything has happened (about 21 s) the
+#      demo stops it with SIGTERM and shows a few of its JSON lines, the
+#      text messages the provider got, the relay's log (with the SMS
+#      segments) and orderexp.delivery_stats; then prints the final
 #      state and checks it: paid orders were never closed, each closed order has one
 #      'closed' event per channel, the extended orders closed at their new
 #      deadlines, reminders went out once per channel per deadline to the
@@ -190,6 +191,46 @@ ox_at_exit "touch '$STOP_FILE'"
 sleep 0.5
 
 # ---------------------------------------------------------------------------
+# the relay, delivering as the events come
+# ---------------------------------------------------------------------------
+
+say "the relay: orderexp-relay claims the events as they come, delivers them (the sms channel's as text messages through a fake of Twilio's API, the rest as one JSON line each on stdout) and acks them; it runs in the background, its work is shown at the end"
+sql "CREATE ROLE relay LOGIN IN ROLE orderexp_relay"
+RELAY_OUT=$WORK/relay.out
+RELAY_ERR=$WORK/relay.err
+SMS_DIR=$WORK/sms
+SMS_ACCOUNT=AC0000000000000000000000000000demo
+mkdir "$SMS_DIR"
+(umask 077 && echo demo-auth-token >"$WORK/sms.token")
+SMS_PORT=$(ox_pick_port)
+python3 "$OX_ROOT/test/relay_sms.py" "$SMS_PORT" "$SMS_DIR" "$SMS_ACCOUNT" demo-auth-token \
+	>"$WORK/sms.log" 2>&1 &
+SMS_PID=$!
+ox_at_exit "kill $SMS_PID"
+for ((i = 0; i < 100; i++)); do
+	[[ -e $SMS_DIR/ready ]] && break
+	sleep 0.1
+done
+[[ -e $SMS_DIR/ready ]] || ox_die "the fake SMS provider did not start: $(cat "$WORK/sms.log")"
+printf '             $ orderexp-relay -d "host=%s port=%s dbname=shop user=relay" -v \\\n' \
+	"$OX_PGHOST" "$OX_PGPORT"
+printf '                 --sms http://127.0.0.1:%s --sms-provider twilio --sms-account %s \\\n' \
+	"$SMS_PORT" "$SMS_ACCOUNT"
+printf '                 --sms-token-file sms.token --sms-from +15005550006 --stdout \\\n'
+printf "                 --route 'channel=sms:sms' --route '*:stdout' &\n"
+"$OX_PGBIN/orderexp-relay" -d "host=$OX_PGHOST port=$OX_PGPORT dbname=shop user=relay" -v \
+	--sms "http://127.0.0.1:$SMS_PORT" --sms-provider twilio --sms-account "$SMS_ACCOUNT" \
+	--sms-token-file "$WORK/sms.token" --sms-from +15005550006 --stdout \
+	--route 'channel=sms:sms' --route '*:stdout' >"$RELAY_OUT" 2>"$RELAY_ERR" &
+RELAY_PID=$!
+ox_at_exit "kill $RELAY_PID"
+for ((i = 0; i < 100; i++)); do
+	grep -q ': connected' "$RELAY_ERR" 2>/dev/null && break
+	sleep 0.1
+done
+grep -q ': connected' "$RELAY_ERR" || ox_die "the relay did not connect: $(cat "$RELAY_ERR")"
+
+# ---------------------------------------------------------------------------
 # 4. orders come in, some are paid, one is cancelled, one is extended
 # ---------------------------------------------------------------------------
 
@@ -306,38 +347,15 @@ done
 wait "$FEED_PID" 2>/dev/null || true
 
 # ---------------------------------------------------------------------------
-# the relay: orderexp-relay delivers the outbox (to stdout here)
+# the relay's work
 # ---------------------------------------------------------------------------
 
-say "the relay: orderexp-relay claims the events, delivers them (the sms channel's as text messages through a fake of Twilio's API, the rest as one JSON line each on stdout) and acks them"
-sql "CREATE ROLE relay LOGIN IN ROLE orderexp_relay"
-RELAY_OUT=$WORK/relay.out
-RELAY_ERR=$WORK/relay.err
-SMS_DIR=$WORK/sms
-SMS_ACCOUNT=AC0000000000000000000000000000demo
-mkdir "$SMS_DIR"
-(umask 077 && echo demo-auth-token >"$WORK/sms.token")
-SMS_PORT=$(ox_pick_port)
-python3 "$OX_ROOT/test/relay_sms.py" "$SMS_PORT" "$SMS_DIR" "$SMS_ACCOUNT" demo-auth-token \
-	>"$WORK/sms.log" 2>&1 &
-SMS_PID=$!
-ox_at_exit "kill $SMS_PID"
-for ((i = 0; i < 100; i++)); do
-	[[ -e $SMS_DIR/ready ]] && break
-	sleep 0.1
-done
-[[ -e $SMS_DIR/ready ]] || ox_die "the fake SMS provider did not start: $(cat "$WORK/sms.log")"
-printf '             $ orderexp-relay -d "host=%s port=%s dbname=shop user=relay" --once -v \\\n' \
-	"$OX_PGHOST" "$OX_PGPORT"
-printf '                 --sms http://127.0.0.1:%s --sms-provider twilio --sms-account %s \\\n' \
-	"$SMS_PORT" "$SMS_ACCOUNT"
-printf '                 --sms-token-file sms.token --sms-from +15005550006 --stdout \\\n'
-printf "                 --route 'channel=sms:sms' --route '*:stdout'\n"
+# the relay stops at SIGTERM after its batch: exit status 0
+say "stopping the relay (SIGTERM): it finishes its batch, prints its summary and exits"
+kill -TERM "$RELAY_PID"
 RELAY_RC=0
-"$OX_PGBIN/orderexp-relay" -d "host=$OX_PGHOST port=$OX_PGPORT dbname=shop user=relay" --once -v \
-	--sms "http://127.0.0.1:$SMS_PORT" --sms-provider twilio --sms-account "$SMS_ACCOUNT" \
-	--sms-token-file "$WORK/sms.token" --sms-from +15005550006 --stdout \
-	--route 'channel=sms:sms' --route '*:stdout' >"$RELAY_OUT" 2>"$RELAY_ERR" || RELAY_RC=$?
+wait "$RELAY_PID" || RELAY_RC=$?
+say "what the relay delivered as the events came: the e-mail channel's as JSON lines on stdout"
 RELAY_LINES=$(wc -l <"$RELAY_OUT")
 head -n 4 "$RELAY_OUT" | cut -c 1-220 | indent
 printf '             ... (%s lines in all)\n' "$RELAY_LINES"
@@ -359,8 +377,9 @@ for f in files:
         shown += 1
 PY
 printf '             ... (%s text messages in all)\n' "$SMS_SENT"
-say "the relay's log (a line per text message: the number, masked, and its segments)"
-awk '!/ delivered to / && n++ < 12 { sub(/^[0-9-]* [0-9:.]* UTC /, ""); print }' "$RELAY_ERR" | indent
+say "the relay's log: its start, the first text messages (the number, masked, and the SMS segments), its summary"
+awk '/: connected|^started|: started|summary/ || (/ SMS to / && n++ < 6) { sub(/^[0-9-]* [0-9:.]* UTC /, ""); print }' \
+	"$RELAY_ERR" | indent
 printf '             ... (%s lines in all)\n' "$(wc -l <"$RELAY_ERR")"
 say "relay exit status $RELAY_RC; what is left to deliver:"
 sql "SELECT kind, channel, pending, leased, retrying, delivered, dead FROM orderexp.delivery_stats ORDER BY kind, channel"

@@ -38,6 +38,10 @@
  *	9. orderexp_admin answers for its own tables: the views filter by
  *	   ownership, forget_before(), requeue() and pending_json() are role
  *	   gates, rotate_secret() is a superuser's.
+ *	10. Reminders that no longer matter are withheld by claim()
+ *	   (outbox.obsolete_at, audit action reminder_withheld), events of one
+ *	   order and channel go out in order, and delivery_health shows
+ *	   whether reminders arrive in time.
  *
  * The functions of 1.2 that generated the one-statement batches
  * (_sweep_sql, _remind_sql, _lock_rows_sql, _created_range_sql) go; a
@@ -179,8 +183,16 @@ $$;
  * of every taken order that was not busy (closed, paid or gone), and writes
  * the closed orders' events, audit rows and outcomes as the one-statement
  * batch of 1.2 did.  The take statement locked the timers in this
- * transaction, so nobody else can have changed them: they are read again
- * by tuple id, as 1.2's batch deleted them.
+ * transaction, so nobody else can have changed them: they are deleted by
+ * tuple id, as 1.2's batch deleted them, and read by their primary key,
+ * one index probe per closed order.  No step joins two sets of the batch
+ * to each other: the statement's plan is generic (planned once, src/batch.c)
+ * and cannot know the arrays' lengths; it took them for a few rows and
+ * could join two of them with a nested loop, a thousand comparisons per
+ * closed order of a full batch.  (Planning every batch with its arrays
+ * costs more than that: the planner estimates ctid = ANY (array) element
+ * by element.)  The events' ids are drawn first, so that the audit row
+ * knows them without joining the events to the closes.
  */
 CREATE FUNCTION orderexp._record_close_sql(cfg orderexp.tables)
 RETURNS text
@@ -188,35 +200,33 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 	SELECT format($q$
-WITH due AS MATERIALIZED (
-	SELECT t.ctid AS tid, t.order_key, t.close_at, t.policy_id, t.policy_version, t.variant,
-		   t.reminded_for, t.extensions, t.token_extensions, t.reopened
-	  FROM orderexp.timers t
-	 WHERE t.ctid = ANY ($2) AND t.order_table = $1),
-gone AS (
+WITH gone AS (
 	DELETE FROM orderexp.timers t
-	 WHERE t.ctid = ANY (ARRAY(SELECT d.tid FROM due d
-								WHERE d.order_key <> ALL (coalesce($3, '{}'))))),
+	 WHERE t.ctid = ANY ($2) AND t.order_table = $1
+	   AND t.order_key <> ALL (coalesce($3, '{}'))),
 done AS MATERIALIZED (
 	SELECT c.order_key, c.cols, c.category, c.created_at, d.close_at, d.policy_id,
 		   d.policy_version, d.variant, d.reminded_for, d.extensions, d.token_extensions,
-		   d.reopened
+		   d.reopened, %4$s AS event_ids
 	  FROM unnest($4, $6, $7, $8) AS c(order_key, cols, category, created_at)
-	  JOIN due d ON d.order_key = c.order_key),
+	 CROSS JOIN LATERAL (
+			SELECT t.close_at, t.policy_id, t.policy_version, t.variant, t.reminded_for,
+				   t.extensions, t.token_extensions, t.reopened
+			  FROM orderexp.timers t
+			 WHERE t.order_table = $1 AND t.order_key = c.order_key) d),
 events AS (
-	INSERT INTO orderexp.outbox (kind, order_table, order_key, channel, payload)
-	SELECT 'closed', $1, x.order_key, ch.channel,
+	INSERT INTO orderexp.outbox (id, kind, order_table, order_key, channel, payload)
+	SELECT x.event_ids[ch.n], 'closed', $1, x.order_key, ch.channel,
 		   orderexp._closed_payload(%1$L, x.order_key, x.close_at, x.policy_id,
 									x.category, x.cols)
 	  FROM done x
-	 CROSS JOIN unnest(%2$L::text[]) AS ch(channel)
-	RETURNING id, order_key),
+	 CROSS JOIN unnest(%2$L::text[]) WITH ORDINALITY AS ch(channel, n)),
 audit AS (
 	INSERT INTO orderexp.audit (order_table, order_key, action, via, policy_id,
 								policy_version, variant, deadline, event_ids)
 	SELECT $1, x.order_key, 'closed', 'timeout', x.policy_id, x.policy_version, x.variant,
-		   x.close_at, %4$s
-	  FROM done x%5$s),
+		   x.close_at, x.event_ids
+	  FROM done x),
 outcome AS (
 	INSERT INTO orderexp.outcomes (order_table, order_key, outcome, status, policy_id,
 								   policy_version, variant, created_at, close_at, decided_at,
@@ -227,13 +237,11 @@ outcome AS (
 	  FROM done x)
 SELECT count(*) FROM done$q$,
 		cfg.order_table::text, cfg.channels, cfg.closed_value,
-		/* the events of each close, for its audit row: with one channel, one */
-		CASE cardinality(cfg.channels) WHEN 0 THEN 'NULL::bigint[]'
-									   WHEN 1 THEN 'ARRAY[e.id]'
-									   ELSE 'e.ids' END,
-		CASE cardinality(cfg.channels) WHEN 0 THEN ''
-			 WHEN 1 THEN E'\n\t  JOIN events e ON e.order_key = x.order_key'
-			 ELSE E'\n\t  LEFT JOIN (SELECT e.order_key, array_agg(e.id) AS ids	/* in insertion order */\n\t\t\t  FROM events e GROUP BY e.order_key) e ON e.order_key = x.order_key' END)
+		/* the ids of each close's events, drawn before they are written */
+		CASE WHEN cardinality(cfg.channels) = 0 THEN 'NULL::bigint[]'
+			 ELSE format('ARRAY[%s]',
+						 array_to_string(array_fill('nextval(''orderexp.outbox_id_seq'')'::text,
+													ARRAY[cardinality(cfg.channels)]), ', ')) END)
 $$;
 
 /*
@@ -2079,3 +2087,310 @@ REVOKE ALL ON FUNCTION orderexp._forget_before(timestamptz), orderexp._requeue(b
 	orderexp._pending_json(), orderexp.pending_json() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION orderexp.pending_json() TO orderexp_admin;
 REVOKE EXECUTE ON FUNCTION orderexp.rotate_secret() FROM orderexp_admin;
+
+/* --- 10. reminders that no longer matter are not sent -------------------------- */
+
+/*
+ * Up to 1.2 a reminder whose first delivery failed was retried after the
+ * order was paid, closed or extended, and reached the customer with a
+ * false deadline.  Now claim() withholds such a reminder (obsolete_at, an
+ * audit row 'reminder_withheld'), hands out no event while an earlier one
+ * of its order on its channel is out or waiting for a retry, and
+ * delivery_health tells per channel whether reminders arrive in time.
+ */
+ALTER TABLE orderexp.outbox ADD COLUMN obsolete_at timestamptz;
+COMMENT ON COLUMN orderexp.outbox.obsolete_at IS
+	'when claim() settled the row without delivery: a reminder whose order is no longer unpaid or whose deadline passed or moved (the reason in last_error); pruned like delivered rows';
+CREATE INDEX outbox_obsolete ON orderexp.outbox (obsolete_at)
+	WHERE obsolete_at IS NOT NULL;
+CREATE INDEX outbox_in_flight ON orderexp.outbox (order_table, order_key, channel, id)
+	WHERE attempts > 0 AND delivered_at IS NULL AND dead_at IS NULL AND obsolete_at IS NULL;
+ALTER TABLE orderexp.audit DROP CONSTRAINT audit_action_check;
+ALTER TABLE orderexp.audit ADD CONSTRAINT audit_action_check
+	CHECK (action IN ('closed', 'cancelled', 'extended', 'reopened', 'reminder_withheld'));
+
+/*
+ * Of the outbox rows ids (locked by claim()), settle the reminders that no
+ * longer matter and return the others.  A reminder announces a deadline to
+ * the customer of an unpaid order: it is withheld when its order is no
+ * longer tracked, when the deadline it announces has passed or moved (an
+ * extension, a reopen), or when the order is no longer unpaid in its table
+ * (read as the table's owner, as the sweep reads it: a paid order's timer
+ * lingers until its deadline).  A withheld row is obsolete (obsolete_at,
+ * the reason in last_error), is never claimed again, and gets an audit row
+ * (reminder_withheld), so that history() shows it.  Other kinds are always
+ * delivered: what they say stays true.
+ */
+CREATE FUNCTION orderexp._withhold_reminders(ids bigint[], t timestamptz)
+RETURNS bigint[]
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	cfg orderexp.tables;
+	unpaid text[];
+	withheld bigint[];
+	reasons text[];
+BEGIN
+	/* no timer, or the deadline passed or moved */
+	SELECT coalesce(array_agg(o.id), '{}'),
+		   coalesce(array_agg(CASE WHEN tm.order_key IS NULL THEN 'the order is no longer tracked'
+								   WHEN (o.payload ->> 'close_at')::timestamptz <= t
+									   THEN 'its deadline passed'
+								   ELSE format('its deadline moved to %s',
+										   to_char(tm.close_at AT TIME ZONE 'UTC',
+												   'YYYY-MM-DD HH24:MI:SS "UTC"')) END), '{}')
+	  INTO withheld, reasons
+	  FROM orderexp.outbox o
+	  LEFT JOIN orderexp.timers tm
+		ON tm.order_table = o.order_table AND tm.order_key = o.order_key
+	 WHERE o.id = ANY (ids) AND o.kind = 'reminder'
+	   AND (tm.order_key IS NULL OR (o.payload ->> 'close_at')::timestamptz <= t
+			OR tm.close_at IS DISTINCT FROM (o.payload ->> 'close_at')::timestamptz);
+
+	/* no longer unpaid, per table, as the table's owner */
+	FOR cfg IN SELECT c.* FROM orderexp.tables c
+				WHERE c.order_table IN (SELECT o.order_table FROM orderexp.outbox o
+										 WHERE o.id = ANY (ids) AND o.kind = 'reminder'
+										   AND o.id <> ALL (withheld))
+	LOOP
+		unpaid := ARRAY(
+			SELECT r ->> 'k'
+			  FROM orderexp._orders_exec(cfg.order_table, true,
+					format('SELECT o.%I::text AS k FROM %s o WHERE o.%I = ANY ($1::%s[]) AND o.%I::text = $2',
+						   cfg.key_column, cfg.order_table, cfg.key_column, cfg.key_type,
+						   cfg.status_column),
+					ARRAY[ARRAY(SELECT o.order_key FROM orderexp.outbox o
+								 WHERE o.id = ANY (ids) AND o.kind = 'reminder'
+								   AND o.order_table = cfg.order_table)::text,
+						  cfg.unpaid_value]) r);
+		SELECT withheld || coalesce(array_agg(o.id), '{}'),
+			   reasons || coalesce(array_agg('the order is no longer unpaid'::text), '{}')
+		  INTO withheld, reasons
+		  FROM orderexp.outbox o
+		 WHERE o.id = ANY (ids) AND o.kind = 'reminder' AND o.order_table = cfg.order_table
+		   AND o.id <> ALL (withheld) AND o.order_key <> ALL (unpaid);
+	END LOOP;
+
+	IF cardinality(withheld) = 0 THEN
+		RETURN ids;
+	END IF;
+	WITH settled AS (
+		UPDATE orderexp.outbox o
+		   SET obsolete_at = t, next_attempt_at = 'infinity', leased_until = NULL,
+			   last_error = w.reason
+		  FROM unnest(withheld, reasons) AS w(id, reason)
+		 WHERE o.id = w.id
+		RETURNING o.id, o.order_table, o.order_key, o.payload, w.reason)
+	INSERT INTO orderexp.audit (at, order_table, order_key, action, via, reason, policy_id,
+								deadline, event_ids)
+	SELECT t, s.order_table, s.order_key, 'reminder_withheld', 'timeout',
+		   format('reminder not sent: %s', s.reason), (s.payload ->> 'policy_id')::integer,
+		   (s.payload ->> 'close_at')::timestamptz, ARRAY[s.id]
+	  FROM settled s;
+	RETURN ARRAY(SELECT x FROM unnest(ids) x WHERE x <> ALL (withheld));
+END;
+$$;
+REVOKE ALL ON FUNCTION orderexp._withhold_reminders(bigint[], timestamptz) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION orderexp.claim(max_rows integer DEFAULT 100,
+							   lease interval DEFAULT '30 s',
+							   kinds text[] DEFAULT NULL,
+							   channels text[] DEFAULT NULL)
+RETURNS SETOF orderexp.outbox
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t timestamptz := clock_timestamp();
+	max_attempts integer := orderexp._max_attempts();
+	picked bigint[];
+	result bigint[] := '{}';
+	need integer;
+BEGIN
+	IF max_rows IS NULL OR lease IS NULL THEN
+		RAISE EXCEPTION 'max_rows and lease must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF max_rows <= 0 THEN
+		RAISE EXCEPTION 'max_rows must be positive'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('max_rows is %s.', max_rows);
+	END IF;
+	IF NOT orderexp._positive_interval(lease) OR t + lease = t THEN
+		RAISE EXCEPTION 'lease must be positive'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('lease is %s; each of its months, days and time must be zero or more.', lease),
+				  HINT = 'Lease a row for longer than a delivery takes, e.g. ''30 s''.';
+	END IF;
+	IF t + lease > t + orderexp._max_lease() THEN
+		RAISE EXCEPTION 'lease must be at most orderexp.max_lease'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('lease is %s; orderexp.max_lease is %s.', lease, orderexp._max_lease()),
+				  HINT = 'Lease a row for a little longer than a delivery takes.';
+	END IF;
+
+	/*
+	 * Take due rows, earliest first, until max_rows may go out or nothing
+	 * is due: rows that may not go out now (below) leave room for more.
+	 */
+	LOOP
+		need := max_rows - cardinality(result);
+		picked := ARRAY(
+			SELECT o.id
+			  FROM orderexp.outbox o
+			 WHERE o.delivered_at IS NULL AND o.dead_at IS NULL
+			   AND o.next_attempt_at <= t
+			   AND (o.leased_until IS NULL OR o.leased_until <= t)
+			   AND (kinds IS NULL OR o.kind = ANY (kinds))
+			   AND (channels IS NULL OR o.channel = ANY (channels))
+			   AND o.id <> ALL (result)
+			 ORDER BY o.next_attempt_at
+			 LIMIT need
+			   FOR UPDATE SKIP LOCKED);
+		EXIT WHEN cardinality(picked) = 0;
+
+		/* reminders that no longer matter are settled, not handed out */
+		picked := orderexp._withhold_reminders(picked, t);
+
+		/*
+		 * A row waits while an earlier event of its order on its channel is
+		 * out or waiting for a retry, so that events arrive in the order
+		 * they were made; it is looked at again within a second.
+		 */
+		WITH blocked AS (
+			SELECT o.id, min(e.next_attempt_at) AS until
+			  FROM orderexp.outbox o
+			  JOIN orderexp.outbox e
+				ON e.order_table = o.order_table AND e.order_key = o.order_key
+			   AND e.channel = o.channel AND e.id < o.id
+			   AND e.attempts > 0 AND e.delivered_at IS NULL AND e.dead_at IS NULL
+			   AND e.obsolete_at IS NULL
+			 WHERE o.id = ANY (picked) AND e.id <> ALL (picked)
+			 GROUP BY o.id),
+		postponed AS (
+			UPDATE orderexp.outbox o
+			   SET next_attempt_at = least(greatest(b.until, t + interval '1 ms'), t + interval '1 s')
+			  FROM blocked b
+			 WHERE o.id = b.id
+			RETURNING o.id)
+		SELECT result || ARRAY(SELECT x FROM unnest(picked) x
+								WHERE x NOT IN (SELECT p.id FROM postponed p))
+		  INTO result;
+
+		EXIT WHEN cardinality(picked) < need OR cardinality(result) >= max_rows;
+	END LOOP;
+
+	RETURN QUERY
+	WITH taken AS (
+		UPDATE orderexp.outbox o
+		   SET attempts = CASE WHEN o.attempts < max_attempts THEN o.attempts + 1
+							   ELSE o.attempts END,
+			   leased_until = CASE WHEN o.attempts < max_attempts THEN t + lease END,
+			   next_attempt_at = CASE WHEN o.attempts < max_attempts THEN t + lease
+									  ELSE 'infinity' END,
+			   dead_at = CASE WHEN o.attempts < max_attempts THEN NULL ELSE t END,
+			   last_error = CASE WHEN o.attempts < max_attempts THEN o.last_error
+								 ELSE concat_ws('; ', 'lease of the last attempt expired without ack or fail',
+												o.last_error) END,
+			   claimed_by = CASE WHEN o.attempts < max_attempts THEN session_user
+								 ELSE o.claimed_by END
+		 WHERE o.id = ANY (result)
+		RETURNING o.*)
+	SELECT * FROM taken WHERE taken.dead_at IS NULL ORDER BY taken.id;
+END;
+$$;
+COMMENT ON FUNCTION orderexp.claim(integer, interval, text[], text[]) IS
+	'lease up to max_rows due outbox rows (SKIP LOCKED) to the calling role for at most orderexp.max_lease, counting the attempt; an expired lease makes a row claimable again';
+
+/*
+ * delivered: counts only rows that were not delivered before, and that the
+ * calling role claimed (or that were claimed before 1.3 recorded who
+ * claimed: no claimed_by, but a lease, so that an update of the extension
+ * does not turn the acks of running relays into duplicates)
+ */
+CREATE OR REPLACE FUNCTION orderexp.ack(ids bigint[])
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	n integer;
+BEGIN
+	IF ids IS NULL THEN
+		RAISE EXCEPTION 'ids must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	UPDATE orderexp.outbox o
+	   SET delivered_at = clock_timestamp(), leased_until = NULL, dead_at = NULL,
+		   obsolete_at = NULL
+	 WHERE o.id = ANY (ids) AND o.delivered_at IS NULL
+	   AND (o.claimed_by = session_user
+			OR (o.claimed_by IS NULL AND o.leased_until IS NOT NULL));
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END;
+$$;
+
+CREATE OR REPLACE VIEW orderexp.delivery_stats AS
+	SELECT o.kind, o.channel,
+		   count(*) FILTER (WHERE o.delivered_at IS NULL AND o.dead_at IS NULL AND o.obsolete_at IS NULL
+							  AND NOT coalesce(o.leased_until > now(), false)
+							  AND o.next_attempt_at <= now()) AS pending,
+		   count(*) FILTER (WHERE o.delivered_at IS NULL AND o.dead_at IS NULL AND o.obsolete_at IS NULL
+							  AND o.leased_until > now()) AS leased,
+		   count(*) FILTER (WHERE o.delivered_at IS NULL AND o.dead_at IS NULL AND o.obsolete_at IS NULL
+							  AND NOT coalesce(o.leased_until > now(), false)
+							  AND o.next_attempt_at > now()) AS retrying,
+		   count(*) FILTER (WHERE o.delivered_at IS NOT NULL) AS delivered,
+		   count(*) FILTER (WHERE o.dead_at IS NOT NULL AND o.delivered_at IS NULL) AS dead,
+		   now() - min(o.created_at) FILTER (WHERE o.delivered_at IS NULL
+											 AND o.dead_at IS NULL AND o.obsolete_at IS NULL) AS oldest_undelivered,
+		   count(*) FILTER (WHERE o.obsolete_at IS NOT NULL) AS obsolete
+	  FROM orderexp.outbox o
+	 CROSS JOIN (SELECT orderexp._tables_visible(current_user, true) AS tables) vis
+	 WHERE vis.tables IS NULL OR o.order_table = ANY (vis.tables)
+	 GROUP BY o.kind, o.channel;
+COMMENT ON VIEW orderexp.delivery_stats IS
+	'per kind and channel: rows pending (claimable now), leased, retrying, delivered, dead, the age of the oldest undelivered live row, and reminders withheld as obsolete';
+
+/*
+ * Whether notifications reach customers in time, per period (the last hour,
+ * the last day, by the events' creation), kind and channel: events made,
+ * delivered, attempts that failed, dead, withheld as obsolete; seconds from
+ * event to delivery (median, 95th percentile); and for reminders the share
+ * delivered before the deadline they announce, of those delivered or past
+ * their deadline (withheld ones left out: not sending them was right).
+ * Reads the outbox of the last day; delivered rows are pruned after
+ * orderexp.event_retention, so keep it at a day or more.
+ */
+CREATE VIEW orderexp.delivery_health AS
+	SELECT w.period, o.kind, o.channel,
+		   count(*) AS made,
+		   count(*) FILTER (WHERE o.delivered_at IS NOT NULL) AS delivered,
+		   coalesce(sum(o.attempts - CASE WHEN o.delivered_at IS NOT NULL
+											   OR o.leased_until > now() THEN 1 ELSE 0 END)
+						FILTER (WHERE o.attempts > 0), 0) AS failed_attempts,
+		   count(*) FILTER (WHERE o.dead_at IS NOT NULL AND o.delivered_at IS NULL) AS dead,
+		   count(*) FILTER (WHERE o.obsolete_at IS NOT NULL) AS obsolete,
+		   round((percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM o.delivered_at - o.created_at))
+				  FILTER (WHERE o.delivered_at IS NOT NULL))::numeric, 3) AS p50_seconds,
+		   round((percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM o.delivered_at - o.created_at))
+				  FILTER (WHERE o.delivered_at IS NOT NULL))::numeric, 3) AS p95_seconds,
+		   round(count(*) FILTER (WHERE o.kind = 'reminder'
+									AND o.delivered_at < (o.payload ->> 'close_at')::timestamptz)::numeric
+				 / nullif(count(*) FILTER (WHERE o.kind = 'reminder' AND o.obsolete_at IS NULL
+											 AND (o.delivered_at IS NOT NULL
+												  OR (o.payload ->> 'close_at')::timestamptz <= now())), 0),
+				 4) AS on_time_share
+	  FROM orderexp.outbox o
+	 CROSS JOIN (VALUES ('1 hour', interval '1 hour'), ('1 day', interval '1 day')) AS w(period, span)
+	 CROSS JOIN (SELECT orderexp._tables_visible(current_user, true) AS tables) vis
+	 WHERE o.created_at >= now() - w.span
+	   AND (vis.tables IS NULL OR o.order_table = ANY (vis.tables))
+	 GROUP BY w.period, o.kind, o.channel;
+COMMENT ON VIEW orderexp.delivery_health IS
+	'per period (1 hour, 1 day), kind and channel: made, delivered, failed attempts, dead, obsolete, seconds to delivery (p50, p95), and the share of reminders delivered before their deadline';
+GRANT SELECT ON orderexp.delivery_health TO orderexp_relay, orderexp_admin;

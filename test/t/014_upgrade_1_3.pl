@@ -62,12 +62,12 @@ INSERT INTO orders (id, created_at) VALUES (7, now() - interval '70 minutes'),
 });
 
 # every table of orderexp, and what the functions and views answer, as text
-# (the outbox without 1.3's claimed_by)
+# (the outbox without 1.3's claimed_by and obsolete_at)
 # (delivery_stats without the age of the oldest event, which grows)
 my @tables = qw(tables policies timers outbox audit outcomes token_tables secret);
 my $state_sql = join(
 	"\nUNION ALL\n",
-	(map { "SELECT '$_', md5(coalesce(string_agg((to_jsonb(t) - 'claimed_by')::text, '|' ORDER BY (to_jsonb(t) - 'claimed_by')::text), '')) FROM orderexp.$_ t" } @tables),
+	(map { "SELECT '$_', md5(coalesce(string_agg((to_jsonb(t) - '{claimed_by,obsolete_at}'::text[])::text, '|' ORDER BY (to_jsonb(t) - '{claimed_by,obsolete_at}'::text[])::text), '')) FROM orderexp.$_ t" } @tables),
 	q{SELECT 'history', md5(string_agg(format('%s:%s:%s:%s:%s', o.id, h.action, h.via, h.event_ids, h.delivered), ' ' ORDER BY o.id, h.id))
 	    FROM orders o, LATERAL orderexp.history('orders', o.id) h},
 	q{SELECT 'policy_stats', md5(string_agg(s::text, '|' ORDER BY s::text)) FROM orderexp.policy_stats s},
