@@ -12,8 +12,11 @@
  * on while the database answers.  One statement at a time per connection;
  * node_send() picks the next: the acks when a group is full or old enough
  * (ACK_GROUP ids, ACK_DELAY seconds), then the failures one by one (with
- * orderexp.fail(), which schedules the retry or makes the row dead), then a
- * claim of as many events as the window has room for (window.c).  Claimed
+ * orderexp.fail(), which schedules the retry or makes the row dead; a
+ * failure the sink calls permanent goes as fail(..., retryable => false),
+ * dead at once, where the database has that form (orderexp 1.3), else as a
+ * plain failure), then a claim of as many events as the window has room
+ * for (window.c).  Claimed
  * events go to window.c, which delivers them and reports back through
  * node_delivered() and node_failed().
  *
@@ -57,20 +60,27 @@ static const char *const claim_sql =
 "  ORDER BY c.id";
 
 /*
- * seconds until the retry, NULL when the row is now dead; fail3_sql where
- * the database has fail(id, error, retryable) (orderexp 1.3)
+ * seconds until the retry, NULL when the row is now dead; fail_retryable_sql
+ * where the database has fail(id, error, retryable) (orderexp 1.3)
  */
 static const char *const fail_sql =
 "SELECT pg_catalog.date_part('epoch', orderexp.fail($1::bigint, $2::text)"
 "                                       - pg_catalog.clock_timestamp())";
-static const char *const fail3_sql =
+static const char *const fail_retryable_sql =
 "SELECT pg_catalog.date_part('epoch', orderexp.fail($1::bigint, $2::text, $3::boolean)"
 "                                       - pg_catalog.clock_timestamp())";
 
-/* on every new connection: LISTEN, and is there a 3-argument fail()? */
+/*
+ * At connect: LISTEN; the node's database as webhook ids name it (the
+ * system identifier, the same on a physical standby, and the database's
+ * oid), and whether fail() takes retryable.
+ */
 static const char *const setup_sql =
 "LISTEN orderexp;"
-" SELECT pg_catalog.to_regprocedure('orderexp.fail(bigint,text,boolean)') IS NOT NULL";
+" SELECT (SELECT s.system_identifier FROM pg_catalog.pg_control_system() s)::text"
+"       || '_' || d.oid::text,"
+"       pg_catalog.to_regprocedure('orderexp.fail(bigint,text,boolean)') IS NOT NULL"
+"  FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()";
 
 static const char *const ack_sql = "SELECT orderexp.ack($1::bigint[])";
 
@@ -399,8 +409,9 @@ node_send(Node *n, int claim_room, bool flush_acks)
 		params[0] = id;
 		params[1] = n->failing.error;
 		params[2] = n->failing.retryable ? "true" : "false";
-		if (n->fail3)
-			(void) send_op(n, OP_FAIL, fail3_sql, 3, params);
+		/* a permanent failure where fail() cannot say so is retried */
+		if (n->fail_retryable)
+			(void) send_op(n, OP_FAIL, fail_retryable_sql, 3, params);
 		else
 			(void) send_op(n, OP_FAIL, fail_sql, 2, params);
 		return true;
@@ -490,8 +501,16 @@ op_result(Node *n, PGresult *res)
 				node_error(n, res, "LISTEN orderexp");
 				return;
 			}
-			if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
-				n->fail3 = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+			if (PQresultStatus(res) == PGRES_TUPLES_OK)
+			{
+				if (PQntuples(res) != 1)
+				{
+					node_error(n, res, "reading the database's identity");
+					return;
+				}
+				snprintf(n->origin, sizeof(n->origin), "%s", PQgetvalue(res, 0, 0));
+				n->fail_retryable = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
+			}
 			PQclear(res);
 			break;
 		case OP_CLAIM:

@@ -63,6 +63,8 @@ typedef struct Node
 	PostgresPollingStatusType poll;	/* last PQconnectPoll() result */
 	double		connect_deadline;	/* give the attempt up then */
 	char		label[160];		/* db@host:port once connected */
+	char		origin[64];		/* "SYSID_DBOID" once connected (Event) */
+	bool		fail_retryable; /* orderexp.fail(id, error, retryable) exists */
 	bool		work;			/* claim from it in the next round */
 	bool		ever_up;
 	double		retry_at;		/* next connection attempt while down */
@@ -72,7 +74,6 @@ typedef struct Node
 	int			nunacked;
 	int			unacked_cap;
 	double		unacked_since;	/* when the oldest of them was delivered */
-	bool		fail3;			/* fail(id, error, retryable) is there */
 	NodeOp		op;				/* statement in flight */
 	bool		flushing;		/* its text is not all sent yet */
 	bool		op_failed;		/* it failed; the node is down */

@@ -2,7 +2,7 @@
  *
  * sink.c
  *		Where orderexp-relay delivers events: stdout, a command, a webhook,
- *		an SMTP server; many deliveries at once.
+ *		an SMTP server, an SMS provider (sms.c); many deliveries at once.
  *
  * A delivery is a Transfer.  Per sink there is a function that builds and
  * starts it (start_webhook() sets up a libcurl easy handle with URL,
@@ -53,6 +53,9 @@
 #include "common.h"
 #include "config.h"
 #include "sink.h"
+#include "sms.h"
+#include "template.h"
+#include "whsig.h"
 
 /* a growing string */
 typedef struct Buf
@@ -85,8 +88,9 @@ struct Transfer
 	bool		early;
 	SinkResult	early_result;
 
-	/* webhook, smtp: an easy handle of the multi handle */
+	/* webhook, smtp, sms: an easy handle of the multi handle */
 	CURL	   *curl;
+	SmsRequest *sms;			/* sms.c's request and answer */
 	CURLcode	rc;
 	struct curl_slist *list;	/* HTTP headers, or SMTP recipients */
 	Buf			msg;			/* the mail */
@@ -117,18 +121,20 @@ static int	in_flight[SINK_NTYPES + 1];
 static void buf_append(Buf *b, const char *s, size_t n);
 static void buf_puts(Buf *b, const char *s);
 static void buf_printf(Buf *b, const char *fmt,...) __attribute__((format(printf, 2, 3)));
-static void set_protocols(CURL *c, const char *names, long mask);
-static int	set_cloexec(void *clientp, curl_socket_t fd, curlsocktype purpose);
-static const char *event_field(const Event *ev, const char *name);
+static const char *field_lookup(void *arg, const char *name);
 static char *expand_template(const char *tmpl, const Event *ev);
 static char *env_entry(const char *name, const char *value);
 static char **exec_environment(const Event *ev);
 static void free_exec_environment(char **env);
 static Transfer *new_transfer(SinkType type, double deadline, void *owner);
-static void end_early(Transfer *t, SinkStatus status, const char *fmt,...) __attribute__((format(printf, 3, 4)));
+static void end_early(Transfer *t, Outcome outcome, const char *fmt,...) __attribute__((format(printf, 3, 4)));
 static void transfer_ended(Transfer *t);
-static CURL *take_handle(Transfer *t, double deadline);
+static CURL *take_handle(Transfer *t);
+static void bind_handle(Transfer *t, bool own_errbuf);
 static void start_curl(Transfer *t);
+static void start_sms(Transfer *t, const Event *ev);
+static void sms_transfer_result(Transfer *t, SinkResult *r);
+static bool throttled(Transfer *t, SinkResult *r, const char *sink);
 static void start_stdout(Transfer *t, const Event *ev);
 static void start_exec(Transfer *t, const Event *ev);
 static void exec_io(Transfer *t, short in_revents, short out_revents);
@@ -187,7 +193,7 @@ buf_printf(Buf *b, const char *fmt,...)
 }
 
 /* a handle may speak these protocols only (no file://, no redirects elsewhere) */
-static void
+void
 set_protocols(CURL *c, const char *names, long mask)
 {
 #if LIBCURL_VERSION_NUM >= 0x075500
@@ -204,7 +210,7 @@ set_protocols(CURL *c, const char *names, long mask)
  * exec sink would inherit the webhook's or the SMTP server's kept-alive
  * connection.
  */
-static int
+int
 set_cloexec(void *clientp, curl_socket_t fd, curlsocktype purpose)
 {
 	(void) clientp;
@@ -222,7 +228,8 @@ set_cloexec(void *clientp, curl_socket_t fd, curlsocktype purpose)
 void
 sinks_init(void)
 {
-	long		conns = cfg.concurrency[SINK_WEBHOOK] + cfg.concurrency[SINK_SMTP];
+	long		conns = cfg.concurrency[SINK_WEBHOOK] + cfg.concurrency[SINK_SMTP] +
+		cfg.concurrency[SINK_SMS];
 
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		fatal(EXIT_INTERNAL, "could not initialize libcurl");
@@ -251,7 +258,7 @@ sinks_cleanup(void)
  * order's payload columns ("order.email", or just "email" when no other
  * field has that name).  NULL when there is none or it is JSON null.
  */
-static const char *
+const char *
 event_field(const Event *ev, const char *name)
 {
 	int			i;
@@ -266,44 +273,17 @@ event_field(const Event *ev, const char *name)
 	return NULL;
 }
 
+static const char *
+field_lookup(void *arg, const char *name)
+{
+	return event_field((const Event *) arg, name);
+}
+
 /* TMPL with {name} replaced by the event's fields ("" when missing) */
 static char *
 expand_template(const char *tmpl, const Event *ev)
 {
-	Buf			b = {0};
-	const char *p = tmpl;
-
-	buf_append(&b, "", 0);
-	while (*p)
-	{
-		const char *close;
-
-		if (p[0] == '{' && p[1] == '{')
-		{
-			buf_append(&b, "{", 1);
-			p += 2;
-		}
-		else if (p[0] == '}' && p[1] == '}')
-		{
-			buf_append(&b, "}", 1);
-			p += 2;
-		}
-		else if (p[0] == '{' && (close = strchr(p, '}')) != NULL && close - p < 128)
-		{
-			char		name[128];
-			const char *v;
-
-			memcpy(name, p + 1, close - p - 1);
-			name[close - p - 1] = '\0';
-			v = event_field(ev, name);
-			if (v)
-				buf_puts(&b, v);
-			p = close + 1;
-		}
-		else
-			buf_append(&b, p++, 1);
-	}
-	return b.data;
+	return template_expand(tmpl, field_lookup, (void *) ev, ESCAPE_NONE);
 }
 
 /* ---------------------------------------------------------------------
@@ -356,12 +336,12 @@ transfer_ended(Transfer *t)
 
 /* T ends before it started, with this outcome */
 static void
-end_early(Transfer *t, SinkStatus status, const char *fmt,...)
+end_early(Transfer *t, Outcome outcome, const char *fmt,...)
 {
 	va_list		ap;
 
 	t->early = true;
-	t->early_result.status = status;
+	t->early_result.outcome = outcome;
 	va_start(ap, fmt);
 	vsnprintf(t->early_result.err, sizeof(t->early_result.err), fmt, ap);
 	va_end(ap);
@@ -370,13 +350,13 @@ end_early(Transfer *t, SinkStatus status, const char *fmt,...)
 
 /*
  * An easy handle for T, reused when one is idle (the connections live in
- * the multi handle, so a new handle reuses them too), bounded by DEADLINE.
+ * the multi handle, so a new handle reuses them too); reset, with nothing
+ * set yet.
  */
 static CURL *
-take_handle(Transfer *t, double deadline)
+take_handle(Transfer *t)
 {
 	CURL	   *c;
-	long		ms = (long) ((deadline - now_seconds()) * 1000);
 
 	if (nidle > 0)
 	{
@@ -386,12 +366,26 @@ take_handle(Transfer *t, double deadline)
 	else if ((c = curl_easy_init()) == NULL)
 		fatal(EXIT_INTERNAL, "could not initialize libcurl");
 	t->curl = c;
+	return c;
+}
+
+/*
+ * What every transfer's handle has: T to find it by, the time-out of T's
+ * deadline, no signals, close-on-exec sockets, and (OWN_ERRBUF) T's error
+ * buffer (sms.c keeps its own).
+ */
+static void
+bind_handle(Transfer *t, bool own_errbuf)
+{
+	CURL	   *c = t->curl;
+	long		ms = (long) ((t->deadline - now_seconds()) * 1000);
+
 	curl_easy_setopt(c, CURLOPT_PRIVATE, t);
 	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, ms > 1 ? ms : 1L);
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, t->errbuf);
 	curl_easy_setopt(c, CURLOPT_SOCKOPTFUNCTION, set_cloexec);
-	return c;
+	if (own_errbuf)
+		curl_easy_setopt(c, CURLOPT_ERRORBUFFER, t->errbuf);
 }
 
 /* the handle is set up: hand it to the multi handle */
@@ -401,7 +395,7 @@ start_curl(Transfer *t)
 	CURLMcode	mc = curl_multi_add_handle(multi, t->curl);
 
 	if (mc != CURLM_OK)
-		end_early(t, SINK_FAILED, "%s: %s", sink_name(t->type), curl_multi_strerror(mc));
+		end_early(t, OUTCOME_RETRY, "%s: %s", sink_name(t->type), curl_multi_strerror(mc));
 }
 
 /*
@@ -428,8 +422,11 @@ sink_start(SinkType type, const Event *ev, double deadline, void *owner)
 		case SINK_SMTP:
 			start_smtp(t, ev);
 			break;
+		case SINK_SMS:
+			start_sms(t, ev);
+			break;
 		case SINK_NTYPES:
-			end_early(t, SINK_FAILED, "unknown sink");
+			end_early(t, OUTCOME_RETRY, "unknown sink");
 			break;
 	}
 	return t;
@@ -491,6 +488,9 @@ sink_done(Transfer *t, SinkResult *res)
 			case SINK_SMTP:
 				smtp_result(t, res);
 				break;
+			case SINK_SMS:
+				sms_transfer_result(t, res);
+				break;
 			default:
 				break;
 		}
@@ -503,6 +503,8 @@ sink_done(Transfer *t, SinkResult *res)
 		else
 			curl_easy_cleanup(t->curl);
 	}
+	if (t->sms)
+		sms_request_free(t->sms);
 	if (t->list)
 		curl_slist_free_all(t->list);
 	free(t->msg.data);
@@ -608,10 +610,10 @@ start_stdout(Transfer *t, const Event *ev)
 		int			e = errno;
 
 		clearerr(stdout);
-		end_early(t, SINK_FAILED, "could not write to stdout: %s", strerror(e));
+		end_early(t, OUTCOME_RETRY, "could not write to stdout: %s", strerror(e));
 		return;
 	}
-	end_early(t, SINK_DELIVERED, "%s", "");
+	end_early(t, OUTCOME_DELIVERED, "%s", "");
 }
 
 /* ---------------------------------------------------------------------
@@ -640,6 +642,7 @@ exec_environment(const Event *ev)
 {
 	static const char *const drop[] = {
 		ENV_WEBHOOK_SECRET "=", ENV_SMTP_PASSWORD "=",
+		ENV_WEBHOOK_PREVIOUS_SECRET "=", ENV_SMS_TOKEN "=",
 		"ORDEREXP_EVENT_ID=", "ORDEREXP_KIND=", "ORDEREXP_CHANNEL="
 	};
 	char	  **env;
@@ -698,12 +701,12 @@ start_exec(Transfer *t, const Event *ev)
 
 	if (pipe2(in, O_CLOEXEC) != 0)
 	{
-		end_early(t, SINK_FAILED, "could not create a pipe: %s", strerror(errno));
+		end_early(t, OUTCOME_RETRY, "could not create a pipe: %s", strerror(errno));
 		return;
 	}
 	if (pipe2(out, O_CLOEXEC) != 0)
 	{
-		end_early(t, SINK_FAILED, "could not create a pipe: %s", strerror(errno));
+		end_early(t, OUTCOME_RETRY, "could not create a pipe: %s", strerror(errno));
 		close(in[0]);
 		close(in[1]);
 		return;
@@ -716,7 +719,7 @@ start_exec(Transfer *t, const Event *ev)
 		free_exec_environment(env);
 	if (pid < 0)
 	{
-		end_early(t, SINK_FAILED, "could not fork: %s", strerror(errno));
+		end_early(t, OUTCOME_RETRY, "could not fork: %s", strerror(errno));
 		close(in[0]);
 		close(in[1]);
 		close(out[0]);
@@ -834,17 +837,17 @@ exec_result(Transfer *t, SinkResult *r)
 	int			status = t->status;
 	bool		out = t->output[0] != '\0';
 
-	r->status = SINK_FAILED;
+	r->outcome = OUTCOME_RETRY;
 	if (t->timed_out)
 		snprintf(r->err, sizeof(r->err), "command timed out after %.3g s", t->deadline - t->started);
 	else if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
-		r->status = SINK_DELIVERED;
+		r->outcome = OUTCOME_DELIVERED;
 	else if (WIFEXITED(status))
 	{
 		if (WEXITSTATUS(status) == 65)
-			r->status = SINK_PERMANENT;
+			r->outcome = OUTCOME_PERMANENT;
 		snprintf(r->err, sizeof(r->err), "command exited with status %d%s%s%s", WEXITSTATUS(status),
-				 r->status == SINK_PERMANENT ? " (permanent)" : "",
+				 r->outcome == OUTCOME_PERMANENT ? " (permanent)" : "",
 				 out ? ": " : "", t->output);
 	}
 	else if (WIFSIGNALED(status))
@@ -886,8 +889,10 @@ hmac_hex(const char *secret, const char *data, char *hex)
 static void
 start_webhook(Transfer *t, const Event *ev)
 {
-	CURL	   *c = take_handle(t, t->deadline);
+	CURL	   *c = take_handle(t);
 	char		line[256];
+
+	bind_handle(t, true);
 
 	t->list = curl_slist_append(t->list, "Content-Type: application/json");
 	snprintf(line, sizeof(line), "X-Orderexp-Event: %s", ev->kind);
@@ -902,6 +907,8 @@ start_webhook(Transfer *t, const Event *ev)
 		snprintf(line, sizeof(line), "X-Orderexp-Signature: sha256=%s", hex);
 		t->list = curl_slist_append(t->list, line);
 	}
+	/* webhook-id, webhook-timestamp, webhook-signature (whsig.c) */
+	t->list = whsig_headers(t->list, ev, ev->json);
 	t->list = curl_slist_append(t->list, "Expect:");
 	curl_easy_setopt(c, CURLOPT_URL, cfg.webhook_url);
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, t->list);
@@ -913,6 +920,32 @@ start_webhook(Transfer *t, const Event *ev)
 	curl_easy_setopt(c, CURLOPT_PIPEWAIT, 1L);
 	set_protocols(c, "http,https", CURLPROTO_HTTP | CURLPROTO_HTTPS);
 	start_curl(t);
+}
+
+/*
+ * An HTTP 429 answer (webhook, sms): slow down for Retry-After seconds (a
+ * number or an HTTP date, which libcurl reads; 5 s without it, at most an
+ * hour); the receiver did not take the event.
+ */
+static bool
+throttled(Transfer *t, SinkResult *r, const char *sink)
+{
+	long		status = 0;
+	curl_off_t	after = -1;
+
+	if (t->rc != CURLE_OK)
+		return false;
+	curl_easy_getinfo(t->curl, CURLINFO_RESPONSE_CODE, &status);
+	if (status != 429)
+		return false;
+	r->outcome = OUTCOME_THROTTLED;
+	if (curl_easy_getinfo(t->curl, CURLINFO_RETRY_AFTER, &after) != CURLE_OK || after <= 0)
+		after = 5;
+	if (after > 3600)
+		after = 3600;
+	r->retry_after = (double) after;
+	snprintf(r->err, sizeof(r->err), "%s: HTTP status 429, retry after %ld s", sink, (long) after);
+	return true;
 }
 
 /* is this HTTP status a refusal that no retry can mend? (docs/relay.md) */
@@ -933,9 +966,8 @@ static void
 webhook_result(Transfer *t, SinkResult *r)
 {
 	long		status = 0;
-	curl_off_t	after = -1;
 
-	r->status = SINK_FAILED;
+	r->outcome = OUTCOME_RETRY;
 	if (t->rc != CURLE_OK)
 	{
 		snprintf(r->err, sizeof(r->err), "webhook: %s",
@@ -945,24 +977,15 @@ webhook_result(Transfer *t, SinkResult *r)
 	curl_easy_getinfo(t->curl, CURLINFO_RESPONSE_CODE, &status);
 	if (status >= 200 && status <= 299)
 	{
-		r->status = SINK_DELIVERED;
+		r->outcome = OUTCOME_DELIVERED;
 		return;
 	}
-	if (status == 429)
-	{
-		r->status = SINK_THROTTLED;
-		if (curl_easy_getinfo(t->curl, CURLINFO_RETRY_AFTER, &after) != CURLE_OK || after <= 0)
-			after = 5;
-		if (after > 3600)
-			after = 3600;
-		r->retry_after = (double) after;
-		snprintf(r->err, sizeof(r->err), "webhook: HTTP status 429, retry after %ld s", (long) after);
+	if (throttled(t, r, "webhook"))
 		return;
-	}
 	if (http_permanent(status))
-		r->status = SINK_PERMANENT;
+		r->outcome = OUTCOME_PERMANENT;
 	snprintf(r->err, sizeof(r->err), "webhook: HTTP status %ld%s", status,
-			 r->status == SINK_PERMANENT ? " (permanent)" : "");
+			 r->outcome == OUTCOME_PERMANENT ? " (permanent)" : "");
 }
 
 /* ---------------------------------------------------------------------
@@ -1077,12 +1100,12 @@ start_smtp(Transfer *t, const Event *ev)
 
 	if (rcpt == NULL || *rcpt == '\0')
 	{
-		end_early(t, SINK_PERMANENT, "no recipient: the event has no field \"%s\"", cfg.recipient_field);
+		end_early(t, OUTCOME_PERMANENT, "no recipient: the event has no field \"%s\"", cfg.recipient_field);
 		return;
 	}
 	if (!plain_address(rcpt))
 	{
-		end_early(t, SINK_PERMANENT, "invalid recipient address in field \"%s\"", cfg.recipient_field);
+		end_early(t, OUTCOME_PERMANENT, "invalid recipient address in field \"%s\"", cfg.recipient_field);
 		return;
 	}
 
@@ -1125,7 +1148,8 @@ start_smtp(Transfer *t, const Event *ev)
 	t->up.off = 0;
 	snprintf(addr, sizeof(addr), "<%s>", rcpt);
 	t->list = curl_slist_append(t->list, addr);
-	c = take_handle(t, t->deadline);
+	c = take_handle(t);
+	bind_handle(t, true);
 	curl_easy_setopt(c, CURLOPT_URL, cfg.smtp_url);
 	snprintf(addr, sizeof(addr), "<%s>", cfg.smtp_from);
 	curl_easy_setopt(c, CURLOPT_MAIL_FROM, addr);
@@ -1167,10 +1191,10 @@ smtp_result(Transfer *t, SinkResult *r)
 	long		code = 0;
 	char	   *e = t->errbuf;
 
-	r->status = SINK_FAILED;
+	r->outcome = OUTCOME_RETRY;
 	if (t->rc == CURLE_OK)
 	{
-		r->status = SINK_DELIVERED;
+		r->outcome = OUTCOME_DELIVERED;
 		return;
 	}
 	if (t->rc == CURLE_USE_SSL_FAILED && cfg.smtp_require_tls)
@@ -1186,11 +1210,45 @@ smtp_result(Transfer *t, SinkResult *r)
 	}
 	curl_easy_getinfo(t->curl, CURLINFO_RESPONSE_CODE, &code);
 	if (smtp_permanent(code))
-		r->status = SINK_PERMANENT;
+		r->outcome = OUTCOME_PERMANENT;
 	if (code > 0)
 		snprintf(r->err, sizeof(r->err), "smtp: %s (server said %ld%s)",
 				 e[0] ? e : curl_easy_strerror(t->rc), code,
-				 r->status == SINK_PERMANENT ? ", permanent" : "");
+				 r->outcome == OUTCOME_PERMANENT ? ", permanent" : "");
 	else
 		snprintf(r->err, sizeof(r->err), "smtp: %s", e[0] ? e : curl_easy_strerror(t->rc));
+}
+
+/* ---------------------------------------------------------------------
+ * sms: an HTTP request to the provider (sms.c builds it and reads the
+ * answer)
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * sms_request() sets up the handle (and resets it first); a missing or
+ * invalid number, or an empty text, is a permanent failure at once.
+ */
+static void
+start_sms(Transfer *t, const Event *ev)
+{
+	char		err[1024];
+
+	t->sms = sms_request(take_handle(t), ev, err, sizeof(err));
+	if (t->sms == NULL)
+	{
+		end_early(t, OUTCOME_PERMANENT, "%s", err);
+		return;
+	}
+	bind_handle(t, false);
+	start_curl(t);
+}
+
+/* 429 pauses the sink, as for webhooks; the rest is sms_result()'s */
+static void
+sms_transfer_result(Transfer *t, SinkResult *r)
+{
+	if (throttled(t, r, "sms"))
+		return;
+	r->outcome = sms_result(t->sms, t->curl, t->rc, r->err, sizeof(r->err));
 }

@@ -2,7 +2,7 @@
  *
  * sink.h
  *		Where orderexp-relay delivers events: stdout, a command, a webhook,
- *		an SMTP server; many deliveries at once.
+ *		an SMTP server, an SMS provider (sms.c); many deliveries at once.
  *
  * sinks_init() after the settings are in, sinks_cleanup() at the end.  A
  * delivery is a Transfer: sink_start() builds it (the libcurl handle with
@@ -12,7 +12,8 @@
  * the transfers that ended, and sink_done() says what the outcome means
  * (delivered, retry, permanent failure, slow down) and frees the transfer.
  * Building a request and reading its answer are separate functions per
- * sink in sink.c, so that a sink is added by writing those two.
+ * sink (start_webhook() and webhook_result() in sink.c, sms_request() and
+ * sms_result() in sms.c...), so that a sink is added by writing those two.
  *
  * Copyright (c) 2026, orderexp developers
  *
@@ -23,24 +24,26 @@
 
 #include <poll.h>
 
+#include <curl/curl.h>
+
 #include "common.h"
 #include "config.h"
 
 /* what a delivery's outcome means for the event */
-typedef enum SinkStatus
+typedef enum Outcome
 {
-	SINK_DELIVERED,				/* the receiver took it: ack */
-	SINK_FAILED,				/* try again later: fail(id, error) */
-	SINK_PERMANENT,				/* no retry can help: fail(id, error, false) */
-	SINK_THROTTLED				/* the receiver asks us to slow down (HTTP
+	OUTCOME_DELIVERED,			/* the receiver took it: ack */
+	OUTCOME_RETRY,				/* failed; orderexp.fail() schedules a retry */
+	OUTCOME_PERMANENT,			/* can never be delivered: fail for good */
+	OUTCOME_THROTTLED			/* the receiver asks us to slow down (HTTP
 								 * 429): it did not take the event; pause the
 								 * sink for retry_after seconds */
-} SinkStatus;
+} Outcome;
 
 typedef struct SinkResult
 {
-	SinkStatus	status;
-	double		retry_after;	/* SINK_THROTTLED: seconds to pause */
+	Outcome		outcome;
+	double		retry_after;	/* OUTCOME_THROTTLED: seconds to pause */
 	double		seconds;		/* how long the delivery took */
 	char		err[1024];		/* one line, when not delivered */
 } SinkResult;
@@ -77,5 +80,10 @@ extern void sink_done(Transfer *t, SinkResult *res);
 
 /* deliveries in flight, of one sink or (SINK_NTYPES) all */
 extern int	sink_running(SinkType type);
+
+/* for sms.c */
+extern const char *event_field(const Event *ev, const char *name);
+extern void set_protocols(CURL *c, const char *names, long mask);
+extern int	set_cloexec(void *clientp, curl_socket_t fd, curlsocktype purpose);
 
 #endif							/* ORDEREXP_RELAY_SINK_H */

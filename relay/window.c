@@ -250,6 +250,7 @@ window_claimed(Node *n, Event *evs, int nevs, double claimed_at)
 		}
 		j = xmalloc(sizeof(Job));
 		j->ev = evs[i];
+		j->ev.origin = n->origin;	/* for webhook-id (whsig.c) */
 		j->node = n;
 		j->sink = route->sink;
 		j->claimed_at = claimed_at;
@@ -345,7 +346,7 @@ finish_job(Transfer *t)
 
 	sink_done(t, &r);
 	metrics_in_flight(j->sink, -1);
-	if (r.status == SINK_THROTTLED)
+	if (r.outcome == OUTCOME_THROTTLED)
 	{
 		double		now = now_seconds();
 		SinkWindow *w = &win[j->sink];
@@ -363,7 +364,7 @@ finish_job(Transfer *t)
 			return;
 		}
 	}
-	if (r.status == SINK_DELIVERED)
+	if (r.outcome == OUTCOME_DELIVERED)
 	{
 		metrics_delivered(n->num, j->sink, r.seconds);
 		node_delivered(n, j->ev.id);
@@ -376,7 +377,7 @@ finish_job(Transfer *t)
 	{
 		char		err[1100];
 
-		if (r.status == SINK_THROTTLED)
+		if (r.outcome == OUTCOME_THROTTLED)
 			snprintf(err, sizeof(err), "%s; the lease ends first", r.err);
 		else
 			snprintf(err, sizeof(err), "%s", r.err);
@@ -384,7 +385,7 @@ finish_job(Transfer *t)
 			lognode(LOG_WARNING, n->num, j->ev.id, sname,
 					"node %d: event %lld (%s, %s, order %s) not delivered to %s: %s",
 					n->num, j->ev.id, j->ev.kind, j->ev.channel, j->ev.order_key, sname, err);
-		node_failed(n, j->ev.id, err, r.status != SINK_PERMANENT, j->sink);
+		node_failed(n, j->ev.id, err, r.outcome != OUTCOME_PERMANENT, j->sink);
 	}
 	metrics_released(n->num, j->claimed_at, 1);
 	free_event(&j->ev);
