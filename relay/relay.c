@@ -66,6 +66,7 @@ static void handle_stop(int signo);
 static void handle_child(int signo);
 static void setup_signals(void);
 static void wait_for_work(double until);
+static bool settling(const Node *n);
 static void check_connect_deadlines(void);
 static void settle_connections(bool stop_on_signal);
 static bool nodes_busy(void);
@@ -187,7 +188,17 @@ wait_for_work(double until)
 	}
 }
 
-/* give up connection attempts that ran past their connect_timeout */
+/* is node N connecting, or connected and not set up yet (LISTEN...)? */
+static bool
+settling(const Node *n)
+{
+	return n->state == NODE_CONNECTING || (n->state == NODE_UP && n->op == OP_SETUP);
+}
+
+/*
+ * give up connection attempts (and set-ups after them) that ran past their
+ * connect_timeout
+ */
 static void
 check_connect_deadlines(void)
 {
@@ -195,11 +206,14 @@ check_connect_deadlines(void)
 	int			i;
 
 	for (i = 0; i < nnodes; i++)
-		if (nodes[i].state == NODE_CONNECTING && now >= nodes[i].connect_deadline)
+		if (settling(&nodes[i]) && now >= nodes[i].connect_deadline)
 			node_down(&nodes[i], "could not connect: timed out (connect_timeout)");
 }
 
-/* drive the connection attempts in progress to success or failure */
+/*
+ * drive the connection attempts in progress to success (set up) or
+ * failure; at start, so that every node is ready before the first claim
+ */
 static void
 settle_connections(bool stop_on_signal)
 {
@@ -211,7 +225,7 @@ settle_connections(bool stop_on_signal)
 
 		check_connect_deadlines();
 		for (i = 0; i < nnodes; i++)
-			if (nodes[i].state == NODE_CONNECTING)
+			if (settling(&nodes[i]))
 			{
 				if (!any || nodes[i].connect_deadline < until)
 					until = nodes[i].connect_deadline;

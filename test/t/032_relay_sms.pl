@@ -216,7 +216,7 @@ is($req[-1]{status}, 400, 'which answered 400');
 is(sms_event(10),
 	"1|t|f|sms: HTTP status 400 (provider said: The 'To' number +15005550001 is not a valid phone number.)",
 	'order 10: the provider\'s 400 is permanent, its message in the reason');
-like(slurp_file("$tmp/run.err"), qr/7 failed \(7 now dead\)/, 'the batch counts them dead');
+like(slurp_file("$tmp/run.err"), qr/summary: .* 7 failed \(7 dead\)/, 'the summary counts them dead');
 
 # --- 500 and a wrong token: retried --------------------------------------------------
 
