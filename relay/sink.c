@@ -7,14 +7,15 @@
  * A delivery is a Transfer.  Per sink there is a function that builds and
  * starts it (start_webhook() sets up a libcurl easy handle with URL,
  * headers, body and login and adds it to the multi handle; start_exec()
- * forks the command with pipes) and one that reads its outcome
- * (webhook_result(), ...): delivered, a failure worth a retry, a permanent
- * failure, or "slow down" (HTTP 429).  When it was not delivered, the
- * outcome carries a one-line reason, which the relay hands to
- * orderexp.fail() (so it shows in outbox.last_error).
+ * forks the command with pipes; sms.c's sms_request() builds an SMS) and
+ * one that reads its outcome (webhook_result(), sms_result()...):
+ * delivered, a failure worth a retry, a permanent failure, or "slow down"
+ * (HTTP 429).  When it was not delivered, the outcome carries a one-line
+ * reason, which the relay hands to orderexp.fail() (so it shows in
+ * outbox.last_error).
  *
- * All webhook and SMTP transfers share one libcurl multi handle, so that
- * connections are kept alive and reused across events (and HTTP/2
+ * All webhook, SMTP and SMS transfers share one libcurl multi handle, so
+ * that connections are kept alive and reused across events (and HTTP/2
  * multiplexes them over one connection where the server offers it);
  * sink_wait() waits on the multi handle's sockets, the commands' pipes and
  * the caller's descriptors at once (curl_multi_poll()), then moves every
