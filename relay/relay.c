@@ -179,12 +179,22 @@ wait_for_work(double until)
 	{
 		Node	   *n = &nodes[i];
 
-		if (slot[i] < 0 || n->state == NODE_DOWN || fds[slot[i]].revents == 0)
+		if (slot[i] < 0 || n->state == NODE_DOWN)
 			continue;
 		if (n->state == NODE_CONNECTING)
-			node_connect_step(n);
-		else
-			node_io(n, fds[slot[i]].revents);
+		{
+			if (fds[slot[i]].revents)
+				node_connect_step(n);
+		}
+		else if (fds[slot[i]].revents || n->op != OP_NONE)
+		{
+			/*
+			 * With a statement in flight, look for its result even when the
+			 * socket says nothing: libpq may have read it already while it
+			 * sent (the socket does not block, so this costs one recv)
+			 */
+			node_io(n, fds[slot[i]].revents | (n->op != OP_NONE ? POLLIN : 0));
+		}
 	}
 }
 
