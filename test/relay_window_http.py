@@ -13,12 +13,14 @@
 # requests get 429 with "Retry-After: SECONDS" (the file counts down); or
 # DIR/status holds another status for every request.  Each request that got
 # 200 appends "ID TIME" (X-Orderexp-Id, Unix time) to DIR/ids; a 429 appends
-# to DIR/throttled.  DIR/connections holds the number of connections that
+# to DIR/throttled (without X-Orderexp-Id, as from the SMS sink, ID is the
+# "id" of a JSON body).  DIR/connections holds the number of connections that
 # sent requests so far (kept-alive connections count once).  Touches
 # DIR/ready once it listens; runs until SIGTERM.
 #
 # Copyright (c) 2026, orderexp developers
 
+import json
 import os
 import signal
 import sys
@@ -53,8 +55,13 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         global IN_FLIGHT, MAX_IN_FLIGHT
         length = int(self.headers.get("Content-Length", "0"))
-        self.rfile.read(length)
-        event_id = self.headers.get("X-Orderexp-Id", "?")
+        body = self.rfile.read(length)
+        event_id = self.headers.get("X-Orderexp-Id")
+        if event_id is None:
+            try:
+                event_id = str(json.loads(body).get("id", "?"))
+            except (ValueError, AttributeError):
+                event_id = "?"
         with LOCK:
             if self.client_address not in CONNECTIONS:
                 CONNECTIONS.add(self.client_address)

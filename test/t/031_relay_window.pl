@@ -263,6 +263,38 @@ is($node->safe_psql('postgres',
 kill 'TERM', $smtp_pid;
 finish($smtp_pid, 10);
 
+# --- SMS: a window of 16 requests to the provider, 429 pauses the sink ------------------
+
+$node->safe_psql('postgres', q{
+CREATE TABLE texts (
+	id			integer PRIMARY KEY,
+	status		text NOT NULL DEFAULT 'unpaid',
+	created_at	timestamptz NOT NULL DEFAULT now(),
+	phone		text);
+SELECT orderexp.set_close_policy('texts', interval '1 hour', payload_columns => '{phone}',
+	channels => '{sms}');
+INSERT INTO texts (id, phone) SELECT i, '+4917012345' || lpad(i::text, 3, '0') FROM generate_series(1, 48) i;
+SELECT orderexp.cancel_orders('texts', ARRAY(SELECT generate_series(1, 48)));});
+my @texts = split /\n/, $node->safe_psql('postgres',
+	q{SELECT id FROM orderexp.outbox WHERE order_table = 'texts'::regclass ORDER BY id});
+($rpid, $rport, $rdir) = start_receiver(0.1);
+open $fh, '>', "$rdir/throttle" or die;
+print $fh "1 1\n";    # the first request: 429, Retry-After: 1
+close $fh;
+$relay = run_relay('sms', '--sms', "http://127.0.0.1:$rport/send", '--sms-provider', 'template',
+	'--sms-from', 'Shop', '--sms-body-template', '{"id":"{id}","to":"{sms.to}","text":"{sms.text}"}',
+	'--once', '-q', '--concurrency', 'sms=16');
+is(finish($relay, 30), 0, 'SMS: --once delivers 48 events, one after a 429');
+$max = slurp_file("$rdir/max") + 0;
+cmp_ok($max, '>', 1, "the provider saw $max requests at once");
+cmp_ok($max, '<=', 16, 'never more than the window');
+is(once_each([ received($rdir) ], \@texts), '', 'each text sent once');
+is($node->safe_psql('postgres',
+		q{SELECT max(attempts) FROM orderexp.outbox WHERE order_table = 'texts'::regclass}),
+	'1', 'the 429 spent no attempt');
+like(slurp_file("$tmp/sms.log"), qr/sms asks to slow down: sms pauses for 1 s/, 'the SMS sink paused');
+stop_receiver($rpid);
+
 # --- exec: a window of 8 commands, exit status 65 is permanent ---------------------------
 
 my $cmds = "$tmp/cmds";
