@@ -2787,6 +2787,43 @@ END;
 $$;
 
 /*
+ * Retention: delete audit rows and outcomes older than the cutoff, of the
+ * tables the caller owns (every table's for a superuser).  A cutoff in the
+ * future would delete what happened a moment ago, and 'infinity' all of it:
+ * refused.  forget_before() is the role gate in front of this body.
+ */
+CREATE OR REPLACE FUNCTION orderexp._forget_before(cutoff timestamptz,
+										OUT audit_rows bigint, OUT outcome_rows bigint)
+RETURNS record
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	tables regclass[];
+BEGIN
+	IF cutoff IS NULL THEN
+		RAISE EXCEPTION 'cutoff must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF cutoff > now() THEN
+		RAISE EXCEPTION 'cutoff must not be in the future'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('cutoff is %s.', cutoff),
+				  HINT = 'forget_before() deletes the history of orders decided before the cutoff, e.g. now() - interval ''1 year''.';
+	END IF;
+	tables := orderexp._tables_visible(orderexp._actor(), false);
+	DELETE FROM orderexp.audit a
+	 WHERE a.at < cutoff AND (tables IS NULL OR a.order_table = ANY (tables));
+	GET DIAGNOSTICS audit_rows = ROW_COUNT;
+	DELETE FROM orderexp.outcomes o
+	 WHERE o.decided_at < cutoff AND (tables IS NULL OR o.order_table = ANY (tables));
+	GET DIAGNOSTICS outcome_rows = ROW_COUNT;
+	/* and the orders listed as unreachable since before it (not counted) */
+	DELETE FROM orderexp.unreachable_contacts u
+	 WHERE u.since < cutoff AND (tables IS NULL OR u.order_table = ANY (tables));
+END;
+$$;
+
+/*
  * A registered table may be renamed (the registration names it by OID, and
  * its triggers go with it).  A mapped column may be renamed: the
  * registration and the timer triggers, whose arguments name the columns,

@@ -2809,6 +2809,9 @@ BEGIN
 	DELETE FROM orderexp.outcomes o
 	 WHERE o.decided_at < cutoff AND (tables IS NULL OR o.order_table = ANY (tables));
 	GET DIAGNOSTICS outcome_rows = ROW_COUNT;
+	/* and the orders listed as unreachable since before it (not counted) */
+	DELETE FROM orderexp.unreachable_contacts u
+	 WHERE u.since < cutoff AND (tables IS NULL OR u.order_table = ANY (tables));
 END;
 $$;
 

@@ -304,7 +304,11 @@ RESET ROLE;
 ALTER TABLE ch.csv OWNER TO ch_other_admin;
 SET ROLE ch_other_admin;
 SELECT DISTINCT order_table FROM orderexp.unreachable;
+-- forget_before() forgets them too, of the caller's tables
+SELECT audit_rows >= 0 AS forgot FROM orderexp.forget_before(now());
+SELECT count(*) AS csv_rows FROM orderexp.unreachable;
 RESET ROLE;
+SELECT count(*) > 0 AS others_kept FROM orderexp.unreachable WHERE order_table = 'ch.orders'::regclass;
 ALTER TABLE ch.csv OWNER TO CURRENT_USER;
 DROP ROLE ch_other_admin;
 
