@@ -1451,23 +1451,26 @@ $$;
  * contact: no reminder on it).  The customer's channels are a JSON array
  * (a text[] column) or a comma-separated string; those the table does not
  * offer are left out.  A customer who chose some gets one reminder, on the
- * first of them with a good contact, and the rest are its fallbacks; one
- * who chose none (or none the table offers) gets a reminder on every
- * channel of the table with a good contact, as before 1.3.  When no
- * channel is left, a last row with channel NULL and role 'none' says why.
+ * first of them with a good contact, and the rest are its fallbacks, which
+ * the 'send' row carries as a JSON array of {channel, contact}; one who
+ * chose none (or none the table offers) gets a reminder on every channel
+ * of the table with a good contact, as before 1.3.  When no channel is
+ * left, a last row with channel NULL and role 'none' says why.
  */
 CREATE FUNCTION orderexp._reminder_channels(channels text[], contact_channels text[],
 											reach jsonb)
-RETURNS TABLE (channel text, contact text, problem text, role text)
-LANGUAGE plpgsql IMMUTABLE
+RETURNS TABLE (channel text, contact text, problem text, role text, fallback jsonb)
+LANGUAGE plpgsql IMMUTABLE ROWS 3
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	prefer jsonb := reach -> 'prefer';
 	chosen text[];
-	ch text;
-	sent boolean := false;
+	list text[];
+	contacts text[] := '{}';
 	problems text[] := '{}';
+	first integer;
+	i integer;
 BEGIN
 	SELECT array_agg(p.c ORDER BY p.first) INTO chosen
 	  FROM (SELECT btrim(u.x) AS c, min(u.n) AS first
@@ -1477,29 +1480,52 @@ BEGIN
 						  END) WITH ORDINALITY AS u(x, n)
 			 WHERE btrim(u.x) = ANY (channels)
 			 GROUP BY btrim(u.x)) p;
+	list := coalesce(chosen, channels);
 
-	FOREACH ch IN ARRAY coalesce(chosen, channels) LOOP
-		channel := ch;
-		contact := NULL;
-		problem := NULL;
-		IF ch = ANY (contact_channels) THEN
-			contact := reach -> 'contacts' ->> ch;
-			problem := orderexp._contact_problem(ch, contact);
-			IF problem IS NOT NULL THEN
-				problems := problems || format('%s: %s', ch, problem);
-			END IF;
+	/* each channel's contact and what is wrong with it */
+	FOR i IN 1 .. cardinality(list) LOOP
+		contacts[i] := NULL;
+		problems[i] := NULL;
+		IF list[i] = ANY (contact_channels) THEN
+			contacts[i] := reach -> 'contacts' ->> list[i];
+			problems[i] := orderexp._contact_problem(list[i], contacts[i]);
 		END IF;
-		role := CASE WHEN problem IS NOT NULL THEN 'unreachable'
-					 WHEN sent AND chosen IS NOT NULL THEN 'fallback'
-					 ELSE 'send' END;
-		sent := sent OR role = 'send';
+		IF first IS NULL AND problems[i] IS NULL THEN
+			first := i;
+		END IF;
+	END LOOP;
+
+	FOR i IN 1 .. cardinality(list) LOOP
+		channel := list[i];
+		contact := contacts[i];
+		problem := problems[i];
+		fallback := NULL;
+		IF problem IS NOT NULL THEN
+			role := 'unreachable';
+		ELSIF chosen IS NULL OR i = first THEN
+			role := 'send';
+			fallback := '[]';
+			IF chosen IS NOT NULL THEN
+				SELECT coalesce(jsonb_agg(jsonb_build_object('channel', list[j],
+															 'contact', contacts[j]) ORDER BY j),
+								'[]')
+				  INTO fallback
+				  FROM generate_series(i + 1, cardinality(list)) AS j
+				 WHERE problems[j] IS NULL;
+			END IF;
+		ELSE
+			role := 'fallback';
+		END IF;
 		RETURN NEXT;
 	END LOOP;
-	IF NOT sent THEN
+	IF first IS NULL THEN
 		channel := NULL;
 		contact := NULL;
-		problem := 'no channel left (' || array_to_string(problems, '; ') || ')';
+		problem := 'no channel left (' ||
+			(SELECT string_agg(format('%s: %s', list[j], problems[j]), '; ' ORDER BY j)
+			   FROM generate_series(1, cardinality(list)) AS j) || ')';
 		role := 'none';
+		fallback := NULL;
 		RETURN NEXT;
 	END IF;
 END;
@@ -1648,36 +1674,27 @@ reminded AS MATERIALIZED (
 	  JOIN orderexp.policies p ON p.id = d.policy_id
 	 WHERE m.unpaid AND d.close_at > now()),
 ways AS MATERIALIZED (
-	SELECT r.order_key, w.channel, w.contact, w.problem, w.role, w.n
+	SELECT r.*, w.channel, w.contact, w.problem, w.role, w.fallback
 	  FROM reminded r
-	 CROSS JOIN LATERAL orderexp._reminder_channels(%2$L::text[], %3$L::text[], r.reach)
-		   WITH ORDINALITY AS w(channel, contact, problem, role, n)),
-fallbacks AS (
-	SELECT f.order_key,
-		   jsonb_agg(jsonb_build_object('channel', f.channel, 'contact', f.contact)
-					 ORDER BY f.n) AS ways
-	  FROM ways f
-	 WHERE f.role = 'fallback'
-	 GROUP BY f.order_key),
+	 CROSS JOIN LATERAL orderexp._reminder_channels(%2$L::text[], %3$L::text[], r.reach) w),
 events AS (
 	INSERT INTO orderexp.outbox (kind, order_table, order_key, channel, payload)
-	SELECT 'reminder', $1, r.order_key, w.channel,
+	SELECT 'reminder', $1, r.order_key, r.channel,
 		   jsonb_build_object('order_table', %1$L, 'order_key', r.order_key,
 							  'close_at', r.close_at, 'remind_at', r.remind_at,
 							  'policy_id', r.policy_id, 'category', r.category,
 							  'extend_by', orderexp._iso_interval(r.extend_by), 'extensions_left', r.extensions_left,
 							  'extension_token', tok.token,
 							  'order', r.cols,
-							  'contact', w.contact, 'fallback', coalesce(fb.ways, '[]'))
-	  FROM reminded r
-	  JOIN ways w ON w.order_key = r.order_key AND w.role = 'send'
-	  LEFT JOIN fallbacks fb ON fb.order_key = r.order_key
+							  'contact', r.contact, 'fallback', r.fallback)
+	  FROM ways r
 	 CROSS JOIN LATERAL (
 			SELECT CASE WHEN r.extend_by IS NOT NULL AND r.extensions_left > 0
 							 AND octet_length(r.order_key) <= 1024	/* longer keys fit no token */
 						THEN orderexp._token_make($1, r.order_key, r.close_at, r.extensions,
 												  r.generation)
-				   END AS token) tok),
+				   END AS token) tok
+	 WHERE r.role = 'send'),
 unreached AS (
 	INSERT INTO orderexp.unreachable_contacts AS u (order_table, order_key, channel, contact, why)
 	SELECT $1, w.order_key, coalesce(w.channel, ''), w.contact, w.problem
