@@ -25,7 +25,8 @@ RETURNS TABLE (order_key text, kind text, channel text, contact text, fallback j
 			   fallback_from jsonb, has_token boolean)
 LANGUAGE sql AS $$
 	SELECT o.order_key, o.kind, o.channel, o.payload->>'contact', o.payload->'fallback',
-		   (o.payload->'fallback_from') - 'event_id', o.payload ? 'extension_token'
+		   (o.payload->'fallback_from') - 'event_id',
+		   o.payload->>'extension_token' IS NOT NULL
 	  FROM orderexp.outbox o
 	 WHERE o.order_table = tbl
 	 ORDER BY length(o.order_key), o.order_key COLLATE "C", o.id
@@ -184,6 +185,23 @@ INSERT INTO ch.csv VALUES
 SELECT orderexp.run_due() AS "run_due (reminded, closed)";
 SELECT * FROM ch.events('ch.csv');
 SELECT * FROM ch.unreachable('ch.csv');
+
+-- names that need quoting, and a contact column that is not text
+CREATE TABLE ch."Or""ders; --" (id integer PRIMARY KEY, status text NOT NULL DEFAULT 'unpaid',
+								created_at timestamptz NOT NULL DEFAULT now(),
+								"Pre fers" varchar[], "e=mail" text, "ph""one" bigint);
+SELECT orderexp.set_close_policy('ch."Or""ders; --"', '1 hour', remind_before => '55 minutes',
+								 channels => '{email,sms}', channels_column => 'Pre fers',
+								 contact_columns => ARRAY['email=e=mail', 'sms=ph"one']) > 0 AS registered;
+SELECT contact_channels, contact_columns FROM orderexp.policy_config
+ WHERE order_table = 'ch."Or""ders; --"'::regclass;
+INSERT INTO ch."Or""ders; --" VALUES
+	(1, 'unpaid', now() - interval '10 minutes', '{sms,email}', 'kay@example.com', 4917012345601),
+	(2, 'unpaid', now() - interval '10 minutes', '{email}', 'lu@example.com', NULL);
+SELECT orderexp.run_due() AS "run_due (reminded, closed)";
+SELECT * FROM ch.events('ch."Or""ders; --"');
+SELECT * FROM ch.unreachable('ch."Or""ders; --"');
+SELECT orderexp.drop_close_policy('ch."Or""ders; --"');
 
 -- the next reminder (after an extension) updates an order's rows in
 -- unreachable, never duplicates them, and clears them once a channel works
