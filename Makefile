@@ -17,7 +17,7 @@ UPGRADE_1_1 = $(sort $(wildcard sql/upgrade-1.1/*.sql))
 PGFILEDESC = "orderexp - close expired unpaid orders"
 
 # pg_regress: test/sql/<name>.sql against test/expected/<name>.out
-REGRESS = setup policy operations sweep errors reminders tokens delivery bad_input reopen audit stats partitioned status_types tenants channels
+REGRESS = setup policy operations sweep errors reminders tokens delivery bad_input reopen audit stats partitioned status_types tenants withheld explain channels
 # isolation: test/specs/<name>.spec against test/expected/<name>.out
 ISOLATION = payment_race concurrent_sweeps cancel_race claim_race outcome_race
 REGRESS_OPTS = --inputdir=test
@@ -33,6 +33,11 @@ include $(PGXS)
 
 orderexp--1.0--1.1.sql: $(UPGRADE_1_1)
 	cat $^ > $@
+
+# PGXS tracks no header dependencies unless PostgreSQL was configured with
+# --enable-depend (Debian's is not): a changed header rebuilds every object,
+# or one compiled against the old layout of a struct would read it wrong
+$(OBJS): orderexp.h $(wildcard src/*.h)
 
 # orderexp-relay (relay/): a program, so it has a Makefile of its own (PGXS
 # builds one kind of target per Makefile); built, installed into

@@ -9,7 +9,11 @@
  *
  * common.c		log (text or JSON lines), fatal errors, allocation, the clock
  * config.c		command-line options, the config file, routes, templates
- * sink.c		the sinks: stdout, exec, webhook (libcurl), smtp (libcurl)
+ * files.c		whole files and secret files
+ * template.c	{name} templates, JSON and form escaping
+ * whsig.c		Standard Webhooks headers and signatures
+ * sms.c		the SMS sink: Twilio or a templated HTTP request (libcurl)
+ * sink.c		the sinks: stdout, exec, webhook (libcurl), smtp (libcurl), sms
  * metrics.c	Prometheus metrics and /healthz (libmicrohttpd), sd_notify
  * relay.c		main loop: nodes, LISTEN, claim / deliver / ack / fail, signals
  *
@@ -52,6 +56,8 @@ typedef struct Event
 	char	   *table;
 	char	   *order_key;
 	char	   *json;			/* the event as one JSON object */
+	const char *origin;			/* its database: "SYSID_DBOID" (node.c), for
+								 * webhook-id */
 	Field	   *fields;
 	int			nfields;
 } Event;

@@ -36,6 +36,8 @@
 #include "config.h"
 #include "files.h"
 #include "metrics.h"
+#include "sms.h"
+#include "whsig.h"
 
 Config		cfg;
 
@@ -68,7 +70,20 @@ enum
 	OPT_RETRY_MAX,
 	OPT_ONCE,
 	OPT_METRICS_LISTEN,
-	OPT_LOG_FORMAT
+	OPT_LOG_FORMAT,
+	OPT_WEBHOOK_PREVIOUS_SECRET_FILE,
+	OPT_SMS,
+	OPT_SMS_PROVIDER,
+	OPT_SMS_FROM,
+	OPT_SMS_ACCOUNT,
+	OPT_SMS_TOKEN_FILE,
+	OPT_SMS_METHOD,
+	OPT_SMS_CONTENT_TYPE,
+	OPT_SMS_HEADER,
+	OPT_SMS_BODY_TEMPLATE,
+	OPT_SMS_TO_FIELD,
+	OPT_SMS_TEXT,
+	OPT_SMS_TEXT_FILE
 };
 
 static const struct option long_options[] = {
@@ -78,6 +93,7 @@ static const struct option long_options[] = {
 	{"exec", required_argument, NULL, OPT_EXEC},
 	{"webhook", required_argument, NULL, OPT_WEBHOOK},
 	{"webhook-secret-file", required_argument, NULL, OPT_WEBHOOK_SECRET_FILE},
+	{"webhook-previous-secret-file", required_argument, NULL, OPT_WEBHOOK_PREVIOUS_SECRET_FILE},
 	{"smtp", required_argument, NULL, OPT_SMTP},
 	{"smtp-from", required_argument, NULL, OPT_SMTP_FROM},
 	{"smtp-user", required_argument, NULL, OPT_SMTP_USER},
@@ -87,6 +103,18 @@ static const struct option long_options[] = {
 	{"subject", required_argument, NULL, OPT_SUBJECT},
 	{"body", required_argument, NULL, OPT_BODY},
 	{"body-file", required_argument, NULL, OPT_BODY_FILE},
+	{"sms", required_argument, NULL, OPT_SMS},
+	{"sms-provider", required_argument, NULL, OPT_SMS_PROVIDER},
+	{"sms-from", required_argument, NULL, OPT_SMS_FROM},
+	{"sms-account", required_argument, NULL, OPT_SMS_ACCOUNT},
+	{"sms-token-file", required_argument, NULL, OPT_SMS_TOKEN_FILE},
+	{"sms-method", required_argument, NULL, OPT_SMS_METHOD},
+	{"sms-content-type", required_argument, NULL, OPT_SMS_CONTENT_TYPE},
+	{"sms-header", required_argument, NULL, OPT_SMS_HEADER},
+	{"sms-body-template", required_argument, NULL, OPT_SMS_BODY_TEMPLATE},
+	{"sms-to-field", required_argument, NULL, OPT_SMS_TO_FIELD},
+	{"sms-text", required_argument, NULL, OPT_SMS_TEXT},
+	{"sms-text-file", required_argument, NULL, OPT_SMS_TEXT_FILE},
 	{"route", required_argument, NULL, OPT_ROUTE},
 	{"batch-size", required_argument, NULL, OPT_BATCH},
 	{"lease", required_argument, NULL, OPT_LEASE},
@@ -103,32 +131,42 @@ static const struct option long_options[] = {
 	{NULL, 0, NULL, 0}
 };
 
-static const char *const sink_names[SINK_NTYPES] = {"stdout", "exec", "webhook", "smtp"};
+static const char *const sink_names[SINK_NTYPES] = {"stdout", "exec", "webhook", "smtp", "sms"};
 
 static const char *const all_kinds[] = {"reminder", "closed", "cancelled", "extended", "reopened"};
 
-/* built-in mail templates; --subject / --body replace them per kind */
+/*
+ * built-in mail templates and SMS texts; --subject / --body / --sms-text
+ * replace them per kind.  The SMS texts keep to the GSM 7-bit alphabet.
+ */
 static const Template default_templates[] = {
 	{"reminder",
 		"Order {order_key}: please pay before {close_at}",
 		"Hello,\n\nyour order {order_key} is still unpaid. It will be closed at {close_at}.\n\n"
 		"If you need more time, you can extend it by {extend_by} with this code:\n"
-		"{extension_token}\n"},
+		"{extension_token}\n",
+		"Order {order_key} is unpaid and will be closed at {close_at}. "
+		"To extend it by {extend_by}, use code {extension_token}"},
 	{"closed",
 		"Order {order_key} was closed",
-		"Hello,\n\nyour order {order_key} was not paid by {close_at} and has been closed.\n"},
+		"Hello,\n\nyour order {order_key} was not paid by {close_at} and has been closed.\n",
+		"Order {order_key} was not paid by {close_at} and has been closed."},
 	{"cancelled",
 		"Order {order_key} was cancelled",
-		"Hello,\n\nyour order {order_key} has been cancelled.\n"},
+		"Hello,\n\nyour order {order_key} has been cancelled.\n",
+		"Order {order_key} has been cancelled."},
 	{"extended",
 		"Order {order_key}: new deadline {close_at}",
-		"Hello,\n\nyour order {order_key} now closes at {close_at} (it was {previous_close_at}).\n"},
+		"Hello,\n\nyour order {order_key} now closes at {close_at} (it was {previous_close_at}).\n",
+		"Order {order_key} now closes at {close_at}."},
 	{"reopened",
 		"Order {order_key} is open again",
-		"Hello,\n\nyour order {order_key} is open again; please pay before {close_at}.\n"},
+		"Hello,\n\nyour order {order_key} is open again; please pay before {close_at}.\n",
+		"Order {order_key} is open again; please pay before {close_at}."},
 	{"*",
 		"Order {order_key}: {kind}",
-		"Hello,\n\nevent {kind} for your order {order_key}.\n"}
+		"Hello,\n\nevent {kind} for your order {order_key}.\n",
+		"Order {order_key}: {kind}"}
 };
 
 static int	config_depth = 0;
@@ -136,7 +174,9 @@ static int	config_depth = 0;
 static void usage(void);
 static char *unescape(const char *s);
 static int	url_credentials(const char *url);
+static bool secret_header(const char *header);
 static bool holds_password(int id, const char *value);
+static void add_sms_header(const char *value);
 static double parse_seconds(const char *opt, const char *value, double min);
 static bool valid_name(const char *s);
 static void add_route(const char *text);
@@ -171,7 +211,10 @@ usage(void)
 		   "      --webhook=URL            HTTP POST of the event's JSON; 2xx means delivered\n"
 		   "      --webhook-secret-file=FILE  sign webhook bodies: header X-Orderexp-Signature:\n"
 		   "                               sha256=HEX, HMAC-SHA256 of the body under the\n"
-		   "                               file's first line (or $ORDEREXP_WEBHOOK_SECRET)\n"
+		   "                               file's first line (or $ORDEREXP_WEBHOOK_SECRET);\n"
+		   "                               also the Standard Webhooks webhook-signature\n"
+		   "      --webhook-previous-secret-file=FILE  while rotating: the secret before,\n"
+		   "                               a second webhook-signature\n"
 		   "      --smtp=URL               send e-mail through smtp://HOST:PORT or smtps://...\n"
 		   "      --smtp-from=ADDRESS      sender address (required with --smtp)\n"
 		   "      --smtp-user=USER         SMTP login; the password is the first line of\n"
@@ -182,10 +225,26 @@ usage(void)
 		   "      --recipient-field=NAME   payload field holding the recipient (default: email)\n"
 		   "      --subject=KIND=TEXT      mail subject template for KIND (* = other kinds)\n"
 		   "      --body=KIND=TEXT         mail body template (\\n, \\t and \\\\ escapes)\n"
-		   "      --body-file=KIND=FILE    mail body template read from FILE\n\n");
+		   "      --body-file=KIND=FILE    mail body template read from FILE\n"
+		   "      --sms=URL                SMS through a provider's HTTP API at URL\n"
+		   "      --sms-provider=NAME      twilio (default for https://api.twilio.com) or\n"
+		   "                               template (any other)\n"
+		   "      --sms-from=SENDER        sender number or name (required for twilio)\n"
+		   "      --sms-account=ACCOUNT    account (Twilio's account SID), HTTP basic auth\n"
+		   "      --sms-token-file=FILE    auth token: FILE's first line (or $ORDEREXP_SMS_TOKEN)\n"
+		   "      --sms-to-field=NAME      payload field holding the E.164 number (default: phone)\n"
+		   "      --sms-text=KIND=TEXT     SMS text template for KIND (* = other kinds)\n"
+		   "      --sms-text-file=KIND=FILE  SMS text template read from FILE\n"
+		   "      --sms-method=METHOD      template: POST (default), PUT or PATCH\n"
+		   "      --sms-content-type=TYPE  template: json (default) or form\n"
+		   "      --sms-header='NAME: VALUE'  template: a request header (repeatable); VALUE\n"
+		   "                               may hold {sms.token}, {sms.account}, {sms.from}\n"
+		   "      --sms-body-template=TEXT template: the request body; {sms.to}, {sms.from},\n"
+		   "                               {sms.text} and the event's fields, escaped for\n"
+		   "                               JSON strings or form encoding\n\n");
 	printf("Routing:\n"
 		   "  -r, --route=MATCH:SINK       events matching MATCH go to SINK (stdout, exec,\n"
-		   "                               webhook, smtp); MATCH is \"*\" or comma-separated\n"
+		   "                               webhook, smtp, sms); MATCH is \"*\" or comma-separated\n"
 		   "                               kind=K1|K2 and channel=C1|C2; first match wins.\n"
 		   "                               Without routes, one sink takes every event.\n\n");
 	printf("Behaviour:\n"
@@ -210,9 +269,11 @@ usage(void)
 		   "'#' starts a comment line.\n\n");
 	printf("Secrets: a secret file that its group or others can access at all (permissions\n"
 		   "beyond u=rw, 0600) is refused, and so is such a config file if it holds a\n"
-		   "password (in a dbname, or in a webhook or smtp URL); otherwise such a config\n"
-		   "file is warned about.  --exec commands do not see the PG* variables nor\n"
-		   "$ORDEREXP_WEBHOOK_SECRET and $ORDEREXP_SMTP_PASSWORD.\n\n");
+		   "password (in a dbname, in a webhook, smtp or sms URL, or an --sms-header such\n"
+		   "as Authorization); otherwise such a config file is warned about.  --exec\n"
+		   "commands do not see the PG* variables nor\n"
+		   "$ORDEREXP_WEBHOOK_SECRET, $ORDEREXP_WEBHOOK_PREVIOUS_SECRET,\n"
+		   "$ORDEREXP_SMTP_PASSWORD and $ORDEREXP_SMS_TOKEN.\n\n");
 	printf("Mail templates: {NAME} is replaced by the event's field NAME: id, kind, table,\n"
 		   "order_key, channel, attempts, created_at, a payload field (close_at,\n"
 		   "extension_token...) or a column of the order (email, or order.email); {{ is {.\n\n");
@@ -263,6 +324,47 @@ url_credentials(const char *url)
 	return memchr(p, ':', at - p) != NULL ? 2 : 1;
 }
 
+/*
+ * Whether an --sms-header likely holds a credential written out: an
+ * Authorization header, or a name with key, token, secret or auth in it,
+ * unless its value takes the token from --sms-token-file ({sms.token}).
+ */
+static bool
+secret_header(const char *header)
+{
+	size_t		n = strcspn(header, ":");
+	char		name[128];
+	size_t		i;
+
+	if (n >= sizeof(name) || strstr(header, "{sms.token}") != NULL)
+		return false;
+	for (i = 0; i < n; i++)
+		name[i] = (char) tolower((unsigned char) header[i]);
+	name[n] = '\0';
+	return strstr(name, "auth") || strstr(name, "key") ||
+		strstr(name, "token") || strstr(name, "secret");
+}
+
+/* --sms-header NAME: VALUE, a header of the template provider's requests */
+static void
+add_sms_header(const char *value)
+{
+	const char *colon = strchr(value, ':');
+	const char *p;
+
+	if (cfg.nsms_headers >= MAX_SMS_HEADERS)
+		fatal(EXIT_USAGE, "too many --sms-header options (at most %d)", MAX_SMS_HEADERS);
+	if (colon == NULL || colon == value)
+		fatal(EXIT_USAGE, "invalid value \"%s\" for --sms-header: NAME: VALUE expected", value);
+	for (p = value; p < colon; p++)
+		if (!isalnum((unsigned char) *p) && strchr("!#$%&'*+-.^_`|~", *p) == NULL)
+			fatal(EXIT_USAGE, "invalid value \"%s\" for --sms-header: bad header name", value);
+	for (p = value; *p; p++)
+		if ((unsigned char) *p < 32 && *p != '\t')
+			fatal(EXIT_USAGE, "invalid value for --sms-header: control characters are not allowed");
+	cfg.sms_headers[cfg.nsms_headers++] = xstrdup(value);
+}
+
 /* whether a config file's setting holds a password */
 static bool
 holds_password(int id, const char *value)
@@ -271,8 +373,10 @@ holds_password(int id, const char *value)
 			   *o;
 	bool		found = false;
 
-	if (id == OPT_WEBHOOK || id == OPT_SMTP)
+	if (id == OPT_WEBHOOK || id == OPT_SMTP || id == OPT_SMS)
 		return url_credentials(value) == 2;
+	if (id == OPT_SMS_HEADER)
+		return secret_header(value);
 	if (id != OPT_DBNAME || (opts = PQconninfoParse(value, NULL)) == NULL)
 		return false;
 	for (o = opts; o->keyword; o++)
@@ -332,7 +436,7 @@ add_route(const char *text)
 		if (strcmp(colon + 1, sink_names[t]) == 0)
 			break;
 	if (t == SINK_NTYPES)
-		fatal(EXIT_USAGE, "invalid route \"%s\": unknown sink \"%s\" (stdout, exec, webhook or smtp)",
+		fatal(EXIT_USAGE, "invalid route \"%s\": unknown sink \"%s\" (stdout, exec, webhook, smtp or sms)",
 			  text, colon + 1);
 	r->sink = (SinkType) t;
 
@@ -388,7 +492,7 @@ add_route(const char *text)
 	cfg.nroutes++;
 }
 
-/* KIND=TEXT for --subject, --body, --body-file */
+/* KIND=TEXT for --subject, --body, --body-file, --sms-text, --sms-text-file */
 static void
 set_template(const char *opt, const char *value)
 {
@@ -426,8 +530,20 @@ set_template(const char *opt, const char *value)
 	}
 	else if (strcmp(opt, "body") == 0)
 		t->body = unescape(eq + 1);
-	else
+	else if (strcmp(opt, "body-file") == 0)
 		t->body = read_whole_file(eq + 1);
+	else if (strcmp(opt, "sms-text") == 0)
+		t->sms = unescape(eq + 1);
+	else
+	{
+		/* a file's text without its final line break */
+		char	   *text = read_whole_file(eq + 1);
+		size_t		n = strlen(text);
+
+		while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '\r'))
+			text[--n] = '\0';
+		t->sms = text;
+	}
 }
 
 /* apply one option, from the command line or a config file */
@@ -491,7 +607,65 @@ apply_option(int id, const char *name, const char *value)
 		case OPT_SUBJECT:
 		case OPT_BODY:
 		case OPT_BODY_FILE:
+		case OPT_SMS_TEXT:
+		case OPT_SMS_TEXT_FILE:
 			set_template(name, value);
+			break;
+		case OPT_WEBHOOK_PREVIOUS_SECRET_FILE:
+			cfg.webhook_previous_secret = read_secret_file(value);
+			break;
+		case OPT_SMS:
+			if (strncmp(value, "http://", 7) != 0 && strncmp(value, "https://", 8) != 0)
+				fatal(EXIT_USAGE, "invalid value \"%s\" for --sms: an http:// or https:// URL expected", value);
+			cfg.sink_on[SINK_SMS] = true;
+			cfg.sms_url = xstrdup(value);
+			break;
+		case OPT_SMS_PROVIDER:
+			if (strcmp(value, "twilio") == 0)
+				cfg.sms_provider = SMS_PROVIDER_TWILIO;
+			else if (strcmp(value, "template") == 0)
+				cfg.sms_provider = SMS_PROVIDER_TEMPLATE;
+			else
+				fatal(EXIT_USAGE, "invalid value \"%s\" for --sms-provider: twilio or template expected", value);
+			break;
+		case OPT_SMS_FROM:
+			if (*value == '\0' || strpbrk(value, "\r\n") != NULL)
+				fatal(EXIT_USAGE, "invalid value for --sms-from: a number like +15005550006 or a sender name expected");
+			cfg.sms_from = xstrdup(value);
+			break;
+		case OPT_SMS_ACCOUNT:
+			if (*value == '\0' || strpbrk(value, ":\r\n") != NULL)
+				fatal(EXIT_USAGE, "invalid value \"%s\" for --sms-account", value);
+			cfg.sms_account = xstrdup(value);
+			break;
+		case OPT_SMS_TOKEN_FILE:
+			cfg.sms_token = read_secret_file(value);
+			break;
+		case OPT_SMS_METHOD:
+			if (strcmp(value, "POST") != 0 && strcmp(value, "PUT") != 0 && strcmp(value, "PATCH") != 0)
+				fatal(EXIT_USAGE, "invalid value \"%s\" for --sms-method: POST, PUT or PATCH expected", value);
+			cfg.sms_method = xstrdup(value);
+			break;
+		case OPT_SMS_CONTENT_TYPE:
+			if (strcmp(value, "json") == 0)
+				cfg.sms_json = true;
+			else if (strcmp(value, "form") == 0)
+				cfg.sms_json = false;
+			else
+				fatal(EXIT_USAGE, "invalid value \"%s\" for --sms-content-type: json or form expected", value);
+			cfg.sms_content_type_set = true;
+			break;
+		case OPT_SMS_HEADER:
+			add_sms_header(value);
+			break;
+		case OPT_SMS_BODY_TEMPLATE:
+			/* as written: a JSON body has backslash escapes of its own */
+			cfg.sms_body_template = xstrdup(value);
+			break;
+		case OPT_SMS_TO_FIELD:
+			if (!valid_name(value))
+				fatal(EXIT_USAGE, "invalid value \"%s\" for --sms-to-field", value);
+			cfg.sms_to_field = xstrdup(value);
 			break;
 		case OPT_ROUTE:
 			add_route(value);
@@ -623,6 +797,8 @@ config_defaults(void)
 	cfg.timeout = 10;
 	cfg.retry_max = 30;
 	cfg.recipient_field = "email";
+	cfg.sms_to_field = "phone";
+	cfg.sms_json = true;
 	cfg.templates = xmalloc(n * sizeof(Template));
 	cfg.ntemplates = n;
 	for (i = 0; i < n; i++)
@@ -663,7 +839,7 @@ config_finish(void)
 	for (i = 0; i < SINK_NTYPES; i++)
 		nsinks += cfg.sink_on[i];
 	if (nsinks == 0)
-		fatal(EXIT_USAGE, "no sink: give --stdout, --exec, --webhook or --smtp (see --help)");
+		fatal(EXIT_USAGE, "no sink: give --stdout, --exec, --webhook, --smtp or --sms (see --help)");
 	if (cfg.nnodes == 0)
 		cfg.conninfo[cfg.nnodes++] = "";
 	if (cfg.nroutes == 0)
@@ -689,6 +865,15 @@ config_finish(void)
 		cfg.webhook_secret = xstrdup(env);
 	if (cfg.smtp_password == NULL && (env = getenv(ENV_SMTP_PASSWORD)) != NULL && *env)
 		cfg.smtp_password = xstrdup(env);
+	if (cfg.webhook_previous_secret == NULL &&
+		(env = getenv(ENV_WEBHOOK_PREVIOUS_SECRET)) != NULL && *env)
+		cfg.webhook_previous_secret = xstrdup(env);
+	if (cfg.sms_token == NULL && (env = getenv(ENV_SMS_TOKEN)) != NULL && *env)
+		cfg.sms_token = xstrdup(env);
+	if (cfg.sink_on[SINK_WEBHOOK])
+		whsig_init(cfg.webhook_secret, cfg.webhook_previous_secret);
+	if (cfg.sink_on[SINK_SMS])
+		sms_check_config();
 	if (cfg.smtp_password != NULL && cfg.smtp_user == NULL)
 		fatal(EXIT_USAGE, "an SMTP password needs --smtp-user");
 	/* a login, given by option or in the URL, goes over TLS only */

@@ -23,6 +23,10 @@
 /* environment variables that hold secrets (kept from --exec commands) */
 #define ENV_WEBHOOK_SECRET	"ORDEREXP_WEBHOOK_SECRET"
 #define ENV_SMTP_PASSWORD	"ORDEREXP_SMTP_PASSWORD"
+#define ENV_WEBHOOK_PREVIOUS_SECRET	"ORDEREXP_WEBHOOK_PREVIOUS_SECRET"
+#define ENV_SMS_TOKEN		"ORDEREXP_SMS_TOKEN"
+
+#define MAX_SMS_HEADERS	16
 
 typedef enum SinkType
 {
@@ -30,6 +34,7 @@ typedef enum SinkType
 	SINK_EXEC,
 	SINK_WEBHOOK,
 	SINK_SMTP,
+	SINK_SMS,
 	SINK_NTYPES
 } SinkType;
 
@@ -44,13 +49,22 @@ typedef struct Route
 	char	   *text;			/* as written, for messages */
 } Route;
 
-/* subject and body template of one kind ("*": every other kind) */
+/* mail subject and body, and SMS text, of one kind ("*": every other kind) */
 typedef struct Template
 {
 	char	   *kind;
 	char	   *subject;
 	char	   *body;
+	char	   *sms;
 } Template;
+
+/* the SMS provider's API (sms.c) */
+typedef enum SmsProvider
+{
+	SMS_PROVIDER_DEFAULT,		/* not given: twilio for api.twilio.com */
+	SMS_PROVIDER_TWILIO,
+	SMS_PROVIDER_TEMPLATE
+} SmsProvider;
 
 typedef struct Config
 {
@@ -61,6 +75,7 @@ typedef struct Config
 	char	   *exec_command;
 	char	   *webhook_url;
 	char	   *webhook_secret;	/* from --webhook-secret-file or env */
+	char	   *webhook_previous_secret;	/* the one before, while rotating */
 	char	   *smtp_url;
 	char	   *smtp_from;
 	char	   *smtp_user;
@@ -69,6 +84,18 @@ typedef struct Config
 	bool		smtp_require_tls;	/* STARTTLS or no mail: credentials are
 									 * set and --smtp-insecure is not */
 	char	   *recipient_field;
+	char	   *sms_url;
+	SmsProvider sms_provider;
+	char	   *sms_from;
+	char	   *sms_account;	/* Twilio's account SID, a basic auth user */
+	char	   *sms_token;		/* from --sms-token-file or env */
+	char	   *sms_method;		/* NULL: POST */
+	bool		sms_json;		/* body: JSON (true) or form encoded */
+	bool		sms_content_type_set;
+	char	   *sms_headers[MAX_SMS_HEADERS];
+	int			nsms_headers;
+	char	   *sms_body_template;
+	char	   *sms_to_field;
 
 	Route		routes[MAX_ROUTES];
 	int			nroutes;

@@ -11,9 +11,12 @@
  * orderexp.claim() (the attempt is counted there), hands each to the sink
  * its route names, acknowledges the delivered ones with one orderexp.ack()
  * and reports the others one by one with orderexp.fail(), which schedules
- * the retry or makes the row dead.  A delivery that could still be running
- * when its lease runs out is not started: the rest of the batch is left to
- * its lease.  relay.c decides which node gets a batch and when.
+ * the retry or makes the row dead; a failure the sink calls permanent (an
+ * SMS to an invalid number) goes as fail(..., retryable => false), dead at
+ * once, where the database has that form (orderexp 1.3), else as a plain
+ * failure.  A delivery that could still be running when its lease runs out
+ * is not started: the rest of the batch is left to its lease.  relay.c
+ * decides which node gets a batch and when.
  *
  * Copyright (c) 2026, orderexp developers
  *
@@ -56,6 +59,20 @@ static const char *const claim_sql =
 static const char *const fail_sql =
 "SELECT pg_catalog.date_part('epoch', orderexp.fail($1::bigint, $2::text)"
 "                                       - pg_catalog.clock_timestamp())";
+static const char *const fail_retryable_sql =
+"SELECT pg_catalog.date_part('epoch', orderexp.fail($1::bigint, $2::text, $3::boolean)"
+"                                       - pg_catalog.clock_timestamp())";
+
+/*
+ * At connect: the node's database as webhook ids name it (the system
+ * identifier, the same on a physical standby, and the database's oid), and
+ * whether fail() takes retryable.
+ */
+static const char *const hello_sql =
+"SELECT (SELECT s.system_identifier FROM pg_catalog.pg_control_system() s)::text"
+"       || '_' || d.oid::text,"
+"       pg_catalog.to_regprocedure('orderexp.fail(bigint,text,boolean)') IS NOT NULL"
+"  FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()";
 
 static const char *const ack_sql = "SELECT orderexp.ack($1::bigint[])";
 
@@ -239,6 +256,15 @@ node_connected(Node *n)
 		node_error(n, res, "LISTEN orderexp");
 		return false;
 	}
+	PQclear(res);
+	res = PQexec(n->conn, hello_sql);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+	{
+		node_error(n, res, "reading the database's identity");
+		return false;
+	}
+	snprintf(n->origin, sizeof(n->origin), "%s", PQgetvalue(res, 0, 0));
+	n->fail_retryable = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
 	PQclear(res);
 
 	logmsg("node %d (%s): connected%s", n->num, n->label, n->ever_up ? " again" : "");
@@ -428,6 +454,7 @@ node_batch(Node *n, volatile sig_atomic_t *stop)
 	int			ndone = 0;
 	int		   *failed;
 	int		   *failed_sink;
+	bool	   *failed_permanent;
 	char	  **errors;
 	int			nfailed = 0,
 				dead = 0,
@@ -461,12 +488,14 @@ node_batch(Node *n, volatile sig_atomic_t *stop)
 	done = xmalloc(sizeof(long long) * nevs);
 	failed = xmalloc(sizeof(int) * nevs);
 	failed_sink = xmalloc(sizeof(int) * nevs);
+	failed_permanent = xmalloc(sizeof(bool) * nevs);
 	errors = xmalloc(sizeof(char *) * nevs);
 	for (i = 0; i < nevs; i++)
 	{
 		Event	   *ev = &evs[i];
 		const Route *route;
 		char		err[1024];
+		Outcome		outcome;
 
 		/*
 		 * Stopping, or the lease would run out during this delivery: leave
@@ -485,6 +514,7 @@ node_batch(Node *n, volatile sig_atomic_t *stop)
 					 ev->kind, ev->channel);
 			failed[nfailed] = i;
 			failed_sink[nfailed] = METRICS_NO_ROUTE;
+			failed_permanent[nfailed] = false;
 			errors[nfailed++] = xstrdup(err);
 			continue;
 		}
@@ -492,7 +522,9 @@ node_batch(Node *n, volatile sig_atomic_t *stop)
 			metrics_retried(n->num, route->sink);
 		metrics_in_flight(route->sink, 1);
 		started = now_seconds();
-		if (sink_deliver(route->sink, ev, err, sizeof(err)))
+		ev->origin = n->origin;
+		outcome = sink_deliver(route->sink, ev, err, sizeof(err));
+		if (outcome == OUTCOME_DELIVERED)
 		{
 			metrics_in_flight(route->sink, -1);
 			metrics_delivered(n->num, route->sink, now_seconds() - started);
@@ -507,10 +539,12 @@ node_batch(Node *n, volatile sig_atomic_t *stop)
 			metrics_in_flight(route->sink, -1);
 			if (cfg.verbose > 0)
 				lognode(LOG_INFO, n->num, ev->id, sink_name(route->sink),
-						"node %d: event %lld (%s, %s, order %s) not delivered to %s: %s",
-						n->num, ev->id, ev->kind, ev->channel, ev->order_key, sink_name(route->sink), err);
+						"node %d: event %lld (%s, %s, order %s) not delivered to %s%s: %s",
+						n->num, ev->id, ev->kind, ev->channel, ev->order_key, sink_name(route->sink),
+						outcome == OUTCOME_PERMANENT ? " (for good)" : "", err);
 			failed[nfailed] = i;
 			failed_sink[nfailed] = route->sink;
+			failed_permanent[nfailed] = outcome == OUTCOME_PERMANENT;
 			errors[nfailed++] = xstrdup(err);
 		}
 	}
@@ -522,13 +556,18 @@ node_batch(Node *n, volatile sig_atomic_t *stop)
 	for (i = 0; up && i < nfailed; i++)
 	{
 		char		id[24];
-		const char *fp[2];
+		const char *fp[3];
 		PGresult   *fr;
 
 		snprintf(id, sizeof(id), "%lld", evs[failed[i]].id);
 		fp[0] = id;
 		fp[1] = errors[i];
-		fr = PQexecParams(n->conn, fail_sql, 2, NULL, fp, NULL, NULL, 0);
+		fp[2] = failed_permanent[i] ? "false" : "true";
+		/* a permanent failure where fail() cannot say so is retried */
+		if (n->fail_retryable)
+			fr = PQexecParams(n->conn, fail_retryable_sql, 3, NULL, fp, NULL, NULL, 0);
+		else
+			fr = PQexecParams(n->conn, fail_sql, 2, NULL, fp, NULL, NULL, 0);
 		if (!exec_ok(fr) && PQstatus(n->conn) == CONNECTION_OK && !refusal(fr))
 		{
 			/*
@@ -593,6 +632,7 @@ node_batch(Node *n, volatile sig_atomic_t *stop)
 		free(errors[i]);
 	}
 	free(errors);
+	free(failed_permanent);
 	free(failed_sink);
 	free(failed);
 	free(done);

@@ -44,6 +44,8 @@ typedef struct Node
 	PostgresPollingStatusType poll;	/* last PQconnectPoll() result */
 	double		connect_deadline;	/* give the attempt up then */
 	char		label[160];		/* db@host:port once connected */
+	char		origin[64];		/* "SYSID_DBOID" once connected (Event) */
+	bool		fail_retryable; /* orderexp.fail(id, error, retryable) exists */
 	bool		work;			/* claim from it in the next round */
 	bool		ever_up;
 	double		retry_at;		/* next connection attempt while down */

@@ -2,13 +2,15 @@
  *
  * sink.c
  *		Where orderexp-relay delivers events: stdout, a command, a webhook,
- *		an SMTP server.
+ *		an SMTP server, an SMS provider (sms.c).
  *
- * Every sink takes one event and says whether it was delivered; when it
- * was not, it writes a one-line reason into err, which the relay hands to
- * orderexp.fail() (so the reason shows in outbox.last_error).  Every sink
- * is bounded by --timeout: a command that hangs is killed, an HTTP or SMTP
- * exchange that stalls is given up.
+ * Every sink takes one event and says whether it was delivered, failed
+ * (to be tried again) or failed for good (it can never be delivered, such
+ * as an SMS to an invalid number); when it was not delivered, it writes a
+ * one-line reason into err, which the relay hands to orderexp.fail() (so
+ * the reason shows in outbox.last_error).  Every sink is bounded by
+ * --timeout: a command that hangs is killed, an HTTP or SMTP exchange that
+ * stalls is given up.
  *
  * The webhook and SMTP sinks keep one libcurl handle each, so that
  * connections to the same server are reused across events.
@@ -42,6 +44,9 @@
 #include "common.h"
 #include "config.h"
 #include "sink.h"
+#include "sms.h"
+#include "template.h"
+#include "whsig.h"
 
 /* a growing string */
 typedef struct Buf
@@ -57,9 +62,7 @@ static CURL *smtp_curl = NULL;
 static void buf_append(Buf *b, const char *s, size_t n);
 static void buf_puts(Buf *b, const char *s);
 static void buf_printf(Buf *b, const char *fmt,...) __attribute__((format(printf, 2, 3)));
-static void set_protocols(CURL *c, const char *names, long mask);
-static int	set_cloexec(void *clientp, curl_socket_t fd, curlsocktype purpose);
-static const char *event_field(const Event *ev, const char *name);
+static const char *field_lookup(void *arg, const char *name);
 static char *env_entry(const char *name, const char *value);
 static char **exec_environment(const Event *ev);
 static void free_exec_environment(char **env);
@@ -115,7 +118,7 @@ buf_printf(Buf *b, const char *fmt,...)
 }
 
 /* a handle may speak these protocols only (no file://, no redirects elsewhere) */
-static void
+void
 set_protocols(CURL *c, const char *names, long mask)
 {
 #if LIBCURL_VERSION_NUM >= 0x075500
@@ -132,7 +135,7 @@ set_protocols(CURL *c, const char *names, long mask)
  * exec sink would inherit the webhook's or the SMTP server's kept-alive
  * connection.
  */
-static int
+int
 set_cloexec(void *clientp, curl_socket_t fd, curlsocktype purpose)
 {
 	(void) clientp;
@@ -150,6 +153,8 @@ sinks_init(void)
 		fatal(EXIT_INTERNAL, "could not initialize libcurl");
 	if (cfg.sink_on[SINK_SMTP] && (smtp_curl = curl_easy_init()) == NULL)
 		fatal(EXIT_INTERNAL, "could not initialize libcurl");
+	if (cfg.sink_on[SINK_SMS])
+		sms_init();
 }
 
 void
@@ -159,6 +164,7 @@ sinks_cleanup(void)
 		curl_easy_cleanup(webhook_curl);
 	if (smtp_curl)
 		curl_easy_cleanup(smtp_curl);
+	sms_cleanup();
 	curl_global_cleanup();
 }
 
@@ -168,7 +174,7 @@ sinks_cleanup(void)
  * order's payload columns ("order.email", or just "email" when no other
  * field has that name).  NULL when there is none or it is JSON null.
  */
-static const char *
+const char *
 event_field(const Event *ev, const char *name)
 {
 	int			i;
@@ -183,44 +189,17 @@ event_field(const Event *ev, const char *name)
 	return NULL;
 }
 
+static const char *
+field_lookup(void *arg, const char *name)
+{
+	return event_field((const Event *) arg, name);
+}
+
 /* TMPL with {name} replaced by the event's fields ("" when missing) */
 static char *
 expand_template(const char *tmpl, const Event *ev)
 {
-	Buf			b = {0};
-	const char *p = tmpl;
-
-	buf_append(&b, "", 0);
-	while (*p)
-	{
-		const char *close;
-
-		if (p[0] == '{' && p[1] == '{')
-		{
-			buf_append(&b, "{", 1);
-			p += 2;
-		}
-		else if (p[0] == '}' && p[1] == '}')
-		{
-			buf_append(&b, "}", 1);
-			p += 2;
-		}
-		else if (p[0] == '{' && (close = strchr(p, '}')) != NULL && close - p < 128)
-		{
-			char		name[128];
-			const char *v;
-
-			memcpy(name, p + 1, close - p - 1);
-			name[close - p - 1] = '\0';
-			v = event_field(ev, name);
-			if (v)
-				buf_puts(&b, v);
-			p = close + 1;
-		}
-		else
-			buf_append(&b, p++, 1);
-	}
-	return b.data;
+	return template_expand(tmpl, field_lookup, (void *) ev, ESCAPE_NONE);
 }
 
 /* ---------------------------------------------------------------------
@@ -265,6 +244,7 @@ exec_environment(const Event *ev)
 {
 	static const char *const drop[] = {
 		ENV_WEBHOOK_SECRET "=", ENV_SMTP_PASSWORD "=",
+		ENV_WEBHOOK_PREVIOUS_SECRET "=", ENV_SMS_TOKEN "=",
 		"ORDEREXP_EVENT_ID=", "ORDEREXP_KIND=", "ORDEREXP_CHANNEL="
 	};
 	char	  **env;
@@ -508,6 +488,8 @@ deliver_webhook(const Event *ev, char *err, size_t errlen)
 		snprintf(line, sizeof(line), "X-Orderexp-Signature: sha256=%s", hex);
 		headers = curl_slist_append(headers, line);
 	}
+	/* webhook-id, webhook-timestamp, webhook-signature (whsig.c) */
+	headers = whsig_headers(headers, ev, ev->json);
 	headers = curl_slist_append(headers, "Expect:");
 	curl_easy_setopt(c, CURLOPT_URL, cfg.webhook_url);
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
@@ -755,24 +737,29 @@ deliver_smtp(const Event *ev, char *err, size_t errlen)
 	return true;
 }
 
-/* deliver EV through the sink; on failure, the reason is in err */
-bool
+/* the outcome of a sink that knows no permanent failure */
+#define RETRY_UNLESS(delivered) ((delivered) ? OUTCOME_DELIVERED : OUTCOME_RETRY)
+
+/* deliver EV through the sink; unless delivered, the reason is in err */
+Outcome
 sink_deliver(SinkType type, const Event *ev, char *err, size_t errlen)
 {
 	err[0] = '\0';
 	switch (type)
 	{
 		case SINK_STDOUT:
-			return deliver_stdout(ev, err, errlen);
+			return RETRY_UNLESS(deliver_stdout(ev, err, errlen));
 		case SINK_EXEC:
-			return deliver_exec(ev, err, errlen);
+			return RETRY_UNLESS(deliver_exec(ev, err, errlen));
 		case SINK_WEBHOOK:
-			return deliver_webhook(ev, err, errlen);
+			return RETRY_UNLESS(deliver_webhook(ev, err, errlen));
 		case SINK_SMTP:
-			return deliver_smtp(ev, err, errlen);
+			return RETRY_UNLESS(deliver_smtp(ev, err, errlen));
+		case SINK_SMS:
+			return sms_deliver(ev, err, errlen);
 		case SINK_NTYPES:
 			break;
 	}
 	snprintf(err, errlen, "unknown sink");
-	return false;
+	return OUTCOME_RETRY;
 }

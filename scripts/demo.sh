@@ -26,15 +26,20 @@
 #      again and is refused, gets a second reminder for the new deadline
 #      (without a link: the one extension is used up), another customer pays
 #      between reminder and deadline, and a payment comes too late;
-#   5. when everything has happened (about 21 s), lets orderexp-relay (the
-#      delivery program, relay/) deliver the outbox once to stdout, as a
-#      role that is a member of orderexp_relay, and shows a few of its JSON
-#      lines, its log and orderexp.delivery_stats; then prints the final
+#   5. all along, orderexp-relay (the delivery program, relay/), started
+#      after the feed as a role that is a member of orderexp_relay, delivers
+#      the events as they come: the sms channel's through its SMS sink to a
+#      fake of Twilio's API on loopback (test/relay_sms.py), the e-mail
+#      channel's to stdout.  When everything has happened (about 21 s) the
+#      demo stops it with SIGTERM and shows a few of its JSON lines, the
+#      text messages the provider got, the relay's log (with the SMS
+#      segments) and orderexp.delivery_stats; then prints the final
 #      state and checks it: paid orders were never closed, each closed order has one
 #      'closed' event per channel, the extended orders closed at their new
 #      deadlines, reminders went out once per channel per deadline to the
 #      orders still unpaid, the reused link was refused, the order paid after
-#      its reminder was not closed, the relay delivered every event once.
+#      its reminder was not closed, the relay delivered every event once,
+#      every sms-channel event as one text message to the order's phone.
 #
 # Ends by itself: exit 0 if every check passed.  The cluster is stopped and
 # the temp dirs removed on any exit.
@@ -137,13 +142,14 @@ sql "CREATE TABLE public.orders (
     id bigserial PRIMARY KEY,
     customer text,
     email text,
+    phone text,
     amount numeric,
     status text NOT NULL DEFAULT 'unpaid',
     created_at timestamptz NOT NULL DEFAULT now())"
 sql "SELECT orderexp.set_close_policy('orders',
          close_after => '8 seconds', remind_before => '5 seconds',
          extend_by => '10 seconds', max_extensions => 1,
-         payload_columns => '{customer,email,amount}', channels => '{email}') AS policy_id"
+         payload_columns => '{customer,email,phone,amount}', channels => '{email,sms}') AS policy_id"
 
 # ---------------------------------------------------------------------------
 # 3. the live feed
@@ -185,15 +191,55 @@ ox_at_exit "touch '$STOP_FILE'"
 sleep 0.5
 
 # ---------------------------------------------------------------------------
+# the relay, delivering as the events come
+# ---------------------------------------------------------------------------
+
+say "the relay: orderexp-relay claims the events as they come, delivers them (the sms channel's as text messages through a fake of Twilio's API, the rest as one JSON line each on stdout) and acks them; it runs in the background, its work is shown at the end"
+sql "CREATE ROLE relay LOGIN IN ROLE orderexp_relay"
+RELAY_OUT=$WORK/relay.out
+RELAY_ERR=$WORK/relay.err
+SMS_DIR=$WORK/sms
+SMS_ACCOUNT=AC0000000000000000000000000000demo
+mkdir "$SMS_DIR"
+(umask 077 && echo demo-auth-token >"$WORK/sms.token")
+SMS_PORT=$(ox_pick_port)
+python3 "$OX_ROOT/test/relay_sms.py" "$SMS_PORT" "$SMS_DIR" "$SMS_ACCOUNT" demo-auth-token \
+	>"$WORK/sms.log" 2>&1 &
+SMS_PID=$!
+ox_at_exit "kill $SMS_PID"
+for ((i = 0; i < 100; i++)); do
+	[[ -e $SMS_DIR/ready ]] && break
+	sleep 0.1
+done
+[[ -e $SMS_DIR/ready ]] || ox_die "the fake SMS provider did not start: $(cat "$WORK/sms.log")"
+printf '             $ orderexp-relay -d "host=%s port=%s dbname=shop user=relay" -v \\\n' \
+	"$OX_PGHOST" "$OX_PGPORT"
+printf '                 --sms http://127.0.0.1:%s --sms-provider twilio --sms-account %s \\\n' \
+	"$SMS_PORT" "$SMS_ACCOUNT"
+printf '                 --sms-token-file sms.token --sms-from +15005550006 --stdout \\\n'
+printf "                 --route 'channel=sms:sms' --route '*:stdout' &\n"
+"$OX_PGBIN/orderexp-relay" -d "host=$OX_PGHOST port=$OX_PGPORT dbname=shop user=relay" -v \
+	--sms "http://127.0.0.1:$SMS_PORT" --sms-provider twilio --sms-account "$SMS_ACCOUNT" \
+	--sms-token-file "$WORK/sms.token" --sms-from +15005550006 --stdout \
+	--route 'channel=sms:sms' --route '*:stdout' >"$RELAY_OUT" 2>"$RELAY_ERR" &
+RELAY_PID=$!
+ox_at_exit "kill $RELAY_PID"
+for ((i = 0; i < 100; i++)); do
+	grep -q ': connected' "$RELAY_ERR" 2>/dev/null && break
+	sleep 0.1
+done
+grep -q ': connected' "$RELAY_ERR" || ox_die "the relay did not connect: $(cat "$RELAY_ERR")"
+
+# ---------------------------------------------------------------------------
 # 4. orders come in, some are paid, one is cancelled, one is extended
 # ---------------------------------------------------------------------------
 
 say "4 orders come in (reminder 3 s after created_at, deadline 8 s after it)"
-sql "INSERT INTO orders (customer, email, amount) VALUES
-    ('alice', 'alice@example.com', 19.90),
-    ('bob',   'bob@example.com',   5.00),
-    ('carol', 'carol@example.com', 42.00),
-    ('dave',  'dave@example.com',  7.50)
+sql "INSERT INTO orders (customer, email, phone, amount) VALUES
+    ('alice', 'alice@example.com', '+15550100001', 19.90),
+    ('bob',   'bob@example.com',   '+15550100002', 5.00),
+    ('carol', 'carol@example.com', '+15550100003', 42.00),
+    ('dave',  'dave@example.com',  '+15550100004', 7.50)
 RETURNING id, customer, status, created_at::time(1)"
 sleep 1
 
@@ -203,11 +249,11 @@ sql "SELECT orderexp.cancel_order('orders', 3::bigint, 'customer changed their m
 sleep 1
 
 say "4 more orders come in"
-sql "INSERT INTO orders (customer, email, amount) VALUES
-    ('erin',  'erin@example.com',  12.00),
-    ('frank', 'frank@example.com', 99.99),
-    ('grace', 'grace@example.com', 3.25),
-    ('heidi', 'heidi@example.com', 60.00)
+sql "INSERT INTO orders (customer, email, phone, amount) VALUES
+    ('erin',  'erin@example.com',  '+15550100005', 12.00),
+    ('frank', 'frank@example.com', '+15550100006', 99.99),
+    ('grace', 'grace@example.com', '+15550100007', 3.25),
+    ('heidi', 'heidi@example.com', '+15550100008', 60.00)
 RETURNING id, customer, status, created_at::time(1)"
 
 say "erin phones the shop, which gives order 5 more time (extend_by: 10 s); frank pays order 6"
@@ -301,22 +347,40 @@ done
 wait "$FEED_PID" 2>/dev/null || true
 
 # ---------------------------------------------------------------------------
-# the relay: orderexp-relay delivers the outbox (to stdout here)
+# the relay's work
 # ---------------------------------------------------------------------------
 
-say "the relay: orderexp-relay claims the events, delivers them (here: one JSON line each on stdout) and acks them"
-sql "CREATE ROLE relay LOGIN IN ROLE orderexp_relay"
-RELAY_OUT=$WORK/relay.out
-RELAY_ERR=$WORK/relay.err
-printf '             $ orderexp-relay -d "host=%s port=%s dbname=shop user=relay" --stdout --once\n' \
-	"$OX_PGHOST" "$OX_PGPORT"
+# the relay stops at SIGTERM after its batch: exit status 0
+say "stopping the relay (SIGTERM): it finishes its batch, prints its summary and exits"
+kill -TERM "$RELAY_PID"
 RELAY_RC=0
-"$OX_PGBIN/orderexp-relay" -d "host=$OX_PGHOST port=$OX_PGPORT dbname=shop user=relay" \
-	--stdout --once >"$RELAY_OUT" 2>"$RELAY_ERR" || RELAY_RC=$?
+wait "$RELAY_PID" || RELAY_RC=$?
+say "what the relay delivered as the events came: the e-mail channel's as JSON lines on stdout"
 RELAY_LINES=$(wc -l <"$RELAY_OUT")
 head -n 4 "$RELAY_OUT" | cut -c 1-220 | indent
 printf '             ... (%s lines in all)\n' "$RELAY_LINES"
-sed 's/^[0-9-]* [0-9:.]* UTC //' "$RELAY_ERR" | indent
+say "the text messages the fake SMS provider accepted (HTTP 201, like Twilio), the first few:"
+SMS_SENT=$(python3 - "$SMS_DIR" <<'PY'
+import glob, json, sys
+print(sum(1 for f in glob.glob(sys.argv[1] + "/req-*.json") if json.load(open(f))["status"] == 201))
+PY
+)
+python3 - "$SMS_DIR" <<'PY' | indent
+import glob, json, sys
+files = sorted(glob.glob(sys.argv[1] + "/req-*.json"),
+               key=lambda f: int(f.rsplit("-", 1)[1].split(".")[0]))
+shown = 0
+for f in files:
+    r = json.load(open(f))
+    if shown < 3 and r["form"] and " is unpaid " in r["form"]["Body"][0]:
+        print("%s to %s: %s" % (r["status"], r["form"]["To"][0], r["form"]["Body"][0]))
+        shown += 1
+PY
+printf '             ... (%s text messages in all)\n' "$SMS_SENT"
+say "the relay's log: its start, the first text messages (the number, masked, and the SMS segments), its summary"
+awk '/: connected|^started|: started|summary/ || (/ SMS to / && n++ < 6) { sub(/^[0-9-]* [0-9:.]* UTC /, ""); print }' \
+	"$RELAY_ERR" | indent
+printf '             ... (%s lines in all)\n' "$(wc -l <"$RELAY_ERR")"
 say "relay exit status $RELAY_RC; what is left to deliver:"
 sql "SELECT kind, channel, pending, leased, retrying, delivered, dead FROM orderexp.delivery_stats ORDER BY kind, channel"
 
@@ -351,7 +415,7 @@ sql "SELECT pid, backend_type, datname, state, wait_event,
 say "checks"
 CHECKS=$(
 	ox_psql -d shop -At -F ' | ' -v reuse_err="$REUSE_ERR" \
-		-v relay_rc="$RELAY_RC" -v relay_lines="$RELAY_LINES" <<'EOF'
+		-v relay_rc="$RELAY_RC" -v relay_lines="$RELAY_LINES" -v sms_sent="$SMS_SENT" <<'EOF'
 WITH
 ev AS (SELECT * FROM orderexp.outbox WHERE order_table = 'orders'::regclass),
 rem AS (SELECT id, order_key, channel, created_at,
@@ -405,8 +469,9 @@ SELECT 3, 'every closed order has exactly one closed event per channel',
 					  (SELECT count(*) FROM orders WHERE status = 'closed'))
 		  FROM ev WHERE kind = 'closed')
 UNION ALL
-SELECT 4, 'the cancelled order has one cancelled event and was not closed',
-	   (SELECT count(*) FROM ev WHERE order_key = '3' AND kind = 'cancelled') = 1
+SELECT 4, 'the cancelled order has one cancelled event per channel and was not closed',
+	   (SELECT count(*) FROM ev WHERE order_key = '3' AND kind = 'cancelled')
+		 = (SELECT cardinality(channels) FROM chans)
 	   AND NOT EXISTS (SELECT 1 FROM ev WHERE order_key = '3' AND kind = 'closed'),
 	   (SELECT string_agg(kind, ',') FROM ev WHERE order_key = '3')
 UNION ALL
@@ -476,13 +541,16 @@ SELECT 11, 'order 8, paid between its reminder and its deadline, has a reminder 
 					  (SELECT max(close_at) FROM rem WHERE order_key = '8')::time(1))
 		  FROM ev WHERE order_key = '8')
 UNION ALL
-SELECT 12, 'orderexp-relay delivered every event once (one JSON line each) and exited 0',
+SELECT 12, 'orderexp-relay delivered every event once (one JSON line or one text message each) and exited 0',
 	   :'relay_rc' = '0'
 	   AND NOT EXISTS (SELECT 1 FROM orderexp.outbox WHERE delivered_at IS NULL)
-	   AND (SELECT count(*) FROM orderexp.outbox) = :'relay_lines'::bigint
+	   AND (SELECT count(*) FROM orderexp.outbox WHERE channel <> 'sms') = :'relay_lines'::bigint
+	   AND (SELECT count(*) FROM orderexp.outbox WHERE channel = 'sms') = :'sms_sent'::bigint
 	   AND (SELECT max(attempts) FROM orderexp.outbox) = 1,
-	   format('exit status %s, %s lines for %s events, %s undelivered', :'relay_rc', :'relay_lines',
-			  (SELECT count(*) FROM orderexp.outbox),
+	   format('exit status %s, %s lines for %s e-mail events, %s text messages for %s sms events, %s undelivered',
+			  :'relay_rc', :'relay_lines',
+			  (SELECT count(*) FROM orderexp.outbox WHERE channel <> 'sms'), :'sms_sent',
+			  (SELECT count(*) FROM orderexp.outbox WHERE channel = 'sms'),
 			  (SELECT count(*) FROM orderexp.outbox WHERE delivered_at IS NULL))
 ) c ORDER BY n;
 EOF

@@ -15,6 +15,11 @@
 #   ox_install_packages  apt-get update + install of the build and test
 #                        packages, skipped when dpkg-query says they are all
 #                        installed already.
+#   ox_install_node_modules  npm install of test/node's packages (the
+#                        standardwebhooks package, which verifies the
+#                        relay's webhook signatures in TAP 034) into
+#                        test/node/node_modules, skipped when they are there;
+#                        nodejs and npm from apt when there is no npm.
 #   ox_build             copies the work tree (without .git and build outputs)
 #                        into a fresh temp dir owned by postgres, builds it
 #                        there as postgres (PostgreSQL refuses to run as root,
@@ -181,6 +186,26 @@ ox_install_packages() {
 	id postgres >/dev/null 2>&1 || ox_die "user postgres missing after installing postgresql-$OX_PG_MAJOR"
 }
 
+# test/node's npm packages, as its package-lock.json pins them; a node and an
+# npm that came some other way (NodeSource's nodejs has its own npm) are used
+# as they are
+ox_install_node_modules() {
+	local dir=$OX_ROOT/test/node
+	if [[ -f $dir/node_modules/standardwebhooks/package.json ]]; then
+		ox_log "node modules: installed"
+		return 0
+	fi
+	if ! command -v npm >/dev/null 2>&1; then
+		ox_log "node modules: installing nodejs and npm"
+		export DEBIAN_FRONTEND=noninteractive
+		apt-get update -q
+		apt-get install -y -q --no-install-recommends nodejs npm
+	fi
+	ox_log "node modules: npm ci in $dir"
+	npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error ||
+		ox_die "npm ci in $dir failed"
+}
+
 # ---------------------------------------------------------------------------
 # build and install
 # ---------------------------------------------------------------------------
@@ -218,6 +243,7 @@ ox_build() {
 ox_setup() {
 	[[ $EUID -eq 0 ]] || ox_die "run me as root (apt-get, make install, runuser)"
 	ox_install_packages
+	ox_install_node_modules
 	[[ -x $OX_PGBIN/initdb ]] || ox_die "$OX_PGBIN/initdb not found"
 	ox_build
 }

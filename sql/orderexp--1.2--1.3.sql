@@ -38,7 +38,15 @@
  *	9. orderexp_admin answers for its own tables: the views filter by
  *	   ownership, forget_before(), requeue() and pending_json() are role
  *	   gates, rotate_secret() is a superuser's.
- *	10. Reminders on the customer's channels: set_close_policy() takes
+ *	10. Reminders that no longer matter are withheld by claim()
+ *	   (outbox.obsolete_at, audit action reminder_withheld), events of one
+ *	   order and channel go out in order, and delivery_health shows
+ *	   whether reminders arrive in time.
+ *	11. Explanations and feedback: explain_order(), record_feedback(),
+ *	   set_explanation_template(), the tables feedback and
+ *	   explanation_templates; history(), forget_before(), policy_stats and
+ *	   experiment_stats take feedback in.
+ *	12. Reminders on the customer's channels: set_close_policy() takes
  *	   channels_column, contact_columns and fallback_before (a new
  *	   signature); contacts are checked when a reminder is written (view
  *	   unreachable); a reminder that dies falls back to the next channel
@@ -98,7 +106,9 @@ $$;
  * the keys whose row exists but was locked: looked up in the whole table
  * (an order whose created-at moved is not taken for gone), one correlated
  * probe per key that mine lacks, so that a batch whose rows were all locked
- * reads no other partition.  For the close batch (lock
+ * reads no other partition.  Which keys mine lacks is an EXCEPT, hashed or
+ * sorted whatever the estimates: the plan is generic, and an anti-join of
+ * two sets it takes for a few rows each could be a nested loop.  For the close batch (lock
  * 'UPDATE') the unpaid rows of mine are closed with the guarded update and
  * returned; for reminders (lock 'SHARE') mine is returned as it is.  Every
  * result column is an array: busy keys, then keys, unpaid, payloads,
@@ -127,9 +137,9 @@ WITH mine AS MATERIALIZED (
 	 WHERE o.%2$I = ANY (ARRAY(SELECT k::%6$s FROM unnest($1::text[]) AS k))%7$s
 	   FOR %9$s OF o SKIP LOCKED),
 missing AS MATERIALIZED (
-	SELECT k AS order_key
-	  FROM unnest($1::text[]) AS k
-	 WHERE NOT EXISTS (SELECT 1 FROM mine m WHERE m.order_key = k)),
+	SELECT k AS order_key FROM unnest($1::text[]) AS k
+	EXCEPT
+	SELECT m.order_key FROM mine m),
 busy AS MATERIALIZED (
 	SELECT x.order_key
 	  FROM missing x
@@ -184,8 +194,16 @@ $$;
  * of every taken order that was not busy (closed, paid or gone), and writes
  * the closed orders' events, audit rows and outcomes as the one-statement
  * batch of 1.2 did.  The take statement locked the timers in this
- * transaction, so nobody else can have changed them: they are read again
- * by tuple id, as 1.2's batch deleted them.
+ * transaction, so nobody else can have changed them: they are deleted by
+ * tuple id, as 1.2's batch deleted them, and read by their primary key,
+ * one index probe per closed order.  No step joins two sets of the batch
+ * to each other: the statement's plan is generic (planned once, src/batch.c)
+ * and cannot know the arrays' lengths; it took them for a few rows and
+ * could join two of them with a nested loop, a thousand comparisons per
+ * closed order of a full batch.  (Planning every batch with its arrays
+ * costs more than that: the planner estimates ctid = ANY (array) element
+ * by element.)  The events' ids are drawn first, so that the audit row
+ * knows them without joining the events to the closes.
  */
 CREATE FUNCTION orderexp._record_close_sql(cfg orderexp.tables)
 RETURNS text
@@ -193,35 +211,33 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 	SELECT format($q$
-WITH due AS MATERIALIZED (
-	SELECT t.ctid AS tid, t.order_key, t.close_at, t.policy_id, t.policy_version, t.variant,
-		   t.reminded_for, t.extensions, t.token_extensions, t.reopened
-	  FROM orderexp.timers t
-	 WHERE t.ctid = ANY ($2) AND t.order_table = $1),
-gone AS (
+WITH gone AS (
 	DELETE FROM orderexp.timers t
-	 WHERE t.ctid = ANY (ARRAY(SELECT d.tid FROM due d
-								WHERE d.order_key <> ALL (coalesce($3, '{}'))))),
+	 WHERE t.ctid = ANY ($2) AND t.order_table = $1
+	   AND t.order_key <> ALL (coalesce($3, '{}'))),
 done AS MATERIALIZED (
 	SELECT c.order_key, c.cols, c.category, c.created_at, d.close_at, d.policy_id,
 		   d.policy_version, d.variant, d.reminded_for, d.extensions, d.token_extensions,
-		   d.reopened
+		   d.reopened, %4$s AS event_ids
 	  FROM unnest($4, $6, $7, $8) AS c(order_key, cols, category, created_at)
-	  JOIN due d ON d.order_key = c.order_key),
+	 CROSS JOIN LATERAL (
+			SELECT t.close_at, t.policy_id, t.policy_version, t.variant, t.reminded_for,
+				   t.extensions, t.token_extensions, t.reopened
+			  FROM orderexp.timers t
+			 WHERE t.order_table = $1 AND t.order_key = c.order_key) d),
 events AS (
-	INSERT INTO orderexp.outbox (kind, order_table, order_key, channel, payload)
-	SELECT 'closed', $1, x.order_key, ch.channel,
+	INSERT INTO orderexp.outbox (id, kind, order_table, order_key, channel, payload)
+	SELECT x.event_ids[ch.n], 'closed', $1, x.order_key, ch.channel,
 		   orderexp._closed_payload(%1$L, x.order_key, x.close_at, x.policy_id,
 									x.category, x.cols)
 	  FROM done x
-	 CROSS JOIN unnest(%2$L::text[]) AS ch(channel)
-	RETURNING id, order_key),
+	 CROSS JOIN unnest(%2$L::text[]) WITH ORDINALITY AS ch(channel, n)),
 audit AS (
 	INSERT INTO orderexp.audit (order_table, order_key, action, via, policy_id,
 								policy_version, variant, deadline, event_ids)
 	SELECT $1, x.order_key, 'closed', 'timeout', x.policy_id, x.policy_version, x.variant,
-		   x.close_at, %4$s
-	  FROM done x%5$s),
+		   x.close_at, x.event_ids
+	  FROM done x),
 outcome AS (
 	INSERT INTO orderexp.outcomes (order_table, order_key, outcome, status, policy_id,
 								   policy_version, variant, created_at, close_at, decided_at,
@@ -232,13 +248,11 @@ outcome AS (
 	  FROM done x)
 SELECT count(*) FROM done$q$,
 		cfg.order_table::text, cfg.channels, cfg.closed_value,
-		/* the events of each close, for its audit row: with one channel, one */
-		CASE cardinality(cfg.channels) WHEN 0 THEN 'NULL::bigint[]'
-									   WHEN 1 THEN 'ARRAY[e.id]'
-									   ELSE 'e.ids' END,
-		CASE cardinality(cfg.channels) WHEN 0 THEN ''
-			 WHEN 1 THEN E'\n\t  JOIN events e ON e.order_key = x.order_key'
-			 ELSE E'\n\t  LEFT JOIN (SELECT e.order_key, array_agg(e.id) AS ids	/* in insertion order */\n\t\t\t  FROM events e GROUP BY e.order_key) e ON e.order_key = x.order_key' END)
+		/* the ids of each close's events, drawn before they are written */
+		CASE WHEN cardinality(cfg.channels) = 0 THEN 'NULL::bigint[]'
+			 ELSE format('ARRAY[%s]',
+						 array_to_string(array_fill('nextval(''orderexp.outbox_id_seq'')'::text,
+													ARRAY[cardinality(cfg.channels)]), ', ')) END)
 $$;
 
 /*
@@ -2085,7 +2099,1088 @@ REVOKE ALL ON FUNCTION orderexp._forget_before(timestamptz), orderexp._requeue(b
 GRANT EXECUTE ON FUNCTION orderexp.pending_json() TO orderexp_admin;
 REVOKE EXECUTE ON FUNCTION orderexp.rotate_secret() FROM orderexp_admin;
 
-/* --- 10. the customer's channels, contact checks, fallback ------------------- */
+/* --- 10. reminders that no longer matter are not sent -------------------------- */
+
+/*
+ * Up to 1.2 a reminder whose first delivery failed was retried after the
+ * order was paid, closed or extended, and reached the customer with a
+ * false deadline.  Now claim() withholds such a reminder (obsolete_at, an
+ * audit row 'reminder_withheld'), hands out no event while an earlier one
+ * of its order on its channel is out or waiting for a retry, and
+ * delivery_health tells per channel whether reminders arrive in time.
+ */
+ALTER TABLE orderexp.outbox ADD COLUMN obsolete_at timestamptz;
+COMMENT ON COLUMN orderexp.outbox.obsolete_at IS
+	'when claim() settled the row without delivery: a reminder whose order is no longer unpaid or whose deadline passed or moved (the reason in last_error); pruned like delivered rows';
+CREATE INDEX outbox_obsolete ON orderexp.outbox (obsolete_at)
+	WHERE obsolete_at IS NOT NULL;
+CREATE INDEX outbox_in_flight ON orderexp.outbox (order_table, order_key, channel, id)
+	WHERE attempts > 0 AND delivered_at IS NULL AND dead_at IS NULL AND obsolete_at IS NULL;
+ALTER TABLE orderexp.audit DROP CONSTRAINT audit_action_check;
+ALTER TABLE orderexp.audit ADD CONSTRAINT audit_action_check
+	CHECK (action IN ('closed', 'cancelled', 'extended', 'reopened', 'reminder_withheld'));
+
+/*
+ * Of the outbox rows ids (locked by claim()), settle the reminders that no
+ * longer matter and return the others.  A reminder announces a deadline to
+ * the customer of an unpaid order: it is withheld when its order is no
+ * longer tracked, when the deadline it announces has passed or moved (an
+ * extension, a reopen), or when the order is no longer unpaid in its table
+ * (read as the table's owner, as the sweep reads it: a paid order's timer
+ * lingers until its deadline).  A withheld row is obsolete (obsolete_at,
+ * the reason in last_error), is never claimed again, and gets an audit row
+ * (reminder_withheld), so that history() shows it.  Other kinds are always
+ * delivered: what they say stays true.
+ */
+CREATE FUNCTION orderexp._withhold_reminders(ids bigint[], t timestamptz)
+RETURNS bigint[]
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	cfg orderexp.tables;
+	unpaid text[];
+	withheld bigint[];
+	reasons text[];
+BEGIN
+	/* no timer, or the deadline passed or moved */
+	SELECT coalesce(array_agg(o.id), '{}'),
+		   coalesce(array_agg(CASE WHEN tm.order_key IS NULL THEN 'the order is no longer tracked'
+								   WHEN (o.payload ->> 'close_at')::timestamptz <= t
+									   THEN 'its deadline passed'
+								   ELSE format('its deadline moved to %s',
+										   to_char(tm.close_at AT TIME ZONE 'UTC',
+												   'YYYY-MM-DD HH24:MI:SS "UTC"')) END), '{}')
+	  INTO withheld, reasons
+	  FROM orderexp.outbox o
+	  LEFT JOIN orderexp.timers tm
+		ON tm.order_table = o.order_table AND tm.order_key = o.order_key
+	 WHERE o.id = ANY (ids) AND o.kind = 'reminder'
+	   AND (tm.order_key IS NULL OR (o.payload ->> 'close_at')::timestamptz <= t
+			OR tm.close_at IS DISTINCT FROM (o.payload ->> 'close_at')::timestamptz);
+
+	/* no longer unpaid, per table, as the table's owner */
+	FOR cfg IN SELECT c.* FROM orderexp.tables c
+				WHERE c.order_table IN (SELECT o.order_table FROM orderexp.outbox o
+										 WHERE o.id = ANY (ids) AND o.kind = 'reminder'
+										   AND o.id <> ALL (withheld))
+	LOOP
+		unpaid := ARRAY(
+			SELECT r ->> 'k'
+			  FROM orderexp._orders_exec(cfg.order_table, true,
+					format('SELECT o.%I::text AS k FROM %s o WHERE o.%I = ANY ($1::%s[]) AND o.%I::text = $2',
+						   cfg.key_column, cfg.order_table, cfg.key_column, cfg.key_type,
+						   cfg.status_column),
+					ARRAY[ARRAY(SELECT o.order_key FROM orderexp.outbox o
+								 WHERE o.id = ANY (ids) AND o.kind = 'reminder'
+								   AND o.order_table = cfg.order_table)::text,
+						  cfg.unpaid_value]) r);
+		SELECT withheld || coalesce(array_agg(o.id), '{}'),
+			   reasons || coalesce(array_agg('the order is no longer unpaid'::text), '{}')
+		  INTO withheld, reasons
+		  FROM orderexp.outbox o
+		 WHERE o.id = ANY (ids) AND o.kind = 'reminder' AND o.order_table = cfg.order_table
+		   AND o.id <> ALL (withheld) AND o.order_key <> ALL (unpaid);
+	END LOOP;
+
+	IF cardinality(withheld) = 0 THEN
+		RETURN ids;
+	END IF;
+	WITH settled AS (
+		UPDATE orderexp.outbox o
+		   SET obsolete_at = t, next_attempt_at = 'infinity', leased_until = NULL,
+			   last_error = w.reason
+		  FROM unnest(withheld, reasons) AS w(id, reason)
+		 WHERE o.id = w.id
+		RETURNING o.id, o.order_table, o.order_key, o.payload, w.reason)
+	INSERT INTO orderexp.audit (at, order_table, order_key, action, via, reason, policy_id,
+								deadline, event_ids)
+	SELECT t, s.order_table, s.order_key, 'reminder_withheld', 'timeout',
+		   format('reminder not sent: %s', s.reason), (s.payload ->> 'policy_id')::integer,
+		   (s.payload ->> 'close_at')::timestamptz, ARRAY[s.id]
+	  FROM settled s;
+	RETURN ARRAY(SELECT x FROM unnest(ids) x WHERE x <> ALL (withheld));
+END;
+$$;
+REVOKE ALL ON FUNCTION orderexp._withhold_reminders(bigint[], timestamptz) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION orderexp.claim(max_rows integer DEFAULT 100,
+							   lease interval DEFAULT '30 s',
+							   kinds text[] DEFAULT NULL,
+							   channels text[] DEFAULT NULL)
+RETURNS SETOF orderexp.outbox
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t timestamptz := clock_timestamp();
+	max_attempts integer := orderexp._max_attempts();
+	picked bigint[];
+	result bigint[] := '{}';
+	need integer;
+BEGIN
+	IF max_rows IS NULL OR lease IS NULL THEN
+		RAISE EXCEPTION 'max_rows and lease must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF max_rows <= 0 THEN
+		RAISE EXCEPTION 'max_rows must be positive'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('max_rows is %s.', max_rows);
+	END IF;
+	IF NOT orderexp._positive_interval(lease) OR t + lease = t THEN
+		RAISE EXCEPTION 'lease must be positive'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('lease is %s; each of its months, days and time must be zero or more.', lease),
+				  HINT = 'Lease a row for longer than a delivery takes, e.g. ''30 s''.';
+	END IF;
+	IF t + lease > t + orderexp._max_lease() THEN
+		RAISE EXCEPTION 'lease must be at most orderexp.max_lease'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('lease is %s; orderexp.max_lease is %s.', lease, orderexp._max_lease()),
+				  HINT = 'Lease a row for a little longer than a delivery takes.';
+	END IF;
+
+	/*
+	 * Take due rows, earliest first, until max_rows may go out or nothing
+	 * is due: rows that may not go out now (below) leave room for more.
+	 */
+	LOOP
+		need := max_rows - cardinality(result);
+		picked := ARRAY(
+			SELECT o.id
+			  FROM orderexp.outbox o
+			 WHERE o.delivered_at IS NULL AND o.dead_at IS NULL
+			   AND o.next_attempt_at <= t
+			   AND (o.leased_until IS NULL OR o.leased_until <= t)
+			   AND (kinds IS NULL OR o.kind = ANY (kinds))
+			   AND (channels IS NULL OR o.channel = ANY (channels))
+			   AND o.id <> ALL (result)
+			 ORDER BY o.next_attempt_at
+			 LIMIT need
+			   FOR UPDATE SKIP LOCKED);
+		EXIT WHEN cardinality(picked) = 0;
+
+		/* reminders that no longer matter are settled, not handed out */
+		picked := orderexp._withhold_reminders(picked, t);
+
+		/*
+		 * A row waits while an earlier event of its order on its channel is
+		 * out or waiting for a retry, so that events arrive in the order
+		 * they were made; it is looked at again within a second.
+		 */
+		WITH blocked AS (
+			SELECT o.id, min(e.next_attempt_at) AS until
+			  FROM orderexp.outbox o
+			  JOIN orderexp.outbox e
+				ON e.order_table = o.order_table AND e.order_key = o.order_key
+			   AND e.channel = o.channel AND e.id < o.id
+			   AND e.attempts > 0 AND e.delivered_at IS NULL AND e.dead_at IS NULL
+			   AND e.obsolete_at IS NULL
+			 WHERE o.id = ANY (picked) AND e.id <> ALL (picked)
+			 GROUP BY o.id),
+		postponed AS (
+			UPDATE orderexp.outbox o
+			   SET next_attempt_at = least(greatest(b.until, t + interval '1 ms'), t + interval '1 s')
+			  FROM blocked b
+			 WHERE o.id = b.id
+			RETURNING o.id)
+		SELECT result || ARRAY(SELECT x FROM unnest(picked) x
+								WHERE x NOT IN (SELECT p.id FROM postponed p))
+		  INTO result;
+
+		EXIT WHEN cardinality(picked) < need OR cardinality(result) >= max_rows;
+	END LOOP;
+
+	RETURN QUERY
+	WITH taken AS (
+		UPDATE orderexp.outbox o
+		   SET attempts = CASE WHEN o.attempts < max_attempts THEN o.attempts + 1
+							   ELSE o.attempts END,
+			   leased_until = CASE WHEN o.attempts < max_attempts THEN t + lease END,
+			   next_attempt_at = CASE WHEN o.attempts < max_attempts THEN t + lease
+									  ELSE 'infinity' END,
+			   dead_at = CASE WHEN o.attempts < max_attempts THEN NULL ELSE t END,
+			   last_error = CASE WHEN o.attempts < max_attempts THEN o.last_error
+								 ELSE concat_ws('; ', 'lease of the last attempt expired without ack or fail',
+												o.last_error) END,
+			   claimed_by = CASE WHEN o.attempts < max_attempts THEN session_user
+								 ELSE o.claimed_by END
+		 WHERE o.id = ANY (result)
+		RETURNING o.*)
+	SELECT * FROM taken WHERE taken.dead_at IS NULL ORDER BY taken.id;
+END;
+$$;
+COMMENT ON FUNCTION orderexp.claim(integer, interval, text[], text[]) IS
+	'lease up to max_rows due outbox rows (SKIP LOCKED) to the calling role for at most orderexp.max_lease, counting the attempt; an expired lease makes a row claimable again';
+
+/*
+ * delivered: counts only rows that were not delivered before, and that the
+ * calling role claimed (or that were claimed before 1.3 recorded who
+ * claimed: no claimed_by, but a lease, so that an update of the extension
+ * does not turn the acks of running relays into duplicates)
+ */
+CREATE OR REPLACE FUNCTION orderexp.ack(ids bigint[])
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	n integer;
+BEGIN
+	IF ids IS NULL THEN
+		RAISE EXCEPTION 'ids must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	UPDATE orderexp.outbox o
+	   SET delivered_at = clock_timestamp(), leased_until = NULL, dead_at = NULL,
+		   obsolete_at = NULL
+	 WHERE o.id = ANY (ids) AND o.delivered_at IS NULL
+	   AND (o.claimed_by = session_user
+			OR (o.claimed_by IS NULL AND o.leased_until IS NOT NULL));
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END;
+$$;
+
+CREATE OR REPLACE VIEW orderexp.delivery_stats AS
+	SELECT o.kind, o.channel,
+		   count(*) FILTER (WHERE o.delivered_at IS NULL AND o.dead_at IS NULL AND o.obsolete_at IS NULL
+							  AND NOT coalesce(o.leased_until > now(), false)
+							  AND o.next_attempt_at <= now()) AS pending,
+		   count(*) FILTER (WHERE o.delivered_at IS NULL AND o.dead_at IS NULL AND o.obsolete_at IS NULL
+							  AND o.leased_until > now()) AS leased,
+		   count(*) FILTER (WHERE o.delivered_at IS NULL AND o.dead_at IS NULL AND o.obsolete_at IS NULL
+							  AND NOT coalesce(o.leased_until > now(), false)
+							  AND o.next_attempt_at > now()) AS retrying,
+		   count(*) FILTER (WHERE o.delivered_at IS NOT NULL) AS delivered,
+		   count(*) FILTER (WHERE o.dead_at IS NOT NULL AND o.delivered_at IS NULL) AS dead,
+		   now() - min(o.created_at) FILTER (WHERE o.delivered_at IS NULL
+											 AND o.dead_at IS NULL AND o.obsolete_at IS NULL) AS oldest_undelivered,
+		   count(*) FILTER (WHERE o.obsolete_at IS NOT NULL) AS obsolete
+	  FROM orderexp.outbox o
+	 CROSS JOIN (SELECT orderexp._tables_visible(current_user, true) AS tables) vis
+	 WHERE vis.tables IS NULL OR o.order_table = ANY (vis.tables)
+	 GROUP BY o.kind, o.channel;
+COMMENT ON VIEW orderexp.delivery_stats IS
+	'per kind and channel: rows pending (claimable now), leased, retrying, delivered, dead, the age of the oldest undelivered live row, and reminders withheld as obsolete';
+
+/*
+ * Whether notifications reach customers in time, per period (the last hour,
+ * the last day, by the events' creation), kind and channel: events made,
+ * delivered, attempts that failed, dead, withheld as obsolete; seconds from
+ * event to delivery (median, 95th percentile); and for reminders the share
+ * delivered before the deadline they announce, of those delivered or past
+ * their deadline (withheld ones left out: not sending them was right).
+ * Reads the outbox of the last day; delivered rows are pruned after
+ * orderexp.event_retention, so keep it at a day or more.
+ */
+CREATE VIEW orderexp.delivery_health AS
+	SELECT w.period, o.kind, o.channel,
+		   count(*) AS made,
+		   count(*) FILTER (WHERE o.delivered_at IS NOT NULL) AS delivered,
+		   coalesce(sum(o.attempts - CASE WHEN o.delivered_at IS NOT NULL
+											   OR o.leased_until > now() THEN 1 ELSE 0 END)
+						FILTER (WHERE o.attempts > 0), 0) AS failed_attempts,
+		   count(*) FILTER (WHERE o.dead_at IS NOT NULL AND o.delivered_at IS NULL) AS dead,
+		   count(*) FILTER (WHERE o.obsolete_at IS NOT NULL) AS obsolete,
+		   round((percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM o.delivered_at - o.created_at))
+				  FILTER (WHERE o.delivered_at IS NOT NULL))::numeric, 3) AS p50_seconds,
+		   round((percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM o.delivered_at - o.created_at))
+				  FILTER (WHERE o.delivered_at IS NOT NULL))::numeric, 3) AS p95_seconds,
+		   round(count(*) FILTER (WHERE o.kind = 'reminder'
+									AND o.delivered_at < (o.payload ->> 'close_at')::timestamptz)::numeric
+				 / nullif(count(*) FILTER (WHERE o.kind = 'reminder' AND o.obsolete_at IS NULL
+											 AND (o.delivered_at IS NOT NULL
+												  OR (o.payload ->> 'close_at')::timestamptz <= now())), 0),
+				 4) AS on_time_share
+	  FROM orderexp.outbox o
+	 CROSS JOIN (VALUES ('1 hour', interval '1 hour'), ('1 day', interval '1 day')) AS w(period, span)
+	 CROSS JOIN (SELECT orderexp._tables_visible(current_user, true) AS tables) vis
+	 WHERE o.created_at >= now() - w.span
+	   AND (vis.tables IS NULL OR o.order_table = ANY (vis.tables))
+	 GROUP BY w.period, o.kind, o.channel;
+COMMENT ON VIEW orderexp.delivery_health IS
+	'per period (1 hour, 1 day), kind and channel: made, delivered, failed attempts, dead, obsolete, seconds to delivery (p50, p95), and the share of reminders delivered before their deadline';
+GRANT SELECT ON orderexp.delivery_health TO orderexp_relay, orderexp_admin;
+
+/* --- 11. explanations and feedback ------------------------------------------ */
+
+/*
+ * explain_order() tells why an order is where it is, in one paragraph from
+ * templates per step (explanation_templates: orderexp's English under lang
+ * 'default', the shop's own set with set_explanation_template());
+ * record_feedback() keeps what a customer or the staff said about an order
+ * (feedback), which history() and explain_order() show, policy_stats and
+ * experiment_stats count (two columns at their end) and forget_before()
+ * deletes with the audit trail.
+ */
+/*
+ * Feedback about an order (record_feedback), kept with the policy version
+ * and variant of the order so that policy_stats and experiment_stats can
+ * count it; history() and explain_order() show it.  forget_before() deletes
+ * it with the audit trail.
+ */
+CREATE TABLE orderexp.feedback (
+	id				bigserial PRIMARY KEY,
+	order_table		regclass NOT NULL,
+	order_key		text COLLATE "C" NOT NULL,
+	topic			text NOT NULL
+					CHECK (topic IN ('complaint', 'closed too early', 'reminder not received',
+									 'other')),
+	body			text NOT NULL,
+	recorded_by		name NOT NULL,
+	recorded_at		timestamptz NOT NULL DEFAULT now(),
+	policy_id		integer,
+	policy_version	integer,
+	variant			integer
+);
+/* history() and explain_order() read one order's; the statistics count per version */
+CREATE INDEX feedback_order ON orderexp.feedback (order_table, order_key, id);
+CREATE INDEX feedback_policy ON orderexp.feedback (policy_id, policy_version, variant);
+COMMENT ON TABLE orderexp.feedback IS
+	'what customers or staff said about an order (record_feedback), with the order''s policy version and variant';
+COMMENT ON COLUMN orderexp.feedback.recorded_by IS
+	'the role that called record_feedback';
+COMMENT ON COLUMN orderexp.feedback.policy_version IS
+	'the order''s policy version (its timer, else its last audit row, else its last outcome); NULL if orderexp never tracked it';
+SELECT pg_catalog.pg_extension_config_dump('orderexp.feedback', '');
+SELECT pg_catalog.pg_extension_config_dump('orderexp.feedback_id_seq', '');
+
+/*
+ * The sentences explain_order() is made of, one template per step and
+ * language.  The rows with lang 'default' are orderexp's English texts:
+ * the install script writes them, so pg_dump leaves them out (and a restore
+ * gets those of the version installed); the shop's own (lang '*' for every
+ * language, or a language tag) are dumped.
+ */
+CREATE TABLE orderexp.explanation_templates (
+	step			text NOT NULL,
+	lang			text NOT NULL,
+	template		text NOT NULL,
+	PRIMARY KEY (step, lang)
+);
+COMMENT ON TABLE orderexp.explanation_templates IS
+	'templates of explain_order(), per step and language: lang ''default'' is orderexp''s English, ''*'' the shop''s for every language';
+SELECT pg_catalog.pg_extension_config_dump('orderexp.explanation_templates',
+										   'WHERE lang <> ''default''');
+
+/*
+ * The steps of an explanation and the placeholders each may use, in the
+ * order explain_order() tells them when they happen at the same time.
+ * Every step also knows {order}, the order's key.
+ */
+CREATE FUNCTION orderexp._explanation_steps()
+RETURNS TABLE (step text, placeholders text[], rank integer)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT s.step, '{order}'::text[] || s.placeholders, s.rank
+	  FROM (VALUES
+		('placed',				'{at}'::text[], 0),
+		('policy',				'{policy,version,category,timeout,timeout_iso}', 1),
+		('policy_variant',		'{policy,version,category,timeout,timeout_iso,experiment,variant}', 1),
+		('reminder_delivered',	'{at,channel,delivered_at}', 2),
+		('reminder_pending',	'{at,channel,attempts}', 2),
+		('reminder_dead',		'{at,channel,attempts,error,dead_at}', 2),
+		('extension_offered',	'{at,extend_by,extend_by_iso,extensions_left}', 3),
+		('extended_token',		'{at,deadline,previous_deadline,by,by_iso,n,extensions_left}', 4),
+		('extended_staff',		'{at,deadline,previous_deadline,by,by_iso,n,actor}', 4),
+		('paid',				'{at}', 5),
+		('closed',				'{at,deadline}', 5),
+		('cancelled',			'{at,actor,reason,deadline}', 5),
+		('cancelled_no_reason',	'{at,actor,deadline}', 5),
+		('reopened',			'{at,actor,reason,deadline}', 6),
+		('reopened_no_reason',	'{at,actor,deadline}', 6),
+		/* withheld when claimed, after the change that made it stale */
+		('reminder_withheld',	'{at,channel,reason,deadline}', 7),
+		('feedback',			'{at,actor,topic,body}', 8),
+		('pending',				'{deadline}', 9)) AS s(step, placeholders, rank)
+$$;
+COMMENT ON FUNCTION orderexp._explanation_steps() IS
+	'the steps of explain_order() with the placeholders each template may use';
+
+INSERT INTO orderexp.explanation_templates (step, lang, template) VALUES
+	('placed', 'default', 'Order {order} was placed on {at}.'),
+	('policy', 'default',
+	 'Under close policy {policy} (version {version}, category {category}) it had {timeout} to be paid.'),
+	('policy_variant', 'default',
+	 'Under close policy {policy} (version {version}, category {category}) it was in variant {variant} of experiment {experiment} and had {timeout} to be paid.'),
+	('reminder_delivered', 'default',
+	 'A reminder by {channel} was sent on {at} and delivered on {delivered_at}.'),
+	('reminder_pending', 'default',
+	 'A reminder by {channel} was sent on {at} and has not been delivered yet (attempts so far: {attempts}).'),
+	('reminder_dead', 'default',
+	 'A reminder by {channel} was sent on {at} but could not be delivered (attempts: {attempts}; last error: {error}).'),
+	('reminder_withheld', 'default',
+	 'A reminder by {channel} was not sent on {at} because {reason}.'),
+	('extension_offered', 'default',
+	 'The reminder let the customer extend the order by {extend_by} through a link (extensions left: {extensions_left}).'),
+	('extended_token', 'default',
+	 'On {at} the customer extended the order through the link by {by}, to {deadline} (extensions left: {extensions_left}).'),
+	('extended_staff', 'default',
+	 'On {at} {actor} extended the order by {by}, to {deadline}.'),
+	('paid', 'default', 'It was paid on {at}.'),
+	('closed', 'default',
+	 'It was closed on {at} because it was not paid by its deadline, {deadline}.'),
+	('cancelled', 'default', 'It was cancelled on {at} by {actor} ("{reason}").'),
+	('cancelled_no_reason', 'default', 'It was cancelled on {at} by {actor}.'),
+	('reopened', 'default',
+	 'On {at} {actor} reopened it ("{reason}") with a new deadline of {deadline}.'),
+	('reopened_no_reason', 'default',
+	 'On {at} {actor} reopened it with a new deadline of {deadline}.'),
+	('feedback', 'default', 'On {at} {actor} recorded feedback ({topic}): "{body}".'),
+	('pending', 'default', 'It is unpaid; its deadline is {deadline}.');
+
+/* a time as explain_order() writes it, whatever the session's TimeZone and DateStyle */
+CREATE FUNCTION orderexp._explain_time(t timestamptz)
+RETURNS text
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') || ' UTC'
+$$;
+
+/*
+ * An interval in English words ("1 day 2 hours 30 minutes"), whatever the
+ * session's IntervalStyle; seconds only when there are some.
+ */
+CREATE FUNCTION orderexp._explain_interval(i interval)
+RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT coalesce(string_agg(u.n::text || ' ' || u.unit || CASE WHEN u.n = 1 THEN '' ELSE 's' END,
+							   ' ' ORDER BY u.pos), '0 minutes')
+	  FROM (VALUES (1, 'year', extract(year FROM i)::bigint),
+				   (2, 'month', extract(month FROM i)::bigint),
+				   (3, 'day', extract(day FROM i)::bigint),
+				   (4, 'hour', extract(hour FROM i)::bigint),
+				   (5, 'minute', extract(minute FROM i)::bigint),
+				   (6, 'second', trunc(extract(second FROM i))::bigint)) AS u(pos, unit, n)
+	 WHERE u.n <> 0
+$$;
+
+/*
+ * A template with its {placeholders} replaced by the values in vals (a
+ * missing or NULL value by nothing), in one pass, so that a value that
+ * holds "{...}" stays as it is.
+ */
+CREATE FUNCTION orderexp._explain_fill(template text, vals jsonb)
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	parts text[] := regexp_split_to_array(template, '\{[a-z_]+\}');
+	names text[] := ARRAY(SELECT m.m[1]
+							FROM regexp_matches(template, '\{([a-z_]+)\}', 'g')
+								 WITH ORDINALITY AS m(m, n)
+						   ORDER BY m.n);
+	result text := parts[1];
+BEGIN
+	FOR i IN 1 .. coalesce(cardinality(names), 0) LOOP
+		result := result || coalesce(vals ->> names[i], '') || parts[i + 1];
+	END LOOP;
+	RETURN result;
+END;
+$$;
+
+/*
+ * Why an order is where it is, as one paragraph: a sentence per step from
+ * the templates of lang (then its language without the region, then the
+ * shop's '*', then orderexp's 'default').  Built from what history() reads
+ * (audit rows, policy versions, experiments), the order's reminders in the
+ * outbox, its outcomes, its feedback and its timer, all read as the
+ * extension owner; the orders table only through _orders_exec(), as the
+ * caller.  Steps are told in the order of their time, then of their rank
+ * in _explanation_steps(), then of their ids; times in UTC, intervals in
+ * words: the same history gives the same text in every session.
+ * explain_order() is the gate in front of this body.
+ */
+CREATE FUNCTION orderexp._explain_order(orders regclass, order_key anyelement, lang text)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	cfg orderexp.tables;
+	k	text;
+	ord jsonb;
+	created timestamptz;
+	tm	orderexp.timers;
+	pid integer;
+	pver integer;
+	pvar integer;
+	pv	orderexp.policy_versions;
+	exp_variants interval[];
+	timeout interval;
+	a	orderexp.audit;
+	o	record;
+	f	orderexp.feedback;
+	r	record;
+	n_ext integer := 0;
+	n_token integer := 0;
+	max_ext integer;
+	last_wave timestamptz;
+	/* the steps: parallel arrays, sorted at the end */
+	s_at timestamptz[] := '{}';
+	s_sub bigint[] := '{}';
+	s_step text[] := '{}';
+	s_vals jsonb[] := '{}';
+	result text;
+BEGIN
+	IF lang IS NOT NULL AND lang !~ '^[A-Za-z0-9_-]{1,35}$' THEN
+		RAISE EXCEPTION 'invalid language %', quote_literal(lang)
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'A language is a tag such as ''de'' or ''de-AT'' (letters, digits, ''-'', ''_''), or NULL for the shop''s texts.';
+	END IF;
+	cfg := orderexp._config(orders);
+	k := orderexp._key_text(cfg, order_key::text);
+
+	/* the order itself, read as the caller: is it there, when was it placed, is it unpaid */
+	SELECT r2 INTO ord
+	  FROM orderexp._orders_exec(orders, false,
+			format('SELECT %s AS created, o.%I::text AS st FROM %s o WHERE o.%I = $1::%s',
+				   orderexp._created_utc(cfg, format('o.%I', cfg.created_column)),
+				   cfg.status_column, orders, cfg.key_column, cfg.key_type),
+			ARRAY[k]) r2;
+	IF ord IS NULL THEN
+		RAISE EXCEPTION 'order % not found in table %', k, orders
+			USING ERRCODE = 'no_data_found';
+	END IF;
+	created := (ord ->> 'created')::timestamptz;
+
+	/* the policy the order started under: its first change, else its outcome, else its timer */
+	SELECT * INTO tm FROM orderexp.timers t WHERE t.order_table = orders AND t.order_key = k;
+	SELECT x.policy_id, x.policy_version, x.variant INTO pid, pver, pvar
+	  FROM orderexp.audit x
+	 WHERE x.order_table = orders AND x.order_key = k AND x.policy_version IS NOT NULL
+	 ORDER BY x.id LIMIT 1;
+	IF pid IS NULL THEN
+		SELECT x.policy_id, x.policy_version, x.variant INTO pid, pver, pvar
+		  FROM orderexp.outcomes x
+		 WHERE x.order_table = orders AND x.order_key = k AND x.policy_id IS NOT NULL
+		 ORDER BY x.decided_at LIMIT 1;
+	END IF;
+	IF pid IS NULL THEN
+		pid := tm.policy_id;
+		pver := tm.policy_version;
+		pvar := tm.variant;
+	END IF;
+
+	IF created IS NOT NULL THEN
+		s_at := s_at || created;
+		s_sub := s_sub || 0::bigint;
+		s_step := s_step || 'placed'::text;
+		s_vals := s_vals || jsonb_build_object('at', orderexp._explain_time(created));
+	END IF;
+
+	SELECT * INTO pv FROM orderexp.policy_versions v WHERE v.policy_id = pid AND v.version = pver;
+	IF FOUND THEN
+		SELECT e.variants INTO exp_variants FROM orderexp.experiments e WHERE e.id = pv.experiment_id;
+		timeout := CASE WHEN pvar IS NOT NULL AND exp_variants IS NOT NULL
+						THEN exp_variants[pvar] ELSE pv.close_after END;
+		s_at := s_at || coalesce(created, '-infinity');
+		s_sub := s_sub || 0::bigint;
+		s_step := s_step || CASE WHEN pvar IS NOT NULL AND exp_variants IS NOT NULL
+								 THEN 'policy_variant' ELSE 'policy' END;
+		s_vals := s_vals || jsonb_build_object(
+			'policy', pid, 'version', pver, 'category', coalesce(pv.category, 'default'),
+			'timeout', orderexp._explain_interval(timeout),
+			'timeout_iso', orderexp._iso_interval(timeout),
+			'experiment', pv.experiment_id, 'variant', pvar);
+	END IF;
+
+	/*
+	 * The reminders: one outbox row per channel (the outbox has no index by
+	 * order, so this reads it whole); a reminder that offered an extension
+	 * link is followed by one extension_offered step.  Sent reminders write
+	 * no audit row: once their outbox rows are pruned
+	 * (orderexp.event_retention after delivery), they are not told.  Those
+	 * claim() withheld are told from their audit rows, below.
+	 */
+	FOR r IN SELECT x.id, x.channel, x.created_at, x.delivered_at, x.dead_at, x.attempts,
+					x.last_error, x.payload
+			   FROM orderexp.outbox x
+			  WHERE x.kind = 'reminder' AND x.order_table = orders AND x.order_key = k
+				AND x.obsolete_at IS NULL
+			  ORDER BY x.created_at, x.id
+	LOOP
+		s_at := s_at || r.created_at;
+		s_sub := s_sub || r.id;
+		s_step := s_step || CASE WHEN r.delivered_at IS NOT NULL THEN 'reminder_delivered'
+								 WHEN r.dead_at IS NOT NULL THEN 'reminder_dead'
+								 ELSE 'reminder_pending' END;
+		s_vals := s_vals || jsonb_build_object(
+			'at', orderexp._explain_time(r.created_at), 'channel', r.channel,
+			'delivered_at', orderexp._explain_time(r.delivered_at),
+			'dead_at', orderexp._explain_time(r.dead_at),
+			'attempts', r.attempts, 'error', r.last_error);
+		/* offered by a reminder that reached, or may still reach, the customer */
+		IF r.payload ->> 'extension_token' IS NOT NULL AND r.dead_at IS NULL
+		   AND r.created_at IS DISTINCT FROM last_wave THEN
+			last_wave := r.created_at;
+			s_at := s_at || r.created_at;
+			s_sub := s_sub || r.id;
+			s_step := s_step || 'extension_offered'::text;
+			s_vals := s_vals || jsonb_build_object(
+				'at', orderexp._explain_time(r.created_at),
+				'extend_by', orderexp._explain_interval((r.payload ->> 'extend_by')::interval),
+				'extend_by_iso', r.payload ->> 'extend_by',
+				'extensions_left', r.payload -> 'extensions_left');
+		END IF;
+	END LOOP;
+
+	/* the changes orderexp made, oldest first */
+	FOR a IN SELECT * FROM orderexp.audit x
+			  WHERE x.order_table = orders AND x.order_key = k ORDER BY x.id
+	LOOP
+		s_at := s_at || a.at;
+		s_sub := s_sub || a.id;
+		IF a.action = 'extended' THEN
+			n_ext := n_ext + 1;
+			IF a.via = 'token' THEN
+				n_token := n_token + 1;
+			END IF;
+			SELECT v.max_extensions INTO max_ext FROM orderexp.policy_versions v
+			 WHERE v.policy_id = a.policy_id AND v.version = a.policy_version;
+			s_step := s_step || CASE a.via WHEN 'token' THEN 'extended_token'
+											ELSE 'extended_staff' END;
+			s_vals := s_vals || jsonb_build_object(
+				'at', orderexp._explain_time(a.at), 'deadline', orderexp._explain_time(a.deadline),
+				'previous_deadline', orderexp._explain_time(a.previous_deadline),
+				'by', orderexp._explain_interval(a.deadline - a.previous_deadline),
+				'by_iso', orderexp._iso_interval(a.deadline - a.previous_deadline),
+				'n', n_ext, 'extensions_left', greatest(max_ext - n_token, 0),
+				'actor', a.actor);
+		ELSIF a.action = 'reminder_withheld' THEN
+			/* claim() settled a reminder that no longer mattered; the reason is its own */
+			s_step := s_step || 'reminder_withheld'::text;
+			s_vals := s_vals || jsonb_build_object(
+				'at', orderexp._explain_time(a.at), 'deadline', orderexp._explain_time(a.deadline),
+				'reason', regexp_replace(a.reason, '^reminder not sent: ', ''),
+				'channel', (SELECT x.channel FROM orderexp.outbox x WHERE x.id = a.event_ids[1]));
+		ELSE
+			IF a.action = 'reopened' THEN
+				/* a reopened order starts counting its customer's extensions afresh */
+				n_token := 0;
+			END IF;
+			s_step := s_step || CASE WHEN a.action IN ('cancelled', 'reopened') AND a.reason IS NULL
+									 THEN a.action || '_no_reason' ELSE a.action END;
+			s_vals := s_vals || jsonb_build_object(
+				'at', orderexp._explain_time(a.at), 'deadline', orderexp._explain_time(a.deadline),
+				'actor', a.actor, 'reason', a.reason);
+		END IF;
+	END LOOP;
+
+	/* payments, from the outcomes (a table without indexes: read whole) */
+	FOR o IN SELECT x.decided_at FROM orderexp.outcomes x
+			  WHERE x.order_table = orders AND x.order_key = k AND x.outcome = 'paid'
+			  ORDER BY x.decided_at
+	LOOP
+		s_at := s_at || o.decided_at;
+		s_sub := s_sub || 0::bigint;
+		s_step := s_step || 'paid'::text;
+		s_vals := s_vals || jsonb_build_object('at', orderexp._explain_time(o.decided_at));
+	END LOOP;
+
+	FOR f IN SELECT * FROM orderexp.feedback x
+			  WHERE x.order_table = orders AND x.order_key = k ORDER BY x.id
+	LOOP
+		s_at := s_at || f.recorded_at;
+		s_sub := s_sub || f.id;
+		s_step := s_step || 'feedback'::text;
+		s_vals := s_vals || jsonb_build_object(
+			'at', orderexp._explain_time(f.recorded_at), 'actor', f.recorded_by,
+			'topic', f.topic, 'body', f.body);
+	END LOOP;
+
+	/* still unpaid and tracked: its deadline now (a paid order's timer lingers) */
+	IF tm.order_key IS NOT NULL AND ord ->> 'st' = cfg.unpaid_value THEN
+		s_at := s_at || 'infinity'::timestamptz;
+		s_sub := s_sub || 0::bigint;
+		s_step := s_step || 'pending'::text;
+		s_vals := s_vals || jsonb_build_object('deadline', orderexp._explain_time(tm.close_at));
+	END IF;
+
+	SELECT string_agg(orderexp._explain_fill(t.template, s.vals || jsonb_build_object('order', k)),
+					  ' ' ORDER BY s.at, st.rank, s.sub, s.n)
+	  INTO result
+	  FROM unnest(s_at, s_sub, s_step, s_vals) WITH ORDINALITY AS s(at, sub, step, vals, n)
+	  JOIN orderexp._explanation_steps() st ON st.step = s.step
+	 CROSS JOIN LATERAL (
+			SELECT x.template FROM orderexp.explanation_templates x
+			 WHERE x.step = s.step
+			   AND x.lang IN ($3, split_part($3, '-', 1), '*', 'default')
+			 ORDER BY CASE x.lang WHEN $3 THEN 0 WHEN split_part($3, '-', 1) THEN 1
+								  WHEN '*' THEN 2 ELSE 3 END
+			 LIMIT 1) t;
+	RETURN coalesce(result, '');
+END;
+$$;
+
+CREATE FUNCTION orderexp.explain_order(orders regclass, order_key anyelement,
+									   lang text DEFAULT NULL)
+RETURNS text
+AS 'MODULE_PATHNAME', 'orderexp_gate'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION orderexp.explain_order(regclass, anyelement, text) IS
+	'why an order is where it is, as one paragraph in the shop''s words (explanation_templates)';
+
+/*
+ * Feedback about one order, with the order's policy version and variant
+ * (its timer's, else its last audit row's, else its last outcome's).
+ * record_feedback() is the gate in front of this body.
+ */
+CREATE FUNCTION orderexp._record_feedback(orders regclass, order_key anyelement, topic text,
+										  body text)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	actor name := orderexp._actor();
+	cfg orderexp.tables;
+	k	text;
+	pid integer;
+	pver integer;
+	pvar integer;
+	id	bigint;
+BEGIN
+	IF topic IS NULL OR body IS NULL THEN
+		RAISE EXCEPTION 'topic and body must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF topic NOT IN ('complaint', 'closed too early', 'reminder not received', 'other') THEN
+		RAISE EXCEPTION 'unknown feedback topic %', quote_literal(topic)
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'The topics are ''complaint'', ''closed too early'', ''reminder not received'' and ''other''.';
+	END IF;
+	IF btrim(body) = '' THEN
+		RAISE EXCEPTION 'feedback body must not be empty'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF octet_length(body) > orderexp._max_reason_length() THEN
+		RAISE EXCEPTION 'feedback body is too long'
+			USING ERRCODE = 'string_data_right_truncation',
+				  DETAIL = format('It has %s bytes; orderexp.max_reason_length is %s.',
+								  octet_length(body), orderexp._max_reason_length()),
+				  HINT = 'Feedback goes into the order''s history: keep it short.';
+	END IF;
+	cfg := orderexp._config(orders);
+	k := orderexp._key_text(cfg, order_key::text);
+	PERFORM 1
+	   FROM orderexp._orders_exec(orders, false,
+			format('SELECT true AS found FROM %s o WHERE o.%I = $1::%s',
+				   orders, cfg.key_column, cfg.key_type),
+			ARRAY[k]);
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'order % not found in table %', k, orders
+			USING ERRCODE = 'no_data_found';
+	END IF;
+
+	SELECT t.policy_id, t.policy_version, t.variant INTO pid, pver, pvar
+	  FROM orderexp.timers t WHERE t.order_table = orders AND t.order_key = k;
+	IF pid IS NULL THEN
+		SELECT x.policy_id, x.policy_version, x.variant INTO pid, pver, pvar
+		  FROM orderexp.audit x
+		 WHERE x.order_table = orders AND x.order_key = k AND x.policy_version IS NOT NULL
+		 ORDER BY x.id DESC LIMIT 1;
+	END IF;
+	IF pid IS NULL THEN
+		/* a paid order: its outcome (a table without indexes, read whole) */
+		SELECT x.policy_id, x.policy_version, x.variant INTO pid, pver, pvar
+		  FROM orderexp.outcomes x
+		 WHERE x.order_table = orders AND x.order_key = k AND x.policy_id IS NOT NULL
+		 ORDER BY x.decided_at DESC LIMIT 1;
+	END IF;
+
+	INSERT INTO orderexp.feedback (order_table, order_key, topic, body, recorded_by,
+								   policy_id, policy_version, variant)
+	VALUES (orders, k, topic, body, actor, pid, pver, pvar)
+	RETURNING feedback.id INTO id;
+	RETURN id;
+END;
+$$;
+
+CREATE FUNCTION orderexp.record_feedback(orders regclass, order_key anyelement, topic text,
+										 body text)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'orderexp_gate'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION orderexp.record_feedback(regclass, anyelement, text, text) IS
+	'record feedback about one order (topic: complaint, closed too early, reminder not received, other); returns its id';
+
+/*
+ * The shop's own template of a step, for one language (NULL: '*', every
+ * language); a NULL template removes it, and orderexp's default applies
+ * again.  Every {placeholder} must be one the step knows.
+ * set_explanation_template() is the role gate in front of this body.
+ */
+CREATE FUNCTION orderexp._set_explanation_template(step text, template text, lang text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	known text[];
+	unknown text;
+BEGIN
+	IF step IS NULL THEN
+		RAISE EXCEPTION 'step must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	SELECT s.placeholders INTO known FROM orderexp._explanation_steps() s WHERE s.step = $1;
+	IF known IS NULL THEN
+		RAISE EXCEPTION 'unknown explanation step %', quote_literal(step)
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = format('The steps are %s.',
+								(SELECT string_agg(s.step, ', ' ORDER BY s.rank, s.step)
+								   FROM orderexp._explanation_steps() s));
+	END IF;
+	IF lang IS NOT NULL AND (lang !~ '^[A-Za-z0-9_-]{1,35}$' OR lang = 'default') THEN
+		RAISE EXCEPTION 'invalid language %', quote_literal(lang)
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'A language is a tag such as ''de'' or ''de-AT'' (letters, digits, ''-'', ''_''; not ''default''), or NULL for every language.';
+	END IF;
+	IF template IS NULL THEN
+		DELETE FROM orderexp.explanation_templates x
+		 WHERE x.step = $1 AND x.lang = coalesce($3, '*');
+		RETURN;
+	END IF;
+	IF btrim(template) = '' THEN
+		RAISE EXCEPTION 'template must not be empty' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF octet_length(template) > orderexp._max_reason_length() THEN
+		RAISE EXCEPTION 'template is too long'
+			USING ERRCODE = 'string_data_right_truncation',
+				  DETAIL = format('It has %s bytes; orderexp.max_reason_length is %s.',
+								  octet_length(template), orderexp._max_reason_length());
+	END IF;
+	/* anything in braces must be a placeholder of the step */
+	SELECT m.m[1] INTO unknown
+	  FROM regexp_matches(template, '\{([^{}]*)\}', 'g') WITH ORDINALITY AS m(m, n)
+	 WHERE m.m[1] <> ALL (known)
+	 ORDER BY m.n LIMIT 1;
+	IF FOUND THEN
+		RAISE EXCEPTION 'unknown placeholder {%} in template of step %', unknown, quote_literal(step)
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = format('Step %s knows {%s}.', step, array_to_string(known, '}, {'));
+	END IF;
+	INSERT INTO orderexp.explanation_templates AS x (step, lang, template)
+	VALUES ($1, coalesce($3, '*'), $2)
+	ON CONFLICT ON CONSTRAINT explanation_templates_pkey
+	DO UPDATE SET template = EXCLUDED.template;
+END;
+$$;
+
+CREATE FUNCTION orderexp.set_explanation_template(step text, template text, lang text DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'orderexp_role_gate'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION orderexp.set_explanation_template(text, text, text) IS
+	'the shop''s own template of an explain_order() step, for one language (NULL: every language); a NULL template removes it';
+
+/* history() shows the feedback: the body unions it in, history() keeps the body's order */
+CREATE OR REPLACE FUNCTION orderexp._history_json(orders regclass, order_key anyelement)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	cfg orderexp.tables;
+	k	text;
+	result jsonb;
+BEGIN
+	cfg := orderexp._config(orders);
+	k := orderexp._key_text(cfg, order_key::text);
+	SELECT coalesce(jsonb_agg(to_jsonb(h) - '{pos,src}'::text[] ORDER BY h.pos, h.src, h.id), '[]')
+	  INTO result
+	  FROM (SELECT a.id, a.at, a.action, a.via, a.actor, a.reason, a.policy_id, a.policy_version,
+				   a.variant, a.deadline, a.previous_deadline, a.event_ids,
+				   ev.delivered, a.id AS pos, 0 AS src
+			  FROM orderexp.audit a
+			  LEFT JOIN LATERAL (
+					SELECT bool_and(o.delivered_at IS NOT NULL) AS delivered
+					  FROM orderexp.outbox o
+					 WHERE o.id = ANY (a.event_ids)) ev ON true
+			 WHERE a.order_table = orders AND a.order_key = k
+			UNION ALL
+			/* feedback (1.3): after the audit rows of its time, in its own order */
+			SELECT f.id, f.recorded_at, 'feedback', 'operator', f.recorded_by,
+				   f.topic || ': ' || f.body, f.policy_id, f.policy_version, f.variant,
+				   NULL, NULL, NULL, NULL,
+				   coalesce((SELECT max(b.id) FROM orderexp.audit b
+							  WHERE b.order_table = orders AND b.order_key = k
+								AND b.at <= f.recorded_at), 0), 1
+			  FROM orderexp.feedback f
+			 WHERE f.order_table = orders AND f.order_key = k) h;
+	RETURN result;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION orderexp.history(orders regclass, order_key anyelement)
+RETURNS TABLE (id bigint, at timestamptz, action text, via text, actor name, reason text,
+			   policy_id integer, policy_version integer, variant integer,
+			   deadline timestamptz, previous_deadline timestamptz,
+			   event_ids bigint[], delivered boolean)
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT h.*
+	  FROM jsonb_array_elements(orderexp.history_json(orders, order_key)) WITH ORDINALITY AS e(j, n)
+	 CROSS JOIN LATERAL jsonb_to_record(e.j)
+		AS h(id bigint, at timestamptz, action text, via text, actor name, reason text,
+			 policy_id integer, policy_version integer, variant integer,
+			 deadline timestamptz, previous_deadline timestamptz,
+			 event_ids bigint[], delivered boolean)
+	 ORDER BY e.n
+$$;
+COMMENT ON FUNCTION orderexp.history(regclass, anyelement) IS
+	'every change orderexp made to one order, oldest first, with the ids and delivery state of its events';
+
+/* forget_before() deletes feedback too; its result stays as it was */
+CREATE OR REPLACE FUNCTION orderexp._forget_before(cutoff timestamptz,
+										OUT audit_rows bigint, OUT outcome_rows bigint)
+RETURNS record
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	tables regclass[];
+BEGIN
+	IF cutoff IS NULL THEN
+		RAISE EXCEPTION 'cutoff must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF cutoff > now() THEN
+		RAISE EXCEPTION 'cutoff must not be in the future'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('cutoff is %s.', cutoff),
+				  HINT = 'forget_before() deletes the history of orders decided before the cutoff, e.g. now() - interval ''1 year''.';
+	END IF;
+	tables := orderexp._tables_visible(orderexp._actor(), false);
+	DELETE FROM orderexp.audit a
+	 WHERE a.at < cutoff AND (tables IS NULL OR a.order_table = ANY (tables));
+	GET DIAGNOSTICS audit_rows = ROW_COUNT;
+	DELETE FROM orderexp.outcomes o
+	 WHERE o.decided_at < cutoff AND (tables IS NULL OR o.order_table = ANY (tables));
+	GET DIAGNOSTICS outcome_rows = ROW_COUNT;
+	/* feedback goes with the audit trail (not counted: the result's columns stay) */
+	DELETE FROM orderexp.feedback f
+	 WHERE f.recorded_at < cutoff AND (tables IS NULL OR f.order_table = ANY (tables));
+END;
+$$;
+
+COMMENT ON FUNCTION orderexp.forget_before(timestamptz) IS
+	'retention: delete audit rows, outcomes and feedback older than cutoff (not in the future) of the tables the caller owns';
+
+/* the statistics count feedback: two columns at the end of each view */
+CREATE OR REPLACE VIEW orderexp.policy_stats AS
+	SELECT v.order_table, v.category, o.policy_id, o.policy_version, v.close_after,
+		   count(*) AS orders,
+		   count(*) FILTER (WHERE o.outcome = 'paid') AS paid,
+		   count(*) FILTER (WHERE o.outcome = 'closed') AS closed,
+		   count(*) FILTER (WHERE o.outcome = 'cancelled') AS cancelled,
+		   round(count(*) FILTER (WHERE o.outcome = 'paid')::numeric / count(*), 4) AS conversion_rate,
+		   round(count(*) FILTER (WHERE o.outcome = 'paid' AND o.reminded)::numeric
+				 / nullif(count(*) FILTER (WHERE o.outcome = 'paid'), 0), 4) AS paid_after_reminder,
+		   round(count(*) FILTER (WHERE o.outcome = 'paid' AND o.extensions > 0)::numeric
+				 / nullif(count(*) FILTER (WHERE o.outcome = 'paid'), 0), 4) AS paid_after_extension,
+		   percentile_cont(0.5) WITHIN GROUP (ORDER BY o.decided_at - o.created_at)
+			   FILTER (WHERE o.outcome = 'paid') AS median_time_to_pay,
+		   percentile_cont(0.9) WITHIN GROUP (ORDER BY o.decided_at - o.created_at)
+			   FILTER (WHERE o.outcome = 'paid') AS p90_time_to_pay,
+		   round(count(*) FILTER (WHERE o.outcome = 'paid'
+								  AND o.decided_at >= o.close_at - (o.close_at - o.created_at) / 10)::numeric
+				 / nullif(count(*) FILTER (WHERE o.outcome = 'paid'), 0), 4) AS paid_in_last_tenth,
+		   coalesce(fb.n, 0) AS feedback,
+		   round(100.0 * coalesce(fb.n, 0)
+				 / nullif(count(*) FILTER (WHERE o.outcome = 'closed'), 0), 2) AS feedback_per_100_closed
+	  FROM orderexp.outcomes o
+	  JOIN orderexp.policy_versions v ON v.policy_id = o.policy_id AND v.version = o.policy_version
+	  LEFT JOIN (SELECT f.policy_id, f.policy_version, count(*) AS n
+				   FROM orderexp.feedback f
+				  GROUP BY f.policy_id, f.policy_version) fb
+			 ON fb.policy_id = o.policy_id AND fb.policy_version = o.policy_version
+	 CROSS JOIN (SELECT orderexp._tables_visible(current_user, false) AS tables) vis
+	 WHERE NOT o.reopened AND (vis.tables IS NULL OR v.order_table = ANY (vis.tables))
+	 GROUP BY v.order_table, v.category, o.policy_id, o.policy_version, v.close_after, fb.n;
+COMMENT ON VIEW orderexp.policy_stats IS
+	'outcomes per table, category and policy version: conversion, reminders, extensions, time to pay (reopened orders left out), feedback';
+
+CREATE OR REPLACE VIEW orderexp.experiment_stats AS
+	WITH arms AS (
+		SELECT e.id AS experiment_id, e.order_table, e.category, e.policy_id, e.started_at,
+			   e.ended_at, e.winner, a.n::integer AS variant, a.close_after,
+			   e.weights[a.n::integer] AS weight,
+			   count(o.outcome) AS orders,
+			   count(*) FILTER (WHERE o.outcome = 'paid') AS paid,
+			   e.policy_version,
+			   count(*) FILTER (WHERE o.outcome = 'closed') AS closed
+		  FROM orderexp.experiments e
+		 CROSS JOIN LATERAL unnest(e.variants) WITH ORDINALITY AS a(close_after, n)
+		  LEFT JOIN orderexp.outcomes o
+				 ON o.policy_id = e.policy_id AND o.policy_version = e.policy_version
+				AND o.variant = a.n AND NOT o.reopened
+		 CROSS JOIN (SELECT orderexp._tables_visible(current_user, false) AS tables) vis
+		 WHERE vis.tables IS NULL OR e.order_table = ANY (vis.tables)
+		 GROUP BY e.id, a.n, a.close_after),
+	rated AS (
+		SELECT r.*, r.paid::double precision / nullif(r.orders, 0) AS rate,
+			   f.orders AS first_orders, f.paid AS first_paid
+		  FROM arms r
+		  JOIN arms f ON f.experiment_id = r.experiment_id AND f.variant = 1)
+	SELECT r.experiment_id, r.order_table, r.category, r.policy_id, r.variant, r.close_after,
+		   r.weight, r.ended_at IS NULL AS running, r.winner = r.variant AS winner,
+		   r.orders, r.paid, round(r.rate::numeric, 4) AS conversion_rate,
+		   round(w.low::numeric, 4) AS ci_low, round(w.high::numeric, 4) AS ci_high,
+		   round(z.z::numeric, 3) AS z_vs_first,
+		   round(orderexp._normal_p(z.z)::numeric, 4) AS p_value,
+		   (r.paid >= 10 AND r.orders - r.paid >= 10) AS enough_data,
+		   coalesce(fb.n, 0) AS feedback,
+		   round(100.0 * coalesce(fb.n, 0) / nullif(r.closed, 0), 2) AS feedback_per_100_closed
+	  FROM rated r
+	  LEFT JOIN (SELECT f.policy_id, f.policy_version, f.variant, count(*) AS n
+				   FROM orderexp.feedback f
+				  GROUP BY f.policy_id, f.policy_version, f.variant) fb
+			 ON fb.policy_id = r.policy_id AND fb.policy_version = r.policy_version
+			AND fb.variant = r.variant
+	 CROSS JOIN LATERAL orderexp._wilson(r.paid, r.orders) w
+	 CROSS JOIN LATERAL (
+			SELECT CASE WHEN r.variant > 1 AND r.orders > 0 AND r.first_orders > 0
+							 AND pooled > 0 AND pooled < 1
+						THEN (r.rate - r.first_paid::double precision / r.first_orders)
+							 / sqrt(pooled * (1 - pooled) * (1.0 / r.orders + 1.0 / r.first_orders))
+				   END AS z
+			  FROM (SELECT (r.paid + r.first_paid)::double precision
+						   / nullif(r.orders + r.first_orders, 0) AS pooled) pp) z;
+COMMENT ON VIEW orderexp.experiment_stats IS
+	'per experiment variant: conversion rate with its 95 % Wilson interval, z-test and two-sided p-value against variant 1, feedback';
+
+/*
+ * Privileges, as the install script's: the bodies are the extension
+ * owner's, the two order gates the application's, the templates the
+ * administrator's; the new tables are nobody else's
+ */
+REVOKE ALL ON FUNCTION
+	orderexp._explain_order(regclass, anyelement, text),
+	orderexp._record_feedback(regclass, anyelement, text, text),
+	orderexp._set_explanation_template(text, text, text),
+	orderexp.explain_order(regclass, anyelement, text),
+	orderexp.record_feedback(regclass, anyelement, text, text),
+	orderexp.set_explanation_template(text, text, text)
+	FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+	orderexp.explain_order(regclass, anyelement, text),
+	orderexp.record_feedback(regclass, anyelement, text, text)
+	TO orderexp_app;
+GRANT EXECUTE ON FUNCTION orderexp.set_explanation_template(text, text, text) TO orderexp_admin;
+REVOKE ALL ON orderexp.feedback, orderexp.explanation_templates FROM PUBLIC;
+REVOKE ALL ON SEQUENCE orderexp.feedback_id_seq FROM PUBLIC;
+
+/* --- 12. the customer's channels, contact checks, fallback ------------------- */
 
 /*
  * A table may map the column holding the channels each customer chose, the
@@ -2118,7 +3213,8 @@ COMMENT ON COLUMN orderexp.tables.fallback_before IS
 ALTER TABLE orderexp.audit
 	DROP CONSTRAINT audit_action_check,
 	ADD CONSTRAINT audit_action_check
-		CHECK (action IN ('closed', 'cancelled', 'extended', 'reopened', 'reminder')),
+		CHECK (action IN ('closed', 'cancelled', 'extended', 'reopened',
+						  'reminder_withheld', 'reminder')),
 	DROP CONSTRAINT audit_via_check,
 	ADD CONSTRAINT audit_via_check
 		CHECK (via IN ('timeout', 'operator', 'token', 'fallback'));
@@ -2208,7 +3304,9 @@ $$;
  * the keys whose row exists but was locked: looked up in the whole table
  * (an order whose created-at moved is not taken for gone), one correlated
  * probe per key that mine lacks, so that a batch whose rows were all locked
- * reads no other partition.  For the close batch (lock
+ * reads no other partition.  Which keys mine lacks is an EXCEPT, hashed or
+ * sorted whatever the estimates: the plan is generic, and an anti-join of
+ * two sets it takes for a few rows each could be a nested loop.  For the close batch (lock
  * 'UPDATE') the unpaid rows of mine are closed with the guarded update and
  * returned; for reminders (lock 'SHARE') mine is returned as it is.  Every
  * result column is an array: busy keys, then keys, unpaid, payloads,
@@ -2240,9 +3338,9 @@ WITH mine AS MATERIALIZED (
 	 WHERE o.%2$I = ANY (ARRAY(SELECT k::%6$s FROM unnest($1::text[]) AS k))%7$s
 	   FOR %9$s OF o SKIP LOCKED),
 missing AS MATERIALIZED (
-	SELECT k AS order_key
-	  FROM unnest($1::text[]) AS k
-	 WHERE NOT EXISTS (SELECT 1 FROM mine m WHERE m.order_key = k)),
+	SELECT k AS order_key FROM unnest($1::text[]) AS k
+	EXCEPT
+	SELECT m.order_key FROM mine m),
 busy AS MATERIALIZED (
 	SELECT x.order_key
 	  FROM missing x
@@ -2582,14 +3680,6 @@ BEGIN
 END;
 $$;
 
-/*
- * Lease up to max_rows due rows, oldest due first.  Rows locked by another
- * claim in flight are skipped, not waited for; a row another claim took
- * while this one looked is re-checked on its new version (READ COMMITTED)
- * and dropped, because its next_attempt_at moved to the lease end.  A
- * reminder it finds out of attempts may make way for one on the order's
- * next channel (_fallback).
- */
 CREATE OR REPLACE FUNCTION orderexp.claim(max_rows integer DEFAULT 100,
 							   lease interval DEFAULT '30 s',
 							   kinds text[] DEFAULT NULL,
@@ -2602,6 +3692,9 @@ AS $$
 DECLARE
 	t timestamptz := clock_timestamp();
 	max_attempts integer := orderexp._max_attempts();
+	picked bigint[];
+	result bigint[] := '{}';
+	need integer;
 BEGIN
 	IF max_rows IS NULL OR lease IS NULL THEN
 		RAISE EXCEPTION 'max_rows and lease must not be null'
@@ -2625,19 +3718,59 @@ BEGIN
 				  HINT = 'Lease a row for a little longer than a delivery takes.';
 	END IF;
 
+	/*
+	 * Take due rows, earliest first, until max_rows may go out or nothing
+	 * is due: rows that may not go out now (below) leave room for more.
+	 */
+	LOOP
+		need := max_rows - cardinality(result);
+		picked := ARRAY(
+			SELECT o.id
+			  FROM orderexp.outbox o
+			 WHERE o.delivered_at IS NULL AND o.dead_at IS NULL
+			   AND o.next_attempt_at <= t
+			   AND (o.leased_until IS NULL OR o.leased_until <= t)
+			   AND (kinds IS NULL OR o.kind = ANY (kinds))
+			   AND (channels IS NULL OR o.channel = ANY (channels))
+			   AND o.id <> ALL (result)
+			 ORDER BY o.next_attempt_at
+			 LIMIT need
+			   FOR UPDATE SKIP LOCKED);
+		EXIT WHEN cardinality(picked) = 0;
+
+		/* reminders that no longer matter are settled, not handed out */
+		picked := orderexp._withhold_reminders(picked, t);
+
+		/*
+		 * A row waits while an earlier event of its order on its channel is
+		 * out or waiting for a retry, so that events arrive in the order
+		 * they were made; it is looked at again within a second.
+		 */
+		WITH blocked AS (
+			SELECT o.id, min(e.next_attempt_at) AS until
+			  FROM orderexp.outbox o
+			  JOIN orderexp.outbox e
+				ON e.order_table = o.order_table AND e.order_key = o.order_key
+			   AND e.channel = o.channel AND e.id < o.id
+			   AND e.attempts > 0 AND e.delivered_at IS NULL AND e.dead_at IS NULL
+			   AND e.obsolete_at IS NULL
+			 WHERE o.id = ANY (picked) AND e.id <> ALL (picked)
+			 GROUP BY o.id),
+		postponed AS (
+			UPDATE orderexp.outbox o
+			   SET next_attempt_at = least(greatest(b.until, t + interval '1 ms'), t + interval '1 s')
+			  FROM blocked b
+			 WHERE o.id = b.id
+			RETURNING o.id)
+		SELECT result || ARRAY(SELECT x FROM unnest(picked) x
+								WHERE x NOT IN (SELECT p.id FROM postponed p))
+		  INTO result;
+
+		EXIT WHEN cardinality(picked) < need OR cardinality(result) >= max_rows;
+	END LOOP;
+
 	RETURN QUERY
-	WITH picked AS MATERIALIZED (
-		SELECT o.id
-		  FROM orderexp.outbox o
-		 WHERE o.delivered_at IS NULL AND o.dead_at IS NULL
-		   AND o.next_attempt_at <= t
-		   AND (o.leased_until IS NULL OR o.leased_until <= t)
-		   AND (kinds IS NULL OR o.kind = ANY (kinds))
-		   AND (channels IS NULL OR o.channel = ANY (channels))
-		 ORDER BY o.next_attempt_at
-		 LIMIT max_rows
-		   FOR UPDATE SKIP LOCKED),
-	taken AS (
+	WITH taken AS (
 		UPDATE orderexp.outbox o
 		   SET attempts = CASE WHEN o.attempts < max_attempts THEN o.attempts + 1
 							   ELSE o.attempts END,
@@ -2650,8 +3783,7 @@ BEGIN
 												o.last_error) END,
 			   claimed_by = CASE WHEN o.attempts < max_attempts THEN session_user
 								 ELSE o.claimed_by END
-		  FROM picked p
-		 WHERE o.id = p.id
+		 WHERE o.id = ANY (result)
 		RETURNING o.*),
 	/* a reminder out of attempts makes way for its order's next channel (_fallback) */
 	fallen AS (
@@ -2804,10 +3936,12 @@ END;
 $$;
 
 /*
- * Retention: delete audit rows and outcomes older than the cutoff, of the
- * tables the caller owns (every table's for a superuser).  A cutoff in the
- * future would delete what happened a moment ago, and 'infinity' all of it:
- * refused.  forget_before() is the role gate in front of this body.
+ * Retention: delete audit rows, outcomes and feedback (1.3) older than the
+ * cutoff, of the tables the caller owns (every table's for a superuser).  A
+ * cutoff in the future would delete what happened a moment ago, and
+ * 'infinity' all of it: refused.  The result counts audit rows and outcomes
+ * only, as before 1.3.  forget_before() is the role gate in front of this
+ * body.
  */
 CREATE OR REPLACE FUNCTION orderexp._forget_before(cutoff timestamptz,
 										OUT audit_rows bigint, OUT outcome_rows bigint)
@@ -2834,7 +3968,10 @@ BEGIN
 	DELETE FROM orderexp.outcomes o
 	 WHERE o.decided_at < cutoff AND (tables IS NULL OR o.order_table = ANY (tables));
 	GET DIAGNOSTICS outcome_rows = ROW_COUNT;
-	/* and the orders listed as unreachable since before it (not counted) */
+	/* feedback goes with the audit trail (not counted: the result's columns stay) */
+	DELETE FROM orderexp.feedback f
+	 WHERE f.recorded_at < cutoff AND (tables IS NULL OR f.order_table = ANY (tables));
+	/* and so do the orders listed as unreachable since before it (not counted) */
 	DELETE FROM orderexp.unreachable_contacts u
 	 WHERE u.since < cutoff AND (tables IS NULL OR u.order_table = ANY (tables));
 END;

@@ -60,6 +60,9 @@ typedef struct OrderexpCatalog
 									 * timer variants */
 	bool		has_token_tables;	/* 1.1: tokens name tables by token id */
 	bool		has_prune_index;	/* 1.1: outbox_delivered, for pruning */
+	bool		has_obsolete_index; /* 1.3: outbox_obsolete: reminders that
+									 * claim() settled without delivery, also
+									 * pruned */
 	bool		sweep_writes_outcomes;	/* 1.2: the close statement records
 										 * its closes' outcomes itself */
 	bool		split_batches;	/* 1.3: a batch is three statements, the

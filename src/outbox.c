@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * outbox.c
- *		The C side of the outbox: pruning of delivered events after
- *		orderexp.event_retention.
+ *		The C side of the outbox: pruning of delivered and obsolete events
+ *		after orderexp.event_retention.
  *
  * claim(), ack(), fail() and requeue() are SQL (sql/orderexp--1.3.sql); the
  * GUCs they read come through SQL getters in orderexp.c.
@@ -12,7 +12,9 @@
  * index outbox_delivered (which the sweep's inserts never touch: a new row
  * is not delivered).  One kept statement: the rows are locked with SKIP
  * LOCKED, so the worker and run_due() can prune side by side, and deleted
- * by ctid.  Undelivered and dead rows are never pruned.
+ * by ctid.  Obsolete rows (reminders that claim() settled without delivery,
+ * 1.3) go the same way by their own partial index, outbox_obsolete.
+ * Undelivered and dead rows are never pruned.
  *
  * Copyright (c) 2026, orderexp developers
  *
@@ -42,10 +44,21 @@ static const char *prune_sql =
 "                            LIMIT $2 "
 "                              FOR UPDATE SKIP LOCKED))";
 
+/* the same for obsolete rows, by obsolete_at */
+static const char *prune_obsolete_sql =
+"DELETE FROM orderexp.outbox o "
+" WHERE o.ctid = ANY (ARRAY(SELECT x.ctid FROM orderexp.outbox x "
+"                            WHERE x.obsolete_at < $1 "
+"                            ORDER BY x.obsolete_at "
+"                            LIMIT $2 "
+"                              FOR UPDATE SKIP LOCKED))";
+
 static SPIPlanPtr prune_plan = NULL;
+static SPIPlanPtr prune_obsolete_plan = NULL;
 
 /*
- * Delete up to "limit" delivered rows older than orderexp.event_retention.
+ * Delete up to "limit" delivered or obsolete rows older than
+ * orderexp.event_retention.
  * The caller is connected to SPI, in a transaction with a snapshot, as a
  * role that may delete from the outbox.  Returns the number of rows
  * deleted: as many as "limit" means there may be more.  Does nothing (and
@@ -60,6 +73,7 @@ orderexp_prune_outbox(int limit)
 	Oid			argtypes[2] = {TIMESTAMPTZOID, INT4OID};
 	Datum		values[2];
 	int			ret;
+	int64		deleted;
 
 	if (orderexp_event_retention <= 0 || limit <= 0)
 		return 0;
@@ -73,5 +87,18 @@ orderexp_prune_outbox(int limit)
 						   values, NULL, false, 0);
 	if (ret != SPI_OK_DELETE)
 		elog(ERROR, "prune statement failed: %s", SPI_result_code_string(ret));
-	return (int64) SPI_processed;
+	deleted = (int64) SPI_processed;
+
+	/* obsolete rows with what is left of the limit */
+	if (deleted < limit && orderexp_catalog()->has_obsolete_index)
+	{
+		values[1] = Int32GetDatum(limit - (int) deleted);
+		ret = SPI_execute_plan(orderexp_keep_plan(&prune_obsolete_plan, prune_obsolete_sql,
+												  2, argtypes, 0),
+							   values, NULL, false, 0);
+		if (ret != SPI_OK_DELETE)
+			elog(ERROR, "prune statement failed: %s", SPI_result_code_string(ret));
+		deleted += (int64) SPI_processed;
+	}
+	return deleted;
 }

@@ -6,7 +6,8 @@
 -- little; psql prints the NOTIFYs that arrived after each statement.
 --
 -- Each line is what a listener would do with the event: a reminder becomes
--- the e-mail with the customer's extension link, an extension through such
+-- the e-mail (or, on the sms channel, the text message) with the customer's
+-- extension link, an extension through such
 -- a link the confirmation the customer gets.  The token is base64url, so it
 -- goes into a URL as it is; it is shortened here to its first 12 and last 4
 -- characters (the first ones are alike for orders with close deadlines).
@@ -23,7 +24,7 @@
 
 WITH fresh AS (
 	SELECT o.id, o.kind, o.order_key, o.channel, o.payload, o.created_at,
-		   c.customer, c.email,
+		   c.customer, c.email, c.phone,
 		   (o.payload ->> 'close_at')::timestamptz AS close_at,
 		   (o.payload ->> 'previous_close_at')::timestamptz AS previous_close_at,
 		   (o.payload ->> 'extended_by')::interval AS extended_by,
@@ -42,7 +43,9 @@ SELECT format('%s  %-9s order %-2s %-6s %s',
 			  CASE f.kind
 				WHEN 'reminder' THEN
 					format('%s to %s: "your order #%s closes at %s"%s',
-						   f.channel, coalesce(f.payload #>> '{order,email}', f.email),
+						   f.channel,
+						   CASE WHEN f.channel = 'sms' THEN coalesce(f.payload #>> '{order,phone}', f.phone)
+								ELSE coalesce(f.payload #>> '{order,email}', f.email) END,
 						   f.order_key, to_char(f.close_at, 'HH24:MI:SS'),
 						   CASE WHEN f.token IS NOT NULL
 								THEN format(', extend: https://shop.example/extend?token=%s…%s (%s left)',
@@ -53,11 +56,13 @@ SELECT format('%s  %-9s order %-2s %-6s %s',
 					format('deadline %s, closed %s s after it, %s to %s',
 						   to_char(f.close_at, 'HH24:MI:SS.MS'),
 						   round(extract(epoch FROM f.created_at - f.close_at), 2),
-						   f.channel, f.payload #>> '{order,email}')
+						   f.channel,
+						   CASE WHEN f.channel = 'sms' THEN f.payload #>> '{order,phone}'
+								ELSE f.payload #>> '{order,email}' END)
 				WHEN 'extended' THEN
 					CASE WHEN f.payload ->> 'via' = 'token' THEN
 						format('via the link, %s to %s: "your order #%s was extended by %s; it now closes at %s"',
-							   f.channel, f.email, f.order_key,
+							   f.channel, CASE WHEN f.channel = 'sms' THEN f.phone ELSE f.email END, f.order_key,
 							   CASE WHEN f.extended_by < interval '1 minute'
 									THEN format('%s seconds', trim_scale(extract(epoch FROM f.extended_by)))
 									ELSE justify_interval(f.extended_by)::text

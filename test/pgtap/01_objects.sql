@@ -3,7 +3,7 @@
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS orderexp;
-SELECT plan(87);
+SELECT plan(98);
 
 SELECT has_schema('orderexp');
 SELECT is((SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'orderexp'),
@@ -117,6 +117,23 @@ SELECT has_function('orderexp', 'timer_trigger', ARRAY[]::text[]);
 SELECT function_returns('orderexp', 'timer_trigger', ARRAY[]::text[], 'trigger');
 SELECT function_lang_is('orderexp', 'timer_trigger', ARRAY[]::text[], 'c', 'the timer trigger is in C');
 
+-- explanations and feedback (1.3)
+SELECT has_table('orderexp', 'feedback', 'table orderexp.feedback');
+SELECT has_table('orderexp', 'explanation_templates', 'table orderexp.explanation_templates');
+SELECT col_is_pk('orderexp', 'explanation_templates', ARRAY['step', 'lang'],
+				 'explanation_templates: primary key (step, lang)');
+SELECT has_function('orderexp', 'explain_order', ARRAY['regclass', 'anyelement', 'text']);
+SELECT function_returns('orderexp', 'explain_order', ARRAY['regclass', 'anyelement', 'text'], 'text');
+SELECT has_function('orderexp', 'record_feedback', ARRAY['regclass', 'anyelement', 'text', 'text']);
+SELECT function_returns('orderexp', 'record_feedback', ARRAY['regclass', 'anyelement', 'text', 'text'],
+						'bigint');
+SELECT has_function('orderexp', 'set_explanation_template', ARRAY['text', 'text', 'text']);
+SELECT function_returns('orderexp', 'set_explanation_template', ARRAY['text', 'text', 'text'], 'void');
+SELECT is(ARRAY(SELECT attname::text FROM pg_attribute WHERE attrelid = v::regclass
+				   AND attnum > 0 AND NOT attisdropped ORDER BY attnum DESC LIMIT 2),
+		  ARRAY['feedback_per_100_closed', 'feedback'], v || ' ends with feedback, feedback_per_100_closed')
+  FROM unnest(ARRAY['orderexp.policy_stats', 'orderexp.experiment_stats']) AS v;
+
 -- views
 SELECT has_view('orderexp', 'pending', 'view orderexp.pending');
 SELECT set_has($$SELECT attname::text FROM pg_attribute WHERE attrelid = 'orderexp.pending'::regclass
@@ -138,7 +155,7 @@ SELECT col_is_pk('orderexp', 'unreachable_contacts', ARRAY['order_table', 'order
                  'unreachable_contacts: one row per order and channel');
 SELECT is((SELECT pg_get_constraintdef(c.oid) FROM pg_constraint c
             WHERE c.conrelid = 'orderexp.audit'::regclass AND c.conname = 'audit_action_check'),
-          'CHECK ((action = ANY (ARRAY[''closed''::text, ''cancelled''::text, ''extended''::text, ''reopened''::text, ''reminder''::text])))',
+          'CHECK ((action = ANY (ARRAY[''closed''::text, ''cancelled''::text, ''extended''::text, ''reopened''::text, ''reminder_withheld''::text, ''reminder''::text])))',
           'audit.action: a fallback reminder is an action');
 SELECT is((SELECT pg_get_constraintdef(c.oid) FROM pg_constraint c
             WHERE c.conrelid = 'orderexp.audit'::regclass AND c.conname = 'audit_via_check'),

@@ -53,7 +53,8 @@ SELECT ok(NOT p.prosecdef, 'requeue is not SECURITY DEFINER: it runs its body th
 SELECT has_view('orderexp', 'dead_letters', 'view dead_letters');
 SELECT has_view('orderexp', 'delivery_stats', 'view delivery_stats');
 SELECT columns_are('orderexp', 'delivery_stats',
-                   ARRAY['kind', 'channel', 'pending', 'leased', 'retrying', 'delivered', 'dead', 'oldest_undelivered'],
+                   ARRAY['kind', 'channel', 'pending', 'leased', 'retrying', 'delivered', 'dead', 'oldest_undelivered',
+                         'obsolete'],
                    'delivery_stats columns');
 SELECT columns_are('orderexp', 'dead_letters',
                    ARRAY['id', 'kind', 'order_table', 'order_key', 'channel', 'payload', 'created_at',

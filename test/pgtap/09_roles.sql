@@ -7,7 +7,7 @@
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS orderexp;
-SELECT plan(63);
+SELECT plan(69);
 
 -- run sql as role r; errors come out as they are
 CREATE FUNCTION public.pgtap_ox_as(r name, sql text) RETURNS text
@@ -97,6 +97,11 @@ SELECT ok(has_function_privilege('orderexp_app', f, 'EXECUTE'), 'orderexp_app ma
 SELECT ok(NOT has_function_privilege('orderexp_app', f, 'EXECUTE'), 'orderexp_app may not call ' || f)
   FROM unnest(ARRAY['orderexp.drop_close_policy(regclass, text)', 'orderexp.rotate_secret()',
 					'orderexp._token_make(regclass, text, timestamptz, integer, bigint)']) AS f;
+SELECT ok(has_function_privilege('orderexp_app', f, 'EXECUTE'), 'orderexp_app may call ' || f)
+  FROM unnest(ARRAY['orderexp.explain_order(regclass, anyelement, text)',
+					'orderexp.record_feedback(regclass, anyelement, text, text)']) AS f;
+SELECT ok(NOT has_function_privilege('orderexp_app', 'orderexp.set_explanation_template(text, text, text)', 'EXECUTE'),
+		  'orderexp_app may not change the explanation templates');
 SELECT ok(NOT has_function_privilege('orderexp_app',
 		  'orderexp.set_close_policy(regclass, interval, interval, interval, integer, text, name, name, name, name, text, text, text, name[], text[], boolean, name, text[], interval)',
 		  'EXECUTE'), 'orderexp_app may not call set_close_policy');
@@ -114,6 +119,8 @@ SELECT ok(has_function_privilege('orderexp_admin', f, 'EXECUTE'), 'orderexp_admi
 					'orderexp.set_close_policy(regclass, interval, interval, interval, integer, text, name, name, name, name, text, text, text, name[], text[], boolean, name, text[], interval)']) AS f;
 SELECT ok(NOT has_function_privilege('orderexp_admin', 'orderexp.cancel_order(regclass, anyelement, text)', 'EXECUTE'),
 		  'orderexp_admin may not cancel orders');
+SELECT ok(has_function_privilege('orderexp_admin', 'orderexp.set_explanation_template(text, text, text)', 'EXECUTE'),
+		  'orderexp_admin may change the explanation templates');
 SELECT ok(has_table_privilege('orderexp_admin', v, 'SELECT'), 'orderexp_admin may read ' || v)
   FROM unnest(ARRAY['orderexp.pending', 'orderexp.policy_config', 'orderexp.unreachable']) AS v;
 SELECT ok(NOT has_function_privilege(r, 'orderexp._fallback(bigint, text, boolean)', 'EXECUTE'),

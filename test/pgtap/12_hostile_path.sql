@@ -125,6 +125,8 @@ DECLARE
 		$c$SELECT orderexp.reopen_order('pgtap_hostile.orders', 4, '1 hour', 'by mistake')$c$,
 		$c$SELECT count(*) FROM orderexp.history('pgtap_hostile.orders', 4)$c$,
 		$c$SELECT orderexp.history_json('pgtap_hostile.orders', 4)$c$,
+		$c$SELECT orderexp.record_feedback('pgtap_hostile.orders', 4, 'complaint', 'too early')$c$,
+		$c$SELECT orderexp.set_explanation_template('placed', 'Order {order}, {at}.', 'de')$c$,
 		$c$SELECT orderexp.extend_order_by_token(orderexp.extension_token('pgtap_hostile.orders', 9))$c$,
 		$c$SELECT orderexp.assign_variant('9', '{1,2}', 42)$c$,
 		$c$SELECT orderexp.start_experiment('pgtap_hostile.orders', '{1 hour, 2 hours}')$c$,
@@ -134,6 +136,8 @@ DECLARE
 		$c$SELECT count(*) FROM orderexp.claim(100, '1 minute')$c$,
 		$c$SELECT orderexp.ack(ARRAY(SELECT o.id FROM orderexp.outbox o ORDER BY o.id LIMIT 3))$c$,
 		$c$SELECT orderexp.fail((SELECT max(o.id) FROM orderexp.outbox o), 'no', false)$c$,
+		$c$SELECT orderexp.explain_order('pgtap_hostile.orders', 4, 'de-AT')$c$,
+		$c$SELECT orderexp.explain_order('pgtap_hostile.orders', 9)$c$,
 		$c$SELECT orderexp.requeue()$c$,
 		$c$SELECT count(*) FROM orderexp.pending$c$,
 		$c$SELECT orderexp.pending_json()$c$,
@@ -185,8 +189,8 @@ RESET search_path;
 SELECT is(ARRAY(SELECT call || ' => ' || outcome FROM public.pgtap_ox_hostile_results
 				 WHERE outcome LIKE 'ERROR%' ORDER BY n),
 		  '{}'::text[], 'every call succeeds under the hostile path');
-SELECT is((SELECT count(*)::integer FROM public.pgtap_ox_hostile_results), 33,
-		  'all 33 calls were made');
+SELECT is((SELECT count(*)::integer FROM public.pgtap_ox_hostile_results), 37,
+		  'all 37 calls were made');
 SELECT ok(NOT (SELECT is_called FROM public.pgtap_ox_hijacks),
 		  'no hostile operator or function was called');
 SELECT is((SELECT n::integer FROM public.pgtap_ox_temp_rows), 0,

@@ -61,6 +61,9 @@ RETURNS text LANGUAGE sql AS $$
 			WHEN typ = 'interval[]'::regtype THEN '''{20 minutes, 40 minutes}''::interval[]'
 			WHEN typ = 'timestamp with time zone'::regtype THEN 'now() - interval ''1 day'''
 			WHEN typ = 'text'::regtype AND argname = 'token' THEN '(SELECT t FROM bad.tok)'
+			WHEN typ = 'text'::regtype AND argname = 'step' THEN '''placed'''
+			WHEN typ = 'text'::regtype AND argname = 'template' THEN '''Order {order} of {at}.'''
+			WHEN typ = 'text'::regtype AND argname = 'topic' THEN '''complaint'''
 			WHEN typ = 'text'::regtype THEN '''x'''
 			ELSE format('NULL::%s', typ)
 		END)

@@ -298,12 +298,13 @@ SELECT action, via, left(reason, 60) AS reason FROM orderexp.history('ch.orders'
 SELECT * FROM ch.unreachable('ch.orders') WHERE order_key = '10';
 
 -- a fallback is sent only while the order keeps the deadline its reminder
--- was for (not once it is extended, closed, cancelled or reopened)
+-- was for (not once it is extended, closed, cancelled or reopened): order
+-- 11 is extended while its e-mail is out
 INSERT INTO ch.orders (id, created_at, email, mobile, prefers) VALUES
 	(11, now() - interval '10 minutes', 'lee@example.com', '+4917012345611', '{email,sms}');
 SELECT orderexp.run_due() AS "run_due (reminded, closed)";
-SELECT orderexp.extend_order('ch.orders', 11, '1 minute') IS NOT NULL AS extended;
 SELECT order_key FROM ch.claim('ch.orders', 'email');
+SELECT orderexp.extend_order('ch.orders', 11, '1 minute') IS NOT NULL AS extended;
 SELECT orderexp.fail(o.id, '550 no such user', retryable => false) AS retry_at
   FROM orderexp.outbox o
  WHERE o.order_table = 'ch.orders'::regclass AND o.order_key = '11' AND o.channel = 'email'

@@ -193,6 +193,8 @@ BEGIN
 		(SELECT string_agg(x::text, ';' ORDER BY x.id) FROM orderexp.policies x),
 		(SELECT string_agg(x::text, ';' ORDER BY x.order_table::oid, x.order_key) FROM orderexp.timers x),
 		(SELECT string_agg(x::text, ';' ORDER BY x.id) FROM orderexp.outbox x),
+		(SELECT string_agg(x::text, ';' ORDER BY x.id) FROM orderexp.feedback x),
+		(SELECT string_agg(x::text, ';' ORDER BY x.step, x.lang) FROM orderexp.explanation_templates x),
 		(SELECT string_agg(g.tgrelid::oid::text || '.' || g.tgname || '.' || g.tgenabled::text, ';'
 		                   ORDER BY g.tgrelid::oid, g.tgname)
 		   FROM pg_trigger g WHERE g.tgrelid = ANY (tbls) AND NOT g.tgisinternal))

@@ -80,6 +80,11 @@ SELECT 'sequences', concat_ws(',',
 	(SELECT last_value FROM orderexp.policies_id_seq),
 	(SELECT last_value FROM orderexp.timer_generation))
 UNION ALL
+SELECT 'feedback', string_agg(f::text, ';' ORDER BY f.id) FROM orderexp.feedback f
+UNION ALL
+SELECT 'explanation_templates', string_agg(x::text, ';' ORDER BY x.step, x.lang)
+  FROM orderexp.explanation_templates x
+UNION ALL
 SELECT 'orders', string_agg(o::text, ';' ORDER BY o.id) FROM orders o
 UNION ALL
 SELECT 'porders', string_agg(o::text, ';' ORDER BY o.id) FROM porders o
@@ -89,6 +94,13 @@ ORDER BY 1};
 
 $node->safe_psql('src', 'CREATE EXTENSION orderexp');
 fill('src');
+# 1.3: feedback, and the shop's own templates (dumped; orderexp's defaults are not)
+$node->safe_psql(
+	'src', q{
+SELECT orderexp.record_feedback('orders', 5, 'complaint', 'cancelled by mistake');
+SELECT orderexp.set_explanation_template('placed', 'Bestellung {order} vom {at}.', 'de');
+SELECT orderexp.set_explanation_template('paid', 'Paid, {at}.');
+});
 my $src_state = $node->safe_psql('src', $state_sql);
 
 my $dump = $node->basedir . '/src.dump';
@@ -101,7 +113,15 @@ $node->command_ok(
 	'pg_restore into a fresh database');
 
 is($node->safe_psql('dst', $state_sql), $src_state,
-	'policies, timers, outbox, secret, token ids, sequences and orders are restored as they were');
+	'policies, timers, outbox, secret, token ids, sequences, feedback, templates and orders are restored as they were');
+is( $node->safe_psql(
+		'dst', q{SELECT count(*) FILTER (WHERE lang = 'default') > 10,
+		               string_agg(lang, ',' ORDER BY lang) FILTER (WHERE lang <> 'default')
+		          FROM orderexp.explanation_templates}),
+	't|*,de', 'orderexp\'s default templates once, and the shop\'s own');
+is( $node->safe_psql(
+		'dst', q{SELECT orderexp.explain_order('orders', 4, 'de') LIKE 'Bestellung 4 vom %'}),
+	't', 'and explain_order() uses them');
 is( $node->safe_psql(
 		'dst', q{
 SELECT (SELECT nextval('orderexp.outbox_id_seq') > max(id) FROM orderexp.outbox),

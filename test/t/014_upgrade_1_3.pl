@@ -62,17 +62,20 @@ INSERT INTO orders (id, created_at) VALUES (7, now() - interval '70 minutes'),
 });
 
 # every table of orderexp, and what the functions and views answer, as text
-# (the outbox without 1.3's claimed_by, the tables without 1.3's channel
-# settings, checked below)
+# (the outbox without 1.3's claimed_by and obsolete_at, the tables without
+# 1.3's channel settings, checked below, policy_stats without its feedback
+# columns)
 # (delivery_stats without the age of the oldest event, which grows)
 my @tables = qw(tables policies timers outbox audit outcomes token_tables secret);
-my $new_columns = q{'{claimed_by,channels_column,contact_channels,contact_columns,fallback_before}'::text[]};
+my $new_columns = q{'{claimed_by,obsolete_at,channels_column,contact_channels,contact_columns,fallback_before}'::text[]};
 my $state_sql = join(
 	"\nUNION ALL\n",
 	(map { "SELECT '$_', md5(coalesce(string_agg((to_jsonb(t) - $new_columns)::text, '|' ORDER BY (to_jsonb(t) - $new_columns)::text), '')) FROM orderexp.$_ t" } @tables),
 	q{SELECT 'history', md5(string_agg(format('%s:%s:%s:%s:%s', o.id, h.action, h.via, h.event_ids, h.delivered), ' ' ORDER BY o.id, h.id))
 	    FROM orders o, LATERAL orderexp.history('orders', o.id) h},
-	q{SELECT 'policy_stats', md5(string_agg(s::text, '|' ORDER BY s::text)) FROM orderexp.policy_stats s},
+	q{SELECT 'policy_stats', md5(string_agg(s.j::text, '|' ORDER BY s.j::text))
+	    FROM (SELECT to_jsonb(s) - '{feedback,feedback_per_100_closed}'::text[] AS j
+				FROM orderexp.policy_stats s) s},
 	q{SELECT 'delivery_stats', md5(string_agg(concat_ws(':', s.kind, s.channel, s.pending, s.leased, s.retrying, s.delivered, s.dead),
 											  '|' ORDER BY s.kind, s.channel))
 	    FROM orderexp.delivery_stats s},
@@ -133,6 +136,19 @@ is($node->safe_psql($db, q{SELECT count(*) FROM orderexp.timers WHERE order_key 
 is( $node->safe_psql(
 		$db, q{SELECT orderexp.extend_order_by_token(token) > now() + interval '1 hour' FROM saved_token}),
 	't', 'the token made at 1.2 extends its order at 1.3');
+
+# explanations and feedback (1.3) on orders decided at 1.2
+is( $node->safe_psql(
+		$db, q{SELECT orderexp.record_feedback('orders', 1, 'closed too early', 'at 1.2') > 0;
+			   SELECT feedback || ':' || feedback_per_100_closed FROM orderexp.policy_stats}),
+	"t\n1:33.33", 'feedback on an order closed at 1.2 is counted for its policy version');
+like(
+	$node->safe_psql($db, q{SELECT orderexp.explain_order('orders', 1)}),
+	qr/^Order 1 was placed on \d{4}-\d\d-\d\d \d\d:\d\d UTC\. .* It was closed on .* recorded feedback \(closed too early\): "at 1\.2"\.$/,
+	'explain_order() tells the close made at 1.2 and the feedback');
+like(
+	$node->safe_psql($db, q{SELECT action || ':' || reason FROM orderexp.history('orders', 1) ORDER BY at DESC LIMIT 1}),
+	qr/^feedback:closed too early: at 1\.2$/, 'history() shows it');
 
 $node->stop;
 done_testing();

@@ -1,0 +1,221 @@
+/*-------------------------------------------------------------------------
+ *
+ * whsig.c
+ *		Standard Webhooks (www.standardwebhooks.com, spec 1.0.0) headers
+ *		of orderexp-relay's webhooks.
+ *
+ * Every webhook request carries
+ *
+ *	webhook-id: msg_<origin>_<event id>
+ *	webhook-timestamp: <Unix seconds of this attempt>
+ *	webhook-signature: v1,<base64 HMAC-SHA256 of "id.timestamp.body">
+ *
+ * the signature only when a secret is configured.  The id is the same for
+ * every attempt of an event and differs between events of different
+ * databases: <origin> is the node's database system identifier (from
+ * pg_control_system(), the same on a physical standby, so ids survive a
+ * failover) and the database's oid, e.g. msg_7315946232457286345_16384_42.
+ * node.c reads both when it connects.  It has no '.', as the spec asks.
+ *
+ * Secrets are those of the existing X-Orderexp-Signature (the
+ * --webhook-secret-file or $ORDEREXP_WEBHOOK_SECRET), plus an optional
+ * previous one for rotation (--webhook-previous-secret-file or
+ * $ORDEREXP_WEBHOOK_PREVIOUS_SECRET).  A secret written whsec_<base64> is
+ * used as the spec says: the key is the base64-decoded part (24 to 64
+ * bytes).  Any other secret is used as its bytes (a Standard Webhooks
+ * library verifies it as a "raw" secret), so that the secret a receiver
+ * has today works for both schemes.  With two secrets the header carries
+ * two signatures, space separated, current first: a receiver that knows
+ * either verifies.
+ *
+ * Copyright (c) 2026, orderexp developers
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "common.h"
+#include "template.h"
+#include "whsig.h"
+
+#define MAX_KEY		512
+
+typedef struct Key
+{
+	unsigned char data[MAX_KEY];
+	size_t		len;
+} Key;
+
+static Key	keys[2];
+static int	nkeys = 0;
+
+static bool base64_decode(const char *s, unsigned char *out, size_t outcap, size_t *outlen);
+static void parse_secret(const char *what, const char *secret, Key *k);
+
+/* standard base64 with padding, as Standard Webhooks writes whsec_ keys */
+static bool
+base64_decode(const char *s, unsigned char *out, size_t outcap, size_t *outlen)
+{
+	size_t		n = strlen(s),
+				i,
+				o = 0;
+	unsigned	acc = 0;
+	int			bits = 0,
+				pad = 0;
+
+	if (n == 0 || n % 4 != 0)
+		return false;
+	for (i = 0; i < n; i++)
+	{
+		const char *alpha = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+		const char *pos;
+
+		if (s[i] == '=')
+		{
+			/* padding only at the end, at most two */
+			if (i < n - 2 || (i == n - 2 && s[n - 1] != '='))
+				return false;
+			pad++;
+			continue;
+		}
+		if ((pos = strchr(alpha, s[i])) == NULL || s[i] == '\0')
+			return false;
+		acc = (acc << 6) | (unsigned) (pos - alpha);
+		bits += 6;
+		if (bits >= 8)
+		{
+			bits -= 8;
+			if (o == outcap)
+				return false;
+			out[o++] = (unsigned char) (acc >> bits);
+			acc &= (1u << bits) - 1;
+		}
+	}
+	(void) pad;
+	*outlen = o;
+	return true;
+}
+
+/* the HMAC key of a configured secret; a bad whsec_ secret is a usage error */
+static void
+parse_secret(const char *what, const char *secret, Key *k)
+{
+	if (strncmp(secret, "whsec_", 6) == 0)
+	{
+		if (!base64_decode(secret + 6, k->data, sizeof(k->data), &k->len))
+			fatal(EXIT_USAGE, "invalid %s: whsec_ must be followed by base64", what);
+		if (k->len < 24 || k->len > 64)
+			fatal(EXIT_USAGE, "invalid %s: a whsec_ key must have 24 to 64 bytes, this one has %zu",
+				  what, k->len);
+	}
+	else
+	{
+		k->len = strlen(secret);
+		if (k->len > sizeof(k->data))
+			fatal(EXIT_USAGE, "invalid %s: longer than %d bytes", what, MAX_KEY);
+		memcpy(k->data, secret, k->len);
+	}
+}
+
+/* the signing keys: the current secret, then the previous one; NULL: none */
+void
+whsig_init(const char *secret, const char *previous)
+{
+	nkeys = 0;
+	if (previous != NULL && secret == NULL)
+		fatal(EXIT_USAGE, "a previous webhook secret needs the current one (--webhook-secret-file)");
+	if (secret != NULL)
+		parse_secret("webhook secret", secret, &keys[nkeys++]);
+	if (previous != NULL)
+		parse_secret("previous webhook secret", previous, &keys[nkeys++]);
+}
+
+/* the event's webhook-id: msg_ORIGIN_ID (msg_ID when the origin is unknown) */
+void
+whsig_message_id(const Event *ev, char *id, size_t idlen)
+{
+	if (ev->origin != NULL && ev->origin[0] != '\0')
+		snprintf(id, idlen, "msg_%s_%lld", ev->origin, ev->id);
+	else
+		snprintf(id, idlen, "msg_%lld", ev->id);
+}
+
+/*
+ * The webhook-signature value of BODY sent as ID at TIMESTAMP: "v1,BASE64"
+ * per key, space separated; a malloc'd string, NULL without a secret.
+ */
+char *
+whsig_signature(const char *id, time_t timestamp, const char *body)
+{
+	static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	StrBuf		out = {0},
+				content = {0};
+	char		prefix[WHSIG_ID_LEN + 32];
+	int			k;
+
+	if (nkeys == 0)
+		return NULL;
+	/* what is signed: "id.timestamp.body" */
+	snprintf(prefix, sizeof(prefix), "%s.%lld.", id, (long long) timestamp);
+	sb_puts(&content, prefix);
+	sb_puts(&content, body);
+	sb_append(&out, "", 0);
+	for (k = 0; k < nkeys; k++)
+	{
+		unsigned char mac[EVP_MAX_MD_SIZE];
+		unsigned int maclen = 0;
+		size_t		i;
+
+		if (HMAC(EVP_sha256(), keys[k].data, (int) keys[k].len,
+				 (const unsigned char *) content.data, content.len, mac, &maclen) == NULL)
+			fatal(EXIT_INTERNAL, "HMAC-SHA256 failed");
+		sb_puts(&out, k ? " v1," : "v1,");
+		for (i = 0; i < maclen; i += 3)
+		{
+			unsigned	v = mac[i] << 16 | (i + 1 < maclen ? mac[i + 1] << 8 : 0) |
+				(i + 2 < maclen ? mac[i + 2] : 0);
+			char		q[4];
+
+			q[0] = b64[(v >> 18) & 63];
+			q[1] = b64[(v >> 12) & 63];
+			q[2] = i + 1 < maclen ? b64[(v >> 6) & 63] : '=';
+			q[3] = i + 2 < maclen ? b64[v & 63] : '=';
+			sb_append(&out, q, 4);
+		}
+	}
+	free(content.data);
+	return out.data;
+}
+
+/* HEADERS plus the Standard Webhooks headers of EV's request with BODY */
+struct curl_slist *
+whsig_headers(struct curl_slist *headers, const Event *ev, const char *body)
+{
+	char		id[WHSIG_ID_LEN];
+	char		line[WHSIG_ID_LEN + 64];
+	time_t		now = time(NULL);
+	char	   *sig;
+
+	whsig_message_id(ev, id, sizeof(id));
+	snprintf(line, sizeof(line), "webhook-id: %s", id);
+	headers = curl_slist_append(headers, line);
+	snprintf(line, sizeof(line), "webhook-timestamp: %lld", (long long) now);
+	headers = curl_slist_append(headers, line);
+	if ((sig = whsig_signature(id, now, body)) != NULL)
+	{
+		StrBuf		h = {0};
+
+		sb_puts(&h, "webhook-signature: ");
+		sb_puts(&h, sig);
+		headers = curl_slist_append(headers, h.data);
+		free(h.data);
+		free(sig);
+	}
+	return headers;
+}

@@ -1,0 +1,32 @@
+/*-------------------------------------------------------------------------
+ *
+ * whsig.h
+ *		Standard Webhooks headers of orderexp-relay's webhooks:
+ *		webhook-id, webhook-timestamp, webhook-signature.
+ *
+ * whsig_init() once the settings are in; whsig_headers() for every
+ * webhook request.
+ *
+ * Copyright (c) 2026, orderexp developers
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef ORDEREXP_RELAY_WHSIG_H
+#define ORDEREXP_RELAY_WHSIG_H
+
+#include <time.h>
+
+#include <curl/curl.h>
+
+#include "common.h"
+
+/* longest webhook-id: "msg_", origin (two numbers and a _), "_", event id */
+#define WHSIG_ID_LEN	96
+
+extern void whsig_init(const char *secret, const char *previous);
+extern void whsig_message_id(const Event *ev, char *id, size_t idlen);
+extern char *whsig_signature(const char *id, time_t timestamp, const char *body);
+extern struct curl_slist *whsig_headers(struct curl_slist *headers, const Event *ev,
+										const char *body);
+
+#endif							/* ORDEREXP_RELAY_WHSIG_H */
