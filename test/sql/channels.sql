@@ -261,6 +261,10 @@ SELECT orderexp.fail(o.id, '550 5.1.1 no such user', retryable => false) AS retr
 SELECT count(*) AS sms_reminders FROM orderexp.outbox
  WHERE order_table = 'ch.orders'::regclass AND order_key = '2' AND channel = 'sms';
 
+-- the fallback is a reminder like the others: order 2 is paid before a
+-- relay asks for it, and the next claim() withholds it (below)
+UPDATE ch.orders SET status = 'paid' WHERE id = 2;
+
 -- order 1's SMS is refused with 3 minutes left, less than fallback_before
 -- (5 minutes): no e-mail; the number is listed as refused
 UPDATE orderexp.timers SET close_at = now() + interval '3 minutes'
@@ -277,6 +281,7 @@ SELECT orderexp.fail(o.id, '21211 invalid number', retryable => false) AS retry_
 SELECT * FROM ch.events('ch.orders') WHERE order_key = '1';
 SELECT * FROM ch.unreachable('ch.orders') WHERE order_key = '1';
 SELECT count(*) AS audit_rows FROM orderexp.history('ch.orders', 1);
+SELECT action, via, reason FROM orderexp.history('ch.orders', 2);
 
 -- order 10's e-mail fails, retryably: no fallback while it is retried;
 -- then its last lease expires and claim() makes it dead: one SMS
