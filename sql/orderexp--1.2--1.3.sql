@@ -3478,10 +3478,12 @@ $$;
 
 /*
  * The statement that records a reminder batch, as the extension owner: the
- * arguments as for _record_close_sql (timers by tuple id), the rows being
- * the orders statement's "mine".  Clears the reminder of every taken order that was not busy, and
- * writes a reminder (with its extension token) per channel for each order
- * still unpaid before its deadline, as the batch of 1.2 did.
+ * arguments as for _record_close_sql, the rows being the orders
+ * statement's "mine".  Clears the reminder of every taken order that was
+ * not busy (by tuple id), and writes a reminder (with its extension token)
+ * per channel for each order still unpaid before its deadline, as the
+ * batch of 1.2 did.  Like the close's, it joins no two sets of the batch:
+ * each order's timer is read by its primary key.
  *
  * A table that maps the customer's channels or contacts gets the second
  * form: $9 holds what the orders statement read of them, and
@@ -3498,22 +3500,20 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 	SELECT format($q$
-WITH due AS MATERIALIZED (
-	SELECT t.ctid AS tid, t.order_key, t.close_at, t.remind_at, t.policy_id, t.extensions,
-		   t.token_extensions, t.generation
-	  FROM orderexp.timers t
-	 WHERE t.ctid = ANY ($2) AND t.order_table = $1),
-done AS (
+WITH done AS (
 	UPDATE orderexp.timers t SET remind_at = NULL, reminded_for = t.close_at
-	 WHERE t.ctid = ANY (ARRAY(SELECT d.tid FROM due d
-								WHERE d.order_key <> ALL (coalesce($3, '{}'))))),
+	 WHERE t.ctid = ANY ($2) AND t.order_table = $1
+	   AND t.order_key <> ALL (coalesce($3, '{}'))),
 reminded AS MATERIALIZED (
-	SELECT d.*, m.cols, m.category, p.extend_by,
-		   greatest(p.max_extensions - d.token_extensions, 0) AS extensions_left
-	  FROM due d
-	  JOIN unnest($4, $5, $6, $7) AS m(order_key, unpaid, cols, category)
-		ON m.order_key = d.order_key
-	  JOIN orderexp.policies p ON p.id = d.policy_id
+	SELECT m.order_key, m.cols, m.category, d.*
+	  FROM unnest($4, $5, $6, $7) AS m(order_key, unpaid, cols, category)
+	 CROSS JOIN LATERAL (
+			SELECT t.close_at, t.remind_at, t.policy_id, t.extensions, t.token_extensions,
+				   t.generation, p.extend_by,
+				   greatest(p.max_extensions - t.token_extensions, 0) AS extensions_left
+			  FROM orderexp.timers t
+			  JOIN orderexp.policies p ON p.id = t.policy_id
+			 WHERE t.order_table = $1 AND t.order_key = m.order_key) d
 	 WHERE m.unpaid AND d.close_at > now()),
 events AS (
 	INSERT INTO orderexp.outbox (kind, order_table, order_key, channel, payload)
@@ -3537,22 +3537,20 @@ SELECT count(*) FROM reminded$q$,
 	 WHERE orderexp._reach_expr(cfg) IS NULL
 	UNION ALL
 	SELECT format($q$
-WITH due AS MATERIALIZED (
-	SELECT t.ctid AS tid, t.order_key, t.close_at, t.remind_at, t.policy_id, t.extensions,
-		   t.token_extensions, t.generation
-	  FROM orderexp.timers t
-	 WHERE t.ctid = ANY ($2) AND t.order_table = $1),
-done AS (
+WITH done AS (
 	UPDATE orderexp.timers t SET remind_at = NULL, reminded_for = t.close_at
-	 WHERE t.ctid = ANY (ARRAY(SELECT d.tid FROM due d
-								WHERE d.order_key <> ALL (coalesce($3, '{}'))))),
+	 WHERE t.ctid = ANY ($2) AND t.order_table = $1
+	   AND t.order_key <> ALL (coalesce($3, '{}'))),
 reminded AS MATERIALIZED (
-	SELECT d.*, m.cols, m.category, m.reach, p.extend_by,
-		   greatest(p.max_extensions - d.token_extensions, 0) AS extensions_left
-	  FROM due d
-	  JOIN unnest($4, $5, $6, $7, $9) AS m(order_key, unpaid, cols, category, reach)
-		ON m.order_key = d.order_key
-	  JOIN orderexp.policies p ON p.id = d.policy_id
+	SELECT m.order_key, m.cols, m.category, m.reach, d.*
+	  FROM unnest($4, $5, $6, $7, $9) AS m(order_key, unpaid, cols, category, reach)
+	 CROSS JOIN LATERAL (
+			SELECT t.close_at, t.remind_at, t.policy_id, t.extensions, t.token_extensions,
+				   t.generation, p.extend_by,
+				   greatest(p.max_extensions - t.token_extensions, 0) AS extensions_left
+			  FROM orderexp.timers t
+			  JOIN orderexp.policies p ON p.id = t.policy_id
+			 WHERE t.order_table = $1 AND t.order_key = m.order_key) d
 	 WHERE m.unpaid AND d.close_at > now()),
 ways AS MATERIALIZED (
 	SELECT r.*, w.channel, w.contact, w.problem, w.role, w.fallback
