@@ -46,6 +46,11 @@
  *	   set_explanation_template(), the tables feedback and
  *	   explanation_templates; history(), forget_before(), policy_stats and
  *	   experiment_stats take feedback in.
+ *	12. Reminders on the customer's channels: set_close_policy() takes
+ *	   channels_column, contact_columns and fallback_before (a new
+ *	   signature); contacts are checked when a reminder is written (view
+ *	   unreachable); a reminder that dies falls back to the next channel
+ *	   (fail(), claim(), _fallback; audit action reminder, via fallback).
  *
  * The functions of 1.2 that generated the one-statement batches
  * (_sweep_sql, _remind_sql, _lock_rows_sql, _created_range_sql) go; a
@@ -3174,3 +3179,1407 @@ GRANT EXECUTE ON FUNCTION
 GRANT EXECUTE ON FUNCTION orderexp.set_explanation_template(text, text, text) TO orderexp_admin;
 REVOKE ALL ON orderexp.feedback, orderexp.explanation_templates FROM PUBLIC;
 REVOKE ALL ON SEQUENCE orderexp.feedback_id_seq FROM PUBLIC;
+
+/* --- 12. the customer's channels, contact checks, fallback ------------------- */
+
+/*
+ * A table may map the column holding the channels each customer chose, the
+ * column holding the contact of each channel, and how long before the
+ * deadline a reminder may still fall back to the next channel.  The
+ * reminders' orders statement returns them as a seventh array; a reminder
+ * goes to the first chosen channel with a good contact and carries the
+ * others as its fallbacks; missing or malformed contacts are listed in
+ * unreachable; fail() and claim() send the fallback of a reminder that
+ * died, recorded in the audit trail as action reminder, via fallback.
+ */
+ALTER TABLE orderexp.tables
+	ADD COLUMN channels_column name,
+	ADD COLUMN contact_channels text[] NOT NULL DEFAULT '{}',
+	ADD COLUMN contact_columns name[] NOT NULL DEFAULT '{}',
+	ADD COLUMN fallback_before interval NOT NULL DEFAULT '5 minutes',
+	ADD CONSTRAINT tables_contacts_aligned
+		CHECK (cardinality(contact_channels) = cardinality(contact_columns)),
+	ADD CONSTRAINT tables_fallback_before_valid
+		CHECK (fallback_before >= interval '0');
+COMMENT ON COLUMN orderexp.tables.channels_column IS
+	'the column (text[], or text with a comma-separated list) holding the channels each customer chose, in order of preference; NULL: none';
+COMMENT ON COLUMN orderexp.tables.contact_channels IS
+	'channels whose contact is checked before a reminder goes out on them, aligned with contact_columns';
+COMMENT ON COLUMN orderexp.tables.contact_columns IS
+	'the column holding the contact (e-mail address, phone number) of each of contact_channels';
+COMMENT ON COLUMN orderexp.tables.fallback_before IS
+	'a reminder that cannot be delivered falls back to the customer''s next channel only while at least this much is left before the deadline';
+
+ALTER TABLE orderexp.audit
+	DROP CONSTRAINT audit_action_check,
+	ADD CONSTRAINT audit_action_check
+		CHECK (action IN ('closed', 'cancelled', 'extended', 'reopened',
+						  'reminder_withheld', 'reminder')),
+	DROP CONSTRAINT audit_via_check,
+	ADD CONSTRAINT audit_via_check
+		CHECK (via IN ('timeout', 'operator', 'token', 'fallback'));
+COMMENT ON COLUMN orderexp.audit.via IS
+	'timeout: the sweep at the deadline; operator: a function call (cancel, extend, reopen); token: the customer''s extension link; fallback: a reminder sent again on the customer''s next channel';
+
+/*
+ * Orders a reminder could not reach on a channel: the contact the order
+ * holds for it is missing or malformed (checked when the reminder is
+ * written), or the channel refused it for good (fail() with retryable
+ * false).  One row per order and channel, updated when it happens again,
+ * deleted when a reminder goes out on that channel after all; channel ''
+ * says that no channel of the order was left, and no reminder went out.
+ * The view unreachable shows the rows of the reader's tables.
+ */
+CREATE TABLE orderexp.unreachable_contacts (
+	order_table		regclass NOT NULL,
+	order_key		text COLLATE "C" NOT NULL,
+	channel			text NOT NULL,
+	contact			text,
+	why				text NOT NULL,
+	since			timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (order_table, order_key, channel)
+);
+COMMENT ON TABLE orderexp.unreachable_contacts IS
+	'orders a reminder could not reach on a channel (channel '''': on none), behind the view unreachable';
+SELECT pg_catalog.pg_extension_config_dump('orderexp.unreachable_contacts', '');
+
+/*
+ * What is wrong with the contact an order holds for a channel, or NULL if
+ * nothing is: none at all; for channel email, not a plain ASCII
+ * local@domain address (one @, no spaces or quotes, a dotted domain of
+ * letters, digits and hyphens ending in a letter, at most 64 bytes before
+ * the @ and 254 in all); for channel sms, not an E.164 number ("+", then 8
+ * to 15 digits, the first not 0).  Other channels only need a contact.
+ * Checked in the database, when a reminder is written: nothing is looked
+ * up on the network.
+ */
+CREATE FUNCTION orderexp._contact_problem(channel text, contact text)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT CASE
+		WHEN contact IS NULL OR btrim(contact) = '' THEN 'no contact'
+		WHEN channel = 'email' THEN
+			CASE WHEN octet_length(contact) > 254
+					  OR octet_length(split_part(contact, '@', 1)) > 64
+					  OR contact !~ '^[A-Za-z0-9!#$%&''*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&''*+/=?^_`{|}~-]+)*@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$'
+				 THEN 'malformed e-mail address' END
+		WHEN channel = 'sms' THEN
+			CASE WHEN contact !~ '^\+[1-9][0-9]{7,14}$'
+				 THEN 'not an E.164 phone number' END
+	END
+$$;
+
+/*
+ * The expression the reminders' orders statement evaluates per order (as
+ * the table's owner) for the customer's channels and contacts:
+ * {"prefer": <the channels column>, "contacts": {<channel>: <column>::text,
+ * ...}}; NULL when the table maps neither, so that its reminders are
+ * written as before 1.3.
+ */
+CREATE FUNCTION orderexp._reach_expr(cfg orderexp.tables)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT CASE
+		WHEN cfg.channels_column IS NULL AND cardinality(cfg.contact_columns) = 0 THEN NULL
+		ELSE format('jsonb_build_object(''prefer'', %s, ''contacts'', %s)',
+					CASE WHEN cfg.channels_column IS NULL THEN 'NULL::text'
+						 ELSE format('o.%I', cfg.channels_column) END,
+					CASE WHEN cardinality(cfg.contact_columns) = 0 THEN '''{}''::jsonb'
+						 ELSE 'jsonb_build_object(' ||
+							  (SELECT string_agg(format('%L, o.%I::text', ch, col), ', ' ORDER BY n)
+								 FROM unnest(cfg.contact_channels, cfg.contact_columns)
+									  WITH ORDINALITY AS u(ch, col, n)) ||
+							  ')' END)
+	END
+$$;
+
+/*
+ * The statement on the orders table, run as its owner: $1 the keys the take
+ * statement locked, ($2, $3) the range of their created-at.  "mine" are the
+ * rows it could lock (SKIP LOCKED: an application holds the others), "busy"
+ * the keys whose row exists but was locked: looked up in the whole table
+ * (an order whose created-at moved is not taken for gone), one correlated
+ * probe per key that mine lacks, so that a batch whose rows were all locked
+ * reads no other partition.  Which keys mine lacks is an EXCEPT, hashed or
+ * sorted whatever the estimates: the plan is generic, and an anti-join of
+ * two sets it takes for a few rows each could be a nested loop.  For the close batch (lock
+ * 'UPDATE') the unpaid rows of mine are closed with the guarded update and
+ * returned; for reminders (lock 'SHARE') mine is returned as it is.  Every
+ * result column is an array: busy keys, then keys, unpaid, payloads,
+ * categories and created-ats of the rows returned, aligned; the reminders
+ * of a table that maps the customer's channels or contacts add a seventh,
+ * those (_reach_expr), which the record statement gets as $9.  Nothing of
+ * orderexp's is named: the owner needs no privilege on it.
+ */
+CREATE OR REPLACE FUNCTION orderexp._orders_sql(cfg orderexp.tables, lock text)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	status_type text := orderexp._status_type(cfg);
+	range text := CASE WHEN cfg.partition_column IS NULL THEN ''
+					   ELSE format(' AND o.%I BETWEEN %s AND %s', cfg.partition_column,
+								   orderexp._created_utc(cfg, '$2'),
+								   orderexp._created_utc(cfg, '$3')) END;
+	category text := CASE WHEN cfg.category_column IS NULL THEN 'NULL::text'
+						  ELSE format('o.%I::text', cfg.category_column) END;
+	reach text := orderexp._reach_expr(cfg);
+	sql text;
+BEGIN
+	sql := format($q$
+WITH mine AS MATERIALIZED (
+	SELECT o.%2$I::text AS order_key, (o.%3$I IS NOT DISTINCT FROM %4$L::%5$s) AS unpaid%8$s
+	  FROM %1$s o
+	 WHERE o.%2$I = ANY (ARRAY(SELECT k::%6$s FROM unnest($1::text[]) AS k))%7$s
+	   FOR %9$s OF o SKIP LOCKED),
+missing AS MATERIALIZED (
+	SELECT k AS order_key FROM unnest($1::text[]) AS k
+	EXCEPT
+	SELECT m.order_key FROM mine m),
+busy AS MATERIALIZED (
+	SELECT x.order_key
+	  FROM missing x
+	 WHERE (SELECT true FROM %1$s o WHERE o.%2$I = x.order_key::%6$s LIMIT 1)),$q$,
+		cfg.order_table, cfg.key_column, cfg.status_column, cfg.unpaid_value,
+		status_type, cfg.key_type, range,
+		CASE lock WHEN 'SHARE'
+			 THEN format(', %s AS cols, %s AS category', orderexp._payload_expr(cfg), category)
+				  || CASE WHEN reach IS NOT NULL THEN format(', %s AS reach', reach) ELSE '' END
+			 ELSE '' END,
+		CASE lock WHEN 'UPDATE' THEN 'UPDATE' WHEN 'SHARE' THEN 'SHARE' END);
+
+	IF lock = 'SHARE' AND reach IS NULL THEN
+		RETURN sql || $q$
+rows AS (
+	SELECT m.order_key, m.unpaid, m.cols, m.category, NULL::timestamptz AS created_at
+	  FROM mine m)$q$ || orderexp._orders_result_sql();
+	END IF;
+	IF lock = 'SHARE' THEN
+		/* and a seventh array: the customer's channels and contacts */
+		RETURN sql || $q$
+rows AS (
+	SELECT m.order_key, m.unpaid, m.cols, m.category, NULL::timestamptz AS created_at, m.reach
+	  FROM mine m)
+SELECT ARRAY(SELECT b.order_key FROM busy b), r.keys, r.unpaid, r.cols, r.categories,
+	   r.created, r.reach
+  FROM (SELECT array_agg(x.order_key) AS keys, array_agg(x.unpaid) AS unpaid,
+			   array_agg(x.cols) AS cols, array_agg(x.category) AS categories,
+			   array_agg(x.created_at) AS created, array_agg(x.reach) AS reach
+		  FROM rows x) AS r$q$;
+	END IF;
+
+	RETURN sql || format($q$
+rows AS (
+	UPDATE %1$s o SET %3$I = %7$L::%5$s
+	 WHERE o.%2$I = ANY (ARRAY(SELECT m.order_key::%6$s FROM mine m WHERE m.unpaid))
+	   AND o.%3$I = %4$L::%5$s%8$s
+	RETURNING o.%2$I::text AS order_key, true AS unpaid, %9$s AS cols, %10$s AS category,
+			  o.%11$I::timestamptz AS created_at)$q$,
+		cfg.order_table, cfg.key_column, cfg.status_column, cfg.unpaid_value,
+		status_type, cfg.key_type, cfg.closed_value, range,
+		orderexp._payload_expr(cfg), category, cfg.created_column)
+		|| orderexp._orders_result_sql();
+END;
+$$;
+
+/*
+ * The channels of one order's reminder, from what the orders statement read
+ * (reach, see _reach_expr), in order: each with its contact (for the
+ * channels in contact_channels), what is wrong with it, and its role:
+ * 'send' (a reminder goes out on it), 'fallback' (kept in the reminder, in
+ * case the channel before fails) or 'unreachable' (a missing or malformed
+ * contact: no reminder on it).  The customer's channels are a JSON array
+ * (a text[] column) or a comma-separated string; those the table does not
+ * offer are left out.  A customer who chose some gets one reminder, on the
+ * first of them with a good contact, and the rest are its fallbacks, which
+ * the 'send' row carries as a JSON array of {channel, contact}; one who
+ * chose none (or none the table offers) gets a reminder on every channel
+ * of the table with a good contact, as before 1.3.  When no channel is
+ * left, a last row with channel NULL and role 'none' says why.
+ */
+CREATE FUNCTION orderexp._reminder_channels(channels text[], contact_channels text[],
+											reach jsonb)
+RETURNS TABLE (channel text, contact text, problem text, role text, fallback jsonb)
+LANGUAGE plpgsql IMMUTABLE ROWS 3
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	prefer jsonb := reach -> 'prefer';
+	chosen text[];
+	list text[];
+	contacts text[] := '{}';
+	problems text[] := '{}';
+	first integer;
+	i integer;
+BEGIN
+	SELECT array_agg(p.c ORDER BY p.first) INTO chosen
+	  FROM (SELECT btrim(u.x) AS c, min(u.n) AS first
+			  FROM unnest(CASE jsonb_typeof(prefer)
+							  WHEN 'array' THEN ARRAY(SELECT jsonb_array_elements_text(prefer))
+							  WHEN 'string' THEN string_to_array(prefer #>> '{}', ',')
+						  END) WITH ORDINALITY AS u(x, n)
+			 WHERE btrim(u.x) = ANY (channels)
+			 GROUP BY btrim(u.x)) p;
+	list := coalesce(chosen, channels);
+
+	/* each channel's contact and what is wrong with it */
+	FOR i IN 1 .. cardinality(list) LOOP
+		contacts[i] := NULL;
+		problems[i] := NULL;
+		IF list[i] = ANY (contact_channels) THEN
+			contacts[i] := reach -> 'contacts' ->> list[i];
+			problems[i] := orderexp._contact_problem(list[i], contacts[i]);
+		END IF;
+		IF first IS NULL AND problems[i] IS NULL THEN
+			first := i;
+		END IF;
+	END LOOP;
+
+	FOR i IN 1 .. cardinality(list) LOOP
+		channel := list[i];
+		contact := contacts[i];
+		problem := problems[i];
+		fallback := NULL;
+		IF problem IS NOT NULL THEN
+			role := 'unreachable';
+		ELSIF chosen IS NULL OR i = first THEN
+			role := 'send';
+			fallback := '[]';
+			IF chosen IS NOT NULL THEN
+				SELECT coalesce(jsonb_agg(jsonb_build_object('channel', list[j],
+															 'contact', contacts[j]) ORDER BY j),
+								'[]')
+				  INTO fallback
+				  FROM generate_series(i + 1, cardinality(list)) AS j
+				 WHERE problems[j] IS NULL;
+			END IF;
+		ELSE
+			role := 'fallback';
+		END IF;
+		RETURN NEXT;
+	END LOOP;
+	IF first IS NULL THEN
+		channel := NULL;
+		contact := NULL;
+		problem := 'no channel left (' ||
+			(SELECT string_agg(format('%s: %s', list[j], problems[j]), '; ' ORDER BY j)
+			   FROM generate_series(1, cardinality(list)) AS j) || ')';
+		role := 'none';
+		fallback := NULL;
+		RETURN NEXT;
+	END IF;
+END;
+$$;
+
+/*
+ * The statement that records a reminder batch, as the extension owner: the
+ * arguments as for _record_close_sql, the rows being the orders
+ * statement's "mine".  Clears the reminder of every taken order that was
+ * not busy (by tuple id), and writes a reminder (with its extension token)
+ * per channel for each order still unpaid before its deadline, as the
+ * batch of 1.2 did.  Like the close's, it joins no two sets of the batch:
+ * each order's timer is read by its primary key.
+ *
+ * A table that maps the customer's channels or contacts gets the second
+ * form: $9 holds what the orders statement read of them, and
+ * _reminder_channels picks each order's channels.  A reminder carries the
+ * contact of its channel and the order's fallbacks (channel and contact,
+ * in order: what fail() needs to send the next one without reading the
+ * orders table); a channel whose contact is missing or malformed gets no
+ * reminder but a row in unreachable_contacts (channel '' when none was
+ * left), and a reminder sent on a channel clears its order's rows there.
+ */
+CREATE OR REPLACE FUNCTION orderexp._record_remind_sql(cfg orderexp.tables)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT format($q$
+WITH done AS (
+	UPDATE orderexp.timers t SET remind_at = NULL, reminded_for = t.close_at
+	 WHERE t.ctid = ANY ($2) AND t.order_table = $1
+	   AND t.order_key <> ALL (coalesce($3, '{}'))),
+reminded AS MATERIALIZED (
+	SELECT m.order_key, m.cols, m.category, d.*
+	  FROM unnest($4, $5, $6, $7) AS m(order_key, unpaid, cols, category)
+	 CROSS JOIN LATERAL (
+			SELECT t.close_at, t.remind_at, t.policy_id, t.extensions, t.token_extensions,
+				   t.generation, p.extend_by,
+				   greatest(p.max_extensions - t.token_extensions, 0) AS extensions_left
+			  FROM orderexp.timers t
+			  JOIN orderexp.policies p ON p.id = t.policy_id
+			 WHERE t.order_table = $1 AND t.order_key = m.order_key) d
+	 WHERE m.unpaid AND d.close_at > now()),
+events AS (
+	INSERT INTO orderexp.outbox (kind, order_table, order_key, channel, payload)
+	SELECT 'reminder', $1, r.order_key, ch.channel,
+		   jsonb_build_object('order_table', %1$L, 'order_key', r.order_key,
+							  'close_at', r.close_at, 'remind_at', r.remind_at,
+							  'policy_id', r.policy_id, 'category', r.category,
+							  'extend_by', orderexp._iso_interval(r.extend_by), 'extensions_left', r.extensions_left,
+							  'extension_token', tok.token,
+							  'order', r.cols)
+	  FROM reminded r
+	 CROSS JOIN LATERAL (
+			SELECT CASE WHEN r.extend_by IS NOT NULL AND r.extensions_left > 0
+							 AND octet_length(r.order_key) <= 1024	/* longer keys fit no token */
+						THEN orderexp._token_make($1, r.order_key, r.close_at, r.extensions,
+												  r.generation)
+				   END AS token) tok
+	 CROSS JOIN unnest(%2$L::text[]) AS ch(channel))
+SELECT count(*) FROM reminded$q$,
+		cfg.order_table::text, cfg.channels)
+	 WHERE orderexp._reach_expr(cfg) IS NULL
+	UNION ALL
+	SELECT format($q$
+WITH done AS (
+	UPDATE orderexp.timers t SET remind_at = NULL, reminded_for = t.close_at
+	 WHERE t.ctid = ANY ($2) AND t.order_table = $1
+	   AND t.order_key <> ALL (coalesce($3, '{}'))),
+reminded AS MATERIALIZED (
+	SELECT m.order_key, m.cols, m.category, m.reach, d.*
+	  FROM unnest($4, $5, $6, $7, $9) AS m(order_key, unpaid, cols, category, reach)
+	 CROSS JOIN LATERAL (
+			SELECT t.close_at, t.remind_at, t.policy_id, t.extensions, t.token_extensions,
+				   t.generation, p.extend_by,
+				   greatest(p.max_extensions - t.token_extensions, 0) AS extensions_left
+			  FROM orderexp.timers t
+			  JOIN orderexp.policies p ON p.id = t.policy_id
+			 WHERE t.order_table = $1 AND t.order_key = m.order_key) d
+	 WHERE m.unpaid AND d.close_at > now()),
+ways AS MATERIALIZED (
+	SELECT r.*, w.channel, w.contact, w.problem, w.role, w.fallback
+	  FROM reminded r
+	 CROSS JOIN LATERAL orderexp._reminder_channels(%2$L::text[], %3$L::text[], r.reach) w),
+events AS (
+	INSERT INTO orderexp.outbox (kind, order_table, order_key, channel, payload)
+	SELECT 'reminder', $1, r.order_key, r.channel,
+		   jsonb_build_object('order_table', %1$L, 'order_key', r.order_key,
+							  'close_at', r.close_at, 'remind_at', r.remind_at,
+							  'policy_id', r.policy_id, 'category', r.category,
+							  'extend_by', orderexp._iso_interval(r.extend_by), 'extensions_left', r.extensions_left,
+							  'extension_token', tok.token,
+							  'order', r.cols,
+							  'contact', r.contact, 'fallback', r.fallback)
+	  FROM ways r
+	 CROSS JOIN LATERAL (
+			SELECT CASE WHEN r.extend_by IS NOT NULL AND r.extensions_left > 0
+							 AND octet_length(r.order_key) <= 1024	/* longer keys fit no token */
+						THEN orderexp._token_make($1, r.order_key, r.close_at, r.extensions,
+												  r.generation)
+				   END AS token) tok
+	 WHERE r.role = 'send'),
+unreached AS (
+	INSERT INTO orderexp.unreachable_contacts AS u (order_table, order_key, channel, contact, why)
+	SELECT $1, w.order_key, coalesce(w.channel, ''), w.contact, w.problem
+	  FROM ways w
+	 WHERE w.role IN ('unreachable', 'none')
+	ON CONFLICT (order_table, order_key, channel)
+	DO UPDATE SET contact = excluded.contact, why = excluded.why),
+reached AS (
+	DELETE FROM orderexp.unreachable_contacts u
+	 USING ways w
+	 WHERE u.order_table = $1 AND u.order_key = w.order_key AND w.role = 'send'
+	   AND u.channel IN (w.channel, ''))
+SELECT count(*) FROM reminded$q$,
+		cfg.order_table::text, cfg.channels, cfg.contact_channels)
+	 WHERE orderexp._reach_expr(cfg) IS NOT NULL
+$$;
+
+/*
+ * A reminder that cannot be delivered on its channel (refused: fail() with
+ * retryable false; or out of attempts) makes way for one on the next
+ * channel of its order, which the reminder carries in its payload
+ * ("fallback", written with it by the sweep): the same payload and
+ * extension token, the next channel's contact, the remaining fallbacks, and
+ * where it came from ("fallback_from"), with an audit row (action
+ * reminder, via fallback) that history() shows.  Only while the order is
+ * tracked with the deadline the reminder was for, at least the table's
+ * fallback_before before it, and once per channel and deadline.  A refused
+ * reminder with a checked contact also lists its order and channel in
+ * unreachable_contacts.  Reads no orders table: what it needs came with
+ * the reminder.  Returns the new outbox row (or none) for the caller to
+ * insert, so that claim() can write it from within its own statement.
+ */
+CREATE FUNCTION orderexp._fallback(event_id bigint, error text, refused boolean)
+RETURNS SETOF orderexp.outbox
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r		orderexp.outbox;
+	tm		orderexp.timers;
+	nxt		jsonb;
+	wait	interval;
+	why		text;
+	e		orderexp.outbox;
+BEGIN
+	SELECT * INTO r FROM orderexp.outbox o WHERE o.id = event_id;
+	IF NOT FOUND OR r.kind <> 'reminder' THEN
+		RETURN;
+	END IF;
+	why := left(CASE WHEN refused THEN 'refused: ' ELSE 'out of attempts: ' END
+				|| coalesce(error, ''), 1000);
+	IF refused AND r.payload ? 'contact' THEN
+		INSERT INTO orderexp.unreachable_contacts AS u (order_table, order_key, channel,
+														contact, why)
+		VALUES (r.order_table, r.order_key, r.channel, r.payload ->> 'contact', why)
+		ON CONFLICT (order_table, order_key, channel)
+		DO UPDATE SET contact = excluded.contact, why = excluded.why;
+	END IF;
+
+	nxt := r.payload -> 'fallback' -> 0;
+	IF jsonb_typeof(nxt) IS DISTINCT FROM 'object' THEN
+		RETURN;
+	END IF;
+	SELECT * INTO tm FROM orderexp.timers t
+	 WHERE t.order_table = r.order_table AND t.order_key = r.order_key;
+	IF NOT FOUND OR tm.close_at IS DISTINCT FROM (r.payload ->> 'close_at')::timestamptz THEN
+		RETURN;					/* closed, cancelled, extended or reopened since */
+	END IF;
+	SELECT t.fallback_before INTO wait FROM orderexp.tables t
+	 WHERE t.order_table = r.order_table;
+	IF wait IS NULL OR tm.close_at - now() < wait THEN
+		RETURN;					/* too late to be of use */
+	END IF;
+	IF EXISTS (SELECT 1 FROM orderexp.audit a
+				WHERE a.order_table = r.order_table AND a.order_key = r.order_key
+				  AND a.action = 'reminder' AND a.via = 'fallback' AND a.deadline = tm.close_at
+				  AND split_part(a.reason, ':', 1) = 'reminder by ' || (nxt ->> 'channel')) THEN
+		RETURN;					/* e.g. a requeued reminder that failed again */
+	END IF;
+
+	e.id := nextval('orderexp.outbox_id_seq');
+	e.kind := 'reminder';
+	e.order_table := r.order_table;
+	e.order_key := r.order_key;
+	e.channel := nxt ->> 'channel';
+	e.payload := r.payload
+		|| jsonb_build_object('contact', nxt -> 'contact',
+							  'fallback', (r.payload -> 'fallback') - 0,
+							  'fallback_from', jsonb_build_object('event_id', r.id,
+																  'channel', r.channel,
+																  'error', error));
+	e.created_at := now();
+	e.attempts := 0;
+	e.next_attempt_at := now();
+	INSERT INTO orderexp.audit (order_table, order_key, action, via, reason, policy_id,
+								policy_version, variant, deadline, event_ids)
+	VALUES (r.order_table, r.order_key, 'reminder', 'fallback',
+			format('reminder by %s: %s %s', e.channel, r.channel, why),
+			tm.policy_id, tm.policy_version, tm.variant, tm.close_at, ARRAY[e.id]);
+	PERFORM pg_notify('orderexp', json_build_object('kind', 'reminder', 'count', 1)::text);
+	RETURN NEXT e;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION orderexp.claim(max_rows integer DEFAULT 100,
+							   lease interval DEFAULT '30 s',
+							   kinds text[] DEFAULT NULL,
+							   channels text[] DEFAULT NULL)
+RETURNS SETOF orderexp.outbox
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t timestamptz := clock_timestamp();
+	max_attempts integer := orderexp._max_attempts();
+	picked bigint[];
+	result bigint[] := '{}';
+	need integer;
+BEGIN
+	IF max_rows IS NULL OR lease IS NULL THEN
+		RAISE EXCEPTION 'max_rows and lease must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF max_rows <= 0 THEN
+		RAISE EXCEPTION 'max_rows must be positive'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('max_rows is %s.', max_rows);
+	END IF;
+	IF NOT orderexp._positive_interval(lease) OR t + lease = t THEN
+		RAISE EXCEPTION 'lease must be positive'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('lease is %s; each of its months, days and time must be zero or more.', lease),
+				  HINT = 'Lease a row for longer than a delivery takes, e.g. ''30 s''.';
+	END IF;
+	IF t + lease > t + orderexp._max_lease() THEN
+		RAISE EXCEPTION 'lease must be at most orderexp.max_lease'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('lease is %s; orderexp.max_lease is %s.', lease, orderexp._max_lease()),
+				  HINT = 'Lease a row for a little longer than a delivery takes.';
+	END IF;
+
+	/*
+	 * Take due rows, earliest first, until max_rows may go out or nothing
+	 * is due: rows that may not go out now (below) leave room for more.
+	 */
+	LOOP
+		need := max_rows - cardinality(result);
+		picked := ARRAY(
+			SELECT o.id
+			  FROM orderexp.outbox o
+			 WHERE o.delivered_at IS NULL AND o.dead_at IS NULL
+			   AND o.next_attempt_at <= t
+			   AND (o.leased_until IS NULL OR o.leased_until <= t)
+			   AND (kinds IS NULL OR o.kind = ANY (kinds))
+			   AND (channels IS NULL OR o.channel = ANY (channels))
+			   AND o.id <> ALL (result)
+			 ORDER BY o.next_attempt_at
+			 LIMIT need
+			   FOR UPDATE SKIP LOCKED);
+		EXIT WHEN cardinality(picked) = 0;
+
+		/* reminders that no longer matter are settled, not handed out */
+		picked := orderexp._withhold_reminders(picked, t);
+
+		/*
+		 * A row waits while an earlier event of its order on its channel is
+		 * out or waiting for a retry, so that events arrive in the order
+		 * they were made; it is looked at again within a second.
+		 */
+		WITH blocked AS (
+			SELECT o.id, min(e.next_attempt_at) AS until
+			  FROM orderexp.outbox o
+			  JOIN orderexp.outbox e
+				ON e.order_table = o.order_table AND e.order_key = o.order_key
+			   AND e.channel = o.channel AND e.id < o.id
+			   AND e.attempts > 0 AND e.delivered_at IS NULL AND e.dead_at IS NULL
+			   AND e.obsolete_at IS NULL
+			 WHERE o.id = ANY (picked) AND e.id <> ALL (picked)
+			 GROUP BY o.id),
+		postponed AS (
+			UPDATE orderexp.outbox o
+			   SET next_attempt_at = least(greatest(b.until, t + interval '1 ms'), t + interval '1 s')
+			  FROM blocked b
+			 WHERE o.id = b.id
+			RETURNING o.id)
+		SELECT result || ARRAY(SELECT x FROM unnest(picked) x
+								WHERE x NOT IN (SELECT p.id FROM postponed p))
+		  INTO result;
+
+		EXIT WHEN cardinality(picked) < need OR cardinality(result) >= max_rows;
+	END LOOP;
+
+	RETURN QUERY
+	WITH taken AS (
+		UPDATE orderexp.outbox o
+		   SET attempts = CASE WHEN o.attempts < max_attempts THEN o.attempts + 1
+							   ELSE o.attempts END,
+			   leased_until = CASE WHEN o.attempts < max_attempts THEN t + lease END,
+			   next_attempt_at = CASE WHEN o.attempts < max_attempts THEN t + lease
+									  ELSE 'infinity' END,
+			   dead_at = CASE WHEN o.attempts < max_attempts THEN NULL ELSE t END,
+			   last_error = CASE WHEN o.attempts < max_attempts THEN o.last_error
+								 ELSE concat_ws('; ', 'lease of the last attempt expired without ack or fail',
+												o.last_error) END,
+			   claimed_by = CASE WHEN o.attempts < max_attempts THEN session_user
+								 ELSE o.claimed_by END
+		 WHERE o.id = ANY (result)
+		RETURNING o.*),
+	/* a reminder out of attempts makes way for its order's next channel (_fallback) */
+	fallen AS (
+		INSERT INTO orderexp.outbox
+		SELECT f.*
+		  FROM taken x
+		 CROSS JOIN LATERAL orderexp._fallback(x.id, x.last_error, false) f
+		 WHERE x.dead_at IS NOT NULL AND x.kind = 'reminder')
+	SELECT * FROM taken WHERE taken.dead_at IS NULL ORDER BY taken.id;
+END;
+$$;
+COMMENT ON FUNCTION orderexp.claim(integer, interval, text[], text[]) IS
+	'lease up to max_rows due outbox rows (SKIP LOCKED) to the calling role for at most orderexp.max_lease, counting the attempt; an expired lease makes a row claimable again';
+
+/*
+ * A failed attempt.  Back-off after attempt n (n = attempts, counted by
+ * claim): 10 s * 2^(n-1), at most 1 hour, times a random factor in
+ * [0.8, 1.2) so that rows that failed together do not come back together.
+ * A failure that no retry can mend (retryable false: a mailbox that does not
+ * exist, a webhook answering 410) makes the row dead at once.  Only the role
+ * that claimed the row may report on it.  A reminder that dies may make way
+ * for one on the order's next channel (_fallback).
+ */
+CREATE OR REPLACE FUNCTION orderexp.fail(id bigint, error text, retryable boolean DEFAULT true)
+RETURNS timestamptz
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r orderexp.outbox;
+	t timestamptz := clock_timestamp();
+	max_attempts integer := orderexp._max_attempts();
+	next_at timestamptz;
+BEGIN
+	IF fail.id IS NULL OR fail.error IS NULL OR fail.retryable IS NULL THEN
+		RAISE EXCEPTION 'id, error and retryable must not be null'
+			USING ERRCODE = 'null_value_not_allowed',
+				  HINT = 'Say what went wrong: it is kept in last_error.';
+	END IF;
+	SELECT * INTO r FROM orderexp.outbox o WHERE o.id = fail.id FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'outbox row % does not exist', fail.id
+			USING ERRCODE = 'no_data_found';
+	END IF;
+	IF r.delivered_at IS NOT NULL THEN
+		RAISE EXCEPTION 'outbox row % is already delivered', fail.id
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = format('It was acknowledged at %s.', r.delivered_at);
+	END IF;
+	IF r.dead_at IS NOT NULL THEN
+		RAISE EXCEPTION 'outbox row % is dead', fail.id
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = format('It ran out of attempts at %s.', r.dead_at),
+				  HINT = 'orderexp.requeue() makes it claimable again.';
+	END IF;
+	IF r.claimed_by IS NULL AND r.leased_until IS NULL THEN
+		RAISE EXCEPTION 'outbox row % is not claimed', fail.id
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'A relay reports on the rows it claimed with orderexp.claim().';
+	END IF;
+	IF r.claimed_by <> session_user THEN
+		RAISE EXCEPTION 'outbox row % was claimed by another role', fail.id
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = format('Role %s claimed it; only that role may report on its delivery.',
+								  r.claimed_by);
+	END IF;
+
+	IF NOT fail.retryable OR r.attempts >= max_attempts THEN
+		UPDATE orderexp.outbox o
+		   SET last_error = fail.error, leased_until = NULL,
+			   next_attempt_at = 'infinity', dead_at = t
+		 WHERE o.id = fail.id;
+		/* a dead reminder makes way for its order's next channel (_fallback) */
+		INSERT INTO orderexp.outbox
+		SELECT * FROM orderexp._fallback(fail.id, fail.error, NOT fail.retryable);
+		RETURN NULL;
+	END IF;
+
+	/* the exponent stops at 20 (10 s * 2^19 is past the cap) before it overflows */
+	next_at := t + least(interval '10 s' * power(2, least(greatest(r.attempts, 1), 20) - 1),
+						 interval '1 hour')
+				 * (0.8 + 0.4 * random());
+	UPDATE orderexp.outbox o
+	   SET last_error = fail.error, leased_until = NULL, next_attempt_at = next_at
+	 WHERE o.id = fail.id;
+	RETURN next_at;
+END;
+$$;
+COMMENT ON FUNCTION orderexp.fail(bigint, text, boolean) IS
+	'record a failed delivery of a row the calling role claimed: retry with exponential back-off (returns when), or NULL when the row is now dead (out of attempts, or retryable false)';
+
+CREATE OR REPLACE FUNCTION orderexp._drop_close_policy(orders regclass, category text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	cfg orderexp.tables;
+	pid integer;
+BEGIN
+	cfg := orderexp._config(orders);
+	IF category IS NULL THEN
+		/* forget the table altogether */
+		PERFORM orderexp._drop_triggers(orders);
+		DELETE FROM orderexp.timers t WHERE t.order_table = orders;
+		DELETE FROM orderexp.unreachable_contacts u WHERE u.order_table = orders;
+		DELETE FROM orderexp.tables t WHERE t.order_table = orders;	/* cascades to policies */
+		RETURN;
+	END IF;
+
+	DELETE FROM orderexp.policies p
+	 WHERE p.order_table = orders AND p.category = _drop_close_policy.category
+	RETURNING p.id INTO pid;
+	IF pid IS NULL THEN
+		RAISE EXCEPTION 'table % has no close policy for category %', orders, quote_literal(category)
+			USING ERRCODE = 'no_data_found';
+	END IF;
+	/* orders of that category fall back to the table's default policy, if any */
+	DELETE FROM orderexp.timers t WHERE t.order_table = orders AND t.policy_id = pid;
+	PERFORM orderexp._track_existing(cfg, category, false, false);
+END;
+$$;
+
+/*
+ * A dropped table takes its registration, policies and timers with it.  Runs
+ * as the extension owner: whoever may drop a table may also make orderexp
+ * forget it, and needs no privileges on orderexp's tables for that.
+ */
+CREATE OR REPLACE FUNCTION orderexp._on_sql_drop()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	dropped oid[];
+BEGIN
+	SELECT array_agg(d.objid) INTO dropped
+	  FROM pg_event_trigger_dropped_objects() d
+	 WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0
+	   AND d.object_type IN ('table', 'partitioned table');
+	IF dropped IS NULL THEN
+		RETURN;
+	END IF;
+	DELETE FROM orderexp.timers t WHERE t.order_table = ANY (dropped::regclass[]);
+	DELETE FROM orderexp.unreachable_contacts u WHERE u.order_table = ANY (dropped::regclass[]);
+	DELETE FROM orderexp.tables t WHERE t.order_table = ANY (dropped::regclass[]);
+END;
+$$;
+
+/*
+ * Retention: delete audit rows, outcomes and feedback (1.3) older than the
+ * cutoff, of the tables the caller owns (every table's for a superuser).  A
+ * cutoff in the future would delete what happened a moment ago, and
+ * 'infinity' all of it: refused.  The result counts audit rows and outcomes
+ * only, as before 1.3.  forget_before() is the role gate in front of this
+ * body.
+ */
+CREATE OR REPLACE FUNCTION orderexp._forget_before(cutoff timestamptz,
+										OUT audit_rows bigint, OUT outcome_rows bigint)
+RETURNS record
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	tables regclass[];
+BEGIN
+	IF cutoff IS NULL THEN
+		RAISE EXCEPTION 'cutoff must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF cutoff > now() THEN
+		RAISE EXCEPTION 'cutoff must not be in the future'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('cutoff is %s.', cutoff),
+				  HINT = 'forget_before() deletes the history of orders decided before the cutoff, e.g. now() - interval ''1 year''.';
+	END IF;
+	tables := orderexp._tables_visible(orderexp._actor(), false);
+	DELETE FROM orderexp.audit a
+	 WHERE a.at < cutoff AND (tables IS NULL OR a.order_table = ANY (tables));
+	GET DIAGNOSTICS audit_rows = ROW_COUNT;
+	DELETE FROM orderexp.outcomes o
+	 WHERE o.decided_at < cutoff AND (tables IS NULL OR o.order_table = ANY (tables));
+	GET DIAGNOSTICS outcome_rows = ROW_COUNT;
+	/* feedback goes with the audit trail (not counted: the result's columns stay) */
+	DELETE FROM orderexp.feedback f
+	 WHERE f.recorded_at < cutoff AND (tables IS NULL OR f.order_table = ANY (tables));
+	/* and so do the orders listed as unreachable since before it (not counted) */
+	DELETE FROM orderexp.unreachable_contacts u
+	 WHERE u.since < cutoff AND (tables IS NULL OR u.order_table = ANY (tables));
+END;
+$$;
+
+/*
+ * A registered table may be renamed (the registration names it by OID, and
+ * its triggers go with it).  A mapped column may be renamed: the
+ * registration and the timer triggers, whose arguments name the columns,
+ * follow it.  A mapped column may not be dropped, nor changed to a type
+ * orderexp cannot use, while the table is registered: the ALTER TABLE fails
+ * with a clear error instead of leaving a trigger that would fail every
+ * INSERT and a worker that would fail on the table every minute.
+ */
+CREATE OR REPLACE FUNCTION orderexp._on_alter_table()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	rel		oid;
+	cfg		orderexp.tables;
+	mapped	name[];
+	missing	name[];
+	renamed	smallint;
+	new_name name;
+	key_typ	regtype;
+	st_ok	boolean;
+BEGIN
+	FOR rel IN
+		SELECT DISTINCT c.objid
+		  FROM pg_event_trigger_ddl_commands() c
+		 WHERE c.classid = 'pg_class'::regclass
+		   AND c.objid IN (SELECT t.order_table FROM orderexp.tables t)
+	LOOP
+		SELECT * INTO cfg FROM orderexp.tables t WHERE t.order_table = rel FOR UPDATE;
+		mapped := ARRAY[cfg.key_column, cfg.status_column, cfg.created_column]
+				  || CASE WHEN cfg.category_column IS NULL THEN '{}'::name[]
+						  ELSE ARRAY[cfg.category_column] END
+				  || cfg.payload_columns
+				  || CASE WHEN cfg.channels_column IS NULL THEN '{}'::name[]
+						  ELSE ARRAY[cfg.channels_column] END
+				  || cfg.contact_columns;
+		SELECT coalesce(array_agg(DISTINCT m), '{}') INTO missing
+		  FROM unnest(mapped) m
+		 WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a
+							WHERE a.attrelid = rel AND a.attname = m
+							  AND a.attnum > 0 AND NOT a.attisdropped);
+
+		IF cardinality(missing) > 0 THEN
+			/*
+			 * A RENAME COLUMN renames one column: the one mapped name that
+			 * is gone is its old name.
+			 */
+			SELECT min(c.objsubid) INTO renamed
+			  FROM pg_event_trigger_ddl_commands() c
+			 WHERE c.classid = 'pg_class'::regclass AND c.objid = rel
+			   AND c.object_type = 'table column' AND c.objsubid > 0;
+			SELECT a.attname INTO new_name
+			  FROM pg_attribute a
+			 WHERE a.attrelid = rel AND a.attnum = renamed AND NOT a.attisdropped;
+			IF cardinality(missing) <> 1 OR new_name IS NULL THEN
+				RAISE EXCEPTION 'column "%" of table % is mapped by orderexp', missing[1], rel::regclass
+					USING ERRCODE = 'dependent_objects_still_exist',
+						  DETAIL = format('orderexp uses it as %s.',
+										  CASE missing[1] WHEN cfg.key_column THEN 'the key column'
+														  WHEN cfg.status_column THEN 'the status column'
+														  WHEN cfg.created_column THEN 'the created-at column'
+														  WHEN cfg.category_column THEN 'the category column'
+														  WHEN cfg.channels_column THEN 'the channels column'
+														  ELSE CASE WHEN missing[1] = ANY (cfg.payload_columns)
+																	THEN 'a payload column'
+																	ELSE 'a contact column' END END),
+						  HINT = 'Map another column with orderexp.set_close_policy(), or unregister the table with orderexp.drop_close_policy(), first.';
+			END IF;
+			UPDATE orderexp.tables t
+			   SET key_column = CASE WHEN t.key_column = missing[1] THEN new_name ELSE t.key_column END,
+				   status_column = CASE WHEN t.status_column = missing[1] THEN new_name ELSE t.status_column END,
+				   created_column = CASE WHEN t.created_column = missing[1] THEN new_name ELSE t.created_column END,
+				   category_column = CASE WHEN t.category_column = missing[1] THEN new_name ELSE t.category_column END,
+				   partition_column = CASE WHEN t.partition_column = missing[1] THEN new_name ELSE t.partition_column END,
+				   payload_columns = array_replace(t.payload_columns, missing[1], new_name),
+				   channels_column = CASE WHEN t.channels_column = missing[1] THEN new_name ELSE t.channels_column END,
+				   contact_columns = array_replace(t.contact_columns, missing[1], new_name)
+			 WHERE t.order_table = rel
+			RETURNING * INTO cfg;
+			PERFORM orderexp._install_triggers(cfg);
+		END IF;
+
+		/* the types the registration relies on */
+		SELECT a.atttypid::regtype INTO key_typ
+		  FROM pg_attribute a WHERE a.attrelid = rel AND a.attname = cfg.key_column AND NOT a.attisdropped;
+		IF key_typ IS DISTINCT FROM cfg.key_type THEN
+			RAISE EXCEPTION 'cannot change the type of column "%" of table %', cfg.key_column, rel::regclass
+				USING ERRCODE = 'feature_not_supported',
+					  DETAIL = format('It is the key orderexp tracks the orders by, of type %s.', cfg.key_type),
+					  HINT = 'Unregister the table with orderexp.drop_close_policy() first.';
+		END IF;
+		SELECT t.typcategory = 'S' OR t.typtype = 'e' INTO st_ok
+		  FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+		 WHERE a.attrelid = rel AND a.attname = cfg.status_column AND NOT a.attisdropped;
+		IF NOT st_ok THEN
+			RAISE EXCEPTION 'status column "%" of table % must stay of a string type or an enum',
+				cfg.status_column, rel::regclass
+				USING ERRCODE = 'datatype_mismatch';
+		END IF;
+
+		/* partitioned by created-at (07-partitioned.sql): SET/DROP NOT NULL */
+		IF orderexp._partition_column(rel, cfg.created_column) IS DISTINCT FROM cfg.partition_column THEN
+			UPDATE orderexp.tables t
+			   SET partition_column = orderexp._partition_column(rel, cfg.created_column)
+			 WHERE t.order_table = rel
+			RETURNING * INTO cfg;
+			PERFORM orderexp._fill_order_created(cfg);
+			PERFORM orderexp._install_triggers(cfg);
+		END IF;
+	END LOOP;
+END;
+$$;
+
+/* set_close_policy takes three more arguments: a new signature */
+DROP FUNCTION orderexp.set_close_policy(regclass, interval, interval, interval, integer, text,
+										name, name, name, name, text, text, text, name[], text[],
+										boolean);
+DROP FUNCTION orderexp._set_close_policy(regclass, interval, interval, interval, integer, text,
+										 name, name, name, name, text, text, text, name[], text[],
+										 boolean);
+CREATE FUNCTION orderexp._set_close_policy(
+	orders				regclass,
+	close_after			interval,
+	remind_before		interval,
+	extend_by			interval,
+	max_extensions		integer,
+	category			text,
+	key_column			name,
+	status_column		name,
+	created_column		name,
+	category_column		name,
+	unpaid_value		text,
+	closed_value		text,
+	cancelled_value		text,
+	payload_columns		name[],
+	channels			text[],
+	reschedule			boolean,
+	channels_column		name,
+	contact_columns		text[],
+	fallback_before		interval)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	old_cfg		orderexp.tables;
+	cfg			orderexp.tables;
+	rel			record;
+	att			record;
+	pk_cols		int2[];
+	is_new		boolean;
+	policy_id	integer;
+	had_policy	boolean;
+	col			name;
+	item		text;
+	ch			text;
+BEGIN
+	/* --- arguments that must be given --- */
+	IF orders IS NULL THEN
+		RAISE EXCEPTION 'orders table must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF close_after IS NULL THEN
+		RAISE EXCEPTION 'close_after must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF max_extensions IS NULL THEN
+		RAISE EXCEPTION 'max_extensions must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF reschedule IS NULL THEN
+		RAISE EXCEPTION 'reschedule must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+
+	/* --- intervals --- */
+	IF NOT orderexp._positive_interval(close_after) THEN
+		RAISE EXCEPTION 'close_after must be positive'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('close_after is %s; each of its months, days and time must be zero or more, so that no deadline comes before its order.', close_after);
+	END IF;
+	IF close_after > interval '100 years' THEN
+		RAISE EXCEPTION 'close_after must be at most 100 years'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('close_after is %s.', close_after);
+	END IF;
+	IF remind_before IS NOT NULL AND NOT orderexp._positive_interval(remind_before) THEN
+		RAISE EXCEPTION 'remind_before must be positive'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('remind_before is %s; each of its months, days and time must be zero or more.', remind_before),
+				  HINT = 'Pass NULL for no reminders.';
+	END IF;
+	IF remind_before IS NOT NULL AND remind_before >= close_after THEN
+		RAISE EXCEPTION 'remind_before must be shorter than close_after'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('remind_before is %s, close_after is %s.', remind_before, close_after);
+	END IF;
+	IF extend_by IS NOT NULL AND (NOT orderexp._positive_interval(extend_by)
+								  OR extend_by > interval '100 years') THEN
+		RAISE EXCEPTION 'extend_by must be positive and at most 100 years'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('extend_by is %s.%s', extend_by,
+								  CASE WHEN NOT orderexp._positive_interval(extend_by)
+									   THEN ' Each of its months, days and time must be zero or more.'
+									   ELSE '' END);
+	END IF;
+	IF max_extensions < 0 THEN
+		RAISE EXCEPTION 'max_extensions must not be negative'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('max_extensions is %s.', max_extensions);
+	END IF;
+	IF max_extensions > 0 AND extend_by IS NULL THEN
+		RAISE EXCEPTION 'max_extensions needs extend_by'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Give extend_by, the interval each extension adds.';
+	END IF;
+
+	/* --- the table --- */
+	SELECT c.oid, c.relkind, c.relpersistence INTO rel FROM pg_class c WHERE c.oid = orders;
+	IF rel.relkind IS NULL THEN
+		RAISE EXCEPTION 'relation with OID % does not exist', orders::oid
+			USING ERRCODE = 'undefined_table';
+	END IF;
+	IF rel.relkind NOT IN ('r', 'p') THEN
+		RAISE EXCEPTION '% is not a table', orders
+			USING ERRCODE = 'wrong_object_type',
+				  DETAIL = 'Only ordinary and partitioned tables can be registered.';
+	END IF;
+	IF rel.relpersistence = 't' THEN
+		RAISE EXCEPTION 'temporary table % cannot be registered', orders
+			USING ERRCODE = 'wrong_object_type',
+				  DETAIL = 'The background worker cannot see temporary tables.';
+	END IF;
+
+	SELECT * INTO old_cfg FROM orderexp.tables t WHERE t.order_table = orders FOR UPDATE;
+	is_new := NOT FOUND;
+
+	cfg.order_table := orders;
+	cfg.key_column := coalesce(key_column, old_cfg.key_column);
+	cfg.status_column := coalesce(status_column, old_cfg.status_column, 'status');
+	cfg.created_column := coalesce(created_column, old_cfg.created_column, 'created_at');
+	cfg.category_column := coalesce(category_column, old_cfg.category_column);
+	cfg.unpaid_value := coalesce(unpaid_value, old_cfg.unpaid_value, 'unpaid');
+	cfg.closed_value := coalesce(closed_value, old_cfg.closed_value, 'closed');
+	cfg.cancelled_value := coalesce(cancelled_value, old_cfg.cancelled_value, 'cancelled');
+	cfg.payload_columns := coalesce(payload_columns, old_cfg.payload_columns, '{}');
+	cfg.channels := coalesce(channels, old_cfg.channels, '{email}');
+	cfg.channels_column := CASE WHEN channels_column = '' THEN NULL
+								ELSE coalesce(channels_column, old_cfg.channels_column) END;
+	cfg.contact_channels := coalesce(old_cfg.contact_channels, '{}');
+	cfg.contact_columns := coalesce(old_cfg.contact_columns, '{}');
+	cfg.fallback_before := coalesce(fallback_before, old_cfg.fallback_before, '5 minutes');
+
+	/* --- key column: the primary key unless named, then it must be unique --- */
+	IF cfg.key_column IS NULL THEN
+		SELECT i.indkey::int2[] INTO pk_cols
+		  FROM pg_index i WHERE i.indrelid = orders AND i.indisprimary;
+		IF pk_cols IS NULL THEN
+			RAISE EXCEPTION 'table % has no primary key', orders
+				USING ERRCODE = 'invalid_table_definition',
+					  HINT = 'Add a single-column primary key or name a unique key column with key_column.';
+		END IF;
+		IF cardinality(pk_cols) <> 1 THEN
+			RAISE EXCEPTION 'primary key of table % has % columns', orders, cardinality(pk_cols)
+				USING ERRCODE = 'invalid_table_definition',
+					  HINT = CASE rel.relkind
+								 WHEN 'p' THEN 'Name the column that identifies an order with key_column; it must lead an index.'
+								 ELSE 'Name a unique key column with key_column.' END;
+		END IF;
+		SELECT a.attname INTO cfg.key_column
+		  FROM pg_attribute a WHERE a.attrelid = orders AND a.attnum = pk_cols[array_lower(pk_cols, 1)];
+	END IF;
+
+	SELECT a.attnum, a.atttypid::regtype AS typ INTO att
+	  FROM pg_attribute a
+	 WHERE a.attrelid = orders AND a.attname = cfg.key_column AND NOT a.attisdropped AND a.attnum > 0;
+	IF att.attnum IS NULL THEN
+		RAISE EXCEPTION 'column "%" of table % does not exist', cfg.key_column, orders
+			USING ERRCODE = 'undefined_column', HINT = 'Check key_column.';
+	END IF;
+	IF att.typ NOT IN ('bigint'::regtype, 'integer'::regtype, 'uuid'::regtype,
+					   'text'::regtype, 'character varying'::regtype) THEN
+		RAISE EXCEPTION 'key column "%" of table % has unsupported type %', cfg.key_column, orders, att.typ
+			USING ERRCODE = 'datatype_mismatch',
+				  DETAIL = 'Supported key types are bigint, integer, uuid, text and varchar.';
+	END IF;
+	cfg.key_type := att.typ;
+	IF rel.relkind = 'p' THEN
+		/*
+		 * A unique index of a partitioned table must contain the partition
+		 * key, so the column that identifies an order (filled from a
+		 * sequence, say) cannot be declared unique on its own.  It must lead
+		 * an index, such as the primary key (id, created_at), so that every
+		 * lookup of an order is an index probe in each partition it touches.
+		 */
+		IF NOT EXISTS (SELECT 1 FROM pg_index i
+						WHERE i.indrelid = orders AND i.indkey[0] = att.attnum
+						  AND i.indpred IS NULL) THEN
+			RAISE EXCEPTION 'key column "%" of partitioned table % is not indexed', cfg.key_column, orders
+				USING ERRCODE = 'invalid_table_definition',
+					  DETAIL = 'The key column of a partitioned table must be the first column of an index without a WHERE clause.',
+					  HINT = format('Use a primary key that starts with it, e.g. PRIMARY KEY (%I, <partition key>), or CREATE INDEX ON %s (%I).',
+									cfg.key_column, orders, cfg.key_column);
+		END IF;
+	ELSIF NOT EXISTS (SELECT 1 FROM pg_index i
+					   WHERE i.indrelid = orders AND i.indisunique AND i.indnkeyatts = 1
+						 AND i.indkey[0] = att.attnum AND i.indpred IS NULL AND i.indexprs IS NULL) THEN
+		RAISE EXCEPTION 'key column "%" of table % is not unique', cfg.key_column, orders
+			USING ERRCODE = 'invalid_table_definition',
+				  HINT = 'The key column needs a primary key or unique index of its own.';
+	END IF;
+
+	/* --- status column and values --- */
+	SELECT a.attnum, a.atttypid, t.typtype, t.typcategory, format_type(a.atttypid, a.atttypmod) AS typ
+	  INTO att
+	  FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+	 WHERE a.attrelid = orders AND a.attname = cfg.status_column AND NOT a.attisdropped AND a.attnum > 0;
+	IF att.attnum IS NULL THEN
+		RAISE EXCEPTION 'column "%" of table % does not exist', cfg.status_column, orders
+			USING ERRCODE = 'undefined_column', HINT = 'Check status_column.';
+	END IF;
+	IF att.typcategory <> 'S' AND att.typtype <> 'e' THEN
+		RAISE EXCEPTION 'status column "%" of table % has unsupported type %', cfg.status_column, orders, att.typ
+			USING ERRCODE = 'datatype_mismatch',
+				  DETAIL = 'The status column must be of a string type or an enum.';
+	END IF;
+	IF cfg.unpaid_value = '' OR cfg.closed_value = '' OR cfg.cancelled_value = '' THEN
+		RAISE EXCEPTION 'status values must not be empty' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF cfg.unpaid_value IN (cfg.closed_value, cfg.cancelled_value) OR cfg.closed_value = cfg.cancelled_value THEN
+		RAISE EXCEPTION 'status values must be distinct'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('unpaid %L, closed %L, cancelled %L.',
+								  cfg.unpaid_value, cfg.closed_value, cfg.cancelled_value);
+	END IF;
+	DECLARE
+		v text;
+		ok boolean;
+	BEGIN
+		FOREACH v IN ARRAY ARRAY[cfg.unpaid_value, cfg.closed_value, cfg.cancelled_value] LOOP
+			BEGIN
+				/* the type's input may be the owner's code: as the owner */
+				SELECT (r ->> 'ok')::boolean INTO ok
+				  FROM orderexp._orders_exec(orders, true,
+						format('SELECT %L::%s::text = %L AS ok', v, att.typ, v), NULL) r;
+				IF NOT ok THEN
+					/* e.g. silently cut to fit a varchar(n) */
+					RAISE EXCEPTION USING ERRCODE = 'invalid_text_representation';
+				END IF;
+			EXCEPTION WHEN data_exception THEN
+				RAISE EXCEPTION 'status value % is not valid for column "%" of type %', quote_literal(v), cfg.status_column, att.typ
+					USING ERRCODE = 'invalid_parameter_value';
+			END;
+		END LOOP;
+	END;
+
+	/* --- created-at column --- */
+	SELECT a.attnum, a.atttypid::regtype AS typ INTO att
+	  FROM pg_attribute a
+	 WHERE a.attrelid = orders AND a.attname = cfg.created_column AND NOT a.attisdropped AND a.attnum > 0;
+	IF att.attnum IS NULL THEN
+		RAISE EXCEPTION 'column "%" of table % does not exist', cfg.created_column, orders
+			USING ERRCODE = 'undefined_column', HINT = 'Check created_column.';
+	END IF;
+	IF att.typ NOT IN ('timestamp with time zone'::regtype, 'timestamp without time zone'::regtype) THEN
+		RAISE EXCEPTION 'created-at column "%" of table % has unsupported type %', cfg.created_column, orders, att.typ
+			USING ERRCODE = 'datatype_mismatch',
+				  DETAIL = 'The created-at column must be timestamptz or timestamp.';
+	END IF;
+	cfg.partition_column := orderexp._partition_column(orders, cfg.created_column);
+
+	/* --- category column and the category argument --- */
+	IF cfg.category_column IS NOT NULL AND NOT EXISTS (
+			SELECT 1 FROM pg_attribute a
+			 WHERE a.attrelid = orders AND a.attname = cfg.category_column AND NOT a.attisdropped AND a.attnum > 0) THEN
+		RAISE EXCEPTION 'column "%" of table % does not exist', cfg.category_column, orders
+			USING ERRCODE = 'undefined_column', HINT = 'Check category_column.';
+	END IF;
+	IF category IS NOT NULL AND cfg.category_column IS NULL THEN
+		RAISE EXCEPTION 'table % has no category column', orders
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Pass category_column to say which column holds the product category.';
+	END IF;
+
+	/* --- payload columns and channels --- */
+	FOREACH col IN ARRAY cfg.payload_columns LOOP
+		IF col IS NULL OR NOT EXISTS (
+				SELECT 1 FROM pg_attribute a
+				 WHERE a.attrelid = orders AND a.attname = col AND NOT a.attisdropped AND a.attnum > 0) THEN
+			RAISE EXCEPTION 'payload column "%" of table % does not exist', col, orders
+				USING ERRCODE = 'undefined_column';
+		END IF;
+	END LOOP;
+	IF cardinality(cfg.channels) = 0 OR array_position(cfg.channels, NULL) IS NOT NULL
+	   OR EXISTS (SELECT 1 FROM unnest(cfg.channels) c WHERE c = '') THEN
+		RAISE EXCEPTION 'channels must be a non-empty array of non-empty names'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('channels is %L.', cfg.channels);
+	END IF;
+	/* names a relay routes by: identifier-like, as long as a name may be, once each */
+	IF EXISTS (SELECT 1 FROM unnest(cfg.channels) c
+				WHERE c !~ '^[A-Za-z_][A-Za-z0-9_-]*$' OR octet_length(c) > 63) THEN
+		RAISE EXCEPTION 'channel names must be identifier-like and at most 63 bytes'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('channels is %s.', left(cfg.channels::text, 200)),
+				  HINT = 'Use letters, digits, "_" and "-", starting with a letter or "_".';
+	END IF;
+	IF (SELECT count(DISTINCT c) FROM unnest(cfg.channels) c) <> cardinality(cfg.channels) THEN
+		RAISE EXCEPTION 'channels must not repeat'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('channels is %L: every event would go out twice on a repeated channel.', cfg.channels);
+	END IF;
+
+	/* --- the customer's channels, the contacts, the fallback --- */
+	IF cfg.channels_column IS NOT NULL THEN
+		SELECT a.attnum, a.atttypid::regtype AS typ INTO att
+		  FROM pg_attribute a
+		 WHERE a.attrelid = orders AND a.attname = cfg.channels_column AND NOT a.attisdropped
+		   AND a.attnum > 0;
+		IF att.attnum IS NULL THEN
+			RAISE EXCEPTION 'column "%" of table % does not exist', cfg.channels_column, orders
+				USING ERRCODE = 'undefined_column', HINT = 'Check channels_column.';
+		END IF;
+		IF att.typ NOT IN ('text[]'::regtype, 'character varying[]'::regtype,
+						   'text'::regtype, 'character varying'::regtype) THEN
+			RAISE EXCEPTION 'channels column "%" of table % has unsupported type %',
+				cfg.channels_column, orders, att.typ
+				USING ERRCODE = 'datatype_mismatch',
+					  DETAIL = 'The channels column must be text[] (or varchar[]), or text with a comma-separated list.';
+		END IF;
+	END IF;
+	IF contact_columns IS NOT NULL THEN
+		/* channel=column, once per channel of the table */
+		cfg.contact_channels := '{}';
+		cfg.contact_columns := '{}';
+		FOREACH item IN ARRAY contact_columns LOOP
+			ch := split_part(item, '=', 1);
+			col := substr(item, strpos(item, '=') + 1);
+			IF item IS NULL OR strpos(item, '=') = 0 OR col = '' THEN
+				RAISE EXCEPTION 'contact_columns entries must read channel=column'
+					USING ERRCODE = 'invalid_parameter_value',
+						  DETAIL = format('contact_columns has %s.', coalesce(quote_literal(item), 'NULL')),
+						  HINT = 'E.g. contact_columns => ''{email=customer_email,sms=phone}''.';
+			END IF;
+			IF NOT ch = ANY (cfg.channels) THEN
+				RAISE EXCEPTION 'contact_columns names channel %, which the table does not use', quote_literal(ch)
+					USING ERRCODE = 'invalid_parameter_value',
+						  DETAIL = format('channels is %s.', left(cfg.channels::text, 200));
+			END IF;
+			IF ch = ANY (cfg.contact_channels) THEN
+				RAISE EXCEPTION 'contact_columns names channel % twice', quote_literal(ch)
+					USING ERRCODE = 'invalid_parameter_value';
+			END IF;
+			IF NOT EXISTS (SELECT 1 FROM pg_attribute a
+							WHERE a.attrelid = orders AND a.attname = col AND NOT a.attisdropped
+							  AND a.attnum > 0) THEN
+				RAISE EXCEPTION 'contact column "%" of table % does not exist', col, orders
+					USING ERRCODE = 'undefined_column', HINT = 'Check contact_columns.';
+			END IF;
+			cfg.contact_channels := cfg.contact_channels || ch;
+			cfg.contact_columns := cfg.contact_columns || col;
+		END LOOP;
+	ELSIF is_new THEN
+		/* by default: the e-mail address in "email", the phone number in "phone" */
+		SELECT coalesce(array_agg(d.ch ORDER BY d.n), '{}'), coalesce(array_agg(d.col ORDER BY d.n), '{}')
+		  INTO cfg.contact_channels, cfg.contact_columns
+		  FROM (VALUES (1, 'email', 'email'::name), (2, 'sms', 'phone'::name)) AS d(n, ch, col)
+		 WHERE d.ch = ANY (cfg.channels)
+		   AND EXISTS (SELECT 1 FROM pg_attribute a
+						WHERE a.attrelid = orders AND a.attname = d.col AND NOT a.attisdropped
+						  AND a.attnum > 0);
+	END IF;
+	IF cfg.fallback_before < interval '0' OR (cfg.fallback_before <> interval '0'
+											  AND NOT orderexp._positive_interval(cfg.fallback_before))
+	   OR cfg.fallback_before > interval '100 years' THEN
+		RAISE EXCEPTION 'fallback_before must be zero or positive, and at most 100 years'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('fallback_before is %s; each of its months, days and time must be zero or more.', cfg.fallback_before);
+	END IF;
+
+	/* --- store --- */
+	IF is_new THEN
+		INSERT INTO orderexp.tables (order_table, key_column, key_type, status_column,
+									 created_column, category_column, unpaid_value,
+									 closed_value, cancelled_value, payload_columns, channels,
+									 partition_column, channels_column, contact_channels,
+									 contact_columns, fallback_before)
+		VALUES (cfg.order_table, cfg.key_column, cfg.key_type, cfg.status_column,
+				cfg.created_column, cfg.category_column, cfg.unpaid_value,
+				cfg.closed_value, cfg.cancelled_value, cfg.payload_columns, cfg.channels,
+				cfg.partition_column, cfg.channels_column, cfg.contact_channels,
+				cfg.contact_columns, cfg.fallback_before);
+	ELSE
+		UPDATE orderexp.tables t
+		   SET key_column = cfg.key_column, key_type = cfg.key_type,
+			   status_column = cfg.status_column, created_column = cfg.created_column,
+			   category_column = cfg.category_column, unpaid_value = cfg.unpaid_value,
+			   closed_value = cfg.closed_value, cancelled_value = cfg.cancelled_value,
+			   payload_columns = cfg.payload_columns, channels = cfg.channels,
+			   partition_column = cfg.partition_column,
+			   channels_column = cfg.channels_column, contact_channels = cfg.contact_channels,
+			   contact_columns = cfg.contact_columns, fallback_before = cfg.fallback_before,
+			   last_error = NULL, last_error_at = NULL
+		 WHERE t.order_table = orders;
+	END IF;
+	SELECT * INTO cfg FROM orderexp.tables t WHERE t.order_table = orders;
+
+	SELECT p.id INTO policy_id FROM orderexp.policies p
+	 WHERE p.order_table = orders AND p.category IS NOT DISTINCT FROM _set_close_policy.category
+	   FOR UPDATE;
+	had_policy := FOUND;
+	IF had_policy THEN
+		UPDATE orderexp.policies p
+		   SET close_after = _set_close_policy.close_after,
+			   remind_before = _set_close_policy.remind_before,
+			   extend_by = _set_close_policy.extend_by,
+			   max_extensions = _set_close_policy.max_extensions,
+			   updated_at = now()
+		 WHERE p.id = policy_id;
+	ELSE
+		INSERT INTO orderexp.policies (order_table, category, close_after, remind_before,
+									   extend_by, max_extensions)
+		VALUES (orders, category, close_after, remind_before, extend_by, max_extensions)
+		RETURNING id INTO policy_id;
+	END IF;
+
+	PERFORM orderexp._install_triggers(cfg);
+	PERFORM orderexp._fill_order_created(cfg);
+
+	/*
+	 * Track unpaid rows that have no timer yet.  A new category policy takes
+	 * over the orders of its category, which were governed by the default
+	 * policy until now; a changed policy leaves existing deadlines alone
+	 * unless asked to reschedule them.
+	 */
+	PERFORM orderexp._track_existing(cfg, category, is_new,
+									 reschedule OR (category IS NOT NULL AND NOT had_policy));
+
+	RETURN policy_id;
+END;
+$$;
+
+CREATE FUNCTION orderexp.set_close_policy(
+	orders				regclass,
+	close_after			interval,
+	remind_before		interval DEFAULT NULL,
+	extend_by			interval DEFAULT NULL,
+	max_extensions		integer DEFAULT 0,
+	category			text DEFAULT NULL,
+	key_column			name DEFAULT NULL,
+	status_column		name DEFAULT NULL,
+	created_column		name DEFAULT NULL,
+	category_column		name DEFAULT NULL,
+	unpaid_value		text DEFAULT NULL,
+	closed_value		text DEFAULT NULL,
+	cancelled_value		text DEFAULT NULL,
+	payload_columns		name[] DEFAULT NULL,
+	channels			text[] DEFAULT NULL,
+	reschedule			boolean DEFAULT false,
+	channels_column		name DEFAULT NULL,
+	contact_columns		text[] DEFAULT NULL,
+	fallback_before		interval DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'orderexp_owner_gate'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION orderexp.set_close_policy(regclass, interval, interval, interval, integer, text, name, name, name, name, text, text, text, name[], text[], boolean, name, text[], interval) IS
+	'register an orders table or change its close policy (per table, or per category)';
+
+CREATE OR REPLACE VIEW orderexp.policy_config AS
+	SELECT p.id AS policy_id, t.order_table, p.category, p.close_after, p.remind_before,
+		   p.extend_by, p.max_extensions, t.key_column, t.key_type, t.status_column,
+		   t.created_column, t.category_column, t.unpaid_value, t.closed_value,
+		   t.cancelled_value, t.payload_columns, t.channels, p.updated_at,
+		   t.last_error, t.last_error_at, t.channels_column, t.contact_channels,
+		   t.contact_columns, t.fallback_before
+	  FROM orderexp.tables t JOIN orderexp.policies p USING (order_table)
+	 CROSS JOIN (SELECT orderexp._tables_visible(current_user, false) AS tables) vis
+	 WHERE vis.tables IS NULL OR t.order_table = ANY (vis.tables);
+
+/*
+ * Orders a reminder could not reach on a channel (channel NULL: on none of
+ * the order's channels, and no reminder went out), of the tables the
+ * current user owns
+ */
+CREATE VIEW orderexp.unreachable AS
+	SELECT u.order_table, u.order_key, nullif(u.channel, '') AS channel, u.contact, u.why,
+		   u.since
+	  FROM orderexp.unreachable_contacts u
+	 CROSS JOIN (SELECT orderexp._tables_visible(current_user, false) AS tables) vis
+	 WHERE vis.tables IS NULL OR u.order_table = ANY (vis.tables);
+COMMENT ON VIEW orderexp.unreachable IS
+	'orders a reminder could not reach on a channel (missing, malformed or refused contact; channel NULL: no channel left), of the tables the current user owns';
+
+REVOKE ALL ON orderexp.unreachable_contacts, orderexp.unreachable FROM PUBLIC;
+REVOKE ALL ON FUNCTION orderexp._fallback(bigint, text, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION
+	orderexp._set_close_policy(regclass, interval, interval, interval, integer, text, name, name,
+							   name, name, text, text, text, name[], text[], boolean, name, text[],
+							   interval),
+	orderexp.set_close_policy(regclass, interval, interval, interval, integer, text, name, name,
+							  name, name, text, text, text, name[], text[], boolean, name, text[],
+							  interval)
+	FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+	orderexp.set_close_policy(regclass, interval, interval, interval, integer, text, name, name,
+							  name, name, text, text, text, name[], text[], boolean, name, text[],
+							  interval)
+	TO orderexp_admin;
+GRANT SELECT ON orderexp.unreachable TO orderexp_admin;

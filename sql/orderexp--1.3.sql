@@ -102,16 +102,32 @@ CREATE TABLE orderexp.tables (
 	last_error		text,
 	last_error_at	timestamptz,
 	partition_column name,
+	channels_column	name,
+	contact_channels text[] NOT NULL DEFAULT '{}',
+	contact_columns	name[] NOT NULL DEFAULT '{}',
+	fallback_before	interval NOT NULL DEFAULT '5 minutes',
 	CONSTRAINT tables_values_distinct
 		CHECK (unpaid_value <> closed_value AND unpaid_value <> cancelled_value
 			   AND closed_value <> cancelled_value),
 	CONSTRAINT tables_channels_valid
-		CHECK (cardinality(channels) > 0 AND array_position(channels, NULL) IS NULL)
+		CHECK (cardinality(channels) > 0 AND array_position(channels, NULL) IS NULL),
+	CONSTRAINT tables_contacts_aligned
+		CHECK (cardinality(contact_channels) = cardinality(contact_columns)),
+	CONSTRAINT tables_fallback_before_valid
+		CHECK (fallback_before >= interval '0')
 );
 COMMENT ON TABLE orderexp.tables IS
 	'orders tables registered with orderexp.set_close_policy and how their columns map';
 COMMENT ON COLUMN orderexp.tables.partition_column IS
 	'the created-at column when the table is partitioned by it (lookups are narrowed to a created-at range), else NULL';
+COMMENT ON COLUMN orderexp.tables.channels_column IS
+	'the column (text[], or text with a comma-separated list) holding the channels each customer chose, in order of preference; NULL: none';
+COMMENT ON COLUMN orderexp.tables.contact_channels IS
+	'channels whose contact is checked before a reminder goes out on them, aligned with contact_columns';
+COMMENT ON COLUMN orderexp.tables.contact_columns IS
+	'the column holding the contact (e-mail address, phone number) of each of contact_channels';
+COMMENT ON COLUMN orderexp.tables.fallback_before IS
+	'a reminder that cannot be delivered falls back to the customer''s next channel only while at least this much is left before the deadline';
 SELECT pg_catalog.pg_extension_config_dump('orderexp.tables', '');
 
 /*
@@ -415,10 +431,12 @@ CREATE TABLE orderexp.audit (
 	order_table		regclass NOT NULL,
 	order_key		text COLLATE "C" NOT NULL,
 	action			text NOT NULL
+					CONSTRAINT audit_action_check
 					CHECK (action IN ('closed', 'cancelled', 'extended', 'reopened',
-									  'reminder_withheld')),
+									  'reminder_withheld', 'reminder')),
 	via				text NOT NULL
-					CHECK (via IN ('timeout', 'operator', 'token')),
+					CONSTRAINT audit_via_check
+					CHECK (via IN ('timeout', 'operator', 'token', 'fallback')),
 	actor			name,
 	reason			text,
 	policy_id		integer,
@@ -433,7 +451,7 @@ CREATE TABLE orderexp.audit (
 COMMENT ON TABLE orderexp.audit IS
 	'every state change orderexp made to an order, why and by whom; written in the transaction of the change';
 COMMENT ON COLUMN orderexp.audit.via IS
-	'timeout: the sweep at the deadline; operator: a function call (cancel, extend, reopen); token: the customer''s extension link';
+	'timeout: the sweep at the deadline; operator: a function call (cancel, extend, reopen); token: the customer''s extension link; fallback: a reminder sent again on the customer''s next channel';
 COMMENT ON COLUMN orderexp.audit.actor IS
 	'the role that made the change; NULL for the sweep, which acts for the policy';
 COMMENT ON COLUMN orderexp.audit.deadline IS
@@ -473,6 +491,28 @@ COMMENT ON COLUMN orderexp.outcomes.close_at IS
 COMMENT ON COLUMN orderexp.outcomes.decided_at IS
 	'start of the transaction that changed the status';
 SELECT pg_catalog.pg_extension_config_dump('orderexp.outcomes', '');
+
+/*
+ * Orders a reminder could not reach on a channel: the contact the order
+ * holds for it is missing or malformed (checked when the reminder is
+ * written), or the channel refused it for good (fail() with retryable
+ * false).  One row per order and channel, updated when it happens again,
+ * deleted when a reminder goes out on that channel after all; channel ''
+ * says that no channel of the order was left, and no reminder went out.
+ * The view unreachable shows the rows of the reader's tables.
+ */
+CREATE TABLE orderexp.unreachable_contacts (
+	order_table		regclass NOT NULL,
+	order_key		text COLLATE "C" NOT NULL,
+	channel			text NOT NULL,
+	contact			text,
+	why				text NOT NULL,
+	since			timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (order_table, order_key, channel)
+);
+COMMENT ON TABLE orderexp.unreachable_contacts IS
+	'orders a reminder could not reach on a channel (channel '''': on none), behind the view unreachable';
+SELECT pg_catalog.pg_extension_config_dump('orderexp.unreachable_contacts', '');
 
 /* ------------------------------------------------------------------------
  * Trigger functions of orderexp's own tables (the triggers are made after
@@ -842,6 +882,60 @@ AS $$
 						FROM unnest(cfg.payload_columns) WITH ORDINALITY AS u(c, n)) ||
 					 ')'
 		   END
+$$;
+
+/*
+ * What is wrong with the contact an order holds for a channel, or NULL if
+ * nothing is: none at all; for channel email, not a plain ASCII
+ * local@domain address (one @, no spaces or quotes, a dotted domain of
+ * letters, digits and hyphens ending in a letter, at most 64 bytes before
+ * the @ and 254 in all); for channel sms, not an E.164 number ("+", then 8
+ * to 15 digits, the first not 0).  Other channels only need a contact.
+ * Checked in the database, when a reminder is written: nothing is looked
+ * up on the network.
+ */
+CREATE FUNCTION orderexp._contact_problem(channel text, contact text)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT CASE
+		WHEN contact IS NULL OR btrim(contact) = '' THEN 'no contact'
+		WHEN channel = 'email' THEN
+			CASE WHEN octet_length(contact) > 254
+					  OR octet_length(split_part(contact, '@', 1)) > 64
+					  OR contact !~ '^[A-Za-z0-9!#$%&''*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&''*+/=?^_`{|}~-]+)*@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$'
+				 THEN 'malformed e-mail address' END
+		WHEN channel = 'sms' THEN
+			CASE WHEN contact !~ '^\+[1-9][0-9]{7,14}$'
+				 THEN 'not an E.164 phone number' END
+	END
+$$;
+
+/*
+ * The expression the reminders' orders statement evaluates per order (as
+ * the table's owner) for the customer's channels and contacts:
+ * {"prefer": <the channels column>, "contacts": {<channel>: <column>::text,
+ * ...}}; NULL when the table maps neither, so that its reminders are
+ * written as before 1.3.
+ */
+CREATE FUNCTION orderexp._reach_expr(cfg orderexp.tables)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT CASE
+		WHEN cfg.channels_column IS NULL AND cardinality(cfg.contact_columns) = 0 THEN NULL
+		ELSE format('jsonb_build_object(''prefer'', %s, ''contacts'', %s)',
+					CASE WHEN cfg.channels_column IS NULL THEN 'NULL::text'
+						 ELSE format('o.%I', cfg.channels_column) END,
+					CASE WHEN cardinality(cfg.contact_columns) = 0 THEN '''{}''::jsonb'
+						 ELSE 'jsonb_build_object(' ||
+							  (SELECT string_agg(format('%L, o.%I::text', ch, col), ', ' ORDER BY n)
+								 FROM unnest(cfg.contact_channels, cfg.contact_columns)
+									  WITH ORDINALITY AS u(ch, col, n)) ||
+							  ')' END)
+	END
 $$;
 
 CREATE FUNCTION orderexp._order_cols(cfg orderexp.tables, k text)
@@ -1275,7 +1369,9 @@ $$;
  * 'UPDATE') the unpaid rows of mine are closed with the guarded update and
  * returned; for reminders (lock 'SHARE') mine is returned as it is.  Every
  * result column is an array: busy keys, then keys, unpaid, payloads,
- * categories and created-ats of the rows returned, aligned.  Nothing of
+ * categories and created-ats of the rows returned, aligned; the reminders
+ * of a table that maps the customer's channels or contacts add a seventh,
+ * those (_reach_expr), which the record statement gets as $9.  Nothing of
  * orderexp's is named: the owner needs no privilege on it.
  */
 CREATE FUNCTION orderexp._orders_sql(cfg orderexp.tables, lock text)
@@ -1291,6 +1387,7 @@ DECLARE
 								   orderexp._created_utc(cfg, '$3')) END;
 	category text := CASE WHEN cfg.category_column IS NULL THEN 'NULL::text'
 						  ELSE format('o.%I::text', cfg.category_column) END;
+	reach text := orderexp._reach_expr(cfg);
 	sql text;
 BEGIN
 	sql := format($q$
@@ -1311,14 +1408,28 @@ busy AS MATERIALIZED (
 		status_type, cfg.key_type, range,
 		CASE lock WHEN 'SHARE'
 			 THEN format(', %s AS cols, %s AS category', orderexp._payload_expr(cfg), category)
+				  || CASE WHEN reach IS NOT NULL THEN format(', %s AS reach', reach) ELSE '' END
 			 ELSE '' END,
 		CASE lock WHEN 'UPDATE' THEN 'UPDATE' WHEN 'SHARE' THEN 'SHARE' END);
 
-	IF lock = 'SHARE' THEN
+	IF lock = 'SHARE' AND reach IS NULL THEN
 		RETURN sql || $q$
 rows AS (
 	SELECT m.order_key, m.unpaid, m.cols, m.category, NULL::timestamptz AS created_at
 	  FROM mine m)$q$ || orderexp._orders_result_sql();
+	END IF;
+	IF lock = 'SHARE' THEN
+		/* and a seventh array: the customer's channels and contacts */
+		RETURN sql || $q$
+rows AS (
+	SELECT m.order_key, m.unpaid, m.cols, m.category, NULL::timestamptz AS created_at, m.reach
+	  FROM mine m)
+SELECT ARRAY(SELECT b.order_key FROM busy b), r.keys, r.unpaid, r.cols, r.categories,
+	   r.created, r.reach
+  FROM (SELECT array_agg(x.order_key) AS keys, array_agg(x.unpaid) AS unpaid,
+			   array_agg(x.cols) AS cols, array_agg(x.category) AS categories,
+			   array_agg(x.created_at) AS created, array_agg(x.reach) AS reach
+		  FROM rows x) AS r$q$;
 	END IF;
 
 	RETURN sql || format($q$
@@ -1348,6 +1459,95 @@ SELECT ARRAY(SELECT b.order_key FROM busy b), r.keys, r.unpaid, r.cols, r.catego
 			   array_agg(x.cols) AS cols, array_agg(x.category) AS categories,
 			   array_agg(x.created_at) AS created
 		  FROM rows x) AS r$q$
+$$;
+
+/*
+ * The channels of one order's reminder, from what the orders statement read
+ * (reach, see _reach_expr), in order: each with its contact (for the
+ * channels in contact_channels), what is wrong with it, and its role:
+ * 'send' (a reminder goes out on it), 'fallback' (kept in the reminder, in
+ * case the channel before fails) or 'unreachable' (a missing or malformed
+ * contact: no reminder on it).  The customer's channels are a JSON array
+ * (a text[] column) or a comma-separated string; those the table does not
+ * offer are left out.  A customer who chose some gets one reminder, on the
+ * first of them with a good contact, and the rest are its fallbacks, which
+ * the 'send' row carries as a JSON array of {channel, contact}; one who
+ * chose none (or none the table offers) gets a reminder on every channel
+ * of the table with a good contact, as before 1.3.  When no channel is
+ * left, a last row with channel NULL and role 'none' says why.
+ */
+CREATE FUNCTION orderexp._reminder_channels(channels text[], contact_channels text[],
+											reach jsonb)
+RETURNS TABLE (channel text, contact text, problem text, role text, fallback jsonb)
+LANGUAGE plpgsql IMMUTABLE ROWS 3
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	prefer jsonb := reach -> 'prefer';
+	chosen text[];
+	list text[];
+	contacts text[] := '{}';
+	problems text[] := '{}';
+	first integer;
+	i integer;
+BEGIN
+	SELECT array_agg(p.c ORDER BY p.first) INTO chosen
+	  FROM (SELECT btrim(u.x) AS c, min(u.n) AS first
+			  FROM unnest(CASE jsonb_typeof(prefer)
+							  WHEN 'array' THEN ARRAY(SELECT jsonb_array_elements_text(prefer))
+							  WHEN 'string' THEN string_to_array(prefer #>> '{}', ',')
+						  END) WITH ORDINALITY AS u(x, n)
+			 WHERE btrim(u.x) = ANY (channels)
+			 GROUP BY btrim(u.x)) p;
+	list := coalesce(chosen, channels);
+
+	/* each channel's contact and what is wrong with it */
+	FOR i IN 1 .. cardinality(list) LOOP
+		contacts[i] := NULL;
+		problems[i] := NULL;
+		IF list[i] = ANY (contact_channels) THEN
+			contacts[i] := reach -> 'contacts' ->> list[i];
+			problems[i] := orderexp._contact_problem(list[i], contacts[i]);
+		END IF;
+		IF first IS NULL AND problems[i] IS NULL THEN
+			first := i;
+		END IF;
+	END LOOP;
+
+	FOR i IN 1 .. cardinality(list) LOOP
+		channel := list[i];
+		contact := contacts[i];
+		problem := problems[i];
+		fallback := NULL;
+		IF problem IS NOT NULL THEN
+			role := 'unreachable';
+		ELSIF chosen IS NULL OR i = first THEN
+			role := 'send';
+			fallback := '[]';
+			IF chosen IS NOT NULL THEN
+				SELECT coalesce(jsonb_agg(jsonb_build_object('channel', list[j],
+															 'contact', contacts[j]) ORDER BY j),
+								'[]')
+				  INTO fallback
+				  FROM generate_series(i + 1, cardinality(list)) AS j
+				 WHERE problems[j] IS NULL;
+			END IF;
+		ELSE
+			role := 'fallback';
+		END IF;
+		RETURN NEXT;
+	END LOOP;
+	IF first IS NULL THEN
+		channel := NULL;
+		contact := NULL;
+		problem := 'no channel left (' ||
+			(SELECT string_agg(format('%s: %s', list[j], problems[j]), '; ' ORDER BY j)
+			   FROM generate_series(1, cardinality(list)) AS j) || ')';
+		role := 'none';
+		fallback := NULL;
+		RETURN NEXT;
+	END IF;
+END;
 $$;
 
 /*
@@ -1420,10 +1620,21 @@ $$;
 
 /*
  * The statement that records a reminder batch, as the extension owner: the
- * arguments as for _record_close_sql (timers by tuple id), the rows being
- * the orders statement's "mine".  Clears the reminder of every taken order that was not busy, and
- * writes a reminder (with its extension token) per channel for each order
- * still unpaid before its deadline, as the batch of 1.2 did.
+ * arguments as for _record_close_sql, the rows being the orders
+ * statement's "mine".  Clears the reminder of every taken order that was
+ * not busy (by tuple id), and writes a reminder (with its extension token)
+ * per channel for each order still unpaid before its deadline, as the
+ * batch of 1.2 did.  Like the close's, it joins no two sets of the batch:
+ * each order's timer is read by its primary key.
+ *
+ * A table that maps the customer's channels or contacts gets the second
+ * form: $9 holds what the orders statement read of them, and
+ * _reminder_channels picks each order's channels.  A reminder carries the
+ * contact of its channel and the order's fallbacks (channel and contact,
+ * in order: what fail() needs to send the next one without reading the
+ * orders table); a channel whose contact is missing or malformed gets no
+ * reminder but a row in unreachable_contacts (channel '' when none was
+ * left), and a reminder sent on a channel clears its order's rows there.
  */
 CREATE FUNCTION orderexp._record_remind_sql(cfg orderexp.tables)
 RETURNS text
@@ -1431,22 +1642,20 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 	SELECT format($q$
-WITH due AS MATERIALIZED (
-	SELECT t.ctid AS tid, t.order_key, t.close_at, t.remind_at, t.policy_id, t.extensions,
-		   t.token_extensions, t.generation
-	  FROM orderexp.timers t
-	 WHERE t.ctid = ANY ($2) AND t.order_table = $1),
-done AS (
+WITH done AS (
 	UPDATE orderexp.timers t SET remind_at = NULL, reminded_for = t.close_at
-	 WHERE t.ctid = ANY (ARRAY(SELECT d.tid FROM due d
-								WHERE d.order_key <> ALL (coalesce($3, '{}'))))),
+	 WHERE t.ctid = ANY ($2) AND t.order_table = $1
+	   AND t.order_key <> ALL (coalesce($3, '{}'))),
 reminded AS MATERIALIZED (
-	SELECT d.*, m.cols, m.category, p.extend_by,
-		   greatest(p.max_extensions - d.token_extensions, 0) AS extensions_left
-	  FROM due d
-	  JOIN unnest($4, $5, $6, $7) AS m(order_key, unpaid, cols, category)
-		ON m.order_key = d.order_key
-	  JOIN orderexp.policies p ON p.id = d.policy_id
+	SELECT m.order_key, m.cols, m.category, d.*
+	  FROM unnest($4, $5, $6, $7) AS m(order_key, unpaid, cols, category)
+	 CROSS JOIN LATERAL (
+			SELECT t.close_at, t.remind_at, t.policy_id, t.extensions, t.token_extensions,
+				   t.generation, p.extend_by,
+				   greatest(p.max_extensions - t.token_extensions, 0) AS extensions_left
+			  FROM orderexp.timers t
+			  JOIN orderexp.policies p ON p.id = t.policy_id
+			 WHERE t.order_table = $1 AND t.order_key = m.order_key) d
 	 WHERE m.unpaid AND d.close_at > now()),
 events AS (
 	INSERT INTO orderexp.outbox (kind, order_table, order_key, channel, payload)
@@ -1467,6 +1676,61 @@ events AS (
 	 CROSS JOIN unnest(%2$L::text[]) AS ch(channel))
 SELECT count(*) FROM reminded$q$,
 		cfg.order_table::text, cfg.channels)
+	 WHERE orderexp._reach_expr(cfg) IS NULL
+	UNION ALL
+	SELECT format($q$
+WITH done AS (
+	UPDATE orderexp.timers t SET remind_at = NULL, reminded_for = t.close_at
+	 WHERE t.ctid = ANY ($2) AND t.order_table = $1
+	   AND t.order_key <> ALL (coalesce($3, '{}'))),
+reminded AS MATERIALIZED (
+	SELECT m.order_key, m.cols, m.category, m.reach, d.*
+	  FROM unnest($4, $5, $6, $7, $9) AS m(order_key, unpaid, cols, category, reach)
+	 CROSS JOIN LATERAL (
+			SELECT t.close_at, t.remind_at, t.policy_id, t.extensions, t.token_extensions,
+				   t.generation, p.extend_by,
+				   greatest(p.max_extensions - t.token_extensions, 0) AS extensions_left
+			  FROM orderexp.timers t
+			  JOIN orderexp.policies p ON p.id = t.policy_id
+			 WHERE t.order_table = $1 AND t.order_key = m.order_key) d
+	 WHERE m.unpaid AND d.close_at > now()),
+ways AS MATERIALIZED (
+	SELECT r.*, w.channel, w.contact, w.problem, w.role, w.fallback
+	  FROM reminded r
+	 CROSS JOIN LATERAL orderexp._reminder_channels(%2$L::text[], %3$L::text[], r.reach) w),
+events AS (
+	INSERT INTO orderexp.outbox (kind, order_table, order_key, channel, payload)
+	SELECT 'reminder', $1, r.order_key, r.channel,
+		   jsonb_build_object('order_table', %1$L, 'order_key', r.order_key,
+							  'close_at', r.close_at, 'remind_at', r.remind_at,
+							  'policy_id', r.policy_id, 'category', r.category,
+							  'extend_by', orderexp._iso_interval(r.extend_by), 'extensions_left', r.extensions_left,
+							  'extension_token', tok.token,
+							  'order', r.cols,
+							  'contact', r.contact, 'fallback', r.fallback)
+	  FROM ways r
+	 CROSS JOIN LATERAL (
+			SELECT CASE WHEN r.extend_by IS NOT NULL AND r.extensions_left > 0
+							 AND octet_length(r.order_key) <= 1024	/* longer keys fit no token */
+						THEN orderexp._token_make($1, r.order_key, r.close_at, r.extensions,
+												  r.generation)
+				   END AS token) tok
+	 WHERE r.role = 'send'),
+unreached AS (
+	INSERT INTO orderexp.unreachable_contacts AS u (order_table, order_key, channel, contact, why)
+	SELECT $1, w.order_key, coalesce(w.channel, ''), w.contact, w.problem
+	  FROM ways w
+	 WHERE w.role IN ('unreachable', 'none')
+	ON CONFLICT (order_table, order_key, channel)
+	DO UPDATE SET contact = excluded.contact, why = excluded.why),
+reached AS (
+	DELETE FROM orderexp.unreachable_contacts u
+	 USING ways w
+	 WHERE u.order_table = $1 AND u.order_key = w.order_key AND w.role = 'send'
+	   AND u.channel IN (w.channel, ''))
+SELECT count(*) FROM reminded$q$,
+		cfg.order_table::text, cfg.channels, cfg.contact_channels)
+	 WHERE orderexp._reach_expr(cfg) IS NOT NULL
 $$;
 
 /*
@@ -1513,7 +1777,10 @@ CREATE FUNCTION orderexp._set_close_policy(
 	cancelled_value		text,
 	payload_columns		name[],
 	channels			text[],
-	reschedule			boolean)
+	reschedule			boolean,
+	channels_column		name,
+	contact_columns		text[],
+	fallback_before		interval)
 RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -1528,6 +1795,8 @@ DECLARE
 	policy_id	integer;
 	had_policy	boolean;
 	col			name;
+	item		text;
+	ch			text;
 BEGIN
 	/* --- arguments that must be given --- */
 	IF orders IS NULL THEN
@@ -1615,6 +1884,11 @@ BEGIN
 	cfg.cancelled_value := coalesce(cancelled_value, old_cfg.cancelled_value, 'cancelled');
 	cfg.payload_columns := coalesce(payload_columns, old_cfg.payload_columns, '{}');
 	cfg.channels := coalesce(channels, old_cfg.channels, '{email}');
+	cfg.channels_column := CASE WHEN channels_column = '' THEN NULL
+								ELSE coalesce(channels_column, old_cfg.channels_column) END;
+	cfg.contact_channels := coalesce(old_cfg.contact_channels, '{}');
+	cfg.contact_columns := coalesce(old_cfg.contact_columns, '{}');
+	cfg.fallback_before := coalesce(fallback_before, old_cfg.fallback_before, '5 minutes');
 
 	/* --- key column: the primary key unless named, then it must be unique --- */
 	IF cfg.key_column IS NULL THEN
@@ -1776,16 +2050,85 @@ BEGIN
 				  DETAIL = format('channels is %L: every event would go out twice on a repeated channel.', cfg.channels);
 	END IF;
 
+	/* --- the customer's channels, the contacts, the fallback --- */
+	IF cfg.channels_column IS NOT NULL THEN
+		SELECT a.attnum, a.atttypid::regtype AS typ INTO att
+		  FROM pg_attribute a
+		 WHERE a.attrelid = orders AND a.attname = cfg.channels_column AND NOT a.attisdropped
+		   AND a.attnum > 0;
+		IF att.attnum IS NULL THEN
+			RAISE EXCEPTION 'column "%" of table % does not exist', cfg.channels_column, orders
+				USING ERRCODE = 'undefined_column', HINT = 'Check channels_column.';
+		END IF;
+		IF att.typ NOT IN ('text[]'::regtype, 'character varying[]'::regtype,
+						   'text'::regtype, 'character varying'::regtype) THEN
+			RAISE EXCEPTION 'channels column "%" of table % has unsupported type %',
+				cfg.channels_column, orders, att.typ
+				USING ERRCODE = 'datatype_mismatch',
+					  DETAIL = 'The channels column must be text[] (or varchar[]), or text with a comma-separated list.';
+		END IF;
+	END IF;
+	IF contact_columns IS NOT NULL THEN
+		/* channel=column, once per channel of the table */
+		cfg.contact_channels := '{}';
+		cfg.contact_columns := '{}';
+		FOREACH item IN ARRAY contact_columns LOOP
+			ch := split_part(item, '=', 1);
+			col := substr(item, strpos(item, '=') + 1);
+			IF item IS NULL OR strpos(item, '=') = 0 OR col = '' THEN
+				RAISE EXCEPTION 'contact_columns entries must read channel=column'
+					USING ERRCODE = 'invalid_parameter_value',
+						  DETAIL = format('contact_columns has %s.', coalesce(quote_literal(item), 'NULL')),
+						  HINT = 'E.g. contact_columns => ''{email=customer_email,sms=phone}''.';
+			END IF;
+			IF NOT ch = ANY (cfg.channels) THEN
+				RAISE EXCEPTION 'contact_columns names channel %, which the table does not use', quote_literal(ch)
+					USING ERRCODE = 'invalid_parameter_value',
+						  DETAIL = format('channels is %s.', left(cfg.channels::text, 200));
+			END IF;
+			IF ch = ANY (cfg.contact_channels) THEN
+				RAISE EXCEPTION 'contact_columns names channel % twice', quote_literal(ch)
+					USING ERRCODE = 'invalid_parameter_value';
+			END IF;
+			IF NOT EXISTS (SELECT 1 FROM pg_attribute a
+							WHERE a.attrelid = orders AND a.attname = col AND NOT a.attisdropped
+							  AND a.attnum > 0) THEN
+				RAISE EXCEPTION 'contact column "%" of table % does not exist', col, orders
+					USING ERRCODE = 'undefined_column', HINT = 'Check contact_columns.';
+			END IF;
+			cfg.contact_channels := cfg.contact_channels || ch;
+			cfg.contact_columns := cfg.contact_columns || col;
+		END LOOP;
+	ELSIF is_new THEN
+		/* by default: the e-mail address in "email", the phone number in "phone" */
+		SELECT coalesce(array_agg(d.ch ORDER BY d.n), '{}'), coalesce(array_agg(d.col ORDER BY d.n), '{}')
+		  INTO cfg.contact_channels, cfg.contact_columns
+		  FROM (VALUES (1, 'email', 'email'::name), (2, 'sms', 'phone'::name)) AS d(n, ch, col)
+		 WHERE d.ch = ANY (cfg.channels)
+		   AND EXISTS (SELECT 1 FROM pg_attribute a
+						WHERE a.attrelid = orders AND a.attname = d.col AND NOT a.attisdropped
+						  AND a.attnum > 0);
+	END IF;
+	IF cfg.fallback_before < interval '0' OR (cfg.fallback_before <> interval '0'
+											  AND NOT orderexp._positive_interval(cfg.fallback_before))
+	   OR cfg.fallback_before > interval '100 years' THEN
+		RAISE EXCEPTION 'fallback_before must be zero or positive, and at most 100 years'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('fallback_before is %s; each of its months, days and time must be zero or more.', cfg.fallback_before);
+	END IF;
+
 	/* --- store --- */
 	IF is_new THEN
 		INSERT INTO orderexp.tables (order_table, key_column, key_type, status_column,
 									 created_column, category_column, unpaid_value,
 									 closed_value, cancelled_value, payload_columns, channels,
-									 partition_column)
+									 partition_column, channels_column, contact_channels,
+									 contact_columns, fallback_before)
 		VALUES (cfg.order_table, cfg.key_column, cfg.key_type, cfg.status_column,
 				cfg.created_column, cfg.category_column, cfg.unpaid_value,
 				cfg.closed_value, cfg.cancelled_value, cfg.payload_columns, cfg.channels,
-				cfg.partition_column);
+				cfg.partition_column, cfg.channels_column, cfg.contact_channels,
+				cfg.contact_columns, cfg.fallback_before);
 	ELSE
 		UPDATE orderexp.tables t
 		   SET key_column = cfg.key_column, key_type = cfg.key_type,
@@ -1794,6 +2137,8 @@ BEGIN
 			   closed_value = cfg.closed_value, cancelled_value = cfg.cancelled_value,
 			   payload_columns = cfg.payload_columns, channels = cfg.channels,
 			   partition_column = cfg.partition_column,
+			   channels_column = cfg.channels_column, contact_channels = cfg.contact_channels,
+			   contact_columns = cfg.contact_columns, fallback_before = cfg.fallback_before,
 			   last_error = NULL, last_error_at = NULL
 		 WHERE t.order_table = orders;
 	END IF;
@@ -1848,6 +2193,7 @@ BEGIN
 		/* forget the table altogether */
 		PERFORM orderexp._drop_triggers(orders);
 		DELETE FROM orderexp.timers t WHERE t.order_table = orders;
+		DELETE FROM orderexp.unreachable_contacts u WHERE u.order_table = orders;
 		DELETE FROM orderexp.tables t WHERE t.order_table = orders;	/* cascades to policies */
 		RETURN;
 	END IF;
@@ -1881,11 +2227,14 @@ CREATE FUNCTION orderexp.set_close_policy(
 	cancelled_value		text DEFAULT NULL,
 	payload_columns		name[] DEFAULT NULL,
 	channels			text[] DEFAULT NULL,
-	reschedule			boolean DEFAULT false)
+	reschedule			boolean DEFAULT false,
+	channels_column		name DEFAULT NULL,
+	contact_columns		text[] DEFAULT NULL,
+	fallback_before		interval DEFAULT NULL)
 RETURNS integer
 AS 'MODULE_PATHNAME', 'orderexp_owner_gate'
 LANGUAGE C CALLED ON NULL INPUT VOLATILE;
-COMMENT ON FUNCTION orderexp.set_close_policy(regclass, interval, interval, interval, integer, text, name, name, name, name, text, text, text, name[], text[], boolean) IS
+COMMENT ON FUNCTION orderexp.set_close_policy(regclass, interval, interval, interval, integer, text, name, name, name, name, text, text, text, name[], text[], boolean, name, text[], interval) IS
 	'register an orders table or change its close policy (per table, or per category)';
 
 CREATE FUNCTION orderexp.drop_close_policy(orders regclass, category text DEFAULT NULL)
@@ -2517,6 +2866,9 @@ BEGIN
 	/* feedback goes with the audit trail (not counted: the result's columns stay) */
 	DELETE FROM orderexp.feedback f
 	 WHERE f.recorded_at < cutoff AND (tables IS NULL OR f.order_table = ANY (tables));
+	/* and so do the orders listed as unreachable since before it (not counted) */
+	DELETE FROM orderexp.unreachable_contacts u
+	 WHERE u.since < cutoff AND (tables IS NULL OR u.order_table = ANY (tables));
 END;
 $$;
 
@@ -2670,10 +3022,99 @@ COMMENT ON FUNCTION orderexp.end_experiment(regclass, integer, text) IS
  * ------------------------------------------------------------------------ */
 
 /*
+ * A reminder that cannot be delivered on its channel (refused: fail() with
+ * retryable false; or out of attempts) makes way for one on the next
+ * channel of its order, which the reminder carries in its payload
+ * ("fallback", written with it by the sweep): the same payload and
+ * extension token, the next channel's contact, the remaining fallbacks, and
+ * where it came from ("fallback_from"), with an audit row (action
+ * reminder, via fallback) that history() shows.  Only while the order is
+ * tracked with the deadline the reminder was for, at least the table's
+ * fallback_before before it, and once per channel and deadline.  A refused
+ * reminder with a checked contact also lists its order and channel in
+ * unreachable_contacts.  Reads no orders table: what it needs came with
+ * the reminder.  Returns the new outbox row (or none) for the caller to
+ * insert, so that claim() can write it from within its own statement.
+ */
+CREATE FUNCTION orderexp._fallback(event_id bigint, error text, refused boolean)
+RETURNS SETOF orderexp.outbox
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r		orderexp.outbox;
+	tm		orderexp.timers;
+	nxt		jsonb;
+	wait	interval;
+	why		text;
+	e		orderexp.outbox;
+BEGIN
+	SELECT * INTO r FROM orderexp.outbox o WHERE o.id = event_id;
+	IF NOT FOUND OR r.kind <> 'reminder' THEN
+		RETURN;
+	END IF;
+	why := left(CASE WHEN refused THEN 'refused: ' ELSE 'out of attempts: ' END
+				|| coalesce(error, ''), 1000);
+	IF refused AND r.payload ? 'contact' THEN
+		INSERT INTO orderexp.unreachable_contacts AS u (order_table, order_key, channel,
+														contact, why)
+		VALUES (r.order_table, r.order_key, r.channel, r.payload ->> 'contact', why)
+		ON CONFLICT (order_table, order_key, channel)
+		DO UPDATE SET contact = excluded.contact, why = excluded.why;
+	END IF;
+
+	nxt := r.payload -> 'fallback' -> 0;
+	IF jsonb_typeof(nxt) IS DISTINCT FROM 'object' THEN
+		RETURN;
+	END IF;
+	SELECT * INTO tm FROM orderexp.timers t
+	 WHERE t.order_table = r.order_table AND t.order_key = r.order_key;
+	IF NOT FOUND OR tm.close_at IS DISTINCT FROM (r.payload ->> 'close_at')::timestamptz THEN
+		RETURN;					/* closed, cancelled, extended or reopened since */
+	END IF;
+	SELECT t.fallback_before INTO wait FROM orderexp.tables t
+	 WHERE t.order_table = r.order_table;
+	IF wait IS NULL OR tm.close_at - now() < wait THEN
+		RETURN;					/* too late to be of use */
+	END IF;
+	IF EXISTS (SELECT 1 FROM orderexp.audit a
+				WHERE a.order_table = r.order_table AND a.order_key = r.order_key
+				  AND a.action = 'reminder' AND a.via = 'fallback' AND a.deadline = tm.close_at
+				  AND split_part(a.reason, ':', 1) = 'reminder by ' || (nxt ->> 'channel')) THEN
+		RETURN;					/* e.g. a requeued reminder that failed again */
+	END IF;
+
+	e.id := nextval('orderexp.outbox_id_seq');
+	e.kind := 'reminder';
+	e.order_table := r.order_table;
+	e.order_key := r.order_key;
+	e.channel := nxt ->> 'channel';
+	e.payload := r.payload
+		|| jsonb_build_object('contact', nxt -> 'contact',
+							  'fallback', (r.payload -> 'fallback') - 0,
+							  'fallback_from', jsonb_build_object('event_id', r.id,
+																  'channel', r.channel,
+																  'error', error));
+	e.created_at := now();
+	e.attempts := 0;
+	e.next_attempt_at := now();
+	INSERT INTO orderexp.audit (order_table, order_key, action, via, reason, policy_id,
+								policy_version, variant, deadline, event_ids)
+	VALUES (r.order_table, r.order_key, 'reminder', 'fallback',
+			format('reminder by %s: %s %s', e.channel, r.channel, why),
+			tm.policy_id, tm.policy_version, tm.variant, tm.close_at, ARRAY[e.id]);
+	PERFORM pg_notify('orderexp', json_build_object('kind', 'reminder', 'count', 1)::text);
+	RETURN NEXT e;
+END;
+$$;
+
+/*
  * Lease up to max_rows due rows, oldest due first.  Rows locked by another
  * claim in flight are skipped, not waited for; a row another claim took
  * while this one looked is re-checked on its new version (READ COMMITTED)
- * and dropped, because its next_attempt_at moved to the lease end.
+ * and dropped, because its next_attempt_at moved to the lease end.  A
+ * reminder it finds out of attempts may make way for one on the order's
+ * next channel (_fallback).
  */
 /*
  * Of the outbox rows ids (locked by claim()), settle the reminders that no
@@ -2863,7 +3304,14 @@ BEGIN
 			   claimed_by = CASE WHEN o.attempts < max_attempts THEN session_user
 								 ELSE o.claimed_by END
 		 WHERE o.id = ANY (result)
-		RETURNING o.*)
+		RETURNING o.*),
+	/* a reminder out of attempts makes way for its order's next channel (_fallback) */
+	fallen AS (
+		INSERT INTO orderexp.outbox
+		SELECT f.*
+		  FROM taken x
+		 CROSS JOIN LATERAL orderexp._fallback(x.id, x.last_error, false) f
+		 WHERE x.dead_at IS NOT NULL AND x.kind = 'reminder')
 	SELECT * FROM taken WHERE taken.dead_at IS NULL ORDER BY taken.id;
 END;
 $$;
@@ -2908,7 +3356,8 @@ COMMENT ON FUNCTION orderexp.ack(bigint[]) IS
  * [0.8, 1.2) so that rows that failed together do not come back together.
  * A failure that no retry can mend (retryable false: a mailbox that does not
  * exist, a webhook answering 410) makes the row dead at once.  Only the role
- * that claimed the row may report on it.
+ * that claimed the row may report on it.  A reminder that dies may make way
+ * for one on the order's next channel (_fallback).
  */
 CREATE FUNCTION orderexp.fail(id bigint, error text, retryable boolean DEFAULT true)
 RETURNS timestamptz
@@ -2960,6 +3409,9 @@ BEGIN
 		   SET last_error = fail.error, leased_until = NULL,
 			   next_attempt_at = 'infinity', dead_at = t
 		 WHERE o.id = fail.id;
+		/* a dead reminder makes way for its order's next channel (_fallback) */
+		INSERT INTO orderexp.outbox
+		SELECT * FROM orderexp._fallback(fail.id, fail.error, NOT fail.retryable);
 		RETURN NULL;
 	END IF;
 
@@ -3070,6 +3522,7 @@ BEGIN
 		RETURN;
 	END IF;
 	DELETE FROM orderexp.timers t WHERE t.order_table = ANY (dropped::regclass[]);
+	DELETE FROM orderexp.unreachable_contacts u WHERE u.order_table = ANY (dropped::regclass[]);
 	DELETE FROM orderexp.tables t WHERE t.order_table = ANY (dropped::regclass[]);
 END;
 $$;
@@ -3109,7 +3562,10 @@ BEGIN
 		mapped := ARRAY[cfg.key_column, cfg.status_column, cfg.created_column]
 				  || CASE WHEN cfg.category_column IS NULL THEN '{}'::name[]
 						  ELSE ARRAY[cfg.category_column] END
-				  || cfg.payload_columns;
+				  || cfg.payload_columns
+				  || CASE WHEN cfg.channels_column IS NULL THEN '{}'::name[]
+						  ELSE ARRAY[cfg.channels_column] END
+				  || cfg.contact_columns;
 		SELECT coalesce(array_agg(DISTINCT m), '{}') INTO missing
 		  FROM unnest(mapped) m
 		 WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a
@@ -3136,7 +3592,10 @@ BEGIN
 														  WHEN cfg.status_column THEN 'the status column'
 														  WHEN cfg.created_column THEN 'the created-at column'
 														  WHEN cfg.category_column THEN 'the category column'
-														  ELSE 'a payload column' END),
+														  WHEN cfg.channels_column THEN 'the channels column'
+														  ELSE CASE WHEN missing[1] = ANY (cfg.payload_columns)
+																	THEN 'a payload column'
+																	ELSE 'a contact column' END END),
 						  HINT = 'Map another column with orderexp.set_close_policy(), or unregister the table with orderexp.drop_close_policy(), first.';
 			END IF;
 			UPDATE orderexp.tables t
@@ -3145,7 +3604,9 @@ BEGIN
 				   created_column = CASE WHEN t.created_column = missing[1] THEN new_name ELSE t.created_column END,
 				   category_column = CASE WHEN t.category_column = missing[1] THEN new_name ELSE t.category_column END,
 				   partition_column = CASE WHEN t.partition_column = missing[1] THEN new_name ELSE t.partition_column END,
-				   payload_columns = array_replace(t.payload_columns, missing[1], new_name)
+				   payload_columns = array_replace(t.payload_columns, missing[1], new_name),
+				   channels_column = CASE WHEN t.channels_column = missing[1] THEN new_name ELSE t.channels_column END,
+				   contact_columns = array_replace(t.contact_columns, missing[1], new_name)
 			 WHERE t.order_table = rel
 			RETURNING * INTO cfg;
 			PERFORM orderexp._install_triggers(cfg);
@@ -3873,12 +4334,27 @@ CREATE VIEW orderexp.policy_config AS
 		   p.extend_by, p.max_extensions, t.key_column, t.key_type, t.status_column,
 		   t.created_column, t.category_column, t.unpaid_value, t.closed_value,
 		   t.cancelled_value, t.payload_columns, t.channels, p.updated_at,
-		   t.last_error, t.last_error_at
+		   t.last_error, t.last_error_at, t.channels_column, t.contact_channels,
+		   t.contact_columns, t.fallback_before
 	  FROM orderexp.tables t JOIN orderexp.policies p USING (order_table)
 	 CROSS JOIN (SELECT orderexp._tables_visible(current_user, false) AS tables) vis
 	 WHERE vis.tables IS NULL OR t.order_table = ANY (vis.tables);
 COMMENT ON VIEW orderexp.policy_config IS
 	'every close policy of the tables the current user owns, with the column mapping of its table';
+
+/*
+ * Orders a reminder could not reach on a channel (channel NULL: on none of
+ * the order's channels, and no reminder went out), of the tables the
+ * current user owns
+ */
+CREATE VIEW orderexp.unreachable AS
+	SELECT u.order_table, u.order_key, nullif(u.channel, '') AS channel, u.contact, u.why,
+		   u.since
+	  FROM orderexp.unreachable_contacts u
+	 CROSS JOIN (SELECT orderexp._tables_visible(current_user, false) AS tables) vis
+	 WHERE vis.tables IS NULL OR u.order_table = ANY (vis.tables);
+COMMENT ON VIEW orderexp.unreachable IS
+	'orders a reminder could not reach on a channel (missing, malformed or refused contact; channel NULL: no channel left), of the tables the current user owns';
 
 /* rows that ran out of attempts */
 CREATE VIEW orderexp.dead_letters AS
@@ -4134,10 +4610,14 @@ REVOKE ALL ON FUNCTION orderexp._take_sql(text), orderexp._orders_sql(orderexp.t
 	orderexp._record_remind_sql(orderexp.tables), orderexp._close_batch_sql(orderexp.tables),
 	orderexp._remind_batch_sql(orderexp.tables) FROM PUBLIC;
 
+/* a reminder's fallback writes events (claim() and fail() call it) */
+REVOKE ALL ON FUNCTION orderexp._fallback(bigint, text, boolean) FROM PUBLIC;
+
 /* the bodies of the gates */
 REVOKE ALL ON FUNCTION
 	orderexp._set_close_policy(regclass, interval, interval, interval, integer, text, name, name,
-							   name, name, text, text, text, name[], text[], boolean),
+							   name, name, text, text, text, name[], text[], boolean, name, text[],
+							   interval),
 	orderexp._drop_close_policy(regclass, text),
 	orderexp._cancel_order(regclass, anyelement, text),
 	orderexp._cancel_orders(regclass, anyarray, text),
@@ -4194,7 +4674,8 @@ GRANT SELECT ON orderexp.outbox, orderexp.dead_letters, orderexp.delivery_stats,
  */
 REVOKE ALL ON FUNCTION
 	orderexp.set_close_policy(regclass, interval, interval, interval, integer, text, name, name,
-							  name, name, text, text, text, name[], text[], boolean),
+							  name, name, text, text, text, name[], text[], boolean, name, text[],
+							  interval),
 	orderexp.drop_close_policy(regclass, text),
 	orderexp.start_experiment(regclass, interval[], integer[], text),
 	orderexp.end_experiment(regclass, integer, text),
@@ -4207,7 +4688,8 @@ REVOKE ALL ON FUNCTION
 	FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
 	orderexp.set_close_policy(regclass, interval, interval, interval, integer, text, name, name,
-							  name, name, text, text, text, name[], text[], boolean),
+							  name, name, text, text, text, name[], text[], boolean, name, text[],
+							  interval),
 	orderexp.drop_close_policy(regclass, text),
 	orderexp.start_experiment(regclass, interval[], integer[], text),
 	orderexp.end_experiment(regclass, integer, text),
@@ -4219,7 +4701,7 @@ GRANT EXECUTE ON FUNCTION
 	TO orderexp_admin;
 GRANT SELECT ON orderexp.pending, orderexp.policy_config, orderexp.dead_letters,
 	orderexp.delivery_stats, orderexp.delivery_health, orderexp.policy_stats,
-	orderexp.experiment_stats
+	orderexp.experiment_stats, orderexp.unreachable
 	TO orderexp_admin;
 
 /*

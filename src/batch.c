@@ -70,8 +70,8 @@ prepare_batch(BatchPlan *bp, bool split, Datum statements, const char *sql)
 	/* parameters of each statement; see sql/orderexp--1.2--1.3.sql */
 	static Oid	take_types[4] = {REGCLASSOID, INT4OID, TIMESTAMPTZOID, TEXTOID};
 	static Oid	orders_types[3] = {TEXTARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
-	static Oid	record_types[8] = {REGCLASSOID, TIDARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
-	BOOLARRAYOID, JSONBARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID};
+	static Oid	record_types[9] = {REGCLASSOID, TIDARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+	BOOLARRAYOID, JSONBARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID, JSONBARRAYOID};
 	Datum	   *elems;
 	bool	   *elemnulls;
 	int			n;
@@ -102,7 +102,7 @@ prepare_batch(BatchPlan *bp, bool split, Datum statements, const char *sql)
 		orderexp_keep_plan(&bp->plans[BATCH_ORDERS], TextDatumGetCString(elems[1]),
 						   3, orders_types, CURSOR_OPT_GENERIC_PLAN);
 		orderexp_keep_plan(&bp->plans[BATCH_RECORD], TextDatumGetCString(elems[2]),
-						   8, record_types, CURSOR_OPT_GENERIC_PLAN);
+						   lengthof(record_types), record_types, CURSOR_OPT_GENERIC_PLAN);
 		bp->nplans = BATCH_MAX_PLANS;
 	}
 	bp->sql = MemoryContextStrdup(TopMemoryContext, sql);
@@ -162,8 +162,8 @@ orderexp_run_batch(BatchPlan *bp, bool closes, Oid relid, int batch_limit,
 	const OrderexpCatalog *cat = orderexp_catalog();
 	bool		split = cat->split_batches;
 	Oid			argtypes[1] = {REGCLASSOID};
-	Datum		values[BATCH_MAX_PLANS * 3];
-	char		nulls[BATCH_MAX_PLANS * 3];
+	Datum		values[9];		/* the record statement's parameters, the most */
+	char		nulls[9];
 	bool		isnull;
 	Oid			closing;
 	char	   *sql;
@@ -272,12 +272,19 @@ orderexp_run_batch(BatchPlan *bp, bool closes, Oid relid, int batch_limit,
 		tup = run_batch_statement(bp->plans[BATCH_ORDERS], ovalues, onulls, closing, &desc);
 		orderexp_run_as_end(&runas);
 
-		/* record: ($1 table, $2 tids taken, $3 busy, $4... the rows) */
+		/*
+		 * record: ($1 table, $2 tids taken, $3 busy, $4... the rows).  The
+		 * orders statement of reminders that pick the customer's channels
+		 * returns a seventh array ($9); the others leave it NULL.
+		 */
 		values[1] = tids;
 		nulls[1] = ' ';
-		for (i = 0; i < 6; i++)
+		for (i = 0; i < 7; i++)
 		{
-			values[i + 2] = SPI_getbinval(tup, desc, i + 1, &isnull);
+			if (i < desc->natts)
+				values[i + 2] = SPI_getbinval(tup, desc, i + 1, &isnull);
+			else
+				isnull = true;
 			nulls[i + 2] = isnull ? 'n' : ' ';
 		}
 		if (nulls[2] == ' ')

@@ -3,7 +3,7 @@
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS orderexp;
-SELECT plan(85);
+SELECT plan(98);
 
 SELECT has_schema('orderexp');
 SELECT is((SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'orderexp'),
@@ -30,6 +30,13 @@ SELECT col_type_is('orderexp', 'tables', 'channels', 'text[]', 'tables.channels 
 SELECT col_default_is('orderexp', 'tables', 'channels', '{email}'::text[], 'tables.channels defaults to {email}');
 SELECT col_type_is('orderexp', 'tables', 'last_error', 'text', 'tables.last_error is text');
 SELECT col_type_is('orderexp', 'tables', 'last_error_at', 'timestamp with time zone', 'tables.last_error_at is timestamptz');
+SELECT col_type_is('orderexp', 'tables', 'channels_column', 'name', 'tables.channels_column is name');
+SELECT col_is_null('orderexp', 'tables', 'channels_column', 'tables.channels_column is nullable');
+SELECT col_type_is('orderexp', 'tables', 'contact_channels', 'text[]', 'tables.contact_channels is text[]');
+SELECT col_type_is('orderexp', 'tables', 'contact_columns', 'name[]', 'tables.contact_columns is name[]');
+SELECT col_type_is('orderexp', 'tables', 'fallback_before', 'interval', 'tables.fallback_before is interval');
+SELECT col_default_is('orderexp', 'tables', 'fallback_before', '5 minutes'::interval,
+                      'tables.fallback_before defaults to 5 minutes');
 
 SELECT col_is_pk('orderexp', 'policies', 'id', 'policies: primary key id');
 SELECT col_type_is('orderexp', 'policies', 'order_table', 'regclass', 'policies.order_table is regclass');
@@ -85,10 +92,12 @@ SELECT has_sequence('orderexp', 'policies_id_seq', 'sequence orderexp.policies_i
 -- functions with their signatures and results
 SELECT has_function('orderexp', 'set_close_policy',
 	ARRAY['regclass', 'interval', 'interval', 'interval', 'integer', 'text', 'name', 'name',
-	      'name', 'name', 'text', 'text', 'text', 'name[]', 'text[]', 'boolean']);
+	      'name', 'name', 'text', 'text', 'text', 'name[]', 'text[]', 'boolean', 'name', 'text[]',
+	      'interval']);
 SELECT function_returns('orderexp', 'set_close_policy',
 	ARRAY['regclass', 'interval', 'interval', 'interval', 'integer', 'text', 'name', 'name',
-	      'name', 'name', 'text', 'text', 'text', 'name[]', 'text[]', 'boolean'], 'integer');
+	      'name', 'name', 'text', 'text', 'text', 'name[]', 'text[]', 'boolean', 'name', 'text[]',
+	      'interval'], 'integer');
 SELECT has_function('orderexp', 'drop_close_policy', ARRAY['regclass', 'text']);
 SELECT function_returns('orderexp', 'drop_close_policy', ARRAY['regclass', 'text'], 'void');
 SELECT has_function('orderexp', 'cancel_order', ARRAY['regclass', 'anyelement', 'text']);
@@ -134,8 +143,25 @@ SELECT set_has($$SELECT attname::text FROM pg_attribute WHERE attrelid = 'ordere
 SELECT has_view('orderexp', 'policy_config', 'view orderexp.policy_config');
 SELECT set_has($$SELECT attname::text FROM pg_attribute WHERE attrelid = 'orderexp.policy_config'::regclass
                   AND attnum > 0 AND NOT attisdropped$$,
-               $$VALUES ('policy_id'), ('order_table'), ('category'), ('close_after'), ('remind_before'), ('extend_by'), ('max_extensions'), ('key_column'), ('key_type'), ('status_column'), ('created_column'), ('category_column'), ('unpaid_value'), ('closed_value'), ('cancelled_value'), ('payload_columns'), ('channels'), ('updated_at'), ('last_error'), ('last_error_at')$$,
+               $$VALUES ('policy_id'), ('order_table'), ('category'), ('close_after'), ('remind_before'), ('extend_by'), ('max_extensions'), ('key_column'), ('key_type'), ('status_column'), ('created_column'), ('category_column'), ('unpaid_value'), ('closed_value'), ('cancelled_value'), ('payload_columns'), ('channels'), ('updated_at'), ('last_error'), ('last_error_at'), ('channels_column'), ('contact_channels'), ('contact_columns'), ('fallback_before')$$,
                'policy_config has the documented columns');
+SELECT has_view('orderexp', 'unreachable', 'view orderexp.unreachable');
+SELECT set_eq($$SELECT attname::text FROM pg_attribute WHERE attrelid = 'orderexp.unreachable'::regclass
+                  AND attnum > 0 AND NOT attisdropped$$,
+              $$VALUES ('order_table'), ('order_key'), ('channel'), ('contact'), ('why'), ('since')$$,
+              'unreachable has the documented columns');
+SELECT has_table('orderexp', 'unreachable_contacts', 'table orderexp.unreachable_contacts, behind the view');
+SELECT col_is_pk('orderexp', 'unreachable_contacts', ARRAY['order_table', 'order_key', 'channel'],
+                 'unreachable_contacts: one row per order and channel');
+SELECT is((SELECT pg_get_constraintdef(c.oid) FROM pg_constraint c
+            WHERE c.conrelid = 'orderexp.audit'::regclass AND c.conname = 'audit_action_check'),
+          'CHECK ((action = ANY (ARRAY[''closed''::text, ''cancelled''::text, ''extended''::text, ''reopened''::text, ''reminder_withheld''::text, ''reminder''::text])))',
+          'audit.action: a fallback reminder is an action');
+SELECT is((SELECT pg_get_constraintdef(c.oid) FROM pg_constraint c
+            WHERE c.conrelid = 'orderexp.audit'::regclass AND c.conname = 'audit_via_check'),
+          'CHECK ((via = ANY (ARRAY[''timeout''::text, ''operator''::text, ''token''::text, ''fallback''::text])))',
+          'audit.via: fallback');
+SELECT has_function('orderexp', '_fallback', ARRAY['bigint', 'text', 'boolean']);
 
 SELECT * FROM finish();
 ROLLBACK;

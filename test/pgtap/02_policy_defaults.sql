@@ -5,10 +5,10 @@
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS orderexp;
-SELECT plan(27);
+SELECT plan(30);
 
 SELECT is(pg_get_function_arguments(
-	'orderexp.set_close_policy(regclass, interval, interval, interval, integer, text, name, name, name, name, text, text, text, name[], text[], boolean)'::regprocedure),
+	'orderexp.set_close_policy(regclass, interval, interval, interval, integer, text, name, name, name, name, text, text, text, name[], text[], boolean, name, text[], interval)'::regprocedure),
 	'orders regclass, close_after interval, remind_before interval DEFAULT NULL::interval, '
 	'extend_by interval DEFAULT NULL::interval, max_extensions integer DEFAULT 0, '
 	'category text DEFAULT NULL::text, key_column name DEFAULT NULL::name, '
@@ -16,7 +16,8 @@ SELECT is(pg_get_function_arguments(
 	'category_column name DEFAULT NULL::name, unpaid_value text DEFAULT NULL::text, '
 	'closed_value text DEFAULT NULL::text, cancelled_value text DEFAULT NULL::text, '
 	'payload_columns name[] DEFAULT NULL::name[], channels text[] DEFAULT NULL::text[], '
-	'reschedule boolean DEFAULT false',
+	'reschedule boolean DEFAULT false, channels_column name DEFAULT NULL::name, '
+	'contact_columns text[] DEFAULT NULL::text[], fallback_before interval DEFAULT NULL::interval',
 	'set_close_policy: argument names and defaults');
 
 CREATE SCHEMA pgtap_defaults;
@@ -60,6 +61,12 @@ SELECT is(remind_before, NULL, 'no reminder')
 SELECT is(extend_by, NULL, 'no extend_by')
   FROM orderexp.policy_config WHERE order_table = 'pgtap_defaults.orders'::regclass;
 SELECT is(max_extensions, 0, 'max_extensions 0')
+  FROM orderexp.policy_config WHERE order_table = 'pgtap_defaults.orders'::regclass;
+SELECT is(channels_column, NULL::name, 'no channels column: every channel gets a reminder')
+  FROM orderexp.policy_config WHERE order_table = 'pgtap_defaults.orders'::regclass;
+SELECT is(contact_channels, '{}'::text[], 'no contact columns: no column "email" to check')
+  FROM orderexp.policy_config WHERE order_table = 'pgtap_defaults.orders'::regclass;
+SELECT is(fallback_before, '5 minutes'::interval, 'fallback_before: 5 minutes')
   FROM orderexp.policy_config WHERE order_table = 'pgtap_defaults.orders'::regclass;
 
 SELECT bag_eq(

@@ -7,7 +7,7 @@
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS orderexp;
-SELECT plan(64);
+SELECT plan(69);
 
 -- run sql as role r; errors come out as they are
 CREATE FUNCTION public.pgtap_ox_as(r name, sql text) RETURNS text
@@ -103,7 +103,7 @@ SELECT ok(has_function_privilege('orderexp_app', f, 'EXECUTE'), 'orderexp_app ma
 SELECT ok(NOT has_function_privilege('orderexp_app', 'orderexp.set_explanation_template(text, text, text)', 'EXECUTE'),
 		  'orderexp_app may not change the explanation templates');
 SELECT ok(NOT has_function_privilege('orderexp_app',
-		  'orderexp.set_close_policy(regclass, interval, interval, interval, integer, text, name, name, name, name, text, text, text, name[], text[], boolean)',
+		  'orderexp.set_close_policy(regclass, interval, interval, interval, integer, text, name, name, name, name, text, text, text, name[], text[], boolean, name, text[], interval)',
 		  'EXECUTE'), 'orderexp_app may not call set_close_policy');
 SELECT is(ARRAY(SELECT c.relname::text FROM pg_class c
 				 WHERE c.relnamespace = 'orderexp'::regnamespace AND c.relkind IN ('r', 'v', 'S', 'p')
@@ -116,13 +116,16 @@ SELECT ok(NOT has_function_privilege('orderexp_admin', 'orderexp.rotate_secret()
 		  'orderexp_admin may not rotate the secret: it signs every table''s links');
 SELECT ok(has_function_privilege('orderexp_admin', f, 'EXECUTE'), 'orderexp_admin may call ' || f)
   FROM unnest(ARRAY['orderexp.drop_close_policy(regclass, text)',
-					'orderexp.set_close_policy(regclass, interval, interval, interval, integer, text, name, name, name, name, text, text, text, name[], text[], boolean)']) AS f;
+					'orderexp.set_close_policy(regclass, interval, interval, interval, integer, text, name, name, name, name, text, text, text, name[], text[], boolean, name, text[], interval)']) AS f;
 SELECT ok(NOT has_function_privilege('orderexp_admin', 'orderexp.cancel_order(regclass, anyelement, text)', 'EXECUTE'),
 		  'orderexp_admin may not cancel orders');
 SELECT ok(has_function_privilege('orderexp_admin', 'orderexp.set_explanation_template(text, text, text)', 'EXECUTE'),
 		  'orderexp_admin may change the explanation templates');
 SELECT ok(has_table_privilege('orderexp_admin', v, 'SELECT'), 'orderexp_admin may read ' || v)
-  FROM unnest(ARRAY['orderexp.pending', 'orderexp.policy_config']) AS v;
+  FROM unnest(ARRAY['orderexp.pending', 'orderexp.policy_config', 'orderexp.unreachable']) AS v;
+SELECT ok(NOT has_function_privilege(r, 'orderexp._fallback(bigint, text, boolean)', 'EXECUTE'),
+		  r || ' may not write a fallback reminder itself (claim and fail do)')
+  FROM unnest(ARRAY['public', 'orderexp_admin', 'orderexp_app', 'orderexp_relay']) AS r;
 SELECT is(ARRAY(SELECT c.relname::text FROM pg_class c
 				 WHERE c.relnamespace = 'orderexp'::regnamespace AND c.relkind IN ('r', 'p', 'S')
 				   AND has_table_privilege('orderexp_admin', c.oid, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE')

@@ -62,12 +62,15 @@ INSERT INTO orders (id, created_at) VALUES (7, now() - interval '70 minutes'),
 });
 
 # every table of orderexp, and what the functions and views answer, as text
-# (the outbox without 1.3's claimed_by and obsolete_at, policy_stats without its feedback columns)
+# (the outbox without 1.3's claimed_by and obsolete_at, the tables without
+# 1.3's channel settings, checked below, policy_stats without its feedback
+# columns)
 # (delivery_stats without the age of the oldest event, which grows)
 my @tables = qw(tables policies timers outbox audit outcomes token_tables secret);
+my $new_columns = q{'{claimed_by,obsolete_at,channels_column,contact_channels,contact_columns,fallback_before}'::text[]};
 my $state_sql = join(
 	"\nUNION ALL\n",
-	(map { "SELECT '$_', md5(coalesce(string_agg((to_jsonb(t) - '{claimed_by,obsolete_at}'::text[])::text, '|' ORDER BY (to_jsonb(t) - '{claimed_by,obsolete_at}'::text[])::text), '')) FROM orderexp.$_ t" } @tables),
+	(map { "SELECT '$_', md5(coalesce(string_agg((to_jsonb(t) - $new_columns)::text, '|' ORDER BY (to_jsonb(t) - $new_columns)::text), '')) FROM orderexp.$_ t" } @tables),
 	q{SELECT 'history', md5(string_agg(format('%s:%s:%s:%s:%s', o.id, h.action, h.via, h.event_ids, h.delivered), ' ' ORDER BY o.id, h.id))
 	    FROM orders o, LATERAL orderexp.history('orders', o.id) h},
 	q{SELECT 'policy_stats', md5(string_agg(s.j::text, '|' ORDER BY s.j::text))
@@ -88,6 +91,10 @@ is($node->safe_psql($db, q{SELECT extversion FROM pg_extension WHERE extname = '
 	'1.3', 'updated to 1.3');
 is($node->safe_psql($db, $state_sql), $before,
 	'every table of orderexp, history(), policy_stats, delivery_stats and dead_letters read as before');
+is( $node->safe_psql(
+		$db, q{SELECT string_agg(concat_ws(':', channels_column, contact_channels, contact_columns, fallback_before), ',')
+			   FROM orderexp.tables}),
+	'{}:{}:00:05:00', 'a registered table has no customer channels nor contacts, and the default fallback_before');
 is($node->safe_psql($db, q{SELECT count(*) FROM orderexp.outbox WHERE claimed_by IS NOT NULL}),
 	'0', 'nobody is recorded as the claimer of rows claimed before 1.3');
 is( $node->safe_psql(
