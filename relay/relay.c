@@ -394,6 +394,9 @@ main(int argc, char **argv)
 
 		/* deliveries: take in the ended ones, start what may start */
 		window_run(stopping);
+		/* stopping: what waits (a 429 sent it back, say) is left to its lease */
+		if (stopping)
+			window_leave_queued();
 
 		/*
 		 * statements: acks and failures first, then claims while the
