@@ -13,9 +13,12 @@
  * template.c	{name} templates, JSON and form escaping
  * whsig.c		Standard Webhooks headers and signatures
  * sms.c		the SMS sink: Twilio or a templated HTTP request (libcurl)
- * sink.c		the sinks: stdout, exec, webhook (libcurl), smtp (libcurl), sms
+ * sink.c		the sinks: stdout, exec, webhook (libcurl), smtp (libcurl), sms;
+ *				many transfers at once
  * metrics.c	Prometheus metrics and /healthz (libmicrohttpd), sd_notify
- * relay.c		main loop: nodes, LISTEN, claim / deliver / ack / fail, signals
+ * window.c		per sink: deliveries in flight, rate limit; the leases
+ * node.c		a node's connection and its statements: claim, ack, fail
+ * relay.c		the event loop: signals, which node claims, one wait
  *
  * Copyright (c) 2026, orderexp developers
  *

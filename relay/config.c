@@ -71,6 +71,8 @@ enum
 	OPT_ONCE,
 	OPT_METRICS_LISTEN,
 	OPT_LOG_FORMAT,
+	OPT_CONCURRENCY,
+	OPT_RATE,
 	OPT_WEBHOOK_PREVIOUS_SECRET_FILE,
 	OPT_SMS,
 	OPT_SMS_PROVIDER,
@@ -122,6 +124,8 @@ static const struct option long_options[] = {
 	{"timeout", required_argument, NULL, OPT_TIMEOUT},
 	{"retry-max", required_argument, NULL, OPT_RETRY_MAX},
 	{"once", no_argument, NULL, OPT_ONCE},
+	{"concurrency", required_argument, NULL, OPT_CONCURRENCY},
+	{"rate", required_argument, NULL, OPT_RATE},
 	{"metrics-listen", required_argument, NULL, OPT_METRICS_LISTEN},
 	{"log-format", required_argument, NULL, OPT_LOG_FORMAT},
 	{"quiet", no_argument, NULL, OPT_QUIET},
@@ -184,6 +188,7 @@ static void set_template(const char *opt, const char *value);
 static void apply_option(int id, const char *name, const char *value);
 static void read_config_file(const char *path);
 static bool in_list(char *const *list, int n, const char *s);
+static SinkType sink_setting(const char *opt, const char *value, const char **rest);
 
 const char *
 sink_name(SinkType type)
@@ -253,6 +258,10 @@ usage(void)
 		   "  -p, --poll-interval=SECONDS  look for work this often without a NOTIFY (default: 5)\n"
 		   "  -t, --timeout=SECONDS        time-out of one delivery (default: 10)\n"
 		   "      --retry-max=SECONDS      cap of the reconnect back-off (default: 30)\n"
+		   "      --concurrency=SINK=N     deliveries in flight at once through SINK (default:\n"
+		   "                               stdout 1, exec 8, webhook 128, smtp 4, sms 16)\n"
+		   "      --rate=SINK=N/s          start at most N deliveries a second through SINK\n"
+		   "                               (default: no limit)\n"
 		   "      --once                   deliver what is due now, then exit\n"
 		   "  -q, --quiet                  no log line per batch, only problems and the summary\n"
 		   "  -v, --verbose                a log line per event too\n"
@@ -692,6 +701,31 @@ apply_option(int id, const char *name, const char *value)
 		case OPT_ONCE:
 			cfg.once = true;
 			break;
+		case OPT_CONCURRENCY:
+			{
+				const char *num;
+				SinkType	t = sink_setting(name, value, &num);
+
+				errno = 0;
+				n = strtol(num, &end, 10);
+				if (errno != 0 || end == num || *end != '\0' || n < 1 || n > 1000)
+					fatal(EXIT_USAGE, "invalid value \"%s\" for --concurrency: SINK=N with N from 1 to 1000 expected", value);
+				cfg.concurrency[t] = (int) n;
+				break;
+			}
+		case OPT_RATE:
+			{
+				const char *num;
+				SinkType	t = sink_setting(name, value, &num);
+				double		r;
+
+				errno = 0;
+				r = strtod(num, &end);
+				if (errno != 0 || end == num || strcmp(end, "/s") != 0 || !(r > 0) || r > 100000)
+					fatal(EXIT_USAGE, "invalid value \"%s\" for --rate: SINK=N/s with N above 0 and at most 100000 expected", value);
+				cfg.rate[t] = r;
+				break;
+			}
 		case OPT_METRICS_LISTEN:
 			metrics_check_listen(value);
 			cfg.metrics_listen = xstrdup(value);
@@ -799,6 +833,12 @@ config_defaults(void)
 	cfg.recipient_field = "email";
 	cfg.sms_to_field = "phone";
 	cfg.sms_json = true;
+	/* see docs/relay.md, "Concurrency, rate limits and leases" */
+	cfg.concurrency[SINK_STDOUT] = 1;
+	cfg.concurrency[SINK_EXEC] = 8;
+	cfg.concurrency[SINK_WEBHOOK] = 128;
+	cfg.concurrency[SINK_SMTP] = 4;
+	cfg.concurrency[SINK_SMS] = 16;
 	cfg.templates = xmalloc(n * sizeof(Template));
 	cfg.ntemplates = n;
 	for (i = 0; i < n; i++)
@@ -887,6 +927,28 @@ config_finish(void)
 	}
 	if (cfg.timeout >= cfg.lease)
 		fatal(EXIT_USAGE, "--timeout (%g s) must be shorter than --lease (%g s)", cfg.timeout, cfg.lease);
+}
+
+/*
+ * The sink of a "SINK=..." setting (--concurrency, --rate); *rest points
+ * after the '='.
+ */
+static SinkType
+sink_setting(const char *opt, const char *value, const char **rest)
+{
+	const char *eq = strchr(value, '=');
+	int			i;
+
+	if (eq != NULL)
+		for (i = 0; i < SINK_NTYPES; i++)
+			if (strlen(sink_names[i]) == (size_t) (eq - value) &&
+				strncmp(value, sink_names[i], eq - value) == 0)
+			{
+				*rest = eq + 1;
+				return (SinkType) i;
+			}
+	fatal(EXIT_USAGE, "invalid value \"%s\" for --%s: SINK=... expected, SINK one of stdout, exec, webhook, smtp, sms",
+		  value, opt);
 }
 
 static bool

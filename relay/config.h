@@ -108,6 +108,8 @@ typedef struct Config
 	double		timeout;		/* seconds, one delivery */
 	double		retry_max;		/* seconds, reconnect back-off cap */
 	bool		once;
+	int			concurrency[SINK_NTYPES];	/* deliveries in flight per sink */
+	double		rate[SINK_NTYPES];	/* starts a second per sink, 0: no limit */
 	int			verbose;		/* -1 quiet, 0 normal, 1 verbose */
 	char	   *metrics_listen;	/* ADDR:PORT of /metrics and /healthz, or
 								 * NULL */

@@ -2,27 +2,30 @@
  *
  * node.c
  *		orderexp-relay's nodes: a connection per node that LISTENs on
- *		"orderexp", and a batch on it: claim, deliver through the sinks,
- *		acknowledge or fail.
+ *		"orderexp", and the statements on it: claim, ack, fail.
  *
  * A node whose connection drops is reconnected with a doubling back-off
  * (up to --retry-max); acks that could not be sent are sent first after the
- * reconnect.  A batch leases up to --batch-size events with
- * orderexp.claim() (the attempt is counted there), hands each to the sink
- * its route names, acknowledges the delivered ones with one orderexp.ack()
- * and reports the others one by one with orderexp.fail(), which schedules
- * the retry or makes the row dead; a failure the sink calls permanent (an
- * SMS to an invalid number) goes as fail(..., retryable => false), dead at
- * once, where the database has that form (orderexp 1.3), else as a plain
- * failure.  A delivery that could still be running when its lease runs out
- * is not started: the rest of the batch is left to its lease.  relay.c
- * decides which node gets a batch and when.
+ * reconnect.  Nothing here blocks: a statement is sent with
+ * PQsendQueryParams() on a non-blocking connection, and its result read by
+ * node_io() when the main loop sees the socket ready, so that deliveries go
+ * on while the database answers.  One statement at a time per connection;
+ * node_send() picks the next: the acks when a group is full or old enough
+ * (ACK_GROUP ids, ACK_DELAY seconds), then the failures one by one (with
+ * orderexp.fail(), which schedules the retry or makes the row dead; a
+ * failure the sink calls permanent goes as fail(..., retryable => false),
+ * dead at once, where the database has that form (orderexp 1.3), else as a
+ * plain failure), then a claim of as many events as the window has room
+ * for (window.c).  Claimed
+ * events go to window.c, which delivers them and reports back through
+ * node_delivered() and node_failed().
  *
  * Copyright (c) 2026, orderexp developers
  *
  *-------------------------------------------------------------------------
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +37,7 @@
 #include "metrics.h"
 #include "node.h"
 #include "sink.h"
+#include "window.h"
 
 /* one claimed event and the fields for templates, grouped by id */
 static const char *const claim_sql =
@@ -55,7 +59,10 @@ static const char *const claim_sql =
 "               THEN c.payload -> 'order' ELSE '{}'::jsonb END) o) f ON true"
 "  ORDER BY c.id";
 
-/* seconds until the retry, NULL when the row is now dead */
+/*
+ * seconds until the retry, NULL when the row is now dead; fail_retryable_sql
+ * where the database has fail(id, error, retryable) (orderexp 1.3)
+ */
 static const char *const fail_sql =
 "SELECT pg_catalog.date_part('epoch', orderexp.fail($1::bigint, $2::text)"
 "                                       - pg_catalog.clock_timestamp())";
@@ -64,12 +71,13 @@ static const char *const fail_retryable_sql =
 "                                       - pg_catalog.clock_timestamp())";
 
 /*
- * At connect: the node's database as webhook ids name it (the system
- * identifier, the same on a physical standby, and the database's oid), and
- * whether fail() takes retryable.
+ * At connect: LISTEN; the node's database as webhook ids name it (the
+ * system identifier, the same on a physical standby, and the database's
+ * oid), and whether fail() takes retryable.
  */
-static const char *const hello_sql =
-"SELECT (SELECT s.system_identifier FROM pg_catalog.pg_control_system() s)::text"
+static const char *const setup_sql =
+"LISTEN orderexp;"
+" SELECT (SELECT s.system_identifier FROM pg_catalog.pg_control_system() s)::text"
 "       || '_' || d.oid::text,"
 "       pg_catalog.to_regprocedure('orderexp.fail(bigint,text,boolean)') IS NOT NULL"
 "  FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()";
@@ -84,10 +92,14 @@ static char lease_text[32];
 static bool refusal(const PGresult *res);
 static void node_error(Node *n, PGresult *res, const char *what);
 static bool exec_ok(PGresult *res);
-static bool send_ack(Node *n, const long long *ids, int nids);
+static void keep_unacked(Node *n, const long long *ids, int nids);
 static void notice_processor(void *arg, const char *message);
-static bool node_connected(Node *n);
-static void free_events(Event *evs, int nevs);
+static void node_connected(Node *n);
+static bool send_op(Node *n, NodeOp op, const char *sql, int nparams, const char *const *params);
+static void op_result(Node *n, PGresult *res);
+static void claim_result(Node *n, PGresult *res);
+static void ack_result(Node *n, PGresult *res);
+static void fail_result(Node *n, PGresult *res);
 static char *nullable_dup(const PGresult *res, int row, int col);
 static void add_field(Event *ev, int *cap, const char *key, char *value);
 static Event *read_events(const PGresult *res, int *nevs);
@@ -127,6 +139,30 @@ node_down(Node *n, const char *why)
 
 	snprintf(msg, sizeof(msg), "%s", why ? why : "");
 	msg[strcspn(msg, "\n")] = '\0';
+	/* the ack in flight is sent again after the reconnect */
+	if (n->op == OP_ACK && n->nacking > 0)
+		keep_unacked(n, n->acking, n->nacking);
+	free(n->acking);
+	n->acking = NULL;
+	n->nacking = 0;
+	/* a claim in flight: its rows come back after their lease */
+	if (n->op == OP_CLAIM)
+		window_claiming(-n->claim_asked);
+	n->claim_asked = 0;
+	/* failures not reported come back after their lease */
+	if (n->op == OP_FAIL)
+	{
+		metrics_failed(n->num, n->failing.sink);
+		free(n->failing.error);
+	}
+	while (n->nfails > 0)
+	{
+		metrics_failed(n->num, n->fails[n->nfails - 1].sink);
+		free(n->fails[--n->nfails].error);
+	}
+	n->op = OP_NONE;
+	n->flushing = false;
+	n->op_failed = true;
 	if (n->conn)
 	{
 		PQfinish(n->conn);
@@ -177,50 +213,25 @@ exec_ok(PGresult *res)
 	return s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK;
 }
 
-/* send acks left over from a lost connection; false if the node went down */
-static bool
-send_ack(Node *n, const long long *ids, int nids)
+/* delivered ids to acknowledge with the next ack on this node */
+static void
+keep_unacked(Node *n, const long long *ids, int nids)
 {
-	char	   *arr;
-	size_t		len = 3 + (size_t) nids * 21;
-	PGresult   *res;
-	const char *params[1];
-	int			i,
-				acked;
+	int			i;
 
-	if (nids == 0)
-		return true;
-	arr = xmalloc(len);
-	strcpy(arr, "{");
+	if (n->nunacked == 0)
+		n->unacked_since = now_seconds();
 	for (i = 0; i < nids; i++)
-		sprintf(arr + strlen(arr), "%s%lld", i ? "," : "", ids[i]);
-	strcat(arr, "}");
-	params[0] = arr;
-	res = PQexecParams(n->conn, ack_sql, 1, NULL, params, NULL, NULL, 0);
-	free(arr);
-	if (!exec_ok(res))
 	{
-		/* keep them for the next connection */
-		for (i = 0; i < nids; i++)
+		if (n->nunacked == n->unacked_cap)
 		{
-			if (n->nunacked == n->unacked_cap)
-			{
-				n->unacked_cap = n->unacked_cap ? n->unacked_cap * 2 : 256;
-				n->unacked = realloc(n->unacked, n->unacked_cap * sizeof(long long));
-				if (n->unacked == NULL)
-					fatal(EXIT_INTERNAL, "out of memory");
-			}
-			n->unacked[n->nunacked++] = ids[i];
+			n->unacked_cap = n->unacked_cap ? n->unacked_cap * 2 : 256;
+			n->unacked = realloc(n->unacked, n->unacked_cap * sizeof(long long));
+			if (n->unacked == NULL)
+				fatal(EXIT_INTERNAL, "out of memory");
 		}
-		node_error(n, res, "ack");
-		return false;
+		n->unacked[n->nunacked++] = ids[i];
 	}
-	acked = atoi(PQgetvalue(res, 0, 0));
-	if (acked != nids)
-		logmsg("node %d (%s): ack of %d delivered events acknowledged %d (leases expired and another relay took them?)",
-			   n->num, n->label, nids, acked);
-	PQclear(res);
-	return true;
 }
 
 /* server NOTICEs and WARNINGs go into our log, with the node */
@@ -236,58 +247,32 @@ notice_processor(void *arg, const char *message)
 }
 
 /*
- * The connection attempt is made; LISTEN, then send the acks a lost
- * connection swallowed.  False if the node went down again.
+ * The connection attempt is made: from now on the connection does not
+ * block; LISTEN and look up fail() (OP_SETUP), then the acks a lost
+ * connection swallowed go first (node_send()).
  */
-static bool
+static void
 node_connected(Node *n)
 {
-	PGresult   *res;
-	long long  *pending;
-	int			npending;
-
 	n->state = NODE_UP;
+	n->op_failed = false;
 	PQsetNoticeProcessor(n->conn, notice_processor, n);
 	snprintf(n->label, sizeof(n->label), "%s@%s:%s", PQdb(n->conn),
 			 PQhost(n->conn), PQport(n->conn));
-	res = PQexec(n->conn, "LISTEN orderexp");
-	if (!exec_ok(res))
+	if (PQsetnonblocking(n->conn, 1) != 0)
 	{
-		node_error(n, res, "LISTEN orderexp");
-		return false;
+		node_error(n, NULL, "set-up");
+		return;
 	}
-	PQclear(res);
-	res = PQexec(n->conn, hello_sql);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
-	{
-		node_error(n, res, "reading the database's identity");
-		return false;
-	}
-	snprintf(n->origin, sizeof(n->origin), "%s", PQgetvalue(res, 0, 0));
-	n->fail_retryable = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
-	PQclear(res);
-
+	if (!send_op(n, OP_SETUP, setup_sql, 0, NULL))
+		return;
 	logmsg("node %d (%s): connected%s", n->num, n->label, n->ever_up ? " again" : "");
 	metrics_node_up(n->num, true, n->label);
 	n->ever_up = true;
 	n->backoff = 0;
 	n->work = true;
-
-	pending = n->unacked;
-	npending = n->nunacked;
-	if (npending > 0)
-	{
-		n->unacked = NULL;
-		n->nunacked = n->unacked_cap = 0;
-		logmsg("node %d (%s): sending %d acks left from the lost connection", n->num, n->label, npending);
-		if (!send_ack(n, pending, npending))
-		{
-			free(pending);
-			return false;
-		}
-		free(pending);
-	}
-	return true;
+	if (n->nunacked > 0)
+		logmsg("node %d (%s): sending %d acks left from the lost connection", n->num, n->label, n->nunacked);
 }
 
 /*
@@ -338,7 +323,7 @@ node_connect_step(Node *n)
 {
 	n->poll = PQconnectPoll(n->conn);
 	if (n->poll == PGRES_POLLING_OK)
-		(void) node_connected(n);
+		node_connected(n);
 	else if (n->poll == PGRES_POLLING_FAILED)
 	{
 		char		msg[600];
@@ -348,26 +333,363 @@ node_connect_step(Node *n)
 	}
 }
 
+
 /* ---------------------------------------------------------------------
- * a batch
+ * statements
  * ---------------------------------------------------------------------
  */
-static void
-free_events(Event *evs, int nevs)
-{
-	int			i,
-				j;
 
-	for (i = 0; i < nevs; i++)
+/* send a statement; false (and the node down) if it could not be sent */
+static bool
+send_op(Node *n, NodeOp op, const char *sql, int nparams, const char *const *params)
+{
+	int			sent;
+
+	if (nparams == 0)
+		sent = PQsendQuery(n->conn, sql);
+	else
+		sent = PQsendQueryParams(n->conn, sql, nparams, NULL, params, NULL, NULL, 0);
+	n->op = op;
+	if (!sent)
 	{
-		for (j = 0; j < evs[i].nfields; j++)
+		node_error(n, NULL, op == OP_CLAIM ? "claim" : op == OP_ACK ? "ack" :
+				   op == OP_FAIL ? "fail" : "LISTEN orderexp");
+		return false;
+	}
+	n->flushing = PQflush(n->conn) == 1;
+	return true;
+}
+
+/*
+ * Send the next statement on an UP node with none in flight: the acks when
+ * they are due (FLUSH_ACKS: whatever there is, at the end), the failures,
+ * or a claim of up to CLAIM_ROOM events.  True if something was sent.
+ */
+bool
+node_send(Node *n, int claim_room, bool flush_acks)
+{
+	if (n->state != NODE_UP || n->op != OP_NONE)
+		return false;
+	if (n->nunacked > 0 &&
+		(flush_acks || n->nunacked >= ACK_GROUP ||
+		 now_seconds() - n->unacked_since >= ACK_DELAY))
+	{
+		int			take = n->nunacked < ACK_GROUP * 4 ? n->nunacked : ACK_GROUP * 4;
+		size_t		len = 3 + (size_t) take * 21;
+		char	   *arr = xmalloc(len),
+				   *p = arr;
+		const char *params[1];
+		int			i;
+
+		*p++ = '{';
+		for (i = 0; i < take; i++)
+			p += sprintf(p, "%s%lld", i ? "," : "", n->unacked[i]);
+		*p++ = '}';
+		*p = '\0';
+		n->acking = xmalloc(sizeof(long long) * take);
+		memcpy(n->acking, n->unacked, sizeof(long long) * take);
+		n->nacking = take;
+		memmove(n->unacked, n->unacked + take, sizeof(long long) * (n->nunacked - take));
+		n->nunacked -= take;
+		n->unacked_since = now_seconds();
+		params[0] = arr;
+		(void) send_op(n, OP_ACK, ack_sql, 1, params);
+		free(arr);
+		return true;
+	}
+	if (n->nfails > 0)
+	{
+		char		id[24];
+		const char *params[3];
+
+		n->failing = n->fails[0];
+		memmove(n->fails, n->fails + 1, sizeof(FailReport) * (n->nfails - 1));
+		n->nfails--;
+		snprintf(id, sizeof(id), "%lld", n->failing.id);
+		params[0] = id;
+		params[1] = n->failing.error;
+		params[2] = n->failing.retryable ? "true" : "false";
+		/* a permanent failure where fail() cannot say so is retried */
+		if (n->fail_retryable)
+			(void) send_op(n, OP_FAIL, fail_retryable_sql, 3, params);
+		else
+			(void) send_op(n, OP_FAIL, fail_sql, 2, params);
+		return true;
+	}
+	if (n->work && claim_room > 0)
+	{
+		const char *params[4];
+		char		rows[16];
+
+		snprintf(rows, sizeof(rows), "%d", claim_room);
+		params[0] = rows;
+		params[1] = lease_text;
+		params[2] = claim_kinds;
+		params[3] = claim_channels;
+		n->claim_asked = claim_room;
+		n->claim_sent = now_seconds();
+		if (send_op(n, OP_CLAIM, claim_sql, 4, params))
+			window_claiming(claim_room);
+		return true;
+	}
+	return false;
+}
+
+/*
+ * The node's socket is ready (REVENTS): send the rest of the statement,
+ * read what came (results, NOTIFYs), detect a dropped connection.
+ */
+void
+node_io(Node *n, short revents)
+{
+	PGnotify   *note;
+
+	if (n->flushing && (revents & POLLOUT))
+	{
+		int			r = PQflush(n->conn);
+
+		if (r < 0)
 		{
-			free(evs[i].fields[j].key);
-			free(evs[i].fields[j].value);
+			node_error(n, NULL, "send");
+			return;
 		}
-		free(evs[i].fields);
+		n->flushing = r == 1;
+	}
+	if (!(revents & (POLLIN | POLLERR | POLLHUP)))
+		return;
+	if (PQconsumeInput(n->conn) == 0 || PQstatus(n->conn) != CONNECTION_OK)
+	{
+		char		msg[600];
+
+		snprintf(msg, sizeof(msg), "connection lost: %s", PQerrorMessage(n->conn));
+		node_down(n, msg);
+		return;
+	}
+	while ((note = PQnotifies(n->conn)) != NULL)
+	{
+		n->work = true;
+		PQfreemem(note);
+	}
+	n->op_failed = false;
+	while (n->op != OP_NONE && !PQisBusy(n->conn))
+	{
+		PGresult   *res = PQgetResult(n->conn);
+
+		if (res == NULL)
+		{
+			/* the statement is done */
+			if (n->op == OP_FAIL)
+				free(n->failing.error);
+			n->op = OP_NONE;
+			break;
+		}
+		op_result(n, res);
+		if (n->op_failed)
+			return;				/* the node went down */
+	}
+}
+
+/* one result of the statement in flight */
+static void
+op_result(Node *n, PGresult *res)
+{
+	switch (n->op)
+	{
+		case OP_SETUP:
+			if (!exec_ok(res))
+			{
+				node_error(n, res, "LISTEN orderexp");
+				return;
+			}
+			if (PQresultStatus(res) == PGRES_TUPLES_OK)
+			{
+				if (PQntuples(res) != 1)
+				{
+					node_error(n, res, "reading the database's identity");
+					return;
+				}
+				snprintf(n->origin, sizeof(n->origin), "%s", PQgetvalue(res, 0, 0));
+				n->fail_retryable = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
+			}
+			PQclear(res);
+			break;
+		case OP_CLAIM:
+			claim_result(n, res);
+			break;
+		case OP_ACK:
+			ack_result(n, res);
+			break;
+		case OP_FAIL:
+			fail_result(n, res);
+			break;
+		case OP_NONE:
+			PQclear(res);
+			break;
+	}
+}
+
+/* the claimed events go to the window */
+static void
+claim_result(Node *n, PGresult *res)
+{
+	Event	   *evs;
+	int			nevs;
+	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+	window_claiming(-n->claim_asked);
+	if (state && strcmp(state, "22023") == 0)
+	{
+		char		msg[600];
+
+		/* a lease above the server's orderexp.max_lease: no retry mends it */
+		snprintf(msg, sizeof(msg), "%s", PQresultErrorMessage(res));
+		msg[strcspn(msg, "\n")] = '\0';
+		fatal(EXIT_SERVER, "node %d (%s): claim refused: %s (is --lease above orderexp.max_lease?)",
+			  n->num, n->label, msg);
+	}
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+	{
+		n->claim_asked = 0;
+		node_error(n, res, "claim");
+		return;
+	}
+	evs = read_events(res, &nevs);
+	PQclear(res);
+	/* a full claim: there is probably more */
+	if (nevs < n->claim_asked)
+		n->work = false;
+	n->claim_asked = 0;
+	if (nevs > 0)
+	{
+		n->st.batches++;
+		n->st.claimed += nevs;
+		metrics_claimed(n->num, n->claim_sent, nevs);
+		window_claimed(n, evs, nevs, n->claim_sent);
 	}
 	free(evs);
+}
+
+static void
+ack_result(Node *n, PGresult *res)
+{
+	int			acked;
+
+	if (!exec_ok(res))
+	{
+		node_error(n, res, "ack");
+		return;
+	}
+	acked = atoi(PQgetvalue(res, 0, 0));
+	if (acked != n->nacking)
+		logmsg("node %d (%s): ack of %d delivered events acknowledged %d (leases expired and another relay took them?)",
+			   n->num, n->label, n->nacking, acked);
+	free(n->acking);
+	n->acking = NULL;
+	n->nacking = 0;
+	PQclear(res);
+}
+
+static void
+fail_result(Node *n, PGresult *res)
+{
+	FailReport *f = &n->failing;
+
+	if (!exec_ok(res) && PQstatus(n->conn) == CONNECTION_OK)
+	{
+		/*
+		 * The row moved on without us (its lease expired, and another relay
+		 * delivered it, it ran out of attempts, or another role claimed it:
+		 * 42501): nothing to report any more.  A relay whose role may not
+		 * call fail() at all could not claim either.
+		 */
+		char		msg[512];
+
+		snprintf(msg, sizeof(msg), "%s", PQresultErrorMessage(res));
+		msg[strcspn(msg, "\n")] = '\0';
+		lognode(LOG_WARNING, n->num, f->id, NULL,
+				"node %d: event %lld: fail() refused: %s", n->num, f->id, msg);
+		metrics_failed(n->num, f->sink);
+		PQclear(res);
+		return;
+	}
+	if (!exec_ok(res))
+	{
+		node_error(n, res, "fail");
+		return;
+	}
+	if (PQgetisnull(res, 0, 0))
+	{
+		metrics_dead(n->num, f->sink);
+		n->st.dead++;
+	}
+	else
+	{
+		double		at = now_seconds() + atof(PQgetvalue(res, 0, 0));
+
+		metrics_failed(n->num, f->sink);
+		if (n->wake_at == 0 || at < n->wake_at)
+			n->wake_at = at;
+	}
+	PQclear(res);
+}
+
+/* EV was delivered: acknowledge it with the next group */
+void
+node_delivered(Node *n, long long id)
+{
+	n->st.delivered++;
+	keep_unacked(n, &id, 1);
+}
+
+/*
+ * EV was not delivered: report it with fail(), retryable or not; on a node
+ * that is down it comes back after its lease.
+ */
+void
+node_failed(Node *n, long long id, const char *error, bool retryable, int sink)
+{
+	FailReport *f;
+
+	n->st.failed++;
+	if (n->state != NODE_UP)
+	{
+		metrics_failed(n->num, sink);
+		return;
+	}
+	if (n->nfails == n->fails_cap)
+	{
+		n->fails_cap = n->fails_cap ? n->fails_cap * 2 : 64;
+		n->fails = realloc(n->fails, n->fails_cap * sizeof(FailReport));
+		if (n->fails == NULL)
+			fatal(EXIT_INTERNAL, "out of memory");
+	}
+	f = &n->fails[n->nfails++];
+	f->id = id;
+	f->error = xstrdup(error);
+	f->retryable = retryable;
+	f->sink = sink;
+}
+
+/* ---------------------------------------------------------------------
+ * events
+ * ---------------------------------------------------------------------
+ */
+void
+free_event(Event *ev)
+{
+	int			j;
+
+	for (j = 0; j < ev->nfields; j++)
+	{
+		free(ev->fields[j].key);
+		free(ev->fields[j].value);
+	}
+	free(ev->fields);
+	free(ev->kind);
+	free(ev->channel);
+	free(ev->table);
+	free(ev->order_key);
+	free(ev->json);
 }
 
 static char *
@@ -391,7 +713,7 @@ add_field(Event *ev, int *cap, const char *key, char *value)
 	ev->nfields++;
 }
 
-/* the claim's rows (one per field) as events; the strings point into res */
+/* the claim's rows (one per field) as events, with copies of the strings */
 static Event *
 read_events(const PGresult *res, int *nevs)
 {
@@ -414,11 +736,11 @@ read_events(const PGresult *res, int *nevs)
 			cap = 0;
 			ev->id = id;
 			ev->attempts = atoi(PQgetvalue(res, r, 6));
-			ev->kind = PQgetvalue(res, r, 1);
-			ev->channel = PQgetvalue(res, r, 2);
-			ev->table = PQgetvalue(res, r, 3);
-			ev->order_key = PQgetvalue(res, r, 4);
-			ev->json = PQgetvalue(res, r, 5);
+			ev->kind = xstrdup(PQgetvalue(res, r, 1));
+			ev->channel = xstrdup(PQgetvalue(res, r, 2));
+			ev->table = xstrdup(PQgetvalue(res, r, 3));
+			ev->order_key = xstrdup(PQgetvalue(res, r, 4));
+			ev->json = xstrdup(PQgetvalue(res, r, 5));
 			add_field(ev, &cap, "id", xstrdup(PQgetvalue(res, r, 0)));
 			add_field(ev, &cap, "kind", xstrdup(ev->kind));
 			add_field(ev, &cap, "channel", xstrdup(ev->channel));
@@ -435,229 +757,4 @@ read_events(const PGresult *res, int *nevs)
 	}
 	*nevs = n;
 	return evs;
-}
-
-/*
- * One batch from node N: claim, deliver, ack, fail.  Returns how many events
- * were claimed, -1 when the node went down.
- */
-int
-node_batch(Node *n, volatile sig_atomic_t *stop)
-{
-	const char *params[4];
-	char		batch_text[16];
-	PGresult   *res;
-	Event	   *evs;
-	int			nevs,
-				i;
-	long long  *done;
-	int			ndone = 0;
-	int		   *failed;
-	int		   *failed_sink;
-	bool	   *failed_permanent;
-	char	  **errors;
-	int			nfailed = 0,
-				dead = 0,
-				left = 0,
-				reported = 0;
-	double		t0 = now_seconds(),
-				started,
-				ms;
-	bool		up = true;
-
-	snprintf(batch_text, sizeof(batch_text), "%d", cfg.batch_size);
-	params[0] = batch_text;
-	params[1] = lease_text;
-	params[2] = claim_kinds;
-	params[3] = claim_channels;
-	res = PQexecParams(n->conn, claim_sql, 4, NULL, params, NULL, NULL, 0);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK)
-	{
-		node_error(n, res, "claim");
-		return -1;
-	}
-	evs = read_events(res, &nevs);
-	if (nevs == 0)
-	{
-		PQclear(res);
-		free(evs);
-		return 0;
-	}
-	metrics_claimed(n->num, t0, nevs);
-
-	done = xmalloc(sizeof(long long) * nevs);
-	failed = xmalloc(sizeof(int) * nevs);
-	failed_sink = xmalloc(sizeof(int) * nevs);
-	failed_permanent = xmalloc(sizeof(bool) * nevs);
-	errors = xmalloc(sizeof(char *) * nevs);
-	for (i = 0; i < nevs; i++)
-	{
-		Event	   *ev = &evs[i];
-		const Route *route;
-		char		err[1024];
-		Outcome		outcome;
-
-		/*
-		 * Stopping, or the lease would run out during this delivery: leave
-		 * the rest to their lease rather than deliver what another relay may
-		 * already be delivering.
-		 */
-		if (*stop || now_seconds() - t0 + cfg.timeout >= cfg.lease)
-		{
-			left = nevs - i;
-			break;
-		}
-		route = route_for(ev);
-		if (route == NULL)
-		{
-			snprintf(err, sizeof(err), "no route of this relay takes kind %s, channel %s",
-					 ev->kind, ev->channel);
-			failed[nfailed] = i;
-			failed_sink[nfailed] = METRICS_NO_ROUTE;
-			failed_permanent[nfailed] = false;
-			errors[nfailed++] = xstrdup(err);
-			continue;
-		}
-		if (ev->attempts > 1)
-			metrics_retried(n->num, route->sink);
-		metrics_in_flight(route->sink, 1);
-		started = now_seconds();
-		ev->origin = n->origin;
-		outcome = sink_deliver(route->sink, ev, err, sizeof(err));
-		if (outcome == OUTCOME_DELIVERED)
-		{
-			metrics_in_flight(route->sink, -1);
-			metrics_delivered(n->num, route->sink, now_seconds() - started);
-			done[ndone++] = ev->id;
-			if (cfg.verbose > 0)
-				lognode(LOG_INFO, n->num, ev->id, sink_name(route->sink),
-						"node %d: event %lld (%s, %s, order %s) delivered to %s",
-						n->num, ev->id, ev->kind, ev->channel, ev->order_key, sink_name(route->sink));
-		}
-		else
-		{
-			metrics_in_flight(route->sink, -1);
-			if (cfg.verbose > 0)
-				lognode(LOG_INFO, n->num, ev->id, sink_name(route->sink),
-						"node %d: event %lld (%s, %s, order %s) not delivered to %s%s: %s",
-						n->num, ev->id, ev->kind, ev->channel, ev->order_key, sink_name(route->sink),
-						outcome == OUTCOME_PERMANENT ? " (for good)" : "", err);
-			failed[nfailed] = i;
-			failed_sink[nfailed] = route->sink;
-			failed_permanent[nfailed] = outcome == OUTCOME_PERMANENT;
-			errors[nfailed++] = xstrdup(err);
-		}
-	}
-
-	/* what was delivered first: one ack */
-	up = send_ack(n, done, ndone);
-
-	/* then every failure, with its reason */
-	for (i = 0; up && i < nfailed; i++)
-	{
-		char		id[24];
-		const char *fp[3];
-		PGresult   *fr;
-
-		snprintf(id, sizeof(id), "%lld", evs[failed[i]].id);
-		fp[0] = id;
-		fp[1] = errors[i];
-		fp[2] = failed_permanent[i] ? "false" : "true";
-		/* a permanent failure where fail() cannot say so is retried */
-		if (n->fail_retryable)
-			fr = PQexecParams(n->conn, fail_retryable_sql, 3, NULL, fp, NULL, NULL, 0);
-		else
-			fr = PQexecParams(n->conn, fail_sql, 2, NULL, fp, NULL, NULL, 0);
-		if (!exec_ok(fr) && PQstatus(n->conn) == CONNECTION_OK && !refusal(fr))
-		{
-			/*
-			 * The row moved on without us (its lease expired, and another
-			 * relay delivered it or it ran out of attempts): nothing to
-			 * report any more.
-			 */
-			char		msg[512];
-
-			snprintf(msg, sizeof(msg), "%s", PQresultErrorMessage(fr));
-			msg[strcspn(msg, "\n")] = '\0';
-			lognode(LOG_WARNING, n->num, evs[failed[i]].id, NULL,
-					"node %d: event %lld: fail() refused: %s", n->num, evs[failed[i]].id, msg);
-			metrics_failed(n->num, failed_sink[i]);
-			PQclear(fr);
-			continue;
-		}
-		if (!exec_ok(fr))
-		{
-			node_error(n, fr, "fail");
-			up = false;
-			break;
-		}
-		reported++;
-		if (PQgetisnull(fr, 0, 0))
-		{
-			metrics_dead(n->num, failed_sink[i]);
-			dead++;
-		}
-		else
-		{
-			double		at = now_seconds() + atof(PQgetvalue(fr, 0, 0));
-
-			metrics_failed(n->num, failed_sink[i]);
-			if (n->wake_at == 0 || at < n->wake_at)
-				n->wake_at = at;
-		}
-		PQclear(fr);
-	}
-	/* failures not reported (the node went down) come back after the lease */
-	for (; i < nfailed; i++)
-		metrics_failed(n->num, failed_sink[i]);
-	metrics_released(n->num, t0, nevs);
-
-	ms = (now_seconds() - t0) * 1000;
-	n->st.batches++;
-	n->st.claimed += nevs;
-	n->st.delivered += ndone;
-	n->st.failed += nfailed;
-	n->st.dead += dead;
-	n->st.left += left;
-	if (cfg.verbose >= 0 || nfailed > 0)
-		logmsg("node %d (%s): batch of %d: %d delivered, %d failed (%d now dead%s), %d left to their lease, %.0f ms",
-			   n->num, n->label, nevs, ndone, nfailed, dead,
-			   reported < nfailed ? ", some not reported" : "", left, ms);
-	for (i = 0; i < nfailed; i++)
-	{
-		if (cfg.verbose >= 0 && i < 3)
-			lognode(LOG_WARNING, n->num, evs[failed[i]].id,
-					failed_sink[i] == METRICS_NO_ROUTE ? NULL : sink_name((SinkType) failed_sink[i]),
-					"node %d: event %lld failed: %s", n->num, evs[failed[i]].id, errors[i]);
-		free(errors[i]);
-	}
-	free(errors);
-	free(failed_permanent);
-	free(failed_sink);
-	free(failed);
-	free(done);
-	free_events(evs, nevs);
-	PQclear(res);
-	return up ? nevs : -1;
-}
-
-/* read NOTIFYs and detect dropped connections */
-void
-drain_socket(Node *n)
-{
-	PGnotify   *note;
-
-	if (PQconsumeInput(n->conn) == 0 || PQstatus(n->conn) != CONNECTION_OK)
-	{
-		char		msg[600];
-
-		snprintf(msg, sizeof(msg), "connection lost: %s", PQerrorMessage(n->conn));
-		node_down(n, msg);
-		return;
-	}
-	while ((note = PQnotifies(n->conn)) != NULL)
-	{
-		n->work = true;
-		PQfreemem(note);
-	}
 }

@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * node.h
- *		orderexp-relay's nodes: a connection per node, and a batch of
- *		claim, delivery and acknowledgement on it.
+ *		orderexp-relay's nodes: a connection per node, and the statements
+ *		on it (claim, ack, fail), sent without blocking.
  *
  * Copyright (c) 2026, orderexp developers
  *
@@ -35,6 +35,25 @@ typedef enum NodeState
 	NODE_UP						/* connected, LISTENing */
 } NodeState;
 
+/* the statement in flight on a node's connection */
+typedef enum NodeOp
+{
+	OP_NONE,
+	OP_SETUP,					/* LISTEN, and which fail() there is */
+	OP_CLAIM,
+	OP_ACK,
+	OP_FAIL
+} NodeOp;
+
+/* a failure to report with orderexp.fail() */
+typedef struct FailReport
+{
+	long long	id;
+	char	   *error;
+	bool		retryable;
+	int			sink;			/* SinkType or METRICS_NO_ROUTE */
+} FailReport;
+
 typedef struct Node
 {
 	int			num;			/* 1-based, for messages */
@@ -51,17 +70,36 @@ typedef struct Node
 	double		retry_at;		/* next connection attempt while down */
 	double		backoff;
 	double		wake_at;		/* earliest retry of a failed event, 0: none */
-	long long  *unacked;		/* delivered, ack not sent (connection lost) */
+	long long  *unacked;		/* delivered, ack not sent yet */
 	int			nunacked;
 	int			unacked_cap;
+	double		unacked_since;	/* when the oldest of them was delivered */
+	NodeOp		op;				/* statement in flight */
+	bool		flushing;		/* its text is not all sent yet */
+	bool		op_failed;		/* it failed; the node is down */
+	int			claim_asked;	/* OP_CLAIM: rows asked for */
+	double		claim_sent;		/* OP_CLAIM: when (the leases start after) */
+	long long  *acking;			/* OP_ACK: the ids */
+	int			nacking;
+	FailReport	failing;		/* OP_FAIL: the report */
+	FailReport *fails;			/* failures to report */
+	int			nfails;
+	int			fails_cap;
 	Stats		st;
 } Node;
+
+/* acks go in groups: this many ids, or the oldest this old (seconds) */
+#define ACK_GROUP		300
+#define ACK_DELAY		0.05
 
 extern void node_claim_setup(const char *kinds, const char *channels, double lease);
 extern void node_down(Node *n, const char *why);
 extern void node_connect_start(Node *n);
 extern void node_connect_step(Node *n);
-extern int	node_batch(Node *n, volatile sig_atomic_t *stop);
-extern void drain_socket(Node *n);
+extern bool node_send(Node *n, int claim_room, bool flush_acks);
+extern void node_io(Node *n, short revents);
+extern void node_delivered(Node *n, long long id);
+extern void node_failed(Node *n, long long id, const char *error, bool retryable, int sink);
+extern void free_event(Event *ev);
 
 #endif							/* ORDEREXP_RELAY_NODE_H */

@@ -8,26 +8,28 @@
  * that LISTENs on "orderexp".  A node "has work" after a NOTIFY, after
  * (re)connecting, every --poll-interval (so that nothing waits on a missed
  * notification), when a failed event's retry time comes, and as long as its
- * last claim was a full batch.  Rounds go over the nodes with work, one
- * batch each, so that a busy node cannot starve the others.
+ * last claim came back full.  Claims go to the nodes with work in turn, so
+ * that a busy node cannot starve the others, as long as the windows have
+ * room for more events (window.c).
  *
- * A batch on a node (node.c): orderexp.claim() leases up to --batch-size
- * events, each goes to the sink its route names, the delivered ones are
- * acknowledged by one orderexp.ack() and the others reported with
- * orderexp.fail().  Delivery is at least once: a relay that dies between a
- * delivery and the ack leaves the row to its lease, and it is delivered
- * again after the lease.  A node whose connection drops is reconnected
- * with a doubling back-off (node.c).
+ * Everything happens in one loop, in one thread: the nodes' statements go
+ * out without blocking (node.c), many deliveries are in flight at once
+ * (sink.c: libcurl's multi interface, commands with pipes), and one wait
+ * (sink_wait(): curl_multi_poll() over libcurl's sockets, the commands'
+ * pipes, the nodes' sockets and a self-pipe the signal handlers write to)
+ * takes in whatever comes first: a result, a NOTIFY, a delivery's end, a
+ * command's exit (SIGCHLD), a signal, or the next timer (a poll, a
+ * reconnect, a retry, a group of acks, a rate limit's token).
  *
- * SIGTERM / SIGINT: the event being delivered is finished, the batch's
- * delivered events acknowledged and its failures reported, the rest left
- * to their lease; a summary goes to stderr and the exit status is 0.
+ * Delivery is at least once: a relay that dies between a delivery and the
+ * ack leaves the row to its lease, and it is delivered again after the
+ * lease.  A node whose connection drops is reconnected with a doubling
+ * back-off (node.c).
  *
- * This file holds the signals, the main loop that chooses the nodes with
- * work and waits for more, and the summary.
- *
- * The main loop waits in select() on the nodes' sockets and a self-pipe the
- * signal handler writes to, so a signal ends the wait at once.
+ * SIGTERM / SIGINT: no more claims and no more starts; the deliveries in
+ * flight are finished, the delivered events acknowledged and the failures
+ * reported, the events not started left to their lease; a summary goes to
+ * stderr and the exit status is 0.
  *
  * Copyright (c) 2026, orderexp developers
  *
@@ -39,7 +41,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/select.h>
+#include <poll.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -51,6 +53,7 @@
 #include "metrics.h"
 #include "node.h"
 #include "sink.h"
+#include "window.h"
 
 static volatile sig_atomic_t stop_requested = 0;
 static Node nodes[MAX_NODES];
@@ -60,10 +63,13 @@ static char *kinds_filter;
 static char *channels_filter;
 
 static void handle_stop(int signo);
+static void handle_child(int signo);
 static void setup_signals(void);
 static void wait_for_work(double until);
+static bool settling(const Node *n);
 static void check_connect_deadlines(void);
 static void settle_connections(bool stop_on_signal);
+static bool nodes_busy(void);
 static void summary(void);
 
 
@@ -79,6 +85,21 @@ handle_stop(int signo)
 
 	(void) signo;
 	stop_requested = 1;
+	if (signal_pipe[1] >= 0 && write(signal_pipe[1], &c, 1) < 0)
+	{
+		/* the pipe is full: a wake-up is pending anyway */
+	}
+	errno = save_errno;
+}
+
+/* a command of the exec sink ended: wake the loop, which reaps it */
+static void
+handle_child(int signo)
+{
+	int			save_errno = errno;
+	char		c = 2;
+
+	(void) signo;
 	if (signal_pipe[1] >= 0 && write(signal_pipe[1], &c, 1) < 0)
 	{
 		/* the pipe is full: a wake-up is pending anyway */
@@ -103,6 +124,9 @@ setup_signals(void)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	sa.sa_handler = handle_child;
+	sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
+	sigaction(SIGCHLD, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);
 }
@@ -113,75 +137,78 @@ setup_signals(void)
  */
 
 /*
- * Sleep until UNTIL, a signal, a NOTIFY or a dropped connection on an UP
- * node, or progress of a connection attempt; then handle what came.
+ * Wait until UNTIL, a signal, something on a node's socket (a result, a
+ * NOTIFY, a dropped connection, progress of a connection attempt) or on a
+ * delivery; then handle what came.
  */
 static void
 wait_for_work(double until)
 {
-	fd_set		rfds,
-				wfds;
-	int			maxfd = signal_pipe[0],
+	struct pollfd fds[MAX_NODES + 1];
+	int			slot[MAX_NODES];
+	int			nfds = 0,
 				i;
-	double		left;
-	struct timeval tv;
 	char		buf[64];
 
-	FD_ZERO(&rfds);
-	FD_ZERO(&wfds);
-	FD_SET(signal_pipe[0], &rfds);
+	fds[nfds].fd = signal_pipe[0];
+	fds[nfds++].events = POLLIN;
 	for (i = 0; i < nnodes; i++)
 	{
 		Node	   *n = &nodes[i];
 		int			fd;
 
+		slot[i] = -1;
 		if (n->state == NODE_DOWN || (fd = PQsocket(n->conn)) < 0)
 			continue;
+		fds[nfds].fd = fd;
 		if (n->state == NODE_CONNECTING)
 		{
-			if (n->poll == PGRES_POLLING_READING)
-				FD_SET(fd, &rfds);
-			else
-				FD_SET(fd, &wfds);
+			fds[nfds].events = n->poll == PGRES_POLLING_READING ? POLLIN : POLLOUT;
 			if (n->connect_deadline < until)
 				until = n->connect_deadline;
 		}
 		else
-			FD_SET(fd, &rfds);
-		if (fd > maxfd)
-			maxfd = fd;
+			fds[nfds].events = POLLIN | (n->flushing ? POLLOUT : 0);
+		slot[i] = nfds++;
 	}
-	left = until - now_seconds();
-	if (left < 0)
-		left = 0;
-	tv.tv_sec = (time_t) left;
-	tv.tv_usec = (suseconds_t) ((left - (double) tv.tv_sec) * 1e6);
-	if (select(maxfd + 1, &rfds, &wfds, NULL, &tv) < 0)
-	{
-		if (errno != EINTR)
-			fatal(EXIT_INTERNAL, "select() failed: %s", strerror(errno));
-		return;
-	}
-	while (read(signal_pipe[0], buf, sizeof(buf)) > 0)
-		;
+	sink_wait(fds, nfds, until);
+	if (fds[0].revents)
+		while (read(signal_pipe[0], buf, sizeof(buf)) > 0)
+			;
 	for (i = 0; i < nnodes; i++)
 	{
 		Node	   *n = &nodes[i];
-		int			fd;
 
-		if (n->state == NODE_DOWN || (fd = PQsocket(n->conn)) < 0)
+		if (slot[i] < 0 || n->state == NODE_DOWN)
 			continue;
 		if (n->state == NODE_CONNECTING)
 		{
-			if (FD_ISSET(fd, &rfds) || FD_ISSET(fd, &wfds))
+			if (fds[slot[i]].revents)
 				node_connect_step(n);
 		}
-		else if (FD_ISSET(fd, &rfds))
-			drain_socket(n);
+		else if (fds[slot[i]].revents || n->op != OP_NONE)
+		{
+			/*
+			 * With a statement in flight, look for its result even when the
+			 * socket says nothing: libpq may have read it already while it
+			 * sent (the socket does not block, so this costs one recv)
+			 */
+			node_io(n, fds[slot[i]].revents | (n->op != OP_NONE ? POLLIN : 0));
+		}
 	}
 }
 
-/* give up connection attempts that ran past their connect_timeout */
+/* is node N connecting, or connected and not set up yet (LISTEN...)? */
+static bool
+settling(const Node *n)
+{
+	return n->state == NODE_CONNECTING || (n->state == NODE_UP && n->op == OP_SETUP);
+}
+
+/*
+ * give up connection attempts (and set-ups after them) that ran past their
+ * connect_timeout
+ */
 static void
 check_connect_deadlines(void)
 {
@@ -189,11 +216,14 @@ check_connect_deadlines(void)
 	int			i;
 
 	for (i = 0; i < nnodes; i++)
-		if (nodes[i].state == NODE_CONNECTING && now >= nodes[i].connect_deadline)
+		if (settling(&nodes[i]) && now >= nodes[i].connect_deadline)
 			node_down(&nodes[i], "could not connect: timed out (connect_timeout)");
 }
 
-/* drive the connection attempts in progress to success or failure */
+/*
+ * drive the connection attempts in progress to success (set up) or
+ * failure; at start, so that every node is ready before the first claim
+ */
 static void
 settle_connections(bool stop_on_signal)
 {
@@ -205,7 +235,7 @@ settle_connections(bool stop_on_signal)
 
 		check_connect_deadlines();
 		for (i = 0; i < nnodes; i++)
-			if (nodes[i].state == NODE_CONNECTING)
+			if (settling(&nodes[i]))
 			{
 				if (!any || nodes[i].connect_deadline < until)
 					until = nodes[i].connect_deadline;
@@ -242,20 +272,39 @@ summary(void)
 		   t.batches, t.claimed, t.delivered, t.failed, t.dead, t.left);
 }
 
+/* a statement in flight, or acks or failures still to report, on an UP node */
+static bool
+nodes_busy(void)
+{
+	int			i;
+
+	for (i = 0; i < nnodes; i++)
+	{
+		Node	   *n = &nodes[i];
+
+		if (n->state == NODE_UP && (n->op != OP_NONE || n->nunacked > 0 || n->nfails > 0))
+			return true;
+	}
+	return false;
+}
+
 int
 main(int argc, char **argv)
 {
 	int			i,
-				up = 0;
+				up = 0,
+				rr = 0;
 	double		next_poll;
 	bool		any_failed = false,
-				any_down = false;
+				any_down = false,
+				stopping = false;
 
 	config_defaults();
 	config_parse_args(argc, argv);
 	config_finish();
 	setup_signals();
 	sinks_init();
+	window_init();
 	kinds_filter = claim_filter(true);
 	channels_filter = claim_filter(false);
 	node_claim_setup(kinds_filter, channels_filter, cfg.lease);
@@ -278,18 +327,43 @@ main(int argc, char **argv)
 	if (up == 0 && !stop_requested)
 		fatal(EXIT_CONNECT, "no node reachable, giving up");
 	if (cfg.verbose >= 0)
-		logmsg("started: %d of %d nodes up, kinds %s, channels %s, batch size %d, lease %g s, poll every %g s",
+	{
+		char		windows[200] = "";
+		int			s;
+
+		for (s = 0; s < SINK_NTYPES; s++)
+			if (cfg.sink_on[s])
+			{
+				size_t		l = strlen(windows);
+
+				snprintf(windows + l, sizeof(windows) - l, "%s%s %d", l ? ", " : "",
+						 sink_name((SinkType) s), cfg.concurrency[s]);
+				l = strlen(windows);
+				if (cfg.rate[s] > 0)
+					snprintf(windows + l, sizeof(windows) - l, " (at most %g/s)", cfg.rate[s]);
+			}
+		logmsg("started: %d of %d nodes up, kinds %s, channels %s, batch size %d, lease %g s, poll every %g s, in flight at once: %s",
 			   up, nnodes, kinds_filter ? kinds_filter : "all",
 			   channels_filter ? channels_filter : "all", cfg.batch_size, cfg.lease,
-			   cfg.poll_interval);
+			   cfg.poll_interval, windows);
+	}
 	service_notify("READY=1");
 
 	next_poll = now_seconds() + cfg.poll_interval;
-	while (!stop_requested)
+	for (;;)
 	{
 		double		now = now_seconds(),
-					until;
-		bool		more = false;
+					until,
+					wake;
+		int			k;
+
+		if (stop_requested && !stopping)
+		{
+			stopping = true;
+			service_notify("STOPPING=1");
+			logmsg("stopping on signal");
+			window_leave_queued();
+		}
 
 		/* down nodes whose back-off is over, retry times that came */
 		for (i = 0; i < nnodes; i++)
@@ -298,7 +372,7 @@ main(int argc, char **argv)
 
 			if (n->state == NODE_DOWN)
 			{
-				if (!cfg.once && now >= n->retry_at)
+				if (!cfg.once && !stopping && now >= n->retry_at)
 					node_connect_start(n);
 				continue;
 			}
@@ -318,54 +392,78 @@ main(int argc, char **argv)
 			next_poll = now + cfg.poll_interval;
 		}
 
-		/* one round: a batch from every node with work */
-		for (i = 0; i < nnodes && !stop_requested; i++)
-		{
-			Node	   *n = &nodes[i];
-			int			got;
+		/* deliveries: take in the ended ones, start what may start */
+		window_run(stopping);
+		/* stopping: what waits (a 429 sent it back, say) is left to its lease */
+		if (stopping)
+			window_leave_queued();
 
-			if (n->state != NODE_UP || !n->work)
-				continue;
-			got = node_batch(n, &stop_requested);
-			if (got < cfg.batch_size && n->state == NODE_UP)
-				n->work = false;
-			if (n->state == NODE_UP && n->work)
-				more = true;
-		}
-		if (stop_requested)
-			break;
-		if (more)
+		/*
+		 * statements: acks and failures first, then claims while the
+		 * windows have room, the nodes taking turns
+		 */
+		for (k = 0; k < nnodes; k++)
 		{
-			/* take in NOTIFYs and signals, but do not wait */
-			wait_for_work(now_seconds());
-			continue;
-		}
-		if (cfg.once)
-			break;
+			Node	   *n = &nodes[(rr + k) % nnodes];
+			int			room = stopping ? 0 : window_room();
 
-		/* nothing to do: sleep until a NOTIFY, a poll, a retry or a signal */
-		until = next_poll;
+			if (node_send(n, room, stopping || (cfg.once && window_held() == 0)) &&
+				n->op == OP_CLAIM)
+				rr = (n->num) % nnodes;
+		}
+
+		if (stopping && sink_running(SINK_NTYPES) == 0 && !nodes_busy())
+			break;
+		if (cfg.once && !stopping && window_held() == 0 && !nodes_busy())
+		{
+			bool		work = false;
+
+			for (i = 0; i < nnodes; i++)
+				if (nodes[i].state == NODE_UP && nodes[i].work)
+					work = true;
+			if (!work)
+				break;
+		}
+
+		/* wait: for I/O, a signal, or the next timer */
+		until = now + 60;
+		if (!cfg.once && !stopping && next_poll < until)
+			until = next_poll;
 		for (i = 0; i < nnodes; i++)
 		{
-			if (nodes[i].state == NODE_DOWN && nodes[i].retry_at < until)
-				until = nodes[i].retry_at;
-			if (nodes[i].state == NODE_UP && nodes[i].wake_at > 0 && nodes[i].wake_at < until)
-				until = nodes[i].wake_at;
+			Node	   *n = &nodes[i];
+
+			if (n->state == NODE_DOWN && !cfg.once && !stopping && n->retry_at < until)
+				until = n->retry_at;
+			if (n->state == NODE_UP && n->wake_at > 0 && !cfg.once && n->wake_at < until)
+				until = n->wake_at;
+			if (n->state == NODE_UP && n->op == OP_NONE && n->nunacked > 0 &&
+				n->unacked_since + ACK_DELAY < until)
+				until = n->unacked_since + ACK_DELAY;
 		}
+		wake = window_wake();
+		if (wake > 0 && wake < until)
+			until = wake;
 		wait_for_work(until);
 		check_connect_deadlines();
 	}
 
-	if (stop_requested)
-	{
-		service_notify("STOPPING=1");
-		logmsg("stopping on signal");
-	}
 	/* last chance for acks a lost connection swallowed */
 	for (i = 0; i < nnodes; i++)
 		if (nodes[i].nunacked > 0 && nodes[i].state == NODE_DOWN && !cfg.once)
 			node_connect_start(&nodes[i]);
 	settle_connections(false);
+	for (;;)
+	{
+		bool		sent = false;
+
+		for (i = 0; i < nnodes; i++)
+			if (node_send(&nodes[i], 0, true) || nodes[i].op != OP_NONE)
+				sent = true;
+		if (!sent)
+			break;
+		wait_for_work(now_seconds() + 1);
+	}
 	summary();
 	for (i = 0; i < nnodes; i++)
 	{

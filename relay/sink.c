@@ -2,18 +2,27 @@
  *
  * sink.c
  *		Where orderexp-relay delivers events: stdout, a command, a webhook,
- *		an SMTP server, an SMS provider (sms.c).
+ *		an SMTP server, an SMS provider (sms.c); many deliveries at once.
  *
- * Every sink takes one event and says whether it was delivered, failed
- * (to be tried again) or failed for good (it can never be delivered, such
- * as an SMS to an invalid number); when it was not delivered, it writes a
- * one-line reason into err, which the relay hands to orderexp.fail() (so
- * the reason shows in outbox.last_error).  Every sink is bounded by
- * --timeout: a command that hangs is killed, an HTTP or SMTP exchange that
- * stalls is given up.
+ * A delivery is a Transfer.  Per sink there is a function that builds and
+ * starts it (start_webhook() sets up a libcurl easy handle with URL,
+ * headers, body and login and adds it to the multi handle; start_exec()
+ * forks the command with pipes; sms.c's sms_request() builds an SMS) and
+ * one that reads its outcome (webhook_result(), sms_result()...):
+ * delivered, a failure worth a retry, a permanent failure, or "slow down"
+ * (HTTP 429).  When it was not delivered, the outcome carries a one-line
+ * reason, which the relay hands to orderexp.fail() (so it shows in
+ * outbox.last_error).
  *
- * The webhook and SMTP sinks keep one libcurl handle each, so that
- * connections to the same server are reused across events.
+ * All webhook, SMTP and SMS transfers share one libcurl multi handle, so
+ * that connections are kept alive and reused across events (and HTTP/2
+ * multiplexes them over one connection where the server offers it);
+ * sink_wait() waits on the multi handle's sockets, the commands' pipes and
+ * the caller's descriptors at once (curl_multi_poll()), then moves every
+ * transfer on.  Commands are reaped there too (the relay's SIGCHLD handler
+ * wakes the wait).  Every transfer ends by its deadline, which the caller
+ * gives (at most --timeout, and before the event's lease runs out): libcurl
+ * gives the exchange up, a command's process group is killed.
  *
  * Secrets stay in the relay: a command of the exec sink gets neither
  * libpq's PG* variables (PGPASSWORD, PGPASSFILE...) nor the relay's own
@@ -24,6 +33,7 @@
  *
  *-------------------------------------------------------------------------
  */
+#define _GNU_SOURCE				/* pipe2() */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -56,27 +66,93 @@ typedef struct Buf
 	size_t		cap;
 } Buf;
 
-static CURL *webhook_curl = NULL;
-static CURL *smtp_curl = NULL;
+/* what an SMTP upload has sent of the message */
+typedef struct Upload
+{
+	const char *data;
+	size_t		len;
+	size_t		off;
+} Upload;
+
+/* a delivery in flight, or ended and not yet handed back by sink_done() */
+struct Transfer
+{
+	SinkType	type;
+	void	   *owner;
+	double		started;
+	double		deadline;
+	bool		ended;
+	Transfer   *prev;			/* in the running list, or next finished */
+	Transfer   *next;
+
+	/* an outcome known at once (stdout, or a delivery that could not start) */
+	bool		early;
+	SinkResult	early_result;
+
+	/* webhook, smtp, sms: an easy handle of the multi handle */
+	CURL	   *curl;
+	SmsRequest *sms;			/* sms.c's request and answer */
+	CURLcode	rc;
+	struct curl_slist *list;	/* HTTP headers, or SMTP recipients */
+	Buf			msg;			/* the mail */
+	Upload		up;
+	char		errbuf[CURL_ERROR_SIZE];
+
+	/* exec: the command's process group and pipes */
+	pid_t		pid;
+	int			in_fd;			/* its stdin, -1 once all is written */
+	int			out_fd;			/* its stdout and stderr, -1 once closed */
+	char	   *data;			/* the event's JSON, for stdin */
+	size_t		len;
+	size_t		off;
+	char		output[512];	/* the first bytes of its output */
+	size_t		outlen;
+	int			status;
+	bool		timed_out;
+};
+
+static CURLM *multi = NULL;
+static CURL *idle_handles[64];	/* easy handles to reuse */
+static int	nidle;
+static Transfer *running_head = NULL;	/* transfers not ended */
+static Transfer *finished_head = NULL;	/* ended, waiting for sink_done() */
+static Transfer *finished_tail = NULL;
+static int	in_flight[SINK_NTYPES + 1];
 
 static void buf_append(Buf *b, const char *s, size_t n);
 static void buf_puts(Buf *b, const char *s);
 static void buf_printf(Buf *b, const char *fmt,...) __attribute__((format(printf, 2, 3)));
 static const char *field_lookup(void *arg, const char *name);
+static char *expand_template(const char *tmpl, const Event *ev);
 static char *env_entry(const char *name, const char *value);
 static char **exec_environment(const Event *ev);
 static void free_exec_environment(char **env);
-static char *expand_template(const char *tmpl, const Event *ev);
-static bool deliver_stdout(const Event *ev, char *err, size_t errlen);
-static bool deliver_exec(const Event *ev, char *err, size_t errlen);
+static Transfer *new_transfer(SinkType type, double deadline, void *owner);
+static void end_early(Transfer *t, Outcome outcome, const char *fmt,...) __attribute__((format(printf, 3, 4)));
+static void transfer_ended(Transfer *t);
+static CURL *take_handle(Transfer *t);
+static void bind_handle(Transfer *t, bool own_errbuf);
+static void start_curl(Transfer *t);
+static void start_sms(Transfer *t, const Event *ev);
+static void sms_transfer_result(Transfer *t, SinkResult *r);
+static bool throttled(Transfer *t, SinkResult *r, const char *sink);
+static void start_stdout(Transfer *t, const Event *ev);
+static void start_exec(Transfer *t, const Event *ev);
+static void exec_io(Transfer *t, short in_revents, short out_revents);
+static void exec_check(Transfer *t);
+static void exec_result(Transfer *t, SinkResult *r);
 static size_t discard_body(char *ptr, size_t size, size_t nmemb, void *userdata);
 static void hmac_hex(const char *secret, const char *data, char *hex);
-static bool deliver_webhook(const Event *ev, char *err, size_t errlen);
+static void start_webhook(Transfer *t, const Event *ev);
+static bool http_permanent(long status);
+static void webhook_result(Transfer *t, SinkResult *r);
 static size_t read_upload(char *ptr, size_t size, size_t nmemb, void *userdata);
 static void buf_base64(Buf *b, const unsigned char *s, size_t n);
 static void buf_header_text(Buf *b, const char *s);
 static bool plain_address(const char *a);
-static bool deliver_smtp(const Event *ev, char *err, size_t errlen);
+static void start_smtp(Transfer *t, const Event *ev);
+static bool smtp_permanent(long code);
+static void smtp_result(Transfer *t, SinkResult *r);
 
 static void
 buf_append(Buf *b, const char *s, size_t n)
@@ -144,27 +220,36 @@ set_cloexec(void *clientp, curl_socket_t fd, curlsocktype purpose)
 	return CURL_SOCKOPT_OK;
 }
 
+
+/*
+ * One multi handle for every webhook and SMTP transfer.  It keeps as many
+ * connections alive as the two windows can use, and multiplexes HTTP/2
+ * streams over one connection where the server offers it.
+ */
 void
 sinks_init(void)
 {
+	long		conns = cfg.concurrency[SINK_WEBHOOK] + cfg.concurrency[SINK_SMTP] +
+		cfg.concurrency[SINK_SMS];
+
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		fatal(EXIT_INTERNAL, "could not initialize libcurl");
-	if (cfg.sink_on[SINK_WEBHOOK] && (webhook_curl = curl_easy_init()) == NULL)
+	if ((multi = curl_multi_init()) == NULL)
 		fatal(EXIT_INTERNAL, "could not initialize libcurl");
-	if (cfg.sink_on[SINK_SMTP] && (smtp_curl = curl_easy_init()) == NULL)
-		fatal(EXIT_INTERNAL, "could not initialize libcurl");
-	if (cfg.sink_on[SINK_SMS])
-		sms_init();
+	curl_multi_setopt(multi, CURLMOPT_PIPELINING, (long) CURLPIPE_MULTIPLEX);
+	curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, conns);
+	curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, conns);
+	curl_multi_setopt(multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, conns);
 }
 
 void
 sinks_cleanup(void)
 {
-	if (webhook_curl)
-		curl_easy_cleanup(webhook_curl);
-	if (smtp_curl)
-		curl_easy_cleanup(smtp_curl);
-	sms_cleanup();
+	while (nidle > 0)
+		curl_easy_cleanup(idle_handles[--nidle]);
+	if (multi)
+		curl_multi_cleanup(multi);
+	multi = NULL;
 	curl_global_cleanup();
 }
 
@@ -203,19 +288,333 @@ expand_template(const char *tmpl, const Event *ev)
 }
 
 /* ---------------------------------------------------------------------
+ * transfers
+ * ---------------------------------------------------------------------
+ */
+static Transfer *
+new_transfer(SinkType type, double deadline, void *owner)
+{
+	Transfer   *t = xmalloc(sizeof(Transfer));
+
+	memset(t, 0, sizeof(*t));
+	t->type = type;
+	t->owner = owner;
+	t->started = now_seconds();
+	t->deadline = deadline;
+	t->pid = -1;
+	t->in_fd = -1;
+	t->out_fd = -1;
+	in_flight[type]++;
+	in_flight[SINK_NTYPES]++;
+	/* running until it ends */
+	t->next = running_head;
+	if (running_head)
+		running_head->prev = t;
+	running_head = t;
+	return t;
+}
+
+/* T ended: off the running list, onto the finished queue */
+static void
+transfer_ended(Transfer *t)
+{
+	if (t->ended)
+		return;
+	t->ended = true;
+	if (t->prev)
+		t->prev->next = t->next;
+	else
+		running_head = t->next;
+	if (t->next)
+		t->next->prev = t->prev;
+	t->prev = t->next = NULL;
+	if (finished_tail)
+		finished_tail->next = t;
+	else
+		finished_head = t;
+	finished_tail = t;
+}
+
+/* T ends before it started, with this outcome */
+static void
+end_early(Transfer *t, Outcome outcome, const char *fmt,...)
+{
+	va_list		ap;
+
+	t->early = true;
+	t->early_result.outcome = outcome;
+	va_start(ap, fmt);
+	vsnprintf(t->early_result.err, sizeof(t->early_result.err), fmt, ap);
+	va_end(ap);
+	transfer_ended(t);
+}
+
+/*
+ * An easy handle for T, reused when one is idle (the connections live in
+ * the multi handle, so a new handle reuses them too); reset, with nothing
+ * set yet.
+ */
+static CURL *
+take_handle(Transfer *t)
+{
+	CURL	   *c;
+
+	if (nidle > 0)
+	{
+		c = idle_handles[--nidle];
+		curl_easy_reset(c);
+	}
+	else if ((c = curl_easy_init()) == NULL)
+		fatal(EXIT_INTERNAL, "could not initialize libcurl");
+	t->curl = c;
+	return c;
+}
+
+/*
+ * What every transfer's handle has: T to find it by, the time-out of T's
+ * deadline, no signals, close-on-exec sockets, and (OWN_ERRBUF) T's error
+ * buffer (sms.c keeps its own).
+ */
+static void
+bind_handle(Transfer *t, bool own_errbuf)
+{
+	CURL	   *c = t->curl;
+	long		ms = (long) ((t->deadline - now_seconds()) * 1000);
+
+	curl_easy_setopt(c, CURLOPT_PRIVATE, t);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, ms > 1 ? ms : 1L);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_SOCKOPTFUNCTION, set_cloexec);
+	if (own_errbuf)
+		curl_easy_setopt(c, CURLOPT_ERRORBUFFER, t->errbuf);
+}
+
+/* the handle is set up: hand it to the multi handle */
+static void
+start_curl(Transfer *t)
+{
+	CURLMcode	mc = curl_multi_add_handle(multi, t->curl);
+
+	if (mc != CURLM_OK)
+		end_early(t, OUTCOME_RETRY, "%s: %s", sink_name(t->type), curl_multi_strerror(mc));
+}
+
+/*
+ * Build and start the delivery of EV through sink TYPE (see sink.h); the
+ * per-sink start_*() functions build the request, the *_result() ones read
+ * the answer in sink_done().
+ */
+Transfer *
+sink_start(SinkType type, const Event *ev, double deadline, void *owner)
+{
+	Transfer   *t = new_transfer(type, deadline, owner);
+
+	switch (type)
+	{
+		case SINK_STDOUT:
+			start_stdout(t, ev);
+			break;
+		case SINK_EXEC:
+			start_exec(t, ev);
+			break;
+		case SINK_WEBHOOK:
+			start_webhook(t, ev);
+			break;
+		case SINK_SMTP:
+			start_smtp(t, ev);
+			break;
+		case SINK_SMS:
+			start_sms(t, ev);
+			break;
+		case SINK_NTYPES:
+			end_early(t, OUTCOME_RETRY, "unknown sink");
+			break;
+	}
+	return t;
+}
+
+void *
+sink_owner(const Transfer *t)
+{
+	return t->owner;
+}
+
+SinkType
+sink_type(const Transfer *t)
+{
+	return t->type;
+}
+
+int
+sink_running(SinkType type)
+{
+	return in_flight[type];
+}
+
+/* the next ended transfer, in the order they ended */
+Transfer *
+sink_finished(void)
+{
+	Transfer   *t = finished_head;
+
+	if (t)
+	{
+		finished_head = t->next;
+		if (finished_head == NULL)
+			finished_tail = NULL;
+		t->next = NULL;
+	}
+	return t;
+}
+
+/*
+ * What T's outcome means (the sink's *_result() function), how long it
+ * took; then T's easy handle goes back to the idle ones and T is freed.
+ */
+void
+sink_done(Transfer *t, SinkResult *res)
+{
+	memset(res, 0, sizeof(*res));
+	if (t->early)
+		*res = t->early_result;
+	else
+		switch (t->type)
+		{
+			case SINK_EXEC:
+				exec_result(t, res);
+				break;
+			case SINK_WEBHOOK:
+				webhook_result(t, res);
+				break;
+			case SINK_SMTP:
+				smtp_result(t, res);
+				break;
+			case SINK_SMS:
+				sms_transfer_result(t, res);
+				break;
+			default:
+				break;
+		}
+	res->seconds = now_seconds() - t->started;
+	if (t->curl)
+	{
+		curl_multi_remove_handle(multi, t->curl);
+		if (nidle < (int) (sizeof(idle_handles) / sizeof(idle_handles[0])))
+			idle_handles[nidle++] = t->curl;
+		else
+			curl_easy_cleanup(t->curl);
+	}
+	if (t->sms)
+		sms_request_free(t->sms);
+	if (t->list)
+		curl_slist_free_all(t->list);
+	free(t->msg.data);
+	free(t->data);
+	in_flight[t->type]--;
+	in_flight[SINK_NTYPES]--;
+	free(t);
+}
+
+/*
+ * One wait of the relay's loop: curl_multi_poll() over libcurl's sockets,
+ * the caller's descriptors and the commands' pipes, at most until UNTIL
+ * (or a command's deadline); then libcurl's transfers move on, the
+ * commands are fed, read and reaped, and whatever ended is queued for
+ * sink_finished().
+ */
+void
+sink_wait(struct pollfd *extra, int nextra, double until)
+{
+	struct curl_waitfd *fds;
+	int			nfds = 0,
+				i,
+				still,
+				left;
+	Transfer   *t,
+			   *next;
+	CURLMsg    *m;
+	double		wait;
+
+	/* the caller's descriptors, then every command's pipes */
+	for (t = running_head; t; t = t->next)
+		if (t->pid > 0 && t->deadline < until)
+			until = t->deadline;
+	fds = xmalloc(sizeof(struct curl_waitfd) * (nextra + 2 * in_flight[SINK_EXEC] + 1));
+	for (i = 0; i < nextra; i++)
+	{
+		fds[nfds].fd = extra[i].fd;
+		fds[nfds].events = ((extra[i].events & POLLIN) ? CURL_WAIT_POLLIN : 0) |
+			((extra[i].events & POLLOUT) ? CURL_WAIT_POLLOUT : 0);
+		fds[nfds++].revents = 0;
+	}
+	for (t = running_head; t; t = t->next)
+	{
+		if (t->in_fd >= 0)
+		{
+			fds[nfds].fd = t->in_fd;
+			fds[nfds].events = CURL_WAIT_POLLOUT;
+			fds[nfds++].revents = 0;
+		}
+		if (t->out_fd >= 0)
+		{
+			fds[nfds].fd = t->out_fd;
+			fds[nfds].events = CURL_WAIT_POLLIN;
+			fds[nfds++].revents = 0;
+		}
+	}
+	wait = until - now_seconds();
+	if (finished_head != NULL || wait < 0)
+		wait = 0;
+	if (wait > 60)
+		wait = 60;
+	curl_multi_poll(multi, fds, nfds, (int) (wait * 1000 + 0.999), NULL);
+	for (i = 0; i < nextra; i++)
+		extra[i].revents = ((fds[i].revents & CURL_WAIT_POLLIN) ? POLLIN : 0) |
+			((fds[i].revents & CURL_WAIT_POLLOUT) ? POLLOUT : 0);
+
+	/* libcurl's transfers */
+	curl_multi_perform(multi, &still);
+	while ((m = curl_multi_info_read(multi, &left)) != NULL)
+	{
+		if (m->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **) &t);
+		t->rc = m->data.result;
+		transfer_ended(t);
+	}
+
+	/* the commands: their pipes, their end, their deadline */
+	/*
+	 * (curl_multi_poll() reports POLLIN and POLLOUT only, not POLLHUP or
+	 * POLLERR; the pipes do not block, so just try them)
+	 */
+	for (t = running_head; t; t = next)
+	{
+		next = t->next;
+		if (t->pid <= 0)
+			continue;
+		exec_io(t, POLLOUT, POLLIN);
+		exec_check(t);
+	}
+	free(fds);
+}
+
+/* ---------------------------------------------------------------------
  * stdout
  * ---------------------------------------------------------------------
  */
-static bool
-deliver_stdout(const Event *ev, char *err, size_t errlen)
+static void
+start_stdout(Transfer *t, const Event *ev)
 {
 	if (fputs(ev->json, stdout) == EOF || fputc('\n', stdout) == EOF || fflush(stdout) != 0)
 	{
-		snprintf(err, errlen, "could not write to stdout: %s", strerror(errno));
+		int			e = errno;
+
 		clearerr(stdout);
-		return false;
+		end_early(t, OUTCOME_RETRY, "could not write to stdout: %s", strerror(e));
+		return;
 	}
-	return true;
+	end_early(t, OUTCOME_DELIVERED, "%s", "");
 }
 
 /* ---------------------------------------------------------------------
@@ -286,29 +685,32 @@ free_exec_environment(char **env)
 	free(env);
 }
 
-static bool
-deliver_exec(const Event *ev, char *err, size_t errlen)
+/*
+ * Fork the command with the event's JSON for its stdin; the loop feeds the
+ * pipe and reads the output without blocking (exec_io()) and reaps it
+ * (exec_check()).  The pipes are close-on-exec, so that one command does
+ * not hold another's stdin open.
+ */
+static void
+start_exec(Transfer *t, const Event *ev)
 {
 	int			in[2],
 				out[2];
 	pid_t		pid;
-	const char *data = ev->json;
-	size_t		len = strlen(data),
-				off = 0;
-	char		output[512];
-	size_t		outlen = 0;
-	bool		out_open = true;
-	double		deadline = now_seconds() + cfg.timeout;
-	int			status = 0,
-				i;
-	bool		timed_out = false;
 	char	  **env;
 	char	   *argv[] = {"sh", "-c", cfg.exec_command, NULL};
 
-	if (pipe(in) != 0 || pipe(out) != 0)
+	if (pipe2(in, O_CLOEXEC) != 0)
 	{
-		snprintf(err, errlen, "could not create a pipe: %s", strerror(errno));
-		return false;
+		end_early(t, OUTCOME_RETRY, "could not create a pipe: %s", strerror(errno));
+		return;
+	}
+	if (pipe2(out, O_CLOEXEC) != 0)
+	{
+		end_early(t, OUTCOME_RETRY, "could not create a pipe: %s", strerror(errno));
+		close(in[0]);
+		close(in[1]);
+		return;
 	}
 	env = exec_environment(ev);
 	fflush(stdout);
@@ -318,27 +720,28 @@ deliver_exec(const Event *ev, char *err, size_t errlen)
 		free_exec_environment(env);
 	if (pid < 0)
 	{
-		snprintf(err, errlen, "could not fork: %s", strerror(errno));
+		end_early(t, OUTCOME_RETRY, "could not fork: %s", strerror(errno));
 		close(in[0]);
 		close(in[1]);
 		close(out[0]);
 		close(out[1]);
-		return false;
+		return;
 	}
 	if (pid == 0)
 	{
+		sigset_t	none;
+
 		/* child: own process group, so that a time-out kills it whole */
 		setpgid(0, 0);
 		signal(SIGPIPE, SIG_DFL);
 		signal(SIGTERM, SIG_DFL);
 		signal(SIGINT, SIG_DFL);
+		signal(SIGCHLD, SIG_DFL);
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
 		dup2(in[0], STDIN_FILENO);
 		dup2(out[1], STDOUT_FILENO);
 		dup2(out[1], STDERR_FILENO);
-		close(in[0]);
-		close(in[1]);
-		close(out[0]);
-		close(out[1]);
 		execve("/bin/sh", argv, env);
 		_exit(127);
 	}
@@ -346,95 +749,113 @@ deliver_exec(const Event *ev, char *err, size_t errlen)
 	close(in[0]);
 	close(out[1]);
 	fcntl(in[1], F_SETFL, O_NONBLOCK);
+	fcntl(out[0], F_SETFL, O_NONBLOCK);
+	t->pid = pid;
+	t->in_fd = in[1];
+	t->out_fd = out[0];
+	t->data = xstrdup(ev->json);
+	t->len = strlen(t->data);
+}
 
-	/* feed stdin, collect the first bytes of the output, wait for the end */
-	for (;;)
+/* feed the command's stdin, keep the first bytes of its output */
+static void
+exec_io(Transfer *t, short in_revents, short out_revents)
+{
+	if (t->in_fd >= 0 && (in_revents & (POLLOUT | POLLERR | POLLHUP)))
 	{
-		struct pollfd fds[2];
-		int			nfds = 0,
-					wait_ms;
-		double		left = deadline - now_seconds();
-		pid_t		w;
+		ssize_t		n = write(t->in_fd, t->data + t->off, t->len - t->off);
 
-		w = waitpid(pid, &status, WNOHANG);
-		if (w == pid)
-			break;
-		if (left <= 0)
+		if (n > 0)
+			t->off += n;
+		if ((n < 0 && errno != EAGAIN && errno != EINTR) || t->off == t->len)
 		{
-			kill(-pid, SIGKILL);
-			kill(pid, SIGKILL);
-			waitpid(pid, &status, 0);
-			timed_out = true;
-			break;
-		}
-		if (in[1] >= 0)
-		{
-			fds[nfds].fd = in[1];
-			fds[nfds++].events = POLLOUT;
-		}
-		if (out_open)
-		{
-			fds[nfds].fd = out[0];
-			fds[nfds++].events = POLLIN;
-		}
-		/* short waits: the child's exit shows only through waitpid */
-		wait_ms = left * 1000 < 10 ? (int) (left * 1000) + 1 : 10;
-		if (poll(fds, nfds, wait_ms) < 0 && errno != EINTR)
-			break;
-		for (i = 0; i < nfds; i++)
-		{
-			if (fds[i].fd == in[1] && (fds[i].revents & (POLLOUT | POLLERR | POLLHUP)))
-			{
-				ssize_t		n = write(in[1], data + off, len - off);
-
-				if (n > 0)
-					off += n;
-				if ((n < 0 && errno != EAGAIN && errno != EINTR) || off == len)
-				{
-					close(in[1]);
-					in[1] = -1;
-				}
-			}
-			else if (fds[i].fd == out[0] && (fds[i].revents & (POLLIN | POLLERR | POLLHUP)))
-			{
-				char		tmp[4096];
-				ssize_t		n = read(out[0], tmp, sizeof(tmp));
-
-				if (n <= 0)
-					out_open = false;
-				else if (outlen < sizeof(output) - 1)
-				{
-					size_t		take = (size_t) n < sizeof(output) - 1 - outlen ? (size_t) n : sizeof(output) - 1 - outlen;
-
-					memcpy(output + outlen, tmp, take);
-					outlen += take;
-				}
-			}
+			close(t->in_fd);
+			t->in_fd = -1;
 		}
 	}
-	if (in[1] >= 0)
-		close(in[1]);
-	close(out[0]);
-	output[outlen] = '\0';
+	if (t->out_fd >= 0 && (out_revents & (POLLIN | POLLERR | POLLHUP)))
+	{
+		char		tmp[4096];
+		ssize_t		n;
+
+		while ((n = read(t->out_fd, tmp, sizeof(tmp))) > 0)
+		{
+			size_t		room = sizeof(t->output) - 1 - t->outlen;
+			size_t		take = (size_t) n < room ? (size_t) n : room;
+
+			memcpy(t->output + t->outlen, tmp, take);
+			t->outlen += take;
+		}
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+		{
+			close(t->out_fd);
+			t->out_fd = -1;
+		}
+	}
+}
+
+/*
+ * Has the command ended, or run past its deadline (then its process group
+ * is killed)?  Either way it is reaped here, and its pipes closed: what a
+ * background process of the command keeps writing is not waited for.
+ */
+static void
+exec_check(Transfer *t)
+{
+	pid_t		w = waitpid(t->pid, &t->status, WNOHANG);
+
+	if (w != t->pid)
+	{
+		if (now_seconds() < t->deadline)
+			return;
+		kill(-t->pid, SIGKILL);
+		kill(t->pid, SIGKILL);
+		waitpid(t->pid, &t->status, 0);
+		t->timed_out = true;
+	}
+	/* the last of its output */
+	exec_io(t, 0, POLLIN);
+	if (t->in_fd >= 0)
+		close(t->in_fd);
+	if (t->out_fd >= 0)
+		close(t->out_fd);
+	t->in_fd = t->out_fd = -1;
+	t->pid = 0;
+	t->output[t->outlen] = '\0';
 	/* the output's first line, for the error text */
-	output[strcspn(output, "\r\n")] = '\0';
+	t->output[strcspn(t->output, "\r\n")] = '\0';
+	transfer_ended(t);
+}
 
-	if (timed_out)
+/*
+ * Exit status 0 is delivered; 65 (EX_DATAERR of sysexits.h: the command
+ * says the event itself is bad) a permanent failure; anything else, a
+ * signal or the time-out, a failure worth a retry.
+ */
+static void
+exec_result(Transfer *t, SinkResult *r)
+{
+	int			status = t->status;
+	bool		out = t->output[0] != '\0';
+
+	r->outcome = OUTCOME_RETRY;
+	if (t->timed_out)
+		snprintf(r->err, sizeof(r->err), "command timed out after %.3g s", t->deadline - t->started);
+	else if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		r->outcome = OUTCOME_DELIVERED;
+	else if (WIFEXITED(status))
 	{
-		snprintf(err, errlen, "command timed out after %g s", cfg.timeout);
-		return false;
+		if (WEXITSTATUS(status) == 65)
+			r->outcome = OUTCOME_PERMANENT;
+		snprintf(r->err, sizeof(r->err), "command exited with status %d%s%s%s", WEXITSTATUS(status),
+				 r->outcome == OUTCOME_PERMANENT ? " (permanent)" : "",
+				 out ? ": " : "", t->output);
 	}
-	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
-		return true;
-	if (WIFEXITED(status))
-		snprintf(err, errlen, "command exited with status %d%s%s", WEXITSTATUS(status),
-				 outlen ? ": " : "", output);
 	else if (WIFSIGNALED(status))
-		snprintf(err, errlen, "command was terminated by signal %d%s%s", WTERMSIG(status),
-				 outlen ? ": " : "", output);
+		snprintf(r->err, sizeof(r->err), "command was terminated by signal %d%s%s", WTERMSIG(status),
+				 out ? ": " : "", t->output);
 	else
-		snprintf(err, errlen, "command failed");
-	return false;
+		snprintf(r->err, sizeof(r->err), "command failed");
 }
 
 /* ---------------------------------------------------------------------
@@ -464,72 +885,114 @@ hmac_hex(const char *secret, const char *data, char *hex)
 	hex[2 * maclen] = '\0';
 }
 
-static bool
-deliver_webhook(const Event *ev, char *err, size_t errlen)
-{
-	CURL	   *c = webhook_curl;
-	struct curl_slist *headers = NULL;
-	char		line[256];
-	char		errbuf[CURL_ERROR_SIZE] = "";
-	CURLcode	rc;
-	long		status = 0;
 
-	curl_easy_reset(c);
-	headers = curl_slist_append(headers, "Content-Type: application/json");
+/* the POST of EV, with its headers and signature */
+static void
+start_webhook(Transfer *t, const Event *ev)
+{
+	CURL	   *c = take_handle(t);
+	char		line[256];
+
+	bind_handle(t, true);
+
+	t->list = curl_slist_append(t->list, "Content-Type: application/json");
 	snprintf(line, sizeof(line), "X-Orderexp-Event: %s", ev->kind);
-	headers = curl_slist_append(headers, line);
+	t->list = curl_slist_append(t->list, line);
 	snprintf(line, sizeof(line), "X-Orderexp-Id: %lld", ev->id);
-	headers = curl_slist_append(headers, line);
+	t->list = curl_slist_append(t->list, line);
 	if (cfg.webhook_secret)
 	{
 		char		hex[2 * EVP_MAX_MD_SIZE + 1];
 
 		hmac_hex(cfg.webhook_secret, ev->json, hex);
 		snprintf(line, sizeof(line), "X-Orderexp-Signature: sha256=%s", hex);
-		headers = curl_slist_append(headers, line);
+		t->list = curl_slist_append(t->list, line);
 	}
 	/* webhook-id, webhook-timestamp, webhook-signature (whsig.c) */
-	headers = whsig_headers(headers, ev, ev->json);
-	headers = curl_slist_append(headers, "Expect:");
+	t->list = whsig_headers(t->list, ev, ev->json);
+	t->list = curl_slist_append(t->list, "Expect:");
 	curl_easy_setopt(c, CURLOPT_URL, cfg.webhook_url);
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
-	curl_easy_setopt(c, CURLOPT_POSTFIELDS, ev->json);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, t->list);
 	curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long) strlen(ev->json));
+	curl_easy_setopt(c, CURLOPT_COPYPOSTFIELDS, ev->json);
 	curl_easy_setopt(c, CURLOPT_USERAGENT, "orderexp-relay/" RELAY_VERSION);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long) (cfg.timeout * 1000));
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard_body);
-	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+	/* HTTP/2 over TLS when offered: wait for the connection to multiplex */
+	curl_easy_setopt(c, CURLOPT_PIPEWAIT, 1L);
 	set_protocols(c, "http,https", CURLPROTO_HTTP | CURLPROTO_HTTPS);
-	curl_easy_setopt(c, CURLOPT_SOCKOPTFUNCTION, set_cloexec);
+	start_curl(t);
+}
 
-	rc = curl_easy_perform(c);
-	curl_slist_free_all(headers);
-	if (rc != CURLE_OK)
-	{
-		snprintf(err, errlen, "webhook: %s", errbuf[0] ? errbuf : curl_easy_strerror(rc));
+/*
+ * An HTTP 429 answer (webhook, sms): slow down for Retry-After seconds (a
+ * number or an HTTP date, which libcurl reads; 5 s without it, at most an
+ * hour); the receiver did not take the event.
+ */
+static bool
+throttled(Transfer *t, SinkResult *r, const char *sink)
+{
+	long		status = 0;
+	curl_off_t	after = -1;
+
+	if (t->rc != CURLE_OK)
 		return false;
-	}
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-	if (status < 200 || status > 299)
-	{
-		snprintf(err, errlen, "webhook: HTTP status %ld", status);
+	curl_easy_getinfo(t->curl, CURLINFO_RESPONSE_CODE, &status);
+	if (status != 429)
 		return false;
-	}
+	r->outcome = OUTCOME_THROTTLED;
+	if (curl_easy_getinfo(t->curl, CURLINFO_RETRY_AFTER, &after) != CURLE_OK || after <= 0)
+		after = 5;
+	if (after > 3600)
+		after = 3600;
+	r->retry_after = (double) after;
+	snprintf(r->err, sizeof(r->err), "%s: HTTP status 429, retry after %ld s", sink, (long) after);
 	return true;
+}
+
+/* is this HTTP status a refusal that no retry can mend? (docs/relay.md) */
+static bool
+http_permanent(long status)
+{
+	return status == 400 || status == 404 || status == 410 ||
+		status == 413 || status == 415 || status == 422;
+}
+
+/*
+ * 2xx is delivered; 429 asks to slow down (Retry-After, in seconds or as
+ * an HTTP date, says for how long; 5 s without it); 400, 404, 410, 413,
+ * 415 and 422 are permanent; anything else (other 4xx, 5xx, a time-out, a
+ * refused connection) is worth a retry.
+ */
+static void
+webhook_result(Transfer *t, SinkResult *r)
+{
+	long		status = 0;
+
+	r->outcome = OUTCOME_RETRY;
+	if (t->rc != CURLE_OK)
+	{
+		snprintf(r->err, sizeof(r->err), "webhook: %s",
+				 t->errbuf[0] ? t->errbuf : curl_easy_strerror(t->rc));
+		return;
+	}
+	curl_easy_getinfo(t->curl, CURLINFO_RESPONSE_CODE, &status);
+	if (status >= 200 && status <= 299)
+	{
+		r->outcome = OUTCOME_DELIVERED;
+		return;
+	}
+	if (throttled(t, r, "webhook"))
+		return;
+	if (http_permanent(status))
+		r->outcome = OUTCOME_PERMANENT;
+	snprintf(r->err, sizeof(r->err), "webhook: HTTP status %ld%s", status,
+			 r->outcome == OUTCOME_PERMANENT ? " (permanent)" : "");
 }
 
 /* ---------------------------------------------------------------------
  * smtp: one mail per event, to the address in the recipient field
  * ---------------------------------------------------------------------
  */
-typedef struct Upload
-{
-	const char *data;
-	size_t		len;
-	size_t		off;
-} Upload;
-
 static size_t
 read_upload(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
@@ -614,14 +1077,18 @@ plain_address(const char *a)
 	return true;
 }
 
-static bool
-deliver_smtp(const Event *ev, char *err, size_t errlen)
+
+/*
+ * The mail for EV: headers, the kind's templates filled in, CRLF line
+ * ends; a missing or odd recipient fails at once, for good (retrying the
+ * same payload cannot mend it).
+ */
+static void
+start_smtp(Transfer *t, const Event *ev)
 {
-	CURL	   *c = smtp_curl;
+	CURL	   *c;
 	const char *rcpt = event_field(ev, cfg.recipient_field);
-	const Template *t = template_for(ev->kind);
-	struct curl_slist *rcpts = NULL;
-	char		errbuf[CURL_ERROR_SIZE] = "";
+	const Template *tmpl = template_for(ev->kind);
 	char		date[64],
 				addr[300];
 	char	   *subject,
@@ -630,75 +1097,70 @@ deliver_smtp(const Event *ev, char *err, size_t errlen)
 	const char *domain = strchr(cfg.smtp_from, '@') + 1;
 	time_t		now = time(NULL);
 	struct tm	tm;
-	Buf			msg = {0};
-	Upload		up;
-	CURLcode	rc;
-	long		code = 0;
+	Buf		   *msg = &t->msg;
 
 	if (rcpt == NULL || *rcpt == '\0')
 	{
-		snprintf(err, errlen, "no recipient: the event has no field \"%s\"", cfg.recipient_field);
-		return false;
+		end_early(t, OUTCOME_PERMANENT, "no recipient: the event has no field \"%s\"", cfg.recipient_field);
+		return;
 	}
 	if (!plain_address(rcpt))
 	{
-		snprintf(err, errlen, "invalid recipient address in field \"%s\"", cfg.recipient_field);
-		return false;
+		end_early(t, OUTCOME_PERMANENT, "invalid recipient address in field \"%s\"", cfg.recipient_field);
+		return;
 	}
 
-	subject = expand_template(t->subject, ev);
+	subject = expand_template(tmpl->subject, ev);
 	for (s = subject; *s; s++)
 		if (*s == '\r' || *s == '\n' || *s == '\t')
 			*s = ' ';
-	body = expand_template(t->body, ev);
+	body = expand_template(tmpl->body, ev);
 
 	gmtime_r(&now, &tm);
 	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
-	buf_printf(&msg, "Date: %s\r\n", date);
-	buf_printf(&msg, "From: <%s>\r\n", cfg.smtp_from);
-	buf_printf(&msg, "To: <%s>\r\n", rcpt);
-	buf_puts(&msg, "Subject: ");
-	buf_header_text(&msg, subject);
-	buf_puts(&msg, "\r\n");
-	buf_printf(&msg, "Message-ID: <orderexp-%lld-%ld@%s>\r\n", ev->id, (long) now, domain);
-	buf_puts(&msg, "MIME-Version: 1.0\r\n");
-	buf_puts(&msg, "Content-Type: text/plain; charset=UTF-8\r\n");
-	buf_puts(&msg, "Content-Transfer-Encoding: 8bit\r\n");
-	buf_printf(&msg, "X-Orderexp-Event: %s\r\n", ev->kind);
-	buf_printf(&msg, "X-Orderexp-Id: %lld\r\n", ev->id);
-	buf_puts(&msg, "\r\n");
+	buf_printf(msg, "Date: %s\r\n", date);
+	buf_printf(msg, "From: <%s>\r\n", cfg.smtp_from);
+	buf_printf(msg, "To: <%s>\r\n", rcpt);
+	buf_puts(msg, "Subject: ");
+	buf_header_text(msg, subject);
+	buf_puts(msg, "\r\n");
+	buf_printf(msg, "Message-ID: <orderexp-%lld-%ld@%s>\r\n", ev->id, (long) now, domain);
+	buf_puts(msg, "MIME-Version: 1.0\r\n");
+	buf_puts(msg, "Content-Type: text/plain; charset=UTF-8\r\n");
+	buf_puts(msg, "Content-Transfer-Encoding: 8bit\r\n");
+	buf_printf(msg, "X-Orderexp-Event: %s\r\n", ev->kind);
+	buf_printf(msg, "X-Orderexp-Id: %lld\r\n", ev->id);
+	buf_puts(msg, "\r\n");
 	/* the body with CRLF line ends (libcurl dot-stuffs lines itself) */
 	for (s = body; *s; s++)
 	{
 		if (*s == '\n' && (s == body || s[-1] != '\r'))
-			buf_append(&msg, "\r\n", 2);
+			buf_append(msg, "\r\n", 2);
 		else
-			buf_append(&msg, s, 1);
+			buf_append(msg, s, 1);
 	}
-	if (msg.len < 2 || memcmp(msg.data + msg.len - 2, "\r\n", 2) != 0)
-		buf_append(&msg, "\r\n", 2);
+	if (msg->len < 2 || memcmp(msg->data + msg->len - 2, "\r\n", 2) != 0)
+		buf_append(msg, "\r\n", 2);
 	free(subject);
 	free(body);
 
-	up.data = msg.data;
-	up.len = msg.len;
-	up.off = 0;
+	t->up.data = msg->data;
+	t->up.len = msg->len;
+	t->up.off = 0;
 	snprintf(addr, sizeof(addr), "<%s>", rcpt);
-	rcpts = curl_slist_append(rcpts, addr);
-	curl_easy_reset(c);
+	t->list = curl_slist_append(t->list, addr);
+	c = take_handle(t);
+	bind_handle(t, true);
 	curl_easy_setopt(c, CURLOPT_URL, cfg.smtp_url);
 	snprintf(addr, sizeof(addr), "<%s>", cfg.smtp_from);
 	curl_easy_setopt(c, CURLOPT_MAIL_FROM, addr);
-	curl_easy_setopt(c, CURLOPT_MAIL_RCPT, rcpts);
+	curl_easy_setopt(c, CURLOPT_MAIL_RCPT, t->list);
 	curl_easy_setopt(c, CURLOPT_READFUNCTION, read_upload);
-	curl_easy_setopt(c, CURLOPT_READDATA, &up);
+	curl_easy_setopt(c, CURLOPT_READDATA, &t->up);
 	curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
-	curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, (curl_off_t) msg.len);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long) (cfg.timeout * 1000));
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+	curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, (curl_off_t) msg->len);
 	set_protocols(c, "smtp,smtps", CURLPROTO_SMTP | CURLPROTO_SMTPS);
-	curl_easy_setopt(c, CURLOPT_SOCKOPTFUNCTION, set_cloexec);
+
 	/*
 	 * STARTTLS when the server offers it, and required with a login (see
 	 * config_finish()); smtps:// is TLS from the start
@@ -709,57 +1171,85 @@ deliver_smtp(const Event *ev, char *err, size_t errlen)
 		curl_easy_setopt(c, CURLOPT_USERNAME, cfg.smtp_user);
 	if (cfg.smtp_password)
 		curl_easy_setopt(c, CURLOPT_PASSWORD, cfg.smtp_password);
-
-	rc = curl_easy_perform(c);
-	curl_slist_free_all(rcpts);
-	free(msg.data);
-	if (rc == CURLE_USE_SSL_FAILED && cfg.smtp_require_tls)
-	{
-		size_t		n = strlen(errbuf);
-
-		/* libcurl's "STARTTLS not supported." */
-		if (n > 0 && errbuf[n - 1] == '.')
-			errbuf[n - 1] = '\0';
-		snprintf(err, errlen, "smtp: %s, and the login goes over TLS only (see --smtp-insecure)",
-				 errbuf[0] ? errbuf : curl_easy_strerror(rc));
-		return false;
-	}
-	if (rc != CURLE_OK)
-	{
-		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
-		if (code > 0)
-			snprintf(err, errlen, "smtp: %s (server said %ld)",
-					 errbuf[0] ? errbuf : curl_easy_strerror(rc), code);
-		else
-			snprintf(err, errlen, "smtp: %s", errbuf[0] ? errbuf : curl_easy_strerror(rc));
-		return false;
-	}
-	return true;
+	start_curl(t);
 }
 
-/* the outcome of a sink that knows no permanent failure */
-#define RETRY_UNLESS(delivered) ((delivered) ? OUTCOME_DELIVERED : OUTCOME_RETRY)
-
-/* deliver EV through the sink; unless delivered, the reason is in err */
-Outcome
-sink_deliver(SinkType type, const Event *ev, char *err, size_t errlen)
+/*
+ * Is this SMTP reply a refusal of the mail itself (RFC 5321's 5yz about
+ * the mailbox, the message or the address) rather than of our set-up (530
+ * and 535: the login; 500-504: commands)?  Those are not retried.
+ */
+static bool
+smtp_permanent(long code)
 {
-	err[0] = '\0';
-	switch (type)
+	return code >= 550 && code <= 555;
+}
+
+/* the server accepted the mail; else why not */
+static void
+smtp_result(Transfer *t, SinkResult *r)
+{
+	long		code = 0;
+	char	   *e = t->errbuf;
+
+	r->outcome = OUTCOME_RETRY;
+	if (t->rc == CURLE_OK)
 	{
-		case SINK_STDOUT:
-			return RETRY_UNLESS(deliver_stdout(ev, err, errlen));
-		case SINK_EXEC:
-			return RETRY_UNLESS(deliver_exec(ev, err, errlen));
-		case SINK_WEBHOOK:
-			return RETRY_UNLESS(deliver_webhook(ev, err, errlen));
-		case SINK_SMTP:
-			return RETRY_UNLESS(deliver_smtp(ev, err, errlen));
-		case SINK_SMS:
-			return sms_deliver(ev, err, errlen);
-		case SINK_NTYPES:
-			break;
+		r->outcome = OUTCOME_DELIVERED;
+		return;
 	}
-	snprintf(err, errlen, "unknown sink");
-	return OUTCOME_RETRY;
+	if (t->rc == CURLE_USE_SSL_FAILED && cfg.smtp_require_tls)
+	{
+		size_t		n = strlen(e);
+
+		/* libcurl's "STARTTLS not supported." */
+		if (n > 0 && e[n - 1] == '.')
+			e[n - 1] = '\0';
+		snprintf(r->err, sizeof(r->err), "smtp: %s, and the login goes over TLS only (see --smtp-insecure)",
+				 e[0] ? e : curl_easy_strerror(t->rc));
+		return;
+	}
+	curl_easy_getinfo(t->curl, CURLINFO_RESPONSE_CODE, &code);
+	if (smtp_permanent(code))
+		r->outcome = OUTCOME_PERMANENT;
+	if (code > 0)
+		snprintf(r->err, sizeof(r->err), "smtp: %s (server said %ld%s)",
+				 e[0] ? e : curl_easy_strerror(t->rc), code,
+				 r->outcome == OUTCOME_PERMANENT ? ", permanent" : "");
+	else
+		snprintf(r->err, sizeof(r->err), "smtp: %s", e[0] ? e : curl_easy_strerror(t->rc));
+}
+
+/* ---------------------------------------------------------------------
+ * sms: an HTTP request to the provider (sms.c builds it and reads the
+ * answer)
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * sms_request() sets up the handle (and resets it first); a missing or
+ * invalid number, or an empty text, is a permanent failure at once.
+ */
+static void
+start_sms(Transfer *t, const Event *ev)
+{
+	char		err[1024];
+
+	t->sms = sms_request(take_handle(t), ev, err, sizeof(err));
+	if (t->sms == NULL)
+	{
+		end_early(t, OUTCOME_PERMANENT, "%s", err);
+		return;
+	}
+	bind_handle(t, false);
+	start_curl(t);
+}
+
+/* 429 pauses the sink, as for webhooks; the rest is sms_result()'s */
+static void
+sms_transfer_result(Transfer *t, SinkResult *r)
+{
+	if (throttled(t, r, "sms"))
+		return;
+	r->outcome = sms_result(t->sms, t->curl, t->rc, r->err, sizeof(r->err));
 }

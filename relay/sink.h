@@ -2,10 +2,18 @@
  *
  * sink.h
  *		Where orderexp-relay delivers events: stdout, a command, a webhook,
- *		an SMTP server, an SMS provider.
+ *		an SMTP server, an SMS provider (sms.c); many deliveries at once.
  *
- * sinks_init() after the settings are in, sink_deliver() for every event,
- * sinks_cleanup() at the end.
+ * sinks_init() after the settings are in, sinks_cleanup() at the end.  A
+ * delivery is a Transfer: sink_start() builds it (the libcurl handle with
+ * URL, headers, body and login, or the command's process and pipes) and
+ * starts it; sink_wait() waits for any transfer, the caller's descriptors or
+ * the time-out, and moves the transfers forward; sink_finished() hands out
+ * the transfers that ended, and sink_done() says what the outcome means
+ * (delivered, retry, permanent failure, slow down) and frees the transfer.
+ * Building a request and reading its answer are separate functions per
+ * sink (start_webhook() and webhook_result() in sink.c, sms_request() and
+ * sms_result() in sms.c...), so that a sink is added by writing those two.
  *
  * Copyright (c) 2026, orderexp developers
  *
@@ -14,22 +22,66 @@
 #ifndef ORDEREXP_RELAY_SINK_H
 #define ORDEREXP_RELAY_SINK_H
 
+#include <poll.h>
+
 #include <curl/curl.h>
 
 #include "common.h"
 #include "config.h"
 
-/* what became of a delivery */
+/* what a delivery's outcome means for the event */
 typedef enum Outcome
 {
-	OUTCOME_DELIVERED,
+	OUTCOME_DELIVERED,			/* the receiver took it: ack */
 	OUTCOME_RETRY,				/* failed; orderexp.fail() schedules a retry */
-	OUTCOME_PERMANENT			/* can never be delivered: fail for good */
+	OUTCOME_PERMANENT,			/* can never be delivered: fail for good */
+	OUTCOME_THROTTLED			/* the receiver asks us to slow down (HTTP
+								 * 429): it did not take the event; pause the
+								 * sink for retry_after seconds */
 } Outcome;
+
+typedef struct SinkResult
+{
+	Outcome		outcome;
+	double		retry_after;	/* OUTCOME_THROTTLED: seconds to pause */
+	double		seconds;		/* how long the delivery took */
+	char		err[1024];		/* one line, when not delivered */
+} SinkResult;
+
+/* one delivery in flight (opaque) */
+typedef struct Transfer Transfer;
 
 extern void sinks_init(void);
 extern void sinks_cleanup(void);
-extern Outcome sink_deliver(SinkType type, const Event *ev, char *err, size_t errlen);
+
+/*
+ * Start delivering EV through sink TYPE; it must end by DEADLINE
+ * (now_seconds() time; the HTTP or SMTP exchange is given up, the command
+ * killed).  OWNER is the caller's, given back by sink_owner().  Never NULL:
+ * a delivery that cannot even start is a transfer that has ended already.
+ * The event is not needed any more once sink_start() returns.
+ */
+extern Transfer *sink_start(SinkType type, const Event *ev, double deadline, void *owner);
+
+/*
+ * Wait until a transfer can move on, one of the caller's descriptors EXTRA
+ * is ready (their revents are set) or UNTIL (now_seconds() time) comes,
+ * then move every transfer on.
+ */
+extern void sink_wait(struct pollfd *extra, int nextra, double until);
+
+/* a transfer that has ended, NULL when there is none (yet) */
+extern Transfer *sink_finished(void);
+extern void *sink_owner(const Transfer *t);
+extern SinkType sink_type(const Transfer *t);
+
+/* what the ended transfer T's outcome means; frees T */
+extern void sink_done(Transfer *t, SinkResult *res);
+
+/* deliveries in flight, of one sink or (SINK_NTYPES) all */
+extern int	sink_running(SinkType type);
+
+/* for sms.c */
 extern const char *event_field(const Event *ev, const char *name);
 extern void set_protocols(CURL *c, const char *names, long mask);
 extern int	set_cloexec(void *clientp, curl_socket_t fd, curlsocktype purpose);

@@ -10,8 +10,10 @@
  * anything else there, can never be sent: it fails for good (the relay
  * calls orderexp.fail(..., retryable => false)), and so does one the
  * provider refuses as such (HTTP 400, 413, 422 and the like).  A transport
- * error, a 5xx, 429 and the 4xx that mean the relay's own set-up is wrong
- * (401, 403, 404...) are retried: fix the set-up and the events go out.
+ * error, a 5xx and the 4xx that mean the relay's own set-up is wrong (401,
+ * 403, 404...) are retried: fix the set-up and the events go out.  A 429
+ * pauses the sink for its Retry-After without spending an attempt
+ * (sink.c, window.c).
  *
  * The text is the kind's SMS template (--sms-text KIND=TEXT, built-in
  * defaults like the mail templates), with the event's fields.  With -v
@@ -72,7 +74,6 @@ typedef struct Lookup
 	const char *text;
 } Lookup;
 
-static CURL *sms_curl = NULL;
 
 static const char *lookup_value(void *arg, const char *name);
 static size_t utf8_next(const unsigned char *s, unsigned *cp);
@@ -111,21 +112,6 @@ sms_check_config(void)
 		if (strstr(cfg.sms_headers[i], "{sms.token}") != NULL && cfg.sms_token == NULL)
 			fatal(EXIT_USAGE, "--sms-header \"%.*s\" uses {sms.token}, which needs --sms-token-file (or $%s)",
 				  (int) strcspn(cfg.sms_headers[i], ":"), cfg.sms_headers[i], ENV_SMS_TOKEN);
-}
-
-void
-sms_init(void)
-{
-	if ((sms_curl = curl_easy_init()) == NULL)
-		fatal(EXIT_INTERNAL, "could not initialize libcurl");
-}
-
-void
-sms_cleanup(void)
-{
-	if (sms_curl)
-		curl_easy_cleanup(sms_curl);
-	sms_curl = NULL;
 }
 
 /* E.164: "+", then 8 to 15 digits, the first not 0 */
@@ -514,19 +500,4 @@ sms_request_free(SmsRequest *req)
 	free(req->response.data);
 	curl_slist_free_all(req->headers);
 	free(req);
-}
-
-/* the blocking delivery: request, transfer, result */
-Outcome
-sms_deliver(const Event *ev, char *err, size_t errlen)
-{
-	SmsRequest *req = sms_request(sms_curl, ev, err, errlen);
-	Outcome		o;
-
-	if (req == NULL)
-		return OUTCOME_PERMANENT;
-	o = sms_result(req, sms_curl, curl_easy_perform(sms_curl), err, errlen);
-	/* the handle is idle until the next sms_request() resets it */
-	sms_request_free(req);
-	return o;
 }

@@ -13,6 +13,9 @@
 # would), accepts any login and records each as auth-N.json: {"mechanism",
 # "login", "password"}.
 #
+# A recipient whose address starts with "nobody@" is refused with "550 5.1.1
+# no such user", as a server refuses a mailbox that does not exist.
+#
 # Copyright (c) 2026, orderexp developers
 
 import json
@@ -40,6 +43,12 @@ class Recorder:
         with open(tmp, "w") as f:
             json.dump(record, f)
         os.rename(tmp, os.path.join(self.directory, "%s-%d.json" % (prefix, n)))
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address.startswith("nobody@"):
+            return "550 5.1.1 no such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
         self.write("msg", {

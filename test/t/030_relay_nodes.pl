@@ -88,8 +88,9 @@ $node{b}->start;
 events('b', 1031, 1040);
 ok(defined wait_for($node{b}, 'postgres', $delivered, '40/40', 30),
 	'b: back up, all 40 events delivered (the acks lost with the connection sent after it)');
-like(slurp_file($log), qr/node 2 \([^)]*\): connected again\n.*node 2 \([^)]*\): sending [1-5] acks left from the lost connection/,
-	'the relay reconnected to b and sent the acks of the batch in hand at the stop');
+# (the events in hand: up to a window of --concurrency exec=8 and a batch)
+like(slurp_file($log), qr/node 2 \([^)]*\): connected again\n.*node 2 \([^)]*\): sending (?:[1-9]|1[0-3]) acks left from the lost connection/,
+	'the relay reconnected to b and sent the acks of the events in hand at the stop');
 
 # batches took turns while both nodes had a backlog
 my @turns = slurp_file($log) =~ /node (\d) \([^)]*\): batch of/g;
