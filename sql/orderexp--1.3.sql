@@ -3262,6 +3262,22 @@ BEGIN
 		picked := orderexp._withhold_reminders(picked, t);
 
 		/*
+		 * So are earlier reminders of the same orders and channels that wait
+		 * for a retry (not those a relay holds): a close or a cancel need not
+		 * wait for the retry of a reminder that will never go out.
+		 */
+		PERFORM orderexp._withhold_reminders(ARRAY(
+			SELECT e.id
+			  FROM orderexp.outbox o
+			  JOIN orderexp.outbox e
+				ON e.order_table = o.order_table AND e.order_key = o.order_key
+			   AND e.channel = o.channel AND e.id < o.id AND e.kind = 'reminder'
+			   AND e.attempts > 0 AND e.delivered_at IS NULL AND e.dead_at IS NULL
+			   AND e.obsolete_at IS NULL AND (e.leased_until IS NULL OR e.leased_until <= t)
+			 WHERE o.id = ANY (picked) AND e.id <> ALL (picked)
+			   FOR UPDATE OF e SKIP LOCKED), t);
+
+		/*
 		 * A row waits while an earlier event of its order on its channel is
 		 * out or waiting for a retry, so that events arrive in the order
 		 * they were made; it is looked at again within a second.

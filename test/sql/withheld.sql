@@ -63,26 +63,42 @@ SELECT period, kind, made, obsolete, dead
   FROM orderexp.delivery_health WHERE channel = 'wh_mail' ORDER BY period, kind;
 
 --
--- order: an earlier event of the order on the channel that is waiting for
--- a retry holds back a later one, for at most a second at a time
+-- order: a later event of an order on a channel waits while an earlier one
+-- is out or waiting for a retry, for at most a second at a time; an
+-- earlier reminder that no longer matters is withheld at once instead
 --
-INSERT INTO wh.orders (id, created_at) VALUES (7, now() - interval '15 minutes');
+INSERT INTO wh.orders (id, created_at) VALUES (7, now() - interval '15 minutes'),
+	(8, now() - interval '15 minutes');
 SELECT reminded, closed FROM orderexp.run_due();		-- and 4 closes
 SELECT max(id) AS r7 FROM orderexp.outbox WHERE order_table = 'wh.orders'::regclass AND order_key = '7' \gset
+SELECT max(id) AS r8 FROM orderexp.outbox WHERE order_table = 'wh.orders'::regclass AND order_key = '8' \gset
 SELECT count(*) FROM orderexp.claim(100, '1 min', kinds => '{reminder}', channels => '{wh_mail}');
 SELECT orderexp.fail(:r7, 'smtp 451') > now() AS retry_later;
--- a staff cancel: its event is due, the reminder is not
+SELECT orderexp.ack(ARRAY[:r8]) AS delivered;
+-- 7: a staff cancel while the reminder waits for its retry: the cancel goes
+-- out now, and the reminder, which would announce a deadline that no longer
+-- is, is withheld now rather than at its retry
 SELECT orderexp.cancel_order('wh.orders', 7, 'out of stock');
-SELECT max(id) AS c7 FROM orderexp.outbox WHERE order_table = 'wh.orders'::regclass AND order_key = '7' \gset
+SELECT kind, order_key FROM orderexp.claim(100, '1 min', kinds => '{cancelled}', channels => '{wh_mail}');
+SELECT kind, obsolete_at IS NOT NULL AS obsolete, last_error, attempts
+  FROM orderexp.outbox WHERE order_table = 'wh.orders'::regclass AND order_key = '7' ORDER BY id;
+-- 8: the shop extends, the extension's message fails for now; then the shop
+-- cancels: the cancel waits for the extension's message, which is still
+-- true and goes out first
+SELECT orderexp.extend_order('wh.orders', 8, '10 minutes') > now() AS extended;
+SELECT max(id) AS x8 FROM orderexp.outbox WHERE order_table = 'wh.orders'::regclass AND order_key = '8' \gset
+SELECT kind FROM orderexp.claim(100, '1 min', kinds => '{extended}', channels => '{wh_mail}');
+SELECT orderexp.fail(:x8, 'smtp 451') > now() AS retry_later;
+SELECT orderexp.cancel_order('wh.orders', 8, 'out of stock');
 SELECT count(*) AS cancel_handed_out FROM orderexp.claim(100, '1 min', kinds => '{cancelled}', channels => '{wh_mail}');
 SELECT kind, next_attempt_at > now() AND next_attempt_at <= now() + interval '1 s' AS held_back_a_second,
 	   attempts
-  FROM orderexp.outbox WHERE order_table = 'wh.orders'::regclass AND order_key = '7' ORDER BY id;
--- the reminder's retry comes due: it is withheld, and the cancel goes out
-UPDATE orderexp.outbox SET next_attempt_at = now() - interval '1 s' WHERE id IN (:r7, :c7);
-SELECT kind, order_key FROM orderexp.claim(100, '1 min', kinds => '{reminder,cancelled}', channels => '{wh_mail}');
-SELECT kind, obsolete_at IS NOT NULL AS obsolete, last_error, attempts
-  FROM orderexp.outbox WHERE order_table = 'wh.orders'::regclass AND order_key = '7' ORDER BY id;
+  FROM orderexp.outbox WHERE order_table = 'wh.orders'::regclass AND order_key = '8' AND id >= :x8 ORDER BY id;
+-- the extension's retry comes due: both go out, in the order they were made
+UPDATE orderexp.outbox SET next_attempt_at = now() - interval '1 s'
+ WHERE order_table = 'wh.orders'::regclass AND order_key = '8' AND id >= :x8;
+SELECT kind, order_key FROM orderexp.claim(100, '1 min', kinds => '{extended,cancelled}', channels => '{wh_mail}')
+ ORDER BY id;
 
 -- a relay that delivered a reminder late after all (its lease ran out and
 -- claim() withheld the row meanwhile) acks it: delivered, not obsolete
