@@ -90,4 +90,15 @@ extern void *xmalloc(size_t size);
 extern char *xstrdup(const char *s);
 extern double now_seconds(void);
 
+/* what a delivery's outcome means for the event */
+typedef enum Outcome
+{
+	OUTCOME_DELIVERED,			/* the receiver took it: ack */
+	OUTCOME_RETRY,				/* failed; orderexp.fail() schedules a retry */
+	OUTCOME_PERMANENT,			/* can never be delivered: fail for good */
+	OUTCOME_THROTTLED			/* the receiver asks us to slow down (HTTP
+								 * 429): it did not take the event; pause the
+								 * sink for retry_after seconds */
+} Outcome;
+
 #endif							/* ORDEREXP_RELAY_COMMON_H */

@@ -35,9 +35,6 @@
 #include "common.h"
 #include "config.h"
 #include "files.h"
-#include "metrics.h"
-#include "sms.h"
-#include "whsig.h"
 
 Config		cfg;
 
@@ -727,7 +724,6 @@ apply_option(int id, const char *name, const char *value)
 				break;
 			}
 		case OPT_METRICS_LISTEN:
-			metrics_check_listen(value);
 			cfg.metrics_listen = xstrdup(value);
 			break;
 		case OPT_LOG_FORMAT:
@@ -910,10 +906,6 @@ config_finish(void)
 		cfg.webhook_previous_secret = xstrdup(env);
 	if (cfg.sms_token == NULL && (env = getenv(ENV_SMS_TOKEN)) != NULL && *env)
 		cfg.sms_token = xstrdup(env);
-	if (cfg.sink_on[SINK_WEBHOOK])
-		whsig_init(cfg.webhook_secret, cfg.webhook_previous_secret);
-	if (cfg.sink_on[SINK_SMS])
-		sms_check_config();
 	if (cfg.smtp_password != NULL && cfg.smtp_user == NULL)
 		fatal(EXIT_USAGE, "an SMTP password needs --smtp-user");
 	/* a login, given by option or in the URL, goes over TLS only */

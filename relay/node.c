@@ -37,7 +37,10 @@
 #include "metrics.h"
 #include "node.h"
 #include "sink.h"
-#include "window.h"
+
+/* set by relay.c: the delivery window (node.h) */
+void		(*node_claims_sent_hook) (int rows) = NULL;
+void		(*node_events_claimed_hook) (Node *n, Event *evs, int nevs, double claimed_at) = NULL;
 
 /* one claimed event and the fields for templates, grouped by id */
 static const char *const claim_sql =
@@ -147,7 +150,7 @@ node_down(Node *n, const char *why)
 	n->nacking = 0;
 	/* a claim in flight: its rows come back after their lease */
 	if (n->op == OP_CLAIM)
-		window_claiming(-n->claim_asked);
+		node_claims_sent_hook(-n->claim_asked);
 	n->claim_asked = 0;
 	/* failures not reported come back after their lease */
 	if (n->op == OP_FAIL)
@@ -429,7 +432,7 @@ node_send(Node *n, int claim_room, bool flush_acks)
 		n->claim_asked = claim_room;
 		n->claim_sent = now_seconds();
 		if (send_op(n, OP_CLAIM, claim_sql, 4, params))
-			window_claiming(claim_room);
+			node_claims_sent_hook(claim_room);
 		return true;
 	}
 	return false;
@@ -536,7 +539,7 @@ claim_result(Node *n, PGresult *res)
 	int			nevs;
 	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 
-	window_claiming(-n->claim_asked);
+	node_claims_sent_hook(-n->claim_asked);
 	if (state && strcmp(state, "22023") == 0)
 	{
 		char		msg[600];
@@ -564,7 +567,7 @@ claim_result(Node *n, PGresult *res)
 		n->st.batches++;
 		n->st.claimed += nevs;
 		metrics_claimed(n->num, n->claim_sent, nevs);
-		window_claimed(n, evs, nevs, n->claim_sent);
+		node_events_claimed_hook(n, evs, nevs, n->claim_sent);
 	}
 	free(evs);
 }

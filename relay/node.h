@@ -102,4 +102,15 @@ extern void node_delivered(Node *n, long long id);
 extern void node_failed(Node *n, long long id, const char *error, bool retryable, int sink);
 extern void free_event(Event *ev);
 
+/*
+ * Where the claimed events go: relay.c points these at the delivery window
+ * (window.c), which in turn reports each event's outcome back through
+ * node_delivered() and node_failed().  Hooks rather than calls, so that the
+ * node knows nothing of the window: claims_sent(rows) counts rows asked for
+ * and not yet answered (negative when a claim ended or was given up),
+ * events_claimed() hands over what a claim returned.
+ */
+extern void (*node_claims_sent_hook) (int rows);
+extern void (*node_events_claimed_hook) (Node *n, Event *evs, int nevs, double claimed_at);
+
 #endif							/* ORDEREXP_RELAY_NODE_H */

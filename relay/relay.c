@@ -53,6 +53,8 @@
 #include "metrics.h"
 #include "node.h"
 #include "sink.h"
+#include "sms.h"
+#include "whsig.h"
 #include "window.h"
 
 static volatile sig_atomic_t stop_requested = 0;
@@ -302,6 +304,16 @@ main(int argc, char **argv)
 	config_defaults();
 	config_parse_args(argc, argv);
 	config_finish();
+	/* claimed events go to the delivery window */
+	node_claims_sent_hook = window_claiming;
+	node_events_claimed_hook = window_claimed;
+	/* what the modules check of their settings (config.c knows no module) */
+	if (cfg.metrics_listen != NULL)
+		metrics_check_listen(cfg.metrics_listen);
+	if (cfg.sink_on[SINK_WEBHOOK])
+		whsig_init(cfg.webhook_secret, cfg.webhook_previous_secret);
+	if (cfg.sink_on[SINK_SMS])
+		sms_check_config();
 	setup_signals();
 	sinks_init();
 	window_init();

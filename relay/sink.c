@@ -53,6 +53,7 @@
 
 #include "common.h"
 #include "config.h"
+#include "easy.h"
 #include "sink.h"
 #include "sms.h"
 #include "template.h"
@@ -193,32 +194,7 @@ buf_printf(Buf *b, const char *fmt,...)
 		buf_append(b, tmp, (size_t) n < sizeof(tmp) ? (size_t) n : sizeof(tmp) - 1);
 }
 
-/* a handle may speak these protocols only (no file://, no redirects elsewhere) */
-void
-set_protocols(CURL *c, const char *names, long mask)
-{
-#if LIBCURL_VERSION_NUM >= 0x075500
-	(void) mask;
-	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, names);
-#else
-	(void) names;
-	curl_easy_setopt(c, CURLOPT_PROTOCOLS, mask);
-#endif
-}
 
-/*
- * libcurl's sockets are not close-on-exec: without this, a command of the
- * exec sink would inherit the webhook's or the SMTP server's kept-alive
- * connection.
- */
-int
-set_cloexec(void *clientp, curl_socket_t fd, curlsocktype purpose)
-{
-	(void) clientp;
-	(void) purpose;
-	(void) fcntl(fd, F_SETFD, FD_CLOEXEC);
-	return CURL_SOCKOPT_OK;
-}
 
 
 /*
@@ -253,26 +229,6 @@ sinks_cleanup(void)
 	curl_global_cleanup();
 }
 
-/*
- * The value of an event's field NAME: the event's own fields (id, kind,
- * table, order_key, channel, attempts, created_at), the payload's, or the
- * order's payload columns ("order.email", or just "email" when no other
- * field has that name).  NULL when there is none or it is JSON null.
- */
-const char *
-event_field(const Event *ev, const char *name)
-{
-	int			i;
-
-	for (i = 0; i < ev->nfields; i++)
-		if (strcmp(ev->fields[i].key, name) == 0)
-			return ev->fields[i].value;
-	for (i = 0; i < ev->nfields; i++)
-		if (strncmp(ev->fields[i].key, "order.", 6) == 0 &&
-			strcmp(ev->fields[i].key + 6, name) == 0)
-			return ev->fields[i].value;
-	return NULL;
-}
 
 static const char *
 field_lookup(void *arg, const char *name)

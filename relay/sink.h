@@ -29,17 +29,6 @@
 #include "common.h"
 #include "config.h"
 
-/* what a delivery's outcome means for the event */
-typedef enum Outcome
-{
-	OUTCOME_DELIVERED,			/* the receiver took it: ack */
-	OUTCOME_RETRY,				/* failed; orderexp.fail() schedules a retry */
-	OUTCOME_PERMANENT,			/* can never be delivered: fail for good */
-	OUTCOME_THROTTLED			/* the receiver asks us to slow down (HTTP
-								 * 429): it did not take the event; pause the
-								 * sink for retry_after seconds */
-} Outcome;
-
 typedef struct SinkResult
 {
 	Outcome		outcome;
@@ -82,8 +71,5 @@ extern void sink_done(Transfer *t, SinkResult *res);
 extern int	sink_running(SinkType type);
 
 /* for sms.c */
-extern const char *event_field(const Event *ev, const char *name);
-extern void set_protocols(CURL *c, const char *names, long mask);
-extern int	set_cloexec(void *clientp, curl_socket_t fd, curlsocktype purpose);
 
 #endif							/* ORDEREXP_RELAY_SINK_H */

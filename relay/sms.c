@@ -50,7 +50,7 @@
 
 #include "common.h"
 #include "config.h"
-#include "sink.h"
+#include "easy.h"
 #include "sms.h"
 #include "template.h"
 

@@ -22,7 +22,6 @@
 #include <curl/curl.h>
 
 #include "common.h"
-#include "sink.h"
 
 typedef struct SmsRequest SmsRequest;
 
