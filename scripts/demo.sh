@@ -26,6 +26,14 @@
 #      again and is refused, gets a second reminder for the new deadline
 #      (without a link: the one extension is used up), another customer pays
 #      between reminder and deadline, and a payment comes too late;
+#   4b. in a second table whose customers chose their channels (column
+#      prefers, channels_column): ivan gets his reminder by SMS only; judy's
+#      e-mail is refused for good by the SMTP server (550, test/relay_smtp.py)
+#      and one SMS reminder with the same link goes instead (the fallback,
+#      in her history); kate's e-mail is refused for now (451), she pays
+#      before the retry, and her reminder is withheld, never sent; support
+#      explains ivan's closed order with explain_order(), and
+#      orderexp.unreachable lists judy's address;
 #   5. all along, orderexp-relay (the delivery program, relay/), started
 #      after the feed as a role that is a member of orderexp_relay, delivers
 #      the events as they come: the sms channel's through its SMS sink to a
@@ -150,12 +158,29 @@ sql "SELECT orderexp.set_close_policy('orders',
          close_after => '8 seconds', remind_before => '5 seconds',
          extend_by => '10 seconds', max_extensions => 1,
          payload_columns => '{customer,email,phone,amount}', channels => '{email,sms}') AS policy_id"
+say "a second table, where each customer chose their channels (column prefers, in order); its e-mail channel is called mail and goes through an SMTP server; when a reminder cannot be delivered, the next channel gets one while 5 s are left"
+sql "CREATE TABLE public.prefs (
+    id bigserial PRIMARY KEY,
+    customer text,
+    email text,
+    phone text,
+    prefers text[],
+    status text NOT NULL DEFAULT 'unpaid',
+    created_at timestamptz NOT NULL DEFAULT now())"
+sql "SELECT orderexp.set_close_policy('prefs',
+         close_after => '16 seconds', remind_before => '12 seconds',
+         extend_by => '10 seconds', max_extensions => 1,
+         payload_columns => '{customer,email,phone}', channels => '{mail,sms}',
+         channels_column => 'prefers', contact_columns => '{mail=email,sms=phone}',
+         fallback_before => '5 seconds') AS policy_id"
 
 # ---------------------------------------------------------------------------
 # 3. the live feed
 # ---------------------------------------------------------------------------
 
 ox_mktemp demo WORK
+PY3=python3
+[[ -x /usr/bin/python3 ]] && PY3=/usr/bin/python3
 FEED_SQL=$WORK/feed.sql
 STOP_FILE=$WORK/feed.stop
 {
@@ -212,16 +237,32 @@ for ((i = 0; i < 100; i++)); do
 	sleep 0.1
 done
 [[ -e $SMS_DIR/ready ]] || ox_die "the fake SMS provider did not start: $(cat "$WORK/sms.log")"
+# an SMTP server for the mail channel (test/relay_smtp.py): it refuses
+# nobody@ for good (550) and busy@ for now (451)
+SMTP_DIR=$WORK/smtp
+mkdir "$SMTP_DIR"
+SMTP_PORT=$(ox_pick_port)
+# Debian's python3, which has python3-aiosmtpd (another python3 may come first on PATH)
+"$PY3" "$OX_ROOT/test/relay_smtp.py" "$SMTP_PORT" "$SMTP_DIR" >"$WORK/smtp.log" 2>&1 &
+SMTP_PID=$!
+ox_at_exit "kill $SMTP_PID"
+for ((i = 0; i < 100; i++)); do
+	[[ -e $SMTP_DIR/ready ]] && break
+	sleep 0.1
+done
+[[ -e $SMTP_DIR/ready ]] || ox_die "the SMTP server did not start: $(cat "$WORK/smtp.log")"
 printf '             $ orderexp-relay -d "host=%s port=%s dbname=shop user=relay" -v \\\n' \
 	"$OX_PGHOST" "$OX_PGPORT"
 printf '                 --sms http://127.0.0.1:%s --sms-provider twilio --sms-account %s \\\n' \
 	"$SMS_PORT" "$SMS_ACCOUNT"
 printf '                 --sms-token-file sms.token --sms-from +15005550006 --stdout \\\n'
-printf "                 --route 'channel=sms:sms' --route '*:stdout' &\n"
+printf '                 --smtp smtp://127.0.0.1:%s --smtp-from shop@example.com \\\n' "$SMTP_PORT"
+printf "                 --route 'channel=sms:sms' --route 'channel=mail:smtp' --route '*:stdout' &\n"
 "$OX_PGBIN/orderexp-relay" -d "host=$OX_PGHOST port=$OX_PGPORT dbname=shop user=relay" -v \
 	--sms "http://127.0.0.1:$SMS_PORT" --sms-provider twilio --sms-account "$SMS_ACCOUNT" \
 	--sms-token-file "$WORK/sms.token" --sms-from +15005550006 --stdout \
-	--route 'channel=sms:sms' --route '*:stdout' >"$RELAY_OUT" 2>"$RELAY_ERR" &
+	--smtp "smtp://127.0.0.1:$SMTP_PORT" --smtp-from shop@example.com \
+	--route 'channel=sms:sms' --route 'channel=mail:smtp' --route '*:stdout' >"$RELAY_OUT" 2>"$RELAY_ERR" &
 RELAY_PID=$!
 ox_at_exit "kill $RELAY_PID"
 for ((i = 0; i < 100; i++)); do
@@ -338,6 +379,45 @@ wait_for 30 "SELECT NOT EXISTS (SELECT 1 FROM orders WHERE status = 'unpaid')" |
 	ox_warn "some orders are still unpaid after the wait"
 sleep 0.5
 
+# ---------------------------------------------------------------------------
+# reaching the customer: the customer's channels, a fallback, a stale
+# reminder held back, and an explanation
+# ---------------------------------------------------------------------------
+
+say "in the second table: ivan wants text messages only; judy prefers e-mail, then SMS, but her mailbox does not exist; kate's mail server is busy for now (reminder 4 s after the order, deadline 16 s after it)"
+sql "INSERT INTO prefs (customer, email, phone, prefers) VALUES
+    ('ivan', 'ivan@example.com',   '+15550200001', '{sms}'),
+    ('judy', 'nobody@example.com', '+15550200002', '{mail,sms}'),
+    ('kate', 'busy@example.com',   '+15550200003', '{mail}')
+RETURNING id, customer, email, prefers"
+say "waiting for the reminders, judy's refusal and kate's first failure ..."
+wait_for 20 "SELECT EXISTS (SELECT 1 FROM orderexp.outbox WHERE order_table = 'prefs'::regclass
+                              AND order_key = '2' AND kind = 'reminder' AND channel = 'sms'
+                              AND delivered_at IS NOT NULL)
+              AND EXISTS (SELECT 1 FROM orderexp.outbox WHERE order_table = 'prefs'::regclass
+                              AND order_key = '3' AND kind = 'reminder' AND last_error IS NOT NULL)" ||
+	ox_warn "judy's fallback or kate's failure did not come"
+say "ivan's reminder went by SMS only; judy's e-mail was refused for good (550) and an SMS with the same link went instead; kate's e-mail waits for a retry:"
+sql "SELECT order_key, channel, attempts, delivered_at IS NOT NULL AS delivered, dead_at IS NOT NULL AS dead,
+       payload ? 'fallback_from' AS fallback, last_error
+  FROM orderexp.outbox WHERE order_table = 'prefs'::regclass AND kind = 'reminder' ORDER BY id"
+sql "SELECT action, via, reason FROM orderexp.history('prefs', 2::bigint)"
+say "kate pays before the retry"
+sql "UPDATE prefs SET status = 'paid' WHERE id = 3 AND status = 'unpaid' RETURNING id, customer, status"
+say "waiting for kate's retry (some 10 s after the failure): her reminder would ask a customer who paid to pay, so it is withheld ..."
+wait_for 25 "SELECT obsolete_at IS NOT NULL FROM orderexp.outbox
+              WHERE order_table = 'prefs'::regclass AND order_key = '3' AND kind = 'reminder'" ||
+	ox_warn "kate's stale reminder was not withheld"
+sql "SELECT action, via, reason FROM orderexp.history('prefs', 3::bigint)"
+say "waiting for the deadlines of ivan's and judy's orders ..."
+wait_for 25 "SELECT count(*) = 2 FROM prefs WHERE status = 'closed'" ||
+	ox_warn "ivan's and judy's orders did not both close"
+sleep 0.5
+say "ivan complains; support explains his closed order in the shop's words (orderexp.explain_order):"
+sql "SELECT orderexp.explain_order('prefs', 1::bigint) AS explanation"
+say "and the contacts the shop cannot reach (orderexp.unreachable):"
+sql "SELECT order_table, order_key, channel, contact, why FROM orderexp.unreachable ORDER BY order_key"
+
 # let the feed print its last rows and quit
 touch "$STOP_FILE"
 for ((i = 0; i < 50; i++)); do
@@ -362,7 +442,8 @@ printf '             ... (%s lines in all)\n' "$RELAY_LINES"
 say "the text messages the fake SMS provider accepted (HTTP 201, like Twilio), the first few:"
 SMS_SENT=$(python3 - "$SMS_DIR" <<'PY'
 import glob, json, sys
-print(sum(1 for f in glob.glob(sys.argv[1] + "/req-*.json") if json.load(open(f))["status"] == 201))
+reqs = [json.load(open(f)) for f in glob.glob(sys.argv[1] + "/req-*.json")]
+print(sum(1 for r in reqs if r["status"] == 201 and r["form"]["To"][0].startswith("+155501")))
 PY
 )
 python3 - "$SMS_DIR" <<'PY' | indent
@@ -418,6 +499,7 @@ CHECKS=$(
 		-v relay_rc="$RELAY_RC" -v relay_lines="$RELAY_LINES" -v sms_sent="$SMS_SENT" <<'EOF'
 WITH
 ev AS (SELECT * FROM orderexp.outbox WHERE order_table = 'orders'::regclass),
+pev AS (SELECT * FROM orderexp.outbox WHERE order_table = 'prefs'::regclass),
 rem AS (SELECT id, order_key, channel, created_at,
 			   (payload ->> 'close_at')::timestamptz AS close_at,
 			   (payload ->> 'remind_at')::timestamptz AS remind_at,
@@ -543,15 +625,46 @@ SELECT 11, 'order 8, paid between its reminder and its deadline, has a reminder 
 UNION ALL
 SELECT 12, 'orderexp-relay delivered every event once (one JSON line or one text message each) and exited 0',
 	   :'relay_rc' = '0'
-	   AND NOT EXISTS (SELECT 1 FROM orderexp.outbox WHERE delivered_at IS NULL)
-	   AND (SELECT count(*) FROM orderexp.outbox WHERE channel <> 'sms') = :'relay_lines'::bigint
-	   AND (SELECT count(*) FROM orderexp.outbox WHERE channel = 'sms') = :'sms_sent'::bigint
-	   AND (SELECT max(attempts) FROM orderexp.outbox) = 1,
+	   AND NOT EXISTS (SELECT 1 FROM ev WHERE delivered_at IS NULL)
+	   AND (SELECT count(*) FROM ev WHERE channel <> 'sms') = :'relay_lines'::bigint
+	   AND (SELECT count(*) FROM ev WHERE channel = 'sms') = :'sms_sent'::bigint
+	   AND (SELECT max(attempts) FROM ev) = 1,
 	   format('exit status %s, %s lines for %s e-mail events, %s text messages for %s sms events, %s undelivered',
 			  :'relay_rc', :'relay_lines',
-			  (SELECT count(*) FROM orderexp.outbox WHERE channel <> 'sms'), :'sms_sent',
-			  (SELECT count(*) FROM orderexp.outbox WHERE channel = 'sms'),
-			  (SELECT count(*) FROM orderexp.outbox WHERE delivered_at IS NULL))
+			  (SELECT count(*) FROM ev WHERE channel <> 'sms'), :'sms_sent',
+			  (SELECT count(*) FROM ev WHERE channel = 'sms'),
+			  (SELECT count(*) FROM ev WHERE delivered_at IS NULL))
+UNION ALL
+SELECT 13, 'ivan, who chose SMS only, got one reminder, by SMS, and no e-mail',
+	   (SELECT count(*) FROM pev WHERE order_key = '1' AND kind = 'reminder' AND channel = 'sms'
+		   AND delivered_at IS NOT NULL) = 1
+	   AND NOT EXISTS (SELECT 1 FROM pev WHERE order_key = '1' AND kind = 'reminder' AND channel <> 'sms'),
+	   (SELECT string_agg(kind || ':' || channel, ',' ORDER BY id) FROM pev WHERE order_key = '1')
+UNION ALL
+SELECT 14, 'judy''s e-mail reminder was refused for good (550) and one SMS reminder with the same link went instead, in her history',
+	   (SELECT dead_at IS NOT NULL AND last_error LIKE '%550%' FROM pev
+		 WHERE order_key = '2' AND kind = 'reminder' AND channel = 'mail')
+	   AND (SELECT count(*) FROM pev WHERE order_key = '2' AND kind = 'reminder' AND channel = 'sms'
+			   AND payload ? 'fallback_from' AND delivered_at IS NOT NULL) = 1
+	   AND (SELECT count(*) FROM (SELECT DISTINCT payload ->> 'extension_token' FROM pev
+									 WHERE order_key = '2' AND kind = 'reminder') t) = 1
+	   AND (SELECT bool_and(payload ->> 'extension_token' IS NOT NULL) FROM pev
+		     WHERE order_key = '2' AND kind = 'reminder')
+	   AND EXISTS (SELECT 1 FROM orderexp.history('prefs', 2::bigint) h WHERE h.via = 'fallback'),
+	   (SELECT string_agg(channel || ':' || CASE WHEN delivered_at IS NOT NULL THEN 'delivered'
+											   WHEN dead_at IS NOT NULL THEN 'dead' ELSE 'waiting' END,
+						  ',' ORDER BY id)
+		  FROM pev WHERE order_key = '2' AND kind = 'reminder')
+UNION ALL
+SELECT 15, 'kate''s reminder, refused for now, was withheld once she had paid: never delivered',
+	   (SELECT obsolete_at IS NOT NULL AND delivered_at IS NULL AND attempts = 1
+		  FROM pev WHERE order_key = '3' AND kind = 'reminder')
+	   AND (SELECT status FROM prefs WHERE id = 3) = 'paid',
+	   (SELECT coalesce(last_error, '') FROM pev WHERE order_key = '3' AND kind = 'reminder')
+UNION ALL
+SELECT 16, 'explain_order tells ivan''s close in words',
+	   orderexp.explain_order('prefs', 1::bigint) ILIKE '%closed%',
+	   left(orderexp.explain_order('prefs', 1::bigint), 80) || '…'
 ) c ORDER BY n;
 EOF
 )

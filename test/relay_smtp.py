@@ -14,7 +14,9 @@
 # "login", "password"}.
 #
 # A recipient whose address starts with "nobody@" is refused with "550 5.1.1
-# no such user", as a server refuses a mailbox that does not exist.
+# no such user", as a server refuses a mailbox that does not exist; one that
+# starts with "busy@" with "451 4.2.1 mailbox busy, try again later", a
+# refusal for now.
 #
 # Copyright (c) 2026, orderexp developers
 
@@ -47,6 +49,8 @@ class Recorder:
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address.startswith("nobody@"):
             return "550 5.1.1 no such user"
+        if address.startswith("busy@"):
+            return "451 4.2.1 mailbox busy, try again later"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
