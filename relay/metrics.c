@@ -57,6 +57,7 @@
 #include "common.h"
 #include "config.h"
 #include "metrics.h"
+#include "template.h"
 
 /* upper bounds of the delivery-time histogram's buckets, in seconds */
 static const double buckets[] = {
@@ -97,14 +98,6 @@ typedef struct SinkMetrics
 	unsigned long long count;
 } SinkMetrics;
 
-/* a growing string */
-typedef struct Out
-{
-	char	   *data;
-	size_t		len;
-	size_t		cap;
-} Out;
-
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static NodeMetrics node_metrics[MAX_NODES];
 static SinkMetrics sink_metrics[NSINKS];
@@ -115,12 +108,10 @@ static struct MHD_Daemon *daemon_handle;
 static NodeMetrics *node_slot(int node);
 static int	sink_slot(int sink);
 static const char *sink_label(int slot);
-static void out_write(Out *o, const char *s, size_t n);
-static void out_printf(Out *o, const char *fmt,...) __attribute__((format(printf, 2, 3)));
-static void out_label_value(Out *o, const char *s);
-static void out_header(Out *o, const char *name, const char *type, const char *help);
+static void out_label_value(StrBuf *o, const char *s);
+static void out_header(StrBuf *o, const char *name, const char *type, const char *help);
 static bool sink_shown(int slot);
-static void out_node_counter(Out *o, const char *name, const char *help, size_t offset);
+static void out_node_counter(StrBuf *o, const char *name, const char *help, size_t offset);
 static char *render_metrics(size_t *len);
 static int	nodes_up(int *nnodes);
 static enum MHD_Result send_text(struct MHD_Connection *conn, unsigned int status,
@@ -297,64 +288,30 @@ metrics_dead(int node, int sink)
  * the exposition format
  * ---------------------------------------------------------------------
  */
-/* append N bytes to a scrape's text */
-static void
-out_write(Out *o, const char *s, size_t n)
-{
-	if (o->len + n + 1 > o->cap)
-	{
-		while (o->len + n + 1 > o->cap)
-			o->cap = o->cap ? o->cap * 2 : 8192;
-		o->data = realloc(o->data, o->cap);
-		if (o->data == NULL)
-			fatal(EXIT_INTERNAL, "out of memory");
-	}
-	memcpy(o->data + o->len, s, n);
-	o->len += n;
-	o->data[o->len] = '\0';
-}
-
-/* append a formatted line (or part of one: at most 511 bytes) */
-static void
-out_printf(Out *o, const char *fmt,...)
-{
-	char		tmp[512];
-	va_list		ap;
-	int			n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-	va_end(ap);
-	if (n >= (int) sizeof(tmp))
-		fatal(EXIT_INTERNAL, "metrics: line too long");
-	if (n > 0)
-		out_write(o, tmp, n);
-}
-
 /* a label value, quoted: backslash, double quote and line feed escaped */
 static void
-out_label_value(Out *o, const char *s)
+out_label_value(StrBuf *o, const char *s)
 {
-	out_write(o, "\"", 1);
+	sb_append(o, "\"", 1);
 	for (; *s; s++)
 	{
 		if (*s == '\\')
-			out_write(o, "\\\\", 2);
+			sb_append(o, "\\\\", 2);
 		else if (*s == '"')
-			out_write(o, "\\\"", 2);
+			sb_append(o, "\\\"", 2);
 		else if (*s == '\n')
-			out_write(o, "\\n", 2);
+			sb_append(o, "\\n", 2);
 		else
-			out_write(o, s, 1);
+			sb_append(o, s, 1);
 	}
-	out_write(o, "\"", 1);
+	sb_append(o, "\"", 1);
 }
 
 /* HELP and TYPE of a metric (the help texts need no escaping) */
 static void
-out_header(Out *o, const char *name, const char *type, const char *help)
+out_header(StrBuf *o, const char *name, const char *type, const char *help)
 {
-	out_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+	sb_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 /* series of the configured sinks, and of "none" once it has counted */
@@ -374,7 +331,7 @@ sink_shown(int slot)
 
 /* a counter per node and sink: the array at OFFSET in NodeMetrics */
 static void
-out_node_counter(Out *o, const char *name, const char *help, size_t offset)
+out_node_counter(StrBuf *o, const char *name, const char *help, size_t offset)
 {
 	int			i,
 				s;
@@ -387,7 +344,7 @@ out_node_counter(Out *o, const char *name, const char *help, size_t offset)
 
 		for (s = 0; s < NSINKS; s++)
 			if (sink_shown(s))
-				out_printf(o, "%s{node=\"%d\",sink=\"%s\"} %llu\n", name, i + 1,
+				sb_printf(o, "%s{node=\"%d\",sink=\"%s\"} %llu\n", name, i + 1,
 						   sink_label(s), v[s]);
 	}
 }
@@ -399,7 +356,7 @@ out_node_counter(Out *o, const char *name, const char *help, size_t offset)
 static char *
 render_metrics(size_t *len)
 {
-	Out			o = {0};
+	StrBuf		o = {0};
 	const curl_version_info_data *curl = curl_version_info(CURLVERSION_NOW);
 	double		now = now_seconds();
 	int			i,
@@ -408,30 +365,30 @@ render_metrics(size_t *len)
 
 	out_header(&o, "orderexp_relay_build_info", "gauge",
 			   "The relay's version and the versions of its libraries; always 1.");
-	out_printf(&o, "orderexp_relay_build_info{version=\"%s\",libpq=\"%d\",libcurl=\"%s\",libmicrohttpd=\"%s\"} 1\n",
+	sb_printf(&o, "orderexp_relay_build_info{version=\"%s\",libpq=\"%d\",libcurl=\"%s\",libmicrohttpd=\"%s\"} 1\n",
 			   RELAY_VERSION, PQlibVersion(), curl->version, MHD_get_version());
 	out_header(&o, "orderexp_relay_start_time_seconds", "gauge",
 			   "When the relay started, in seconds since the Unix epoch.");
-	out_printf(&o, "orderexp_relay_start_time_seconds %lld\n", (long long) start_time);
+	sb_printf(&o, "orderexp_relay_start_time_seconds %lld\n", (long long) start_time);
 
 	pthread_mutex_lock(&lock);
 	out_header(&o, "orderexp_relay_node_up", "gauge",
 			   "1 while the relay is connected to the node and listens on it, 0 otherwise.");
 	for (i = 0; i < metrics_nnodes; i++)
-		out_printf(&o, "orderexp_relay_node_up{node=\"%d\"} %d\n", i + 1,
+		sb_printf(&o, "orderexp_relay_node_up{node=\"%d\"} %d\n", i + 1,
 				   node_metrics[i].up ? 1 : 0);
 	out_header(&o, "orderexp_relay_node_info", "gauge",
 			   "The node's database, host and port (-d option number in node); always 1.");
 	for (i = 0; i < metrics_nnodes; i++)
 	{
-		out_printf(&o, "orderexp_relay_node_info{node=\"%d\",address=", i + 1);
+		sb_printf(&o, "orderexp_relay_node_info{node=\"%d\",address=", i + 1);
 		out_label_value(&o, node_metrics[i].label);
-		out_write(&o, "} 1\n", 4);
+		sb_append(&o, "} 1\n", 4);
 	}
 	out_header(&o, "orderexp_relay_claimed_total", "counter",
 			   "Events claimed from the node.");
 	for (i = 0; i < metrics_nnodes; i++)
-		out_printf(&o, "orderexp_relay_claimed_total{node=\"%d\"} %llu\n", i + 1,
+		sb_printf(&o, "orderexp_relay_claimed_total{node=\"%d\"} %llu\n", i + 1,
 				   node_metrics[i].claimed);
 	out_node_counter(&o, "orderexp_relay_delivered_total",
 					 "Events the sink took (delivered; acknowledged or about to be).",
@@ -456,14 +413,14 @@ render_metrics(size_t *len)
 		for (c = 0; c < m->nclaims; c++)
 			if (now - m->claims[c].at > age)
 				age = now - m->claims[c].at;
-		out_printf(&o, "orderexp_relay_oldest_claimed_event_age_seconds{node=\"%d\"} %.3f\n",
+		sb_printf(&o, "orderexp_relay_oldest_claimed_event_age_seconds{node=\"%d\"} %.3f\n",
 				   i + 1, age);
 	}
 	out_header(&o, "orderexp_relay_deliveries_in_flight", "gauge",
 			   "Deliveries started and not finished yet.");
 	for (s = 0; s < NSINKS; s++)
 		if (sink_shown(s))
-			out_printf(&o, "orderexp_relay_deliveries_in_flight{sink=\"%s\"} %lld\n",
+			sb_printf(&o, "orderexp_relay_deliveries_in_flight{sink=\"%s\"} %lld\n",
 					   sink_label(s), sink_metrics[s].in_flight);
 	out_header(&o, "orderexp_relay_delivery_duration_seconds", "histogram",
 			   "Time the sink took to take an event, of the deliveries that succeeded.");
@@ -477,14 +434,14 @@ render_metrics(size_t *len)
 		for (b = 0; b < NBUCKETS; b++)
 		{
 			cum += m->bucket[b];
-			out_printf(&o, "orderexp_relay_delivery_duration_seconds_bucket{sink=\"%s\",le=\"%g\"} %llu\n",
+			sb_printf(&o, "orderexp_relay_delivery_duration_seconds_bucket{sink=\"%s\",le=\"%g\"} %llu\n",
 					   sink_label(s), buckets[b], cum);
 		}
-		out_printf(&o, "orderexp_relay_delivery_duration_seconds_bucket{sink=\"%s\",le=\"+Inf\"} %llu\n",
+		sb_printf(&o, "orderexp_relay_delivery_duration_seconds_bucket{sink=\"%s\",le=\"+Inf\"} %llu\n",
 				   sink_label(s), m->count);
-		out_printf(&o, "orderexp_relay_delivery_duration_seconds_sum{sink=\"%s\"} %.6f\n",
+		sb_printf(&o, "orderexp_relay_delivery_duration_seconds_sum{sink=\"%s\"} %.6f\n",
 				   sink_label(s), m->sum);
-		out_printf(&o, "orderexp_relay_delivery_duration_seconds_count{sink=\"%s\"} %llu\n",
+		sb_printf(&o, "orderexp_relay_delivery_duration_seconds_count{sink=\"%s\"} %llu\n",
 				   sink_label(s), m->count);
 	}
 	pthread_mutex_unlock(&lock);

@@ -59,14 +59,6 @@
 #include "template.h"
 #include "whsig.h"
 
-/* a growing string */
-typedef struct Buf
-{
-	char	   *data;
-	size_t		len;
-	size_t		cap;
-} Buf;
-
 /* what an SMTP upload has sent of the message */
 typedef struct Upload
 {
@@ -95,7 +87,7 @@ struct Transfer
 	SmsRequest *sms;			/* sms.c's request and answer */
 	CURLcode	rc;
 	struct curl_slist *list;	/* HTTP headers, or SMTP recipients */
-	Buf			msg;			/* the mail */
+	StrBuf		msg;			/* the mail */
 	Upload		up;
 	char		errbuf[CURL_ERROR_SIZE];
 
@@ -120,9 +112,6 @@ static Transfer *finished_head = NULL;	/* ended, waiting for sink_done() */
 static Transfer *finished_tail = NULL;
 static int	in_flight[SINK_NTYPES + 1];
 
-static void buf_append(Buf *b, const char *s, size_t n);
-static void buf_puts(Buf *b, const char *s);
-static void buf_printf(Buf *b, const char *fmt,...) __attribute__((format(printf, 2, 3)));
 static const char *field_lookup(void *arg, const char *name);
 static char *expand_template(const char *tmpl, const Event *ev);
 static char *env_entry(const char *name, const char *value);
@@ -148,51 +137,12 @@ static void start_webhook(Transfer *t, const Event *ev);
 static bool http_permanent(long status);
 static void webhook_result(Transfer *t, SinkResult *r);
 static size_t read_upload(char *ptr, size_t size, size_t nmemb, void *userdata);
-static void buf_base64(Buf *b, const unsigned char *s, size_t n);
-static void buf_header_text(Buf *b, const char *s);
+static void buf_base64(StrBuf *b, const unsigned char *s, size_t n);
+static void buf_header_text(StrBuf *b, const char *s);
 static bool plain_address(const char *a);
 static void start_smtp(Transfer *t, const Event *ev);
 static bool smtp_permanent(long code);
 static void smtp_result(Transfer *t, SinkResult *r);
-
-static void
-buf_append(Buf *b, const char *s, size_t n)
-{
-	if (b->len + n + 1 > b->cap)
-	{
-		size_t		cap = b->cap ? b->cap : 256;
-
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		b->data = realloc(b->data, cap);
-		if (b->data == NULL)
-			fatal(EXIT_INTERNAL, "out of memory");
-		b->cap = cap;
-	}
-	memcpy(b->data + b->len, s, n);
-	b->len += n;
-	b->data[b->len] = '\0';
-}
-
-static void
-buf_puts(Buf *b, const char *s)
-{
-	buf_append(b, s, strlen(s));
-}
-
-static void
-buf_printf(Buf *b, const char *fmt,...)
-{
-	char		tmp[1024];
-	va_list		ap;
-	int			n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		buf_append(b, tmp, (size_t) n < sizeof(tmp) ? (size_t) n : sizeof(tmp) - 1);
-}
 
 
 
@@ -965,7 +915,7 @@ read_upload(char *ptr, size_t size, size_t nmemb, void *userdata)
 static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 static void
-buf_base64(Buf *b, const unsigned char *s, size_t n)
+buf_base64(StrBuf *b, const unsigned char *s, size_t n)
 {
 	size_t		i;
 
@@ -978,7 +928,7 @@ buf_base64(Buf *b, const unsigned char *s, size_t n)
 		q[1] = b64[(v >> 12) & 63];
 		q[2] = i + 1 < n ? b64[(v >> 6) & 63] : '=';
 		q[3] = i + 2 < n ? b64[v & 63] : '=';
-		buf_append(b, q, 4);
+		sb_append(b, q, 4);
 	}
 }
 
@@ -988,7 +938,7 @@ buf_base64(Buf *b, const unsigned char *s, size_t n)
  * character), folded onto continuation lines.
  */
 static void
-buf_header_text(Buf *b, const char *s)
+buf_header_text(StrBuf *b, const char *s)
 {
 	const unsigned char *p = (const unsigned char *) s;
 	bool		ascii = true;
@@ -999,7 +949,7 @@ buf_header_text(Buf *b, const char *s)
 			ascii = false;
 	if (ascii)
 	{
-		buf_puts(b, s);
+		sb_puts(b, s);
 		return;
 	}
 	p = (const unsigned char *) s;
@@ -1010,10 +960,10 @@ buf_header_text(Buf *b, const char *s)
 		while (take < n && (p[take] & 0xC0) == 0x80)
 			take--;
 		if (p != (const unsigned char *) s)
-			buf_puts(b, "\r\n ");
-		buf_puts(b, "=?UTF-8?B?");
+			sb_puts(b, "\r\n ");
+		sb_puts(b, "=?UTF-8?B?");
 		buf_base64(b, p, take);
-		buf_puts(b, "?=");
+		sb_puts(b, "?=");
 		p += take;
 		n -= take;
 	}
@@ -1053,7 +1003,7 @@ start_smtp(Transfer *t, const Event *ev)
 	const char *domain = strchr(cfg.smtp_from, '@') + 1;
 	time_t		now = time(NULL);
 	struct tm	tm;
-	Buf		   *msg = &t->msg;
+	StrBuf		   *msg = &t->msg;
 
 	if (rcpt == NULL || *rcpt == '\0')
 	{
@@ -1074,29 +1024,29 @@ start_smtp(Transfer *t, const Event *ev)
 
 	gmtime_r(&now, &tm);
 	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
-	buf_printf(msg, "Date: %s\r\n", date);
-	buf_printf(msg, "From: <%s>\r\n", cfg.smtp_from);
-	buf_printf(msg, "To: <%s>\r\n", rcpt);
-	buf_puts(msg, "Subject: ");
+	sb_printf(msg, "Date: %s\r\n", date);
+	sb_printf(msg, "From: <%s>\r\n", cfg.smtp_from);
+	sb_printf(msg, "To: <%s>\r\n", rcpt);
+	sb_puts(msg, "Subject: ");
 	buf_header_text(msg, subject);
-	buf_puts(msg, "\r\n");
-	buf_printf(msg, "Message-ID: <orderexp-%lld-%ld@%s>\r\n", ev->id, (long) now, domain);
-	buf_puts(msg, "MIME-Version: 1.0\r\n");
-	buf_puts(msg, "Content-Type: text/plain; charset=UTF-8\r\n");
-	buf_puts(msg, "Content-Transfer-Encoding: 8bit\r\n");
-	buf_printf(msg, "X-Orderexp-Event: %s\r\n", ev->kind);
-	buf_printf(msg, "X-Orderexp-Id: %lld\r\n", ev->id);
-	buf_puts(msg, "\r\n");
+	sb_puts(msg, "\r\n");
+	sb_printf(msg, "Message-ID: <orderexp-%lld-%ld@%s>\r\n", ev->id, (long) now, domain);
+	sb_puts(msg, "MIME-Version: 1.0\r\n");
+	sb_puts(msg, "Content-Type: text/plain; charset=UTF-8\r\n");
+	sb_puts(msg, "Content-Transfer-Encoding: 8bit\r\n");
+	sb_printf(msg, "X-Orderexp-Event: %s\r\n", ev->kind);
+	sb_printf(msg, "X-Orderexp-Id: %lld\r\n", ev->id);
+	sb_puts(msg, "\r\n");
 	/* the body with CRLF line ends (libcurl dot-stuffs lines itself) */
 	for (s = body; *s; s++)
 	{
 		if (*s == '\n' && (s == body || s[-1] != '\r'))
-			buf_append(msg, "\r\n", 2);
+			sb_append(msg, "\r\n", 2);
 		else
-			buf_append(msg, s, 1);
+			sb_append(msg, s, 1);
 	}
 	if (msg->len < 2 || memcmp(msg->data + msg->len - 2, "\r\n", 2) != 0)
-		buf_append(msg, "\r\n", 2);
+		sb_append(msg, "\r\n", 2);
 	free(subject);
 	free(body);
 

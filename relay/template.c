@@ -29,6 +29,7 @@
  *
  *-------------------------------------------------------------------------
  */
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,6 +66,36 @@ void
 sb_puts(StrBuf *b, const char *s)
 {
 	sb_append(b, s, strlen(s));
+}
+
+/* append a formatted string, however long */
+void
+sb_printf(StrBuf *b, const char *fmt,...)
+{
+	va_list		ap;
+	int			n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n <= 0)
+		return;
+	sb_append(b, "", 0);		/* data allocated */
+	if (b->len + (size_t) n + 1 > b->cap)
+	{
+		size_t		cap = b->cap;
+
+		while (cap < b->len + (size_t) n + 1)
+			cap *= 2;
+		b->data = realloc(b->data, cap);
+		if (b->data == NULL)
+			fatal(EXIT_INTERNAL, "out of memory");
+		b->cap = cap;
+	}
+	va_start(ap, fmt);
+	vsnprintf(b->data + b->len, (size_t) n + 1, fmt, ap);
+	va_end(ap);
+	b->len += (size_t) n;
 }
 
 /*

@@ -34,6 +34,7 @@ typedef const char *(*TemplateLookup) (void *arg, const char *name);
 
 extern void sb_append(StrBuf *b, const char *s, size_t n);
 extern void sb_puts(StrBuf *b, const char *s);
+extern void sb_printf(StrBuf *b, const char *fmt,...) __attribute__((format(printf, 2, 3)));
 extern void sb_escaped(StrBuf *b, const char *s, Escape esc);
 extern char *template_expand(const char *tmpl, TemplateLookup lookup, void *arg,
 							 Escape esc);
