@@ -161,6 +161,7 @@ END $$;
 -- what reached the planted tables; then the hostile objects go, before
 -- pgTAP looks at anything (with a path that does not reach them)
 SET LOCAL search_path = pg_catalog;
+SET LOCAL client_min_messages = warning;	-- a "drop cascades" line per operator otherwise
 CREATE TABLE public.pgtap_ox_temp_rows AS
 	SELECT (SELECT count(*) FROM pg_temp.tables) + (SELECT count(*) FROM pg_temp.timers)
 		   + (SELECT count(*) FROM pg_temp.outbox) + (SELECT count(*) FROM pg_temp.policies)
