@@ -4737,3 +4737,136 @@ GRANT EXECUTE ON FUNCTION
 	orderexp.record_feedback(regclass, anyelement, text, text)
 	TO orderexp_app;
 GRANT EXECUTE ON FUNCTION orderexp.set_explanation_template(text, text, text) TO orderexp_admin;
+
+/* --- 13. keys bound as text or untyped, from any driver ---------------------- */
+
+/*
+ * Drivers send bound parameters untyped (node-postgres always; psycopg for
+ * Python strings), and a parameter of unknown type cannot decide the
+ * anyelement of the order functions (42804).  Each function that takes an
+ * order key has an overload taking it as text, which an unknown parameter
+ * resolves to; a typed key (an integer literal, a bigint, a uuid) still
+ * picks the anyelement one.  The gates of the overloads call the existing
+ * bodies with the key as text: every body converts the key with the key
+ * column's type (orderexp._key_text: $1::<key type>), so a key that does not
+ * parse is refused with 22P02 as before, and nothing needs a body of its own.
+ * cancel_orders() takes an array literal as text.  extend_order() and
+ * reopen_order() take an interval, to which an untyped string coerces.
+ */
+CREATE FUNCTION orderexp.cancel_order(orders regclass, order_key text, reason text DEFAULT NULL)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'orderexp_gate'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION orderexp.cancel_order(regclass, text, text) IS
+	'cancel one unpaid order, its key as text (bound parameters); false if it was already cancelled';
+
+/*
+ * The keys of cancel_orders() as one array literal ('{1,2,3}'): drivers send
+ * an array untyped too, and an unknown parameter cannot choose between
+ * anyarray and text[], so the overload takes text, which it wins.  A typed
+ * array (text[] included) still goes to the anyarray body, which this body
+ * calls with the literal read as text[].
+ */
+CREATE FUNCTION orderexp._cancel_orders(orders regclass, order_keys text, reason text)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	RETURN orderexp._cancel_orders(orders, order_keys::text[], reason);
+END;
+$$;
+
+CREATE FUNCTION orderexp.cancel_orders(orders regclass, order_keys text, reason text DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'orderexp_gate'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION orderexp.cancel_orders(regclass, text, text) IS
+	'cancel the unpaid orders among these keys, given as one array literal (bound parameters); returns how many were cancelled';
+
+CREATE FUNCTION orderexp.extend_order(orders regclass, order_key text, "by" interval DEFAULT NULL)
+RETURNS timestamptz
+AS 'MODULE_PATHNAME', 'orderexp_gate'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION orderexp.extend_order(regclass, text, interval) IS
+	'move the deadline of an unpaid order, its key as text (bound parameters); returns the new deadline';
+
+CREATE FUNCTION orderexp.reopen_order(orders regclass, order_key text,
+									  close_after interval DEFAULT NULL, reason text DEFAULT NULL)
+RETURNS timestamptz
+AS 'MODULE_PATHNAME', 'orderexp_gate'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION orderexp.reopen_order(regclass, text, interval, text) IS
+	'set an order orderexp closed or cancelled back to unpaid, its key as text (bound parameters); returns the new deadline';
+
+CREATE FUNCTION orderexp.history_json(orders regclass, order_key text)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'orderexp_gate'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION orderexp.history_json(regclass, text) IS
+	'history() of one order as a JSON array, its key as text (bound parameters)';
+
+CREATE FUNCTION orderexp.history(orders regclass, order_key text)
+RETURNS TABLE (id bigint, at timestamptz, action text, via text, actor name, reason text,
+			   policy_id integer, policy_version integer, variant integer,
+			   deadline timestamptz, previous_deadline timestamptz,
+			   event_ids bigint[], delivered boolean)
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT h.*
+	  FROM jsonb_array_elements(orderexp.history_json(orders, order_key)) WITH ORDINALITY AS e(j, n)
+	 CROSS JOIN LATERAL jsonb_to_record(e.j)
+		AS h(id bigint, at timestamptz, action text, via text, actor name, reason text,
+			 policy_id integer, policy_version integer, variant integer,
+			 deadline timestamptz, previous_deadline timestamptz,
+			 event_ids bigint[], delivered boolean)
+	 ORDER BY e.n
+$$;
+COMMENT ON FUNCTION orderexp.history(regclass, text) IS
+	'every change orderexp made to one order, its key as text (bound parameters)';
+
+CREATE FUNCTION orderexp.extension_token(orders regclass, order_key text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'orderexp_extension_token'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION orderexp.extension_token(regclass, text) IS
+	'extension link token of one order, its key as text (bound parameters)';
+
+CREATE FUNCTION orderexp.explain_order(orders regclass, order_key text, lang text DEFAULT NULL)
+RETURNS text
+AS 'MODULE_PATHNAME', 'orderexp_gate'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION orderexp.explain_order(regclass, text, text) IS
+	'why an order is where it is, its key as text (bound parameters)';
+
+CREATE FUNCTION orderexp.record_feedback(orders regclass, order_key text, topic text, body text)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'orderexp_gate'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION orderexp.record_feedback(regclass, text, text, text) IS
+	'record feedback about one order, its key as text (bound parameters); returns its id';
+
+REVOKE ALL ON FUNCTION
+	orderexp._cancel_orders(regclass, text, text),
+	orderexp.cancel_order(regclass, text, text),
+	orderexp.cancel_orders(regclass, text, text),
+	orderexp.extend_order(regclass, text, interval),
+	orderexp.reopen_order(regclass, text, interval, text),
+	orderexp.history_json(regclass, text),
+	orderexp.history(regclass, text),
+	orderexp.extension_token(regclass, text),
+	orderexp.explain_order(regclass, text, text),
+	orderexp.record_feedback(regclass, text, text, text)
+	FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+	orderexp.cancel_order(regclass, text, text),
+	orderexp.cancel_orders(regclass, text, text),
+	orderexp.extend_order(regclass, text, interval),
+	orderexp.reopen_order(regclass, text, interval, text),
+	orderexp.history_json(regclass, text),
+	orderexp.history(regclass, text),
+	orderexp.extension_token(regclass, text),
+	orderexp.explain_order(regclass, text, text),
+	orderexp.record_feedback(regclass, text, text, text)
+	TO orderexp_app;
