@@ -70,6 +70,8 @@ OX_PACKAGES=(
 	python3-aiosmtpd
 	# the driver tests (TAP 061) call orderexp from psycopg 3
 	python3-psycopg
+	# TAP 063 scrapes orderexp's metrics (contrib/postgres_exporter.yml)
+	prometheus-postgres-exporter
 	# the partitioned-table tests make their partitions with pg_partman
 	"postgresql-$OX_PG_MAJOR-partman"
 	# scripts/report.sh (conversion charts) and its test
