@@ -72,6 +72,11 @@ OX_PACKAGES=(
 	python3-psycopg
 	# TAP 063 scrapes orderexp's metrics (contrib/postgres_exporter.yml)
 	prometheus-postgres-exporter
+	# the Debian packages (debian/, test kind "package"): pg_buildext,
+	# debhelper; the relay's package wants adduser
+	postgresql-server-dev-all
+	debhelper
+	adduser
 	# the partitioned-table tests make their partitions with pg_partman
 	"postgresql-$OX_PG_MAJOR-partman"
 	# scripts/report.sh (conversion charts) and its test
