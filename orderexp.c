@@ -37,6 +37,15 @@
 #include "orderexp.h"
 #include "worker.h"
 
+/*
+ * PostgreSQL 15 is the version built and tested (README, "Supported
+ * versions"); 13 and 14, out of upstream support, are no longer compiled
+ * for.  The branches for 16 in src/ are guards only: no test runs them.
+ */
+#if PG_VERSION_NUM < 150000
+#error "orderexp needs PostgreSQL 15 or later"
+#endif
+
 PG_MODULE_MAGIC;
 
 char	   *orderexp_databases = NULL;
@@ -166,11 +175,7 @@ _PG_init(void)
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
 
-#if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("orderexp");
-#else
-	EmitWarningsOnPlaceholders("orderexp");
-#endif
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;

@@ -17,7 +17,8 @@
 #                        installed already.
 #   ox_install_node_modules  npm install of test/node's packages (the
 #                        standardwebhooks package, which verifies the
-#                        relay's webhook signatures in TAP 034) into
+#                        relay's webhook signatures in TAP 034, and pg,
+#                        node-postgres, of the driver test TAP 060) into
 #                        test/node/node_modules, skipped when they are there;
 #                        nodejs and npm from apt when there is no npm.
 #   ox_build             copies the work tree (without .git and build outputs)
@@ -67,6 +68,15 @@ OX_PACKAGES=(
 	libmicrohttpd-dev
 	pkg-config
 	python3-aiosmtpd
+	# the driver tests (TAP 061) call orderexp from psycopg 3
+	python3-psycopg
+	# TAP 063 scrapes orderexp's metrics (contrib/postgres_exporter.yml)
+	prometheus-postgres-exporter
+	# the Debian packages (debian/, test kind "package"): pg_buildext,
+	# debhelper; the relay's package wants adduser
+	postgresql-server-dev-all
+	debhelper
+	adduser
 	# the partitioned-table tests make their partitions with pg_partman
 	"postgresql-$OX_PG_MAJOR-partman"
 	# scripts/report.sh (conversion charts) and its test
@@ -191,7 +201,8 @@ ox_install_packages() {
 # as they are
 ox_install_node_modules() {
 	local dir=$OX_ROOT/test/node
-	if [[ -f $dir/node_modules/standardwebhooks/package.json ]]; then
+	if [[ -f $dir/node_modules/standardwebhooks/package.json &&
+		-f $dir/node_modules/pg/package.json ]]; then
 		ox_log "node modules: installed"
 		return 0
 	fi

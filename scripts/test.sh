@@ -15,20 +15,26 @@
 #   tap        prove:       PROVE_TESTS (test/t/*.pl, PostgreSQL::Test::Cluster;
 #                           these make clusters of their own)
 #   pgtap      pg_prove:    test/pgtap/*.sql in a database orderexp_pgtap
+#   package    the Debian packages (debian/): dpkg-buildpackage -us -uc -b in
+#              a copy of the tree, installed (dpkg -i; with a private
+#              OX_PG_CONFIG, unpacked into its root instead), checked, and
+#              the pg_regress tests run again against the installed
+#              package, the cluster restarted on its library
 #
 # The first three are `make installcheck`, run once per kind (the other kinds
 # emptied on the command line) so that a failing regress test does not stop
 # the isolation and TAP tests from running.  Each runner has a time-out.
 #
 # It ends with a summary and a last line "N passed, N failed", counting test
-# units (one pg_regress or isolation test, one TAP or pgTAP file).  Exit code
+# units (one pg_regress or isolation test, one TAP or pgTAP file, one check
+# of the packages).  Exit code
 # 0 only if nothing failed and at least one test ran.  The cluster is stopped
 # and the temp dirs removed on any exit.  .ci/run calls exactly this script.
 #
 # Environment (for quick local runs; CI sets none of them):
 #   OX_TEST_ONLY="regress tap"   run only those kinds
-#   OX_TIMEOUT_REGRESS, OX_TIMEOUT_ISOLATION, OX_TIMEOUT_TAP, OX_TIMEOUT_PGTAP
-#                                time-outs of the runners, in seconds
+#   OX_TIMEOUT_REGRESS, OX_TIMEOUT_ISOLATION, OX_TIMEOUT_TAP, OX_TIMEOUT_PGTAP,
+#   OX_TIMEOUT_PACKAGE           time-outs of the runners, in seconds
 
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -38,8 +44,9 @@ TIMEOUT_REGRESS=${OX_TIMEOUT_REGRESS:-300}
 TIMEOUT_ISOLATION=${OX_TIMEOUT_ISOLATION:-300}
 TIMEOUT_TAP=${OX_TIMEOUT_TAP:-480}
 TIMEOUT_PGTAP=${OX_TIMEOUT_PGTAP:-240}
+TIMEOUT_PACKAGE=${OX_TIMEOUT_PACKAGE:-600}
 
-ONLY=${OX_TEST_ONLY:-regress isolation tap pgtap}
+ONLY=${OX_TEST_ONLY:-regress isolation tap pgtap package}
 
 TOTAL_PASSED=0
 TOTAL_FAILED=0
@@ -319,7 +326,104 @@ if wants pgtap; then
 fi
 
 # ---------------------------------------------------------------------------
-# 4. summary
+# 4. the Debian packages: built, installed, checked, regression tests again
+# ---------------------------------------------------------------------------
+
+# pkg_check NAME CMD...: one check of the packages, as a unit of the summary
+PKG_PASSED=0
+PKG_FAILED=0
+PKG_FAILED_NAMES=()
+pkg_check() {
+	local name=$1
+	shift
+	if "$@" >>"$LOGS/package.log" 2>&1; then
+		echo "ok     package: $name"
+		PKG_PASSED=$((PKG_PASSED + 1))
+	else
+		echo "FAILED package: $name"
+		PKG_FAILED=$((PKG_FAILED + 1))
+		PKG_FAILED_NAMES+=("$name")
+	fi
+}
+
+# the file FILE of the package DEB has the same content as PATH
+same_as_in_deb() {
+	local deb=$1 file=$2 path=$3
+	cmp <(dpkg-deb --fsys-tarfile "$deb" | tar -xOf - ".$file") "$path"
+}
+
+if wants package; then
+	PKG_LIB=$("$OX_PG_CONFIG" --pkglibdir)
+	PKG_SHARE=$("$OX_PG_CONFIG" --sharedir)
+	# the root the packages' paths are relative to: / for Debian's
+	# PostgreSQL, the private copy's root for a relocated one
+	PKG_ROOT=${PKG_LIB%/usr/lib/postgresql/"$OX_PG_MAJOR"/lib}
+	if [[ $PKG_ROOT == "$PKG_LIB" ]]; then
+		record package 0 1 "pg_config-layout-not-Debian's($PKG_LIB)"
+	else
+		ox_mktemp package PKG_DIR
+		mkdir "$PKG_DIR/src"
+		tar -C "$OX_ROOT" -cf - \
+			--exclude=./.git --exclude='*.o' --exclude='*.so' --exclude='*.bc' \
+			--exclude=./results --exclude=./output_iso --exclude=./tmp_check \
+			--exclude=./tmp_check_iso --exclude=./log --exclude='./regression.*' \
+			--exclude=./test/node/node_modules --exclude=./bench/out \
+			--exclude=./relay/orderexp-relay \
+			. | tar -C "$PKG_DIR/src" -xf -
+		ox_log "package: dpkg-buildpackage -us -uc -b in $PKG_DIR/src"
+		: >"$LOGS/package.log"
+		pkg_check "dpkg-buildpackage -us -uc -b" \
+			bash -c "cd '$PKG_DIR/src' && timeout --kill-after=20 $TIMEOUT_PACKAGE dpkg-buildpackage -us -uc -b"
+		EXT_DEB=$(compgen -G "$PKG_DIR/postgresql-$OX_PG_MAJOR-orderexp_*_*.deb" || true)
+		RELAY_DEB=$(compgen -G "$PKG_DIR/orderexp-relay_*_*.deb" || true)
+		pkg_check "two packages built" test -f "$EXT_DEB" -a -f "$RELAY_DEB"
+		if [[ -f $EXT_DEB && -f $RELAY_DEB ]]; then
+			if [[ -z $PKG_ROOT ]]; then
+				ox_log "package: dpkg -i $(basename "$EXT_DEB") $(basename "$RELAY_DEB")"
+				pkg_check "dpkg -i" dpkg -i "$EXT_DEB" "$RELAY_DEB"
+				pkg_check "orderexp.so belongs to postgresql-$OX_PG_MAJOR-orderexp" \
+					bash -c "dpkg -S '$PKG_LIB/orderexp.so' | grep -q '^postgresql-$OX_PG_MAJOR-orderexp:'"
+				pkg_check "system user orderexp-relay" id orderexp-relay
+				pkg_check "/etc/orderexp is 0750 root:orderexp-relay" \
+					bash -c "[[ \$(stat -c '%a %U:%G' /etc/orderexp) == '750 root:orderexp-relay' ]]"
+			else
+				ox_log "package: unpacking into $PKG_ROOT (private PostgreSQL)"
+				pkg_check "dpkg-deb -x into $PKG_ROOT" \
+					bash -c "dpkg-deb -x '$EXT_DEB' '$PKG_ROOT' && dpkg-deb -x '$RELAY_DEB' '$PKG_ROOT'"
+			fi
+			pkg_check "installed orderexp.so is the package's" \
+				same_as_in_deb "$EXT_DEB" "/usr/lib/postgresql/$OX_PG_MAJOR/lib/orderexp.so" "$PKG_LIB/orderexp.so"
+			pkg_check "installed orderexp--1.3.sql is the package's" \
+				same_as_in_deb "$EXT_DEB" "/usr/share/postgresql/$OX_PG_MAJOR/extension/orderexp--1.3.sql" \
+				"$PKG_SHARE/extension/orderexp--1.3.sql"
+			pkg_check "orderexp-relay --version runs" "$PKG_ROOT/usr/bin/orderexp-relay" --version
+			pkg_check "systemd unit runs /usr/bin/orderexp-relay" \
+				grep -q '^ExecStart=/usr/bin/orderexp-relay ' "$PKG_ROOT/lib/systemd/system/orderexp-relay.service"
+			pkg_check "sample config /etc/orderexp/relay.conf.example" \
+				test -f "$PKG_ROOT/etc/orderexp/relay.conf.example"
+			pkg_check "exporter queries among the examples" \
+				test -f "$PKG_ROOT/usr/share/doc/postgresql-$OX_PG_MAJOR-orderexp/examples/postgres_exporter.yml"
+		fi
+		record package "$PKG_PASSED" "$PKG_FAILED" "${PKG_FAILED_NAMES[@]}"
+		if ((PKG_FAILED > 0)); then
+			show_tail "$LOGS/package.log" 60
+		elif [[ -n $REGRESS_TESTS ]]; then
+			# the server loads the package's library at its start
+			ox_log "package: restarting the cluster, pg_regress against the installed package"
+			(cd "$OX_PGHOST" && ox_as_postgres "$OX_PGBIN/pg_ctl" -D "$OX_PGDATA" -l "$OX_PGLOG" \
+				-w -t 60 -m fast restart >/dev/null)
+			rc=0
+			run_logged "$LOGS/package-regress.log" "$TIMEOUT_REGRESS" \
+				make "${OX_MAKE_ARGS[@]}" installcheck ISOLATION= TAP_TESTS= "${MAKE_CONN[@]}" || rc=$?
+			# shellcheck disable=SC2086
+			parse_regress pkg-regress "$LOGS/package-regress.log" "$rc" $REGRESS_TESTS
+			[[ $rc == 0 ]] || show_file "regression diffs" "$OX_BUILD_DIR/regression.diffs" 300
+		fi
+	fi
+fi
+
+# ---------------------------------------------------------------------------
+# 5. summary
 # ---------------------------------------------------------------------------
 
 if grep -qE 'terminated by signal|was terminated by exception|PANIC:' "$OX_PGLOG"; then

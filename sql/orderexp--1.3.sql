@@ -4737,3 +4737,253 @@ GRANT EXECUTE ON FUNCTION
 	orderexp.record_feedback(regclass, anyelement, text, text)
 	TO orderexp_app;
 GRANT EXECUTE ON FUNCTION orderexp.set_explanation_template(text, text, text) TO orderexp_admin;
+
+/* --- 13. keys bound as text or untyped, from any driver ---------------------- */
+
+/*
+ * Drivers send bound parameters untyped (node-postgres always; psycopg for
+ * Python strings), and a parameter of unknown type cannot decide the
+ * anyelement of the order functions (42804).  Each function that takes an
+ * order key has an overload taking it as text, which an unknown parameter
+ * resolves to; a typed key (an integer literal, a bigint, a uuid) still
+ * picks the anyelement one.  The gates of the overloads call the existing
+ * bodies with the key as text: every body converts the key with the key
+ * column's type (orderexp._key_text: $1::<key type>), so a key that does not
+ * parse is refused with 22P02 as before, and nothing needs a body of its own.
+ * cancel_orders() takes an array literal as text.  extend_order() and
+ * reopen_order() take an interval, to which an untyped string coerces.
+ */
+CREATE FUNCTION orderexp.cancel_order(orders regclass, order_key text, reason text DEFAULT NULL)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'orderexp_gate'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION orderexp.cancel_order(regclass, text, text) IS
+	'cancel one unpaid order, its key as text (bound parameters); false if it was already cancelled';
+
+/*
+ * The keys of cancel_orders() as one array literal ('{1,2,3}'): drivers send
+ * an array untyped too, and an unknown parameter cannot choose between
+ * anyarray and text[], so the overload takes text, which it wins.  A typed
+ * array (text[] included) still goes to the anyarray body, which this body
+ * calls with the literal read as text[].
+ */
+CREATE FUNCTION orderexp._cancel_orders(orders regclass, order_keys text, reason text)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	RETURN orderexp._cancel_orders(orders, order_keys::text[], reason);
+END;
+$$;
+
+CREATE FUNCTION orderexp.cancel_orders(orders regclass, order_keys text, reason text DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'orderexp_gate'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION orderexp.cancel_orders(regclass, text, text) IS
+	'cancel the unpaid orders among these keys, given as one array literal (bound parameters); returns how many were cancelled';
+
+CREATE FUNCTION orderexp.extend_order(orders regclass, order_key text, "by" interval DEFAULT NULL)
+RETURNS timestamptz
+AS 'MODULE_PATHNAME', 'orderexp_gate'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION orderexp.extend_order(regclass, text, interval) IS
+	'move the deadline of an unpaid order, its key as text (bound parameters); returns the new deadline';
+
+CREATE FUNCTION orderexp.reopen_order(orders regclass, order_key text,
+									  close_after interval DEFAULT NULL, reason text DEFAULT NULL)
+RETURNS timestamptz
+AS 'MODULE_PATHNAME', 'orderexp_gate'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION orderexp.reopen_order(regclass, text, interval, text) IS
+	'set an order orderexp closed or cancelled back to unpaid, its key as text (bound parameters); returns the new deadline';
+
+CREATE FUNCTION orderexp.history_json(orders regclass, order_key text)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'orderexp_gate'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION orderexp.history_json(regclass, text) IS
+	'history() of one order as a JSON array, its key as text (bound parameters)';
+
+CREATE FUNCTION orderexp.history(orders regclass, order_key text)
+RETURNS TABLE (id bigint, at timestamptz, action text, via text, actor name, reason text,
+			   policy_id integer, policy_version integer, variant integer,
+			   deadline timestamptz, previous_deadline timestamptz,
+			   event_ids bigint[], delivered boolean)
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT h.*
+	  FROM jsonb_array_elements(orderexp.history_json(orders, order_key)) WITH ORDINALITY AS e(j, n)
+	 CROSS JOIN LATERAL jsonb_to_record(e.j)
+		AS h(id bigint, at timestamptz, action text, via text, actor name, reason text,
+			 policy_id integer, policy_version integer, variant integer,
+			 deadline timestamptz, previous_deadline timestamptz,
+			 event_ids bigint[], delivered boolean)
+	 ORDER BY e.n
+$$;
+COMMENT ON FUNCTION orderexp.history(regclass, text) IS
+	'every change orderexp made to one order, its key as text (bound parameters)';
+
+CREATE FUNCTION orderexp.extension_token(orders regclass, order_key text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'orderexp_extension_token'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION orderexp.extension_token(regclass, text) IS
+	'extension link token of one order, its key as text (bound parameters)';
+
+CREATE FUNCTION orderexp.explain_order(orders regclass, order_key text, lang text DEFAULT NULL)
+RETURNS text
+AS 'MODULE_PATHNAME', 'orderexp_gate'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION orderexp.explain_order(regclass, text, text) IS
+	'why an order is where it is, its key as text (bound parameters)';
+
+CREATE FUNCTION orderexp.record_feedback(orders regclass, order_key text, topic text, body text)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'orderexp_gate'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION orderexp.record_feedback(regclass, text, text, text) IS
+	'record feedback about one order, its key as text (bound parameters); returns its id';
+
+REVOKE ALL ON FUNCTION
+	orderexp._cancel_orders(regclass, text, text),
+	orderexp.cancel_order(regclass, text, text),
+	orderexp.cancel_orders(regclass, text, text),
+	orderexp.extend_order(regclass, text, interval),
+	orderexp.reopen_order(regclass, text, interval, text),
+	orderexp.history_json(regclass, text),
+	orderexp.history(regclass, text),
+	orderexp.extension_token(regclass, text),
+	orderexp.explain_order(regclass, text, text),
+	orderexp.record_feedback(regclass, text, text, text)
+	FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+	orderexp.cancel_order(regclass, text, text),
+	orderexp.cancel_orders(regclass, text, text),
+	orderexp.extend_order(regclass, text, interval),
+	orderexp.reopen_order(regclass, text, interval, text),
+	orderexp.history_json(regclass, text),
+	orderexp.history(regclass, text),
+	orderexp.extension_token(regclass, text),
+	orderexp.explain_order(regclass, text, text),
+	orderexp.record_feedback(regclass, text, text, text)
+	TO orderexp_app;
+
+/* --- 14. monitoring through pg_monitor ---------------------------------------- */
+
+/*
+ * Counts and times for monitoring, granted to pg_monitor, PostgreSQL's role
+ * for monitoring tools (contrib/postgres_exporter.yml reads them).  The
+ * operator views filter their rows to the tables the reader owns
+ * (orderexp._tables_visible), so a member of pg_monitor, which owns no
+ * orders table, would see nothing there; these views instead count across
+ * every registered table, as the extension owner reads them, and show
+ * nothing of the orders themselves: no keys, no payloads, no contacts, no
+ * errors' texts; only table names, event kinds and channels, counts and
+ * times; a table is named schema-qualified, whatever the reader's
+ * search_path.  They are granted to pg_monitor only, not to
+ * orderexp_admin, whose members answer for their own tables.
+ */
+
+/* per registered table: orders waiting for their deadline, and how late the oldest is */
+CREATE VIEW orderexp.monitor_backlog AS
+	SELECT (SELECT format('%I.%I', n.nspname, c.relname)
+			  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+			 WHERE c.oid = t.order_table) AS order_table,
+		   count(tm.order_key) AS pending,
+		   count(tm.order_key) FILTER (WHERE tm.close_at <= now()) AS overdue,
+		   count(tm.order_key) FILTER (WHERE tm.remind_at <= now()) AS reminders_due,
+		   min(tm.close_at) AS oldest_deadline,
+		   coalesce(round(extract(epoch FROM min(tm.close_at))::numeric, 3), 0) AS oldest_deadline_epoch,
+		   coalesce(greatest(round(extract(epoch FROM now() - min(tm.close_at))::numeric, 3), 0), 0)
+			   AS oldest_overdue_seconds,
+		   t.last_error_at IS NOT NULL AS failing
+	  FROM orderexp.tables t
+	  LEFT JOIN orderexp.timers tm ON tm.order_table = t.order_table
+	 GROUP BY t.order_table, t.last_error_at;
+COMMENT ON VIEW orderexp.monitor_backlog IS
+	'for monitoring (pg_monitor): per registered table, unpaid orders tracked, those past their deadline, reminders due, the oldest deadline, and whether the sweep fails on the table';
+
+/*
+ * Per registered table: orders closed at their deadline in the last hour
+ * (from the outbox, whose closed events carry the deadline) and how long
+ * after it the close came
+ */
+CREATE VIEW orderexp.monitor_closes AS
+	SELECT (SELECT format('%I.%I', n.nspname, c.relname)
+			  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+			 WHERE c.oid = t.order_table) AS order_table,
+		   count(c.order_key) AS closed_last_hour,
+		   coalesce(round(avg(c.late)::numeric, 3), 0) AS lateness_avg_seconds,
+		   coalesce(round((percentile_cont(0.95) WITHIN GROUP (ORDER BY c.late))::numeric, 3), 0)
+			   AS lateness_p95_seconds,
+		   coalesce(round(max(c.late)::numeric, 3), 0) AS lateness_max_seconds
+	  FROM orderexp.tables t
+	  LEFT JOIN (SELECT DISTINCT ON (o.order_table, o.order_key) o.order_table, o.order_key,
+						extract(epoch FROM o.created_at - (o.payload ->> 'close_at')::timestamptz) AS late
+				   FROM orderexp.outbox o
+				  WHERE o.kind = 'closed' AND o.created_at >= now() - interval '1 hour'
+				  ORDER BY o.order_table, o.order_key, o.created_at DESC) c
+			 ON c.order_table = t.order_table
+	 GROUP BY t.order_table;
+COMMENT ON VIEW orderexp.monitor_closes IS
+	'for monitoring (pg_monitor): per registered table, orders closed by timeout in the last hour and the seconds from deadline to close (average, 95th percentile, maximum)';
+
+/*
+ * Per kind and channel: the outbox now (delivery_stats' columns) and the
+ * last hour (delivery_health's), of every table
+ */
+CREATE VIEW orderexp.monitor_delivery AS
+	SELECT o.kind, o.channel,
+		   count(*) FILTER (WHERE o.delivered_at IS NULL AND o.dead_at IS NULL AND o.obsolete_at IS NULL
+							  AND NOT coalesce(o.leased_until > now(), false)
+							  AND o.next_attempt_at <= now()) AS pending,
+		   count(*) FILTER (WHERE o.delivered_at IS NULL AND o.dead_at IS NULL AND o.obsolete_at IS NULL
+							  AND o.leased_until > now()) AS leased,
+		   count(*) FILTER (WHERE o.delivered_at IS NULL AND o.dead_at IS NULL AND o.obsolete_at IS NULL
+							  AND NOT coalesce(o.leased_until > now(), false)
+							  AND o.next_attempt_at > now()) AS retrying,
+		   count(*) FILTER (WHERE o.dead_at IS NOT NULL AND o.delivered_at IS NULL) AS dead,
+		   coalesce(round(extract(epoch FROM now() - min(o.created_at)
+								   FILTER (WHERE o.delivered_at IS NULL AND o.dead_at IS NULL
+											 AND o.obsolete_at IS NULL))::numeric, 3), 0)
+			   AS oldest_undelivered_seconds,
+		   count(*) FILTER (WHERE o.created_at >= now() - interval '1 hour') AS made_last_hour,
+		   count(*) FILTER (WHERE o.delivered_at >= now() - interval '1 hour') AS delivered_last_hour,
+		   count(*) FILTER (WHERE o.dead_at >= now() - interval '1 hour') AS dead_last_hour,
+		   count(*) FILTER (WHERE o.obsolete_at >= now() - interval '1 hour') AS obsolete_last_hour,
+		   coalesce(round((percentile_cont(0.95) WITHIN GROUP
+								(ORDER BY extract(epoch FROM o.delivered_at - o.created_at))
+						   FILTER (WHERE o.delivered_at >= now() - interval '1 hour'))::numeric, 3), 0)
+			   AS delivery_p95_seconds,
+		   round(count(*) FILTER (WHERE o.kind = 'reminder' AND o.created_at >= now() - interval '1 hour'
+									AND o.delivered_at < (o.payload ->> 'close_at')::timestamptz)::numeric
+				 / nullif(count(*) FILTER (WHERE o.kind = 'reminder' AND o.obsolete_at IS NULL
+											 AND o.created_at >= now() - interval '1 hour'
+											 AND (o.delivered_at IS NOT NULL
+												  OR (o.payload ->> 'close_at')::timestamptz <= now())), 0),
+				 4) AS on_time_share
+	  FROM orderexp.outbox o
+	 GROUP BY o.kind, o.channel;
+COMMENT ON VIEW orderexp.monitor_delivery IS
+	'for monitoring (pg_monitor): per kind and channel of every table, events pending, leased, retrying, dead, the oldest undelivered; in the last hour made, delivered, dead, withheld, p95 seconds to delivery, reminders delivered before their deadline (delivery_health''s on_time_share)';
+
+/* the worker of this database, and the tables its sweep fails on */
+CREATE VIEW orderexp.monitor_worker AS
+	SELECT (SELECT count(*) FROM pg_stat_activity a
+			 WHERE a.backend_type = 'orderexp worker' AND a.datname = current_database()) AS workers,
+		   (SELECT count(*) FROM pg_stat_activity a
+			 WHERE a.backend_type = 'orderexp launcher') AS launchers,
+		   (SELECT count(*) FROM orderexp.tables t) AS tables,
+		   (SELECT count(*) FROM orderexp.tables t WHERE t.last_error_at IS NOT NULL) AS tables_failing,
+		   (SELECT count(*) FROM orderexp.outbox o
+			 WHERE o.dead_at IS NOT NULL AND o.delivered_at IS NULL) AS dead_letters;
+COMMENT ON VIEW orderexp.monitor_worker IS
+	'for monitoring (pg_monitor): orderexp workers connected to this database, launchers, registered tables, tables the sweep fails on, dead letters';
+
+REVOKE ALL ON orderexp.monitor_backlog, orderexp.monitor_closes, orderexp.monitor_delivery,
+	orderexp.monitor_worker FROM PUBLIC;
+GRANT SELECT ON orderexp.monitor_backlog, orderexp.monitor_closes, orderexp.monitor_delivery,
+	orderexp.monitor_worker TO pg_monitor;

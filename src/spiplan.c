@@ -91,11 +91,7 @@ orderexp_plan_ahead(SPIPlanPtr plan)
 	 * under CurrentResourceOwner, and is given back the same way.
 	 */
 	if (cplan != NULL)
-#if PG_VERSION_NUM >= 140000
 		ReleaseCachedPlan(cplan, CurrentResourceOwner);
-#else
-		ReleaseCachedPlan(cplan, true);
-#endif
 	MemoryContextSwitchTo(oldcxt);
 	MemoryContextDelete(cxt);
 }

@@ -380,11 +380,8 @@ insert_timer_direct(Datum *values, bool *isnull)
 	table_tuple_insert(timers, slot, GetCurrentCommandId(true), 0, NULL);
 #if PG_VERSION_NUM >= 160000
 	recheck = ExecInsertIndexTuples(rri, slot, estate, false, false, NULL, NIL, false);
-#elif PG_VERSION_NUM >= 140000
-	recheck = ExecInsertIndexTuples(rri, slot, estate, false, false, NULL, NIL);
 #else
-	estate->es_result_relation_info = rri;
-	recheck = ExecInsertIndexTuples(slot, estate, false, NULL, NIL);
+	recheck = ExecInsertIndexTuples(rri, slot, estate, false, false, NULL, NIL);
 #endif
 	list_free(recheck);
 

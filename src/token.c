@@ -44,9 +44,7 @@
 #include "catalog/pg_namespace.h"
 #include "catalog/pg_type.h"
 #include "common/base64.h"
-#if PG_VERSION_NUM >= 140000
 #include "common/hmac.h"
-#endif
 #include "common/sha2.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -149,7 +147,6 @@ token_mac(const uint8 *data, size_t len, uint8 *mac)
 	const uint8 *key = (const uint8 *) VARDATA_ANY(secret);
 	size_t		keylen = VARSIZE_ANY_EXHDR(secret);
 
-#if PG_VERSION_NUM >= 140000
 	pg_hmac_ctx *ctx = pg_hmac_create(PG_SHA256);
 
 	if (ctx == NULL ||
@@ -161,38 +158,6 @@ token_mac(const uint8 *data, size_t len, uint8 *mac)
 		elog(ERROR, "could not compute the token signature");
 	}
 	pg_hmac_free(ctx);
-#else
-	/* RFC 2104 over PostgreSQL 13's SHA-256 */
-	uint8		k[PG_SHA256_BLOCK_LENGTH];
-	uint8		pad[PG_SHA256_BLOCK_LENGTH];
-	uint8		inner[PG_SHA256_DIGEST_LENGTH];
-	pg_sha256_ctx sha;
-	int			i;
-
-	memset(k, 0, sizeof(k));
-	if (keylen > PG_SHA256_BLOCK_LENGTH)
-	{
-		pg_sha256_init(&sha);
-		pg_sha256_update(&sha, key, keylen);
-		pg_sha256_final(&sha, k);
-	}
-	else
-		memcpy(k, key, keylen);
-
-	for (i = 0; i < PG_SHA256_BLOCK_LENGTH; i++)
-		pad[i] = k[i] ^ 0x36;
-	pg_sha256_init(&sha);
-	pg_sha256_update(&sha, pad, PG_SHA256_BLOCK_LENGTH);
-	pg_sha256_update(&sha, data, len);
-	pg_sha256_final(&sha, inner);
-
-	for (i = 0; i < PG_SHA256_BLOCK_LENGTH; i++)
-		pad[i] = k[i] ^ 0x5c;
-	pg_sha256_init(&sha);
-	pg_sha256_update(&sha, pad, PG_SHA256_BLOCK_LENGTH);
-	pg_sha256_update(&sha, inner, PG_SHA256_DIGEST_LENGTH);
-	pg_sha256_final(&sha, mac);
-#endif
 	pfree(secret);
 }
 

@@ -199,11 +199,9 @@ connectable_database(const char *dbname)
 			continue;
 		if (!db->datallowconn)
 			break;
-#if PG_VERSION_NUM >= 150000
 		/* a database left half-dropped by an interrupted DROP DATABASE */
 		if (db->datconnlimit == -2)
 			break;
-#endif
 		dboid = db->oid;
 		break;
 	}

@@ -60,6 +60,8 @@ RETURNS text LANGUAGE sql AS $$
 			WHEN typ = 'integer[]'::regtype THEN 'ARRAY[1, 1]'
 			WHEN typ = 'interval[]'::regtype THEN '''{20 minutes, 40 minutes}''::interval[]'
 			WHEN typ = 'timestamp with time zone'::regtype THEN 'now() - interval ''1 day'''
+			WHEN typ = 'text'::regtype AND argname = 'order_key' THEN '''1'''
+			WHEN typ = 'text'::regtype AND argname = 'order_keys' THEN '''{1}'''
 			WHEN typ = 'text'::regtype AND argname = 'token' THEN '(SELECT t FROM bad.tok)'
 			WHEN typ = 'text'::regtype AND argname = 'step' THEN '''placed'''
 			WHEN typ = 'text'::regtype AND argname = 'template' THEN '''Order {order} of {at}.'''
