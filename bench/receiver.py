@@ -11,7 +11,8 @@ query parameter, so that one receiver serves every case of the benchmark.
 
 It counts, from the moment the request has been read to the moment its
 answer is written, the deliveries in flight, and keeps the most it saw at
-once.  It also counts requests, distinct event ids (the X-Orderexp-Id header
+once.  It also counts requests, the connections that posted (the most open at
+once), distinct event ids (the X-Orderexp-Id header
 that orderexp-relay's webhook sink sends, checked against the "id" at the
 start of the JSON body), duplicates (a request for an id seen before) and
 malformed requests.
@@ -76,7 +77,8 @@ class Counters:
 
 
 C = Counters()
-# open connections live across resets: count them apart
+# open connections that have posted (control requests do not count); they
+# live across resets, so they are counted apart
 OPEN = 0
 
 
@@ -99,18 +101,16 @@ class Http(asyncio.Protocol):
         self.buf = bytearray()
         self.busy = False
         self.transport = None
+        self.posted = False				# counted in OPEN
 
     def connection_made(self, transport):
-        global OPEN
         self.transport = transport
-        OPEN += 1
-        C.connections = OPEN
-        C.max_connections = max(C.max_connections, OPEN)
 
     def connection_lost(self, exc):
         global OPEN
-        OPEN -= 1
-        C.connections = OPEN
+        if self.posted:
+            OPEN -= 1
+            C.connections = OPEN
         self.transport = None
 
     def data_received(self, data):
@@ -120,6 +120,7 @@ class Http(asyncio.Protocol):
 
     def next_request(self):
         """Take one whole request off the buffer, if there is one."""
+        global OPEN
         end = self.buf.find(b"\r\n\r\n")
         if end < 0:
             if len(self.buf) > MAX_HEAD:
@@ -178,6 +179,11 @@ class Http(asyncio.Protocol):
                     self.fail("400 Bad Request")
                     return
 
+        if not self.posted:
+            self.posted = True
+            OPEN += 1
+            C.connections = OPEN
+            C.max_connections = max(C.max_connections, OPEN)
         now = time.time()
         if C.first is None:
             C.first = now

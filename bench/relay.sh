@@ -452,7 +452,10 @@ events/s = events / the relay's wall time (start to exit, connection included),
 median of $RUNS runs, and the min–max. "× claim+ack": the median over the
 baseline's median. "one at a time" is 1000 / latency × concurrency: what deliveries
 that each wait the receiver's latency allow without any other cost. CPU: the
-relay's user + sys time per event (bash \`times\` of the relay's process), median.
+relay's user + sys time per event (bash \`times\` of the relay's process), median;
+in the capped cases it includes the relay's start (libpq, libcurl, the connection)
+spread over few events. Receiver CPU: the receiver's CPU time over the relay's wall
+time (median), how busy the receiver was.
 In flight: the most deliveries the receiver held at once (read, not yet answered),
 the most over the runs; connections likewise. Duplicates: deliveries of an event
 id the receiver had already seen, summed over the runs.
