@@ -69,10 +69,10 @@ else
 	TARGET_S=${BENCH_RELAY_TARGET_S:-2}
 	CHECK_N=2000
 fi
-LATENCIES=(${BENCH_RELAY_LATENCIES:-0 10 100 1000})
-CONCURRENCY=(${BENCH_RELAY_CONCURRENCY:-1 16 64 256})
+read -r -a LATENCIES <<<"${BENCH_RELAY_LATENCIES:-0 10 100 1000}"
+read -r -a CONCURRENCY <<<"${BENCH_RELAY_CONCURRENCY:-1 16 64 256}"
 CONC_LATENCY=${BENCH_RELAY_CONC_LATENCY:-100}
-RELAY_OPTS=(${BENCH_RELAY_OPTS:-})
+read -r -a RELAY_OPTS <<<"${BENCH_RELAY_OPTS:-}"
 MIN_EVENTS=10				# no case gets fewer
 CLAIM_BATCH=100				# the baseline's claim size: the relay's default --batch-size
 RELAY_TIMEOUT=900			# a relay run taking longer than this is a broken run
@@ -111,6 +111,7 @@ if "$RELAY" --help 2>&1 | grep -q -- '--concurrency'; then
 	HAS_CONCURRENCY=1
 fi
 
+# shellcheck disable=SC2119 # no settings beyond bench/lib.sh's
 bench_cluster_start
 PG_VERSION=$(q postgres "SELECT version()")
 CPU_MODEL=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo)
@@ -377,7 +378,7 @@ recv_share() {
 col_max() { awk -F'\t' -v c="$1" -v k="$2" '!/^#/ && $1 == c { if ($k > m) m = $k } END { print m + 0 }' "$OUT/relay.tsv"; }
 col_sum() { awk -F'\t' -v c="$1" -v k="$2" '!/^#/ && $1 == c { s += $k } END { print s + 0 }' "$OUT/relay.tsv"; }
 
-read -r BASE_MED BASE_MIN BASE_MAX <<<"$(eps_stats claim+ack)"
+read -r BASE_MED _ <<<"$(eps_stats claim+ack)"
 : >"$OUT/latency.dat"
 : >"$OUT/concurrency.dat"
 ROWS=""
