@@ -431,8 +431,8 @@ cat >"$REPORT" <<EOF
 * **Command:** \`$BENCH_CMD\`$( [[ -n ${BENCH_RELAY:-} ]] && echo " with \`BENCH_RELAY=$BENCH_RELAY\`")$( ((${#RELAY_OPTS[@]})) && echo " and \`BENCH_RELAY_OPTS='${RELAY_OPTS[*]}'\`")
 * **Date:** $RUN_DATE; total runtime $TOTAL_S s
 * **Machine:** $(nproc) CPUs ($CPU_MODEL), $(awk '/MemTotal/ { printf "%.0f GB", $2 / 1048576 }' /proc/meminfo) RAM;
-  load average $LOAD_START at the start, $LOAD_END at the end (shared machine; the
-  load column of relay.tsv has the 1-minute load before each run)
+  load average $LOAD_START at the start, $LOAD_END at the end, 1-minute load
+  $(col "$OUT/relay.tsv" 14 | stats | awk '{ print $2 "–" $3 }') before the runs (shared machine; relay.tsv has it per run)
 * **PostgreSQL:** $PG_VERSION; throwaway cluster, default settings except
   \`shared_buffers = 1GB\`, \`max_wal_size = 4GB\`; fsync and synchronous_commit on
 * **orderexp:** commit $GIT_REV; **relay:** \`$RELAY\`, $RELAY_VERSION
