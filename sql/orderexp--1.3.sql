@@ -3215,6 +3215,10 @@ DECLARE
 	picked bigint[];
 	result bigint[] := '{}';
 	need integer;
+	npicked integer;
+	any_reminder boolean;
+	stale bigint[];
+	nblockers bigint;
 BEGIN
 	IF max_rows IS NULL OR lease IS NULL THEN
 		RAISE EXCEPTION 'max_rows and lease must not be null'
@@ -3244,38 +3248,60 @@ BEGIN
 	 */
 	LOOP
 		need := max_rows - cardinality(result);
-		picked := ARRAY(
-			SELECT o.id
-			  FROM orderexp.outbox o
-			 WHERE o.delivered_at IS NULL AND o.dead_at IS NULL
-			   AND o.next_attempt_at <= t
-			   AND (o.leased_until IS NULL OR o.leased_until <= t)
-			   AND (kinds IS NULL OR o.kind = ANY (kinds))
-			   AND (channels IS NULL OR o.channel = ANY (channels))
-			   AND o.id <> ALL (result)
-			 ORDER BY o.next_attempt_at
-			 LIMIT need
-			   FOR UPDATE SKIP LOCKED);
-		EXIT WHEN cardinality(picked) = 0;
+		SELECT coalesce(array_agg(x.id), '{}'), coalesce(bool_or(x.kind = 'reminder'), false)
+		  INTO picked, any_reminder
+		  FROM (SELECT o.id, o.kind
+				  FROM orderexp.outbox o
+				 WHERE o.delivered_at IS NULL AND o.dead_at IS NULL
+				   AND o.next_attempt_at <= t
+				   AND (o.leased_until IS NULL OR o.leased_until <= t)
+				   AND (kinds IS NULL OR o.kind = ANY (kinds))
+				   AND (channels IS NULL OR o.channel = ANY (channels))
+				   AND o.id <> ALL (result)
+				 ORDER BY o.next_attempt_at
+				 LIMIT need
+				   FOR UPDATE SKIP LOCKED) x;
+		npicked := cardinality(picked);
+		EXIT WHEN npicked = 0;
 
 		/* reminders that no longer matter are settled, not handed out */
-		picked := orderexp._withhold_reminders(picked, t);
+		IF any_reminder THEN
+			picked := orderexp._withhold_reminders(picked, t);
+		END IF;
 
 		/*
-		 * So are earlier reminders of the same orders and channels that wait
-		 * for a retry (not those a relay holds): a close or a cancel need not
-		 * wait for the retry of a reminder that will never go out.
+		 * Earlier events of the same orders and channels that are out or
+		 * wait for a retry (outbox_in_flight; usually there is none): the
+		 * reminders among them that a relay does not hold and that no
+		 * longer matter are settled now, so that a close or a cancel need
+		 * not wait for the retry of a reminder that will never go out.
 		 */
-		PERFORM orderexp._withhold_reminders(ARRAY(
-			SELECT e.id
-			  FROM orderexp.outbox o
-			  JOIN orderexp.outbox e
-				ON e.order_table = o.order_table AND e.order_key = o.order_key
-			   AND e.channel = o.channel AND e.id < o.id AND e.kind = 'reminder'
-			   AND e.attempts > 0 AND e.delivered_at IS NULL AND e.dead_at IS NULL
-			   AND e.obsolete_at IS NULL AND (e.leased_until IS NULL OR e.leased_until <= t)
-			 WHERE o.id = ANY (picked) AND e.id <> ALL (picked)
-			   FOR UPDATE OF e SKIP LOCKED), t);
+		SELECT coalesce(array_agg(DISTINCT e.id)
+							FILTER (WHERE e.kind = 'reminder'
+									  AND (e.leased_until IS NULL OR e.leased_until <= t)), '{}'),
+			   count(*)
+		  INTO stale, nblockers
+		  FROM orderexp.outbox o
+		 CROSS JOIN LATERAL (
+				SELECT x.id, x.kind, x.leased_until
+				  FROM orderexp.outbox x
+				 WHERE x.order_table = o.order_table AND x.order_key = o.order_key
+				   AND x.channel = o.channel AND x.id < o.id
+				   AND x.attempts > 0 AND x.delivered_at IS NULL AND x.dead_at IS NULL
+				   AND x.obsolete_at IS NULL
+				OFFSET 0) e		/* kept apart: one outbox_in_flight probe per row */
+		 WHERE o.id = ANY (picked) AND e.id <> ALL (picked);
+		IF nblockers = 0 THEN
+			result := result || picked;
+			EXIT WHEN npicked < need OR cardinality(result) >= max_rows;
+			CONTINUE;
+		END IF;
+		IF cardinality(stale) > 0 THEN
+			PERFORM orderexp._withhold_reminders(ARRAY(
+				SELECT e.id FROM orderexp.outbox e
+				 WHERE e.id = ANY (stale)
+				   FOR UPDATE SKIP LOCKED), t);
+		END IF;
 
 		/*
 		 * A row waits while an earlier event of its order on its channel is
@@ -3285,11 +3311,14 @@ BEGIN
 		WITH blocked AS (
 			SELECT o.id, min(e.next_attempt_at) AS until
 			  FROM orderexp.outbox o
-			  JOIN orderexp.outbox e
-				ON e.order_table = o.order_table AND e.order_key = o.order_key
-			   AND e.channel = o.channel AND e.id < o.id
-			   AND e.attempts > 0 AND e.delivered_at IS NULL AND e.dead_at IS NULL
-			   AND e.obsolete_at IS NULL
+			 CROSS JOIN LATERAL (
+					SELECT x.id, x.next_attempt_at
+					  FROM orderexp.outbox x
+					 WHERE x.order_table = o.order_table AND x.order_key = o.order_key
+					   AND x.channel = o.channel AND x.id < o.id
+					   AND x.attempts > 0 AND x.delivered_at IS NULL AND x.dead_at IS NULL
+					   AND x.obsolete_at IS NULL
+					OFFSET 0) e
 			 WHERE o.id = ANY (picked) AND e.id <> ALL (picked)
 			 GROUP BY o.id),
 		postponed AS (
@@ -3302,7 +3331,7 @@ BEGIN
 								WHERE x NOT IN (SELECT p.id FROM postponed p))
 		  INTO result;
 
-		EXIT WHEN cardinality(picked) < need OR cardinality(result) >= max_rows;
+		EXIT WHEN npicked < need OR cardinality(result) >= max_rows;
 	END LOOP;
 
 	RETURN QUERY
