@@ -274,7 +274,10 @@ WITH due AS MATERIALIZED (
 	  FROM orderexp.timers t
 	 WHERE t.ctid = ANY ($2) AND t.order_table = $1),
 done AS (
-	UPDATE orderexp.timers t SET remind_at = NULL, reminded_for = t.close_at
+	UPDATE orderexp.timers t
+	   SET remind_at = NULL,
+		   /* no reminder goes out once the deadline has passed */
+		   reminded_for = CASE WHEN t.close_at > now() THEN t.close_at ELSE t.reminded_for END
 	 WHERE t.ctid = ANY (ARRAY(SELECT d.tid FROM due d
 								WHERE d.order_key <> ALL (coalesce($3, '{}'))))),
 reminded AS MATERIALIZED (
@@ -3546,7 +3549,10 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 	SELECT format($q$
 WITH done AS (
-	UPDATE orderexp.timers t SET remind_at = NULL, reminded_for = t.close_at
+	UPDATE orderexp.timers t
+	   SET remind_at = NULL,
+		   /* no reminder goes out once the deadline has passed */
+		   reminded_for = CASE WHEN t.close_at > now() THEN t.close_at ELSE t.reminded_for END
 	 WHERE t.ctid = ANY ($2) AND t.order_table = $1
 	   AND t.order_key <> ALL (coalesce($3, '{}'))),
 reminded AS MATERIALIZED (
@@ -3583,7 +3589,10 @@ SELECT count(*) FROM reminded$q$,
 	UNION ALL
 	SELECT format($q$
 WITH done AS (
-	UPDATE orderexp.timers t SET remind_at = NULL, reminded_for = t.close_at
+	UPDATE orderexp.timers t
+	   SET remind_at = NULL,
+		   /* no reminder goes out once the deadline has passed */
+		   reminded_for = CASE WHEN t.close_at > now() THEN t.close_at ELSE t.reminded_for END
 	 WHERE t.ctid = ANY ($2) AND t.order_table = $1
 	   AND t.order_key <> ALL (coalesce($3, '{}'))),
 reminded AS MATERIALIZED (

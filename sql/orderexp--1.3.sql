@@ -1643,7 +1643,10 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 	SELECT format($q$
 WITH done AS (
-	UPDATE orderexp.timers t SET remind_at = NULL, reminded_for = t.close_at
+	UPDATE orderexp.timers t
+	   SET remind_at = NULL,
+		   /* no reminder goes out once the deadline has passed */
+		   reminded_for = CASE WHEN t.close_at > now() THEN t.close_at ELSE t.reminded_for END
 	 WHERE t.ctid = ANY ($2) AND t.order_table = $1
 	   AND t.order_key <> ALL (coalesce($3, '{}'))),
 reminded AS MATERIALIZED (
@@ -1680,7 +1683,10 @@ SELECT count(*) FROM reminded$q$,
 	UNION ALL
 	SELECT format($q$
 WITH done AS (
-	UPDATE orderexp.timers t SET remind_at = NULL, reminded_for = t.close_at
+	UPDATE orderexp.timers t
+	   SET remind_at = NULL,
+		   /* no reminder goes out once the deadline has passed */
+		   reminded_for = CASE WHEN t.close_at > now() THEN t.close_at ELSE t.reminded_for END
 	 WHERE t.ctid = ANY ($2) AND t.order_table = $1
 	   AND t.order_key <> ALL (coalesce($3, '{}'))),
 reminded AS MATERIALIZED (

@@ -35,8 +35,8 @@ UPDATE st.orders SET status = 'paid' WHERE id IN (4, 5);
 UPDATE st.orders SET status = 'shipped' WHERE id = 6;
 -- paid to shipped is no way out of unpaid: nothing more
 UPDATE st.orders SET status = 'shipped' WHERE id = 1;
--- (reminded: a reminder pass dealt with the order; for order 2 the deadline
--- had passed by then, so it got none, which only matters for closed orders)
+-- (reminded: a reminder went out for the deadline; order 2's had passed when
+-- the reminder pass came, so it got none and counts as not reminded)
 SELECT o.order_key, o.outcome, o.status, o.policy_id = :pol AS right_policy,
        o.policy_version - :v1 AS version_offset, o.variant,
        o.created_at = s.created_at::timestamptz AS created_right,
