@@ -24,16 +24,9 @@ my $python = -x '/usr/bin/python3' ? '/usr/bin/python3' : 'python3';
 my $tmp    = PostgreSQL::Test::Utils::tempdir();
 
 my $node = new_orderexp_node('window');
-$node->safe_psql(
-	'postgres', q{
-CREATE EXTENSION orderexp;
-CREATE ROLE relay LOGIN IN ROLE orderexp_relay;
-CREATE TABLE jobs (
-	id			integer PRIMARY KEY,
-	status		text NOT NULL DEFAULT 'unpaid',
-	created_at	timestamptz NOT NULL DEFAULT now());
-SELECT orderexp.set_close_policy('jobs', interval '1 hour', channels => '{hook}');
-});
+$node->safe_psql('postgres',
+	q{CREATE EXTENSION orderexp; CREATE ROLE relay LOGIN IN ROLE orderexp_relay;});
+create_orders($node, 'postgres', 'jobs', q{interval '1 hour', channels => '{hook}'});
 my $conn = $node->connstr('postgres') . ' user=relay';
 
 # a receiver on a free port ($port: again on that port); its pid, port, dir

@@ -128,15 +128,11 @@ like(
 my $node = new_orderexp_node('metrics');
 my $dbname = q{met"rics\db};
 $node->safe_psql('postgres', q{CREATE DATABASE "met""rics\db";});
+$node->safe_psql($dbname,
+	q{CREATE EXTENSION orderexp; CREATE ROLE relay LOGIN IN ROLE orderexp_relay;});
+create_orders($node, $dbname, 'jobs', q{interval '1 hour', channels => '{sms}'});
 $node->safe_psql(
 	$dbname, q{
-CREATE EXTENSION orderexp;
-CREATE ROLE relay LOGIN IN ROLE orderexp_relay;
-CREATE TABLE jobs (
-	id			integer PRIMARY KEY,
-	status		text NOT NULL DEFAULT 'unpaid',
-	created_at	timestamptz NOT NULL DEFAULT now());
-SELECT orderexp.set_close_policy('jobs', interval '1 hour', channels => '{sms}');
 ALTER SYSTEM SET orderexp.max_attempts = 2;
 SELECT pg_reload_conf();
 });

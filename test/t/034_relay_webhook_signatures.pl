@@ -80,16 +80,9 @@ sub new_secret
 }
 
 my $node = new_orderexp_node('whsig');
-$node->safe_psql(
-	'postgres', q{
-CREATE EXTENSION orderexp;
-CREATE ROLE relay LOGIN IN ROLE orderexp_relay;
-CREATE TABLE orders (
-	id			integer PRIMARY KEY,
-	status		text NOT NULL DEFAULT 'unpaid',
-	created_at	timestamptz NOT NULL DEFAULT now());
-SELECT orderexp.set_close_policy('orders', interval '1 hour', channels => '{webhook}');
-});
+$node->safe_psql('postgres',
+	q{CREATE EXTENSION orderexp; CREATE ROLE relay LOGIN IN ROLE orderexp_relay;});
+create_orders($node, 'postgres', 'orders', q{interval '1 hour', channels => '{webhook}'});
 my $conn = $node->connstr('postgres') . ' user=relay';
 my $origin = $node->safe_psql('postgres',
 	"SELECT s.system_identifier || '_' || d.oid FROM pg_control_system() s, pg_database d
