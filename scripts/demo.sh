@@ -97,6 +97,17 @@ sql_vars() {
 # value QUERY: one value from shop
 value() { ox_psql -d shop -At -c "$1"; }
 
+# server_ready DIR LOG WHAT: wait up to 10 s for a test server (test/relay_*.py)
+# to touch DIR/ready; stop the demo with its log if it does not
+server_ready() {
+	local i
+	for ((i = 0; i < 100; i++)); do
+		[[ -e $1/ready ]] && return 0
+		sleep 0.1
+	done
+	ox_die "$3 did not start: $(cat "$2")"
+}
+
 # wait_for SECONDS QUERY: poll QUERY until it returns t; false on time-out
 wait_for() {
 	local limit=$1 query=$2 end
@@ -232,11 +243,7 @@ python3 "$OX_ROOT/test/relay_sms.py" "$SMS_PORT" "$SMS_DIR" "$SMS_ACCOUNT" demo-
 	>"$WORK/sms.log" 2>&1 &
 SMS_PID=$!
 ox_at_exit "kill $SMS_PID"
-for ((i = 0; i < 100; i++)); do
-	[[ -e $SMS_DIR/ready ]] && break
-	sleep 0.1
-done
-[[ -e $SMS_DIR/ready ]] || ox_die "the fake SMS provider did not start: $(cat "$WORK/sms.log")"
+server_ready "$SMS_DIR" "$WORK/sms.log" "the fake SMS provider"
 # an SMTP server for the mail channel (test/relay_smtp.py): it refuses
 # nobody@ for good (550) and busy@ for now (451)
 SMTP_DIR=$WORK/smtp
@@ -246,11 +253,7 @@ SMTP_PORT=$(ox_pick_port)
 "$PY3" "$OX_ROOT/test/relay_smtp.py" "$SMTP_PORT" "$SMTP_DIR" >"$WORK/smtp.log" 2>&1 &
 SMTP_PID=$!
 ox_at_exit "kill $SMTP_PID"
-for ((i = 0; i < 100; i++)); do
-	[[ -e $SMTP_DIR/ready ]] && break
-	sleep 0.1
-done
-[[ -e $SMTP_DIR/ready ]] || ox_die "the SMTP server did not start: $(cat "$WORK/smtp.log")"
+server_ready "$SMTP_DIR" "$WORK/smtp.log" "the SMTP server"
 printf '             $ orderexp-relay -d "host=%s port=%s dbname=shop user=relay" -v \\\n' \
 	"$OX_PGHOST" "$OX_PGPORT"
 printf '                 --sms http://127.0.0.1:%s --sms-provider twilio --sms-account %s \\\n' \
