@@ -51,6 +51,10 @@
  *	   signature); contacts are checked when a reminder is written (view
  *	   unreachable); a reminder that dies falls back to the next channel
  *	   (fail(), claim(), _fallback; audit action reminder, via fallback).
+ *	(13, 14: driver overloads, monitoring views.)
+ *	15. Each change is written once: the first event a change writes is its
+ *	   record (outbox.via and the audit columns), kept with the history; the
+ *	   table audit becomes a view of the records, its rows move over.
  *
  * The functions of 1.2 that generated the one-statement batches
  * (_sweep_sql, _remind_sql, _lock_rows_sql, _created_range_sql) go; a
@@ -4932,3 +4936,1217 @@ REVOKE ALL ON orderexp.monitor_backlog, orderexp.monitor_closes, orderexp.monito
 	orderexp.monitor_worker FROM PUBLIC;
 GRANT SELECT ON orderexp.monitor_backlog, orderexp.monitor_closes, orderexp.monitor_delivery,
 	orderexp.monitor_worker TO pg_monitor;
+
+/* --- 15. each change written once: the first event is the record ---------- */
+
+/*
+ * Up to here a change (a close at the deadline, a cancel, an extension, a
+ * reopen, a fallback, a withheld reminder) wrote an audit row beside its
+ * events: the same fact twice, and the audit row was the most expensive
+ * part of a close.  Now the first event a change writes carries the audit
+ * columns and is kept with the history after its delivery (the view audit
+ * shows these records with the columns the table had); a change without an
+ * event writes its record alone, a row without a channel, settled as it is
+ * written.  The rows of the table audit move over: onto the change's first
+ * event where it is still in the outbox (same kind, same time), else into
+ * a record of its own; history() keeps every row, in the same order (by
+ * time, then id), with the record's outbox id as its id.
+ */
+ALTER TABLE orderexp.outbox
+	ALTER COLUMN channel DROP NOT NULL,
+	DROP CONSTRAINT outbox_kind_check,
+	ADD CONSTRAINT outbox_kind_check
+		CHECK (kind IN ('reminder', 'closed', 'cancelled', 'extended', 'reopened',
+						'reminder_withheld')),
+	ADD COLUMN via text
+		CONSTRAINT outbox_via_check
+		CHECK (via IN ('timeout', 'operator', 'token', 'fallback')),
+	ADD COLUMN actor name,
+	ADD COLUMN reason text,
+	ADD COLUMN policy_id integer,
+	ADD COLUMN policy_version integer,
+	ADD COLUMN variant integer,
+	ADD COLUMN deadline timestamptz,
+	ADD COLUMN previous_deadline timestamptz,
+	ADD COLUMN event_ids bigint[];
+
+/* the audit rows onto their change's first event, where it is still there */
+CREATE TEMP TABLE orderexp_moved ON COMMIT DROP AS
+	SELECT DISTINCT ON (o.id) a.id AS audit_id, o.id AS event_id
+	  FROM orderexp.audit a
+	  JOIN orderexp.outbox o ON o.id = a.event_ids[1]
+	 WHERE o.kind = a.action AND o.created_at = a.at AND o.order_table = a.order_table
+	   AND o.order_key = a.order_key
+	 ORDER BY o.id, a.id;
+UPDATE orderexp.outbox o
+   SET via = a.via, actor = a.actor, reason = a.reason, policy_id = a.policy_id,
+	   policy_version = a.policy_version, variant = a.variant, deadline = a.deadline,
+	   previous_deadline = a.previous_deadline,
+	   event_ids = CASE WHEN cardinality(a.event_ids) > 1 THEN a.event_ids END
+  FROM pg_temp.orderexp_moved m
+  JOIN orderexp.audit a ON a.id = m.audit_id
+ WHERE o.id = m.event_id;
+/* the others into records of their own, in the order of the audit rows */
+INSERT INTO orderexp.outbox (id, kind, order_table, order_key, channel, payload, created_at,
+							 next_attempt_at, delivered_at, via, actor, reason, policy_id,
+							 policy_version, variant, deadline, previous_deadline, event_ids)
+SELECT nextval('orderexp.outbox_id_seq'), x.action, x.order_table, x.order_key, NULL, '{}',
+	   x.at, x.at, x.at, x.via, x.actor, x.reason, x.policy_id, x.policy_version, x.variant,
+	   x.deadline, x.previous_deadline, x.event_ids
+  FROM (SELECT a.* FROM orderexp.audit a
+		 WHERE a.id NOT IN (SELECT m.audit_id FROM pg_temp.orderexp_moved m)
+		 ORDER BY a.id) x;
+DROP TABLE pg_temp.orderexp_moved;
+
+ALTER TABLE orderexp.outbox
+	ADD CONSTRAINT outbox_record_check
+		CHECK (channel IS NOT NULL OR (via IS NOT NULL AND delivered_at IS NOT NULL));
+
+/* records are kept with the history: pruning leaves them out */
+DROP INDEX orderexp.outbox_delivered;
+CREATE INDEX outbox_delivered ON orderexp.outbox (delivered_at)
+	WHERE delivered_at IS NOT NULL AND via IS NULL;
+DROP INDEX orderexp.outbox_obsolete;
+CREATE INDEX outbox_obsolete ON orderexp.outbox (obsolete_at)
+	WHERE obsolete_at IS NOT NULL AND via IS NULL;
+CREATE INDEX outbox_history ON orderexp.outbox (order_table, order_key, id)
+	WHERE via IS NOT NULL;
+COMMENT ON COLUMN orderexp.outbox.delivered_at IS
+	'when a relay acknowledged the row (orderexp.ack); delivered rows are pruned after orderexp.event_retention, records of changes by forget_before()';
+COMMENT ON COLUMN orderexp.outbox.channel IS
+	'where the event goes; NULL: a record without an event (a change of a table with no channels, a withheld reminder), settled as it is written';
+COMMENT ON COLUMN orderexp.outbox.via IS
+	'set on the record of a change (the first event it wrote): timeout (the sweep), operator (a function call), token (the customer''s link) or fallback (a reminder sent again on the next channel); NULL on the other events';
+COMMENT ON COLUMN orderexp.outbox.actor IS
+	'the record''s role that made the change; NULL for the sweep, which acts for the policy';
+COMMENT ON COLUMN orderexp.outbox.deadline IS
+	'the record''s deadline: closed, the one that passed; cancelled, the one the order had; extended, reopened, the new one';
+COMMENT ON COLUMN orderexp.outbox.event_ids IS
+	'the record''s events when it wrote more than this row (one per channel); for a record without an event, the events it is about';
+
+ALTER EXTENSION orderexp DROP TABLE orderexp.audit;
+ALTER EXTENSION orderexp DROP SEQUENCE orderexp.audit_id_seq;
+DROP TABLE orderexp.audit;
+/*
+ * The audit trail: one row per change orderexp made to an order.  Up to 1.2
+ * a table written beside the events; from 1.3 on the records of changes in
+ * the outbox (see there), shown with the columns the table had.  id is the
+ * record's outbox id, at its created_at; event_ids lists the events the
+ * change wrote (for a record without an event, the events it is about).
+ */
+CREATE VIEW orderexp.audit AS
+	SELECT o.id, o.created_at AS at, o.order_table, o.order_key, o.kind AS action, o.via,
+		   o.actor, o.reason, o.policy_id, o.policy_version, o.variant, o.deadline,
+		   o.previous_deadline,
+		   CASE WHEN o.channel IS NULL THEN o.event_ids
+				ELSE coalesce(o.event_ids, ARRAY[o.id]) END AS event_ids
+	  FROM orderexp.outbox o
+	 WHERE o.via IS NOT NULL;
+COMMENT ON VIEW orderexp.audit IS
+	'every state change orderexp made to an order, why and by whom: the records of changes in the outbox, written in the transaction of the change';
+COMMENT ON COLUMN orderexp.audit.via IS
+	'timeout: the sweep at the deadline; operator: a function call (cancel, extend, reopen); token: the customer''s extension link; fallback: a reminder sent again on the customer''s next channel';
+COMMENT ON COLUMN orderexp.audit.actor IS
+	'the role that made the change; NULL for the sweep, which acts for the policy';
+COMMENT ON COLUMN orderexp.audit.deadline IS
+	'closed: the deadline that passed; cancelled: the deadline the order had; extended, reopened: the new deadline';
+COMMENT ON COLUMN orderexp.audit.event_ids IS
+	'the outbox rows the change wrote, one per channel (NULL: none); the record is the first of them and is kept with the history, the others are pruned once delivered and old';
+REVOKE ALL ON orderexp.audit FROM PUBLIC;
+
+DROP FUNCTION orderexp._audit(regclass, text, text, text, name, text, orderexp.timers,
+							 timestamptz, timestamptz);
+DROP FUNCTION orderexp._emit(orderexp.tables, text, text, jsonb);
+
+/*
+ * One change orderexp made to an order, written once (1.3): an event per
+ * channel of the table, the first of which is also the change's record
+ * (via, actor, reason, the policy and variant of the order's timer tm, the
+ * deadlines, and the ids of all the change's events when there are more
+ * than one), or, for a table without channels, the record alone: a row
+ * without a channel, settled as it is written.  And a NOTIFY.  The ids are
+ * drawn first, so that the record can name its events.
+ */
+CREATE FUNCTION orderexp._record_change(cfg orderexp.tables, kind text, k text, payload jsonb,
+										via text, actor name, reason text, tm orderexp.timers,
+										deadline timestamptz, previous_deadline timestamptz)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	ids bigint[] := ARRAY(SELECT nextval('orderexp.outbox_id_seq') FROM unnest(cfg.channels));
+BEGIN
+	INSERT INTO orderexp.outbox (id, kind, order_table, order_key, channel, payload,
+								 delivered_at, via, actor, reason, policy_id, policy_version,
+								 variant, deadline, previous_deadline, event_ids)
+	SELECT coalesce(ids[ch.n], nextval('orderexp.outbox_id_seq')), kind, cfg.order_table, k,
+		   ch.channel, payload, CASE WHEN ch.channel IS NULL THEN now() END,
+		   CASE WHEN ch.n = 1 THEN via END, CASE WHEN ch.n = 1 THEN actor END,
+		   CASE WHEN ch.n = 1 THEN reason END, CASE WHEN ch.n = 1 THEN tm.policy_id END,
+		   CASE WHEN ch.n = 1 THEN tm.policy_version END, CASE WHEN ch.n = 1 THEN tm.variant END,
+		   CASE WHEN ch.n = 1 THEN deadline END, CASE WHEN ch.n = 1 THEN previous_deadline END,
+		   CASE WHEN ch.n = 1 AND cardinality(ids) > 1 THEN ids END
+	  FROM unnest(CASE WHEN cardinality(cfg.channels) > 0 THEN cfg.channels
+					   ELSE ARRAY[NULL]::text[] END) WITH ORDINALITY AS ch(channel, n);
+	/* no table name: every role that may LISTEN hears it (1.3) */
+	PERFORM pg_notify('orderexp', json_build_object('kind', kind, 'count', 1)::text);
+END;
+$$;
+REVOKE ALL ON FUNCTION orderexp._record_change(orderexp.tables, text, text, jsonb, text, name,
+											  text, orderexp.timers, timestamptz,
+											  timestamptz) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION orderexp._cancel_order(orders regclass, order_key anyelement, reason text)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	actor name := orderexp._actor();
+	cfg orderexp.tables;
+	k	text;
+	st	text;
+	payload jsonb;
+	tm	orderexp.timers;
+BEGIN
+	PERFORM orderexp._check_reason(reason);
+	cfg := orderexp._config(orders);
+	k := orderexp._key_text(cfg, order_key::text);
+	st := orderexp._lock_order(cfg, k);
+
+	IF st IS NOT DISTINCT FROM cfg.cancelled_value THEN
+		RETURN false;
+	END IF;
+	IF st IS DISTINCT FROM cfg.unpaid_value THEN
+		RAISE EXCEPTION 'order % in table % is not unpaid', k, orders
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = format('Its status is %s.', coalesce(quote_literal(st), 'NULL'));
+	END IF;
+
+	/* the order's update, as the caller's own UPDATE would run */
+	SELECT r -> 'cols' INTO payload
+	  FROM orderexp._orders_exec(orders, false,
+			format('UPDATE %s o SET %I = $2::text::%s WHERE o.%I = $1::%s RETURNING %s AS cols',
+				   orders, cfg.status_column,
+				   orderexp._status_type(cfg),
+				   cfg.key_column, cfg.key_type, orderexp._payload_expr(cfg)),
+			ARRAY[k, cfg.cancelled_value]) r;
+	DELETE FROM orderexp.timers t WHERE t.order_table = orders AND t.order_key = k
+	RETURNING * INTO tm;
+
+	PERFORM orderexp._record_change(cfg, 'cancelled', k,
+		jsonb_build_object('order_table', orders::text, 'order_key', k,
+						   'reason', reason, 'cancelled_by', actor::text,
+						   'order', payload),
+		'operator', actor, reason, tm, tm.close_at, NULL);
+	RETURN true;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION orderexp._cancel_orders(orders regclass, order_keys anyarray, reason text)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	actor name := orderexp._actor();
+	cfg orderexp.tables;
+	keys text[];
+	cancelled_keys text[];
+	cancelled_cols jsonb[];
+	n integer;
+BEGIN
+	PERFORM orderexp._check_reason(reason);
+	cfg := orderexp._config(orders);
+	IF order_keys IS NULL THEN
+		RAISE EXCEPTION 'order keys must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF array_position(order_keys, NULL) IS NOT NULL THEN
+		RAISE EXCEPTION 'order keys must not contain null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	/* canonical and distinct */
+	SELECT ARRAY(SELECT jsonb_array_elements_text(r -> 'keys')) INTO keys
+	  FROM orderexp._orders_exec(orders, false,
+			format('SELECT coalesce(array_agg(DISTINCT k::%s::text), ''{}'') AS keys FROM unnest($1::text[]) k',
+				   cfg.key_type),
+			ARRAY[order_keys::text[]::text]) r;
+
+	/*
+	 * Lock the rows first, in key order, then their timers: the order of
+	 * orderexp._lock_order.  Only the rows locked here are cancelled: an
+	 * order committed after this statement is left alone, as if it had come
+	 * a moment later.  Every writer of a timer holds its order's row, so no
+	 * timer of a row locked here can appear or change before we are done.
+	 */
+	SELECT ARRAY(SELECT jsonb_array_elements_text(r -> 'keys')) INTO keys
+	  FROM orderexp._orders_exec(orders, false,
+			format('SELECT coalesce(array_agg(l.k), ''{}'') AS keys FROM (SELECT o.%1$I::text AS k FROM %2$s o WHERE o.%1$I = ANY ($1::%3$s[]) ORDER BY o.%1$I FOR UPDATE) l',
+				   cfg.key_column, orders, cfg.key_type),
+			ARRAY[keys::text]) r;
+	PERFORM 1 FROM orderexp.timers t
+	 WHERE t.order_table = orders AND t.order_key = ANY (keys)
+	 ORDER BY t.order_key
+	   FOR UPDATE;
+
+	/* the orders' update as the caller's own UPDATE would run, then ours */
+	SELECT coalesce(array_agg(r ->> 'k'), '{}'), coalesce(array_agg(r -> 'cols'), '{}')
+	  INTO cancelled_keys, cancelled_cols
+	  FROM orderexp._orders_exec(orders, false,
+			format($q$UPDATE %1$s o SET %2$I = $3::text::%3$s
+			 WHERE o.%4$I = ANY ($1::%5$s[]) AND o.%2$I = $2::text::%3$s
+			RETURNING o.%4$I::text AS k, %6$s AS cols$q$,
+				   orders, cfg.status_column, orderexp._status_type(cfg),
+				   cfg.key_column, cfg.key_type, orderexp._payload_expr(cfg)),
+			ARRAY[keys::text, cfg.unpaid_value, cfg.cancelled_value]) r;
+	WITH c AS (
+			SELECT x.k, x.cols FROM unnest(cancelled_keys, cancelled_cols) AS x(k, cols)),
+		d AS (
+			DELETE FROM orderexp.timers t USING c
+			 WHERE t.order_table = orders AND t.order_key = c.k
+			RETURNING t.*),
+		x AS (
+			SELECT c.k, c.cols, d.policy_id, d.policy_version, d.variant, d.close_at,
+				   /* the ids of the order's events, drawn first: its record names them */
+				   ARRAY(SELECT nextval('orderexp.outbox_id_seq')
+						   FROM unnest(cfg.channels) WHERE c.k IS NOT NULL) AS ids
+			  FROM c LEFT JOIN d ON d.order_key = c.k),
+		e AS (
+			/* one change written once: see _record_change */
+			INSERT INTO orderexp.outbox (id, kind, order_table, order_key, channel, payload,
+										 delivered_at, via, actor, reason, policy_id,
+										 policy_version, variant, deadline, event_ids)
+			SELECT coalesce(x.ids[ch.n], nextval('orderexp.outbox_id_seq')), 'cancelled',
+				   orders, x.k, ch.channel,
+				   jsonb_build_object('order_table', orders::text, 'order_key', x.k,
+									  'reason', reason, 'cancelled_by', actor::text,
+									  'order', x.cols),
+				   CASE WHEN ch.channel IS NULL THEN now() END,
+				   CASE WHEN ch.n = 1 THEN 'operator' END, CASE WHEN ch.n = 1 THEN actor END,
+				   CASE WHEN ch.n = 1 THEN reason END, CASE WHEN ch.n = 1 THEN x.policy_id END,
+				   CASE WHEN ch.n = 1 THEN x.policy_version END,
+				   CASE WHEN ch.n = 1 THEN x.variant END, CASE WHEN ch.n = 1 THEN x.close_at END,
+				   CASE WHEN ch.n = 1 AND cardinality(x.ids) > 1 THEN x.ids END
+			  FROM x
+			 CROSS JOIN unnest(CASE WHEN cardinality(cfg.channels) > 0 THEN cfg.channels
+									ELSE ARRAY[NULL]::text[] END) WITH ORDINALITY AS ch(channel, n))
+	SELECT count(*) INTO n FROM c;
+
+	IF n > 0 THEN
+		PERFORM pg_notify('orderexp', json_build_object('kind', 'cancelled', 'count', n)::text);
+	END IF;
+	RETURN n;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION orderexp._extend_order(orders regclass, order_key anyelement, "by" interval)
+RETURNS timestamptz
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	actor name := orderexp._actor();
+	cfg orderexp.tables;
+	k	text;
+	st	text;
+	tm	orderexp.timers;
+	pol	orderexp.policies;
+	step interval;
+	new_close timestamptz;
+BEGIN
+	cfg := orderexp._config(orders);
+	k := orderexp._key_text(cfg, order_key::text);
+	IF "by" IS NOT NULL AND (NOT orderexp._positive_interval("by") OR "by" > interval '100 years') THEN
+		RAISE EXCEPTION 'extension must be positive and at most 100 years'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('by is %s.%s', "by",
+								  CASE WHEN NOT orderexp._positive_interval("by")
+									   THEN ' Each of its months, days and time must be zero or more.'
+									   ELSE '' END);
+	END IF;
+	st := orderexp._lock_order(cfg, k);
+	IF st IS DISTINCT FROM cfg.unpaid_value THEN
+		RAISE EXCEPTION 'order % in table % is not unpaid', k, orders
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = format('Its status is %s.', coalesce(quote_literal(st), 'NULL'));
+	END IF;
+	SELECT * INTO tm FROM orderexp.timers t WHERE t.order_table = orders AND t.order_key = k;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'order % in table % is not tracked', k, orders
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'No close policy applies to its category.';
+	END IF;
+	SELECT * INTO pol FROM orderexp.policies p WHERE p.id = tm.policy_id;
+	step := coalesce("by", pol.extend_by);
+	IF step IS NULL THEN
+		RAISE EXCEPTION 'no extension interval given'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'The close policy of this order has no extend_by.',
+				  HINT = 'Pass "by", or set extend_by in the policy.';
+	END IF;
+
+	new_close := tm.close_at + step;
+	/* a policy's extend_by stored by an older version may still go back */
+	IF new_close <= tm.close_at THEN
+		RAISE EXCEPTION 'extension by % would not move the deadline of order % forward', step, k
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('The deadline is %s; adding %s gives %s.', tm.close_at, step, new_close);
+	END IF;
+	UPDATE orderexp.timers t
+	   SET close_at = new_close,
+		   remind_at = new_close - pol.remind_before,
+		   extensions = t.extensions + 1
+	 WHERE t.order_table = orders AND t.order_key = k;
+
+	PERFORM orderexp._record_change(cfg, 'extended', k,
+		jsonb_build_object('order_table', orders::text, 'order_key', k,
+						   'close_at', new_close, 'previous_close_at', tm.close_at,
+						   'extended_by', orderexp._iso_interval(step), 'extensions', tm.extensions + 1,
+						   'extensions_left', greatest(pol.max_extensions - tm.token_extensions, 0),
+						   'extended_by_role', actor::text, 'via', 'operator',
+						   'order', orderexp._order_cols(cfg, k)),
+		'operator', actor, NULL, tm, new_close, tm.close_at);
+	RETURN new_close;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION orderexp._reopen_order(orders regclass, order_key anyelement,
+									   close_after interval, reason text)
+RETURNS timestamptz
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	actor name := orderexp._actor();
+	cfg orderexp.tables;
+	k	text;
+	st	text;
+	last_change orderexp.audit;
+	expected text;
+	tm	orderexp.timers;
+	pol	orderexp.policies;
+	step interval;
+	new_close timestamptz;
+BEGIN
+	PERFORM orderexp._check_reason(reason);
+	cfg := orderexp._config(orders);
+	k := orderexp._key_text(cfg, order_key::text);
+	IF close_after IS NOT NULL AND (NOT orderexp._positive_interval(close_after)
+									OR close_after > interval '100 years') THEN
+		RAISE EXCEPTION 'close_after must be positive and at most 100 years'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('close_after is %s.', close_after);
+	END IF;
+
+	/* the row first, then its timer (a closed order has none, unless closed outside orderexp) */
+	st := orderexp._lock_order(cfg, k);
+	IF st IS NOT DISTINCT FROM cfg.unpaid_value THEN
+		RAISE EXCEPTION 'order % in table % is unpaid', k, orders
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'Only orders orderexp closed or cancelled can be reopened.',
+				  HINT = 'Use orderexp.extend_order() to give an unpaid order more time.';
+	END IF;
+	IF st IS DISTINCT FROM cfg.closed_value AND st IS DISTINCT FROM cfg.cancelled_value THEN
+		RAISE EXCEPTION 'order % in table % is neither closed nor cancelled', k, orders
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = format('Its status is %s.', coalesce(quote_literal(st), 'NULL'));
+	END IF;
+
+	/* the last change orderexp made must be the close or the cancel we see */
+	SELECT * INTO last_change FROM orderexp.audit a
+	 WHERE a.order_table = orders AND a.order_key = k
+	 ORDER BY a.at DESC, a.id DESC LIMIT 1;
+	/*
+	 * orderexp drops the timer when it closes or cancels; a timer on a closed
+	 * order means the application set it back to unpaid (and closed it
+	 * again) since.  The lazy clean-up removes such a timer at its deadline,
+	 * so this catches a round trip outside orderexp only until then.
+	 */
+	expected := CASE WHEN st = cfg.closed_value THEN 'closed' ELSE 'cancelled' END;
+	IF last_change.action IS DISTINCT FROM expected
+	   OR EXISTS (SELECT 1 FROM orderexp.timers t WHERE t.order_table = orders AND t.order_key = k) THEN
+		RAISE EXCEPTION 'order % in table % was not % by orderexp', k, orders, expected
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = CASE WHEN last_change.action IS NULL
+								THEN 'orderexp has no record of changing this order.'
+								WHEN last_change.action IS DISTINCT FROM expected
+								THEN format('The last change orderexp made was %s at %s.',
+											last_change.action, last_change.at)
+								ELSE 'It was set back to unpaid outside orderexp since orderexp last changed it.' END,
+				  HINT = 'Only orders orderexp closed or cancelled can be reopened; set the status yourself otherwise.';
+	END IF;
+
+	/* back to unpaid: the timer trigger arms a timer under today's policy and variant */
+	PERFORM 1
+	   FROM orderexp._orders_exec(orders, false,
+			format('UPDATE %s o SET %I = $2::text::%s WHERE o.%I = $1::%s RETURNING true AS done',
+				   orders, cfg.status_column, orderexp._status_type(cfg),
+				   cfg.key_column, cfg.key_type),
+			ARRAY[k, cfg.unpaid_value]);
+	SELECT * INTO tm FROM orderexp.timers t WHERE t.order_table = orders AND t.order_key = k;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'order % in table % would not be tracked', k, orders
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'No close policy applies to its category any more.';
+	END IF;
+	SELECT * INTO pol FROM orderexp.policies p WHERE p.id = tm.policy_id;
+	step := coalesce(close_after,
+					 (SELECT e.variants[tm.variant] FROM orderexp.experiments e
+					   WHERE e.id = pol.experiment_id AND tm.variant IS NOT NULL),
+					 pol.close_after);
+	new_close := now() + step;
+	UPDATE orderexp.timers t
+	   SET close_at = new_close,
+		   remind_at = CASE WHEN pol.remind_before < step THEN new_close - pol.remind_before END,
+		   reminded_for = NULL,
+		   reopened = true
+	 WHERE t.order_table = orders AND t.order_key = k;
+
+	PERFORM orderexp._record_change(cfg, 'reopened', k,
+		jsonb_build_object('order_table', orders::text, 'order_key', k,
+						   'close_at', new_close, 'previous_status', st,
+						   'reason', reason, 'reopened_by', actor::text,
+						   'order', orderexp._order_cols(cfg, k)),
+		'operator', actor, reason, tm, new_close, last_change.deadline);
+	RETURN new_close;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION orderexp._extend_order_by_token(token text, caller name)
+RETURNS timestamptz
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	claim	record;
+	cfg		orderexp.tables;
+	st		text;
+	tm		orderexp.timers;
+	pol		orderexp.policies;
+	refusal	text[];
+	new_close timestamptz;
+BEGIN
+	claim := orderexp._token_open(token);		/* 22023 unless signed by us */
+	SELECT * INTO cfg FROM orderexp.tables t WHERE t.order_table = claim.order_table;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'invalid extension token'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'The table the token names is no longer registered with orderexp.';
+	END IF;
+
+	/* the order row first, then its timer (orderexp._lock_order) */
+	st := orderexp._lock_order(cfg, claim.order_key);
+	SELECT * INTO tm FROM orderexp.timers t
+	 WHERE t.order_table = cfg.order_table AND t.order_key = claim.order_key;
+	SELECT * INTO pol FROM orderexp.policies p WHERE p.id = tm.policy_id;
+
+	/*
+	 * A token used before says so, whatever else holds now (no extensions
+	 * left, say), as long as the order is still pending at all.
+	 */
+	IF st IS NOT DISTINCT FROM cfg.unpaid_value AND tm.order_key IS NOT NULL
+	   AND (tm.close_at <> claim.close_at OR tm.extensions <> claim.extensions
+			OR tm.generation <> claim.generation) THEN
+		RAISE EXCEPTION 'extension token has already been used or is outdated'
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = format('The deadline of order %s has moved since the token was made.', claim.order_key),
+				  HINT = 'Use the link from the latest reminder.';
+	END IF;
+	refusal := orderexp._token_refusal(cfg, st, tm, pol);
+	IF refusal IS NOT NULL THEN
+		RAISE EXCEPTION 'cannot extend order % in table %: %', claim.order_key, cfg.order_table, refusal[1]
+			USING ERRCODE = 'object_not_in_prerequisite_state', DETAIL = refusal[2];
+	END IF;
+
+	new_close := tm.close_at + pol.extend_by;
+	/* a policy's extend_by stored by an older version may still go back */
+	IF new_close <= tm.close_at THEN
+		RAISE EXCEPTION 'extension by % would not move the deadline of order % forward', pol.extend_by, k
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('The deadline is %s; adding %s gives %s.', tm.close_at, pol.extend_by, new_close);
+	END IF;
+	UPDATE orderexp.timers t
+	   SET close_at = new_close,
+		   remind_at = new_close - pol.remind_before,
+		   extensions = t.extensions + 1,
+		   token_extensions = t.token_extensions + 1
+	 WHERE t.order_table = cfg.order_table AND t.order_key = claim.order_key;
+
+	PERFORM orderexp._record_change(cfg, 'extended', claim.order_key,
+		jsonb_build_object('order_table', cfg.order_table::text, 'order_key', claim.order_key,
+						   'close_at', new_close, 'previous_close_at', tm.close_at,
+						   'extended_by', orderexp._iso_interval(pol.extend_by), 'extensions', tm.extensions + 1,
+						   'extensions_left', pol.max_extensions - tm.token_extensions - 1,
+						   'extended_by_role', caller, 'via', 'token',
+						   'order', orderexp._order_cols(cfg, claim.order_key)),
+		'token', caller, NULL, tm, new_close, tm.close_at);
+	RETURN new_close;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION orderexp._record_close_sql(cfg orderexp.tables)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT format($q$
+WITH gone AS (
+	DELETE FROM orderexp.timers t
+	 WHERE t.ctid = ANY ($2) AND t.order_table = $1
+	   AND t.order_key <> ALL (coalesce($3, '{}'))),
+done AS MATERIALIZED (
+	SELECT c.order_key, c.cols, c.category, c.created_at, d.close_at, d.policy_id,
+		   d.policy_version, d.variant, d.reminded_for, d.extensions, d.token_extensions,
+		   d.reopened, %4$s AS event_ids
+	  FROM unnest($4, $6, $7, $8) AS c(order_key, cols, category, created_at)
+	 CROSS JOIN LATERAL (
+			SELECT t.close_at, t.policy_id, t.policy_version, t.variant, t.reminded_for,
+				   t.extensions, t.token_extensions, t.reopened
+			  FROM orderexp.timers t
+			 WHERE t.order_table = $1 AND t.order_key = c.order_key) d),
+events AS (
+	INSERT INTO orderexp.outbox (id, kind, order_table, order_key, channel, payload,
+								 delivered_at, via, policy_id, policy_version, variant,
+								 deadline, event_ids)
+	SELECT %5$s, 'closed', $1, x.order_key, ch.channel,
+		   orderexp._closed_payload(%1$L, x.order_key, x.close_at, x.policy_id,
+									x.category, x.cols),
+		   %6$s, CASE WHEN ch.n = 1 THEN 'timeout' END,
+		   CASE WHEN ch.n = 1 THEN x.policy_id END, CASE WHEN ch.n = 1 THEN x.policy_version END,
+		   CASE WHEN ch.n = 1 THEN x.variant END, CASE WHEN ch.n = 1 THEN x.close_at END,
+		   %7$s
+	  FROM done x
+	 CROSS JOIN unnest(%2$L::text[]) WITH ORDINALITY AS ch(channel, n)),
+outcome AS (
+	INSERT INTO orderexp.outcomes (order_table, order_key, outcome, status, policy_id,
+								   policy_version, variant, created_at, close_at, decided_at,
+								   reminded, extensions, token_extensions, reopened)
+	SELECT $1, x.order_key, 'closed', %3$L, x.policy_id, x.policy_version, x.variant,
+		   x.created_at, x.close_at, now(), x.reminded_for IS NOT NULL, x.extensions,
+		   x.token_extensions, x.reopened
+	  FROM done x)
+SELECT count(*) FROM done$q$,
+		cfg.order_table::text,
+		/* a table without channels: the record alone, settled (_record_change) */
+		CASE WHEN cardinality(cfg.channels) = 0 THEN ARRAY[NULL]::text[] ELSE cfg.channels END,
+		cfg.closed_value,
+		/*
+		 * the ids of each close's events, drawn before they are written when
+		 * there are several, so that the record (the first) names them all
+		 */
+		CASE WHEN cardinality(cfg.channels) <= 1 THEN 'NULL::bigint[]'
+			 ELSE format('ARRAY[%s]',
+						 array_to_string(array_fill('nextval(''orderexp.outbox_id_seq'')'::text,
+													ARRAY[cardinality(cfg.channels)]), ', ')) END,
+		/* each event's id, its delivered_at and the record's event_ids */
+		CASE WHEN cardinality(cfg.channels) <= 1 THEN 'nextval(''orderexp.outbox_id_seq'')'
+			 ELSE 'x.event_ids[ch.n]' END,
+		CASE WHEN cardinality(cfg.channels) = 0 THEN 'now()' ELSE 'NULL::timestamptz' END,
+		CASE WHEN cardinality(cfg.channels) > 1 THEN 'CASE WHEN ch.n = 1 THEN x.event_ids END'
+			 ELSE 'NULL::bigint[]' END)
+$$;
+
+CREATE OR REPLACE FUNCTION orderexp._fallback(event_id bigint, error text, refused boolean)
+RETURNS SETOF orderexp.outbox
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r		orderexp.outbox;
+	tm		orderexp.timers;
+	nxt		jsonb;
+	wait	interval;
+	why		text;
+	e		orderexp.outbox;
+BEGIN
+	SELECT * INTO r FROM orderexp.outbox o WHERE o.id = event_id;
+	IF NOT FOUND OR r.kind <> 'reminder' THEN
+		RETURN;
+	END IF;
+	why := left(CASE WHEN refused THEN 'refused: ' ELSE 'out of attempts: ' END
+				|| coalesce(error, ''), 1000);
+	IF refused AND r.payload ? 'contact' THEN
+		INSERT INTO orderexp.unreachable_contacts AS u (order_table, order_key, channel,
+														contact, why)
+		VALUES (r.order_table, r.order_key, r.channel, r.payload ->> 'contact', why)
+		ON CONFLICT (order_table, order_key, channel)
+		DO UPDATE SET contact = excluded.contact, why = excluded.why;
+	END IF;
+
+	nxt := r.payload -> 'fallback' -> 0;
+	IF jsonb_typeof(nxt) IS DISTINCT FROM 'object' THEN
+		RETURN;
+	END IF;
+	SELECT * INTO tm FROM orderexp.timers t
+	 WHERE t.order_table = r.order_table AND t.order_key = r.order_key;
+	IF NOT FOUND OR tm.close_at IS DISTINCT FROM (r.payload ->> 'close_at')::timestamptz THEN
+		RETURN;					/* closed, cancelled, extended or reopened since */
+	END IF;
+	SELECT t.fallback_before INTO wait FROM orderexp.tables t
+	 WHERE t.order_table = r.order_table;
+	IF wait IS NULL OR tm.close_at - now() < wait THEN
+		RETURN;					/* too late to be of use */
+	END IF;
+	IF EXISTS (SELECT 1 FROM orderexp.audit a
+				WHERE a.order_table = r.order_table AND a.order_key = r.order_key
+				  AND a.action = 'reminder' AND a.via = 'fallback' AND a.deadline = tm.close_at
+				  AND split_part(a.reason, ':', 1) = 'reminder by ' || (nxt ->> 'channel')) THEN
+		RETURN;					/* e.g. a requeued reminder that failed again */
+	END IF;
+
+	e.id := nextval('orderexp.outbox_id_seq');
+	e.kind := 'reminder';
+	e.order_table := r.order_table;
+	e.order_key := r.order_key;
+	e.channel := nxt ->> 'channel';
+	e.payload := r.payload
+		|| jsonb_build_object('contact', nxt -> 'contact',
+							  'fallback', (r.payload -> 'fallback') - 0,
+							  'fallback_from', jsonb_build_object('event_id', r.id,
+																  'channel', r.channel,
+																  'error', error));
+	e.created_at := now();
+	e.attempts := 0;
+	e.next_attempt_at := now();
+	/* the new reminder is also the record of the change (1.3) */
+	e.via := 'fallback';
+	e.reason := format('reminder by %s: %s %s', e.channel, r.channel, why);
+	e.policy_id := tm.policy_id;
+	e.policy_version := tm.policy_version;
+	e.variant := tm.variant;
+	e.deadline := tm.close_at;
+	PERFORM pg_notify('orderexp', json_build_object('kind', 'reminder', 'count', 1)::text);
+	RETURN NEXT e;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION orderexp._withhold_reminders(ids bigint[], t timestamptz)
+RETURNS bigint[]
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	cfg orderexp.tables;
+	unpaid text[];
+	withheld bigint[];
+	reasons text[];
+BEGIN
+	/* no timer, or the deadline passed or moved */
+	SELECT coalesce(array_agg(o.id), '{}'),
+		   coalesce(array_agg(CASE WHEN tm.order_key IS NULL THEN 'the order is no longer tracked'
+								   WHEN (o.payload ->> 'close_at')::timestamptz <= t
+									   THEN 'its deadline passed'
+								   ELSE format('its deadline moved to %s',
+										   to_char(tm.close_at AT TIME ZONE 'UTC',
+												   'YYYY-MM-DD HH24:MI:SS "UTC"')) END), '{}')
+	  INTO withheld, reasons
+	  FROM orderexp.outbox o
+	  LEFT JOIN orderexp.timers tm
+		ON tm.order_table = o.order_table AND tm.order_key = o.order_key
+	 WHERE o.id = ANY (ids) AND o.kind = 'reminder'
+	   AND (tm.order_key IS NULL OR (o.payload ->> 'close_at')::timestamptz <= t
+			OR tm.close_at IS DISTINCT FROM (o.payload ->> 'close_at')::timestamptz);
+
+	/* no longer unpaid, per table, as the table's owner */
+	FOR cfg IN SELECT c.* FROM orderexp.tables c
+				WHERE c.order_table IN (SELECT o.order_table FROM orderexp.outbox o
+										 WHERE o.id = ANY (ids) AND o.kind = 'reminder'
+										   AND o.id <> ALL (withheld))
+	LOOP
+		unpaid := ARRAY(
+			SELECT r ->> 'k'
+			  FROM orderexp._orders_exec(cfg.order_table, true,
+					format('SELECT o.%I::text AS k FROM %s o WHERE o.%I = ANY ($1::%s[]) AND o.%I::text = $2',
+						   cfg.key_column, cfg.order_table, cfg.key_column, cfg.key_type,
+						   cfg.status_column),
+					ARRAY[ARRAY(SELECT o.order_key FROM orderexp.outbox o
+								 WHERE o.id = ANY (ids) AND o.kind = 'reminder'
+								   AND o.order_table = cfg.order_table)::text,
+						  cfg.unpaid_value]) r);
+		SELECT withheld || coalesce(array_agg(o.id), '{}'),
+			   reasons || coalesce(array_agg('the order is no longer unpaid'::text), '{}')
+		  INTO withheld, reasons
+		  FROM orderexp.outbox o
+		 WHERE o.id = ANY (ids) AND o.kind = 'reminder' AND o.order_table = cfg.order_table
+		   AND o.id <> ALL (withheld) AND o.order_key <> ALL (unpaid);
+	END LOOP;
+
+	IF cardinality(withheld) = 0 THEN
+		RETURN ids;
+	END IF;
+	WITH settled AS (
+		UPDATE orderexp.outbox o
+		   SET obsolete_at = t, next_attempt_at = 'infinity', leased_until = NULL,
+			   last_error = w.reason
+		  FROM unnest(withheld, reasons) AS w(id, reason)
+		 WHERE o.id = w.id
+		RETURNING o.id, o.order_table, o.order_key, o.payload, w.reason)
+	/* the records: rows without a channel, settled as they are written */
+	INSERT INTO orderexp.outbox (kind, order_table, order_key, channel, payload, created_at,
+								 delivered_at, via, reason, policy_id, deadline, event_ids)
+	SELECT 'reminder_withheld', s.order_table, s.order_key, NULL, '{}', t, t, 'timeout',
+		   format('reminder not sent: %s', s.reason), (s.payload ->> 'policy_id')::integer,
+		   (s.payload ->> 'close_at')::timestamptz, ARRAY[s.id]
+	  FROM settled s;
+	RETURN ARRAY(SELECT x FROM unnest(ids) x WHERE x <> ALL (withheld));
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION orderexp._history_json(orders regclass, order_key anyelement)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	cfg orderexp.tables;
+	k	text;
+	result jsonb;
+BEGIN
+	cfg := orderexp._config(orders);
+	k := orderexp._key_text(cfg, order_key::text);
+	SELECT coalesce(jsonb_agg(to_jsonb(h) - '{pos,src}'::text[] ORDER BY h.pos, h.src, h.id), '[]')
+	  INTO result
+	  FROM (SELECT a.id, a.at, a.action, a.via, a.actor, a.reason, a.policy_id, a.policy_version,
+				   a.variant, a.deadline, a.previous_deadline, a.event_ids,
+				   ev.delivered, a.at AS pos, 0 AS src
+			  FROM orderexp.audit a
+			  LEFT JOIN LATERAL (
+					SELECT bool_and(o.delivered_at IS NOT NULL) AS delivered
+					  FROM orderexp.outbox o
+					 WHERE o.id = ANY (a.event_ids)) ev ON true
+			 WHERE a.order_table = orders AND a.order_key = k
+			UNION ALL
+			/* feedback (1.3): after the audit rows of its time, in its own order */
+			SELECT f.id, f.recorded_at, 'feedback', 'operator', f.recorded_by,
+				   f.topic || ': ' || f.body, f.policy_id, f.policy_version, f.variant,
+				   NULL, NULL, NULL, NULL, f.recorded_at, 1
+			  FROM orderexp.feedback f
+			 WHERE f.order_table = orders AND f.order_key = k) h;
+	RETURN result;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION orderexp._forget_before(cutoff timestamptz,
+										OUT audit_rows bigint, OUT outcome_rows bigint)
+RETURNS record
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	tables regclass[];
+BEGIN
+	IF cutoff IS NULL THEN
+		RAISE EXCEPTION 'cutoff must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF cutoff > now() THEN
+		RAISE EXCEPTION 'cutoff must not be in the future'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('cutoff is %s.', cutoff),
+				  HINT = 'forget_before() deletes the history of orders decided before the cutoff, e.g. now() - interval ''1 year''.';
+	END IF;
+	tables := orderexp._tables_visible(orderexp._actor(), false);
+	/*
+	 * The records of changes (1.3: the view audit): deleted when settled; a
+	 * record whose event is still to be delivered (or dead, waiting for
+	 * requeue) stays an event and only stops being a record.
+	 */
+	WITH gone AS (
+		DELETE FROM orderexp.outbox o
+		 WHERE o.via IS NOT NULL AND o.created_at < cutoff
+		   AND (tables IS NULL OR o.order_table = ANY (tables))
+		   AND (o.delivered_at IS NOT NULL OR o.obsolete_at IS NOT NULL)
+		RETURNING 1),
+	kept AS (
+		UPDATE orderexp.outbox o
+		   SET via = NULL, actor = NULL, reason = NULL, policy_id = NULL, policy_version = NULL,
+			   variant = NULL, deadline = NULL, previous_deadline = NULL, event_ids = NULL
+		 WHERE o.via IS NOT NULL AND o.created_at < cutoff
+		   AND (tables IS NULL OR o.order_table = ANY (tables))
+		   AND o.delivered_at IS NULL AND o.obsolete_at IS NULL
+		RETURNING 1)
+	SELECT (SELECT count(*) FROM gone) + (SELECT count(*) FROM kept) INTO audit_rows;
+	DELETE FROM orderexp.outcomes o
+	 WHERE o.decided_at < cutoff AND (tables IS NULL OR o.order_table = ANY (tables));
+	GET DIAGNOSTICS outcome_rows = ROW_COUNT;
+	/* feedback goes with the audit trail (not counted: the result's columns stay) */
+	DELETE FROM orderexp.feedback f
+	 WHERE f.recorded_at < cutoff AND (tables IS NULL OR f.order_table = ANY (tables));
+	/* and so do the orders listed as unreachable since before it (not counted) */
+	DELETE FROM orderexp.unreachable_contacts u
+	 WHERE u.since < cutoff AND (tables IS NULL OR u.order_table = ANY (tables));
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION orderexp._explain_order(orders regclass, order_key anyelement, lang text)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	cfg orderexp.tables;
+	k	text;
+	ord jsonb;
+	created timestamptz;
+	tm	orderexp.timers;
+	pid integer;
+	pver integer;
+	pvar integer;
+	pv	orderexp.policy_versions;
+	exp_variants interval[];
+	timeout interval;
+	a	orderexp.audit;
+	o	record;
+	f	orderexp.feedback;
+	r	record;
+	n_ext integer := 0;
+	n_token integer := 0;
+	max_ext integer;
+	last_wave timestamptz;
+	/* the steps: parallel arrays, sorted at the end */
+	s_at timestamptz[] := '{}';
+	s_sub bigint[] := '{}';
+	s_step text[] := '{}';
+	s_vals jsonb[] := '{}';
+	result text;
+BEGIN
+	IF lang IS NOT NULL AND lang !~ '^[A-Za-z0-9_-]{1,35}$' THEN
+		RAISE EXCEPTION 'invalid language %', quote_literal(lang)
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'A language is a tag such as ''de'' or ''de-AT'' (letters, digits, ''-'', ''_''), or NULL for the shop''s texts.';
+	END IF;
+	cfg := orderexp._config(orders);
+	k := orderexp._key_text(cfg, order_key::text);
+
+	/* the order itself, read as the caller: is it there, when was it placed, is it unpaid */
+	SELECT r2 INTO ord
+	  FROM orderexp._orders_exec(orders, false,
+			format('SELECT %s AS created, o.%I::text AS st FROM %s o WHERE o.%I = $1::%s',
+				   orderexp._created_utc(cfg, format('o.%I', cfg.created_column)),
+				   cfg.status_column, orders, cfg.key_column, cfg.key_type),
+			ARRAY[k]) r2;
+	IF ord IS NULL THEN
+		RAISE EXCEPTION 'order % not found in table %', k, orders
+			USING ERRCODE = 'no_data_found';
+	END IF;
+	created := (ord ->> 'created')::timestamptz;
+
+	/* the policy the order started under: its first change, else its outcome, else its timer */
+	SELECT * INTO tm FROM orderexp.timers t WHERE t.order_table = orders AND t.order_key = k;
+	SELECT x.policy_id, x.policy_version, x.variant INTO pid, pver, pvar
+	  FROM orderexp.audit x
+	 WHERE x.order_table = orders AND x.order_key = k AND x.policy_version IS NOT NULL
+	 ORDER BY x.at, x.id LIMIT 1;
+	IF pid IS NULL THEN
+		SELECT x.policy_id, x.policy_version, x.variant INTO pid, pver, pvar
+		  FROM orderexp.outcomes x
+		 WHERE x.order_table = orders AND x.order_key = k AND x.policy_id IS NOT NULL
+		 ORDER BY x.decided_at LIMIT 1;
+	END IF;
+	IF pid IS NULL THEN
+		pid := tm.policy_id;
+		pver := tm.policy_version;
+		pvar := tm.variant;
+	END IF;
+
+	IF created IS NOT NULL THEN
+		s_at := s_at || created;
+		s_sub := s_sub || 0::bigint;
+		s_step := s_step || 'placed'::text;
+		s_vals := s_vals || jsonb_build_object('at', orderexp._explain_time(created));
+	END IF;
+
+	SELECT * INTO pv FROM orderexp.policy_versions v WHERE v.policy_id = pid AND v.version = pver;
+	IF FOUND THEN
+		SELECT e.variants INTO exp_variants FROM orderexp.experiments e WHERE e.id = pv.experiment_id;
+		timeout := CASE WHEN pvar IS NOT NULL AND exp_variants IS NOT NULL
+						THEN exp_variants[pvar] ELSE pv.close_after END;
+		s_at := s_at || coalesce(created, '-infinity');
+		s_sub := s_sub || 0::bigint;
+		s_step := s_step || CASE WHEN pvar IS NOT NULL AND exp_variants IS NOT NULL
+								 THEN 'policy_variant' ELSE 'policy' END;
+		s_vals := s_vals || jsonb_build_object(
+			'policy', pid, 'version', pver, 'category', coalesce(pv.category, 'default'),
+			'timeout', orderexp._explain_interval(timeout),
+			'timeout_iso', orderexp._iso_interval(timeout),
+			'experiment', pv.experiment_id, 'variant', pvar);
+	END IF;
+
+	/*
+	 * The reminders: one outbox row per channel (the outbox has no index by
+	 * order, so this reads it whole); a reminder that offered an extension
+	 * link is followed by one extension_offered step.  Sent reminders write
+	 * no audit row: once their outbox rows are pruned
+	 * (orderexp.event_retention after delivery), they are not told.  Those
+	 * claim() withheld are told from their audit rows, below.
+	 */
+	FOR r IN SELECT x.id, x.channel, x.created_at, x.delivered_at, x.dead_at, x.attempts,
+					x.last_error, x.payload
+			   FROM orderexp.outbox x
+			  WHERE x.kind = 'reminder' AND x.order_table = orders AND x.order_key = k
+				AND x.obsolete_at IS NULL
+			  ORDER BY x.created_at, x.id
+	LOOP
+		s_at := s_at || r.created_at;
+		s_sub := s_sub || r.id;
+		s_step := s_step || CASE WHEN r.delivered_at IS NOT NULL THEN 'reminder_delivered'
+								 WHEN r.dead_at IS NOT NULL THEN 'reminder_dead'
+								 ELSE 'reminder_pending' END;
+		s_vals := s_vals || jsonb_build_object(
+			'at', orderexp._explain_time(r.created_at), 'channel', r.channel,
+			'delivered_at', orderexp._explain_time(r.delivered_at),
+			'dead_at', orderexp._explain_time(r.dead_at),
+			'attempts', r.attempts, 'error', r.last_error);
+		/* offered by a reminder that reached, or may still reach, the customer */
+		IF r.payload ->> 'extension_token' IS NOT NULL AND r.dead_at IS NULL
+		   AND r.created_at IS DISTINCT FROM last_wave THEN
+			last_wave := r.created_at;
+			s_at := s_at || r.created_at;
+			s_sub := s_sub || r.id;
+			s_step := s_step || 'extension_offered'::text;
+			s_vals := s_vals || jsonb_build_object(
+				'at', orderexp._explain_time(r.created_at),
+				'extend_by', orderexp._explain_interval((r.payload ->> 'extend_by')::interval),
+				'extend_by_iso', r.payload ->> 'extend_by',
+				'extensions_left', r.payload -> 'extensions_left');
+		END IF;
+	END LOOP;
+
+	/* the changes orderexp made, oldest first */
+	FOR a IN SELECT * FROM orderexp.audit x
+			  WHERE x.order_table = orders AND x.order_key = k ORDER BY x.at, x.id
+	LOOP
+		s_at := s_at || a.at;
+		s_sub := s_sub || a.id;
+		IF a.action = 'extended' THEN
+			n_ext := n_ext + 1;
+			IF a.via = 'token' THEN
+				n_token := n_token + 1;
+			END IF;
+			SELECT v.max_extensions INTO max_ext FROM orderexp.policy_versions v
+			 WHERE v.policy_id = a.policy_id AND v.version = a.policy_version;
+			s_step := s_step || CASE a.via WHEN 'token' THEN 'extended_token'
+											ELSE 'extended_staff' END;
+			s_vals := s_vals || jsonb_build_object(
+				'at', orderexp._explain_time(a.at), 'deadline', orderexp._explain_time(a.deadline),
+				'previous_deadline', orderexp._explain_time(a.previous_deadline),
+				'by', orderexp._explain_interval(a.deadline - a.previous_deadline),
+				'by_iso', orderexp._iso_interval(a.deadline - a.previous_deadline),
+				'n', n_ext, 'extensions_left', greatest(max_ext - n_token, 0),
+				'actor', a.actor);
+		ELSIF a.action = 'reminder_withheld' THEN
+			/* claim() settled a reminder that no longer mattered; the reason is its own */
+			s_step := s_step || 'reminder_withheld'::text;
+			s_vals := s_vals || jsonb_build_object(
+				'at', orderexp._explain_time(a.at), 'deadline', orderexp._explain_time(a.deadline),
+				'reason', regexp_replace(a.reason, '^reminder not sent: ', ''),
+				'channel', (SELECT x.channel FROM orderexp.outbox x WHERE x.id = a.event_ids[1]));
+		ELSE
+			IF a.action = 'reopened' THEN
+				/* a reopened order starts counting its customer's extensions afresh */
+				n_token := 0;
+			END IF;
+			s_step := s_step || CASE WHEN a.action IN ('cancelled', 'reopened') AND a.reason IS NULL
+									 THEN a.action || '_no_reason' ELSE a.action END;
+			s_vals := s_vals || jsonb_build_object(
+				'at', orderexp._explain_time(a.at), 'deadline', orderexp._explain_time(a.deadline),
+				'actor', a.actor, 'reason', a.reason);
+		END IF;
+	END LOOP;
+
+	/* payments, from the outcomes (a table without indexes: read whole) */
+	FOR o IN SELECT x.decided_at FROM orderexp.outcomes x
+			  WHERE x.order_table = orders AND x.order_key = k AND x.outcome = 'paid'
+			  ORDER BY x.decided_at
+	LOOP
+		s_at := s_at || o.decided_at;
+		s_sub := s_sub || 0::bigint;
+		s_step := s_step || 'paid'::text;
+		s_vals := s_vals || jsonb_build_object('at', orderexp._explain_time(o.decided_at));
+	END LOOP;
+
+	FOR f IN SELECT * FROM orderexp.feedback x
+			  WHERE x.order_table = orders AND x.order_key = k ORDER BY x.id
+	LOOP
+		s_at := s_at || f.recorded_at;
+		s_sub := s_sub || f.id;
+		s_step := s_step || 'feedback'::text;
+		s_vals := s_vals || jsonb_build_object(
+			'at', orderexp._explain_time(f.recorded_at), 'actor', f.recorded_by,
+			'topic', f.topic, 'body', f.body);
+	END LOOP;
+
+	/* still unpaid and tracked: its deadline now (a paid order's timer lingers) */
+	IF tm.order_key IS NOT NULL AND ord ->> 'st' = cfg.unpaid_value THEN
+		s_at := s_at || 'infinity'::timestamptz;
+		s_sub := s_sub || 0::bigint;
+		s_step := s_step || 'pending'::text;
+		s_vals := s_vals || jsonb_build_object('deadline', orderexp._explain_time(tm.close_at));
+	END IF;
+
+	SELECT string_agg(orderexp._explain_fill(t.template, s.vals || jsonb_build_object('order', k)),
+					  ' ' ORDER BY s.at, st.rank, s.sub, s.n)
+	  INTO result
+	  FROM unnest(s_at, s_sub, s_step, s_vals) WITH ORDINALITY AS s(at, sub, step, vals, n)
+	  JOIN orderexp._explanation_steps() st ON st.step = s.step
+	 CROSS JOIN LATERAL (
+			SELECT x.template FROM orderexp.explanation_templates x
+			 WHERE x.step = s.step
+			   AND x.lang IN ($3, split_part($3, '-', 1), '*', 'default')
+			 ORDER BY CASE x.lang WHEN $3 THEN 0 WHEN split_part($3, '-', 1) THEN 1
+								  WHEN '*' THEN 2 ELSE 3 END
+			 LIMIT 1) t;
+	RETURN coalesce(result, '');
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION orderexp._record_feedback(orders regclass, order_key anyelement, topic text,
+										  body text)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	actor name := orderexp._actor();
+	cfg orderexp.tables;
+	k	text;
+	pid integer;
+	pver integer;
+	pvar integer;
+	id	bigint;
+BEGIN
+	IF topic IS NULL OR body IS NULL THEN
+		RAISE EXCEPTION 'topic and body must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF topic NOT IN ('complaint', 'closed too early', 'reminder not received', 'other') THEN
+		RAISE EXCEPTION 'unknown feedback topic %', quote_literal(topic)
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'The topics are ''complaint'', ''closed too early'', ''reminder not received'' and ''other''.';
+	END IF;
+	IF btrim(body) = '' THEN
+		RAISE EXCEPTION 'feedback body must not be empty'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF octet_length(body) > orderexp._max_reason_length() THEN
+		RAISE EXCEPTION 'feedback body is too long'
+			USING ERRCODE = 'string_data_right_truncation',
+				  DETAIL = format('It has %s bytes; orderexp.max_reason_length is %s.',
+								  octet_length(body), orderexp._max_reason_length()),
+				  HINT = 'Feedback goes into the order''s history: keep it short.';
+	END IF;
+	cfg := orderexp._config(orders);
+	k := orderexp._key_text(cfg, order_key::text);
+	PERFORM 1
+	   FROM orderexp._orders_exec(orders, false,
+			format('SELECT true AS found FROM %s o WHERE o.%I = $1::%s',
+				   orders, cfg.key_column, cfg.key_type),
+			ARRAY[k]);
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'order % not found in table %', k, orders
+			USING ERRCODE = 'no_data_found';
+	END IF;
+
+	SELECT t.policy_id, t.policy_version, t.variant INTO pid, pver, pvar
+	  FROM orderexp.timers t WHERE t.order_table = orders AND t.order_key = k;
+	IF pid IS NULL THEN
+		SELECT x.policy_id, x.policy_version, x.variant INTO pid, pver, pvar
+		  FROM orderexp.audit x
+		 WHERE x.order_table = orders AND x.order_key = k AND x.policy_version IS NOT NULL
+		 ORDER BY x.at DESC, x.id DESC LIMIT 1;
+	END IF;
+	IF pid IS NULL THEN
+		/* a paid order: its outcome (a table without indexes, read whole) */
+		SELECT x.policy_id, x.policy_version, x.variant INTO pid, pver, pvar
+		  FROM orderexp.outcomes x
+		 WHERE x.order_table = orders AND x.order_key = k AND x.policy_id IS NOT NULL
+		 ORDER BY x.decided_at DESC LIMIT 1;
+	END IF;
+
+	INSERT INTO orderexp.feedback (order_table, order_key, topic, body, recorded_by,
+								   policy_id, policy_version, variant)
+	VALUES (orders, k, topic, body, actor, pid, pver, pvar)
+	RETURNING feedback.id INTO id;
+	RETURN id;
+END;
+$$;
+
+CREATE OR REPLACE VIEW orderexp.delivery_stats AS
+	SELECT o.kind, o.channel,
+		   count(*) FILTER (WHERE o.delivered_at IS NULL AND o.dead_at IS NULL AND o.obsolete_at IS NULL
+							  AND NOT coalesce(o.leased_until > now(), false)
+							  AND o.next_attempt_at <= now()) AS pending,
+		   count(*) FILTER (WHERE o.delivered_at IS NULL AND o.dead_at IS NULL AND o.obsolete_at IS NULL
+							  AND o.leased_until > now()) AS leased,
+		   count(*) FILTER (WHERE o.delivered_at IS NULL AND o.dead_at IS NULL AND o.obsolete_at IS NULL
+							  AND NOT coalesce(o.leased_until > now(), false)
+							  AND o.next_attempt_at > now()) AS retrying,
+		   count(*) FILTER (WHERE o.delivered_at IS NOT NULL) AS delivered,
+		   count(*) FILTER (WHERE o.dead_at IS NOT NULL AND o.delivered_at IS NULL) AS dead,
+		   now() - min(o.created_at) FILTER (WHERE o.delivered_at IS NULL
+											 AND o.dead_at IS NULL AND o.obsolete_at IS NULL) AS oldest_undelivered,
+		   count(*) FILTER (WHERE o.obsolete_at IS NOT NULL) AS obsolete
+	  FROM orderexp.outbox o
+	 CROSS JOIN (SELECT orderexp._tables_visible(current_user, true) AS tables) vis
+	 WHERE o.channel IS NOT NULL	/* records without an event are no deliveries */
+	   AND (vis.tables IS NULL OR o.order_table = ANY (vis.tables))
+	 GROUP BY o.kind, o.channel;
+
+CREATE OR REPLACE VIEW orderexp.delivery_health AS
+	SELECT w.period, o.kind, o.channel,
+		   count(*) AS made,
+		   count(*) FILTER (WHERE o.delivered_at IS NOT NULL) AS delivered,
+		   coalesce(sum(o.attempts - CASE WHEN o.delivered_at IS NOT NULL
+											   OR o.leased_until > now() THEN 1 ELSE 0 END)
+						FILTER (WHERE o.attempts > 0), 0) AS failed_attempts,
+		   count(*) FILTER (WHERE o.dead_at IS NOT NULL AND o.delivered_at IS NULL) AS dead,
+		   count(*) FILTER (WHERE o.obsolete_at IS NOT NULL) AS obsolete,
+		   round((percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM o.delivered_at - o.created_at))
+				  FILTER (WHERE o.delivered_at IS NOT NULL))::numeric, 3) AS p50_seconds,
+		   round((percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM o.delivered_at - o.created_at))
+				  FILTER (WHERE o.delivered_at IS NOT NULL))::numeric, 3) AS p95_seconds,
+		   round(count(*) FILTER (WHERE o.kind = 'reminder'
+									AND o.delivered_at < (o.payload ->> 'close_at')::timestamptz)::numeric
+				 / nullif(count(*) FILTER (WHERE o.kind = 'reminder' AND o.obsolete_at IS NULL
+											 AND (o.delivered_at IS NOT NULL
+												  OR (o.payload ->> 'close_at')::timestamptz <= now())), 0),
+				 4) AS on_time_share
+	  FROM orderexp.outbox o
+	 CROSS JOIN (VALUES ('1 hour', interval '1 hour'), ('1 day', interval '1 day')) AS w(period, span)
+	 CROSS JOIN (SELECT orderexp._tables_visible(current_user, true) AS tables) vis
+	 WHERE o.created_at >= now() - w.span AND o.channel IS NOT NULL
+	   AND (vis.tables IS NULL OR o.order_table = ANY (vis.tables))
+	 GROUP BY w.period, o.kind, o.channel;
+
+CREATE OR REPLACE VIEW orderexp.monitor_delivery AS
+	SELECT o.kind, o.channel,
+		   count(*) FILTER (WHERE o.delivered_at IS NULL AND o.dead_at IS NULL AND o.obsolete_at IS NULL
+							  AND NOT coalesce(o.leased_until > now(), false)
+							  AND o.next_attempt_at <= now()) AS pending,
+		   count(*) FILTER (WHERE o.delivered_at IS NULL AND o.dead_at IS NULL AND o.obsolete_at IS NULL
+							  AND o.leased_until > now()) AS leased,
+		   count(*) FILTER (WHERE o.delivered_at IS NULL AND o.dead_at IS NULL AND o.obsolete_at IS NULL
+							  AND NOT coalesce(o.leased_until > now(), false)
+							  AND o.next_attempt_at > now()) AS retrying,
+		   count(*) FILTER (WHERE o.dead_at IS NOT NULL AND o.delivered_at IS NULL) AS dead,
+		   coalesce(round(extract(epoch FROM now() - min(o.created_at)
+								   FILTER (WHERE o.delivered_at IS NULL AND o.dead_at IS NULL
+											 AND o.obsolete_at IS NULL))::numeric, 3), 0)
+			   AS oldest_undelivered_seconds,
+		   count(*) FILTER (WHERE o.created_at >= now() - interval '1 hour') AS made_last_hour,
+		   count(*) FILTER (WHERE o.delivered_at >= now() - interval '1 hour') AS delivered_last_hour,
+		   count(*) FILTER (WHERE o.dead_at >= now() - interval '1 hour') AS dead_last_hour,
+		   count(*) FILTER (WHERE o.obsolete_at >= now() - interval '1 hour') AS obsolete_last_hour,
+		   coalesce(round((percentile_cont(0.95) WITHIN GROUP
+								(ORDER BY extract(epoch FROM o.delivered_at - o.created_at))
+						   FILTER (WHERE o.delivered_at >= now() - interval '1 hour'))::numeric, 3), 0)
+			   AS delivery_p95_seconds,
+		   round(count(*) FILTER (WHERE o.kind = 'reminder' AND o.created_at >= now() - interval '1 hour'
+									AND o.delivered_at < (o.payload ->> 'close_at')::timestamptz)::numeric
+				 / nullif(count(*) FILTER (WHERE o.kind = 'reminder' AND o.obsolete_at IS NULL
+											 AND o.created_at >= now() - interval '1 hour'
+											 AND (o.delivered_at IS NOT NULL
+												  OR (o.payload ->> 'close_at')::timestamptz <= now())), 0),
+				 4) AS on_time_share
+	  FROM orderexp.outbox o
+	 WHERE o.channel IS NOT NULL
+	 GROUP BY o.kind, o.channel;

@@ -248,6 +248,7 @@ SELECT pg_catalog.pg_extension_config_dump('orderexp.timer_generation', '');
  *              so an expired lease makes the row due again by itself
  *   retrying   failed, waiting for next_attempt_at
  *   delivered  delivered_at IS NOT NULL; pruned after orderexp.event_retention
+ *              unless it is the record of a change (below)
  *   dead       dead_at IS NOT NULL, next_attempt_at = 'infinity': never tried
  *              again until requeue(); never pruned
  *   obsolete   obsolete_at IS NOT NULL, next_attempt_at = 'infinity': a
@@ -275,21 +276,37 @@ SELECT pg_catalog.pg_extension_config_dump('orderexp.timer_generation', '');
  * instead of handing it out.
  *
  * One more index, for pruning: outbox_delivered (delivered_at) WHERE
- * delivered_at IS NOT NULL.  It has no entry for a new row, so the sweep's
- * bulk inserts do not maintain it; ack() adds one entry per row (ack already
- * is a non-HOT update).  With it the worker finds the oldest delivered rows
- * with one index probe, whatever else (dead or long-undelivered rows) sits
- * at the low end of the primary key.  There is no index by order: the audit
- * row of a change names the events it wrote (audit.event_ids), and history()
- * finds them by the primary key.
+ * delivered_at IS NOT NULL AND via IS NULL.  It has no entry for a new row,
+ * so the sweep's bulk inserts do not maintain it; ack() adds one entry per
+ * row (ack already is a non-HOT update).  With it the worker finds the
+ * oldest delivered rows with one index probe, whatever else (dead,
+ * long-undelivered or kept rows) sits at the low end of the primary key.
+ *
+ * Each change orderexp makes to an order is written once (1.3): the first
+ * event the change writes is also its record, the row history(), the view
+ * audit and explain_order() read.  The record carries via, actor, reason,
+ * the policy and variant, the deadline and the previous deadline, and, when
+ * the change wrote an event on more than one channel, the ids of all of
+ * them (event_ids); the other events of the change have via NULL.  A change
+ * that writes no event (a table without channels, a reminder withheld by
+ * claim()) writes its record alone, a row without a channel that is
+ * delivered as it is written (never claimed, never counted as a delivery).
+ * Records outlive their delivery: pruning after orderexp.event_retention
+ * takes only rows with via NULL (hence the indexes' predicates), and
+ * forget_before() deletes the records older than its cutoff once they are
+ * settled.  outbox_history (order_table, order_key, id) WHERE via IS NOT
+ * NULL finds an order's records; it is the only index a close adds besides
+ * the primary key and outbox_undelivered.
  */
 CREATE TABLE orderexp.outbox (
 	id				bigserial PRIMARY KEY,
 	kind			text NOT NULL
-					CHECK (kind IN ('reminder', 'closed', 'cancelled', 'extended', 'reopened')),
+					CONSTRAINT outbox_kind_check
+					CHECK (kind IN ('reminder', 'closed', 'cancelled', 'extended', 'reopened',
+									'reminder_withheld')),
 	order_table		regclass NOT NULL,
 	order_key		text COLLATE "C" NOT NULL,
-	channel			text NOT NULL,
+	channel			text,
 	payload			jsonb NOT NULL,
 	created_at		timestamptz NOT NULL DEFAULT now(),
 	attempts		integer NOT NULL DEFAULT 0,
@@ -299,16 +316,30 @@ CREATE TABLE orderexp.outbox (
 	last_error		text,
 	dead_at			timestamptz,
 	claimed_by		name,
-	obsolete_at		timestamptz
+	obsolete_at		timestamptz,
+	via				text
+					CONSTRAINT outbox_via_check
+					CHECK (via IN ('timeout', 'operator', 'token', 'fallback')),
+	actor			name,
+	reason			text,
+	policy_id		integer,
+	policy_version	integer,
+	variant			integer,
+	deadline		timestamptz,
+	previous_deadline timestamptz,
+	event_ids		bigint[],
+	CONSTRAINT outbox_record_check CHECK (channel IS NOT NULL OR (via IS NOT NULL AND delivered_at IS NOT NULL))
 );
 CREATE INDEX outbox_undelivered ON orderexp.outbox (next_attempt_at)
 	WHERE delivered_at IS NULL;
 CREATE INDEX outbox_delivered ON orderexp.outbox (delivered_at)
-	WHERE delivered_at IS NOT NULL;
+	WHERE delivered_at IS NOT NULL AND via IS NULL;
 CREATE INDEX outbox_obsolete ON orderexp.outbox (obsolete_at)
-	WHERE obsolete_at IS NOT NULL;
+	WHERE obsolete_at IS NOT NULL AND via IS NULL;
 CREATE INDEX outbox_in_flight ON orderexp.outbox (order_table, order_key, channel, id)
 	WHERE attempts > 0 AND delivered_at IS NULL AND dead_at IS NULL AND obsolete_at IS NULL;
+CREATE INDEX outbox_history ON orderexp.outbox (order_table, order_key, id)
+	WHERE via IS NOT NULL;
 COMMENT ON TABLE orderexp.outbox IS
 	'events written in the same transaction as the state change that caused them; NOTIFY orderexp wakes listeners';
 COMMENT ON COLUMN orderexp.outbox.attempts IS
@@ -318,7 +349,7 @@ COMMENT ON COLUMN orderexp.outbox.next_attempt_at IS
 COMMENT ON COLUMN orderexp.outbox.leased_until IS
 	'end of the lease of the relay that claimed the row; NULL when not leased';
 COMMENT ON COLUMN orderexp.outbox.delivered_at IS
-	'when a relay acknowledged the row (orderexp.ack); delivered rows are pruned after orderexp.event_retention';
+	'when a relay acknowledged the row (orderexp.ack); delivered rows are pruned after orderexp.event_retention, records of changes by forget_before()';
 COMMENT ON COLUMN orderexp.outbox.last_error IS
 	'what the last failed attempt reported (orderexp.fail)';
 COMMENT ON COLUMN orderexp.outbox.dead_at IS
@@ -327,6 +358,16 @@ COMMENT ON COLUMN orderexp.outbox.claimed_by IS
 	'the role (session_user) whose claim last leased the row; only it may ack or fail the row';
 COMMENT ON COLUMN orderexp.outbox.obsolete_at IS
 	'when claim() settled the row without delivery: a reminder whose order is no longer unpaid or whose deadline passed or moved (the reason in last_error); pruned like delivered rows';
+COMMENT ON COLUMN orderexp.outbox.channel IS
+	'where the event goes; NULL: a record without an event (a change of a table with no channels, a withheld reminder), settled as it is written';
+COMMENT ON COLUMN orderexp.outbox.via IS
+	'set on the record of a change (the first event it wrote): timeout (the sweep), operator (a function call), token (the customer''s link) or fallback (a reminder sent again on the next channel); NULL on the other events';
+COMMENT ON COLUMN orderexp.outbox.actor IS
+	'the record''s role that made the change; NULL for the sweep, which acts for the policy';
+COMMENT ON COLUMN orderexp.outbox.deadline IS
+	'the record''s deadline: closed, the one that passed; cancelled, the one the order had; extended, reopened, the new one';
+COMMENT ON COLUMN orderexp.outbox.event_ids IS
+	'the record''s events when it wrote more than this row (one per channel); for a record without an event, the events it is about';
 SELECT pg_catalog.pg_extension_config_dump('orderexp.outbox', '');
 SELECT pg_catalog.pg_extension_config_dump('orderexp.outbox_id_seq', '');
 
@@ -368,9 +409,8 @@ SELECT pg_catalog.pg_extension_config_dump('orderexp.token_tables', '');
  *   audit           one row per state change orderexp makes (close at the
  *                   deadline, cancel, extension, reopen): why, by whom, under
  *                   which policy, and which events it wrote; history() reads
- *                   it.  Written in the same transaction as the change, and
- *                   independent of delivery: outbox rows are per channel and
- *                   pruned once delivered.
+ *                   it.  A view (1.3) of the changes' records in the outbox,
+ *                   which are kept with the history after their delivery.
  *   outcomes        one row per tracked order leaving the unpaid state (paid,
  *                   closed, cancelled): the sweep writes those of the orders
  *                   it closes, one INSERT per batch; a C row trigger writes
@@ -425,31 +465,23 @@ COMMENT ON TABLE orderexp.experiments IS
 SELECT pg_catalog.pg_extension_config_dump('orderexp.experiments', '');
 SELECT pg_catalog.pg_extension_config_dump('orderexp.experiments_id_seq', '');
 
-CREATE TABLE orderexp.audit (
-	id				bigserial,
-	at				timestamptz NOT NULL DEFAULT now(),
-	order_table		regclass NOT NULL,
-	order_key		text COLLATE "C" NOT NULL,
-	action			text NOT NULL
-					CONSTRAINT audit_action_check
-					CHECK (action IN ('closed', 'cancelled', 'extended', 'reopened',
-									  'reminder_withheld', 'reminder')),
-	via				text NOT NULL
-					CONSTRAINT audit_via_check
-					CHECK (via IN ('timeout', 'operator', 'token', 'fallback')),
-	actor			name,
-	reason			text,
-	policy_id		integer,
-	policy_version	integer,
-	variant			integer,
-	deadline		timestamptz,
-	previous_deadline timestamptz,
-	event_ids		bigint[],
-	/* one index, which history() reads: every close writes a row */
-	PRIMARY KEY (order_table, order_key, id)
-);
-COMMENT ON TABLE orderexp.audit IS
-	'every state change orderexp made to an order, why and by whom; written in the transaction of the change';
+/*
+ * The audit trail: one row per change orderexp made to an order.  Up to 1.2
+ * a table written beside the events; from 1.3 on the records of changes in
+ * the outbox (see there), shown with the columns the table had.  id is the
+ * record's outbox id, at its created_at; event_ids lists the events the
+ * change wrote (for a record without an event, the events it is about).
+ */
+CREATE VIEW orderexp.audit AS
+	SELECT o.id, o.created_at AS at, o.order_table, o.order_key, o.kind AS action, o.via,
+		   o.actor, o.reason, o.policy_id, o.policy_version, o.variant, o.deadline,
+		   o.previous_deadline,
+		   CASE WHEN o.channel IS NULL THEN o.event_ids
+				ELSE coalesce(o.event_ids, ARRAY[o.id]) END AS event_ids
+	  FROM orderexp.outbox o
+	 WHERE o.via IS NOT NULL;
+COMMENT ON VIEW orderexp.audit IS
+	'every state change orderexp made to an order, why and by whom: the records of changes in the outbox, written in the transaction of the change';
 COMMENT ON COLUMN orderexp.audit.via IS
 	'timeout: the sweep at the deadline; operator: a function call (cancel, extend, reopen); token: the customer''s extension link; fallback: a reminder sent again on the customer''s next channel';
 COMMENT ON COLUMN orderexp.audit.actor IS
@@ -457,9 +489,7 @@ COMMENT ON COLUMN orderexp.audit.actor IS
 COMMENT ON COLUMN orderexp.audit.deadline IS
 	'closed: the deadline that passed; cancelled: the deadline the order had; extended, reopened: the new deadline';
 COMMENT ON COLUMN orderexp.audit.event_ids IS
-	'the outbox rows the change wrote, one per channel (NULL: none); they are pruned once delivered and old';
-SELECT pg_catalog.pg_extension_config_dump('orderexp.audit', '');
-SELECT pg_catalog.pg_extension_config_dump('orderexp.audit_id_seq', '');
+	'the outbox rows the change wrote, one per channel (NULL: none); the record is the first of them and is kept with the history, the others are pruned once delivered and old';
 
 /*
  * No indexes, no constraints, no defaults: the outcome trigger writes it
@@ -1265,47 +1295,37 @@ BEGIN
 END;
 $$;
 
-/* one audit row (the functions below take their actor in one place) */
-CREATE FUNCTION orderexp._audit(orders regclass, k text, action text, via text, actor name,
-								reason text, tm orderexp.timers, deadline timestamptz,
-								previous_deadline timestamptz)
-RETURNS void
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
-AS $$
-	INSERT INTO orderexp.audit (order_table, order_key, action, via, actor, reason, policy_id,
-								policy_version, variant, deadline, previous_deadline)
-	VALUES (orders, k, action, via, actor, reason, tm.policy_id, tm.policy_version, tm.variant,
-			deadline, previous_deadline)
-$$;
-
 /*
- * One event per channel of the table, linked to the audit row of the same
- * change (written just before, in this transaction), and a NOTIFY.
+ * One change orderexp made to an order, written once (1.3): an event per
+ * channel of the table, the first of which is also the change's record
+ * (via, actor, reason, the policy and variant of the order's timer tm, the
+ * deadlines, and the ids of all the change's events when there are more
+ * than one), or, for a table without channels, the record alone: a row
+ * without a channel, settled as it is written.  And a NOTIFY.  The ids are
+ * drawn first, so that the record can name its events.
  */
-CREATE FUNCTION orderexp._emit(cfg orderexp.tables, kind text, k text, payload jsonb)
+CREATE FUNCTION orderexp._record_change(cfg orderexp.tables, kind text, k text, payload jsonb,
+										via text, actor name, reason text, tm orderexp.timers,
+										deadline timestamptz, previous_deadline timestamptz)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	ids bigint[];
+	ids bigint[] := ARRAY(SELECT nextval('orderexp.outbox_id_seq') FROM unnest(cfg.channels));
 BEGIN
-	WITH e AS (
-		INSERT INTO orderexp.outbox (kind, order_table, order_key, channel, payload)
-		SELECT kind, cfg.order_table, k, ch, payload
-		  FROM unnest(cfg.channels) AS ch
-		RETURNING id)
-	SELECT array_agg(e.id ORDER BY e.id) INTO ids FROM e;
-
-	IF ids IS NOT NULL THEN
-		UPDATE orderexp.audit a
-		   SET event_ids = ids
-		 WHERE a.order_table = cfg.order_table AND a.order_key = k
-		   AND a.id = (SELECT max(b.id) FROM orderexp.audit b
-						WHERE b.order_table = cfg.order_table AND b.order_key = k
-						  AND b.action = kind AND b.at = now() AND b.event_ids IS NULL);
-	END IF;
+	INSERT INTO orderexp.outbox (id, kind, order_table, order_key, channel, payload,
+								 delivered_at, via, actor, reason, policy_id, policy_version,
+								 variant, deadline, previous_deadline, event_ids)
+	SELECT coalesce(ids[ch.n], nextval('orderexp.outbox_id_seq')), kind, cfg.order_table, k,
+		   ch.channel, payload, CASE WHEN ch.channel IS NULL THEN now() END,
+		   CASE WHEN ch.n = 1 THEN via END, CASE WHEN ch.n = 1 THEN actor END,
+		   CASE WHEN ch.n = 1 THEN reason END, CASE WHEN ch.n = 1 THEN tm.policy_id END,
+		   CASE WHEN ch.n = 1 THEN tm.policy_version END, CASE WHEN ch.n = 1 THEN tm.variant END,
+		   CASE WHEN ch.n = 1 THEN deadline END, CASE WHEN ch.n = 1 THEN previous_deadline END,
+		   CASE WHEN ch.n = 1 AND cardinality(ids) > 1 THEN ids END
+	  FROM unnest(CASE WHEN cardinality(cfg.channels) > 0 THEN cfg.channels
+					   ELSE ARRAY[NULL]::text[] END) WITH ORDINALITY AS ch(channel, n);
 	/* no table name: every role that may LISTEN hears it (1.3) */
 	PERFORM pg_notify('orderexp', json_build_object('kind', kind, 'count', 1)::text);
 END;
@@ -1555,8 +1575,8 @@ $$;
  * table, $2 the tuple ids of the timers taken, $3 the busy keys, $4 to $8
  * the closed rows as the orders statement returned them.  Drops the timers
  * of every taken order that was not busy (closed, paid or gone), and writes
- * the closed orders' events, audit rows and outcomes as the one-statement
- * batch of 1.2 did.  The take statement locked the timers in this
+ * the closed orders' events (the first of each close also its record, see
+ * the outbox) and outcomes.  The take statement locked the timers in this
  * transaction, so nobody else can have changed them: they are deleted by
  * tuple id, as 1.2's batch deleted them, and read by their primary key,
  * one index probe per closed order.  No step joins two sets of the batch
@@ -1565,8 +1585,9 @@ $$;
  * could join two of them with a nested loop, a thousand comparisons per
  * closed order of a full batch.  (Planning every batch with its arrays
  * costs more than that: the planner estimates ctid = ANY (array) element
- * by element.)  The events' ids are drawn first, so that the audit row
- * knows them without joining the events to the closes.
+ * by element.)  With more than one channel the events' ids are drawn
+ * first, so that the record knows them without joining the events to each
+ * other.
  */
 CREATE FUNCTION orderexp._record_close_sql(cfg orderexp.tables)
 RETURNS text
@@ -1589,18 +1610,18 @@ done AS MATERIALIZED (
 			  FROM orderexp.timers t
 			 WHERE t.order_table = $1 AND t.order_key = c.order_key) d),
 events AS (
-	INSERT INTO orderexp.outbox (id, kind, order_table, order_key, channel, payload)
-	SELECT x.event_ids[ch.n], 'closed', $1, x.order_key, ch.channel,
+	INSERT INTO orderexp.outbox (id, kind, order_table, order_key, channel, payload,
+								 delivered_at, via, policy_id, policy_version, variant,
+								 deadline, event_ids)
+	SELECT %5$s, 'closed', $1, x.order_key, ch.channel,
 		   orderexp._closed_payload(%1$L, x.order_key, x.close_at, x.policy_id,
-									x.category, x.cols)
+									x.category, x.cols),
+		   %6$s, CASE WHEN ch.n = 1 THEN 'timeout' END,
+		   CASE WHEN ch.n = 1 THEN x.policy_id END, CASE WHEN ch.n = 1 THEN x.policy_version END,
+		   CASE WHEN ch.n = 1 THEN x.variant END, CASE WHEN ch.n = 1 THEN x.close_at END,
+		   %7$s
 	  FROM done x
 	 CROSS JOIN unnest(%2$L::text[]) WITH ORDINALITY AS ch(channel, n)),
-audit AS (
-	INSERT INTO orderexp.audit (order_table, order_key, action, via, policy_id,
-								policy_version, variant, deadline, event_ids)
-	SELECT $1, x.order_key, 'closed', 'timeout', x.policy_id, x.policy_version, x.variant,
-		   x.close_at, x.event_ids
-	  FROM done x),
 outcome AS (
 	INSERT INTO orderexp.outcomes (order_table, order_key, outcome, status, policy_id,
 								   policy_version, variant, created_at, close_at, decided_at,
@@ -1610,12 +1631,24 @@ outcome AS (
 		   x.token_extensions, x.reopened
 	  FROM done x)
 SELECT count(*) FROM done$q$,
-		cfg.order_table::text, cfg.channels, cfg.closed_value,
-		/* the ids of each close's events, drawn before they are written */
-		CASE WHEN cardinality(cfg.channels) = 0 THEN 'NULL::bigint[]'
+		cfg.order_table::text,
+		/* a table without channels: the record alone, settled (_record_change) */
+		CASE WHEN cardinality(cfg.channels) = 0 THEN ARRAY[NULL]::text[] ELSE cfg.channels END,
+		cfg.closed_value,
+		/*
+		 * the ids of each close's events, drawn before they are written when
+		 * there are several, so that the record (the first) names them all
+		 */
+		CASE WHEN cardinality(cfg.channels) <= 1 THEN 'NULL::bigint[]'
 			 ELSE format('ARRAY[%s]',
 						 array_to_string(array_fill('nextval(''orderexp.outbox_id_seq'')'::text,
-													ARRAY[cardinality(cfg.channels)]), ', ')) END)
+													ARRAY[cardinality(cfg.channels)]), ', ')) END,
+		/* each event's id, its delivered_at and the record's event_ids */
+		CASE WHEN cardinality(cfg.channels) <= 1 THEN 'nextval(''orderexp.outbox_id_seq'')'
+			 ELSE 'x.event_ids[ch.n]' END,
+		CASE WHEN cardinality(cfg.channels) = 0 THEN 'now()' ELSE 'NULL::timestamptz' END,
+		CASE WHEN cardinality(cfg.channels) > 1 THEN 'CASE WHEN ch.n = 1 THEN x.event_ids END'
+			 ELSE 'NULL::bigint[]' END)
 $$;
 
 /*
@@ -2293,12 +2326,11 @@ BEGIN
 	DELETE FROM orderexp.timers t WHERE t.order_table = orders AND t.order_key = k
 	RETURNING * INTO tm;
 
-	PERFORM orderexp._audit(orders, k, 'cancelled', 'operator', actor, reason, tm,
-							tm.close_at, NULL);
-	PERFORM orderexp._emit(cfg, 'cancelled', k,
+	PERFORM orderexp._record_change(cfg, 'cancelled', k,
 		jsonb_build_object('order_table', orders::text, 'order_key', k,
 						   'reason', reason, 'cancelled_by', actor::text,
-						   'order', payload));
+						   'order', payload),
+		'operator', actor, reason, tm, tm.close_at, NULL);
 	RETURN true;
 END;
 $$;
@@ -2371,19 +2403,31 @@ BEGIN
 			DELETE FROM orderexp.timers t USING c
 			 WHERE t.order_table = orders AND t.order_key = c.k
 			RETURNING t.*),
+		x AS (
+			SELECT c.k, c.cols, d.policy_id, d.policy_version, d.variant, d.close_at,
+				   /* the ids of the order's events, drawn first: its record names them */
+				   ARRAY(SELECT nextval('orderexp.outbox_id_seq')
+						   FROM unnest(cfg.channels) WHERE c.k IS NOT NULL) AS ids
+			  FROM c LEFT JOIN d ON d.order_key = c.k),
 		e AS (
-			INSERT INTO orderexp.outbox (kind, order_table, order_key, channel, payload)
-			SELECT 'cancelled', orders, c.k, ch,
-				   jsonb_build_object('order_table', orders::text, 'order_key', c.k,
+			/* one change written once: see _record_change */
+			INSERT INTO orderexp.outbox (id, kind, order_table, order_key, channel, payload,
+										 delivered_at, via, actor, reason, policy_id,
+										 policy_version, variant, deadline, event_ids)
+			SELECT coalesce(x.ids[ch.n], nextval('orderexp.outbox_id_seq')), 'cancelled',
+				   orders, x.k, ch.channel,
+				   jsonb_build_object('order_table', orders::text, 'order_key', x.k,
 									  'reason', reason, 'cancelled_by', actor::text,
-									  'order', c.cols)
-			  FROM c CROSS JOIN unnest(cfg.channels) ch),
-		a AS (
-			INSERT INTO orderexp.audit (order_table, order_key, action, via, actor, reason,
-										policy_id, policy_version, variant, deadline)
-			SELECT orders, c.k, 'cancelled', 'operator', actor, reason,
-				   d.policy_id, d.policy_version, d.variant, d.close_at
-			  FROM c LEFT JOIN d ON d.order_key = c.k)
+									  'order', x.cols),
+				   CASE WHEN ch.channel IS NULL THEN now() END,
+				   CASE WHEN ch.n = 1 THEN 'operator' END, CASE WHEN ch.n = 1 THEN actor END,
+				   CASE WHEN ch.n = 1 THEN reason END, CASE WHEN ch.n = 1 THEN x.policy_id END,
+				   CASE WHEN ch.n = 1 THEN x.policy_version END,
+				   CASE WHEN ch.n = 1 THEN x.variant END, CASE WHEN ch.n = 1 THEN x.close_at END,
+				   CASE WHEN ch.n = 1 AND cardinality(x.ids) > 1 THEN x.ids END
+			  FROM x
+			 CROSS JOIN unnest(CASE WHEN cardinality(cfg.channels) > 0 THEN cfg.channels
+									ELSE ARRAY[NULL]::text[] END) WITH ORDINALITY AS ch(channel, n))
 	SELECT count(*) INTO n FROM c;
 
 	IF n > 0 THEN
@@ -2459,15 +2503,14 @@ BEGIN
 		   extensions = t.extensions + 1
 	 WHERE t.order_table = orders AND t.order_key = k;
 
-	PERFORM orderexp._audit(orders, k, 'extended', 'operator', actor, NULL, tm,
-							new_close, tm.close_at);
-	PERFORM orderexp._emit(cfg, 'extended', k,
+	PERFORM orderexp._record_change(cfg, 'extended', k,
 		jsonb_build_object('order_table', orders::text, 'order_key', k,
 						   'close_at', new_close, 'previous_close_at', tm.close_at,
 						   'extended_by', orderexp._iso_interval(step), 'extensions', tm.extensions + 1,
 						   'extensions_left', greatest(pol.max_extensions - tm.token_extensions, 0),
 						   'extended_by_role', actor::text, 'via', 'operator',
-						   'order', orderexp._order_cols(cfg, k)));
+						   'order', orderexp._order_cols(cfg, k)),
+		'operator', actor, NULL, tm, new_close, tm.close_at);
 	RETURN new_close;
 END;
 $$;
@@ -2524,7 +2567,7 @@ BEGIN
 	/* the last change orderexp made must be the close or the cancel we see */
 	SELECT * INTO last_change FROM orderexp.audit a
 	 WHERE a.order_table = orders AND a.order_key = k
-	 ORDER BY a.id DESC LIMIT 1;
+	 ORDER BY a.at DESC, a.id DESC LIMIT 1;
 	/*
 	 * orderexp drops the timer when it closes or cancels; a timer on a closed
 	 * order means the application set it back to unpaid (and closed it
@@ -2571,13 +2614,12 @@ BEGIN
 		   reopened = true
 	 WHERE t.order_table = orders AND t.order_key = k;
 
-	PERFORM orderexp._audit(orders, k, 'reopened', 'operator', actor, reason, tm,
-							new_close, last_change.deadline);
-	PERFORM orderexp._emit(cfg, 'reopened', k,
+	PERFORM orderexp._record_change(cfg, 'reopened', k,
 		jsonb_build_object('order_table', orders::text, 'order_key', k,
 						   'close_at', new_close, 'previous_status', st,
 						   'reason', reason, 'reopened_by', actor::text,
-						   'order', orderexp._order_cols(cfg, k)));
+						   'order', orderexp._order_cols(cfg, k)),
+		'operator', actor, reason, tm, new_close, last_change.deadline);
 	RETURN new_close;
 END;
 $$;
@@ -2728,15 +2770,14 @@ BEGIN
 		   token_extensions = t.token_extensions + 1
 	 WHERE t.order_table = cfg.order_table AND t.order_key = claim.order_key;
 
-	PERFORM orderexp._audit(cfg.order_table, claim.order_key, 'extended', 'token', caller, NULL,
-							tm, new_close, tm.close_at);
-	PERFORM orderexp._emit(cfg, 'extended', claim.order_key,
+	PERFORM orderexp._record_change(cfg, 'extended', claim.order_key,
 		jsonb_build_object('order_table', cfg.order_table::text, 'order_key', claim.order_key,
 						   'close_at', new_close, 'previous_close_at', tm.close_at,
 						   'extended_by', orderexp._iso_interval(pol.extend_by), 'extensions', tm.extensions + 1,
 						   'extensions_left', pol.max_extensions - tm.token_extensions - 1,
 						   'extended_by_role', caller, 'via', 'token',
-						   'order', orderexp._order_cols(cfg, claim.order_key)));
+						   'order', orderexp._order_cols(cfg, claim.order_key)),
+		'token', caller, NULL, tm, new_close, tm.close_at);
 	RETURN new_close;
 END;
 $$;
@@ -2764,10 +2805,10 @@ COMMENT ON FUNCTION orderexp.rotate_secret() IS
  * ------------------------------------------------------------------------ */
 
 /*
- * What orderexp did to one order, oldest first, with the events each change
- * wrote (audit.event_ids) and whether they are delivered, and the feedback
- * recorded about it (1.3: action 'feedback', id the feedback's, after the
- * audit rows of its time).  The body reads
+ * What orderexp did to one order, oldest first (by time, then id), with the
+ * events each change wrote (audit.event_ids) and whether they are
+ * delivered, and the feedback recorded about it (1.3: action 'feedback', id
+ * the feedback's, after the audit rows of its time).  The body reads
  * orderexp's tables as the owner, so it is behind a gate (history_json: the
  * caller needs UPDATE on the orders table, as for every other order
  * function); history() unpacks its result into rows.
@@ -2788,7 +2829,7 @@ BEGIN
 	  INTO result
 	  FROM (SELECT a.id, a.at, a.action, a.via, a.actor, a.reason, a.policy_id, a.policy_version,
 				   a.variant, a.deadline, a.previous_deadline, a.event_ids,
-				   ev.delivered, a.id AS pos, 0 AS src
+				   ev.delivered, a.at AS pos, 0 AS src
 			  FROM orderexp.audit a
 			  LEFT JOIN LATERAL (
 					SELECT bool_and(o.delivered_at IS NOT NULL) AS delivered
@@ -2799,10 +2840,7 @@ BEGIN
 			/* feedback (1.3): after the audit rows of its time, in its own order */
 			SELECT f.id, f.recorded_at, 'feedback', 'operator', f.recorded_by,
 				   f.topic || ': ' || f.body, f.policy_id, f.policy_version, f.variant,
-				   NULL, NULL, NULL, NULL,
-				   coalesce((SELECT max(b.id) FROM orderexp.audit b
-							  WHERE b.order_table = orders AND b.order_key = k
-								AND b.at <= f.recorded_at), 0), 1
+				   NULL, NULL, NULL, NULL, f.recorded_at, 1
 			  FROM orderexp.feedback f
 			 WHERE f.order_table = orders AND f.order_key = k) h;
 	RETURN result;
@@ -2837,8 +2875,8 @@ COMMENT ON FUNCTION orderexp.history(regclass, anyelement) IS
 	'every change orderexp made to one order, oldest first, with the ids and delivery state of its events';
 
 /*
- * Retention: delete audit rows, outcomes and feedback (1.3) older than the
- * cutoff, of the tables the caller owns (every table's for a superuser).  A
+ * Retention: delete audit rows (the records of changes), outcomes and
+ * feedback (1.3) older than the cutoff, of the tables the caller owns (every table's for a superuser).  A
  * cutoff in the future would delete what happened a moment ago, and
  * 'infinity' all of it: refused.  The result counts audit rows and outcomes
  * only, as before 1.3.  forget_before() is the role gate in front of this
@@ -2863,9 +2901,26 @@ BEGIN
 				  HINT = 'forget_before() deletes the history of orders decided before the cutoff, e.g. now() - interval ''1 year''.';
 	END IF;
 	tables := orderexp._tables_visible(orderexp._actor(), false);
-	DELETE FROM orderexp.audit a
-	 WHERE a.at < cutoff AND (tables IS NULL OR a.order_table = ANY (tables));
-	GET DIAGNOSTICS audit_rows = ROW_COUNT;
+	/*
+	 * The records of changes (1.3: the view audit): deleted when settled; a
+	 * record whose event is still to be delivered (or dead, waiting for
+	 * requeue) stays an event and only stops being a record.
+	 */
+	WITH gone AS (
+		DELETE FROM orderexp.outbox o
+		 WHERE o.via IS NOT NULL AND o.created_at < cutoff
+		   AND (tables IS NULL OR o.order_table = ANY (tables))
+		   AND (o.delivered_at IS NOT NULL OR o.obsolete_at IS NOT NULL)
+		RETURNING 1),
+	kept AS (
+		UPDATE orderexp.outbox o
+		   SET via = NULL, actor = NULL, reason = NULL, policy_id = NULL, policy_version = NULL,
+			   variant = NULL, deadline = NULL, previous_deadline = NULL, event_ids = NULL
+		 WHERE o.via IS NOT NULL AND o.created_at < cutoff
+		   AND (tables IS NULL OR o.order_table = ANY (tables))
+		   AND o.delivered_at IS NULL AND o.obsolete_at IS NULL
+		RETURNING 1)
+	SELECT (SELECT count(*) FROM gone) + (SELECT count(*) FROM kept) INTO audit_rows;
 	DELETE FROM orderexp.outcomes o
 	 WHERE o.decided_at < cutoff AND (tables IS NULL OR o.order_table = ANY (tables));
 	GET DIAGNOSTICS outcome_rows = ROW_COUNT;
@@ -3104,11 +3159,13 @@ BEGIN
 	e.created_at := now();
 	e.attempts := 0;
 	e.next_attempt_at := now();
-	INSERT INTO orderexp.audit (order_table, order_key, action, via, reason, policy_id,
-								policy_version, variant, deadline, event_ids)
-	VALUES (r.order_table, r.order_key, 'reminder', 'fallback',
-			format('reminder by %s: %s %s', e.channel, r.channel, why),
-			tm.policy_id, tm.policy_version, tm.variant, tm.close_at, ARRAY[e.id]);
+	/* the new reminder is also the record of the change (1.3) */
+	e.via := 'fallback';
+	e.reason := format('reminder by %s: %s %s', e.channel, r.channel, why);
+	e.policy_id := tm.policy_id;
+	e.policy_version := tm.policy_version;
+	e.variant := tm.variant;
+	e.deadline := tm.close_at;
 	PERFORM pg_notify('orderexp', json_build_object('kind', 'reminder', 'count', 1)::text);
 	RETURN NEXT e;
 END;
@@ -3195,9 +3252,10 @@ BEGIN
 		  FROM unnest(withheld, reasons) AS w(id, reason)
 		 WHERE o.id = w.id
 		RETURNING o.id, o.order_table, o.order_key, o.payload, w.reason)
-	INSERT INTO orderexp.audit (at, order_table, order_key, action, via, reason, policy_id,
-								deadline, event_ids)
-	SELECT t, s.order_table, s.order_key, 'reminder_withheld', 'timeout',
+	/* the records: rows without a channel, settled as they are written */
+	INSERT INTO orderexp.outbox (kind, order_table, order_key, channel, payload, created_at,
+								 delivered_at, via, reason, policy_id, deadline, event_ids)
+	SELECT 'reminder_withheld', s.order_table, s.order_key, NULL, '{}', t, t, 'timeout',
 		   format('reminder not sent: %s', s.reason), (s.payload ->> 'policy_id')::integer,
 		   (s.payload ->> 'close_at')::timestamptz, ARRAY[s.id]
 	  FROM settled s;
@@ -3940,7 +3998,7 @@ BEGIN
 	SELECT x.policy_id, x.policy_version, x.variant INTO pid, pver, pvar
 	  FROM orderexp.audit x
 	 WHERE x.order_table = orders AND x.order_key = k AND x.policy_version IS NOT NULL
-	 ORDER BY x.id LIMIT 1;
+	 ORDER BY x.at, x.id LIMIT 1;
 	IF pid IS NULL THEN
 		SELECT x.policy_id, x.policy_version, x.variant INTO pid, pver, pvar
 		  FROM orderexp.outcomes x
@@ -4018,7 +4076,7 @@ BEGIN
 
 	/* the changes orderexp made, oldest first */
 	FOR a IN SELECT * FROM orderexp.audit x
-			  WHERE x.order_table = orders AND x.order_key = k ORDER BY x.id
+			  WHERE x.order_table = orders AND x.order_key = k ORDER BY x.at, x.id
 	LOOP
 		s_at := s_at || a.at;
 		s_sub := s_sub || a.id;
@@ -4170,7 +4228,7 @@ BEGIN
 		SELECT x.policy_id, x.policy_version, x.variant INTO pid, pver, pvar
 		  FROM orderexp.audit x
 		 WHERE x.order_table = orders AND x.order_key = k AND x.policy_version IS NOT NULL
-		 ORDER BY x.id DESC LIMIT 1;
+		 ORDER BY x.at DESC, x.id DESC LIMIT 1;
 	END IF;
 	IF pid IS NULL THEN
 		/* a paid order: its outcome (a table without indexes, read whole) */
@@ -4440,7 +4498,8 @@ CREATE VIEW orderexp.delivery_stats AS
 		   count(*) FILTER (WHERE o.obsolete_at IS NOT NULL) AS obsolete
 	  FROM orderexp.outbox o
 	 CROSS JOIN (SELECT orderexp._tables_visible(current_user, true) AS tables) vis
-	 WHERE vis.tables IS NULL OR o.order_table = ANY (vis.tables)
+	 WHERE o.channel IS NOT NULL	/* records without an event are no deliveries */
+	   AND (vis.tables IS NULL OR o.order_table = ANY (vis.tables))
 	 GROUP BY o.kind, o.channel;
 COMMENT ON VIEW orderexp.delivery_stats IS
 	'per kind and channel: rows pending (claimable now), leased, retrying, delivered, dead, the age of the oldest undelivered live row, and reminders withheld as obsolete';
@@ -4477,7 +4536,7 @@ CREATE VIEW orderexp.delivery_health AS
 	  FROM orderexp.outbox o
 	 CROSS JOIN (VALUES ('1 hour', interval '1 hour'), ('1 day', interval '1 day')) AS w(period, span)
 	 CROSS JOIN (SELECT orderexp._tables_visible(current_user, true) AS tables) vis
-	 WHERE o.created_at >= now() - w.span
+	 WHERE o.created_at >= now() - w.span AND o.channel IS NOT NULL
 	   AND (vis.tables IS NULL OR o.order_table = ANY (vis.tables))
 	 GROUP BY w.period, o.kind, o.channel;
 COMMENT ON VIEW orderexp.delivery_health IS
@@ -4663,6 +4722,9 @@ REVOKE ALL ON FUNCTION orderexp._take_sql(text), orderexp._orders_sql(orderexp.t
 
 /* a reminder's fallback writes events (claim() and fail() call it) */
 REVOKE ALL ON FUNCTION orderexp._fallback(bigint, text, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION orderexp._record_change(orderexp.tables, text, text, jsonb, text, name,
+											  text, orderexp.timers, timestamptz,
+											  timestamptz) FROM PUBLIC;
 
 /* the bodies of the gates */
 REVOKE ALL ON FUNCTION
@@ -5001,6 +5063,7 @@ CREATE VIEW orderexp.monitor_delivery AS
 												  OR (o.payload ->> 'close_at')::timestamptz <= now())), 0),
 				 4) AS on_time_share
 	  FROM orderexp.outbox o
+	 WHERE o.channel IS NOT NULL
 	 GROUP BY o.kind, o.channel;
 COMMENT ON VIEW orderexp.monitor_delivery IS
 	'for monitoring (pg_monitor): per kind and channel of every table, events pending, leased, retrying, dead, the oldest undelivered; in the last hour made, delivered, dead, withheld, p95 seconds to delivery, reminders delivered before their deadline (delivery_health''s on_time_share)';

@@ -67,6 +67,9 @@ typedef struct OrderexpCatalog
 										 * its closes' outcomes itself */
 	bool		split_batches;	/* 1.3: a batch is three statements, the
 								 * orders table's run as its owner */
+	bool		events_are_records; /* 1.3: outbox_history: the first event
+									 * of a change is its record, kept with
+									 * the history, not pruned */
 	bool		timer_direct_insert;	/* orderexp.timers is exactly the table
 										 * of 1.1 and 1.2 (timer.c) */
 } OrderexpCatalog;

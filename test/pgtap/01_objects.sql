@@ -3,7 +3,7 @@
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS orderexp;
-SELECT plan(98);
+SELECT plan(100);
 
 SELECT has_schema('orderexp');
 SELECT is((SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'orderexp'),
@@ -77,7 +77,7 @@ SELECT has_index('orderexp', 'outbox', 'outbox_undelivered', ARRAY['next_attempt
 SELECT is((SELECT pg_get_expr(indpred, indrelid) FROM pg_index
             WHERE indexrelid = 'orderexp.outbox_undelivered'::regclass),
           '(delivered_at IS NULL)', 'outbox_undelivered is partial: undelivered rows only');
--- 1.2: an event is found through its audit row, not through an index by order
+-- 1.2: no index by order for every event (1.3: outbox_history, for records only)
 SELECT hasnt_index('orderexp', 'outbox', 'outbox_order',
                    'no outbox_order: every event would pay an index entry for it');
 SELECT col_type_is('orderexp', 'audit', 'event_ids', 'bigint[]',
@@ -153,14 +153,20 @@ SELECT set_eq($$SELECT attname::text FROM pg_attribute WHERE attrelid = 'orderex
 SELECT has_table('orderexp', 'unreachable_contacts', 'table orderexp.unreachable_contacts, behind the view');
 SELECT col_is_pk('orderexp', 'unreachable_contacts', ARRAY['order_table', 'order_key', 'channel'],
                  'unreachable_contacts: one row per order and channel');
+-- 1.3: the audit trail is the records of changes in the outbox
 SELECT is((SELECT pg_get_constraintdef(c.oid) FROM pg_constraint c
-            WHERE c.conrelid = 'orderexp.audit'::regclass AND c.conname = 'audit_action_check'),
-          'CHECK ((action = ANY (ARRAY[''closed''::text, ''cancelled''::text, ''extended''::text, ''reopened''::text, ''reminder_withheld''::text, ''reminder''::text])))',
-          'audit.action: a fallback reminder is an action');
+            WHERE c.conrelid = 'orderexp.outbox'::regclass AND c.conname = 'outbox_kind_check'),
+          'CHECK ((kind = ANY (ARRAY[''reminder''::text, ''closed''::text, ''cancelled''::text, ''extended''::text, ''reopened''::text, ''reminder_withheld''::text])))',
+          'outbox.kind: a withheld reminder has a record of its own');
 SELECT is((SELECT pg_get_constraintdef(c.oid) FROM pg_constraint c
-            WHERE c.conrelid = 'orderexp.audit'::regclass AND c.conname = 'audit_via_check'),
+            WHERE c.conrelid = 'orderexp.outbox'::regclass AND c.conname = 'outbox_via_check'),
           'CHECK ((via = ANY (ARRAY[''timeout''::text, ''operator''::text, ''token''::text, ''fallback''::text])))',
-          'audit.via: fallback');
+          'outbox.via: fallback');
+SELECT is((SELECT c.relkind::text FROM pg_class c WHERE c.oid = 'orderexp.audit'::regclass), 'v',
+          'audit is a view of the records, not a table written beside the events');
+SELECT is((SELECT pg_get_expr(indpred, indrelid) FROM pg_index
+            WHERE indexrelid = 'orderexp.outbox_history'::regclass),
+          '(via IS NOT NULL)', 'outbox_history holds the records only: the other events pay no entry');
 SELECT has_function('orderexp', '_fallback', ARRAY['bigint', 'text', 'boolean']);
 
 SELECT * FROM finish();

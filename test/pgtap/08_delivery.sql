@@ -16,7 +16,8 @@ SELECT has_index('orderexp', 'outbox', 'outbox_delivered', ARRAY['delivered_at']
                  'outbox_delivered on (delivered_at)');
 SELECT is((SELECT pg_get_expr(indpred, indrelid) FROM pg_index
             WHERE indexrelid = 'orderexp.outbox_delivered'::regclass),
-          '(delivered_at IS NOT NULL)', 'outbox_delivered is partial: a new row has no entry in it');
+          '((delivered_at IS NOT NULL) AND (via IS NULL))',
+          'outbox_delivered is partial: a new row has no entry in it, nor a record of a change');
 
 SELECT has_function('orderexp', 'claim', ARRAY['integer', 'interval', 'text[]', 'text[]'], 'claim(int, interval, text[], text[])');
 SELECT has_function('orderexp', 'ack', ARRAY['bigint[]'], 'ack(bigint[])');

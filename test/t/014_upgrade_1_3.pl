@@ -66,13 +66,23 @@ INSERT INTO orders (id, created_at) VALUES (7, now() - interval '70 minutes'),
 # 1.3's channel settings, checked below, policy_stats without its feedback
 # columns)
 # (delivery_stats without the age of the oldest event, which grows)
+# The audit trail becomes the records of changes in the outbox (1.3): the
+# view audit reads as the table did but for the ids of the records that are
+# rows of their own, and the outbox's events (rows with a channel) as before
+# but for the record columns.
 my @tables = qw(tables policies timers outbox audit outcomes token_tables secret);
-my $new_columns = q{'{claimed_by,obsolete_at,channels_column,contact_channels,contact_columns,fallback_before}'::text[]};
+my $new_columns = q{'{claimed_by,obsolete_at,channels_column,contact_channels,contact_columns,fallback_before,via,actor,reason,policy_id,policy_version,variant,deadline,previous_deadline,event_ids}'::text[]};
+my %columns = (audit => q{'{id}'::text[]}, outbox => $new_columns);
+my %rows = (outbox => 'WHERE t.channel IS NOT NULL');
 my $state_sql = join(
 	"\nUNION ALL\n",
-	(map { "SELECT '$_', md5(coalesce(string_agg((to_jsonb(t) - $new_columns)::text, '|' ORDER BY (to_jsonb(t) - $new_columns)::text), '')) FROM orderexp.$_ t" } @tables),
-	q{SELECT 'history', md5(string_agg(format('%s:%s:%s:%s:%s', o.id, h.action, h.via, h.event_ids, h.delivered), ' ' ORDER BY o.id, h.id))
-	    FROM orders o, LATERAL orderexp.history('orders', o.id) h},
+	(map {
+		my $drop = $columns{$_} // $new_columns;
+		my $where = $rows{$_} // '';
+		"SELECT '$_', md5(coalesce(string_agg((to_jsonb(t) - $drop)::text, '|' ORDER BY (to_jsonb(t) - $drop)::text), '')) FROM orderexp.$_ t $where"
+	} @tables),
+	q{SELECT 'history', md5(string_agg(format('%s:%s', o.id, to_jsonb(h) - 'id'), ' ' ORDER BY o.id, h.ordinality))
+	    FROM orders o, LATERAL orderexp.history('orders', o.id) WITH ORDINALITY h},
 	q{SELECT 'policy_stats', md5(string_agg(s.j::text, '|' ORDER BY s.j::text))
 	    FROM (SELECT to_jsonb(s) - '{feedback,feedback_per_100_closed}'::text[] AS j
 				FROM orderexp.policy_stats s) s},
