@@ -66,8 +66,10 @@ q oltp_reg "$REG" >/dev/null
 
 # reg_bare: the sweep without its audit and outcome CTEs (a wrapper strips
 # them from the text the generator makes: from 1.3 on the close batch's
-# record statement, _record_close_sql; before, the one batch statement,
-# _sweep_sql), and the outcome trigger off, so that nothing writes those rows
+# record statement, _record_close_sql, which since the close's first event
+# became its record has an outcome CTE only; before, the one batch
+# statement, _sweep_sql), and the outcome trigger off, so that nothing
+# writes those rows
 GEN=_sweep_sql
 [[ $(q reg_bare "SELECT to_regprocedure('orderexp._record_close_sql(orderexp.tables)') IS NOT NULL") == t ]] &&
 	GEN=_record_close_sql
@@ -75,7 +77,7 @@ q reg_bare \
 	"ALTER FUNCTION orderexp.$GEN(orderexp.tables) RENAME TO ${GEN}_full" \
 	"CREATE FUNCTION orderexp.$GEN(cfg orderexp.tables) RETURNS text LANGUAGE sql AS
 		\$\$ SELECT regexp_replace(orderexp.${GEN}_full(cfg),
-								  '\\),\\naudit AS \\(.*\\n\\t  FROM done x\\)\\nSELECT', E')\\nSELECT') \$\$" \
+								  '\\),\\n(audit|outcome) AS \\(.*\\n\\t  FROM done x\\)\\nSELECT', E')\\nSELECT') \$\$" \
 	"ALTER TABLE bench.orders DISABLE TRIGGER orderexp_outcome" >/dev/null
 stripped=$(q reg_bare "SELECT orderexp.$GEN(t) FROM orderexp.tables t")
 BARE=1
