@@ -5009,7 +5009,7 @@ CREATE INDEX outbox_delivered ON orderexp.outbox (delivered_at)
 DROP INDEX orderexp.outbox_obsolete;
 CREATE INDEX outbox_obsolete ON orderexp.outbox (obsolete_at)
 	WHERE obsolete_at IS NOT NULL AND via IS NULL;
-CREATE INDEX outbox_history ON orderexp.outbox (order_table, order_key, id)
+CREATE INDEX outbox_history ON orderexp.outbox USING hash (order_key)
 	WHERE via IS NOT NULL;
 COMMENT ON COLUMN orderexp.outbox.delivered_at IS
 	'when a relay acknowledged the row (orderexp.ack); delivered rows are pruned after orderexp.event_retention, records of changes by forget_before()';

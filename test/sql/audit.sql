@@ -114,3 +114,24 @@ SELECT * FROM orderexp.forget_before(now() - interval '1 day');
 SELECT count(*) FROM orderexp.history('aud.orders', 2);
 SELECT * FROM orderexp.forget_before(NULL);
 SELECT :'SQLSTATE' AS sqlstate;
+
+-- an order's records are found by the hash index outbox_history, which the
+-- other events are not in
+CREATE FUNCTION pg_temp.plan_uses(query text, index text) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+	line text;
+BEGIN
+	FOR line IN EXECUTE 'EXPLAIN (COSTS OFF) ' || query LOOP
+		IF line LIKE '%' || index || '%' THEN
+			RETURN true;
+		END IF;
+	END LOOP;
+	RETURN false;
+END;
+$$;
+SET enable_seqscan = off;
+SELECT pg_temp.plan_uses($$SELECT a.id FROM orderexp.audit a
+						  WHERE a.order_table = 'aud.orders'::regclass AND a.order_key = '1'$$,
+						'outbox_history') AS audit_by_outbox_history;
+RESET enable_seqscan;
