@@ -6150,3 +6150,192 @@ CREATE OR REPLACE VIEW orderexp.monitor_delivery AS
 	  FROM orderexp.outbox o
 	 WHERE o.channel IS NOT NULL
 	 GROUP BY o.kind, o.channel;
+
+/* --- 16. the sweep's outcomes counted per batch ------------------------------ */
+
+/*
+ * The close batch wrote one outcomes row per closed order, which only the
+ * statistics read, and only to count them.  It now writes one row per
+ * batch and (policy_id, policy_version, variant, reopened), the new column
+ * order_count saying how many orders it stands for; such a row has no
+ * order key, times, reminder or extensions (the audit trail names the
+ * orders).  The outcome trigger writes order_count 1 (and, in a database
+ * not yet updated, a row of the table of 1.2: src/catalog.c).  The rows
+ * already there keep order_count NULL, which the views count as one
+ * order: no rewrite of a table that may be large, and a 1.2 dump restored
+ * into 1.3 (its rows have no order_count) counts right too.  policy_stats
+ * and experiment_stats sum order_count instead of counting rows; every
+ * figure stays what it was.
+ */
+ALTER TABLE orderexp.outcomes ADD COLUMN order_count integer;
+COMMENT ON TABLE orderexp.outcomes IS
+	'what became of the tracked orders when they left the unpaid state: one row per order, but one per close batch and policy version, variant and reopened for the sweep''s closes; no indexes (written by a C trigger)';
+COMMENT ON COLUMN orderexp.outcomes.order_count IS
+	'how many orders the row stands for: 1 for one order''s row (NULL too: rows written before 1.3), the batch''s count for the sweep''s closes, whose per-order columns are NULL';
+
+/*
+ * The statement that records a close batch, as the extension owner: $1 the
+ * table, $2 the tuple ids of the timers taken, $3 the busy keys, $4 to $8
+ * the closed rows as the orders statement returned them.  Drops the timers
+ * of every taken order that was not busy (closed, paid or gone), and writes
+ * the closed orders' events (the first of each close also its record, see
+ * the outbox) and their outcomes, counted: one row per policy version,
+ * variant and reopened, whatever the number of orders (the created-ats, $8,
+ * are not needed since).  The take statement locked the timers in this
+ * transaction, so nobody else can have changed them: they are deleted by
+ * tuple id, as 1.2's batch deleted them, and read by their primary key,
+ * one index probe per closed order.  No step joins two sets of the batch
+ * to each other: the statement's plan is generic (planned once, src/batch.c)
+ * and cannot know the arrays' lengths; it took them for a few rows and
+ * could join two of them with a nested loop, a thousand comparisons per
+ * closed order of a full batch.  (Planning every batch with its arrays
+ * costs more than that: the planner estimates ctid = ANY (array) element
+ * by element.)  With more than one channel the events' ids are drawn
+ * first, so that the record knows them without joining the events to each
+ * other.
+ */
+CREATE OR REPLACE FUNCTION orderexp._record_close_sql(cfg orderexp.tables)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT format($q$
+WITH gone AS (
+	DELETE FROM orderexp.timers t
+	 WHERE t.ctid = ANY ($2) AND t.order_table = $1
+	   AND t.order_key <> ALL (coalesce($3, '{}'))),
+done AS MATERIALIZED (
+	SELECT c.order_key, c.cols, c.category, d.close_at, d.policy_id, d.policy_version,
+		   d.variant, d.reopened, %4$s AS event_ids
+	  FROM unnest($4, $6, $7) AS c(order_key, cols, category)
+	 CROSS JOIN LATERAL (
+			SELECT t.close_at, t.policy_id, t.policy_version, t.variant, t.reopened
+			  FROM orderexp.timers t
+			 WHERE t.order_table = $1 AND t.order_key = c.order_key) d),
+events AS (
+	INSERT INTO orderexp.outbox (id, kind, order_table, order_key, channel, payload,
+								 delivered_at, via, policy_id, policy_version, variant,
+								 deadline, event_ids)
+	SELECT %5$s, 'closed', $1, x.order_key, ch.channel,
+		   orderexp._closed_payload(%1$L, x.order_key, x.close_at, x.policy_id,
+									x.category, x.cols),
+		   %6$s, CASE WHEN ch.n = 1 THEN 'timeout' END,
+		   CASE WHEN ch.n = 1 THEN x.policy_id END, CASE WHEN ch.n = 1 THEN x.policy_version END,
+		   CASE WHEN ch.n = 1 THEN x.variant END, CASE WHEN ch.n = 1 THEN x.close_at END,
+		   %7$s
+	  FROM done x
+	 CROSS JOIN unnest(%2$L::text[]) WITH ORDINALITY AS ch(channel, n)),
+outcome AS (
+	INSERT INTO orderexp.outcomes (order_table, outcome, status, policy_id, policy_version,
+								   variant, decided_at, reopened, order_count)
+	SELECT $1, 'closed', %3$L, x.policy_id, x.policy_version, x.variant, now(), x.reopened,
+		   count(*)
+	  FROM done x
+	 GROUP BY x.policy_id, x.policy_version, x.variant, x.reopened)
+SELECT count(*) FROM done$q$,
+		cfg.order_table::text,
+		/* a table without channels: the record alone, settled (_record_change) */
+		CASE WHEN cardinality(cfg.channels) = 0 THEN ARRAY[NULL]::text[] ELSE cfg.channels END,
+		cfg.closed_value,
+		/*
+		 * the ids of each close's events, drawn before they are written when
+		 * there are several, so that the record (the first) names them all
+		 */
+		CASE WHEN cardinality(cfg.channels) <= 1 THEN 'NULL::bigint[]'
+			 ELSE format('ARRAY[%s]',
+						 array_to_string(array_fill('nextval(''orderexp.outbox_id_seq'')'::text,
+													ARRAY[cardinality(cfg.channels)]), ', ')) END,
+		/* each event's id, its delivered_at and the record's event_ids */
+		CASE WHEN cardinality(cfg.channels) <= 1 THEN 'nextval(''orderexp.outbox_id_seq'')'
+			 ELSE 'x.event_ids[ch.n]' END,
+		CASE WHEN cardinality(cfg.channels) = 0 THEN 'now()' ELSE 'NULL::timestamptz' END,
+		CASE WHEN cardinality(cfg.channels) > 1 THEN 'CASE WHEN ch.n = 1 THEN x.event_ids END'
+			 ELSE 'NULL::bigint[]' END)
+$$;
+
+/*
+ * The orders are counted by summing outcomes.order_count (NULL: one
+ * order), for the sweep's closes are one row per batch and group; the
+ * figures of the paid orders only (reminders, extensions, time to pay)
+ * read one order's rows, which is what every paid row is.
+ */
+CREATE OR REPLACE VIEW orderexp.policy_stats AS
+	SELECT v.order_table, v.category, o.policy_id, o.policy_version, v.close_after,
+		   sum(coalesce(o.order_count, 1)) AS orders,
+		   coalesce(sum(coalesce(o.order_count, 1)) FILTER (WHERE o.outcome = 'paid'), 0) AS paid,
+		   coalesce(sum(coalesce(o.order_count, 1)) FILTER (WHERE o.outcome = 'closed'), 0) AS closed,
+		   coalesce(sum(coalesce(o.order_count, 1)) FILTER (WHERE o.outcome = 'cancelled'), 0) AS cancelled,
+		   round(coalesce(sum(coalesce(o.order_count, 1)) FILTER (WHERE o.outcome = 'paid'), 0)::numeric
+				 / nullif(sum(coalesce(o.order_count, 1)), 0), 4) AS conversion_rate,
+		   round(count(*) FILTER (WHERE o.outcome = 'paid' AND o.reminded)::numeric
+				 / nullif(count(*) FILTER (WHERE o.outcome = 'paid'), 0), 4) AS paid_after_reminder,
+		   round(count(*) FILTER (WHERE o.outcome = 'paid' AND o.extensions > 0)::numeric
+				 / nullif(count(*) FILTER (WHERE o.outcome = 'paid'), 0), 4) AS paid_after_extension,
+		   percentile_cont(0.5) WITHIN GROUP (ORDER BY o.decided_at - o.created_at)
+			   FILTER (WHERE o.outcome = 'paid') AS median_time_to_pay,
+		   percentile_cont(0.9) WITHIN GROUP (ORDER BY o.decided_at - o.created_at)
+			   FILTER (WHERE o.outcome = 'paid') AS p90_time_to_pay,
+		   round(count(*) FILTER (WHERE o.outcome = 'paid'
+								  AND o.decided_at >= o.close_at - (o.close_at - o.created_at) / 10)::numeric
+				 / nullif(count(*) FILTER (WHERE o.outcome = 'paid'), 0), 4) AS paid_in_last_tenth,
+		   coalesce(fb.n, 0) AS feedback,
+		   round(100.0 * coalesce(fb.n, 0)
+				 / nullif(sum(coalesce(o.order_count, 1)) FILTER (WHERE o.outcome = 'closed'), 0), 2)
+			   AS feedback_per_100_closed
+	  FROM orderexp.outcomes o
+	  JOIN orderexp.policy_versions v ON v.policy_id = o.policy_id AND v.version = o.policy_version
+	  LEFT JOIN (SELECT f.policy_id, f.policy_version, count(*) AS n
+				   FROM orderexp.feedback f
+				  GROUP BY f.policy_id, f.policy_version) fb
+			 ON fb.policy_id = o.policy_id AND fb.policy_version = o.policy_version
+	 CROSS JOIN (SELECT orderexp._tables_visible(current_user, false) AS tables) vis
+	 WHERE NOT o.reopened AND (vis.tables IS NULL OR v.order_table = ANY (vis.tables))
+	 GROUP BY v.order_table, v.category, o.policy_id, o.policy_version, v.close_after, fb.n;
+
+/* orders counted as in policy_stats: outcomes.order_count summed, NULL as 1 */
+CREATE OR REPLACE VIEW orderexp.experiment_stats AS
+	WITH arms AS (
+		SELECT e.id AS experiment_id, e.order_table, e.category, e.policy_id, e.started_at,
+			   e.ended_at, e.winner, a.n::integer AS variant, a.close_after,
+			   e.weights[a.n::integer] AS weight,
+			   coalesce(sum(coalesce(o.order_count, 1)) FILTER (WHERE o.outcome IS NOT NULL), 0) AS orders,
+			   coalesce(sum(coalesce(o.order_count, 1)) FILTER (WHERE o.outcome = 'paid'), 0) AS paid,
+			   e.policy_version,
+			   coalesce(sum(coalesce(o.order_count, 1)) FILTER (WHERE o.outcome = 'closed'), 0) AS closed
+		  FROM orderexp.experiments e
+		 CROSS JOIN LATERAL unnest(e.variants) WITH ORDINALITY AS a(close_after, n)
+		  LEFT JOIN orderexp.outcomes o
+				 ON o.policy_id = e.policy_id AND o.policy_version = e.policy_version
+				AND o.variant = a.n AND NOT o.reopened
+		 CROSS JOIN (SELECT orderexp._tables_visible(current_user, false) AS tables) vis
+		 WHERE vis.tables IS NULL OR e.order_table = ANY (vis.tables)
+		 GROUP BY e.id, a.n, a.close_after),
+	rated AS (
+		SELECT r.*, r.paid::double precision / nullif(r.orders, 0) AS rate,
+			   f.orders AS first_orders, f.paid AS first_paid
+		  FROM arms r
+		  JOIN arms f ON f.experiment_id = r.experiment_id AND f.variant = 1)
+	SELECT r.experiment_id, r.order_table, r.category, r.policy_id, r.variant, r.close_after,
+		   r.weight, r.ended_at IS NULL AS running, r.winner = r.variant AS winner,
+		   r.orders, r.paid, round(r.rate::numeric, 4) AS conversion_rate,
+		   round(w.low::numeric, 4) AS ci_low, round(w.high::numeric, 4) AS ci_high,
+		   round(z.z::numeric, 3) AS z_vs_first,
+		   round(orderexp._normal_p(z.z)::numeric, 4) AS p_value,
+		   (r.paid >= 10 AND r.orders - r.paid >= 10) AS enough_data,
+		   coalesce(fb.n, 0) AS feedback,
+		   round(100.0 * coalesce(fb.n, 0) / nullif(r.closed, 0), 2) AS feedback_per_100_closed
+	  FROM rated r
+	  LEFT JOIN (SELECT f.policy_id, f.policy_version, f.variant, count(*) AS n
+				   FROM orderexp.feedback f
+				  GROUP BY f.policy_id, f.policy_version, f.variant) fb
+			 ON fb.policy_id = r.policy_id AND fb.policy_version = r.policy_version
+			AND fb.variant = r.variant
+	 CROSS JOIN LATERAL orderexp._wilson(r.paid, r.orders) w
+	 CROSS JOIN LATERAL (
+			SELECT CASE WHEN r.variant > 1 AND r.orders > 0 AND r.first_orders > 0
+							 AND pooled > 0 AND pooled < 1
+						THEN (r.rate - r.first_paid::double precision / r.first_orders)
+							 / sqrt(pooled * (1 - pooled) * (1.0 / r.orders + 1.0 / r.first_orders))
+				   END AS z
+			  FROM (SELECT (r.paid + r.first_paid)::double precision
+						   / nullif(r.orders + r.first_orders, 0) AS pooled) pp) z;

@@ -413,11 +413,15 @@ SELECT pg_catalog.pg_extension_config_dump('orderexp.token_tables', '');
  *                   which policy, and which events it wrote; history() reads
  *                   it.  A view (1.3) of the changes' records in the outbox,
  *                   which are kept with the history after their delivery.
- *   outcomes        one row per tracked order leaving the unpaid state (paid,
- *                   closed, cancelled): the sweep writes those of the orders
- *                   it closes, one INSERT per batch; a C row trigger writes
- *                   the others without SPI into a table without indexes
- *                   (outcome.c).
+ *   outcomes        what became of the tracked orders when they left the
+ *                   unpaid state (paid, closed, cancelled), for the
+ *                   statistics: a C row trigger writes one row per order
+ *                   (order_count 1) for the changes of the application and
+ *                   of the gates, without SPI into a table without indexes
+ *                   (outcome.c); the sweep writes one row per batch and
+ *                   policy version, variant and reopened for the orders it
+ *                   closes, order_count saying how many (1.3; before, one
+ *                   per order).
  *   policy_versions every version of every policy; policies.version is
  *                   bumped by a trigger whenever the settings change.
  *   experiments     A/B tests of the timeout: variants and weights; orders
@@ -497,6 +501,19 @@ COMMENT ON COLUMN orderexp.audit.event_ids IS
  * No indexes, no constraints, no defaults: the outcome trigger writes it
  * with a bare heap insert on the application's payment path, and refuses to
  * write if an index appears.  The statistics views read it whole.
+ *
+ * A row stands for order_count orders.  The trigger's rows (paid,
+ * cancelled, and the closes of anyone but the sweep) are one order's each,
+ * with its key, times, reminder and extensions.  The sweep's closes are
+ * counted, not listed: one row per close batch and (policy_id,
+ * policy_version, variant, reopened), order_key, created_at, close_at,
+ * reminded, extensions and token_extensions NULL; the audit trail names
+ * each closed order.  The statistics need no more of a closed order:
+ * reminders, extensions and time to pay are figures of the paid ones.
+ * order_count NULL counts as 1: the rows of 1.2 and before, kept by the
+ * update without rewriting the table, and those of a 1.2 dump restored
+ * into 1.3, have no count and are one order's each.  (Not "orders": the
+ * PL/pgSQL functions that read this table take a parameter of that name.)
  */
 CREATE TABLE orderexp.outcomes (
 	order_table		regclass,
@@ -512,16 +529,19 @@ CREATE TABLE orderexp.outcomes (
 	reminded		boolean,
 	extensions		integer,
 	token_extensions integer,
-	reopened		boolean
+	reopened		boolean,
+	order_count		integer
 );
 COMMENT ON TABLE orderexp.outcomes IS
-	'what became of each tracked order when it left the unpaid state; no indexes (written by a C trigger)';
+	'what became of the tracked orders when they left the unpaid state: one row per order, but one per close batch and policy version, variant and reopened for the sweep''s closes; no indexes (written by a C trigger)';
 COMMENT ON COLUMN orderexp.outcomes.outcome IS
 	'paid (any status but the closed and cancelled values), closed or cancelled';
 COMMENT ON COLUMN orderexp.outcomes.close_at IS
 	'the deadline in force when the order left the unpaid state';
 COMMENT ON COLUMN orderexp.outcomes.decided_at IS
 	'start of the transaction that changed the status';
+COMMENT ON COLUMN orderexp.outcomes.order_count IS
+	'how many orders the row stands for: 1 for one order''s row (NULL too: rows written before 1.3), the batch''s count for the sweep''s closes, whose per-order columns are NULL';
 SELECT pg_catalog.pg_extension_config_dump('orderexp.outcomes', '');
 
 /*
@@ -1578,7 +1598,9 @@ $$;
  * the closed rows as the orders statement returned them.  Drops the timers
  * of every taken order that was not busy (closed, paid or gone), and writes
  * the closed orders' events (the first of each close also its record, see
- * the outbox) and outcomes.  The take statement locked the timers in this
+ * the outbox) and their outcomes, counted: one row per policy version,
+ * variant and reopened, whatever the number of orders (the created-ats, $8,
+ * are not needed since).  The take statement locked the timers in this
  * transaction, so nobody else can have changed them: they are deleted by
  * tuple id, as 1.2's batch deleted them, and read by their primary key,
  * one index probe per closed order.  No step joins two sets of the batch
@@ -1602,13 +1624,11 @@ WITH gone AS (
 	 WHERE t.ctid = ANY ($2) AND t.order_table = $1
 	   AND t.order_key <> ALL (coalesce($3, '{}'))),
 done AS MATERIALIZED (
-	SELECT c.order_key, c.cols, c.category, c.created_at, d.close_at, d.policy_id,
-		   d.policy_version, d.variant, d.reminded_for, d.extensions, d.token_extensions,
-		   d.reopened, %4$s AS event_ids
-	  FROM unnest($4, $6, $7, $8) AS c(order_key, cols, category, created_at)
+	SELECT c.order_key, c.cols, c.category, d.close_at, d.policy_id, d.policy_version,
+		   d.variant, d.reopened, %4$s AS event_ids
+	  FROM unnest($4, $6, $7) AS c(order_key, cols, category)
 	 CROSS JOIN LATERAL (
-			SELECT t.close_at, t.policy_id, t.policy_version, t.variant, t.reminded_for,
-				   t.extensions, t.token_extensions, t.reopened
+			SELECT t.close_at, t.policy_id, t.policy_version, t.variant, t.reopened
 			  FROM orderexp.timers t
 			 WHERE t.order_table = $1 AND t.order_key = c.order_key) d),
 events AS (
@@ -1625,13 +1645,12 @@ events AS (
 	  FROM done x
 	 CROSS JOIN unnest(%2$L::text[]) WITH ORDINALITY AS ch(channel, n)),
 outcome AS (
-	INSERT INTO orderexp.outcomes (order_table, order_key, outcome, status, policy_id,
-								   policy_version, variant, created_at, close_at, decided_at,
-								   reminded, extensions, token_extensions, reopened)
-	SELECT $1, x.order_key, 'closed', %3$L, x.policy_id, x.policy_version, x.variant,
-		   x.created_at, x.close_at, now(), x.reminded_for IS NOT NULL, x.extensions,
-		   x.token_extensions, x.reopened
-	  FROM done x)
+	INSERT INTO orderexp.outcomes (order_table, outcome, status, policy_id, policy_version,
+								   variant, decided_at, reopened, order_count)
+	SELECT $1, 'closed', %3$L, x.policy_id, x.policy_version, x.variant, now(), x.reopened,
+		   count(*)
+	  FROM done x
+	 GROUP BY x.policy_id, x.policy_version, x.variant, x.reopened)
 SELECT count(*) FROM done$q$,
 		cfg.order_table::text,
 		/* a table without channels: the record alone, settled (_record_change) */
@@ -2881,8 +2900,9 @@ COMMENT ON FUNCTION orderexp.history(regclass, anyelement) IS
  * feedback (1.3) older than the cutoff, of the tables the caller owns (every table's for a superuser).  A
  * cutoff in the future would delete what happened a moment ago, and
  * 'infinity' all of it: refused.  The result counts audit rows and outcomes
- * only, as before 1.3.  forget_before() is the role gate in front of this
- * body.
+ * only, as before 1.3, and rows, not orders (since 1.3 one outcome row of
+ * the sweep's stands for the orders of a close batch).  forget_before() is
+ * the role gate in front of this body.
  */
 CREATE FUNCTION orderexp._forget_before(cutoff timestamptz,
 										OUT audit_rows bigint, OUT outcome_rows bigint)
@@ -4544,13 +4564,20 @@ CREATE VIEW orderexp.delivery_health AS
 COMMENT ON VIEW orderexp.delivery_health IS
 	'per period (1 hour, 1 day), kind and channel: made, delivered, failed attempts, dead, obsolete, seconds to delivery (p50, p95), and the share of reminders delivered before their deadline';
 
+/*
+ * The orders are counted by summing outcomes.order_count (NULL: one
+ * order), for the sweep's closes are one row per batch and group; the
+ * figures of the paid orders only (reminders, extensions, time to pay)
+ * read one order's rows, which is what every paid row is.
+ */
 CREATE VIEW orderexp.policy_stats AS
 	SELECT v.order_table, v.category, o.policy_id, o.policy_version, v.close_after,
-		   count(*) AS orders,
-		   count(*) FILTER (WHERE o.outcome = 'paid') AS paid,
-		   count(*) FILTER (WHERE o.outcome = 'closed') AS closed,
-		   count(*) FILTER (WHERE o.outcome = 'cancelled') AS cancelled,
-		   round(count(*) FILTER (WHERE o.outcome = 'paid')::numeric / count(*), 4) AS conversion_rate,
+		   sum(coalesce(o.order_count, 1)) AS orders,
+		   coalesce(sum(coalesce(o.order_count, 1)) FILTER (WHERE o.outcome = 'paid'), 0) AS paid,
+		   coalesce(sum(coalesce(o.order_count, 1)) FILTER (WHERE o.outcome = 'closed'), 0) AS closed,
+		   coalesce(sum(coalesce(o.order_count, 1)) FILTER (WHERE o.outcome = 'cancelled'), 0) AS cancelled,
+		   round(coalesce(sum(coalesce(o.order_count, 1)) FILTER (WHERE o.outcome = 'paid'), 0)::numeric
+				 / nullif(sum(coalesce(o.order_count, 1)), 0), 4) AS conversion_rate,
 		   round(count(*) FILTER (WHERE o.outcome = 'paid' AND o.reminded)::numeric
 				 / nullif(count(*) FILTER (WHERE o.outcome = 'paid'), 0), 4) AS paid_after_reminder,
 		   round(count(*) FILTER (WHERE o.outcome = 'paid' AND o.extensions > 0)::numeric
@@ -4564,7 +4591,8 @@ CREATE VIEW orderexp.policy_stats AS
 				 / nullif(count(*) FILTER (WHERE o.outcome = 'paid'), 0), 4) AS paid_in_last_tenth,
 		   coalesce(fb.n, 0) AS feedback,
 		   round(100.0 * coalesce(fb.n, 0)
-				 / nullif(count(*) FILTER (WHERE o.outcome = 'closed'), 0), 2) AS feedback_per_100_closed
+				 / nullif(sum(coalesce(o.order_count, 1)) FILTER (WHERE o.outcome = 'closed'), 0), 2)
+			   AS feedback_per_100_closed
 	  FROM orderexp.outcomes o
 	  JOIN orderexp.policy_versions v ON v.policy_id = o.policy_id AND v.version = o.policy_version
 	  LEFT JOIN (SELECT f.policy_id, f.policy_version, count(*) AS n
@@ -4577,15 +4605,16 @@ CREATE VIEW orderexp.policy_stats AS
 COMMENT ON VIEW orderexp.policy_stats IS
 	'outcomes per table, category and policy version: conversion, reminders, extensions, time to pay (reopened orders left out), feedback';
 
+/* orders counted as in policy_stats: outcomes.order_count summed, NULL as 1 */
 CREATE VIEW orderexp.experiment_stats AS
 	WITH arms AS (
 		SELECT e.id AS experiment_id, e.order_table, e.category, e.policy_id, e.started_at,
 			   e.ended_at, e.winner, a.n::integer AS variant, a.close_after,
 			   e.weights[a.n::integer] AS weight,
-			   count(o.outcome) AS orders,
-			   count(*) FILTER (WHERE o.outcome = 'paid') AS paid,
+			   coalesce(sum(coalesce(o.order_count, 1)) FILTER (WHERE o.outcome IS NOT NULL), 0) AS orders,
+			   coalesce(sum(coalesce(o.order_count, 1)) FILTER (WHERE o.outcome = 'paid'), 0) AS paid,
 			   e.policy_version,
-			   count(*) FILTER (WHERE o.outcome = 'closed') AS closed
+			   coalesce(sum(coalesce(o.order_count, 1)) FILTER (WHERE o.outcome = 'closed'), 0) AS closed
 		  FROM orderexp.experiments e
 		 CROSS JOIN LATERAL unnest(e.variants) WITH ORDINALITY AS a(close_after, n)
 		  LEFT JOIN orderexp.outcomes o

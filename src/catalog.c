@@ -213,6 +213,15 @@ orderexp_catalog(void)
 	table_close(rel, AccessShareLock);
 
 	/*
+	 * The outcome trigger writes a row of orderexp.outcomes as the table
+	 * is: 1.3 added the column order_count at its end, which a database not
+	 * yet updated does not have.  From the table itself, so that it holds
+	 * inside the update that adds the column (a syscache lookup: no lock).
+	 */
+	catalog.outcome_count = OidIsValid(catalog.outcomes) &&
+		get_attnum(catalog.outcomes, "order_count") != InvalidAttrNumber;
+
+	/*
 	 * Current unless an invalidation arrived while we looked (or before):
 	 * then this result serves this call, and the next one looks everything
 	 * up again.  An error above leaves the cache invalid.

@@ -72,6 +72,8 @@ typedef struct OrderexpCatalog
 									 * the history, not pruned */
 	bool		timer_direct_insert;	/* orderexp.timers is exactly the table
 										 * of 1.1 and 1.2 (timer.c) */
+	bool		outcome_count;	/* 1.3: orderexp.outcomes ends in the
+								 * column order_count (outcome.c) */
 } OrderexpCatalog;
 
 extern const OrderexpCatalog *orderexp_catalog(void);

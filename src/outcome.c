@@ -30,13 +30,17 @@
  * An order without a timer was not tracked (no policy applied to it) and
  * gets no outcome.
  *
- * The sweep's closes are the exception: its batch statement writes their
- * outcome rows itself, a thousand in one INSERT, from the timers it has
- * already read (orderexp._sweep_sql).  While that statement runs,
- * orderexp_sweep_closing names its table, and the trigger returns at once
- * for a row of that table set to the closed value.  (A user's trigger that
- * closes some other order of the same table from inside the sweep's update
- * would have that close go unrecorded; nothing of orderexp's does that.)
+ * The trigger writes one row per order, order_count 1 (the column is
+ * 1.3's: a database not yet updated gets a row of 1.2's table, without
+ * it).  The sweep's closes are the exception: its batch statement writes
+ * their outcomes itself, from the timers it has already read (1.2: one row
+ * per order, orderexp._sweep_sql; 1.3: one row per batch and policy
+ * version, variant and reopened, order_count saying how many,
+ * _record_close_sql).  While that statement runs, orderexp_sweep_closing
+ * names its table, and the trigger returns at once for a row of that table
+ * set to the closed value.  (A user's trigger that closes some other order
+ * of the same table from inside the sweep's update would have that close
+ * go unrecorded; nothing of orderexp's does that.)
  *
  * Copyright (c) 2026, orderexp developers
  *
@@ -83,6 +87,7 @@ enum
 	OC_EXTENSIONS,
 	OC_TOKEN_EXTENSIONS,
 	OC_REOPENED,
+	OC_ORDER_COUNT,				/* 1.3 */
 	OC_NATTS
 };
 
@@ -128,6 +133,7 @@ orderexp_outcome_trigger(PG_FUNCTION_ARGS)
 	HeapTuple	timer;
 	Datum		values[OC_NATTS];
 	bool		nulls[OC_NATTS];
+	int			natts;
 	int			i;
 
 	orderexp_check_trigger_call(fcinfo, "outcome_trigger", true, 6, 7);
@@ -254,6 +260,7 @@ orderexp_outcome_trigger(PG_FUNCTION_ARGS)
 	else
 		values[OC_STATUS] = CStringGetTextDatum(status);
 	values[OC_DECIDED_AT] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	values[OC_ORDER_COUNT] = Int32GetDatum(1);
 
 	/*
 	 * A plain heap insert: the table has no indexes to maintain, no
@@ -261,9 +268,17 @@ orderexp_outcome_trigger(PG_FUNCTION_ARGS)
 	 * rather than leave it without the new rows.
 	 */
 	outcomes = table_open(cat->outcomes, RowExclusiveLock);
-	if (RelationGetDescr(outcomes)->natts != OC_NATTS)
+
+	/*
+	 * With or without order_count (1.3), asked again now that the lock is
+	 * held: an update that added the column since the lookup above has
+	 * reset the description, and the table is now as the catalog says.
+	 */
+	cat = orderexp_catalog();
+	natts = cat->outcome_count ? OC_NATTS : OC_ORDER_COUNT;
+	if (RelationGetDescr(outcomes)->natts != natts)
 		elog(ERROR, "orderexp.outcomes has %d columns, expected %d",
-			 RelationGetDescr(outcomes)->natts, OC_NATTS);
+			 RelationGetDescr(outcomes)->natts, natts);
 	if (RelationGetIndexList(outcomes) != NIL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

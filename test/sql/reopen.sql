@@ -141,7 +141,8 @@ SELECT status FROM reopen.orders WHERE id = 1;
 SELECT orderexp.reopen_order('reopen.orders', 1) - now() AS new_deadline_in;
 SELECT action, via FROM orderexp.history('reopen.orders', 1);
 
--- an outcome of a reopened order is marked as such (kept out of policy_stats)
+-- an outcome of a reopened order is marked as such (kept out of policy_stats);
+-- the sweep's closes are counted, one row per batch and reopened or not
 UPDATE reopen.orders SET status = 'paid' WHERE id = 1;
-SELECT order_key, outcome, reopened FROM orderexp.outcomes
+SELECT order_key, outcome, reopened, order_count FROM orderexp.outcomes
  WHERE order_table = 'reopen.orders'::regclass ORDER BY decided_at, order_key, outcome;

@@ -41,10 +41,20 @@ SELECT o.order_key, o.outcome, o.status, o.policy_id = :pol AS right_policy,
        o.policy_version - :v1 AS version_offset, o.variant,
        o.created_at = s.created_at::timestamptz AS created_right,
        o.close_at - o.created_at AS window, now() - o.decided_at < interval '1 minute' AS decided_recently,
-       o.reminded, o.extensions, o.token_extensions, o.reopened
+       o.reminded, o.extensions, o.token_extensions, o.reopened, o.order_count
   FROM orderexp.outcomes o JOIN st.orders s ON s.id = o.order_key::bigint
  WHERE o.order_table = 'st.orders'::regclass
  ORDER BY o.order_key;
+-- the sweep's close of order 2 is counted, not listed: one row for the
+-- batch's orders of one policy version, variant and reopened, without the
+-- key, times, reminder and extensions of an order
+SELECT o.outcome, o.status, o.policy_id = :pol AS right_policy,
+       o.policy_version - :v1 AS version_offset, o.variant, o.reopened, o.order_count,
+       now() - o.decided_at < interval '1 minute' AS decided_recently,
+       num_nulls(o.order_key, o.created_at, o.close_at, o.reminded, o.extensions,
+                 o.token_extensions) AS per_order_columns_null
+  FROM orderexp.outcomes o
+ WHERE o.order_table = 'st.orders'::regclass AND o.order_key IS NULL;
 
 -- the trigger fires only for rows leaving unpaid, and refuses an index
 CREATE INDEX outcomes_oops ON orderexp.outcomes (order_key);
@@ -55,7 +65,10 @@ DROP INDEX orderexp.outcomes_oops;
 UPDATE st.orders SET status = 'paid' WHERE id = 7;
 
 --
--- policy_stats on constructed outcomes (the rows above are removed first)
+-- policy_stats on constructed outcomes (the rows above are removed first).
+-- The orders are the sum of order_count: version 1's rows have none (rows
+-- of 1.2, one order each), version 2's closes are one counted row, as the
+-- sweep writes them, and so are the closes of the experiment's variants.
 --
 DELETE FROM orderexp.outcomes WHERE order_table = 'st.orders'::regclass;
 
@@ -95,18 +108,18 @@ SELECT 'st.orders', k, outcome, outcome, :pol, :v1, NULL,
 	   AS v(k, outcome, paid_after, deadline, reminded, extended, reopened);
 
 -- version 2 (close_after 2 hours): four orders, one paid after 10 minutes
--- orders 4, paid 1, closed 3, conversion 0.25; median = p90 = 10 minutes;
--- no reminder, no extension, not in the last tenth (from 108 minutes): 0
+-- orders 4, paid 1, closed 3 (one row of the sweep's, order_count 3),
+-- conversion 0.25; median = p90 = 10 minutes; no reminder, no extension,
+-- not in the last tenth (from 108 minutes): 0
 SELECT orderexp.set_close_policy('st.orders', '2 hours', remind_before => '10 minutes',
 		extend_by => '30 minutes', max_extensions => 1, category => 'shoes') = :pol AS same_policy;
 INSERT INTO orderexp.outcomes (order_table, order_key, outcome, status, policy_id, policy_version,
 							   created_at, close_at, decided_at, reminded, extensions,
-							   token_extensions, reopened)
-SELECT 'st.orders', k, outcome, outcome, :pol, :v1 + 1,
-	   '2026-01-02 10:00+00', '2026-01-02 12:00+00',
-	   '2026-01-02 10:00+00'::timestamptz + make_interval(mins => m), false, 0, 0, false
-  FROM (VALUES ('q1', 'paid', 10), ('q2', 'closed', 120), ('q3', 'closed', 120),
-			   ('q4', 'closed', 120)) AS v(k, outcome, m);
+							   token_extensions, reopened, order_count)
+VALUES ('st.orders', 'q1', 'paid', 'paid', :pol, :v1 + 1, '2026-01-02 10:00+00',
+		'2026-01-02 12:00+00', '2026-01-02 10:10+00', false, 0, 0, false, 1),
+	   ('st.orders', NULL, 'closed', 'closed', :pol, :v1 + 1, NULL, NULL,
+		'2026-01-02 12:00+00', NULL, NULL, NULL, false, 3);
 
 SELECT category, policy_version - :v1 AS version_offset, close_after, orders, paid, closed,
        cancelled, conversion_rate, paid_after_reminder, paid_after_extension,
@@ -168,12 +181,18 @@ SELECT count(*) AS orders,
 --     z = (0.45 - 0.30) / 0.068465 = 2.191, two-sided p = 2 * (1 - Phi(2.191)) = 0.0285
 --   variant 3 (60 min):  60 paid of 200 -> Wilson [0.2407, 0.3668]; z = 0, p = 1
 -- every arm has at least 10 paid and 10 unpaid: enough_data
+-- (each arm's closes in two counted rows, as two batches of the sweep write them)
 INSERT INTO orderexp.outcomes (order_table, order_key, outcome, policy_id, policy_version, variant,
-							   created_at, close_at, decided_at, reminded, extensions, reopened)
-SELECT 'st.orders', 'e' || v || '-' || i, CASE WHEN i <= paid THEN 'paid' ELSE 'closed' END,
-	   :pol, :v1 + 2, v, now(), now() + interval '1 hour', now(), false, 0, false
+							   created_at, close_at, decided_at, reminded, extensions, reopened,
+							   order_count)
+SELECT 'st.orders', 'e' || v || '-' || i, 'paid',
+	   :pol, :v1 + 2, v, now(), now() + interval '1 hour', now(), false, 0, false, 1
   FROM (VALUES (1, 100, 30), (2, 100, 45), (3, 200, 60)) AS a(v, n, paid),
-	   generate_series(1, n) AS i;
+	   generate_series(1, paid) AS i
+UNION ALL
+SELECT 'st.orders', NULL, 'closed', :pol, :v1 + 2, v, NULL, NULL, now(), NULL, NULL, false, c
+  FROM (VALUES (1, 100, 30), (2, 100, 45), (3, 200, 60)) AS a(v, n, paid),
+	   LATERAL (VALUES ((n - paid) / 2), (n - paid - (n - paid) / 2)) AS b(c);
 SELECT variant, close_after, weight, running, winner, orders, paid, conversion_rate, ci_low, ci_high,
        z_vs_first, p_value, enough_data
   FROM orderexp.experiment_stats WHERE experiment_id = :exp ORDER BY variant;

@@ -61,7 +61,10 @@ UPDATE st2.o_text SET status = 'done' WHERE id = 4;
 -- the application closes an order itself: an outcome 'closed' (the trigger's)
 INSERT INTO st2.o_char VALUES (6, 'open', now());
 UPDATE st2.o_char SET status = 'expired' WHERE id = 6;
-SELECT order_table, string_agg(order_key || ':' || outcome, ',' ORDER BY order_key) AS outcomes
+-- (the sweep's closes are counted: 'closed x2', one row for the batch)
+SELECT order_table,
+       string_agg(coalesce(order_key || ':' || outcome, outcome || ' x' || order_count), ','
+                  ORDER BY order_key) AS outcomes
   FROM orderexp.outcomes WHERE order_table::text LIKE 'st2.%' GROUP BY 1 ORDER BY 1;
 
 SELECT orderexp.drop_close_policy(t)
