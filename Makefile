@@ -17,7 +17,7 @@ UPGRADE_1_1 = $(sort $(wildcard sql/upgrade-1.1/*.sql))
 PGFILEDESC = "orderexp - close expired unpaid orders"
 
 # pg_regress: test/sql/<name>.sql against test/expected/<name>.out
-REGRESS = setup policy operations sweep errors reminders tokens delivery bad_input reopen audit stats partitioned status_types tenants withheld explain channels
+REGRESS = setup policy operations sweep errors reminders tokens delivery bad_input reopen audit stats partitioned status_types tenants withheld explain channels outcome_count
 # isolation: test/specs/<name>.spec against test/expected/<name>.out
 ISOLATION = payment_race concurrent_sweeps cancel_race claim_race outcome_race
 REGRESS_OPTS = --inputdir=test
