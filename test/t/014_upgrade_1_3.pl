@@ -4,16 +4,18 @@
 # The update from 1.2 to 1.3 with data in the database: nothing is lost, and
 # what was pending goes on.
 #
-# 1.3 changes no table: it replaces the one-statement batches by three
-# statements (the orders table's run as its owner) and takes run_due() from
-# PUBLIC.  A 1.2 database is filled with every kind of state (closed,
-# cancelled, extended, paid and pending orders, a due reminder, delivered,
-# leased, failed and dead events, audit rows, outcomes, an extension token)
-# and updated; every table of orderexp, history(), policy_stats,
+# 1.3 replaces the one-statement batches by three statements (the orders
+# table's run as its owner), takes run_due() from PUBLIC, adds columns and
+# counts the sweep's outcomes per batch.  A 1.2 database is filled with
+# every kind of state (closed, cancelled, extended, paid and pending
+# orders, a due reminder, delivered, leased, failed and dead events, audit
+# rows, outcomes, an extension token, an experiment) and updated; every
+# table of orderexp, history(), policy_stats, experiment_stats,
 # delivery_stats and dead_letters read the same before and after, and then
 # the pending work is done by the 1.3 batches: the due reminder goes out
 # with a token, the due orders close with their events, audit rows and
-# outcomes, and the token made at 1.2 still extends its order.
+# counted outcomes, the experiment's statistics count the orders of both
+# versions, and the token made at 1.2 still extends its order.
 
 use strict;
 use warnings;
@@ -55,6 +57,27 @@ CREATE TEMP TABLE dying AS SELECT id FROM orderexp.claim(1, '1 minute', channels
 UPDATE orderexp.outbox SET attempts = 100 WHERE id = (SELECT id FROM dying);
 SELECT orderexp.fail((SELECT id FROM dying), 'gone');
 });
+# an experiment at 1.2: 40 orders of ab_orders (101-140) decided, 10 paid
+# and 30 closed by the sweep of 1.2, one outcome row each
+create_orders($node, $db, 'ab_orders', q{interval '1 hour'});
+my ($exp, $closed_12) = split /\n/, $node->safe_psql(
+	$db, q{
+SELECT orderexp.start_experiment('ab_orders', '{1 hour, 2 hours}');
+INSERT INTO ab_orders (id, created_at) SELECT g, now() - interval '3 hours' FROM generate_series(101, 140) g;
+UPDATE ab_orders SET status = 'paid' WHERE id % 4 = 0;
+SELECT closed FROM orderexp.run_due();
+});
+is($closed_12, '30', 'at 1.2: the sweep closes 30 orders of the experiment');
+is( $node->safe_psql(
+		$db, qq{SELECT string_agg(variant || ':' || orders || ':' || paid, ',' ORDER BY variant)
+				FROM orderexp.experiment_stats WHERE experiment_id = $exp}),
+	$node->safe_psql(
+		$db, qq{SELECT string_agg(v || ':' || n || ':' || p, ',' ORDER BY v)
+				FROM (SELECT orderexp.assign_variant(id::text, '{1,1}', $exp) AS v, count(*) AS n,
+							 count(*) FILTER (WHERE status = 'paid') AS p
+						FROM ab_orders GROUP BY 1) r}),
+	'at 1.2: experiment_stats counts every order of its variant');
+
 $node->safe_psql(
 	$db, q{
 INSERT INTO orders (id, created_at) VALUES (7, now() - interval '70 minutes'),
@@ -63,15 +86,16 @@ INSERT INTO orders (id, created_at) VALUES (7, now() - interval '70 minutes'),
 
 # every table of orderexp, and what the functions and views answer, as text
 # (the outbox without 1.3's claimed_by and obsolete_at, the tables without
-# 1.3's channel settings, checked below, policy_stats without its feedback
-# columns)
+# 1.3's channel settings, checked below, the outcomes without 1.3's
+# order_count, NULL in the rows of 1.2, policy_stats and experiment_stats
+# without their feedback columns)
 # (delivery_stats without the age of the oldest event, which grows)
 # The audit trail becomes the records of changes in the outbox (1.3): the
 # view audit reads as the table did but for the ids of the records that are
 # rows of their own, and the outbox's events (rows with a channel) as before
 # but for the record columns.
 my @tables = qw(tables policies timers outbox audit outcomes token_tables secret);
-my $new_columns = q{'{claimed_by,obsolete_at,channels_column,contact_channels,contact_columns,fallback_before,via,actor,reason,policy_id,policy_version,variant,deadline,previous_deadline,event_ids}'::text[]};
+my $new_columns = q{'{claimed_by,obsolete_at,channels_column,contact_channels,contact_columns,fallback_before,via,actor,reason,policy_id,policy_version,variant,deadline,previous_deadline,event_ids,order_count}'::text[]};
 my %columns = (audit => q{'{id}'::text[]}, outbox => $new_columns);
 my %rows = (outbox => 'WHERE t.channel IS NOT NULL');
 my $state_sql = join(
@@ -86,6 +110,9 @@ my $state_sql = join(
 	q{SELECT 'policy_stats', md5(string_agg(s.j::text, '|' ORDER BY s.j::text))
 	    FROM (SELECT to_jsonb(s) - '{feedback,feedback_per_100_closed}'::text[] AS j
 				FROM orderexp.policy_stats s) s},
+	q{SELECT 'experiment_stats', md5(string_agg(s.j::text, '|' ORDER BY s.j::text))
+	    FROM (SELECT to_jsonb(s) - '{feedback,feedback_per_100_closed}'::text[] AS j
+				FROM orderexp.experiment_stats s) s},
 	q{SELECT 'delivery_stats', md5(string_agg(concat_ws(':', s.kind, s.channel, s.pending, s.leased, s.retrying, s.delivered, s.dead),
 											  '|' ORDER BY s.kind, s.channel))
 	    FROM orderexp.delivery_stats s},
@@ -100,11 +127,14 @@ $node->safe_psql($db, 'ALTER EXTENSION orderexp UPDATE');
 is($node->safe_psql($db, q{SELECT extversion FROM pg_extension WHERE extname = 'orderexp'}),
 	'1.3', 'updated to 1.3');
 is($node->safe_psql($db, $state_sql), $before,
-	'every table of orderexp, history(), policy_stats, delivery_stats and dead_letters read as before');
+	'every table of orderexp, history(), policy_stats, experiment_stats, delivery_stats and dead_letters read as before');
 is( $node->safe_psql(
-		$db, q{SELECT string_agg(concat_ws(':', channels_column, contact_channels, contact_columns, fallback_before), ',')
+		$db, q{SELECT count(*) || ':' || count(order_count) FROM orderexp.outcomes}),
+	'45:0', 'the outcomes of 1.2 are kept, one order each (order_count NULL)');
+is( $node->safe_psql(
+		$db, q{SELECT string_agg(DISTINCT concat_ws(':', channels_column, contact_channels, contact_columns, fallback_before), ',')
 			   FROM orderexp.tables}),
-	'{}:{}:00:05:00', 'a registered table has no customer channels nor contacts, and the default fallback_before');
+	'{}:{}:00:05:00', 'the registered tables have no customer channels nor contacts, and the default fallback_before');
 is($node->safe_psql($db, q{SELECT count(*) FROM orderexp.outbox WHERE claimed_by IS NOT NULL}),
 	'0', 'nobody is recorded as the claimer of rows claimed before 1.3');
 is( $node->safe_psql(
@@ -138,19 +168,47 @@ is( $node->safe_psql(
 		$db, q{SELECT action || ':' || cardinality(event_ids) FROM orderexp.audit WHERE order_key = '7'}),
 	'closed:2', 'the close has its audit row, naming its two events');
 is( $node->safe_psql(
-		$db, q{SELECT outcome || ':' || status || ':' || (close_at = created_at + interval '1 hour')
-				 FROM orderexp.outcomes WHERE order_key = '7'}),
-	'closed:closed:true', 'the close has its outcome, with its deadline and created-at');
+		$db, q{SELECT outcome || ':' || status || ':' || order_count || ':' || num_nulls(order_key, created_at, close_at)
+				 FROM orderexp.outcomes WHERE order_table = 'orders'::regclass AND order_key IS NULL}),
+	'closed:closed:1:3', 'the close has its outcome, counted: one order of the batch, no order key');
 is($node->safe_psql($db, q{SELECT count(*) FROM orderexp.timers WHERE order_key = '7'}),
 	'0', 'the closed order\'s timer is gone');
 is( $node->safe_psql(
 		$db, q{SELECT orderexp.extend_order_by_token(token) > now() + interval '1 hour' FROM saved_token}),
 	't', 'the token made at 1.2 extends its order at 1.3');
 
+# the experiment goes on at 1.3: 20 more orders (141-160), 5 paid (the trigger's
+# rows), 15 closed (counted rows); the statistics count the rows of 1.2
+# and 1.3 together as a recount of the orders does
+$node->safe_psql(
+	$db, q{
+INSERT INTO ab_orders (id, created_at) SELECT g, now() - interval '3 hours' FROM generate_series(141, 160) g;
+UPDATE ab_orders SET status = 'paid' WHERE id > 140 AND id % 4 = 0;
+SELECT * FROM orderexp.run_due();
+});
+is( $node->safe_psql(
+		$db, q{SELECT sum(order_count) || ':' || (count(*) <= 2) FROM orderexp.outcomes
+			   WHERE order_table = 'ab_orders'::regclass AND order_key IS NULL}),
+	'15:true', 'at 1.3: the 15 closes are counted, a row per variant');
+is( $node->safe_psql(
+		$db, qq{SELECT string_agg(variant || ':' || orders || ':' || paid, ',' ORDER BY variant)
+				FROM orderexp.experiment_stats WHERE experiment_id = $exp}),
+	$node->safe_psql(
+		$db, qq{SELECT string_agg(v || ':' || n || ':' || p, ',' ORDER BY v)
+				FROM (SELECT orderexp.assign_variant(id::text, '{1,1}', $exp) AS v, count(*) AS n,
+							 count(*) FILTER (WHERE status = 'paid') AS p
+						FROM ab_orders GROUP BY 1) r}),
+	'experiment_stats counts the orders of 1.2 and 1.3 as a recount of the orders');
+is( $node->safe_psql(
+		$db, q{SELECT orders || ':' || paid || ':' || closed || ':' || conversion_rate
+			   FROM orderexp.policy_stats WHERE order_table = 'ab_orders'::regclass}),
+	'60:15:45:0.2500', 'and so does policy_stats');
+
 # explanations and feedback (1.3) on orders decided at 1.2
 is( $node->safe_psql(
 		$db, q{SELECT orderexp.record_feedback('orders', 1, 'closed too early', 'at 1.2') > 0;
-			   SELECT feedback || ':' || feedback_per_100_closed FROM orderexp.policy_stats}),
+			   SELECT feedback || ':' || feedback_per_100_closed FROM orderexp.policy_stats
+			    WHERE order_table = 'orders'::regclass}),
 	"t\n1:33.33", 'feedback on an order closed at 1.2 is counted for its policy version');
 like(
 	$node->safe_psql($db, q{SELECT orderexp.explain_order('orders', 1)}),

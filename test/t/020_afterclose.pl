@@ -4,8 +4,9 @@
 # After the close, with the background worker in real time: an experiment
 # on the timeout gives new orders the deadline of their variant; the worker
 # closes the unpaid ones at those deadlines and records, for every order,
-# an audit row (closes) and an outcome (closes and payments) with its
-# variant; support can explain a closure with history() and reopen it;
+# an audit row (closes) and an outcome with its variant (one row per
+# payment; the closes counted per batch and variant); support can explain
+# a closure with history() and reopen it;
 # scripts/report.sh renders valid PNG charts from the result, and also
 # from a database with no outcomes at all.
 
@@ -49,11 +50,22 @@ ok( defined wait_for(
 is( $node->safe_psql(
 		'postgres', qq{
 SELECT string_agg(outcome || ':' || n, ',' ORDER BY outcome)
-  FROM (SELECT o.outcome, count(*) AS n FROM orderexp.outcomes o
-         WHERE o.variant = orderexp.assign_variant(o.order_key, '{1,3}', $exp)
+  FROM (SELECT o.outcome, sum(o.order_count) AS n FROM orderexp.outcomes o
+         WHERE o.order_key IS NULL
+            OR o.variant = orderexp.assign_variant(o.order_key, '{1,3}', $exp)
          GROUP BY o.outcome) s}),
 	'closed:140,paid:60',
-	'one outcome per order, with its variant: 60 paid, 140 closed');
+	'an outcome for every order: 60 paid, one each with its variant, 140 closed, counted');
+is( $node->safe_psql(
+		'postgres', qq{
+SELECT count(*)
+  FROM (SELECT orderexp.assign_variant(o.id::text, '{1,3}', $exp) AS v, count(*) AS n
+          FROM orders o WHERE o.status = 'closed' GROUP BY 1) c
+  FULL JOIN (SELECT x.variant AS v, sum(x.order_count) AS n FROM orderexp.outcomes x
+              WHERE x.order_key IS NULL GROUP BY 1) x USING (v)
+ WHERE c.n IS DISTINCT FROM x.n}),
+	'0',
+	'the worker\'s closes are counted per variant: as many as the variant\'s closed orders');
 is( $node->safe_psql(
 		'postgres', q{
 SELECT count(*) FROM orderexp.audit
