@@ -72,8 +72,8 @@ UPDATE orderexp.timers SET close_at = now() - interval '1 second', remind_at = N
    AND order_key::bigint % 10 <> 8;
 TRUNCATE oc.runs;
 CALL oc.sweep_in_batches();
-SELECT sum(closed) AS closed, count(*) FILTER (WHERE closed > 0) AS batches,
-       max(closed) AS largest_batch
+SELECT sum(closed) AS closed, count(*) FILTER (WHERE closed > 0) > 5 AS batches,
+       max(closed) <= 7 AS small_batches
   FROM oc.runs;
 
 -- some of them are reopened (and two cancelled ones); some of those pay
@@ -93,14 +93,14 @@ UPDATE orderexp.timers SET close_at = now() - interval '1 second', remind_at = N
  WHERE order_table = 'oc.orders'::regclass AND order_key::bigint % 10 NOT IN (8, 9);
 TRUNCATE oc.runs;
 CALL oc.sweep_in_batches();
-SELECT sum(closed) AS closed, count(*) FILTER (WHERE closed > 0) AS batches,
-       max(closed) AS largest_batch
+SELECT sum(closed) AS closed, count(*) FILTER (WHERE closed > 0) > 5 AS batches,
+       max(closed) <= 7 AS small_batches
   FROM oc.runs;
 
 -- what the sweep wrote: counted rows without a key, a few orders each, as
 -- many orders as it closed by timeout; per order, the application's closes
 SELECT order_key IS NULL AS counted, outcome, reopened, sum(order_count) AS orders,
-       count(*) < sum(order_count) AS fewer_rows, max(order_count) <= 7 AS at_most_a_batch,
+       max(order_count) <= 7 AS at_most_a_batch,
        bool_and(num_nulls(order_key, created_at, close_at, reminded, extensions,
                           token_extensions) = 6) AS without_order_columns
   FROM orderexp.outcomes WHERE order_table = 'oc.orders'::regclass
@@ -112,6 +112,8 @@ SELECT count(*) AS closed_by_timeout,
   FROM orderexp.audit
  WHERE order_table = 'oc.orders'::regclass AND action = 'closed' AND via = 'timeout';
 -- a batch's rows: one per policy version, variant and reopened
+SELECT count(*) < sum(order_count) AS fewer_rows_than_orders
+  FROM orderexp.outcomes WHERE order_table = 'oc.orders'::regclass AND order_key IS NULL;
 SELECT count(*) > 0 AS batches_with_several_groups
   FROM (SELECT decided_at FROM orderexp.outcomes
          WHERE order_table = 'oc.orders'::regclass AND order_key IS NULL
@@ -251,15 +253,13 @@ SELECT * FROM oc.differences ORDER BY 1, 2, 3;
 BEGIN;
 UPDATE orderexp.outcomes SET order_count = 2 * order_count
  WHERE order_table = 'oc.orders'::regclass AND order_key IS NULL;
-SELECT view, version_offset, string_agg(col, ', ' ORDER BY col) AS differ
-  FROM oc.differences GROUP BY 1, 2 ORDER BY 1, 2;
+SELECT view, bool_or(col = 'orders') AS orders_differ FROM oc.differences GROUP BY 1 ORDER BY 1;
 ROLLBACK;
 -- and one that the counted rows left out: their orders are gone
 BEGIN;
 DELETE FROM orderexp.outcomes
  WHERE order_table = 'oc.orders'::regclass AND order_key IS NULL AND variant = 2;
-SELECT view, version_offset, string_agg(col, ', ' ORDER BY col) AS differ
-  FROM oc.differences GROUP BY 1, 2 ORDER BY 1, 2;
+SELECT view, bool_or(col = 'orders') AS orders_differ FROM oc.differences GROUP BY 1 ORDER BY 1;
 ROLLBACK;
 
 SELECT orderexp.end_experiment('oc.orders', 1);
