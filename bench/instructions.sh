@@ -77,7 +77,7 @@ q reg_bare \
 	"ALTER FUNCTION orderexp.$GEN(orderexp.tables) RENAME TO ${GEN}_full" \
 	"CREATE FUNCTION orderexp.$GEN(cfg orderexp.tables) RETURNS text LANGUAGE sql AS
 		\$\$ SELECT regexp_replace(orderexp.${GEN}_full(cfg),
-								  '\\),\\n(audit|outcome) AS \\(.*\\n\\t  FROM done x\\)\\nSELECT', E')\\nSELECT') \$\$" \
+								  '\\),\\n(audit|outcome) AS \\(.*\\n\\t [^\\n]*\\)\\nSELECT', E')\\nSELECT') \$\$" \
 	"ALTER TABLE bench.orders DISABLE TRIGGER orderexp_outcome" >/dev/null
 stripped=$(q reg_bare "SELECT orderexp.$GEN(t) FROM orderexp.tables t")
 BARE=1

@@ -55,6 +55,8 @@
  *	15. Each change is written once: the first event a change writes is its
  *	   record (outbox.via and the audit columns), kept with the history; the
  *	   table audit becomes a view of the records, its rows move over.
+ *	16. The sweep counts the outcomes of its closes: one outcomes row per
+ *	   batch and policy version, variant and reopened (order_count).
  *
  * The functions of 1.2 that generated the one-statement batches
  * (_sweep_sql, _remind_sql, _lock_rows_sql, _created_range_sql) go; a
