@@ -112,6 +112,18 @@ UPDATE orderexp.outcomes SET decided_at = decided_at - interval '2 days'
  WHERE order_table = 'aud.orders'::regclass AND order_key = '2';
 SELECT * FROM orderexp.forget_before(now() - interval '1 day');
 SELECT count(*) FROM orderexp.history('aud.orders', 2);
+-- a settled record goes whole; a record whose event is still to be
+-- delivered only stops being a record and stays an event for the relays
+UPDATE orderexp.outbox SET created_at = created_at - interval '2 days', delivered_at = NULL
+ WHERE order_table = 'aud.orders'::regclass AND order_key = '3' AND via IS NOT NULL;
+UPDATE orderexp.outbox SET delivered_at = now()
+ WHERE id = (SELECT min(id) FROM orderexp.outbox
+			  WHERE order_table = 'aud.orders'::regclass AND order_key = '3' AND via IS NOT NULL);
+SELECT * FROM orderexp.forget_before(now() - interval '1 day');
+SELECT kind, channel IS NOT NULL AS has_channel, via, actor, reason, event_ids,
+	   delivered_at IS NULL AS undelivered, next_attempt_at <= now() AS claimable
+  FROM orderexp.outbox WHERE order_table = 'aud.orders'::regclass AND order_key = '3';
+SELECT count(*) FROM orderexp.history('aud.orders', 3);
 SELECT * FROM orderexp.forget_before(NULL);
 SELECT :'SQLSTATE' AS sqlstate;
 
