@@ -365,6 +365,21 @@ VALUES
 	('closed', 'shop_orders', 'young-delivered', 'email', '{}', now() - interval '3 hours', 3, now(), now() - interval '30 min', NULL),
 	('closed', 'shop_orders', 'old-undelivered', 'email', '{}', now() - interval '9 days', 0, now(), NULL, NULL),
 	('closed', 'shop_orders', 'old-dead', 'email', '{}', now() - interval '9 days', 10, 'infinity', NULL, now() - interval '8 days');
+-- the records of changes (1.3) are kept with the history, delivered or
+-- obsolete, with or without a channel: pruning never takes them
+INSERT INTO orderexp.outbox (kind, order_table, order_key, channel, payload, created_at,
+							 attempts, next_attempt_at, delivered_at, obsolete_at, via)
+VALUES
+	('closed', 'shop_orders', 'old-record', 'email', '{}', now() - interval '9 days', 1, now(), now() - interval '8 days', NULL, 'timeout'),
+	('closed', 'shop_orders', 'old-record-alone', NULL, '{}', now() - interval '9 days', 0, 'infinity', now() - interval '9 days', NULL, 'timeout'),
+	('reminder', 'shop_orders', 'old-fallback-withheld', 'sms', '{}', now() - interval '9 days', 1, 'infinity', NULL, now() - interval '8 days', 'fallback');
+-- a row without a channel is a record, settled: nothing else (23514)
+\set VERBOSITY terse
+INSERT INTO orderexp.outbox (kind, order_table, order_key, channel, payload)
+VALUES ('closed', 'shop_orders', 'no-channel', NULL, '{}');
+INSERT INTO orderexp.outbox (kind, order_table, order_key, channel, payload, via)
+VALUES ('closed', 'shop_orders', 'no-channel', NULL, '{}', 'timeout');
+\set VERBOSITY default
 -- default retention (7 days): only the 8-day old delivery goes
 SELECT * FROM orderexp.run_due();
 SELECT order_key FROM orderexp.outbox ORDER BY id;
