@@ -5062,12 +5062,11 @@ DROP FUNCTION orderexp._emit(orderexp.tables, text, text, jsonb);
 
 /*
  * One change orderexp made to an order, written once (1.3): an event per
- * channel of the table, the first of which is also the change's record
- * (via, actor, reason, the policy and variant of the order's timer tm, the
- * deadlines, and the ids of all the change's events when there are more
- * than one), or, for a table without channels, the record alone: a row
- * without a channel, settled as it is written.  And a NOTIFY.  The ids are
- * drawn first, so that the record can name its events.
+ * channel of the table (a table has at least one), the first of which is
+ * also the change's record (via, actor, reason, the policy and variant of
+ * the order's timer tm, the deadlines, and the ids of all the change's
+ * events when there are more than one).  And a NOTIFY.  The ids are drawn
+ * first, so that the record can name its events.
  */
 CREATE FUNCTION orderexp._record_change(cfg orderexp.tables, kind text, k text, payload jsonb,
 										via text, actor name, reason text, tm orderexp.timers,
@@ -5079,18 +5078,16 @@ AS $$
 DECLARE
 	ids bigint[] := ARRAY(SELECT nextval('orderexp.outbox_id_seq') FROM unnest(cfg.channels));
 BEGIN
-	INSERT INTO orderexp.outbox (id, kind, order_table, order_key, channel, payload,
-								 delivered_at, via, actor, reason, policy_id, policy_version,
-								 variant, deadline, previous_deadline, event_ids)
-	SELECT coalesce(ids[ch.n], nextval('orderexp.outbox_id_seq')), kind, cfg.order_table, k,
-		   ch.channel, payload, CASE WHEN ch.channel IS NULL THEN now() END,
+	INSERT INTO orderexp.outbox (id, kind, order_table, order_key, channel, payload, via,
+								 actor, reason, policy_id, policy_version, variant, deadline,
+								 previous_deadline, event_ids)
+	SELECT ids[ch.n], kind, cfg.order_table, k, ch.channel, payload,
 		   CASE WHEN ch.n = 1 THEN via END, CASE WHEN ch.n = 1 THEN actor END,
 		   CASE WHEN ch.n = 1 THEN reason END, CASE WHEN ch.n = 1 THEN tm.policy_id END,
 		   CASE WHEN ch.n = 1 THEN tm.policy_version END, CASE WHEN ch.n = 1 THEN tm.variant END,
 		   CASE WHEN ch.n = 1 THEN deadline END, CASE WHEN ch.n = 1 THEN previous_deadline END,
 		   CASE WHEN ch.n = 1 AND cardinality(ids) > 1 THEN ids END
-	  FROM unnest(CASE WHEN cardinality(cfg.channels) > 0 THEN cfg.channels
-					   ELSE ARRAY[NULL]::text[] END) WITH ORDINALITY AS ch(channel, n);
+	  FROM unnest(cfg.channels) WITH ORDINALITY AS ch(channel, n);
 	/* no table name: every role that may LISTEN hears it (1.3) */
 	PERFORM pg_notify('orderexp', json_build_object('kind', kind, 'count', 1)::text);
 END;
@@ -5216,22 +5213,19 @@ BEGIN
 		e AS (
 			/* one change written once: see _record_change */
 			INSERT INTO orderexp.outbox (id, kind, order_table, order_key, channel, payload,
-										 delivered_at, via, actor, reason, policy_id,
-										 policy_version, variant, deadline, event_ids)
-			SELECT coalesce(x.ids[ch.n], nextval('orderexp.outbox_id_seq')), 'cancelled',
-				   orders, x.k, ch.channel,
+										 via, actor, reason, policy_id, policy_version,
+										 variant, deadline, event_ids)
+			SELECT x.ids[ch.n], 'cancelled', orders, x.k, ch.channel,
 				   jsonb_build_object('order_table', orders::text, 'order_key', x.k,
 									  'reason', reason, 'cancelled_by', actor::text,
 									  'order', x.cols),
-				   CASE WHEN ch.channel IS NULL THEN now() END,
 				   CASE WHEN ch.n = 1 THEN 'operator' END, CASE WHEN ch.n = 1 THEN actor END,
 				   CASE WHEN ch.n = 1 THEN reason END, CASE WHEN ch.n = 1 THEN x.policy_id END,
 				   CASE WHEN ch.n = 1 THEN x.policy_version END,
 				   CASE WHEN ch.n = 1 THEN x.variant END, CASE WHEN ch.n = 1 THEN x.close_at END,
 				   CASE WHEN ch.n = 1 AND cardinality(x.ids) > 1 THEN x.ids END
 			  FROM x
-			 CROSS JOIN unnest(CASE WHEN cardinality(cfg.channels) > 0 THEN cfg.channels
-									ELSE ARRAY[NULL]::text[] END) WITH ORDINALITY AS ch(channel, n))
+			 CROSS JOIN unnest(cfg.channels) WITH ORDINALITY AS ch(channel, n))
 	SELECT count(*) INTO n FROM c;
 
 	IF n > 0 THEN
@@ -5507,16 +5501,15 @@ done AS MATERIALIZED (
 			  FROM orderexp.timers t
 			 WHERE t.order_table = $1 AND t.order_key = c.order_key) d),
 events AS (
-	INSERT INTO orderexp.outbox (id, kind, order_table, order_key, channel, payload,
-								 delivered_at, via, policy_id, policy_version, variant,
-								 deadline, event_ids)
+	INSERT INTO orderexp.outbox (id, kind, order_table, order_key, channel, payload, via,
+								 policy_id, policy_version, variant, deadline, event_ids)
 	SELECT %5$s, 'closed', $1, x.order_key, ch.channel,
 		   orderexp._closed_payload(%1$L, x.order_key, x.close_at, x.policy_id,
 									x.category, x.cols),
-		   %6$s, CASE WHEN ch.n = 1 THEN 'timeout' END,
+		   CASE WHEN ch.n = 1 THEN 'timeout' END,
 		   CASE WHEN ch.n = 1 THEN x.policy_id END, CASE WHEN ch.n = 1 THEN x.policy_version END,
 		   CASE WHEN ch.n = 1 THEN x.variant END, CASE WHEN ch.n = 1 THEN x.close_at END,
-		   %7$s
+		   %6$s
 	  FROM done x
 	 CROSS JOIN unnest(%2$L::text[]) WITH ORDINALITY AS ch(channel, n)),
 outcome AS (
@@ -5528,10 +5521,7 @@ outcome AS (
 		   x.token_extensions, x.reopened
 	  FROM done x)
 SELECT count(*) FROM done$q$,
-		cfg.order_table::text,
-		/* a table without channels: the record alone, settled (_record_change) */
-		CASE WHEN cardinality(cfg.channels) = 0 THEN ARRAY[NULL]::text[] ELSE cfg.channels END,
-		cfg.closed_value,
+		cfg.order_table::text, cfg.channels, cfg.closed_value,
 		/*
 		 * the ids of each close's events, drawn before they are written when
 		 * there are several, so that the record (the first) names them all
@@ -5540,10 +5530,9 @@ SELECT count(*) FROM done$q$,
 			 ELSE format('ARRAY[%s]',
 						 array_to_string(array_fill('nextval(''orderexp.outbox_id_seq'')'::text,
 													ARRAY[cardinality(cfg.channels)]), ', ')) END,
-		/* each event's id, its delivered_at and the record's event_ids */
+		/* each event's id and the record's event_ids */
 		CASE WHEN cardinality(cfg.channels) <= 1 THEN 'nextval(''orderexp.outbox_id_seq'')'
 			 ELSE 'x.event_ids[ch.n]' END,
-		CASE WHEN cardinality(cfg.channels) = 0 THEN 'now()' ELSE 'NULL::timestamptz' END,
 		CASE WHEN cardinality(cfg.channels) > 1 THEN 'CASE WHEN ch.n = 1 THEN x.event_ids END'
 			 ELSE 'NULL::bigint[]' END)
 $$;
@@ -6215,16 +6204,15 @@ done AS MATERIALIZED (
 			  FROM orderexp.timers t
 			 WHERE t.order_table = $1 AND t.order_key = c.order_key) d),
 events AS (
-	INSERT INTO orderexp.outbox (id, kind, order_table, order_key, channel, payload,
-								 delivered_at, via, policy_id, policy_version, variant,
-								 deadline, event_ids)
+	INSERT INTO orderexp.outbox (id, kind, order_table, order_key, channel, payload, via,
+								 policy_id, policy_version, variant, deadline, event_ids)
 	SELECT %5$s, 'closed', $1, x.order_key, ch.channel,
 		   orderexp._closed_payload(%1$L, x.order_key, x.close_at, x.policy_id,
 									x.category, x.cols),
-		   %6$s, CASE WHEN ch.n = 1 THEN 'timeout' END,
+		   CASE WHEN ch.n = 1 THEN 'timeout' END,
 		   CASE WHEN ch.n = 1 THEN x.policy_id END, CASE WHEN ch.n = 1 THEN x.policy_version END,
 		   CASE WHEN ch.n = 1 THEN x.variant END, CASE WHEN ch.n = 1 THEN x.close_at END,
-		   %7$s
+		   %6$s
 	  FROM done x
 	 CROSS JOIN unnest(%2$L::text[]) WITH ORDINALITY AS ch(channel, n)),
 outcome AS (
@@ -6235,10 +6223,7 @@ outcome AS (
 	  FROM done x
 	 GROUP BY x.policy_id, x.policy_version, x.variant, x.reopened)
 SELECT count(*) FROM done$q$,
-		cfg.order_table::text,
-		/* a table without channels: the record alone, settled (_record_change) */
-		CASE WHEN cardinality(cfg.channels) = 0 THEN ARRAY[NULL]::text[] ELSE cfg.channels END,
-		cfg.closed_value,
+		cfg.order_table::text, cfg.channels, cfg.closed_value,
 		/*
 		 * the ids of each close's events, drawn before they are written when
 		 * there are several, so that the record (the first) names them all
@@ -6247,10 +6232,9 @@ SELECT count(*) FROM done$q$,
 			 ELSE format('ARRAY[%s]',
 						 array_to_string(array_fill('nextval(''orderexp.outbox_id_seq'')'::text,
 													ARRAY[cardinality(cfg.channels)]), ', ')) END,
-		/* each event's id, its delivered_at and the record's event_ids */
+		/* each event's id and the record's event_ids */
 		CASE WHEN cardinality(cfg.channels) <= 1 THEN 'nextval(''orderexp.outbox_id_seq'')'
 			 ELSE 'x.event_ids[ch.n]' END,
-		CASE WHEN cardinality(cfg.channels) = 0 THEN 'now()' ELSE 'NULL::timestamptz' END,
 		CASE WHEN cardinality(cfg.channels) > 1 THEN 'CASE WHEN ch.n = 1 THEN x.event_ids END'
 			 ELSE 'NULL::bigint[]' END)
 $$;
