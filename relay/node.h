@@ -92,7 +92,8 @@ typedef struct Node
 #define ACK_GROUP		300
 #define ACK_DELAY		0.05
 
-extern void node_claim_setup(const char *kinds, const char *channels, double lease);
+extern void node_claim_setup(const char *kinds, const char *channels, double lease,
+							 bool fields);
 extern void node_down(Node *n, const char *why);
 extern void node_connect_start(Node *n);
 extern void node_connect_step(Node *n);

@@ -319,7 +319,9 @@ main(int argc, char **argv)
 	window_init();
 	kinds_filter = claim_filter(true);
 	channels_filter = claim_filter(false);
-	node_claim_setup(kinds_filter, channels_filter, cfg.lease);
+	/* payload fields only for the sinks with templates */
+	node_claim_setup(kinds_filter, channels_filter, cfg.lease,
+					 cfg.sink_on[SINK_SMTP] || cfg.sink_on[SINK_SMS]);
 
 	nnodes = cfg.nnodes;
 	metrics_start(nnodes);
