@@ -72,6 +72,7 @@ static bool settling(const Node *n);
 static void check_connect_deadlines(void);
 static void settle_connections(bool stop_on_signal);
 static bool nodes_busy(void);
+static void send_statements(bool stopping, int *rr);
 static void summary(void);
 
 
@@ -274,6 +275,27 @@ summary(void)
 		   t.batches, t.claimed, t.delivered, t.failed, t.dead, t.left);
 }
 
+/*
+ * the next statement of every node with none in flight: acks and failures
+ * first, then claims while the windows have room, the nodes taking turns
+ * (*RR: the node to ask first)
+ */
+static void
+send_statements(bool stopping, int *rr)
+{
+	int			k;
+
+	for (k = 0; k < nnodes; k++)
+	{
+		Node	   *n = &nodes[(*rr + k) % nnodes];
+		int			room = stopping ? 0 : window_room();
+
+		if (node_send(n, room, stopping || (cfg.once && window_held() == 0)) &&
+			n->op == OP_CLAIM)
+			*rr = (n->num) % nnodes;
+	}
+}
+
 /* a statement in flight, or acks or failures still to report, on an UP node */
 static bool
 nodes_busy(void)
@@ -369,7 +391,6 @@ main(int argc, char **argv)
 		double		now = now_seconds(),
 					until,
 					wake;
-		int			k;
 
 		if (stop_requested && !stopping)
 		{
@@ -406,25 +427,20 @@ main(int argc, char **argv)
 			next_poll = now + cfg.poll_interval;
 		}
 
+		/*
+		 * statements, before and after the deliveries: a claim that has
+		 * just come back is followed by the next one at once, so that the
+		 * database works on it while the deliveries of the last one start
+		 * (starting a window's worth of HTTP requests takes as long as a
+		 * claim); after them, the acks and failures they brought
+		 */
+		send_statements(stopping, &rr);
 		/* deliveries: take in the ended ones, start what may start */
 		window_run(stopping);
 		/* stopping: what waits (a 429 sent it back, say) is left to its lease */
 		if (stopping)
 			window_leave_queued();
-
-		/*
-		 * statements: acks and failures first, then claims while the
-		 * windows have room, the nodes taking turns
-		 */
-		for (k = 0; k < nnodes; k++)
-		{
-			Node	   *n = &nodes[(rr + k) % nnodes];
-			int			room = stopping ? 0 : window_room();
-
-			if (node_send(n, room, stopping || (cfg.once && window_held() == 0)) &&
-				n->op == OP_CLAIM)
-				rr = (n->num) % nnodes;
-		}
+		send_statements(stopping, &rr);
 
 		if (stopping && sink_running(SINK_NTYPES) == 0 && !nodes_busy())
 			break;
