@@ -121,7 +121,9 @@ static bool exec_ok(PGresult *res);
 static void keep_unacked(Node *n, const long long *ids, int nids);
 static void notice_processor(void *arg, const char *message);
 static void node_connected(Node *n);
-static bool send_op(Node *n, NodeOp op, const char *sql, int nparams, const char *const *params);
+static bool send_op(Node *n, const NodeStatement *st, const char *sql, int nparams,
+					const char *const *params);
+static void statement_done(Node *n);
 static void op_result(Node *n, PGresult *res);
 static void claim_result(Node *n, PGresult *res);
 static void ack_result(Node *n, PGresult *res);
@@ -166,25 +168,31 @@ void
 node_down(Node *n, const char *why)
 {
 	char		msg[512];
+	int			i;
 
 	snprintf(msg, sizeof(msg), "%s", why ? why : "");
 	msg[strcspn(msg, "\n")] = '\0';
-	/* the ack in flight is sent again after the reconnect */
-	if (n->op == OP_ACK && n->nacking > 0)
-		keep_unacked(n, n->acking, n->nacking);
-	free(n->acking);
-	n->acking = NULL;
-	n->nacking = 0;
-	/* a claim in flight: its rows come back after their lease */
-	if (n->op == OP_CLAIM)
-		node_claims_sent_hook(-n->claim_asked);
-	n->claim_asked = 0;
-	/* failures not reported come back after their lease */
-	if (n->op == OP_FAIL)
+	for (i = 0; i < n->nstmts; i++)
 	{
-		metrics_failed(n->num, n->failing.sink);
-		free(n->failing.error);
+		NodeStatement *st = &n->stmts[i];
+
+		/* an ack in flight is sent again after the reconnect */
+		if (st->op == OP_ACK && st->nacking > 0)
+			keep_unacked(n, st->acking, st->nacking);
+		free(st->acking);
+		/* a claim in flight: its rows come back after their lease */
+		if (st->op == OP_CLAIM)
+			node_claims_sent_hook(-st->claim_asked);
+		/* failures not reported come back after their lease */
+		if (st->op == OP_FAIL)
+		{
+			metrics_failed(n->num, st->failing.sink);
+			free(st->failing.error);
+		}
 	}
+	memset(n->stmts, 0, sizeof(n->stmts));
+	n->nstmts = 0;
+	n->pipeline = false;
 	while (n->nfails > 0)
 	{
 		metrics_failed(n->num, n->fails[n->nfails - 1].sink);
@@ -294,8 +302,12 @@ node_connected(Node *n)
 		node_error(n, NULL, "set-up");
 		return;
 	}
-	if (!send_op(n, OP_SETUP, setup_sql, 0, NULL))
-		return;
+	{
+		NodeStatement st = {.op = OP_SETUP};
+
+		if (!send_op(n, &st, setup_sql, 0, NULL))
+			return;
+	}
 	logmsg("node %d (%s): connected%s", n->num, n->label, n->ever_up ? " again" : "");
 	metrics_node_up(n->num, true, n->label);
 	n->ever_up = true;
@@ -369,17 +381,30 @@ node_connect_step(Node *n)
  * ---------------------------------------------------------------------
  */
 
-/* send a statement; false (and the node down) if it could not be sent */
+/*
+ * Send a statement, ST (its kind and what it carries) going to the end of
+ * the node's statements in flight; in pipeline mode a sync follows, so
+ * that it is a transaction of its own.  False (and the node down, ST's
+ * rows, acks and failure taken back) if it could not be sent.
+ */
 static bool
-send_op(Node *n, NodeOp op, const char *sql, int nparams, const char *const *params)
+send_op(Node *n, const NodeStatement *st, const char *sql, int nparams,
+		const char *const *params)
 {
 	int			sent;
+	NodeOp		op = st->op;
 
+	n->stmts[n->nstmts++] = *st;
+	n->op = n->stmts[0].op;
+	n->sent_op = op;
 	if (nparams == 0)
 		sent = PQsendQuery(n->conn, sql);
 	else
 		sent = PQsendQueryParams(n->conn, sql, nparams, NULL, params, NULL, NULL, 0);
-	n->op = op;
+#ifdef LIBPQ_HAS_PIPELINING
+	if (sent && n->pipeline)
+		sent = PQpipelineSync(n->conn);
+#endif
 	if (!sent)
 	{
 		node_error(n, NULL, op == OP_CLAIM ? "claim" : op == OP_ACK ? "ack" :
@@ -390,6 +415,21 @@ send_op(Node *n, NodeOp op, const char *sql, int nparams, const char *const *par
 	return true;
 }
 
+/* the oldest statement in flight is done: the next one is */
+static void
+statement_done(Node *n)
+{
+	NodeStatement *st = &n->stmts[0];
+
+	if (st->op == OP_FAIL)
+		free(st->failing.error);
+	free(st->acking);
+	memmove(n->stmts, n->stmts + 1, sizeof(NodeStatement) * (n->nstmts - 1));
+	n->nstmts--;
+	memset(&n->stmts[n->nstmts], 0, sizeof(NodeStatement));
+	n->op = n->nstmts > 0 ? n->stmts[0].op : OP_NONE;
+}
+
 /*
  * Send the next statement on an UP node with none in flight: the acks when
  * they are due (FLUSH_ACKS: whatever there is, at the end), the failures,
@@ -398,8 +438,11 @@ send_op(Node *n, NodeOp op, const char *sql, int nparams, const char *const *par
 bool
 node_send(Node *n, int claim_room, bool flush_acks)
 {
-	if (n->state != NODE_UP || n->op != OP_NONE)
+	NodeStatement st;
+
+	if (n->state != NODE_UP || n->nstmts >= (n->pipeline ? NODE_PIPELINE : 1))
 		return false;
+	memset(&st, 0, sizeof(st));
 	if (n->nunacked > 0 &&
 		(flush_acks || n->nunacked >= ACK_GROUP ||
 		 now_seconds() - n->unacked_since >= ACK_DELAY))
@@ -416,14 +459,15 @@ node_send(Node *n, int claim_room, bool flush_acks)
 			p += sprintf(p, "%s%lld", i ? "," : "", n->unacked[i]);
 		*p++ = '}';
 		*p = '\0';
-		n->acking = xmalloc(sizeof(long long) * take);
-		memcpy(n->acking, n->unacked, sizeof(long long) * take);
-		n->nacking = take;
+		st.op = OP_ACK;
+		st.acking = xmalloc(sizeof(long long) * take);
+		memcpy(st.acking, n->unacked, sizeof(long long) * take);
+		st.nacking = take;
 		memmove(n->unacked, n->unacked + take, sizeof(long long) * (n->nunacked - take));
 		n->nunacked -= take;
 		n->unacked_since = now_seconds();
 		params[0] = arr;
-		(void) send_op(n, OP_ACK, ack_sql, 1, params);
+		(void) send_op(n, &st, ack_sql, 1, params);
 		free(arr);
 		return true;
 	}
@@ -432,18 +476,19 @@ node_send(Node *n, int claim_room, bool flush_acks)
 		char		id[24];
 		const char *params[3];
 
-		n->failing = n->fails[0];
+		st.op = OP_FAIL;
+		st.failing = n->fails[0];
 		memmove(n->fails, n->fails + 1, sizeof(FailReport) * (n->nfails - 1));
 		n->nfails--;
-		snprintf(id, sizeof(id), "%lld", n->failing.id);
+		snprintf(id, sizeof(id), "%lld", st.failing.id);
 		params[0] = id;
-		params[1] = n->failing.error;
-		params[2] = n->failing.retryable ? "true" : "false";
+		params[1] = st.failing.error;
+		params[2] = st.failing.retryable ? "true" : "false";
 		/* a permanent failure where fail() cannot say so is retried */
 		if (n->fail_retryable)
-			(void) send_op(n, OP_FAIL, fail_retryable_sql, 3, params);
+			(void) send_op(n, &st, fail_retryable_sql, 3, params);
 		else
-			(void) send_op(n, OP_FAIL, fail_sql, 2, params);
+			(void) send_op(n, &st, fail_sql, 2, params);
 		return true;
 	}
 	if (n->work && claim_room > 0)
@@ -456,10 +501,12 @@ node_send(Node *n, int claim_room, bool flush_acks)
 		params[1] = lease_text;
 		params[2] = claim_kinds;
 		params[3] = claim_channels;
-		n->claim_asked = claim_room;
-		n->claim_sent = now_seconds();
-		if (send_op(n, OP_CLAIM, claim_fields ? claim_fields_sql : claim_sql, 4, params))
-			node_claims_sent_hook(claim_room);
+		st.op = OP_CLAIM;
+		st.claim_asked = claim_room;
+		st.claim_sent = now_seconds();
+		/* counted before it is sent: node_down() takes it back on failure */
+		node_claims_sent_hook(claim_room);
+		(void) send_op(n, &st, claim_fields ? claim_fields_sql : claim_sql, 4, params);
 		return true;
 	}
 	return false;
@@ -473,6 +520,7 @@ void
 node_io(Node *n, short revents)
 {
 	PGnotify   *note;
+	int			nulls = 0;
 
 	if (n->flushing && (revents & POLLOUT))
 	{
@@ -501,18 +549,46 @@ node_io(Node *n, short revents)
 		PQfreemem(note);
 	}
 	n->op_failed = false;
-	while (n->op != OP_NONE && !PQisBusy(n->conn))
+	while (n->nstmts > 0 && !PQisBusy(n->conn))
 	{
 		PGresult   *res = PQgetResult(n->conn);
 
 		if (res == NULL)
 		{
+			/* in pipeline mode the statement is done at its sync */
+			if (n->pipeline)
+			{
+				if (++nulls > 1)
+					break;		/* nothing more for now */
+				continue;
+			}
 			/* the statement is done */
-			if (n->op == OP_FAIL)
-				free(n->failing.error);
-			n->op = OP_NONE;
+			if (n->op == OP_SETUP)
+			{
+				statement_done(n);
+#ifdef LIBPQ_HAS_PIPELINING
+				/* set up: from now on, statements in a pipeline */
+				if (PQenterPipelineMode(n->conn) != 1)
+				{
+					node_error(n, NULL, "pipeline mode");
+					return;
+				}
+				n->pipeline = true;
+#endif
+			}
+			else
+				statement_done(n);
 			break;
 		}
+		nulls = 0;
+#ifdef LIBPQ_HAS_PIPELINING
+		if (PQresultStatus(res) == PGRES_PIPELINE_SYNC)
+		{
+			PQclear(res);
+			statement_done(n);
+			continue;
+		}
+#endif
 		op_result(n, res);
 		if (n->op_failed)
 			return;				/* the node went down */
@@ -566,7 +642,9 @@ claim_result(Node *n, PGresult *res)
 	int			nevs;
 	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 
-	node_claims_sent_hook(-n->claim_asked);
+	NodeStatement *st = &n->stmts[0];
+
+	node_claims_sent_hook(-st->claim_asked);
 	if (state && strcmp(state, "22023") == 0)
 	{
 		char		msg[600];
@@ -579,22 +657,22 @@ claim_result(Node *n, PGresult *res)
 	}
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 	{
-		n->claim_asked = 0;
+		st->claim_asked = 0;
 		node_error(n, res, "claim");
 		return;
 	}
 	evs = read_events(res, &nevs);
 	PQclear(res);
 	/* a full claim: there is probably more */
-	if (nevs < n->claim_asked)
+	if (nevs < st->claim_asked)
 		n->work = false;
-	n->claim_asked = 0;
+	st->claim_asked = 0;
 	if (nevs > 0)
 	{
 		n->st.batches++;
 		n->st.claimed += nevs;
-		metrics_claimed(n->num, n->claim_sent, nevs);
-		node_events_claimed_hook(n, evs, nevs, n->claim_sent);
+		metrics_claimed(n->num, st->claim_sent, nevs);
+		node_events_claimed_hook(n, evs, nevs, st->claim_sent);
 	}
 	free(evs);
 }
@@ -602,6 +680,7 @@ claim_result(Node *n, PGresult *res)
 static void
 ack_result(Node *n, PGresult *res)
 {
+	NodeStatement *st = &n->stmts[0];
 	int			acked;
 
 	if (!exec_ok(res))
@@ -610,19 +689,19 @@ ack_result(Node *n, PGresult *res)
 		return;
 	}
 	acked = atoi(PQgetvalue(res, 0, 0));
-	if (acked != n->nacking)
+	if (acked != st->nacking)
 		logmsg("node %d (%s): ack of %d delivered events acknowledged %d (leases expired and another relay took them?)",
-			   n->num, n->label, n->nacking, acked);
-	free(n->acking);
-	n->acking = NULL;
-	n->nacking = 0;
+			   n->num, n->label, st->nacking, acked);
+	free(st->acking);
+	st->acking = NULL;
+	st->nacking = 0;
 	PQclear(res);
 }
 
 static void
 fail_result(Node *n, PGresult *res)
 {
-	FailReport *f = &n->failing;
+	FailReport *f = &n->stmts[0].failing;
 
 	if (!exec_ok(res) && PQstatus(n->conn) == CONNECTION_OK)
 	{

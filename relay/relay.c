@@ -291,7 +291,7 @@ send_statements(bool stopping, int *rr)
 		int			room = stopping ? 0 : window_room();
 
 		if (node_send(n, room, stopping || (cfg.once && window_held() == 0)) &&
-			n->op == OP_CLAIM)
+			n->sent_op == OP_CLAIM)
 			*rr = (n->num) % nnodes;
 	}
 }
