@@ -9,8 +9,12 @@
  * reconnect.  Nothing here blocks: a statement is sent with
  * PQsendQueryParams() on a non-blocking connection, and its result read by
  * node_io() when the main loop sees the socket ready, so that deliveries go
- * on while the database answers.  One statement at a time per connection;
- * node_send() picks the next: the acks when a group is full or old enough
+ * on while the database answers.  After the set-up (LISTEN) a connection
+ * is in pipeline mode (libpq 14 and later), with up to NODE_PIPELINE
+ * statements in flight, each followed by a sync so that it is a transaction
+ * of its own: the next claim or ack waits at the server while the relay
+ * reads the last claim's rows and starts their deliveries.  node_send()
+ * picks the next statement: the acks when a group is full or old enough
  * (ACK_GROUP ids, ACK_DELAY seconds), then the failures one by one (with
  * orderexp.fail(), which schedules the retry or makes the row dead; a
  * failure the sink calls permanent goes as fail(..., retryable => false),

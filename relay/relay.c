@@ -467,7 +467,8 @@ main(int argc, char **argv)
 				until = n->retry_at;
 			if (n->state == NODE_UP && n->wake_at > 0 && !cfg.once && n->wake_at < until)
 				until = n->wake_at;
-			if (n->state == NODE_UP && n->op == OP_NONE && n->nunacked > 0 &&
+			if (n->state == NODE_UP && n->nstmts < (n->pipeline ? NODE_PIPELINE : 1) &&
+				n->nunacked > 0 &&
 				n->unacked_since + ACK_DELAY < until)
 				until = n->unacked_since + ACK_DELAY;
 		}
