@@ -99,7 +99,8 @@ cmp_ok(scalar(() = $log =~ /batch of \d+ claimed/g), '>=', 30, 'in batches');
 # --- the connection cut with statements in flight ----------------------------------------
 
 @ids = events(3001, 9000);
-my @long = ('--webhook', $url, '--lease', '3', '--poll-interval', '0.5', '--retry-max', '1');
+my @long = ('--webhook', $url, '--lease', '3', '--timeout', '1', '--poll-interval', '0.5',
+	'--retry-max', '1');
 my $before = scalar(my @r0 = received());
 $relay = run_relay('cut', @long);
 ok(wait_until(sub { scalar(my @r = received()) >= $before + 1500 }, 30), 'the relay delivers');
