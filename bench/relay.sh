@@ -10,7 +10,8 @@
 # builds and installs orderexp and orderexp-relay from this tree, and runs a
 # throwaway PostgreSQL 15 cluster (bench/lib.sh's settings: fsync on,
 # shared_buffers 1GB) as postgres on a free port, its socket in a temporary
-# directory.  The webhook receiver is bench/receiver.py on 127.0.0.1.  The
+# directory.  The webhook receiver is bench/receiver.c (libmicrohttpd,
+# built here; BENCH_RELAY_RECEIVER=py for bench/receiver.py) on 127.0.0.1.  The
 # cluster, the receiver and every other process of ours are stopped, and the
 # temporary directories removed, on any exit, Ctrl-C included.
 #
@@ -44,6 +45,10 @@
 #   BENCH_RELAY_LATENCIES    receiver latencies in ms ("0 10 100 1000")
 #   BENCH_RELAY_CONCURRENCY  --concurrency webhook=N values ("1 16 64 256")
 #   BENCH_RELAY_CONC_LATENCY latency in ms of the concurrency cases (100)
+#   BENCH_RELAY_RECEIVER     c (default): bench/receiver.c, one thread of C;
+#                            py: bench/receiver.py, Python asyncio, which
+#                            takes 25 to 30 us of CPU a request, as much as
+#                            the relay itself against a 0 ms receiver
 
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
@@ -72,6 +77,9 @@ fi
 read -r -a LATENCIES <<<"${BENCH_RELAY_LATENCIES:-0 10 100 1000}"
 read -r -a CONCURRENCY <<<"${BENCH_RELAY_CONCURRENCY:-1 16 64 256}"
 CONC_LATENCY=${BENCH_RELAY_CONC_LATENCY:-100}
+RECEIVER_KIND=${BENCH_RELAY_RECEIVER:-c}
+[[ $RECEIVER_KIND == c || $RECEIVER_KIND == py ]] ||
+	{ echo "bench/relay.sh: BENCH_RELAY_RECEIVER must be c or py" >&2; exit 2; }
 read -r -a RELAY_OPTS <<<"${BENCH_RELAY_OPTS:-}"
 MIN_EVENTS=10				# no case gets fewer
 CLAIM_BATCH=100				# the baseline's claim size: the relay's default --batch-size
@@ -162,7 +170,16 @@ check_drained() {
 		ox_die "$2: outbox has '$got' (events, undelivered), expected '$1 0'"
 }
 
-python3 "$BENCH_DIR/receiver.py" "$SCRATCH/receiver.port" &
+if [[ $RECEIVER_KIND == c ]]; then
+	# shellcheck disable=SC2046 # pkg-config's words
+	cc -O2 -Wall -Wextra -o "$SCRATCH/receiver" "$BENCH_DIR/receiver.c" \
+		$(pkg-config --cflags --libs libmicrohttpd) || ox_die "could not build bench/receiver.c"
+	RECEIVER_DESC="\`bench/receiver.c\` (C, libmicrohttpd, one thread, HTTP/1.1 keep-alive)"
+	"$SCRATCH/receiver" "$SCRATCH/receiver.port" &
+else
+	RECEIVER_DESC="\`bench/receiver.py\` (Python asyncio, raw HTTP/1.1 keep-alive)"
+	python3 "$BENCH_DIR/receiver.py" "$SCRATCH/receiver.port" &
+fi
 RECEIVER=$!
 BG_PIDS+=("$RECEIVER")
 for _ in $(seq 1 500); do
@@ -468,7 +485,7 @@ $ROWS
 
 ## The receiver alone
 
-\`bench/receiver.py\` (Python asyncio, raw HTTP/1.1 keep-alive) against
+$RECEIVER_DESC against
 \`curl --parallel\` (one process, at most "parallel" transfers at once over kept-alive
 connections), POSTs shaped like the relay's, before the cases. Both share the
 machine's $(nproc) cores, and curl takes more CPU per request than the receiver, so

@@ -9,8 +9,12 @@
  * reconnect.  Nothing here blocks: a statement is sent with
  * PQsendQueryParams() on a non-blocking connection, and its result read by
  * node_io() when the main loop sees the socket ready, so that deliveries go
- * on while the database answers.  One statement at a time per connection;
- * node_send() picks the next: the acks when a group is full or old enough
+ * on while the database answers.  After the set-up (LISTEN) a connection
+ * is in pipeline mode (libpq 14 and later), with up to NODE_PIPELINE
+ * statements in flight, each followed by a sync so that it is a transaction
+ * of its own: the next claim or ack waits at the server while the relay
+ * reads the last claim's rows and starts their deliveries.  node_send()
+ * picks the next statement: the acks when a group is full or old enough
  * (ACK_GROUP ids, ACK_DELAY seconds), then the failures one by one (with
  * orderexp.fail(), which schedules the retry or makes the row dead; a
  * failure the sink calls permanent goes as fail(..., retryable => false),
@@ -42,25 +46,47 @@
 void		(*node_claims_sent_hook) (int rows) = NULL;
 void		(*node_events_claimed_hook) (Node *n, Event *evs, int nevs, double claimed_at) = NULL;
 
-/* one claimed event and the fields for templates, grouped by id */
+/*
+ * A claim: one row per event, with its JSON built once.  The columns are
+ * id, kind, channel, table, order_key, json, attempts, created_at; with
+ * payload fields (claim_fields_sql, for the templates of the SMTP and SMS
+ * sinks) an event has one more row per field of its payload and of the
+ * order's payload columns, as key and value, the event's columns repeated
+ * but its JSON only in the first row, grouped by id.  Without those sinks
+ * the fields are not asked for: they multiplied the rows (eight for a
+ * closed event with one payload column) and made the claim about three
+ * times as expensive for the server (see bench/results.md).
+ */
 static const char *const claim_sql =
+"SELECT c.id, c.kind, c.channel, c.order_table::text, c.order_key,"
+"       (SELECT pg_catalog.row_to_json(e)::text"
+"          FROM (SELECT c.id, c.kind, c.order_table::text AS \"table\", c.order_key,"
+"                       c.channel, c.created_at, c.attempts,"
+"                       pg_catalog.current_database() AS database, c.payload) e),"
+"       c.attempts::text, pg_catalog.to_json(c.created_at) #>> '{}'"
+"  FROM orderexp.claim($1::int, $2::interval, $3::text[], $4::text[]) c"
+" ORDER BY c.id";
+static const char *const claim_fields_sql =
 "WITH c AS MATERIALIZED ("
-"  SELECT * FROM orderexp.claim($1::int, $2::interval, $3::text[], $4::text[]))"
+"  SELECT c.*,"
+"         (SELECT pg_catalog.row_to_json(e)::text"
+"            FROM (SELECT c.id, c.kind, c.order_table::text AS \"table\", c.order_key,"
+"                         c.channel, c.created_at, c.attempts,"
+"                         pg_catalog.current_database() AS database, c.payload) e) AS json"
+"    FROM orderexp.claim($1::int, $2::interval, $3::text[], $4::text[]) c)"
 " SELECT c.id, c.kind, c.channel, c.order_table::text, c.order_key,"
-"        (SELECT pg_catalog.row_to_json(e)::text"
-"           FROM (SELECT c.id, c.kind, c.order_table::text AS \"table\", c.order_key,"
-"                        c.channel, c.created_at, c.attempts,"
-"                        pg_catalog.current_database() AS database, c.payload) e),"
+"        CASE WHEN f.n IS NULL OR f.n = 1 THEN c.json END,"
 "        c.attempts::text, pg_catalog.to_json(c.created_at) #>> '{}', f.key, f.value"
 "   FROM c LEFT JOIN LATERAL ("
-"        SELECT p.key, p.value FROM pg_catalog.jsonb_each_text("
-"          CASE WHEN pg_catalog.jsonb_typeof(c.payload) = 'object' THEN c.payload"
-"               ELSE '{}'::jsonb END) p"
-"        UNION ALL"
-"        SELECT 'order.' || o.key, o.value FROM pg_catalog.jsonb_each_text("
-"          CASE WHEN pg_catalog.jsonb_typeof(c.payload -> 'order') = 'object'"
-"               THEN c.payload -> 'order' ELSE '{}'::jsonb END) o) f ON true"
-"  ORDER BY c.id";
+"        SELECT pg_catalog.row_number() OVER () AS n, u.key, u.value FROM ("
+"          SELECT p.key, p.value FROM pg_catalog.jsonb_each_text("
+"            CASE WHEN pg_catalog.jsonb_typeof(c.payload) = 'object' THEN c.payload"
+"                 ELSE '{}'::jsonb END) p"
+"          UNION ALL"
+"          SELECT 'order.' || o.key, o.value FROM pg_catalog.jsonb_each_text("
+"            CASE WHEN pg_catalog.jsonb_typeof(c.payload -> 'order') = 'object'"
+"                 THEN c.payload -> 'order' ELSE '{}'::jsonb END) o) u) f ON true"
+"  ORDER BY c.id, f.n";
 
 /*
  * seconds until the retry, NULL when the row is now dead; fail_retryable_sql
@@ -91,6 +117,7 @@ static const char *const ack_sql = "SELECT orderexp.ack($1::bigint[])";
 static const char *claim_kinds;
 static const char *claim_channels;
 static char lease_text[32];
+static bool claim_fields;		/* with the payload's fields (templates) */
 
 static bool refusal(const PGresult *res);
 static void node_error(Node *n, PGresult *res, const char *what);
@@ -98,7 +125,9 @@ static bool exec_ok(PGresult *res);
 static void keep_unacked(Node *n, const long long *ids, int nids);
 static void notice_processor(void *arg, const char *message);
 static void node_connected(Node *n);
-static bool send_op(Node *n, NodeOp op, const char *sql, int nparams, const char *const *params);
+static bool send_op(Node *n, const NodeStatement *st, const char *sql, int nparams,
+					const char *const *params);
+static void statement_done(Node *n);
 static void op_result(Node *n, PGresult *res);
 static void claim_result(Node *n, PGresult *res);
 static void ack_result(Node *n, PGresult *res);
@@ -107,10 +136,14 @@ static char *nullable_dup(const PGresult *res, int row, int col);
 static void add_field(Event *ev, int *cap, const char *key, char *value);
 static Event *read_events(const PGresult *res, int *nevs);
 
-/* the filters and the lease every claim passes */
+/*
+ * the filters and the lease every claim passes; FIELDS: claim the
+ * payload's fields too, for templates
+ */
 void
-node_claim_setup(const char *kinds, const char *channels, double lease)
+node_claim_setup(const char *kinds, const char *channels, double lease, bool fields)
 {
+	claim_fields = fields;
 	claim_kinds = kinds;
 	claim_channels = channels;
 	snprintf(lease_text, sizeof(lease_text), "%g s", lease);
@@ -139,25 +172,31 @@ void
 node_down(Node *n, const char *why)
 {
 	char		msg[512];
+	int			i;
 
 	snprintf(msg, sizeof(msg), "%s", why ? why : "");
 	msg[strcspn(msg, "\n")] = '\0';
-	/* the ack in flight is sent again after the reconnect */
-	if (n->op == OP_ACK && n->nacking > 0)
-		keep_unacked(n, n->acking, n->nacking);
-	free(n->acking);
-	n->acking = NULL;
-	n->nacking = 0;
-	/* a claim in flight: its rows come back after their lease */
-	if (n->op == OP_CLAIM)
-		node_claims_sent_hook(-n->claim_asked);
-	n->claim_asked = 0;
-	/* failures not reported come back after their lease */
-	if (n->op == OP_FAIL)
+	for (i = 0; i < n->nstmts; i++)
 	{
-		metrics_failed(n->num, n->failing.sink);
-		free(n->failing.error);
+		NodeStatement *st = &n->stmts[i];
+
+		/* an ack in flight is sent again after the reconnect */
+		if (st->op == OP_ACK && st->nacking > 0)
+			keep_unacked(n, st->acking, st->nacking);
+		free(st->acking);
+		/* a claim in flight: its rows come back after their lease */
+		if (st->op == OP_CLAIM)
+			node_claims_sent_hook(-st->claim_asked);
+		/* failures not reported come back after their lease */
+		if (st->op == OP_FAIL)
+		{
+			metrics_failed(n->num, st->failing.sink);
+			free(st->failing.error);
+		}
 	}
+	memset(n->stmts, 0, sizeof(n->stmts));
+	n->nstmts = 0;
+	n->pipeline = false;
 	while (n->nfails > 0)
 	{
 		metrics_failed(n->num, n->fails[n->nfails - 1].sink);
@@ -267,8 +306,12 @@ node_connected(Node *n)
 		node_error(n, NULL, "set-up");
 		return;
 	}
-	if (!send_op(n, OP_SETUP, setup_sql, 0, NULL))
-		return;
+	{
+		NodeStatement st = {.op = OP_SETUP};
+
+		if (!send_op(n, &st, setup_sql, 0, NULL))
+			return;
+	}
 	logmsg("node %d (%s): connected%s", n->num, n->label, n->ever_up ? " again" : "");
 	metrics_node_up(n->num, true, n->label);
 	n->ever_up = true;
@@ -342,17 +385,30 @@ node_connect_step(Node *n)
  * ---------------------------------------------------------------------
  */
 
-/* send a statement; false (and the node down) if it could not be sent */
+/*
+ * Send a statement, ST (its kind and what it carries) going to the end of
+ * the node's statements in flight; in pipeline mode a sync follows, so
+ * that it is a transaction of its own.  False (and the node down, ST's
+ * rows, acks and failure taken back) if it could not be sent.
+ */
 static bool
-send_op(Node *n, NodeOp op, const char *sql, int nparams, const char *const *params)
+send_op(Node *n, const NodeStatement *st, const char *sql, int nparams,
+		const char *const *params)
 {
 	int			sent;
+	NodeOp		op = st->op;
 
+	n->stmts[n->nstmts++] = *st;
+	n->op = n->stmts[0].op;
+	n->sent_op = op;
 	if (nparams == 0)
 		sent = PQsendQuery(n->conn, sql);
 	else
 		sent = PQsendQueryParams(n->conn, sql, nparams, NULL, params, NULL, NULL, 0);
-	n->op = op;
+#ifdef LIBPQ_HAS_PIPELINING
+	if (sent && n->pipeline)
+		sent = PQpipelineSync(n->conn);
+#endif
 	if (!sent)
 	{
 		node_error(n, NULL, op == OP_CLAIM ? "claim" : op == OP_ACK ? "ack" :
@@ -363,6 +419,21 @@ send_op(Node *n, NodeOp op, const char *sql, int nparams, const char *const *par
 	return true;
 }
 
+/* the oldest statement in flight is done: the next one is */
+static void
+statement_done(Node *n)
+{
+	NodeStatement *st = &n->stmts[0];
+
+	if (st->op == OP_FAIL)
+		free(st->failing.error);
+	free(st->acking);
+	memmove(n->stmts, n->stmts + 1, sizeof(NodeStatement) * (n->nstmts - 1));
+	n->nstmts--;
+	memset(&n->stmts[n->nstmts], 0, sizeof(NodeStatement));
+	n->op = n->nstmts > 0 ? n->stmts[0].op : OP_NONE;
+}
+
 /*
  * Send the next statement on an UP node with none in flight: the acks when
  * they are due (FLUSH_ACKS: whatever there is, at the end), the failures,
@@ -371,8 +442,11 @@ send_op(Node *n, NodeOp op, const char *sql, int nparams, const char *const *par
 bool
 node_send(Node *n, int claim_room, bool flush_acks)
 {
-	if (n->state != NODE_UP || n->op != OP_NONE)
+	NodeStatement st;
+
+	if (n->state != NODE_UP || n->nstmts >= (n->pipeline ? NODE_PIPELINE : 1))
 		return false;
+	memset(&st, 0, sizeof(st));
 	if (n->nunacked > 0 &&
 		(flush_acks || n->nunacked >= ACK_GROUP ||
 		 now_seconds() - n->unacked_since >= ACK_DELAY))
@@ -389,14 +463,15 @@ node_send(Node *n, int claim_room, bool flush_acks)
 			p += sprintf(p, "%s%lld", i ? "," : "", n->unacked[i]);
 		*p++ = '}';
 		*p = '\0';
-		n->acking = xmalloc(sizeof(long long) * take);
-		memcpy(n->acking, n->unacked, sizeof(long long) * take);
-		n->nacking = take;
+		st.op = OP_ACK;
+		st.acking = xmalloc(sizeof(long long) * take);
+		memcpy(st.acking, n->unacked, sizeof(long long) * take);
+		st.nacking = take;
 		memmove(n->unacked, n->unacked + take, sizeof(long long) * (n->nunacked - take));
 		n->nunacked -= take;
 		n->unacked_since = now_seconds();
 		params[0] = arr;
-		(void) send_op(n, OP_ACK, ack_sql, 1, params);
+		(void) send_op(n, &st, ack_sql, 1, params);
 		free(arr);
 		return true;
 	}
@@ -405,18 +480,19 @@ node_send(Node *n, int claim_room, bool flush_acks)
 		char		id[24];
 		const char *params[3];
 
-		n->failing = n->fails[0];
+		st.op = OP_FAIL;
+		st.failing = n->fails[0];
 		memmove(n->fails, n->fails + 1, sizeof(FailReport) * (n->nfails - 1));
 		n->nfails--;
-		snprintf(id, sizeof(id), "%lld", n->failing.id);
+		snprintf(id, sizeof(id), "%lld", st.failing.id);
 		params[0] = id;
-		params[1] = n->failing.error;
-		params[2] = n->failing.retryable ? "true" : "false";
+		params[1] = st.failing.error;
+		params[2] = st.failing.retryable ? "true" : "false";
 		/* a permanent failure where fail() cannot say so is retried */
 		if (n->fail_retryable)
-			(void) send_op(n, OP_FAIL, fail_retryable_sql, 3, params);
+			(void) send_op(n, &st, fail_retryable_sql, 3, params);
 		else
-			(void) send_op(n, OP_FAIL, fail_sql, 2, params);
+			(void) send_op(n, &st, fail_sql, 2, params);
 		return true;
 	}
 	if (n->work && claim_room > 0)
@@ -429,10 +505,12 @@ node_send(Node *n, int claim_room, bool flush_acks)
 		params[1] = lease_text;
 		params[2] = claim_kinds;
 		params[3] = claim_channels;
-		n->claim_asked = claim_room;
-		n->claim_sent = now_seconds();
-		if (send_op(n, OP_CLAIM, claim_sql, 4, params))
-			node_claims_sent_hook(claim_room);
+		st.op = OP_CLAIM;
+		st.claim_asked = claim_room;
+		st.claim_sent = now_seconds();
+		/* counted before it is sent: node_down() takes it back on failure */
+		node_claims_sent_hook(claim_room);
+		(void) send_op(n, &st, claim_fields ? claim_fields_sql : claim_sql, 4, params);
 		return true;
 	}
 	return false;
@@ -446,6 +524,7 @@ void
 node_io(Node *n, short revents)
 {
 	PGnotify   *note;
+	int			nulls = 0;
 
 	if (n->flushing && (revents & POLLOUT))
 	{
@@ -474,18 +553,46 @@ node_io(Node *n, short revents)
 		PQfreemem(note);
 	}
 	n->op_failed = false;
-	while (n->op != OP_NONE && !PQisBusy(n->conn))
+	while (n->nstmts > 0 && !PQisBusy(n->conn))
 	{
 		PGresult   *res = PQgetResult(n->conn);
 
 		if (res == NULL)
 		{
+			/* in pipeline mode the statement is done at its sync */
+			if (n->pipeline)
+			{
+				if (++nulls > 1)
+					break;		/* nothing more for now */
+				continue;
+			}
 			/* the statement is done */
-			if (n->op == OP_FAIL)
-				free(n->failing.error);
-			n->op = OP_NONE;
+			if (n->op == OP_SETUP)
+			{
+				statement_done(n);
+#ifdef LIBPQ_HAS_PIPELINING
+				/* set up: from now on, statements in a pipeline */
+				if (PQenterPipelineMode(n->conn) != 1)
+				{
+					node_error(n, NULL, "pipeline mode");
+					return;
+				}
+				n->pipeline = true;
+#endif
+			}
+			else
+				statement_done(n);
 			break;
 		}
+		nulls = 0;
+#ifdef LIBPQ_HAS_PIPELINING
+		if (PQresultStatus(res) == PGRES_PIPELINE_SYNC)
+		{
+			PQclear(res);
+			statement_done(n);
+			continue;
+		}
+#endif
 		op_result(n, res);
 		if (n->op_failed)
 			return;				/* the node went down */
@@ -539,7 +646,9 @@ claim_result(Node *n, PGresult *res)
 	int			nevs;
 	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 
-	node_claims_sent_hook(-n->claim_asked);
+	NodeStatement *st = &n->stmts[0];
+
+	node_claims_sent_hook(-st->claim_asked);
 	if (state && strcmp(state, "22023") == 0)
 	{
 		char		msg[600];
@@ -552,22 +661,22 @@ claim_result(Node *n, PGresult *res)
 	}
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 	{
-		n->claim_asked = 0;
+		st->claim_asked = 0;
 		node_error(n, res, "claim");
 		return;
 	}
 	evs = read_events(res, &nevs);
 	PQclear(res);
 	/* a full claim: there is probably more */
-	if (nevs < n->claim_asked)
+	if (nevs < st->claim_asked)
 		n->work = false;
-	n->claim_asked = 0;
+	st->claim_asked = 0;
 	if (nevs > 0)
 	{
 		n->st.batches++;
 		n->st.claimed += nevs;
-		metrics_claimed(n->num, n->claim_sent, nevs);
-		node_events_claimed_hook(n, evs, nevs, n->claim_sent);
+		metrics_claimed(n->num, st->claim_sent, nevs);
+		node_events_claimed_hook(n, evs, nevs, st->claim_sent);
 	}
 	free(evs);
 }
@@ -575,6 +684,7 @@ claim_result(Node *n, PGresult *res)
 static void
 ack_result(Node *n, PGresult *res)
 {
+	NodeStatement *st = &n->stmts[0];
 	int			acked;
 
 	if (!exec_ok(res))
@@ -583,19 +693,19 @@ ack_result(Node *n, PGresult *res)
 		return;
 	}
 	acked = atoi(PQgetvalue(res, 0, 0));
-	if (acked != n->nacking)
+	if (acked != st->nacking)
 		logmsg("node %d (%s): ack of %d delivered events acknowledged %d (leases expired and another relay took them?)",
-			   n->num, n->label, n->nacking, acked);
-	free(n->acking);
-	n->acking = NULL;
-	n->nacking = 0;
+			   n->num, n->label, st->nacking, acked);
+	free(st->acking);
+	st->acking = NULL;
+	st->nacking = 0;
 	PQclear(res);
 }
 
 static void
 fail_result(Node *n, PGresult *res)
 {
-	FailReport *f = &n->failing;
+	FailReport *f = &n->stmts[0].failing;
 
 	if (!exec_ok(res) && PQstatus(n->conn) == CONNECTION_OK)
 	{
@@ -716,7 +826,10 @@ add_field(Event *ev, int *cap, const char *key, char *value)
 	ev->nfields++;
 }
 
-/* the claim's rows (one per field) as events, with copies of the strings */
+/*
+ * the claim's rows (with fields: one per field) as events, with copies of
+ * the strings
+ */
 static Event *
 read_events(const PGresult *res, int *nevs)
 {
@@ -726,6 +839,7 @@ read_events(const PGresult *res, int *nevs)
 				cap = 0;
 	Event	   *evs = xmalloc(sizeof(Event) * (rows ? rows : 1));
 	long long	last = -1;
+	bool		with_fields = PQnfields(res) > 8;
 
 	for (r = 0; r < rows; r++)
 	{
@@ -755,7 +869,7 @@ read_events(const PGresult *res, int *nevs)
 		}
 		else
 			ev = &evs[n - 1];
-		if (!PQgetisnull(res, r, 8))
+		if (with_fields && !PQgetisnull(res, r, 8))
 			add_field(ev, &cap, PQgetvalue(res, r, 8), nullable_dup(res, r, 9));
 	}
 	*nevs = n;

@@ -54,6 +54,25 @@ typedef struct FailReport
 	int			sink;			/* SinkType or METRICS_NO_ROUTE */
 } FailReport;
 
+/* a statement sent on a node's connection, its result not all read yet */
+typedef struct NodeStatement
+{
+	NodeOp		op;
+	int			claim_asked;	/* OP_CLAIM: rows asked for */
+	double		claim_sent;		/* OP_CLAIM: when (the leases start after) */
+	long long  *acking;			/* OP_ACK: the ids */
+	int			nacking;
+	FailReport	failing;		/* OP_FAIL: the report */
+} NodeStatement;
+
+/*
+ * Statements in flight at once on a connection in pipeline mode (libpq
+ * 14 and later): the next one waits at the server while the relay reads
+ * and hands on the last one's result, so the database does not wait for
+ * the relay.  Each is a transaction of its own (a sync after each).
+ */
+#define NODE_PIPELINE	2
+
 typedef struct Node
 {
 	int			num;			/* 1-based, for messages */
@@ -74,14 +93,13 @@ typedef struct Node
 	int			nunacked;
 	int			unacked_cap;
 	double		unacked_since;	/* when the oldest of them was delivered */
-	NodeOp		op;				/* statement in flight */
-	bool		flushing;		/* its text is not all sent yet */
-	bool		op_failed;		/* it failed; the node is down */
-	int			claim_asked;	/* OP_CLAIM: rows asked for */
-	double		claim_sent;		/* OP_CLAIM: when (the leases start after) */
-	long long  *acking;			/* OP_ACK: the ids */
-	int			nacking;
-	FailReport	failing;		/* OP_FAIL: the report */
+	NodeOp		op;				/* the oldest statement in flight, or none */
+	NodeOp		sent_op;		/* the statement sent last */
+	NodeStatement stmts[NODE_PIPELINE];	/* in flight, the oldest first */
+	int			nstmts;
+	bool		pipeline;		/* the connection is in pipeline mode */
+	bool		flushing;		/* their text is not all sent yet */
+	bool		op_failed;		/* one failed; the node is down */
 	FailReport *fails;			/* failures to report */
 	int			nfails;
 	int			fails_cap;
@@ -92,7 +110,8 @@ typedef struct Node
 #define ACK_GROUP		300
 #define ACK_DELAY		0.05
 
-extern void node_claim_setup(const char *kinds, const char *channels, double lease);
+extern void node_claim_setup(const char *kinds, const char *channels, double lease,
+							 bool fields);
 extern void node_down(Node *n, const char *why);
 extern void node_connect_start(Node *n);
 extern void node_connect_step(Node *n);

@@ -15,7 +15,7 @@
  * Everything happens in one loop, in one thread: the nodes' statements go
  * out without blocking (node.c), many deliveries are in flight at once
  * (sink.c: libcurl's multi interface, commands with pipes), and one wait
- * (sink_wait(): curl_multi_poll() over libcurl's sockets, the commands'
+ * (sink_wait(): poll() over libcurl's sockets, the commands'
  * pipes, the nodes' sockets and a self-pipe the signal handlers write to)
  * takes in whatever comes first: a result, a NOTIFY, a delivery's end, a
  * command's exit (SIGCHLD), a signal, or the next timer (a poll, a
@@ -72,6 +72,7 @@ static bool settling(const Node *n);
 static void check_connect_deadlines(void);
 static void settle_connections(bool stop_on_signal);
 static bool nodes_busy(void);
+static void send_statements(bool stopping, int *rr);
 static void summary(void);
 
 
@@ -274,6 +275,27 @@ summary(void)
 		   t.batches, t.claimed, t.delivered, t.failed, t.dead, t.left);
 }
 
+/*
+ * the next statement of every node with none in flight: acks and failures
+ * first, then claims while the windows have room, the nodes taking turns
+ * (*RR: the node to ask first)
+ */
+static void
+send_statements(bool stopping, int *rr)
+{
+	int			k;
+
+	for (k = 0; k < nnodes; k++)
+	{
+		Node	   *n = &nodes[(*rr + k) % nnodes];
+		int			room = stopping ? 0 : window_room();
+
+		if (node_send(n, room, stopping || (cfg.once && window_held() == 0)) &&
+			n->sent_op == OP_CLAIM)
+			*rr = (n->num) % nnodes;
+	}
+}
+
 /* a statement in flight, or acks or failures still to report, on an UP node */
 static bool
 nodes_busy(void)
@@ -319,7 +341,9 @@ main(int argc, char **argv)
 	window_init();
 	kinds_filter = claim_filter(true);
 	channels_filter = claim_filter(false);
-	node_claim_setup(kinds_filter, channels_filter, cfg.lease);
+	/* payload fields only for the sinks with templates */
+	node_claim_setup(kinds_filter, channels_filter, cfg.lease,
+					 cfg.sink_on[SINK_SMTP] || cfg.sink_on[SINK_SMS]);
 
 	nnodes = cfg.nnodes;
 	metrics_start(nnodes);
@@ -367,7 +391,6 @@ main(int argc, char **argv)
 		double		now = now_seconds(),
 					until,
 					wake;
-		int			k;
 
 		if (stop_requested && !stopping)
 		{
@@ -404,25 +427,20 @@ main(int argc, char **argv)
 			next_poll = now + cfg.poll_interval;
 		}
 
+		/*
+		 * statements, before and after the deliveries: a claim that has
+		 * just come back is followed by the next one at once, so that the
+		 * database works on it while the deliveries of the last one start
+		 * (starting a window's worth of HTTP requests takes as long as a
+		 * claim); after them, the acks and failures they brought
+		 */
+		send_statements(stopping, &rr);
 		/* deliveries: take in the ended ones, start what may start */
 		window_run(stopping);
 		/* stopping: what waits (a 429 sent it back, say) is left to its lease */
 		if (stopping)
 			window_leave_queued();
-
-		/*
-		 * statements: acks and failures first, then claims while the
-		 * windows have room, the nodes taking turns
-		 */
-		for (k = 0; k < nnodes; k++)
-		{
-			Node	   *n = &nodes[(rr + k) % nnodes];
-			int			room = stopping ? 0 : window_room();
-
-			if (node_send(n, room, stopping || (cfg.once && window_held() == 0)) &&
-				n->op == OP_CLAIM)
-				rr = (n->num) % nnodes;
-		}
+		send_statements(stopping, &rr);
 
 		if (stopping && sink_running(SINK_NTYPES) == 0 && !nodes_busy())
 			break;
@@ -449,7 +467,8 @@ main(int argc, char **argv)
 				until = n->retry_at;
 			if (n->state == NODE_UP && n->wake_at > 0 && !cfg.once && n->wake_at < until)
 				until = n->wake_at;
-			if (n->state == NODE_UP && n->op == OP_NONE && n->nunacked > 0 &&
+			if (n->state == NODE_UP && n->nstmts < (n->pipeline ? NODE_PIPELINE : 1) &&
+				n->nunacked > 0 &&
 				n->unacked_since + ACK_DELAY < until)
 				until = n->unacked_since + ACK_DELAY;
 		}

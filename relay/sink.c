@@ -17,9 +17,13 @@
  * All webhook, SMTP and SMS transfers share one libcurl multi handle, so
  * that connections are kept alive and reused across events (and HTTP/2
  * multiplexes them over one connection where the server offers it);
- * sink_wait() waits on the multi handle's sockets, the commands' pipes and
- * the caller's descriptors at once (curl_multi_poll()), then moves every
- * transfer on.  Commands are reaped there too (the relay's SIGCHLD handler
+ * sink_wait() waits on libcurl's sockets (which libcurl names through its
+ * socket callback), the commands' pipes and the caller's descriptors at
+ * once (poll()), then moves on the transfers whose sockets are ready or
+ * whose timer is due (curl_multi_socket_action()): with a window of a
+ * hundred transfers, curl_multi_perform() went through every one of them
+ * on every wake-up, and took most of the relay's CPU against a fast
+ * receiver.  Commands are reaped there too (the relay's SIGCHLD handler
  * wakes the wait).  Every transfer ends by its deadline, which the caller
  * gives (at most --timeout, and before the event's lease runs out): libcurl
  * gives the exchange up, a command's process group is killed.
@@ -105,8 +109,20 @@ struct Transfer
 };
 
 static CURLM *multi = NULL;
-static CURL *idle_handles[64];	/* easy handles to reuse */
+static CURL **idle_handles;		/* easy handles to reuse */
 static int	nidle;
+static int	idle_cap;
+
+/* libcurl's sockets, as its socket callback tells them, and its timer */
+typedef struct CurlSocket
+{
+	curl_socket_t fd;
+	short		events;			/* POLLIN, POLLOUT */
+} CurlSocket;
+static CurlSocket *curl_socks;
+static int	ncurl_socks;
+static int	curl_socks_cap;
+static double curl_due = -1;	/* curl_multi_socket_action() then; -1: no */
 static Transfer *running_head = NULL;	/* transfers not ended */
 static Transfer *finished_head = NULL;	/* ended, waiting for sink_done() */
 static Transfer *finished_tail = NULL;
@@ -120,6 +136,8 @@ static void free_exec_environment(char **env);
 static Transfer *new_transfer(SinkType type, double deadline, void *owner);
 static void end_early(Transfer *t, Outcome outcome, const char *fmt,...) __attribute__((format(printf, 3, 4)));
 static void transfer_ended(Transfer *t);
+static int curl_socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp);
+static int curl_timer_cb(CURLM *m, long timeout_ms, void *userp);
 static CURL *take_handle(Transfer *t);
 static void bind_handle(Transfer *t, bool own_errbuf);
 static void start_curl(Transfer *t);
@@ -166,6 +184,58 @@ sinks_init(void)
 	curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, conns);
 	curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, conns);
 	curl_multi_setopt(multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, conns);
+	curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, curl_socket_cb);
+	curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, curl_timer_cb);
+	/* a window's worth of easy handles is kept for reuse */
+	idle_cap = (int) conns;
+	idle_handles = xmalloc(sizeof(CURL *) * (idle_cap > 0 ? idle_cap : 1));
+}
+
+/*
+ * libcurl's socket callback: FD is to be watched for WHAT (CURL_POLL_IN,
+ * _OUT, _INOUT), or no longer (CURL_POLL_REMOVE)
+ */
+static int
+curl_socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+	int			i;
+
+	(void) easy;
+	(void) userp;
+	(void) socketp;
+	for (i = 0; i < ncurl_socks; i++)
+		if (curl_socks[i].fd == fd)
+			break;
+	if (what == CURL_POLL_REMOVE)
+	{
+		if (i < ncurl_socks)
+			curl_socks[i] = curl_socks[--ncurl_socks];
+		return 0;
+	}
+	if (i == ncurl_socks)
+	{
+		if (ncurl_socks == curl_socks_cap)
+		{
+			curl_socks_cap = curl_socks_cap ? curl_socks_cap * 2 : 64;
+			curl_socks = realloc(curl_socks, sizeof(CurlSocket) * curl_socks_cap);
+			if (curl_socks == NULL)
+				fatal(EXIT_INTERNAL, "out of memory");
+		}
+		curl_socks[ncurl_socks++].fd = fd;
+	}
+	curl_socks[i].events = ((what & CURL_POLL_IN) ? POLLIN : 0) |
+		((what & CURL_POLL_OUT) ? POLLOUT : 0);
+	return 0;
+}
+
+/* libcurl's timer callback: act in TIMEOUT_MS (0: at once; -1: no timer) */
+static int
+curl_timer_cb(CURLM *m, long timeout_ms, void *userp)
+{
+	(void) m;
+	(void) userp;
+	curl_due = timeout_ms < 0 ? -1 : now_seconds() + timeout_ms / 1000.0;
+	return 0;
 }
 
 void
@@ -173,6 +243,11 @@ sinks_cleanup(void)
 {
 	while (nidle > 0)
 		curl_easy_cleanup(idle_handles[--nidle]);
+	free(idle_handles);
+	idle_handles = NULL;
+	free(curl_socks);
+	curl_socks = NULL;
+	ncurl_socks = 0;
 	if (multi)
 		curl_multi_cleanup(multi);
 	multi = NULL;
@@ -405,7 +480,7 @@ sink_done(Transfer *t, SinkResult *res)
 	if (t->curl)
 	{
 		curl_multi_remove_handle(multi, t->curl);
-		if (nidle < (int) (sizeof(idle_handles) / sizeof(idle_handles[0])))
+		if (nidle < idle_cap)
 			idle_handles[nidle++] = t->curl;
 		else
 			curl_easy_cleanup(t->curl);
@@ -422,35 +497,36 @@ sink_done(Transfer *t, SinkResult *res)
 }
 
 /*
- * One wait of the relay's loop: curl_multi_poll() over libcurl's sockets,
- * the caller's descriptors and the commands' pipes, at most until UNTIL
- * (or a command's deadline); then libcurl's transfers move on, the
- * commands are fed, read and reaped, and whatever ended is queued for
- * sink_finished().
+ * One wait of the relay's loop: poll() over the caller's descriptors, the
+ * commands' pipes and libcurl's sockets, at most until UNTIL (or a
+ * command's deadline, or libcurl's timer); then the transfers whose
+ * sockets are ready or whose timer is due move on, the commands are fed,
+ * read and reaped, and whatever ended is queued for sink_finished().
  */
 void
 sink_wait(struct pollfd *extra, int nextra, double until)
 {
-	struct curl_waitfd *fds;
+	struct pollfd *fds;
 	int			nfds = 0,
+				first_curl,
+				ncurl,
 				i,
 				still,
-				left;
+				left,
+				ms;
 	Transfer   *t,
 			   *next;
 	CURLMsg    *m;
 	double		wait;
 
-	/* the caller's descriptors, then every command's pipes */
+	/* the caller's descriptors, then every command's pipes, then libcurl's */
 	for (t = running_head; t; t = t->next)
 		if (t->pid > 0 && t->deadline < until)
 			until = t->deadline;
-	fds = xmalloc(sizeof(struct curl_waitfd) * (nextra + 2 * in_flight[SINK_EXEC] + 1));
+	fds = xmalloc(sizeof(struct pollfd) * (nextra + 2 * in_flight[SINK_EXEC] + ncurl_socks + 1));
 	for (i = 0; i < nextra; i++)
 	{
-		fds[nfds].fd = extra[i].fd;
-		fds[nfds].events = ((extra[i].events & POLLIN) ? CURL_WAIT_POLLIN : 0) |
-			((extra[i].events & POLLOUT) ? CURL_WAIT_POLLOUT : 0);
+		fds[nfds] = extra[i];
 		fds[nfds++].revents = 0;
 	}
 	for (t = running_head; t; t = t->next)
@@ -458,28 +534,57 @@ sink_wait(struct pollfd *extra, int nextra, double until)
 		if (t->in_fd >= 0)
 		{
 			fds[nfds].fd = t->in_fd;
-			fds[nfds].events = CURL_WAIT_POLLOUT;
+			fds[nfds].events = POLLOUT;
 			fds[nfds++].revents = 0;
 		}
 		if (t->out_fd >= 0)
 		{
 			fds[nfds].fd = t->out_fd;
-			fds[nfds].events = CURL_WAIT_POLLIN;
+			fds[nfds].events = POLLIN;
 			fds[nfds++].revents = 0;
 		}
 	}
+	first_curl = nfds;
+	ncurl = ncurl_socks;
+	for (i = 0; i < ncurl; i++)
+	{
+		fds[nfds].fd = curl_socks[i].fd;
+		fds[nfds].events = curl_socks[i].events;
+		fds[nfds++].revents = 0;
+	}
+	if (curl_due >= 0 && curl_due < until)
+		until = curl_due;
 	wait = until - now_seconds();
 	if (finished_head != NULL || wait < 0)
 		wait = 0;
 	if (wait > 60)
 		wait = 60;
-	curl_multi_poll(multi, fds, nfds, (int) (wait * 1000 + 0.999), NULL);
+	ms = (int) (wait * 1000 + 0.999);
+	if (poll(fds, nfds, ms) < 0 && errno != EINTR)
+		fatal(EXIT_INTERNAL, "poll failed: %s", strerror(errno));
 	for (i = 0; i < nextra; i++)
-		extra[i].revents = ((fds[i].revents & CURL_WAIT_POLLIN) ? POLLIN : 0) |
-			((fds[i].revents & CURL_WAIT_POLLOUT) ? POLLOUT : 0);
+		extra[i].revents = fds[i].revents;
 
-	/* libcurl's transfers */
-	curl_multi_perform(multi, &still);
+	/* libcurl's transfers: the ready sockets, then the timer if it is due */
+	for (i = first_curl; i < first_curl + ncurl; i++)
+	{
+		int			mask = 0;
+
+		if (fds[i].revents == 0)
+			continue;
+		if (fds[i].revents & (POLLIN | POLLHUP))
+			mask |= CURL_CSELECT_IN;
+		if (fds[i].revents & POLLOUT)
+			mask |= CURL_CSELECT_OUT;
+		if (fds[i].revents & (POLLERR | POLLNVAL))
+			mask |= CURL_CSELECT_ERR;
+		curl_multi_socket_action(multi, fds[i].fd, mask, &still);
+	}
+	if (curl_due >= 0 && now_seconds() >= curl_due)
+	{
+		curl_due = -1;
+		curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &still);
+	}
 	while ((m = curl_multi_info_read(multi, &left)) != NULL)
 	{
 		if (m->msg != CURLMSG_DONE)
@@ -490,10 +595,7 @@ sink_wait(struct pollfd *extra, int nextra, double until)
 	}
 
 	/* the commands: their pipes, their end, their deadline */
-	/*
-	 * (curl_multi_poll() reports POLLIN and POLLOUT only, not POLLHUP or
-	 * POLLERR; the pipes do not block, so just try them)
-	 */
+	/* (the pipes do not block, so just try them) */
 	for (t = running_head; t; t = next)
 	{
 		next = t->next;
