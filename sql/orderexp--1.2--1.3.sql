@@ -4919,7 +4919,7 @@ CREATE VIEW orderexp.monitor_delivery AS
 	  FROM orderexp.outbox o
 	 GROUP BY o.kind, o.channel;
 COMMENT ON VIEW orderexp.monitor_delivery IS
-	'for monitoring (pg_monitor): per kind and channel of every table, events pending, leased, retrying, dead, the oldest undelivered; in the last hour made, delivered, dead, withheld, p95 seconds to delivery, reminders delivered before their deadline (delivery_health''s on_time_share)';
+	'for monitoring (pg_monitor): per kind and channel of every table, events pending, leased, retrying, dead, the oldest undelivered; in the last hour (of the events made in the last day) made, delivered, dead, withheld, p95 seconds to delivery, reminders delivered before their deadline (delivery_health''s on_time_share)';
 
 /* the worker of this database, and the tables its sweep fails on */
 CREATE VIEW orderexp.monitor_worker AS
@@ -5013,6 +5013,7 @@ CREATE INDEX outbox_obsolete ON orderexp.outbox (obsolete_at)
 	WHERE obsolete_at IS NOT NULL AND via IS NULL;
 CREATE INDEX outbox_history ON orderexp.outbox USING hash (order_key)
 	WHERE via IS NOT NULL;
+CREATE INDEX outbox_created ON orderexp.outbox USING brin (created_at);
 COMMENT ON COLUMN orderexp.outbox.delivered_at IS
 	'when a relay acknowledged the row (orderexp.ack); delivered rows are pruned after orderexp.event_retention, records of changes by forget_before()';
 COMMENT ON COLUMN orderexp.outbox.channel IS
@@ -6140,6 +6141,8 @@ CREATE OR REPLACE VIEW orderexp.monitor_delivery AS
 				 4) AS on_time_share
 	  FROM orderexp.outbox o
 	 WHERE o.channel IS NOT NULL
+	   /* what is still to be delivered, and the last day: not the whole history */
+	   AND (o.delivered_at IS NULL OR o.created_at >= now() - interval '1 day')
 	 GROUP BY o.kind, o.channel;
 
 /* --- 16. the sweep's outcomes counted per batch ------------------------------ */

@@ -410,8 +410,13 @@ SELECT x.ctid FROM orderexp.outbox x WHERE x.delivered_at < now() AND x.via IS N
 EXPLAIN (COSTS OFF)
 SELECT x.ctid FROM orderexp.outbox x WHERE x.obsolete_at < now() AND x.via IS NULL
  ORDER BY x.obsolete_at LIMIT 1000;
-RESET enable_seqscan;
 RESET enable_bitmapscan;
+-- the views of the last hour or day do not read the whole history (1.3):
+-- the recent rows by the BRIN index on created_at, the undelivered ones by
+-- outbox_undelivered
+EXPLAIN (COSTS OFF) SELECT * FROM orderexp.monitor_delivery;
+EXPLAIN (COSTS OFF) SELECT * FROM orderexp.monitor_closes;
+RESET enable_seqscan;
 
 \c :regress_db
 DROP DATABASE orderexp_delivery;
