@@ -34,44 +34,60 @@
 
 
 /*
- * The oldest delivered rows past the cut-off, locked, then deleted.
- * $1 the cut-off (now - retention), $2 the most rows to delete.  [records]:
- * from 1.3 on the record of a change (via set) is kept with the history, and
- * the partial indexes leave it out.
+ * The oldest rows past the cut-off by one column (delivered_at, or
+ * obsolete_at for reminders claim() settled), locked, then deleted; the
+ * column's partial index (outbox_delivered, outbox_obsolete) finds them.
+ * $1 the cut-off (now - retention), $2 the most rows to delete.  From 1.3
+ * on the record of a change (via set) is kept with the history, and the
+ * partial indexes leave it out: the statement says so too, or the planner
+ * could not use them.
  */
-static const char *const prune_sql[2] = {
-	"DELETE FROM orderexp.outbox o "
-	" WHERE o.ctid = ANY (ARRAY(SELECT x.ctid FROM orderexp.outbox x "
-	"                            WHERE x.delivered_at < $1 "
-	"                            ORDER BY x.delivered_at "
-	"                            LIMIT $2 "
-	"                              FOR UPDATE SKIP LOCKED))",
-	"DELETE FROM orderexp.outbox o "
-	" WHERE o.ctid = ANY (ARRAY(SELECT x.ctid FROM orderexp.outbox x "
-	"                            WHERE x.delivered_at < $1 AND x.via IS NULL "
-	"                            ORDER BY x.delivered_at "
-	"                            LIMIT $2 "
-	"                              FOR UPDATE SKIP LOCKED))"
-};
+static const char *const prune_template =
+"DELETE FROM orderexp.outbox o "
+" WHERE o.ctid = ANY (ARRAY(SELECT x.ctid FROM orderexp.outbox x "
+"                            WHERE x.%1$s < $1%2$s "
+"                            ORDER BY x.%1$s "
+"                            LIMIT $2 "
+"                              FOR UPDATE SKIP LOCKED))";
 
-/* the same for obsolete rows, by obsolete_at */
-static const char *const prune_obsolete_sql[2] = {
-	"DELETE FROM orderexp.outbox o "
-	" WHERE o.ctid = ANY (ARRAY(SELECT x.ctid FROM orderexp.outbox x "
-	"                            WHERE x.obsolete_at < $1 "
-	"                            ORDER BY x.obsolete_at "
-	"                            LIMIT $2 "
-	"                              FOR UPDATE SKIP LOCKED))",
-	"DELETE FROM orderexp.outbox o "
-	" WHERE o.ctid = ANY (ARRAY(SELECT x.ctid FROM orderexp.outbox x "
-	"                            WHERE x.obsolete_at < $1 AND x.via IS NULL "
-	"                            ORDER BY x.obsolete_at "
-	"                            LIMIT $2 "
-	"                              FOR UPDATE SKIP LOCKED))"
-};
+typedef enum PruneBy
+{
+	PRUNE_DELIVERED,
+	PRUNE_OBSOLETE
+} PruneBy;
 
-static SPIPlanPtr prune_plan[2];
-static SPIPlanPtr prune_obsolete_plan[2];
+static const char *const prune_column[2] = {"delivered_at", "obsolete_at"};
+
+/* kept plans: [PruneBy][records kept] */
+static SPIPlanPtr prune_plans[2][2];
+
+/*
+ * Delete up to "limit" rows of one kind older than "cutoff"; returns how
+ * many went.  The statement text is made only when its plan is not kept yet.
+ */
+static int64
+prune_rows(PruneBy by, bool records, TimestampTz cutoff, int limit)
+{
+	SPIPlanPtr *slot = &prune_plans[by][records];
+	Oid			argtypes[2] = {TIMESTAMPTZOID, INT4OID};
+	Datum		values[2];
+	int			ret;
+
+	if (*slot == NULL)
+	{
+		char	   *sql = psprintf(prune_template, prune_column[by],
+								   records ? " AND x.via IS NULL" : "");
+
+		orderexp_keep_plan(slot, sql, 2, argtypes, 0);
+		pfree(sql);
+	}
+	values[0] = TimestampTzGetDatum(cutoff);
+	values[1] = Int32GetDatum(limit);
+	ret = SPI_execute_plan(*slot, values, NULL, false, 0);
+	if (ret != SPI_OK_DELETE)
+		elog(ERROR, "prune statement failed: %s", SPI_result_code_string(ret));
+	return (int64) SPI_processed;
+}
 
 /*
  * Delete up to "limit" delivered or obsolete rows older than
@@ -87,39 +103,23 @@ static SPIPlanPtr prune_obsolete_plan[2];
 int64
 orderexp_prune_outbox(int limit)
 {
-	Oid			argtypes[2] = {TIMESTAMPTZOID, INT4OID};
-	Datum		values[2];
-	int			ret;
+	const OrderexpCatalog *cat;
+	TimestampTz cutoff;
 	int64		deleted;
-	int			records;
 
 	if (orderexp_event_retention <= 0 || limit <= 0)
 		return 0;
-	if (!orderexp_catalog()->has_prune_index)
+	cat = orderexp_catalog();
+	if (!cat->has_prune_index)
 		return 0;
-	records = orderexp_catalog()->events_are_records ? 1 : 0;
 
-	values[0] = TimestampTzGetDatum(GetCurrentTimestamp() -
-									(TimestampTz) orderexp_event_retention * USECS_PER_SEC);
-	values[1] = Int32GetDatum(limit);
-	ret = SPI_execute_plan(orderexp_keep_plan(&prune_plan[records], prune_sql[records],
-											  2, argtypes, 0),
-						   values, NULL, false, 0);
-	if (ret != SPI_OK_DELETE)
-		elog(ERROR, "prune statement failed: %s", SPI_result_code_string(ret));
-	deleted = (int64) SPI_processed;
+	cutoff = GetCurrentTimestamp() -
+		(TimestampTz) orderexp_event_retention * USECS_PER_SEC;
+	deleted = prune_rows(PRUNE_DELIVERED, cat->events_are_records, cutoff, limit);
 
 	/* obsolete rows with what is left of the limit */
-	if (deleted < limit && orderexp_catalog()->has_obsolete_index)
-	{
-		values[1] = Int32GetDatum(limit - (int) deleted);
-		ret = SPI_execute_plan(orderexp_keep_plan(&prune_obsolete_plan[records],
-												  prune_obsolete_sql[records],
-												  2, argtypes, 0),
-							   values, NULL, false, 0);
-		if (ret != SPI_OK_DELETE)
-			elog(ERROR, "prune statement failed: %s", SPI_result_code_string(ret));
-		deleted += (int64) SPI_processed;
-	}
+	if (deleted < limit && cat->has_obsolete_index)
+		deleted += prune_rows(PRUNE_OBSOLETE, cat->events_are_records, cutoff,
+							  limit - (int) deleted);
 	return deleted;
 }
