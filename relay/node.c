@@ -47,7 +47,8 @@ void		(*node_claims_sent_hook) (int rows) = NULL;
 void		(*node_events_claimed_hook) (Node *n, Event *evs, int nevs, double claimed_at) = NULL;
 
 /*
- * A claim: one row per event, with its JSON built once.  The columns are
+ * A claim: one row per event, with its JSON built once (CLAIM_EVENT_JSON,
+ * the body a webhook receives, the same in both forms).  The columns are
  * id, kind, channel, table, order_key, json, attempts, created_at; with
  * payload fields (claim_fields_sql, for the templates of the SMTP and SMS
  * sinks) an event has one more row per field of its payload and of the
@@ -57,22 +58,21 @@ void		(*node_events_claimed_hook) (Node *n, Event *evs, int nevs, double claimed
  * closed event with one payload column) and made the claim about three
  * times as expensive for the server (see bench/results.md).
  */
+#define CLAIM_EVENT_JSON \
+"(SELECT pg_catalog.row_to_json(e)::text" \
+"   FROM (SELECT c.id, c.kind, c.order_table::text AS \"table\", c.order_key," \
+"                c.channel, c.created_at, c.attempts," \
+"                pg_catalog.current_database() AS database, c.payload) e)"
+
 static const char *const claim_sql =
 "SELECT c.id, c.kind, c.channel, c.order_table::text, c.order_key,"
-"       (SELECT pg_catalog.row_to_json(e)::text"
-"          FROM (SELECT c.id, c.kind, c.order_table::text AS \"table\", c.order_key,"
-"                       c.channel, c.created_at, c.attempts,"
-"                       pg_catalog.current_database() AS database, c.payload) e),"
+"       " CLAIM_EVENT_JSON ","
 "       c.attempts::text, pg_catalog.to_json(c.created_at) #>> '{}'"
 "  FROM orderexp.claim($1::int, $2::interval, $3::text[], $4::text[]) c"
 " ORDER BY c.id";
 static const char *const claim_fields_sql =
 "WITH c AS MATERIALIZED ("
-"  SELECT c.*,"
-"         (SELECT pg_catalog.row_to_json(e)::text"
-"            FROM (SELECT c.id, c.kind, c.order_table::text AS \"table\", c.order_key,"
-"                         c.channel, c.created_at, c.attempts,"
-"                         pg_catalog.current_database() AS database, c.payload) e) AS json"
+"  SELECT c.*, " CLAIM_EVENT_JSON " AS json"
 "    FROM orderexp.claim($1::int, $2::interval, $3::text[], $4::text[]) c)"
 " SELECT c.id, c.kind, c.channel, c.order_table::text, c.order_key,"
 "        CASE WHEN f.n IS NULL OR f.n = 1 THEN c.json END,"
@@ -202,7 +202,6 @@ node_down(Node *n, const char *why)
 		metrics_failed(n->num, n->fails[n->nfails - 1].sink);
 		free(n->fails[--n->nfails].error);
 	}
-	n->op = OP_NONE;
 	n->flushing = false;
 	n->op_failed = true;
 	if (n->conn)
@@ -399,8 +398,6 @@ send_op(Node *n, const NodeStatement *st, const char *sql, int nparams,
 	NodeOp		op = st->op;
 
 	n->stmts[n->nstmts++] = *st;
-	n->op = n->stmts[0].op;
-	n->sent_op = op;
 	if (nparams == 0)
 		sent = PQsendQuery(n->conn, sql);
 	else
@@ -431,7 +428,6 @@ statement_done(Node *n)
 	memmove(n->stmts, n->stmts + 1, sizeof(NodeStatement) * (n->nstmts - 1));
 	n->nstmts--;
 	memset(&n->stmts[n->nstmts], 0, sizeof(NodeStatement));
-	n->op = n->nstmts > 0 ? n->stmts[0].op : OP_NONE;
 }
 
 /*
@@ -567,7 +563,7 @@ node_io(Node *n, short revents)
 				continue;
 			}
 			/* the statement is done */
-			if (n->op == OP_SETUP)
+			if (node_op(n) == OP_SETUP)
 			{
 				statement_done(n);
 #ifdef LIBPQ_HAS_PIPELINING
@@ -603,7 +599,7 @@ node_io(Node *n, short revents)
 static void
 op_result(Node *n, PGresult *res)
 {
-	switch (n->op)
+	switch (node_op(n))
 	{
 		case OP_SETUP:
 			if (!exec_ok(res))

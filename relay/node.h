@@ -93,8 +93,6 @@ typedef struct Node
 	int			nunacked;
 	int			unacked_cap;
 	double		unacked_since;	/* when the oldest of them was delivered */
-	NodeOp		op;				/* the oldest statement in flight, or none */
-	NodeOp		sent_op;		/* the statement sent last */
 	NodeStatement stmts[NODE_PIPELINE];	/* in flight, the oldest first */
 	int			nstmts;
 	bool		pipeline;		/* the connection is in pipeline mode */
@@ -105,6 +103,20 @@ typedef struct Node
 	int			fails_cap;
 	Stats		st;
 } Node;
+
+/* the oldest statement in flight on a node, or OP_NONE */
+static inline NodeOp
+node_op(const Node *n)
+{
+	return n->nstmts > 0 ? n->stmts[0].op : OP_NONE;
+}
+
+/* the statement sent last on a node, or OP_NONE */
+static inline NodeOp
+node_sent_op(const Node *n)
+{
+	return n->nstmts > 0 ? n->stmts[n->nstmts - 1].op : OP_NONE;
+}
 
 /* acks go in groups: this many ids, or the oldest this old (seconds) */
 #define ACK_GROUP		300

@@ -189,14 +189,14 @@ wait_for_work(double until)
 			if (fds[slot[i]].revents)
 				node_connect_step(n);
 		}
-		else if (fds[slot[i]].revents || n->op != OP_NONE)
+		else if (fds[slot[i]].revents || node_op(n) != OP_NONE)
 		{
 			/*
 			 * With a statement in flight, look for its result even when the
 			 * socket says nothing: libpq may have read it already while it
 			 * sent (the socket does not block, so this costs one recv)
 			 */
-			node_io(n, fds[slot[i]].revents | (n->op != OP_NONE ? POLLIN : 0));
+			node_io(n, fds[slot[i]].revents | (node_op(n) != OP_NONE ? POLLIN : 0));
 		}
 	}
 }
@@ -205,7 +205,7 @@ wait_for_work(double until)
 static bool
 settling(const Node *n)
 {
-	return n->state == NODE_CONNECTING || (n->state == NODE_UP && n->op == OP_SETUP);
+	return n->state == NODE_CONNECTING || (n->state == NODE_UP && node_op(n) == OP_SETUP);
 }
 
 /*
@@ -291,7 +291,7 @@ send_statements(bool stopping, int *rr)
 		int			room = stopping ? 0 : window_room();
 
 		if (node_send(n, room, stopping || (cfg.once && window_held() == 0)) &&
-			n->sent_op == OP_CLAIM)
+			node_sent_op(n) == OP_CLAIM)
 			*rr = (n->num) % nnodes;
 	}
 }
@@ -306,7 +306,7 @@ nodes_busy(void)
 	{
 		Node	   *n = &nodes[i];
 
-		if (n->state == NODE_UP && (n->op != OP_NONE || n->nunacked > 0 || n->nfails > 0))
+		if (n->state == NODE_UP && (node_op(n) != OP_NONE || n->nunacked > 0 || n->nfails > 0))
 			return true;
 	}
 	return false;
@@ -489,7 +489,7 @@ main(int argc, char **argv)
 		bool		sent = false;
 
 		for (i = 0; i < nnodes; i++)
-			if (node_send(&nodes[i], 0, true) || nodes[i].op != OP_NONE)
+			if (node_send(&nodes[i], 0, true) || node_op(&nodes[i]) != OP_NONE)
 				sent = true;
 		if (!sent)
 			break;
