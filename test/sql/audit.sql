@@ -129,19 +129,7 @@ SELECT :'SQLSTATE' AS sqlstate;
 
 -- an order's records are found by the hash index outbox_history, which the
 -- other events are not in
-CREATE FUNCTION pg_temp.plan_uses(query text, index text) RETURNS boolean
-LANGUAGE plpgsql AS $$
-DECLARE
-	line text;
-BEGIN
-	FOR line IN EXECUTE 'EXPLAIN (COSTS OFF) ' || query LOOP
-		IF line LIKE '%' || index || '%' THEN
-			RETURN true;
-		END IF;
-	END LOOP;
-	RETURN false;
-END;
-$$;
+\i test/sql/include/plan_uses.sql
 SET enable_seqscan = off;
 SELECT pg_temp.plan_uses($$SELECT a.id FROM orderexp.audit a
 						  WHERE a.order_table = 'aud.orders'::regclass AND a.order_key = '1'$$,

@@ -414,21 +414,7 @@ RESET enable_bitmapscan;
 -- the views of the last hour or day do not read the whole history (1.3):
 -- the recent rows by the BRIN index on created_at, the undelivered ones by
 -- outbox_undelivered
--- (the plans' other parts, the catalog lookups, vary with statistics: only
--- the indexes are checked)
-CREATE FUNCTION pg_temp.plan_uses(query text, index text) RETURNS boolean
-LANGUAGE plpgsql AS $$
-DECLARE
-	line text;
-BEGIN
-	FOR line IN EXECUTE 'EXPLAIN (COSTS OFF) ' || query LOOP
-		IF line ~ ('\m' || index || '\M') THEN
-			RETURN true;
-		END IF;
-	END LOOP;
-	RETURN false;
-END;
-$$;
+\i test/sql/include/plan_uses.sql
 SELECT pg_temp.plan_uses('SELECT * FROM orderexp.monitor_delivery', 'outbox_created') AS recent,
 	   pg_temp.plan_uses('SELECT * FROM orderexp.monitor_delivery', 'outbox_undelivered') AS undelivered,
 	   pg_temp.plan_uses('SELECT * FROM orderexp.monitor_closes', 'outbox_created') AS closes_recent,
