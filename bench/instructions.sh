@@ -59,13 +59,13 @@ for db in plain reg reg_bare oltp_plain oltp_reg; do
 	q postgres "CREATE DATABASE $db TEMPLATE base"
 done
 q plain "SELECT bench.fill_drain($N)" \
-	"CREATE INDEX orders_unpaid_due ON bench.orders (created_at) WHERE status = 'unpaid'" >/dev/null
+	"$UNPAID_DUE_INDEX" >/dev/null
 q reg "$REG" "SELECT bench.fill_drain($N)" >/dev/null
 q reg_bare "$REG" "SELECT bench.fill_drain($N)" >/dev/null
 q oltp_reg "$REG" >/dev/null
 # the unregistered table of the OLTP figure is kept as a pg_cron user would
 # keep it: with the partial index by which the job finds due orders
-q oltp_plain "CREATE INDEX orders_unpaid_due ON bench.orders (created_at) WHERE status = 'unpaid'" >/dev/null
+q oltp_plain "$UNPAID_DUE_INDEX" >/dev/null
 
 # reg_bare: the sweep without its audit and outcome CTEs (a wrapper strips
 # them from the text the generator makes: from 1.3 on the close batch's

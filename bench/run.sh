@@ -138,7 +138,7 @@ done
 log "loading: drain set of $(fmt "$DRAIN_N") expired orders among $(fmt $((3 * DRAIN_N))) rows (two templates), idle set of $(fmt "$IDLE_N") orders"
 REG="SELECT orderexp.set_close_policy('bench.orders', '1 hour', payload_columns => '{customer_email}')"
 ( q tpl_plain "SELECT bench.fill_drain($DRAIN_N)" \
-	"CREATE INDEX orders_unpaid_due ON bench.orders (created_at) WHERE status = 'unpaid'" \
+	"$UNPAID_DUE_INDEX" \
 	"VACUUM ANALYZE" >"$SCRATCH/tpl_plain.out" ) &
 P_PLAIN=$!
 ( t=$(timed tpl_reg "$REG;"$'\n'"SELECT bench.fill_drain($DRAIN_N);")
@@ -424,7 +424,7 @@ oltp_prepare() {
 			SELECT CASE WHEN i % 3 = 0 THEN 'paid' ELSE 'unpaid' END, 'base' || i || '@example.com'
 			  FROM generate_series(1, $OLTP_BASE) i" >/dev/null
 	if [[ $1 == plain ]]; then
-		q bench "CREATE INDEX orders_unpaid_due ON bench.orders (created_at) WHERE status = 'unpaid'" >/dev/null
+		q bench "$UNPAID_DUE_INDEX" >/dev/null
 	else
 		q bench "$REG" >/dev/null
 	fi
