@@ -4973,7 +4973,7 @@ ALTER TABLE orderexp.outbox
 	ADD COLUMN event_ids bigint[];
 
 /* the audit rows onto their change's first event, where it is still there */
-CREATE TEMP TABLE orderexp_moved ON COMMIT DROP AS
+CREATE TEMP TABLE orderexp_moved AS
 	SELECT DISTINCT ON (o.id) a.id AS audit_id, o.id AS event_id
 	  FROM orderexp.audit a
 	  JOIN orderexp.outbox o ON o.id = a.event_ids[1]
