@@ -13,9 +13,9 @@
 # worker off), stopped and removed on any exit.
 #
 # One template database holds both queues' events, the same N of them:
-#   orderexp  N orders of a registered table closed by orderexp.run_due(),
-#             as the worker closes them (a transaction per batch of
-#             orderexp.batch_size, 1,000): N "closed" events in the outbox
+#   orderexp  N orders of a registered table closed by orderexp.run_due(1000),
+#             a transaction per batch of 1,000, as the worker closes them:
+#             N "closed" events in the outbox
 #   PgQ       the same N events (kind, order key, channel, payload) put
 #             into queue "bench" with pgq.insert_event, 1,000 a transaction,
 #             each transaction followed by a tick (pgq.ticker, called here,
@@ -78,11 +78,21 @@ fi
 log "loading $(fmt "$N") events into each queue"
 q postgres "CREATE DATABASE tpl_consume"
 ox_psql -d tpl_consume -q -f "$BENCH_DIR/sql/schema.sql" >/dev/null
+# events into the stream of batches (1.3) where this orderexp has one;
+# BENCH_CONSUME_ROWS=1 keeps them rows claimed one by one, as before 1.3
+if [[ ${BENCH_CONSUME_ROWS:-0} != 1 ]] &&
+	[[ $(q tpl_consume "SELECT count(*) FROM pg_settings WHERE name = 'orderexp.batch_delivery'") == 1 ]]; then
+	q tpl_consume "ALTER DATABASE tpl_consume SET orderexp.batch_delivery = on"
+fi
 q tpl_consume "CREATE EXTENSION pgq" \
 	"SELECT orderexp.set_close_policy('bench.orders', '1 hour', payload_columns => '{customer_email}')" \
 	"SELECT bench.fill_drain($N)" >/dev/null
 # the closes, a transaction per batch of 1,000, as the worker makes them
-q tpl_consume "SELECT * FROM orderexp.run_due()" >/dev/null
+closes=()
+for _ in $(seq 1 $((N / BATCH))); do
+	closes+=("SELECT * FROM orderexp.run_due($BATCH)")
+done
+q tpl_consume "${closes[@]}" >/dev/null
 # PgQ: the queue ticks after every 1,000 events, here by the calls below
 # (force_tick() + ticker(), as PgQ's own tests make a tick at a given
 # point); the consumer is registered at the queue's first tick
