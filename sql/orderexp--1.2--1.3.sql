@@ -6712,6 +6712,21 @@ AS $$
 	 ORDER BY 25, 1
 $$;
 
+/* the ids of stream batch b's events still in the stream (_batch_rows' ids) */
+CREATE FUNCTION orderexp._batch_ids(b orderexp.batches)
+RETURNS SETOF bigint
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT o.id
+	  FROM orderexp.outbox o
+	 WHERE o.txid IS NOT NULL AND o.delivered_at IS NULL
+	   AND (o.txid, o.id) > (b.from_txid, b.from_id)
+	   AND (o.txid, o.id) <= (b.to_txid, b.to_id)
+	   AND pg_visible_in_snapshot(o.txid, b.hi_snap)
+	   AND NOT pg_visible_in_snapshot(o.txid, b.lo_snap)
+$$;
+
 /*
  * The stream batch that event (txid, id) was cut into, if it was: NULL for
  * an event not yet cut, or one no longer in the stream (txid NULL).  For
@@ -7140,7 +7155,23 @@ BEGIN
 	IF b.finished_at IS NOT NULL THEN
 		RETURN;
 	END IF;
-	RETURN QUERY SELECT * FROM orderexp._batch_rows(b);
+	IF b.hi_snap IS NULL THEN
+		RETURN QUERY SELECT * FROM orderexp._batch_rows(b);
+		RETURN;
+	END IF;
+	/* _batch_rows' stream events, written out: one copy of them less */
+	RETURN QUERY
+	SELECT o.id, o.kind, o.order_table, o.order_key, o.channel, o.payload, o.created_at,
+		   b.attempts, b.leased_until, b.leased_until, NULL::timestamptz, o.last_error,
+		   o.dead_at, b.claimed_by, o.obsolete_at, o.via, o.actor, o.reason, o.policy_id,
+		   o.policy_version, o.variant, o.deadline, o.previous_deadline, o.event_ids, o.txid
+	  FROM orderexp.outbox o
+	 WHERE o.txid IS NOT NULL AND o.delivered_at IS NULL
+	   AND (o.txid, o.id) > (b.from_txid, b.from_id)
+	   AND (o.txid, o.id) <= (b.to_txid, b.to_id)
+	   AND pg_visible_in_snapshot(o.txid, b.hi_snap)
+	   AND NOT pg_visible_in_snapshot(o.txid, b.lo_snap)
+	 ORDER BY o.txid, o.id;
 END;
 $$;
 COMMENT ON FUNCTION orderexp.get_batch_events(bigint) IS
@@ -7171,14 +7202,7 @@ BEGIN
 		 WHERE o.id IN (SELECT r.id FROM orderexp._batch_rows(b) r);
 		GET DIAGNOSTICS n = ROW_COUNT;
 	ELSE
-		/* _batch_rows' stream events, counted from outbox_stream alone */
-		SELECT count(*) INTO n
-		  FROM orderexp.outbox o
-		 WHERE o.txid IS NOT NULL AND o.delivered_at IS NULL
-		   AND (o.txid, o.id) > (b.from_txid, b.from_id)
-		   AND (o.txid, o.id) <= (b.to_txid, b.to_id)
-		   AND pg_visible_in_snapshot(o.txid, b.hi_snap)
-		   AND NOT pg_visible_in_snapshot(o.txid, b.lo_snap);
+		SELECT count(*) INTO n FROM orderexp._batch_ids(b);
 	END IF;
 	UPDATE orderexp.batches x SET finished_at = clock_timestamp() WHERE x.id = b.id;
 	RETURN n;
@@ -7284,7 +7308,7 @@ BEGIN
 	LOOP
 		SELECT count(*), array_agg(r.id) FILTER (WHERE a.id IS NOT NULL)
 		  INTO members, acked
-		  FROM orderexp._batch_rows(b) r
+		  FROM orderexp._batch_ids(b) r(id)
 		  LEFT JOIN (SELECT DISTINCT x AS id FROM unnest(ids) x) a ON a.id = r.id;
 		CONTINUE WHEN acked IS NULL;
 		IF cardinality(acked) = members THEN
@@ -7798,6 +7822,7 @@ REVOKE ALL ON FUNCTION
 	orderexp._snapshot_for_cut(),
 	orderexp._in_batch(xid8, bigint, orderexp.batches),
 	orderexp._batch_rows(orderexp.batches),
+	orderexp._batch_ids(orderexp.batches),
 	orderexp._batch_of(xid8, bigint),
 	orderexp._stream_has_new(pg_snapshot),
 	orderexp._cut_batch(integer, interval, timestamptz),
