@@ -458,6 +458,21 @@ COMMENT ON COLUMN orderexp.batches.dead_at IS
 	'when the batch ran out of attempts (its events are dead rows since)';
 
 /*
+ * How far the events delivered in batches are pruned: every stream batch
+ * below pruned_to that was finished has lost its events but the records of
+ * changes (which keep their batch row: it says when they were delivered).
+ * A table of its own, so that pruning never waits for a relay's cut.
+ */
+CREATE TABLE orderexp.batch_pruning (
+	one				boolean PRIMARY KEY DEFAULT true
+					CONSTRAINT batch_pruning_one CHECK (one),
+	pruned_to		bigint NOT NULL DEFAULT 1
+);
+COMMENT ON TABLE orderexp.batch_pruning IS
+	'how far the events delivered in batches are pruned (one row)';
+INSERT INTO orderexp.batch_pruning DEFAULT VALUES;
+
+/*
  * The key extension tokens are signed with.  One row; only the extension
  * owner can read it.  It is kept by pg_dump: restoring a dump inserts the
  * dumped row after CREATE EXTENSION made a fresh one, and the trigger
@@ -4070,6 +4085,51 @@ COMMENT ON FUNCTION orderexp.finish_batch(bigint) IS
 	'mark the events of a batch the calling role holds delivered (all but those fail() reported); returns how many';
 
 /*
+ * Retention of events delivered in batches (called by the worker's and
+ * run_due()'s pruning, src/outbox.c): the events of stream batches
+ * finished before cutoff, oldest batch first, whole batches until about
+ * max_rows events are gone, are deleted, but for the records of changes
+ * (via set), which are the orders' history and keep their batch.  Stops at
+ * the first stream batch not finished before cutoff, so that pruning
+ * follows the order in which batches were cut.  Returns the events
+ * deleted.
+ */
+CREATE FUNCTION orderexp._prune_batches(cutoff timestamptz, max_rows integer)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	b		orderexp.batches;
+	pos		bigint;
+	start	bigint;
+	n		bigint := 0;
+	k		bigint;
+BEGIN
+	SELECT p.pruned_to INTO start FROM orderexp.batch_pruning p FOR UPDATE SKIP LOCKED;
+	IF NOT FOUND THEN
+		RETURN 0;				/* another pruning is under way */
+	END IF;
+	pos := start;
+	FOR b IN SELECT x.* FROM orderexp.batches x WHERE x.id >= start ORDER BY x.id LOOP
+		EXIT WHEN n >= max_rows;
+		IF b.hi_snap IS NOT NULL AND b.dead_at IS NULL THEN
+			EXIT WHEN b.finished_at IS NULL OR b.finished_at >= cutoff;
+			DELETE FROM orderexp.outbox o
+			 WHERE o.id IN (SELECT orderexp._batch_ids(b)) AND o.via IS NULL;
+			GET DIAGNOSTICS k = ROW_COUNT;
+			n := n + k;
+		END IF;
+		pos := b.id + 1;
+	END LOOP;
+	IF pos <> start THEN
+		UPDATE orderexp.batch_pruning SET pruned_to = pos;
+	END IF;
+	RETURN n;
+END;
+$$;
+
+/*
  * claim() as relays up to 1.2 call it, over both kinds of events: the rows
  * claimed one by one first (_claim_rows), then, with the room left, a
  * batch (an expired one again, or a new one cut off the stream) whose
@@ -5554,7 +5614,8 @@ REVOKE ALL ON FUNCTION
 	orderexp._batch_exceptions(orderexp.batches, bigint[], timestamptz),
 	orderexp._reoffer(integer, interval, timestamptz),
 	orderexp._check_lease(integer, interval, timestamptz),
-	orderexp._my_batch(bigint)
+	orderexp._my_batch(bigint),
+	orderexp._prune_batches(timestamptz, integer)
 	FROM PUBLIC;
 
 /*

@@ -170,6 +170,27 @@ SELECT o.order_key, s.stream, s.attempts, s.retrying
  WHERE o.order_key = '500' ORDER BY s.id;
 
 --
+-- retention: run_due() prunes the events of batches finished longer than
+-- orderexp.event_retention ago, but not the records of changes (via set),
+-- which keep their batch and their derived delivery
+--
+SELECT orderexp.finish_batch(id) FROM orderexp.batches WHERE finished_at IS NULL;
+DELETE FROM orderexp.outbox; DELETE FROM orderexp.batches;
+SELECT count(*) FROM ev(3, 600);
+INSERT INTO orderexp.outbox (kind, order_table, order_key, channel, payload, via, reason)
+VALUES ('cancelled', 'shop_orders', '700', 'email', '{}', 'operator', 'asked');
+SELECT orderexp.next_batch(10) AS b \gset
+SELECT orderexp.finish_batch(:b);
+SELECT count(*) FROM ev(2, 800);
+SELECT orderexp.next_batch(10) AS b2 \gset
+SELECT orderexp.finish_batch(:b2);
+UPDATE orderexp.batches SET finished_at = now() - interval '8 days' WHERE id = :b;
+SELECT count(*) FROM orderexp.run_due();
+SELECT o.order_key, o.via, s.delivered_at IS NOT NULL AS delivered
+  FROM orderexp.outbox o JOIN orderexp.outbox_state s USING (id) ORDER BY o.id;
+SELECT pruned_to > :b AS passed FROM orderexp.batch_pruning;
+
+--
 -- bad input
 --
 SELECT orderexp.next_batch(0);
