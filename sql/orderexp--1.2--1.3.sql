@@ -6703,9 +6703,11 @@ $$;
  */
 CREATE FUNCTION orderexp._batch_rows(b orderexp.batches)
 RETURNS SETOF orderexp.outbox
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
+BEGIN
+	RETURN QUERY
 	SELECT o.id, o.kind, o.order_table, o.order_key, o.channel, o.payload, o.created_at,
 		   b.attempts, CASE WHEN b.finished_at IS NULL THEN b.leased_until ELSE o.next_attempt_at END,
 		   CASE WHEN b.finished_at IS NULL THEN b.leased_until END, b.finished_at, o.last_error,
@@ -6724,22 +6726,26 @@ AS $$
 	 WHERE b.hi_snap IS NULL
 	   AND o.id = ANY (b.row_ids) AND o.txid IS NULL AND o.delivered_at IS NULL
 	   AND o.dead_at IS NULL AND o.claimed_by = b.claimed_by AND o.leased_until = b.leased_until
-	 ORDER BY 25, 1
+	 ORDER BY 25, 1;
+END;
 $$;
 
 /* the ids of stream batch b's events still in the stream (_batch_rows' ids) */
 CREATE FUNCTION orderexp._batch_ids(b orderexp.batches)
 RETURNS SETOF bigint
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
+BEGIN
+	RETURN QUERY
 	SELECT o.id
 	  FROM orderexp.outbox o
 	 WHERE o.txid IS NOT NULL AND o.delivered_at IS NULL
 	   AND (o.txid, o.id) > (b.from_txid, b.from_id)
 	   AND (o.txid, o.id) <= (b.to_txid, b.to_id)
 	   AND pg_visible_in_snapshot(o.txid, b.hi_snap)
-	   AND NOT pg_visible_in_snapshot(o.txid, b.lo_snap)
+	   AND NOT pg_visible_in_snapshot(o.txid, b.lo_snap);
+END;
 $$;
 
 /*
@@ -6807,15 +6813,47 @@ COMMENT ON VIEW orderexp.outbox_state IS
 /* are there events in the stream that snapshot s did not see? */
 CREATE FUNCTION orderexp._stream_has_new(s pg_snapshot)
 RETURNS boolean
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-	SELECT EXISTS (SELECT 1 FROM orderexp.outbox o
+BEGIN
+	RETURN (SELECT EXISTS (SELECT 1 FROM orderexp.outbox o
 					WHERE o.txid >= pg_snapshot_xmax(s)
 					  AND o.txid IS NOT NULL AND o.delivered_at IS NULL)
 		OR EXISTS (SELECT 1 FROM orderexp.outbox o
 					WHERE o.txid = ANY (ARRAY(SELECT pg_snapshot_xip(s)))
-					  AND o.txid IS NOT NULL AND o.delivered_at IS NULL)
+					  AND o.txid IS NOT NULL AND o.delivered_at IS NULL));
+END;
+$$;
+
+/*
+ * Is there anything for a batch at t: a window being cut, an expired
+ * batch, or events the last cut did not see?  One statement of index
+ * probes and no write, so that an idle relay's poll stays cheap.  (This
+ * and the other helpers that run on every batch are PL/pgSQL, whose plans
+ * are kept for the session: a SQL function called from PL/pgSQL is planned
+ * again in every transaction.)
+ */
+CREATE FUNCTION orderexp._stream_due(t timestamptz)
+RETURNS boolean
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	RETURN (SELECT EXISTS (
+		SELECT 1
+		  FROM orderexp.stream_cursor c
+		 WHERE c.next_snap IS NOT NULL
+			OR EXISTS (SELECT 1 FROM orderexp.batches x
+						WHERE x.id >= c.open_from AND x.finished_at IS NULL
+						  AND x.hi_snap IS NOT NULL AND x.leased_until <= t)
+			OR EXISTS (SELECT 1 FROM orderexp.outbox o
+						WHERE o.txid >= pg_snapshot_xmax(c.done_snap)
+						  AND o.txid IS NOT NULL AND o.delivered_at IS NULL)
+			OR EXISTS (SELECT 1 FROM orderexp.outbox o
+						WHERE o.txid = ANY (ARRAY(SELECT pg_snapshot_xip(c.done_snap)))
+						  AND o.txid IS NOT NULL AND o.delivered_at IS NULL)));
+END;
 $$;
 
 /*
@@ -7089,11 +7127,15 @@ DECLARE
 	t timestamptz := clock_timestamp();
 	bid bigint;
 	ids bigint[];
+	due boolean;
 BEGIN
 	PERFORM orderexp._check_lease(max_rows, lease, t);
-	bid := orderexp._reoffer(max_rows, lease, t);
-	IF bid IS NOT NULL THEN
-		RETURN bid;
+	due := orderexp._stream_due(t);
+	IF due THEN
+		bid := orderexp._reoffer(max_rows, lease, t);
+		IF bid IS NOT NULL THEN
+			RETURN bid;
+		END IF;
 	END IF;
 	IF EXISTS (SELECT 1 FROM orderexp.outbox o
 				WHERE o.next_attempt_at <= t AND o.delivered_at IS NULL AND o.txid IS NULL) THEN
@@ -7104,6 +7146,9 @@ BEGIN
 		VALUES (ids, t, session_user, t + lease)
 		RETURNING nb.id INTO bid;
 		RETURN bid;
+	END IF;
+	IF NOT due THEN
+		RETURN NULL;
 	END IF;
 	RETURN orderexp._cut_batch(max_rows, lease, t);
 END;
@@ -7292,14 +7337,21 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	t timestamptz := clock_timestamp();
-	n integer;
+	n integer := 0;
 	got integer;
 	bid bigint;
 	b orderexp.batches;
 BEGIN
 	PERFORM orderexp._check_lease(max_rows, lease, t);
-	RETURN QUERY SELECT * FROM orderexp._claim_rows(max_rows, lease, kinds, channels, t);
-	GET DIAGNOSTICS n = ROW_COUNT;
+	/* rows due one by one (none, mostly, when events go into the stream) */
+	IF EXISTS (SELECT 1 FROM orderexp.outbox o
+				WHERE o.next_attempt_at <= t AND o.delivered_at IS NULL AND o.txid IS NULL) THEN
+		RETURN QUERY SELECT * FROM orderexp._claim_rows(max_rows, lease, kinds, channels, t);
+		GET DIAGNOSTICS n = ROW_COUNT;
+	END IF;
+	IF n >= max_rows OR NOT orderexp._stream_due(t) THEN
+		RETURN;
+	END IF;
 	/* a filtered batch may come out empty: a few more tries */
 	FOR i IN 1 .. 4 LOOP
 		EXIT WHEN n >= max_rows;
@@ -7885,6 +7937,7 @@ REVOKE ALL ON FUNCTION
 	orderexp._batch_ids(orderexp.batches),
 	orderexp._batch_of(xid8, bigint),
 	orderexp._stream_has_new(pg_snapshot),
+	orderexp._stream_due(timestamptz),
 	orderexp._cut_batch(integer, interval, timestamptz),
 	orderexp._batch_exceptions(orderexp.batches, bigint[], timestamptz),
 	orderexp._reoffer(integer, interval, timestamptz),
