@@ -6730,15 +6730,15 @@ BEGIN
 END;
 $$;
 
-/* the ids of stream batch b's events still in the stream (_batch_rows' ids) */
+/* the positions of stream batch b's events still in the stream (_batch_rows') */
 CREATE FUNCTION orderexp._batch_ids(b orderexp.batches)
-RETURNS SETOF bigint
+RETURNS TABLE (txid xid8, id bigint)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	RETURN QUERY
-	SELECT o.id
+	SELECT o.txid, o.id
 	  FROM orderexp.outbox o
 	 WHERE o.txid IS NOT NULL AND o.delivered_at IS NULL
 	   AND (o.txid, o.id) > (b.from_txid, b.from_id)
@@ -7303,7 +7303,7 @@ BEGIN
 		IF b.hi_snap IS NOT NULL AND b.dead_at IS NULL THEN
 			EXIT WHEN b.finished_at IS NULL OR b.finished_at >= cutoff;
 			DELETE FROM orderexp.outbox o
-			 WHERE o.id IN (SELECT orderexp._batch_ids(b)) AND o.via IS NULL;
+			 WHERE o.id IN (SELECT k.id FROM orderexp._batch_ids(b) k) AND o.via IS NULL;
 			GET DIAGNOSTICS k = ROW_COUNT;
 			n := n + k;
 		END IF;
@@ -7389,7 +7389,11 @@ DECLARE
 	n integer;
 	b orderexp.batches;
 	members integer;
-	acked bigint[];
+	nacked integer;
+	nfirst integer;
+	scattered bigint[];
+	end_txid xid8;
+	end_id bigint;
 BEGIN
 	IF ids IS NULL THEN
 		RAISE EXCEPTION 'ids must not be null'
@@ -7406,9 +7410,12 @@ BEGIN
 		RETURN n;
 	END IF;
 	/*
-	 * events of the caller's open batches: all of a batch's finish it (one
-	 * write); some of them leave the stream delivered, and the rest come
-	 * back when the batch's lease expires
+	 * Events of the caller's open batches.  All of a batch's finish it (one
+	 * write).  Of some of them (a relay acks in groups as its deliveries
+	 * end), those that make up the start of the batch become a finished
+	 * batch of their own and the open one starts after them (two writes);
+	 * the others acked leave the stream delivered; the rest come back when
+	 * the batch's lease expires.
 	 */
 	FOR b IN SELECT x.*
 			   FROM orderexp.batches x
@@ -7418,20 +7425,36 @@ BEGIN
 			  ORDER BY x.id
 				FOR UPDATE
 	LOOP
-		SELECT count(*), array_agg(r.id) FILTER (WHERE a.id IS NOT NULL)
-		  INTO members, acked
-		  FROM orderexp._batch_ids(b) r(id)
-		  LEFT JOIN (SELECT DISTINCT x AS id FROM unnest(ids) x) a ON a.id = r.id;
-		CONTINUE WHEN acked IS NULL;
-		IF cardinality(acked) = members THEN
+		SELECT count(*), count(*) FILTER (WHERE w.acked), count(*) FILTER (WHERE w.first),
+			   array_agg(w.id) FILTER (WHERE w.acked AND NOT w.first),
+			   (array_agg(w.txid ORDER BY w.txid DESC, w.id DESC) FILTER (WHERE w.first))[1],
+			   (array_agg(w.id ORDER BY w.txid DESC, w.id DESC) FILTER (WHERE w.first))[1]
+		  INTO members, nacked, nfirst, scattered, end_txid, end_id
+		  FROM (SELECT r.txid, r.id, a.id IS NOT NULL AS acked,
+					   bool_and(a.id IS NOT NULL) OVER (ORDER BY r.txid, r.id) AS first
+				  FROM orderexp._batch_ids(b) r
+				  LEFT JOIN (SELECT DISTINCT x AS id FROM unnest(ids) x) a ON a.id = r.id) w;
+		CONTINUE WHEN nacked = 0;
+		IF nacked = members THEN
 			UPDATE orderexp.batches x SET finished_at = clock_timestamp() WHERE x.id = b.id;
 		ELSE
-			UPDATE orderexp.outbox o
-			   SET txid = NULL, attempts = b.attempts, claimed_by = b.claimed_by,
-				   delivered_at = clock_timestamp(), leased_until = NULL
-			 WHERE o.id = ANY (acked);
+			IF nfirst > 0 THEN
+				INSERT INTO orderexp.batches (lo_snap, hi_snap, from_txid, from_id, to_txid, to_id,
+											  created_at, attempts, claimed_by, leased_until,
+											  finished_at)
+				VALUES (b.lo_snap, b.hi_snap, b.from_txid, b.from_id, end_txid, end_id,
+						b.created_at, b.attempts, b.claimed_by, b.leased_until, clock_timestamp());
+				UPDATE orderexp.batches x SET from_txid = end_txid, from_id = end_id
+				 WHERE x.id = b.id;
+			END IF;
+			IF scattered IS NOT NULL THEN
+				UPDATE orderexp.outbox o
+				   SET txid = NULL, attempts = b.attempts, claimed_by = b.claimed_by,
+					   delivered_at = clock_timestamp(), leased_until = NULL
+				 WHERE o.id = ANY (scattered);
+			END IF;
 		END IF;
-		n := n + cardinality(acked);
+		n := n + nacked;
 	END LOOP;
 	RETURN n;
 END;

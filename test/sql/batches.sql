@@ -128,9 +128,15 @@ SELECT finished_at IS NOT NULL AS finished FROM orderexp.batches ORDER BY id DES
 SELECT orderexp.ack(:'ids') AS acked_again;
 SELECT count(*) FROM ev(4, 200);
 SELECT array_agg(id ORDER BY id) AS ids FROM orderexp.claim(100) \gset
+-- the first two acked: they become a finished batch of their own (no
+-- write to the events); the last acked apart: it leaves the stream
 SELECT orderexp.ack((:'ids'::bigint[])[1:2]) AS acked_two;
+SELECT orderexp.ack(ARRAY[(:'ids'::bigint[])[4]]) AS acked_last;
 SELECT id - (:'ids'::bigint[])[1] AS n, stream, delivered, leased FROM st()
  WHERE id = ANY (:'ids'::bigint[]);
+SELECT count(*) FILTER (WHERE finished_at IS NOT NULL) AS finished,
+	   count(*) FILTER (WHERE finished_at IS NULL) AS open
+  FROM orderexp.batches WHERE id > :b3;
 -- another role acks nothing of it
 SET SESSION AUTHORIZATION regress_batch_other;
 SELECT orderexp.ack(:'ids') AS acked_by_other;
