@@ -23,9 +23,13 @@
  * from a backend-local cache, and a new order's timer row goes straight
  * into the heap and the indexes of orderexp.timers, without SPI or an
  * executor plan (insert_timer_direct: about half the instructions of the
- * kept INSERT, see bench/instructions.md).  Only an order that has a timer
- * already (set back to unpaid, a key used again) takes the kept single-row
- * INSERT ... ON CONFLICT DO UPDATE.  The cache is dropped whenever
+ * kept INSERT, see bench/instructions.md), as a speculative insertion that
+ * needs no probe of its own, through relations kept open for the rest of
+ * the transaction (TimerInserter: a bulk INSERT opens them once).  Only an
+ * order that has a timer already (set back to unpaid, a key used again)
+ * takes the kept single-row INSERT ... ON CONFLICT DO UPDATE.  SPI is
+ * connected only for that, and to read a table's policies into the cache,
+ * which happens once per table and backend.  The cache is dropped whenever
  * orderexp.policies changes: a statement trigger on that table sends a
  * relcache invalidation for it, which every backend receives at the commit
  * of the change.  Starting and ending an experiment change the policy row
@@ -45,14 +49,11 @@
  */
 #include "postgres.h"
 
-#include "access/genam.h"
 #include "access/htup_details.h"
-#include "access/stratnum.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
-#include "catalog/pg_collation.h"
 #include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
 #include "commands/sequence.h"
@@ -62,15 +63,17 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "nodes/execnodes.h"
+#include "storage/lmgr.h"
+#include "storage/proc.h"
+#include "tcop/utility.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/fmgroids.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
-#include "utils/snapmgr.h"
+#include "utils/resowner.h"
 #include "utils/timestamp.h"
 
 #include "orderexp.h"
@@ -226,6 +229,9 @@ table_policies(Oid relid)
 	if (found)
 		return tp;
 
+	/* a miss: read them, through SPI (a hit, nearly every call, needs none) */
+	if ((ret = SPI_connect()) != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(ret));
 	values[0] = ObjectIdGetDatum(relid);
 	ret = SPI_execute_plan(orderexp_keep_plan(&policies_plan,
 											  plans_for_1_1 ? policies_sql : policies_sql_1_0,
@@ -236,7 +242,10 @@ table_policies(Oid relid)
 
 	/* an invalidation while reading may have reset the cache: look again */
 	if (policy_cache == NULL)
+	{
+		SPI_finish();
 		return table_policies(relid);
+	}
 
 	oldcxt = MemoryContextSwitchTo(PolicyCacheContext);
 	tp = hash_search(policy_cache, &relid, HASH_ENTER, &found);
@@ -290,7 +299,158 @@ table_policies(Oid relid)
 		}
 	}
 	MemoryContextSwitchTo(oldcxt);
+	SPI_finish();
 	return tp;
+}
+
+/*
+ * What the direct insert keeps open from one new order to the next within a
+ * transaction: orderexp.timers, its indexes (the IndexInfo of each, with
+ * what a speculative insertion needs) and an executor state with a slot.
+ * Opening and closing them cost as much as the insert itself (a third of
+ * the trigger, see bench/instructions.md); a bulk INSERT of orders opens
+ * them once.
+ *
+ * They are opened under the transaction's resource owner, so that a
+ * subtransaction's abort does not close them under us, and closed before
+ * its commit (inserter_xact_callback), so that commit finds nothing left
+ * open; an abort closes whatever is open anyway, and we only forget.  A
+ * relcache invalidation of orderexp.timers (an index added in this very
+ * transaction, the extension updated) makes the next insert reopen them.
+ */
+typedef struct TimerInserter
+{
+	LocalTransactionId lxid;	/* the transaction they are open in, or 0 */
+	bool		stale;			/* orderexp.timers changed: reopen */
+	Oid			relid;
+	Relation	timers;
+	EState	   *estate;			/* in TopTransactionContext */
+	ResultRelInfo *rri;
+	TupleTableSlot *slot;
+	List	   *arbiters;		/* the primary key, for the speculative insert */
+} TimerInserter;
+
+static TimerInserter inserter;
+static bool inserter_callbacks = false;
+static ProcessUtility_hook_type prev_process_utility = NULL;
+
+/* close what the inserter holds open (under the resource owner it used) */
+static void
+inserter_close(void)
+{
+	ResourceOwner save = CurrentResourceOwner;
+
+	CurrentResourceOwner = TopTransactionResourceOwner;
+	ExecCloseIndices(inserter.rri);
+	ExecResetTupleTable(inserter.estate->es_tupleTable, false);
+	FreeExecutorState(inserter.estate);
+	table_close(inserter.timers, NoLock);
+	CurrentResourceOwner = save;
+	memset(&inserter, 0, sizeof(inserter));
+}
+
+/* before commit or prepare: close; after an abort: forget (already closed) */
+static void
+inserter_xact_callback(XactEvent event, void *arg)
+{
+	if (inserter.lxid == InvalidLocalTransactionId)
+		return;
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+		case XACT_EVENT_PARALLEL_PRE_COMMIT:
+		case XACT_EVENT_PRE_PREPARE:
+			inserter_close();
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			memset(&inserter, 0, sizeof(inserter));
+			break;
+		default:
+			break;
+	}
+}
+
+/*
+ * Before any utility statement: close.  A table that is open in this
+ * session cannot be altered, dropped, truncated or indexed by it ("being
+ * used by active queries in this session"): without this, ALTER EXTENSION
+ * orderexp UPDATE, or DROP EXTENSION, after new orders in the same
+ * transaction would fail.  No utility statement runs while an insert is
+ * under way: the direct insert calls out to nothing of the user's.
+ */
+static void
+inserter_process_utility(PlannedStmt *pstmt, const char *queryString,
+						 bool readOnlyTree, ProcessUtilityContext context,
+						 ParamListInfo params, QueryEnvironment *queryEnv,
+						 DestReceiver *dest, QueryCompletion *qc)
+{
+	if (inserter.lxid != InvalidLocalTransactionId && inserter.lxid == MyProc->lxid)
+		inserter_close();
+	if (prev_process_utility)
+		prev_process_utility(pstmt, queryString, readOnlyTree, context,
+							 params, queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
+}
+
+/* relcache callback: orderexp.timers (or every relation) changed */
+static void
+inserter_invalidate(Datum arg, Oid relid)
+{
+	if (inserter.lxid != InvalidLocalTransactionId &&
+		(relid == InvalidOid || relid == inserter.relid))
+		inserter.stale = true;
+}
+
+/* the inserter of this transaction, opened if need be */
+static TimerInserter *
+inserter_open(const OrderexpCatalog *cat)
+{
+	ResourceOwner save = CurrentResourceOwner;
+	MemoryContext oldcxt;
+
+	if (!inserter_callbacks)
+	{
+		RegisterXactCallback(inserter_xact_callback, NULL);
+		CacheRegisterRelcacheCallback(inserter_invalidate, (Datum) 0);
+		prev_process_utility = ProcessUtility_hook;
+		ProcessUtility_hook = inserter_process_utility;
+		inserter_callbacks = true;
+	}
+	if (inserter.lxid == MyProc->lxid && !inserter.stale &&
+		inserter.relid == cat->timers)
+		return &inserter;
+	if (inserter.lxid == MyProc->lxid)
+		inserter_close();
+	else
+		memset(&inserter, 0, sizeof(inserter));
+
+	CurrentResourceOwner = TopTransactionResourceOwner;
+	oldcxt = MemoryContextSwitchTo(TopTransactionContext);
+	PG_TRY();
+	{
+		inserter.timers = table_open(cat->timers, RowExclusiveLock);
+		inserter.relid = cat->timers;
+		inserter.estate = CreateExecutorState();
+		inserter.rri = makeNode(ResultRelInfo);
+		InitResultRelInfo(inserter.rri, inserter.timers, 1, NULL, 0);
+		ExecOpenIndices(inserter.rri, true);
+		inserter.slot = ExecInitExtraTupleSlot(inserter.estate,
+											   RelationGetDescr(inserter.timers),
+											   &TTSOpsVirtual);
+		inserter.arbiters = list_make1_oid(cat->timers_pkey);
+	}
+	PG_FINALLY();
+	{
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = save;
+	}
+	PG_END_TRY();
+	inserter.lxid = MyProc->lxid;
+	inserter.stale = false;
+	return &inserter;
 }
 
 /*
@@ -298,52 +458,34 @@ table_policies(Oid relid)
  *		Insert the timer of an order that has none, as INSERT would, but
  *		without planning or starting an executor: a heap insert, the
  *		table's constraints, and its index entries.  Returns false, having
- *		done nothing, if the order has a timer already (the caller takes
- *		the INSERT ... ON CONFLICT then) or if the table is not the one
- *		this code knows.
+ *		inserted nothing, if the order has a timer already (the caller takes
+ *		the INSERT ... ON CONFLICT then) or if the table is not the one this
+ *		code knows.
  *
- * "Has a timer" is asked with a dirty snapshot, which also sees timers
- * that other transactions are inserting or deleting right now: those, too,
- * go the way of ON CONFLICT, which waits for them.  A timer for the same
- * key that another transaction starts inserting after the probe makes the
- * unique index refuse this one (a clean error that rolls back the order's
- * insert); it needs two rows with one key in the orders table, which the
- * key column's index of a registered table does not allow.
+ * "Has a timer" is found out the way INSERT ... ON CONFLICT does it, by a
+ * speculative insertion: the primary key's entry is made without raising a
+ * unique violation, and if a timer of the same key exists, or another
+ * transaction is inserting one right now, the new row is killed again and
+ * the caller goes the way of ON CONFLICT, which waits for that transaction.
+ * A key without a timer, nearly always, costs no probe beyond the
+ * uniqueness check the index makes anyway.
  */
 static bool
 insert_timer_direct(Datum *values, bool *isnull)
 {
 	const OrderexpCatalog *cat = orderexp_catalog();
-	Relation	timers;
-	ScanKeyData skey[2];
-	SysScanDesc scan;
-	SnapshotData dirty;
-	bool		exists;
-	EState	   *estate;
-	ResultRelInfo *rri;
+	TimerInserter *ti;
 	TupleTableSlot *slot;
+	TransactionId xid;
+	uint32		token;
+	bool		conflict = false;
 	List	   *recheck;
 	int			i;
 
 	if (!cat->timer_direct_insert)
 		return false;
-
-	timers = table_open(cat->timers, RowExclusiveLock);
-
-	InitDirtySnapshot(dirty);
-	ScanKeyInit(&skey[0], 1, BTEqualStrategyNumber, F_OIDEQ,
-				values[TC_ORDER_TABLE]);
-	ScanKeyInit(&skey[1], 2, BTEqualStrategyNumber, F_TEXTEQ,
-				values[TC_ORDER_KEY]);
-	skey[1].sk_collation = C_COLLATION_OID;
-	scan = systable_beginscan(timers, cat->timers_pkey, true, &dirty, 2, skey);
-	exists = HeapTupleIsValid(systable_getnext(scan));
-	systable_endscan(scan);
-	if (exists)
-	{
-		table_close(timers, RowExclusiveLock);
-		return false;
-	}
+	ti = inserter_open(cat);
+	slot = ti->slot;
 
 	/* the defaults of the columns INSERT leaves out */
 	values[TC_EXTENSIONS] = Int32GetDatum(0);
@@ -356,12 +498,6 @@ insert_timer_direct(Datum *values, bool *isnull)
 	values[TC_REOPENED] = BoolGetDatum(false);
 	isnull[TC_REOPENED] = false;
 
-	estate = CreateExecutorState();
-	rri = makeNode(ResultRelInfo);
-	InitResultRelInfo(rri, timers, 1, NULL, 0);
-	ExecOpenIndices(rri, false);
-
-	slot = ExecInitExtraTupleSlot(estate, RelationGetDescr(timers), &TTSOpsVirtual);
 	ExecClearTuple(slot);
 	for (i = 0; i < slot->tts_tupleDescriptor->natts; i++)
 	{
@@ -375,21 +511,25 @@ insert_timer_direct(Datum *values, bool *isnull)
 	}
 	ExecStoreVirtualTuple(slot);
 
-	if (timers->rd_att->constr)
-		ExecConstraints(rri, slot, estate);
-	table_tuple_insert(timers, slot, GetCurrentCommandId(true), 0, NULL);
-#if PG_VERSION_NUM >= 160000
-	recheck = ExecInsertIndexTuples(rri, slot, estate, false, false, NULL, NIL, false);
-#else
-	recheck = ExecInsertIndexTuples(rri, slot, estate, false, false, NULL, NIL);
-#endif
-	list_free(recheck);
+	if (ti->timers->rd_att->constr)
+		ExecConstraints(ti->rri, slot, ti->estate);
 
-	ExecCloseIndices(rri);
-	ExecResetTupleTable(estate->es_tupleTable, false);
-	FreeExecutorState(estate);
-	table_close(timers, NoLock);
-	return true;
+	xid = GetCurrentTransactionId();
+	token = SpeculativeInsertionLockAcquire(xid);
+	table_tuple_insert_speculative(ti->timers, slot, GetCurrentCommandId(true), 0,
+								   NULL, token);
+#if PG_VERSION_NUM >= 160000
+	recheck = ExecInsertIndexTuples(ti->rri, slot, ti->estate, false, true,
+									&conflict, ti->arbiters, false);
+#else
+	recheck = ExecInsertIndexTuples(ti->rri, slot, ti->estate, false, true,
+									&conflict, ti->arbiters);
+#endif
+	table_tuple_complete_speculative(ti->timers, slot, token, !conflict);
+	SpeculativeInsertionLockRelease(xid);
+	list_free(recheck);
+	ResetPerTupleExprContext(ti->estate);
+	return !conflict;
 }
 
 /* the category's own policy, else the table's default, else NULL */
@@ -520,15 +660,11 @@ orderexp_timer_trigger(PG_FUNCTION_ARGS)
 	/* every name in the statements below is qualified: no search_path */
 	orderexp_run_as_begin(&runas, orderexp_owner(), SECURITY_LOCAL_USERID_CHANGE, false);
 
-	if ((ret = SPI_connect()) != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(ret));
-
 	tp = table_policies(order_table);
 	policy = choose_policy(tp, category);
 	if (policy == NULL)
 	{
 		/* a category without a policy of its own on a table without default */
-		SPI_finish();
 		orderexp_run_as_end(&runas);
 		return PointerGetDatum(NULL);
 	}
@@ -587,11 +723,13 @@ orderexp_timer_trigger(PG_FUNCTION_ARGS)
 		dnulls[TC_ORDER_CREATED] = (nulls[7] == 'n');
 		if (insert_timer_direct(dvalues, dnulls))
 		{
-			SPI_finish();
 			orderexp_run_as_end(&runas);
 			return PointerGetDatum(NULL);
 		}
 	}
+
+	if ((ret = SPI_connect()) != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(ret));
 
 	if (timer_insert_plan == NULL)
 	{
