@@ -294,10 +294,11 @@ SELECT pg_catalog.pg_extension_config_dump('orderexp.timer_generation', '');
  * Records outlive their delivery: pruning after orderexp.event_retention
  * takes only rows with via NULL (hence the indexes' predicates), and
  * forget_before() deletes the records older than its cutoff once they are
- * settled.  outbox_history, a hash index on order_key WHERE via IS NOT
- * NULL, finds an order's records; it is the only index a close adds besides
- * the primary key and outbox_undelivered, and a hash index because an entry
- * in it costs about half of one in a b-tree on (order_table, order_key, id)
+ * settled.  outbox_history, a hash index on order_key, finds an order's
+ * records and its reminders (explain_order() tells them): WHERE via IS NOT
+ * NULL OR kind = 'reminder'.  It is the only index a close adds besides the
+ * primary key and outbox_undelivered, and a hash index because an entry in
+ * it costs about half of one in a b-tree on (order_table, order_key, id)
  * (bench/instructions.md): history() sorts an order's few records itself.
  * Because the outbox now keeps the history, the views of the last hour or
  * day (delivery_health, monitor_closes, monitor_delivery) find the recent
@@ -345,7 +346,7 @@ CREATE INDEX outbox_obsolete ON orderexp.outbox (obsolete_at)
 CREATE INDEX outbox_in_flight ON orderexp.outbox (order_table, order_key, channel, id)
 	WHERE attempts > 0 AND delivered_at IS NULL AND dead_at IS NULL AND obsolete_at IS NULL;
 CREATE INDEX outbox_history ON orderexp.outbox USING hash (order_key)
-	WHERE via IS NOT NULL;
+	WHERE via IS NOT NULL OR kind = 'reminder';
 CREATE INDEX outbox_created ON orderexp.outbox USING brin (created_at);
 COMMENT ON TABLE orderexp.outbox IS
 	'events written in the same transaction as the state change that caused them; NOTIFY orderexp wakes listeners';
@@ -4051,8 +4052,9 @@ BEGIN
 	END IF;
 
 	/*
-	 * The reminders: one outbox row per channel (the outbox has no index by
-	 * order, so this reads it whole); a reminder that offered an extension
+	 * The reminders: one outbox row per channel, found by outbox_history
+	 * (which has an order's reminders besides its records, for this reason
+	 * alone: the outbox keeps the history); a reminder that offered an extension
 	 * link is followed by one extension_offered step.  Sent reminders write
 	 * no audit row: once their outbox rows are pruned
 	 * (orderexp.event_retention after delivery), they are not told.  Those
