@@ -321,6 +321,48 @@ orderexp_mapped_column(Relation rel, const char *colname, const char *role)
 }
 
 /*
+ * A column of a row of a registered table as text, what SPI_getvalue()
+ * gives (NULL for NULL), without the output function's lookup and call for
+ * the types keys and statuses nearly always have: text, varchar and
+ * char(n) are their bytes (char(n) with its padding, as bpcharout gives
+ * it), smallint, integer and bigint their digits.  The triggers read the
+ * key and the status of every row they see, on the application's path and
+ * the sweep's: SPI_getvalue() looks the type's output function up in the
+ * syscache each time.
+ */
+char *
+orderexp_column_text(HeapTuple tuple, TupleDesc tupdesc, int attnum)
+{
+	Oid			typid = TupleDescAttr(tupdesc, attnum - 1)->atttypid;
+	Datum		d;
+	bool		isnull;
+	char	   *buf;
+
+	switch (typid)
+	{
+		case TEXTOID:
+		case VARCHAROID:
+		case BPCHAROID:
+			d = heap_getattr(tuple, attnum, tupdesc, &isnull);
+			return isnull ? NULL : TextDatumGetCString(d);
+		case INT2OID:
+		case INT4OID:
+		case INT8OID:
+			d = heap_getattr(tuple, attnum, tupdesc, &isnull);
+			if (isnull)
+				return NULL;
+			buf = palloc(MAXINT8LEN + 1);
+			if (typid == INT8OID)
+				(void) pg_lltoa(DatumGetInt64(d), buf);
+			else
+				(void) pg_ltoa(typid == INT4OID ? DatumGetInt32(d) : DatumGetInt16(d), buf);
+			return buf;
+		default:
+			return SPI_getvalue(tuple, tupdesc, attnum);
+	}
+}
+
+/*
  * Is a status, as SPI_getvalue() gives it (NULL for NULL), the given
  * value?  Compared as text, the way the status values were checked at
  * registration ("v::type::text = v"): a char(n) column's padding does not

@@ -86,6 +86,7 @@ extern void orderexp_check_trigger_call(FunctionCallInfo fcinfo, const char *nam
 										bool update_only, int nargs_old, int nargs_new);
 extern Oid	orderexp_trigger_table(Relation rel, Trigger *trigger);
 extern int	orderexp_mapped_column(Relation rel, const char *colname, const char *role);
+extern char *orderexp_column_text(HeapTuple tuple, TupleDesc tupdesc, int attnum);
 extern bool orderexp_status_equals(const char *status, Oid typid, const char *value);
 
 #endif							/* ORDEREXP_CATALOG_H */

@@ -145,11 +145,11 @@ orderexp_outcome_trigger(PG_FUNCTION_ARGS)
 	status_att = orderexp_mapped_column(rel, trigger->tgargs[2], "status");
 
 	status_type = SPI_gettypeid(tupdesc, status_att);
-	status = SPI_getvalue(newtup, tupdesc, status_att);
+	status = orderexp_column_text(newtup, tupdesc, status_att);
 
 	/* only a row that leaves the unpaid state (1.1: the WHEN clause says so) */
 	if (trigger->tgnargs == 7 &&
-		(!orderexp_status_equals(SPI_getvalue(trigdata->tg_trigtuple, tupdesc, status_att),
+		(!orderexp_status_equals(orderexp_column_text(trigdata->tg_trigtuple, tupdesc, status_att),
 								 status_type, trigger->tgargs[6]) ||
 		 orderexp_status_equals(status, status_type, trigger->tgargs[6])))
 		return PointerGetDatum(NULL);
@@ -167,7 +167,7 @@ orderexp_outcome_trigger(PG_FUNCTION_ARGS)
 	else
 		outcome = "paid";
 
-	key = SPI_getvalue(newtup, tupdesc, orderexp_mapped_column(rel, trigger->tgargs[0], "key"));
+	key = orderexp_column_text(newtup, tupdesc, orderexp_mapped_column(rel, trigger->tgargs[0], "key"));
 	if (key == NULL)
 		return PointerGetDatum(NULL);
 

@@ -620,11 +620,11 @@ orderexp_timer_trigger(PG_FUNCTION_ARGS)
 		int			status_att = orderexp_mapped_column(rel, trigger->tgargs[4], "status");
 		Oid			status_type = SPI_gettypeid(tupdesc, status_att);
 
-		if (!orderexp_status_equals(SPI_getvalue(tuple, tupdesc, status_att),
+		if (!orderexp_status_equals(orderexp_column_text(tuple, tupdesc, status_att),
 									status_type, trigger->tgargs[5]))
 			return PointerGetDatum(NULL);
 		if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) &&
-			orderexp_status_equals(SPI_getvalue(trigdata->tg_trigtuple, tupdesc, status_att),
+			orderexp_status_equals(orderexp_column_text(trigdata->tg_trigtuple, tupdesc, status_att),
 								   status_type, trigger->tgargs[5]))
 			return PointerGetDatum(NULL);
 	}
@@ -634,7 +634,7 @@ orderexp_timer_trigger(PG_FUNCTION_ARGS)
 	key_att = orderexp_mapped_column(rel, trigger->tgargs[0], "key");
 	created_att = orderexp_mapped_column(rel, trigger->tgargs[1], "created-at");
 
-	key = SPI_getvalue(tuple, tupdesc, key_att);
+	key = orderexp_column_text(tuple, tupdesc, key_att);
 	if (key == NULL)
 		return PointerGetDatum(NULL);	/* no key, nothing to track */
 
@@ -654,8 +654,8 @@ orderexp_timer_trigger(PG_FUNCTION_ARGS)
 				 errhint("Register the table again with orderexp.set_close_policy().")));
 
 	if (trigger->tgargs[2][0] != '\0')
-		category = SPI_getvalue(tuple, tupdesc,
-								orderexp_mapped_column(rel, trigger->tgargs[2], "category"));
+		category = orderexp_column_text(tuple, tupdesc,
+										orderexp_mapped_column(rel, trigger->tgargs[2], "category"));
 
 	/* every name in the statements below is qualified: no search_path */
 	orderexp_run_as_begin(&runas, orderexp_owner(), SECURITY_LOCAL_USERID_CHANGE, false);

@@ -193,6 +193,35 @@ COMMIT;
 SELECT array_agg(order_key::int ORDER BY order_key::int) AS timers
   FROM orderexp.timers WHERE order_table = 'ops.again'::regclass;
 
+-- the triggers read keys and statuses of these types without their output
+-- functions (orderexp_column_text): the same text as the type's output, so
+-- that the timers' keys are the ones the gates look up
+CREATE TABLE ops.k_small (id integer PRIMARY KEY, status char(12) NOT NULL DEFAULT 'unpaid',
+                          created_at timestamptz NOT NULL DEFAULT now());
+CREATE TABLE ops.k_char (id varchar(6) PRIMARY KEY, status varchar(10) NOT NULL DEFAULT 'unpaid',
+                         created_at timestamptz NOT NULL DEFAULT now());
+CREATE TABLE ops.k_big (id bigint PRIMARY KEY, status text NOT NULL DEFAULT 'unpaid',
+                        created_at timestamptz NOT NULL DEFAULT now());
+SELECT orderexp.set_close_policy(t, '1 hour') IS NOT NULL AS registered
+  FROM unnest('{ops.k_small, ops.k_char, ops.k_big}'::regclass[]) t;
+INSERT INTO ops.k_small (id) VALUES (-2147483648), (0), (7), (2147483647);
+INSERT INTO ops.k_char (id) VALUES ('a'), ('ab c '), ('é');
+INSERT INTO ops.k_big (id) VALUES (-9223372036854775808), (0), (9223372036854775807);
+SELECT t.order_table, count(*) AS timers,
+       bool_and(t.order_key IN (SELECT s.id::text FROM ops.k_small s
+                                UNION ALL SELECT c.id::text FROM ops.k_char c
+                                UNION ALL SELECT b.id::text FROM ops.k_big b)) AS keys_as_output
+  FROM orderexp.timers t
+ WHERE t.order_table IN ('ops.k_small'::regclass, 'ops.k_char'::regclass, 'ops.k_big'::regclass)
+ GROUP BY t.order_table ORDER BY t.order_table::text;
+-- a payment (a char(n) status, padded) and a cancel are recorded under those keys
+UPDATE ops.k_small SET status = 'paid' WHERE id = -2147483648;
+UPDATE ops.k_char SET status = 'paid' WHERE id = 'ab c ';
+SELECT orderexp.cancel_order('ops.k_big', '-9223372036854775808'::text) AS cancelled;
+SELECT order_table, order_key, outcome FROM orderexp.outcomes
+ WHERE order_table IN ('ops.k_small'::regclass, 'ops.k_char'::regclass, 'ops.k_big'::regclass)
+ ORDER BY order_table::text, order_key;
+
 --
 -- clean up
 --
