@@ -87,7 +87,9 @@ q reg_bare \
 	"CREATE FUNCTION orderexp.$GEN(cfg orderexp.tables) RETURNS text LANGUAGE sql AS
 		\$\$ SELECT regexp_replace(orderexp.${GEN}_full(cfg),
 								  '\\),\\n(audit|outcome) AS \\(.*\\n\\t [^\\n]*\\)\\nSELECT', E')\\nSELECT') \$\$" \
-	"ALTER TABLE bench.orders DISABLE TRIGGER orderexp_outcome" >/dev/null
+	"DO \$\$ BEGIN EXECUTE format('ALTER TABLE bench.orders DISABLE TRIGGER %I',
+		(SELECT tgname FROM pg_trigger WHERE tgrelid = 'bench.orders'::regclass
+		    AND tgname IN ('orderexp_outcome', 'orderexp_status'))); END \$\$" >/dev/null
 stripped=$(q reg_bare "SELECT orderexp.$GEN(t) FROM orderexp.tables t")
 BARE=1
 if [[ $stripped == *"orderexp.audit"* || $stripped == *"orderexp.outcomes"* || $stripped != *"INSERT INTO orderexp.outbox"* ]]; then

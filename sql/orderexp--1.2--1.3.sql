@@ -59,6 +59,10 @@
  *	   batch and policy version, variant and reopened (order_count).
  *	17. An order's reminders are found by order: outbox_history has them
  *	   besides the records, and explain_order() reads them through it.
+ *	18. One trigger on the status instead of two: orderexp_status (the
+ *	   outcome trigger, which also tracks an order set back to unpaid)
+ *	   replaces orderexp_outcome and orderexp_timer_unpaid on every
+ *	   registered table.
  *
  * The functions of 1.2 that generated the one-statement batches
  * (_sweep_sql, _remind_sql, _lock_rows_sql, _created_range_sql) go; a
@@ -6564,3 +6568,81 @@ BEGIN
 	RETURN coalesce(result, '');
 END;
 $$;
+
+/* --- 18. one trigger on the status -------------------------------------------- */
+
+/*
+ * PostgreSQL queues and fires every AFTER row trigger for every row an
+ * update changes: the two triggers on the status (orderexp_outcome and
+ * orderexp_timer_unpaid) cost two events on every payment and every close.
+ * orderexp_status, the outcome trigger with the category column as an
+ * eighth argument, does both jobs; the registered tables get it now.
+ */
+CREATE OR REPLACE FUNCTION orderexp._drop_triggers(orders regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	tg name;
+BEGIN
+	FOR tg IN SELECT t.tgname FROM pg_trigger t
+			   WHERE t.tgrelid = orders AND NOT t.tgisinternal
+				 AND t.tgname IN ('orderexp_timer_insert', 'orderexp_timer_unpaid',
+								  'orderexp_timer_moved', 'orderexp_timer_truncate',
+								  'orderexp_outcome', 'orderexp_status')
+	LOOP
+		EXECUTE format('DROP TRIGGER %I ON %s', tg, orders);
+	END LOOP;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION orderexp._install_triggers(cfg orderexp.tables)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM orderexp._drop_triggers(cfg.order_table);
+
+	/* a new unpaid order starts its timer */
+	EXECUTE format('CREATE TRIGGER orderexp_timer_insert AFTER INSERT ON %s '
+				   'FOR EACH ROW '
+				   'EXECUTE FUNCTION orderexp.timer_trigger(%L, %L, %L, %L, %L, %L)',
+				   cfg.order_table,
+				   cfg.key_column, cfg.created_column, coalesce(cfg.category_column, ''),
+				   cfg.order_table::oid, cfg.status_column, cfg.unpaid_value);
+
+	/* partitioned by created-at: an unpaid order whose created-at changes */
+	IF cfg.partition_column IS NOT NULL THEN
+		EXECUTE format('CREATE TRIGGER orderexp_timer_moved AFTER UPDATE OF %I ON %s '
+					   'FOR EACH ROW WHEN (NEW.%I = %L AND OLD.%I = %L AND OLD.%I IS DISTINCT FROM NEW.%I) '
+					   'EXECUTE FUNCTION orderexp.timer_trigger(%L, %L, %L, %L)',
+					   cfg.created_column, cfg.order_table,
+					   cfg.status_column, cfg.unpaid_value,
+					   cfg.status_column, cfg.unpaid_value,
+					   cfg.created_column, cfg.created_column,
+					   cfg.key_column, cfg.created_column, coalesce(cfg.category_column, ''),
+					   cfg.order_table::oid);
+	END IF;
+
+	/*
+	 * an order leaving the unpaid state has an outcome; one set back to
+	 * unpaid outside orderexp is tracked again
+	 */
+	EXECUTE format('CREATE TRIGGER orderexp_status AFTER UPDATE OF %I ON %s '
+				   'FOR EACH ROW '
+				   'EXECUTE FUNCTION orderexp.outcome_trigger(%L, %L, %L, %L, %L, %L, %L, %L)',
+				   cfg.status_column, cfg.order_table,
+				   cfg.key_column, cfg.created_column, cfg.status_column,
+				   cfg.closed_value, cfg.cancelled_value, cfg.order_table::oid,
+				   cfg.unpaid_value, coalesce(cfg.category_column, ''));
+
+	/* TRUNCATE removes every order at once; so do their timers */
+	EXECUTE format('CREATE TRIGGER orderexp_timer_truncate AFTER TRUNCATE ON %s '
+				   'FOR EACH STATEMENT EXECUTE FUNCTION orderexp._truncate_trigger()',
+				   cfg.order_table);
+END;
+$$;
+
+SELECT orderexp._install_triggers(t) FROM orderexp.tables t;

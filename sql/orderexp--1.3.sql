@@ -1239,7 +1239,7 @@ BEGIN
 			   WHERE t.tgrelid = orders AND NOT t.tgisinternal
 				 AND t.tgname IN ('orderexp_timer_insert', 'orderexp_timer_unpaid',
 								  'orderexp_timer_moved', 'orderexp_timer_truncate',
-								  'orderexp_outcome')
+								  'orderexp_outcome', 'orderexp_status')
 	LOOP
 		EXECUTE format('DROP TRIGGER %I ON %s', tg, orders);
 	END LOOP;
@@ -1248,14 +1248,18 @@ $$;
 
 /*
  * (Re)create the triggers that keep timers and outcomes in step with a
- * registered table.  The timer and the outcome triggers have no WHEN
+ * registered table.  The timer and the status triggers have no WHEN
  * clause: PostgreSQL parses a trigger's WHEN clause anew for every
  * statement, which on the application's one-row INSERT and payment UPDATE
  * cost more than orderexp's work itself.  They take the status column and
  * the unpaid value as arguments instead, and orderexp_timer_trigger and
- * orderexp_outcome_trigger test the status in C.  orderexp_timer_moved keeps
- * its WHEN clause: it fires only when created-at changes, which is rare,
- * and the clause tests that too.
+ * orderexp_outcome_trigger test the status in C.  One trigger on the
+ * status does both of its jobs (1.3; 1.2 had two, orderexp_timer_unpaid and
+ * orderexp_outcome): PostgreSQL queues and fires every AFTER row trigger
+ * for every row an update changes, the sweep's closes and the
+ * application's payments alike.  orderexp_timer_moved keeps its WHEN
+ * clause: it fires only when created-at changes, which is rare, and the
+ * clause tests that too.
  */
 CREATE FUNCTION orderexp._install_triggers(cfg orderexp.tables)
 RETURNS void
@@ -1273,14 +1277,6 @@ BEGIN
 				   cfg.key_column, cfg.created_column, coalesce(cfg.category_column, ''),
 				   cfg.order_table::oid, cfg.status_column, cfg.unpaid_value);
 
-	/* an order set back to unpaid outside orderexp is tracked again */
-	EXECUTE format('CREATE TRIGGER orderexp_timer_unpaid AFTER UPDATE OF %I ON %s '
-				   'FOR EACH ROW '
-				   'EXECUTE FUNCTION orderexp.timer_trigger(%L, %L, %L, %L, %L, %L)',
-				   cfg.status_column, cfg.order_table,
-				   cfg.key_column, cfg.created_column, coalesce(cfg.category_column, ''),
-				   cfg.order_table::oid, cfg.status_column, cfg.unpaid_value);
-
 	/* partitioned by created-at: an unpaid order whose created-at changes */
 	IF cfg.partition_column IS NOT NULL THEN
 		EXECUTE format('CREATE TRIGGER orderexp_timer_moved AFTER UPDATE OF %I ON %s '
@@ -1294,14 +1290,17 @@ BEGIN
 					   cfg.order_table::oid);
 	END IF;
 
-	/* an order leaving the unpaid state has an outcome */
-	EXECUTE format('CREATE TRIGGER orderexp_outcome AFTER UPDATE OF %I ON %s '
+	/*
+	 * an order leaving the unpaid state has an outcome; one set back to
+	 * unpaid outside orderexp is tracked again
+	 */
+	EXECUTE format('CREATE TRIGGER orderexp_status AFTER UPDATE OF %I ON %s '
 				   'FOR EACH ROW '
-				   'EXECUTE FUNCTION orderexp.outcome_trigger(%L, %L, %L, %L, %L, %L, %L)',
+				   'EXECUTE FUNCTION orderexp.outcome_trigger(%L, %L, %L, %L, %L, %L, %L, %L)',
 				   cfg.status_column, cfg.order_table,
 				   cfg.key_column, cfg.created_column, cfg.status_column,
 				   cfg.closed_value, cfg.cancelled_value, cfg.order_table::oid,
-				   cfg.unpaid_value);
+				   cfg.unpaid_value, coalesce(cfg.category_column, ''));
 
 	/* TRUNCATE removes every order at once; so do their timers */
 	EXECUTE format('CREATE TRIGGER orderexp_timer_truncate AFTER TRUNCATE ON %s '

@@ -81,6 +81,7 @@
 #include "experiment.h"
 #include "runas.h"
 #include "spiplan.h"
+#include "timer.h"
 
 PG_FUNCTION_INFO_V1(orderexp_timer_trigger);
 PG_FUNCTION_INFO_V1(orderexp_policies_changed);
@@ -572,6 +573,11 @@ orderexp_policies_changed(PG_FUNCTION_ARGS)
 /*
  * orderexp_timer_trigger
  *		AFTER ROW trigger: insert or refresh the timer of an unpaid order.
+ *
+ * AFTER INSERT on every registered table; also AFTER UPDATE OF the status
+ * (1.1 and 1.2, orderexp_timer_unpaid: from 1.3 on the status trigger,
+ * outcome.c, does that part) and of the created-at (orderexp_timer_moved,
+ * partitioned tables).
  */
 Datum
 orderexp_timer_trigger(PG_FUNCTION_ARGS)
@@ -581,25 +587,11 @@ orderexp_timer_trigger(PG_FUNCTION_ARGS)
 	Relation	rel;
 	TupleDesc	tupdesc;
 	HeapTuple	tuple;
-	Oid			order_table;
-	int			key_att;
-	int			created_att;
-	char	   *key;
-	char	   *category = NULL;
-	bool		created_null;
-	Datum		created;
-	TimestampTz base;
-	TimestampTz close_at;
-	TablePolicies *tp;
-	CachedPolicy *policy;
-	Interval   *close_after;
-	int			variant = 0;
-	Datum		values[8];
-	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
-	RunAs		runas;
-	int			ret;
 
-	orderexp_check_trigger_call(fcinfo, "timer_trigger", false, 4, 6);
+	/* 1.1 (with a WHEN clause), 1.2 on (the status to test) */
+	static const int layouts[] = {4, 6};
+
+	orderexp_check_trigger_call(fcinfo, "timer_trigger", false, layouts, lengthof(layouts));
 	trigger = trigdata->tg_trigger;
 
 	rel = trigdata->tg_relation;
@@ -629,14 +621,51 @@ orderexp_timer_trigger(PG_FUNCTION_ARGS)
 			return PointerGetDatum(NULL);
 	}
 
+	orderexp_track_order(rel, trigger, tuple, trigger->tgargs[0], trigger->tgargs[1],
+						 trigger->tgargs[2]);
+	return PointerGetDatum(NULL);
+}
+
+/*
+ * orderexp_track_order
+ *		Start (or restart) the timer of an unpaid row of a registered table,
+ *		for a row trigger: its key, created-at and category (the last may be
+ *		"") are read from the columns named.  The policy is the category's
+ *		own, else the table's default; a row without a key, or without a
+ *		policy that applies, is not tracked.
+ */
+void
+orderexp_track_order(Relation rel, Trigger *trigger, HeapTuple tuple,
+					 const char *key_column, const char *created_column,
+					 const char *category_column)
+{
+	TupleDesc	tupdesc = RelationGetDescr(rel);
+	Oid			order_table;
+	int			key_att;
+	int			created_att;
+	char	   *key;
+	char	   *category = NULL;
+	bool		created_null;
+	Datum		created;
+	TimestampTz base;
+	TimestampTz close_at;
+	TablePolicies *tp;
+	CachedPolicy *policy;
+	Interval   *close_after;
+	int			variant = 0;
+	Datum		values[8];
+	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	RunAs		runas;
+	int			ret;
+
 	order_table = orderexp_trigger_table(rel, trigger);
 
-	key_att = orderexp_mapped_column(rel, trigger->tgargs[0], "key");
-	created_att = orderexp_mapped_column(rel, trigger->tgargs[1], "created-at");
+	key_att = orderexp_mapped_column(rel, key_column, "key");
+	created_att = orderexp_mapped_column(rel, created_column, "created-at");
 
 	key = orderexp_column_text(tuple, tupdesc, key_att);
 	if (key == NULL)
-		return PointerGetDatum(NULL);	/* no key, nothing to track */
+		return;					/* no key, nothing to track */
 
 	/* the deadline counts from created-at, or from now if there is none */
 	created = SPI_getbinval(tuple, tupdesc, created_att, &created_null);
@@ -650,12 +679,12 @@ orderexp_timer_trigger(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATATYPE_MISMATCH),
 				 errmsg("created-at column \"%s\" of table \"%s\" is not a timestamp",
-						trigger->tgargs[1], RelationGetRelationName(rel)),
+						created_column, RelationGetRelationName(rel)),
 				 errhint("Register the table again with orderexp.set_close_policy().")));
 
-	if (trigger->tgargs[2][0] != '\0')
+	if (category_column[0] != '\0')
 		category = orderexp_column_text(tuple, tupdesc,
-										orderexp_mapped_column(rel, trigger->tgargs[2], "category"));
+										orderexp_mapped_column(rel, category_column, "category"));
 
 	/* every name in the statements below is qualified: no search_path */
 	orderexp_run_as_begin(&runas, orderexp_owner(), SECURITY_LOCAL_USERID_CHANGE, false);
@@ -666,7 +695,7 @@ orderexp_timer_trigger(PG_FUNCTION_ARGS)
 	{
 		/* a category without a policy of its own on a table without default */
 		orderexp_run_as_end(&runas);
-		return PointerGetDatum(NULL);
+		return;
 	}
 
 	/* in an experiment, the order's variant says how long it has */
@@ -724,7 +753,7 @@ orderexp_timer_trigger(PG_FUNCTION_ARGS)
 		if (insert_timer_direct(dvalues, dnulls))
 		{
 			orderexp_run_as_end(&runas);
-			return PointerGetDatum(NULL);
+			return;
 		}
 	}
 
@@ -750,6 +779,4 @@ orderexp_timer_trigger(PG_FUNCTION_ARGS)
 
 	SPI_finish();
 	orderexp_run_as_end(&runas);
-
-	return PointerGetDatum(NULL);
 }
