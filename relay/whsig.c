@@ -193,9 +193,12 @@ whsig_signature(const char *id, time_t timestamp, const char *body)
 	return out.data;
 }
 
-/* HEADERS plus the Standard Webhooks headers of EV's request with BODY */
-struct curl_slist *
-whsig_headers(struct curl_slist *headers, const Event *ev, const char *body)
+/*
+ * The Standard Webhooks header lines of EV's request with BODY, each ending
+ * in CRLF, appended to H
+ */
+void
+whsig_headers(StrBuf *h, const Event *ev, const char *body)
 {
 	char		id[WHSIG_ID_LEN];
 	char		line[WHSIG_ID_LEN + 64];
@@ -203,19 +206,14 @@ whsig_headers(struct curl_slist *headers, const Event *ev, const char *body)
 	char	   *sig;
 
 	whsig_message_id(ev, id, sizeof(id));
-	snprintf(line, sizeof(line), "webhook-id: %s", id);
-	headers = curl_slist_append(headers, line);
-	snprintf(line, sizeof(line), "webhook-timestamp: %lld", (long long) now);
-	headers = curl_slist_append(headers, line);
+	snprintf(line, sizeof(line), "webhook-id: %s\r\nwebhook-timestamp: %lld\r\n",
+			 id, (long long) now);
+	sb_puts(h, line);
 	if ((sig = whsig_signature(id, now, body)) != NULL)
 	{
-		StrBuf		h = {0};
-
-		sb_puts(&h, "webhook-signature: ");
-		sb_puts(&h, sig);
-		headers = curl_slist_append(headers, h.data);
-		free(h.data);
+		sb_puts(h, "webhook-signature: ");
+		sb_puts(h, sig);
+		sb_append(h, "\r\n", 2);
 		free(sig);
 	}
-	return headers;
 }

@@ -16,9 +16,8 @@
 
 #include <time.h>
 
-#include <curl/curl.h>
-
 #include "common.h"
+#include "template.h"
 
 /* longest webhook-id: "msg_", origin (two numbers and a _), "_", event id */
 #define WHSIG_ID_LEN	96
@@ -26,7 +25,6 @@
 extern void whsig_init(const char *secret, const char *previous);
 extern void whsig_message_id(const Event *ev, char *id, size_t idlen);
 extern char *whsig_signature(const char *id, time_t timestamp, const char *body);
-extern struct curl_slist *whsig_headers(struct curl_slist *headers, const Event *ev,
-										const char *body);
+extern void whsig_headers(StrBuf *h, const Event *ev, const char *body);
 
 #endif							/* ORDEREXP_RELAY_WHSIG_H */
