@@ -5,28 +5,32 @@
  *		an SMTP server, an SMS provider (sms.c); many deliveries at once.
  *
  * A delivery is a Transfer.  Per sink there is a function that builds and
- * starts it (start_webhook() sets up a libcurl easy handle with URL,
- * headers, body and login and adds it to the multi handle; start_exec()
- * forks the command with pipes; sms.c's sms_request() builds an SMS) and
- * one that reads its outcome (webhook_result(), sms_result()...):
+ * starts it (start_webhook() hands the request to the built-in client, or
+ * sets up a libcurl easy handle with URL, headers, body and login and adds
+ * it to the multi handle; start_exec() forks the command with pipes;
+ * sms.c's sms_request() builds an SMS) and one that reads its outcome
+ * (webhook_result(), sms_result()...):
  * delivered, a failure worth a retry, a permanent failure, or "slow down"
  * (HTTP 429).  When it was not delivered, the outcome carries a one-line
  * reason, which the relay hands to orderexp.fail() (so it shows in
  * outbox.last_error).
  *
- * All webhook, SMTP and SMS transfers share one libcurl multi handle, so
+ * Webhooks to an http:// URL go through the built-in HTTP/1.1 client
+ * (http.c), which takes a fraction of libcurl's CPU per request.  All
+ * other webhook, SMTP and SMS transfers share one libcurl multi handle, so
  * that connections are kept alive and reused across events (and HTTP/2
  * multiplexes them over one connection where the server offers it);
  * sink_wait() waits on libcurl's sockets (which libcurl names through its
- * socket callback), the commands' pipes and the caller's descriptors at
- * once (poll()), then moves on the transfers whose sockets are ready or
- * whose timer is due (curl_multi_socket_action()): with a window of a
- * hundred transfers, curl_multi_perform() went through every one of them
- * on every wake-up, and took most of the relay's CPU against a fast
- * receiver.  Commands are reaped there too (the relay's SIGCHLD handler
+ * socket callback), the built-in client's, the commands' pipes and the
+ * caller's descriptors at once (poll()), then moves on the transfers whose
+ * sockets are ready or whose timer is due (curl_multi_socket_action(),
+ * http_io()): with a window of a hundred transfers, curl_multi_perform()
+ * went through every one of them on every wake-up, and took most of the
+ * relay's CPU against a fast receiver.  Commands are reaped there too (the relay's SIGCHLD handler
  * wakes the wait).  Every transfer ends by its deadline, which the caller
- * gives (at most --timeout, and before the event's lease runs out): libcurl
- * gives the exchange up, a command's process group is killed.
+ * gives (at most --timeout, and before the event's lease runs out): the
+ * HTTP client or libcurl gives the exchange up, a command's process group
+ * is killed.
  *
  * Secrets stay in the relay: a command of the exec sink gets neither
  * libpq's PG* variables (PGPASSWORD, PGPASSFILE...) nor the relay's own
@@ -52,8 +56,6 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 
 #include "common.h"
 #include "config.h"
@@ -156,7 +158,6 @@ static void exec_io(Transfer *t, short in_revents, short out_revents);
 static void exec_check(Transfer *t);
 static void exec_result(Transfer *t, SinkResult *r);
 static size_t discard_body(char *ptr, size_t size, size_t nmemb, void *userdata);
-static void hmac_hex(const char *secret, const char *data, char *hex);
 static void webhook_headers(StrBuf *h, const Event *ev);
 static void start_webhook(Transfer *t, const Event *ev);
 static bool http_permanent(long status);
@@ -910,22 +911,6 @@ discard_body(char *ptr, size_t size, size_t nmemb, void *userdata)
 	return size * nmemb;
 }
 
-/* hex HMAC-SHA256 of data under the secret */
-static void
-hmac_hex(const char *secret, const char *data, char *hex)
-{
-	unsigned char mac[EVP_MAX_MD_SIZE];
-	unsigned int maclen = 0;
-	unsigned int i;
-
-	HMAC(EVP_sha256(), secret, (int) strlen(secret),
-		 (const unsigned char *) data, strlen(data), mac, &maclen);
-	for (i = 0; i < maclen; i++)
-		sprintf(hex + 2 * i, "%02x", mac[i]);
-	hex[2 * maclen] = '\0';
-}
-
-
 /*
  * The header lines of EV's webhook, each ending in CRLF: the content type,
  * X-Orderexp-Event, X-Orderexp-Id, X-Orderexp-Signature with a secret, and
@@ -935,18 +920,16 @@ static void
 webhook_headers(StrBuf *h, const Event *ev)
 {
 	char		line[64];
+	char		sig[WHSIG_LEGACY_LEN];
 
 	sb_puts(h, "Content-Type: application/json\r\nX-Orderexp-Event: ");
 	sb_puts(h, ev->kind);
 	snprintf(line, sizeof(line), "\r\nX-Orderexp-Id: %lld\r\n", ev->id);
 	sb_puts(h, line);
-	if (cfg.webhook_secret)
+	if (whsig_legacy_signature(ev->json, sig))
 	{
-		char		hex[2 * EVP_MAX_MD_SIZE + 1];
-
-		hmac_hex(cfg.webhook_secret, ev->json, hex);
-		sb_puts(h, "X-Orderexp-Signature: sha256=");
-		sb_puts(h, hex);
+		sb_puts(h, "X-Orderexp-Signature: ");
+		sb_puts(h, sig);
 		sb_append(h, "\r\n", 2);
 	}
 	whsig_headers(h, ev, ev->json);
