@@ -155,6 +155,22 @@ is(join(',', map { $h{$_} } qw(host user-agent accept content-type x-orderexp-ev
 	'with the same values');
 is($creq->{line}, $req->{line}, 'and the same request line');
 
+# with a proxy in the environment, libcurl delivers (through the proxy: the
+# receiver is the proxy here, and gets the target URL in the request line)
+set_mode('ok');
+$seen = () = requests();
+events($key + 1, $key + 1);
+$key++;
+{
+	local $ENV{http_proxy} = "http://127.0.0.1:$rport";
+	local $url = 'http://hooks.example.invalid:8080/via-proxy';
+	my ($rc) = run_once('-q');
+	is($rc, 0, 'http_proxy: delivered');
+}
+($creq) = requests($seen);
+is($creq->{line}, 'POST http://hooks.example.invalid:8080/via-proxy HTTP/1.1',
+	'http_proxy: through the proxy, as libcurl does');
+
 # --- a kept-alive connection the server closed ----------------------------------------
 
 # the second request on each connection is dropped without an answer: it is
