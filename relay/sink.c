@@ -130,6 +130,8 @@ static int	ncurl_socks;
 static int	curl_socks_cap;
 static double curl_due = -1;	/* curl_multi_socket_action() then; -1: no */
 static Transfer *running_head = NULL;	/* transfers not ended */
+/* ended transfers kept for reuse: one is 2 kB, too big for malloc's caches */
+static Transfer *spare_transfers = NULL;
 static Transfer *finished_head = NULL;	/* ended, waiting for sink_done() */
 static Transfer *finished_tail = NULL;
 static int	in_flight[SINK_NTYPES + 1];
@@ -268,6 +270,13 @@ sinks_cleanup(void)
 	free(curl_socks);
 	curl_socks = NULL;
 	ncurl_socks = 0;
+	while (spare_transfers)
+	{
+		Transfer   *t = spare_transfers;
+
+		spare_transfers = t->next;
+		free(t);
+	}
 	if (multi)
 		curl_multi_cleanup(multi);
 	multi = NULL;
@@ -295,8 +304,12 @@ expand_template(const char *tmpl, const Event *ev)
 static Transfer *
 new_transfer(SinkType type, double deadline, void *owner)
 {
-	Transfer   *t = xmalloc(sizeof(Transfer));
+	Transfer   *t = spare_transfers;
 
+	if (t)
+		spare_transfers = t->next;
+	else
+		t = xmalloc(sizeof(Transfer));
 	memset(t, 0, sizeof(*t));
 	t->type = type;
 	t->owner = owner;
@@ -515,7 +528,8 @@ sink_done(Transfer *t, SinkResult *res)
 	free(t->data);
 	in_flight[t->type]--;
 	in_flight[SINK_NTYPES]--;
-	free(t);
+	t->next = spare_transfers;
+	spare_transfers = t;
 }
 
 /*
@@ -950,6 +964,10 @@ start_webhook(Transfer *t, const Event *ev)
 
 	if (http_enabled())
 	{
+		/* room for the head and the body at once: no realloc on the way */
+		h.cap = 1024 + strlen(ev->json);
+		h.data = xmalloc(h.cap);
+		h.data[0] = '\0';
 		http_request_head(&h, "POST");
 		sb_puts(&h, "User-Agent: orderexp-relay/" RELAY_VERSION "\r\nAccept: */*\r\n");
 		webhook_headers(&h, ev);
