@@ -702,6 +702,7 @@ exec_environment(const Event *ev)
 		"ORDEREXP_EVENT_ID=", "ORDEREXP_KIND=", "ORDEREXP_CHANNEL="
 	};
 	char	  **env;
+	char		id[32];
 	int			n = 0,
 				i;
 	size_t		d;
@@ -720,7 +721,8 @@ exec_environment(const Event *ev)
 		if (d == sizeof(drop) / sizeof(drop[0]))
 			env[n++] = environ[i];
 	}
-	env[n++] = env_entry("ORDEREXP_EVENT_ID", event_field(ev, "id"));
+	snprintf(id, sizeof(id), "%lld", ev->id);
+	env[n++] = env_entry("ORDEREXP_EVENT_ID", id);
 	env[n++] = env_entry("ORDEREXP_KIND", ev->kind);
 	env[n++] = env_entry("ORDEREXP_CHANNEL", ev->channel);
 	env[n] = NULL;
