@@ -26,8 +26,8 @@
  * sockets are ready or whose timer is due (curl_multi_socket_action(),
  * http_io()): with a window of a hundred transfers, curl_multi_perform()
  * went through every one of them on every wake-up, and took most of the
- * relay's CPU against a fast receiver.  Commands are reaped there too (the relay's SIGCHLD handler
- * wakes the wait).  Every transfer ends by its deadline, which the caller
+ * relay's CPU against a fast receiver.  Commands are reaped there too (the
+ * relay's SIGCHLD handler wakes the wait).  Every transfer ends by its deadline, which the caller
  * gives (at most --timeout, and before the event's lease runs out): the
  * HTTP client or libcurl gives the exchange up, a command's process group
  * is killed.
