@@ -342,10 +342,16 @@ inserter_close(void)
 	ResourceOwner save = CurrentResourceOwner;
 
 	CurrentResourceOwner = TopTransactionResourceOwner;
-	ExecCloseIndices(inserter.rri);
-	ExecResetTupleTable(inserter.estate->es_tupleTable, false);
-	FreeExecutorState(inserter.estate);
-	table_close(inserter.timers, NoLock);
+	/* an open that failed half-way left some of these unset */
+	if (inserter.rri != NULL && inserter.rri->ri_IndexRelationDescs != NULL)
+		ExecCloseIndices(inserter.rri);
+	if (inserter.estate != NULL)
+	{
+		ExecResetTupleTable(inserter.estate->es_tupleTable, false);
+		FreeExecutorState(inserter.estate);
+	}
+	if (inserter.timers != NULL)
+		table_close(inserter.timers, NoLock);
 	CurrentResourceOwner = save;
 	memset(&inserter, 0, sizeof(inserter));
 }
@@ -434,6 +440,8 @@ inserter_open(const OrderexpCatalog *cat)
 	{
 		inserter.timers = table_open(cat->timers, RowExclusiveLock);
 		inserter.relid = cat->timers;
+		/* from here on, the end of the transaction closes what is open */
+		inserter.lxid = MyProc->lxid;
 		inserter.estate = CreateExecutorState();
 		inserter.rri = makeNode(ResultRelInfo);
 		InitResultRelInfo(inserter.rri, inserter.timers, 1, NULL, 0);
