@@ -24,6 +24,9 @@
 #   (e)   orderexp.run_due(): timer, row, event, audit row and outcome
 #   (e-)  the same with the sweep statement stripped of its audit row and
 #         outcome row (and the outcome trigger off): what those records cost
+#   (f)   a design study, not orderexp's code: the same close if orders
+#         whose deadline is created_at + close_after had no timer row
+#         (bench/sql/timerless.sql)
 # and per transaction of bench/pgbench/oltp.sql (insert an order, pay a
 # recent one), 2,000 of them, into a table registered vs. not registered.
 #
@@ -55,13 +58,16 @@ bench_cluster_start
 REG="SELECT orderexp.set_close_policy('bench.orders', '1 hour', payload_columns => '{customer_email}')"
 q postgres "CREATE DATABASE base"
 ox_psql -d base -q -f "$BENCH_DIR/sql/schema.sql" >/dev/null
-for db in plain reg reg_bare oltp_plain oltp_reg; do
+for db in plain reg reg_bare timerless oltp_plain oltp_reg; do
 	q postgres "CREATE DATABASE $db TEMPLATE base"
 done
 q plain "SELECT bench.fill_drain($N)" \
 	"$UNPAID_DUE_INDEX" >/dev/null
 q reg "$REG" "SELECT bench.fill_drain($N)" >/dev/null
 q reg_bare "$REG" "SELECT bench.fill_drain($N)" >/dev/null
+# (f), a design study: the same close without timer rows (bench/sql/timerless.sql)
+q timerless "$REG" "SELECT bench.fill_drain($N)" >/dev/null
+ox_psql -d timerless -q -f "$BENCH_DIR/sql/timerless.sql" >/dev/null
 q oltp_reg "$REG" >/dev/null
 # the unregistered table of the OLTP figure is kept as a pg_cron user would
 # keep it: with the partial index by which the job finds due orders
@@ -81,7 +87,9 @@ q reg_bare \
 	"CREATE FUNCTION orderexp.$GEN(cfg orderexp.tables) RETURNS text LANGUAGE sql AS
 		\$\$ SELECT regexp_replace(orderexp.${GEN}_full(cfg),
 								  '\\),\\n(audit|outcome) AS \\(.*\\n\\t [^\\n]*\\)\\nSELECT', E')\\nSELECT') \$\$" \
-	"ALTER TABLE bench.orders DISABLE TRIGGER orderexp_outcome" >/dev/null
+	"DO \$\$ BEGIN EXECUTE format('ALTER TABLE bench.orders DISABLE TRIGGER %I',
+		(SELECT tgname FROM pg_trigger WHERE tgrelid = 'bench.orders'::regclass
+		    AND tgname IN ('orderexp_outcome', 'orderexp_status'))); END \$\$" >/dev/null
 stripped=$(q reg_bare "SELECT orderexp.$GEN(t) FROM orderexp.tables t")
 BARE=1
 if [[ $stripped == *"orderexp.audit"* || $stripped == *"orderexp.outcomes"* || $stripped != *"INSERT INTO orderexp.outbox"* ]]; then
@@ -89,7 +97,7 @@ if [[ $stripped == *"orderexp.audit"* || $stripped == *"orderexp.outcomes"* || $
 	ox_warn "could not strip the audit and outcome rows from this version's sweep statement: no (e-) figure"
 	BARE=0
 fi
-for db in plain reg reg_bare oltp_plain oltp_reg; do
+for db in plain reg reg_bare timerless oltp_plain oltp_reg; do
 	q "$db" "VACUUM ANALYZE" >/dev/null
 done
 q postgres "CHECKPOINT" >/dev/null
@@ -111,6 +119,7 @@ EOF
 echo "SELECT 1;" >"$WORK/select1.sql"
 echo "SELECT bench.close_all();" >"$WORK/a.sql"
 echo "SELECT * FROM orderexp.run_due();" >"$WORK/e.sql"
+echo "SELECT bench.timerless_drain();" >"$WORK/f.sql"
 chown postgres "$WORK"/*.sql
 
 ox_cluster_stop
@@ -133,8 +142,8 @@ instructions() {
 }
 
 declare -A IR
-SPECS=(plain:select1 plain:a reg:select1 reg:e oltp_plain:select1 oltp_plain:oltp
-	oltp_reg:select1 oltp_reg:oltp)
+SPECS=(plain:select1 plain:a reg:select1 reg:e timerless:select1 timerless:f
+	oltp_plain:select1 oltp_plain:oltp oltp_reg:select1 oltp_reg:oltp)
 ((BARE)) && SPECS+=(reg_bare:select1 reg_bare:e)
 for spec in "${SPECS[@]}"; do
 	db=${spec%%:*}
@@ -146,6 +155,7 @@ done
 per() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN { printf "%.0f", (a - b) / n }'; }
 A=$(per "${IR[plain:a]}" "${IR[plain:select1]}" "$N")
 E=$(per "${IR[reg:e]}" "${IR[reg:select1]}" "$N")
+F=$(per "${IR[timerless:f]}" "${IR[timerless:select1]}" "$N")
 EB=NaN
 ((BARE)) && EB=$(per "${IR[reg_bare:e]}" "${IR[reg_bare:select1]}" "$N")
 OP=$(per "${IR[oltp_plain:oltp]}" "${IR[oltp_plain:select1]}" "$OLTP_TX")
@@ -170,6 +180,7 @@ cat >"$OUT/../instructions.md" <<EOF
 | (a) one UPDATE ... RETURNING into an INSERT | $(fmt "$A") | 1.000 |
 | (e) \`orderexp.run_due()\` | $(fmt "$E") | $(ratio "$A" "$E") |
 | (e) without the audit row and the outcome row | $(fmt "$EB") | $(ratio "$A" "$EB") |
+| (f) design study: (e) without timer rows (bench/sql/timerless.sql) | $(fmt "$F") | $(ratio "$A" "$F") |
 
 The ratio is (a)'s instructions over the method's, so that it reads like bench/run.sh's
 throughput ratios.

@@ -25,10 +25,15 @@
 #   3. the same against the 100 ms receiver with --concurrency webhook=N,
 #      N = 1, 16, 64, 256, when the relay under test has --concurrency
 #      (its --help says so); skipped with a note otherwise
+#   4. with BENCH_RELAY_OTHER, another relay build in the cases of 2, in the
+#      same rounds (before/after a change, paired)
 # Per case: events/s from the relay's wall time (median of the runs), the
 # relay's CPU (user + sys) per event, the most deliveries the receiver saw
 # in flight at once, duplicates.  The runs go round by round (every case
-# once, then again), so that a change in the machine's load hits all alike.
+# once, then again; every other round in the reverse order), so that a
+# change in the machine's load hits all alike; the report also gives, per
+# round, the baseline's and the other relay's wall time over the relay's
+# at 0 ms (paired ratios) and their median.
 # Writes bench/out/relay/relay-<date>.md, relay.png and the raw data beside.
 #
 # It fails (exit 1) only on a broken run: a relay exit status other than
@@ -37,11 +42,16 @@
 # Environment:
 #   BENCH_RELAY              the orderexp-relay to measure (default: the one
 #                            built from this tree, in pg_config --bindir)
+#   BENCH_RELAY_OTHER        another orderexp-relay, measured in the same
+#                            rounds against the receivers of
+#                            BENCH_RELAY_LATENCIES (default: none)
 #   BENCH_RELAY_OPTS         more options for every relay run (word-split)
 #   BENCH_RELAY_EVENTS       events per case (10000)
 #   BENCH_RELAY_RUNS         runs per case (3)
 #   BENCH_RELAY_TARGET_S     a case gets fewer events when it would take
-#                            longer than this at one delivery at a time (15)
+#                            longer than this at one delivery at a time (15);
+#                            never the 0 ms case, which gets as many as the
+#                            baseline
 #   BENCH_RELAY_LATENCIES    receiver latencies in ms ("0 10 100 1000")
 #   BENCH_RELAY_CONCURRENCY  --concurrency webhook=N values ("1 16 64 256")
 #   BENCH_RELAY_CONC_LATENCY latency in ms of the concurrency cases (100)
@@ -109,6 +119,8 @@ export OX_QUIET_BUILD=1
 ox_setup
 RELAY=${BENCH_RELAY:-$OX_PGBIN/orderexp-relay}
 [[ -x $RELAY ]] || ox_die "no relay at $RELAY"
+RELAY_OTHER=${BENCH_RELAY_OTHER:-}
+[[ -z $RELAY_OTHER || -x $RELAY_OTHER ]] || ox_die "no relay at $RELAY_OTHER"
 rm -rf "$OUT"
 mkdir -p "$OUT/logs"
 ox_mktemp relay-bench SCRATCH
@@ -247,10 +259,11 @@ receiver_check 512 1000 256
 # events_for LATENCY CONCURRENCY: EVENTS, or fewer when a relay delivering
 # CONCURRENCY at a time (1 for the default settings) would need more than
 # TARGET_S seconds (a delivery taking the latency plus 1 ms), rounded down
-# to two significant digits
+# to two significant digits; at 0 ms always EVENTS, as many as the baseline
+# (a delivery there takes far less than 1 ms)
 events_for() {
 	awk -v e="$EVENTS" -v t="$TARGET_S" -v lat="$1" -v c="$2" -v min="$MIN_EVENTS" 'BEGIN {
-		n = int(t * c * 1000 / (lat + 1))
+		n = lat == 0 ? e : int(t * c * 1000 / (lat + 1))
 		if (n < e) { p = 1; while (n >= 100 * p) p *= 10; n = int(n / p) * p }
 		if (n > e) n = e
 		if (n < min) n = min
@@ -264,6 +277,9 @@ CASES=()
 CASES+=("$(printf 'claim+ack\t-\t-\t%s' "$EVENTS")")
 for lat in "${LATENCIES[@]}"; do
 	CASES+=("$(printf 'default@%s\t%s\t-\t%s' "$lat" "$lat" "$(events_for "$lat" 1)")")
+	if [[ -n $RELAY_OTHER ]]; then
+		CASES+=("$(printf 'other@%s\t%s\t-\t%s' "$lat" "$lat" "$(events_for "$lat" 1)")")
+	fi
 done
 if ((HAS_CONCURRENCY)); then
 	for c in "${CONCURRENCY[@]}"; do
@@ -298,25 +314,26 @@ run_baseline() {
 	R_SYS=NaN
 }
 
-# run_relay LATENCY CONCURRENCY LOG: orderexp-relay --once until the outbox
-# is empty; sets R_WALL, R_USER, R_SYS.  The relay runs in the background
+# run_relay LATENCY CONCURRENCY LOG [RELAY]: orderexp-relay (RELAY, default
+# the one under test) --once until the outbox is empty; sets R_WALL, R_USER,
+# R_SYS.  The relay runs in the background
 # and is waited for, so that a signal reaches the trap at once (and the
 # trap ends it); its CPU is the difference of the shell's children's times
 # (bash's `times`, no subshell in between: only the relay ends meanwhile)
 run_relay() {
-	local lat=$1 conc=$2 logf=$3 args t0 t1 rc=0
+	local lat=$1 conc=$2 logf=$3 relay=${4:-$RELAY} args t0 t1 rc=0
 	args=(-d "$RELAY_CONN" --once -q "--webhook=$RURL/hook?latency_ms=$lat" "${RELAY_OPTS[@]}")
 	[[ $conc == - ]] || args+=(--concurrency "webhook=$conc")
-	printf '%s\n' "$RELAY ${args[*]}" >"$logf.cmd"
+	printf '%s\n' "$relay ${args[*]}" >"$logf.cmd"
 	times >"$SCRATCH/times0"
 	t0=$EPOCHREALTIME
-	timeout -s TERM "$RELAY_TIMEOUT" "$RELAY" "${args[@]}" >"$logf" 2>&1 &
+	timeout -s TERM "$RELAY_TIMEOUT" "$relay" "${args[@]}" >"$logf" 2>&1 &
 	CHILD_PID=$!
 	wait "$CHILD_PID" || rc=$?
 	CHILD_PID=
 	t1=$EPOCHREALTIME
 	times >"$SCRATCH/times1"
-	((rc == 0)) || ox_die "relay exit status $rc (124: timed out after $RELAY_TIMEOUT s): $RELAY ${args[*]}; log: $logf"
+	((rc == 0)) || ox_die "relay exit status $rc (124: timed out after $RELAY_TIMEOUT s): $relay ${args[*]}; log: $logf"
 	R_WALL=$(calc "$t1 - $t0")
 	read -r R_USER R_SYS < <(awk '
 		function sec(s,  p) { split(s, p, /[ms]/); return p[1] * 60 + p[2] }
@@ -336,6 +353,8 @@ run_case() {
 	logf=$OUT/logs/${name//@/_at_}_$run.log
 	if [[ $name == claim+ack ]]; then
 		run_baseline "$n" "$run"
+	elif [[ $name == other@* ]]; then
+		run_relay "$lat" "$conc" "$logf" "$RELAY_OTHER"
 	else
 		run_relay "$lat" "$conc" "$logf"
 	fi
@@ -367,9 +386,15 @@ check_drained "$EVENTS" warm-up
 
 printf '#case\tlatency_ms\tconcurrency\tevents\trun\twall_s\tuser_s\tsys_s\treceiver_cpu_s\trequests\tduplicates\tmax_in_flight\tmax_connections\tload1\n' >"$OUT/relay.tsv"
 for ((run = 1; run <= RUNS; run++)); do
-	for c in "${CASES[@]}"; do
-		run_case "$c" "$run"
-	done
+	if ((run % 2)); then
+		for c in "${CASES[@]}"; do
+			run_case "$c" "$run"
+		done
+	else
+		for ((i = ${#CASES[@]} - 1; i >= 0; i--)); do
+			run_case "${CASES[i]}" "$run"
+		done
+	fi
 done
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 TOTAL_S=$((SECONDS - START_SECONDS))
@@ -407,7 +432,9 @@ for c in "${CASES[@]}"; do
 		label="\`claim($CLAIM_BATCH)\` + \`ack\`, one session (pgbench), no delivery"
 		cpu_txt="–"; inflight="–"; conns="–"; dups="–"; rshare="–"
 	else
-		if [[ $conc == - ]]; then
+		if [[ $name == other@* ]]; then
+			label="$lat ms receiver, default settings, the other relay (\`BENCH_RELAY_OTHER\`)"
+		elif [[ $conc == - ]]; then
 			label="$lat ms receiver, default settings"
 			printf '%s\t%s\t%s\t%s\n' "$lat" "$med" "$mn" "$mx" >>"$OUT/latency.dat"
 		else
@@ -435,6 +462,22 @@ RECV_ROWS=$(awk -F'\t' '!/^#/ {
 	printf "| %s ms | %d | %d | %.2f | %.0f | %.0f | %.0f | %d | %d |\n", $1, $2, $3, $4, $3 / $4, $5 / $3 * 1e6, ($5 > 0 ? $3 / $5 : 0), $6, $7 }' \
 	"$OUT/receiver.tsv")
 
+# paired_ratios CASE: per round, CASE's wall time over default@0's (the
+# same round's runs), in round order, then their median
+paired_ratios() {
+	awk -F'\t' -v c="$1" '!/^#/ && $1 == c { w[$5] = $6 } !/^#/ && $1 == "default@0" { r[$5] = $6 }
+		END { for (k = 1; k in r; k++) if (k in w) printf "%.2f\n", w[k] / r[k] }' "$OUT/relay.tsv"
+}
+PAIRED=""
+if [[ " ${LATENCIES[*]} " == *" 0 "* ]]; then
+	for c in claim+ack other@0; do
+		[[ $c == other@0 && -z $RELAY_OTHER ]] && continue
+		ratios=$(paired_ratios "$c")
+		[[ -n $ratios ]] || continue
+		PAIRED+="* $c wall time / the relay's wall time, 0 ms receiver, round by round: $(tr '\n' ' ' <<<"$ratios")(median **$(stats <<<"$ratios" | cut -d' ' -f1)**)"$'\n'
+	done
+fi
+
 if ((HAS_CONCURRENCY)); then
 	CONC_NOTE="The relay has \`--concurrency\`: cases against the $CONC_LATENCY ms receiver with \`--concurrency webhook=N\`, N = ${CONCURRENCY[*]}."
 else
@@ -452,10 +495,11 @@ cat >"$REPORT" <<EOF
   $(col "$OUT/relay.tsv" 14 | stats | awk '{ print $2 "–" $3 }') before the runs (shared machine; relay.tsv has it per run)
 * **PostgreSQL:** $PG_VERSION; throwaway cluster, default settings except
   \`shared_buffers = 1GB\`, \`max_wal_size = 4GB\`; fsync and synchronous_commit on
-* **orderexp:** commit $GIT_REV; **relay:** \`$RELAY\`, $RELAY_VERSION
+* **orderexp:** commit $GIT_REV; **relay:** \`$RELAY\`, $RELAY_VERSION$([[ -n $RELAY_OTHER ]] && echo "; **other relay:** \`$RELAY_OTHER\`")
 * **Events:** real \`closed\` events written by \`orderexp.run_due()\` for expired orders
   of a registered table with one payload column (one is in \`sample_event.json\`),
-  copied into an emptied outbox before each run. Runs per case: $RUNS, round by round.
+  copied into an emptied outbox before each run. Runs per case: $RUNS, round by round,
+  every other round in the reverse order.
 * **Relay:** \`orderexp-relay -d '...' --once -q --webhook=http://127.0.0.1:PORT/hook?latency_ms=L\`,
   as a role with \`orderexp_relay\`, over the cluster's unix socket; otherwise default
   settings (\`--batch-size 100\`, \`--lease 30\`, \`--timeout 10\`). $CONC_NOTE
@@ -481,6 +525,10 @@ id the receiver had already seen, summed over the runs.
 | case | events | events/s | min–max | × claim+ack | one at a time | relay CPU µs/event | receiver CPU % | in flight | connections | duplicates |
 |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
 $ROWS
+Paired (the runs of one round follow each other; above 1: the relay was faster):
+
+${PAIRED:-"(no 0 ms case)"}
+
 ![events/s against receiver latency and concurrency](relay.png)
 
 ## The receiver alone

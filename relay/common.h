@@ -12,8 +12,10 @@
  * files.c		whole files and secret files
  * template.c	{name} templates, JSON and form escaping
  * whsig.c		Standard Webhooks headers and signatures
+ * http.c		the HTTP/1.1 client of webhooks to http:// URLs
  * sms.c		the SMS sink: Twilio or a templated HTTP request (libcurl)
- * sink.c		the sinks: stdout, exec, webhook (libcurl), smtp (libcurl), sms;
+ * sink.c		the sinks: stdout, exec, webhook (http.c or libcurl), smtp
+ *				(libcurl), sms;
  *				many transfers at once
  * metrics.c	Prometheus metrics and /healthz (libmicrohttpd), sd_notify
  * window.c		per sink: deliveries in flight, rate limit; the leases

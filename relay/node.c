@@ -824,7 +824,8 @@ add_field(Event *ev, int *cap, const char *key, char *value)
 
 /*
  * the claim's rows (with fields: one per field) as events, with copies of
- * the strings
+ * the strings; the fields (the event's own and its payload's) only with
+ * the fields' claim, whose sinks have templates
  */
 static Event *
 read_events(const PGresult *res, int *nevs)
@@ -854,13 +855,17 @@ read_events(const PGresult *res, int *nevs)
 			ev->table = xstrdup(PQgetvalue(res, r, 3));
 			ev->order_key = xstrdup(PQgetvalue(res, r, 4));
 			ev->json = xstrdup(PQgetvalue(res, r, 5));
-			add_field(ev, &cap, "id", xstrdup(PQgetvalue(res, r, 0)));
-			add_field(ev, &cap, "kind", xstrdup(ev->kind));
-			add_field(ev, &cap, "channel", xstrdup(ev->channel));
-			add_field(ev, &cap, "table", xstrdup(ev->table));
-			add_field(ev, &cap, "order_key", xstrdup(ev->order_key));
-			add_field(ev, &cap, "attempts", xstrdup(PQgetvalue(res, r, 6)));
-			add_field(ev, &cap, "created_at", xstrdup(PQgetvalue(res, r, 7)));
+			/* the event's own fields, for templates only */
+			if (with_fields)
+			{
+				add_field(ev, &cap, "id", xstrdup(PQgetvalue(res, r, 0)));
+				add_field(ev, &cap, "kind", xstrdup(ev->kind));
+				add_field(ev, &cap, "channel", xstrdup(ev->channel));
+				add_field(ev, &cap, "table", xstrdup(ev->table));
+				add_field(ev, &cap, "order_key", xstrdup(ev->order_key));
+				add_field(ev, &cap, "attempts", xstrdup(PQgetvalue(res, r, 6)));
+				add_field(ev, &cap, "created_at", xstrdup(PQgetvalue(res, r, 7)));
+			}
 			last = id;
 		}
 		else

@@ -14,9 +14,10 @@
  *
  * Everything happens in one loop, in one thread: the nodes' statements go
  * out without blocking (node.c), many deliveries are in flight at once
- * (sink.c: libcurl's multi interface, commands with pipes), and one wait
- * (sink_wait(): poll() over libcurl's sockets, the commands'
- * pipes, the nodes' sockets and a self-pipe the signal handlers write to)
+ * (sink.c: the HTTP client of http.c, libcurl's multi interface, commands
+ * with pipes), and one wait (sink_wait(): poll() over the HTTP client's and
+ * libcurl's sockets, the commands' pipes, the nodes' sockets and a
+ * self-pipe the signal handlers write to)
  * takes in whatever comes first: a result, a NOTIFY, a delivery's end, a
  * command's exit (SIGCHLD), a signal, or the next timer (a poll, a
  * reconnect, a retry, a group of acks, a rate limit's token).

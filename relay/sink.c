@@ -5,28 +5,32 @@
  *		an SMTP server, an SMS provider (sms.c); many deliveries at once.
  *
  * A delivery is a Transfer.  Per sink there is a function that builds and
- * starts it (start_webhook() sets up a libcurl easy handle with URL,
- * headers, body and login and adds it to the multi handle; start_exec()
- * forks the command with pipes; sms.c's sms_request() builds an SMS) and
- * one that reads its outcome (webhook_result(), sms_result()...):
+ * starts it (start_webhook() hands the request to the built-in client, or
+ * sets up a libcurl easy handle with URL, headers, body and login and adds
+ * it to the multi handle; start_exec() forks the command with pipes;
+ * sms.c's sms_request() builds an SMS) and one that reads its outcome
+ * (webhook_result(), sms_result()...):
  * delivered, a failure worth a retry, a permanent failure, or "slow down"
  * (HTTP 429).  When it was not delivered, the outcome carries a one-line
  * reason, which the relay hands to orderexp.fail() (so it shows in
  * outbox.last_error).
  *
- * All webhook, SMTP and SMS transfers share one libcurl multi handle, so
+ * Webhooks to an http:// URL go through the built-in HTTP/1.1 client
+ * (http.c), which takes a fraction of libcurl's CPU per request.  All
+ * other webhook, SMTP and SMS transfers share one libcurl multi handle, so
  * that connections are kept alive and reused across events (and HTTP/2
  * multiplexes them over one connection where the server offers it);
  * sink_wait() waits on libcurl's sockets (which libcurl names through its
- * socket callback), the commands' pipes and the caller's descriptors at
- * once (poll()), then moves on the transfers whose sockets are ready or
- * whose timer is due (curl_multi_socket_action()): with a window of a
- * hundred transfers, curl_multi_perform() went through every one of them
- * on every wake-up, and took most of the relay's CPU against a fast
- * receiver.  Commands are reaped there too (the relay's SIGCHLD handler
- * wakes the wait).  Every transfer ends by its deadline, which the caller
- * gives (at most --timeout, and before the event's lease runs out): libcurl
- * gives the exchange up, a command's process group is killed.
+ * socket callback), the built-in client's, the commands' pipes and the
+ * caller's descriptors at once (poll()), then moves on the transfers whose
+ * sockets are ready or whose timer is due (curl_multi_socket_action(),
+ * http_io()): with a window of a hundred transfers, curl_multi_perform()
+ * went through every one of them on every wake-up, and took most of the
+ * relay's CPU against a fast receiver.  Commands are reaped there too (the
+ * relay's SIGCHLD handler wakes the wait).  Every transfer ends by its deadline, which the caller
+ * gives (at most --timeout, and before the event's lease runs out): the
+ * HTTP client or libcurl gives the exchange up, a command's process group
+ * is killed.
  *
  * Secrets stay in the relay: a command of the exec sink gets neither
  * libpq's PG* variables (PGPASSWORD, PGPASSFILE...) nor the relay's own
@@ -52,12 +56,11 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 
 #include "common.h"
 #include "config.h"
 #include "easy.h"
+#include "http.h"
 #include "sink.h"
 #include "sms.h"
 #include "template.h"
@@ -85,6 +88,9 @@ struct Transfer
 	/* an outcome known at once (stdout, or a delivery that could not start) */
 	bool		early;
 	SinkResult	early_result;
+
+	/* webhook over http://: a call of the built-in client (http.c) */
+	HttpCall   *http;
 
 	/* webhook, smtp, sms: an easy handle of the multi handle */
 	CURL	   *curl;
@@ -124,6 +130,8 @@ static int	ncurl_socks;
 static int	curl_socks_cap;
 static double curl_due = -1;	/* curl_multi_socket_action() then; -1: no */
 static Transfer *running_head = NULL;	/* transfers not ended */
+/* ended transfers kept for reuse: one is 2 kB, too big for malloc's caches */
+static Transfer *spare_transfers = NULL;
 static Transfer *finished_head = NULL;	/* ended, waiting for sink_done() */
 static Transfer *finished_tail = NULL;
 static int	in_flight[SINK_NTYPES + 1];
@@ -143,14 +151,16 @@ static void bind_handle(Transfer *t, bool own_errbuf);
 static void start_curl(Transfer *t);
 static void start_sms(Transfer *t, const Event *ev);
 static void sms_transfer_result(Transfer *t, SinkResult *r);
+static void http_call_done(HttpCall *call, void *arg);
 static bool throttled(Transfer *t, SinkResult *r, const char *sink);
+static void throttle(SinkResult *r, const char *sink, long after);
 static void start_stdout(Transfer *t, const Event *ev);
 static void start_exec(Transfer *t, const Event *ev);
 static void exec_io(Transfer *t, short in_revents, short out_revents);
 static void exec_check(Transfer *t);
 static void exec_result(Transfer *t, SinkResult *r);
 static size_t discard_body(char *ptr, size_t size, size_t nmemb, void *userdata);
-static void hmac_hex(const char *secret, const char *data, char *hex);
+static void webhook_headers(StrBuf *h, const Event *ev);
 static void start_webhook(Transfer *t, const Event *ev);
 static bool http_permanent(long status);
 static void webhook_result(Transfer *t, SinkResult *r);
@@ -189,6 +199,17 @@ sinks_init(void)
 	/* a window's worth of easy handles is kept for reuse */
 	idle_cap = (int) conns;
 	idle_handles = xmalloc(sizeof(CURL *) * (idle_cap > 0 ? idle_cap : 1));
+	/* webhooks to an http:// URL: the built-in client, if it takes the URL */
+	if (cfg.webhook_url)
+		(void) http_init(cfg.webhook_url, cfg.concurrency[SINK_WEBHOOK], http_call_done);
+}
+
+/* the built-in HTTP client's callback: the call of a transfer ended */
+static void
+http_call_done(HttpCall *call, void *arg)
+{
+	(void) call;
+	transfer_ended((Transfer *) arg);
 }
 
 /*
@@ -241,6 +262,7 @@ curl_timer_cb(CURLM *m, long timeout_ms, void *userp)
 void
 sinks_cleanup(void)
 {
+	http_cleanup();
 	while (nidle > 0)
 		curl_easy_cleanup(idle_handles[--nidle]);
 	free(idle_handles);
@@ -248,6 +270,13 @@ sinks_cleanup(void)
 	free(curl_socks);
 	curl_socks = NULL;
 	ncurl_socks = 0;
+	while (spare_transfers)
+	{
+		Transfer   *t = spare_transfers;
+
+		spare_transfers = t->next;
+		free(t);
+	}
 	if (multi)
 		curl_multi_cleanup(multi);
 	multi = NULL;
@@ -275,8 +304,12 @@ expand_template(const char *tmpl, const Event *ev)
 static Transfer *
 new_transfer(SinkType type, double deadline, void *owner)
 {
-	Transfer   *t = xmalloc(sizeof(Transfer));
+	Transfer   *t = spare_transfers;
 
+	if (t)
+		spare_transfers = t->next;
+	else
+		t = xmalloc(sizeof(Transfer));
 	memset(t, 0, sizeof(*t));
 	t->type = type;
 	t->owner = owner;
@@ -485,6 +518,8 @@ sink_done(Transfer *t, SinkResult *res)
 		else
 			curl_easy_cleanup(t->curl);
 	}
+	if (t->http)
+		http_free(t->http);
 	if (t->sms)
 		sms_request_free(t->sms);
 	if (t->list)
@@ -493,7 +528,8 @@ sink_done(Transfer *t, SinkResult *res)
 	free(t->data);
 	in_flight[t->type]--;
 	in_flight[SINK_NTYPES]--;
-	free(t);
+	t->next = spare_transfers;
+	spare_transfers = t;
 }
 
 /*
@@ -510,6 +546,8 @@ sink_wait(struct pollfd *extra, int nextra, double until)
 	int			nfds = 0,
 				first_curl,
 				ncurl,
+				first_http,
+				nhttp,
 				i,
 				still,
 				left,
@@ -523,7 +561,8 @@ sink_wait(struct pollfd *extra, int nextra, double until)
 	for (t = running_head; t; t = t->next)
 		if (t->pid > 0 && t->deadline < until)
 			until = t->deadline;
-	fds = xmalloc(sizeof(struct pollfd) * (nextra + 2 * in_flight[SINK_EXEC] + ncurl_socks + 1));
+	fds = xmalloc(sizeof(struct pollfd) *
+				  (nextra + 2 * in_flight[SINK_EXEC] + ncurl_socks + http_nfds() + 1));
 	for (i = 0; i < nextra; i++)
 	{
 		fds[nfds] = extra[i];
@@ -554,6 +593,10 @@ sink_wait(struct pollfd *extra, int nextra, double until)
 	}
 	if (curl_due >= 0 && curl_due < until)
 		until = curl_due;
+	/* and the built-in HTTP client's */
+	first_http = nfds;
+	nhttp = http_pollfds(fds + nfds, &until);
+	nfds += nhttp;
 	wait = until - now_seconds();
 	if (finished_head != NULL || wait < 0)
 		wait = 0;
@@ -593,6 +636,10 @@ sink_wait(struct pollfd *extra, int nextra, double until)
 		t->rc = m->data.result;
 		transfer_ended(t);
 	}
+
+	/* the built-in HTTP client's connections, and its deadlines */
+	if (http_enabled())
+		http_io(fds + first_http, nhttp);
 
 	/* the commands: their pipes, their end, their deadline */
 	/* (the pipes do not block, so just try them) */
@@ -655,6 +702,7 @@ exec_environment(const Event *ev)
 		"ORDEREXP_EVENT_ID=", "ORDEREXP_KIND=", "ORDEREXP_CHANNEL="
 	};
 	char	  **env;
+	char		id[32];
 	int			n = 0,
 				i;
 	size_t		d;
@@ -673,7 +721,8 @@ exec_environment(const Event *ev)
 		if (d == sizeof(drop) / sizeof(drop[0]))
 			env[n++] = environ[i];
 	}
-	env[n++] = env_entry("ORDEREXP_EVENT_ID", event_field(ev, "id"));
+	snprintf(id, sizeof(id), "%lld", ev->id);
+	env[n++] = env_entry("ORDEREXP_EVENT_ID", id);
 	env[n++] = env_entry("ORDEREXP_KIND", ev->kind);
 	env[n++] = env_entry("ORDEREXP_CHANNEL", ev->channel);
 	env[n] = NULL;
@@ -878,46 +927,65 @@ discard_body(char *ptr, size_t size, size_t nmemb, void *userdata)
 	return size * nmemb;
 }
 
-/* hex HMAC-SHA256 of data under the secret */
+/*
+ * The header lines of EV's webhook, each ending in CRLF: the content type,
+ * X-Orderexp-Event, X-Orderexp-Id, X-Orderexp-Signature with a secret, and
+ * the Standard Webhooks headers (whsig.c)
+ */
 static void
-hmac_hex(const char *secret, const char *data, char *hex)
+webhook_headers(StrBuf *h, const Event *ev)
 {
-	unsigned char mac[EVP_MAX_MD_SIZE];
-	unsigned int maclen = 0;
-	unsigned int i;
+	char		line[64];
+	char		sig[WHSIG_LEGACY_LEN];
 
-	HMAC(EVP_sha256(), secret, (int) strlen(secret),
-		 (const unsigned char *) data, strlen(data), mac, &maclen);
-	for (i = 0; i < maclen; i++)
-		sprintf(hex + 2 * i, "%02x", mac[i]);
-	hex[2 * maclen] = '\0';
+	sb_puts(h, "Content-Type: application/json\r\nX-Orderexp-Event: ");
+	sb_puts(h, ev->kind);
+	snprintf(line, sizeof(line), "\r\nX-Orderexp-Id: %lld\r\n", ev->id);
+	sb_puts(h, line);
+	if (whsig_legacy_signature(ev->json, sig))
+	{
+		sb_puts(h, "X-Orderexp-Signature: ");
+		sb_puts(h, sig);
+		sb_append(h, "\r\n", 2);
+	}
+	whsig_headers(h, ev, ev->json);
 }
 
-
-/* the POST of EV, with its headers and signature */
+/*
+ * The POST of EV, with its headers and signature: through the built-in
+ * client (http.c) when it took the URL, else through libcurl, with the
+ * same headers in the same order
+ */
 static void
 start_webhook(Transfer *t, const Event *ev)
 {
-	CURL	   *c = take_handle(t);
-	char		line[256];
+	StrBuf		h = {0};
+	CURL	   *c;
+	char	   *line,
+			   *end;
 
-	bind_handle(t, true);
-
-	t->list = curl_slist_append(t->list, "Content-Type: application/json");
-	snprintf(line, sizeof(line), "X-Orderexp-Event: %s", ev->kind);
-	t->list = curl_slist_append(t->list, line);
-	snprintf(line, sizeof(line), "X-Orderexp-Id: %lld", ev->id);
-	t->list = curl_slist_append(t->list, line);
-	if (cfg.webhook_secret)
+	if (http_enabled())
 	{
-		char		hex[2 * EVP_MAX_MD_SIZE + 1];
+		/* room for the head and the body at once: no realloc on the way */
+		h.cap = 1024 + strlen(ev->json);
+		h.data = xmalloc(h.cap);
+		h.data[0] = '\0';
+		http_request_head(&h, "POST");
+		sb_puts(&h, "User-Agent: orderexp-relay/" RELAY_VERSION "\r\nAccept: */*\r\n");
+		webhook_headers(&h, ev);
+		t->http = http_start(&h, ev->json, strlen(ev->json), t->deadline, t);
+		return;
+	}
 
-		hmac_hex(cfg.webhook_secret, ev->json, hex);
-		snprintf(line, sizeof(line), "X-Orderexp-Signature: sha256=%s", hex);
+	c = take_handle(t);
+	bind_handle(t, true);
+	webhook_headers(&h, ev);
+	for (line = h.data; (end = strstr(line, "\r\n")) != NULL; line = end + 2)
+	{
+		*end = '\0';
 		t->list = curl_slist_append(t->list, line);
 	}
-	/* webhook-id, webhook-timestamp, webhook-signature (whsig.c) */
-	t->list = whsig_headers(t->list, ev, ev->json);
+	free(h.data);
 	t->list = curl_slist_append(t->list, "Expect:");
 	curl_easy_setopt(c, CURLOPT_URL, cfg.webhook_url);
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, t->list);
@@ -932,9 +1000,8 @@ start_webhook(Transfer *t, const Event *ev)
 }
 
 /*
- * An HTTP 429 answer (webhook, sms): slow down for Retry-After seconds (a
- * number or an HTTP date, which libcurl reads; 5 s without it, at most an
- * hour); the receiver did not take the event.
+ * An HTTP 429 answer (webhook, sms) of libcurl's transfer T: slow down
+ * (throttle())
  */
 static bool
 throttled(Transfer *t, SinkResult *r, const char *sink)
@@ -947,14 +1014,27 @@ throttled(Transfer *t, SinkResult *r, const char *sink)
 	curl_easy_getinfo(t->curl, CURLINFO_RESPONSE_CODE, &status);
 	if (status != 429)
 		return false;
-	r->outcome = OUTCOME_THROTTLED;
-	if (curl_easy_getinfo(t->curl, CURLINFO_RETRY_AFTER, &after) != CURLE_OK || after <= 0)
+	if (curl_easy_getinfo(t->curl, CURLINFO_RETRY_AFTER, &after) != CURLE_OK)
+		after = -1;
+	throttle(r, sink, (long) after);
+	return true;
+}
+
+/*
+ * An HTTP 429 answer: slow down for Retry-After seconds, AFTER (a number
+ * or an HTTP date, in seconds from now; 5 s without it, at most an hour);
+ * the receiver did not take the event.
+ */
+static void
+throttle(SinkResult *r, const char *sink, long after)
+{
+	if (after <= 0)
 		after = 5;
 	if (after > 3600)
 		after = 3600;
+	r->outcome = OUTCOME_THROTTLED;
 	r->retry_after = (double) after;
-	snprintf(r->err, sizeof(r->err), "%s: HTTP status 429, retry after %ld s", sink, (long) after);
-	return true;
+	snprintf(r->err, sizeof(r->err), "%s: HTTP status 429, retry after %ld s", sink, after);
 }
 
 /* is this HTTP status a refusal that no retry can mend? (docs/relay.md) */
@@ -977,20 +1057,37 @@ webhook_result(Transfer *t, SinkResult *r)
 	long		status = 0;
 
 	r->outcome = OUTCOME_RETRY;
-	if (t->rc != CURLE_OK)
+	if (t->http)
 	{
-		snprintf(r->err, sizeof(r->err), "webhook: %s",
-				 t->errbuf[0] ? t->errbuf : curl_easy_strerror(t->rc));
-		return;
+		if (http_error(t->http)[0] != '\0')
+		{
+			snprintf(r->err, sizeof(r->err), "webhook: %s", http_error(t->http));
+			return;
+		}
+		status = http_status(t->http);
+		if (status == 429)
+		{
+			throttle(r, "webhook", http_retry_after(t->http));
+			return;
+		}
 	}
-	curl_easy_getinfo(t->curl, CURLINFO_RESPONSE_CODE, &status);
+	else
+	{
+		if (t->rc != CURLE_OK)
+		{
+			snprintf(r->err, sizeof(r->err), "webhook: %s",
+					 t->errbuf[0] ? t->errbuf : curl_easy_strerror(t->rc));
+			return;
+		}
+		curl_easy_getinfo(t->curl, CURLINFO_RESPONSE_CODE, &status);
+		if (throttled(t, r, "webhook"))
+			return;
+	}
 	if (status >= 200 && status <= 299)
 	{
 		r->outcome = OUTCOME_DELIVERED;
 		return;
 	}
-	if (throttled(t, r, "webhook"))
-		return;
 	if (http_permanent(status))
 		r->outcome = OUTCOME_PERMANENT;
 	snprintf(r->err, sizeof(r->err), "webhook: HTTP status %ld%s", status,

@@ -57,7 +57,13 @@
  *	   table audit becomes a view of the records, its rows move over.
  *	16. The sweep counts the outcomes of its closes: one outcomes row per
  *	   batch and policy version, variant and reopened (order_count).
- *	17 (consume). Events delivered in batches: outbox.txid, the stream
+ *	17. An order's reminders are found by order: outbox_history has them
+ *	   besides the records, and explain_order() reads them through it.
+ *	18. One trigger on the status instead of two: orderexp_status (the
+ *	   outcome trigger, which also tracks an order set back to unpaid)
+ *	   replaces orderexp_outcome and orderexp_timer_unpaid on every
+ *	   registered table.
+ *	19 (consume). Events delivered in batches: outbox.txid, the stream
  *	   cursor and orderexp.batches, next_batch(), get_batch_events(),
  *	   finish_batch(), the view outbox_state; claim(), ack() and fail()
  *	   serve batches too; orderexp.batch_delivery puts new events into the
@@ -6334,7 +6340,319 @@ CREATE OR REPLACE VIEW orderexp.experiment_stats AS
 			  FROM (SELECT (r.paid + r.first_paid)::double precision
 						   / nullif(r.orders + r.first_orders, 0) AS pooled) pp) z;
 
-/* --- 17 (consume). events delivered in batches ------------------------------ */
+/* --- 17. an order's reminders found by order ------------------------------- */
+
+/*
+ * explain_order() tells an order's reminders, which are events, not
+ * records: outbox_history, a hash index on order_key, has them too, so that
+ * it does not read the whole outbox (which keeps the history since 15).
+ */
+DROP INDEX orderexp.outbox_history;
+CREATE INDEX outbox_history ON orderexp.outbox USING hash (order_key)
+	WHERE via IS NOT NULL OR kind = 'reminder';
+
+CREATE OR REPLACE FUNCTION orderexp._explain_order(orders regclass, order_key anyelement, lang text)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	cfg orderexp.tables;
+	k	text;
+	ord jsonb;
+	created timestamptz;
+	tm	orderexp.timers;
+	pid integer;
+	pver integer;
+	pvar integer;
+	pv	orderexp.policy_versions;
+	exp_variants interval[];
+	timeout interval;
+	a	orderexp.audit;
+	o	record;
+	f	orderexp.feedback;
+	r	record;
+	n_ext integer := 0;
+	n_token integer := 0;
+	max_ext integer;
+	last_wave timestamptz;
+	/* the steps: parallel arrays, sorted at the end */
+	s_at timestamptz[] := '{}';
+	s_sub bigint[] := '{}';
+	s_step text[] := '{}';
+	s_vals jsonb[] := '{}';
+	result text;
+BEGIN
+	IF lang IS NOT NULL AND lang !~ '^[A-Za-z0-9_-]{1,35}$' THEN
+		RAISE EXCEPTION 'invalid language %', quote_literal(lang)
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'A language is a tag such as ''de'' or ''de-AT'' (letters, digits, ''-'', ''_''), or NULL for the shop''s texts.';
+	END IF;
+	cfg := orderexp._config(orders);
+	k := orderexp._key_text(cfg, order_key::text);
+
+	/* the order itself, read as the caller: is it there, when was it placed, is it unpaid */
+	SELECT r2 INTO ord
+	  FROM orderexp._orders_exec(orders, false,
+			format('SELECT %s AS created, o.%I::text AS st FROM %s o WHERE o.%I = $1::%s',
+				   orderexp._created_utc(cfg, format('o.%I', cfg.created_column)),
+				   cfg.status_column, orders, cfg.key_column, cfg.key_type),
+			ARRAY[k]) r2;
+	IF ord IS NULL THEN
+		RAISE EXCEPTION 'order % not found in table %', k, orders
+			USING ERRCODE = 'no_data_found';
+	END IF;
+	created := (ord ->> 'created')::timestamptz;
+
+	/* the policy the order started under: its first change, else its outcome, else its timer */
+	SELECT * INTO tm FROM orderexp.timers t WHERE t.order_table = orders AND t.order_key = k;
+	SELECT x.policy_id, x.policy_version, x.variant INTO pid, pver, pvar
+	  FROM orderexp.audit x
+	 WHERE x.order_table = orders AND x.order_key = k AND x.policy_version IS NOT NULL
+	 ORDER BY x.at, x.id LIMIT 1;
+	IF pid IS NULL THEN
+		SELECT x.policy_id, x.policy_version, x.variant INTO pid, pver, pvar
+		  FROM orderexp.outcomes x
+		 WHERE x.order_table = orders AND x.order_key = k AND x.policy_id IS NOT NULL
+		 ORDER BY x.decided_at LIMIT 1;
+	END IF;
+	IF pid IS NULL THEN
+		pid := tm.policy_id;
+		pver := tm.policy_version;
+		pvar := tm.variant;
+	END IF;
+
+	IF created IS NOT NULL THEN
+		s_at := s_at || created;
+		s_sub := s_sub || 0::bigint;
+		s_step := s_step || 'placed'::text;
+		s_vals := s_vals || jsonb_build_object('at', orderexp._explain_time(created));
+	END IF;
+
+	SELECT * INTO pv FROM orderexp.policy_versions v WHERE v.policy_id = pid AND v.version = pver;
+	IF FOUND THEN
+		SELECT e.variants INTO exp_variants FROM orderexp.experiments e WHERE e.id = pv.experiment_id;
+		timeout := CASE WHEN pvar IS NOT NULL AND exp_variants IS NOT NULL
+						THEN exp_variants[pvar] ELSE pv.close_after END;
+		s_at := s_at || coalesce(created, '-infinity');
+		s_sub := s_sub || 0::bigint;
+		s_step := s_step || CASE WHEN pvar IS NOT NULL AND exp_variants IS NOT NULL
+								 THEN 'policy_variant' ELSE 'policy' END;
+		s_vals := s_vals || jsonb_build_object(
+			'policy', pid, 'version', pver, 'category', coalesce(pv.category, 'default'),
+			'timeout', orderexp._explain_interval(timeout),
+			'timeout_iso', orderexp._iso_interval(timeout),
+			'experiment', pv.experiment_id, 'variant', pvar);
+	END IF;
+
+	/*
+	 * The reminders: one outbox row per channel, found by outbox_history
+	 * (which has an order's reminders besides its records, for this reason
+	 * alone: the outbox keeps the history); a reminder that offered an extension
+	 * link is followed by one extension_offered step.  Sent reminders write
+	 * no audit row: once their outbox rows are pruned
+	 * (orderexp.event_retention after delivery), they are not told.  Those
+	 * claim() withheld are told from their audit rows, below.
+	 */
+	FOR r IN SELECT x.id, x.channel, x.created_at, x.delivered_at, x.dead_at, x.attempts,
+					x.last_error, x.payload
+			   FROM orderexp.outbox x
+			  WHERE x.kind = 'reminder' AND x.order_table = orders AND x.order_key = k
+				AND x.obsolete_at IS NULL
+			  ORDER BY x.created_at, x.id
+	LOOP
+		s_at := s_at || r.created_at;
+		s_sub := s_sub || r.id;
+		s_step := s_step || CASE WHEN r.delivered_at IS NOT NULL THEN 'reminder_delivered'
+								 WHEN r.dead_at IS NOT NULL THEN 'reminder_dead'
+								 ELSE 'reminder_pending' END;
+		s_vals := s_vals || jsonb_build_object(
+			'at', orderexp._explain_time(r.created_at), 'channel', r.channel,
+			'delivered_at', orderexp._explain_time(r.delivered_at),
+			'dead_at', orderexp._explain_time(r.dead_at),
+			'attempts', r.attempts, 'error', r.last_error);
+		/* offered by a reminder that reached, or may still reach, the customer */
+		IF r.payload ->> 'extension_token' IS NOT NULL AND r.dead_at IS NULL
+		   AND r.created_at IS DISTINCT FROM last_wave THEN
+			last_wave := r.created_at;
+			s_at := s_at || r.created_at;
+			s_sub := s_sub || r.id;
+			s_step := s_step || 'extension_offered'::text;
+			s_vals := s_vals || jsonb_build_object(
+				'at', orderexp._explain_time(r.created_at),
+				'extend_by', orderexp._explain_interval((r.payload ->> 'extend_by')::interval),
+				'extend_by_iso', r.payload ->> 'extend_by',
+				'extensions_left', r.payload -> 'extensions_left');
+		END IF;
+	END LOOP;
+
+	/* the changes orderexp made, oldest first */
+	FOR a IN SELECT * FROM orderexp.audit x
+			  WHERE x.order_table = orders AND x.order_key = k ORDER BY x.at, x.id
+	LOOP
+		s_at := s_at || a.at;
+		s_sub := s_sub || a.id;
+		IF a.action = 'extended' THEN
+			n_ext := n_ext + 1;
+			IF a.via = 'token' THEN
+				n_token := n_token + 1;
+			END IF;
+			SELECT v.max_extensions INTO max_ext FROM orderexp.policy_versions v
+			 WHERE v.policy_id = a.policy_id AND v.version = a.policy_version;
+			s_step := s_step || CASE a.via WHEN 'token' THEN 'extended_token'
+											ELSE 'extended_staff' END;
+			s_vals := s_vals || jsonb_build_object(
+				'at', orderexp._explain_time(a.at), 'deadline', orderexp._explain_time(a.deadline),
+				'previous_deadline', orderexp._explain_time(a.previous_deadline),
+				'by', orderexp._explain_interval(a.deadline - a.previous_deadline),
+				'by_iso', orderexp._iso_interval(a.deadline - a.previous_deadline),
+				'n', n_ext, 'extensions_left', greatest(max_ext - n_token, 0),
+				'actor', a.actor);
+		ELSIF a.action = 'reminder_withheld' THEN
+			/* claim() settled a reminder that no longer mattered; the reason is its own */
+			s_step := s_step || 'reminder_withheld'::text;
+			s_vals := s_vals || jsonb_build_object(
+				'at', orderexp._explain_time(a.at), 'deadline', orderexp._explain_time(a.deadline),
+				'reason', regexp_replace(a.reason, '^reminder not sent: ', ''),
+				'channel', (SELECT x.channel FROM orderexp.outbox x WHERE x.id = a.event_ids[1]));
+		ELSE
+			IF a.action = 'reopened' THEN
+				/* a reopened order starts counting its customer's extensions afresh */
+				n_token := 0;
+			END IF;
+			s_step := s_step || CASE WHEN a.action IN ('cancelled', 'reopened') AND a.reason IS NULL
+									 THEN a.action || '_no_reason' ELSE a.action END;
+			s_vals := s_vals || jsonb_build_object(
+				'at', orderexp._explain_time(a.at), 'deadline', orderexp._explain_time(a.deadline),
+				'actor', a.actor, 'reason', a.reason);
+		END IF;
+	END LOOP;
+
+	/* payments, from the outcomes (a table without indexes: read whole) */
+	FOR o IN SELECT x.decided_at FROM orderexp.outcomes x
+			  WHERE x.order_table = orders AND x.order_key = k AND x.outcome = 'paid'
+			  ORDER BY x.decided_at
+	LOOP
+		s_at := s_at || o.decided_at;
+		s_sub := s_sub || 0::bigint;
+		s_step := s_step || 'paid'::text;
+		s_vals := s_vals || jsonb_build_object('at', orderexp._explain_time(o.decided_at));
+	END LOOP;
+
+	FOR f IN SELECT * FROM orderexp.feedback x
+			  WHERE x.order_table = orders AND x.order_key = k ORDER BY x.id
+	LOOP
+		s_at := s_at || f.recorded_at;
+		s_sub := s_sub || f.id;
+		s_step := s_step || 'feedback'::text;
+		s_vals := s_vals || jsonb_build_object(
+			'at', orderexp._explain_time(f.recorded_at), 'actor', f.recorded_by,
+			'topic', f.topic, 'body', f.body);
+	END LOOP;
+
+	/* still unpaid and tracked: its deadline now (a paid order's timer lingers) */
+	IF tm.order_key IS NOT NULL AND ord ->> 'st' = cfg.unpaid_value THEN
+		s_at := s_at || 'infinity'::timestamptz;
+		s_sub := s_sub || 0::bigint;
+		s_step := s_step || 'pending'::text;
+		s_vals := s_vals || jsonb_build_object('deadline', orderexp._explain_time(tm.close_at));
+	END IF;
+
+	SELECT string_agg(orderexp._explain_fill(t.template, s.vals || jsonb_build_object('order', k)),
+					  ' ' ORDER BY s.at, st.rank, s.sub, s.n)
+	  INTO result
+	  FROM unnest(s_at, s_sub, s_step, s_vals) WITH ORDINALITY AS s(at, sub, step, vals, n)
+	  JOIN orderexp._explanation_steps() st ON st.step = s.step
+	 CROSS JOIN LATERAL (
+			SELECT x.template FROM orderexp.explanation_templates x
+			 WHERE x.step = s.step
+			   AND x.lang IN ($3, split_part($3, '-', 1), '*', 'default')
+			 ORDER BY CASE x.lang WHEN $3 THEN 0 WHEN split_part($3, '-', 1) THEN 1
+								  WHEN '*' THEN 2 ELSE 3 END
+			 LIMIT 1) t;
+	RETURN coalesce(result, '');
+END;
+$$;
+
+/* --- 18. one trigger on the status -------------------------------------------- */
+
+/*
+ * PostgreSQL queues and fires every AFTER row trigger for every row an
+ * update changes: the two triggers on the status (orderexp_outcome and
+ * orderexp_timer_unpaid) cost two events on every payment and every close.
+ * orderexp_status, the outcome trigger with the category column as an
+ * eighth argument, does both jobs; the registered tables get it now.
+ */
+CREATE OR REPLACE FUNCTION orderexp._drop_triggers(orders regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	tg name;
+BEGIN
+	FOR tg IN SELECT t.tgname FROM pg_trigger t
+			   WHERE t.tgrelid = orders AND NOT t.tgisinternal
+				 AND t.tgname IN ('orderexp_timer_insert', 'orderexp_timer_unpaid',
+								  'orderexp_timer_moved', 'orderexp_timer_truncate',
+								  'orderexp_outcome', 'orderexp_status')
+	LOOP
+		EXECUTE format('DROP TRIGGER %I ON %s', tg, orders);
+	END LOOP;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION orderexp._install_triggers(cfg orderexp.tables)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM orderexp._drop_triggers(cfg.order_table);
+
+	/* a new unpaid order starts its timer */
+	EXECUTE format('CREATE TRIGGER orderexp_timer_insert AFTER INSERT ON %s '
+				   'FOR EACH ROW '
+				   'EXECUTE FUNCTION orderexp.timer_trigger(%L, %L, %L, %L, %L, %L)',
+				   cfg.order_table,
+				   cfg.key_column, cfg.created_column, coalesce(cfg.category_column, ''),
+				   cfg.order_table::oid, cfg.status_column, cfg.unpaid_value);
+
+	/* partitioned by created-at: an unpaid order whose created-at changes */
+	IF cfg.partition_column IS NOT NULL THEN
+		EXECUTE format('CREATE TRIGGER orderexp_timer_moved AFTER UPDATE OF %I ON %s '
+					   'FOR EACH ROW WHEN (NEW.%I = %L AND OLD.%I = %L AND OLD.%I IS DISTINCT FROM NEW.%I) '
+					   'EXECUTE FUNCTION orderexp.timer_trigger(%L, %L, %L, %L)',
+					   cfg.created_column, cfg.order_table,
+					   cfg.status_column, cfg.unpaid_value,
+					   cfg.status_column, cfg.unpaid_value,
+					   cfg.created_column, cfg.created_column,
+					   cfg.key_column, cfg.created_column, coalesce(cfg.category_column, ''),
+					   cfg.order_table::oid);
+	END IF;
+
+	/*
+	 * an order leaving the unpaid state has an outcome; one set back to
+	 * unpaid outside orderexp is tracked again
+	 */
+	EXECUTE format('CREATE TRIGGER orderexp_status AFTER UPDATE OF %I ON %s '
+				   'FOR EACH ROW '
+				   'EXECUTE FUNCTION orderexp.outcome_trigger(%L, %L, %L, %L, %L, %L, %L, %L)',
+				   cfg.status_column, cfg.order_table,
+				   cfg.key_column, cfg.created_column, cfg.status_column,
+				   cfg.closed_value, cfg.cancelled_value, cfg.order_table::oid,
+				   cfg.unpaid_value, coalesce(cfg.category_column, ''));
+
+	/* TRUNCATE removes every order at once; so do their timers */
+	EXECUTE format('CREATE TRIGGER orderexp_timer_truncate AFTER TRUNCATE ON %s '
+				   'FOR EACH STATEMENT EXECUTE FUNCTION orderexp._truncate_trigger()',
+				   cfg.order_table);
+END;
+$$;
+
+SELECT orderexp._install_triggers(t) FROM orderexp.tables t;
+
+/* --- 19 (consume). events delivered in batches ------------------------------ */
 
 /*
  * Relays take events a batch at a time (next_batch, get_batch_events,
@@ -7723,8 +8041,9 @@ BEGIN
 	END IF;
 
 	/*
-	 * The reminders: one outbox row per channel (the outbox has no index by
-	 * order, so this reads it whole); a reminder that offered an extension
+	 * The reminders: one outbox row per channel, found by outbox_history
+	 * (which has an order's reminders besides its records, for this reason
+	 * alone: the outbox keeps the history); a reminder that offered an extension
 	 * link is followed by one extension_offered step.  Sent reminders write
 	 * no audit row: once their outbox rows are pruned
 	 * (orderexp.event_retention after delivery), they are not told.  Those

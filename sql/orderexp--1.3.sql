@@ -295,10 +295,11 @@ SELECT pg_catalog.pg_extension_config_dump('orderexp.timer_generation', '');
  * Records outlive their delivery: pruning after orderexp.event_retention
  * takes only rows with via NULL (hence the indexes' predicates), and
  * forget_before() deletes the records older than its cutoff once they are
- * settled.  outbox_history, a hash index on order_key WHERE via IS NOT
- * NULL, finds an order's records; it is the only index a close adds besides
- * the primary key and outbox_undelivered, and a hash index because an entry
- * in it costs about half of one in a b-tree on (order_table, order_key, id)
+ * settled.  outbox_history, a hash index on order_key, finds an order's
+ * records and its reminders (explain_order() tells them): WHERE via IS NOT
+ * NULL OR kind = 'reminder'.  It is the only index a close adds besides the
+ * primary key and outbox_undelivered, and a hash index because an entry in
+ * it costs about half of one in a b-tree on (order_table, order_key, id)
  * (bench/instructions.md): history() sorts an order's few records itself.
  * Because the outbox now keeps the history, the views of the last hour or
  * day (delivery_health, monitor_closes, monitor_delivery) find the recent
@@ -350,7 +351,7 @@ CREATE INDEX outbox_obsolete ON orderexp.outbox (obsolete_at)
 CREATE INDEX outbox_in_flight ON orderexp.outbox (order_table, order_key, channel, id)
 	WHERE attempts > 0 AND delivered_at IS NULL AND dead_at IS NULL AND obsolete_at IS NULL;
 CREATE INDEX outbox_history ON orderexp.outbox USING hash (order_key)
-	WHERE via IS NOT NULL;
+	WHERE via IS NOT NULL OR kind = 'reminder';
 CREATE INDEX outbox_created ON orderexp.outbox USING brin (created_at);
 COMMENT ON TABLE orderexp.outbox IS
 	'events written in the same transaction as the state change that caused them; NOTIFY orderexp wakes listeners';
@@ -1332,7 +1333,7 @@ BEGIN
 			   WHERE t.tgrelid = orders AND NOT t.tgisinternal
 				 AND t.tgname IN ('orderexp_timer_insert', 'orderexp_timer_unpaid',
 								  'orderexp_timer_moved', 'orderexp_timer_truncate',
-								  'orderexp_outcome')
+								  'orderexp_outcome', 'orderexp_status')
 	LOOP
 		EXECUTE format('DROP TRIGGER %I ON %s', tg, orders);
 	END LOOP;
@@ -1341,14 +1342,18 @@ $$;
 
 /*
  * (Re)create the triggers that keep timers and outcomes in step with a
- * registered table.  The timer and the outcome triggers have no WHEN
+ * registered table.  The timer and the status triggers have no WHEN
  * clause: PostgreSQL parses a trigger's WHEN clause anew for every
  * statement, which on the application's one-row INSERT and payment UPDATE
  * cost more than orderexp's work itself.  They take the status column and
  * the unpaid value as arguments instead, and orderexp_timer_trigger and
- * orderexp_outcome_trigger test the status in C.  orderexp_timer_moved keeps
- * its WHEN clause: it fires only when created-at changes, which is rare,
- * and the clause tests that too.
+ * orderexp_outcome_trigger test the status in C.  One trigger on the
+ * status does both of its jobs (1.3; 1.2 had two, orderexp_timer_unpaid and
+ * orderexp_outcome): PostgreSQL queues and fires every AFTER row trigger
+ * for every row an update changes, the sweep's closes and the
+ * application's payments alike.  orderexp_timer_moved keeps its WHEN
+ * clause: it fires only when created-at changes, which is rare, and the
+ * clause tests that too.
  */
 CREATE FUNCTION orderexp._install_triggers(cfg orderexp.tables)
 RETURNS void
@@ -1366,14 +1371,6 @@ BEGIN
 				   cfg.key_column, cfg.created_column, coalesce(cfg.category_column, ''),
 				   cfg.order_table::oid, cfg.status_column, cfg.unpaid_value);
 
-	/* an order set back to unpaid outside orderexp is tracked again */
-	EXECUTE format('CREATE TRIGGER orderexp_timer_unpaid AFTER UPDATE OF %I ON %s '
-				   'FOR EACH ROW '
-				   'EXECUTE FUNCTION orderexp.timer_trigger(%L, %L, %L, %L, %L, %L)',
-				   cfg.status_column, cfg.order_table,
-				   cfg.key_column, cfg.created_column, coalesce(cfg.category_column, ''),
-				   cfg.order_table::oid, cfg.status_column, cfg.unpaid_value);
-
 	/* partitioned by created-at: an unpaid order whose created-at changes */
 	IF cfg.partition_column IS NOT NULL THEN
 		EXECUTE format('CREATE TRIGGER orderexp_timer_moved AFTER UPDATE OF %I ON %s '
@@ -1387,14 +1384,17 @@ BEGIN
 					   cfg.order_table::oid);
 	END IF;
 
-	/* an order leaving the unpaid state has an outcome */
-	EXECUTE format('CREATE TRIGGER orderexp_outcome AFTER UPDATE OF %I ON %s '
+	/*
+	 * an order leaving the unpaid state has an outcome; one set back to
+	 * unpaid outside orderexp is tracked again
+	 */
+	EXECUTE format('CREATE TRIGGER orderexp_status AFTER UPDATE OF %I ON %s '
 				   'FOR EACH ROW '
-				   'EXECUTE FUNCTION orderexp.outcome_trigger(%L, %L, %L, %L, %L, %L, %L)',
+				   'EXECUTE FUNCTION orderexp.outcome_trigger(%L, %L, %L, %L, %L, %L, %L, %L)',
 				   cfg.status_column, cfg.order_table,
 				   cfg.key_column, cfg.created_column, cfg.status_column,
 				   cfg.closed_value, cfg.cancelled_value, cfg.order_table::oid,
-				   cfg.unpaid_value);
+				   cfg.unpaid_value, coalesce(cfg.category_column, ''));
 
 	/* TRUNCATE removes every order at once; so do their timers */
 	EXECUTE format('CREATE TRIGGER orderexp_timer_truncate AFTER TRUNCATE ON %s '
@@ -4919,8 +4919,9 @@ BEGIN
 	END IF;
 
 	/*
-	 * The reminders: one outbox row per channel (the outbox has no index by
-	 * order, so this reads it whole); a reminder that offered an extension
+	 * The reminders: one outbox row per channel, found by outbox_history
+	 * (which has an order's reminders besides its records, for this reason
+	 * alone: the outbox keeps the history); a reminder that offered an extension
 	 * link is followed by one extension_offered step.  Sent reminders write
 	 * no audit row: once their outbox rows are pruned
 	 * (orderexp.event_retention after delivery), they are not told.  Those

@@ -41,6 +41,7 @@
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
+#include "lib/stringinfo.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/hsearch.h"
@@ -273,15 +274,17 @@ orderexp_owner(void)
  * orderexp_check_trigger_call
  *		Check that a row trigger function of orderexp was called by the
  *		trigger manager, AFTER a row INSERT or UPDATE (UPDATE only if
- *		update_only), with the arguments of one of the two trigger layouts
- *		the library serves (the older one's count, then the current one's).
+ *		update_only), with the arguments of one of the trigger layouts the
+ *		library serves: layouts[] are their argument counts, oldest first.
  */
 void
 orderexp_check_trigger_call(FunctionCallInfo fcinfo, const char *name,
-							bool update_only, int nargs_old, int nargs_new)
+							bool update_only, const int *layouts, int nlayouts)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	StringInfoData counts;
 	int			nargs;
+	int			i;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
@@ -296,12 +299,18 @@ orderexp_check_trigger_call(FunctionCallInfo fcinfo, const char *name,
 				 errmsg("orderexp.%s() must be fired AFTER %s FOR EACH ROW",
 						name, update_only ? "UPDATE" : "INSERT or UPDATE")));
 	nargs = trigdata->tg_trigger->tgnargs;
-	if (nargs != nargs_old && nargs != nargs_new)
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("orderexp.%s() needs %d or %d arguments, got %d",
-						name, nargs_old, nargs_new, nargs),
-				 errhint("Register the table again with orderexp.set_close_policy().")));
+	for (i = 0; i < nlayouts; i++)
+		if (nargs == layouts[i])
+			return;
+
+	initStringInfo(&counts);
+	for (i = 0; i < nlayouts; i++)
+		appendStringInfo(&counts, "%s%d", i == 0 ? "" : i == nlayouts - 1 ? " or " : ", ",
+						 layouts[i]);
+	ereport(ERROR,
+			(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+			 errmsg("orderexp.%s() needs %s arguments, got %d", name, counts.data, nargs),
+			 errhint("Register the table again with orderexp.set_close_policy().")));
 }
 
 /*
@@ -320,6 +329,48 @@ orderexp_mapped_column(Relation rel, const char *colname, const char *role)
 						colname, role, RelationGetRelationName(rel)),
 				 errhint("Register the table again with orderexp.set_close_policy().")));
 	return attnum;
+}
+
+/*
+ * A column of a row of a registered table as text, what SPI_getvalue()
+ * gives (NULL for NULL), without the output function's lookup and call for
+ * the types keys and statuses nearly always have: text, varchar and
+ * char(n) are their bytes (char(n) with its padding, as bpcharout gives
+ * it), smallint, integer and bigint their digits.  The triggers read the
+ * key and the status of every row they see, on the application's path and
+ * the sweep's: SPI_getvalue() looks the type's output function up in the
+ * syscache each time.
+ */
+char *
+orderexp_column_text(HeapTuple tuple, TupleDesc tupdesc, int attnum)
+{
+	Oid			typid = TupleDescAttr(tupdesc, attnum - 1)->atttypid;
+	Datum		d;
+	bool		isnull;
+	char	   *buf;
+
+	switch (typid)
+	{
+		case TEXTOID:
+		case VARCHAROID:
+		case BPCHAROID:
+			d = heap_getattr(tuple, attnum, tupdesc, &isnull);
+			return isnull ? NULL : TextDatumGetCString(d);
+		case INT2OID:
+		case INT4OID:
+		case INT8OID:
+			d = heap_getattr(tuple, attnum, tupdesc, &isnull);
+			if (isnull)
+				return NULL;
+			buf = palloc(MAXINT8LEN + 1);
+			if (typid == INT8OID)
+				(void) pg_lltoa(DatumGetInt64(d), buf);
+			else
+				(void) pg_ltoa(typid == INT4OID ? DatumGetInt32(d) : DatumGetInt16(d), buf);
+			return buf;
+		default:
+			return SPI_getvalue(tuple, tupdesc, attnum);
+	}
 }
 
 /*

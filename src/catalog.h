@@ -85,9 +85,10 @@ extern Oid	orderexp_table_owner(Oid relid);
 
 /* registered tables: their triggers and mapped columns */
 extern void orderexp_check_trigger_call(FunctionCallInfo fcinfo, const char *name,
-										bool update_only, int nargs_old, int nargs_new);
+										bool update_only, const int *layouts, int nlayouts);
 extern Oid	orderexp_trigger_table(Relation rel, Trigger *trigger);
 extern int	orderexp_mapped_column(Relation rel, const char *colname, const char *role);
+extern char *orderexp_column_text(HeapTuple tuple, TupleDesc tupdesc, int attnum);
 extern bool orderexp_status_equals(const char *status, Oid typid, const char *value);
 
 #endif							/* ORDEREXP_CATALOG_H */

@@ -67,6 +67,7 @@
 #include "orderexp.h"
 #include "catalog.h"
 #include "batch.h"
+#include "timer.h"
 
 PG_FUNCTION_INFO_V1(orderexp_outcome_trigger);
 
@@ -100,18 +101,29 @@ static const TimerColumn timer_columns[] = {
 
 /*
  * orderexp_outcome_trigger
- *		AFTER UPDATE row trigger, fired (WHEN clause) only for rows that were
- *		unpaid and are no longer: write the order's outcome.
+ *		AFTER UPDATE OF the status row trigger: write the outcome of a row
+ *		that was unpaid and is no longer; and, from 1.3 on, start the timer
+ *		of a row set back to unpaid.
  *
  * Arguments: key, created-at and status column names, the closed and the
  * cancelled value, and the OID of the registered table when the trigger was
  * made, which is not used (a restore gives the table a new OID): the
- * registered table is found from the trigger itself (catalog.c); and
- * since 1.2 the unpaid value.
+ * registered table is found from the trigger itself (catalog.c); since 1.2
+ * the unpaid value; since 1.3 the category column ("" for none).
+ *
+ * 1.1's trigger (six arguments) fires through a WHEN clause for rows that
+ * leave the unpaid state only.  1.2's (seven) tests that here.  1.3's
+ * (eight, orderexp_status) also does the work of 1.2's second trigger on
+ * the status, orderexp_timer_unpaid, which it replaces: PostgreSQL queues
+ * and fires every AFTER row trigger for every row of an update, so one
+ * trigger instead of two saves a queued event and two tuple fetches on
+ * every payment and every order the sweep closes (bench/instructions.md).
  */
 Datum
 orderexp_outcome_trigger(PG_FUNCTION_ARGS)
 {
+	/* 1.1 (with a WHEN clause), 1.2 (the unpaid value), 1.3 (the category) */
+	static const int layouts[] = {6, 7, 8};
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
 	Trigger    *trigger;
 	Relation	rel;
@@ -136,7 +148,7 @@ orderexp_outcome_trigger(PG_FUNCTION_ARGS)
 	int			natts;
 	int			i;
 
-	orderexp_check_trigger_call(fcinfo, "outcome_trigger", true, 6, 7);
+	orderexp_check_trigger_call(fcinfo, "outcome_trigger", true, layouts, lengthof(layouts));
 	trigger = trigdata->tg_trigger;
 
 	rel = trigdata->tg_relation;
@@ -145,14 +157,23 @@ orderexp_outcome_trigger(PG_FUNCTION_ARGS)
 	status_att = orderexp_mapped_column(rel, trigger->tgargs[2], "status");
 
 	status_type = SPI_gettypeid(tupdesc, status_att);
-	status = SPI_getvalue(newtup, tupdesc, status_att);
+	status = orderexp_column_text(newtup, tupdesc, status_att);
 
 	/* only a row that leaves the unpaid state (1.1: the WHEN clause says so) */
-	if (trigger->tgnargs == 7 &&
-		(!orderexp_status_equals(SPI_getvalue(trigdata->tg_trigtuple, tupdesc, status_att),
-								 status_type, trigger->tgargs[6]) ||
-		 orderexp_status_equals(status, status_type, trigger->tgargs[6])))
-		return PointerGetDatum(NULL);
+	if (trigger->tgnargs >= 7)
+	{
+		bool		was_unpaid = orderexp_status_equals(orderexp_column_text(trigdata->tg_trigtuple,
+																		 tupdesc, status_att),
+													status_type, trigger->tgargs[6]);
+		bool		is_unpaid = orderexp_status_equals(status, status_type, trigger->tgargs[6]);
+
+		/* 1.3: a row set back to unpaid is tracked again */
+		if (is_unpaid && !was_unpaid && trigger->tgnargs == 8)
+			orderexp_track_order(rel, trigger, newtup, trigger->tgargs[0], trigger->tgargs[1],
+								 trigger->tgargs[7]);
+		if (!was_unpaid || is_unpaid)
+			return PointerGetDatum(NULL);
+	}
 
 	order_table = orderexp_trigger_table(rel, trigger);
 	if (orderexp_status_equals(status, status_type, trigger->tgargs[3]))
@@ -167,7 +188,7 @@ orderexp_outcome_trigger(PG_FUNCTION_ARGS)
 	else
 		outcome = "paid";
 
-	key = SPI_getvalue(newtup, tupdesc, orderexp_mapped_column(rel, trigger->tgargs[0], "key"));
+	key = orderexp_column_text(newtup, tupdesc, orderexp_mapped_column(rel, trigger->tgargs[0], "key"));
 	if (key == NULL)
 		return PointerGetDatum(NULL);
 

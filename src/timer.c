@@ -23,9 +23,13 @@
  * from a backend-local cache, and a new order's timer row goes straight
  * into the heap and the indexes of orderexp.timers, without SPI or an
  * executor plan (insert_timer_direct: about half the instructions of the
- * kept INSERT, see bench/instructions.md).  Only an order that has a timer
- * already (set back to unpaid, a key used again) takes the kept single-row
- * INSERT ... ON CONFLICT DO UPDATE.  The cache is dropped whenever
+ * kept INSERT, see bench/instructions.md), as a speculative insertion that
+ * needs no probe of its own, through relations kept open for the rest of
+ * the transaction (TimerInserter: a bulk INSERT opens them once).  Only an
+ * order that has a timer already (set back to unpaid, a key used again)
+ * takes the kept single-row INSERT ... ON CONFLICT DO UPDATE.  SPI is
+ * connected only for that, and to read a table's policies into the cache,
+ * which happens once per table and backend.  The cache is dropped whenever
  * orderexp.policies changes: a statement trigger on that table sends a
  * relcache invalidation for it, which every backend receives at the commit
  * of the change.  Starting and ending an experiment change the policy row
@@ -45,14 +49,11 @@
  */
 #include "postgres.h"
 
-#include "access/genam.h"
 #include "access/htup_details.h"
-#include "access/stratnum.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
-#include "catalog/pg_collation.h"
 #include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
 #include "commands/sequence.h"
@@ -62,15 +63,17 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "nodes/execnodes.h"
+#include "storage/lmgr.h"
+#include "storage/proc.h"
+#include "tcop/utility.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/fmgroids.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
-#include "utils/snapmgr.h"
+#include "utils/resowner.h"
 #include "utils/timestamp.h"
 
 #include "orderexp.h"
@@ -78,6 +81,7 @@
 #include "experiment.h"
 #include "runas.h"
 #include "spiplan.h"
+#include "timer.h"
 
 PG_FUNCTION_INFO_V1(orderexp_timer_trigger);
 PG_FUNCTION_INFO_V1(orderexp_policies_changed);
@@ -226,6 +230,9 @@ table_policies(Oid relid)
 	if (found)
 		return tp;
 
+	/* a miss: read them, through SPI (a hit, nearly every call, needs none) */
+	if ((ret = SPI_connect()) != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(ret));
 	values[0] = ObjectIdGetDatum(relid);
 	ret = SPI_execute_plan(orderexp_keep_plan(&policies_plan,
 											  plans_for_1_1 ? policies_sql : policies_sql_1_0,
@@ -236,7 +243,10 @@ table_policies(Oid relid)
 
 	/* an invalidation while reading may have reset the cache: look again */
 	if (policy_cache == NULL)
+	{
+		SPI_finish();
 		return table_policies(relid);
+	}
 
 	oldcxt = MemoryContextSwitchTo(PolicyCacheContext);
 	tp = hash_search(policy_cache, &relid, HASH_ENTER, &found);
@@ -290,7 +300,166 @@ table_policies(Oid relid)
 		}
 	}
 	MemoryContextSwitchTo(oldcxt);
+	SPI_finish();
 	return tp;
+}
+
+/*
+ * What the direct insert keeps open from one new order to the next within a
+ * transaction: orderexp.timers, its indexes (the IndexInfo of each, with
+ * what a speculative insertion needs) and an executor state with a slot.
+ * Opening and closing them cost as much as the insert itself (a third of
+ * the trigger, see bench/instructions.md); a bulk INSERT of orders opens
+ * them once.
+ *
+ * They are opened under the transaction's resource owner, so that a
+ * subtransaction's abort does not close them under us, and closed before
+ * its commit (inserter_xact_callback), so that commit finds nothing left
+ * open; an abort closes whatever is open anyway, and we only forget.  A
+ * relcache invalidation of orderexp.timers (an index added in this very
+ * transaction, the extension updated) makes the next insert reopen them.
+ */
+typedef struct TimerInserter
+{
+	LocalTransactionId lxid;	/* the transaction they are open in, or 0 */
+	bool		stale;			/* orderexp.timers changed: reopen */
+	Oid			relid;
+	Relation	timers;
+	EState	   *estate;			/* in TopTransactionContext */
+	ResultRelInfo *rri;
+	TupleTableSlot *slot;
+	List	   *arbiters;		/* the primary key, for the speculative insert */
+} TimerInserter;
+
+static TimerInserter inserter;
+static bool inserter_callbacks = false;
+static ProcessUtility_hook_type prev_process_utility = NULL;
+
+/* close what the inserter holds open (under the resource owner it used) */
+static void
+inserter_close(void)
+{
+	ResourceOwner save = CurrentResourceOwner;
+
+	CurrentResourceOwner = TopTransactionResourceOwner;
+	/* an open that failed half-way left some of these unset */
+	if (inserter.rri != NULL && inserter.rri->ri_IndexRelationDescs != NULL)
+		ExecCloseIndices(inserter.rri);
+	if (inserter.estate != NULL)
+	{
+		ExecResetTupleTable(inserter.estate->es_tupleTable, false);
+		FreeExecutorState(inserter.estate);
+	}
+	if (inserter.timers != NULL)
+		table_close(inserter.timers, NoLock);
+	CurrentResourceOwner = save;
+	memset(&inserter, 0, sizeof(inserter));
+}
+
+/* before commit or prepare: close; after an abort: forget (already closed) */
+static void
+inserter_xact_callback(XactEvent event, void *arg)
+{
+	if (inserter.lxid == InvalidLocalTransactionId)
+		return;
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+		case XACT_EVENT_PARALLEL_PRE_COMMIT:
+		case XACT_EVENT_PRE_PREPARE:
+			inserter_close();
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			memset(&inserter, 0, sizeof(inserter));
+			break;
+		default:
+			break;
+	}
+}
+
+/*
+ * Before any utility statement: close.  A table that is open in this
+ * session cannot be altered, dropped, truncated or indexed by it ("being
+ * used by active queries in this session"): without this, ALTER EXTENSION
+ * orderexp UPDATE, or DROP EXTENSION, after new orders in the same
+ * transaction would fail.  No utility statement runs while an insert is
+ * under way: the direct insert calls out to nothing of the user's.
+ */
+static void
+inserter_process_utility(PlannedStmt *pstmt, const char *queryString,
+						 bool readOnlyTree, ProcessUtilityContext context,
+						 ParamListInfo params, QueryEnvironment *queryEnv,
+						 DestReceiver *dest, QueryCompletion *qc)
+{
+	if (inserter.lxid != InvalidLocalTransactionId && inserter.lxid == MyProc->lxid)
+		inserter_close();
+	if (prev_process_utility)
+		prev_process_utility(pstmt, queryString, readOnlyTree, context,
+							 params, queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
+}
+
+/* relcache callback: orderexp.timers (or every relation) changed */
+static void
+inserter_invalidate(Datum arg, Oid relid)
+{
+	if (inserter.lxid != InvalidLocalTransactionId &&
+		(relid == InvalidOid || relid == inserter.relid))
+		inserter.stale = true;
+}
+
+/* the inserter of this transaction, opened if need be */
+static TimerInserter *
+inserter_open(const OrderexpCatalog *cat)
+{
+	ResourceOwner save = CurrentResourceOwner;
+	MemoryContext oldcxt;
+
+	if (!inserter_callbacks)
+	{
+		RegisterXactCallback(inserter_xact_callback, NULL);
+		CacheRegisterRelcacheCallback(inserter_invalidate, (Datum) 0);
+		prev_process_utility = ProcessUtility_hook;
+		ProcessUtility_hook = inserter_process_utility;
+		inserter_callbacks = true;
+	}
+	if (inserter.lxid == MyProc->lxid && !inserter.stale &&
+		inserter.relid == cat->timers)
+		return &inserter;
+	if (inserter.lxid == MyProc->lxid)
+		inserter_close();
+	else
+		memset(&inserter, 0, sizeof(inserter));
+
+	CurrentResourceOwner = TopTransactionResourceOwner;
+	oldcxt = MemoryContextSwitchTo(TopTransactionContext);
+	PG_TRY();
+	{
+		inserter.timers = table_open(cat->timers, RowExclusiveLock);
+		inserter.relid = cat->timers;
+		/* from here on, the end of the transaction closes what is open */
+		inserter.lxid = MyProc->lxid;
+		inserter.estate = CreateExecutorState();
+		inserter.rri = makeNode(ResultRelInfo);
+		InitResultRelInfo(inserter.rri, inserter.timers, 1, NULL, 0);
+		ExecOpenIndices(inserter.rri, true);
+		inserter.slot = ExecInitExtraTupleSlot(inserter.estate,
+											   RelationGetDescr(inserter.timers),
+											   &TTSOpsVirtual);
+		inserter.arbiters = list_make1_oid(cat->timers_pkey);
+	}
+	PG_FINALLY();
+	{
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = save;
+	}
+	PG_END_TRY();
+	inserter.lxid = MyProc->lxid;
+	inserter.stale = false;
+	return &inserter;
 }
 
 /*
@@ -298,52 +467,34 @@ table_policies(Oid relid)
  *		Insert the timer of an order that has none, as INSERT would, but
  *		without planning or starting an executor: a heap insert, the
  *		table's constraints, and its index entries.  Returns false, having
- *		done nothing, if the order has a timer already (the caller takes
- *		the INSERT ... ON CONFLICT then) or if the table is not the one
- *		this code knows.
+ *		inserted nothing, if the order has a timer already (the caller takes
+ *		the INSERT ... ON CONFLICT then) or if the table is not the one this
+ *		code knows.
  *
- * "Has a timer" is asked with a dirty snapshot, which also sees timers
- * that other transactions are inserting or deleting right now: those, too,
- * go the way of ON CONFLICT, which waits for them.  A timer for the same
- * key that another transaction starts inserting after the probe makes the
- * unique index refuse this one (a clean error that rolls back the order's
- * insert); it needs two rows with one key in the orders table, which the
- * key column's index of a registered table does not allow.
+ * "Has a timer" is found out the way INSERT ... ON CONFLICT does it, by a
+ * speculative insertion: the primary key's entry is made without raising a
+ * unique violation, and if a timer of the same key exists, or another
+ * transaction is inserting one right now, the new row is killed again and
+ * the caller goes the way of ON CONFLICT, which waits for that transaction.
+ * A key without a timer, nearly always, costs no probe beyond the
+ * uniqueness check the index makes anyway.
  */
 static bool
 insert_timer_direct(Datum *values, bool *isnull)
 {
 	const OrderexpCatalog *cat = orderexp_catalog();
-	Relation	timers;
-	ScanKeyData skey[2];
-	SysScanDesc scan;
-	SnapshotData dirty;
-	bool		exists;
-	EState	   *estate;
-	ResultRelInfo *rri;
+	TimerInserter *ti;
 	TupleTableSlot *slot;
+	TransactionId xid;
+	uint32		token;
+	bool		conflict = false;
 	List	   *recheck;
 	int			i;
 
 	if (!cat->timer_direct_insert)
 		return false;
-
-	timers = table_open(cat->timers, RowExclusiveLock);
-
-	InitDirtySnapshot(dirty);
-	ScanKeyInit(&skey[0], 1, BTEqualStrategyNumber, F_OIDEQ,
-				values[TC_ORDER_TABLE]);
-	ScanKeyInit(&skey[1], 2, BTEqualStrategyNumber, F_TEXTEQ,
-				values[TC_ORDER_KEY]);
-	skey[1].sk_collation = C_COLLATION_OID;
-	scan = systable_beginscan(timers, cat->timers_pkey, true, &dirty, 2, skey);
-	exists = HeapTupleIsValid(systable_getnext(scan));
-	systable_endscan(scan);
-	if (exists)
-	{
-		table_close(timers, RowExclusiveLock);
-		return false;
-	}
+	ti = inserter_open(cat);
+	slot = ti->slot;
 
 	/* the defaults of the columns INSERT leaves out */
 	values[TC_EXTENSIONS] = Int32GetDatum(0);
@@ -356,12 +507,6 @@ insert_timer_direct(Datum *values, bool *isnull)
 	values[TC_REOPENED] = BoolGetDatum(false);
 	isnull[TC_REOPENED] = false;
 
-	estate = CreateExecutorState();
-	rri = makeNode(ResultRelInfo);
-	InitResultRelInfo(rri, timers, 1, NULL, 0);
-	ExecOpenIndices(rri, false);
-
-	slot = ExecInitExtraTupleSlot(estate, RelationGetDescr(timers), &TTSOpsVirtual);
 	ExecClearTuple(slot);
 	for (i = 0; i < slot->tts_tupleDescriptor->natts; i++)
 	{
@@ -375,21 +520,25 @@ insert_timer_direct(Datum *values, bool *isnull)
 	}
 	ExecStoreVirtualTuple(slot);
 
-	if (timers->rd_att->constr)
-		ExecConstraints(rri, slot, estate);
-	table_tuple_insert(timers, slot, GetCurrentCommandId(true), 0, NULL);
-#if PG_VERSION_NUM >= 160000
-	recheck = ExecInsertIndexTuples(rri, slot, estate, false, false, NULL, NIL, false);
-#else
-	recheck = ExecInsertIndexTuples(rri, slot, estate, false, false, NULL, NIL);
-#endif
-	list_free(recheck);
+	if (ti->timers->rd_att->constr)
+		ExecConstraints(ti->rri, slot, ti->estate);
 
-	ExecCloseIndices(rri);
-	ExecResetTupleTable(estate->es_tupleTable, false);
-	FreeExecutorState(estate);
-	table_close(timers, NoLock);
-	return true;
+	xid = GetCurrentTransactionId();
+	token = SpeculativeInsertionLockAcquire(xid);
+	table_tuple_insert_speculative(ti->timers, slot, GetCurrentCommandId(true), 0,
+								   NULL, token);
+#if PG_VERSION_NUM >= 160000
+	recheck = ExecInsertIndexTuples(ti->rri, slot, ti->estate, false, true,
+									&conflict, ti->arbiters, false);
+#else
+	recheck = ExecInsertIndexTuples(ti->rri, slot, ti->estate, false, true,
+									&conflict, ti->arbiters);
+#endif
+	table_tuple_complete_speculative(ti->timers, slot, token, !conflict);
+	SpeculativeInsertionLockRelease(xid);
+	list_free(recheck);
+	ResetPerTupleExprContext(ti->estate);
+	return !conflict;
 }
 
 /* the category's own policy, else the table's default, else NULL */
@@ -432,6 +581,11 @@ orderexp_policies_changed(PG_FUNCTION_ARGS)
 /*
  * orderexp_timer_trigger
  *		AFTER ROW trigger: insert or refresh the timer of an unpaid order.
+ *
+ * AFTER INSERT on every registered table; also AFTER UPDATE OF the status
+ * (1.1 and 1.2, orderexp_timer_unpaid: from 1.3 on the status trigger,
+ * outcome.c, does that part) and of the created-at (orderexp_timer_moved,
+ * partitioned tables).
  */
 Datum
 orderexp_timer_trigger(PG_FUNCTION_ARGS)
@@ -441,25 +595,11 @@ orderexp_timer_trigger(PG_FUNCTION_ARGS)
 	Relation	rel;
 	TupleDesc	tupdesc;
 	HeapTuple	tuple;
-	Oid			order_table;
-	int			key_att;
-	int			created_att;
-	char	   *key;
-	char	   *category = NULL;
-	bool		created_null;
-	Datum		created;
-	TimestampTz base;
-	TimestampTz close_at;
-	TablePolicies *tp;
-	CachedPolicy *policy;
-	Interval   *close_after;
-	int			variant = 0;
-	Datum		values[8];
-	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
-	RunAs		runas;
-	int			ret;
 
-	orderexp_check_trigger_call(fcinfo, "timer_trigger", false, 4, 6);
+	/* 1.1 (with a WHEN clause), 1.2 on (the status to test) */
+	static const int layouts[] = {4, 6};
+
+	orderexp_check_trigger_call(fcinfo, "timer_trigger", false, layouts, lengthof(layouts));
 	trigger = trigdata->tg_trigger;
 
 	rel = trigdata->tg_relation;
@@ -480,23 +620,60 @@ orderexp_timer_trigger(PG_FUNCTION_ARGS)
 		int			status_att = orderexp_mapped_column(rel, trigger->tgargs[4], "status");
 		Oid			status_type = SPI_gettypeid(tupdesc, status_att);
 
-		if (!orderexp_status_equals(SPI_getvalue(tuple, tupdesc, status_att),
+		if (!orderexp_status_equals(orderexp_column_text(tuple, tupdesc, status_att),
 									status_type, trigger->tgargs[5]))
 			return PointerGetDatum(NULL);
 		if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) &&
-			orderexp_status_equals(SPI_getvalue(trigdata->tg_trigtuple, tupdesc, status_att),
+			orderexp_status_equals(orderexp_column_text(trigdata->tg_trigtuple, tupdesc, status_att),
 								   status_type, trigger->tgargs[5]))
 			return PointerGetDatum(NULL);
 	}
 
+	orderexp_track_order(rel, trigger, tuple, trigger->tgargs[0], trigger->tgargs[1],
+						 trigger->tgargs[2]);
+	return PointerGetDatum(NULL);
+}
+
+/*
+ * orderexp_track_order
+ *		Start (or restart) the timer of an unpaid row of a registered table,
+ *		for a row trigger: its key, created-at and category (the last may be
+ *		"") are read from the columns named.  The policy is the category's
+ *		own, else the table's default; a row without a key, or without a
+ *		policy that applies, is not tracked.
+ */
+void
+orderexp_track_order(Relation rel, Trigger *trigger, HeapTuple tuple,
+					 const char *key_column, const char *created_column,
+					 const char *category_column)
+{
+	TupleDesc	tupdesc = RelationGetDescr(rel);
+	Oid			order_table;
+	int			key_att;
+	int			created_att;
+	char	   *key;
+	char	   *category = NULL;
+	bool		created_null;
+	Datum		created;
+	TimestampTz base;
+	TimestampTz close_at;
+	TablePolicies *tp;
+	CachedPolicy *policy;
+	Interval   *close_after;
+	int			variant = 0;
+	Datum		values[8];
+	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	RunAs		runas;
+	int			ret;
+
 	order_table = orderexp_trigger_table(rel, trigger);
 
-	key_att = orderexp_mapped_column(rel, trigger->tgargs[0], "key");
-	created_att = orderexp_mapped_column(rel, trigger->tgargs[1], "created-at");
+	key_att = orderexp_mapped_column(rel, key_column, "key");
+	created_att = orderexp_mapped_column(rel, created_column, "created-at");
 
-	key = SPI_getvalue(tuple, tupdesc, key_att);
+	key = orderexp_column_text(tuple, tupdesc, key_att);
 	if (key == NULL)
-		return PointerGetDatum(NULL);	/* no key, nothing to track */
+		return;					/* no key, nothing to track */
 
 	/* the deadline counts from created-at, or from now if there is none */
 	created = SPI_getbinval(tuple, tupdesc, created_att, &created_null);
@@ -510,27 +687,23 @@ orderexp_timer_trigger(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATATYPE_MISMATCH),
 				 errmsg("created-at column \"%s\" of table \"%s\" is not a timestamp",
-						trigger->tgargs[1], RelationGetRelationName(rel)),
+						created_column, RelationGetRelationName(rel)),
 				 errhint("Register the table again with orderexp.set_close_policy().")));
 
-	if (trigger->tgargs[2][0] != '\0')
-		category = SPI_getvalue(tuple, tupdesc,
-								orderexp_mapped_column(rel, trigger->tgargs[2], "category"));
+	if (category_column[0] != '\0')
+		category = orderexp_column_text(tuple, tupdesc,
+										orderexp_mapped_column(rel, category_column, "category"));
 
 	/* every name in the statements below is qualified: no search_path */
 	orderexp_run_as_begin(&runas, orderexp_owner(), SECURITY_LOCAL_USERID_CHANGE, false);
-
-	if ((ret = SPI_connect()) != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(ret));
 
 	tp = table_policies(order_table);
 	policy = choose_policy(tp, category);
 	if (policy == NULL)
 	{
 		/* a category without a policy of its own on a table without default */
-		SPI_finish();
 		orderexp_run_as_end(&runas);
-		return PointerGetDatum(NULL);
+		return;
 	}
 
 	/* in an experiment, the order's variant says how long it has */
@@ -587,11 +760,13 @@ orderexp_timer_trigger(PG_FUNCTION_ARGS)
 		dnulls[TC_ORDER_CREATED] = (nulls[7] == 'n');
 		if (insert_timer_direct(dvalues, dnulls))
 		{
-			SPI_finish();
 			orderexp_run_as_end(&runas);
-			return PointerGetDatum(NULL);
+			return;
 		}
 	}
+
+	if ((ret = SPI_connect()) != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(ret));
 
 	if (timer_insert_plan == NULL)
 	{
@@ -612,6 +787,4 @@ orderexp_timer_trigger(PG_FUNCTION_ARGS)
 
 	SPI_finish();
 	orderexp_run_as_end(&runas);
-
-	return PointerGetDatum(NULL);
 }

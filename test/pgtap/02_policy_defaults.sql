@@ -72,9 +72,8 @@ SELECT is(fallback_before, '5 minutes'::interval, 'fallback_before: 5 minutes')
 SELECT bag_eq(
 	$$SELECT tgname::text FROM pg_trigger
 	   WHERE tgrelid = 'pgtap_defaults.orders'::regclass AND NOT tgisinternal$$,
-	ARRAY['orderexp_timer_insert', 'orderexp_timer_unpaid', 'orderexp_timer_truncate',
-		  'orderexp_outcome'],
-	'four triggers on the registered table');
+	ARRAY['orderexp_timer_insert', 'orderexp_timer_truncate', 'orderexp_status'],
+	'three triggers on the registered table (one on the status, 1.3)');
 SELECT is(close_at, (SELECT created_at + interval '1 hour' FROM pgtap_defaults.orders WHERE order_no = 1),
           'the existing unpaid order got a deadline from its created-at')
   FROM orderexp.timers WHERE order_table = 'pgtap_defaults.orders'::regclass AND order_key = '1';

@@ -148,6 +148,81 @@ SELECT kind, order_key, channel FROM regress.events('ops.carts');
 SELECT * FROM regress.deadlines('ops.carts');
 
 --
+-- the timer trigger's direct insert (src/timer.c): a new order whose key has
+-- a timer already (a deleted order's lingers until the sweep finds the order
+-- gone) gets that timer refreshed, with a new deadline and a new generation
+--
+CREATE TABLE ops.again (id int PRIMARY KEY, status text NOT NULL DEFAULT 'unpaid',
+                        created_at timestamptz NOT NULL DEFAULT now());
+SELECT orderexp.set_close_policy('ops.again', '1 hour') IS NOT NULL AS registered;
+INSERT INTO ops.again (id, created_at) VALUES (1, '2026-01-01 10:00+00');
+SELECT generation AS gen1, close_at AS close1 FROM orderexp.timers
+ WHERE order_table = 'ops.again'::regclass AND order_key = '1' \gset
+DELETE FROM ops.again WHERE id = 1;
+INSERT INTO ops.again (id, created_at) VALUES (1, '2026-01-01 10:15+00');
+SELECT count(*) AS timers, bool_and(generation > :gen1) AS new_generation,
+       bool_and(close_at - :'close1'::timestamptz = interval '15 minutes') AS new_deadline
+  FROM orderexp.timers WHERE order_table = 'ops.again'::regclass AND order_key = '1';
+\i test/sql/include/plan_uses.sql
+-- in one transaction: a rolled-back subtransaction, and an index on
+-- orderexp.timers made after the first insert (the trigger keeps the table
+-- and its indexes open for the transaction: the new index must get the
+-- later orders' entries all the same)
+BEGIN;
+INSERT INTO ops.again (id) VALUES (2);
+SAVEPOINT s;
+INSERT INTO ops.again (id) VALUES (3);
+ROLLBACK TO SAVEPOINT s;
+INSERT INTO ops.again (id) VALUES (4);
+CREATE INDEX timers_in_test ON orderexp.timers (order_key) WHERE order_key IN ('4', '5');
+INSERT INTO ops.again (id) VALUES (5);
+SET LOCAL enable_seqscan = off;
+SET LOCAL enable_bitmapscan = off;
+SELECT array_agg(order_key ORDER BY order_key) AS through_new_index
+  FROM orderexp.timers WHERE order_key IN ('4', '5') AND order_table = 'ops.again'::regclass;
+SELECT pg_temp.plan_uses($$SELECT order_key FROM orderexp.timers WHERE order_key IN ('4', '5')
+                           AND order_table = 'ops.again'::regclass$$, 'timers_in_test') AS uses_new_index;
+ROLLBACK;
+BEGIN;
+INSERT INTO ops.again (id) VALUES (6), (7);
+SAVEPOINT s;
+INSERT INTO ops.again (id) VALUES (8);
+ROLLBACK TO SAVEPOINT s;
+INSERT INTO ops.again (id) VALUES (9);
+COMMIT;
+SELECT array_agg(order_key::int ORDER BY order_key::int) AS timers
+  FROM orderexp.timers WHERE order_table = 'ops.again'::regclass;
+
+-- the triggers read keys and statuses of these types without their output
+-- functions (orderexp_column_text): the same text as the type's output, so
+-- that the timers' keys are the ones the gates look up
+CREATE TABLE ops.k_small (id integer PRIMARY KEY, status char(12) NOT NULL DEFAULT 'unpaid',
+                          created_at timestamptz NOT NULL DEFAULT now());
+CREATE TABLE ops.k_char (id varchar(6) PRIMARY KEY, status varchar(10) NOT NULL DEFAULT 'unpaid',
+                         created_at timestamptz NOT NULL DEFAULT now());
+CREATE TABLE ops.k_big (id bigint PRIMARY KEY, status text NOT NULL DEFAULT 'unpaid',
+                        created_at timestamptz NOT NULL DEFAULT now());
+SELECT orderexp.set_close_policy(t, '1 hour') IS NOT NULL AS registered
+  FROM unnest('{ops.k_small, ops.k_char, ops.k_big}'::regclass[]) t;
+INSERT INTO ops.k_small (id) VALUES (-2147483648), (0), (7), (2147483647);
+INSERT INTO ops.k_char (id) VALUES ('a'), ('ab c '), ('é');
+INSERT INTO ops.k_big (id) VALUES (-9223372036854775808), (0), (9223372036854775807);
+SELECT t.order_table, count(*) AS timers,
+       bool_and(t.order_key IN (SELECT s.id::text FROM ops.k_small s
+                                UNION ALL SELECT c.id::text FROM ops.k_char c
+                                UNION ALL SELECT b.id::text FROM ops.k_big b)) AS keys_as_output
+  FROM orderexp.timers t
+ WHERE t.order_table IN ('ops.k_small'::regclass, 'ops.k_char'::regclass, 'ops.k_big'::regclass)
+ GROUP BY t.order_table ORDER BY t.order_table::text;
+-- a payment (a char(n) status, padded) and a cancel are recorded under those keys
+UPDATE ops.k_small SET status = 'paid' WHERE id = -2147483648;
+UPDATE ops.k_char SET status = 'paid' WHERE id = 'ab c ';
+SELECT orderexp.cancel_order('ops.k_big', '-9223372036854775808'::text) AS cancelled;
+SELECT order_table, order_key, outcome FROM orderexp.outcomes
+ WHERE order_table IN ('ops.k_small'::regclass, 'ops.k_char'::regclass, 'ops.k_big'::regclass)
+ ORDER BY order_table::text, order_key;
+
+--
 -- clean up
 --
 SET client_min_messages = warning;

@@ -145,4 +145,4 @@ SELECT action, via FROM orderexp.history('reopen.orders', 1);
 -- the sweep's closes are counted, one row per batch and reopened or not
 UPDATE reopen.orders SET status = 'paid' WHERE id = 1;
 SELECT order_key, outcome, reopened, order_count FROM orderexp.outcomes
- WHERE order_table = 'reopen.orders'::regclass ORDER BY decided_at, order_key, outcome;
+ WHERE order_table = 'reopen.orders'::regclass ORDER BY decided_at, order_key, outcome, reopened, order_count;

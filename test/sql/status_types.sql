@@ -26,7 +26,7 @@ SELECT orderexp.set_close_policy(t, '1 hour', unpaid_value => 'open', closed_val
 SELECT tgrelid::regclass, tgname, tgqual IS NULL AS no_when
   FROM pg_trigger
  WHERE tgrelid IN ('st2.o_char'::regclass, 'st2.o_enum'::regclass)
-   AND tgname IN ('orderexp_timer_insert', 'orderexp_timer_unpaid', 'orderexp_outcome')
+   AND tgname IN ('orderexp_timer_insert', 'orderexp_timer_unpaid', 'orderexp_outcome', 'orderexp_status')
  ORDER BY 1, 2;
 
 -- 1 and 2 open and due, 3 open and not due, 4 done, 5 NULL (text only)

@@ -228,6 +228,48 @@ SELECT count(*) AS closed_events FROM orderexp.outbox
  WHERE order_table = 'swp.replan'::regclass AND kind = 'closed';
 
 --
+-- the closed event's payload (orderexp._closed_payload, written in jsonb's
+-- binary form directly): the same jsonb as jsonb_build_object() makes, byte
+-- for byte (the same size, equal, the same hash, every key found), with
+-- NULLs, numbers that need alignment inside the columns, long and
+-- multi-byte text, nested values, and the columns as an array, a scalar
+-- (the general path) or NULL
+--
+CREATE TEMP TABLE payload_cases (n int, tbl text, k text, at timestamptz, pol int, cat text, cols jsonb);
+INSERT INTO payload_cases VALUES
+	(1, 'swp.orders', '42', '2026-12-04 10:00:00.123456+00', 7, 'books', '{"customer": "a@example.com"}'),
+	(2, 'swp.orders', '42', '2026-12-04 10:00:00+00', 7, NULL, '{"amount": 19.99, "n": 1, "x": "é€"}'),
+	(3, NULL, NULL, NULL, NULL, NULL, NULL),
+	(4, 'a', 'b', 'infinity', 2147483647, repeat('c', 3000), '{"deep": {"a": [1, 2.5, null, true, {"b": "c"}]}, "e": ""}'),
+	(5, 'swp."Odd Table"', repeat('k', 70), '1999-12-31 23:59:59.999999+00', -1, '', '[1, "two", 3.0]'),
+	(6, 'swp.orders', '1', '2026-01-01 00:00+00', 0, 'x', '"just a string"'),
+	(7, 'swp.orders', '1', '2026-01-01 00:00+00', 3, 'x', '{}'),
+	(8, 'swp.orders', 'ü', '2026-01-01 00:00+00', 12345, 'x', '{"a": 1}');
+SELECT c.n,
+	   pg_column_size(p.fast) = pg_column_size(p.ref) AS same_size,
+	   p.fast = p.ref AS equal,
+	   jsonb_hash(p.fast) = jsonb_hash(p.ref) AS same_hash,
+	   p.fast::text = p.ref::text AS same_text,
+	   (SELECT bool_and(p.fast -> key IS NOT DISTINCT FROM p.ref -> key)
+		  FROM jsonb_object_keys(p.ref) key) AS every_key,
+	   p.fast @> p.ref AND p.ref @> p.fast AS contains
+  FROM payload_cases c
+ CROSS JOIN LATERAL (
+		SELECT orderexp._closed_payload(c.tbl, c.k, c.at, c.pol, c.cat, c.cols) AS fast,
+			   jsonb_build_object('order_table', c.tbl, 'order_key', c.k, 'close_at', c.at,
+								  'policy_id', c.pol, 'category', c.cat, 'reason', 'timeout',
+								  'order', c.cols) AS ref) p
+ ORDER BY c.n;
+-- stored and read back through an index on the payload
+CREATE TEMP TABLE payload_stored AS
+SELECT c.n, orderexp._closed_payload(c.tbl, c.k, c.at, c.pol, c.cat, c.cols) AS p FROM payload_cases c;
+CREATE INDEX ON payload_stored USING gin (p);
+SET enable_seqscan = off;
+SELECT n FROM payload_stored WHERE p @> '{"reason": "timeout", "policy_id": 7}' ORDER BY n;
+SELECT n FROM payload_stored WHERE p ? 'order_key' AND p -> 'order' ? 'amount' ORDER BY n;
+RESET enable_seqscan;
+
+--
 -- clean up
 --
 SET client_min_messages = warning;

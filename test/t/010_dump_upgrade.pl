@@ -130,9 +130,10 @@ SELECT (SELECT nextval('orderexp.outbox_id_seq') > max(id) FROM orderexp.outbox)
 	't|t|t', 'the sequences continue after the restored rows');
 set_guc($node, 'orderexp.enabled', 'on');
 is( $node->safe_psql(
-		'dst', q{SELECT count(*) FROM pg_trigger
-		          WHERE tgrelid = 'orders'::regclass AND tgname LIKE 'orderexp_timer_%'}),
-	'3', 'the timer triggers are restored');
+		'dst', q{SELECT string_agg(tgname, ',' ORDER BY tgname) FROM pg_trigger
+		          WHERE tgrelid = 'orders'::regclass AND tgname LIKE 'orderexp_%'}),
+	'orderexp_status,orderexp_timer_insert,orderexp_timer_truncate',
+	'the row and truncate triggers are restored');
 
 # the worker of the restored database closes what comes due
 ok( defined wait_for(

@@ -180,6 +180,11 @@ is( $node->safe_psql(
 		$db, q{SELECT count(*) FROM pg_proc WHERE pronamespace = 'orderexp'::regnamespace
 			   AND proname IN ('_sweep_sql', '_remind_sql', '_lock_rows_sql', '_created_range_sql')}),
 	'0', 'the generators of the one-statement batches are gone');
+is( $node->safe_psql(
+		$db, q{SELECT string_agg(tgname || ':' || tgnargs, ',' ORDER BY tgname) FROM pg_trigger
+			   WHERE tgrelid = 'orders'::regclass AND NOT tgisinternal}),
+	'orderexp_status:8,orderexp_timer_insert:6,orderexp_timer_truncate:0',
+	'one trigger on the status (orderexp_status) instead of orderexp_outcome and orderexp_timer_unpaid');
 
 # --- the pending work, done by 1.3 ------------------------------------------------
 
@@ -207,6 +212,10 @@ is($node->safe_psql($db, q{SELECT count(*) FROM orderexp.timers WHERE order_key 
 is( $node->safe_psql(
 		$db, q{SELECT orderexp.extend_order_by_token(token) > now() + interval '1 hour' FROM saved_token}),
 	't', 'the token made at 1.2 extends its order at 1.3');
+is( $node->safe_psql(
+		$db, q{UPDATE orders SET status = 'unpaid' WHERE id = 5;
+			   SELECT count(*) FROM orderexp.timers WHERE order_key = '5' AND close_at > now()}),
+	'1', 'a paid order set back to unpaid is tracked again (by orderexp_status)');
 
 # the experiment goes on at 1.3: 20 more orders (141-160), 5 paid (the trigger's
 # rows), 15 closed (counted rows); the statistics count the rows of 1.2

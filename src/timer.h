@@ -1,0 +1,21 @@
+/*-------------------------------------------------------------------------
+ *
+ * timer.h
+ *		Starting the timer of an unpaid order, for the row triggers.
+ *
+ * Copyright (c) 2026, orderexp developers
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef ORDEREXP_TIMER_H
+#define ORDEREXP_TIMER_H
+
+#include "access/htup.h"
+#include "commands/trigger.h"
+#include "utils/rel.h"
+
+extern void orderexp_track_order(Relation rel, Trigger *trigger, HeapTuple tuple,
+								 const char *key_column, const char *created_column,
+								 const char *category_column);
+
+#endif							/* ORDEREXP_TIMER_H */
