@@ -81,6 +81,10 @@ OX_PACKAGES=(
 	"postgresql-$OX_PG_MAJOR-partman"
 	# scripts/report.sh (conversion charts) and its test
 	gnuplot-nox
+	# bench/consume.sh measures consumption against PgQ (its ticker daemon
+	# pgqd comes with it, though the benchmark ticks by itself)
+	"postgresql-$OX_PG_MAJOR-pgq3"
+	pgqd
 )
 
 # state, for the clean-up trap

@@ -269,7 +269,8 @@ SELECT pg_catalog.pg_extension_config_dump('orderexp.timer_generation', '');
  * Because a lease and a retry both live in next_attempt_at, and a dead row
  * moves to 'infinity', the rows claim() wants are exactly a range scan of
  * the index outbox_undelivered (next_attempt_at) WHERE delivered_at IS NULL
- * from its start to now: no index is needed for claiming, and dead rows do
+ * AND txid IS NULL from its start to now (events in the stream of batches,
+ * txid set, are not in it, see "Batches" below): no index is needed for claiming, and dead rows do
  * not slow claims down.  The attempt is counted at claim time, so a row that
  * crashes every relay that takes it (no fail() ever comes) still dies: a
  * claim that finds a due row whose attempts are used up marks it dead
@@ -335,10 +336,14 @@ CREATE TABLE orderexp.outbox (
 	deadline		timestamptz,
 	previous_deadline timestamptz,
 	event_ids		bigint[],
+	txid			xid8 DEFAULT CASE WHEN current_setting('orderexp.batch_delivery', true) = 'on'
+								 THEN pg_current_xact_id() END,
 	CONSTRAINT outbox_record_check CHECK (channel IS NOT NULL OR (via IS NOT NULL AND delivered_at IS NOT NULL))
 );
 CREATE INDEX outbox_undelivered ON orderexp.outbox (next_attempt_at)
-	WHERE delivered_at IS NULL;
+	WHERE delivered_at IS NULL AND txid IS NULL;
+CREATE INDEX outbox_stream ON orderexp.outbox (txid, id)
+	WHERE txid IS NOT NULL AND delivered_at IS NULL;
 CREATE INDEX outbox_delivered ON orderexp.outbox (delivered_at)
 	WHERE delivered_at IS NOT NULL AND via IS NULL;
 CREATE INDEX outbox_obsolete ON orderexp.outbox (obsolete_at)
@@ -378,6 +383,95 @@ COMMENT ON COLUMN orderexp.outbox.event_ids IS
 	'the record''s events when it wrote more than this row (one per channel); for a record without an event, the events it is about';
 SELECT pg_catalog.pg_extension_config_dump('orderexp.outbox', '');
 SELECT pg_catalog.pg_extension_config_dump('orderexp.outbox_id_seq', '');
+
+/*
+ * Batches (1.3): the outbox consumed a batch at a time, as PgQ consumes a
+ * queue.  Every event row carries the id of the transaction that wrote it
+ * (txid, by its default).  A batch is a stretch of the stream of events in
+ * commit order: the events whose transactions a snapshot (hi_snap) sees and
+ * the snapshot before it (lo_snap) did not, from one position (txid, id)
+ * after from_txid/from_id up to and including to_txid/to_id.  So a batch
+ * of a thousand events is one row here, written when it is cut
+ * (next_batch(), or claim() on behalf of a relay that calls it) and updated
+ * once when it is finished; the events themselves are not written.  An
+ * event of a batch is leased, attempted and delivered as its batch is (the
+ * view outbox_state shows each event's state so derived).
+ *
+ * An event leaves the stream (txid set to NULL, its state in its own
+ * columns from then on, as every row had before 1.3) only for an
+ * exception: a failure (fail()), a reminder withheld, an event that must
+ * wait for an earlier one of its order and channel, a partial ack, a batch
+ * out of attempts (its events die), and events a filtering claim() did not
+ * want.  Rows without txid, i.e. those and the rows from before 1.3, are
+ * claimed one by one as before (outbox_undelivered indexes only them), and
+ * next_batch() hands them out first, as a batch of rows (row_ids).
+ *
+ * stream_cursor, one row, says how far the stream is cut into batches:
+ * every event visible in done_snap is in a batch (or left the stream), and
+ * so is every event visible in next_snap up to position pos_txid/pos_id.
+ * open_from: no stream batch below it is still open.
+ */
+CREATE TABLE orderexp.stream_cursor (
+	one				boolean PRIMARY KEY DEFAULT true
+					CONSTRAINT stream_cursor_one CHECK (one),
+	done_snap		pg_snapshot NOT NULL,
+	next_snap		pg_snapshot,
+	pos_txid		xid8,
+	pos_id			bigint,
+	open_from		bigint NOT NULL DEFAULT 1
+);
+COMMENT ON TABLE orderexp.stream_cursor IS
+	'how far the outbox''s events are cut into batches (one row)';
+/* as _snapshot_for_cut() takes it: this transaction's own events are still to come */
+INSERT INTO orderexp.stream_cursor (done_snap)
+SELECT CASE WHEN a.me IS NULL OR NOT pg_visible_in_snapshot(a.me, a.s) THEN a.s
+			ELSE format('%s:%s:%s', least(pg_snapshot_xmin(a.s), a.me), pg_snapshot_xmax(a.s),
+						(SELECT string_agg(u.x::text, ',' ORDER BY u.x)
+						   FROM (SELECT pg_snapshot_xip(a.s) UNION SELECT a.me) u(x)))::pg_snapshot
+	   END
+  FROM (SELECT pg_current_snapshot() AS s, pg_current_xact_id_if_assigned() AS me) a;
+
+CREATE TABLE orderexp.batches (
+	id				bigserial PRIMARY KEY,
+	lo_snap			pg_snapshot,
+	hi_snap			pg_snapshot,
+	from_txid		xid8,
+	from_id			bigint,
+	to_txid			xid8,
+	to_id			bigint,
+	row_ids			bigint[],
+	created_at		timestamptz NOT NULL,
+	attempts		integer NOT NULL DEFAULT 1,
+	claimed_by		name NOT NULL,
+	leased_until	timestamptz NOT NULL,
+	finished_at		timestamptz,
+	dead_at			timestamptz,
+	CONSTRAINT batches_kind_check CHECK ((row_ids IS NULL) = (hi_snap IS NOT NULL))
+);
+CREATE INDEX batches_range ON orderexp.batches (to_txid) WHERE hi_snap IS NOT NULL;
+COMMENT ON TABLE orderexp.batches IS
+	'batches of outbox events handed to relays: a stretch of the event stream (lo_snap, hi_snap, positions) or a list of rows leased one by one (row_ids)';
+COMMENT ON COLUMN orderexp.batches.attempts IS
+	'deliveries of the batch attempted: counted when it is handed out; its events'' attempts';
+COMMENT ON COLUMN orderexp.batches.finished_at IS
+	'when the relay finished the batch: its events still in the stream were delivered then';
+COMMENT ON COLUMN orderexp.batches.dead_at IS
+	'when the batch ran out of attempts (its events are dead rows since)';
+
+/*
+ * How far the events delivered in batches are pruned: every stream batch
+ * below pruned_to that was finished has lost its events but the records of
+ * changes (which keep their batch row: it says when they were delivered).
+ * A table of its own, so that pruning never waits for a relay's cut.
+ */
+CREATE TABLE orderexp.batch_pruning (
+	one				boolean PRIMARY KEY DEFAULT true
+					CONSTRAINT batch_pruning_one CHECK (one),
+	pruned_to		bigint NOT NULL DEFAULT 1
+);
+COMMENT ON TABLE orderexp.batch_pruning IS
+	'how far the events delivered in batches are pruned (one row)';
+INSERT INTO orderexp.batch_pruning DEFAULT VALUES;
 
 /*
  * The key extension tokens are signed with.  One row; only the extension
@@ -2848,7 +2942,7 @@ BEGIN
 			  FROM orderexp.audit a
 			  LEFT JOIN LATERAL (
 					SELECT bool_and(o.delivered_at IS NOT NULL) AS delivered
-					  FROM orderexp.outbox o
+					  FROM orderexp.outbox_state o
 					 WHERE o.id = ANY (a.event_ids)) ev ON true
 			 WHERE a.order_table = orders AND a.order_key = k
 			UNION ALL
@@ -2926,7 +3020,8 @@ BEGIN
 		DELETE FROM orderexp.outbox o
 		 WHERE o.via IS NOT NULL AND o.created_at < cutoff
 		   AND (tables IS NULL OR o.order_table = ANY (tables))
-		   AND (o.delivered_at IS NOT NULL OR o.obsolete_at IS NOT NULL)
+		   AND (o.delivered_at IS NOT NULL OR o.obsolete_at IS NOT NULL
+				OR (orderexp._batch_of(o.txid, o.id)).finished_at IS NOT NULL)
 		RETURNING 1),
 	kept AS (
 		UPDATE orderexp.outbox o
@@ -2935,6 +3030,7 @@ BEGIN
 		 WHERE o.via IS NOT NULL AND o.created_at < cutoff
 		   AND (tables IS NULL OR o.order_table = ANY (tables))
 		   AND o.delivered_at IS NULL AND o.obsolete_at IS NULL
+		   AND (orderexp._batch_of(o.txid, o.id)).finished_at IS NULL
 		RETURNING 1)
 	SELECT (SELECT count(*) FROM gone) + (SELECT count(*) FROM kept) INTO audit_rows;
 	DELETE FROM orderexp.outcomes o
@@ -3264,7 +3360,7 @@ BEGIN
 	WITH settled AS (
 		UPDATE orderexp.outbox o
 		   SET obsolete_at = t, next_attempt_at = 'infinity', leased_until = NULL,
-			   last_error = w.reason
+			   last_error = w.reason, txid = NULL
 		  FROM unnest(withheld, reasons) AS w(id, reason)
 		 WHERE o.id = w.id
 		RETURNING o.id, o.order_table, o.order_key, o.payload, w.reason)
@@ -3280,17 +3376,18 @@ END;
 $$;
 REVOKE ALL ON FUNCTION orderexp._withhold_reminders(bigint[], timestamptz) FROM PUBLIC;
 
-CREATE FUNCTION orderexp.claim(max_rows integer DEFAULT 100,
-							   lease interval DEFAULT '30 s',
-							   kinds text[] DEFAULT NULL,
-							   channels text[] DEFAULT NULL)
+/*
+ * The rows claimed one by one (txid NULL: retries, waiting events, rows
+ * from before batches, and every row while orderexp.batch_delivery is
+ * off): claim()'s way up to 1.3, for claim() and next_batch().
+ */
+CREATE FUNCTION orderexp._claim_rows(max_rows integer, lease interval, kinds text[],
+									 channels text[], t timestamptz)
 RETURNS SETOF orderexp.outbox
 LANGUAGE plpgsql
-SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	t timestamptz := clock_timestamp();
 	max_attempts integer := orderexp._max_attempts();
 	picked bigint[];
 	result bigint[] := '{}';
@@ -3300,28 +3397,6 @@ DECLARE
 	stale bigint[];
 	nblockers bigint;
 BEGIN
-	IF max_rows IS NULL OR lease IS NULL THEN
-		RAISE EXCEPTION 'max_rows and lease must not be null'
-			USING ERRCODE = 'null_value_not_allowed';
-	END IF;
-	IF max_rows <= 0 THEN
-		RAISE EXCEPTION 'max_rows must be positive'
-			USING ERRCODE = 'invalid_parameter_value',
-				  DETAIL = format('max_rows is %s.', max_rows);
-	END IF;
-	IF NOT orderexp._positive_interval(lease) OR t + lease = t THEN
-		RAISE EXCEPTION 'lease must be positive'
-			USING ERRCODE = 'invalid_parameter_value',
-				  DETAIL = format('lease is %s; each of its months, days and time must be zero or more.', lease),
-				  HINT = 'Lease a row for longer than a delivery takes, e.g. ''30 s''.';
-	END IF;
-	IF t + lease > t + orderexp._max_lease() THEN
-		RAISE EXCEPTION 'lease must be at most orderexp.max_lease'
-			USING ERRCODE = 'invalid_parameter_value',
-				  DETAIL = format('lease is %s; orderexp.max_lease is %s.', lease, orderexp._max_lease()),
-				  HINT = 'Lease a row for a little longer than a delivery takes.';
-	END IF;
-
 	/*
 	 * Take due rows, earliest first, until max_rows may go out or nothing
 	 * is due: rows that may not go out now (below) leave room for more.
@@ -3332,7 +3407,7 @@ BEGIN
 		  INTO picked, any_reminder
 		  FROM (SELECT o.id, o.kind
 				  FROM orderexp.outbox o
-				 WHERE o.delivered_at IS NULL AND o.dead_at IS NULL
+				 WHERE o.delivered_at IS NULL AND o.txid IS NULL AND o.dead_at IS NULL
 				   AND o.next_attempt_at <= t
 				   AND (o.leased_until IS NULL OR o.leased_until <= t)
 				   AND (kinds IS NULL OR o.kind = ANY (kinds))
@@ -3440,6 +3515,728 @@ BEGIN
 	SELECT * FROM taken WHERE taken.dead_at IS NULL ORDER BY taken.id;
 END;
 $$;
+REVOKE ALL ON FUNCTION orderexp._claim_rows(integer, interval, text[], text[], timestamptz) FROM PUBLIC;
+
+/*
+ * The current snapshot, as a cut of the event stream must see it: with the
+ * calling transaction's own id among those in progress (a snapshot counts
+ * its own transaction as finished), so that an event this transaction
+ * writes after the cut is not taken for one already cut.
+ */
+CREATE FUNCTION orderexp._snapshot_for_cut()
+RETURNS pg_snapshot
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT CASE WHEN a.me IS NULL OR NOT pg_visible_in_snapshot(a.me, a.s) THEN a.s
+				ELSE format('%s:%s:%s', least(pg_snapshot_xmin(a.s), a.me), pg_snapshot_xmax(a.s),
+							(SELECT string_agg(u.x::text, ',' ORDER BY u.x)
+							   FROM (SELECT pg_snapshot_xip(a.s) UNION SELECT a.me) u(x)))::pg_snapshot
+		   END
+	  FROM (SELECT pg_current_snapshot() AS s, pg_current_xact_id_if_assigned() AS me) a
+$$;
+
+/* is the stream event at position (txid, id) one of stream batch b's? */
+CREATE FUNCTION orderexp._in_batch(txid xid8, id bigint, b orderexp.batches)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT b.hi_snap IS NOT NULL
+	   AND pg_visible_in_snapshot(txid, b.hi_snap)
+	   AND NOT pg_visible_in_snapshot(txid, b.lo_snap)
+	   AND (txid, id) > (b.from_txid, b.from_id)
+	   AND (txid, id) <= (b.to_txid, b.to_id)
+$$;
+
+/*
+ * The events of batch b still to deliver, as the relay holding it sees
+ * them: a stream batch's events with the batch's attempts, lease and
+ * claimer (and, once finished, its finish as their delivery); a batch of
+ * rows' rows that are still leased by it.  In delivery order: (txid, id),
+ * the order of outbox_stream, whose range between the batch's ends is all
+ * a stream batch reads (the events there that are not the batch's, of
+ * transactions seen by lo_snap or not by hi_snap, are few: those of
+ * transactions that ran across a cut).
+ */
+CREATE FUNCTION orderexp._batch_rows(b orderexp.batches)
+RETURNS SETOF orderexp.outbox
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	RETURN QUERY
+	SELECT o.id, o.kind, o.order_table, o.order_key, o.channel, o.payload, o.created_at,
+		   b.attempts, CASE WHEN b.finished_at IS NULL THEN b.leased_until ELSE o.next_attempt_at END,
+		   CASE WHEN b.finished_at IS NULL THEN b.leased_until END, b.finished_at, o.last_error,
+		   o.dead_at, b.claimed_by, o.obsolete_at, o.via, o.actor, o.reason, o.policy_id,
+		   o.policy_version, o.variant, o.deadline, o.previous_deadline, o.event_ids, o.txid
+	  FROM orderexp.outbox o
+	 WHERE b.hi_snap IS NOT NULL
+	   AND o.txid IS NOT NULL AND o.delivered_at IS NULL
+	   AND (o.txid, o.id) > (b.from_txid, b.from_id)
+	   AND (o.txid, o.id) <= (b.to_txid, b.to_id)
+	   AND pg_visible_in_snapshot(o.txid, b.hi_snap)
+	   AND NOT pg_visible_in_snapshot(o.txid, b.lo_snap)
+	UNION ALL
+	SELECT o.*
+	  FROM orderexp.outbox o
+	 WHERE b.hi_snap IS NULL
+	   AND o.id = ANY (b.row_ids) AND o.txid IS NULL AND o.delivered_at IS NULL
+	   AND o.dead_at IS NULL AND o.claimed_by = b.claimed_by AND o.leased_until = b.leased_until
+	 ORDER BY 25, 1;
+END;
+$$;
+
+/* the positions of stream batch b's events still in the stream (_batch_rows') */
+CREATE FUNCTION orderexp._batch_ids(b orderexp.batches)
+RETURNS TABLE (txid xid8, id bigint)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	RETURN QUERY
+	SELECT o.txid, o.id
+	  FROM orderexp.outbox o
+	 WHERE o.txid IS NOT NULL AND o.delivered_at IS NULL
+	   AND (o.txid, o.id) > (b.from_txid, b.from_id)
+	   AND (o.txid, o.id) <= (b.to_txid, b.to_id)
+	   AND pg_visible_in_snapshot(o.txid, b.hi_snap)
+	   AND NOT pg_visible_in_snapshot(o.txid, b.lo_snap);
+END;
+$$;
+
+/*
+ * The stream batch that event (txid, id) was cut into, if it was: NULL for
+ * an event not yet cut, or one no longer in the stream (txid NULL).  For
+ * outbox_state and the functions that need an event's derived state.
+ */
+CREATE FUNCTION orderexp._batch_of(txid xid8, id bigint)
+RETURNS orderexp.batches
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT b.*
+	  FROM orderexp.stream_cursor c, orderexp.batches b
+	 WHERE _batch_of.txid IS NOT NULL
+	   AND (pg_visible_in_snapshot(_batch_of.txid, c.done_snap)
+			OR (c.next_snap IS NOT NULL AND pg_visible_in_snapshot(_batch_of.txid, c.next_snap)
+				AND (_batch_of.txid, _batch_of.id) <= (c.pos_txid, c.pos_id)))
+	   AND b.hi_snap IS NOT NULL AND b.to_txid >= _batch_of.txid AND b.from_txid <= _batch_of.txid
+	   AND orderexp._in_batch(_batch_of.txid, _batch_of.id, b)
+	 ORDER BY b.to_txid
+	 LIMIT 1
+$$;
+
+/*
+ * Events of the outbox with the state a relay's batches gave them (1.3):
+ * the table's rows, but for an event still in the stream (txid set) that
+ * was cut into a batch, the attempts, lease, claimer and delivery of its
+ * batch (delivered_at: when the batch was finished).  What delivery_stats,
+ * delivery_health, history() and explain_order() read.  row_delivered_at
+ * is the table's own delivered_at, for filters that an index of the
+ * outbox answers (outbox_undelivered, outbox_stream).
+ */
+CREATE VIEW orderexp.outbox_state AS
+	SELECT o.id, o.kind, o.order_table, o.order_key, o.channel, o.payload, o.created_at,
+		   CASE WHEN b.id IS NULL THEN o.attempts ELSE b.attempts END AS attempts,
+		   CASE WHEN b.id IS NULL OR b.finished_at IS NOT NULL THEN o.next_attempt_at
+				ELSE b.leased_until END AS next_attempt_at,
+		   CASE WHEN b.id IS NULL THEN o.leased_until
+				WHEN b.finished_at IS NULL THEN b.leased_until END AS leased_until,
+		   coalesce(o.delivered_at, b.finished_at) AS delivered_at,
+		   o.last_error, o.dead_at,
+		   CASE WHEN b.id IS NULL THEN o.claimed_by ELSE b.claimed_by END AS claimed_by,
+		   o.obsolete_at, o.via, o.actor, o.reason, o.policy_id, o.policy_version, o.variant,
+		   o.deadline, o.previous_deadline, o.event_ids, o.txid, b.id AS batch_id,
+		   o.delivered_at AS row_delivered_at
+	  FROM orderexp.outbox o
+	  LEFT JOIN LATERAL (
+			SELECT b.*
+			  FROM orderexp.stream_cursor c, orderexp.batches b
+			 WHERE o.txid IS NOT NULL AND o.delivered_at IS NULL
+			   AND (pg_visible_in_snapshot(o.txid, c.done_snap)
+					OR (c.next_snap IS NOT NULL AND pg_visible_in_snapshot(o.txid, c.next_snap)
+						AND (o.txid, o.id) <= (c.pos_txid, c.pos_id)))
+			   AND b.hi_snap IS NOT NULL AND b.to_txid >= o.txid AND b.from_txid <= o.txid
+			   AND pg_visible_in_snapshot(o.txid, b.hi_snap)
+			   AND NOT pg_visible_in_snapshot(o.txid, b.lo_snap)
+			   AND (o.txid, o.id) > (b.from_txid, b.from_id)
+			   AND (o.txid, o.id) <= (b.to_txid, b.to_id)
+			 ORDER BY b.to_txid
+			 LIMIT 1) b ON true;
+COMMENT ON VIEW orderexp.outbox_state IS
+	'the outbox''s rows with the state of events delivered in batches (attempts, lease, claimer, delivery of their batch), and the batch';
+
+/* are there events in the stream that snapshot s did not see? */
+CREATE FUNCTION orderexp._stream_has_new(s pg_snapshot)
+RETURNS boolean
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	RETURN (SELECT EXISTS (SELECT 1 FROM orderexp.outbox o
+					WHERE o.txid >= pg_snapshot_xmax(s)
+					  AND o.txid IS NOT NULL AND o.delivered_at IS NULL)
+		OR EXISTS (SELECT 1 FROM orderexp.outbox o
+					WHERE o.txid = ANY (ARRAY(SELECT pg_snapshot_xip(s)))
+					  AND o.txid IS NOT NULL AND o.delivered_at IS NULL));
+END;
+$$;
+
+/*
+ * Is there anything for a batch at t: a window being cut, an expired
+ * batch, or events the last cut did not see?  One statement of index
+ * probes and no write, so that an idle relay's poll stays cheap.  (This
+ * and the other helpers that run on every batch are PL/pgSQL, whose plans
+ * are kept for the session: a SQL function called from PL/pgSQL is planned
+ * again in every transaction.)
+ */
+CREATE FUNCTION orderexp._stream_due(t timestamptz)
+RETURNS boolean
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	RETURN (SELECT EXISTS (
+		SELECT 1
+		  FROM orderexp.stream_cursor c
+		 WHERE c.next_snap IS NOT NULL
+			OR EXISTS (SELECT 1 FROM orderexp.batches x
+						WHERE x.id >= c.open_from AND x.finished_at IS NULL
+						  AND x.hi_snap IS NOT NULL AND x.leased_until <= t)
+			OR EXISTS (SELECT 1 FROM orderexp.outbox o
+						WHERE o.txid >= pg_snapshot_xmax(c.done_snap)
+						  AND o.txid IS NOT NULL AND o.delivered_at IS NULL)
+			OR EXISTS (SELECT 1 FROM orderexp.outbox o
+						WHERE o.txid = ANY (ARRAY(SELECT pg_snapshot_xip(c.done_snap)))
+						  AND o.txid IS NOT NULL AND o.delivered_at IS NULL)));
+END;
+$$;
+
+/*
+ * Cut the next batch of up to max_rows events off the stream for the
+ * calling role, leased for lease from t; returns its id, or NULL when the
+ * stream has nothing new.  The cut works on a window: the events of the
+ * transactions that committed between the last snapshot cut whole
+ * (done_snap) and a new one (next_snap), in (txid, id) order, a batch at a
+ * time; a window cut whole becomes done_snap.  The cursor row is locked
+ * while a batch is cut, so that concurrent relays cut one after the other
+ * (it is short: an index range scan of outbox_stream, one row written); an
+ * idle stream writes nothing.  The events of the new batch that must not
+ * go out now leave the stream (_batch_exceptions).
+ */
+CREATE FUNCTION orderexp._cut_batch(max_rows integer, lease interval, t timestamptz)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	c		orderexp.stream_cursor;
+	b		orderexp.batches;
+	xip		xid8[];
+	txids	xid8[];
+	ids		bigint[];
+	reminders bigint[];
+	n		integer;
+	opened	boolean := false;
+BEGIN
+	SELECT * INTO c FROM orderexp.stream_cursor;
+	IF c.next_snap IS NULL AND NOT orderexp._stream_has_new(c.done_snap) THEN
+		RETURN NULL;
+	END IF;
+	SELECT * INTO c FROM orderexp.stream_cursor FOR UPDATE;
+	LOOP
+		IF c.next_snap IS NULL THEN
+			EXIT WHEN opened OR NOT orderexp._stream_has_new(c.done_snap);
+			c.next_snap := orderexp._snapshot_for_cut();
+			c.pos_txid := '0';
+			c.pos_id := 0;
+			opened := true;
+		END IF;
+		xip := ARRAY(SELECT pg_snapshot_xip(c.done_snap));
+		/* the input comes in (txid, id) order: the arrays keep it */
+		SELECT array_agg(x.txid), array_agg(x.id),
+			   array_agg(x.id) FILTER (WHERE x.kind = 'reminder')
+		  INTO txids, ids, reminders
+		  FROM (SELECT u.txid, u.id, u.kind
+				  FROM ((SELECT o.txid, o.id, o.kind
+						   FROM orderexp.outbox o
+						  WHERE o.txid = ANY (xip) AND o.txid >= c.pos_txid
+							AND o.txid IS NOT NULL AND o.delivered_at IS NULL
+							AND pg_visible_in_snapshot(o.txid, c.next_snap)
+							AND (o.txid, o.id) > (c.pos_txid, c.pos_id)
+						  ORDER BY o.txid, o.id
+						  LIMIT max_rows)
+						UNION ALL
+						(SELECT o.txid, o.id, o.kind
+						   FROM orderexp.outbox o
+						  WHERE o.txid >= pg_snapshot_xmax(c.done_snap) AND o.txid >= c.pos_txid
+							AND o.txid < pg_snapshot_xmax(c.next_snap)
+							AND o.txid IS NOT NULL AND o.delivered_at IS NULL
+							AND pg_visible_in_snapshot(o.txid, c.next_snap)
+							AND (o.txid, o.id) > (c.pos_txid, c.pos_id)
+						  ORDER BY o.txid, o.id
+						  LIMIT max_rows)) u
+				 ORDER BY u.txid, u.id
+				 LIMIT max_rows) x;
+		n := coalesce(cardinality(ids), 0);
+		IF n > 0 THEN
+			INSERT INTO orderexp.batches AS nb (lo_snap, hi_snap, from_txid, from_id, to_txid,
+												to_id, created_at, claimed_by, leased_until)
+			VALUES (c.done_snap, c.next_snap, c.pos_txid, c.pos_id, txids[n], ids[n], t,
+					session_user, t + lease)
+			RETURNING nb.* INTO b;
+			c.pos_txid := txids[n];
+			c.pos_id := ids[n];
+		END IF;
+		IF n < max_rows THEN
+			/* the window is cut whole */
+			c.done_snap := c.next_snap;
+			c.next_snap := NULL;
+			c.pos_txid := NULL;
+			c.pos_id := NULL;
+		END IF;
+		EXIT WHEN n > 0;
+	END LOOP;
+	UPDATE orderexp.stream_cursor s
+	   SET done_snap = c.done_snap, next_snap = c.next_snap, pos_txid = c.pos_txid,
+		   pos_id = c.pos_id,
+		   open_from = coalesce((SELECT min(x.id) FROM orderexp.batches x
+								  WHERE x.id >= c.open_from AND x.finished_at IS NULL
+									AND x.hi_snap IS NOT NULL),
+								(SELECT max(x.id) + 1 FROM orderexp.batches x), c.open_from);
+	IF b.id IS NULL THEN
+		RETURN NULL;
+	END IF;
+	PERFORM orderexp._batch_exceptions(b, coalesce(reminders, '{}'), t);
+	RETURN b.id;
+END;
+$$;
+
+/*
+ * The events of a new batch b that must not go out now leave the stream:
+ * its reminders that no longer matter are withheld (_withhold_reminders,
+ * as claim() withholds them), and an event waits, as claim() makes it
+ * wait, while an earlier event of its order on its channel is out of the
+ * stream and neither delivered, dead nor withheld (out, retrying or
+ * waiting itself), or in another batch not finished yet.  A waiting event
+ * becomes a row of its own, due when that earlier one's lease or retry is
+ * due, at most a second from now.  Costs nothing when there is no such
+ * earlier event anywhere.
+ */
+CREATE FUNCTION orderexp._batch_exceptions(b orderexp.batches, reminders bigint[],
+										   t timestamptz)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	open_from bigint := (SELECT c.open_from FROM orderexp.stream_cursor c);
+BEGIN
+	IF cardinality(reminders) > 0 THEN
+		PERFORM orderexp._withhold_reminders(reminders, t);
+	END IF;
+	IF NOT EXISTS (SELECT 1 FROM orderexp.outbox x
+					WHERE x.delivered_at IS NULL AND x.txid IS NULL
+					  AND x.next_attempt_at < 'infinity')
+	   AND NOT EXISTS (SELECT 1 FROM orderexp.batches x
+						WHERE x.id >= open_from AND x.id <> b.id AND x.finished_at IS NULL
+						  AND x.hi_snap IS NOT NULL) THEN
+		RETURN;
+	END IF;
+	WITH mine AS MATERIALIZED (
+		SELECT r.id, r.order_table, r.order_key, r.channel
+		  FROM orderexp._batch_rows(b) r),
+	earlier AS MATERIALIZED (
+		SELECT x.id, x.order_table, x.order_key, x.channel, x.next_attempt_at AS until
+		  FROM orderexp.outbox x
+		 WHERE x.delivered_at IS NULL AND x.txid IS NULL AND x.next_attempt_at < 'infinity'
+		   AND x.dead_at IS NULL AND x.obsolete_at IS NULL
+		UNION ALL
+		SELECT r.id, r.order_table, r.order_key, r.channel, ob.leased_until
+		  FROM orderexp.batches ob
+		 CROSS JOIN LATERAL orderexp._batch_rows(ob) r
+		 WHERE ob.id >= open_from AND ob.id <> b.id AND ob.finished_at IS NULL
+		   AND ob.hi_snap IS NOT NULL),
+	blocked AS (
+		SELECT m.id, min(e.until) AS until
+		  FROM mine m
+		  JOIN earlier e
+			ON e.order_table = m.order_table AND e.order_key = m.order_key
+		   AND e.channel = m.channel AND e.id < m.id
+		 GROUP BY m.id)
+	UPDATE orderexp.outbox o
+	   SET txid = NULL, attempts = 0,
+		   next_attempt_at = least(greatest(bl.until, t + interval '1 ms'), t + interval '1 s')
+	  FROM blocked bl
+	 WHERE o.id = bl.id;
+END;
+$$;
+
+/*
+ * A stream batch whose lease expired unfinished (its relay died, or took
+ * too long) comes back whole, to the calling role, as its next attempt:
+ * the first such batch not locked by another relay.  A batch out of
+ * attempts dies instead: its events become dead rows (a reminder may make
+ * way for one on its order's next channel, _fallback), as a row does whose
+ * last lease expires.  Events beyond the caller's max_rows leave the
+ * stream, claimable at once.  Returns the batch's id, or NULL.
+ */
+CREATE FUNCTION orderexp._reoffer(max_rows integer, lease interval, t timestamptz)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	b orderexp.batches;
+	max_attempts integer := orderexp._max_attempts();
+BEGIN
+	LOOP
+		SELECT x.* INTO b
+		  FROM orderexp.batches x
+		 WHERE x.id >= (SELECT c.open_from FROM orderexp.stream_cursor c)
+		   AND x.finished_at IS NULL AND x.hi_snap IS NOT NULL AND x.leased_until <= t
+		 ORDER BY x.id
+		 LIMIT 1
+		   FOR UPDATE SKIP LOCKED;
+		IF NOT FOUND THEN
+			RETURN NULL;
+		END IF;
+		IF b.attempts >= max_attempts THEN
+			WITH dead AS (
+				UPDATE orderexp.outbox o
+				   SET txid = NULL, attempts = b.attempts, claimed_by = b.claimed_by,
+					   leased_until = NULL, next_attempt_at = 'infinity', dead_at = t,
+					   last_error = concat_ws('; ', 'lease of the last attempt expired without ack or fail',
+											  o.last_error)
+				 WHERE o.id IN (SELECT r.id FROM orderexp._batch_rows(b) r)
+				RETURNING o.id, o.kind, o.last_error)
+			INSERT INTO orderexp.outbox
+			SELECT f.*
+			  FROM dead d
+			 CROSS JOIN LATERAL orderexp._fallback(d.id, d.last_error, false) f
+			 WHERE d.kind = 'reminder';
+			UPDATE orderexp.batches x SET finished_at = t, dead_at = t WHERE x.id = b.id;
+			CONTINUE;
+		END IF;
+		UPDATE orderexp.outbox o
+		   SET txid = NULL, attempts = b.attempts, claimed_by = b.claimed_by,
+			   leased_until = NULL, next_attempt_at = t
+		 WHERE o.id IN (SELECT r.id FROM orderexp._batch_rows(b) r
+						 ORDER BY r.txid, r.id OFFSET max_rows);
+		UPDATE orderexp.batches x
+		   SET attempts = x.attempts + 1, claimed_by = session_user, leased_until = t + lease
+		 WHERE x.id = b.id;
+		RETURN b.id;
+	END LOOP;
+END;
+$$;
+
+/* claim()'s and next_batch()'s checks of their arguments */
+CREATE FUNCTION orderexp._check_lease(max_rows integer, lease interval, t timestamptz)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF max_rows IS NULL OR lease IS NULL THEN
+		RAISE EXCEPTION 'max_rows and lease must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF max_rows <= 0 THEN
+		RAISE EXCEPTION 'max_rows must be positive'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('max_rows is %s.', max_rows);
+	END IF;
+	IF NOT orderexp._positive_interval(lease) OR t + lease = t THEN
+		RAISE EXCEPTION 'lease must be positive'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('lease is %s; each of its months, days and time must be zero or more.', lease),
+				  HINT = 'Lease a row for longer than a delivery takes, e.g. ''30 s''.';
+	END IF;
+	IF t + lease > t + orderexp._max_lease() THEN
+		RAISE EXCEPTION 'lease must be at most orderexp.max_lease'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('lease is %s; orderexp.max_lease is %s.', lease, orderexp._max_lease()),
+				  HINT = 'Lease a row for a little longer than a delivery takes.';
+	END IF;
+END;
+$$;
+
+/*
+ * The next batch of up to max_rows events for the calling role, leased for
+ * lease (at most orderexp.max_lease): an expired batch coming back (its
+ * next attempt), else the due rows that are claimed one by one (retries,
+ * events that waited for an earlier one, rows from before batches) as a
+ * batch of rows, else a new batch cut off the stream.  Returns the batch's
+ * id, NULL when nothing is due; get_batch_events() lists its events,
+ * finish_batch() marks them delivered, fail() reports one that was not.
+ * Attempts are counted per batch, when it is handed out.
+ */
+CREATE FUNCTION orderexp.next_batch(max_rows integer DEFAULT 1000,
+									lease interval DEFAULT '30 s')
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t timestamptz := clock_timestamp();
+	bid bigint;
+	ids bigint[];
+	due boolean;
+BEGIN
+	PERFORM orderexp._check_lease(max_rows, lease, t);
+	due := orderexp._stream_due(t);
+	IF due THEN
+		bid := orderexp._reoffer(max_rows, lease, t);
+		IF bid IS NOT NULL THEN
+			RETURN bid;
+		END IF;
+	END IF;
+	IF EXISTS (SELECT 1 FROM orderexp.outbox o
+				WHERE o.next_attempt_at <= t AND o.delivered_at IS NULL AND o.txid IS NULL) THEN
+		ids := ARRAY(SELECT r.id FROM orderexp._claim_rows(max_rows, lease, NULL, NULL, t) r);
+	END IF;
+	IF cardinality(ids) > 0 THEN
+		INSERT INTO orderexp.batches AS nb (row_ids, created_at, claimed_by, leased_until)
+		VALUES (ids, t, session_user, t + lease)
+		RETURNING nb.id INTO bid;
+		RETURN bid;
+	END IF;
+	IF NOT due THEN
+		RETURN NULL;
+	END IF;
+	RETURN orderexp._cut_batch(max_rows, lease, t);
+END;
+$$;
+COMMENT ON FUNCTION orderexp.next_batch(integer, interval) IS
+	'lease the next batch of up to max_rows outbox events to the calling role (an expired batch again, rows due one by one, or new events); returns its id, NULL when nothing is due';
+
+/* batch batch_id, locked, if the calling role holds it; else an error */
+CREATE FUNCTION orderexp._my_batch(batch_id bigint)
+RETURNS orderexp.batches
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	b orderexp.batches;
+BEGIN
+	IF batch_id IS NULL THEN
+		RAISE EXCEPTION 'batch_id must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	SELECT * INTO b FROM orderexp.batches x WHERE x.id = batch_id FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'batch % does not exist', batch_id
+			USING ERRCODE = 'no_data_found';
+	END IF;
+	IF b.claimed_by <> session_user THEN
+		RAISE EXCEPTION 'batch % was claimed by another role', batch_id
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = format('Role %s holds it; only that role may read or finish it.',
+								  b.claimed_by);
+	END IF;
+	RETURN b;
+END;
+$$;
+
+/*
+ * The events of a batch the calling role holds, in the order to deliver
+ * them, with the batch's attempts and lease.  None once it is finished.
+ */
+CREATE FUNCTION orderexp.get_batch_events(batch_id bigint)
+RETURNS SETOF orderexp.outbox
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	b orderexp.batches;
+BEGIN
+	IF batch_id IS NULL THEN
+		RAISE EXCEPTION 'batch_id must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	SELECT * INTO b FROM orderexp.batches x WHERE x.id = batch_id;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'batch % does not exist', batch_id
+			USING ERRCODE = 'no_data_found';
+	END IF;
+	IF b.claimed_by <> session_user THEN
+		RAISE EXCEPTION 'batch % was claimed by another role', batch_id
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = format('Role %s holds it; only that role may read or finish it.',
+								  b.claimed_by);
+	END IF;
+	IF b.finished_at IS NOT NULL THEN
+		RETURN;
+	END IF;
+	IF b.hi_snap IS NULL THEN
+		RETURN QUERY SELECT * FROM orderexp._batch_rows(b);
+		RETURN;
+	END IF;
+	/* _batch_rows' stream events, written out: one copy of them less */
+	RETURN QUERY
+	SELECT o.id, o.kind, o.order_table, o.order_key, o.channel, o.payload, o.created_at,
+		   b.attempts, b.leased_until, b.leased_until, NULL::timestamptz, o.last_error,
+		   o.dead_at, b.claimed_by, o.obsolete_at, o.via, o.actor, o.reason, o.policy_id,
+		   o.policy_version, o.variant, o.deadline, o.previous_deadline, o.event_ids, o.txid
+	  FROM orderexp.outbox o
+	 WHERE o.txid IS NOT NULL AND o.delivered_at IS NULL
+	   AND (o.txid, o.id) > (b.from_txid, b.from_id)
+	   AND (o.txid, o.id) <= (b.to_txid, b.to_id)
+	   AND pg_visible_in_snapshot(o.txid, b.hi_snap)
+	   AND NOT pg_visible_in_snapshot(o.txid, b.lo_snap)
+	 ORDER BY o.txid, o.id;
+END;
+$$;
+COMMENT ON FUNCTION orderexp.get_batch_events(bigint) IS
+	'the events of a batch the calling role holds (next_batch), in delivery order, with the batch''s attempts and lease';
+
+/*
+ * The calling role delivered its batch: every event of it that fail() did
+ * not report is delivered now, a stream batch's by one write of the batch
+ * row.  Returns how many events that delivered (0 for a batch finished
+ * before, or whose rows' leases another claim took over).
+ */
+CREATE FUNCTION orderexp.finish_batch(batch_id bigint)
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	b orderexp.batches := orderexp._my_batch(batch_id);
+	n integer;
+BEGIN
+	IF b.finished_at IS NOT NULL THEN
+		RETURN 0;
+	END IF;
+	IF b.hi_snap IS NULL THEN
+		UPDATE orderexp.outbox o
+		   SET delivered_at = clock_timestamp(), leased_until = NULL
+		 WHERE o.id IN (SELECT r.id FROM orderexp._batch_rows(b) r);
+		GET DIAGNOSTICS n = ROW_COUNT;
+	ELSE
+		SELECT count(*) INTO n FROM orderexp._batch_ids(b);
+	END IF;
+	UPDATE orderexp.batches x SET finished_at = clock_timestamp() WHERE x.id = b.id;
+	RETURN n;
+END;
+$$;
+COMMENT ON FUNCTION orderexp.finish_batch(bigint) IS
+	'mark the events of a batch the calling role holds delivered (all but those fail() reported); returns how many';
+
+/*
+ * Retention of events delivered in batches (called by the worker's and
+ * run_due()'s pruning, src/outbox.c): the events of stream batches
+ * finished before cutoff, oldest batch first, whole batches until about
+ * max_rows events are gone, are deleted, but for the records of changes
+ * (via set), which are the orders' history and keep their batch.  Stops at
+ * the first stream batch not finished before cutoff, so that pruning
+ * follows the order in which batches were cut.  Returns the events
+ * deleted.
+ */
+CREATE FUNCTION orderexp._prune_batches(cutoff timestamptz, max_rows integer)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	b		orderexp.batches;
+	pos		bigint;
+	start	bigint;
+	n		bigint := 0;
+	k		bigint;
+BEGIN
+	SELECT p.pruned_to INTO start FROM orderexp.batch_pruning p FOR UPDATE SKIP LOCKED;
+	IF NOT FOUND THEN
+		RETURN 0;				/* another pruning is under way */
+	END IF;
+	pos := start;
+	FOR b IN SELECT x.* FROM orderexp.batches x WHERE x.id >= start ORDER BY x.id LOOP
+		EXIT WHEN n >= max_rows;
+		IF b.hi_snap IS NOT NULL AND b.dead_at IS NULL THEN
+			EXIT WHEN b.finished_at IS NULL OR b.finished_at >= cutoff;
+			DELETE FROM orderexp.outbox o
+			 WHERE o.id IN (SELECT k.id FROM orderexp._batch_ids(b) k) AND o.via IS NULL;
+			GET DIAGNOSTICS k = ROW_COUNT;
+			n := n + k;
+		END IF;
+		pos := b.id + 1;
+	END LOOP;
+	IF pos <> start THEN
+		UPDATE orderexp.batch_pruning SET pruned_to = pos;
+	END IF;
+	RETURN n;
+END;
+$$;
+
+/*
+ * claim() as relays up to 1.2 call it, over both kinds of events: the rows
+ * claimed one by one first (_claim_rows), then, with the room left, a
+ * batch (an expired one again, or a new one cut off the stream) whose
+ * events it returns as rows.  ack() of all of a batch's events finishes
+ * it; fail() takes one event out of it.  With kinds or channels, the
+ * events of the batch that do not match leave the stream, claimable at
+ * once by a claim that wants them (a write per such event: relays that
+ * split the work by kind or channel cost what they cost before 1.3).
+ */
+CREATE FUNCTION orderexp.claim(max_rows integer DEFAULT 100,
+							   lease interval DEFAULT '30 s',
+							   kinds text[] DEFAULT NULL,
+							   channels text[] DEFAULT NULL)
+RETURNS SETOF orderexp.outbox
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t timestamptz := clock_timestamp();
+	n integer := 0;
+	got integer;
+	bid bigint;
+	b orderexp.batches;
+BEGIN
+	PERFORM orderexp._check_lease(max_rows, lease, t);
+	/* rows due one by one (none, mostly, when events go into the stream) */
+	IF EXISTS (SELECT 1 FROM orderexp.outbox o
+				WHERE o.next_attempt_at <= t AND o.delivered_at IS NULL AND o.txid IS NULL) THEN
+		RETURN QUERY SELECT * FROM orderexp._claim_rows(max_rows, lease, kinds, channels, t);
+		GET DIAGNOSTICS n = ROW_COUNT;
+	END IF;
+	IF n >= max_rows OR NOT orderexp._stream_due(t) THEN
+		RETURN;
+	END IF;
+	/* a filtered batch may come out empty: a few more tries */
+	FOR i IN 1 .. 4 LOOP
+		EXIT WHEN n >= max_rows;
+		bid := orderexp._reoffer(max_rows - n, lease, t);
+		IF bid IS NULL THEN
+			bid := orderexp._cut_batch(max_rows - n, lease, t);
+		END IF;
+		EXIT WHEN bid IS NULL;
+		SELECT * INTO b FROM orderexp.batches x WHERE x.id = bid;
+		IF kinds IS NOT NULL OR channels IS NOT NULL THEN
+			UPDATE orderexp.outbox o
+			   SET txid = NULL, attempts = b.attempts - 1, next_attempt_at = t,
+				   leased_until = NULL, claimed_by = NULL
+			 WHERE o.id IN (SELECT r.id FROM orderexp._batch_rows(b) r
+							 WHERE NOT ((kinds IS NULL OR r.kind = ANY (kinds))
+										AND (channels IS NULL OR r.channel = ANY (channels))));
+		END IF;
+		RETURN QUERY SELECT * FROM orderexp._batch_rows(b);
+		GET DIAGNOSTICS got = ROW_COUNT;
+		IF got = 0 THEN
+			UPDATE orderexp.batches x SET finished_at = t WHERE x.id = b.id;
+		END IF;
+		n := n + got;
+		EXIT WHEN got > 0;
+	END LOOP;
+END;
+$$;
 COMMENT ON FUNCTION orderexp.claim(integer, interval, text[], text[]) IS
 	'lease up to max_rows due outbox rows (SKIP LOCKED) to the calling role for at most orderexp.max_lease, counting the attempt; an expired lease makes a row claimable again';
 
@@ -3457,6 +4254,13 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	n integer;
+	b orderexp.batches;
+	members integer;
+	nacked integer;
+	nfirst integer;
+	scattered bigint[];
+	end_txid xid8;
+	end_id bigint;
 BEGIN
 	IF ids IS NULL THEN
 		RAISE EXCEPTION 'ids must not be null'
@@ -3465,10 +4269,60 @@ BEGIN
 	UPDATE orderexp.outbox o
 	   SET delivered_at = clock_timestamp(), leased_until = NULL, dead_at = NULL,
 		   obsolete_at = NULL
-	 WHERE o.id = ANY (ids) AND o.delivered_at IS NULL
+	 WHERE o.id = ANY (ids) AND o.delivered_at IS NULL AND o.txid IS NULL
 	   AND (o.claimed_by = session_user
 			OR (o.claimed_by IS NULL AND o.leased_until IS NOT NULL));
 	GET DIAGNOSTICS n = ROW_COUNT;
+	IF n >= cardinality(ids) THEN
+		RETURN n;
+	END IF;
+	/*
+	 * Events of the caller's open batches.  All of a batch's finish it (one
+	 * write).  Of some of them (a relay acks in groups as its deliveries
+	 * end), those that make up the start of the batch become a finished
+	 * batch of their own and the open one starts after them (two writes);
+	 * the others acked leave the stream delivered; the rest come back when
+	 * the batch's lease expires.
+	 */
+	FOR b IN SELECT x.*
+			   FROM orderexp.batches x
+			  WHERE x.id >= (SELECT c.open_from FROM orderexp.stream_cursor c)
+				AND x.finished_at IS NULL AND x.hi_snap IS NOT NULL
+				AND x.claimed_by = session_user
+			  ORDER BY x.id
+				FOR UPDATE
+	LOOP
+		SELECT count(*), count(*) FILTER (WHERE w.acked), count(*) FILTER (WHERE w.first),
+			   array_agg(w.id) FILTER (WHERE w.acked AND NOT w.first),
+			   (array_agg(w.txid ORDER BY w.txid DESC, w.id DESC) FILTER (WHERE w.first))[1],
+			   (array_agg(w.id ORDER BY w.txid DESC, w.id DESC) FILTER (WHERE w.first))[1]
+		  INTO members, nacked, nfirst, scattered, end_txid, end_id
+		  FROM (SELECT r.txid, r.id, a.id IS NOT NULL AS acked,
+					   bool_and(a.id IS NOT NULL) OVER (ORDER BY r.txid, r.id) AS first
+				  FROM orderexp._batch_ids(b) r
+				  LEFT JOIN (SELECT DISTINCT x AS id FROM unnest(ids) x) a ON a.id = r.id) w;
+		CONTINUE WHEN nacked = 0;
+		IF nacked = members THEN
+			UPDATE orderexp.batches x SET finished_at = clock_timestamp() WHERE x.id = b.id;
+		ELSE
+			IF nfirst > 0 THEN
+				INSERT INTO orderexp.batches (lo_snap, hi_snap, from_txid, from_id, to_txid, to_id,
+											  created_at, attempts, claimed_by, leased_until,
+											  finished_at)
+				VALUES (b.lo_snap, b.hi_snap, b.from_txid, b.from_id, end_txid, end_id,
+						b.created_at, b.attempts, b.claimed_by, b.leased_until, clock_timestamp());
+				UPDATE orderexp.batches x SET from_txid = end_txid, from_id = end_id
+				 WHERE x.id = b.id;
+			END IF;
+			IF scattered IS NOT NULL THEN
+				UPDATE orderexp.outbox o
+				   SET txid = NULL, attempts = b.attempts, claimed_by = b.claimed_by,
+					   delivered_at = clock_timestamp(), leased_until = NULL
+				 WHERE o.id = ANY (scattered);
+			END IF;
+		END IF;
+		n := n + nacked;
+	END LOOP;
 	RETURN n;
 END;
 $$;
@@ -3495,6 +4349,7 @@ DECLARE
 	t timestamptz := clock_timestamp();
 	max_attempts integer := orderexp._max_attempts();
 	next_at timestamptz;
+	b orderexp.batches;
 BEGIN
 	IF fail.id IS NULL OR fail.error IS NULL OR fail.retryable IS NULL THEN
 		RAISE EXCEPTION 'id, error and retryable must not be null'
@@ -3505,6 +4360,19 @@ BEGIN
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'outbox row % does not exist', fail.id
 			USING ERRCODE = 'no_data_found';
+	END IF;
+	/* an event of a batch leaves the stream, with the batch's attempts and lease */
+	IF r.txid IS NOT NULL AND r.delivered_at IS NULL THEN
+		b := orderexp._batch_of(r.txid, r.id);
+		IF b.finished_at IS NOT NULL THEN
+			r.delivered_at := b.finished_at;
+		ELSIF b.id IS NOT NULL THEN
+			UPDATE orderexp.outbox o
+			   SET txid = NULL, attempts = b.attempts, claimed_by = b.claimed_by,
+				   leased_until = b.leased_until, next_attempt_at = b.leased_until
+			 WHERE o.id = fail.id
+			RETURNING * INTO r;
+		END IF;
 	END IF;
 	IF r.delivered_at IS NOT NULL THEN
 		RAISE EXCEPTION 'outbox row % is already delivered', fail.id
@@ -4061,7 +4929,7 @@ BEGIN
 	 */
 	FOR r IN SELECT x.id, x.channel, x.created_at, x.delivered_at, x.dead_at, x.attempts,
 					x.last_error, x.payload
-			   FROM orderexp.outbox x
+			   FROM orderexp.outbox_state x
 			  WHERE x.kind = 'reminder' AND x.order_table = orders AND x.order_key = k
 				AND x.obsolete_at IS NULL
 			  ORDER BY x.created_at, x.id
@@ -4513,7 +5381,7 @@ CREATE VIEW orderexp.delivery_stats AS
 		   now() - min(o.created_at) FILTER (WHERE o.delivered_at IS NULL
 											 AND o.dead_at IS NULL AND o.obsolete_at IS NULL) AS oldest_undelivered,
 		   count(*) FILTER (WHERE o.obsolete_at IS NOT NULL) AS obsolete
-	  FROM orderexp.outbox o
+	  FROM orderexp.outbox_state o
 	 CROSS JOIN (SELECT orderexp._tables_visible(current_user, true) AS tables) vis
 	 WHERE o.channel IS NOT NULL	/* records without an event are no deliveries */
 	   AND (vis.tables IS NULL OR o.order_table = ANY (vis.tables))
@@ -4550,7 +5418,7 @@ CREATE VIEW orderexp.delivery_health AS
 											 AND (o.delivered_at IS NOT NULL
 												  OR (o.payload ->> 'close_at')::timestamptz <= now())), 0),
 				 4) AS on_time_share
-	  FROM orderexp.outbox o
+	  FROM orderexp.outbox_state o
 	 CROSS JOIN (VALUES ('1 hour', interval '1 hour'), ('1 day', interval '1 day')) AS w(period, span)
 	 CROSS JOIN (SELECT orderexp._tables_visible(current_user, true) AS tables) vis
 	 WHERE o.created_at >= now() - w.span AND o.channel IS NOT NULL
@@ -4796,15 +5664,36 @@ GRANT EXECUTE ON FUNCTION
 REVOKE ALL ON FUNCTION
 	orderexp.claim(integer, interval, text[], text[]),
 	orderexp.ack(bigint[]),
-	orderexp.fail(bigint, text, boolean)
+	orderexp.fail(bigint, text, boolean),
+	orderexp.next_batch(integer, interval),
+	orderexp.get_batch_events(bigint),
+	orderexp.finish_batch(bigint)
 	FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
 	orderexp.claim(integer, interval, text[], text[]),
 	orderexp.ack(bigint[]),
-	orderexp.fail(bigint, text, boolean)
+	orderexp.fail(bigint, text, boolean),
+	orderexp.next_batch(integer, interval),
+	orderexp.get_batch_events(bigint),
+	orderexp.finish_batch(bigint)
 	TO orderexp_relay;
 GRANT SELECT ON orderexp.outbox, orderexp.dead_letters, orderexp.delivery_stats,
-	orderexp.delivery_health TO orderexp_relay;
+	orderexp.delivery_health, orderexp.outbox_state TO orderexp_relay;
+REVOKE ALL ON FUNCTION
+	orderexp._snapshot_for_cut(),
+	orderexp._in_batch(xid8, bigint, orderexp.batches),
+	orderexp._batch_rows(orderexp.batches),
+	orderexp._batch_ids(orderexp.batches),
+	orderexp._batch_of(xid8, bigint),
+	orderexp._stream_has_new(pg_snapshot),
+	orderexp._stream_due(timestamptz),
+	orderexp._cut_batch(integer, interval, timestamptz),
+	orderexp._batch_exceptions(orderexp.batches, bigint[], timestamptz),
+	orderexp._reoffer(integer, interval, timestamptz),
+	orderexp._check_lease(integer, interval, timestamptz),
+	orderexp._my_batch(bigint),
+	orderexp._prune_batches(timestamptz, integer)
+	FROM PUBLIC;
 
 /*
  * The administrator: policies, experiments, the secret, dead letters,
@@ -5088,10 +5977,12 @@ CREATE VIEW orderexp.monitor_delivery AS
 											 AND (o.delivered_at IS NOT NULL
 												  OR (o.payload ->> 'close_at')::timestamptz <= now())), 0),
 				 4) AS on_time_share
-	  FROM orderexp.outbox o
+	  FROM orderexp.outbox_state o
 	 WHERE o.channel IS NOT NULL
 	   /* what is still to be delivered, and the last day: not the whole history */
-	   AND (o.delivered_at IS NULL OR o.created_at >= now() - interval '1 day')
+	   AND ((o.row_delivered_at IS NULL AND o.txid IS NULL)
+			OR (o.row_delivered_at IS NULL AND o.txid IS NOT NULL)
+			OR o.created_at >= now() - interval '1 day')
 	 GROUP BY o.kind, o.channel;
 COMMENT ON VIEW orderexp.monitor_delivery IS
 	'for monitoring (pg_monitor): per kind and channel of every table, events pending, leased, retrying, dead, the oldest undelivered; in the last hour (of the events made in the last day) made, delivered, dead, withheld, p95 seconds to delivery, reminders delivered before their deadline (delivery_health''s on_time_share)';

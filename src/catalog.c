@@ -186,6 +186,8 @@ orderexp_catalog(void)
 		OidIsValid(get_relname_relid("outbox_obsolete", catalog.namespace));
 	catalog.events_are_records =
 		OidIsValid(get_relname_relid("outbox_history", catalog.namespace));
+	catalog.has_batches =
+		OidIsValid(get_relname_relid("batch_pruning", catalog.namespace));
 	catalog.sweep_writes_outcomes = catalog.version >= 102;
 	catalog.split_batches = catalog.version >= 103;
 

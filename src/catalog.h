@@ -70,6 +70,8 @@ typedef struct OrderexpCatalog
 	bool		events_are_records; /* 1.3: outbox_history: the first event
 									 * of a change is its record, kept with
 									 * the history, not pruned */
+	bool		has_batches;		/* 1.3: orderexp.batches: events delivered
+								 * in batches, pruned by _prune_batches() */
 	bool		timer_direct_insert;	/* orderexp.timers is exactly the table
 										 * of 1.1 and 1.2 (timer.c) */
 	bool		outcome_count;	/* 1.3: orderexp.outcomes ends in the

@@ -13,7 +13,9 @@
  * is not delivered).  One kept statement: the rows are locked with SKIP
  * LOCKED, so the worker and run_due() can prune side by side, and deleted
  * by ctid.  Obsolete rows (reminders that claim() settled without delivery,
- * 1.3) go the same way by their own partial index, outbox_obsolete.
+ * 1.3) go the same way by their own partial index, outbox_obsolete, and
+ * events delivered in batches (1.3) a batch at a time, oldest first
+ * (orderexp._prune_batches()).
  * Undelivered and dead rows are never pruned, nor (1.3) the records of
  * changes: they are the orders' history, which forget_before() deletes.
  *
@@ -61,6 +63,9 @@ static const char *const prune_column[2] = {"delivered_at", "obsolete_at"};
 /* kept plans: [PruneBy][records kept] */
 static SPIPlanPtr prune_plans[2][2];
 
+/* kept plan of the pruning of events delivered in batches (1.3) */
+static SPIPlanPtr prune_batches_plan;
+
 /*
  * Delete up to "limit" rows of one kind older than "cutoff"; returns how
  * many went.  The statement text is made only when its plan is not kept yet.
@@ -87,6 +92,32 @@ prune_rows(PruneBy by, bool records, TimestampTz cutoff, int limit)
 	if (ret != SPI_OK_DELETE)
 		elog(ERROR, "prune statement failed: %s", SPI_result_code_string(ret));
 	return (int64) SPI_processed;
+}
+
+/*
+ * Delete the events delivered by batches finished before "cutoff", up to
+ * about "limit" of them (whole batches): orderexp._prune_batches(), which
+ * keeps the records of changes, as the statements above do.
+ */
+static int64
+prune_batches(TimestampTz cutoff, int limit)
+{
+	Oid			argtypes[2] = {TIMESTAMPTZOID, INT4OID};
+	Datum		values[2];
+	bool		isnull;
+	int			ret;
+	Datum		n;
+
+	if (prune_batches_plan == NULL)
+		orderexp_keep_plan(&prune_batches_plan,
+						   "SELECT orderexp._prune_batches($1, $2)", 2, argtypes, 0);
+	values[0] = TimestampTzGetDatum(cutoff);
+	values[1] = Int32GetDatum(limit);
+	ret = SPI_execute_plan(prune_batches_plan, values, NULL, false, 1);
+	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "prune statement failed: %s", SPI_result_code_string(ret));
+	n = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return isnull ? 0 : DatumGetInt64(n);
 }
 
 /*
@@ -121,5 +152,8 @@ orderexp_prune_outbox(int limit)
 	if (deleted < limit && cat->has_obsolete_index)
 		deleted += prune_rows(PRUNE_OBSOLETE, cat->events_are_records, cutoff,
 							  limit - (int) deleted);
+	/* then events delivered in batches (1.3) */
+	if (deleted < limit && cat->has_batches)
+		deleted += prune_batches(cutoff, limit - (int) deleted);
 	return deleted;
 }

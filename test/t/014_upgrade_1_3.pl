@@ -95,7 +95,7 @@ INSERT INTO orders (id, created_at) VALUES (7, now() - interval '70 minutes'),
 # rows of their own, and the outbox's events (rows with a channel) as before
 # but for the record columns.
 my @tables = qw(tables policies timers outbox audit outcomes token_tables secret);
-my $new_columns = q{'{claimed_by,obsolete_at,channels_column,contact_channels,contact_columns,fallback_before,via,actor,reason,policy_id,policy_version,variant,deadline,previous_deadline,event_ids,order_count}'::text[]};
+my $new_columns = q{'{claimed_by,obsolete_at,channels_column,contact_channels,contact_columns,fallback_before,via,actor,reason,policy_id,policy_version,variant,deadline,previous_deadline,event_ids,order_count,txid}'::text[]};
 my %columns = (audit => q{'{id}'::text[]}, outbox => $new_columns);
 my %rows = (outbox => 'WHERE t.channel IS NOT NULL');
 my $state_sql = join(
@@ -118,6 +118,17 @@ my $state_sql = join(
 	    FROM orderexp.delivery_stats s},
 	q{SELECT 'dead_letters', md5(string_agg(s::text, '|' ORDER BY s::text)) FROM orderexp.dead_letters s});
 my $before = $node->safe_psql($db, $state_sql);
+# each event's state at 1.2: leased, retrying, dead, due (issue 22: they keep it)
+my $event_states = q{
+SELECT count(*) FILTER (WHERE leased_until > now() AND delivered_at IS NULL) || ':'
+	|| count(*) FILTER (WHERE leased_until IS NULL AND delivered_at IS NULL AND dead_at IS NULL
+						  AND next_attempt_at > now()) || ':'
+	|| count(*) FILTER (WHERE dead_at IS NOT NULL) || ':'
+	|| count(*) FILTER (WHERE delivered_at IS NULL AND dead_at IS NULL AND next_attempt_at <= now())
+	|| ':' || count(*) FILTER (WHERE delivered_at IS NOT NULL)
+  FROM orderexp.%s WHERE channel IS NOT NULL};
+my $states12 = $node->safe_psql($db, sprintf($event_states, 'outbox'));
+like($states12, qr/^1:1:1:[1-9]\d*:1$/, 'at 1.2: a leased, a retrying, a dead, due and a delivered event');
 like($node->safe_psql($db, q{SELECT count(*) FILTER (WHERE delivered_at IS NOT NULL) || ':'
 	|| count(*) FILTER (WHERE leased_until > now()) || ':'
 	|| count(*) FILTER (WHERE dead_at IS NOT NULL) FROM orderexp.outbox}),
@@ -141,6 +152,26 @@ is( $node->safe_psql(
 		$db, q{SELECT orderexp.ack(ARRAY(SELECT id FROM orderexp.outbox WHERE leased_until > now()))
 			   || ':' || orderexp.ack(ARRAY(SELECT id FROM orderexp.outbox WHERE leased_until IS NULL))}),
 	'1:0', 'the ack of a relay that claimed under 1.2 counts; rows nobody claimed are not acked');
+
+# the events of 1.2 stay rows claimed one by one (no txid: not in the
+# stream of batches), each in its state (issue 22); next_batch() hands out
+# the due ones as a batch of rows, not the retrying or dead one
+is($node->safe_psql($db, q{SELECT count(*) FROM orderexp.outbox WHERE txid IS NOT NULL}),
+	'0', 'the events of 1.2 are not in the stream of batches');
+my ($due12) = $states12 =~ /^\d+:\d+:\d+:(\d+):/;
+is( $node->safe_psql(
+		$db, q{
+SELECT orderexp.next_batch(1000, '1 minute') AS b \gset
+SELECT b.row_ids IS NOT NULL, count(e.*), count(e.*) FILTER (WHERE e.last_error IS NULL)
+  FROM orderexp.batches b, orderexp.get_batch_events(b.id) e
+ WHERE b.id = :b GROUP BY b.row_ids;
+SELECT orderexp.finish_batch(:b)}),
+	"t|$due12|$due12\n$due12",
+	'next_batch() at 1.3 hands out the due events of 1.2 as a batch of rows, and finishes it');
+is($node->safe_psql($db, sprintf($event_states, 'outbox_state')),
+	'0:1:1:0:' . ($due12 + 2),
+	'the retrying and dead events of 1.2 keep their state (the leased one was acked above)');
+
 is( $node->safe_psql(
 		$db, q{SELECT has_function_privilege('public', 'orderexp.run_due(integer)', 'EXECUTE')
 			   || ':' || has_function_privilege('orderexp_admin', 'orderexp.run_due(integer)', 'EXECUTE')}),
@@ -226,6 +257,31 @@ like(
 like(
 	$node->safe_psql($db, q{SELECT action || ':' || reason FROM orderexp.history('orders', 1) ORDER BY at DESC LIMIT 1}),
 	qr/^feedback:closed too early: at 1\.2$/, 'history() shows it');
+
+# events written with orderexp.batch_delivery on go into the stream: a
+# batch of them is one row of orderexp.batches, after the rows
+$node->safe_psql($db, q{INSERT INTO orders (id, created_at) VALUES (9, now() - interval '2 hours')});
+is( $node->safe_psql(
+		$db, q{SET orderexp.batch_delivery = on;
+			   SELECT closed FROM orderexp.run_due();
+			   SELECT count(*) FROM orderexp.outbox WHERE txid IS NOT NULL}),
+	"1\n2", 'at 1.3 with batch_delivery on, a close writes its events into the stream');
+my $rows_due = $node->safe_psql($db,
+	q{SELECT count(*) FROM orderexp.outbox WHERE txid IS NULL AND delivered_at IS NULL AND dead_at IS NULL
+		AND next_attempt_at <= now() AND channel IS NOT NULL});
+$node->safe_psql($db, q{SELECT orderexp.finish_batch(orderexp.next_batch(1000))}) if $rows_due > 0;
+is( $node->safe_psql(
+		$db, q{
+SELECT orderexp.next_batch(1000) AS b \gset
+SELECT b.hi_snap IS NOT NULL, string_agg(e.order_key || ':' || e.channel, ',' ORDER BY e.channel)
+  FROM orderexp.batches b, orderexp.get_batch_events(b.id) e
+ WHERE b.id = :b GROUP BY b.hi_snap IS NOT NULL;
+SELECT orderexp.finish_batch(:b)}),
+	"t|9:email,9:sms\n2", 'next_batch() takes them as a stream batch and finish_batch() delivers them');
+is( $node->safe_psql(
+		$db, q{SELECT count(*) FILTER (WHERE o.delivered_at IS NOT NULL) || ':' || count(*)
+				 FROM orderexp.outbox_state o WHERE o.order_key = '9'}),
+	'2:2', 'outbox_state shows them delivered, though the events were not written again');
 
 $node->stop;
 done_testing();

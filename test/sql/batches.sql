@@ -1,0 +1,226 @@
+--
+-- batches: events delivered a batch at a time (1.3, issue 22): next_batch,
+-- get_batch_events, finish_batch; claim, ack and fail over the same
+-- batches; a failure inside a batch; an expired batch that comes back and
+-- one that dies; events that wait for an earlier one of their order;
+-- partial acks; the derived state (outbox_state, delivery_stats); bad
+-- input.
+--
+-- Runs in a database of its own, so that the outbox holds only the rows
+-- made here.  Events go into the stream while orderexp.batch_delivery is
+-- on (this session's setting: the default of outbox.txid reads it).
+--
+\set SHOW_CONTEXT never
+\set VERBOSITY terse
+SELECT current_database() AS regress_db \gset
+CREATE DATABASE orderexp_batches;
+\c orderexp_batches
+CREATE EXTENSION orderexp;
+SET client_min_messages = warning;
+CREATE TABLE shop_orders (id bigint PRIMARY KEY, status text, created_at timestamptz);
+CREATE ROLE regress_batch_other IN ROLE orderexp_relay;
+CREATE ROLE regress_batch_nobody;
+
+-- n events of their own orders (keys from k0 on), on a channel
+CREATE FUNCTION ev(n int, k0 int DEFAULT 1, ch text DEFAULT 'email')
+RETURNS SETOF bigint LANGUAGE sql AS $$
+	INSERT INTO orderexp.outbox (kind, order_table, order_key, channel, payload)
+	SELECT 'closed', 'shop_orders', (k0 + g - 1)::text, ch, jsonb_build_object('n', g)
+	  FROM generate_series(1, n) g
+	RETURNING id
+$$;
+-- the state of each event, as outbox_state derives it
+CREATE FUNCTION st()
+RETURNS TABLE (id bigint, stream boolean, batch bigint, attempts int, leased boolean,
+			   delivered boolean, dead boolean, retrying boolean, last_error text)
+LANGUAGE sql AS $$
+	SELECT o.id, o.txid IS NOT NULL, o.batch_id, o.attempts, o.leased_until > clock_timestamp(),
+		   o.delivered_at IS NOT NULL, o.dead_at IS NOT NULL,
+		   o.delivered_at IS NULL AND o.dead_at IS NULL AND o.leased_until IS NULL
+			   AND o.next_attempt_at > clock_timestamp(),
+		   o.last_error
+	  FROM orderexp.outbox_state o WHERE o.channel IS NOT NULL ORDER BY o.id
+$$;
+
+SHOW orderexp.batch_delivery;
+-- off: events are rows as before, and next_batch hands them out as a batch of rows
+SELECT count(*) FROM ev(3);
+SELECT count(*) FILTER (WHERE txid IS NULL) AS rows FROM orderexp.outbox;
+SELECT orderexp.next_batch(10) AS b \gset
+SELECT id, attempts, claimed_by = session_user AS mine FROM orderexp.get_batch_events(:b);
+SELECT row_ids IS NOT NULL AS batch_of_rows FROM orderexp.batches WHERE id = :b;
+SELECT orderexp.finish_batch(:b) AS delivered;
+SELECT orderexp.finish_batch(:b) AS again;
+SELECT orderexp.next_batch(10) IS NULL AS nothing_due;
+DELETE FROM orderexp.outbox;
+
+--
+-- the stream: a batch row per batch, no write to the events
+--
+SET orderexp.batch_delivery = on;
+SELECT count(*) FROM ev(25);
+SELECT count(*) FILTER (WHERE txid IS NOT NULL) AS stream FROM orderexp.outbox;
+SELECT orderexp.next_batch(10) AS b1 \gset
+SELECT count(*), min(id) = (SELECT min(id) FROM orderexp.outbox) AS oldest_first,
+	   bool_and(attempts = 1) AS attempt_counted, bool_and(leased_until > now()) AS leased
+  FROM orderexp.get_batch_events(:b1);
+-- the events themselves are untouched: attempts 0, no lease in the table
+SELECT count(*) FILTER (WHERE attempts = 0 AND leased_until IS NULL) AS untouched FROM orderexp.outbox;
+SELECT stream, batch IS NOT NULL AS in_batch, attempts, leased, count(*)
+  FROM st() GROUP BY 1, 2, 3, 4 ORDER BY 2 DESC;
+-- a failure inside the batch: only that event leaves the stream and is retried
+SELECT min(id) AS failed FROM orderexp.get_batch_events(:b1) \gset
+SELECT orderexp.fail(:failed, 'mailbox full') > now() AS retry_later;
+SELECT orderexp.finish_batch(:b1) AS delivered;
+SELECT * FROM st() WHERE id = :failed;
+SELECT pending, leased, retrying, delivered, dead FROM orderexp.delivery_stats;
+-- fail() on a delivered event, on one not handed out
+SELECT orderexp.fail(:failed + 1, 'late');
+\echo :SQLSTATE
+SELECT orderexp.fail(:failed + 20, 'too early');
+\echo :SQLSTATE
+
+--
+-- two batches out at once: no event in both; finish_batch of another
+-- role's batch is refused
+--
+SELECT orderexp.next_batch(5) AS b2 \gset
+SELECT orderexp.next_batch(5) AS b3 \gset
+SELECT count(*) AS overlap FROM orderexp.get_batch_events(:b2) x
+  JOIN orderexp.get_batch_events(:b3) y USING (id);
+SET SESSION AUTHORIZATION regress_batch_other;
+SELECT orderexp.finish_batch(:b2);
+\echo :SQLSTATE
+SELECT count(*) FROM orderexp.get_batch_events(:b2);
+\echo :SQLSTATE
+RESET SESSION AUTHORIZATION;
+SET orderexp.batch_delivery = on;
+
+--
+-- a relay that dies: its batch comes back, whole, after the lease, as the
+-- next attempt; out of attempts, its events die
+--
+UPDATE orderexp.batches SET leased_until = now() - interval '1 s' WHERE id = :b2;
+SELECT orderexp.next_batch(10) = :b2 AS came_back;
+SELECT attempts, leased_until > now() AS leased FROM orderexp.batches WHERE id = :b2;
+SELECT count(*), bool_and(attempts = 2) AS second_attempt FROM orderexp.get_batch_events(:b2);
+SET orderexp.max_attempts = 2;
+UPDATE orderexp.batches SET leased_until = now() - interval '1 s' WHERE id = :b2;
+-- the next batch is a new one: the expired one died
+SELECT orderexp.next_batch(10) AS b4 \gset
+SELECT :b4 > :b3 AS new_batch, dead_at IS NOT NULL AS batch_dead,
+	   finished_at IS NOT NULL AS settled
+  FROM orderexp.batches WHERE id = :b2;
+SELECT count(*) AS dead_letters, min(last_error) FROM orderexp.dead_letters;
+SELECT count(*) AS dead FROM st() WHERE dead AND NOT stream;
+RESET orderexp.max_attempts;
+SELECT orderexp.finish_batch(:b3) AS delivered_b3, orderexp.finish_batch(:b4) AS delivered_b4;
+SELECT orderexp.next_batch(10) IS NULL AS all_cut;
+
+--
+-- claim() and ack() of relays up to 1.2 over the stream: all of a batch
+-- acked finishes it; a partial ack leaves the rest to come back
+--
+SELECT count(*) FROM ev(4, 100);
+SELECT array_agg(id ORDER BY id) AS ids, count(*) AS n FROM orderexp.claim(100) \gset
+SELECT :n AS claimed, orderexp.ack(:'ids') AS acked;
+SELECT finished_at IS NOT NULL AS finished FROM orderexp.batches ORDER BY id DESC LIMIT 1;
+SELECT orderexp.ack(:'ids') AS acked_again;
+SELECT count(*) FROM ev(4, 200);
+SELECT array_agg(id ORDER BY id) AS ids FROM orderexp.claim(100) \gset
+-- the first two acked: they become a finished batch of their own (no
+-- write to the events); the last acked apart: it leaves the stream
+SELECT orderexp.ack((:'ids'::bigint[])[1:2]) AS acked_two;
+SELECT orderexp.ack(ARRAY[(:'ids'::bigint[])[4]]) AS acked_last;
+SELECT id - (:'ids'::bigint[])[1] AS n, stream, delivered, leased FROM st()
+ WHERE id = ANY (:'ids'::bigint[]);
+SELECT count(*) FILTER (WHERE finished_at IS NOT NULL) AS finished,
+	   count(*) FILTER (WHERE finished_at IS NULL) AS open
+  FROM orderexp.batches WHERE id > :b3;
+-- another role acks nothing of it
+SET SESSION AUTHORIZATION regress_batch_other;
+SELECT orderexp.ack(:'ids') AS acked_by_other;
+RESET SESSION AUTHORIZATION;
+SET orderexp.batch_delivery = on;
+UPDATE orderexp.batches SET leased_until = now() - interval '1 s'
+ WHERE finished_at IS NULL;
+SELECT array_agg(id - (:'ids'::bigint[])[1] ORDER BY id) AS back, min(attempts) AS attempt
+  FROM orderexp.claim(100);
+SELECT orderexp.ack(:'ids') AS acked_rest;
+-- claim() with channels: the events of the batch it does not want become
+-- rows, claimable at once by a claim that wants them
+SELECT count(*) FROM orderexp.batches WHERE finished_at IS NULL AND hi_snap IS NOT NULL;
+SELECT count(*) FROM ev(2, 300, 'sms');
+SELECT count(*) FROM ev(2, 400, 'email');
+SELECT channel, count(*) FROM orderexp.claim(100, channels => '{sms}') GROUP BY 1;
+SELECT channel, count(*), min(attempts) FROM orderexp.claim(100, channels => '{email}') GROUP BY 1;
+SELECT count(*) FILTER (WHERE stream) AS stream, count(*) FILTER (WHERE NOT stream) AS rows
+  FROM st() WHERE leased;
+
+--
+-- an event waits while an earlier one of its order and channel is retrying
+--
+SELECT orderexp.finish_batch(id) FROM orderexp.batches WHERE finished_at IS NULL AND hi_snap IS NULL;
+DELETE FROM orderexp.outbox; DELETE FROM orderexp.batches;
+SELECT count(*) FROM ev(1, 500);
+SELECT orderexp.next_batch(10) AS b \gset
+SELECT id AS first FROM orderexp.get_batch_events(:b) \gset
+SELECT orderexp.fail(:first, 'timeout') IS NOT NULL AS retrying;
+SELECT orderexp.finish_batch(:b);
+SELECT count(*) FROM ev(1, 500);
+SELECT count(*) FROM ev(1, 501);
+SELECT orderexp.next_batch(10) AS b \gset
+SELECT order_key FROM orderexp.get_batch_events(:b);
+SELECT o.order_key, s.stream, s.attempts, s.retrying
+  FROM st() s JOIN orderexp.outbox o USING (id)
+ WHERE o.order_key = '500' ORDER BY s.id;
+
+--
+-- retention: run_due() prunes the events of batches finished longer than
+-- orderexp.event_retention ago, but not the records of changes (via set),
+-- which keep their batch and their derived delivery
+--
+SELECT orderexp.finish_batch(id) FROM orderexp.batches WHERE finished_at IS NULL;
+DELETE FROM orderexp.outbox; DELETE FROM orderexp.batches;
+SELECT count(*) FROM ev(3, 600);
+INSERT INTO orderexp.outbox (kind, order_table, order_key, channel, payload, via, reason)
+VALUES ('cancelled', 'shop_orders', '700', 'email', '{}', 'operator', 'asked');
+SELECT orderexp.next_batch(10) AS b \gset
+SELECT orderexp.finish_batch(:b);
+SELECT count(*) FROM ev(2, 800);
+SELECT orderexp.next_batch(10) AS b2 \gset
+SELECT orderexp.finish_batch(:b2);
+UPDATE orderexp.batches SET finished_at = now() - interval '8 days' WHERE id = :b;
+SELECT count(*) FROM orderexp.run_due();
+SELECT o.order_key, o.via, s.delivered_at IS NOT NULL AS delivered
+  FROM orderexp.outbox o JOIN orderexp.outbox_state s USING (id) ORDER BY o.id;
+SELECT pruned_to > :b AS passed FROM orderexp.batch_pruning;
+
+--
+-- bad input
+--
+SELECT orderexp.next_batch(0);
+\echo :SQLSTATE
+SELECT orderexp.next_batch(NULL);
+\echo :SQLSTATE
+SELECT orderexp.next_batch(10, '-1 s');
+\echo :SQLSTATE
+SELECT orderexp.next_batch(10, '1 year');
+\echo :SQLSTATE
+SELECT orderexp.finish_batch(NULL);
+\echo :SQLSTATE
+SELECT orderexp.finish_batch(-1);
+\echo :SQLSTATE
+SELECT count(*) FROM orderexp.get_batch_events(NULL);
+\echo :SQLSTATE
+SELECT count(*) FROM orderexp.get_batch_events(-1);
+\echo :SQLSTATE
+-- a role that is no relay may not consume
+SET SESSION AUTHORIZATION regress_batch_nobody;
+SELECT orderexp.next_batch();
+\echo :SQLSTATE
+RESET SESSION AUTHORIZATION;
+
+\c :regress_db
+DROP DATABASE orderexp_batches;
+DROP ROLE regress_batch_other, regress_batch_nobody;
