@@ -63,7 +63,7 @@
  *	   outcome trigger, which also tracks an order set back to unpaid)
  *	   replaces orderexp_outcome and orderexp_timer_unpaid on every
  *	   registered table.
- *	19 (consume). Events delivered in batches: outbox.txid, the stream
+ *	19. Events delivered in batches: outbox.txid, the stream
  *	   cursor and orderexp.batches, next_batch(), get_batch_events(),
  *	   finish_batch(), the view outbox_state; claim(), ack() and fail()
  *	   serve batches too; orderexp.batch_delivery puts new events into the
@@ -6652,7 +6652,7 @@ $$;
 
 SELECT orderexp._install_triggers(t) FROM orderexp.tables t;
 
-/* --- 19 (consume). events delivered in batches ------------------------------ */
+/* --- 19. events delivered in batches ----------------------------------------- */
 
 /*
  * Relays take events a batch at a time (next_batch, get_batch_events,
