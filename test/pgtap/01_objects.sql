@@ -3,7 +3,7 @@
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS orderexp;
-SELECT plan(100);
+SELECT plan(101);
 
 SELECT has_schema('orderexp');
 SELECT is((SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'orderexp'),
@@ -76,7 +76,12 @@ SELECT has_index('orderexp', 'outbox', 'outbox_undelivered', ARRAY['next_attempt
                  'outbox_undelivered on (next_attempt_at)');
 SELECT is((SELECT pg_get_expr(indpred, indrelid) FROM pg_index
             WHERE indexrelid = 'orderexp.outbox_undelivered'::regclass),
-          '(delivered_at IS NULL)', 'outbox_undelivered is partial: undelivered rows only');
+          '((delivered_at IS NULL) AND (txid IS NULL))',
+          'outbox_undelivered is partial: undelivered rows claimed one by one only (1.3: not those in the stream)');
+SELECT is((SELECT pg_get_expr(indpred, indrelid) FROM pg_index
+            WHERE indexrelid = 'orderexp.outbox_stream'::regclass),
+          '((txid IS NOT NULL) AND (delivered_at IS NULL))',
+          'outbox_stream indexes the events in the stream of batches');
 -- 1.2: no index by order for every event (1.3: outbox_history, for records and reminders only)
 SELECT hasnt_index('orderexp', 'outbox', 'outbox_order',
                    'no outbox_order: every event would pay an index entry for it');
