@@ -7282,8 +7282,11 @@ $$;
  * stream and neither delivered, dead nor withheld (out, retrying or
  * waiting itself), or in another batch not finished yet.  A waiting event
  * becomes a row of its own, due when that earlier one's lease or retry is
- * due, at most a second from now.  Costs nothing when there is no such
- * earlier event anywhere.
+ * due, at most a second from now.  Before that, the earlier reminders out
+ * of the stream that no relay holds and that no longer matter are settled,
+ * as claim() settles them, so that a close or a cancel in the batch need
+ * not wait for the retry of a reminder that will never go out.  Costs
+ * nothing when there is no such earlier event anywhere.
  */
 CREATE FUNCTION orderexp._batch_exceptions(b orderexp.batches, reminders bigint[],
 										   t timestamptz)
@@ -7305,6 +7308,19 @@ BEGIN
 						  AND x.hi_snap IS NOT NULL) THEN
 		RETURN;
 	END IF;
+	PERFORM orderexp._withhold_reminders(ARRAY(
+		WITH mine AS MATERIALIZED (
+			SELECT r.id, r.order_table, r.order_key, r.channel
+			  FROM orderexp._batch_rows(b) r)
+		SELECT x.id
+		  FROM orderexp.outbox x
+		 WHERE x.kind = 'reminder' AND x.delivered_at IS NULL AND x.txid IS NULL
+		   AND x.next_attempt_at < 'infinity' AND x.dead_at IS NULL AND x.obsolete_at IS NULL
+		   AND (x.leased_until IS NULL OR x.leased_until <= t)
+		   AND EXISTS (SELECT 1 FROM mine m
+						WHERE m.order_table = x.order_table AND m.order_key = x.order_key
+						  AND m.channel = x.channel AND m.id > x.id)
+		   FOR UPDATE OF x SKIP LOCKED), t);
 	WITH mine AS MATERIALIZED (
 		SELECT r.id, r.order_table, r.order_key, r.channel
 		  FROM orderexp._batch_rows(b) r),

@@ -176,6 +176,31 @@ SELECT o.order_key, s.stream, s.attempts, s.retrying
  WHERE o.order_key = '500' ORDER BY s.id;
 
 --
+-- a stale reminder that failed (a row out of the stream) does not hold back a
+-- later event of its order and channel: claim() withholds it first, as it
+-- does without the stream
+--
+SELECT orderexp.finish_batch(id) FROM orderexp.batches WHERE finished_at IS NULL;
+DELETE FROM orderexp.outbox; DELETE FROM orderexp.batches;
+SELECT orderexp.set_close_policy('shop_orders', '1 hour') IS NOT NULL AS registered;
+INSERT INTO shop_orders VALUES (900, 'unpaid', now());
+SET orderexp.batch_delivery = on;
+INSERT INTO orderexp.outbox (kind, order_table, order_key, channel, payload)
+SELECT 'reminder', 'shop_orders', '900', 'email', jsonb_build_object('close_at', t.close_at)
+  FROM orderexp.timers t WHERE t.order_key = '900';
+SELECT orderexp.next_batch(10) AS b \gset
+SELECT id AS rem FROM orderexp.get_batch_events(:b) \gset
+SELECT orderexp.fail(:rem, 'smtp 451') IS NOT NULL AS retrying;
+SELECT orderexp.finish_batch(:b);
+UPDATE shop_orders SET status = 'paid' WHERE id = 900;
+INSERT INTO orderexp.outbox (kind, order_table, order_key, channel, payload)
+VALUES ('closed', 'shop_orders', '900', 'email', '{}');
+SELECT kind, order_key FROM orderexp.claim(10, '1 min');
+SELECT kind, obsolete_at IS NOT NULL AS withheld, last_error FROM orderexp.outbox
+ WHERE order_key = '900' AND channel IS NOT NULL ORDER BY id;
+SELECT orderexp.drop_close_policy('shop_orders');
+
+--
 -- retention: run_due() prunes the events of batches finished longer than
 -- orderexp.event_retention ago, but not the records of changes (via set),
 -- which keep their batch and their derived delivery
