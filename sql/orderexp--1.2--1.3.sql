@@ -7282,11 +7282,12 @@ $$;
  * stream and neither delivered, dead nor withheld (out, retrying or
  * waiting itself), or in another batch not finished yet.  A waiting event
  * becomes a row of its own, due when that earlier one's lease or retry is
- * due, at most a second from now.  Before that, the earlier reminders out
- * of the stream that no relay holds and that no longer matter are settled,
- * as claim() settles them, so that a close or a cancel in the batch need
- * not wait for the retry of a reminder that will never go out.  Costs
- * nothing when there is no such earlier event anywhere.
+ * due, at most a second from now.  Of the earlier events, the reminders out
+ * of the stream that no relay holds and that no longer matter are settled
+ * first, as claim() settles them, so that a close or a cancel in the batch
+ * need not wait for the retry of a reminder that will never go out.  The
+ * batch's events and the earlier ones are read once.  Costs nothing when
+ * there is no such earlier event anywhere.
  */
 CREATE FUNCTION orderexp._batch_exceptions(b orderexp.batches, reminders bigint[],
 										   t timestamptz)
@@ -7296,6 +7297,12 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	open_from bigint := (SELECT c.open_from FROM orderexp.stream_cursor c);
+	waiting bigint[];		/* events of b held back ... */
+	blockers bigint[];		/* ... by these earlier events, aligned ... */
+	untils timestamptz[];	/* ... until their lease or retry is due */
+	settle bigint[];		/* blockers that are reminders no relay holds */
+	kept bigint[];
+	withheld bigint[] := '{}';
 BEGIN
 	IF cardinality(reminders) > 0 THEN
 		PERFORM orderexp._withhold_reminders(reminders, t);
@@ -7308,45 +7315,48 @@ BEGIN
 						  AND x.hi_snap IS NOT NULL) THEN
 		RETURN;
 	END IF;
-	PERFORM orderexp._withhold_reminders(ARRAY(
-		WITH mine AS MATERIALIZED (
-			SELECT r.id, r.order_table, r.order_key, r.channel
-			  FROM orderexp._batch_rows(b) r)
-		SELECT x.id
-		  FROM orderexp.outbox x
-		 WHERE x.kind = 'reminder' AND x.delivered_at IS NULL AND x.txid IS NULL
-		   AND x.next_attempt_at < 'infinity' AND x.dead_at IS NULL AND x.obsolete_at IS NULL
-		   AND (x.leased_until IS NULL OR x.leased_until <= t)
-		   AND EXISTS (SELECT 1 FROM mine m
-						WHERE m.order_table = x.order_table AND m.order_key = x.order_key
-						  AND m.channel = x.channel AND m.id > x.id)
-		   FOR UPDATE OF x SKIP LOCKED), t);
 	WITH mine AS MATERIALIZED (
 		SELECT r.id, r.order_table, r.order_key, r.channel
 		  FROM orderexp._batch_rows(b) r),
 	earlier AS MATERIALIZED (
-		SELECT x.id, x.order_table, x.order_key, x.channel, x.next_attempt_at AS until
+		SELECT x.id, x.order_table, x.order_key, x.channel, x.next_attempt_at AS until,
+			   x.kind = 'reminder' AND (x.leased_until IS NULL OR x.leased_until <= t) AS settleable
 		  FROM orderexp.outbox x
 		 WHERE x.delivered_at IS NULL AND x.txid IS NULL AND x.next_attempt_at < 'infinity'
 		   AND x.dead_at IS NULL AND x.obsolete_at IS NULL
 		UNION ALL
-		SELECT r.id, r.order_table, r.order_key, r.channel, ob.leased_until
+		SELECT r.id, r.order_table, r.order_key, r.channel, ob.leased_until, false
 		  FROM orderexp.batches ob
 		 CROSS JOIN LATERAL orderexp._batch_rows(ob) r
 		 WHERE ob.id >= open_from AND ob.id <> b.id AND ob.finished_at IS NULL
-		   AND ob.hi_snap IS NOT NULL),
-	blocked AS (
-		SELECT m.id, min(e.until) AS until
-		  FROM mine m
-		  JOIN earlier e
-			ON e.order_table = m.order_table AND e.order_key = m.order_key
-		   AND e.channel = m.channel AND e.id < m.id
-		 GROUP BY m.id)
+		   AND ob.hi_snap IS NOT NULL)
+	SELECT array_agg(m.id), array_agg(e.id), array_agg(e.until),
+		   array_agg(DISTINCT e.id) FILTER (WHERE e.settleable)
+	  INTO waiting, blockers, untils, settle
+	  FROM mine m
+	  JOIN earlier e
+		ON e.order_table = m.order_table AND e.order_key = m.order_key
+	   AND e.channel = m.channel AND e.id < m.id;
+	IF waiting IS NULL THEN
+		RETURN;
+	END IF;
+	IF settle IS NOT NULL THEN
+		/* those locked here (SKIP LOCKED) and not returned are withheld */
+		settle := ARRAY(SELECT x.id FROM orderexp.outbox x
+						 WHERE x.id = ANY (settle) FOR UPDATE SKIP LOCKED);
+		IF cardinality(settle) > 0 THEN
+			kept := orderexp._withhold_reminders(settle, t);
+			withheld := ARRAY(SELECT l.id FROM unnest(settle) AS l(id) WHERE l.id <> ALL (kept));
+		END IF;
+	END IF;
 	UPDATE orderexp.outbox o
 	   SET txid = NULL, attempts = 0,
-		   next_attempt_at = least(greatest(bl.until, t + interval '1 ms'), t + interval '1 s')
-	  FROM blocked bl
-	 WHERE o.id = bl.id;
+		   next_attempt_at = least(greatest(w.until, t + interval '1 ms'), t + interval '1 s')
+	  FROM (SELECT u.waiting, min(u.until) AS until
+			  FROM unnest(waiting, blockers, untils) AS u(waiting, blocker, until)
+			 WHERE u.blocker <> ALL (withheld)
+			 GROUP BY u.waiting) w
+	 WHERE o.id = w.waiting;
 END;
 $$;
 
