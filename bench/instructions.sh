@@ -125,22 +125,6 @@ chown postgres "$WORK"/*.sql
 ox_cluster_stop
 cp -a "$OX_PGDATA" "$WORK/data0"
 
-# instructions DB SQL-FILE TAG: callgrind's count for a single-user backend
-# running the file in DB, on a fresh copy of the stopped cluster
-instructions() {
-	local db=$1 file=$2 tag=$3 n
-	rm -rf "$WORK/data"
-	cp -a "$WORK/data0" "$WORK/data"
-	ox_as_postgres valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.$tag" \
-		"$OX_PGBIN/postgres" --single -D "$WORK/data" -c jit=off \
-		-c shared_preload_libraries=orderexp "$db" <"$file" >"$WORK/$tag.log" 2>&1 ||
-		{ tail -n 20 "$WORK/$tag.log" >&2; ox_die "$tag failed"; }
-	grep -qE 'ERROR|FATAL' "$WORK/$tag.log" && { grep -E 'ERROR|FATAL' "$WORK/$tag.log" >&2; ox_die "$tag failed"; }
-	n=$(sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$WORK/$tag.log")
-	[[ -n $n ]] || ox_die "$tag: no instruction count"
-	printf '%s\n' "$n"
-}
-
 declare -A IR
 SPECS=(plain:select1 plain:a reg:select1 reg:e timerless:select1 timerless:f
 	oltp_plain:select1 oltp_plain:oltp oltp_reg:select1 oltp_reg:oltp)
@@ -148,11 +132,11 @@ SPECS=(plain:select1 plain:a reg:select1 reg:e timerless:select1 timerless:f
 for spec in "${SPECS[@]}"; do
 	db=${spec%%:*}
 	what=${spec#*:}
-	IR[$spec]=$(instructions "$db" "$WORK/$what.sql" "$db.$what")
+	IR[$spec]=$(callgrind_count "$WORK/data0" "$db" "$WORK/$what.sql" "$db.$what" \
+		"$OUT/callgrind.$db.$what")
 	log "$spec: ${IR[$spec]} instructions"
 done
 
-per() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN { printf "%.0f", (a - b) / n }'; }
 A=$(per "${IR[plain:a]}" "${IR[plain:select1]}" "$N")
 E=$(per "${IR[reg:e]}" "${IR[reg:select1]}" "$N")
 F=$(per "${IR[timerless:f]}" "${IR[timerless:select1]}" "$N")

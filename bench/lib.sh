@@ -71,6 +71,27 @@ fmt() {
 # calc EXPR: floating point arithmetic
 calc() { awk "BEGIN { print $* }"; }
 
+# callgrind_count DATA DB FILE TAG CALLGRIND-OUT: the instructions a
+# single-user backend executes running FILE in DB, under valgrind's
+# callgrind, on a fresh copy of the stopped cluster DATA (into $WORK/data);
+# its log is $WORK/TAG.log (bench/instructions.sh, bench/trigger.sh)
+callgrind_count() {
+	local data=$1 db=$2 file=$3 tag=$4 cgout=$5 n
+	rm -rf "$WORK/data"
+	cp -a "$data" "$WORK/data"
+	ox_as_postgres valgrind --tool=callgrind --callgrind-out-file="$cgout" \
+		"$OX_PGBIN/postgres" --single -D "$WORK/data" -c jit=off \
+		-c shared_preload_libraries=orderexp "$db" <"$file" >"$WORK/$tag.log" 2>&1 ||
+		{ tail -n 20 "$WORK/$tag.log" >&2; ox_die "$tag failed"; }
+	grep -qE 'ERROR|FATAL' "$WORK/$tag.log" && { grep -E 'ERROR|FATAL' "$WORK/$tag.log" >&2; ox_die "$tag failed"; }
+	n=$(sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$WORK/$tag.log")
+	[[ -n $n ]] || ox_die "$tag: no instruction count"
+	printf '%s\n' "$n"
+}
+
+# per TOTAL BASE N: (TOTAL - BASE) / N, rounded: instructions per unit
+per() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN { printf "%.0f", (a - b) / n }'; }
+
 load1() { cut -d' ' -f1 /proc/loadavg; }
 
 # ns on CPU of a process (/proc/PID/schedstat), or 0 if it is gone

@@ -79,24 +79,12 @@ echo "SELECT 1;" >"$WORK/select1.sql"
 insert_sql bench.orders_bare "$IROWS" >"$WORK/bare.sql"
 insert_sql bench.orders "$IROWS" >"$WORK/reg.sql"
 chown postgres "$WORK" "$WORK"/*.sql
-instructions() {
-	local n
-	rm -rf "$WORK/data"
-	cp -a "$OX_PGDATA" "$WORK/data"
-	ox_as_postgres valgrind --tool=callgrind --callgrind-out-file=/dev/null \
-		"$OX_PGBIN/postgres" --single -D "$WORK/data" -c jit=off \
-		-c shared_preload_libraries=orderexp bench <"$WORK/$1.sql" >"$WORK/$1.log" 2>&1 ||
-		{ tail -n 20 "$WORK/$1.log" >&2; ox_die "$1 failed"; }
-	grep -qE 'ERROR|FATAL' "$WORK/$1.log" && { grep -E 'ERROR|FATAL' "$WORK/$1.log" >&2; ox_die "$1 failed"; }
-	n=$(sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$WORK/$1.log")
-	[[ -n $n ]] || ox_die "$1: no instruction count"
-	printf '%s\n' "$n"
-}
-I1=$(instructions select1)
-IB=$(instructions bare)
-IR=$(instructions reg)
-PER_BARE=$(awk -v a="$IB" -v b="$I1" -v n="$IROWS" 'BEGIN { printf "%.0f", (a - b) / n }')
-PER_REG=$(awk -v a="$IR" -v b="$I1" -v n="$IROWS" 'BEGIN { printf "%.0f", (a - b) / n }')
+declare -A IC
+for what in select1 bare reg; do
+	IC[$what]=$(callgrind_count "$OX_PGDATA" bench "$WORK/$what.sql" "$what" /dev/null)
+done
+PER_BARE=$(per "${IC[bare]}" "${IC[select1]}" "$IROWS")
+PER_REG=$(per "${IC[reg]}" "${IC[select1]}" "$IROWS")
 
 GIT_REV=$(git -C "$OX_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 cat >"$OUT/trigger.md" <<EOF
