@@ -427,7 +427,10 @@ for my $i (0 .. $#times)
 	$most = $n if $n > $most;
 }
 cmp_ok($most, '<=', 6, "at most 5 a second, and the burst of 1 ($most in the busiest second)");
-is(once_each([ (received($rdir))[-30 .. -1] ], \@ids), '', 'nothing twice, nothing missing');
+# this phase's events among all received: an event of an earlier phase left to
+# its lease (a relay killed above) may come due now and arrive in between
+my %phase = map { $_ => 1 } @ids;
+is(once_each([ grep { $phase{$_} } received($rdir) ], \@ids), '', 'nothing twice, nothing missing');
 stop_receiver($rpid);
 
 $node->stop;
