@@ -24,5 +24,6 @@ extern int	orderexp_max_attempts;
 extern int	orderexp_event_retention;
 extern int	orderexp_max_reason_length;
 extern int	orderexp_max_lease;
+extern bool orderexp_batch_delivery;
 
 #endif							/* ORDEREXP_H */

@@ -68,6 +68,10 @@
  *	   finish_batch(), the view outbox_state; claim(), ack() and fail()
  *	   serve batches too; orderexp.batch_delivery puts new events into the
  *	   stream.
+ *	20. A stream restored from a dump is adopted: the batches are dumped,
+ *	   the stream has an origin (stream_cursor.origin, stream_origins), and
+ *	   a restored stream's events become rows with their dumped state
+ *	   (_stream_adopt(); outbox.txid's default is _stream_txid()).
  *
  * The functions of 1.2 that generated the one-statement batches
  * (_sweep_sql, _remind_sql, _lock_rows_sql, _created_range_sql) go; a
@@ -8313,3 +8317,243 @@ REVOKE ALL ON FUNCTION
 	orderexp._my_batch(bigint),
 	orderexp._prune_batches(timestamptz, integer)
 	FROM PUBLIC;
+
+/* --- 20. a stream restored from a dump is adopted --------------------------- */
+
+/*
+ * pg_dump kept the outbox with its events' transaction ids but neither the
+ * batches nor the cursor, so a restored database took the restored stream
+ * for undelivered events of its own (ids from another cluster, delivered
+ * once this one's transaction ids reach them, or never).  Now the batches
+ * are dumped too, the cursor has an origin (a random uuid) that a restore
+ * makes anew, and stream_origins, dumped, holds it: two origins say the
+ * stream is another cluster's.  New events are then rows (the new default
+ * of outbox.txid, _stream_txid()), and claim(), next_batch() and the
+ * pruning adopt the restored stream first (_stream_adopt()).
+ */
+/*
+ * The default of outbox.txid (src/stream.c): the writing transaction's id
+ * while orderexp.batch_delivery is on and the stream is this database's
+ * own, else NULL (the event is a row of its own).  _stream_foreign(): does
+ * the stream hold another cluster's transaction ids, restored from a dump
+ * (see stream_origins)?
+ */
+CREATE FUNCTION orderexp._stream_txid()
+RETURNS xid8
+AS 'MODULE_PATHNAME', 'orderexp_stream_txid'
+LANGUAGE C VOLATILE;
+CREATE FUNCTION orderexp._stream_foreign()
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'orderexp_stream_foreign'
+LANGUAGE C VOLATILE;
+
+ALTER TABLE orderexp.outbox ALTER COLUMN txid SET DEFAULT orderexp._stream_txid();
+ALTER TABLE orderexp.stream_cursor ADD COLUMN origin uuid NOT NULL DEFAULT gen_random_uuid();
+
+/*
+ * Where the stream's transaction ids come from.  Transaction ids and
+ * snapshots mean something only in the cluster that made them, and
+ * pg_dump keeps the outbox and the batches (their events' delivery) but
+ * not the cursor, which a restore's CREATE EXTENSION makes anew with an
+ * origin of its own, a random uuid.  This table holds the cursor's origin
+ * and is dumped too: after a restore it holds the dumped origin beside the
+ * new one.  While they differ, new events are rows (_stream_txid()), and
+ * the first claim(), next_batch() or pruning adopts the restored stream
+ * (_stream_adopt()).  pg_upgrade, a physical standby and CREATE DATABASE
+ * ... TEMPLATE keep the cluster's transaction ids and copy the cursor with
+ * them, so the origins stay equal.
+ */
+CREATE TABLE orderexp.stream_origins (
+	origin			uuid NOT NULL
+);
+COMMENT ON TABLE orderexp.stream_origins IS
+	'the origins of the outbox''s event stream: the cursor''s, and after a restore the dumped one until the stream is adopted';
+INSERT INTO orderexp.stream_origins SELECT c.origin FROM orderexp.stream_cursor c;
+SELECT pg_catalog.pg_extension_config_dump('orderexp.stream_origins', '');
+SELECT pg_catalog.pg_extension_config_dump('orderexp.batches', '');
+SELECT pg_catalog.pg_extension_config_dump('orderexp.batches_id_seq', '');
+REVOKE ALL ON orderexp.stream_origins FROM PUBLIC;
+
+/*
+ * Adopt an event stream restored from a dump (see stream_origins): each
+ * event still in the stream becomes a row of its own with the state its
+ * dumped batch gave it (a finished batch's events delivered when it was
+ * finished; an unfinished batch's events due now, with the batch's
+ * attempts, since the relay that held it worked on another database; an
+ * event not cut yet due as it was; "now" is t), the dumped batches go, and the cursor
+ * starts afresh at the current snapshot.  Events written in the meantime
+ * are rows already (_stream_txid()).  It runs once: under the cursor's
+ * lock, and only while the origins differ.  claim(), next_batch() and the
+ * pruning call it when _stream_foreign() says so.
+ */
+CREATE FUNCTION orderexp._stream_adopt(t timestamptz)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	c	orderexp.stream_cursor;
+	b	orderexp.batches;
+BEGIN
+	SELECT * INTO c FROM orderexp.stream_cursor FOR UPDATE;
+	IF NOT EXISTS (SELECT 1 FROM orderexp.stream_origins o WHERE o.origin <> c.origin) THEN
+		RETURN;					/* adopted by another transaction meanwhile */
+	END IF;
+	/* a dead batch's events are dead rows already */
+	FOR b IN SELECT x.* FROM orderexp.batches x
+			  WHERE x.hi_snap IS NOT NULL AND x.dead_at IS NULL ORDER BY x.id LOOP
+		UPDATE orderexp.outbox o
+		   SET txid = NULL, attempts = b.attempts, claimed_by = b.claimed_by,
+			   leased_until = NULL, delivered_at = b.finished_at,
+			   next_attempt_at = CASE WHEN b.finished_at IS NULL THEN t
+									  ELSE o.next_attempt_at END
+		 WHERE o.id IN (SELECT k.id FROM orderexp._batch_ids(b) k);
+	END LOOP;
+	UPDATE orderexp.outbox o SET txid = NULL
+	 WHERE o.txid IS NOT NULL AND o.delivered_at IS NULL;
+	DELETE FROM orderexp.batches;
+	UPDATE orderexp.stream_cursor
+	   SET done_snap = orderexp._snapshot_for_cut(), next_snap = NULL, pos_txid = NULL,
+		   pos_id = NULL;
+	DELETE FROM orderexp.stream_origins o WHERE o.origin <> c.origin;
+	RAISE LOG 'orderexp: adopted an event stream restored from a dump';
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION orderexp._prune_batches(cutoff timestamptz, max_rows integer)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	b		orderexp.batches;
+	pos		bigint;
+	start	bigint;
+	n		bigint := 0;
+	k		bigint;
+BEGIN
+	IF orderexp._stream_foreign() THEN
+		PERFORM orderexp._stream_adopt(clock_timestamp());
+	END IF;
+	SELECT p.pruned_to INTO start FROM orderexp.batch_pruning p FOR UPDATE SKIP LOCKED;
+	IF NOT FOUND THEN
+		RETURN 0;				/* another pruning is under way */
+	END IF;
+	pos := start;
+	FOR b IN SELECT x.* FROM orderexp.batches x WHERE x.id >= start ORDER BY x.id LOOP
+		EXIT WHEN n >= max_rows;
+		IF b.hi_snap IS NOT NULL AND b.dead_at IS NULL THEN
+			EXIT WHEN b.finished_at IS NULL OR b.finished_at >= cutoff;
+			DELETE FROM orderexp.outbox o
+			 WHERE o.id IN (SELECT k.id FROM orderexp._batch_ids(b) k) AND o.via IS NULL;
+			GET DIAGNOSTICS k = ROW_COUNT;
+			n := n + k;
+		END IF;
+		pos := b.id + 1;
+	END LOOP;
+	IF pos <> start THEN
+		UPDATE orderexp.batch_pruning SET pruned_to = pos;
+	END IF;
+	RETURN n;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION orderexp.next_batch(max_rows integer DEFAULT 1000,
+									lease interval DEFAULT '30 s')
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t timestamptz := clock_timestamp();
+	bid bigint;
+	ids bigint[];
+	due boolean;
+BEGIN
+	PERFORM orderexp._check_lease(max_rows, lease, t);
+	IF orderexp._stream_foreign() THEN
+		PERFORM orderexp._stream_adopt(t);
+	END IF;
+	due := orderexp._stream_due(t);
+	IF due THEN
+		bid := orderexp._reoffer(max_rows, lease, t);
+		IF bid IS NOT NULL THEN
+			RETURN bid;
+		END IF;
+	END IF;
+	IF EXISTS (SELECT 1 FROM orderexp.outbox o
+				WHERE o.next_attempt_at <= t AND o.delivered_at IS NULL AND o.txid IS NULL) THEN
+		ids := ARRAY(SELECT r.id FROM orderexp._claim_rows(max_rows, lease, NULL, NULL, t) r);
+	END IF;
+	IF cardinality(ids) > 0 THEN
+		INSERT INTO orderexp.batches AS nb (row_ids, created_at, claimed_by, leased_until)
+		VALUES (ids, t, session_user, t + lease)
+		RETURNING nb.id INTO bid;
+		RETURN bid;
+	END IF;
+	IF NOT due THEN
+		RETURN NULL;
+	END IF;
+	RETURN orderexp._cut_batch(max_rows, lease, t);
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION orderexp.claim(max_rows integer DEFAULT 100,
+							   lease interval DEFAULT '30 s',
+							   kinds text[] DEFAULT NULL,
+							   channels text[] DEFAULT NULL)
+RETURNS SETOF orderexp.outbox
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t timestamptz := clock_timestamp();
+	n integer := 0;
+	got integer;
+	bid bigint;
+	b orderexp.batches;
+BEGIN
+	PERFORM orderexp._check_lease(max_rows, lease, t);
+	IF orderexp._stream_foreign() THEN
+		PERFORM orderexp._stream_adopt(t);
+	END IF;
+	/* rows due one by one (none, mostly, when events go into the stream) */
+	IF EXISTS (SELECT 1 FROM orderexp.outbox o
+				WHERE o.next_attempt_at <= t AND o.delivered_at IS NULL AND o.txid IS NULL) THEN
+		RETURN QUERY SELECT * FROM orderexp._claim_rows(max_rows, lease, kinds, channels, t);
+		GET DIAGNOSTICS n = ROW_COUNT;
+	END IF;
+	IF n >= max_rows OR NOT orderexp._stream_due(t) THEN
+		RETURN;
+	END IF;
+	/* a filtered batch may come out empty: a few more tries */
+	FOR i IN 1 .. 4 LOOP
+		EXIT WHEN n >= max_rows;
+		bid := orderexp._reoffer(max_rows - n, lease, t);
+		IF bid IS NULL THEN
+			bid := orderexp._cut_batch(max_rows - n, lease, t);
+		END IF;
+		EXIT WHEN bid IS NULL;
+		SELECT * INTO b FROM orderexp.batches x WHERE x.id = bid;
+		IF kinds IS NOT NULL OR channels IS NOT NULL THEN
+			UPDATE orderexp.outbox o
+			   SET txid = NULL, attempts = b.attempts - 1, next_attempt_at = t,
+				   leased_until = NULL, claimed_by = NULL
+			 WHERE o.id IN (SELECT r.id FROM orderexp._batch_rows(b) r
+							 WHERE NOT ((kinds IS NULL OR r.kind = ANY (kinds))
+										AND (channels IS NULL OR r.channel = ANY (channels))));
+		END IF;
+		RETURN QUERY SELECT * FROM orderexp._batch_rows(b);
+		GET DIAGNOSTICS got = ROW_COUNT;
+		IF got = 0 THEN
+			UPDATE orderexp.batches x SET finished_at = t WHERE x.id = b.id;
+		END IF;
+		n := n + got;
+		EXIT WHEN got > 0;
+	END LOOP;
+END;
+$$;
+
+REVOKE ALL ON FUNCTION orderexp._stream_adopt(timestamptz) FROM PUBLIC;

@@ -306,6 +306,22 @@ SELECT pg_catalog.pg_extension_config_dump('orderexp.timer_generation', '');
  * rows through outbox_created, a BRIN index on created_at: rows come in
  * created_at order, and a BRIN entry costs next to nothing per insert.
  */
+/*
+ * The default of outbox.txid (src/stream.c): the writing transaction's id
+ * while orderexp.batch_delivery is on and the stream is this database's
+ * own, else NULL (the event is a row of its own).  _stream_foreign(): does
+ * the stream hold another cluster's transaction ids, restored from a dump
+ * (see stream_origins)?
+ */
+CREATE FUNCTION orderexp._stream_txid()
+RETURNS xid8
+AS 'MODULE_PATHNAME', 'orderexp_stream_txid'
+LANGUAGE C VOLATILE;
+CREATE FUNCTION orderexp._stream_foreign()
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'orderexp_stream_foreign'
+LANGUAGE C VOLATILE;
+
 CREATE TABLE orderexp.outbox (
 	id				bigserial PRIMARY KEY,
 	kind			text NOT NULL
@@ -336,8 +352,7 @@ CREATE TABLE orderexp.outbox (
 	deadline		timestamptz,
 	previous_deadline timestamptz,
 	event_ids		bigint[],
-	txid			xid8 DEFAULT CASE WHEN current_setting('orderexp.batch_delivery', true) = 'on'
-								 THEN pg_current_xact_id() END,
+	txid			xid8 DEFAULT orderexp._stream_txid(),
 	CONSTRAINT outbox_record_check CHECK (channel IS NOT NULL OR (via IS NOT NULL AND delivered_at IS NOT NULL))
 );
 CREATE INDEX outbox_undelivered ON orderexp.outbox (next_attempt_at)
@@ -409,7 +424,8 @@ SELECT pg_catalog.pg_extension_config_dump('orderexp.outbox_id_seq', '');
  * stream_cursor, one row, says how far the stream is cut into batches:
  * every event visible in done_snap is in a batch (or left the stream), and
  * so is every event visible in next_snap up to position pos_txid/pos_id.
- * open_from: no stream batch below it is still open.
+ * open_from: no stream batch below it is still open.  origin: whose
+ * transaction ids the stream holds (stream_origins).
  */
 CREATE TABLE orderexp.stream_cursor (
 	one				boolean PRIMARY KEY DEFAULT true
@@ -418,7 +434,8 @@ CREATE TABLE orderexp.stream_cursor (
 	next_snap		pg_snapshot,
 	pos_txid		xid8,
 	pos_id			bigint,
-	open_from		bigint NOT NULL DEFAULT 1
+	open_from		bigint NOT NULL DEFAULT 1,
+	origin			uuid NOT NULL DEFAULT gen_random_uuid()
 );
 COMMENT ON TABLE orderexp.stream_cursor IS
 	'how far the outbox''s events are cut into batches (one row)';
@@ -457,6 +474,29 @@ COMMENT ON COLUMN orderexp.batches.finished_at IS
 	'when the relay finished the batch: its events still in the stream were delivered then';
 COMMENT ON COLUMN orderexp.batches.dead_at IS
 	'when the batch ran out of attempts (its events are dead rows since)';
+
+/*
+ * Where the stream's transaction ids come from.  Transaction ids and
+ * snapshots mean something only in the cluster that made them, and
+ * pg_dump keeps the outbox and the batches (their events' delivery) but
+ * not the cursor, which a restore's CREATE EXTENSION makes anew with an
+ * origin of its own, a random uuid.  This table holds the cursor's origin
+ * and is dumped too: after a restore it holds the dumped origin beside the
+ * new one.  While they differ, new events are rows (_stream_txid()), and
+ * the first claim(), next_batch() or pruning adopts the restored stream
+ * (_stream_adopt()).  pg_upgrade, a physical standby and CREATE DATABASE
+ * ... TEMPLATE keep the cluster's transaction ids and copy the cursor with
+ * them, so the origins stay equal.
+ */
+CREATE TABLE orderexp.stream_origins (
+	origin			uuid NOT NULL
+);
+COMMENT ON TABLE orderexp.stream_origins IS
+	'the origins of the outbox''s event stream: the cursor''s, and after a restore the dumped one until the stream is adopted';
+INSERT INTO orderexp.stream_origins SELECT c.origin FROM orderexp.stream_cursor c;
+SELECT pg_catalog.pg_extension_config_dump('orderexp.stream_origins', '');
+SELECT pg_catalog.pg_extension_config_dump('orderexp.batches', '');
+SELECT pg_catalog.pg_extension_config_dump('orderexp.batches_id_seq', '');
 
 /*
  * How far the events delivered in batches are pruned: every stream batch
@@ -4014,6 +4054,9 @@ DECLARE
 	due boolean;
 BEGIN
 	PERFORM orderexp._check_lease(max_rows, lease, t);
+	IF orderexp._stream_foreign() THEN
+		PERFORM orderexp._stream_adopt(t);
+	END IF;
 	due := orderexp._stream_due(t);
 	IF due THEN
 		bid := orderexp._reoffer(max_rows, lease, t);
@@ -4156,6 +4199,52 @@ COMMENT ON FUNCTION orderexp.finish_batch(bigint) IS
 	'mark the events of a batch the calling role holds delivered (all but those fail() reported); returns how many';
 
 /*
+ * Adopt an event stream restored from a dump (see stream_origins): each
+ * event still in the stream becomes a row of its own with the state its
+ * dumped batch gave it (a finished batch's events delivered when it was
+ * finished; an unfinished batch's events due now, with the batch's
+ * attempts, since the relay that held it worked on another database; an
+ * event not cut yet due as it was; "now" is t), the dumped batches go, and the cursor
+ * starts afresh at the current snapshot.  Events written in the meantime
+ * are rows already (_stream_txid()).  It runs once: under the cursor's
+ * lock, and only while the origins differ.  claim(), next_batch() and the
+ * pruning call it when _stream_foreign() says so.
+ */
+CREATE FUNCTION orderexp._stream_adopt(t timestamptz)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	c	orderexp.stream_cursor;
+	b	orderexp.batches;
+BEGIN
+	SELECT * INTO c FROM orderexp.stream_cursor FOR UPDATE;
+	IF NOT EXISTS (SELECT 1 FROM orderexp.stream_origins o WHERE o.origin <> c.origin) THEN
+		RETURN;					/* adopted by another transaction meanwhile */
+	END IF;
+	/* a dead batch's events are dead rows already */
+	FOR b IN SELECT x.* FROM orderexp.batches x
+			  WHERE x.hi_snap IS NOT NULL AND x.dead_at IS NULL ORDER BY x.id LOOP
+		UPDATE orderexp.outbox o
+		   SET txid = NULL, attempts = b.attempts, claimed_by = b.claimed_by,
+			   leased_until = NULL, delivered_at = b.finished_at,
+			   next_attempt_at = CASE WHEN b.finished_at IS NULL THEN t
+									  ELSE o.next_attempt_at END
+		 WHERE o.id IN (SELECT k.id FROM orderexp._batch_ids(b) k);
+	END LOOP;
+	UPDATE orderexp.outbox o SET txid = NULL
+	 WHERE o.txid IS NOT NULL AND o.delivered_at IS NULL;
+	DELETE FROM orderexp.batches;
+	UPDATE orderexp.stream_cursor
+	   SET done_snap = orderexp._snapshot_for_cut(), next_snap = NULL, pos_txid = NULL,
+		   pos_id = NULL;
+	DELETE FROM orderexp.stream_origins o WHERE o.origin <> c.origin;
+	RAISE LOG 'orderexp: adopted an event stream restored from a dump';
+END;
+$$;
+
+/*
  * Retention of events delivered in batches (called by the worker's and
  * run_due()'s pruning, src/outbox.c): the events of stream batches
  * finished before cutoff, oldest batch first, whole batches until about
@@ -4177,6 +4266,9 @@ DECLARE
 	n		bigint := 0;
 	k		bigint;
 BEGIN
+	IF orderexp._stream_foreign() THEN
+		PERFORM orderexp._stream_adopt(clock_timestamp());
+	END IF;
 	SELECT p.pruned_to INTO start FROM orderexp.batch_pruning p FOR UPDATE SKIP LOCKED;
 	IF NOT FOUND THEN
 		RETURN 0;				/* another pruning is under way */
@@ -4227,6 +4319,9 @@ DECLARE
 	b orderexp.batches;
 BEGIN
 	PERFORM orderexp._check_lease(max_rows, lease, t);
+	IF orderexp._stream_foreign() THEN
+		PERFORM orderexp._stream_adopt(t);
+	END IF;
 	/* rows due one by one (none, mostly, when events go into the stream) */
 	IF EXISTS (SELECT 1 FROM orderexp.outbox o
 				WHERE o.next_attempt_at <= t AND o.delivered_at IS NULL AND o.txid IS NULL) THEN
@@ -5718,7 +5813,8 @@ REVOKE ALL ON FUNCTION
 	orderexp._reoffer(integer, interval, timestamptz),
 	orderexp._check_lease(integer, interval, timestamptz),
 	orderexp._my_batch(bigint),
-	orderexp._prune_batches(timestamptz, integer)
+	orderexp._prune_batches(timestamptz, integer),
+	orderexp._stream_adopt(timestamptz)
 	FROM PUBLIC;
 
 /*
