@@ -111,7 +111,26 @@ static const char *const setup_sql =
 "       pg_catalog.to_regprocedure('orderexp.fail(bigint,text,boolean)') IS NOT NULL"
 "  FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()";
 
-static const char *const ack_sql = "SELECT orderexp.ack($1::bigint[])";
+/*
+ * An ack commits without waiting for its WAL to reach the disk: an ack
+ * that a server crash loses only means that its events are delivered
+ * again after their lease, which at-least-once delivery allows, and the
+ * server does not wait for a flush on every other transaction of the
+ * relay.  The claim's commit (the leases) is durable as before.
+ */
+static const char *const ack_sql =
+"SELECT orderexp.ack($1::bigint[])"
+"  FROM pg_catalog.set_config('synchronous_commit', 'off', true) s";
+
+/*
+ * In pipeline mode the claim and the ack are prepared once per connection
+ * (named statements, parsed and planned once) instead of being parsed and
+ * planned again on every call; the Prepare goes in the same pipeline, in
+ * front of the statement's first use.
+ */
+#define PREPARED_CLAIM	0x01
+#define PREPARED_ACK	0x02
+static const char *const prepared_name[] = {NULL, "orderexp_relay_claim", "orderexp_relay_ack"};
 
 /* the claim's filters and lease, as claim() takes them (node_claim_setup) */
 static const char *claim_kinds;
@@ -125,8 +144,8 @@ static bool exec_ok(PGresult *res);
 static void keep_unacked(Node *n, const long long *ids, int nids);
 static void notice_processor(void *arg, const char *message);
 static void node_connected(Node *n);
-static bool send_op(Node *n, const NodeStatement *st, const char *sql, int nparams,
-					const char *const *params);
+static bool send_op(Node *n, NodeStatement *st, int prepared, const char *sql,
+					int nparams, const char *const *params);
 static void statement_done(Node *n);
 static void op_result(Node *n, PGresult *res);
 static void claim_result(Node *n, PGresult *res);
@@ -197,6 +216,7 @@ node_down(Node *n, const char *why)
 	memset(n->stmts, 0, sizeof(n->stmts));
 	n->nstmts = 0;
 	n->pipeline = false;
+	n->prepared = 0;
 	while (n->nfails > 0)
 	{
 		metrics_failed(n->num, n->fails[n->nfails - 1].sink);
@@ -308,7 +328,7 @@ node_connected(Node *n)
 	{
 		NodeStatement st = {.op = OP_SETUP};
 
-		if (!send_op(n, &st, setup_sql, 0, NULL))
+		if (!send_op(n, &st, 0, setup_sql, 0, NULL))
 			return;
 	}
 	logmsg("node %d (%s): connected%s", n->num, n->label, n->ever_up ? " again" : "");
@@ -387,18 +407,35 @@ node_connect_step(Node *n)
 /*
  * Send a statement, ST (its kind and what it carries) going to the end of
  * the node's statements in flight; in pipeline mode a sync follows, so
- * that it is a transaction of its own.  False (and the node down, ST's
- * rows, acks and failure taken back) if it could not be sent.
+ * that it is a transaction of its own.  PREPARED (PREPARED_CLAIM or
+ * PREPARED_ACK, 0: none): in pipeline mode, SQL is sent as that named
+ * prepared statement, prepared first if the connection has not got it yet.
+ * False (and the node down, ST's rows, acks and failure taken back) if it
+ * could not be sent.
  */
 static bool
-send_op(Node *n, const NodeStatement *st, const char *sql, int nparams,
+send_op(Node *n, NodeStatement *st, int prepared, const char *sql, int nparams,
 		const char *const *params)
 {
-	int			sent;
+	int			sent = 1;
 	NodeOp		op = st->op;
 
+	if (!n->pipeline)
+		prepared = 0;
+	st->preparing = prepared != 0 && (n->prepared & prepared) == 0;
 	n->stmts[n->nstmts++] = *st;
-	if (nparams == 0)
+	if (st->preparing)
+	{
+		sent = PQsendPrepare(n->conn, prepared_name[prepared], sql, nparams, NULL);
+		if (sent)
+			n->prepared |= prepared;
+	}
+	if (!sent)
+		;
+	else if (prepared != 0)
+		sent = PQsendQueryPrepared(n->conn, prepared_name[prepared], nparams, params,
+								   NULL, NULL, 0);
+	else if (nparams == 0)
 		sent = PQsendQuery(n->conn, sql);
 	else
 		sent = PQsendQueryParams(n->conn, sql, nparams, NULL, params, NULL, NULL, 0);
@@ -467,7 +504,7 @@ node_send(Node *n, int claim_room, bool flush_acks)
 		n->nunacked -= take;
 		n->unacked_since = now_seconds();
 		params[0] = arr;
-		(void) send_op(n, &st, ack_sql, 1, params);
+		(void) send_op(n, &st, PREPARED_ACK, ack_sql, 1, params);
 		free(arr);
 		return true;
 	}
@@ -486,9 +523,9 @@ node_send(Node *n, int claim_room, bool flush_acks)
 		params[2] = st.failing.retryable ? "true" : "false";
 		/* a permanent failure where fail() cannot say so is retried */
 		if (n->fail_retryable)
-			(void) send_op(n, &st, fail_retryable_sql, 3, params);
+			(void) send_op(n, &st, 0, fail_retryable_sql, 3, params);
 		else
-			(void) send_op(n, &st, fail_sql, 2, params);
+			(void) send_op(n, &st, 0, fail_sql, 2, params);
 		return true;
 	}
 	if (n->work && claim_room > 0)
@@ -506,7 +543,7 @@ node_send(Node *n, int claim_room, bool flush_acks)
 		st.claim_sent = now_seconds();
 		/* counted before it is sent: node_down() takes it back on failure */
 		node_claims_sent_hook(claim_room);
-		(void) send_op(n, &st, claim_fields ? claim_fields_sql : claim_sql, 4, params);
+		(void) send_op(n, &st, PREPARED_CLAIM, claim_fields ? claim_fields_sql : claim_sql, 4, params);
 		return true;
 	}
 	return false;
@@ -599,6 +636,18 @@ node_io(Node *n, short revents)
 static void
 op_result(Node *n, PGresult *res)
 {
+	NodeStatement *st = &n->stmts[0];
+
+	/* the Prepare in front of the statement */
+	if (st->preparing)
+	{
+		st->preparing = false;
+		if (PQresultStatus(res) != PGRES_COMMAND_OK)
+			node_error(n, res, st->op == OP_CLAIM ? "claim" : "ack");
+		else
+			PQclear(res);
+		return;
+	}
 	switch (node_op(n))
 	{
 		case OP_SETUP:

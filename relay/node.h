@@ -63,6 +63,7 @@ typedef struct NodeStatement
 	long long  *acking;			/* OP_ACK: the ids */
 	int			nacking;
 	FailReport	failing;		/* OP_FAIL: the report */
+	bool		preparing;		/* a Prepare of its statement goes first */
 } NodeStatement;
 
 /*
@@ -96,6 +97,7 @@ typedef struct Node
 	NodeStatement stmts[NODE_PIPELINE];	/* in flight, the oldest first */
 	int			nstmts;
 	bool		pipeline;		/* the connection is in pipeline mode */
+	int			prepared;		/* PREPARED_* statements on the connection */
 	bool		flushing;		/* their text is not all sent yet */
 	bool		op_failed;		/* one failed; the node is down */
 	FailReport *fails;			/* failures to report */
