@@ -130,6 +130,7 @@ static const char *const ack_sql =
  */
 #define PREPARED_CLAIM	0x01
 #define PREPARED_ACK	0x02
+/* the statements' names, by PREPARED_CLAIM and PREPARED_ACK */
 static const char *const prepared_name[] = {NULL, "orderexp_relay_claim", "orderexp_relay_ack"};
 
 /* the claim's filters and lease, as claim() takes them (node_claim_setup) */
@@ -430,15 +431,16 @@ send_op(Node *n, NodeStatement *st, int prepared, const char *sql, int nparams,
 		if (sent)
 			n->prepared |= prepared;
 	}
-	if (!sent)
-		;
-	else if (prepared != 0)
-		sent = PQsendQueryPrepared(n->conn, prepared_name[prepared], nparams, params,
-								   NULL, NULL, 0);
-	else if (nparams == 0)
-		sent = PQsendQuery(n->conn, sql);
-	else
-		sent = PQsendQueryParams(n->conn, sql, nparams, NULL, params, NULL, NULL, 0);
+	if (sent)
+	{
+		if (prepared != 0)
+			sent = PQsendQueryPrepared(n->conn, prepared_name[prepared], nparams,
+									   params, NULL, NULL, 0);
+		else if (nparams == 0)
+			sent = PQsendQuery(n->conn, sql);
+		else
+			sent = PQsendQueryParams(n->conn, sql, nparams, NULL, params, NULL, NULL, 0);
+	}
 #ifdef LIBPQ_HAS_PIPELINING
 	if (sent && n->pipeline)
 		sent = PQpipelineSync(n->conn);
