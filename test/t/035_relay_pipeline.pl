@@ -8,7 +8,9 @@
 # sent twice: every event is delivered and acknowledged once in a clean
 # run; when the relay's connection is cut with statements in flight, or the
 # relay is killed, every event still ends delivered, and an event is
-# delivered twice only if its ack had not been committed.
+# delivered twice only if its ack had not been committed; when the server
+# crashes (an ack commits without waiting for its WAL flush) nothing is
+# lost either.
 
 use strict;
 use warnings;
@@ -162,6 +164,26 @@ is(join(' ', grep { $acked{$_} && $n{$_} > ($at_kill{$_} // 0) } @ids), '',
 note scalar(@twice) . ' delivered twice (delivered, not acknowledged at the kill)';
 is(join(' ', grep { !($at_kill{$_}) } @twice), '',
 	'only events delivered before the kill delivered twice');
+
+# --- the server crashes mid-run ------------------------------------------------------------
+# acks commit without waiting for their WAL flush: those a crash loses are
+# only redeliveries after the lease; nothing may be lost
+
+@ids = events(15001, 21000);
+$before = scalar(@r0 = received());
+$relay = run_relay('crash', @long);
+ok(wait_until(sub { scalar(my @r = received()) >= $before + 1500 }, 30), 'the relay delivers');
+$node->stop('immediate');
+$node->start;
+ok(defined wait_for($node, 'postgres',
+		q{SELECT count(*) FROM orderexp.outbox WHERE order_key::int BETWEEN 15001 AND 21000 AND delivered_at IS NULL},
+		'0', 60),
+	'after a server crash and restart: every event acknowledged');
+kill 'TERM', $relay;
+is(finish($relay, 15), 0, 'SIGTERM: exit 0');
+like(slurp_file("$tmp/crash.log"), qr/connected again/, 'the relay reconnected after the crash');
+%n = counts();
+is(join(' ', grep { !$n{$_} } @ids), '', 'none lost');
 
 kill 'TERM', $rpid;
 finish($rpid, 10) // kill 'KILL', $rpid;
