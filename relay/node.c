@@ -131,7 +131,9 @@ static const char *const ack_sql =
 #define PREPARED_CLAIM	0x01
 #define PREPARED_ACK	0x02
 /* the statements' names, by PREPARED_CLAIM and PREPARED_ACK */
-static const char *const prepared_name[] = {NULL, "orderexp_relay_claim", "orderexp_relay_ack"};
+static const char *const prepared_name[] = {
+	NULL, "orderexp_relay_claim", "orderexp_relay_ack"
+};
 
 /* the claim's filters and lease, as claim() takes them (node_claim_setup) */
 static const char *claim_kinds;
@@ -545,7 +547,8 @@ node_send(Node *n, int claim_room, bool flush_acks)
 		st.claim_sent = now_seconds();
 		/* counted before it is sent: node_down() takes it back on failure */
 		node_claims_sent_hook(claim_room);
-		(void) send_op(n, &st, PREPARED_CLAIM, claim_fields ? claim_fields_sql : claim_sql, 4, params);
+		(void) send_op(n, &st, PREPARED_CLAIM,
+					   claim_fields ? claim_fields_sql : claim_sql, 4, params);
 		return true;
 	}
 	return false;
