@@ -53,7 +53,7 @@ int			orderexp_naptime = 1000;
 int			orderexp_batch_size = 1000;
 bool		orderexp_enabled = true;
 int			orderexp_max_attempts = 10;
-bool		orderexp_batch_delivery = false;
+bool		orderexp_batch_delivery = true;
 int			orderexp_event_retention = 7 * SECS_PER_DAY;
 int			orderexp_max_reason_length = 4096;
 int			orderexp_max_lease = SECS_PER_HOUR;
@@ -188,7 +188,7 @@ _PG_init(void)
 							 "New outbox events are delivered in batches (a stream) rather than row by row.",
 							 "Relays' claim(), ack(), fail() and next_batch() handle both kinds of events.",
 							 &orderexp_batch_delivery,
-							 false,
+							 true,
 							 PGC_SUSET,
 							 0,
 							 NULL, NULL, NULL);

@@ -8,7 +8,8 @@
 --
 -- Runs in a database of its own, so that the outbox holds only the rows
 -- made here.  Events go into the stream while orderexp.batch_delivery is
--- on (this session's setting: the default of outbox.txid reads it).
+-- on (the default; this session's setting: the default of outbox.txid
+-- reads it).
 --
 \set SHOW_CONTEXT never
 \set VERBOSITY terse
@@ -42,8 +43,9 @@ LANGUAGE sql AS $$
 	  FROM orderexp.outbox_state o WHERE o.channel IS NOT NULL ORDER BY o.id
 $$;
 
-SHOW orderexp.batch_delivery;
+SHOW orderexp.batch_delivery;			-- on by default
 -- off: events are rows as before, and next_batch hands them out as a batch of rows
+SET orderexp.batch_delivery = off;
 SELECT count(*) FROM ev(3);
 SELECT count(*) FILTER (WHERE txid IS NULL) AS rows FROM orderexp.outbox;
 SELECT orderexp.next_batch(10) AS b \gset
