@@ -72,6 +72,8 @@
  *	   the stream has an origin (stream_cursor.origin, stream_origins), and
  *	   a restored stream's events become rows with their dumped state
  *	   (_stream_adopt(); outbox.txid's default is _stream_txid()).
+ *	21. A row claimed one by one waits while an earlier event of its order
+ *	   and channel is out in a stream batch (_claim_rows()).
  *
  * The functions of 1.2 that generated the one-statement batches
  * (_sweep_sql, _remind_sql, _lock_rows_sql, _created_range_sql) go; a
@@ -8557,3 +8559,183 @@ END;
 $$;
 
 REVOKE ALL ON FUNCTION orderexp._stream_adopt(timestamptz) FROM PUBLIC;
+
+/* --- 21. a row claimed one by one waits for an earlier event out in a batch --- */
+
+/*
+ * _claim_rows() made a row wait only for earlier events of its order and
+ * channel that were rows themselves (outbox_in_flight): an event that had
+ * left the stream to wait for an earlier one out in another relay's batch
+ * was handed out a second later, while that batch could still be out.  It
+ * now waits for the events of unfinished stream batches too.
+ */
+/*
+ * The rows claimed one by one (txid NULL: retries, waiting events, rows
+ * from before batches, and every row while orderexp.batch_delivery is
+ * off): claim()'s way up to 1.3, for claim() and next_batch().  A row
+ * waits while an earlier event of its order and channel is out or waiting
+ * for a retry, as a row (outbox_in_flight) or in a stream batch not
+ * finished yet (the same rule as _batch_exceptions').
+ */
+CREATE OR REPLACE FUNCTION orderexp._claim_rows(max_rows integer, lease interval, kinds text[],
+									 channels text[], t timestamptz)
+RETURNS SETOF orderexp.outbox
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	max_attempts integer := orderexp._max_attempts();
+	picked bigint[];
+	result bigint[] := '{}';
+	need integer;
+	npicked integer;
+	any_reminder boolean;
+	stale bigint[];
+	nblockers bigint;
+	open_from bigint := (SELECT c.open_from FROM orderexp.stream_cursor c);
+	bwaiting bigint[];		/* picked rows held back by a stream batch ... */
+	buntils timestamptz[];	/* ... until its lease ends, aligned */
+BEGIN
+	/*
+	 * Take due rows, earliest first, until max_rows may go out or nothing
+	 * is due: rows that may not go out now (below) leave room for more.
+	 */
+	LOOP
+		need := max_rows - cardinality(result);
+		SELECT coalesce(array_agg(x.id), '{}'), coalesce(bool_or(x.kind = 'reminder'), false)
+		  INTO picked, any_reminder
+		  FROM (SELECT o.id, o.kind
+				  FROM orderexp.outbox o
+				 WHERE o.delivered_at IS NULL AND o.txid IS NULL AND o.dead_at IS NULL
+				   AND o.next_attempt_at <= t
+				   AND (o.leased_until IS NULL OR o.leased_until <= t)
+				   AND (kinds IS NULL OR o.kind = ANY (kinds))
+				   AND (channels IS NULL OR o.channel = ANY (channels))
+				   AND o.id <> ALL (result)
+				 ORDER BY o.next_attempt_at
+				 LIMIT need
+				   FOR UPDATE SKIP LOCKED) x;
+		npicked := cardinality(picked);
+		EXIT WHEN npicked = 0;
+
+		/* reminders that no longer matter are settled, not handed out */
+		IF any_reminder THEN
+			picked := orderexp._withhold_reminders(picked, t);
+		END IF;
+
+		/*
+		 * Earlier events of the same orders and channels that are out or
+		 * wait for a retry (outbox_in_flight; usually there is none): the
+		 * reminders among them that a relay does not hold and that no
+		 * longer matter are settled now, so that a close or a cancel need
+		 * not wait for the retry of a reminder that will never go out.
+		 */
+		SELECT coalesce(array_agg(DISTINCT e.id)
+							FILTER (WHERE e.kind = 'reminder'
+									  AND (e.leased_until IS NULL OR e.leased_until <= t)), '{}'),
+			   count(*)
+		  INTO stale, nblockers
+		  FROM orderexp.outbox o
+		 CROSS JOIN LATERAL (
+				SELECT x.id, x.kind, x.leased_until
+				  FROM orderexp.outbox x
+				 WHERE x.order_table = o.order_table AND x.order_key = o.order_key
+				   AND x.channel = o.channel AND x.id < o.id
+				   AND x.attempts > 0 AND x.delivered_at IS NULL AND x.dead_at IS NULL
+				   AND x.obsolete_at IS NULL
+				OFFSET 0) e		/* kept apart: one outbox_in_flight probe per row */
+		 WHERE o.id = ANY (picked) AND e.id <> ALL (picked);
+		/*
+		 * Earlier events of the same orders and channels in stream batches
+		 * that are out (their events are in no index by order: read only
+		 * when such a batch exists, usually a few thousand events at most)
+		 */
+		bwaiting := '{}';
+		buntils := '{}';
+		IF EXISTS (SELECT 1 FROM orderexp.batches x
+					WHERE x.id >= open_from AND x.finished_at IS NULL
+					  AND x.hi_snap IS NOT NULL) THEN
+			SELECT coalesce(array_agg(o.id), '{}'), coalesce(array_agg(r.next_attempt_at), '{}')
+			  INTO bwaiting, buntils
+			  FROM orderexp.batches ob
+			 CROSS JOIN LATERAL orderexp._batch_rows(ob) r
+			  JOIN orderexp.outbox o
+				ON o.order_table = r.order_table AND o.order_key = r.order_key
+			   AND o.channel = r.channel AND r.id < o.id
+			 WHERE ob.id >= open_from AND ob.finished_at IS NULL AND ob.hi_snap IS NOT NULL
+			   AND o.id = ANY (picked);
+		END IF;
+		IF nblockers = 0 AND cardinality(bwaiting) = 0 THEN
+			result := result || picked;
+			EXIT WHEN npicked < need OR cardinality(result) >= max_rows;
+			CONTINUE;
+		END IF;
+		IF cardinality(stale) > 0 THEN
+			PERFORM orderexp._withhold_reminders(ARRAY(
+				SELECT e.id FROM orderexp.outbox e
+				 WHERE e.id = ANY (stale)
+				   FOR UPDATE SKIP LOCKED), t);
+		END IF;
+
+		/*
+		 * A row waits while an earlier event of its order on its channel is
+		 * out or waiting for a retry, so that events arrive in the order
+		 * they were made; it is looked at again within a second.
+		 */
+		WITH blocked AS (
+			SELECT u.id, min(u.until) AS until
+			  FROM (SELECT o.id, e.next_attempt_at AS until
+					  FROM orderexp.outbox o
+					 CROSS JOIN LATERAL (
+							SELECT x.id, x.next_attempt_at
+							  FROM orderexp.outbox x
+							 WHERE x.order_table = o.order_table AND x.order_key = o.order_key
+							   AND x.channel = o.channel AND x.id < o.id
+							   AND x.attempts > 0 AND x.delivered_at IS NULL AND x.dead_at IS NULL
+							   AND x.obsolete_at IS NULL
+							OFFSET 0) e
+					 WHERE o.id = ANY (picked) AND e.id <> ALL (picked)
+					UNION ALL
+					SELECT w.id, w.until
+					  FROM unnest(bwaiting, buntils) AS w(id, until)) u
+			 GROUP BY u.id),
+		postponed AS (
+			UPDATE orderexp.outbox o
+			   SET next_attempt_at = least(greatest(b.until, t + interval '1 ms'), t + interval '1 s')
+			  FROM blocked b
+			 WHERE o.id = b.id
+			RETURNING o.id)
+		SELECT result || ARRAY(SELECT x FROM unnest(picked) x
+								WHERE x NOT IN (SELECT p.id FROM postponed p))
+		  INTO result;
+
+		EXIT WHEN npicked < need OR cardinality(result) >= max_rows;
+	END LOOP;
+
+	RETURN QUERY
+	WITH taken AS (
+		UPDATE orderexp.outbox o
+		   SET attempts = CASE WHEN o.attempts < max_attempts THEN o.attempts + 1
+							   ELSE o.attempts END,
+			   leased_until = CASE WHEN o.attempts < max_attempts THEN t + lease END,
+			   next_attempt_at = CASE WHEN o.attempts < max_attempts THEN t + lease
+									  ELSE 'infinity' END,
+			   dead_at = CASE WHEN o.attempts < max_attempts THEN NULL ELSE t END,
+			   last_error = CASE WHEN o.attempts < max_attempts THEN o.last_error
+								 ELSE concat_ws('; ', 'lease of the last attempt expired without ack or fail',
+												o.last_error) END,
+			   claimed_by = CASE WHEN o.attempts < max_attempts THEN session_user
+								 ELSE o.claimed_by END
+		 WHERE o.id = ANY (result)
+		RETURNING o.*),
+	/* a reminder out of attempts makes way for its order's next channel (_fallback) */
+	fallen AS (
+		INSERT INTO orderexp.outbox
+		SELECT f.*
+		  FROM taken x
+		 CROSS JOIN LATERAL orderexp._fallback(x.id, x.last_error, false) f
+		 WHERE x.dead_at IS NOT NULL AND x.kind = 'reminder')
+	SELECT * FROM taken WHERE taken.dead_at IS NULL ORDER BY taken.id;
+END;
+$$;
+REVOKE ALL ON FUNCTION orderexp._claim_rows(integer, interval, text[], text[], timestamptz) FROM PUBLIC;

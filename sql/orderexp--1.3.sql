@@ -3419,7 +3419,10 @@ REVOKE ALL ON FUNCTION orderexp._withhold_reminders(bigint[], timestamptz) FROM 
 /*
  * The rows claimed one by one (txid NULL: retries, waiting events, rows
  * from before batches, and every row while orderexp.batch_delivery is
- * off): claim()'s way up to 1.3, for claim() and next_batch().
+ * off): claim()'s way up to 1.3, for claim() and next_batch().  A row
+ * waits while an earlier event of its order and channel is out or waiting
+ * for a retry, as a row (outbox_in_flight) or in a stream batch not
+ * finished yet (the same rule as _batch_exceptions').
  */
 CREATE FUNCTION orderexp._claim_rows(max_rows integer, lease interval, kinds text[],
 									 channels text[], t timestamptz)
@@ -3436,6 +3439,9 @@ DECLARE
 	any_reminder boolean;
 	stale bigint[];
 	nblockers bigint;
+	open_from bigint := (SELECT c.open_from FROM orderexp.stream_cursor c);
+	bwaiting bigint[];		/* picked rows held back by a stream batch ... */
+	buntils timestamptz[];	/* ... until its lease ends, aligned */
 BEGIN
 	/*
 	 * Take due rows, earliest first, until max_rows may go out or nothing
@@ -3486,7 +3492,27 @@ BEGIN
 				   AND x.obsolete_at IS NULL
 				OFFSET 0) e		/* kept apart: one outbox_in_flight probe per row */
 		 WHERE o.id = ANY (picked) AND e.id <> ALL (picked);
-		IF nblockers = 0 THEN
+		/*
+		 * Earlier events of the same orders and channels in stream batches
+		 * that are out (their events are in no index by order: read only
+		 * when such a batch exists, usually a few thousand events at most)
+		 */
+		bwaiting := '{}';
+		buntils := '{}';
+		IF EXISTS (SELECT 1 FROM orderexp.batches x
+					WHERE x.id >= open_from AND x.finished_at IS NULL
+					  AND x.hi_snap IS NOT NULL) THEN
+			SELECT coalesce(array_agg(o.id), '{}'), coalesce(array_agg(r.next_attempt_at), '{}')
+			  INTO bwaiting, buntils
+			  FROM orderexp.batches ob
+			 CROSS JOIN LATERAL orderexp._batch_rows(ob) r
+			  JOIN orderexp.outbox o
+				ON o.order_table = r.order_table AND o.order_key = r.order_key
+			   AND o.channel = r.channel AND r.id < o.id
+			 WHERE ob.id >= open_from AND ob.finished_at IS NULL AND ob.hi_snap IS NOT NULL
+			   AND o.id = ANY (picked);
+		END IF;
+		IF nblockers = 0 AND cardinality(bwaiting) = 0 THEN
 			result := result || picked;
 			EXIT WHEN npicked < need OR cardinality(result) >= max_rows;
 			CONTINUE;
@@ -3504,18 +3530,22 @@ BEGIN
 		 * they were made; it is looked at again within a second.
 		 */
 		WITH blocked AS (
-			SELECT o.id, min(e.next_attempt_at) AS until
-			  FROM orderexp.outbox o
-			 CROSS JOIN LATERAL (
-					SELECT x.id, x.next_attempt_at
-					  FROM orderexp.outbox x
-					 WHERE x.order_table = o.order_table AND x.order_key = o.order_key
-					   AND x.channel = o.channel AND x.id < o.id
-					   AND x.attempts > 0 AND x.delivered_at IS NULL AND x.dead_at IS NULL
-					   AND x.obsolete_at IS NULL
-					OFFSET 0) e
-			 WHERE o.id = ANY (picked) AND e.id <> ALL (picked)
-			 GROUP BY o.id),
+			SELECT u.id, min(u.until) AS until
+			  FROM (SELECT o.id, e.next_attempt_at AS until
+					  FROM orderexp.outbox o
+					 CROSS JOIN LATERAL (
+							SELECT x.id, x.next_attempt_at
+							  FROM orderexp.outbox x
+							 WHERE x.order_table = o.order_table AND x.order_key = o.order_key
+							   AND x.channel = o.channel AND x.id < o.id
+							   AND x.attempts > 0 AND x.delivered_at IS NULL AND x.dead_at IS NULL
+							   AND x.obsolete_at IS NULL
+							OFFSET 0) e
+					 WHERE o.id = ANY (picked) AND e.id <> ALL (picked)
+					UNION ALL
+					SELECT w.id, w.until
+					  FROM unnest(bwaiting, buntils) AS w(id, until)) u
+			 GROUP BY u.id),
 		postponed AS (
 			UPDATE orderexp.outbox o
 			   SET next_attempt_at = least(greatest(b.until, t + interval '1 ms'), t + interval '1 s')

@@ -178,6 +178,42 @@ SELECT o.order_key, s.stream, s.attempts, s.retrying
  WHERE o.order_key = '500' ORDER BY s.id;
 
 --
+-- an event claimed one by one (a row out of the stream) waits too while an
+-- earlier one of its order and channel is out in another relay's batch, and
+-- goes out once that batch is finished
+--
+SELECT orderexp.finish_batch(id) FROM orderexp.batches WHERE finished_at IS NULL;
+DELETE FROM orderexp.outbox; DELETE FROM orderexp.batches;
+SELECT max(x) AS first FROM ev(1, 550) x \gset
+SET SESSION AUTHORIZATION regress_batch_other;
+SELECT orderexp.next_batch(10) AS b_other \gset
+RESET SESSION AUTHORIZATION;
+SET orderexp.batch_delivery = on;
+SELECT max(x) AS second FROM ev(1, 550) x \gset
+SELECT count(*) FROM ev(1, 551);
+-- cut into the next batch, the second event of order 550 leaves it to wait
+SELECT orderexp.next_batch(10) AS b \gset
+SELECT order_key FROM orderexp.get_batch_events(:b);
+SELECT orderexp.finish_batch(:b);
+SELECT s.stream, s.batch IS NOT NULL AS in_batch, s.leased, s.retrying
+  FROM st() s WHERE s.id = :second;
+-- its wait (a second at most) over, a claim still holds it back: the first
+-- is still out
+UPDATE orderexp.outbox SET next_attempt_at = now() - interval '1 s' WHERE id = :second;
+SELECT count(*) AS handed_out FROM orderexp.claim(10, '1 min');
+SELECT next_attempt_at > now() AND next_attempt_at <= now() + interval '1 s' AS held_back_a_second,
+	   attempts
+  FROM orderexp.outbox WHERE id = :second;
+-- the other relay delivers the first: the second goes out
+SET SESSION AUTHORIZATION regress_batch_other;
+SELECT orderexp.finish_batch(:b_other) AS delivered_first;
+RESET SESSION AUTHORIZATION;
+SET orderexp.batch_delivery = on;
+UPDATE orderexp.outbox SET next_attempt_at = now() - interval '1 s' WHERE id = :second;
+SELECT id = :second AS the_second, attempts FROM orderexp.claim(10, '1 min');
+SELECT orderexp.ack(ARRAY[:second]) AS acked;
+
+--
 -- a stale reminder that failed (a row out of the stream) does not hold back a
 -- later event of its order and channel: claim() withholds it first, as it
 -- does without the stream
