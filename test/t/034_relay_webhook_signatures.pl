@@ -99,7 +99,7 @@ sub cancel
 		"INSERT INTO orders (id) SELECT generate_series($from, $from + $n - 1);
 		 SELECT orderexp.cancel_order('orders', i, 'test') FROM generate_series($from, $from + $n - 1) i");
 	return split /\n/, $node->safe_psql('postgres',
-		"SELECT id FROM orderexp.outbox WHERE order_key::int >= $from ORDER BY id");
+		"SELECT id FROM orderexp.outbox_state WHERE order_key::int >= $from ORDER BY id");
 }
 
 my $port = PostgreSQL::Test::Cluster::get_free_port();
