@@ -74,6 +74,7 @@
  *	   (_stream_adopt(); outbox.txid's default is _stream_txid()).
  *	21. A row claimed one by one waits while an earlier event of its order
  *	   and channel is out in a stream batch (_claim_rows()).
+ *	22. claim() fills max_rows from more than one batch.
  *
  * The functions of 1.2 that generated the one-statement batches
  * (_sweep_sql, _remind_sql, _lock_rows_sql, _created_range_sql) go; a
@@ -8739,3 +8740,82 @@ BEGIN
 END;
 $$;
 REVOKE ALL ON FUNCTION orderexp._claim_rows(integer, interval, text[], text[], timestamptz) FROM PUBLIC;
+
+/* --- 22. claim() fills max_rows from more than one batch --------------------- */
+
+/*
+ * claim() returned the events of one batch, so an expired batch coming
+ * back with fewer events than max_rows, or the end of a window, made a
+ * claim of fewer than max_rows while more events were due; orderexp-relay
+ * (as other relays) takes that for "nothing more is due" and waited for
+ * the next notification or poll (with --once it stopped).  It now goes on
+ * to the next batch, up to four, until max_rows are out.
+ */
+/*
+ * claim() as relays up to 1.2 call it, over both kinds of events: the rows
+ * claimed one by one first (_claim_rows), then, with the room left,
+ * batches (an expired one again, or a new one cut off the stream) whose
+ * events it returns as rows, up to four: a batch smaller than the room
+ * (one coming back, the end of a window) is followed by the next, since a
+ * relay takes a claim of fewer than max_rows for "nothing more is due", as
+ * it was with rows only.  ack() of all of a batch's events finishes
+ * it; fail() takes one event out of it.  With kinds or channels, the
+ * events of the batch that do not match leave the stream, claimable at
+ * once by a claim that wants them (a write per such event: relays that
+ * split the work by kind or channel cost what they cost before 1.3).
+ */
+CREATE OR REPLACE FUNCTION orderexp.claim(max_rows integer DEFAULT 100,
+							   lease interval DEFAULT '30 s',
+							   kinds text[] DEFAULT NULL,
+							   channels text[] DEFAULT NULL)
+RETURNS SETOF orderexp.outbox
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t timestamptz := clock_timestamp();
+	n integer := 0;
+	got integer;
+	bid bigint;
+	b orderexp.batches;
+BEGIN
+	PERFORM orderexp._check_lease(max_rows, lease, t);
+	IF orderexp._stream_foreign() THEN
+		PERFORM orderexp._stream_adopt(t);
+	END IF;
+	/* rows due one by one (none, mostly, when events go into the stream) */
+	IF EXISTS (SELECT 1 FROM orderexp.outbox o
+				WHERE o.next_attempt_at <= t AND o.delivered_at IS NULL AND o.txid IS NULL) THEN
+		RETURN QUERY SELECT * FROM orderexp._claim_rows(max_rows, lease, kinds, channels, t);
+		GET DIAGNOSTICS n = ROW_COUNT;
+	END IF;
+	IF n >= max_rows OR NOT orderexp._stream_due(t) THEN
+		RETURN;
+	END IF;
+	/* batches until max_rows are out (a filtered one may come out empty) */
+	FOR i IN 1 .. 4 LOOP
+		EXIT WHEN n >= max_rows;
+		bid := orderexp._reoffer(max_rows - n, lease, t);
+		IF bid IS NULL THEN
+			bid := orderexp._cut_batch(max_rows - n, lease, t);
+		END IF;
+		EXIT WHEN bid IS NULL;
+		SELECT * INTO b FROM orderexp.batches x WHERE x.id = bid;
+		IF kinds IS NOT NULL OR channels IS NOT NULL THEN
+			UPDATE orderexp.outbox o
+			   SET txid = NULL, attempts = b.attempts - 1, next_attempt_at = t,
+				   leased_until = NULL, claimed_by = NULL
+			 WHERE o.id IN (SELECT r.id FROM orderexp._batch_rows(b) r
+							 WHERE NOT ((kinds IS NULL OR r.kind = ANY (kinds))
+										AND (channels IS NULL OR r.channel = ANY (channels))));
+		END IF;
+		RETURN QUERY SELECT * FROM orderexp._batch_rows(b);
+		GET DIAGNOSTICS got = ROW_COUNT;
+		IF got = 0 THEN
+			UPDATE orderexp.batches x SET finished_at = t WHERE x.id = b.id;
+		END IF;
+		n := n + got;
+	END LOOP;
+END;
+$$;

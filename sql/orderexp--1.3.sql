@@ -4324,9 +4324,12 @@ $$;
 
 /*
  * claim() as relays up to 1.2 call it, over both kinds of events: the rows
- * claimed one by one first (_claim_rows), then, with the room left, a
- * batch (an expired one again, or a new one cut off the stream) whose
- * events it returns as rows.  ack() of all of a batch's events finishes
+ * claimed one by one first (_claim_rows), then, with the room left,
+ * batches (an expired one again, or a new one cut off the stream) whose
+ * events it returns as rows, up to four: a batch smaller than the room
+ * (one coming back, the end of a window) is followed by the next, since a
+ * relay takes a claim of fewer than max_rows for "nothing more is due", as
+ * it was with rows only.  ack() of all of a batch's events finishes
  * it; fail() takes one event out of it.  With kinds or channels, the
  * events of the batch that do not match leave the stream, claimable at
  * once by a claim that wants them (a write per such event: relays that
@@ -4361,7 +4364,7 @@ BEGIN
 	IF n >= max_rows OR NOT orderexp._stream_due(t) THEN
 		RETURN;
 	END IF;
-	/* a filtered batch may come out empty: a few more tries */
+	/* batches until max_rows are out (a filtered one may come out empty) */
 	FOR i IN 1 .. 4 LOOP
 		EXIT WHEN n >= max_rows;
 		bid := orderexp._reoffer(max_rows - n, lease, t);
@@ -4384,7 +4387,6 @@ BEGIN
 			UPDATE orderexp.batches x SET finished_at = t WHERE x.id = b.id;
 		END IF;
 		n := n + got;
-		EXIT WHEN got > 0;
 	END LOOP;
 END;
 $$;

@@ -214,6 +214,22 @@ SELECT id = :second AS the_second, attempts FROM orderexp.claim(10, '1 min');
 SELECT orderexp.ack(ARRAY[:second]) AS acked;
 
 --
+-- claim(n) fills its n from more than one batch: an expired batch that comes
+-- back smaller than n, then the events written since (a relay takes a claim
+-- of fewer than n for "nothing more is due now")
+--
+DELETE FROM orderexp.outbox; DELETE FROM orderexp.batches;
+SELECT count(*) FROM ev(3, 560);
+SELECT orderexp.next_batch(10) AS b \gset
+UPDATE orderexp.batches SET leased_until = now() - interval '1 s' WHERE id = :b;
+SELECT count(*) FROM ev(2, 570);
+SELECT array_agg(c.order_key ORDER BY c.id) AS claimed, array_agg(c.attempts ORDER BY c.id) AS attempts
+  FROM orderexp.claim(10, '1 min') c;
+SELECT count(*) AS batches, count(*) FILTER (WHERE finished_at IS NULL) AS open FROM orderexp.batches;
+SELECT orderexp.ack(ARRAY(SELECT id FROM orderexp.outbox)) AS acked;
+SELECT count(*) FILTER (WHERE finished_at IS NULL) AS open FROM orderexp.batches;
+
+--
 -- a stale reminder that failed (a row out of the stream) does not hold back a
 -- later event of its order and channel: claim() withholds it first, as it
 -- does without the stream

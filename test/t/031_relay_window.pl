@@ -212,7 +212,7 @@ $relay = spawn("$tmp/old.out", "$tmp/old.log", 'orderexp-relay', '-d',
 	$node->connstr('old') . ' user=relay', '--webhook', $url, '--once', '-q');
 is(finish($relay, 30), 5, 'orderexp 1.2, 410: --once exits 5');
 is($node->safe_psql('old',
-		q{SELECT attempts || ':' || (dead_at IS NULL) || ':' || (next_attempt_at > now()) || ':' || last_error FROM orderexp.outbox_state}),
+		q{SELECT attempts || ':' || (dead_at IS NULL) || ':' || (next_attempt_at > now()) || ':' || last_error FROM orderexp.outbox}),
 	'1:true:true:webhook: HTTP status 410 (permanent)', 'reported with fail(id, error): retried later');
 
 open $fh, '>', "$rdir/status" or die;

@@ -328,7 +328,7 @@ GRANT orderexp_relay TO relay;
 is(run_relay('-d', $node->connstr('old') . ' user=relay', @twilio[ 2 .. $#twilio ]), 5,
 	'orderexp 1.2: an invalid number fails');
 is( $node->safe_psql('old',
-		"SELECT attempts, dead_at IS NOT NULL, last_error FROM orderexp.outbox_state WHERE order_key = '1'"),
+		"SELECT attempts, dead_at IS NOT NULL, last_error FROM orderexp.outbox WHERE order_key = '1'"),
 	'1|f|sms: invalid phone number in field "phone": E.164 expected (+ and 8 to 15 digits)',
 	'through the two-argument fail(): retried, not dead (1.2 has no retryable)');
 
