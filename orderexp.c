@@ -53,7 +53,7 @@ int			orderexp_naptime = 1000;
 int			orderexp_batch_size = 1000;
 bool		orderexp_enabled = true;
 int			orderexp_max_attempts = 10;
-bool		orderexp_batch_delivery = false;
+bool		orderexp_batch_delivery = true;
 int			orderexp_event_retention = 7 * SECS_PER_DAY;
 int			orderexp_max_reason_length = 4096;
 int			orderexp_max_lease = SECS_PER_HOUR;
@@ -178,17 +178,21 @@ _PG_init(void)
 
 	/*
 	 * Whether new outbox events go into the event stream that relays
-	 * consume a batch at a time (1.3, issue 22): read by the default of
-	 * orderexp.outbox.txid, orderexp._stream_txid() (src/stream.c), so that
-	 * every writer of events (the sweep, the operator functions) follows it.  Off: every event is a row claimed
-	 * one by one, as up to 1.2.  claim(), ack(), fail() and next_batch()
-	 * serve both kinds of events whatever it says.
+	 * consume a batch at a time (1.3, issue 22; on by default): read by the
+	 * default of orderexp.outbox.txid, orderexp._stream_txid()
+	 * (src/stream.c), so that every writer of events (the sweep, the
+	 * operator functions) follows it.  That default is a function of this
+	 * library, so a session that writes an event has loaded it and sees
+	 * this default (or what was set before the library was loaded).  Off:
+	 * every event is a row claimed one by one, as up to 1.2.  claim(),
+	 * ack(), fail() and next_batch() serve both kinds of events whatever it
+	 * says.
 	 */
 	DefineCustomBoolVariable("orderexp.batch_delivery",
 							 "New outbox events are delivered in batches (a stream) rather than row by row.",
 							 "Relays' claim(), ack(), fail() and next_batch() handle both kinds of events.",
 							 &orderexp_batch_delivery,
-							 false,
+							 true,
 							 PGC_SUSET,
 							 0,
 							 NULL, NULL, NULL);

@@ -78,11 +78,15 @@ fi
 log "loading $(fmt "$N") events into each queue"
 q postgres "CREATE DATABASE tpl_consume"
 ox_psql -d tpl_consume -q -f "$BENCH_DIR/sql/schema.sql" >/dev/null
-# events into the stream of batches (1.3) where this orderexp has one;
-# BENCH_CONSUME_ROWS=1 keeps them rows claimed one by one, as before 1.3
-if [[ ${BENCH_CONSUME_ROWS:-0} != 1 ]] &&
-	[[ $(q tpl_consume "SELECT count(*) FROM pg_settings WHERE name = 'orderexp.batch_delivery'") == 1 ]]; then
-	q tpl_consume "ALTER DATABASE tpl_consume SET orderexp.batch_delivery = on"
+# events into the stream of batches (1.3, the default) where this orderexp
+# has one; BENCH_CONSUME_ROWS=1 keeps them rows claimed one by one, as
+# before 1.3
+if [[ $(q tpl_consume "SELECT count(*) FROM pg_settings WHERE name = 'orderexp.batch_delivery'") == 1 ]]; then
+	if [[ ${BENCH_CONSUME_ROWS:-0} == 1 ]]; then
+		q tpl_consume "ALTER DATABASE tpl_consume SET orderexp.batch_delivery = off"
+	else
+		q tpl_consume "ALTER DATABASE tpl_consume SET orderexp.batch_delivery = on"
+	fi
 fi
 q tpl_consume "CREATE EXTENSION pgq" \
 	"SELECT orderexp.set_close_policy('bench.orders', '1 hour', payload_columns => '{customer_email}')" \

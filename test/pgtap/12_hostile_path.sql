@@ -11,7 +11,14 @@
 -- triggers fire and run_due() closes an order.  Nothing may be reached:
 -- each call succeeds as it would on a clean path, the sequence is untouched
 -- and the temporary tables stay empty.
+--
+-- All of it is one transaction, rolled back: a claim() in it sees the
+-- events it wrote only as rows, since an event of the stream of batches
+-- joins a batch once its transaction has committed.  So the events here are
+-- rows (orderexp.batch_delivery off for this transaction), and claim(),
+-- ack() and fail() take the row-by-row path under the hostile path.
 BEGIN;
+SET LOCAL orderexp.batch_delivery = off;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS orderexp;
 SELECT plan(5);

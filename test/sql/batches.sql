@@ -8,7 +8,8 @@
 --
 -- Runs in a database of its own, so that the outbox holds only the rows
 -- made here.  Events go into the stream while orderexp.batch_delivery is
--- on (this session's setting: the default of outbox.txid reads it).
+-- on (the default; this session's setting: the default of outbox.txid
+-- reads it).
 --
 \set SHOW_CONTEXT never
 \set VERBOSITY terse
@@ -42,8 +43,9 @@ LANGUAGE sql AS $$
 	  FROM orderexp.outbox_state o WHERE o.channel IS NOT NULL ORDER BY o.id
 $$;
 
-SHOW orderexp.batch_delivery;
+SHOW orderexp.batch_delivery;			-- on by default
 -- off: events are rows as before, and next_batch hands them out as a batch of rows
+SET orderexp.batch_delivery = off;
 SELECT count(*) FROM ev(3);
 SELECT count(*) FILTER (WHERE txid IS NULL) AS rows FROM orderexp.outbox;
 SELECT orderexp.next_batch(10) AS b \gset
@@ -174,6 +176,58 @@ SELECT order_key FROM orderexp.get_batch_events(:b);
 SELECT o.order_key, s.stream, s.attempts, s.retrying
   FROM st() s JOIN orderexp.outbox o USING (id)
  WHERE o.order_key = '500' ORDER BY s.id;
+
+--
+-- an event claimed one by one (a row out of the stream) waits too while an
+-- earlier one of its order and channel is out in another relay's batch, and
+-- goes out once that batch is finished
+--
+SELECT orderexp.finish_batch(id) FROM orderexp.batches WHERE finished_at IS NULL;
+DELETE FROM orderexp.outbox; DELETE FROM orderexp.batches;
+SELECT max(x) AS first FROM ev(1, 550) x \gset
+SET SESSION AUTHORIZATION regress_batch_other;
+SELECT orderexp.next_batch(10) AS b_other \gset
+RESET SESSION AUTHORIZATION;
+SET orderexp.batch_delivery = on;
+SELECT max(x) AS second FROM ev(1, 550) x \gset
+SELECT count(*) FROM ev(1, 551);
+-- cut into the next batch, the second event of order 550 leaves it to wait
+SELECT orderexp.next_batch(10) AS b \gset
+SELECT order_key FROM orderexp.get_batch_events(:b);
+SELECT orderexp.finish_batch(:b);
+SELECT s.stream, s.batch IS NOT NULL AS in_batch, s.leased, s.retrying
+  FROM st() s WHERE s.id = :second;
+-- its wait (a second at most) over, a claim still holds it back: the first
+-- is still out
+UPDATE orderexp.outbox SET next_attempt_at = now() - interval '1 s' WHERE id = :second;
+SELECT count(*) AS handed_out FROM orderexp.claim(10, '1 min');
+SELECT next_attempt_at > now() AND next_attempt_at <= now() + interval '1 s' AS held_back_a_second,
+	   attempts
+  FROM orderexp.outbox WHERE id = :second;
+-- the other relay delivers the first: the second goes out
+SET SESSION AUTHORIZATION regress_batch_other;
+SELECT orderexp.finish_batch(:b_other) AS delivered_first;
+RESET SESSION AUTHORIZATION;
+SET orderexp.batch_delivery = on;
+UPDATE orderexp.outbox SET next_attempt_at = now() - interval '1 s' WHERE id = :second;
+SELECT id = :second AS the_second, attempts FROM orderexp.claim(10, '1 min');
+SELECT orderexp.ack(ARRAY[:second]) AS acked;
+
+--
+-- claim(n) fills its n from more than one batch: an expired batch that comes
+-- back smaller than n, then the events written since (a relay takes a claim
+-- of fewer than n for "nothing more is due now")
+--
+DELETE FROM orderexp.outbox; DELETE FROM orderexp.batches;
+SELECT count(*) FROM ev(3, 560);
+SELECT orderexp.next_batch(10) AS b \gset
+UPDATE orderexp.batches SET leased_until = now() - interval '1 s' WHERE id = :b;
+SELECT count(*) FROM ev(2, 570);
+SELECT array_agg(c.order_key ORDER BY c.id) AS claimed, array_agg(c.attempts ORDER BY c.id) AS attempts
+  FROM orderexp.claim(10, '1 min') c;
+SELECT count(*) AS batches, count(*) FILTER (WHERE finished_at IS NULL) AS open FROM orderexp.batches;
+SELECT orderexp.ack(ARRAY(SELECT id FROM orderexp.outbox)) AS acked;
+SELECT count(*) FILTER (WHERE finished_at IS NULL) AS open FROM orderexp.batches;
 
 --
 -- a stale reminder that failed (a row out of the stream) does not hold back a

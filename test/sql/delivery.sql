@@ -10,10 +10,19 @@
 -- After each failing statement, ":'SQLSTATE'" is printed with
 -- unchanged(): the outbox is what mark() remembered.
 --
+-- This is the row-by-row path (claim() up to 1.2), which every database
+-- updated from 1.2 and every database with orderexp.batch_delivery off
+-- still uses: the database is made with the setting off, so that each
+-- event is a row whose lease, attempts and back-off the tests set and read
+-- in orderexp.outbox itself.  The same cases over the stream of batches
+-- (the default), where a batch holds those, are in the batches test.
+--
 \set SHOW_CONTEXT never
 SELECT current_database() AS regress_db \gset
 CREATE DATABASE orderexp_delivery;
+ALTER DATABASE orderexp_delivery SET orderexp.batch_delivery = off;
 \c orderexp_delivery
+SHOW orderexp.batch_delivery;
 CREATE EXTENSION orderexp;
 SET client_min_messages = warning;
 

@@ -81,7 +81,7 @@ SELECT orderexp.ack(ARRAY[:r8]) AS delivered;
 SELECT orderexp.cancel_order('wh.orders', 7, 'out of stock');
 SELECT kind, order_key FROM orderexp.claim(100, '1 min', kinds => '{cancelled}', channels => '{wh_mail}');
 SELECT kind, obsolete_at IS NOT NULL AS obsolete, last_error, attempts
-  FROM orderexp.outbox WHERE order_table = 'wh.orders'::regclass AND order_key = '7' ORDER BY id;
+  FROM orderexp.outbox_state WHERE order_table = 'wh.orders'::regclass AND order_key = '7' ORDER BY id;
 -- 8: the shop extends, the extension's message fails for now; then the shop
 -- cancels: the cancel waits for the extension's message, which is still
 -- true and goes out first

@@ -153,7 +153,7 @@ $node->safe_psql('postgres',
 ok( defined wait_for(
 		$node, 'postgres',
 		q{SELECT count(*) FILTER (WHERE delivered_at IS NOT NULL) || '/' || count(*)
-		    FROM orderexp.outbox WHERE order_table = 'orders'::regclass},
+		    FROM orderexp.outbox_state WHERE order_table = 'orders'::regclass},
 		'12/12', 20),
 	'reminders and closes of 3 orders on 2 channels: all 12 delivered');
 
@@ -165,7 +165,7 @@ is( join(',', sort map { join('+', @{ $_->{rcpt_tos} }) } @mails),
 is(scalar(grep { $_->{mail_from} eq 'shop@example.com' } @mails), 6, 'envelope sender from --smtp-from');
 
 my %token = map { split /\|/ } split /\n/, $node->safe_psql('postgres',
-	q{SELECT order_key || '|' || (payload->>'extension_token') FROM orderexp.outbox
+	q{SELECT order_key || '|' || (payload->>'extension_token') FROM orderexp.outbox_state
 	   WHERE kind = 'reminder' AND channel = 'email'});
 my $reminders_ok = 0;
 my $closes_ok = 0;
@@ -225,12 +225,12 @@ ok( defined wait_for(
 		$node, 'postgres',
 		q{SELECT string_agg(kind || ':' || channel || ':' || attempts || ':' || split_part(last_error, ':', 1), ','
 		                    ORDER BY kind, channel)
-		    FROM orderexp.outbox WHERE order_key = '4' AND order_table = 'orders'::regclass
+		    FROM orderexp.outbox_state WHERE order_key = '4' AND order_table = 'orders'::regclass
 		     AND kind = 'closed' AND dead_at IS NULL AND next_attempt_at > now() + interval '5 seconds'},
 		'closed:email:1:smtp,closed:webhook:1:webhook', 20),
 	'failed deliveries are reported: one attempt each, a retry scheduled seconds later');
 like( $node->safe_psql('postgres',
-		q{SELECT string_agg(DISTINCT last_error, ' | ') FROM orderexp.outbox WHERE order_key = '4' AND kind = 'closed'}),
+		q{SELECT string_agg(DISTINCT last_error, ' | ') FROM orderexp.outbox_state WHERE order_key = '4' AND kind = 'closed'}),
 	qr/^smtp: .*\| webhook: HTTP status 500$/, 'last_error says why: SMTP refused, HTTP 500');
 
 # the SMTP server comes back, the webhook still fails: the mails go, the
@@ -251,7 +251,7 @@ ok( defined wait_for(
 		                    || CASE WHEN delivered_at IS NOT NULL THEN 'delivered'
 		                            WHEN dead_at IS NOT NULL THEN 'dead' ELSE 'waiting' END, ','
 		                    ORDER BY kind, channel)
-		    FROM orderexp.outbox WHERE order_key = '4' AND order_table = 'orders'::regclass
+		    FROM orderexp.outbox_state WHERE order_key = '4' AND order_table = 'orders'::regclass
 		     AND kind = 'closed'},
 		'closed:email:2:delivered,closed:webhook:2:dead', 20),
 	'retried: the mail delivered once the server is back, the webhook dead after max_attempts');
@@ -261,7 +261,7 @@ ok( defined wait_for(
 is( $node->safe_psql('postgres',
 		q{SELECT string_agg(channel || ':' || (obsolete_at IS NOT NULL) || ':' || (delivered_at IS NULL), ','
 		                    ORDER BY channel)
-		    FROM orderexp.outbox WHERE order_key = '4' AND order_table = 'orders'::regclass
+		    FROM orderexp.outbox_state WHERE order_key = '4' AND order_table = 'orders'::regclass
 		     AND kind = 'reminder'}),
 	'email:true:true,webhook:true:true', 'the reminders of the closed order are withheld, not sent late');
 is( $node->safe_psql('postgres',
@@ -286,7 +286,7 @@ is( run_relay('-d', $conn, '--smtp', "smtp://127.0.0.1:$smtp_port", '--smtp-from
 	5, 'mail with missing or invalid recipients: --once exits 5');
 is( $node->safe_psql('postgres',
 		q{SELECT string_agg(order_key || ':' || coalesce(last_error, 'delivered'), ' | ' ORDER BY order_key)
-		    FROM orderexp.outbox WHERE kind = 'cancelled' AND channel = 'email'}),
+		    FROM orderexp.outbox_state WHERE kind = 'cancelled' AND channel = 'email'}),
 	'5:no recipient: the event has no field "email" | 6:invalid recipient address in field "email" | 7:delivered',
 	'the reasons say which field is wrong');
 my ($bcc) = grep { $_->{data} =~ /X-Orderexp-Event: cancelled/ } read_records($smtp_dir, 'msg');
@@ -312,7 +312,7 @@ EOC
 close $fh;
 is(run_relay('-c', "$tmp/relay.conf"), 5, 'exec exiting 1: --once exits 5 (not delivered)');
 is( $node->safe_psql('postgres',
-		q{SELECT attempts || ':' || last_error FROM orderexp.outbox WHERE order_table = 'jobs'::regclass}),
+		q{SELECT attempts || ':' || last_error FROM orderexp.outbox_state WHERE order_table = 'jobs'::regclass}),
 	'1:command exited with status 1: gateway says no', 'the exit status and the output\'s first line in last_error');
 $node->safe_psql('postgres', $due_now);
 my $t0 = time();
@@ -321,7 +321,7 @@ is( run_relay('-d', $conn, '--exec', 'sleep 10', '--timeout', '0.5', '--route', 
 cmp_ok(time() - $t0, '<', 5, 'after half a second, not ten');
 is( $node->safe_psql('postgres',
 		q{SELECT attempts || ':' || (dead_at IS NOT NULL) || ':' || last_error
-		    FROM orderexp.outbox WHERE order_table = 'jobs'::regclass}),
+		    FROM orderexp.outbox_state WHERE order_table = 'jobs'::regclass}),
 	'2:true:command timed out after 0.5 s', 'second attempt timed out: dead');
 
 # --- SIGKILL mid-batch, restart: nothing lost ----------------------------------------------
@@ -349,7 +349,7 @@ cmp_ok($before, '<', 20, "killed mid-batch after $before of 20 events");
 my %reached;
 $reached{ decode_json($_)->{order_key} }++ for grep { /\S/ } split /\n/, slurp_file($sms);
 my @acked = split /,/, $node->safe_psql('postgres',
-	q{SELECT string_agg(order_key, ',') FROM orderexp.outbox
+	q{SELECT string_agg(order_key, ',') FROM orderexp.outbox_state
 	   WHERE order_table = 'jobs'::regclass AND order_key::int >= 10 AND delivered_at IS NOT NULL});
 is(join(',', grep { !$reached{$_} } @acked), '',
 	scalar(@acked) . ' acknowledged before the kill, all of them delivered');
@@ -357,7 +357,7 @@ is(join(',', grep { !$reached{$_} } @acked), '',
 my $again = spawn("$tmp/exec.out", "$tmp/exec.log", 'orderexp-relay', @exec_args);
 ok( defined wait_for(
 		$node, 'postgres',
-		q{SELECT count(*) FROM orderexp.outbox WHERE order_table = 'jobs'::regclass AND order_key::int >= 10 AND delivered_at IS NOT NULL},
+		q{SELECT count(*) FROM orderexp.outbox_state WHERE order_table = 'jobs'::regclass AND order_key::int >= 10 AND delivered_at IS NOT NULL},
 		'20', 20),
 	'restarted: after the lease, every event is delivered');
 my %sent;
@@ -373,7 +373,7 @@ INSERT INTO jobs (id) SELECT i FROM generate_series(30, 39) i;
 SELECT orderexp.cancel_orders('jobs', ARRAY(SELECT generate_series(30, 39)));});
 ok( defined wait_for(
 		$node, 'postgres',
-		q{SELECT count(*) FROM orderexp.outbox WHERE order_table = 'jobs'::regclass AND order_key::int >= 30
+		q{SELECT count(*) FROM orderexp.outbox_state WHERE order_table = 'jobs'::regclass AND order_key::int >= 30
 		     AND (delivered_at IS NOT NULL OR leased_until > now())},
 		'10', 10),
 	'a batch of 10 in hand');
@@ -390,7 +390,7 @@ my %got;
 $got{ decode_json($_)->{order_key} }++ for grep { /\S/ } split /\n/, slurp_file($sms);
 my $delivered30 = join(',', sort { $a <=> $b } grep { $_ >= 30 } keys %got);
 is( $node->safe_psql('postgres',
-		q{SELECT string_agg(order_key, ',' ORDER BY order_key::int) FROM orderexp.outbox
+		q{SELECT string_agg(order_key, ',' ORDER BY order_key::int) FROM orderexp.outbox_state
 		   WHERE order_table = 'jobs'::regclass AND order_key::int >= 30 AND delivered_at IS NOT NULL}),
 	$delivered30, 'what was delivered before the stop is acknowledged, nothing else');
 
@@ -398,11 +398,14 @@ is( $node->safe_psql('postgres',
 
 my $each = "$tmp/each";
 mkdir $each;
+# the events left to their lease are due now: their leases end (a row's,
+# or the stream batch's that holds them)
 my $expected = 60 + $node->safe_psql('postgres', q{
 UPDATE orderexp.outbox SET next_attempt_at = now(), leased_until = NULL
- WHERE order_table = 'jobs'::regclass AND delivered_at IS NULL AND dead_at IS NULL;
+ WHERE order_table = 'jobs'::regclass AND delivered_at IS NULL AND dead_at IS NULL AND txid IS NULL;
+UPDATE orderexp.batches SET leased_until = now() WHERE finished_at IS NULL;
 INSERT INTO jobs (id) SELECT i FROM generate_series(100, 159) i;
-SELECT count(*) FROM orderexp.outbox
+SELECT count(*) FROM orderexp.outbox_state
  WHERE order_table = 'jobs'::regclass AND delivered_at IS NULL AND dead_at IS NULL;});
 # one file per delivery: EVENT-ID.PID
 my @two = map {
@@ -413,7 +416,7 @@ my @two = map {
 $node->safe_psql('postgres', q{SELECT orderexp.cancel_orders('jobs', ARRAY(SELECT generate_series(100, 159)))});
 ok( defined wait_for(
 		$node, 'postgres',
-		q{SELECT count(*) FROM orderexp.outbox WHERE order_table = 'jobs'::regclass
+		q{SELECT count(*) FROM orderexp.outbox_state WHERE order_table = 'jobs'::regclass
 		   AND order_key::int >= 30 AND delivered_at IS NULL},
 		'0', 30),
 	'two relays: everything delivered');

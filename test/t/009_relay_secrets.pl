@@ -118,7 +118,7 @@ my @mail = (
 my $state = q{SELECT string_agg(order_key || ':' || attempts || ':'
                                 || CASE WHEN delivered_at IS NOT NULL THEN 'delivered'
                                         ELSE coalesce(last_error, 'waiting') END, ' | ' ORDER BY order_key)
-                FROM orderexp.outbox WHERE order_table = 'orders'::regclass};
+                FROM orderexp.outbox_state WHERE order_table = 'orders'::regclass};
 my $due_now = q{UPDATE orderexp.outbox SET next_attempt_at = now()
                  WHERE delivered_at IS NULL AND dead_at IS NULL};
 
@@ -186,7 +186,7 @@ my $envfile = "$tmp/env.txt";
 }
 my $env = slurp_file($envfile);
 my $id = $node->safe_psql('postgres',
-	q{SELECT id FROM orderexp.outbox WHERE order_table = 'jobs'::regclass});
+	q{SELECT id FROM orderexp.outbox_state WHERE order_table = 'jobs'::regclass});
 like($env, qr/^ORDEREXP_EVENT_ID=$id$/m, 'the command sees ORDEREXP_EVENT_ID');
 like($env, qr/^ORDEREXP_KIND=cancelled$/m,  'and ORDEREXP_KIND');
 like($env, qr/^ORDEREXP_CHANNEL=sms$/m,     'and ORDEREXP_CHANNEL');

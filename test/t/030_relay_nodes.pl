@@ -51,7 +51,7 @@ SELECT orderexp.cancel_orders('jobs', ARRAY(SELECT generate_series($from, $to)))
 }
 
 my $delivered =
-  q{SELECT count(*) FILTER (WHERE delivered_at IS NOT NULL) || '/' || count(*) FROM orderexp.outbox};
+  q{SELECT count(*) FILTER (WHERE delivered_at IS NOT NULL) || '/' || count(*) FROM orderexp.outbox_state};
 
 # keys 1-30 on a, 1001-1030 on b: a backlog of 6 batches of 5 on each
 events('a', 1, 30);
@@ -70,7 +70,7 @@ my $relay = spawn(
 ok( defined wait_for($node{b}, 'postgres',
 		q{SELECT count(*) FILTER (WHERE delivered_at IS NOT NULL) >= 10
 		     AND count(*) FILTER (WHERE delivered_at IS NULL AND leased_until > now()) > 0
-		    FROM orderexp.outbox}, 't', 20),
+		    FROM orderexp.outbox_state}, 't', 20),
 	'b: the relay delivers, a batch is in hand');
 $node{b}->stop('fast');
 note 'b stopped with '
@@ -122,8 +122,8 @@ for my $f (glob("$each/ev.*"))
 }
 is(scalar(keys %count), 85, 'every event of both nodes reached the command');
 is(join(',', grep { $count{$_} != 1 } sort keys %count), '', 'each exactly once');
-is( $node{a}->safe_psql('postgres', 'SELECT max(attempts) FROM orderexp.outbox') . ','
-	  . $node{b}->safe_psql('postgres', 'SELECT max(attempts) FROM orderexp.outbox'),
+is( $node{a}->safe_psql('postgres', 'SELECT max(attempts) FROM orderexp.outbox_state') . ','
+	  . $node{b}->safe_psql('postgres', 'SELECT max(attempts) FROM orderexp.outbox_state'),
 	'1,1', 'no event needed a second attempt');
 
 $node{a}->stop;

@@ -107,7 +107,7 @@ sub sms_event
 	my ($id) = @_;
 	return $node->safe_psql('postgres',
 		"SELECT attempts, dead_at IS NOT NULL, delivered_at IS NOT NULL, coalesce(last_error, '')
-		   FROM orderexp.outbox WHERE channel = 'sms' AND order_key = '$id'");
+		   FROM orderexp.outbox_state WHERE channel = 'sms' AND order_key = '$id'");
 }
 
 my $account = 'AC0123456789abcdef0123456789abcdef';
@@ -188,7 +188,7 @@ like($log, qr/event \d+: SMS to \+491\*+78, 1 segment \(UCS-2, 30 UTF-16 units\)
 like($log, qr/SMS to \+155\*+67, 1 segment \(GSM-7, 30 septets\)/, 'GSM-7 text: one segment');
 like($log, qr/SMS to \+155\*+03, 2 segments \(GSM-7, 227 septets\)/, '227 septets: two segments');
 is($node->safe_psql('postgres',
-		"SELECT count(*) FROM orderexp.outbox WHERE channel = 'audit' AND delivered_at IS NOT NULL"),
+		"SELECT count(*) FROM orderexp.outbox_state WHERE channel = 'audit' AND delivered_at IS NOT NULL"),
 	3, 'the other channel went to the other route');
 is(() = slurp_file("$tmp/run.out") =~ /"channel":"audit"/g, 3, 'to stdout');
 
@@ -234,7 +234,7 @@ is(run_relay(@wrong), 5, 'a wrong token: exit 5');
 is(sms_event(12), '1|f|f|sms: HTTP status 401 (provider said: Authenticate)',
 	'the provider\'s 401 (the relay\'s set-up) is retried');
 ok( $node->safe_psql('postgres',
-		"SELECT bool_and(next_attempt_at > now()) FROM orderexp.outbox
+		"SELECT bool_and(next_attempt_at > now()) FROM orderexp.outbox_state
 		  WHERE channel = 'sms' AND order_key IN ('11', '12')") eq 't',
 	'both are due again later');
 $node->safe_psql('postgres',

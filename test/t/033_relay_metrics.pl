@@ -261,7 +261,7 @@ ok((grep { /^orderexp_relay_build_info\{version="[\d.]+",libpq="\d+",libcurl="[^
 # N events, all delivered
 my $n = 20;
 events(1, $n);
-my $delivered = q{SELECT count(*) FILTER (WHERE delivered_at IS NOT NULL) FROM orderexp.outbox};
+my $delivered = q{SELECT count(*) FILTER (WHERE delivered_at IS NOT NULL) FROM orderexp.outbox_state};
 ok(defined wait_for($node, $dbname, $delivered, $n, 20), "$n events delivered");
 ok(wait_until(sub { sample(scrape(), 'delivered_total{node="1",sink="exec"}') == $n }, 5),
 	"delivered_total = $n");
@@ -281,14 +281,14 @@ print $fh qq{gateway says "no" \\ \t caf\xc3\xa9\n};
 close $fh;
 events(21, 21);
 ok( defined wait_for($node, $dbname,
-		q{SELECT attempts = 1 AND last_error IS NOT NULL FROM orderexp.outbox WHERE order_key = '21'},
+		q{SELECT attempts = 1 AND last_error IS NOT NULL FROM orderexp.outbox_state WHERE order_key = '21'},
 		't', 20),
 	'a failing delivery is reported');
 ok(wait_until(sub { sample(scrape(), 'failed_total{node="1",sink="exec"}') == 1 }, 5),
 	'failed_total = 1');
 $node->safe_psql($dbname, q{UPDATE orderexp.outbox SET next_attempt_at = now() WHERE order_key = '21'});
 ok( defined wait_for($node, $dbname,
-		q{SELECT dead_at IS NOT NULL FROM orderexp.outbox WHERE order_key = '21'}, 't', 20),
+		q{SELECT dead_at IS NOT NULL FROM orderexp.outbox_state WHERE order_key = '21'}, 't', 20),
 	'its second attempt fails too: the row is dead');
 ok(wait_until(sub { sample(scrape(), 'dead_total{node="1",sink="exec"}') == 1 }, 5),
 	'dead_total = 1');

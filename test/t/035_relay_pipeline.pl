@@ -58,14 +58,14 @@ sub events
 INSERT INTO jobs (id) SELECT generate_series($from, $to);
 SELECT orderexp.cancel_orders('jobs', ARRAY(SELECT generate_series($from, $to)));});
 	return split /\n/, $node->safe_psql('postgres',
-		"SELECT id FROM orderexp.outbox WHERE order_key::int BETWEEN $from AND $to ORDER BY id");
+		"SELECT id FROM orderexp.outbox_state WHERE order_key::int BETWEEN $from AND $to ORDER BY id");
 }
 
 sub undelivered
 {
 	my ($from, $to) = @_;
 	return $node->safe_psql('postgres', qq{
-SELECT count(*) FROM orderexp.outbox
+SELECT count(*) FROM orderexp.outbox_state
  WHERE order_key::int BETWEEN $from AND $to AND delivered_at IS NULL});
 }
 
@@ -111,7 +111,7 @@ SELECT count(pg_catalog.pg_terminate_backend(pid)) FROM pg_catalog.pg_stat_activ
  WHERE application_name = 'pipelined'});
 is($cut, '1', "the relay's connection cut mid-run");
 ok(defined wait_for($node, 'postgres',
-		q{SELECT count(*) FROM orderexp.outbox WHERE order_key::int BETWEEN 3001 AND 9000 AND delivered_at IS NULL},
+		q{SELECT count(*) FROM orderexp.outbox_state WHERE order_key::int BETWEEN 3001 AND 9000 AND delivered_at IS NULL},
 		'0', 60),
 	'after the cut: every event acknowledged');
 kill 'TERM', $relay;
@@ -147,11 +147,11 @@ wait_until(
 	15);
 # what was acknowledged at the kill must not come again
 my %acked = map { $_ => 1 } split /\n/, $node->safe_psql('postgres',
-	q{SELECT id FROM orderexp.outbox WHERE order_key::int BETWEEN 9001 AND 15000 AND delivered_at IS NOT NULL});
+	q{SELECT id FROM orderexp.outbox_state WHERE order_key::int BETWEEN 9001 AND 15000 AND delivered_at IS NOT NULL});
 my %at_kill = counts();
 $relay = run_relay('nine2', @long);
 ok(defined wait_for($node, 'postgres',
-		q{SELECT count(*) FROM orderexp.outbox WHERE order_key::int BETWEEN 9001 AND 15000 AND delivered_at IS NULL},
+		q{SELECT count(*) FROM orderexp.outbox_state WHERE order_key::int BETWEEN 9001 AND 15000 AND delivered_at IS NULL},
 		'0', 60),
 	'after kill -9 and a restart: every event acknowledged');
 kill 'TERM', $relay;

@@ -65,7 +65,7 @@ sub events
 INSERT INTO jobs (id) SELECT generate_series($from, $to);
 SELECT orderexp.cancel_orders('jobs', ARRAY(SELECT generate_series($from, $to)));});
 	return split /\n/, $node->safe_psql('postgres',
-		"SELECT id FROM orderexp.outbox WHERE order_key::int BETWEEN $from AND $to ORDER BY id");
+		"SELECT id FROM orderexp.outbox_state WHERE order_key::int BETWEEN $from AND $to ORDER BY id");
 }
 
 # "delivered/attempts/last_error" of each event of keys $from..$to, distinct
@@ -74,7 +74,7 @@ sub outcome
 	my ($from, $to) = @_;
 	return $node->safe_psql('postgres', qq{
 SELECT string_agg(DISTINCT CASE WHEN delivered_at IS NULL THEN 'f' ELSE 't' END || '/' || attempts || '/' || coalesce(last_error, ''), ' + ')
-  FROM orderexp.outbox WHERE order_key::int BETWEEN $from AND $to});
+  FROM orderexp.outbox_state WHERE order_key::int BETWEEN $from AND $to});
 }
 
 my $nrun = 0;
