@@ -176,7 +176,7 @@ ok(wait_until(sub { scalar(my @r = received()) >= $before + 1500 }, 30), 'the re
 $node->stop('immediate');
 $node->start;
 ok(defined wait_for($node, 'postgres',
-		q{SELECT count(*) FROM orderexp.outbox WHERE order_key::int BETWEEN 15001 AND 21000 AND delivered_at IS NULL},
+		q{SELECT count(*) FROM orderexp.outbox_state WHERE order_key::int BETWEEN 15001 AND 21000 AND delivered_at IS NULL},
 		'0', 60),
 	'after a server crash and restart: every event acknowledged');
 kill 'TERM', $relay;
