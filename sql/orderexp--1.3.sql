@@ -4377,9 +4377,17 @@ BEGIN
 	IF n >= max_rows OR NOT orderexp._stream_due(t) THEN
 		RETURN;
 	END IF;
-	/* batches until max_rows are out (a filtered one may come out empty) */
-	FOR i IN 1 .. 4 LOOP
-		EXIT WHEN n >= max_rows;
+	/*
+	 * Batches until max_rows events are out.  A batch may give fewer or
+	 * none: the end of a window, events that left the stream (waiting,
+	 * withheld) and, for a filtered claim, the events it does not want,
+	 * which become rows for the claims that want them.  So it goes on while
+	 * batches come, for at most a tenth of the lease and a second: a relay
+	 * is not told "nothing due" while its events wait further down the
+	 * stream, and what it gets keeps most of its lease.
+	 */
+	LOOP
+		EXIT WHEN n >= max_rows OR clock_timestamp() >= t + least(lease / 10, interval '1 s');
 		bid := orderexp._reoffer(max_rows - n, lease, t);
 		IF bid IS NULL THEN
 			bid := orderexp._cut_batch(max_rows - n, lease, t);

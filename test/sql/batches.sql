@@ -158,6 +158,17 @@ SELECT channel, count(*) FROM orderexp.claim(100, channels => '{sms}') GROUP BY 
 SELECT channel, count(*), min(attempts) FROM orderexp.claim(100, channels => '{email}') GROUP BY 1;
 SELECT count(*) FILTER (WHERE stream) AS stream, count(*) FILTER (WHERE NOT stream) AS rows
   FROM st() WHERE leased;
+-- a filtered claim goes on past batches with nothing it wants: the one
+-- email event behind 60 sms events comes out of a single claim(5), and the
+-- sms events are rows, due at once for a claim that wants them
+SELECT count(*) FROM ev(60, 500, 'sms');
+SELECT count(*) FROM ev(1, 600, 'email');
+SELECT order_key, channel FROM orderexp.claim(5, '1 min', channels => '{email}');
+SELECT count(*) AS sms_rows FROM orderexp.outbox
+ WHERE channel = 'sms' AND order_key::int BETWEEN 500 AND 559 AND txid IS NULL
+   AND next_attempt_at <= now() AND leased_until IS NULL;
+UPDATE orderexp.outbox SET delivered_at = now()
+ WHERE channel = 'sms' AND order_key::int BETWEEN 500 AND 559;
 
 --
 -- an event waits while an earlier one of its order and channel is retrying
