@@ -165,13 +165,20 @@ RELAY_CONN="host=$OX_PGHOST port=$OX_PGPORT dbname=bench user=relay"
 
 # load_events N: an outbox of exactly the first N events, all due, nothing
 # delivered (in the stream of batches, as orderexp.batch_delivery puts
-# them by default); vacuumed, analyzed, checkpointed
+# them by default), written 1,000 a transaction as the worker writes them
+# (the stream is cut by transactions: one transaction of 50,000 events
+# makes every batch share one transaction id, a shape the worker never
+# writes); vacuumed, analyzed, checkpointed
 load_events() {
-	q bench "TRUNCATE orderexp.outbox, orderexp.batches" \
-		"INSERT INTO orderexp.outbox (kind, order_table, order_key, channel, payload, created_at)
-		 SELECT kind, order_table, order_key, channel, payload, created_at
-		   FROM bench.relay_events WHERE n <= $1 ORDER BY n" \
-		"VACUUM ANALYZE orderexp.outbox" "CHECKPOINT" >/dev/null
+	local from
+	q bench "TRUNCATE orderexp.outbox, orderexp.batches" >/dev/null
+	for ((from = 0; from < $1; from += 1000)); do
+		printf 'INSERT INTO orderexp.outbox (kind, order_table, order_key, channel, payload, created_at)
+			SELECT kind, order_table, order_key, channel, payload, created_at
+			  FROM bench.relay_events WHERE n > %d AND n <= %d ORDER BY n;\n' \
+			"$from" "$((from + 1000 < $1 ? from + 1000 : $1))"
+	done | ox_psql -d bench -q >/dev/null
+	q bench "VACUUM ANALYZE orderexp.outbox" "CHECKPOINT" >/dev/null
 }
 
 # check_drained N WHAT: every one of the N events delivered, or die
