@@ -79,6 +79,9 @@
  *	   (_stream_due(), _stream_has_new()).
  *	24. A filtered claim() goes on past batches it wants nothing of, for
  *	   at most a tenth of its lease and a second, instead of four batches.
+ *	25. A batch's events are read as two index ranges (_batch_rows(),
+ *	   _batch_ids()): a transaction of thousands of events is consumed at
+ *	   the speed of small ones.
  *
  * The functions of 1.2 that generated the one-statement batches
  * (_sweep_sql, _remind_sql, _lock_rows_sql, _created_range_sql) go; a
@@ -8963,5 +8966,68 @@ BEGIN
 		END IF;
 		n := n + got;
 	END LOOP;
+END;
+$$;
+
+/* --- 25. a batch's events read as two index ranges --------------------------- */
+
+/*
+ * PostgreSQL 15's b-tree ends a scan at a row comparison's bound only by
+ * its first column: _batch_rows() and _batch_ids() read every event of the
+ * batch's last transaction, all of the batch's transaction when one
+ * transaction wrote thousands of events.  They now read the transactions
+ * before the last one and the last one's ids up to to_id as two ranges.
+ */
+CREATE OR REPLACE FUNCTION orderexp._batch_rows(b orderexp.batches)
+RETURNS SETOF orderexp.outbox
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	RETURN QUERY
+	SELECT o.id, o.kind, o.order_table, o.order_key, o.channel, o.payload, o.created_at,
+		   b.attempts, CASE WHEN b.finished_at IS NULL THEN b.leased_until ELSE o.next_attempt_at END,
+		   CASE WHEN b.finished_at IS NULL THEN b.leased_until END, b.finished_at, o.last_error,
+		   o.dead_at, b.claimed_by, o.obsolete_at, o.via, o.actor, o.reason, o.policy_id,
+		   o.policy_version, o.variant, o.deadline, o.previous_deadline, o.event_ids, o.txid
+	  FROM (SELECT x.* FROM orderexp.outbox x
+			 WHERE x.txid IS NOT NULL AND x.delivered_at IS NULL
+			   AND (x.txid, x.id) > (b.from_txid, b.from_id) AND x.txid < b.to_txid
+			UNION ALL
+			SELECT x.* FROM orderexp.outbox x
+			 WHERE x.txid IS NOT NULL AND x.delivered_at IS NULL
+			   AND x.txid = b.to_txid AND x.id <= b.to_id
+			   AND x.id > CASE WHEN b.from_txid = b.to_txid THEN b.from_id ELSE 0 END) o
+	 WHERE b.hi_snap IS NOT NULL
+	   AND pg_visible_in_snapshot(o.txid, b.hi_snap)
+	   AND NOT pg_visible_in_snapshot(o.txid, b.lo_snap)
+	UNION ALL
+	SELECT o.*
+	  FROM orderexp.outbox o
+	 WHERE b.hi_snap IS NULL
+	   AND o.id = ANY (b.row_ids) AND o.txid IS NULL AND o.delivered_at IS NULL
+	   AND o.dead_at IS NULL AND o.claimed_by = b.claimed_by AND o.leased_until = b.leased_until
+	 ORDER BY 25, 1;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION orderexp._batch_ids(b orderexp.batches)
+RETURNS TABLE (txid xid8, id bigint)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	RETURN QUERY
+	SELECT o.txid, o.id
+	  FROM (SELECT x.* FROM orderexp.outbox x
+			 WHERE x.txid IS NOT NULL AND x.delivered_at IS NULL
+			   AND (x.txid, x.id) > (b.from_txid, b.from_id) AND x.txid < b.to_txid
+			UNION ALL
+			SELECT x.* FROM orderexp.outbox x
+			 WHERE x.txid IS NOT NULL AND x.delivered_at IS NULL
+			   AND x.txid = b.to_txid AND x.id <= b.to_id
+			   AND x.id > CASE WHEN b.from_txid = b.to_txid THEN b.from_id ELSE 0 END) o
+	 WHERE pg_visible_in_snapshot(o.txid, b.hi_snap)
+	   AND NOT pg_visible_in_snapshot(o.txid, b.lo_snap);
 END;
 $$;

@@ -3627,7 +3627,12 @@ $$;
  * the order of outbox_stream, whose range between the batch's ends is all
  * a stream batch reads (the events there that are not the batch's, of
  * transactions seen by lo_snap or not by hi_snap, are few: those of
- * transactions that ran across a cut).
+ * transactions that ran across a cut).  The range is read as two index
+ * ranges, the transactions before the last one and the last one's ids up
+ * to to_id, because PostgreSQL 15's b-tree ends a scan at a row
+ * comparison's bound only by its first column: (txid, id) <= (to_txid,
+ * to_id) read every event of to_txid, all of a batch's transaction when
+ * one transaction wrote thousands of events (bench/results.md).
  */
 CREATE FUNCTION orderexp._batch_rows(b orderexp.batches)
 RETURNS SETOF orderexp.outbox
@@ -3641,11 +3646,15 @@ BEGIN
 		   CASE WHEN b.finished_at IS NULL THEN b.leased_until END, b.finished_at, o.last_error,
 		   o.dead_at, b.claimed_by, o.obsolete_at, o.via, o.actor, o.reason, o.policy_id,
 		   o.policy_version, o.variant, o.deadline, o.previous_deadline, o.event_ids, o.txid
-	  FROM orderexp.outbox o
+	  FROM (SELECT x.* FROM orderexp.outbox x
+			 WHERE x.txid IS NOT NULL AND x.delivered_at IS NULL
+			   AND (x.txid, x.id) > (b.from_txid, b.from_id) AND x.txid < b.to_txid
+			UNION ALL
+			SELECT x.* FROM orderexp.outbox x
+			 WHERE x.txid IS NOT NULL AND x.delivered_at IS NULL
+			   AND x.txid = b.to_txid AND x.id <= b.to_id
+			   AND x.id > CASE WHEN b.from_txid = b.to_txid THEN b.from_id ELSE 0 END) o
 	 WHERE b.hi_snap IS NOT NULL
-	   AND o.txid IS NOT NULL AND o.delivered_at IS NULL
-	   AND (o.txid, o.id) > (b.from_txid, b.from_id)
-	   AND (o.txid, o.id) <= (b.to_txid, b.to_id)
 	   AND pg_visible_in_snapshot(o.txid, b.hi_snap)
 	   AND NOT pg_visible_in_snapshot(o.txid, b.lo_snap)
 	UNION ALL
@@ -3667,11 +3676,15 @@ AS $$
 BEGIN
 	RETURN QUERY
 	SELECT o.txid, o.id
-	  FROM orderexp.outbox o
-	 WHERE o.txid IS NOT NULL AND o.delivered_at IS NULL
-	   AND (o.txid, o.id) > (b.from_txid, b.from_id)
-	   AND (o.txid, o.id) <= (b.to_txid, b.to_id)
-	   AND pg_visible_in_snapshot(o.txid, b.hi_snap)
+	  FROM (SELECT x.* FROM orderexp.outbox x
+			 WHERE x.txid IS NOT NULL AND x.delivered_at IS NULL
+			   AND (x.txid, x.id) > (b.from_txid, b.from_id) AND x.txid < b.to_txid
+			UNION ALL
+			SELECT x.* FROM orderexp.outbox x
+			 WHERE x.txid IS NOT NULL AND x.delivered_at IS NULL
+			   AND x.txid = b.to_txid AND x.id <= b.to_id
+			   AND x.id > CASE WHEN b.from_txid = b.to_txid THEN b.from_id ELSE 0 END) o
+	 WHERE pg_visible_in_snapshot(o.txid, b.hi_snap)
 	   AND NOT pg_visible_in_snapshot(o.txid, b.lo_snap);
 END;
 $$;
