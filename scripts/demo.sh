@@ -394,16 +394,16 @@ sql "INSERT INTO prefs (customer, email, phone, prefers) VALUES
     ('kate', 'busy@example.com',   '+15550200003', '{mail}')
 RETURNING id, customer, email, prefers"
 say "waiting for the reminders, judy's refusal and kate's first failure ..."
-wait_for 20 "SELECT EXISTS (SELECT 1 FROM orderexp.outbox WHERE order_table = 'prefs'::regclass
+wait_for 20 "SELECT EXISTS (SELECT 1 FROM orderexp.outbox_state WHERE order_table = 'prefs'::regclass
                               AND order_key = '2' AND kind = 'reminder' AND channel = 'sms'
                               AND delivered_at IS NOT NULL)
-              AND EXISTS (SELECT 1 FROM orderexp.outbox WHERE order_table = 'prefs'::regclass
+              AND EXISTS (SELECT 1 FROM orderexp.outbox_state WHERE order_table = 'prefs'::regclass
                               AND order_key = '3' AND kind = 'reminder' AND last_error IS NOT NULL)" ||
 	ox_warn "judy's fallback or kate's failure did not come"
 say "ivan's reminder went by SMS only; judy's e-mail was refused for good (550) and an SMS with the same link went instead; kate's e-mail waits for a retry:"
 sql "SELECT order_key, channel, attempts, delivered_at IS NOT NULL AS delivered, dead_at IS NOT NULL AS dead,
        payload ? 'fallback_from' AS fallback, last_error
-  FROM orderexp.outbox WHERE order_table = 'prefs'::regclass AND kind = 'reminder' ORDER BY id"
+  FROM orderexp.outbox_state WHERE order_table = 'prefs'::regclass AND kind = 'reminder' ORDER BY id"
 sql "SELECT action, via, reason FROM orderexp.history('prefs', 2::bigint)"
 say "kate pays before the retry"
 sql "UPDATE prefs SET status = 'paid' WHERE id = 3 AND status = 'unpaid' RETURNING id, customer, status"
@@ -501,8 +501,8 @@ CHECKS=$(
 	ox_psql -d shop -At -F ' | ' -v reuse_err="$REUSE_ERR" \
 		-v relay_rc="$RELAY_RC" -v relay_lines="$RELAY_LINES" -v sms_sent="$SMS_SENT" <<'EOF'
 WITH
-ev AS (SELECT * FROM orderexp.outbox WHERE order_table = 'orders'::regclass),
-pev AS (SELECT * FROM orderexp.outbox WHERE order_table = 'prefs'::regclass),
+ev AS (SELECT * FROM orderexp.outbox_state WHERE order_table = 'orders'::regclass),
+pev AS (SELECT * FROM orderexp.outbox_state WHERE order_table = 'prefs'::regclass),
 rem AS (SELECT id, order_key, channel, created_at,
 			   (payload ->> 'close_at')::timestamptz AS close_at,
 			   (payload ->> 'remind_at')::timestamptz AS remind_at,
