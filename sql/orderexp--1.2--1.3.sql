@@ -82,6 +82,11 @@
  *	25. A batch's events are read as two index ranges (_batch_rows(),
  *	   _batch_ids()): a transaction of thousands of events is consumed at
  *	   the speed of small ones.
+ *	26. Plain deadlines: set_plain_deadlines() lets a table keep no timer
+ *	   row for an unpaid order due at its created-at plus close_after
+ *	   (policies.plain_since); the sweep finds those through the table's
+ *	   partial index on created-at (_plain_batch_sql()), and whatever
+ *	   changes such an order writes its timer row first.
  *
  * The functions of 1.2 that generated the one-statement batches
  * (_sweep_sql, _remind_sql, _lock_rows_sql, _created_range_sql) go; a
@@ -9031,3 +9036,1659 @@ BEGIN
 	   AND NOT pg_visible_in_snapshot(o.txid, b.lo_snap);
 END;
 $$;
+
+/* --- 26. plain deadlines: orders due at created-at plus close_after need no timer row --- */
+
+ALTER TABLE orderexp.policies ADD COLUMN plain_since timestamptz;
+COMMENT ON COLUMN orderexp.policies.plain_since IS
+	'plain deadlines (orderexp.set_plain_deadlines, default policy only): unpaid orders created since then need no timer row';
+
+/* ------------------------------------------------------------------------
+ * Plain deadlines (1.3): orders due at their created-at plus close_after
+ * need no timer row
+ *
+ * A table whose default policy has plain_since set (set_plain_deadlines())
+ * keeps no timer row for an unpaid order created since then: its deadline
+ * is its created-at plus the policy's close_after, and the sweep finds the
+ * due ones through an index of the orders table on the created-at column
+ * WHERE the status is unpaid, the index a pg_cron job closing orders would
+ * use (_plain_batch_sql).  Such an order gets a timer row only when
+ * something is to change it: cancel, extend or reopen lock the order and
+ * write the row its plain deadline stands for (_lock_order, _plain_timer);
+ * a change of the policy that leaves existing deadlines alone, or the end
+ * of plain deadlines, writes the rows of all of them first
+ * (_materialize_plain).  A timer row, where there is one, always wins: the
+ * sweep leaves an order with one to the timers' batches.  The timer
+ * trigger still writes a row for an order set back to unpaid whose key
+ * has a row, for one without a created-at, and for one created before
+ * plain_since.
+ *
+ * Plain deadlines need a deadline that is the same for every order of the
+ * table: the default policy, no policy per category, no experiment, and no
+ * reminders (a reminder is remembered in the timer row).  _check_plain()
+ * keeps it so, from the trigger on orderexp.policies.
+ * ------------------------------------------------------------------------ */
+
+CREATE FUNCTION orderexp._check_plain(p orderexp.policies)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF p.plain_since IS NOT NULL THEN
+		IF p.category IS NOT NULL THEN
+			RAISE EXCEPTION 'only the default close policy of a table can have plain deadlines'
+				USING ERRCODE = 'object_not_in_prerequisite_state';
+		END IF;
+		IF p.remind_before IS NOT NULL THEN
+			RAISE EXCEPTION 'table % has plain deadlines: its close policy cannot send reminders', p.order_table
+				USING ERRCODE = 'object_not_in_prerequisite_state',
+					  DETAIL = 'An order with a plain deadline has no timer row to remember its reminder by.',
+					  HINT = format('Turn plain deadlines off first: SELECT orderexp.set_plain_deadlines(%L, false);',
+									p.order_table::text);
+		END IF;
+		IF p.experiment_id IS NOT NULL THEN
+			RAISE EXCEPTION 'table % has plain deadlines: its close policy cannot run an experiment', p.order_table
+				USING ERRCODE = 'object_not_in_prerequisite_state',
+					  DETAIL = 'Each variant of an experiment gives its orders a deadline of its own.',
+					  HINT = format('Turn plain deadlines off first: SELECT orderexp.set_plain_deadlines(%L, false);',
+									p.order_table::text);
+		END IF;
+	ELSIF p.category IS NOT NULL
+		  AND EXISTS (SELECT 1 FROM orderexp.policies d
+					   WHERE d.order_table = p.order_table AND d.category IS NULL
+						 AND d.plain_since IS NOT NULL) THEN
+		RAISE EXCEPTION 'table % has plain deadlines: it cannot have a close policy per category', p.order_table
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'Plain deadlines find due orders by their created-at alone.',
+				  HINT = format('Turn plain deadlines off first: SELECT orderexp.set_plain_deadlines(%L, false);',
+								p.order_table::text);
+	END IF;
+END;
+$$;
+
+/*
+ * What a plain deadline needs of an order, as select-list items of a
+ * statement on the orders table (alias o): its created-at as timestamptz
+ * ("created", a timestamp read in the session's time zone, as the timer
+ * trigger reads it), as stored ("stored", see _created_utc) and the
+ * generation of its timer ("gen": minus the created-at's microseconds
+ * since 1970 as stored, whatever the time zone, so that a token made
+ * before the timer row is written stays valid after, and an order made
+ * again under the same key gets another).
+ */
+CREATE FUNCTION orderexp._plain_cols(cfg orderexp.tables)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT format('o.%1$I::timestamptz AS created, %2$s AS stored, '
+				  '-(extract(epoch FROM o.%1$I) * 1000000)::bigint AS gen',
+				  cfg.created_column,
+				  orderexp._created_utc(cfg, format('o.%I', cfg.created_column)))
+$$;
+
+/*
+ * The timer row an order's plain deadline stands for, or NULL if it has
+ * none: ord is the order as read with _plain_cols and its status as text
+ * ("st").  The caller has looked for a timer row and found none.
+ */
+CREATE FUNCTION orderexp._plain_timer(cfg orderexp.tables, k text, ord jsonb)
+RETURNS orderexp.timers
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	p	orderexp.policies;
+	tm	orderexp.timers;
+	created timestamptz := (ord ->> 'created')::timestamptz;
+BEGIN
+	SELECT * INTO p FROM orderexp.policies x
+	 WHERE x.order_table = cfg.order_table AND x.category IS NULL AND x.plain_since IS NOT NULL;
+	IF NOT FOUND OR ord ->> 'st' IS DISTINCT FROM cfg.unpaid_value
+	   OR created IS NULL OR created < p.plain_since THEN
+		RETURN NULL;
+	END IF;
+	tm.order_table := cfg.order_table;
+	tm.order_key := k;
+	tm.policy_id := p.id;
+	tm.close_at := created + p.close_after;
+	tm.extensions := 0;
+	tm.token_extensions := 0;
+	tm.generation := (ord ->> 'gen')::bigint;
+	tm.order_created := (ord ->> 'stored')::timestamptz;
+	tm.policy_version := p.version;
+	tm.reopened := false;
+	RETURN tm;
+END;
+$$;
+
+/*
+ * Write the timer rows of a table's plain orders (unpaid, created since
+ * plain_since, no row yet) as their plain deadlines give them now, before
+ * something changes what those would be: the end of plain deadlines, or a
+ * change of the policy that leaves existing deadlines alone.  The table is
+ * locked in SHARE mode first (as CREATE INDEX locks it), so that no
+ * transaction that wrote orders without timer rows commits after the scan.
+ * Returns the number of rows written.
+ */
+CREATE FUNCTION orderexp._materialize_plain(cfg orderexp.tables)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	p	orderexp.policies;
+	n	bigint;
+BEGIN
+	SELECT * INTO p FROM orderexp.policies x
+	 WHERE x.order_table = cfg.order_table AND x.category IS NULL AND x.plain_since IS NOT NULL;
+	IF NOT FOUND THEN
+		RETURN 0;
+	END IF;
+	EXECUTE format('LOCK TABLE %s IN SHARE MODE', cfg.order_table);
+	/* the rows read as the table's owner, the timers written as ours */
+	INSERT INTO orderexp.timers AS t (order_table, order_key, policy_id, close_at, generation,
+									  order_created, policy_version)
+	SELECT cfg.order_table, r ->> 'k', p.id, (r ->> 'created')::timestamptz + p.close_after,
+		   (r ->> 'gen')::bigint, (r ->> 'stored')::timestamptz, p.version
+	  FROM orderexp._orders_exec(cfg.order_table, true,
+			format('SELECT o.%I::text AS k, %s FROM %s o WHERE o.%I = %L::%s AND o.%I::timestamptz >= $1::timestamptz',
+				   cfg.key_column, orderexp._plain_cols(cfg), cfg.order_table,
+				   cfg.status_column, cfg.unpaid_value, orderexp._status_type(cfg),
+				   cfg.created_column),
+			ARRAY[p.plain_since::text]) r
+	ON CONFLICT (order_table, order_key) DO NOTHING;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END;
+$$;
+
+/*
+ * A table's unpaid orders with plain deadlines that have no timer row:
+ * key, category and deadline, read as the table's owner (pending,
+ * monitor_backlog).  Nothing if the table has no plain deadlines.
+ */
+CREATE FUNCTION orderexp._plain_pending(cfg orderexp.tables)
+RETURNS TABLE (order_key text, category text, policy_id integer, close_at timestamptz)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	p	orderexp.policies;
+BEGIN
+	SELECT * INTO p FROM orderexp.policies x
+	 WHERE x.order_table = cfg.order_table AND x.category IS NULL AND x.plain_since IS NOT NULL;
+	IF NOT FOUND THEN
+		RETURN;
+	END IF;
+	RETURN QUERY
+	SELECT r ->> 'k', r ->> 'category', p.id, (r ->> 'created')::timestamptz + p.close_after
+	  FROM orderexp._orders_exec(cfg.order_table, true,
+			format('SELECT o.%I::text AS k, %s AS category, o.%I::timestamptz AS created FROM %s o WHERE o.%I = %L::%s AND o.%I::timestamptz >= $1::timestamptz',
+				   cfg.key_column,
+				   CASE WHEN cfg.category_column IS NULL THEN 'NULL::text'
+						ELSE format('o.%I::text', cfg.category_column) END,
+				   cfg.created_column, cfg.order_table, cfg.status_column, cfg.unpaid_value,
+				   orderexp._status_type(cfg), cfg.created_column),
+			ARRAY[p.plain_since::text]) r
+	 WHERE NOT EXISTS (SELECT 1 FROM orderexp.timers t
+						WHERE t.order_table = cfg.order_table AND t.order_key = r ->> 'k');
+END;
+$$;
+
+/*
+ * monitor_backlog's figures of the plain orders of a table, for a member
+ * of pg_monitor, who cannot read the orders table: counts and the oldest
+ * deadline only.
+ */
+CREATE FUNCTION orderexp._plain_backlog(orders regclass, OUT pending bigint, OUT overdue bigint,
+										OUT oldest_deadline timestamptz)
+LANGUAGE sql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT count(*), count(*) FILTER (WHERE x.close_at <= now()), min(x.close_at)
+	  FROM orderexp.tables t
+	 CROSS JOIN LATERAL orderexp._plain_pending(t) x
+	 WHERE t.order_table = orders
+	   AND EXISTS (SELECT 1 FROM orderexp.policies p
+				    WHERE p.order_table = orders AND p.category IS NULL
+					  AND p.plain_since IS NOT NULL)
+$$;
+
+/*
+ * Is there an index the sweep can find a table's due plain orders by: a
+ * valid b-tree index whose first column is the created-at column, partial
+ * on the status column (WHERE status = <unpaid>)?  The predicate is
+ * compared as PostgreSQL prints it back, against the one an index made as
+ * the hint of set_plain_deadlines() says would have.
+ */
+CREATE FUNCTION orderexp._plain_index(cfg orderexp.tables)
+RETURNS regclass
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT i.indexrelid::regclass
+	  FROM pg_index i
+	  JOIN pg_class c ON c.oid = i.indexrelid
+	  JOIN pg_am am ON am.oid = c.relam
+	  JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+	 WHERE i.indrelid = cfg.order_table AND i.indisvalid AND i.indisready
+	   AND am.amname = 'btree' AND a.attname = cfg.created_column
+	   AND i.indexprs IS NULL AND i.indpred IS NOT NULL
+	   AND regexp_replace(pg_get_expr(i.indpred, i.indrelid), '::[a-z ]+|[()]', '', 'g')
+		   = format('%I = %L', cfg.status_column, cfg.unpaid_value)
+	 ORDER BY i.indnatts, c.relname
+	 LIMIT 1
+$$;
+
+CREATE FUNCTION orderexp._set_plain_deadlines(orders regclass, enabled boolean)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	cfg orderexp.tables;
+	p	orderexp.policies;
+	why text;
+BEGIN
+	IF enabled IS NULL THEN
+		RAISE EXCEPTION 'enabled must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	cfg := orderexp._config(orders);
+	SELECT * INTO p FROM orderexp.policies x
+	 WHERE x.order_table = orders AND x.category IS NULL
+	   FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'table % has no default close policy', orders
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'Plain deadlines are the default policy''s: set one with orderexp.set_close_policy().';
+	END IF;
+
+	IF NOT enabled THEN
+		IF p.plain_since IS NOT NULL THEN
+			PERFORM orderexp._materialize_plain(cfg);
+			UPDATE orderexp.policies x SET plain_since = NULL WHERE x.id = p.id;
+		END IF;
+		RETURN false;
+	END IF;
+	IF p.plain_since IS NOT NULL THEN
+		RETURN true;
+	END IF;
+
+	why := CASE
+		WHEN cfg.partition_column IS NOT NULL THEN
+			'it is partitioned by its created-at column'
+		WHEN EXISTS (SELECT 1 FROM orderexp.policies x
+					  WHERE x.order_table = orders AND x.category IS NOT NULL) THEN
+			'it has close policies per category'
+		WHEN p.remind_before IS NOT NULL THEN
+			'its close policy sends reminders'
+		WHEN p.experiment_id IS NOT NULL THEN
+			'its close policy runs an experiment'
+		END;
+	IF why IS NOT NULL THEN
+		RAISE EXCEPTION 'table % cannot have plain deadlines: %', orders, why
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'Plain deadlines need one deadline rule for every order of the table: created-at plus the default policy''s close_after, without reminders, experiments or policies per category, on a table not partitioned by created-at.';
+	END IF;
+	IF orderexp._plain_index(cfg) IS NULL THEN
+		RAISE EXCEPTION 'table % has no index to find its due orders by', orders
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'Without timer rows, the sweep finds due orders through an index of the table on its created-at column, partial on the unpaid status.',
+				  HINT = format('CREATE INDEX ON %s (%I) WHERE %I = %L;', orders, cfg.created_column,
+								cfg.status_column, cfg.unpaid_value);
+	END IF;
+	UPDATE orderexp.policies x SET plain_since = now() WHERE x.id = p.id;
+	RETURN true;
+END;
+$$;
+
+CREATE FUNCTION orderexp.set_plain_deadlines(orders regclass, enabled boolean DEFAULT true)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'orderexp_owner_gate'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION orderexp.set_plain_deadlines(regclass, boolean) IS
+	'track the unpaid orders of a table without timer rows (each due at its created-at plus close_after), or stop; returns the new setting';
+
+/*
+ * The statements of a plain close batch (src/batch.c), or NULL when the
+ * table has no plain deadlines:
+ *   take     (the table's owner)  lock up to $1 due plain orders, SKIP
+ *            LOCKED, in the order of created-at and key, after ($2, $3),
+ *            the last of the sweep's previous batch (as text, so that a
+ *            timestamp makes the round trip whatever the time zone),
+ *            through the partial index; return how many, their keys, the
+ *            last one's created-at and key, and the next deadline after
+ *            now (of the first unpaid order not yet due);
+ *   own      (the extension owner)  the keys of those without a timer row:
+ *            an order with one is left to the timers' batch, whatever its
+ *            deadline (checked after the lock: whoever writes a timer row
+ *            locks the order first);
+ *   orders   the close statement's, unchanged (_orders_sql);
+ *   record   (the extension owner)  the events and counted outcomes, as
+ *            _record_close_sql writes them, with the deadline and policy
+ *            the plain deadline gives.
+ * The settings are written into the text: a change of the policy changes
+ * the statements, which the sweep prepares anew.
+ */
+CREATE FUNCTION orderexp._plain_batch_sql(cfg orderexp.tables)
+RETURNS text[]
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	p orderexp.policies;
+	typ text;
+BEGIN
+	SELECT * INTO p FROM orderexp.policies x
+	 WHERE x.order_table = cfg.order_table AND x.category IS NULL AND x.plain_since IS NOT NULL;
+	IF NOT FOUND THEN
+		RETURN NULL;
+	END IF;
+	SELECT a.atttypid::regtype::text INTO typ
+	  FROM pg_attribute a
+	 WHERE a.attrelid = cfg.order_table AND a.attname = cfg.created_column;
+	RETURN ARRAY[
+		format($q$
+WITH c AS MATERIALIZED (
+	SELECT o.%2$I::text COLLATE "C" AS k, o.%3$I AS at
+	  FROM %1$s o
+	 WHERE o.%4$I = %5$L::%6$s
+	   AND o.%3$I <= (now() - %7$L::interval)::%8$s
+	   AND o.%3$I >= greatest($2::%8$s, %9$L::timestamptz::%8$s)
+	   AND (o.%3$I > $2::%8$s OR o.%2$I::text COLLATE "C" > $3)
+	 ORDER BY o.%3$I, o.%2$I::text COLLATE "C"
+	 LIMIT $1
+	   FOR UPDATE OF o SKIP LOCKED),
+last AS (
+	SELECT c.at, c.k FROM c ORDER BY c.at DESC, c.k DESC LIMIT 1)
+SELECT (SELECT count(*) FROM c), ARRAY(SELECT c.k FROM c),
+	   (SELECT last.at::text FROM last), (SELECT last.k FROM last),
+	   (SELECT o.%3$I FROM %1$s o
+		 WHERE o.%4$I = %5$L::%6$s AND o.%3$I > (now() - %7$L::interval)::%8$s
+		 ORDER BY o.%3$I LIMIT 1)::timestamptz + %7$L::interval$q$,
+			cfg.order_table, cfg.key_column, cfg.created_column, cfg.status_column,
+			cfg.unpaid_value, orderexp._status_type(cfg), p.close_after, typ, p.plain_since),
+		format($q$
+SELECT ARRAY(SELECT k FROM unnest($1::text[]) AS k
+			  WHERE NOT EXISTS (SELECT 1 FROM orderexp.timers t
+								 WHERE t.order_table = %1$L::regclass AND t.order_key = k))$q$,
+			cfg.order_table::oid::text),
+		orderexp._orders_sql(cfg, 'UPDATE'),
+		orderexp._record_plain_close_sql(cfg, p)];
+END;
+$$;
+
+/*
+ * The record statement of a plain close batch: _record_close_sql without
+ * the timers (there are none to drop or read); the deadline is the
+ * created-at ($8) plus close_after, the policy and its version are p's.
+ */
+CREATE FUNCTION orderexp._record_plain_close_sql(cfg orderexp.tables, p orderexp.policies)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT format($q$
+WITH done AS MATERIALIZED (
+	SELECT c.order_key, c.cols, c.category, c.created + %6$L::interval AS close_at,
+		   %4$s AS event_ids
+	  FROM unnest($4, $6, $7, $8) AS c(order_key, cols, category, created)),
+events AS (
+	INSERT INTO orderexp.outbox (id, kind, order_table, order_key, channel, payload, via,
+								 policy_id, policy_version, variant, deadline, event_ids)
+	SELECT %5$s, 'closed', $1, x.order_key, ch.channel,
+		   orderexp._closed_payload(%1$L, x.order_key, x.close_at, %7$s, x.category, x.cols),
+		   CASE WHEN ch.n = 1 THEN 'timeout' END,
+		   CASE WHEN ch.n = 1 THEN %7$s END, CASE WHEN ch.n = 1 THEN %8$s END,
+		   NULL, CASE WHEN ch.n = 1 THEN x.close_at END,
+		   %9$s
+	  FROM done x
+	 CROSS JOIN unnest(%2$L::text[]) WITH ORDINALITY AS ch(channel, n)),
+outcome AS (
+	INSERT INTO orderexp.outcomes (order_table, outcome, status, policy_id, policy_version,
+								   variant, decided_at, reopened, order_count)
+	SELECT $1, 'closed', %3$L, %7$s, %8$s, NULL, now(), false, count(*)
+	  FROM done x
+	HAVING count(*) > 0)
+SELECT count(*) FROM done$q$,
+		cfg.order_table::text, cfg.channels, cfg.closed_value,
+		CASE WHEN cardinality(cfg.channels) <= 1 THEN 'NULL::bigint[]'
+			 ELSE format('ARRAY[%s]',
+						 array_to_string(array_fill('nextval(''orderexp.outbox_id_seq'')'::text,
+													ARRAY[cardinality(cfg.channels)]), ', ')) END,
+		CASE WHEN cardinality(cfg.channels) <= 1 THEN 'nextval(''orderexp.outbox_id_seq'')'
+			 ELSE 'x.event_ids[ch.n]' END,
+		p.close_after, p.id, p.version,
+		CASE WHEN cardinality(cfg.channels) > 1 THEN 'CASE WHEN ch.n = 1 THEN x.event_ids END'
+			 ELSE 'NULL::bigint[]' END)
+$$;
+
+/*
+ * A new version when the settings change.  An experiment fixes the
+ * settings it runs under: change them after ending it.
+ */
+CREATE OR REPLACE FUNCTION orderexp._policy_version()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM orderexp._check_plain(NEW);
+	IF TG_OP = 'UPDATE' THEN
+		IF (NEW.close_after, NEW.remind_before, NEW.extend_by, NEW.max_extensions, NEW.experiment_id)
+		   IS NOT DISTINCT FROM
+		   (OLD.close_after, OLD.remind_before, OLD.extend_by, OLD.max_extensions, OLD.experiment_id) THEN
+			RETURN NEW;
+		END IF;
+		IF OLD.experiment_id IS NOT NULL AND NEW.experiment_id IS NOT DISTINCT FROM OLD.experiment_id THEN
+			RAISE EXCEPTION 'the % close policy of table % is running an experiment',
+				coalesce('category ' || quote_literal(OLD.category), 'default'), OLD.order_table
+				USING ERRCODE = 'object_not_in_prerequisite_state',
+					  HINT = 'End it with orderexp.end_experiment() before changing the policy.';
+		END IF;
+		NEW.version := OLD.version + 1;
+	END IF;
+	INSERT INTO orderexp.policy_versions (policy_id, version, order_table, category, close_after,
+										  remind_before, extend_by, max_extensions, experiment_id)
+	VALUES (NEW.id, NEW.version, NEW.order_table, NEW.category, NEW.close_after,
+			NEW.remind_before, NEW.extend_by, NEW.max_extensions, NEW.experiment_id);
+	RETURN NEW;
+END;
+$$;
+
+/*
+ * Lock one order: its row, then its timer.
+ *
+ * Every writer of a timer holds the order's row (the timer trigger runs in
+ * the transaction that writes the row), so locking the row first makes the
+ * timer visible and the order of locks the same everywhere.  The other way
+ * round, under READ COMMITTED, an order committed between the two
+ * statements (its row and timer are written by one transaction) would have
+ * its row locked and changed while its timer, invisible to the first
+ * statement, was not locked: two operations on such an order, or an
+ * operation and an application setting the order back to unpaid (row, then
+ * the timer trigger), could deadlock (the soak test found it in 1.0).  The
+ * sweep takes both with SKIP LOCKED and never waits, so it deadlocks with
+ * neither order.  An order with a plain deadline gets the timer row it
+ * stands for here, under the lock of its row, so that the caller has a
+ * timer to change; the sweep checks for one after locking the row.
+ */
+CREATE OR REPLACE FUNCTION orderexp._lock_order(cfg orderexp.tables, k text)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	st text;
+	ord jsonb;
+	created timestamptz;
+	tm orderexp.timers;
+BEGIN
+	/*
+	 * On a table partitioned by created-at, look in the partition the
+	 * timer names first; the timer is read unlocked, so should the order
+	 * have moved meanwhile, look again in the whole table.
+	 */
+	IF cfg.partition_column IS NOT NULL THEN
+		SELECT t.order_created INTO created FROM orderexp.timers t
+		 WHERE t.order_table = cfg.order_table AND t.order_key = k;
+	END IF;
+	IF created IS NOT NULL THEN
+		SELECT r INTO ord
+		  FROM orderexp._orders_exec(cfg.order_table, false,
+				format('SELECT o.%I::text AS st, %s FROM %s o WHERE o.%I = $1::%s AND o.%I = %s FOR UPDATE',
+					   cfg.status_column, orderexp._plain_cols(cfg), cfg.order_table,
+					   cfg.key_column, cfg.key_type,
+					   cfg.partition_column, orderexp._created_utc(cfg, '$2::timestamptz')),
+				ARRAY[k, created::text]) r;
+	END IF;
+	IF ord IS NULL THEN
+		SELECT r INTO ord
+		  FROM orderexp._orders_exec(cfg.order_table, false,
+				format('SELECT o.%I::text AS st, %s FROM %s o WHERE o.%I = $1::%s FOR UPDATE',
+					   cfg.status_column, orderexp._plain_cols(cfg), cfg.order_table,
+					   cfg.key_column, cfg.key_type),
+				ARRAY[k]) r;
+	END IF;
+	IF ord IS NULL THEN
+		RAISE EXCEPTION 'order % not found in table %', k, cfg.order_table
+			USING ERRCODE = 'no_data_found';
+	END IF;
+	st := ord ->> 'st';
+	PERFORM 1 FROM orderexp.timers t
+	 WHERE t.order_table = cfg.order_table AND t.order_key = k
+	   FOR UPDATE;
+	IF NOT FOUND THEN
+		/* a plain deadline becomes a timer row, which the caller may change */
+		tm := orderexp._plain_timer(cfg, k, ord);
+		IF tm.order_table IS NOT NULL THEN
+			INSERT INTO orderexp.timers SELECT tm.*
+			ON CONFLICT (order_table, order_key) DO NOTHING;
+			PERFORM 1 FROM orderexp.timers t
+			 WHERE t.order_table = cfg.order_table AND t.order_key = k
+			   FOR UPDATE;
+		END IF;
+	END IF;
+	RETURN st;
+END;
+$$;
+
+/*
+ * Insert timers for the unpaid rows of a table that have none yet, with
+ * deadlines from their created-at column, the policy version and the
+ * experiment variant, as the timer trigger arms them.  With only_category
+ * set, limited to that category; with reschedule, also recompute deadlines
+ * of tracked rows governed by the policies of that scope.  Orders with a
+ * plain deadline need no row (and follow the policy by themselves).
+ * Returns the number of rows inserted or rescheduled.
+ */
+CREATE OR REPLACE FUNCTION orderexp._track_existing(cfg orderexp.tables, only_category text,
+										 scope_all boolean, reschedule boolean)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	n bigint;
+	scope text;
+	rows_sql text;
+BEGIN
+	IF scope_all THEN
+		scope := 'true';
+	ELSIF only_category IS NULL THEN
+		/* default policy: rows whose category has no policy of its own */
+		scope := format('NOT EXISTS (SELECT 1 FROM orderexp.policies q WHERE q.order_table = %L::regclass AND q.category = o.category)',
+						cfg.order_table::oid::text);
+	ELSE
+		scope := format('o.category = %L', only_category);
+	END IF;
+
+	/*
+	 * The unpaid rows, read as the table's owner (their category's and
+	 * created-at's casts may be the owner's code); the timers written as
+	 * ours.
+	 */
+	rows_sql := format('SELECT o.%I::text AS k, o.%I::timestamptz AS created_at, %s AS order_created, %s AS category FROM %s o WHERE o.%I = %L::text::%s',
+					   cfg.key_column, cfg.created_column,
+					   orderexp._created_utc(cfg, format('o.%I', cfg.created_column)),
+					   CASE WHEN cfg.category_column IS NULL THEN 'NULL::text'
+							ELSE format('o.%I::text', cfg.category_column) END,
+					   cfg.order_table, cfg.status_column, cfg.unpaid_value,
+					   orderexp._status_type(cfg));
+	EXECUTE format($q$
+		INSERT INTO orderexp.timers AS t (order_table, order_key, policy_id, close_at, remind_at,
+										  policy_version, variant, order_created)
+		SELECT %1$L::regclass, o.k, p.id, c.close_at, c.close_at - p.remind_before,
+			   p.version, v.variant, o.order_created
+		  FROM (SELECT r ->> 'k' AS k, (r ->> 'created_at')::timestamptz AS created_at,
+					   (r ->> 'order_created')::timestamptz AS order_created,
+					   r ->> 'category' AS category
+				  FROM orderexp._orders_exec(%1$L::regclass, true, $1, NULL) r) o
+		 CROSS JOIN LATERAL (
+				SELECT p.id, p.close_after, p.remind_before, p.version, p.plain_since,
+					   e.id AS experiment_id, e.variants, e.weights
+				  FROM orderexp.policies p
+				  LEFT JOIN orderexp.experiments e ON e.id = p.experiment_id
+				 WHERE p.order_table = %1$L::regclass
+				   AND (p.category = o.category OR p.category IS NULL)
+				 ORDER BY p.category IS NULL
+				 LIMIT 1) p
+		 CROSS JOIN LATERAL (
+				SELECT CASE WHEN p.experiment_id IS NOT NULL
+							THEN orderexp.assign_variant(o.k, p.weights, p.experiment_id)
+					   END AS variant) v
+		 CROSS JOIN LATERAL (
+				SELECT coalesce(o.created_at, now())
+					   + coalesce(p.variants[v.variant], p.close_after) AS close_at) c
+		 WHERE %2$s
+		   AND NOT coalesce(o.created_at >= p.plain_since, false)
+		ON CONFLICT (order_table, order_key) DO %3$s$q$,
+		cfg.order_table::oid::text,
+		scope,
+		CASE WHEN reschedule
+			 THEN 'UPDATE SET policy_id = excluded.policy_id, close_at = excluded.close_at, '
+				  'remind_at = CASE WHEN excluded.close_at = t.reminded_for THEN NULL '
+				  'ELSE excluded.remind_at END, '
+				  'policy_version = excluded.policy_version, variant = excluded.variant, '
+				  'order_created = excluded.order_created'
+			 ELSE 'NOTHING' END)
+		USING rows_sql;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END;
+$$;
+
+/* ------------------------------------------------------------------------
+ * Policies: the bodies, and the owner gates
+ * ------------------------------------------------------------------------ */
+
+CREATE OR REPLACE FUNCTION orderexp._set_close_policy(
+	orders				regclass,
+	close_after			interval,
+	remind_before		interval,
+	extend_by			interval,
+	max_extensions		integer,
+	category			text,
+	key_column			name,
+	status_column		name,
+	created_column		name,
+	category_column		name,
+	unpaid_value		text,
+	closed_value		text,
+	cancelled_value		text,
+	payload_columns		name[],
+	channels			text[],
+	reschedule			boolean,
+	channels_column		name,
+	contact_columns		text[],
+	fallback_before		interval)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	old_cfg		orderexp.tables;
+	cfg			orderexp.tables;
+	rel			record;
+	att			record;
+	pk_cols		int2[];
+	is_new		boolean;
+	policy_id	integer;
+	had_policy	boolean;
+	col			name;
+	item		text;
+	ch			text;
+BEGIN
+	/* --- arguments that must be given --- */
+	IF orders IS NULL THEN
+		RAISE EXCEPTION 'orders table must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF close_after IS NULL THEN
+		RAISE EXCEPTION 'close_after must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF max_extensions IS NULL THEN
+		RAISE EXCEPTION 'max_extensions must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF reschedule IS NULL THEN
+		RAISE EXCEPTION 'reschedule must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+
+	/* --- intervals --- */
+	IF NOT orderexp._positive_interval(close_after) THEN
+		RAISE EXCEPTION 'close_after must be positive'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('close_after is %s; each of its months, days and time must be zero or more, so that no deadline comes before its order.', close_after);
+	END IF;
+	IF close_after > interval '100 years' THEN
+		RAISE EXCEPTION 'close_after must be at most 100 years'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('close_after is %s.', close_after);
+	END IF;
+	IF remind_before IS NOT NULL AND NOT orderexp._positive_interval(remind_before) THEN
+		RAISE EXCEPTION 'remind_before must be positive'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('remind_before is %s; each of its months, days and time must be zero or more.', remind_before),
+				  HINT = 'Pass NULL for no reminders.';
+	END IF;
+	IF remind_before IS NOT NULL AND remind_before >= close_after THEN
+		RAISE EXCEPTION 'remind_before must be shorter than close_after'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('remind_before is %s, close_after is %s.', remind_before, close_after);
+	END IF;
+	IF extend_by IS NOT NULL AND (NOT orderexp._positive_interval(extend_by)
+								  OR extend_by > interval '100 years') THEN
+		RAISE EXCEPTION 'extend_by must be positive and at most 100 years'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('extend_by is %s.%s', extend_by,
+								  CASE WHEN NOT orderexp._positive_interval(extend_by)
+									   THEN ' Each of its months, days and time must be zero or more.'
+									   ELSE '' END);
+	END IF;
+	IF max_extensions < 0 THEN
+		RAISE EXCEPTION 'max_extensions must not be negative'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('max_extensions is %s.', max_extensions);
+	END IF;
+	IF max_extensions > 0 AND extend_by IS NULL THEN
+		RAISE EXCEPTION 'max_extensions needs extend_by'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Give extend_by, the interval each extension adds.';
+	END IF;
+
+	/* --- the table --- */
+	SELECT c.oid, c.relkind, c.relpersistence INTO rel FROM pg_class c WHERE c.oid = orders;
+	IF rel.relkind IS NULL THEN
+		RAISE EXCEPTION 'relation with OID % does not exist', orders::oid
+			USING ERRCODE = 'undefined_table';
+	END IF;
+	IF rel.relkind NOT IN ('r', 'p') THEN
+		RAISE EXCEPTION '% is not a table', orders
+			USING ERRCODE = 'wrong_object_type',
+				  DETAIL = 'Only ordinary and partitioned tables can be registered.';
+	END IF;
+	IF rel.relpersistence = 't' THEN
+		RAISE EXCEPTION 'temporary table % cannot be registered', orders
+			USING ERRCODE = 'wrong_object_type',
+				  DETAIL = 'The background worker cannot see temporary tables.';
+	END IF;
+
+	SELECT * INTO old_cfg FROM orderexp.tables t WHERE t.order_table = orders FOR UPDATE;
+	is_new := NOT FOUND;
+
+	cfg.order_table := orders;
+	cfg.key_column := coalesce(key_column, old_cfg.key_column);
+	cfg.status_column := coalesce(status_column, old_cfg.status_column, 'status');
+	cfg.created_column := coalesce(created_column, old_cfg.created_column, 'created_at');
+	cfg.category_column := coalesce(category_column, old_cfg.category_column);
+	cfg.unpaid_value := coalesce(unpaid_value, old_cfg.unpaid_value, 'unpaid');
+	cfg.closed_value := coalesce(closed_value, old_cfg.closed_value, 'closed');
+	cfg.cancelled_value := coalesce(cancelled_value, old_cfg.cancelled_value, 'cancelled');
+	cfg.payload_columns := coalesce(payload_columns, old_cfg.payload_columns, '{}');
+	cfg.channels := coalesce(channels, old_cfg.channels, '{email}');
+	cfg.channels_column := CASE WHEN channels_column = '' THEN NULL
+								ELSE coalesce(channels_column, old_cfg.channels_column) END;
+	cfg.contact_channels := coalesce(old_cfg.contact_channels, '{}');
+	cfg.contact_columns := coalesce(old_cfg.contact_columns, '{}');
+	cfg.fallback_before := coalesce(fallback_before, old_cfg.fallback_before, '5 minutes');
+
+	/* --- key column: the primary key unless named, then it must be unique --- */
+	IF cfg.key_column IS NULL THEN
+		SELECT i.indkey::int2[] INTO pk_cols
+		  FROM pg_index i WHERE i.indrelid = orders AND i.indisprimary;
+		IF pk_cols IS NULL THEN
+			RAISE EXCEPTION 'table % has no primary key', orders
+				USING ERRCODE = 'invalid_table_definition',
+					  HINT = 'Add a single-column primary key or name a unique key column with key_column.';
+		END IF;
+		IF cardinality(pk_cols) <> 1 THEN
+			RAISE EXCEPTION 'primary key of table % has % columns', orders, cardinality(pk_cols)
+				USING ERRCODE = 'invalid_table_definition',
+					  HINT = CASE rel.relkind
+								 WHEN 'p' THEN 'Name the column that identifies an order with key_column; it must lead an index.'
+								 ELSE 'Name a unique key column with key_column.' END;
+		END IF;
+		SELECT a.attname INTO cfg.key_column
+		  FROM pg_attribute a WHERE a.attrelid = orders AND a.attnum = pk_cols[array_lower(pk_cols, 1)];
+	END IF;
+
+	SELECT a.attnum, a.atttypid::regtype AS typ INTO att
+	  FROM pg_attribute a
+	 WHERE a.attrelid = orders AND a.attname = cfg.key_column AND NOT a.attisdropped AND a.attnum > 0;
+	IF att.attnum IS NULL THEN
+		RAISE EXCEPTION 'column "%" of table % does not exist', cfg.key_column, orders
+			USING ERRCODE = 'undefined_column', HINT = 'Check key_column.';
+	END IF;
+	IF att.typ NOT IN ('bigint'::regtype, 'integer'::regtype, 'uuid'::regtype,
+					   'text'::regtype, 'character varying'::regtype) THEN
+		RAISE EXCEPTION 'key column "%" of table % has unsupported type %', cfg.key_column, orders, att.typ
+			USING ERRCODE = 'datatype_mismatch',
+				  DETAIL = 'Supported key types are bigint, integer, uuid, text and varchar.';
+	END IF;
+	cfg.key_type := att.typ;
+	IF rel.relkind = 'p' THEN
+		/*
+		 * A unique index of a partitioned table must contain the partition
+		 * key, so the column that identifies an order (filled from a
+		 * sequence, say) cannot be declared unique on its own.  It must lead
+		 * an index, such as the primary key (id, created_at), so that every
+		 * lookup of an order is an index probe in each partition it touches.
+		 */
+		IF NOT EXISTS (SELECT 1 FROM pg_index i
+						WHERE i.indrelid = orders AND i.indkey[0] = att.attnum
+						  AND i.indpred IS NULL) THEN
+			RAISE EXCEPTION 'key column "%" of partitioned table % is not indexed', cfg.key_column, orders
+				USING ERRCODE = 'invalid_table_definition',
+					  DETAIL = 'The key column of a partitioned table must be the first column of an index without a WHERE clause.',
+					  HINT = format('Use a primary key that starts with it, e.g. PRIMARY KEY (%I, <partition key>), or CREATE INDEX ON %s (%I).',
+									cfg.key_column, orders, cfg.key_column);
+		END IF;
+	ELSIF NOT EXISTS (SELECT 1 FROM pg_index i
+					   WHERE i.indrelid = orders AND i.indisunique AND i.indnkeyatts = 1
+						 AND i.indkey[0] = att.attnum AND i.indpred IS NULL AND i.indexprs IS NULL) THEN
+		RAISE EXCEPTION 'key column "%" of table % is not unique', cfg.key_column, orders
+			USING ERRCODE = 'invalid_table_definition',
+				  HINT = 'The key column needs a primary key or unique index of its own.';
+	END IF;
+
+	/* --- status column and values --- */
+	SELECT a.attnum, a.atttypid, t.typtype, t.typcategory, format_type(a.atttypid, a.atttypmod) AS typ
+	  INTO att
+	  FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+	 WHERE a.attrelid = orders AND a.attname = cfg.status_column AND NOT a.attisdropped AND a.attnum > 0;
+	IF att.attnum IS NULL THEN
+		RAISE EXCEPTION 'column "%" of table % does not exist', cfg.status_column, orders
+			USING ERRCODE = 'undefined_column', HINT = 'Check status_column.';
+	END IF;
+	IF att.typcategory <> 'S' AND att.typtype <> 'e' THEN
+		RAISE EXCEPTION 'status column "%" of table % has unsupported type %', cfg.status_column, orders, att.typ
+			USING ERRCODE = 'datatype_mismatch',
+				  DETAIL = 'The status column must be of a string type or an enum.';
+	END IF;
+	IF cfg.unpaid_value = '' OR cfg.closed_value = '' OR cfg.cancelled_value = '' THEN
+		RAISE EXCEPTION 'status values must not be empty' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF cfg.unpaid_value IN (cfg.closed_value, cfg.cancelled_value) OR cfg.closed_value = cfg.cancelled_value THEN
+		RAISE EXCEPTION 'status values must be distinct'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('unpaid %L, closed %L, cancelled %L.',
+								  cfg.unpaid_value, cfg.closed_value, cfg.cancelled_value);
+	END IF;
+	DECLARE
+		v text;
+		ok boolean;
+	BEGIN
+		FOREACH v IN ARRAY ARRAY[cfg.unpaid_value, cfg.closed_value, cfg.cancelled_value] LOOP
+			BEGIN
+				/* the type's input may be the owner's code: as the owner */
+				SELECT (r ->> 'ok')::boolean INTO ok
+				  FROM orderexp._orders_exec(orders, true,
+						format('SELECT %L::%s::text = %L AS ok', v, att.typ, v), NULL) r;
+				IF NOT ok THEN
+					/* e.g. silently cut to fit a varchar(n) */
+					RAISE EXCEPTION USING ERRCODE = 'invalid_text_representation';
+				END IF;
+			EXCEPTION WHEN data_exception THEN
+				RAISE EXCEPTION 'status value % is not valid for column "%" of type %', quote_literal(v), cfg.status_column, att.typ
+					USING ERRCODE = 'invalid_parameter_value';
+			END;
+		END LOOP;
+	END;
+
+	/* --- created-at column --- */
+	SELECT a.attnum, a.atttypid::regtype AS typ INTO att
+	  FROM pg_attribute a
+	 WHERE a.attrelid = orders AND a.attname = cfg.created_column AND NOT a.attisdropped AND a.attnum > 0;
+	IF att.attnum IS NULL THEN
+		RAISE EXCEPTION 'column "%" of table % does not exist', cfg.created_column, orders
+			USING ERRCODE = 'undefined_column', HINT = 'Check created_column.';
+	END IF;
+	IF att.typ NOT IN ('timestamp with time zone'::regtype, 'timestamp without time zone'::regtype) THEN
+		RAISE EXCEPTION 'created-at column "%" of table % has unsupported type %', cfg.created_column, orders, att.typ
+			USING ERRCODE = 'datatype_mismatch',
+				  DETAIL = 'The created-at column must be timestamptz or timestamp.';
+	END IF;
+	cfg.partition_column := orderexp._partition_column(orders, cfg.created_column);
+
+	/* --- category column and the category argument --- */
+	IF cfg.category_column IS NOT NULL AND NOT EXISTS (
+			SELECT 1 FROM pg_attribute a
+			 WHERE a.attrelid = orders AND a.attname = cfg.category_column AND NOT a.attisdropped AND a.attnum > 0) THEN
+		RAISE EXCEPTION 'column "%" of table % does not exist', cfg.category_column, orders
+			USING ERRCODE = 'undefined_column', HINT = 'Check category_column.';
+	END IF;
+	IF category IS NOT NULL AND cfg.category_column IS NULL THEN
+		RAISE EXCEPTION 'table % has no category column', orders
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Pass category_column to say which column holds the product category.';
+	END IF;
+
+	/* --- payload columns and channels --- */
+	FOREACH col IN ARRAY cfg.payload_columns LOOP
+		IF col IS NULL OR NOT EXISTS (
+				SELECT 1 FROM pg_attribute a
+				 WHERE a.attrelid = orders AND a.attname = col AND NOT a.attisdropped AND a.attnum > 0) THEN
+			RAISE EXCEPTION 'payload column "%" of table % does not exist', col, orders
+				USING ERRCODE = 'undefined_column';
+		END IF;
+	END LOOP;
+	IF cardinality(cfg.channels) = 0 OR array_position(cfg.channels, NULL) IS NOT NULL
+	   OR EXISTS (SELECT 1 FROM unnest(cfg.channels) c WHERE c = '') THEN
+		RAISE EXCEPTION 'channels must be a non-empty array of non-empty names'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('channels is %L.', cfg.channels);
+	END IF;
+	/* names a relay routes by: identifier-like, as long as a name may be, once each */
+	IF EXISTS (SELECT 1 FROM unnest(cfg.channels) c
+				WHERE c !~ '^[A-Za-z_][A-Za-z0-9_-]*$' OR octet_length(c) > 63) THEN
+		RAISE EXCEPTION 'channel names must be identifier-like and at most 63 bytes'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('channels is %s.', left(cfg.channels::text, 200)),
+				  HINT = 'Use letters, digits, "_" and "-", starting with a letter or "_".';
+	END IF;
+	IF (SELECT count(DISTINCT c) FROM unnest(cfg.channels) c) <> cardinality(cfg.channels) THEN
+		RAISE EXCEPTION 'channels must not repeat'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('channels is %L: every event would go out twice on a repeated channel.', cfg.channels);
+	END IF;
+
+	/* --- the customer's channels, the contacts, the fallback --- */
+	IF cfg.channels_column IS NOT NULL THEN
+		SELECT a.attnum, a.atttypid::regtype AS typ INTO att
+		  FROM pg_attribute a
+		 WHERE a.attrelid = orders AND a.attname = cfg.channels_column AND NOT a.attisdropped
+		   AND a.attnum > 0;
+		IF att.attnum IS NULL THEN
+			RAISE EXCEPTION 'column "%" of table % does not exist', cfg.channels_column, orders
+				USING ERRCODE = 'undefined_column', HINT = 'Check channels_column.';
+		END IF;
+		IF att.typ NOT IN ('text[]'::regtype, 'character varying[]'::regtype,
+						   'text'::regtype, 'character varying'::regtype) THEN
+			RAISE EXCEPTION 'channels column "%" of table % has unsupported type %',
+				cfg.channels_column, orders, att.typ
+				USING ERRCODE = 'datatype_mismatch',
+					  DETAIL = 'The channels column must be text[] (or varchar[]), or text with a comma-separated list.';
+		END IF;
+	END IF;
+	IF contact_columns IS NOT NULL THEN
+		/* channel=column, once per channel of the table */
+		cfg.contact_channels := '{}';
+		cfg.contact_columns := '{}';
+		FOREACH item IN ARRAY contact_columns LOOP
+			ch := split_part(item, '=', 1);
+			col := substr(item, strpos(item, '=') + 1);
+			IF item IS NULL OR strpos(item, '=') = 0 OR col = '' THEN
+				RAISE EXCEPTION 'contact_columns entries must read channel=column'
+					USING ERRCODE = 'invalid_parameter_value',
+						  DETAIL = format('contact_columns has %s.', coalesce(quote_literal(item), 'NULL')),
+						  HINT = 'E.g. contact_columns => ''{email=customer_email,sms=phone}''.';
+			END IF;
+			IF NOT ch = ANY (cfg.channels) THEN
+				RAISE EXCEPTION 'contact_columns names channel %, which the table does not use', quote_literal(ch)
+					USING ERRCODE = 'invalid_parameter_value',
+						  DETAIL = format('channels is %s.', left(cfg.channels::text, 200));
+			END IF;
+			IF ch = ANY (cfg.contact_channels) THEN
+				RAISE EXCEPTION 'contact_columns names channel % twice', quote_literal(ch)
+					USING ERRCODE = 'invalid_parameter_value';
+			END IF;
+			IF NOT EXISTS (SELECT 1 FROM pg_attribute a
+							WHERE a.attrelid = orders AND a.attname = col AND NOT a.attisdropped
+							  AND a.attnum > 0) THEN
+				RAISE EXCEPTION 'contact column "%" of table % does not exist', col, orders
+					USING ERRCODE = 'undefined_column', HINT = 'Check contact_columns.';
+			END IF;
+			cfg.contact_channels := cfg.contact_channels || ch;
+			cfg.contact_columns := cfg.contact_columns || col;
+		END LOOP;
+	ELSIF is_new THEN
+		/* by default: the e-mail address in "email", the phone number in "phone" */
+		SELECT coalesce(array_agg(d.ch ORDER BY d.n), '{}'), coalesce(array_agg(d.col ORDER BY d.n), '{}')
+		  INTO cfg.contact_channels, cfg.contact_columns
+		  FROM (VALUES (1, 'email', 'email'::name), (2, 'sms', 'phone'::name)) AS d(n, ch, col)
+		 WHERE d.ch = ANY (cfg.channels)
+		   AND EXISTS (SELECT 1 FROM pg_attribute a
+						WHERE a.attrelid = orders AND a.attname = d.col AND NOT a.attisdropped
+						  AND a.attnum > 0);
+	END IF;
+	IF cfg.fallback_before < interval '0' OR (cfg.fallback_before <> interval '0'
+											  AND NOT orderexp._positive_interval(cfg.fallback_before))
+	   OR cfg.fallback_before > interval '100 years' THEN
+		RAISE EXCEPTION 'fallback_before must be zero or positive, and at most 100 years'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('fallback_before is %s; each of its months, days and time must be zero or more.', cfg.fallback_before);
+	END IF;
+
+	/* --- store --- */
+	IF is_new THEN
+		INSERT INTO orderexp.tables (order_table, key_column, key_type, status_column,
+									 created_column, category_column, unpaid_value,
+									 closed_value, cancelled_value, payload_columns, channels,
+									 partition_column, channels_column, contact_channels,
+									 contact_columns, fallback_before)
+		VALUES (cfg.order_table, cfg.key_column, cfg.key_type, cfg.status_column,
+				cfg.created_column, cfg.category_column, cfg.unpaid_value,
+				cfg.closed_value, cfg.cancelled_value, cfg.payload_columns, cfg.channels,
+				cfg.partition_column, cfg.channels_column, cfg.contact_channels,
+				cfg.contact_columns, cfg.fallback_before);
+	ELSE
+		UPDATE orderexp.tables t
+		   SET key_column = cfg.key_column, key_type = cfg.key_type,
+			   status_column = cfg.status_column, created_column = cfg.created_column,
+			   category_column = cfg.category_column, unpaid_value = cfg.unpaid_value,
+			   closed_value = cfg.closed_value, cancelled_value = cfg.cancelled_value,
+			   payload_columns = cfg.payload_columns, channels = cfg.channels,
+			   partition_column = cfg.partition_column,
+			   channels_column = cfg.channels_column, contact_channels = cfg.contact_channels,
+			   contact_columns = cfg.contact_columns, fallback_before = cfg.fallback_before,
+			   last_error = NULL, last_error_at = NULL
+		 WHERE t.order_table = orders;
+	END IF;
+	SELECT * INTO cfg FROM orderexp.tables t WHERE t.order_table = orders;
+
+	SELECT p.id INTO policy_id FROM orderexp.policies p
+	 WHERE p.order_table = orders AND p.category IS NOT DISTINCT FROM _set_close_policy.category
+	   FOR UPDATE;
+	had_policy := FOUND;
+	/*
+	 * Plain deadlines follow close_after: a change that leaves existing
+	 * deadlines alone writes the timer rows of the plain orders first, with
+	 * the deadlines they have now (with reschedule they take the new one,
+	 * as the timers do)
+	 */
+	IF had_policy AND NOT reschedule
+	   AND EXISTS (SELECT 1 FROM orderexp.policies p
+				    WHERE p.id = policy_id AND p.plain_since IS NOT NULL
+					  AND (p.close_after, p.remind_before, p.extend_by, p.max_extensions)
+						  IS DISTINCT FROM
+						  (_set_close_policy.close_after, _set_close_policy.remind_before,
+						   _set_close_policy.extend_by, _set_close_policy.max_extensions)) THEN
+		PERFORM orderexp._materialize_plain(cfg);
+	END IF;
+	IF had_policy THEN
+		UPDATE orderexp.policies p
+		   SET close_after = _set_close_policy.close_after,
+			   remind_before = _set_close_policy.remind_before,
+			   extend_by = _set_close_policy.extend_by,
+			   max_extensions = _set_close_policy.max_extensions,
+			   updated_at = now()
+		 WHERE p.id = policy_id;
+	ELSE
+		INSERT INTO orderexp.policies (order_table, category, close_after, remind_before,
+									   extend_by, max_extensions)
+		VALUES (orders, category, close_after, remind_before, extend_by, max_extensions)
+		RETURNING id INTO policy_id;
+	END IF;
+
+	PERFORM orderexp._install_triggers(cfg);
+	PERFORM orderexp._fill_order_created(cfg);
+
+	/*
+	 * Track unpaid rows that have no timer yet.  A new category policy takes
+	 * over the orders of its category, which were governed by the default
+	 * policy until now; a changed policy leaves existing deadlines alone
+	 * unless asked to reschedule them.
+	 */
+	PERFORM orderexp._track_existing(cfg, category, is_new,
+									 reschedule OR (category IS NOT NULL AND NOT had_policy));
+
+	RETURN policy_id;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION orderexp._reopen_order(orders regclass, order_key anyelement,
+									   close_after interval, reason text)
+RETURNS timestamptz
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	actor name := orderexp._actor();
+	cfg orderexp.tables;
+	k	text;
+	st	text;
+	last_change orderexp.audit;
+	expected text;
+	tm	orderexp.timers;
+	pol	orderexp.policies;
+	step interval;
+	new_close timestamptz;
+BEGIN
+	PERFORM orderexp._check_reason(reason);
+	cfg := orderexp._config(orders);
+	k := orderexp._key_text(cfg, order_key::text);
+	IF close_after IS NOT NULL AND (NOT orderexp._positive_interval(close_after)
+									OR close_after > interval '100 years') THEN
+		RAISE EXCEPTION 'close_after must be positive and at most 100 years'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('close_after is %s.', close_after);
+	END IF;
+
+	/* the row first, then its timer (a closed order has none, unless closed outside orderexp) */
+	st := orderexp._lock_order(cfg, k);
+	IF st IS NOT DISTINCT FROM cfg.unpaid_value THEN
+		RAISE EXCEPTION 'order % in table % is unpaid', k, orders
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'Only orders orderexp closed or cancelled can be reopened.',
+				  HINT = 'Use orderexp.extend_order() to give an unpaid order more time.';
+	END IF;
+	IF st IS DISTINCT FROM cfg.closed_value AND st IS DISTINCT FROM cfg.cancelled_value THEN
+		RAISE EXCEPTION 'order % in table % is neither closed nor cancelled', k, orders
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = format('Its status is %s.', coalesce(quote_literal(st), 'NULL'));
+	END IF;
+
+	/* the last change orderexp made must be the close or the cancel we see */
+	SELECT * INTO last_change FROM orderexp.audit a
+	 WHERE a.order_table = orders AND a.order_key = k
+	 ORDER BY a.at DESC, a.id DESC LIMIT 1;
+	/*
+	 * orderexp drops the timer when it closes or cancels; a timer on a closed
+	 * order means the application set it back to unpaid (and closed it
+	 * again) since.  The lazy clean-up removes such a timer at its deadline,
+	 * so this catches a round trip outside orderexp only until then.
+	 */
+	expected := CASE WHEN st = cfg.closed_value THEN 'closed' ELSE 'cancelled' END;
+	IF last_change.action IS DISTINCT FROM expected
+	   OR EXISTS (SELECT 1 FROM orderexp.timers t WHERE t.order_table = orders AND t.order_key = k) THEN
+		RAISE EXCEPTION 'order % in table % was not % by orderexp', k, orders, expected
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = CASE WHEN last_change.action IS NULL
+								THEN 'orderexp has no record of changing this order.'
+								WHEN last_change.action IS DISTINCT FROM expected
+								THEN format('The last change orderexp made was %s at %s.',
+											last_change.action, last_change.at)
+								ELSE 'It was set back to unpaid outside orderexp since orderexp last changed it.' END,
+				  HINT = 'Only orders orderexp closed or cancelled can be reopened; set the status yourself otherwise.';
+	END IF;
+
+	/* back to unpaid: the timer trigger arms a timer under today's policy and variant */
+	PERFORM 1
+	   FROM orderexp._orders_exec(orders, false,
+			format('UPDATE %s o SET %I = $2::text::%s WHERE o.%I = $1::%s RETURNING true AS done',
+				   orders, cfg.status_column, orderexp._status_type(cfg),
+				   cfg.key_column, cfg.key_type),
+			ARRAY[k, cfg.unpaid_value]);
+	SELECT * INTO tm FROM orderexp.timers t WHERE t.order_table = orders AND t.order_key = k;
+	IF NOT FOUND THEN
+		/*
+		 * A plain deadline: the row it stands for, with a generation drawn
+		 * anew, as the trigger draws one, so that no token of the order's
+		 * first life works again
+		 */
+		PERFORM orderexp._lock_order(cfg, k);
+		UPDATE orderexp.timers t SET generation = nextval('orderexp.timer_generation')
+		 WHERE t.order_table = orders AND t.order_key = k AND t.generation < 0;
+		SELECT * INTO tm FROM orderexp.timers t WHERE t.order_table = orders AND t.order_key = k;
+	END IF;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'order % in table % would not be tracked', k, orders
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'No close policy applies to its category any more.';
+	END IF;
+	SELECT * INTO pol FROM orderexp.policies p WHERE p.id = tm.policy_id;
+	step := coalesce(close_after,
+					 (SELECT e.variants[tm.variant] FROM orderexp.experiments e
+					   WHERE e.id = pol.experiment_id AND tm.variant IS NOT NULL),
+					 pol.close_after);
+	new_close := now() + step;
+	UPDATE orderexp.timers t
+	   SET close_at = new_close,
+		   remind_at = CASE WHEN pol.remind_before < step THEN new_close - pol.remind_before END,
+		   reminded_for = NULL,
+		   reopened = true
+	 WHERE t.order_table = orders AND t.order_key = k;
+
+	PERFORM orderexp._record_change(cfg, 'reopened', k,
+		jsonb_build_object('order_table', orders::text, 'order_key', k,
+						   'close_at', new_close, 'previous_status', st,
+						   'reason', reason, 'reopened_by', actor::text,
+						   'order', orderexp._order_cols(cfg, k)),
+		'operator', actor, reason, tm, new_close, last_change.deadline);
+	RETURN new_close;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION orderexp._extension_token(orders regclass, order_key text)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	cfg orderexp.tables;
+	k	text;
+	st	text;
+	found_row boolean;
+	ord jsonb;
+	tm	orderexp.timers;
+	pol	orderexp.policies;
+	refusal text[];
+BEGIN
+	cfg := orderexp._config(orders);
+	k := orderexp._key_text(cfg, order_key);
+	SELECT true, r ->> 'st', r INTO found_row, st, ord
+	  FROM orderexp._orders_exec(cfg.order_table, false,
+			format('SELECT o.%I::text AS st, %s FROM %s o WHERE o.%I = $1::%s',
+				   cfg.status_column, orderexp._plain_cols(cfg), cfg.order_table,
+				   cfg.key_column, cfg.key_type),
+			ARRAY[k]) r;
+	IF found_row IS NULL THEN
+		RAISE EXCEPTION 'order % not found in table %', k, orders
+			USING ERRCODE = 'no_data_found';
+	END IF;
+	SELECT * INTO tm FROM orderexp.timers t WHERE t.order_table = orders AND t.order_key = k;
+	IF NOT FOUND THEN
+		/* a plain deadline: the token names the timer row it stands for */
+		tm := orderexp._plain_timer(cfg, k, ord);
+	END IF;
+	SELECT * INTO pol FROM orderexp.policies p WHERE p.id = tm.policy_id;
+	refusal := orderexp._token_refusal(cfg, st, tm, pol);
+	IF refusal IS NOT NULL THEN
+		RAISE EXCEPTION 'cannot make an extension token for order % in table %: %', k, orders, refusal[1]
+			USING ERRCODE = 'object_not_in_prerequisite_state', DETAIL = refusal[2];
+	END IF;
+	RETURN orderexp._token_make(orders, k, tm.close_at, tm.extensions, tm.generation);
+END;
+$$;
+
+/*
+ * Why an order is where it is, as one paragraph: a sentence per step from
+ * the templates of lang (then its language without the region, then the
+ * shop's '*', then orderexp's 'default').  Built from what history() reads
+ * (audit rows, policy versions, experiments), the order's reminders in the
+ * outbox, its outcomes, its feedback and its timer, all read as the
+ * extension owner; the orders table only through _orders_exec(), as the
+ * caller.  Steps are told in the order of their time, then of their rank
+ * in _explanation_steps(), then of their ids; times in UTC, intervals in
+ * words: the same history gives the same text in every session.
+ * explain_order() is the gate in front of this body.
+ */
+CREATE OR REPLACE FUNCTION orderexp._explain_order(orders regclass, order_key anyelement, lang text)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	cfg orderexp.tables;
+	k	text;
+	ord jsonb;
+	created timestamptz;
+	tm	orderexp.timers;
+	pid integer;
+	pver integer;
+	pvar integer;
+	pv	orderexp.policy_versions;
+	exp_variants interval[];
+	timeout interval;
+	a	orderexp.audit;
+	o	record;
+	f	orderexp.feedback;
+	r	record;
+	n_ext integer := 0;
+	n_token integer := 0;
+	max_ext integer;
+	last_wave timestamptz;
+	/* the steps: parallel arrays, sorted at the end */
+	s_at timestamptz[] := '{}';
+	s_sub bigint[] := '{}';
+	s_step text[] := '{}';
+	s_vals jsonb[] := '{}';
+	result text;
+BEGIN
+	IF lang IS NOT NULL AND lang !~ '^[A-Za-z0-9_-]{1,35}$' THEN
+		RAISE EXCEPTION 'invalid language %', quote_literal(lang)
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'A language is a tag such as ''de'' or ''de-AT'' (letters, digits, ''-'', ''_''), or NULL for the shop''s texts.';
+	END IF;
+	cfg := orderexp._config(orders);
+	k := orderexp._key_text(cfg, order_key::text);
+
+	/* the order itself, read as the caller: is it there, when was it placed, is it unpaid */
+	SELECT r2 INTO ord
+	  FROM orderexp._orders_exec(orders, false,
+			format('SELECT %s, o.%I::text AS st FROM %s o WHERE o.%I = $1::%s',
+				   orderexp._plain_cols(cfg),
+				   cfg.status_column, orders, cfg.key_column, cfg.key_type),
+			ARRAY[k]) r2;
+	IF ord IS NULL THEN
+		RAISE EXCEPTION 'order % not found in table %', k, orders
+			USING ERRCODE = 'no_data_found';
+	END IF;
+	created := (ord ->> 'stored')::timestamptz;
+
+	/* the policy the order started under: its first change, else its outcome, else its timer */
+	SELECT * INTO tm FROM orderexp.timers t WHERE t.order_table = orders AND t.order_key = k;
+	IF NOT FOUND THEN
+		/* a plain deadline: the timer row it stands for */
+		tm := orderexp._plain_timer(cfg, k, ord);
+	END IF;
+	SELECT x.policy_id, x.policy_version, x.variant INTO pid, pver, pvar
+	  FROM orderexp.audit x
+	 WHERE x.order_table = orders AND x.order_key = k AND x.policy_version IS NOT NULL
+	 ORDER BY x.at, x.id LIMIT 1;
+	IF pid IS NULL THEN
+		SELECT x.policy_id, x.policy_version, x.variant INTO pid, pver, pvar
+		  FROM orderexp.outcomes x
+		 WHERE x.order_table = orders AND x.order_key = k AND x.policy_id IS NOT NULL
+		 ORDER BY x.decided_at LIMIT 1;
+	END IF;
+	IF pid IS NULL THEN
+		pid := tm.policy_id;
+		pver := tm.policy_version;
+		pvar := tm.variant;
+	END IF;
+
+	IF created IS NOT NULL THEN
+		s_at := s_at || created;
+		s_sub := s_sub || 0::bigint;
+		s_step := s_step || 'placed'::text;
+		s_vals := s_vals || jsonb_build_object('at', orderexp._explain_time(created));
+	END IF;
+
+	SELECT * INTO pv FROM orderexp.policy_versions v WHERE v.policy_id = pid AND v.version = pver;
+	IF FOUND THEN
+		SELECT e.variants INTO exp_variants FROM orderexp.experiments e WHERE e.id = pv.experiment_id;
+		timeout := CASE WHEN pvar IS NOT NULL AND exp_variants IS NOT NULL
+						THEN exp_variants[pvar] ELSE pv.close_after END;
+		s_at := s_at || coalesce(created, '-infinity');
+		s_sub := s_sub || 0::bigint;
+		s_step := s_step || CASE WHEN pvar IS NOT NULL AND exp_variants IS NOT NULL
+								 THEN 'policy_variant' ELSE 'policy' END;
+		s_vals := s_vals || jsonb_build_object(
+			'policy', pid, 'version', pver, 'category', coalesce(pv.category, 'default'),
+			'timeout', orderexp._explain_interval(timeout),
+			'timeout_iso', orderexp._iso_interval(timeout),
+			'experiment', pv.experiment_id, 'variant', pvar);
+	END IF;
+
+	/*
+	 * The reminders: one outbox row per channel, found by outbox_history
+	 * (which has an order's reminders besides its records, for this reason
+	 * alone: the outbox keeps the history); a reminder that offered an extension
+	 * link is followed by one extension_offered step.  Sent reminders write
+	 * no audit row: once their outbox rows are pruned
+	 * (orderexp.event_retention after delivery), they are not told.  Those
+	 * claim() withheld are told from their audit rows, below.
+	 */
+	FOR r IN SELECT x.id, x.channel, x.created_at, x.delivered_at, x.dead_at, x.attempts,
+					x.last_error, x.payload
+			   FROM orderexp.outbox_state x
+			  WHERE x.kind = 'reminder' AND x.order_table = orders AND x.order_key = k
+				AND x.obsolete_at IS NULL
+			  ORDER BY x.created_at, x.id
+	LOOP
+		s_at := s_at || r.created_at;
+		s_sub := s_sub || r.id;
+		s_step := s_step || CASE WHEN r.delivered_at IS NOT NULL THEN 'reminder_delivered'
+								 WHEN r.dead_at IS NOT NULL THEN 'reminder_dead'
+								 ELSE 'reminder_pending' END;
+		s_vals := s_vals || jsonb_build_object(
+			'at', orderexp._explain_time(r.created_at), 'channel', r.channel,
+			'delivered_at', orderexp._explain_time(r.delivered_at),
+			'dead_at', orderexp._explain_time(r.dead_at),
+			'attempts', r.attempts, 'error', r.last_error);
+		/* offered by a reminder that reached, or may still reach, the customer */
+		IF r.payload ->> 'extension_token' IS NOT NULL AND r.dead_at IS NULL
+		   AND r.created_at IS DISTINCT FROM last_wave THEN
+			last_wave := r.created_at;
+			s_at := s_at || r.created_at;
+			s_sub := s_sub || r.id;
+			s_step := s_step || 'extension_offered'::text;
+			s_vals := s_vals || jsonb_build_object(
+				'at', orderexp._explain_time(r.created_at),
+				'extend_by', orderexp._explain_interval((r.payload ->> 'extend_by')::interval),
+				'extend_by_iso', r.payload ->> 'extend_by',
+				'extensions_left', r.payload -> 'extensions_left');
+		END IF;
+	END LOOP;
+
+	/* the changes orderexp made, oldest first */
+	FOR a IN SELECT * FROM orderexp.audit x
+			  WHERE x.order_table = orders AND x.order_key = k ORDER BY x.at, x.id
+	LOOP
+		s_at := s_at || a.at;
+		s_sub := s_sub || a.id;
+		IF a.action = 'extended' THEN
+			n_ext := n_ext + 1;
+			IF a.via = 'token' THEN
+				n_token := n_token + 1;
+			END IF;
+			SELECT v.max_extensions INTO max_ext FROM orderexp.policy_versions v
+			 WHERE v.policy_id = a.policy_id AND v.version = a.policy_version;
+			s_step := s_step || CASE a.via WHEN 'token' THEN 'extended_token'
+											ELSE 'extended_staff' END;
+			s_vals := s_vals || jsonb_build_object(
+				'at', orderexp._explain_time(a.at), 'deadline', orderexp._explain_time(a.deadline),
+				'previous_deadline', orderexp._explain_time(a.previous_deadline),
+				'by', orderexp._explain_interval(a.deadline - a.previous_deadline),
+				'by_iso', orderexp._iso_interval(a.deadline - a.previous_deadline),
+				'n', n_ext, 'extensions_left', greatest(max_ext - n_token, 0),
+				'actor', a.actor);
+		ELSIF a.action = 'reminder_withheld' THEN
+			/* claim() settled a reminder that no longer mattered; the reason is its own */
+			s_step := s_step || 'reminder_withheld'::text;
+			s_vals := s_vals || jsonb_build_object(
+				'at', orderexp._explain_time(a.at), 'deadline', orderexp._explain_time(a.deadline),
+				'reason', regexp_replace(a.reason, '^reminder not sent: ', ''),
+				'channel', (SELECT x.channel FROM orderexp.outbox x WHERE x.id = a.event_ids[1]));
+		ELSE
+			IF a.action = 'reopened' THEN
+				/* a reopened order starts counting its customer's extensions afresh */
+				n_token := 0;
+			END IF;
+			s_step := s_step || CASE WHEN a.action IN ('cancelled', 'reopened') AND a.reason IS NULL
+									 THEN a.action || '_no_reason' ELSE a.action END;
+			s_vals := s_vals || jsonb_build_object(
+				'at', orderexp._explain_time(a.at), 'deadline', orderexp._explain_time(a.deadline),
+				'actor', a.actor, 'reason', a.reason);
+		END IF;
+	END LOOP;
+
+	/* payments, from the outcomes (a table without indexes: read whole) */
+	FOR o IN SELECT x.decided_at FROM orderexp.outcomes x
+			  WHERE x.order_table = orders AND x.order_key = k AND x.outcome = 'paid'
+			  ORDER BY x.decided_at
+	LOOP
+		s_at := s_at || o.decided_at;
+		s_sub := s_sub || 0::bigint;
+		s_step := s_step || 'paid'::text;
+		s_vals := s_vals || jsonb_build_object('at', orderexp._explain_time(o.decided_at));
+	END LOOP;
+
+	FOR f IN SELECT * FROM orderexp.feedback x
+			  WHERE x.order_table = orders AND x.order_key = k ORDER BY x.id
+	LOOP
+		s_at := s_at || f.recorded_at;
+		s_sub := s_sub || f.id;
+		s_step := s_step || 'feedback'::text;
+		s_vals := s_vals || jsonb_build_object(
+			'at', orderexp._explain_time(f.recorded_at), 'actor', f.recorded_by,
+			'topic', f.topic, 'body', f.body);
+	END LOOP;
+
+	/* still unpaid and tracked: its deadline now (a paid order's timer lingers) */
+	IF tm.order_key IS NOT NULL AND ord ->> 'st' = cfg.unpaid_value THEN
+		s_at := s_at || 'infinity'::timestamptz;
+		s_sub := s_sub || 0::bigint;
+		s_step := s_step || 'pending'::text;
+		s_vals := s_vals || jsonb_build_object('deadline', orderexp._explain_time(tm.close_at));
+	END IF;
+
+	SELECT string_agg(orderexp._explain_fill(t.template, s.vals || jsonb_build_object('order', k)),
+					  ' ' ORDER BY s.at, st.rank, s.sub, s.n)
+	  INTO result
+	  FROM unnest(s_at, s_sub, s_step, s_vals) WITH ORDINALITY AS s(at, sub, step, vals, n)
+	  JOIN orderexp._explanation_steps() st ON st.step = s.step
+	 CROSS JOIN LATERAL (
+			SELECT x.template FROM orderexp.explanation_templates x
+			 WHERE x.step = s.step
+			   AND x.lang IN ($3, split_part($3, '-', 1), '*', 'default')
+			 ORDER BY CASE x.lang WHEN $3 THEN 0 WHEN split_part($3, '-', 1) THEN 1
+								  WHEN '*' THEN 2 ELSE 3 END
+			 LIMIT 1) t;
+	RETURN coalesce(result, '');
+END;
+$$;
+
+/*
+ * Feedback about one order, with the order's policy version and variant
+ * (its timer's, else its last audit row's, else its last outcome's).
+ * record_feedback() is the gate in front of this body.
+ */
+CREATE OR REPLACE FUNCTION orderexp._record_feedback(orders regclass, order_key anyelement, topic text,
+										  body text)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	actor name := orderexp._actor();
+	cfg orderexp.tables;
+	k	text;
+	pid integer;
+	pver integer;
+	pvar integer;
+	ord jsonb;
+	tm	orderexp.timers;
+	id	bigint;
+BEGIN
+	IF topic IS NULL OR body IS NULL THEN
+		RAISE EXCEPTION 'topic and body must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF topic NOT IN ('complaint', 'closed too early', 'reminder not received', 'other') THEN
+		RAISE EXCEPTION 'unknown feedback topic %', quote_literal(topic)
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'The topics are ''complaint'', ''closed too early'', ''reminder not received'' and ''other''.';
+	END IF;
+	IF btrim(body) = '' THEN
+		RAISE EXCEPTION 'feedback body must not be empty'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF octet_length(body) > orderexp._max_reason_length() THEN
+		RAISE EXCEPTION 'feedback body is too long'
+			USING ERRCODE = 'string_data_right_truncation',
+				  DETAIL = format('It has %s bytes; orderexp.max_reason_length is %s.',
+								  octet_length(body), orderexp._max_reason_length()),
+				  HINT = 'Feedback goes into the order''s history: keep it short.';
+	END IF;
+	cfg := orderexp._config(orders);
+	k := orderexp._key_text(cfg, order_key::text);
+	SELECT r INTO ord
+	  FROM orderexp._orders_exec(orders, false,
+			format('SELECT o.%I::text AS st, %s FROM %s o WHERE o.%I = $1::%s',
+				   cfg.status_column, orderexp._plain_cols(cfg), orders, cfg.key_column,
+				   cfg.key_type),
+			ARRAY[k]) r;
+	IF ord IS NULL THEN
+		RAISE EXCEPTION 'order % not found in table %', k, orders
+			USING ERRCODE = 'no_data_found';
+	END IF;
+
+	SELECT t.policy_id, t.policy_version, t.variant INTO pid, pver, pvar
+	  FROM orderexp.timers t WHERE t.order_table = orders AND t.order_key = k;
+	IF pid IS NULL THEN
+		SELECT x.policy_id, x.policy_version, x.variant INTO pid, pver, pvar
+		  FROM orderexp.audit x
+		 WHERE x.order_table = orders AND x.order_key = k AND x.policy_version IS NOT NULL
+		 ORDER BY x.at DESC, x.id DESC LIMIT 1;
+	END IF;
+	IF pid IS NULL THEN
+		/* a paid order: its outcome (a table without indexes, read whole) */
+		SELECT x.policy_id, x.policy_version, x.variant INTO pid, pver, pvar
+		  FROM orderexp.outcomes x
+		 WHERE x.order_table = orders AND x.order_key = k AND x.policy_id IS NOT NULL
+		 ORDER BY x.decided_at DESC LIMIT 1;
+	END IF;
+	IF pid IS NULL THEN
+		/* an unpaid order with a plain deadline */
+		tm := orderexp._plain_timer(cfg, k, ord);
+		pid := tm.policy_id;
+		pver := tm.policy_version;
+	END IF;
+
+	INSERT INTO orderexp.feedback (order_table, order_key, topic, body, recorded_by,
+								   policy_id, policy_version, variant)
+	VALUES (orders, k, topic, body, actor, pid, pver, pvar)
+	RETURNING feedback.id INTO id;
+	RETURN id;
+END;
+$$;
+
+/*
+ * Tracked orders that are still unpaid in their table, with their deadlines,
+ * of the tables the caller owns (every table's for a superuser), as a JSON
+ * array.  pending_json() is the role gate in front of this body: it reads
+ * the timers as the extension owner, the orders as each table's owner.
+ */
+CREATE OR REPLACE FUNCTION orderexp._pending_json()
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	tables regclass[] := orderexp._tables_visible(orderexp._actor(), false);
+	cfg orderexp.tables;
+	part jsonb;
+	result jsonb := '[]';
+BEGIN
+	FOR cfg IN SELECT t.* FROM orderexp.tables t
+				 JOIN pg_class c ON c.oid = t.order_table
+				WHERE tables IS NULL OR t.order_table = ANY (tables)
+				ORDER BY t.order_table::text
+	LOOP
+	  BEGIN
+		/*
+		 * The unpaid rows among the tracked ones, read as the table's owner
+		 * (the casts of its key and category may be the owner's code)
+		 */
+		SELECT coalesce(jsonb_agg(jsonb_build_object(
+					'order_table', t.order_table::oid, 'order_key', t.order_key,
+					'category', o.category, 'policy_id', t.policy_id, 'close_at', t.close_at,
+					'remind_at', t.remind_at, 'extensions', t.extensions)
+				ORDER BY t.close_at), '[]')
+		  INTO part
+		  FROM orderexp.timers t
+		  JOIN (SELECT r ->> 'k' AS k, r ->> 'category' AS category
+				  FROM orderexp._orders_exec(cfg.order_table, true,
+						format('SELECT o.%I::text AS k, %s AS category FROM %s o WHERE o.%I = ANY ($1::%s[]) AND o.%I::text = $2',
+							   cfg.key_column,
+							   CASE WHEN cfg.category_column IS NULL THEN 'NULL::text'
+									ELSE format('o.%I::text', cfg.category_column) END,
+							   cfg.order_table, cfg.key_column, cfg.key_type, cfg.status_column),
+						ARRAY[(SELECT coalesce(array_agg(x.order_key), '{}') FROM orderexp.timers x
+								WHERE x.order_table = cfg.order_table)::text,
+							  cfg.unpaid_value]) r) o ON o.k = t.order_key
+		 WHERE t.order_table = cfg.order_table;
+		/* and those with plain deadlines, which have no timer row */
+		IF EXISTS (SELECT 1 FROM orderexp.policies p
+					WHERE p.order_table = cfg.order_table AND p.plain_since IS NOT NULL) THEN
+			SELECT jsonb_agg(e ORDER BY (e ->> 'close_at')::timestamptz, e ->> 'order_key')
+			  INTO part
+			  FROM (SELECT jsonb_array_elements(part) AS e
+					UNION ALL
+					SELECT jsonb_build_object(
+							'order_table', cfg.order_table::oid, 'order_key', x.order_key,
+							'category', x.category, 'policy_id', x.policy_id,
+							'close_at', x.close_at, 'remind_at', NULL, 'extensions', 0)
+					  FROM orderexp._plain_pending(cfg) x) u;
+			part := coalesce(part, '[]');
+		END IF;
+		result := result || part;
+	  EXCEPTION WHEN OTHERS THEN
+		/* one table with a broken mapping does not hide the others */
+		RAISE WARNING 'orderexp.pending skips table %: %', cfg.order_table, SQLERRM
+			USING HINT = 'Register the table again with orderexp.set_close_policy().';
+	  END;
+	END LOOP;
+	RETURN result;
+END;
+$$;
+
+COMMENT ON FUNCTION orderexp._lock_order(orderexp.tables, text) IS
+	'lock one order: its row, then its timer (written first for a plain deadline); the row''s status as text, P0002 if there is no such order';
+
+CREATE OR REPLACE VIEW orderexp.monitor_backlog AS
+	SELECT (SELECT format('%I.%I', n.nspname, c.relname)
+			  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+			 WHERE c.oid = t.order_table) AS order_table,
+		   b.pending, b.overdue, b.reminders_due, b.oldest_deadline,
+		   coalesce(round(extract(epoch FROM b.oldest_deadline)::numeric, 3), 0) AS oldest_deadline_epoch,
+		   coalesce(greatest(round(extract(epoch FROM now() - b.oldest_deadline)::numeric, 3), 0), 0)
+			   AS oldest_overdue_seconds,
+		   t.last_error_at IS NOT NULL AS failing
+	  FROM orderexp.tables t
+	 CROSS JOIN LATERAL (
+			SELECT count(tm.order_key) AS pending,
+				   count(tm.order_key) FILTER (WHERE tm.close_at <= now()) AS overdue,
+				   count(tm.order_key) FILTER (WHERE tm.remind_at <= now()) AS reminders_due,
+				   min(tm.close_at) AS oldest_deadline
+			  FROM orderexp.timers tm
+			 WHERE tm.order_table = t.order_table) tb
+	 CROSS JOIN LATERAL (
+			SELECT tb.pending + pb.pending AS pending, tb.overdue + pb.overdue AS overdue,
+				   tb.reminders_due, least(tb.oldest_deadline, pb.oldest_deadline) AS oldest_deadline
+			  FROM orderexp._plain_backlog(t.order_table) pb) b;
+
+/*
+ * Plain deadlines (1.3): set_plain_deadlines is the administrator's, as
+ * set_close_policy; the helpers are the extension owner's, but for the
+ * counts monitor_backlog shows pg_monitor
+ */
+REVOKE ALL ON FUNCTION
+	orderexp._check_plain(orderexp.policies),
+	orderexp._plain_cols(orderexp.tables),
+	orderexp._plain_timer(orderexp.tables, text, jsonb),
+	orderexp._materialize_plain(orderexp.tables),
+	orderexp._plain_pending(orderexp.tables),
+	orderexp._plain_backlog(regclass),
+	orderexp._plain_index(orderexp.tables),
+	orderexp._set_plain_deadlines(regclass, boolean),
+	orderexp._plain_batch_sql(orderexp.tables),
+	orderexp._record_plain_close_sql(orderexp.tables, orderexp.policies),
+	orderexp.set_plain_deadlines(regclass, boolean)
+	FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION orderexp.set_plain_deadlines(regclass, boolean) TO orderexp_admin;
+GRANT EXECUTE ON FUNCTION orderexp._plain_backlog(regclass) TO pg_monitor;

@@ -148,7 +148,8 @@ CREATE TABLE orderexp.policies (
 	created_at		timestamptz NOT NULL DEFAULT now(),
 	updated_at		timestamptz NOT NULL DEFAULT now(),
 	version			integer NOT NULL DEFAULT 1,
-	experiment_id	integer
+	experiment_id	integer,
+	plain_since		timestamptz
 );
 CREATE UNIQUE INDEX policies_table_default ON orderexp.policies (order_table)
 	WHERE category IS NULL;
@@ -160,6 +161,8 @@ COMMENT ON COLUMN orderexp.policies.version IS
 	'bumped whenever the settings (or the running experiment) change; timers and outcomes record it';
 COMMENT ON COLUMN orderexp.policies.experiment_id IS
 	'the experiment running on this policy, if any (orderexp.start_experiment)';
+COMMENT ON COLUMN orderexp.policies.plain_since IS
+	'plain deadlines (orderexp.set_plain_deadlines, default policy only): unpaid orders created since then need no timer row';
 SELECT pg_catalog.pg_extension_config_dump('orderexp.policies', '');
 SELECT pg_catalog.pg_extension_config_dump('orderexp.policies_id_seq', '');
 
@@ -730,6 +733,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+	PERFORM orderexp._check_plain(NEW);
 	IF TG_OP = 'UPDATE' THEN
 		IF (NEW.close_after, NEW.remind_before, NEW.extend_by, NEW.max_extensions, NEW.experiment_id)
 		   IS NOT DISTINCT FROM
@@ -1228,7 +1232,9 @@ $$;
  * operation and an application setting the order back to unpaid (row, then
  * the timer trigger), could deadlock (the soak test found it in 1.0).  The
  * sweep takes both with SKIP LOCKED and never waits, so it deadlocks with
- * neither order.
+ * neither order.  An order with a plain deadline gets the timer row it
+ * stands for here, under the lock of its row, so that the caller has a
+ * timer to change; the sweep checks for one after locking the row.
  */
 CREATE FUNCTION orderexp._lock_order(cfg orderexp.tables, k text)
 RETURNS text
@@ -1237,8 +1243,9 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	st text;
-	found_row boolean;
+	ord jsonb;
 	created timestamptz;
+	tm orderexp.timers;
 BEGIN
 	/*
 	 * On a table partitioned by created-at, look in the partition the
@@ -1250,40 +1257,55 @@ BEGIN
 		 WHERE t.order_table = cfg.order_table AND t.order_key = k;
 	END IF;
 	IF created IS NOT NULL THEN
-		SELECT true, r ->> 'st' INTO found_row, st
+		SELECT r INTO ord
 		  FROM orderexp._orders_exec(cfg.order_table, false,
-				format('SELECT o.%I::text AS st FROM %s o WHERE o.%I = $1::%s AND o.%I = %s FOR UPDATE',
-					   cfg.status_column, cfg.order_table, cfg.key_column, cfg.key_type,
+				format('SELECT o.%I::text AS st, %s FROM %s o WHERE o.%I = $1::%s AND o.%I = %s FOR UPDATE',
+					   cfg.status_column, orderexp._plain_cols(cfg), cfg.order_table,
+					   cfg.key_column, cfg.key_type,
 					   cfg.partition_column, orderexp._created_utc(cfg, '$2::timestamptz')),
 				ARRAY[k, created::text]) r;
 	END IF;
-	IF found_row IS NULL THEN
-		SELECT true, r ->> 'st' INTO found_row, st
+	IF ord IS NULL THEN
+		SELECT r INTO ord
 		  FROM orderexp._orders_exec(cfg.order_table, false,
-				format('SELECT o.%I::text AS st FROM %s o WHERE o.%I = $1::%s FOR UPDATE',
-					   cfg.status_column, cfg.order_table, cfg.key_column, cfg.key_type),
+				format('SELECT o.%I::text AS st, %s FROM %s o WHERE o.%I = $1::%s FOR UPDATE',
+					   cfg.status_column, orderexp._plain_cols(cfg), cfg.order_table,
+					   cfg.key_column, cfg.key_type),
 				ARRAY[k]) r;
 	END IF;
-	IF found_row IS NULL THEN
+	IF ord IS NULL THEN
 		RAISE EXCEPTION 'order % not found in table %', k, cfg.order_table
 			USING ERRCODE = 'no_data_found';
 	END IF;
+	st := ord ->> 'st';
 	PERFORM 1 FROM orderexp.timers t
 	 WHERE t.order_table = cfg.order_table AND t.order_key = k
 	   FOR UPDATE;
+	IF NOT FOUND THEN
+		/* a plain deadline becomes a timer row, which the caller may change */
+		tm := orderexp._plain_timer(cfg, k, ord);
+		IF tm.order_table IS NOT NULL THEN
+			INSERT INTO orderexp.timers SELECT tm.*
+			ON CONFLICT (order_table, order_key) DO NOTHING;
+			PERFORM 1 FROM orderexp.timers t
+			 WHERE t.order_table = cfg.order_table AND t.order_key = k
+			   FOR UPDATE;
+		END IF;
+	END IF;
 	RETURN st;
 END;
 $$;
 COMMENT ON FUNCTION orderexp._lock_order(orderexp.tables, text) IS
-	'lock one order: its row, then its timer; the row''s status as text, P0002 if there is no such order';
+	'lock one order: its row, then its timer (written first for a plain deadline); the row''s status as text, P0002 if there is no such order';
 
 /*
  * Insert timers for the unpaid rows of a table that have none yet, with
  * deadlines from their created-at column, the policy version and the
  * experiment variant, as the timer trigger arms them.  With only_category
  * set, limited to that category; with reschedule, also recompute deadlines
- * of tracked rows governed by the policies of that scope.  Returns the
- * number of rows inserted or rescheduled.
+ * of tracked rows governed by the policies of that scope.  Orders with a
+ * plain deadline need no row (and follow the policy by themselves).
+ * Returns the number of rows inserted or rescheduled.
  */
 CREATE FUNCTION orderexp._track_existing(cfg orderexp.tables, only_category text,
 										 scope_all boolean, reschedule boolean)
@@ -1328,7 +1350,7 @@ BEGIN
 					   r ->> 'category' AS category
 				  FROM orderexp._orders_exec(%1$L::regclass, true, $1, NULL) r) o
 		 CROSS JOIN LATERAL (
-				SELECT p.id, p.close_after, p.remind_before, p.version,
+				SELECT p.id, p.close_after, p.remind_before, p.version, p.plain_since,
 					   e.id AS experiment_id, e.variants, e.weights
 				  FROM orderexp.policies p
 				  LEFT JOIN orderexp.experiments e ON e.id = p.experiment_id
@@ -1344,6 +1366,7 @@ BEGIN
 				SELECT coalesce(o.created_at, now())
 					   + coalesce(p.variants[v.variant], p.close_after) AS close_at) c
 		 WHERE %2$s
+		   AND NOT coalesce(o.created_at >= p.plain_since, false)
 		ON CONFLICT (order_table, order_key) DO %3$s$q$,
 		cfg.order_table::oid::text,
 		scope,
@@ -1949,6 +1972,429 @@ AS $$
 $$;
 
 /* ------------------------------------------------------------------------
+ * Plain deadlines (1.3): orders due at their created-at plus close_after
+ * need no timer row
+ *
+ * A table whose default policy has plain_since set (set_plain_deadlines())
+ * keeps no timer row for an unpaid order created since then: its deadline
+ * is its created-at plus the policy's close_after, and the sweep finds the
+ * due ones through an index of the orders table on the created-at column
+ * WHERE the status is unpaid, the index a pg_cron job closing orders would
+ * use (_plain_batch_sql).  Such an order gets a timer row only when
+ * something is to change it: cancel, extend or reopen lock the order and
+ * write the row its plain deadline stands for (_lock_order, _plain_timer);
+ * a change of the policy that leaves existing deadlines alone, or the end
+ * of plain deadlines, writes the rows of all of them first
+ * (_materialize_plain).  A timer row, where there is one, always wins: the
+ * sweep leaves an order with one to the timers' batches.  The timer
+ * trigger still writes a row for an order set back to unpaid whose key
+ * has a row, for one without a created-at, and for one created before
+ * plain_since.
+ *
+ * Plain deadlines need a deadline that is the same for every order of the
+ * table: the default policy, no policy per category, no experiment, and no
+ * reminders (a reminder is remembered in the timer row).  _check_plain()
+ * keeps it so, from the trigger on orderexp.policies.
+ * ------------------------------------------------------------------------ */
+
+CREATE FUNCTION orderexp._check_plain(p orderexp.policies)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF p.plain_since IS NOT NULL THEN
+		IF p.category IS NOT NULL THEN
+			RAISE EXCEPTION 'only the default close policy of a table can have plain deadlines'
+				USING ERRCODE = 'object_not_in_prerequisite_state';
+		END IF;
+		IF p.remind_before IS NOT NULL THEN
+			RAISE EXCEPTION 'table % has plain deadlines: its close policy cannot send reminders', p.order_table
+				USING ERRCODE = 'object_not_in_prerequisite_state',
+					  DETAIL = 'An order with a plain deadline has no timer row to remember its reminder by.',
+					  HINT = format('Turn plain deadlines off first: SELECT orderexp.set_plain_deadlines(%L, false);',
+									p.order_table::text);
+		END IF;
+		IF p.experiment_id IS NOT NULL THEN
+			RAISE EXCEPTION 'table % has plain deadlines: its close policy cannot run an experiment', p.order_table
+				USING ERRCODE = 'object_not_in_prerequisite_state',
+					  DETAIL = 'Each variant of an experiment gives its orders a deadline of its own.',
+					  HINT = format('Turn plain deadlines off first: SELECT orderexp.set_plain_deadlines(%L, false);',
+									p.order_table::text);
+		END IF;
+	ELSIF p.category IS NOT NULL
+		  AND EXISTS (SELECT 1 FROM orderexp.policies d
+					   WHERE d.order_table = p.order_table AND d.category IS NULL
+						 AND d.plain_since IS NOT NULL) THEN
+		RAISE EXCEPTION 'table % has plain deadlines: it cannot have a close policy per category', p.order_table
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'Plain deadlines find due orders by their created-at alone.',
+				  HINT = format('Turn plain deadlines off first: SELECT orderexp.set_plain_deadlines(%L, false);',
+								p.order_table::text);
+	END IF;
+END;
+$$;
+
+/*
+ * What a plain deadline needs of an order, as select-list items of a
+ * statement on the orders table (alias o): its created-at as timestamptz
+ * ("created", a timestamp read in the session's time zone, as the timer
+ * trigger reads it), as stored ("stored", see _created_utc) and the
+ * generation of its timer ("gen": minus the created-at's microseconds
+ * since 1970 as stored, whatever the time zone, so that a token made
+ * before the timer row is written stays valid after, and an order made
+ * again under the same key gets another).
+ */
+CREATE FUNCTION orderexp._plain_cols(cfg orderexp.tables)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT format('o.%1$I::timestamptz AS created, %2$s AS stored, '
+				  '-(extract(epoch FROM o.%1$I) * 1000000)::bigint AS gen',
+				  cfg.created_column,
+				  orderexp._created_utc(cfg, format('o.%I', cfg.created_column)))
+$$;
+
+/*
+ * The timer row an order's plain deadline stands for, or NULL if it has
+ * none: ord is the order as read with _plain_cols and its status as text
+ * ("st").  The caller has looked for a timer row and found none.
+ */
+CREATE FUNCTION orderexp._plain_timer(cfg orderexp.tables, k text, ord jsonb)
+RETURNS orderexp.timers
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	p	orderexp.policies;
+	tm	orderexp.timers;
+	created timestamptz := (ord ->> 'created')::timestamptz;
+BEGIN
+	SELECT * INTO p FROM orderexp.policies x
+	 WHERE x.order_table = cfg.order_table AND x.category IS NULL AND x.plain_since IS NOT NULL;
+	IF NOT FOUND OR ord ->> 'st' IS DISTINCT FROM cfg.unpaid_value
+	   OR created IS NULL OR created < p.plain_since THEN
+		RETURN NULL;
+	END IF;
+	tm.order_table := cfg.order_table;
+	tm.order_key := k;
+	tm.policy_id := p.id;
+	tm.close_at := created + p.close_after;
+	tm.extensions := 0;
+	tm.token_extensions := 0;
+	tm.generation := (ord ->> 'gen')::bigint;
+	tm.order_created := (ord ->> 'stored')::timestamptz;
+	tm.policy_version := p.version;
+	tm.reopened := false;
+	RETURN tm;
+END;
+$$;
+
+/*
+ * Write the timer rows of a table's plain orders (unpaid, created since
+ * plain_since, no row yet) as their plain deadlines give them now, before
+ * something changes what those would be: the end of plain deadlines, or a
+ * change of the policy that leaves existing deadlines alone.  The table is
+ * locked in SHARE mode first (as CREATE INDEX locks it), so that no
+ * transaction that wrote orders without timer rows commits after the scan.
+ * Returns the number of rows written.
+ */
+CREATE FUNCTION orderexp._materialize_plain(cfg orderexp.tables)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	p	orderexp.policies;
+	n	bigint;
+BEGIN
+	SELECT * INTO p FROM orderexp.policies x
+	 WHERE x.order_table = cfg.order_table AND x.category IS NULL AND x.plain_since IS NOT NULL;
+	IF NOT FOUND THEN
+		RETURN 0;
+	END IF;
+	EXECUTE format('LOCK TABLE %s IN SHARE MODE', cfg.order_table);
+	/* the rows read as the table's owner, the timers written as ours */
+	INSERT INTO orderexp.timers AS t (order_table, order_key, policy_id, close_at, generation,
+									  order_created, policy_version)
+	SELECT cfg.order_table, r ->> 'k', p.id, (r ->> 'created')::timestamptz + p.close_after,
+		   (r ->> 'gen')::bigint, (r ->> 'stored')::timestamptz, p.version
+	  FROM orderexp._orders_exec(cfg.order_table, true,
+			format('SELECT o.%I::text AS k, %s FROM %s o WHERE o.%I = %L::%s AND o.%I::timestamptz >= $1::timestamptz',
+				   cfg.key_column, orderexp._plain_cols(cfg), cfg.order_table,
+				   cfg.status_column, cfg.unpaid_value, orderexp._status_type(cfg),
+				   cfg.created_column),
+			ARRAY[p.plain_since::text]) r
+	ON CONFLICT (order_table, order_key) DO NOTHING;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END;
+$$;
+
+/*
+ * A table's unpaid orders with plain deadlines that have no timer row:
+ * key, category and deadline, read as the table's owner (pending,
+ * monitor_backlog).  Nothing if the table has no plain deadlines.
+ */
+CREATE FUNCTION orderexp._plain_pending(cfg orderexp.tables)
+RETURNS TABLE (order_key text, category text, policy_id integer, close_at timestamptz)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	p	orderexp.policies;
+BEGIN
+	SELECT * INTO p FROM orderexp.policies x
+	 WHERE x.order_table = cfg.order_table AND x.category IS NULL AND x.plain_since IS NOT NULL;
+	IF NOT FOUND THEN
+		RETURN;
+	END IF;
+	RETURN QUERY
+	SELECT r ->> 'k', r ->> 'category', p.id, (r ->> 'created')::timestamptz + p.close_after
+	  FROM orderexp._orders_exec(cfg.order_table, true,
+			format('SELECT o.%I::text AS k, %s AS category, o.%I::timestamptz AS created FROM %s o WHERE o.%I = %L::%s AND o.%I::timestamptz >= $1::timestamptz',
+				   cfg.key_column,
+				   CASE WHEN cfg.category_column IS NULL THEN 'NULL::text'
+						ELSE format('o.%I::text', cfg.category_column) END,
+				   cfg.created_column, cfg.order_table, cfg.status_column, cfg.unpaid_value,
+				   orderexp._status_type(cfg), cfg.created_column),
+			ARRAY[p.plain_since::text]) r
+	 WHERE NOT EXISTS (SELECT 1 FROM orderexp.timers t
+						WHERE t.order_table = cfg.order_table AND t.order_key = r ->> 'k');
+END;
+$$;
+
+/*
+ * monitor_backlog's figures of the plain orders of a table, for a member
+ * of pg_monitor, who cannot read the orders table: counts and the oldest
+ * deadline only.
+ */
+CREATE FUNCTION orderexp._plain_backlog(orders regclass, OUT pending bigint, OUT overdue bigint,
+										OUT oldest_deadline timestamptz)
+LANGUAGE sql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT count(*), count(*) FILTER (WHERE x.close_at <= now()), min(x.close_at)
+	  FROM orderexp.tables t
+	 CROSS JOIN LATERAL orderexp._plain_pending(t) x
+	 WHERE t.order_table = orders
+	   AND EXISTS (SELECT 1 FROM orderexp.policies p
+				    WHERE p.order_table = orders AND p.category IS NULL
+					  AND p.plain_since IS NOT NULL)
+$$;
+
+/*
+ * Is there an index the sweep can find a table's due plain orders by: a
+ * valid b-tree index whose first column is the created-at column, partial
+ * on the status column (WHERE status = <unpaid>)?  The predicate is
+ * compared as PostgreSQL prints it back, against the one an index made as
+ * the hint of set_plain_deadlines() says would have.
+ */
+CREATE FUNCTION orderexp._plain_index(cfg orderexp.tables)
+RETURNS regclass
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT i.indexrelid::regclass
+	  FROM pg_index i
+	  JOIN pg_class c ON c.oid = i.indexrelid
+	  JOIN pg_am am ON am.oid = c.relam
+	  JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+	 WHERE i.indrelid = cfg.order_table AND i.indisvalid AND i.indisready
+	   AND am.amname = 'btree' AND a.attname = cfg.created_column
+	   AND i.indexprs IS NULL AND i.indpred IS NOT NULL
+	   AND regexp_replace(pg_get_expr(i.indpred, i.indrelid), '::[a-z ]+|[()]', '', 'g')
+		   = format('%I = %L', cfg.status_column, cfg.unpaid_value)
+	 ORDER BY i.indnatts, c.relname
+	 LIMIT 1
+$$;
+
+CREATE FUNCTION orderexp._set_plain_deadlines(orders regclass, enabled boolean)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	cfg orderexp.tables;
+	p	orderexp.policies;
+	why text;
+BEGIN
+	IF enabled IS NULL THEN
+		RAISE EXCEPTION 'enabled must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	cfg := orderexp._config(orders);
+	SELECT * INTO p FROM orderexp.policies x
+	 WHERE x.order_table = orders AND x.category IS NULL
+	   FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'table % has no default close policy', orders
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'Plain deadlines are the default policy''s: set one with orderexp.set_close_policy().';
+	END IF;
+
+	IF NOT enabled THEN
+		IF p.plain_since IS NOT NULL THEN
+			PERFORM orderexp._materialize_plain(cfg);
+			UPDATE orderexp.policies x SET plain_since = NULL WHERE x.id = p.id;
+		END IF;
+		RETURN false;
+	END IF;
+	IF p.plain_since IS NOT NULL THEN
+		RETURN true;
+	END IF;
+
+	why := CASE
+		WHEN cfg.partition_column IS NOT NULL THEN
+			'it is partitioned by its created-at column'
+		WHEN EXISTS (SELECT 1 FROM orderexp.policies x
+					  WHERE x.order_table = orders AND x.category IS NOT NULL) THEN
+			'it has close policies per category'
+		WHEN p.remind_before IS NOT NULL THEN
+			'its close policy sends reminders'
+		WHEN p.experiment_id IS NOT NULL THEN
+			'its close policy runs an experiment'
+		END;
+	IF why IS NOT NULL THEN
+		RAISE EXCEPTION 'table % cannot have plain deadlines: %', orders, why
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'Plain deadlines need one deadline rule for every order of the table: created-at plus the default policy''s close_after, without reminders, experiments or policies per category, on a table not partitioned by created-at.';
+	END IF;
+	IF orderexp._plain_index(cfg) IS NULL THEN
+		RAISE EXCEPTION 'table % has no index to find its due orders by', orders
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'Without timer rows, the sweep finds due orders through an index of the table on its created-at column, partial on the unpaid status.',
+				  HINT = format('CREATE INDEX ON %s (%I) WHERE %I = %L;', orders, cfg.created_column,
+								cfg.status_column, cfg.unpaid_value);
+	END IF;
+	UPDATE orderexp.policies x SET plain_since = now() WHERE x.id = p.id;
+	RETURN true;
+END;
+$$;
+
+CREATE FUNCTION orderexp.set_plain_deadlines(orders regclass, enabled boolean DEFAULT true)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'orderexp_owner_gate'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION orderexp.set_plain_deadlines(regclass, boolean) IS
+	'track the unpaid orders of a table without timer rows (each due at its created-at plus close_after), or stop; returns the new setting';
+
+/*
+ * The statements of a plain close batch (src/batch.c), or NULL when the
+ * table has no plain deadlines:
+ *   take     (the table's owner)  lock up to $1 due plain orders, SKIP
+ *            LOCKED, in the order of created-at and key, after ($2, $3),
+ *            the last of the sweep's previous batch (as text, so that a
+ *            timestamp makes the round trip whatever the time zone),
+ *            through the partial index; return how many, their keys, the
+ *            last one's created-at and key, and the next deadline after
+ *            now (of the first unpaid order not yet due);
+ *   own      (the extension owner)  the keys of those without a timer row:
+ *            an order with one is left to the timers' batch, whatever its
+ *            deadline (checked after the lock: whoever writes a timer row
+ *            locks the order first);
+ *   orders   the close statement's, unchanged (_orders_sql);
+ *   record   (the extension owner)  the events and counted outcomes, as
+ *            _record_close_sql writes them, with the deadline and policy
+ *            the plain deadline gives.
+ * The settings are written into the text: a change of the policy changes
+ * the statements, which the sweep prepares anew.
+ */
+CREATE FUNCTION orderexp._plain_batch_sql(cfg orderexp.tables)
+RETURNS text[]
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	p orderexp.policies;
+	typ text;
+BEGIN
+	SELECT * INTO p FROM orderexp.policies x
+	 WHERE x.order_table = cfg.order_table AND x.category IS NULL AND x.plain_since IS NOT NULL;
+	IF NOT FOUND THEN
+		RETURN NULL;
+	END IF;
+	SELECT a.atttypid::regtype::text INTO typ
+	  FROM pg_attribute a
+	 WHERE a.attrelid = cfg.order_table AND a.attname = cfg.created_column;
+	RETURN ARRAY[
+		format($q$
+WITH c AS MATERIALIZED (
+	SELECT o.%2$I::text COLLATE "C" AS k, o.%3$I AS at
+	  FROM %1$s o
+	 WHERE o.%4$I = %5$L::%6$s
+	   AND o.%3$I <= (now() - %7$L::interval)::%8$s
+	   AND o.%3$I >= greatest($2::%8$s, %9$L::timestamptz::%8$s)
+	   AND (o.%3$I > $2::%8$s OR o.%2$I::text COLLATE "C" > $3)
+	 ORDER BY o.%3$I, o.%2$I::text COLLATE "C"
+	 LIMIT $1
+	   FOR UPDATE OF o SKIP LOCKED),
+last AS (
+	SELECT c.at, c.k FROM c ORDER BY c.at DESC, c.k DESC LIMIT 1)
+SELECT (SELECT count(*) FROM c), ARRAY(SELECT c.k FROM c),
+	   (SELECT last.at::text FROM last), (SELECT last.k FROM last),
+	   (SELECT o.%3$I FROM %1$s o
+		 WHERE o.%4$I = %5$L::%6$s AND o.%3$I > (now() - %7$L::interval)::%8$s
+		 ORDER BY o.%3$I LIMIT 1)::timestamptz + %7$L::interval$q$,
+			cfg.order_table, cfg.key_column, cfg.created_column, cfg.status_column,
+			cfg.unpaid_value, orderexp._status_type(cfg), p.close_after, typ, p.plain_since),
+		format($q$
+SELECT ARRAY(SELECT k FROM unnest($1::text[]) AS k
+			  WHERE NOT EXISTS (SELECT 1 FROM orderexp.timers t
+								 WHERE t.order_table = %1$L::regclass AND t.order_key = k))$q$,
+			cfg.order_table::oid::text),
+		orderexp._orders_sql(cfg, 'UPDATE'),
+		orderexp._record_plain_close_sql(cfg, p)];
+END;
+$$;
+
+/*
+ * The record statement of a plain close batch: _record_close_sql without
+ * the timers (there are none to drop or read); the deadline is the
+ * created-at ($8) plus close_after, the policy and its version are p's.
+ */
+CREATE FUNCTION orderexp._record_plain_close_sql(cfg orderexp.tables, p orderexp.policies)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT format($q$
+WITH done AS MATERIALIZED (
+	SELECT c.order_key, c.cols, c.category, c.created + %6$L::interval AS close_at,
+		   %4$s AS event_ids
+	  FROM unnest($4, $6, $7, $8) AS c(order_key, cols, category, created)),
+events AS (
+	INSERT INTO orderexp.outbox (id, kind, order_table, order_key, channel, payload, via,
+								 policy_id, policy_version, variant, deadline, event_ids)
+	SELECT %5$s, 'closed', $1, x.order_key, ch.channel,
+		   orderexp._closed_payload(%1$L, x.order_key, x.close_at, %7$s, x.category, x.cols),
+		   CASE WHEN ch.n = 1 THEN 'timeout' END,
+		   CASE WHEN ch.n = 1 THEN %7$s END, CASE WHEN ch.n = 1 THEN %8$s END,
+		   NULL, CASE WHEN ch.n = 1 THEN x.close_at END,
+		   %9$s
+	  FROM done x
+	 CROSS JOIN unnest(%2$L::text[]) WITH ORDINALITY AS ch(channel, n)),
+outcome AS (
+	INSERT INTO orderexp.outcomes (order_table, outcome, status, policy_id, policy_version,
+								   variant, decided_at, reopened, order_count)
+	SELECT $1, 'closed', %3$L, %7$s, %8$s, NULL, now(), false, count(*)
+	  FROM done x
+	HAVING count(*) > 0)
+SELECT count(*) FROM done$q$,
+		cfg.order_table::text, cfg.channels, cfg.closed_value,
+		CASE WHEN cardinality(cfg.channels) <= 1 THEN 'NULL::bigint[]'
+			 ELSE format('ARRAY[%s]',
+						 array_to_string(array_fill('nextval(''orderexp.outbox_id_seq'')'::text,
+													ARRAY[cardinality(cfg.channels)]), ', ')) END,
+		CASE WHEN cardinality(cfg.channels) <= 1 THEN 'nextval(''orderexp.outbox_id_seq'')'
+			 ELSE 'x.event_ids[ch.n]' END,
+		p.close_after, p.id, p.version,
+		CASE WHEN cardinality(cfg.channels) > 1 THEN 'CASE WHEN ch.n = 1 THEN x.event_ids END'
+			 ELSE 'NULL::bigint[]' END)
+$$;
+
+/* ------------------------------------------------------------------------
  * Policies: the bodies, and the owner gates
  * ------------------------------------------------------------------------ */
 
@@ -2339,6 +2785,21 @@ BEGIN
 	 WHERE p.order_table = orders AND p.category IS NOT DISTINCT FROM _set_close_policy.category
 	   FOR UPDATE;
 	had_policy := FOUND;
+	/*
+	 * Plain deadlines follow close_after: a change that leaves existing
+	 * deadlines alone writes the timer rows of the plain orders first, with
+	 * the deadlines they have now (with reschedule they take the new one,
+	 * as the timers do)
+	 */
+	IF had_policy AND NOT reschedule
+	   AND EXISTS (SELECT 1 FROM orderexp.policies p
+				    WHERE p.id = policy_id AND p.plain_since IS NOT NULL
+					  AND (p.close_after, p.remind_before, p.extend_by, p.max_extensions)
+						  IS DISTINCT FROM
+						  (_set_close_policy.close_after, _set_close_policy.remind_before,
+						   _set_close_policy.extend_by, _set_close_policy.max_extensions)) THEN
+		PERFORM orderexp._materialize_plain(cfg);
+	END IF;
 	IF had_policy THEN
 		UPDATE orderexp.policies p
 		   SET close_after = _set_close_policy.close_after,
@@ -2746,6 +3207,17 @@ BEGIN
 			ARRAY[k, cfg.unpaid_value]);
 	SELECT * INTO tm FROM orderexp.timers t WHERE t.order_table = orders AND t.order_key = k;
 	IF NOT FOUND THEN
+		/*
+		 * A plain deadline: the row it stands for, with a generation drawn
+		 * anew, as the trigger draws one, so that no token of the order's
+		 * first life works again
+		 */
+		PERFORM orderexp._lock_order(cfg, k);
+		UPDATE orderexp.timers t SET generation = nextval('orderexp.timer_generation')
+		 WHERE t.order_table = orders AND t.order_key = k AND t.generation < 0;
+		SELECT * INTO tm FROM orderexp.timers t WHERE t.order_table = orders AND t.order_key = k;
+	END IF;
+	IF NOT FOUND THEN
 		RAISE EXCEPTION 'order % in table % would not be tracked', k, orders
 			USING ERRCODE = 'object_not_in_prerequisite_state',
 				  DETAIL = 'No close policy applies to its category any more.';
@@ -2832,22 +3304,28 @@ DECLARE
 	k	text;
 	st	text;
 	found_row boolean;
+	ord jsonb;
 	tm	orderexp.timers;
 	pol	orderexp.policies;
 	refusal text[];
 BEGIN
 	cfg := orderexp._config(orders);
 	k := orderexp._key_text(cfg, order_key);
-	SELECT true, r ->> 'st' INTO found_row, st
+	SELECT true, r ->> 'st', r INTO found_row, st, ord
 	  FROM orderexp._orders_exec(cfg.order_table, false,
-			format('SELECT o.%I::text AS st FROM %s o WHERE o.%I = $1::%s',
-				   cfg.status_column, cfg.order_table, cfg.key_column, cfg.key_type),
+			format('SELECT o.%I::text AS st, %s FROM %s o WHERE o.%I = $1::%s',
+				   cfg.status_column, orderexp._plain_cols(cfg), cfg.order_table,
+				   cfg.key_column, cfg.key_type),
 			ARRAY[k]) r;
 	IF found_row IS NULL THEN
 		RAISE EXCEPTION 'order % not found in table %', k, orders
 			USING ERRCODE = 'no_data_found';
 	END IF;
 	SELECT * INTO tm FROM orderexp.timers t WHERE t.order_table = orders AND t.order_key = k;
+	IF NOT FOUND THEN
+		/* a plain deadline: the token names the timer row it stands for */
+		tm := orderexp._plain_timer(cfg, k, ord);
+	END IF;
 	SELECT * INTO pol FROM orderexp.policies p WHERE p.id = tm.policy_id;
 	refusal := orderexp._token_refusal(cfg, st, tm, pol);
 	IF refusal IS NOT NULL THEN
@@ -5054,18 +5532,22 @@ BEGIN
 	/* the order itself, read as the caller: is it there, when was it placed, is it unpaid */
 	SELECT r2 INTO ord
 	  FROM orderexp._orders_exec(orders, false,
-			format('SELECT %s AS created, o.%I::text AS st FROM %s o WHERE o.%I = $1::%s',
-				   orderexp._created_utc(cfg, format('o.%I', cfg.created_column)),
+			format('SELECT %s, o.%I::text AS st FROM %s o WHERE o.%I = $1::%s',
+				   orderexp._plain_cols(cfg),
 				   cfg.status_column, orders, cfg.key_column, cfg.key_type),
 			ARRAY[k]) r2;
 	IF ord IS NULL THEN
 		RAISE EXCEPTION 'order % not found in table %', k, orders
 			USING ERRCODE = 'no_data_found';
 	END IF;
-	created := (ord ->> 'created')::timestamptz;
+	created := (ord ->> 'stored')::timestamptz;
 
 	/* the policy the order started under: its first change, else its outcome, else its timer */
 	SELECT * INTO tm FROM orderexp.timers t WHERE t.order_table = orders AND t.order_key = k;
+	IF NOT FOUND THEN
+		/* a plain deadline: the timer row it stands for */
+		tm := orderexp._plain_timer(cfg, k, ord);
+	END IF;
 	SELECT x.policy_id, x.policy_version, x.variant INTO pid, pver, pvar
 	  FROM orderexp.audit x
 	 WHERE x.order_table = orders AND x.order_key = k AND x.policy_version IS NOT NULL
@@ -5260,6 +5742,8 @@ DECLARE
 	pid integer;
 	pver integer;
 	pvar integer;
+	ord jsonb;
+	tm	orderexp.timers;
 	id	bigint;
 BEGIN
 	IF topic IS NULL OR body IS NULL THEN
@@ -5284,12 +5768,13 @@ BEGIN
 	END IF;
 	cfg := orderexp._config(orders);
 	k := orderexp._key_text(cfg, order_key::text);
-	PERFORM 1
-	   FROM orderexp._orders_exec(orders, false,
-			format('SELECT true AS found FROM %s o WHERE o.%I = $1::%s',
-				   orders, cfg.key_column, cfg.key_type),
-			ARRAY[k]);
-	IF NOT FOUND THEN
+	SELECT r INTO ord
+	  FROM orderexp._orders_exec(orders, false,
+			format('SELECT o.%I::text AS st, %s FROM %s o WHERE o.%I = $1::%s',
+				   cfg.status_column, orderexp._plain_cols(cfg), orders, cfg.key_column,
+				   cfg.key_type),
+			ARRAY[k]) r;
+	IF ord IS NULL THEN
 		RAISE EXCEPTION 'order % not found in table %', k, orders
 			USING ERRCODE = 'no_data_found';
 	END IF;
@@ -5308,6 +5793,12 @@ BEGIN
 		  FROM orderexp.outcomes x
 		 WHERE x.order_table = orders AND x.order_key = k AND x.policy_id IS NOT NULL
 		 ORDER BY x.decided_at DESC LIMIT 1;
+	END IF;
+	IF pid IS NULL THEN
+		/* an unpaid order with a plain deadline */
+		tm := orderexp._plain_timer(cfg, k, ord);
+		pid := tm.policy_id;
+		pver := tm.policy_version;
 	END IF;
 
 	INSERT INTO orderexp.feedback (order_table, order_key, topic, body, recorded_by,
@@ -5470,6 +5961,20 @@ BEGIN
 								WHERE x.order_table = cfg.order_table)::text,
 							  cfg.unpaid_value]) r) o ON o.k = t.order_key
 		 WHERE t.order_table = cfg.order_table;
+		/* and those with plain deadlines, which have no timer row */
+		IF EXISTS (SELECT 1 FROM orderexp.policies p
+					WHERE p.order_table = cfg.order_table AND p.plain_since IS NOT NULL) THEN
+			SELECT jsonb_agg(e ORDER BY (e ->> 'close_at')::timestamptz, e ->> 'order_key')
+			  INTO part
+			  FROM (SELECT jsonb_array_elements(part) AS e
+					UNION ALL
+					SELECT jsonb_build_object(
+							'order_table', cfg.order_table::oid, 'order_key', x.order_key,
+							'category', x.category, 'policy_id', x.policy_id,
+							'close_at', x.close_at, 'remind_at', NULL, 'extensions', 0)
+					  FROM orderexp._plain_pending(cfg) x) u;
+			part := coalesce(part, '[]');
+		END IF;
 		result := result || part;
 	  EXCEPTION WHEN OTHERS THEN
 		/* one table with a broken mapping does not hide the others */
@@ -5938,6 +6443,27 @@ GRANT EXECUTE ON FUNCTION
 	TO orderexp_app;
 GRANT EXECUTE ON FUNCTION orderexp.set_explanation_template(text, text, text) TO orderexp_admin;
 
+/*
+ * Plain deadlines (1.3): set_plain_deadlines is the administrator's, as
+ * set_close_policy; the helpers are the extension owner's, but for the
+ * counts monitor_backlog shows pg_monitor
+ */
+REVOKE ALL ON FUNCTION
+	orderexp._check_plain(orderexp.policies),
+	orderexp._plain_cols(orderexp.tables),
+	orderexp._plain_timer(orderexp.tables, text, jsonb),
+	orderexp._materialize_plain(orderexp.tables),
+	orderexp._plain_pending(orderexp.tables),
+	orderexp._plain_backlog(regclass),
+	orderexp._plain_index(orderexp.tables),
+	orderexp._set_plain_deadlines(regclass, boolean),
+	orderexp._plain_batch_sql(orderexp.tables),
+	orderexp._record_plain_close_sql(orderexp.tables, orderexp.policies),
+	orderexp.set_plain_deadlines(regclass, boolean)
+	FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION orderexp.set_plain_deadlines(regclass, boolean) TO orderexp_admin;
+GRANT EXECUTE ON FUNCTION orderexp._plain_backlog(regclass) TO pg_monitor;
+
 /* --- 13. keys bound as text or untyped, from any driver ---------------------- */
 
 /*
@@ -6092,17 +6618,23 @@ CREATE VIEW orderexp.monitor_backlog AS
 	SELECT (SELECT format('%I.%I', n.nspname, c.relname)
 			  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 			 WHERE c.oid = t.order_table) AS order_table,
-		   count(tm.order_key) AS pending,
-		   count(tm.order_key) FILTER (WHERE tm.close_at <= now()) AS overdue,
-		   count(tm.order_key) FILTER (WHERE tm.remind_at <= now()) AS reminders_due,
-		   min(tm.close_at) AS oldest_deadline,
-		   coalesce(round(extract(epoch FROM min(tm.close_at))::numeric, 3), 0) AS oldest_deadline_epoch,
-		   coalesce(greatest(round(extract(epoch FROM now() - min(tm.close_at))::numeric, 3), 0), 0)
+		   b.pending, b.overdue, b.reminders_due, b.oldest_deadline,
+		   coalesce(round(extract(epoch FROM b.oldest_deadline)::numeric, 3), 0) AS oldest_deadline_epoch,
+		   coalesce(greatest(round(extract(epoch FROM now() - b.oldest_deadline)::numeric, 3), 0), 0)
 			   AS oldest_overdue_seconds,
 		   t.last_error_at IS NOT NULL AS failing
 	  FROM orderexp.tables t
-	  LEFT JOIN orderexp.timers tm ON tm.order_table = t.order_table
-	 GROUP BY t.order_table, t.last_error_at;
+	 CROSS JOIN LATERAL (
+			SELECT count(tm.order_key) AS pending,
+				   count(tm.order_key) FILTER (WHERE tm.close_at <= now()) AS overdue,
+				   count(tm.order_key) FILTER (WHERE tm.remind_at <= now()) AS reminders_due,
+				   min(tm.close_at) AS oldest_deadline
+			  FROM orderexp.timers tm
+			 WHERE tm.order_table = t.order_table) tb
+	 CROSS JOIN LATERAL (
+			SELECT tb.pending + pb.pending AS pending, tb.overdue + pb.overdue AS overdue,
+				   tb.reminders_due, least(tb.oldest_deadline, pb.oldest_deadline) AS oldest_deadline
+			  FROM orderexp._plain_backlog(t.order_table) pb) b;
 COMMENT ON VIEW orderexp.monitor_backlog IS
 	'for monitoring (pg_monitor): per registered table, unpaid orders tracked, those past their deadline, reminders due, the oldest deadline, and whether the sweep fails on the table';
 

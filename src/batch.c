@@ -95,15 +95,15 @@ prepare_batch(BatchPlan *bp, bool split, Datum statements, const char *sql)
 	{
 		deconstruct_array(DatumGetArrayTypeP(statements), TEXTOID, -1, false, TYPALIGN_INT,
 						  &elems, &elemnulls, &n);
-		if (n != BATCH_MAX_PLANS || elemnulls[0] || elemnulls[1] || elemnulls[2])
-			elog(ERROR, "a batch has %d statements, expected %d", n, BATCH_MAX_PLANS);
+		if (n != BATCH_SPLIT_PLANS || elemnulls[0] || elemnulls[1] || elemnulls[2])
+			elog(ERROR, "a batch has %d statements, expected %d", n, BATCH_SPLIT_PLANS);
 		orderexp_keep_plan(&bp->plans[BATCH_TAKE], TextDatumGetCString(elems[0]),
 						   4, take_types, CURSOR_OPT_GENERIC_PLAN);
 		orderexp_keep_plan(&bp->plans[BATCH_ORDERS], TextDatumGetCString(elems[1]),
 						   3, orders_types, CURSOR_OPT_GENERIC_PLAN);
 		orderexp_keep_plan(&bp->plans[BATCH_RECORD], TextDatumGetCString(elems[2]),
 						   lengthof(record_types), record_types, CURSOR_OPT_GENERIC_PLAN);
-		bp->nplans = BATCH_MAX_PLANS;
+		bp->nplans = BATCH_SPLIT_PLANS;
 	}
 	bp->sql = MemoryContextStrdup(TopMemoryContext, sql);
 }
@@ -179,7 +179,7 @@ orderexp_run_batch(BatchPlan *bp, bool closes, Oid relid, int batch_limit,
 	 */
 	values[0] = ObjectIdGetDatum(relid);
 	if (bp->nplans > 0 && bp->sweep_id == sweep_id &&
-		(bp->nplans == BATCH_MAX_PLANS) == split)
+		(bp->nplans == BATCH_SPLIT_PLANS) == split)
 		sql = NULL;
 	else
 	{
@@ -194,7 +194,7 @@ orderexp_run_batch(BatchPlan *bp, bool closes, Oid relid, int batch_limit,
 		sql = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 		if (sql == NULL)
 			return false;
-		if (bp->nplans == 0 || (bp->nplans == BATCH_MAX_PLANS) != split ||
+		if (bp->nplans == 0 || (bp->nplans == BATCH_SPLIT_PLANS) != split ||
 			strcmp(bp->sql, sql) != 0)
 		{
 			prepare_batch(bp, split,
@@ -296,6 +296,188 @@ orderexp_run_batch(BatchPlan *bp, bool closes, Oid relid, int batch_limit,
 	return true;
 }
 
+/*
+ * The four kept statements of a plain close batch, from the text[] that
+ * _plain_batch_sql() gives.
+ */
+static void
+prepare_plain(BatchPlan *bp, Datum statements, const char *sql)
+{
+	/* parameters of each statement; see _plain_batch_sql() */
+	static Oid	take_types[3] = {INT4OID, TEXTOID, TEXTOID};
+	static Oid	own_types[1] = {TEXTARRAYOID};
+	static Oid	orders_types[3] = {TEXTARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
+	static Oid	record_types[9] = {REGCLASSOID, TIDARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+	BOOLARRAYOID, JSONBARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID, JSONBARRAYOID};
+	Datum	   *elems;
+	bool	   *elemnulls;
+	int			n;
+	int			i;
+
+	for (i = 0; i < BATCH_MAX_PLANS; i++)
+		orderexp_forget_plan(&bp->plans[i]);
+	bp->nplans = 0;
+	if (bp->sql)
+	{
+		pfree(bp->sql);
+		bp->sql = NULL;
+	}
+	deconstruct_array(DatumGetArrayTypeP(statements), TEXTOID, -1, false, TYPALIGN_INT,
+					  &elems, &elemnulls, &n);
+	if (n != BATCH_MAX_PLANS)
+		elog(ERROR, "a plain batch has %d statements, expected %d", n, BATCH_MAX_PLANS);
+	for (i = 0; i < n; i++)
+		if (elemnulls[i])
+			elog(ERROR, "statement %d of a plain batch is null", i + 1);
+	orderexp_keep_plan(&bp->plans[PLAIN_TAKE], TextDatumGetCString(elems[0]),
+					   lengthof(take_types), take_types, CURSOR_OPT_GENERIC_PLAN);
+	orderexp_keep_plan(&bp->plans[PLAIN_OWN], TextDatumGetCString(elems[1]),
+					   lengthof(own_types), own_types, CURSOR_OPT_GENERIC_PLAN);
+	orderexp_keep_plan(&bp->plans[PLAIN_ORDERS], TextDatumGetCString(elems[2]),
+					   lengthof(orders_types), orders_types, CURSOR_OPT_GENERIC_PLAN);
+	orderexp_keep_plan(&bp->plans[PLAIN_RECORD], TextDatumGetCString(elems[3]),
+					   lengthof(record_types), record_types, CURSOR_OPT_GENERIC_PLAN);
+	bp->nplans = BATCH_MAX_PLANS;
+	bp->sql = MemoryContextStrdup(TopMemoryContext, sql);
+}
+
+/* replace a watermark string kept in TopMemoryContext */
+static void
+keep_string(char **field, const char *value)
+{
+	if (*field)
+		pfree(*field);
+	*field = MemoryContextStrdup(TopMemoryContext, value);
+}
+
+/*
+ * orderexp_run_plain_batch
+ *		Run one plain close batch of a table: due orders that have no timer
+ *		row, found through the orders table's partial index on created-at
+ *		(sql: _plain_batch_sql()).  Returns false if the table has no plain
+ *		deadlines (any more).  *next_at is set to the next plain deadline
+ *		after now, or 0 if there is none.
+ *
+ * Four statements, in the caller's subtransaction:
+ *   take    as the table's owner, under SECURITY_RESTRICTED_OPERATION: lock
+ *           the due unpaid orders, SKIP LOCKED, after the sweep's watermark
+ *           (created-at and key of the last order of its previous batch);
+ *   own     as the extension owner: those of them without a timer row.
+ *           Every writer of a timer row locks the order first, and this
+ *           statement's snapshot is taken after the take's locks, so an
+ *           order whose timer row was written (an extension, say) is left
+ *           to the timers' batch;
+ *   orders  the close batch's orders statement, as the table's owner: it
+ *           finds the rows locked by us already, and closes them;
+ *   record  as the extension owner: events and counted outcomes.
+ * While the orders statement runs, orderexp_sweep_closing names the table:
+ * the record statement writes the outcomes (outcome.c).
+ */
+bool
+orderexp_run_plain_batch(BatchPlan *bp, Oid relid, int batch_limit, uint64 sweep_id,
+						 BatchResult *result, TimestampTz *next_at)
+{
+	static SPIPlanPtr plain_sql_plan = NULL;
+	Oid			argtypes[1] = {REGCLASSOID};
+	Datum		values[9];
+	char		nulls[9];
+	bool		isnull;
+	HeapTuple	tup;
+	TupleDesc	desc;
+	Datum		d;
+	Datum		keys;
+	RunAs		runas;
+	Oid			owner;
+	int			ret;
+	int			i;
+
+	memset(result, 0, sizeof(*result));
+	*next_at = 0;
+
+	/* the statements follow the registration; read once per sweep */
+	if (bp->nplans != BATCH_MAX_PLANS || bp->sweep_id != sweep_id)
+	{
+		char	   *sql;
+
+		values[0] = ObjectIdGetDatum(relid);
+		ret = SPI_execute_plan(orderexp_keep_plan(&plain_sql_plan,
+												  "SELECT orderexp._plain_batch_sql(t) FROM orderexp.tables t WHERE t.order_table = $1",
+												  1, argtypes, 0),
+							   values, NULL, true, 1);
+		if (ret != SPI_OK_SELECT)
+			elog(ERROR, "reading the registration failed: %s", SPI_result_code_string(ret));
+		if (SPI_processed == 0)
+			return false;
+		sql = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		if (sql == NULL)
+			return false;
+		if (bp->nplans != BATCH_MAX_PLANS || strcmp(bp->sql, sql) != 0)
+			prepare_plain(bp, SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+											&isnull),
+						  sql);
+	}
+	if (bp->sweep_id != sweep_id || bp->last_key == NULL || bp->last_created == NULL)
+	{
+		bp->sweep_id = sweep_id;
+		keep_string(&bp->last_created, "-infinity");
+		keep_string(&bp->last_key, "");
+	}
+	owner = orderexp_table_owner(relid);
+
+	/* take: ($1 limit, $2 created-at, $3 key), as the owner */
+	values[0] = Int32GetDatum(batch_limit);
+	values[1] = CStringGetTextDatum(bp->last_created);
+	values[2] = CStringGetTextDatum(bp->last_key);
+	orderexp_run_as_begin(&runas, owner, SECURITY_RESTRICTED_OPERATION, true);
+	tup = run_batch_statement(bp->plans[PLAIN_TAKE], values, "   ", InvalidOid, &desc);
+	orderexp_run_as_end(&runas);
+	result->taken = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+	keys = SPI_getbinval(tup, desc, 2, &isnull);
+	if (result->taken > 0)
+	{
+		keep_string(&bp->last_created, SPI_getvalue(tup, desc, 3));
+		keep_string(&bp->last_key, SPI_getvalue(tup, desc, 4));
+	}
+	d = SPI_getbinval(tup, desc, 5, &isnull);
+	if (!isnull)
+		*next_at = DatumGetTimestampTz(d);
+	if (result->taken == 0)
+		return true;
+
+	/* own: those without a timer row, as the extension owner */
+	values[0] = keys;
+	tup = run_batch_statement(bp->plans[PLAIN_OWN], values, " ", InvalidOid, &desc);
+	keys = SPI_getbinval(tup, desc, 1, &isnull);
+	if (ArrayGetNItems(ARR_NDIM(DatumGetArrayTypeP(keys)),
+					   ARR_DIMS(DatumGetArrayTypeP(keys))) == 0)
+		return true;
+
+	/* orders: ($1 keys, $2 and $3 unused), as the owner */
+	values[0] = keys;
+	orderexp_run_as_begin(&runas, owner, SECURITY_RESTRICTED_OPERATION, true);
+	tup = run_batch_statement(bp->plans[PLAIN_ORDERS], values, " nn", relid, &desc);
+	orderexp_run_as_end(&runas);
+
+	/* record: ($1 table, $2 no tids, $3 busy, $4... the rows) */
+	memset(nulls, ' ', sizeof(nulls));
+	values[0] = ObjectIdGetDatum(relid);
+	nulls[1] = 'n';
+	for (i = 0; i < 7; i++)
+	{
+		if (i < desc->natts)
+			values[i + 2] = SPI_getbinval(tup, desc, i + 1, &isnull);
+		else
+			isnull = true;
+		nulls[i + 2] = isnull ? 'n' : ' ';
+	}
+	if (nulls[2] == ' ')
+		result->busy = ArrayGetNItems(ARR_NDIM(DatumGetArrayTypeP(values[2])),
+									  ARR_DIMS(DatumGetArrayTypeP(values[2])));
+	tup = run_batch_statement(bp->plans[PLAIN_RECORD], values, nulls, InvalidOid, &desc);
+	result->done = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+	return true;
+}
+
 /* free a batch's kept plans and state, e.g. when the extension went away */
 void
 orderexp_forget_batch(BatchPlan *bp)
@@ -311,4 +493,7 @@ orderexp_forget_batch(BatchPlan *bp)
 	if (bp->last_key)
 		pfree(bp->last_key);
 	bp->last_key = NULL;
+	if (bp->last_created)
+		pfree(bp->last_created);
+	bp->last_created = NULL;
 }

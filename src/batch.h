@@ -22,16 +22,29 @@
 #define BATCH_TAKE		0
 #define BATCH_ORDERS	1
 #define BATCH_RECORD	2
-#define BATCH_MAX_PLANS	3
+#define BATCH_SPLIT_PLANS	3
+
+/*
+ * A plain close batch (1.3, set_plain_deadlines) is four: take (the table's
+ * owner), own (the extension owner: those without a timer row), orders,
+ * record.
+ */
+#define PLAIN_TAKE		0
+#define PLAIN_OWN		1
+#define PLAIN_ORDERS	2
+#define PLAIN_RECORD	3
+#define BATCH_MAX_PLANS	4
 
 typedef struct BatchPlan
 {
 	char	   *sql;			/* text the plans were made from */
-	int			nplans;			/* 1 or 3 */
+	int			nplans;			/* 1 or 3; 4 for a plain batch */
 	SPIPlanPtr	plans[BATCH_MAX_PLANS]; /* kept plans */
 	uint64		sweep_id;		/* sweep that set the watermark */
 	TimestampTz last_at;		/* (due time, key) of the last timer taken */
 	char	   *last_key;		/* in that sweep; TopMemoryContext */
+	char	   *last_created;	/* plain batch: created-at of the last order
+								 * taken, as text; TopMemoryContext */
 	bool		writes_outcomes;	/* the statement records its closes' outcomes */
 } BatchPlan;
 
@@ -48,6 +61,9 @@ extern Oid	orderexp_sweep_closing;
 
 extern bool orderexp_run_batch(BatchPlan *bp, bool closes, Oid relid, int batch_limit,
 							   uint64 sweep_id, BatchResult *result);
+extern bool orderexp_run_plain_batch(BatchPlan *bp, Oid relid, int batch_limit,
+									 uint64 sweep_id, BatchResult *result,
+									 TimestampTz *next_at);
 extern void orderexp_forget_batch(BatchPlan *bp);
 
 #endif							/* ORDEREXP_BATCH_H */

@@ -223,6 +223,8 @@ orderexp_catalog(void)
 	 */
 	catalog.outcome_count = OidIsValid(catalog.outcomes) &&
 		get_attnum(catalog.outcomes, "order_count") != InvalidAttrNumber;
+	catalog.plain_deadlines = OidIsValid(catalog.policies) &&
+		get_attnum(catalog.policies, "plain_since") != InvalidAttrNumber;
 
 	/*
 	 * Current unless an invalidation arrived while we looked (or before):

@@ -76,6 +76,9 @@ typedef struct OrderexpCatalog
 										 * of 1.1 and 1.2 (timer.c) */
 	bool		outcome_count;	/* 1.3: orderexp.outcomes ends in the
 								 * column order_count (outcome.c) */
+	bool		plain_deadlines;	/* 1.3: policies.plain_since: orders
+									 * with plain deadlines have no timer
+									 * row (timer.c, batch.c) */
 } OrderexpCatalog;
 
 extern const OrderexpCatalog *orderexp_catalog(void);

@@ -27,8 +27,10 @@
  * (cancel_order(s)): those statements delete the timer in the same command
  * or a later one, and the trigger reads the timer under the statement's own
  * snapshot, to which a row deleted by that very command is still visible.
- * An order without a timer was not tracked (no policy applied to it) and
- * gets no outcome.
+ * An order without a timer gets an outcome only if it has a plain deadline
+ * (set_plain_deadlines: its table's default policy gives what the timer
+ * would have held, timer.c); otherwise it was not tracked (no policy
+ * applied to it) and gets none.
  *
  * The trigger writes one row per order, order_count 1 (the column is
  * 1.3's: a database not yet updated gets a row of 1.2's table, without
@@ -93,11 +95,66 @@ enum
 };
 
 /* the timer columns the outcome copies (some were added in 1.1) */
+static Datum record_outcome(Oid order_table, const char *key, const char *outcome,
+							const char *status, Datum *values, bool *nulls);
+
 static const TimerColumn timer_columns[] = {
 	TC_POLICY_ID, TC_POLICY_VERSION, TC_VARIANT, TC_CLOSE_AT, TC_REMINDED_FOR,
 	TC_EXTENSIONS, TC_TOKEN_EXTENSIONS, TC_REOPENED
 };
 #define N_TIMER_COLUMNS lengthof(timer_columns)
+
+/*
+ * Write one outcome row: values and nulls hold what came from the order's
+ * timer (or its plain deadline) and its created-at; the rest is filled in
+ * here.  Returns the trigger's result.
+ */
+static Datum
+record_outcome(Oid order_table, const char *key, const char *outcome, const char *status,
+			   Datum *values, bool *nulls)
+{
+	const OrderexpCatalog *cat = orderexp_catalog();
+	Relation	outcomes;
+	int			natts;
+
+	values[OC_ORDER_TABLE] = ObjectIdGetDatum(order_table);
+	values[OC_ORDER_KEY] = CStringGetTextDatum(key);
+	values[OC_OUTCOME] = CStringGetTextDatum(outcome);
+	if (status == NULL)
+		nulls[OC_STATUS] = true;
+	else
+		values[OC_STATUS] = CStringGetTextDatum(status);
+	values[OC_DECIDED_AT] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	values[OC_ORDER_COUNT] = Int32GetDatum(1);
+
+	/*
+	 * A plain heap insert: the table has no indexes to maintain, no
+	 * constraints and no triggers.  Should someone add an index, refuse
+	 * rather than leave it without the new rows.
+	 */
+	outcomes = table_open(cat->outcomes, RowExclusiveLock);
+
+	/*
+	 * With or without order_count (1.3), asked again now that the lock is
+	 * held: an update that added the column since the lookup above has
+	 * reset the description, and the table is now as the catalog says.
+	 */
+	cat = orderexp_catalog();
+	natts = cat->outcome_count ? OC_NATTS : OC_ORDER_COUNT;
+	if (RelationGetDescr(outcomes)->natts != natts)
+		elog(ERROR, "orderexp.outcomes has %d columns, expected %d",
+			 RelationGetDescr(outcomes)->natts, natts);
+	if (RelationGetIndexList(outcomes) != NIL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("orderexp.outcomes must not have indexes"),
+				 errdetail("The outcome trigger writes the table without index maintenance."),
+				 errhint("Drop the indexes on orderexp.outcomes; copy the rows elsewhere to index them.")));
+	simple_heap_insert(outcomes, heap_form_tuple(RelationGetDescr(outcomes), values, nulls));
+	table_close(outcomes, NoLock);
+
+	return PointerGetDatum(NULL);
+}
 
 /*
  * orderexp_outcome_trigger
@@ -139,13 +196,11 @@ orderexp_outcome_trigger(PG_FUNCTION_ARGS)
 	bool		isnull;
 	const OrderexpCatalog *cat;
 	Relation	timers;
-	Relation	outcomes;
 	ScanKeyData skey[2];
 	SysScanDesc scan;
 	HeapTuple	timer;
 	Datum		values[OC_NATTS];
 	bool		nulls[OC_NATTS];
-	int			natts;
 	int			i;
 
 	orderexp_check_trigger_call(fcinfo, "outcome_trigger", true, layouts, lengthof(layouts));
@@ -222,10 +277,31 @@ orderexp_outcome_trigger(PG_FUNCTION_ARGS)
 	timer = systable_getnext(scan);
 	if (!HeapTupleIsValid(timer))
 	{
-		/* not tracked: no policy applied to the order */
+		int32		policy_id;
+		int32		policy_version;
+		TimestampTz close_at;
+
 		systable_endscan(scan);
 		table_close(timers, AccessShareLock);
-		return PointerGetDatum(NULL);
+
+		/*
+		 * A plain deadline has no timer row: the policy gives what the
+		 * outcome needs (never reminded, extended or reopened: any of
+		 * those writes the row).  Otherwise the order was not tracked.
+		 */
+		if (nulls[OC_CREATED_AT] || !cat->plain_deadlines ||
+			!orderexp_plain_deadline(order_table, DatumGetTimestampTz(values[OC_CREATED_AT]),
+									 &policy_id, &policy_version, &close_at))
+			return PointerGetDatum(NULL);
+		values[OC_POLICY_ID] = Int32GetDatum(policy_id);
+		values[OC_POLICY_VERSION] = Int32GetDatum(policy_version);
+		nulls[OC_VARIANT] = true;
+		values[OC_CLOSE_AT] = TimestampTzGetDatum(close_at);
+		values[OC_REMINDED] = BoolGetDatum(false);
+		values[OC_EXTENSIONS] = Int32GetDatum(0);
+		values[OC_TOKEN_EXTENSIONS] = Int32GetDatum(0);
+		values[OC_REOPENED] = BoolGetDatum(false);
+		return record_outcome(order_table, key, outcome, status, values, nulls);
 	}
 
 	for (i = 0; i < (int) N_TIMER_COLUMNS; i++)
@@ -273,41 +349,5 @@ orderexp_outcome_trigger(PG_FUNCTION_ARGS)
 	systable_endscan(scan);
 	table_close(timers, AccessShareLock);
 
-	values[OC_ORDER_TABLE] = ObjectIdGetDatum(order_table);
-	values[OC_ORDER_KEY] = CStringGetTextDatum(key);
-	values[OC_OUTCOME] = CStringGetTextDatum(outcome);
-	if (status == NULL)
-		nulls[OC_STATUS] = true;
-	else
-		values[OC_STATUS] = CStringGetTextDatum(status);
-	values[OC_DECIDED_AT] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
-	values[OC_ORDER_COUNT] = Int32GetDatum(1);
-
-	/*
-	 * A plain heap insert: the table has no indexes to maintain, no
-	 * constraints and no triggers.  Should someone add an index, refuse
-	 * rather than leave it without the new rows.
-	 */
-	outcomes = table_open(cat->outcomes, RowExclusiveLock);
-
-	/*
-	 * With or without order_count (1.3), asked again now that the lock is
-	 * held: an update that added the column since the lookup above has
-	 * reset the description, and the table is now as the catalog says.
-	 */
-	cat = orderexp_catalog();
-	natts = cat->outcome_count ? OC_NATTS : OC_ORDER_COUNT;
-	if (RelationGetDescr(outcomes)->natts != natts)
-		elog(ERROR, "orderexp.outcomes has %d columns, expected %d",
-			 RelationGetDescr(outcomes)->natts, natts);
-	if (RelationGetIndexList(outcomes) != NIL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("orderexp.outcomes must not have indexes"),
-				 errdetail("The outcome trigger writes the table without index maintenance."),
-				 errhint("Drop the indexes on orderexp.outcomes; copy the rows elsewhere to index them.")));
-	simple_heap_insert(outcomes, heap_form_tuple(RelationGetDescr(outcomes), values, nulls));
-	table_close(outcomes, NoLock);
-
-	return PointerGetDatum(NULL);
+	return record_outcome(order_table, key, outcome, status, values, nulls);
 }

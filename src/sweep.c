@@ -73,6 +73,8 @@ typedef struct TablePlan
 	Oid			relid;			/* hash key */
 	BatchPlan	close;			/* the close batch */
 	BatchPlan	remind;			/* the reminder batch */
+	BatchPlan	plain;			/* the plain close batch (plain deadlines) */
+	bool		has_plain;		/* the table has plain deadlines */
 	TimestampTz retry_after;	/* worker: skip the table until then */
 	bool		failed;			/* last batch failed: clear last_error on success */
 	bool		denied;			/* run_due: told the caller it lacks privilege */
@@ -96,6 +98,7 @@ static char **continue_names = NULL;
 
 /* statements every round runs; prepared once and kept */
 static SPIPlanPtr overview_plan = NULL;
+static bool overview_plain = false; /* overview_plan is overview_plain_sql */
 static SPIPlanPtr set_error_plan = NULL;
 static SPIPlanPtr next_due_plan = NULL;
 
@@ -113,6 +116,27 @@ static const char *overview_sql =
 "  LEFT JOIN LATERAL (SELECT x.remind_at FROM orderexp.timers x "
 "                      WHERE x.order_table = t.order_table AND x.remind_at IS NOT NULL "
 "                      ORDER BY x.remind_at LIMIT 1) r ON true "
+" ORDER BY s.close_at";
+
+/*
+ * The same, with the tables that have plain deadlines (1.3), whose due
+ * orders need no timer row: each gets a plain batch every round, which
+ * finds what is due in the orders table itself (batch.c).
+ */
+static const char *overview_plain_sql =
+"SELECT t.order_table::oid, t.order_table::text, s.close_at, r.remind_at, p.plain "
+"  FROM orderexp.tables t "
+"  JOIN pg_catalog.pg_class c ON c.oid = t.order_table "
+" CROSS JOIN LATERAL (SELECT EXISTS (SELECT 1 FROM orderexp.policies x "
+"                                     WHERE x.order_table = t.order_table "
+"                                       AND x.plain_since IS NOT NULL) AS plain) p "
+"  LEFT JOIN LATERAL (SELECT x.close_at FROM orderexp.timers x "
+"                      WHERE x.order_table = t.order_table "
+"                      ORDER BY x.close_at LIMIT 1) s ON true "
+"  LEFT JOIN LATERAL (SELECT x.remind_at FROM orderexp.timers x "
+"                      WHERE x.order_table = t.order_table AND x.remind_at IS NOT NULL "
+"                      ORDER BY x.remind_at LIMIT 1) r ON true "
+" WHERE s.close_at IS NOT NULL OR p.plain "
 " ORDER BY s.close_at";
 
 /*
@@ -142,6 +166,7 @@ typedef struct DueTable
 	char	   *name;
 	TimestampTz close_at;		/* earliest deadline */
 	TimestampTz remind_at;		/* earliest pending reminder, or 0 */
+	bool		plain;			/* has plain deadlines: a plain batch each round */
 } DueTable;
 
 static TablePlan *table_plan_entry(Oid relid);
@@ -178,6 +203,8 @@ table_plan_entry(Oid relid)
 	{
 		memset(&entry->close, 0, sizeof(BatchPlan));
 		memset(&entry->remind, 0, sizeof(BatchPlan));
+		memset(&entry->plain, 0, sizeof(BatchPlan));
+		entry->has_plain = false;
 		entry->retry_after = 0;
 		entry->failed = false;
 		entry->denied = false;
@@ -201,6 +228,7 @@ orderexp_forget_plans(void)
 	{
 		orderexp_forget_batch(&entry->close);
 		orderexp_forget_batch(&entry->remind);
+		orderexp_forget_batch(&entry->plain);
 	}
 	hash_destroy(table_plans);
 	table_plans = NULL;
@@ -283,6 +311,30 @@ table_batches(TablePlan *entry, DueTable *dt, TimestampTz now, int batch_limit,
 		ereport(DEBUG1,
 				(errmsg("orderexp wrote " INT64_FORMAT " reminders for " INT64_FORMAT " due orders of table %s",
 						r.done, r.taken, dt->name)));
+	}
+
+	if (dt->plain)
+	{
+		TimestampTz next_at;
+
+		if (!orderexp_run_plain_batch(&entry->plain, dt->relid, batch_limit,
+									  current_sweep_id, &r, &next_at))
+			entry->has_plain = false;
+		else
+		{
+			round->processed += r.taken - r.busy;
+			round->closed += r.done;
+			if (count_batch(&r, batch_limit, round))
+				full = true;
+			else if (next_at != 0 &&
+					 (round->next_due == 0 || next_at < round->next_due))
+				round->next_due = next_at;
+			if (r.done > 0)
+				notify_batch("closed", r.done);
+			ereport(DEBUG1,
+					(errmsg("orderexp closed " INT64_FORMAT " of " INT64_FORMAT " due orders with plain deadlines of table %s",
+							r.done, r.taken, dt->name)));
+		}
 	}
 
 	if (dt->close_at <= now)
@@ -478,7 +530,16 @@ orderexp_sweep_round(int batch_limit, int64 budget, bool in_worker, Oid caller,
 	}
 	else
 	{
-		ret = SPI_execute_plan(orderexp_keep_plan(&overview_plan, overview_sql, 0, NULL, 0),
+		bool		plain = orderexp_catalog()->plain_deadlines;
+
+		if (plain != overview_plain)
+		{
+			orderexp_forget_plan(&overview_plan);
+			overview_plain = plain;
+		}
+		ret = SPI_execute_plan(orderexp_keep_plan(&overview_plan,
+												  plain ? overview_plain_sql : overview_sql,
+												  0, NULL, 0),
 							   NULL, NULL, true, 0);
 		if (ret != SPI_OK_SELECT)
 			elog(ERROR, "reading the due overview failed: %s", SPI_result_code_string(ret));
@@ -493,12 +554,18 @@ orderexp_sweep_round(int batch_limit, int64 budget, bool in_worker, Oid caller,
 			TupleDesc	desc = SPI_tuptable->tupdesc;
 			bool		isnull;
 
+			Datum		d;
+
 			tables[i].relid = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
 			tables[i].name = SPI_getvalue(tup, desc, 2);
-			tables[i].close_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 3, &isnull));
+			/* a table with plain deadlines may have no timer at all */
+			d = SPI_getbinval(tup, desc, 3, &isnull);
+			tables[i].close_at = isnull ? DT_NOEND : DatumGetTimestampTz(d);
 			tables[i].remind_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 4, &isnull));
 			if (isnull)
 				tables[i].remind_at = 0;
+			if (plain)
+				tables[i].plain = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
 		}
 	}
 	forget_continuation();
@@ -515,12 +582,19 @@ orderexp_sweep_round(int batch_limit, int64 budget, bool in_worker, Oid caller,
 			first = dt->remind_at;
 		if (first > now)
 		{
-			if (round->next_due == 0 || first < round->next_due)
+			if (first != DT_NOEND &&
+				(round->next_due == 0 || first < round->next_due))
 				round->next_due = first;
-			continue;
+			if (!dt->plain)
+				continue;
 		}
 
 		entry = table_plan_entry(dt->relid);
+		/* the overview says whether a table has plain deadlines; go on with that */
+		if (round->from_overview)
+			entry->has_plain = dt->plain;
+		else
+			dt->plain = entry->has_plain;
 		if (in_worker && entry->retry_after > wallclock)
 			continue;
 		if (OidIsValid(caller) &&

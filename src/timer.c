@@ -49,11 +49,15 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/relscan.h"
+#include "access/stratnum.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_collation.h"
 #include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
 #include "commands/sequence.h"
@@ -68,12 +72,14 @@
 #include "tcop/utility.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/resowner.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "orderexp.h"
@@ -99,6 +105,8 @@ typedef struct CachedPolicy
 	int			nvariants;		/* 0 unless an experiment runs */
 	Interval   *variants;		/* close_after of each variant */
 	int32	   *weights;		/* and its weight */
+	bool		plain;			/* plain deadlines (set_plain_deadlines) */
+	TimestampTz plain_since;	/* for orders created since then */
 } CachedPolicy;
 
 /* the policies of one registered table */
@@ -124,6 +132,7 @@ static SPIPlanPtr policies_plan = NULL;
  * extension causes (it alters orderexp.policies).
  */
 static bool plans_for_1_1 = false;
+static bool plans_for_plain = false;	/* 1.3: policies.plain_since */
 
 /*
  * Operators and functions are schema-qualified: the plans may be re-planned
@@ -158,6 +167,13 @@ static const char *policies_sql_1_0 =
 static const char *policies_sql =
 "SELECT p.id, p.category, p.close_after, p.remind_before, p.version, "
 "       e.id, e.variants, e.weights "
+"  FROM orderexp.policies p "
+"  LEFT JOIN orderexp.experiments e ON e.id OPERATOR(pg_catalog.=) p.experiment_id "
+" WHERE p.order_table OPERATOR(pg_catalog.=) $1";
+
+static const char *policies_sql_plain =
+"SELECT p.id, p.category, p.close_after, p.remind_before, p.version, "
+"       e.id, e.variants, e.weights, p.plain_since "
 "  FROM orderexp.policies p "
 "  LEFT JOIN orderexp.experiments e ON e.id OPERATOR(pg_catalog.=) p.experiment_id "
 " WHERE p.order_table OPERATOR(pg_catalog.=) $1";
@@ -218,11 +234,13 @@ table_policies(Oid relid)
 		policy_cache = hash_create("orderexp policy cache", 16, &ctl,
 								   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 		policies_relid = cat->policies;
-		if (cat->has_experiments != plans_for_1_1)
+		if (cat->has_experiments != plans_for_1_1 ||
+			cat->plain_deadlines != plans_for_plain)
 		{
 			orderexp_forget_plan(&policies_plan);
 			orderexp_forget_plan(&timer_insert_plan);
 			plans_for_1_1 = cat->has_experiments;
+			plans_for_plain = cat->plain_deadlines;
 		}
 	}
 
@@ -235,6 +253,7 @@ table_policies(Oid relid)
 		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(ret));
 	values[0] = ObjectIdGetDatum(relid);
 	ret = SPI_execute_plan(orderexp_keep_plan(&policies_plan,
+											  plans_for_plain ? policies_sql_plain :
 											  plans_for_1_1 ? policies_sql : policies_sql_1_0,
 											  1, argtypes, 0),
 						   values, NULL, true, 0);
@@ -298,6 +317,13 @@ table_policies(Oid relid)
 				cp->weights[j] = DatumGetInt32(elems[j]);
 			cp->nvariants = n;
 		}
+		if (plans_for_plain)
+		{
+			d = SPI_getbinval(tup, desc, 9, &isnull);
+			cp->plain = !isnull;
+			if (!isnull)
+				cp->plain_since = DatumGetTimestampTz(d);
+		}
 	}
 	MemoryContextSwitchTo(oldcxt);
 	SPI_finish();
@@ -329,6 +355,8 @@ typedef struct TimerInserter
 	ResultRelInfo *rri;
 	TupleTableSlot *slot;
 	List	   *arbiters;		/* the primary key, for the speculative insert */
+	Relation	pkey;			/* the primary key, for timer_exists() */
+	TupleTableSlot *probe_slot; /* and a slot of the table's own kind */
 } TimerInserter;
 
 static TimerInserter inserter;
@@ -450,6 +478,12 @@ inserter_open(const OrderexpCatalog *cat)
 											   RelationGetDescr(inserter.timers),
 											   &TTSOpsVirtual);
 		inserter.arbiters = list_make1_oid(cat->timers_pkey);
+		inserter.probe_slot = ExecInitExtraTupleSlot(inserter.estate,
+													 RelationGetDescr(inserter.timers),
+													 table_slot_callbacks(inserter.timers));
+		for (int i = 0; i < inserter.rri->ri_NumIndices; i++)
+			if (RelationGetRelid(inserter.rri->ri_IndexRelationDescs[i]) == cat->timers_pkey)
+				inserter.pkey = inserter.rri->ri_IndexRelationDescs[i];
 	}
 	PG_FINALLY();
 	{
@@ -541,6 +575,42 @@ insert_timer_direct(Datum *values, bool *isnull)
 	return !conflict;
 }
 
+/*
+ * timer_exists
+ *		Has the order a timer row, as the current statement sees it?  One
+ *		probe of the primary key, through the relations the inserter keeps
+ *		open for the transaction.
+ *
+ * The statement's snapshot is enough: whoever writes a timer row holds the
+ * order's row (see _lock_order), which the caller holds too, and a
+ * transaction that writes the rows of a whole table (_materialize_plain)
+ * has it locked against our insert or update.  A row that a sweep deletes
+ * right now is still seen, and the caller takes the upsert, which waits.
+ */
+static bool
+timer_exists(Oid order_table, const char *key)
+{
+	const OrderexpCatalog *cat = orderexp_catalog();
+	TimerInserter *ti = inserter_open(cat);
+	IndexScanDesc scan;
+	ScanKeyData skey[2];
+	bool		found;
+
+	if (ti->pkey == NULL)
+		elog(ERROR, "the primary key of orderexp.timers is not open");
+	ScanKeyInit(&skey[0], 1, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(order_table));
+	ScanKeyInit(&skey[1], 2, BTEqualStrategyNumber, F_TEXTEQ,
+				CStringGetTextDatum(key));
+	skey[1].sk_collation = C_COLLATION_OID;
+	scan = index_beginscan(ti->timers, ti->pkey, GetActiveSnapshot(), 2, 0);
+	index_rescan(scan, skey, 2, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, ti->probe_slot);
+	index_endscan(scan);
+	ExecClearTuple(ti->probe_slot);
+	return found;
+}
+
 /* the category's own policy, else the table's default, else NULL */
 static CachedPolicy *
 choose_policy(TablePolicies *tp, const char *category)
@@ -558,6 +628,37 @@ choose_policy(TablePolicies *tp, const char *category)
 			return cp;
 	}
 	return fallback;
+}
+
+/*
+ * orderexp_plain_deadline
+ *		For the outcome trigger, about an order that has no timer row: does
+ *		it have a plain deadline, having been created at "created" in a
+ *		table with plain deadlines since before then?  If so, returns true
+ *		with the policy, its version and the deadline.
+ */
+bool
+orderexp_plain_deadline(Oid order_table, TimestampTz created, int32 *policy_id,
+						int32 *policy_version, TimestampTz *close_at)
+{
+	CachedPolicy *policy;
+	RunAs		runas;
+	bool		plain = false;
+
+	/* every name in the statement that fills the cache is qualified */
+	orderexp_run_as_begin(&runas, orderexp_owner(), SECURITY_LOCAL_USERID_CHANGE, false);
+	policy = choose_policy(table_policies(order_table), NULL);
+	if (policy != NULL && policy->plain && created >= policy->plain_since)
+	{
+		*policy_id = policy->id;
+		*policy_version = policy->version;
+		*close_at = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+															TimestampTzGetDatum(created),
+															IntervalPGetDatum(&policy->close_after)));
+		plain = true;
+	}
+	orderexp_run_as_end(&runas);
+	return plain;
 }
 
 /*
@@ -702,6 +803,23 @@ orderexp_track_order(Relation rel, Trigger *trigger, HeapTuple tuple,
 	if (policy == NULL)
 	{
 		/* a category without a policy of its own on a table without default */
+		orderexp_run_as_end(&runas);
+		return;
+	}
+
+	/*
+	 * A plain deadline (set_plain_deadlines): an order created since
+	 * plain_since is due at its created-at plus close_after, which the
+	 * sweep finds in the orders table itself, so it gets no timer row,
+	 * unless its key has one already (a lingering timer of an order of the
+	 * same key, or of this order before it was paid: the upsert below
+	 * refreshes it).  _check_plain() sees to it that such a policy is the
+	 * table's only one, without reminders or experiment.
+	 */
+	if (policy->plain && !created_null && base >= policy->plain_since &&
+		policy->category == NULL && policy->nvariants == 0 && !policy->has_remind &&
+		!timer_exists(order_table, key))
+	{
 		orderexp_run_as_end(&runas);
 		return;
 	}
