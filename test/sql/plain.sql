@@ -1,0 +1,202 @@
+--
+-- plain deadlines (set_plain_deadlines): orders due at created-at plus
+-- close_after need no timer row; the sweep finds them through the table's
+-- partial index, and whatever changes one writes its timer row first.
+--
+CREATE SCHEMA plain;
+CREATE TABLE plain.orders (
+	id			bigint PRIMARY KEY,
+	status		text NOT NULL DEFAULT 'unpaid',
+	created_at	timestamptz DEFAULT now(),
+	email		text,
+	kind		text
+);
+SELECT orderexp.set_close_policy('plain.orders', '1 hour', extend_by => '30 minutes',
+		max_extensions => 2, payload_columns => '{email}', channels => '{email,sms}')
+	AS pol \gset
+
+-- refused: no index to find due orders by (the hint says which)
+SELECT orderexp.set_plain_deadlines('plain.orders');
+-- an index that does not serve: not partial on the unpaid status
+CREATE INDEX orders_created ON plain.orders (created_at);
+SELECT orderexp.set_plain_deadlines('plain.orders');
+CREATE INDEX orders_unpaid_due ON plain.orders (created_at) WHERE status = 'unpaid';
+SELECT orderexp._plain_index(t) FROM orderexp.tables t WHERE t.order_table = 'plain.orders'::regclass;
+
+-- refused: reminders, a category policy, an experiment; NULL; not registered
+SELECT orderexp.set_close_policy('plain.orders', '1 hour', remind_before => '10 minutes',
+		extend_by => '30 minutes', max_extensions => 2);
+SELECT orderexp.set_plain_deadlines('plain.orders');
+SELECT orderexp.set_close_policy('plain.orders', '1 hour', extend_by => '30 minutes',
+		max_extensions => 2);
+SELECT orderexp.set_plain_deadlines('plain.orders', NULL);
+CREATE TABLE plain.other (id bigint PRIMARY KEY, status text, created_at timestamptz);
+SELECT orderexp.set_plain_deadlines('plain.other');
+
+SELECT orderexp.set_plain_deadlines('plain.orders');
+-- again: a no-op that keeps the moment plain deadlines began
+SELECT plain_since AS since FROM orderexp.policies WHERE id = :pol \gset
+SELECT orderexp.set_plain_deadlines('plain.orders'),
+       (SELECT plain_since = :'since' FROM orderexp.policies WHERE id = :pol) AS kept;
+
+-- now these are refused, and nothing changes: reminders, an experiment,
+-- a category policy
+SELECT version AS v0 FROM orderexp.policies WHERE id = :pol \gset
+SELECT orderexp.set_close_policy('plain.orders', '1 hour', remind_before => '10 minutes',
+		extend_by => '30 minutes', max_extensions => 2);
+SELECT orderexp.start_experiment('plain.orders', '{30 minutes,1 hour}');
+SELECT orderexp.set_close_policy('plain.orders', '2 hours', category => 'books',
+		category_column => 'kind');
+SELECT version = :v0 AS same_version, remind_before, experiment_id, plain_since IS NOT NULL AS plain
+  FROM orderexp.policies WHERE id = :pol;
+SELECT count(*) AS policies FROM orderexp.policies WHERE order_table = 'plain.orders'::regclass;
+
+--
+-- new orders get no timer row; an order created before plain deadlines
+-- began, and one without a created-at, get one as before
+--
+INSERT INTO plain.orders (id, email) SELECT g, 'c' || g || '@example.com' FROM generate_series(1, 20) g;
+INSERT INTO plain.orders (id, created_at, email) VALUES (21, now() - interval '1 day', 'old@example.com'),
+                                                       (22, NULL, 'none@example.com');
+SELECT order_key, close_at - (SELECT created_at FROM plain.orders WHERE id = 21) AS after
+  FROM orderexp.timers WHERE order_table = 'plain.orders'::regclass ORDER BY order_key;
+
+-- what the monitoring and pending views show counts the plain orders
+SELECT pending, overdue FROM orderexp.monitor_backlog WHERE order_table = 'plain.orders';
+SELECT count(*) AS pending, count(*) FILTER (WHERE close_at = o.created_at + interval '1 hour') AS plain_deadline
+  FROM orderexp.pending p JOIN plain.orders o ON o.id::text = p.order_key
+ WHERE p.order_table = 'plain.orders'::regclass;
+
+-- a token made while the order has no timer row works after the row is written
+SELECT orderexp.extension_token('plain.orders', 2::bigint) AS token2 \gset
+SELECT count(*) AS timers FROM orderexp.timers
+ WHERE order_table = 'plain.orders'::regclass AND order_key = '2';
+SELECT orderexp.extend_order('plain.orders', 3::bigint, '2 hours') > now() AS extended3;
+SELECT orderexp.extend_order_by_token(:'token2') > now() AS extended2_by_token;
+SELECT orderexp.extend_order_by_token(:'token2');
+SELECT order_key, generation < 0 AS plain_generation, extensions, token_extensions,
+       close_at - (SELECT created_at FROM plain.orders o WHERE o.id::text = t.order_key) AS after
+  FROM orderexp.timers t
+ WHERE order_table = 'plain.orders'::regclass AND order_key IN ('2', '3') ORDER BY 1;
+
+--
+-- For the rest, plain deadlines are taken to have begun two days ago, and
+-- orders are placed in the past, so that they are due now (a test's
+-- shortcut: a table's orders are never older than its plain deadlines).
+--
+UPDATE orderexp.policies SET plain_since = now() - interval '2 days' WHERE id = :pol;
+UPDATE plain.orders SET created_at = now() - interval '70 minutes' + id * interval '1 second'
+ WHERE id <= 20;
+
+-- cancel, a payment, a record_feedback on an order without a timer row
+SELECT orderexp.cancel_order('plain.orders', 4::bigint, 'customer asked');
+UPDATE plain.orders SET status = 'paid' WHERE id = 5;
+SELECT outcome, status, policy_id = :pol AS policy, policy_version, variant,
+       close_at = (SELECT created_at FROM plain.orders WHERE id = 5) + interval '1 hour' AS deadline,
+       reminded, extensions, reopened, order_count
+  FROM orderexp.outcomes WHERE order_table = 'plain.orders'::regclass AND order_key = '5';
+SELECT orderexp.record_feedback('plain.orders', 6::bigint, 'complaint', 'too short') > 0 AS fed;
+SELECT policy_id = :pol AS policy, policy_version FROM orderexp.feedback WHERE order_key = '6';
+
+--
+-- the sweep closes the due plain orders, leaves the extended ones and
+-- those not due yet, and records them as a timer close would
+--
+SELECT count(*) FILTER (WHERE status = 'unpaid') AS unpaid_before FROM plain.orders;
+SELECT * FROM orderexp.run_due();
+SELECT id, status FROM plain.orders WHERE status <> 'closed' ORDER BY id;
+SELECT count(*) AS closed_events, count(DISTINCT order_key) AS orders,
+       count(*) FILTER (WHERE via = 'timeout' AND policy_id = :pol AND policy_version = :v0
+						AND event_ids IS NOT NULL) AS records,
+       count(*) FILTER (WHERE (payload ->> 'close_at')::timestamptz
+							  = (SELECT created_at FROM plain.orders o WHERE o.id::text = x.order_key)
+								+ interval '1 hour') AS right_deadline,
+       count(*) FILTER (WHERE payload -> 'order' ->> 'email' LIKE 'c%@example.com') AS with_payload
+  FROM orderexp.outbox x
+ WHERE order_table = 'plain.orders'::regclass AND kind = 'closed';
+SELECT outcome, sum(order_count) AS orders, policy_version
+  FROM orderexp.outcomes WHERE order_table = 'plain.orders'::regclass
+ GROUP BY outcome, policy_version ORDER BY outcome;
+-- nothing more is due: a second sweep closes nothing
+SELECT * FROM orderexp.run_due();
+SELECT action, via, deadline = (SELECT created_at FROM plain.orders WHERE id = 7) + interval '1 hour' AS deadline
+  FROM orderexp.history('plain.orders', 7::bigint);
+SELECT orderexp.explain_order('plain.orders', 7::bigint) LIKE '%had 1 hour to be paid%' AS explained;
+
+--
+-- reopen: a timer row of its own, with a generation drawn anew
+--
+SELECT orderexp.reopen_order('plain.orders', 7::bigint, '1 hour') > now() AS reopened;
+SELECT generation > 0 AS fresh_generation, reopened FROM orderexp.timers
+ WHERE order_table = 'plain.orders'::regclass AND order_key = '7';
+
+-- an order the application sets back to unpaid has its plain deadline again: due
+UPDATE plain.orders SET status = 'unpaid' WHERE id = 8;
+SELECT count(*) AS timers8 FROM orderexp.timers WHERE order_table = 'plain.orders'::regclass AND order_key = '8';
+SELECT * FROM orderexp.run_due();
+SELECT status FROM plain.orders WHERE id = 8;
+
+-- a key used again: the new order refreshes the lingering timer row of the
+-- old one (paid while extended), instead of having a plain deadline
+UPDATE plain.orders SET status = 'paid' WHERE id = 3;
+DELETE FROM plain.orders WHERE id = 3;
+INSERT INTO plain.orders (id, email) VALUES (3, 'again@example.com');
+SELECT close_at - (SELECT created_at FROM plain.orders WHERE id = 3) AS after, extensions,
+       generation > 0 AS fresh_generation
+  FROM orderexp.timers WHERE order_table = 'plain.orders'::regclass AND order_key = '3';
+
+--
+-- a change of the policy that leaves deadlines alone writes the plain
+-- orders' timer rows first; with reschedule they follow the new one
+--
+INSERT INTO plain.orders (id, created_at, email) VALUES (30, now() - interval '10 minutes', 'a@example.com'),
+                                                       (31, now() - interval '20 minutes', 'b@example.com');
+SELECT count(*) AS timers_30_31 FROM orderexp.timers
+ WHERE order_table = 'plain.orders'::regclass AND order_key IN ('30', '31');
+SELECT orderexp.set_close_policy('plain.orders', '3 hours', extend_by => '30 minutes',
+		max_extensions => 2, reschedule => true) = :pol AS rescheduled;
+SELECT count(*) AS timers_30_31 FROM orderexp.timers
+ WHERE order_table = 'plain.orders'::regclass AND order_key IN ('30', '31');
+SELECT orderexp.set_close_policy('plain.orders', '4 hours', extend_by => '30 minutes',
+		max_extensions => 2) = :pol AS changed;
+SELECT order_key, close_at - (SELECT created_at FROM plain.orders o WHERE o.id::text = t.order_key) AS after,
+       policy_version
+  FROM orderexp.timers t
+ WHERE order_table = 'plain.orders'::regclass AND order_key IN ('30', '31') ORDER BY 1;
+INSERT INTO plain.orders (id, created_at, email) VALUES (32, now() - interval '3 hours 50 minutes', 'c@example.com');
+SELECT * FROM orderexp.run_due();
+SELECT id, status FROM plain.orders WHERE id IN (30, 31, 32) ORDER BY id;
+SELECT p.order_key, p.close_at - o.created_at AS after
+  FROM orderexp.pending p JOIN plain.orders o ON o.id::text = p.order_key
+ WHERE p.order_table = 'plain.orders'::regclass AND p.order_key = '32';
+
+--
+-- the end of plain deadlines writes every plain order's timer row
+--
+INSERT INTO plain.orders (id, email) SELECT g, 'd' || g || '@example.com' FROM generate_series(40, 44) g;
+SELECT count(*) AS unpaid_without_timer FROM plain.orders o
+ WHERE o.status = 'unpaid'
+   AND NOT EXISTS (SELECT 1 FROM orderexp.timers t
+					WHERE t.order_table = 'plain.orders'::regclass AND t.order_key = o.id::text);
+SELECT orderexp.set_plain_deadlines('plain.orders', false);
+SELECT count(*) AS unpaid_without_timer FROM plain.orders o
+ WHERE o.status = 'unpaid'
+   AND NOT EXISTS (SELECT 1 FROM orderexp.timers t
+					WHERE t.order_table = 'plain.orders'::regclass AND t.order_key = o.id::text);
+SELECT plain_since FROM orderexp.policies WHERE id = :pol;
+INSERT INTO plain.orders (id, email) VALUES (45, 'e@example.com');
+SELECT count(*) AS timer45 FROM orderexp.timers WHERE order_table = 'plain.orders'::regclass AND order_key = '45';
+-- and again off: a no-op
+SELECT orderexp.set_plain_deadlines('plain.orders', false);
+
+--
+-- a role that does not own the table may not turn plain deadlines on
+--
+CREATE ROLE plain_stranger;
+GRANT orderexp_admin TO plain_stranger;
+GRANT USAGE ON SCHEMA plain TO plain_stranger;
+SET ROLE plain_stranger;
+SELECT orderexp.set_plain_deadlines('plain.orders');
+RESET ROLE;
+REVOKE USAGE ON SCHEMA plain FROM plain_stranger;
+DROP ROLE plain_stranger;
