@@ -87,7 +87,7 @@ INSERT INTO orders (id, created_at) VALUES (7, now() - interval '70 minutes'),
 # every table of orderexp, and what the functions and views answer, as text
 # (the outbox without 1.3's claimed_by and obsolete_at, the tables without
 # 1.3's channel settings, checked below, the outcomes without 1.3's
-# order_count, NULL in the rows of 1.2, policy_stats and experiment_stats
+# order_count, NULL in the rows of 1.2, policies.plain_since (NULL), policy_stats and experiment_stats
 # without their feedback columns)
 # (delivery_stats without the age of the oldest event, which grows)
 # The audit trail becomes the records of changes in the outbox (1.3): the
@@ -95,7 +95,7 @@ INSERT INTO orders (id, created_at) VALUES (7, now() - interval '70 minutes'),
 # rows of their own, and the outbox's events (rows with a channel) as before
 # but for the record columns.
 my @tables = qw(tables policies timers outbox audit outcomes token_tables secret);
-my $new_columns = q{'{claimed_by,obsolete_at,channels_column,contact_channels,contact_columns,fallback_before,via,actor,reason,policy_id,policy_version,variant,deadline,previous_deadline,event_ids,order_count,txid}'::text[]};
+my $new_columns = q{'{claimed_by,obsolete_at,channels_column,contact_channels,contact_columns,fallback_before,via,actor,reason,policy_id,policy_version,variant,deadline,previous_deadline,event_ids,order_count,txid,plain_since}'::text[]};
 my %columns = (audit => q{'{id}'::text[]}, outbox => $new_columns);
 my %rows = (outbox => 'WHERE t.channel IS NOT NULL');
 my $state_sql = join(
@@ -291,6 +291,31 @@ is( $node->safe_psql(
 		$db, q{SELECT count(*) FILTER (WHERE o.delivered_at IS NOT NULL) || ':' || count(*)
 				 FROM orderexp.outbox_state o WHERE o.order_key = '9'}),
 	'2:2', 'outbox_state shows them delivered, though the events were not written again');
+
+# plain deadlines on the updated table: its timers stay, new orders need none
+$node->safe_psql(
+	$db, q{
+CREATE INDEX orders_due ON orders (created_at) WHERE status = 'unpaid';
+SELECT orderexp.set_close_policy('orders', interval '1 hour', extend_by => interval '1 hour',
+								 max_extensions => 2);
+CREATE TABLE timers_before AS SELECT * FROM orderexp.timers;
+SELECT orderexp.set_plain_deadlines('orders');
+INSERT INTO orders (id) VALUES (11);
+});
+is( $node->safe_psql(
+		$db, q{
+SELECT (SELECT count(*) FROM orderexp.timers t
+		 WHERE NOT EXISTS (SELECT 1 FROM timers_before b WHERE b.order_key = t.order_key
+							 AND b.order_table = t.order_table AND b.close_at = t.close_at))
+	   || ':' || (SELECT count(*) FROM timers_before b
+				   WHERE NOT EXISTS (SELECT 1 FROM orderexp.timers t WHERE t.order_key = b.order_key
+									   AND t.order_table = b.order_table))
+	   || ':' || (SELECT count(*) FROM orderexp.pending WHERE order_key = '11')}),
+	'0:0:1', 'plain deadlines at 1.3: the timers of 1.2 stay as they were, order 11 is pending without one');
+is( $node->safe_psql(
+		$db, q{SELECT orderexp.set_plain_deadlines('orders', false);
+			   SELECT count(*) FROM orderexp.timers WHERE order_key = '11'}),
+	"f\n1", 'and gets its timer row when plain deadlines end');
 
 $node->stop;
 done_testing();
