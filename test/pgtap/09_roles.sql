@@ -7,7 +7,7 @@
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS orderexp;
-SELECT plan(76);
+SELECT plan(77);
 
 -- run sql as role r; errors come out as they are
 CREATE FUNCTION public.pgtap_ox_as(r name, sql text) RETURNS text
