@@ -1233,8 +1233,9 @@ $$;
  * the timer trigger), could deadlock (the soak test found it in 1.0).  The
  * sweep takes both with SKIP LOCKED and never waits, so it deadlocks with
  * neither order.  An order with a plain deadline gets the timer row it
- * stands for here, under the lock of its row, so that the caller has a
- * timer to change; the sweep checks for one after locking the row.
+ * stands for here, under the lock of its row and the table's plain lock,
+ * so that the caller has a timer to change and the sweep's plain batch
+ * leaves the order to the timers (see _plain_batch_sql).
  */
 CREATE FUNCTION orderexp._lock_order(cfg orderexp.tables, k text)
 RETURNS text
@@ -1285,6 +1286,7 @@ BEGIN
 		/* a plain deadline becomes a timer row, which the caller may change */
 		tm := orderexp._plain_timer(cfg, k, ord);
 		IF tm.order_table IS NOT NULL THEN
+			PERFORM orderexp._plain_lock(cfg.order_table, false);
 			INSERT INTO orderexp.timers SELECT tm.*
 			ON CONFLICT (order_table, order_key) DO NOTHING;
 			PERFORM 1 FROM orderexp.timers t
@@ -1997,6 +1999,18 @@ $$;
  * keeps it so, from the trigger on orderexp.policies.
  * ------------------------------------------------------------------------ */
 
+/*
+ * The plain lock of a table (src/batch.c), for the transaction: shared to
+ * write the timer row of one order with a plain deadline, exclusive to
+ * write those of all of them; the sweep's plain batch takes it exclusively
+ * or not at all, so that it never closes an order whose timer row was
+ * written after it looked.
+ */
+CREATE FUNCTION orderexp._plain_lock(orders regclass, exclusive boolean)
+RETURNS void
+AS 'MODULE_PATHNAME', 'orderexp_plain_lock'
+LANGUAGE C STRICT VOLATILE;
+
 CREATE FUNCTION orderexp._check_plain(p orderexp.policies)
 RETURNS void
 LANGUAGE plpgsql STABLE
@@ -2095,9 +2109,10 @@ $$;
  * Write the timer rows of a table's plain orders (unpaid, created since
  * plain_since, no row yet) as their plain deadlines give them now, before
  * something changes what those would be: the end of plain deadlines, or a
- * change of the policy that leaves existing deadlines alone.  The table is
- * locked in SHARE mode first (as CREATE INDEX locks it), so that no
- * transaction that wrote orders without timer rows commits after the scan.
+ * change of the policy that leaves existing deadlines alone.  The table's
+ * plain lock keeps the sweep's plain batch out meanwhile, and the table is
+ * locked in SHARE mode (as CREATE INDEX locks it), so that no transaction
+ * that wrote orders without timer rows commits after the scan.
  * Returns the number of rows written.
  */
 CREATE FUNCTION orderexp._materialize_plain(cfg orderexp.tables)
@@ -2114,6 +2129,7 @@ BEGIN
 	IF NOT FOUND THEN
 		RETURN 0;
 	END IF;
+	PERFORM orderexp._plain_lock(cfg.order_table, true);
 	EXECUTE format('LOCK TABLE %s IN SHARE MODE', cfg.order_table);
 	/* the rows read as the table's owner, the timers written as ours */
 	INSERT INTO orderexp.timers AS t (order_table, order_key, policy_id, close_at, generation,
@@ -2283,8 +2299,8 @@ COMMENT ON FUNCTION orderexp.set_plain_deadlines(regclass, boolean) IS
 /*
  * The statements of a plain close batch (src/batch.c), or NULL when the
  * table has no plain deadlines:
- *   take     (the table's owner)  lock up to $1 due plain orders, SKIP
- *            LOCKED, in the order of created-at and key, after ($2, $3),
+ *   take     (the table's owner)  up to $1 due plain orders, in the order
+ *            of created-at and key, after ($2, $3),
  *            the last of the sweep's previous batch (as text, so that a
  *            timestamp makes the round trip whatever the time zone),
  *            through the partial index; return how many, their keys, the
@@ -2292,14 +2308,16 @@ COMMENT ON FUNCTION orderexp.set_plain_deadlines(regclass, boolean) IS
  *            now (of the first unpaid order not yet due);
  *   own      (the extension owner)  the keys of those without a timer row:
  *            an order with one is left to the timers' batch, whatever its
- *            deadline (checked after the lock: whoever writes a timer row
- *            locks the order first);
- *   orders   the close statement's, unchanged (_orders_sql);
+ *            deadline;
+ *   orders   the close statement's, unchanged (_orders_sql): lock the rows,
+ *            SKIP LOCKED, and close the unpaid ones;
  *   record   (the extension owner)  the events and counted outcomes, as
  *            _record_close_sql writes them, with the deadline and policy
  *            the plain deadline gives.
  * The settings are written into the text: a change of the policy changes
- * the statements, which the sweep prepares anew.
+ * the statements, which the sweep prepares anew.  The batch runs with the
+ * table's plain lock (_plain_lock), so that no timer row is written
+ * between its "own" statement and the close (src/batch.c).
  */
 CREATE FUNCTION orderexp._plain_batch_sql(cfg orderexp.tables)
 RETURNS text[]
@@ -2328,8 +2346,7 @@ WITH c AS MATERIALIZED (
 	   AND o.%3$I >= greatest($2::%8$s, %9$L::timestamptz::%8$s)
 	   AND (o.%3$I > $2::%8$s OR o.%2$I::text COLLATE "C" > $3)
 	 ORDER BY o.%3$I, o.%2$I::text COLLATE "C"
-	 LIMIT $1
-	   FOR UPDATE OF o SKIP LOCKED),
+	 LIMIT $1),
 last AS (
 	SELECT c.at, c.k FROM c ORDER BY c.at DESC, c.k DESC LIMIT 1)
 SELECT (SELECT count(*) FROM c), ARRAY(SELECT c.k FROM c),
@@ -6449,6 +6466,7 @@ GRANT EXECUTE ON FUNCTION orderexp.set_explanation_template(text, text, text) TO
  * counts monitor_backlog shows pg_monitor
  */
 REVOKE ALL ON FUNCTION
+	orderexp._plain_lock(regclass, boolean),
 	orderexp._check_plain(orderexp.policies),
 	orderexp._plain_cols(orderexp.tables),
 	orderexp._plain_timer(orderexp.tables, text, jsonb),

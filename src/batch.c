@@ -23,7 +23,9 @@
 
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
+#include "fmgr.h"
 #include "miscadmin.h"
+#include "storage/lock.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
@@ -34,6 +36,11 @@
 #include "catalog.h"
 #include "runas.h"
 #include "spiplan.h"
+
+PG_FUNCTION_INFO_V1(orderexp_plain_lock);
+
+/* the plain lock of a table: an advisory lock ("oexp", table OID) */
+#define PLAIN_LOCK_KEY1		0x6f657870
 
 /*
  * The table whose close batch is running right now, or InvalidOid.  The
@@ -297,6 +304,50 @@ orderexp_run_batch(BatchPlan *bp, bool closes, Oid relid, int batch_limit,
 }
 
 /*
+ * The plain lock of a table, a transaction-level advisory lock on ("oexp",
+ * the table's OID) in this database (the worker's own lock is ("oexp", 1),
+ * and no table has OID 1).  It orders the plain close batch against
+ * whoever writes the timer row of an order with a plain deadline:
+ *
+ *   the plain batch            ExclusiveLock, conditionally: skipped when
+ *                              anyone holds the lock;
+ *   one order's row written    ShareLock (_lock_order), with the order's
+ *                              row locked: waits for a batch in progress;
+ *   all plain orders' rows     ExclusiveLock (_materialize_plain).
+ *
+ * So a timer row written for an order is either committed before the
+ * batch takes the lock, and the batch's "own" statement, whose snapshot is
+ * taken after that, sees it; or it is written after the batch's
+ * transaction ends, by which time the order is closed, and the writer
+ * (which then finds it closed) refuses.  The batch never waits.
+ */
+static bool
+plain_lock(Oid relid, LOCKMODE mode, bool dont_wait)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, PLAIN_LOCK_KEY1, relid, 2);
+	return LockAcquire(&tag, mode, false, dont_wait) != LOCKACQUIRE_NOT_AVAIL;
+}
+
+/*
+ * orderexp._plain_lock(orders regclass, exclusive boolean) returns void
+ *		Take the plain lock of a table for the rest of the transaction:
+ *		shared to write one order's timer row, exclusive to write all of
+ *		them.
+ */
+Datum
+orderexp_plain_lock(PG_FUNCTION_ARGS)
+{
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("orderexp._plain_lock() needs a table and a lock mode")));
+	(void) plain_lock(PG_GETARG_OID(0), PG_GETARG_BOOL(1) ? ExclusiveLock : ShareLock, false);
+	PG_RETURN_VOID();
+}
+
+/*
  * The four kept statements of a plain close batch, from the text[] that
  * _plain_batch_sql() gives.
  */
@@ -358,17 +409,20 @@ keep_string(char **field, const char *value)
  *		deadlines (any more).  *next_at is set to the next plain deadline
  *		after now, or 0 if there is none.
  *
- * Four statements, in the caller's subtransaction:
- *   take    as the table's owner, under SECURITY_RESTRICTED_OPERATION: lock
- *           the due unpaid orders, SKIP LOCKED, after the sweep's watermark
- *           (created-at and key of the last order of its previous batch);
- *   own     as the extension owner: those of them without a timer row.
- *           Every writer of a timer row locks the order first, and this
- *           statement's snapshot is taken after the take's locks, so an
- *           order whose timer row was written (an extension, say) is left
- *           to the timers' batch;
- *   orders  the close batch's orders statement, as the table's owner: it
- *           finds the rows locked by us already, and closes them;
+ * With the table's plain lock (exclusive, see plain_lock; if someone holds
+ * it, the batch is not run and result->blocked says so), four statements,
+ * in the caller's subtransaction:
+ *   take    as the table's owner, under SECURITY_RESTRICTED_OPERATION: the
+ *           due unpaid orders after the sweep's watermark (created-at and
+ *           key of the last order of its previous batch), through the
+ *           partial index, without locking them;
+ *   own     as the extension owner: those of them without a timer row.  An
+ *           order given a deadline of its own (an extension, say) has one,
+ *           written before the lock was taken, and is left to the timers'
+ *           batch; it is never locked here;
+ *   orders  the close batch's orders statement, as the table's owner: locks
+ *           the rows, SKIP LOCKED (the others are busy), and closes the
+ *           unpaid ones;
  *   record  as the extension owner: events and counted outcomes.
  * While the orders statement runs, orderexp_sweep_closing names the table:
  * the record statement writes the outcomes (outcome.c).
@@ -423,6 +477,11 @@ orderexp_run_plain_batch(BatchPlan *bp, Oid relid, int batch_limit, uint64 sweep
 		keep_string(&bp->last_key, "");
 	}
 	owner = orderexp_table_owner(relid);
+	if (!plain_lock(relid, ExclusiveLock, true))
+	{
+		result->blocked = true;
+		return true;
+	}
 
 	/* take: ($1 limit, $2 created-at, $3 key), as the owner */
 	values[0] = Int32GetDatum(batch_limit);

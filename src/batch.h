@@ -54,6 +54,8 @@ typedef struct BatchResult
 	int64		taken;			/* timers taken off the due list */
 	int64		busy;			/* due, but their row was locked: left for later */
 	int64		done;			/* orders closed, or reminders written */
+	bool		blocked;		/* plain batch: not run, the table's plain
+								 * lock was taken (try again soon) */
 } BatchResult;
 
 /* the table whose close batch is running right now (outcome.c), or 0 */

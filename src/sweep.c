@@ -320,6 +320,8 @@ table_batches(TablePlan *entry, DueTable *dt, TimestampTz now, int batch_limit,
 		if (!orderexp_run_plain_batch(&entry->plain, dt->relid, batch_limit,
 									  current_sweep_id, &r, &next_at))
 			entry->has_plain = false;
+		else if (r.blocked)
+			round->stuck = true;	/* an order's timer row is being written */
 		else
 		{
 			round->processed += r.taken - r.busy;

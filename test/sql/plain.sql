@@ -25,10 +25,10 @@ SELECT orderexp._plain_index(t) FROM orderexp.tables t WHERE t.order_table = 'pl
 
 -- refused: reminders, a category policy, an experiment; NULL; not registered
 SELECT orderexp.set_close_policy('plain.orders', '1 hour', remind_before => '10 minutes',
-		extend_by => '30 minutes', max_extensions => 2);
+		extend_by => '30 minutes', max_extensions => 2) = :pol AS same_policy;
 SELECT orderexp.set_plain_deadlines('plain.orders');
 SELECT orderexp.set_close_policy('plain.orders', '1 hour', extend_by => '30 minutes',
-		max_extensions => 2);
+		max_extensions => 2) = :pol AS same_policy;
 SELECT orderexp.set_plain_deadlines('plain.orders', NULL);
 CREATE TABLE plain.other (id bigint PRIMARY KEY, status text, created_at timestamptz);
 SELECT orderexp.set_plain_deadlines('plain.other');
@@ -96,7 +96,8 @@ SELECT outcome, status, policy_id = :pol AS policy, policy_version, variant,
        reminded, extensions, reopened, order_count
   FROM orderexp.outcomes WHERE order_table = 'plain.orders'::regclass AND order_key = '5';
 SELECT orderexp.record_feedback('plain.orders', 6::bigint, 'complaint', 'too short') > 0 AS fed;
-SELECT policy_id = :pol AS policy, policy_version FROM orderexp.feedback WHERE order_key = '6';
+SELECT policy_id = :pol AS policy, policy_version FROM orderexp.feedback
+ WHERE order_table = 'plain.orders'::regclass AND order_key = '6';
 
 --
 -- the sweep closes the due plain orders, leaves the extended ones and
