@@ -10115,6 +10115,108 @@ BEGIN
 END;
 $$;
 
+CREATE OR REPLACE FUNCTION orderexp._cancel_orders(orders regclass, order_keys anyarray, reason text)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	actor name := orderexp._actor();
+	cfg orderexp.tables;
+	keys text[];
+	cancelled_keys text[];
+	cancelled_cols jsonb[];
+	cancelled_created timestamptz[];
+	n integer;
+BEGIN
+	PERFORM orderexp._check_reason(reason);
+	cfg := orderexp._config(orders);
+	IF order_keys IS NULL THEN
+		RAISE EXCEPTION 'order keys must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF array_position(order_keys, NULL) IS NOT NULL THEN
+		RAISE EXCEPTION 'order keys must not contain null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	/* canonical and distinct */
+	SELECT ARRAY(SELECT jsonb_array_elements_text(r -> 'keys')) INTO keys
+	  FROM orderexp._orders_exec(orders, false,
+			format('SELECT coalesce(array_agg(DISTINCT k::%s::text), ''{}'') AS keys FROM unnest($1::text[]) k',
+				   cfg.key_type),
+			ARRAY[order_keys::text[]::text]) r;
+
+	/*
+	 * Lock the rows first, in key order, then their timers: the order of
+	 * orderexp._lock_order.  Only the rows locked here are cancelled: an
+	 * order committed after this statement is left alone, as if it had come
+	 * a moment later.  Every writer of a timer holds its order's row, so no
+	 * timer of a row locked here can appear or change before we are done.
+	 */
+	SELECT ARRAY(SELECT jsonb_array_elements_text(r -> 'keys')) INTO keys
+	  FROM orderexp._orders_exec(orders, false,
+			format('SELECT coalesce(array_agg(l.k), ''{}'') AS keys FROM (SELECT o.%1$I::text AS k FROM %2$s o WHERE o.%1$I = ANY ($1::%3$s[]) ORDER BY o.%1$I FOR UPDATE) l',
+				   cfg.key_column, orders, cfg.key_type),
+			ARRAY[keys::text]) r;
+	PERFORM 1 FROM orderexp.timers t
+	 WHERE t.order_table = orders AND t.order_key = ANY (keys)
+	 ORDER BY t.order_key
+	   FOR UPDATE;
+
+	/* the orders' update as the caller's own UPDATE would run, then ours */
+	SELECT coalesce(array_agg(r ->> 'k'), '{}'), coalesce(array_agg(r -> 'cols'), '{}'),
+		   coalesce(array_agg((r ->> 'created')::timestamptz), '{}')
+	  INTO cancelled_keys, cancelled_cols, cancelled_created
+	  FROM orderexp._orders_exec(orders, false,
+			format($q$UPDATE %1$s o SET %2$I = $3::text::%3$s
+			 WHERE o.%4$I = ANY ($1::%5$s[]) AND o.%2$I = $2::text::%3$s
+			RETURNING o.%4$I::text AS k, %6$s AS cols, o.%7$I::timestamptz AS created$q$,
+				   orders, cfg.status_column, orderexp._status_type(cfg),
+				   cfg.key_column, cfg.key_type, orderexp._payload_expr(cfg),
+				   cfg.created_column),
+			ARRAY[keys::text, cfg.unpaid_value, cfg.cancelled_value]) r;
+	WITH c AS (
+			SELECT x.k, x.cols, x.created
+			  FROM unnest(cancelled_keys, cancelled_cols, cancelled_created) AS x(k, cols, created)),
+		d AS (
+			DELETE FROM orderexp.timers t USING c
+			 WHERE t.order_table = orders AND t.order_key = c.k
+			RETURNING t.*),
+		x AS (
+			/* an order without a timer row: its plain deadline's */
+			SELECT c.k, c.cols, coalesce(d.policy_id, pp.id) AS policy_id,
+				   coalesce(d.policy_version, pp.version) AS policy_version, d.variant,
+				   coalesce(d.close_at, c.created + pp.close_after) AS close_at,
+				   /* the ids of the order's events, drawn first: its record names them */
+				   ARRAY(SELECT nextval('orderexp.outbox_id_seq')
+						   FROM unnest(cfg.channels) WHERE c.k IS NOT NULL) AS ids
+			  FROM c LEFT JOIN d ON d.order_key = c.k
+			  LEFT JOIN orderexp.policies pp
+					 ON d.order_key IS NULL AND pp.order_table = orders AND pp.category IS NULL
+					AND pp.plain_since IS NOT NULL AND c.created >= pp.plain_since),
+		e AS (
+			/* one change written once: see _record_change */
+			INSERT INTO orderexp.outbox (id, kind, order_table, order_key, channel, payload,
+										 via, actor, reason, policy_id, policy_version,
+										 variant, deadline, event_ids)
+			SELECT x.ids[ch.n], 'cancelled', orders, x.k, ch.channel,
+				   jsonb_build_object('order_table', orders::text, 'order_key', x.k,
+									  'reason', reason, 'cancelled_by', actor::text,
+									  'order', x.cols),
+				   CASE WHEN ch.n = 1 THEN 'operator' END, CASE WHEN ch.n = 1 THEN actor END,
+				   CASE WHEN ch.n = 1 THEN reason END, CASE WHEN ch.n = 1 THEN x.policy_id END,
+				   CASE WHEN ch.n = 1 THEN x.policy_version END,
+				   CASE WHEN ch.n = 1 THEN x.variant END, CASE WHEN ch.n = 1 THEN x.close_at END,
+				   CASE WHEN ch.n = 1 AND cardinality(x.ids) > 1 THEN x.ids END
+			  FROM x
+			 CROSS JOIN unnest(cfg.channels) WITH ORDINALITY AS ch(channel, n))
+	SELECT count(*) INTO n FROM c;
+
+	IF n > 0 THEN
+		PERFORM pg_notify('orderexp', json_build_object('kind', 'cancelled', 'count', n)::text);
+	END IF;
+	RETURN n;
+END;
+$$;
+
 CREATE OR REPLACE FUNCTION orderexp._reopen_order(orders regclass, order_key anyelement,
 									   close_after interval, reason text)
 RETURNS timestamptz

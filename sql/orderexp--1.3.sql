@@ -2983,6 +2983,7 @@ DECLARE
 	keys text[];
 	cancelled_keys text[];
 	cancelled_cols jsonb[];
+	cancelled_created timestamptz[];
 	n integer;
 BEGIN
 	PERFORM orderexp._check_reason(reason);
@@ -3018,27 +3019,36 @@ BEGIN
 	   FOR UPDATE;
 
 	/* the orders' update as the caller's own UPDATE would run, then ours */
-	SELECT coalesce(array_agg(r ->> 'k'), '{}'), coalesce(array_agg(r -> 'cols'), '{}')
-	  INTO cancelled_keys, cancelled_cols
+	SELECT coalesce(array_agg(r ->> 'k'), '{}'), coalesce(array_agg(r -> 'cols'), '{}'),
+		   coalesce(array_agg((r ->> 'created')::timestamptz), '{}')
+	  INTO cancelled_keys, cancelled_cols, cancelled_created
 	  FROM orderexp._orders_exec(orders, false,
 			format($q$UPDATE %1$s o SET %2$I = $3::text::%3$s
 			 WHERE o.%4$I = ANY ($1::%5$s[]) AND o.%2$I = $2::text::%3$s
-			RETURNING o.%4$I::text AS k, %6$s AS cols$q$,
+			RETURNING o.%4$I::text AS k, %6$s AS cols, o.%7$I::timestamptz AS created$q$,
 				   orders, cfg.status_column, orderexp._status_type(cfg),
-				   cfg.key_column, cfg.key_type, orderexp._payload_expr(cfg)),
+				   cfg.key_column, cfg.key_type, orderexp._payload_expr(cfg),
+				   cfg.created_column),
 			ARRAY[keys::text, cfg.unpaid_value, cfg.cancelled_value]) r;
 	WITH c AS (
-			SELECT x.k, x.cols FROM unnest(cancelled_keys, cancelled_cols) AS x(k, cols)),
+			SELECT x.k, x.cols, x.created
+			  FROM unnest(cancelled_keys, cancelled_cols, cancelled_created) AS x(k, cols, created)),
 		d AS (
 			DELETE FROM orderexp.timers t USING c
 			 WHERE t.order_table = orders AND t.order_key = c.k
 			RETURNING t.*),
 		x AS (
-			SELECT c.k, c.cols, d.policy_id, d.policy_version, d.variant, d.close_at,
+			/* an order without a timer row: its plain deadline's */
+			SELECT c.k, c.cols, coalesce(d.policy_id, pp.id) AS policy_id,
+				   coalesce(d.policy_version, pp.version) AS policy_version, d.variant,
+				   coalesce(d.close_at, c.created + pp.close_after) AS close_at,
 				   /* the ids of the order's events, drawn first: its record names them */
 				   ARRAY(SELECT nextval('orderexp.outbox_id_seq')
 						   FROM unnest(cfg.channels) WHERE c.k IS NOT NULL) AS ids
-			  FROM c LEFT JOIN d ON d.order_key = c.k),
+			  FROM c LEFT JOIN d ON d.order_key = c.k
+			  LEFT JOIN orderexp.policies pp
+					 ON d.order_key IS NULL AND pp.order_table = orders AND pp.category IS NULL
+					AND pp.plain_since IS NOT NULL AND c.created >= pp.plain_since),
 		e AS (
 			/* one change written once: see _record_change */
 			INSERT INTO orderexp.outbox (id, kind, order_table, order_key, channel, payload,

@@ -95,6 +95,12 @@ SELECT outcome, status, policy_id = :pol AS policy, policy_version, variant,
        close_at = (SELECT created_at FROM plain.orders WHERE id = 5) + interval '1 hour' AS deadline,
        reminded, extensions, reopened, order_count
   FROM orderexp.outcomes WHERE order_table = 'plain.orders'::regclass AND order_key = '5';
+INSERT INTO plain.orders (id, email) VALUES (23, 'x@example.com'), (24, 'y@example.com');
+SELECT orderexp.cancel_orders('plain.orders', ARRAY[23, 24]::bigint[], 'duplicates');
+SELECT h.action, h.policy_id = :pol AS policy, h.policy_version = :v0 AS version,
+       h.deadline = o.created_at + interval '1 hour' AS deadline
+  FROM plain.orders o, orderexp.history('plain.orders', o.id) h
+ WHERE o.id IN (23, 24) ORDER BY o.id;
 SELECT orderexp.record_feedback('plain.orders', 6::bigint, 'complaint', 'too short') > 0 AS fed;
 SELECT policy_id = :pol AS policy, policy_version FROM orderexp.feedback
  WHERE order_table = 'plain.orders'::regclass AND order_key = '6';
