@@ -144,6 +144,35 @@ run_batch_statement(SPIPlanPtr plan, Datum *values, const char *nulls,
 }
 
 /*
+ * Run a batch's record statement: $1 and $2 are set by the caller, $3 on
+ * are the orders statement's result (tup): the busy keys, then the rows'
+ * arrays, of which the reminders of a table that picks the customer's
+ * channels have a seventh ($9), which the others leave NULL.  Sets the
+ * result's busy and done.
+ */
+static void
+run_record_statement(SPIPlanPtr plan, HeapTuple tup, TupleDesc desc, Datum *values,
+					 char *nulls, BatchResult *result)
+{
+	bool		isnull;
+	int			i;
+
+	for (i = 0; i < 7; i++)
+	{
+		if (i < desc->natts)
+			values[i + 2] = SPI_getbinval(tup, desc, i + 1, &isnull);
+		else
+			isnull = true;
+		nulls[i + 2] = isnull ? 'n' : ' ';
+	}
+	if (nulls[2] == ' ')
+		result->busy = ArrayGetNItems(ARR_NDIM(DatumGetArrayTypeP(values[2])),
+									  ARR_DIMS(DatumGetArrayTypeP(values[2])));
+	tup = run_batch_statement(plan, values, nulls, InvalidOid, &desc);
+	result->done = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+}
+
+/*
  * orderexp_run_batch
  *		Run one batch of one table: fetch the statements that the table's
  *		registration gives today, re-prepare if they changed, and execute
@@ -286,19 +315,7 @@ orderexp_run_batch(BatchPlan *bp, bool closes, Oid relid, int batch_limit,
 		 */
 		values[1] = tids;
 		nulls[1] = ' ';
-		for (i = 0; i < 7; i++)
-		{
-			if (i < desc->natts)
-				values[i + 2] = SPI_getbinval(tup, desc, i + 1, &isnull);
-			else
-				isnull = true;
-			nulls[i + 2] = isnull ? 'n' : ' ';
-		}
-		if (nulls[2] == ' ')
-			result->busy = ArrayGetNItems(ARR_NDIM(DatumGetArrayTypeP(values[2])),
-										  ARR_DIMS(DatumGetArrayTypeP(values[2])));
-		tup = run_batch_statement(bp->plans[BATCH_RECORD], values, nulls, InvalidOid, &desc);
-		result->done = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		run_record_statement(bp->plans[BATCH_RECORD], tup, desc, values, nulls, result);
 	}
 	return true;
 }
@@ -443,7 +460,6 @@ orderexp_run_plain_batch(BatchPlan *bp, Oid relid, int batch_limit, uint64 sweep
 	RunAs		runas;
 	Oid			owner;
 	int			ret;
-	int			i;
 
 	memset(result, 0, sizeof(*result));
 	*next_at = 0;
@@ -521,19 +537,7 @@ orderexp_run_plain_batch(BatchPlan *bp, Oid relid, int batch_limit, uint64 sweep
 	memset(nulls, ' ', sizeof(nulls));
 	values[0] = ObjectIdGetDatum(relid);
 	nulls[1] = 'n';
-	for (i = 0; i < 7; i++)
-	{
-		if (i < desc->natts)
-			values[i + 2] = SPI_getbinval(tup, desc, i + 1, &isnull);
-		else
-			isnull = true;
-		nulls[i + 2] = isnull ? 'n' : ' ';
-	}
-	if (nulls[2] == ' ')
-		result->busy = ArrayGetNItems(ARR_NDIM(DatumGetArrayTypeP(values[2])),
-									  ARR_DIMS(DatumGetArrayTypeP(values[2])));
-	tup = run_batch_statement(bp->plans[PLAIN_RECORD], values, nulls, InvalidOid, &desc);
-	result->done = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+	run_record_statement(bp->plans[PLAIN_RECORD], tup, desc, values, nulls, result);
 	return true;
 }
 
