@@ -15,6 +15,13 @@
 #define ORDEREXP_SCHEMA_NAME	"orderexp"
 #define ORDEREXP_NOTIFY_CHANNEL	"orderexp"
 
+/*
+ * orderexp's advisory locks, on ("oexp", key2) in a database: key2 1 is the
+ * database's worker (worker.c), key2 a table's OID the table's plain lock
+ * (batch.c; no table has OID 1)
+ */
+#define ORDEREXP_LOCK_KEY1		0x6f657870
+
 /* GUC variables (orderexp.c) */
 extern char *orderexp_databases;
 extern int	orderexp_naptime;

@@ -39,8 +39,6 @@
 
 PG_FUNCTION_INFO_V1(orderexp_plain_lock);
 
-/* the plain lock of a table: an advisory lock ("oexp", table OID) */
-#define PLAIN_LOCK_KEY1		0x6f657870
 
 /*
  * The table whose close batch is running right now, or InvalidOid.  The
@@ -332,18 +330,20 @@ orderexp_run_batch(BatchPlan *bp, bool closes, Oid relid, int batch_limit,
  *                              row locked: waits for a batch in progress;
  *   all plain orders' rows     ExclusiveLock (_materialize_plain).
  *
- * So a timer row written for an order is either committed before the
- * batch takes the lock, and the batch's "own" statement, whose snapshot is
- * taken after that, sees it; or it is written after the batch's
- * transaction ends, by which time the order is closed, and the writer
- * (which then finds it closed) refuses.  The batch never waits.
+ * A writer locks the order's row before the plain lock.  So a timer row
+ * is either committed before the batch takes the lock, and the batch's
+ * "own" statement, whose snapshot is taken after that, sees it; or its
+ * writer holds the order's row while the batch runs, and the batch, which
+ * locks the rows SKIP LOCKED, leaves the order as busy; or its writer
+ * locks the row only after the batch has closed the order, and refuses.
+ * The batch never waits.
  */
 static bool
 plain_lock(Oid relid, LOCKMODE mode, bool dont_wait)
 {
 	LOCKTAG		tag;
 
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, PLAIN_LOCK_KEY1, relid, 2);
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, ORDEREXP_LOCK_KEY1, relid, 2);
 	return LockAcquire(&tag, mode, false, dont_wait) != LOCKACQUIRE_NOT_AVAIL;
 }
 

@@ -83,8 +83,7 @@
 #define WORKER_PRUNE_INTERVAL_MS	(60 * 1000)
 /* most delivered outbox rows one prune pass deletes */
 #define WORKER_PRUNE_BATCH			1000
-/* advisory lock key: one worker per database ("oexp", 1) */
-#define ORDEREXP_LOCK_KEY1			0x6f657870
+/* advisory lock key: one worker per database ("oexp", 1), see orderexp.h */
 #define ORDEREXP_LOCK_KEY2			1
 
 /* one database the launcher looks after */
