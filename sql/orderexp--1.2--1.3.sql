@@ -10038,6 +10038,23 @@ BEGIN
 				  DETAIL = format('fallback_before is %s; each of its months, days and time must be zero or more.', cfg.fallback_before);
 	END IF;
 
+	/*
+	 * --- plain deadlines read the key, status and created-at columns:
+	 * those stay while they are on ---
+	 */
+	IF NOT is_new
+	   AND (cfg.key_column, cfg.status_column, cfg.created_column, cfg.unpaid_value)
+		   IS DISTINCT FROM
+		   (old_cfg.key_column, old_cfg.status_column, old_cfg.created_column, old_cfg.unpaid_value)
+	   AND EXISTS (SELECT 1 FROM orderexp.policies p
+				    WHERE p.order_table = orders AND p.plain_since IS NOT NULL) THEN
+		RAISE EXCEPTION 'table % has plain deadlines: its key, status and created-at columns and its unpaid value cannot change', orders
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'The deadlines of its orders without timer rows are read from these columns.',
+				  HINT = format('Turn plain deadlines off first: SELECT orderexp.set_plain_deadlines(%L, false);',
+								orders::text);
+	END IF;
+
 	/* --- store --- */
 	IF is_new THEN
 		INSERT INTO orderexp.tables (order_table, key_column, key_type, status_column,

@@ -3,6 +3,8 @@
 -- close_after need no timer row; the sweep finds them through the table's
 -- partial index, and whatever changes one writes its timer row first.
 --
+-- errors with their details and hints, without the lines of orderexp's code
+\set SHOW_CONTEXT never
 CREATE SCHEMA plain;
 CREATE TABLE plain.orders (
 	id			bigint PRIMARY KEY,
@@ -47,6 +49,10 @@ SELECT orderexp.set_close_policy('plain.orders', '1 hour', remind_before => '10 
 SELECT orderexp.start_experiment('plain.orders', '{30 minutes,1 hour}');
 SELECT orderexp.set_close_policy('plain.orders', '2 hours', category => 'books',
 		category_column => 'kind');
+ALTER TABLE plain.orders ADD COLUMN placed_at timestamptz;
+SELECT orderexp.set_close_policy('plain.orders', '1 hour', extend_by => '30 minutes',
+		max_extensions => 2, created_column => 'placed_at');
+ALTER TABLE plain.orders DROP COLUMN placed_at;
 SELECT version = :v0 AS same_version, remind_before, experiment_id, plain_since IS NOT NULL AS plain
   FROM orderexp.policies WHERE id = :pol;
 SELECT count(*) AS policies FROM orderexp.policies WHERE order_table = 'plain.orders'::regclass;
