@@ -5205,7 +5205,9 @@ $$;
 /*
  * A dropped table takes its registration, policies and timers with it.  Runs
  * as the extension owner: whoever may drop a table may also make orderexp
- * forget it, and needs no privileges on orderexp's tables for that.
+ * forget it, and needs no privileges on orderexp's tables for that.  The
+ * last index a table with plain deadlines finds its due orders by may not
+ * be dropped (1.3): without it every sweep would read the whole table.
  */
 CREATE FUNCTION orderexp._on_sql_drop()
 RETURNS event_trigger
@@ -5215,11 +5217,28 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	dropped oid[];
+	bare	regclass;
 BEGIN
 	SELECT array_agg(d.objid) INTO dropped
 	  FROM pg_event_trigger_dropped_objects() d
 	 WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0
 	   AND d.object_type IN ('table', 'partitioned table');
+	IF EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() d
+				WHERE d.classid = 'pg_class'::regclass AND d.object_type = 'index') THEN
+		SELECT t.order_table INTO bare
+		  FROM orderexp.tables t
+		  JOIN orderexp.policies p ON p.order_table = t.order_table AND p.plain_since IS NOT NULL
+		 WHERE t.order_table <> ALL (coalesce(dropped, '{}')::regclass[])
+		   AND orderexp._plain_index(t) IS NULL
+		 LIMIT 1;
+		IF bare IS NOT NULL THEN
+			RAISE EXCEPTION 'cannot drop the index table % finds its due orders by', bare
+				USING ERRCODE = 'dependent_objects_still_exist',
+					  DETAIL = 'The table has plain deadlines: its orders without timer rows are found through an index on created-at, partial on the unpaid status.',
+					  HINT = format('Create another such index first, or turn plain deadlines off: SELECT orderexp.set_plain_deadlines(%L, false);',
+									bare::text);
+		END IF;
+	END IF;
 	IF dropped IS NULL THEN
 		RETURN;
 	END IF;

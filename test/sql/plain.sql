@@ -183,6 +183,19 @@ SELECT p.order_key, p.close_at - o.created_at AS after
   FROM orderexp.pending p JOIN plain.orders o ON o.id::text = p.order_key
  WHERE p.order_table = 'plain.orders'::regclass AND p.order_key = '32';
 
+-- the index the sweep finds due orders by stays while plain deadlines are on
+DROP INDEX plain.orders_unpaid_due;
+CREATE INDEX orders_unpaid_due2 ON plain.orders (created_at) WHERE status = 'unpaid';
+DROP INDEX plain.orders_unpaid_due;
+DROP INDEX plain.orders_created;
+-- a table with plain deadlines can be dropped, its index with it
+CREATE TABLE plain.gone (id int PRIMARY KEY, status text DEFAULT 'unpaid', created_at timestamptz DEFAULT now());
+CREATE INDEX ON plain.gone (created_at) WHERE status = 'unpaid';
+SELECT orderexp.set_close_policy('plain.gone', '1 hour') > 0 AS registered,
+       orderexp.set_plain_deadlines('plain.gone');
+DROP TABLE plain.gone;
+SELECT count(*) AS gone FROM orderexp.tables WHERE order_table::text = 'plain.gone';
+
 --
 -- the end of plain deadlines writes every plain order's timer row
 --
