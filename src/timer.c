@@ -338,6 +338,10 @@ table_policies(Oid relid)
  * the trigger, see bench/instructions.md); a bulk INSERT of orders opens
  * them once.
  *
+ * A transaction that only probes for a timer row (an order with a plain
+ * deadline, set_plain_deadlines) opens the table and its primary key only:
+ * the rest, as much again as the probe, is opened at the first insert.
+ *
  * They are opened under the transaction's resource owner, so that a
  * subtransaction's abort does not close them under us, and closed before
  * its commit (inserter_xact_callback), so that commit finds nothing left
@@ -351,12 +355,13 @@ typedef struct TimerInserter
 	bool		stale;			/* orderexp.timers changed: reopen */
 	Oid			relid;
 	Relation	timers;
+	Relation	pkey;			/* the primary key, for timer_exists() */
+	TupleTableSlot *probe_slot; /* and a slot of the table's own kind */
+	/* opened at the first insert (inserter_open_full) */
 	EState	   *estate;			/* in TopTransactionContext */
 	ResultRelInfo *rri;
 	TupleTableSlot *slot;
 	List	   *arbiters;		/* the primary key, for the speculative insert */
-	Relation	pkey;			/* the primary key, for timer_exists() */
-	TupleTableSlot *probe_slot; /* and a slot of the table's own kind */
 } TimerInserter;
 
 static TimerInserter inserter;
@@ -378,6 +383,10 @@ inserter_close(void)
 		ExecResetTupleTable(inserter.estate->es_tupleTable, false);
 		FreeExecutorState(inserter.estate);
 	}
+	if (inserter.probe_slot != NULL)
+		ExecDropSingleTupleTableSlot(inserter.probe_slot);
+	if (inserter.pkey != NULL)
+		index_close(inserter.pkey, NoLock);
 	if (inserter.timers != NULL)
 		table_close(inserter.timers, NoLock);
 	CurrentResourceOwner = save;
@@ -439,7 +448,11 @@ inserter_invalidate(Datum arg, Oid relid)
 		inserter.stale = true;
 }
 
-/* the inserter of this transaction, opened if need be */
+/*
+ * The inserter of this transaction, opened if need be: orderexp.timers, its
+ * primary key and a slot to probe with (see inserter_open_full for the
+ * rest)
+ */
 static TimerInserter *
 inserter_open(const OrderexpCatalog *cat)
 {
@@ -470,20 +483,9 @@ inserter_open(const OrderexpCatalog *cat)
 		inserter.relid = cat->timers;
 		/* from here on, the end of the transaction closes what is open */
 		inserter.lxid = MyProc->lxid;
-		inserter.estate = CreateExecutorState();
-		inserter.rri = makeNode(ResultRelInfo);
-		InitResultRelInfo(inserter.rri, inserter.timers, 1, NULL, 0);
-		ExecOpenIndices(inserter.rri, true);
-		inserter.slot = ExecInitExtraTupleSlot(inserter.estate,
-											   RelationGetDescr(inserter.timers),
-											   &TTSOpsVirtual);
-		inserter.arbiters = list_make1_oid(cat->timers_pkey);
-		inserter.probe_slot = ExecInitExtraTupleSlot(inserter.estate,
-													 RelationGetDescr(inserter.timers),
-													 table_slot_callbacks(inserter.timers));
-		for (int i = 0; i < inserter.rri->ri_NumIndices; i++)
-			if (RelationGetRelid(inserter.rri->ri_IndexRelationDescs[i]) == cat->timers_pkey)
-				inserter.pkey = inserter.rri->ri_IndexRelationDescs[i];
+		inserter.pkey = index_open(cat->timers_pkey, RowExclusiveLock);
+		inserter.probe_slot = MakeSingleTupleTableSlot(RelationGetDescr(inserter.timers),
+													   table_slot_callbacks(inserter.timers));
 	}
 	PG_FINALLY();
 	{
@@ -494,6 +496,47 @@ inserter_open(const OrderexpCatalog *cat)
 	inserter.lxid = MyProc->lxid;
 	inserter.stale = false;
 	return &inserter;
+}
+
+/*
+ * The inserter of this transaction with what an insert needs besides:
+ * every index (with what a speculative insertion needs) and an executor
+ * state with a slot
+ */
+static TimerInserter *
+inserter_open_full(const OrderexpCatalog *cat)
+{
+	TimerInserter *ti = inserter_open(cat);
+	ResourceOwner save = CurrentResourceOwner;
+	MemoryContext oldcxt;
+
+	if (ti->slot != NULL)
+		return ti;
+	if (ti->estate != NULL)
+	{
+		/* an open that failed half-way, in a subtransaction: start over */
+		inserter_close();
+		ti = inserter_open(cat);
+	}
+	CurrentResourceOwner = TopTransactionResourceOwner;
+	oldcxt = MemoryContextSwitchTo(TopTransactionContext);
+	PG_TRY();
+	{
+		ti->estate = CreateExecutorState();
+		ti->rri = makeNode(ResultRelInfo);
+		InitResultRelInfo(ti->rri, ti->timers, 1, NULL, 0);
+		ExecOpenIndices(ti->rri, true);
+		ti->slot = ExecInitExtraTupleSlot(ti->estate, RelationGetDescr(ti->timers),
+										  &TTSOpsVirtual);
+		ti->arbiters = list_make1_oid(cat->timers_pkey);
+	}
+	PG_FINALLY();
+	{
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = save;
+	}
+	PG_END_TRY();
+	return ti;
 }
 
 /*
@@ -527,7 +570,7 @@ insert_timer_direct(Datum *values, bool *isnull)
 
 	if (!cat->timer_direct_insert)
 		return false;
-	ti = inserter_open(cat);
+	ti = inserter_open_full(cat);
 	slot = ti->slot;
 
 	/* the defaults of the columns INSERT leaves out */
@@ -596,8 +639,6 @@ timer_exists(Oid order_table, const char *key)
 	ScanKeyData skey[2];
 	bool		found;
 
-	if (ti->pkey == NULL)
-		elog(ERROR, "the primary key of orderexp.timers is not open");
 	ScanKeyInit(&skey[0], 1, BTEqualStrategyNumber, F_OIDEQ,
 				ObjectIdGetDatum(order_table));
 	ScanKeyInit(&skey[1], 2, BTEqualStrategyNumber, F_TEXTEQ,
