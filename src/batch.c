@@ -424,7 +424,10 @@ keep_string(char **field, const char *value)
  *		row, found through the orders table's partial index on created-at
  *		(sql: _plain_batch_sql()).  Returns false if the table has no plain
  *		deadlines (any more).  *next_at is set to the next plain deadline
- *		after now, or 0 if there is none.
+ *		after now, or 0 if there is none.  The statements are made anew
+ *		when "stamp" (see sweep.c's overview) differs from the one they
+ *		were made for; a NULL stamp (a round that goes on with a table)
+ *		keeps them.
  *
  * With the table's plain lock (exclusive, see plain_lock; if someone holds
  * it, the batch is not run and result->blocked says so), four statements,
@@ -445,8 +448,8 @@ keep_string(char **field, const char *value)
  * the record statement writes the outcomes (outcome.c).
  */
 bool
-orderexp_run_plain_batch(BatchPlan *bp, Oid relid, int batch_limit, uint64 sweep_id,
-						 BatchResult *result, TimestampTz *next_at)
+orderexp_run_plain_batch(BatchPlan *bp, Oid relid, const char *stamp, int batch_limit,
+						 uint64 sweep_id, BatchResult *result, TimestampTz *next_at)
 {
 	static SPIPlanPtr plain_sql_plan = NULL;
 	Oid			argtypes[1] = {REGCLASSOID};
@@ -464,8 +467,9 @@ orderexp_run_plain_batch(BatchPlan *bp, Oid relid, int batch_limit, uint64 sweep
 	memset(result, 0, sizeof(*result));
 	*next_at = 0;
 
-	/* the statements follow the registration; read once per sweep */
-	if (bp->nplans != BATCH_MAX_PLANS || bp->sweep_id != sweep_id)
+	/* the statements follow the registration, whose stamp says when it changed */
+	if (bp->nplans != BATCH_MAX_PLANS ||
+		(stamp != NULL && (bp->stamp == NULL || strcmp(bp->stamp, stamp) != 0)))
 	{
 		char	   *sql;
 
@@ -485,6 +489,8 @@ orderexp_run_plain_batch(BatchPlan *bp, Oid relid, int batch_limit, uint64 sweep
 			prepare_plain(bp, SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
 											&isnull),
 						  sql);
+		if (stamp != NULL)
+			keep_string(&bp->stamp, stamp);
 	}
 	if (bp->sweep_id != sweep_id || bp->last_key == NULL || bp->last_created == NULL)
 	{
@@ -559,4 +565,7 @@ orderexp_forget_batch(BatchPlan *bp)
 	if (bp->last_created)
 		pfree(bp->last_created);
 	bp->last_created = NULL;
+	if (bp->stamp)
+		pfree(bp->stamp);
+	bp->stamp = NULL;
 }

@@ -45,6 +45,8 @@ typedef struct BatchPlan
 	char	   *last_key;		/* in that sweep; TopMemoryContext */
 	char	   *last_created;	/* plain batch: created-at of the last order
 								 * taken, as text; TopMemoryContext */
+	char	   *stamp;			/* plain batch: the registration's stamp its
+								 * statements were made for */
 	bool		writes_outcomes;	/* the statement records its closes' outcomes */
 } BatchPlan;
 
@@ -63,9 +65,9 @@ extern Oid	orderexp_sweep_closing;
 
 extern bool orderexp_run_batch(BatchPlan *bp, bool closes, Oid relid, int batch_limit,
 							   uint64 sweep_id, BatchResult *result);
-extern bool orderexp_run_plain_batch(BatchPlan *bp, Oid relid, int batch_limit,
-									 uint64 sweep_id, BatchResult *result,
-									 TimestampTz *next_at);
+extern bool orderexp_run_plain_batch(BatchPlan *bp, Oid relid, const char *stamp,
+									 int batch_limit, uint64 sweep_id,
+									 BatchResult *result, TimestampTz *next_at);
 extern void orderexp_forget_batch(BatchPlan *bp);
 
 #endif							/* ORDEREXP_BATCH_H */

@@ -121,22 +121,28 @@ static const char *overview_sql =
 /*
  * The same, with the tables that have plain deadlines (1.3), whose due
  * orders need no timer row: each gets a plain batch every round, which
- * finds what is due in the orders table itself (batch.c).
+ * finds what is due in the orders table itself (batch.c).  Their stamp
+ * changes whenever the registration, the policy, the table's pg_class row
+ * or the extension (an update) does (the row versions' xmin): the batch
+ * makes its statements anew only then, not at every idle tick.
  */
 static const char *overview_plain_sql =
-"SELECT t.order_table::oid, t.order_table::text, s.close_at, r.remind_at, p.plain "
+"SELECT t.order_table::oid, t.order_table::text, s.close_at, r.remind_at, p.stamp "
 "  FROM orderexp.tables t "
 "  JOIN pg_catalog.pg_class c ON c.oid = t.order_table "
-" CROSS JOIN LATERAL (SELECT EXISTS (SELECT 1 FROM orderexp.policies x "
-"                                     WHERE x.order_table = t.order_table "
-"                                       AND x.plain_since IS NOT NULL) AS plain) p "
+"  LEFT JOIN LATERAL (SELECT x.xmin::text || '/' || t.xmin::text || '/' || c.xmin::text "
+"                            || '/' || e.xmin::text AS stamp "
+"                      FROM orderexp.policies x, pg_catalog.pg_extension e "
+"                     WHERE e.extname = 'orderexp' "
+"                       AND x.order_table = t.order_table "
+"                       AND x.plain_since IS NOT NULL) p ON true "
 "  LEFT JOIN LATERAL (SELECT x.close_at FROM orderexp.timers x "
 "                      WHERE x.order_table = t.order_table "
 "                      ORDER BY x.close_at LIMIT 1) s ON true "
 "  LEFT JOIN LATERAL (SELECT x.remind_at FROM orderexp.timers x "
 "                      WHERE x.order_table = t.order_table AND x.remind_at IS NOT NULL "
 "                      ORDER BY x.remind_at LIMIT 1) r ON true "
-" WHERE s.close_at IS NOT NULL OR p.plain "
+" WHERE s.close_at IS NOT NULL OR p.stamp IS NOT NULL "
 " ORDER BY s.close_at";
 
 /*
@@ -167,6 +173,7 @@ typedef struct DueTable
 	TimestampTz close_at;		/* earliest deadline */
 	TimestampTz remind_at;		/* earliest pending reminder, or 0 */
 	bool		plain;			/* has plain deadlines: a plain batch each round */
+	char	   *plain_stamp;	/* and its registration's stamp, or NULL */
 } DueTable;
 
 static TablePlan *table_plan_entry(Oid relid);
@@ -317,7 +324,7 @@ table_batches(TablePlan *entry, DueTable *dt, TimestampTz now, int batch_limit,
 	{
 		TimestampTz next_at;
 
-		if (!orderexp_run_plain_batch(&entry->plain, dt->relid, batch_limit,
+		if (!orderexp_run_plain_batch(&entry->plain, dt->relid, dt->plain_stamp, batch_limit,
 									  current_sweep_id, &r, &next_at))
 			entry->has_plain = false;
 		else if (r.blocked)
@@ -567,7 +574,10 @@ orderexp_sweep_round(int batch_limit, int64 budget, bool in_worker, Oid caller,
 			if (isnull)
 				tables[i].remind_at = 0;
 			if (plain)
-				tables[i].plain = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
+			{
+				tables[i].plain_stamp = SPI_getvalue(tup, desc, 5);
+				tables[i].plain = (tables[i].plain_stamp != NULL);
+			}
 		}
 	}
 	forget_continuation();
