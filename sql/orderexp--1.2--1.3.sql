@@ -9370,12 +9370,13 @@ COMMENT ON FUNCTION orderexp.set_plain_deadlines(regclass, boolean) IS
  * The statements of a plain close batch (src/batch.c), or NULL when the
  * table has no plain deadlines:
  *   take     (the table's owner)  up to $1 due plain orders, in the order
- *            of created-at and key, after ($2, $3),
- *            the last of the sweep's previous batch (as text, so that a
- *            timestamp makes the round trip whatever the time zone),
- *            through the partial index; return how many, their keys, the
- *            last one's created-at and key, and the next deadline after
- *            now (of the first unpaid order not yet due);
+ *            of created-at and key, after ($2, $3), the last of the sweep's
+ *            previous batch, through the partial index: their keys and
+ *            created-ats (as text, so that a timestamp makes the round trip
+ *            whatever the time zone);
+ *   next     (the table's owner)  the next plain deadline after now, of the
+ *            first unpaid order not yet due (for the worker's sleep; run
+ *            when the take did not fill the batch);
  *   own      (the extension owner)  the keys of those without a timer row:
  *            an order with one is left to the timers' batch, whatever its
  *            deadline;
@@ -9408,24 +9409,24 @@ BEGIN
 	 WHERE a.attrelid = cfg.order_table AND a.attname = cfg.created_column;
 	RETURN ARRAY[
 		format($q$
-WITH c AS MATERIALIZED (
-	SELECT o.%2$I::text COLLATE "C" AS k, o.%3$I AS at
-	  FROM %1$s o
-	 WHERE o.%4$I = %5$L::%6$s
-	   AND o.%3$I <= (now() - %7$L::interval)::%8$s
-	   AND o.%3$I >= greatest($2::%8$s, %9$L::timestamptz::%8$s)
-	   AND (o.%3$I > $2::%8$s OR o.%2$I::text COLLATE "C" > $3)
-	 ORDER BY o.%3$I, o.%2$I::text COLLATE "C"
-	 LIMIT $1),
-last AS (
-	SELECT c.at, c.k FROM c ORDER BY c.at DESC, c.k DESC LIMIT 1)
-SELECT (SELECT count(*) FROM c), ARRAY(SELECT c.k FROM c),
-	   (SELECT last.at::text FROM last), (SELECT last.k FROM last),
-	   (SELECT o.%3$I FROM %1$s o
-		 WHERE o.%4$I = %5$L::%6$s AND o.%3$I > (now() - %7$L::interval)::%8$s
-		 ORDER BY o.%3$I LIMIT 1)::timestamptz + %7$L::interval$q$,
+SELECT o.%2$I::text COLLATE "C" AS k, o.%3$I::text AS at
+  FROM %1$s o
+ WHERE o.%4$I = %5$L::%6$s
+   AND o.%3$I <= (now() - %7$L::interval)::%8$s
+   AND o.%3$I >= greatest($2::%8$s, %9$L::timestamptz::%8$s)
+   AND (o.%3$I > $2::%8$s OR o.%2$I::text COLLATE "C" > $3)
+ ORDER BY o.%3$I, o.%2$I::text COLLATE "C"
+ LIMIT $1$q$,
 			cfg.order_table, cfg.key_column, cfg.created_column, cfg.status_column,
 			cfg.unpaid_value, orderexp._status_type(cfg), p.close_after, typ, p.plain_since),
+		format($q$
+SELECT o.%2$I::timestamptz + %5$L::interval
+  FROM %1$s o
+ WHERE o.%3$I = %4$L::%6$s AND o.%2$I > (now() - %5$L::interval)::%7$s
+ ORDER BY o.%2$I
+ LIMIT 1$q$,
+			cfg.order_table, cfg.created_column, cfg.status_column, cfg.unpaid_value,
+			p.close_after, orderexp._status_type(cfg), typ),
 		format($q$
 SELECT ARRAY(SELECT k FROM unnest($1::text[]) AS k
 			  WHERE NOT EXISTS (SELECT 1 FROM orderexp.timers t

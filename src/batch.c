@@ -365,7 +365,7 @@ orderexp_plain_lock(PG_FUNCTION_ARGS)
 }
 
 /*
- * The four kept statements of a plain close batch, from the text[] that
+ * The five kept statements of a plain close batch, from the text[] that
  * _plain_batch_sql() gives.
  */
 static void
@@ -397,13 +397,15 @@ prepare_plain(BatchPlan *bp, Datum statements, const char *sql)
 	for (i = 0; i < n; i++)
 		if (elemnulls[i])
 			elog(ERROR, "statement %d of a plain batch is null", i + 1);
-	orderexp_keep_plan(&bp->plans[PLAIN_TAKE], TextDatumGetCString(elems[0]),
+	orderexp_keep_plan(&bp->plans[PLAIN_TAKE], TextDatumGetCString(elems[PLAIN_TAKE]),
 					   lengthof(take_types), take_types, CURSOR_OPT_GENERIC_PLAN);
-	orderexp_keep_plan(&bp->plans[PLAIN_OWN], TextDatumGetCString(elems[1]),
+	orderexp_keep_plan(&bp->plans[PLAIN_NEXT], TextDatumGetCString(elems[PLAIN_NEXT]),
+					   0, NULL, CURSOR_OPT_GENERIC_PLAN);
+	orderexp_keep_plan(&bp->plans[PLAIN_OWN], TextDatumGetCString(elems[PLAIN_OWN]),
 					   lengthof(own_types), own_types, CURSOR_OPT_GENERIC_PLAN);
-	orderexp_keep_plan(&bp->plans[PLAIN_ORDERS], TextDatumGetCString(elems[2]),
+	orderexp_keep_plan(&bp->plans[PLAIN_ORDERS], TextDatumGetCString(elems[PLAIN_ORDERS]),
 					   lengthof(orders_types), orders_types, CURSOR_OPT_GENERIC_PLAN);
-	orderexp_keep_plan(&bp->plans[PLAIN_RECORD], TextDatumGetCString(elems[3]),
+	orderexp_keep_plan(&bp->plans[PLAIN_RECORD], TextDatumGetCString(elems[PLAIN_RECORD]),
 					   lengthof(record_types), record_types, CURSOR_OPT_GENERIC_PLAN);
 	bp->nplans = BATCH_MAX_PLANS;
 	bp->sql = MemoryContextStrdup(TopMemoryContext, sql);
@@ -430,12 +432,15 @@ keep_string(char **field, const char *value)
  *		keeps them.
  *
  * With the table's plain lock (exclusive, see plain_lock; if someone holds
- * it, the batch is not run and result->blocked says so), four statements,
+ * it, the batch is not run and result->blocked says so), five statements,
  * in the caller's subtransaction:
  *   take    as the table's owner, under SECURITY_RESTRICTED_OPERATION: the
  *           due unpaid orders after the sweep's watermark (created-at and
  *           key of the last order of its previous batch), through the
- *           partial index, without locking them;
+ *           partial index, without locking them, as rows: a plain
+ *           Limit over an index scan, so that an idle tick costs little;
+ *   next    (when the take did not fill the batch) as the table's owner:
+ *           the next plain deadline, for the worker's sleep;
  *   own     as the extension owner: those of them without a timer row.  An
  *           order given a deadline of its own (an extension, say) has one,
  *           written before the lock was taken, and is left to the timers'
@@ -459,7 +464,7 @@ orderexp_run_plain_batch(BatchPlan *bp, Oid relid, const char *stamp, int batch_
 	HeapTuple	tup;
 	TupleDesc	desc;
 	Datum		d;
-	Datum		keys;
+	Datum		keys = (Datum) 0;
 	RunAs		runas;
 	Oid			owner;
 	int			ret;
@@ -505,23 +510,51 @@ orderexp_run_plain_batch(BatchPlan *bp, Oid relid, const char *stamp, int batch_
 		return true;
 	}
 
-	/* take: ($1 limit, $2 created-at, $3 key), as the owner */
+	/*
+	 * take: ($1 limit, $2 created-at, $3 key), as the owner: rows of (key,
+	 * created-at), both text; the keys become the array the next statements
+	 * take, the last row the watermark.  A batch that is not full asks for
+	 * the next plain deadline too.
+	 */
 	values[0] = Int32GetDatum(batch_limit);
 	values[1] = CStringGetTextDatum(bp->last_created);
 	values[2] = CStringGetTextDatum(bp->last_key);
 	orderexp_run_as_begin(&runas, owner, SECURITY_RESTRICTED_OPERATION, true);
-	tup = run_batch_statement(bp->plans[PLAIN_TAKE], values, "   ", InvalidOid, &desc);
-	orderexp_run_as_end(&runas);
-	result->taken = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-	keys = SPI_getbinval(tup, desc, 2, &isnull);
-	if (result->taken > 0)
+	orderexp_plan_ahead(bp->plans[PLAIN_TAKE]);
+	ret = SPI_execute_plan(bp->plans[PLAIN_TAKE], values, NULL, false, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "taking due orders with plain deadlines failed: %s",
+			 SPI_result_code_string(ret));
+	result->taken = (int64) SPI_processed;
+	if (SPI_processed > 0)
 	{
-		keep_string(&bp->last_created, SPI_getvalue(tup, desc, 3));
-		keep_string(&bp->last_key, SPI_getvalue(tup, desc, 4));
+		Datum	   *elems = palloc(sizeof(Datum) * SPI_processed);
+		uint64		i;
+
+		for (i = 0; i < SPI_processed; i++)
+			elems[i] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+		keys = PointerGetDatum(construct_array(elems, (int) SPI_processed, TEXTOID, -1,
+											   false, TYPALIGN_INT));
+		keep_string(&bp->last_key, SPI_getvalue(SPI_tuptable->vals[SPI_processed - 1],
+												 SPI_tuptable->tupdesc, 1));
+		keep_string(&bp->last_created, SPI_getvalue(SPI_tuptable->vals[SPI_processed - 1],
+													 SPI_tuptable->tupdesc, 2));
 	}
-	d = SPI_getbinval(tup, desc, 5, &isnull);
-	if (!isnull)
-		*next_at = DatumGetTimestampTz(d);
+	if (result->taken < batch_limit)
+	{
+		orderexp_plan_ahead(bp->plans[PLAIN_NEXT]);
+		ret = SPI_execute_plan(bp->plans[PLAIN_NEXT], NULL, NULL, true, 1);
+		if (ret != SPI_OK_SELECT)
+			elog(ERROR, "reading the next plain deadline failed: %s",
+				 SPI_result_code_string(ret));
+		if (SPI_processed == 1)
+		{
+			d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+			if (!isnull)
+				*next_at = DatumGetTimestampTz(d);
+		}
+	}
+	orderexp_run_as_end(&runas);
 	if (result->taken == 0)
 		return true;
 

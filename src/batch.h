@@ -25,20 +25,21 @@
 #define BATCH_SPLIT_PLANS	3
 
 /*
- * A plain close batch (1.3, set_plain_deadlines) is four: take (the table's
- * owner), own (the extension owner: those without a timer row), orders,
- * record.
+ * A plain close batch (1.3, set_plain_deadlines) is five: take and next
+ * (the table's owner), own (the extension owner: those without a timer
+ * row), orders, record.
  */
 #define PLAIN_TAKE		0
-#define PLAIN_OWN		1
-#define PLAIN_ORDERS	2
-#define PLAIN_RECORD	3
-#define BATCH_MAX_PLANS	4
+#define PLAIN_NEXT		1
+#define PLAIN_OWN		2
+#define PLAIN_ORDERS	3
+#define PLAIN_RECORD	4
+#define BATCH_MAX_PLANS	5
 
 typedef struct BatchPlan
 {
 	char	   *sql;			/* text the plans were made from */
-	int			nplans;			/* 1 or 3; 4 for a plain batch */
+	int			nplans;			/* 1 or 3; 5 for a plain batch */
 	SPIPlanPtr	plans[BATCH_MAX_PLANS]; /* kept plans */
 	uint64		sweep_id;		/* sweep that set the watermark */
 	TimestampTz last_at;		/* (due time, key) of the last timer taken */
