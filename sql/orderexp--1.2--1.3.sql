@@ -9427,10 +9427,15 @@ SELECT o.%2$I::timestamptz + %5$L::interval
  LIMIT 1$q$,
 			cfg.order_table, cfg.created_column, cfg.status_column, cfg.unpaid_value,
 			p.close_after, orderexp._status_type(cfg), typ),
+		/*
+		 * one scan of the timers' primary key for all the keys, and a
+		 * hashed EXCEPT: a plan for every size of batch and of timers
+		 */
 		format($q$
 SELECT ARRAY(SELECT k FROM unnest($1::text[]) AS k
-			  WHERE NOT EXISTS (SELECT 1 FROM orderexp.timers t
-								 WHERE t.order_table = %1$L::regclass AND t.order_key = k))$q$,
+			 EXCEPT
+			 SELECT t.order_key FROM orderexp.timers t
+			  WHERE t.order_table = %1$L::regclass AND t.order_key = ANY ($1::text[]))$q$,
 			cfg.order_table::oid::text),
 		orderexp._orders_sql(cfg, 'UPDATE'),
 		orderexp._record_plain_close_sql(cfg, p)];
