@@ -5,6 +5,7 @@
 # machine is
 #
 # Usage:  bash bench/instructions.sh [N]      N expired orders (default 10000)
+#         BENCH_PLAIN=0 bash bench/instructions.sh [N]   the table with timer rows
 #
 # As root on Debian bookworm, like bench/run.sh: installs what it needs
 # (valgrind besides the packages of scripts/lib.sh), builds and installs the
@@ -21,14 +22,18 @@
 #
 # Measured, per closed order (N expired among 3N rows, as bench/run.sh):
 #   (a)   the physical limit: one UPDATE ... RETURNING into an INSERT
-#   (e)   orderexp.run_due(): timer, row, event, audit row and outcome
-#   (e-)  the same with the sweep statement stripped of its audit row and
-#         outcome row (and the outcome trigger off): what those records cost
+#   (e)   orderexp.run_due(): with plain deadlines (BENCH_PLAIN=1, the
+#         default) the plain batch: due orders through the partial index,
+#         row, event and outcome; with timer rows (BENCH_PLAIN=0) the close
+#         batch: timer, row, event and outcome
+#   (e-)  the same with the record statement stripped of its outcome row
+#         (and the outcome trigger off): what that record costs
 #   (f)   a design study, not orderexp's code: the same close if orders
 #         whose deadline is created_at + close_after had no timer row
 #         (bench/sql/timerless.sql)
 # and per transaction of bench/pgbench/oltp.sql (insert an order, pay a
-# recent one), 2,000 of them, into a table registered vs. not registered.
+# recent one), 2,000 of them, into a table registered (plain deadlines or
+# timer rows, as above) vs. not registered (with the partial index).
 #
 # Writes bench/out/instructions.md (and the callgrind files beside it).
 #
@@ -55,7 +60,10 @@ ox_mktemp instructions WORK
 # the same cluster as bench/run.sh's, with no worker
 bench_cluster_start
 
-REG="SELECT orderexp.set_close_policy('bench.orders', '1 hour', payload_columns => '{customer_email}')"
+REG=$(reg_sql '1 hour')
+# (f) is the study of a close without timer rows: its table is registered
+# with timer rows whatever BENCH_PLAIN says (timerless.sql deletes them)
+REG_TIMERS="SELECT orderexp.set_close_policy('bench.orders', '1 hour', payload_columns => '{customer_email}')"
 q postgres "CREATE DATABASE base"
 ox_psql -d base -q -f "$BENCH_DIR/sql/schema.sql" >/dev/null
 for db in plain reg reg_bare timerless oltp_plain oltp_reg; do
@@ -66,7 +74,7 @@ q plain "SELECT bench.fill_drain($N)" \
 q reg "$REG" "SELECT bench.fill_drain($N)" >/dev/null
 q reg_bare "$REG" "SELECT bench.fill_drain($N)" >/dev/null
 # (f), a design study: the same close without timer rows (bench/sql/timerless.sql)
-q timerless "$REG" "SELECT bench.fill_drain($N)" >/dev/null
+q timerless "$REG_TIMERS" "SELECT bench.fill_drain($N)" >/dev/null
 ox_psql -d timerless -q -f "$BENCH_DIR/sql/timerless.sql" >/dev/null
 q oltp_reg "$REG" >/dev/null
 # the unregistered table of the OLTP figure is kept as a pg_cron user would
@@ -82,15 +90,28 @@ q oltp_plain "$UNPAID_DUE_INDEX" >/dev/null
 GEN=_sweep_sql
 [[ $(q reg_bare "SELECT to_regprocedure('orderexp._record_close_sql(orderexp.tables)') IS NOT NULL") == t ]] &&
 	GEN=_record_close_sql
+if ((BENCH_PLAIN)); then
+	# the plain batch's record statement, whose outcome CTE ends in HAVING
+	GEN=_record_plain_close_sql
+	q reg_bare \
+		"ALTER FUNCTION orderexp.$GEN(orderexp.tables, orderexp.policies) RENAME TO ${GEN}_full" \
+		"CREATE FUNCTION orderexp.$GEN(cfg orderexp.tables, p orderexp.policies) RETURNS text LANGUAGE sql AS
+			\$\$ SELECT regexp_replace(orderexp.${GEN}_full(cfg, p),
+									  '\\),\\noutcome AS \\(.*\\)\\nSELECT count', E')\\nSELECT count') \$\$" >/dev/null
+	stripped=$(q reg_bare "SELECT orderexp.$GEN(t, p) FROM orderexp.tables t
+		JOIN orderexp.policies p ON p.order_table = t.order_table AND p.category IS NULL")
+else
+	q reg_bare \
+		"ALTER FUNCTION orderexp.$GEN(orderexp.tables) RENAME TO ${GEN}_full" \
+		"CREATE FUNCTION orderexp.$GEN(cfg orderexp.tables) RETURNS text LANGUAGE sql AS
+			\$\$ SELECT regexp_replace(orderexp.${GEN}_full(cfg),
+									  '\\),\\n(audit|outcome) AS \\(.*\\n\\t [^\\n]*\\)\\nSELECT', E')\\nSELECT') \$\$" >/dev/null
+	stripped=$(q reg_bare "SELECT orderexp.$GEN(t) FROM orderexp.tables t")
+fi
 q reg_bare \
-	"ALTER FUNCTION orderexp.$GEN(orderexp.tables) RENAME TO ${GEN}_full" \
-	"CREATE FUNCTION orderexp.$GEN(cfg orderexp.tables) RETURNS text LANGUAGE sql AS
-		\$\$ SELECT regexp_replace(orderexp.${GEN}_full(cfg),
-								  '\\),\\n(audit|outcome) AS \\(.*\\n\\t [^\\n]*\\)\\nSELECT', E')\\nSELECT') \$\$" \
 	"DO \$\$ BEGIN EXECUTE format('ALTER TABLE bench.orders DISABLE TRIGGER %I',
 		(SELECT tgname FROM pg_trigger WHERE tgrelid = 'bench.orders'::regclass
 		    AND tgname IN ('orderexp_outcome', 'orderexp_status'))); END \$\$" >/dev/null
-stripped=$(q reg_bare "SELECT orderexp.$GEN(t) FROM orderexp.tables t")
 BARE=1
 if [[ $stripped == *"orderexp.audit"* || $stripped == *"orderexp.outcomes"* || $stripped != *"INSERT INTO orderexp.outbox"* ]]; then
 	# the statement of another version (1.1 has no "done" CTE): no (e-)
@@ -101,8 +122,13 @@ for db in plain reg reg_bare timerless oltp_plain oltp_reg; do
 	q "$db" "VACUUM ANALYZE" >/dev/null
 done
 q postgres "CHECKPOINT" >/dev/null
-[[ $(q reg "SELECT count(*) FROM orderexp.timers WHERE close_at <= now()") == "$N" ]] ||
-	ox_die "the registered drain set has the wrong timers"
+# with plain deadlines no timer row at all, else one per unpaid order
+WANT="$N $((2 * N))"
+((BENCH_PLAIN)) && WANT="0 0"
+for db in reg reg_bare; do
+	[[ $(q $db "SELECT count(*) FILTER (WHERE close_at <= now()) || ' ' || count(*) FROM orderexp.timers") == "$WANT" ]] ||
+		ox_die "the registered drain set of $db has the wrong timers"
+done
 
 # the OLTP script: OLTP_TX times an order and a payment of one of the
 # thousand before it (bench/pgbench/oltp.sql's work, with fixed choices)
@@ -118,7 +144,7 @@ for i in range(n):
 EOF
 echo "SELECT 1;" >"$WORK/select1.sql"
 echo "SELECT bench.close_all();" >"$WORK/a.sql"
-echo "SELECT * FROM orderexp.run_due();" >"$WORK/e.sql"
+echo "SELECT closed FROM orderexp.run_due();" >"$WORK/e.sql"
 echo "SELECT bench.timerless_drain();" >"$WORK/f.sql"
 chown postgres "$WORK"/*.sql
 
@@ -135,6 +161,11 @@ for spec in "${SPECS[@]}"; do
 	IR[$spec]=$(callgrind_count "$WORK/data0" "$db" "$WORK/$what.sql" "$db.$what" \
 		"$OUT/callgrind.$db.$what")
 	log "$spec: ${IR[$spec]} instructions"
+done
+# run_due() closed every due order, with or without timer rows
+for db in reg reg_bare; do
+	[[ ! -e $WORK/$db.e.log ]] || grep -q "closed = \"$N\"" "$WORK/$db.e.log" ||
+		ox_die "run_due() in $db did not close $N orders (see $WORK/$db.e.log)"
 done
 
 A=$(per "${IR[plain:a]}" "${IR[plain:select1]}" "$N")
@@ -153,7 +184,8 @@ fi
 cat >"$OUT/../instructions.md" <<EOF
 # orderexp: instructions per close and per transaction
 
-* **Command:** \`bash bench/instructions.sh $N\`, $(date -u '+%Y-%m-%d %H:%M UTC'), orderexp commit $GIT_REV
+* **Command:** \`BENCH_PLAIN=$BENCH_PLAIN bash bench/instructions.sh $N\`, $(date -u '+%Y-%m-%d %H:%M UTC'), orderexp commit $GIT_REV
+* **Registered table:** $BENCH_MODE
 * **How:** one single-user backend per figure under \`valgrind --tool=callgrind\`, on a fresh
   copy of the same stopped cluster, \`jit = off\`; minus a backend running \`SELECT 1\` in the
   same database. $(fmt "$N") expired orders among $(fmt $((3 * N))) rows, as in bench/run.sh.
@@ -162,8 +194,8 @@ cat >"$OUT/../instructions.md" <<EOF
 | per closed order | instructions | ratio to (a) |
 |---|---:|---:|
 | (a) one UPDATE ... RETURNING into an INSERT | $(fmt "$A") | 1.000 |
-| (e) \`orderexp.run_due()\` | $(fmt "$E") | $(ratio "$A" "$E") |
-| (e) without the audit row and the outcome row | $(fmt "$EB") | $(ratio "$A" "$EB") |
+| (e) \`orderexp.run_due()\`, $BENCH_MODE | $(fmt "$E") | $(ratio "$A" "$E") |
+| (e) without the outcome row | $(fmt "$EB") | $(ratio "$A" "$EB") |
 | (f) design study: (e) without timer rows (bench/sql/timerless.sql) | $(fmt "$F") | $(ratio "$A" "$F") |
 
 The ratio is (a)'s instructions over the method's, so that it reads like bench/run.sh's
@@ -172,7 +204,7 @@ throughput ratios.
 | per application transaction (insert an order, pay a recent one) | instructions | plain / registered |
 |---|---:|---:|
 | table not registered | $(fmt "$OP") | |
-| table registered | $(fmt "$OR") | $(ratio "$OP" "$OR") |
+| table registered, $BENCH_MODE | $(fmt "$OR") | $(ratio "$OP" "$OR") |
 
 Callgrind files: \`bench/out/instructions/callgrind.*\` (\`callgrind_annotate --inclusive=yes\`).
 EOF

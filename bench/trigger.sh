@@ -4,17 +4,25 @@
 # unpaid order in a bulk insert (issue 21's target: at most 5 us)
 #
 # Usage:  bash bench/trigger.sh [ROWS [ROUNDS]]   (defaults 200000 and 5)
+#         BENCH_PLAIN=0 bash bench/trigger.sh ...   the table with timer rows
 #
 # As root on Debian bookworm, like bench/run.sh: installs what it needs,
 # builds and installs the extension from this tree, and runs a throwaway
 # cluster with bench/run.sh's settings (fsync on).  Each round inserts ROWS
-# orders in one statement into a bare copy of bench.orders and into the
-# registered table, in alternating order, each emptied and checkpointed
-# first; the trigger's cost per order is the difference of the pair divided
-# by ROWS.  Reported: the median of the rounds' differences, with the
-# smallest and largest, and the instructions of the same two inserts
-# (callgrind, one single-user backend each, ROWS / 10 rows), which do not
-# wobble with the machine's load.
+# orders in one statement into a bare copy of bench.orders, into a copy
+# with the partial index on created_at WHERE unpaid (UNPAID_DUE_INDEX, the
+# index a pg_cron job needs) and into the registered table, in an order
+# that rotates from round to round, each emptied and checkpointed first.
+# The registered table has plain deadlines (BENCH_PLAIN=1, the default: no
+# timer rows, and the partial index, which they need) or timer rows
+# (BENCH_PLAIN=0, no partial index).  The trigger's cost per order is the
+# registered insert minus the insert into the copy with the same indexes
+# (with the partial index for plain deadlines, the bare one for timer
+# rows), divided by ROWS; what registering costs in all, against the bare
+# table, is reported beside it.  Reported: the median of the rounds'
+# differences, with the smallest and largest, and the instructions of the
+# same inserts (callgrind, one single-user backend each, ROWS / 10 rows),
+# which do not wobble with the machine's load.
 #
 # Writes bench/out/trigger.md.
 #
@@ -40,8 +48,14 @@ bench_cluster_start
 q postgres "CREATE DATABASE bench"
 ox_psql -d bench -q -f "$BENCH_DIR/sql/schema.sql" >/dev/null
 q bench "CREATE TABLE bench.orders_bare (LIKE bench.orders INCLUDING ALL)" \
-	"SELECT orderexp.set_close_policy('bench.orders', '1 hour', payload_columns => '{customer_email}')" \
-	>/dev/null
+	"CREATE TABLE bench.orders_idx (LIKE bench.orders INCLUDING ALL)" \
+	"CREATE INDEX ON bench.orders_idx (created_at) WHERE status = 'unpaid'" \
+	"$(reg_sql '1 hour')" >/dev/null
+# the copy that has the registered table's indexes
+SAME=bare
+((BENCH_PLAIN)) && SAME=idx
+TIMERS=$ROWS
+((BENCH_PLAIN)) && TIMERS=0
 
 insert_sql() {
 	printf "INSERT INTO %s (id, customer_email) SELECT i, 'x' || i FROM generate_series(1, %d) i;" "$1" "$2"
@@ -55,54 +69,72 @@ insert_timed() {
 }
 
 : >"$WORK/diffs"
+: >"$WORK/diffs_all"
+TABLES=(bare idx reg)
+declare -A SECS
 for ((r = 1; r <= ROUNDS; r++)); do
-	if ((r % 2)); then
-		bare=$(insert_timed bench.orders_bare)
-		reg=$(insert_timed bench.orders)
-	else
-		reg=$(insert_timed bench.orders)
-		bare=$(insert_timed bench.orders_bare)
-	fi
-	[[ $(q bench "SELECT count(*) FROM orderexp.timers") == "$ROWS" ]] ||
-		ox_die "the registered insert made no timer for every order"
-	us=$(calc "($reg - $bare) * 1e6 / $ROWS")
+	# rotate: bare idx reg, idx reg bare, reg bare idx, ...
+	for ((i = 0; i < 3; i++)); do
+		t=${TABLES[(r - 1 + i) % 3]}
+		case $t in
+			bare) SECS[$t]=$(insert_timed bench.orders_bare) ;;
+			idx) SECS[$t]=$(insert_timed bench.orders_idx) ;;
+			reg) SECS[$t]=$(insert_timed bench.orders) ;;
+		esac
+	done
+	[[ $(q bench "SELECT count(*) FROM orderexp.timers") == "$TIMERS" ]] ||
+		ox_die "the registered insert made $(q bench "SELECT count(*) FROM orderexp.timers") timers, expected $TIMERS"
+	us=$(calc "(${SECS[reg]} - ${SECS[$SAME]}) * 1e6 / $ROWS")
 	printf '%s\n' "$us" >>"$WORK/diffs"
-	log "round $r: bare $(fmt "$bare" 3) s, registered $(fmt "$reg" 3) s: $(fmt "$us" 2) us per order"
+	calc "(${SECS[reg]} - ${SECS[bare]}) * 1e6 / $ROWS" >>"$WORK/diffs_all"
+	log "round $r: bare $(fmt "${SECS[bare]}" 3) s, with the partial index $(fmt "${SECS[idx]}" 3) s, registered $(fmt "${SECS[reg]}" 3) s: the trigger $(fmt "$us" 2) us per order"
 done
 read -r MED MIN MAX < <(stats <"$WORK/diffs")
+read -r AMED AMIN AMAX < <(stats <"$WORK/diffs_all")
 
 # the same inserts in instructions, ROWS / 10 rows, on a copy of the cluster
 IROWS=$((ROWS / 10))
-q bench "TRUNCATE bench.orders, bench.orders_bare" "VACUUM ANALYZE" "CHECKPOINT" >/dev/null
+q bench "TRUNCATE bench.orders, bench.orders_bare, bench.orders_idx" "VACUUM ANALYZE" "CHECKPOINT" >/dev/null
 ox_cluster_stop
 echo "SELECT 1;" >"$WORK/select1.sql"
 insert_sql bench.orders_bare "$IROWS" >"$WORK/bare.sql"
+insert_sql bench.orders_idx "$IROWS" >"$WORK/idx.sql"
 insert_sql bench.orders "$IROWS" >"$WORK/reg.sql"
 chown postgres "$WORK" "$WORK"/*.sql
 declare -A IC
-for what in select1 bare reg; do
+for what in select1 bare idx reg; do
 	IC[$what]=$(callgrind_count "$OX_PGDATA" bench "$WORK/$what.sql" "$what" /dev/null)
 done
 PER_BARE=$(per "${IC[bare]}" "${IC[select1]}" "$IROWS")
+PER_IDX=$(per "${IC[idx]}" "${IC[select1]}" "$IROWS")
 PER_REG=$(per "${IC[reg]}" "${IC[select1]}" "$IROWS")
+PER_SAME=$PER_BARE
+((BENCH_PLAIN)) && PER_SAME=$PER_IDX
 
 GIT_REV=$(git -C "$OX_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 cat >"$OUT/trigger.md" <<EOF
 # orderexp: the timer trigger's cost per new unpaid order
 
-* **Command:** \`bash bench/trigger.sh $ROWS $ROUNDS\`, $(date -u '+%Y-%m-%d %H:%M UTC'), orderexp commit $GIT_REV
+* **Command:** \`BENCH_PLAIN=$BENCH_PLAIN bash bench/trigger.sh $ROWS $ROUNDS\`, $(date -u '+%Y-%m-%d %H:%M UTC'), orderexp commit $GIT_REV;
+  load average $(cut -d' ' -f1-3 /proc/loadavg) at the end
+* **Registered table:** $BENCH_MODE
 * **How:** $ROUNDS rounds of one \`INSERT ... SELECT\` of $(fmt "$ROWS") orders into a bare copy of
-  \`bench.orders\` and into the registered table, alternating which goes first, each
-  table emptied and checkpointed before; fsync on.
+  \`bench.orders\`, into a copy with the partial index \`(created_at) WHERE status = 'unpaid'\`
+  and into the registered table, rotating which goes first, each table emptied and
+  checkpointed before; fsync on. The trigger's share is the registered table minus the
+  copy with the same indexes ($SAME).
 
 | per new order | median | min | max |
 |---|---:|---:|---:|
-| registered minus bare (us) | $(fmt "$MED" 2) | $(fmt "$MIN" 2) | $(fmt "$MAX" 2) |
+| registered minus $SAME: the trigger (us) | $(fmt "$MED" 2) | $(fmt "$MIN" 2) | $(fmt "$MAX" 2) |
+| registered minus bare: all that registering costs (us) | $(fmt "$AMED" 2) | $(fmt "$AMIN" 2) | $(fmt "$AMAX" 2) |
 
 | instructions per new order ($(fmt "$IROWS") rows, callgrind) | |
 |---|---:|
 | bare table | $(fmt "$PER_BARE") |
+| bare table with the partial index | $(fmt "$PER_IDX") |
 | registered table | $(fmt "$PER_REG") |
-| the trigger's share | $(fmt $((PER_REG - PER_BARE))) |
+| the trigger's share (registered minus $SAME) | $(fmt $((PER_REG - PER_SAME))) |
+| all that registering costs (registered minus bare) | $(fmt $((PER_REG - PER_BARE))) |
 EOF
 cat "$OUT/trigger.md"
