@@ -60,10 +60,36 @@ static const char *const batch_sql_sql[2][2] = {
 	"SELECT orderexp._close_batch_sql(t) FROM orderexp.tables t WHERE t.order_table = $1"}
 };
 
+/*
+ * Parameter types of the statements that every kind of batch shares: the
+ * orders statement ($1 keys, $2 and $3 the created-at range) and the record
+ * statement (see run_record_statement)
+ */
+static Oid	orders_types[3] = {TEXTARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
+static Oid	record_types[9] = {REGCLASSOID, TIDARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+BOOLARRAYOID, JSONBARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID, JSONBARRAYOID};
+
+static void forget_statements(BatchPlan *bp);
 static void prepare_batch(BatchPlan *bp, bool split, Datum statements, const char *sql);
 static HeapTuple run_batch_statement(SPIPlanPtr plan, Datum *values,
 									 const char *nulls, Oid closing,
 									 TupleDesc *desc);
+
+/* free a batch's kept plans and the text they were made from */
+static void
+forget_statements(BatchPlan *bp)
+{
+	int			i;
+
+	for (i = 0; i < BATCH_MAX_PLANS; i++)
+		orderexp_forget_plan(&bp->plans[i]);
+	bp->nplans = 0;
+	if (bp->sql)
+	{
+		pfree(bp->sql);
+		bp->sql = NULL;
+	}
+}
 
 /*
  * Make the kept plans of a batch from the text its registration gives: one
@@ -72,23 +98,13 @@ static HeapTuple run_batch_statement(SPIPlanPtr plan, Datum *values,
 static void
 prepare_batch(BatchPlan *bp, bool split, Datum statements, const char *sql)
 {
-	/* parameters of each statement; see sql/orderexp--1.2--1.3.sql */
+	/* the take statement's parameters; see sql/orderexp--1.2--1.3.sql */
 	static Oid	take_types[4] = {REGCLASSOID, INT4OID, TIMESTAMPTZOID, TEXTOID};
-	static Oid	orders_types[3] = {TEXTARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
-	static Oid	record_types[9] = {REGCLASSOID, TIDARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
-	BOOLARRAYOID, JSONBARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID, JSONBARRAYOID};
 	Datum	   *elems;
 	bool	   *elemnulls;
 	int			n;
-	int			i;
 
-	for (i = 0; i < BATCH_MAX_PLANS; i++)
-		orderexp_forget_plan(&bp->plans[i]);
-	if (bp->sql)
-	{
-		pfree(bp->sql);
-		bp->sql = NULL;
-	}
+	forget_statements(bp);
 
 	/* the same statements every batch: plan them once, generically */
 	if (!split)
@@ -371,25 +387,15 @@ orderexp_plain_lock(PG_FUNCTION_ARGS)
 static void
 prepare_plain(BatchPlan *bp, Datum statements, const char *sql)
 {
-	/* parameters of each statement; see _plain_batch_sql() */
+	/* the parameters of its own statements; see _plain_batch_sql() */
 	static Oid	take_types[3] = {INT4OID, TEXTOID, TEXTOID};
 	static Oid	own_types[1] = {TEXTARRAYOID};
-	static Oid	orders_types[3] = {TEXTARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
-	static Oid	record_types[9] = {REGCLASSOID, TIDARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
-	BOOLARRAYOID, JSONBARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID, JSONBARRAYOID};
 	Datum	   *elems;
 	bool	   *elemnulls;
 	int			n;
 	int			i;
 
-	for (i = 0; i < BATCH_MAX_PLANS; i++)
-		orderexp_forget_plan(&bp->plans[i]);
-	bp->nplans = 0;
-	if (bp->sql)
-	{
-		pfree(bp->sql);
-		bp->sql = NULL;
-	}
+	forget_statements(bp);
 	deconstruct_array(DatumGetArrayTypeP(statements), TEXTOID, -1, false, TYPALIGN_INT,
 					  &elems, &elemnulls, &n);
 	if (n != BATCH_MAX_PLANS)
@@ -584,14 +590,7 @@ orderexp_run_plain_batch(BatchPlan *bp, Oid relid, const char *stamp, int batch_
 void
 orderexp_forget_batch(BatchPlan *bp)
 {
-	int			i;
-
-	for (i = 0; i < BATCH_MAX_PLANS; i++)
-		orderexp_forget_plan(&bp->plans[i]);
-	bp->nplans = 0;
-	if (bp->sql)
-		pfree(bp->sql);
-	bp->sql = NULL;
+	forget_statements(bp);
 	if (bp->last_key)
 		pfree(bp->last_key);
 	bp->last_key = NULL;
