@@ -69,6 +69,13 @@ SELECT order_key, close_at - (SELECT created_at FROM plain.orders WHERE id = 21)
 
 -- what the monitoring and pending views show counts the plain orders
 SELECT pending, overdue FROM orderexp.monitor_backlog WHERE order_table = 'plain.orders';
+-- a member of pg_monitor, who cannot read the orders table, sees the counts
+CREATE ROLE plain_monitor IN ROLE pg_monitor;
+SET ROLE plain_monitor;
+SELECT pending, overdue FROM orderexp.monitor_backlog WHERE order_table = 'plain.orders';
+SELECT count(*) FROM plain.orders;
+RESET ROLE;
+DROP ROLE plain_monitor;
 SELECT count(*) AS pending, count(*) FILTER (WHERE close_at = o.created_at + interval '1 hour') AS plain_deadline
   FROM orderexp.pending p JOIN plain.orders o ON o.id::text = p.order_key
  WHERE p.order_table = 'plain.orders'::regclass;
