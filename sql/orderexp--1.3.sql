@@ -1754,6 +1754,64 @@ END;
 $$;
 
 /*
+ * The ids of each close's events, drawn before they are written when there
+ * are several, so that the record (the first) names them all: the
+ * expression of the "done" rows' event_ids (_record_closes_sql)
+ */
+CREATE FUNCTION orderexp._close_event_ids_sql(cfg orderexp.tables)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT CASE WHEN cardinality(cfg.channels) <= 1 THEN 'NULL::bigint[]'
+				ELSE format('ARRAY[%s]',
+							array_to_string(array_fill('nextval(''orderexp.outbox_id_seq'')'::text,
+													   ARRAY[cardinality(cfg.channels)]), ', ')) END
+$$;
+
+/*
+ * The end of both record statements of a close (_record_close_sql for
+ * timers, _record_plain_close_sql for plain deadlines), after their "done"
+ * rows (order_key, cols, category, close_at, policy_id, policy_version,
+ * variant, reopened, event_ids): the closed events, the first of each
+ * close its record, and the outcomes counted, one row per policy version,
+ * variant and reopened.
+ */
+CREATE FUNCTION orderexp._record_closes_sql(cfg orderexp.tables)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT format($q$
+events AS (
+	INSERT INTO orderexp.outbox (id, kind, order_table, order_key, channel, payload, via,
+								 policy_id, policy_version, variant, deadline, event_ids)
+	SELECT %4$s, 'closed', $1, x.order_key, ch.channel,
+		   orderexp._closed_payload(%1$L, x.order_key, x.close_at, x.policy_id,
+									x.category, x.cols),
+		   CASE WHEN ch.n = 1 THEN 'timeout' END,
+		   CASE WHEN ch.n = 1 THEN x.policy_id END, CASE WHEN ch.n = 1 THEN x.policy_version END,
+		   CASE WHEN ch.n = 1 THEN x.variant END, CASE WHEN ch.n = 1 THEN x.close_at END,
+		   %5$s
+	  FROM done x
+	 CROSS JOIN unnest(%2$L::text[]) WITH ORDINALITY AS ch(channel, n)),
+outcome AS (
+	INSERT INTO orderexp.outcomes (order_table, outcome, status, policy_id, policy_version,
+								   variant, decided_at, reopened, order_count)
+	SELECT $1, 'closed', %3$L, x.policy_id, x.policy_version, x.variant, now(), x.reopened,
+		   count(*)
+	  FROM done x
+	 GROUP BY x.policy_id, x.policy_version, x.variant, x.reopened)
+SELECT count(*) FROM done$q$,
+		cfg.order_table::text, cfg.channels, cfg.closed_value,
+		/* each event's id and the record's event_ids */
+		CASE WHEN cardinality(cfg.channels) <= 1 THEN 'nextval(''orderexp.outbox_id_seq'')'
+			 ELSE 'x.event_ids[ch.n]' END,
+		CASE WHEN cardinality(cfg.channels) > 1 THEN 'CASE WHEN ch.n = 1 THEN x.event_ids END'
+			 ELSE 'NULL::bigint[]' END)
+$$;
+
+/*
  * The statement that records a close batch, as the extension owner: $1 the
  * table, $2 the tuple ids of the timers taken, $3 the busy keys, $4 to $8
  * the closed rows as the orders statement returned them.  Drops the timers
@@ -1786,46 +1844,14 @@ WITH gone AS (
 	   AND t.order_key <> ALL (coalesce($3, '{}'))),
 done AS MATERIALIZED (
 	SELECT c.order_key, c.cols, c.category, d.close_at, d.policy_id, d.policy_version,
-		   d.variant, d.reopened, %4$s AS event_ids
+		   d.variant, d.reopened, %1$s AS event_ids
 	  FROM unnest($4, $6, $7) AS c(order_key, cols, category)
 	 CROSS JOIN LATERAL (
 			SELECT t.close_at, t.policy_id, t.policy_version, t.variant, t.reopened
 			  FROM orderexp.timers t
-			 WHERE t.order_table = $1 AND t.order_key = c.order_key) d),
-events AS (
-	INSERT INTO orderexp.outbox (id, kind, order_table, order_key, channel, payload, via,
-								 policy_id, policy_version, variant, deadline, event_ids)
-	SELECT %5$s, 'closed', $1, x.order_key, ch.channel,
-		   orderexp._closed_payload(%1$L, x.order_key, x.close_at, x.policy_id,
-									x.category, x.cols),
-		   CASE WHEN ch.n = 1 THEN 'timeout' END,
-		   CASE WHEN ch.n = 1 THEN x.policy_id END, CASE WHEN ch.n = 1 THEN x.policy_version END,
-		   CASE WHEN ch.n = 1 THEN x.variant END, CASE WHEN ch.n = 1 THEN x.close_at END,
-		   %6$s
-	  FROM done x
-	 CROSS JOIN unnest(%2$L::text[]) WITH ORDINALITY AS ch(channel, n)),
-outcome AS (
-	INSERT INTO orderexp.outcomes (order_table, outcome, status, policy_id, policy_version,
-								   variant, decided_at, reopened, order_count)
-	SELECT $1, 'closed', %3$L, x.policy_id, x.policy_version, x.variant, now(), x.reopened,
-		   count(*)
-	  FROM done x
-	 GROUP BY x.policy_id, x.policy_version, x.variant, x.reopened)
-SELECT count(*) FROM done$q$,
-		cfg.order_table::text, cfg.channels, cfg.closed_value,
-		/*
-		 * the ids of each close's events, drawn before they are written when
-		 * there are several, so that the record (the first) names them all
-		 */
-		CASE WHEN cardinality(cfg.channels) <= 1 THEN 'NULL::bigint[]'
-			 ELSE format('ARRAY[%s]',
-						 array_to_string(array_fill('nextval(''orderexp.outbox_id_seq'')'::text,
-													ARRAY[cardinality(cfg.channels)]), ', ')) END,
-		/* each event's id and the record's event_ids */
-		CASE WHEN cardinality(cfg.channels) <= 1 THEN 'nextval(''orderexp.outbox_id_seq'')'
-			 ELSE 'x.event_ids[ch.n]' END,
-		CASE WHEN cardinality(cfg.channels) > 1 THEN 'CASE WHEN ch.n = 1 THEN x.event_ids END'
-			 ELSE 'NULL::bigint[]' END)
+			 WHERE t.order_table = $1 AND t.order_key = c.order_key) d),$q$,
+		orderexp._close_event_ids_sql(cfg))
+		|| orderexp._record_closes_sql(cfg)
 $$;
 
 /*
@@ -2050,6 +2076,19 @@ END;
 $$;
 
 /*
+ * The policy that gives a table its plain deadlines: its default policy if
+ * plain_since is set, else a row of NULLs
+ */
+CREATE FUNCTION orderexp._plain_policy(orders regclass)
+RETURNS orderexp.policies
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT p.* FROM orderexp.policies p
+	 WHERE p.order_table = orders AND p.category IS NULL AND p.plain_since IS NOT NULL
+$$;
+
+/*
  * What a plain deadline needs of an order, as select-list items of a
  * statement on the orders table (alias o): its created-at as timestamptz
  * ("created", a timestamp read in the session's time zone, as the timer
@@ -2081,13 +2120,11 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	p	orderexp.policies;
+	p	orderexp.policies := orderexp._plain_policy(cfg.order_table);
 	tm	orderexp.timers;
 	created timestamptz := (ord ->> 'created')::timestamptz;
 BEGIN
-	SELECT * INTO p FROM orderexp.policies x
-	 WHERE x.order_table = cfg.order_table AND x.category IS NULL AND x.plain_since IS NOT NULL;
-	IF NOT FOUND OR ord ->> 'st' IS DISTINCT FROM cfg.unpaid_value
+	IF p.id IS NULL OR ord ->> 'st' IS DISTINCT FROM cfg.unpaid_value
 	   OR created IS NULL OR created < p.plain_since THEN
 		RETURN NULL;
 	END IF;
@@ -2121,27 +2158,18 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	p	orderexp.policies;
 	n	bigint;
 BEGIN
-	SELECT * INTO p FROM orderexp.policies x
-	 WHERE x.order_table = cfg.order_table AND x.category IS NULL AND x.plain_since IS NOT NULL;
-	IF NOT FOUND THEN
+	IF (orderexp._plain_policy(cfg.order_table)).id IS NULL THEN
 		RETURN 0;
 	END IF;
 	PERFORM orderexp._plain_lock(cfg.order_table, true);
 	EXECUTE format('LOCK TABLE %s IN SHARE MODE', cfg.order_table);
-	/* the rows read as the table's owner, the timers written as ours */
 	INSERT INTO orderexp.timers AS t (order_table, order_key, policy_id, close_at, generation,
 									  order_created, policy_version)
-	SELECT cfg.order_table, r ->> 'k', p.id, (r ->> 'created')::timestamptz + p.close_after,
-		   (r ->> 'gen')::bigint, (r ->> 'stored')::timestamptz, p.version
-	  FROM orderexp._orders_exec(cfg.order_table, true,
-			format('SELECT o.%I::text AS k, %s FROM %s o WHERE o.%I = %L::%s AND o.%I::timestamptz >= $1::timestamptz',
-				   cfg.key_column, orderexp._plain_cols(cfg), cfg.order_table,
-				   cfg.status_column, cfg.unpaid_value, orderexp._status_type(cfg),
-				   cfg.created_column),
-			ARRAY[p.plain_since::text]) r
+	SELECT cfg.order_table, x.order_key, x.policy_id, x.close_at, x.generation,
+		   x.order_created, x.policy_version
+	  FROM orderexp._plain_pending(cfg) x
 	ON CONFLICT (order_table, order_key) DO NOTHING;
 	GET DIAGNOSTICS n = ROW_COUNT;
 	RETURN n;
@@ -2149,32 +2177,34 @@ END;
 $$;
 
 /*
- * A table's unpaid orders with plain deadlines that have no timer row:
- * key, category and deadline, read as the table's owner (pending,
- * monitor_backlog).  Nothing if the table has no plain deadlines.
+ * A table's unpaid orders with plain deadlines that have no timer row, read
+ * as the table's owner: key and category, and what the timer row each one
+ * stands for would hold (as _plain_timer gives it for one order).  For
+ * pending, monitor_backlog and _materialize_plain; nothing if the table has
+ * no plain deadlines.
  */
 CREATE FUNCTION orderexp._plain_pending(cfg orderexp.tables)
-RETURNS TABLE (order_key text, category text, policy_id integer, close_at timestamptz)
+RETURNS TABLE (order_key text, category text, policy_id integer, close_at timestamptz,
+			   generation bigint, order_created timestamptz, policy_version integer)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	p	orderexp.policies;
+	p	orderexp.policies := orderexp._plain_policy(cfg.order_table);
 BEGIN
-	SELECT * INTO p FROM orderexp.policies x
-	 WHERE x.order_table = cfg.order_table AND x.category IS NULL AND x.plain_since IS NOT NULL;
-	IF NOT FOUND THEN
+	IF p.id IS NULL THEN
 		RETURN;
 	END IF;
 	RETURN QUERY
-	SELECT r ->> 'k', r ->> 'category', p.id, (r ->> 'created')::timestamptz + p.close_after
+	SELECT r ->> 'k', r ->> 'category', p.id, (r ->> 'created')::timestamptz + p.close_after,
+		   (r ->> 'gen')::bigint, (r ->> 'stored')::timestamptz, p.version
 	  FROM orderexp._orders_exec(cfg.order_table, true,
-			format('SELECT o.%I::text AS k, %s AS category, o.%I::timestamptz AS created FROM %s o WHERE o.%I = %L::%s AND o.%I::timestamptz >= $1::timestamptz',
+			format('SELECT o.%I::text AS k, %s AS category, %s FROM %s o WHERE o.%I = %L::%s AND o.%I::timestamptz >= $1::timestamptz',
 				   cfg.key_column,
 				   CASE WHEN cfg.category_column IS NULL THEN 'NULL::text'
 						ELSE format('o.%I::text', cfg.category_column) END,
-				   cfg.created_column, cfg.order_table, cfg.status_column, cfg.unpaid_value,
-				   orderexp._status_type(cfg), cfg.created_column),
+				   orderexp._plain_cols(cfg), cfg.order_table, cfg.status_column,
+				   cfg.unpaid_value, orderexp._status_type(cfg), cfg.created_column),
 			ARRAY[p.plain_since::text]) r
 	 WHERE NOT EXISTS (SELECT 1 FROM orderexp.timers t
 						WHERE t.order_table = cfg.order_table AND t.order_key = r ->> 'k');
@@ -2196,9 +2226,6 @@ AS $$
 	  FROM orderexp.tables t
 	 CROSS JOIN LATERAL orderexp._plain_pending(t) x
 	 WHERE t.order_table = orders
-	   AND EXISTS (SELECT 1 FROM orderexp.policies p
-				    WHERE p.order_table = orders AND p.category IS NULL
-					  AND p.plain_since IS NOT NULL)
 $$;
 
 /*
@@ -2326,12 +2353,10 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	p orderexp.policies;
+	p orderexp.policies := orderexp._plain_policy(cfg.order_table);
 	typ text;
 BEGIN
-	SELECT * INTO p FROM orderexp.policies x
-	 WHERE x.order_table = cfg.order_table AND x.category IS NULL AND x.plain_since IS NOT NULL;
-	IF NOT FOUND THEN
+	IF p.id IS NULL THEN
 		RETURN NULL;
 	END IF;
 	SELECT a.atttypid::regtype::text INTO typ
@@ -2375,7 +2400,8 @@ $$;
 /*
  * The record statement of a plain close batch: _record_close_sql without
  * the timers (there are none to drop or read); the deadline is the
- * created-at ($8) plus close_after, the policy and its version are p's.
+ * created-at ($8) plus close_after, the policy and its version are p's,
+ * written into the text.
  */
 CREATE FUNCTION orderexp._record_plain_close_sql(cfg orderexp.tables, p orderexp.policies)
 RETURNS text
@@ -2384,37 +2410,12 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 	SELECT format($q$
 WITH done AS MATERIALIZED (
-	SELECT c.order_key, c.cols, c.category, c.created + %6$L::interval AS close_at,
-		   %4$s AS event_ids
-	  FROM unnest($4, $6, $7, $8) AS c(order_key, cols, category, created)),
-events AS (
-	INSERT INTO orderexp.outbox (id, kind, order_table, order_key, channel, payload, via,
-								 policy_id, policy_version, variant, deadline, event_ids)
-	SELECT %5$s, 'closed', $1, x.order_key, ch.channel,
-		   orderexp._closed_payload(%1$L, x.order_key, x.close_at, %7$s, x.category, x.cols),
-		   CASE WHEN ch.n = 1 THEN 'timeout' END,
-		   CASE WHEN ch.n = 1 THEN %7$s END, CASE WHEN ch.n = 1 THEN %8$s END,
-		   NULL, CASE WHEN ch.n = 1 THEN x.close_at END,
-		   %9$s
-	  FROM done x
-	 CROSS JOIN unnest(%2$L::text[]) WITH ORDINALITY AS ch(channel, n)),
-outcome AS (
-	INSERT INTO orderexp.outcomes (order_table, outcome, status, policy_id, policy_version,
-								   variant, decided_at, reopened, order_count)
-	SELECT $1, 'closed', %3$L, %7$s, %8$s, NULL, now(), false, count(*)
-	  FROM done x
-	HAVING count(*) > 0)
-SELECT count(*) FROM done$q$,
-		cfg.order_table::text, cfg.channels, cfg.closed_value,
-		CASE WHEN cardinality(cfg.channels) <= 1 THEN 'NULL::bigint[]'
-			 ELSE format('ARRAY[%s]',
-						 array_to_string(array_fill('nextval(''orderexp.outbox_id_seq'')'::text,
-													ARRAY[cardinality(cfg.channels)]), ', ')) END,
-		CASE WHEN cardinality(cfg.channels) <= 1 THEN 'nextval(''orderexp.outbox_id_seq'')'
-			 ELSE 'x.event_ids[ch.n]' END,
-		p.close_after, p.id, p.version,
-		CASE WHEN cardinality(cfg.channels) > 1 THEN 'CASE WHEN ch.n = 1 THEN x.event_ids END'
-			 ELSE 'NULL::bigint[]' END)
+	SELECT c.order_key, c.cols, c.category, c.created + %2$L::interval AS close_at,
+		   %3$s AS policy_id, %4$s AS policy_version, NULL::integer AS variant,
+		   false AS reopened, %1$s AS event_ids
+	  FROM unnest($4, $6, $7, $8) AS c(order_key, cols, category, created)),$q$,
+		orderexp._close_event_ids_sql(cfg), p.close_after, p.id, p.version)
+		|| orderexp._record_closes_sql(cfg)
 $$;
 
 /* ------------------------------------------------------------------------
@@ -6520,6 +6521,7 @@ GRANT EXECUTE ON FUNCTION orderexp.set_explanation_template(text, text, text) TO
 REVOKE ALL ON FUNCTION
 	orderexp._plain_lock(regclass, boolean),
 	orderexp._check_plain(orderexp.policies),
+	orderexp._plain_policy(regclass),
 	orderexp._plain_cols(orderexp.tables),
 	orderexp._plain_timer(orderexp.tables, text, jsonb),
 	orderexp._materialize_plain(orderexp.tables),
@@ -6529,6 +6531,8 @@ REVOKE ALL ON FUNCTION
 	orderexp._set_plain_deadlines(regclass, boolean),
 	orderexp._plain_batch_sql(orderexp.tables),
 	orderexp._record_plain_close_sql(orderexp.tables, orderexp.policies),
+	orderexp._close_event_ids_sql(orderexp.tables),
+	orderexp._record_closes_sql(orderexp.tables),
 	orderexp.set_plain_deadlines(regclass, boolean)
 	FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION orderexp.set_plain_deadlines(regclass, boolean) TO orderexp_admin;
