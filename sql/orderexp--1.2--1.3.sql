@@ -9065,9 +9065,11 @@ $$;
  * rows (order_key, cols, category, close_at, policy_id, policy_version,
  * variant, reopened, event_ids): the closed events, the first of each
  * close its record, and the outcomes counted, one row per policy version,
- * variant and reopened.
+ * variant and reopened.  With plain deadlines (plain, their policy) every
+ * close of a batch has the same, and its outcome row is counted without
+ * grouping.
  */
-CREATE OR REPLACE FUNCTION orderexp._record_closes_sql(cfg orderexp.tables)
+CREATE OR REPLACE FUNCTION orderexp._record_closes_sql(cfg orderexp.tables, plain orderexp.policies)
 RETURNS text
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
@@ -9088,17 +9090,22 @@ events AS (
 outcome AS (
 	INSERT INTO orderexp.outcomes (order_table, outcome, status, policy_id, policy_version,
 								   variant, decided_at, reopened, order_count)
-	SELECT $1, 'closed', %3$L, x.policy_id, x.policy_version, x.variant, now(), x.reopened,
-		   count(*)
-	  FROM done x
-	 GROUP BY x.policy_id, x.policy_version, x.variant, x.reopened)
+	%6$s)
 SELECT count(*) FROM done$q$,
 		cfg.order_table::text, cfg.channels, cfg.closed_value,
 		/* each event's id and the record's event_ids */
 		CASE WHEN cardinality(cfg.channels) <= 1 THEN 'nextval(''orderexp.outbox_id_seq'')'
 			 ELSE 'x.event_ids[ch.n]' END,
 		CASE WHEN cardinality(cfg.channels) > 1 THEN 'CASE WHEN ch.n = 1 THEN x.event_ids END'
-			 ELSE 'NULL::bigint[]' END)
+			 ELSE 'NULL::bigint[]' END,
+		CASE WHEN plain.id IS NULL
+			 THEN format($q$SELECT $1, 'closed', %1$L, x.policy_id, x.policy_version, x.variant, now(), x.reopened,
+		   count(*)
+	  FROM done x
+	 GROUP BY x.policy_id, x.policy_version, x.variant, x.reopened$q$, cfg.closed_value)
+			 ELSE format($q$SELECT $1, 'closed', %1$L, %2$s, %3$s, NULL, now(), false, count(*)
+	  FROM done x
+	HAVING count(*) > 0$q$, cfg.closed_value, plain.id, plain.version) END)
 $$;
 
 /*
@@ -9141,7 +9148,7 @@ done AS MATERIALIZED (
 			  FROM orderexp.timers t
 			 WHERE t.order_table = $1 AND t.order_key = c.order_key) d),$q$,
 		orderexp._close_event_ids_sql(cfg))
-		|| orderexp._record_closes_sql(cfg)
+		|| orderexp._record_closes_sql(cfg, NULL)
 $$;
 
 /* ------------------------------------------------------------------------
@@ -9560,7 +9567,7 @@ WITH done AS MATERIALIZED (
 		   false AS reopened, %1$s AS event_ids
 	  FROM unnest($4, $6, $7, $8) AS c(order_key, cols, category, created)),$q$,
 		orderexp._close_event_ids_sql(cfg), p.close_after, p.id, p.version)
-		|| orderexp._record_closes_sql(cfg)
+		|| orderexp._record_closes_sql(cfg, p)
 $$;
 
 /*
@@ -10955,7 +10962,7 @@ REVOKE ALL ON FUNCTION
 	orderexp._plain_batch_sql(orderexp.tables),
 	orderexp._record_plain_close_sql(orderexp.tables, orderexp.policies),
 	orderexp._close_event_ids_sql(orderexp.tables),
-	orderexp._record_closes_sql(orderexp.tables),
+	orderexp._record_closes_sql(orderexp.tables, orderexp.policies),
 	orderexp.set_plain_deadlines(regclass, boolean)
 	FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION orderexp.set_plain_deadlines(regclass, boolean) TO orderexp_admin;
