@@ -130,6 +130,33 @@ prepare_batch(BatchPlan *bp, bool split, Datum statements, const char *sql)
 }
 
 /*
+ * The statements a table's registration gives for a kind of batch: the
+ * generator query "sql" (kept in *slot) run for the table.  Returns their
+ * text, and sets *statements to the value (text, or text[] of several); NULL
+ * if the table is no longer registered or gives no such batch.
+ */
+static char *
+registration_statements(SPIPlanPtr *slot, const char *sql, Oid relid, Datum *statements)
+{
+	Oid			argtypes[1] = {REGCLASSOID};
+	Datum		values[1];
+	bool		isnull;
+	int			ret;
+
+	values[0] = ObjectIdGetDatum(relid);
+	ret = SPI_execute_plan(orderexp_keep_plan(slot, sql, 1, argtypes, 0),
+						   values, NULL, true, 1);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "reading the registration failed: %s", SPI_result_code_string(ret));
+	if (SPI_processed == 0)
+		return NULL;
+	*statements = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (isnull)
+		return NULL;
+	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+}
+
+/*
  * Run one kept statement of a batch that returns one row, planned ahead
  * (spiplan.c), as the current user.  While a close statement runs,
  * orderexp_sweep_closing names the table (see outcome.c).
@@ -211,7 +238,6 @@ orderexp_run_batch(BatchPlan *bp, bool closes, Oid relid, int batch_limit,
 {
 	const OrderexpCatalog *cat = orderexp_catalog();
 	bool		split = cat->split_batches;
-	Oid			argtypes[1] = {REGCLASSOID};
 	Datum		values[9];		/* the record statement's parameters, the most */
 	char		nulls[9];
 	bool		isnull;
@@ -220,7 +246,6 @@ orderexp_run_batch(BatchPlan *bp, bool closes, Oid relid, int batch_limit,
 	HeapTuple	tup;
 	TupleDesc	desc;
 	Datum		last_at;
-	int			ret;
 	int			i;
 
 	/*
@@ -233,23 +258,16 @@ orderexp_run_batch(BatchPlan *bp, bool closes, Oid relid, int batch_limit,
 		sql = NULL;
 	else
 	{
-		ret = SPI_execute_plan(orderexp_keep_plan(&batch_sql_plans[closes][split],
-												  batch_sql_sql[closes][split],
-												  1, argtypes, 0),
-							   values, NULL, true, 1);
-		if (ret != SPI_OK_SELECT)
-			elog(ERROR, "reading the registration failed: %s", SPI_result_code_string(ret));
-		if (SPI_processed == 0)
-			return false;
-		sql = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		Datum		statements;
+
+		sql = registration_statements(&batch_sql_plans[closes][split],
+									  batch_sql_sql[closes][split], relid, &statements);
 		if (sql == NULL)
 			return false;
 		if (bp->nplans == 0 || (bp->nplans == BATCH_SPLIT_PLANS) != split ||
 			strcmp(bp->sql, sql) != 0)
 		{
-			prepare_batch(bp, split,
-						  SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull),
-						  sql);
+			prepare_batch(bp, split, statements, sql);
 
 			/*
 			 * The close statement of 1.2 on writes the outcome rows of its
@@ -463,7 +481,6 @@ orderexp_run_plain_batch(BatchPlan *bp, Oid relid, const char *stamp, int batch_
 						 uint64 sweep_id, BatchResult *result, TimestampTz *next_at)
 {
 	static SPIPlanPtr plain_sql_plan = NULL;
-	Oid			argtypes[1] = {REGCLASSOID};
 	Datum		values[9];
 	char		nulls[9];
 	bool		isnull;
@@ -482,24 +499,16 @@ orderexp_run_plain_batch(BatchPlan *bp, Oid relid, const char *stamp, int batch_
 	if (bp->nplans != BATCH_MAX_PLANS ||
 		(stamp != NULL && (bp->stamp == NULL || strcmp(bp->stamp, stamp) != 0)))
 	{
+		Datum		statements;
 		char	   *sql;
 
-		values[0] = ObjectIdGetDatum(relid);
-		ret = SPI_execute_plan(orderexp_keep_plan(&plain_sql_plan,
-												  "SELECT orderexp._plain_batch_sql(t) FROM orderexp.tables t WHERE t.order_table = $1",
-												  1, argtypes, 0),
-							   values, NULL, true, 1);
-		if (ret != SPI_OK_SELECT)
-			elog(ERROR, "reading the registration failed: %s", SPI_result_code_string(ret));
-		if (SPI_processed == 0)
-			return false;
-		sql = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		sql = registration_statements(&plain_sql_plan,
+									  "SELECT orderexp._plain_batch_sql(t) FROM orderexp.tables t WHERE t.order_table = $1",
+									  relid, &statements);
 		if (sql == NULL)
 			return false;
 		if (bp->nplans != BATCH_MAX_PLANS || strcmp(bp->sql, sql) != 0)
-			prepare_plain(bp, SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
-											&isnull),
-						  sql);
+			prepare_plain(bp, statements, sql);
 		if (stamp != NULL)
 			keep_string(&bp->stamp, stamp);
 	}
