@@ -87,6 +87,10 @@
  *	   (policies.plain_since); the sweep finds those through the table's
  *	   partial index on created-at (_plain_batch_sql()), and whatever
  *	   changes such an order writes its timer row first.
+ *	27. The outbox in parts: orderexp.outbox is partitioned by part; the
+ *	   outbox of 1.2 becomes outbox_0 (the records of changes and what is
+ *	   kept row by row), the other events go to three rotating parts that
+ *	   the pruning empties whole (outbox_parts, _rotate_outbox()).
  *
  * The functions of 1.2 that generated the one-statement batches
  * (_sweep_sql, _remind_sql, _lock_rows_sql, _created_range_sql) go; a
@@ -10967,3 +10971,1230 @@ REVOKE ALL ON FUNCTION
 	FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION orderexp.set_plain_deadlines(regclass, boolean) TO orderexp_admin;
 GRANT EXECUTE ON FUNCTION orderexp._plain_backlog(regclass) TO pg_monitor;
+
+/* --- 27. the outbox in parts: delivered events leave a part at a time ------ */
+
+/*
+ * Parts of the outbox (1.3): the outbox is partitioned by part, so that
+ * delivered events leave it a whole range at a time, as PgQ rotates its
+ * event tables, and not a row at a time.  Part 0, outbox_0, holds what is
+ * kept row by row: the records of changes (the orders' history, deleted by
+ * forget_before()), the rows from before the parts, and the events a
+ * rotation found still undelivered, dead, or delivered within
+ * orderexp.event_retention (pruned by row as before).  Every other event
+ * (reminders, a change's events on its further channels) goes to the
+ * current one of three rotating parts, outbox_1 to outbox_3: the default
+ * of part, orderexp._outbox_part() (src/outbox.c), reads it once per
+ * transaction; writers of records name part 0.
+ *
+ * The pruning rotates (_rotate_outbox()): when the current part has been
+ * current for half the retention, and the next part stopped being current
+ * longer than the retention ago, the next part's events that are not
+ * settled before the retention's cutoff move to outbox_0, the part is
+ * emptied with TRUNCATE (under ACCESS EXCLUSIVE with a short lock_timeout:
+ * a busy part is tried again at the next pruning) and becomes the current
+ * one.  So an event is kept between the retention and one and a half
+ * times it, and its deletion costs no row, no index entry, no WAL per event.
+ * One row per rotating part here: the current one has closed_at NULL.
+ */
+CREATE FUNCTION orderexp._outbox_part()
+RETURNS smallint
+AS 'MODULE_PATHNAME', 'orderexp_outbox_part'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION orderexp._outbox_part() IS
+	'the default of outbox.part: the current rotating part of the outbox (outbox_parts), read once per transaction';
+
+/*
+ * Name each part's indexes after the partitioned index they belong to:
+ * outbox_<part>_<name> for outbox_<name>.  (CREATE INDEX on the outbox
+ * names them from their columns.)  Also run by the update from 1.2, which
+ * makes the outbox of 1.2 its part 0.
+ */
+CREATE FUNCTION orderexp._name_part_indexes()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	ix	record;
+BEGIN
+	FOR ix IN
+		SELECT c.relname AS child, pc.relname AS part,
+			   substr(pi.relname, length('outbox_') + 1) AS name
+		  FROM pg_catalog.pg_index x
+		  JOIN pg_catalog.pg_class pi ON pi.oid = x.indexrelid
+		  JOIN pg_catalog.pg_inherits h ON h.inhparent = x.indexrelid
+		  JOIN pg_catalog.pg_class c ON c.oid = h.inhrelid
+		  JOIN pg_catalog.pg_index cx ON cx.indexrelid = c.oid
+		  JOIN pg_catalog.pg_class pc ON pc.oid = cx.indrelid
+		 WHERE x.indrelid = 'orderexp.outbox'::pg_catalog.regclass
+	LOOP
+		IF ix.child <> ix.part || '_' || ix.name THEN
+			EXECUTE format('ALTER INDEX orderexp.%I RENAME TO %I', ix.child,
+						   ix.part || '_' || ix.name);
+		END IF;
+	END LOOP;
+END;
+$$;
+REVOKE ALL ON FUNCTION orderexp._name_part_indexes() FROM PUBLIC;
+
+CREATE TABLE orderexp.outbox_parts (
+	part			smallint PRIMARY KEY
+					CONSTRAINT outbox_parts_part_check CHECK (part BETWEEN 1 AND 3),
+	opened_at		timestamptz,
+	closed_at		timestamptz,
+	rotated_at		timestamptz,
+	kept			bigint NOT NULL DEFAULT 0
+);
+CREATE UNIQUE INDEX outbox_parts_current ON orderexp.outbox_parts ((true))
+	WHERE closed_at IS NULL;
+COMMENT ON TABLE orderexp.outbox_parts IS
+	'the rotating parts of the outbox (outbox_1 to outbox_3): which is current (closed_at NULL), when each was last emptied';
+COMMENT ON COLUMN orderexp.outbox_parts.opened_at IS
+	'when the part became the current one';
+COMMENT ON COLUMN orderexp.outbox_parts.closed_at IS
+	'when the part stopped being the current one; NULL for the current part';
+COMMENT ON COLUMN orderexp.outbox_parts.rotated_at IS
+	'when the part was last emptied (TRUNCATE) to become the current one';
+COMMENT ON COLUMN orderexp.outbox_parts.kept IS
+	'events the last rotation of the part moved to outbox_0 instead of dropping them (undelivered, dead, delivered within the retention)';
+INSERT INTO orderexp.outbox_parts (part, opened_at, closed_at)
+VALUES (1, now(), NULL), (2, NULL, '-infinity'), (3, NULL, '-infinity');
+
+/*
+ * What reads the outbox as a view or returns its rows is made anew below,
+ * over the partitioned outbox (a view or a function names the table and
+ * its row type by OID, and both stay with the outbox of 1.2, which
+ * becomes part 0).  A view of your own over these must be dropped first.
+ */
+DROP VIEW orderexp.monitor_delivery, orderexp.delivery_health, orderexp.delivery_stats,
+	orderexp.monitor_worker, orderexp.monitor_closes, orderexp.dead_letters, orderexp.audit,
+	orderexp.outbox_state;
+DROP FUNCTION orderexp.claim(integer, interval, text[], text[]),
+	orderexp._claim_rows(integer, interval, text[], text[], timestamptz),
+	orderexp._fallback(bigint, text, boolean),
+	orderexp.get_batch_events(bigint),
+	orderexp._batch_rows(orderexp.batches);
+
+/*
+ * The outbox of 1.2 becomes part 0 with its rows, ids and indexes (no
+ * row is copied; ATTACH reads it once to check that every row is of part
+ * 0), under the names 1.3 gives part 0's indexes
+ */
+ALTER TABLE orderexp.outbox RENAME TO outbox_0;
+ALTER TABLE orderexp.outbox_0 RENAME CONSTRAINT outbox_pkey TO outbox_0_pkey;
+ALTER INDEX orderexp.outbox_undelivered RENAME TO outbox_0_undelivered;
+ALTER INDEX orderexp.outbox_stream RENAME TO outbox_0_stream;
+ALTER INDEX orderexp.outbox_delivered RENAME TO outbox_0_delivered;
+ALTER INDEX orderexp.outbox_obsolete RENAME TO outbox_0_obsolete;
+ALTER INDEX orderexp.outbox_in_flight RENAME TO outbox_0_in_flight;
+ALTER INDEX orderexp.outbox_history RENAME TO outbox_0_history;
+ALTER INDEX orderexp.outbox_created RENAME TO outbox_0_created;
+ALTER TABLE orderexp.outbox_0 ADD COLUMN part smallint NOT NULL DEFAULT 0;
+ALTER TABLE orderexp.outbox_0 ALTER COLUMN part SET DEFAULT orderexp._outbox_part();
+COMMENT ON TABLE orderexp.outbox_0 IS NULL;
+COMMENT ON COLUMN orderexp.outbox_0.attempts IS NULL;
+COMMENT ON COLUMN orderexp.outbox_0.next_attempt_at IS NULL;
+COMMENT ON COLUMN orderexp.outbox_0.leased_until IS NULL;
+COMMENT ON COLUMN orderexp.outbox_0.delivered_at IS NULL;
+COMMENT ON COLUMN orderexp.outbox_0.last_error IS NULL;
+COMMENT ON COLUMN orderexp.outbox_0.dead_at IS NULL;
+COMMENT ON COLUMN orderexp.outbox_0.claimed_by IS NULL;
+COMMENT ON COLUMN orderexp.outbox_0.obsolete_at IS NULL;
+COMMENT ON COLUMN orderexp.outbox_0.channel IS NULL;
+COMMENT ON COLUMN orderexp.outbox_0.via IS NULL;
+COMMENT ON COLUMN orderexp.outbox_0.actor IS NULL;
+COMMENT ON COLUMN orderexp.outbox_0.deadline IS NULL;
+COMMENT ON COLUMN orderexp.outbox_0.event_ids IS NULL;
+
+CREATE TABLE orderexp.outbox (
+	id				bigint NOT NULL DEFAULT nextval('orderexp.outbox_id_seq'::regclass),
+	kind			text NOT NULL
+					CONSTRAINT outbox_kind_check
+					CHECK (kind IN ('reminder', 'closed', 'cancelled', 'extended', 'reopened',
+									'reminder_withheld')),
+	order_table		regclass NOT NULL,
+	order_key		text COLLATE "C" NOT NULL,
+	channel			text,
+	payload			jsonb NOT NULL,
+	created_at		timestamptz NOT NULL DEFAULT now(),
+	attempts		integer NOT NULL DEFAULT 0,
+	next_attempt_at	timestamptz NOT NULL DEFAULT now(),
+	leased_until	timestamptz,
+	delivered_at	timestamptz,
+	last_error		text,
+	dead_at			timestamptz,
+	claimed_by		name,
+	obsolete_at		timestamptz,
+	via				text
+					CONSTRAINT outbox_via_check
+					CHECK (via IN ('timeout', 'operator', 'token', 'fallback')),
+	actor			name,
+	reason			text,
+	policy_id		integer,
+	policy_version	integer,
+	variant			integer,
+	deadline		timestamptz,
+	previous_deadline timestamptz,
+	event_ids		bigint[],
+	txid			xid8 DEFAULT orderexp._stream_txid(),
+	part			smallint NOT NULL DEFAULT orderexp._outbox_part(),
+	CONSTRAINT outbox_record_check CHECK (channel IS NOT NULL OR (via IS NOT NULL AND delivered_at IS NOT NULL))
+) PARTITION BY LIST (part);
+ALTER SEQUENCE orderexp.outbox_id_seq OWNED BY orderexp.outbox.id;
+ALTER TABLE orderexp.outbox ATTACH PARTITION orderexp.outbox_0 FOR VALUES IN (0);
+CREATE TABLE orderexp.outbox_1 PARTITION OF orderexp.outbox FOR VALUES IN (1);
+CREATE TABLE orderexp.outbox_2 PARTITION OF orderexp.outbox FOR VALUES IN (2);
+CREATE TABLE orderexp.outbox_3 PARTITION OF orderexp.outbox FOR VALUES IN (3);
+ALTER TABLE orderexp.outbox_1 ADD PRIMARY KEY (id);
+ALTER TABLE orderexp.outbox_2 ADD PRIMARY KEY (id);
+ALTER TABLE orderexp.outbox_3 ADD PRIMARY KEY (id);
+/* part 0 has these already: CREATE INDEX on the outbox attaches them */
+CREATE INDEX outbox_undelivered ON orderexp.outbox (next_attempt_at)
+	WHERE delivered_at IS NULL AND txid IS NULL;
+CREATE INDEX outbox_stream ON orderexp.outbox (txid, id)
+	WHERE txid IS NOT NULL AND delivered_at IS NULL;
+CREATE INDEX outbox_delivered ON orderexp.outbox (delivered_at)
+	WHERE delivered_at IS NOT NULL AND via IS NULL;
+CREATE INDEX outbox_obsolete ON orderexp.outbox (obsolete_at)
+	WHERE obsolete_at IS NOT NULL AND via IS NULL;
+CREATE INDEX outbox_in_flight ON orderexp.outbox (order_table, order_key, channel, id)
+	WHERE attempts > 0 AND delivered_at IS NULL AND dead_at IS NULL AND obsolete_at IS NULL;
+CREATE INDEX outbox_history ON orderexp.outbox USING hash (order_key)
+	WHERE via IS NOT NULL OR kind = 'reminder';
+CREATE INDEX outbox_created ON orderexp.outbox USING brin (created_at);
+/*
+ * Every index of the outbox is partitioned; a part's own index is named
+ * after it and the part: outbox_<part>_<name> (outbox_0_stream, ...), the
+ * key outbox_<part>_pkey.
+ */
+SELECT orderexp._name_part_indexes();
+COMMENT ON TABLE orderexp.outbox IS
+	'events written in the same transaction as the state change that caused them; NOTIFY orderexp wakes listeners';
+COMMENT ON COLUMN orderexp.outbox.attempts IS
+	'deliveries attempted: counted when the row is claimed';
+COMMENT ON COLUMN orderexp.outbox.next_attempt_at IS
+	'when the row may be claimed: now for new rows, the lease end while leased, the back-off after a failure, infinity when dead';
+COMMENT ON COLUMN orderexp.outbox.leased_until IS
+	'end of the lease of the relay that claimed the row; NULL when not leased';
+COMMENT ON COLUMN orderexp.outbox.delivered_at IS
+	'when a relay acknowledged the row (orderexp.ack); delivered rows are pruned after orderexp.event_retention, records of changes by forget_before()';
+COMMENT ON COLUMN orderexp.outbox.last_error IS
+	'what the last failed attempt reported (orderexp.fail)';
+COMMENT ON COLUMN orderexp.outbox.dead_at IS
+	'when the row ran out of attempts (orderexp.max_attempts); dead rows wait for orderexp.requeue and are never pruned';
+COMMENT ON COLUMN orderexp.outbox.claimed_by IS
+	'the role (session_user) whose claim last leased the row; only it may ack or fail the row';
+COMMENT ON COLUMN orderexp.outbox.obsolete_at IS
+	'when claim() settled the row without delivery: a reminder whose order is no longer unpaid or whose deadline passed or moved (the reason in last_error); pruned like delivered rows';
+COMMENT ON COLUMN orderexp.outbox.channel IS
+	'where the event goes; NULL: a record without an event (a change of a table with no channels, a withheld reminder), settled as it is written';
+COMMENT ON COLUMN orderexp.outbox.via IS
+	'set on the record of a change (the first event it wrote): timeout (the sweep), operator (a function call), token (the customer''s link) or fallback (a reminder sent again on the next channel); NULL on the other events';
+COMMENT ON COLUMN orderexp.outbox.actor IS
+	'the record''s role that made the change; NULL for the sweep, which acts for the policy';
+COMMENT ON COLUMN orderexp.outbox.deadline IS
+	'the record''s deadline: closed, the one that passed; cancelled, the one the order had; extended, reopened, the new one';
+COMMENT ON COLUMN orderexp.outbox.event_ids IS
+	'the record''s events when it wrote more than this row (one per channel); for a record without an event, the events it is about';
+COMMENT ON COLUMN orderexp.outbox.part IS
+	'which part of the outbox holds the row: 0 what is kept row by row (records of changes, exceptions), 1 to 3 the rotating parts that are emptied whole (outbox_parts)';
+COMMENT ON TABLE orderexp.outbox_0 IS
+	'the part of the outbox kept row by row: records of changes, rows from before the parts, events a rotation kept';
+COMMENT ON TABLE orderexp.outbox_1 IS
+	'a rotating part of the outbox (outbox_parts)';
+COMMENT ON TABLE orderexp.outbox_2 IS
+	'a rotating part of the outbox (outbox_parts)';
+COMMENT ON TABLE orderexp.outbox_3 IS
+	'a rotating part of the outbox (outbox_parts)';
+/*
+ * A record that forget_before() stopped being a record while its event was
+ * still in the stream stays in outbox_0 as an event; once its batch is
+ * settled the pruning deletes it by this index (empty but for such rows).
+ */
+CREATE INDEX outbox_0_forgotten ON orderexp.outbox_0 (txid)
+	WHERE txid IS NOT NULL AND via IS NULL;
+SELECT pg_catalog.pg_extension_config_dump('orderexp.outbox', '');
+SELECT pg_catalog.pg_extension_config_dump('orderexp.outbox_1', '');
+SELECT pg_catalog.pg_extension_config_dump('orderexp.outbox_2', '');
+SELECT pg_catalog.pg_extension_config_dump('orderexp.outbox_3', '');
+
+/* the views, as 1.3 makes them */
+CREATE VIEW orderexp.audit AS
+	SELECT o.id, o.created_at AS at, o.order_table, o.order_key, o.kind AS action, o.via,
+		   o.actor, o.reason, o.policy_id, o.policy_version, o.variant, o.deadline,
+		   o.previous_deadline,
+		   CASE WHEN o.channel IS NULL THEN o.event_ids
+				ELSE coalesce(o.event_ids, ARRAY[o.id]) END AS event_ids
+	  FROM orderexp.outbox o
+	 WHERE o.via IS NOT NULL;
+COMMENT ON VIEW orderexp.audit IS
+	'every state change orderexp made to an order, why and by whom: the records of changes in the outbox, written in the transaction of the change';
+COMMENT ON COLUMN orderexp.audit.via IS
+	'timeout: the sweep at the deadline; operator: a function call (cancel, extend, reopen); token: the customer''s extension link; fallback: a reminder sent again on the customer''s next channel';
+COMMENT ON COLUMN orderexp.audit.actor IS
+	'the role that made the change; NULL for the sweep, which acts for the policy';
+COMMENT ON COLUMN orderexp.audit.deadline IS
+	'closed: the deadline that passed; cancelled: the deadline the order had; extended, reopened: the new deadline';
+COMMENT ON COLUMN orderexp.audit.event_ids IS
+	'the outbox rows the change wrote, one per channel (NULL: none); the record is the first of them and is kept with the history, the others are pruned once delivered and old';
+
+CREATE VIEW orderexp.outbox_state AS
+	SELECT o.id, o.kind, o.order_table, o.order_key, o.channel, o.payload, o.created_at,
+		   CASE WHEN b.id IS NULL THEN o.attempts ELSE b.attempts END AS attempts,
+		   CASE WHEN b.id IS NULL OR b.finished_at IS NOT NULL THEN o.next_attempt_at
+				ELSE b.leased_until END AS next_attempt_at,
+		   CASE WHEN b.id IS NULL THEN o.leased_until
+				WHEN b.finished_at IS NULL THEN b.leased_until END AS leased_until,
+		   coalesce(o.delivered_at, b.finished_at) AS delivered_at,
+		   o.last_error, o.dead_at,
+		   CASE WHEN b.id IS NULL THEN o.claimed_by ELSE b.claimed_by END AS claimed_by,
+		   o.obsolete_at, o.via, o.actor, o.reason, o.policy_id, o.policy_version, o.variant,
+		   o.deadline, o.previous_deadline, o.event_ids, o.txid, b.id AS batch_id,
+		   o.delivered_at AS row_delivered_at
+	  FROM orderexp.outbox o
+	  LEFT JOIN LATERAL (
+			SELECT b.*
+			  FROM orderexp.stream_cursor c, orderexp.batches b
+			 WHERE o.txid IS NOT NULL AND o.delivered_at IS NULL
+			   AND (pg_visible_in_snapshot(o.txid, c.done_snap)
+					OR (c.next_snap IS NOT NULL AND pg_visible_in_snapshot(o.txid, c.next_snap)
+						AND (o.txid, o.id) <= (c.pos_txid, c.pos_id)))
+			   AND b.hi_snap IS NOT NULL AND b.to_txid >= o.txid AND b.from_txid <= o.txid
+			   AND pg_visible_in_snapshot(o.txid, b.hi_snap)
+			   AND NOT pg_visible_in_snapshot(o.txid, b.lo_snap)
+			   AND (o.txid, o.id) > (b.from_txid, b.from_id)
+			   AND (o.txid, o.id) <= (b.to_txid, b.to_id)
+			 ORDER BY b.to_txid
+			 LIMIT 1) b ON true;
+COMMENT ON VIEW orderexp.outbox_state IS
+	'the outbox''s rows with the state of events delivered in batches (attempts, lease, claimer, delivery of their batch), and the batch';
+
+CREATE VIEW orderexp.dead_letters AS
+	SELECT o.id, o.kind, o.order_table, o.order_key, o.channel, o.payload,
+		   o.created_at, o.attempts, o.last_error, o.dead_at
+	  FROM orderexp.outbox o
+	 CROSS JOIN (SELECT orderexp._tables_visible(current_user, true) AS tables) vis
+	 WHERE o.dead_at IS NOT NULL AND o.delivered_at IS NULL
+	   AND (vis.tables IS NULL OR o.order_table = ANY (vis.tables));
+COMMENT ON VIEW orderexp.dead_letters IS
+	'outbox rows that ran out of attempts, with the last error; orderexp.requeue() sends them again';
+
+CREATE VIEW orderexp.delivery_stats AS
+	SELECT o.kind, o.channel,
+		   count(*) FILTER (WHERE o.delivered_at IS NULL AND o.dead_at IS NULL AND o.obsolete_at IS NULL
+							  AND NOT coalesce(o.leased_until > now(), false)
+							  AND o.next_attempt_at <= now()) AS pending,
+		   count(*) FILTER (WHERE o.delivered_at IS NULL AND o.dead_at IS NULL AND o.obsolete_at IS NULL
+							  AND o.leased_until > now()) AS leased,
+		   count(*) FILTER (WHERE o.delivered_at IS NULL AND o.dead_at IS NULL AND o.obsolete_at IS NULL
+							  AND NOT coalesce(o.leased_until > now(), false)
+							  AND o.next_attempt_at > now()) AS retrying,
+		   count(*) FILTER (WHERE o.delivered_at IS NOT NULL) AS delivered,
+		   count(*) FILTER (WHERE o.dead_at IS NOT NULL AND o.delivered_at IS NULL) AS dead,
+		   now() - min(o.created_at) FILTER (WHERE o.delivered_at IS NULL
+											 AND o.dead_at IS NULL AND o.obsolete_at IS NULL) AS oldest_undelivered,
+		   count(*) FILTER (WHERE o.obsolete_at IS NOT NULL) AS obsolete
+	  FROM orderexp.outbox_state o
+	 CROSS JOIN (SELECT orderexp._tables_visible(current_user, true) AS tables) vis
+	 WHERE o.channel IS NOT NULL	/* records without an event are no deliveries */
+	   AND (vis.tables IS NULL OR o.order_table = ANY (vis.tables))
+	 GROUP BY o.kind, o.channel;
+COMMENT ON VIEW orderexp.delivery_stats IS
+	'per kind and channel: rows pending (claimable now), leased, retrying, delivered, dead, the age of the oldest undelivered live row, and reminders withheld as obsolete';
+
+CREATE VIEW orderexp.delivery_health AS
+	SELECT w.period, o.kind, o.channel,
+		   count(*) AS made,
+		   count(*) FILTER (WHERE o.delivered_at IS NOT NULL) AS delivered,
+		   coalesce(sum(o.attempts - CASE WHEN o.delivered_at IS NOT NULL
+											   OR o.leased_until > now() THEN 1 ELSE 0 END)
+						FILTER (WHERE o.attempts > 0), 0) AS failed_attempts,
+		   count(*) FILTER (WHERE o.dead_at IS NOT NULL AND o.delivered_at IS NULL) AS dead,
+		   count(*) FILTER (WHERE o.obsolete_at IS NOT NULL) AS obsolete,
+		   round((percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM o.delivered_at - o.created_at))
+				  FILTER (WHERE o.delivered_at IS NOT NULL))::numeric, 3) AS p50_seconds,
+		   round((percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM o.delivered_at - o.created_at))
+				  FILTER (WHERE o.delivered_at IS NOT NULL))::numeric, 3) AS p95_seconds,
+		   round(count(*) FILTER (WHERE o.kind = 'reminder'
+									AND o.delivered_at < (o.payload ->> 'close_at')::timestamptz)::numeric
+				 / nullif(count(*) FILTER (WHERE o.kind = 'reminder' AND o.obsolete_at IS NULL
+											 AND (o.delivered_at IS NOT NULL
+												  OR (o.payload ->> 'close_at')::timestamptz <= now())), 0),
+				 4) AS on_time_share
+	  FROM orderexp.outbox_state o
+	 CROSS JOIN (VALUES ('1 hour', interval '1 hour'), ('1 day', interval '1 day')) AS w(period, span)
+	 CROSS JOIN (SELECT orderexp._tables_visible(current_user, true) AS tables) vis
+	 WHERE o.created_at >= now() - w.span AND o.channel IS NOT NULL
+	   AND (vis.tables IS NULL OR o.order_table = ANY (vis.tables))
+	 GROUP BY w.period, o.kind, o.channel;
+COMMENT ON VIEW orderexp.delivery_health IS
+	'per period (1 hour, 1 day), kind and channel: made, delivered, failed attempts, dead, obsolete, seconds to delivery (p50, p95), and the share of reminders delivered before their deadline';
+
+CREATE VIEW orderexp.monitor_closes AS
+	SELECT (SELECT format('%I.%I', n.nspname, c.relname)
+			  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+			 WHERE c.oid = t.order_table) AS order_table,
+		   count(c.order_key) AS closed_last_hour,
+		   coalesce(round(avg(c.late)::numeric, 3), 0) AS lateness_avg_seconds,
+		   coalesce(round((percentile_cont(0.95) WITHIN GROUP (ORDER BY c.late))::numeric, 3), 0)
+			   AS lateness_p95_seconds,
+		   coalesce(round(max(c.late)::numeric, 3), 0) AS lateness_max_seconds
+	  FROM orderexp.tables t
+	  LEFT JOIN (SELECT DISTINCT ON (o.order_table, o.order_key) o.order_table, o.order_key,
+						extract(epoch FROM o.created_at - (o.payload ->> 'close_at')::timestamptz) AS late
+				   FROM orderexp.outbox o
+				  WHERE o.kind = 'closed' AND o.created_at >= now() - interval '1 hour'
+				  ORDER BY o.order_table, o.order_key, o.created_at DESC) c
+			 ON c.order_table = t.order_table
+	 GROUP BY t.order_table;
+COMMENT ON VIEW orderexp.monitor_closes IS
+	'for monitoring (pg_monitor): per registered table, orders closed by timeout in the last hour and the seconds from deadline to close (average, 95th percentile, maximum)';
+
+CREATE VIEW orderexp.monitor_delivery AS
+	SELECT o.kind, o.channel,
+		   count(*) FILTER (WHERE o.delivered_at IS NULL AND o.dead_at IS NULL AND o.obsolete_at IS NULL
+							  AND NOT coalesce(o.leased_until > now(), false)
+							  AND o.next_attempt_at <= now()) AS pending,
+		   count(*) FILTER (WHERE o.delivered_at IS NULL AND o.dead_at IS NULL AND o.obsolete_at IS NULL
+							  AND o.leased_until > now()) AS leased,
+		   count(*) FILTER (WHERE o.delivered_at IS NULL AND o.dead_at IS NULL AND o.obsolete_at IS NULL
+							  AND NOT coalesce(o.leased_until > now(), false)
+							  AND o.next_attempt_at > now()) AS retrying,
+		   count(*) FILTER (WHERE o.dead_at IS NOT NULL AND o.delivered_at IS NULL) AS dead,
+		   coalesce(round(extract(epoch FROM now() - min(o.created_at)
+								   FILTER (WHERE o.delivered_at IS NULL AND o.dead_at IS NULL
+											 AND o.obsolete_at IS NULL))::numeric, 3), 0)
+			   AS oldest_undelivered_seconds,
+		   count(*) FILTER (WHERE o.created_at >= now() - interval '1 hour') AS made_last_hour,
+		   count(*) FILTER (WHERE o.delivered_at >= now() - interval '1 hour') AS delivered_last_hour,
+		   count(*) FILTER (WHERE o.dead_at >= now() - interval '1 hour') AS dead_last_hour,
+		   count(*) FILTER (WHERE o.obsolete_at >= now() - interval '1 hour') AS obsolete_last_hour,
+		   coalesce(round((percentile_cont(0.95) WITHIN GROUP
+								(ORDER BY extract(epoch FROM o.delivered_at - o.created_at))
+						   FILTER (WHERE o.delivered_at >= now() - interval '1 hour'))::numeric, 3), 0)
+			   AS delivery_p95_seconds,
+		   round(count(*) FILTER (WHERE o.kind = 'reminder' AND o.created_at >= now() - interval '1 hour'
+									AND o.delivered_at < (o.payload ->> 'close_at')::timestamptz)::numeric
+				 / nullif(count(*) FILTER (WHERE o.kind = 'reminder' AND o.obsolete_at IS NULL
+											 AND o.created_at >= now() - interval '1 hour'
+											 AND (o.delivered_at IS NOT NULL
+												  OR (o.payload ->> 'close_at')::timestamptz <= now())), 0),
+				 4) AS on_time_share
+	  FROM orderexp.outbox_state o
+	 WHERE o.channel IS NOT NULL
+	   /* what is still to be delivered, and the last day: not the whole history */
+	   AND ((o.row_delivered_at IS NULL AND o.txid IS NULL)
+			OR (o.row_delivered_at IS NULL AND o.txid IS NOT NULL)
+			OR o.created_at >= now() - interval '1 day')
+	 GROUP BY o.kind, o.channel;
+COMMENT ON VIEW orderexp.monitor_delivery IS
+	'for monitoring (pg_monitor): per kind and channel of every table, events pending, leased, retrying, dead, the oldest undelivered; in the last hour (of the events made in the last day) made, delivered, dead, withheld, p95 seconds to delivery, reminders delivered before their deadline (delivery_health''s on_time_share)';
+
+CREATE VIEW orderexp.monitor_worker AS
+	SELECT (SELECT count(*) FROM pg_stat_activity a
+			 WHERE a.backend_type = 'orderexp worker' AND a.datname = current_database()) AS workers,
+		   (SELECT count(*) FROM pg_stat_activity a
+			 WHERE a.backend_type = 'orderexp launcher') AS launchers,
+		   (SELECT count(*) FROM orderexp.tables t) AS tables,
+		   (SELECT count(*) FROM orderexp.tables t WHERE t.last_error_at IS NOT NULL) AS tables_failing,
+		   (SELECT count(*) FROM orderexp.outbox o
+			 WHERE o.dead_at IS NOT NULL AND o.delivered_at IS NULL) AS dead_letters;
+COMMENT ON VIEW orderexp.monitor_worker IS
+	'for monitoring (pg_monitor): orderexp workers connected to this database, launchers, registered tables, tables the sweep fails on, dead letters';
+
+/* the functions that return the outbox's rows, and the ones that changed */
+CREATE FUNCTION orderexp._batch_rows(b orderexp.batches)
+RETURNS SETOF orderexp.outbox
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	RETURN QUERY
+	SELECT o.id, o.kind, o.order_table, o.order_key, o.channel, o.payload, o.created_at,
+		   b.attempts, CASE WHEN b.finished_at IS NULL THEN b.leased_until ELSE o.next_attempt_at END,
+		   CASE WHEN b.finished_at IS NULL THEN b.leased_until END, b.finished_at, o.last_error,
+		   o.dead_at, b.claimed_by, o.obsolete_at, o.via, o.actor, o.reason, o.policy_id,
+		   o.policy_version, o.variant, o.deadline, o.previous_deadline, o.event_ids, o.txid,
+		   o.part
+	  FROM (SELECT x.* FROM orderexp.outbox x
+			 WHERE x.txid IS NOT NULL AND x.delivered_at IS NULL
+			   AND (x.txid, x.id) > (b.from_txid, b.from_id) AND x.txid < b.to_txid
+			UNION ALL
+			SELECT x.* FROM orderexp.outbox x
+			 WHERE x.txid IS NOT NULL AND x.delivered_at IS NULL
+			   AND x.txid = b.to_txid AND x.id <= b.to_id
+			   AND x.id > CASE WHEN b.from_txid = b.to_txid THEN b.from_id ELSE 0 END) o
+	 WHERE b.hi_snap IS NOT NULL
+	   AND pg_visible_in_snapshot(o.txid, b.hi_snap)
+	   AND NOT pg_visible_in_snapshot(o.txid, b.lo_snap)
+	UNION ALL
+	SELECT o.*
+	  FROM orderexp.outbox o
+	 WHERE b.hi_snap IS NULL
+	   AND o.id = ANY (b.row_ids) AND o.txid IS NULL AND o.delivered_at IS NULL
+	   AND o.dead_at IS NULL AND o.claimed_by = b.claimed_by AND o.leased_until = b.leased_until
+	 ORDER BY 25, 1;
+END;
+$$;
+
+CREATE FUNCTION orderexp._claim_rows(max_rows integer, lease interval, kinds text[],
+									 channels text[], t timestamptz)
+RETURNS SETOF orderexp.outbox
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	max_attempts integer := orderexp._max_attempts();
+	picked bigint[];
+	result bigint[] := '{}';
+	need integer;
+	npicked integer;
+	any_reminder boolean;
+	stale bigint[];
+	nblockers bigint;
+	open_from bigint := (SELECT c.open_from FROM orderexp.stream_cursor c);
+	bwaiting bigint[];		/* picked rows held back by a stream batch ... */
+	buntils timestamptz[];	/* ... until its lease ends, aligned */
+BEGIN
+	/*
+	 * Take due rows, earliest first, until max_rows may go out or nothing
+	 * is due: rows that may not go out now (below) leave room for more.
+	 */
+	LOOP
+		need := max_rows - cardinality(result);
+		SELECT coalesce(array_agg(x.id), '{}'), coalesce(bool_or(x.kind = 'reminder'), false)
+		  INTO picked, any_reminder
+		  FROM (SELECT o.id, o.kind
+				  FROM orderexp.outbox o
+				 WHERE o.delivered_at IS NULL AND o.txid IS NULL AND o.dead_at IS NULL
+				   AND o.next_attempt_at <= t
+				   AND (o.leased_until IS NULL OR o.leased_until <= t)
+				   AND (kinds IS NULL OR o.kind = ANY (kinds))
+				   AND (channels IS NULL OR o.channel = ANY (channels))
+				   AND o.id <> ALL (result)
+				 ORDER BY o.next_attempt_at
+				 LIMIT need
+				   FOR UPDATE SKIP LOCKED) x;
+		npicked := cardinality(picked);
+		EXIT WHEN npicked = 0;
+
+		/* reminders that no longer matter are settled, not handed out */
+		IF any_reminder THEN
+			picked := orderexp._withhold_reminders(picked, t);
+		END IF;
+
+		/*
+		 * Earlier events of the same orders and channels that are out or
+		 * wait for a retry (outbox_in_flight; usually there is none): the
+		 * reminders among them that a relay does not hold and that no
+		 * longer matter are settled now, so that a close or a cancel need
+		 * not wait for the retry of a reminder that will never go out.
+		 */
+		SELECT coalesce(array_agg(DISTINCT e.id)
+							FILTER (WHERE e.kind = 'reminder'
+									  AND (e.leased_until IS NULL OR e.leased_until <= t)), '{}'),
+			   count(*)
+		  INTO stale, nblockers
+		  FROM orderexp.outbox o
+		 CROSS JOIN LATERAL (
+				SELECT x.id, x.kind, x.leased_until
+				  FROM orderexp.outbox x
+				 WHERE x.order_table = o.order_table AND x.order_key = o.order_key
+				   AND x.channel = o.channel AND x.id < o.id
+				   AND x.attempts > 0 AND x.delivered_at IS NULL AND x.dead_at IS NULL
+				   AND x.obsolete_at IS NULL
+				OFFSET 0) e		/* kept apart: one outbox_in_flight probe per row */
+		 WHERE o.id = ANY (picked) AND e.id <> ALL (picked);
+		/*
+		 * Earlier events of the same orders and channels in stream batches
+		 * that are out (their events are in no index by order: read only
+		 * when such a batch exists, usually a few thousand events at most)
+		 */
+		bwaiting := '{}';
+		buntils := '{}';
+		IF EXISTS (SELECT 1 FROM orderexp.batches x
+					WHERE x.id >= open_from AND x.finished_at IS NULL
+					  AND x.hi_snap IS NOT NULL) THEN
+			SELECT coalesce(array_agg(o.id), '{}'), coalesce(array_agg(r.next_attempt_at), '{}')
+			  INTO bwaiting, buntils
+			  FROM orderexp.batches ob
+			 CROSS JOIN LATERAL orderexp._batch_rows(ob) r
+			  JOIN orderexp.outbox o
+				ON o.order_table = r.order_table AND o.order_key = r.order_key
+			   AND o.channel = r.channel AND r.id < o.id
+			 WHERE ob.id >= open_from AND ob.finished_at IS NULL AND ob.hi_snap IS NOT NULL
+			   AND o.id = ANY (picked);
+		END IF;
+		IF nblockers = 0 AND cardinality(bwaiting) = 0 THEN
+			result := result || picked;
+			EXIT WHEN npicked < need OR cardinality(result) >= max_rows;
+			CONTINUE;
+		END IF;
+		IF cardinality(stale) > 0 THEN
+			PERFORM orderexp._withhold_reminders(ARRAY(
+				SELECT e.id FROM orderexp.outbox e
+				 WHERE e.id = ANY (stale)
+				   FOR UPDATE SKIP LOCKED), t);
+		END IF;
+
+		/*
+		 * A row waits while an earlier event of its order on its channel is
+		 * out or waiting for a retry, so that events arrive in the order
+		 * they were made; it is looked at again within a second.
+		 */
+		WITH blocked AS (
+			SELECT u.id, min(u.until) AS until
+			  FROM (SELECT o.id, e.next_attempt_at AS until
+					  FROM orderexp.outbox o
+					 CROSS JOIN LATERAL (
+							SELECT x.id, x.next_attempt_at
+							  FROM orderexp.outbox x
+							 WHERE x.order_table = o.order_table AND x.order_key = o.order_key
+							   AND x.channel = o.channel AND x.id < o.id
+							   AND x.attempts > 0 AND x.delivered_at IS NULL AND x.dead_at IS NULL
+							   AND x.obsolete_at IS NULL
+							OFFSET 0) e
+					 WHERE o.id = ANY (picked) AND e.id <> ALL (picked)
+					UNION ALL
+					SELECT w.id, w.until
+					  FROM unnest(bwaiting, buntils) AS w(id, until)) u
+			 GROUP BY u.id),
+		postponed AS (
+			UPDATE orderexp.outbox o
+			   SET next_attempt_at = least(greatest(b.until, t + interval '1 ms'), t + interval '1 s')
+			  FROM blocked b
+			 WHERE o.id = b.id
+			RETURNING o.id)
+		SELECT result || ARRAY(SELECT x FROM unnest(picked) x
+								WHERE x NOT IN (SELECT p.id FROM postponed p))
+		  INTO result;
+
+		EXIT WHEN npicked < need OR cardinality(result) >= max_rows;
+	END LOOP;
+
+	RETURN QUERY
+	WITH taken AS (
+		UPDATE orderexp.outbox o
+		   SET attempts = CASE WHEN o.attempts < max_attempts THEN o.attempts + 1
+							   ELSE o.attempts END,
+			   leased_until = CASE WHEN o.attempts < max_attempts THEN t + lease END,
+			   next_attempt_at = CASE WHEN o.attempts < max_attempts THEN t + lease
+									  ELSE 'infinity' END,
+			   dead_at = CASE WHEN o.attempts < max_attempts THEN NULL ELSE t END,
+			   last_error = CASE WHEN o.attempts < max_attempts THEN o.last_error
+								 ELSE concat_ws('; ', 'lease of the last attempt expired without ack or fail',
+												o.last_error) END,
+			   claimed_by = CASE WHEN o.attempts < max_attempts THEN session_user
+								 ELSE o.claimed_by END
+		 WHERE o.id = ANY (result)
+		RETURNING o.*),
+	/* a reminder out of attempts makes way for its order's next channel (_fallback) */
+	fallen AS (
+		INSERT INTO orderexp.outbox
+		SELECT f.*
+		  FROM taken x
+		 CROSS JOIN LATERAL orderexp._fallback(x.id, x.last_error, false) f
+		 WHERE x.dead_at IS NOT NULL AND x.kind = 'reminder')
+	SELECT * FROM taken WHERE taken.dead_at IS NULL ORDER BY taken.id;
+END;
+$$;
+
+CREATE FUNCTION orderexp._fallback(event_id bigint, error text, refused boolean)
+RETURNS SETOF orderexp.outbox
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r		orderexp.outbox;
+	tm		orderexp.timers;
+	nxt		jsonb;
+	wait	interval;
+	why		text;
+	e		orderexp.outbox;
+BEGIN
+	SELECT * INTO r FROM orderexp.outbox o WHERE o.id = event_id;
+	IF NOT FOUND OR r.kind <> 'reminder' THEN
+		RETURN;
+	END IF;
+	why := left(CASE WHEN refused THEN 'refused: ' ELSE 'out of attempts: ' END
+				|| coalesce(error, ''), 1000);
+	IF refused AND r.payload ? 'contact' THEN
+		INSERT INTO orderexp.unreachable_contacts AS u (order_table, order_key, channel,
+														contact, why)
+		VALUES (r.order_table, r.order_key, r.channel, r.payload ->> 'contact', why)
+		ON CONFLICT (order_table, order_key, channel)
+		DO UPDATE SET contact = excluded.contact, why = excluded.why;
+	END IF;
+
+	nxt := r.payload -> 'fallback' -> 0;
+	IF jsonb_typeof(nxt) IS DISTINCT FROM 'object' THEN
+		RETURN;
+	END IF;
+	SELECT * INTO tm FROM orderexp.timers t
+	 WHERE t.order_table = r.order_table AND t.order_key = r.order_key;
+	IF NOT FOUND OR tm.close_at IS DISTINCT FROM (r.payload ->> 'close_at')::timestamptz THEN
+		RETURN;					/* closed, cancelled, extended or reopened since */
+	END IF;
+	SELECT t.fallback_before INTO wait FROM orderexp.tables t
+	 WHERE t.order_table = r.order_table;
+	IF wait IS NULL OR tm.close_at - now() < wait THEN
+		RETURN;					/* too late to be of use */
+	END IF;
+	IF EXISTS (SELECT 1 FROM orderexp.audit a
+				WHERE a.order_table = r.order_table AND a.order_key = r.order_key
+				  AND a.action = 'reminder' AND a.via = 'fallback' AND a.deadline = tm.close_at
+				  AND split_part(a.reason, ':', 1) = 'reminder by ' || (nxt ->> 'channel')) THEN
+		RETURN;					/* e.g. a requeued reminder that failed again */
+	END IF;
+
+	e.id := nextval('orderexp.outbox_id_seq');
+	e.kind := 'reminder';
+	e.order_table := r.order_table;
+	e.order_key := r.order_key;
+	e.channel := nxt ->> 'channel';
+	e.payload := r.payload
+		|| jsonb_build_object('contact', nxt -> 'contact',
+							  'fallback', (r.payload -> 'fallback') - 0,
+							  'fallback_from', jsonb_build_object('event_id', r.id,
+																  'channel', r.channel,
+																  'error', error));
+	e.created_at := now();
+	e.attempts := 0;
+	e.next_attempt_at := now();
+	/* the new reminder is also the record of the change (1.3) */
+	e.via := 'fallback';
+	e.reason := format('reminder by %s: %s %s', e.channel, r.channel, why);
+	e.policy_id := tm.policy_id;
+	e.policy_version := tm.policy_version;
+	e.variant := tm.variant;
+	e.deadline := tm.close_at;
+	e.part := 0;				/* a record: kept with the history */
+	PERFORM pg_notify('orderexp', json_build_object('kind', 'reminder', 'count', 1)::text);
+	RETURN NEXT e;
+END;
+$$;
+
+CREATE FUNCTION orderexp.claim(max_rows integer DEFAULT 100,
+							   lease interval DEFAULT '30 s',
+							   kinds text[] DEFAULT NULL,
+							   channels text[] DEFAULT NULL)
+RETURNS SETOF orderexp.outbox
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t timestamptz := clock_timestamp();
+	n integer := 0;
+	got integer;
+	bid bigint;
+	b orderexp.batches;
+BEGIN
+	PERFORM orderexp._check_lease(max_rows, lease, t);
+	IF orderexp._stream_foreign() THEN
+		PERFORM orderexp._stream_adopt(t);
+	END IF;
+	/* rows due one by one (none, mostly, when events go into the stream) */
+	IF EXISTS (SELECT 1 FROM orderexp.outbox o
+				WHERE o.next_attempt_at <= t AND o.delivered_at IS NULL AND o.txid IS NULL) THEN
+		RETURN QUERY SELECT * FROM orderexp._claim_rows(max_rows, lease, kinds, channels, t);
+		GET DIAGNOSTICS n = ROW_COUNT;
+	END IF;
+	IF n >= max_rows OR NOT orderexp._stream_due(t) THEN
+		RETURN;
+	END IF;
+	/*
+	 * Batches until max_rows events are out.  A batch may give fewer or
+	 * none: the end of a window, events that left the stream (waiting,
+	 * withheld) and, for a filtered claim, the events it does not want,
+	 * which become rows for the claims that want them.  So it goes on while
+	 * batches come, for at most a tenth of the lease and a second: a relay
+	 * is not told "nothing due" while its events wait further down the
+	 * stream, and what it gets keeps most of its lease.
+	 */
+	LOOP
+		EXIT WHEN n >= max_rows OR clock_timestamp() >= t + least(lease / 10, interval '1 s');
+		bid := orderexp._reoffer(max_rows - n, lease, t);
+		IF bid IS NULL THEN
+			bid := orderexp._cut_batch(max_rows - n, lease, t);
+		END IF;
+		EXIT WHEN bid IS NULL;
+		SELECT * INTO b FROM orderexp.batches x WHERE x.id = bid;
+		IF kinds IS NOT NULL OR channels IS NOT NULL THEN
+			UPDATE orderexp.outbox o
+			   SET txid = NULL, attempts = b.attempts - 1, next_attempt_at = t,
+				   leased_until = NULL, claimed_by = NULL
+			 WHERE o.id IN (SELECT r.id FROM orderexp._batch_rows(b) r
+							 WHERE NOT ((kinds IS NULL OR r.kind = ANY (kinds))
+										AND (channels IS NULL OR r.channel = ANY (channels))));
+		END IF;
+		RETURN QUERY SELECT * FROM orderexp._batch_rows(b);
+		GET DIAGNOSTICS got = ROW_COUNT;
+		IF got = 0 THEN
+			UPDATE orderexp.batches x SET finished_at = t WHERE x.id = b.id;
+		END IF;
+		n := n + got;
+	END LOOP;
+END;
+$$;
+COMMENT ON FUNCTION orderexp.claim(integer, interval, text[], text[]) IS
+	'lease up to max_rows due outbox rows (SKIP LOCKED) to the calling role for at most orderexp.max_lease, counting the attempt; an expired lease makes a row claimable again';
+
+CREATE FUNCTION orderexp.get_batch_events(batch_id bigint)
+RETURNS SETOF orderexp.outbox
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	b orderexp.batches;
+BEGIN
+	IF batch_id IS NULL THEN
+		RAISE EXCEPTION 'batch_id must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	SELECT * INTO b FROM orderexp.batches x WHERE x.id = batch_id;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'batch % does not exist', batch_id
+			USING ERRCODE = 'no_data_found';
+	END IF;
+	IF b.claimed_by <> session_user THEN
+		RAISE EXCEPTION 'batch % was claimed by another role', batch_id
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = format('Role %s holds it; only that role may read or finish it.',
+								  b.claimed_by);
+	END IF;
+	IF b.finished_at IS NOT NULL THEN
+		RETURN;
+	END IF;
+	IF b.hi_snap IS NULL THEN
+		RETURN QUERY SELECT * FROM orderexp._batch_rows(b);
+		RETURN;
+	END IF;
+	/* _batch_rows' stream events, written out: one copy of them less */
+	RETURN QUERY
+	SELECT o.id, o.kind, o.order_table, o.order_key, o.channel, o.payload, o.created_at,
+		   b.attempts, b.leased_until, b.leased_until, NULL::timestamptz, o.last_error,
+		   o.dead_at, b.claimed_by, o.obsolete_at, o.via, o.actor, o.reason, o.policy_id,
+		   o.policy_version, o.variant, o.deadline, o.previous_deadline, o.event_ids, o.txid,
+		   o.part
+	  FROM orderexp.outbox o
+	 WHERE o.txid IS NOT NULL AND o.delivered_at IS NULL
+	   AND (o.txid, o.id) > (b.from_txid, b.from_id)
+	   AND (o.txid, o.id) <= (b.to_txid, b.to_id)
+	   AND pg_visible_in_snapshot(o.txid, b.hi_snap)
+	   AND NOT pg_visible_in_snapshot(o.txid, b.lo_snap)
+	 ORDER BY o.txid, o.id;
+END;
+$$;
+COMMENT ON FUNCTION orderexp.get_batch_events(bigint) IS
+	'the events of a batch the calling role holds (next_batch), in delivery order, with the batch''s attempts and lease';
+
+CREATE OR REPLACE FUNCTION orderexp._record_change(cfg orderexp.tables, kind text, k text, payload jsonb,
+										via text, actor name, reason text, tm orderexp.timers,
+										deadline timestamptz, previous_deadline timestamptz)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	ids bigint[] := ARRAY(SELECT nextval('orderexp.outbox_id_seq') FROM unnest(cfg.channels));
+BEGIN
+	INSERT INTO orderexp.outbox (id, kind, order_table, order_key, channel, payload, via,
+								 actor, reason, policy_id, policy_version, variant, deadline,
+								 previous_deadline, event_ids, part)
+	SELECT ids[ch.n], kind, cfg.order_table, k, ch.channel, payload,
+		   CASE WHEN ch.n = 1 THEN via END, CASE WHEN ch.n = 1 THEN actor END,
+		   CASE WHEN ch.n = 1 THEN reason END, CASE WHEN ch.n = 1 THEN tm.policy_id END,
+		   CASE WHEN ch.n = 1 THEN tm.policy_version END, CASE WHEN ch.n = 1 THEN tm.variant END,
+		   CASE WHEN ch.n = 1 THEN deadline END, CASE WHEN ch.n = 1 THEN previous_deadline END,
+		   CASE WHEN ch.n = 1 AND cardinality(ids) > 1 THEN ids END,
+		   CASE WHEN ch.n = 1 THEN 0 ELSE orderexp._outbox_part() END
+	  FROM unnest(cfg.channels) WITH ORDINALITY AS ch(channel, n);
+	/* no table name: every role that may LISTEN hears it (1.3) */
+	PERFORM pg_notify('orderexp', json_build_object('kind', kind, 'count', 1)::text);
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION orderexp._record_closes_sql(cfg orderexp.tables, plain orderexp.policies)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT format($q$
+events AS (
+	INSERT INTO orderexp.outbox (id, kind, order_table, order_key, channel, payload, via,
+								 policy_id, policy_version, variant, deadline, event_ids, part)
+	SELECT %4$s, 'closed', $1, x.order_key, ch.channel,
+		   orderexp._closed_payload(%1$L, x.order_key, x.close_at, x.policy_id,
+									x.category, x.cols),
+		   CASE WHEN ch.n = 1 THEN 'timeout' END,
+		   CASE WHEN ch.n = 1 THEN x.policy_id END, CASE WHEN ch.n = 1 THEN x.policy_version END,
+		   CASE WHEN ch.n = 1 THEN x.variant END, CASE WHEN ch.n = 1 THEN x.close_at END,
+		   %5$s, CASE WHEN ch.n = 1 THEN 0 ELSE orderexp._outbox_part() END
+	  FROM done x
+	 CROSS JOIN unnest(%2$L::text[]) WITH ORDINALITY AS ch(channel, n)),
+outcome AS (
+	INSERT INTO orderexp.outcomes (order_table, outcome, status, policy_id, policy_version,
+								   variant, decided_at, reopened, order_count)
+	%6$s)
+SELECT count(*) FROM done$q$,
+		cfg.order_table::text, cfg.channels, cfg.closed_value,
+		/* each event's id and the record's event_ids */
+		CASE WHEN cardinality(cfg.channels) <= 1 THEN 'nextval(''orderexp.outbox_id_seq'')'
+			 ELSE 'x.event_ids[ch.n]' END,
+		CASE WHEN cardinality(cfg.channels) > 1 THEN 'CASE WHEN ch.n = 1 THEN x.event_ids END'
+			 ELSE 'NULL::bigint[]' END,
+		CASE WHEN plain.id IS NULL
+			 THEN format($q$SELECT $1, 'closed', %1$L, x.policy_id, x.policy_version, x.variant, now(), x.reopened,
+		   count(*)
+	  FROM done x
+	 GROUP BY x.policy_id, x.policy_version, x.variant, x.reopened$q$, cfg.closed_value)
+			 ELSE format($q$SELECT $1, 'closed', %1$L, %2$s, %3$s, NULL, now(), false, count(*)
+	  FROM done x
+	HAVING count(*) > 0$q$, cfg.closed_value, plain.id, plain.version) END)
+$$;
+
+CREATE OR REPLACE FUNCTION orderexp._cancel_orders(orders regclass, order_keys anyarray, reason text)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	actor name := orderexp._actor();
+	cfg orderexp.tables;
+	keys text[];
+	cancelled_keys text[];
+	cancelled_cols jsonb[];
+	cancelled_created timestamptz[];
+	n integer;
+BEGIN
+	PERFORM orderexp._check_reason(reason);
+	cfg := orderexp._config(orders);
+	IF order_keys IS NULL THEN
+		RAISE EXCEPTION 'order keys must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF array_position(order_keys, NULL) IS NOT NULL THEN
+		RAISE EXCEPTION 'order keys must not contain null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	/* canonical and distinct */
+	SELECT ARRAY(SELECT jsonb_array_elements_text(r -> 'keys')) INTO keys
+	  FROM orderexp._orders_exec(orders, false,
+			format('SELECT coalesce(array_agg(DISTINCT k::%s::text), ''{}'') AS keys FROM unnest($1::text[]) k',
+				   cfg.key_type),
+			ARRAY[order_keys::text[]::text]) r;
+
+	/*
+	 * Lock the rows first, in key order, then their timers: the order of
+	 * orderexp._lock_order.  Only the rows locked here are cancelled: an
+	 * order committed after this statement is left alone, as if it had come
+	 * a moment later.  Every writer of a timer holds its order's row, so no
+	 * timer of a row locked here can appear or change before we are done.
+	 */
+	SELECT ARRAY(SELECT jsonb_array_elements_text(r -> 'keys')) INTO keys
+	  FROM orderexp._orders_exec(orders, false,
+			format('SELECT coalesce(array_agg(l.k), ''{}'') AS keys FROM (SELECT o.%1$I::text AS k FROM %2$s o WHERE o.%1$I = ANY ($1::%3$s[]) ORDER BY o.%1$I FOR UPDATE) l',
+				   cfg.key_column, orders, cfg.key_type),
+			ARRAY[keys::text]) r;
+	PERFORM 1 FROM orderexp.timers t
+	 WHERE t.order_table = orders AND t.order_key = ANY (keys)
+	 ORDER BY t.order_key
+	   FOR UPDATE;
+
+	/* the orders' update as the caller's own UPDATE would run, then ours */
+	SELECT coalesce(array_agg(r ->> 'k'), '{}'), coalesce(array_agg(r -> 'cols'), '{}'),
+		   coalesce(array_agg((r ->> 'created')::timestamptz), '{}')
+	  INTO cancelled_keys, cancelled_cols, cancelled_created
+	  FROM orderexp._orders_exec(orders, false,
+			format($q$UPDATE %1$s o SET %2$I = $3::text::%3$s
+			 WHERE o.%4$I = ANY ($1::%5$s[]) AND o.%2$I = $2::text::%3$s
+			RETURNING o.%4$I::text AS k, %6$s AS cols, o.%7$I::timestamptz AS created$q$,
+				   orders, cfg.status_column, orderexp._status_type(cfg),
+				   cfg.key_column, cfg.key_type, orderexp._payload_expr(cfg),
+				   cfg.created_column),
+			ARRAY[keys::text, cfg.unpaid_value, cfg.cancelled_value]) r;
+	WITH c AS (
+			SELECT x.k, x.cols, x.created
+			  FROM unnest(cancelled_keys, cancelled_cols, cancelled_created) AS x(k, cols, created)),
+		d AS (
+			DELETE FROM orderexp.timers t USING c
+			 WHERE t.order_table = orders AND t.order_key = c.k
+			RETURNING t.*),
+		x AS (
+			/* an order without a timer row: its plain deadline's */
+			SELECT c.k, c.cols, coalesce(d.policy_id, pp.id) AS policy_id,
+				   coalesce(d.policy_version, pp.version) AS policy_version, d.variant,
+				   coalesce(d.close_at, c.created + pp.close_after) AS close_at,
+				   /* the ids of the order's events, drawn first: its record names them */
+				   ARRAY(SELECT nextval('orderexp.outbox_id_seq')
+						   FROM unnest(cfg.channels) WHERE c.k IS NOT NULL) AS ids
+			  FROM c LEFT JOIN d ON d.order_key = c.k
+			  LEFT JOIN orderexp.policies pp
+					 ON d.order_key IS NULL AND pp.order_table = orders AND pp.category IS NULL
+					AND pp.plain_since IS NOT NULL AND c.created >= pp.plain_since),
+		e AS (
+			/* one change written once: see _record_change */
+			INSERT INTO orderexp.outbox (id, kind, order_table, order_key, channel, payload,
+										 via, actor, reason, policy_id, policy_version,
+										 variant, deadline, event_ids, part)
+			SELECT x.ids[ch.n], 'cancelled', orders, x.k, ch.channel,
+				   jsonb_build_object('order_table', orders::text, 'order_key', x.k,
+									  'reason', reason, 'cancelled_by', actor::text,
+									  'order', x.cols),
+				   CASE WHEN ch.n = 1 THEN 'operator' END, CASE WHEN ch.n = 1 THEN actor END,
+				   CASE WHEN ch.n = 1 THEN reason END, CASE WHEN ch.n = 1 THEN x.policy_id END,
+				   CASE WHEN ch.n = 1 THEN x.policy_version END,
+				   CASE WHEN ch.n = 1 THEN x.variant END, CASE WHEN ch.n = 1 THEN x.close_at END,
+				   CASE WHEN ch.n = 1 AND cardinality(x.ids) > 1 THEN x.ids END,
+				   CASE WHEN ch.n = 1 THEN 0 ELSE orderexp._outbox_part() END
+			  FROM x
+			 CROSS JOIN unnest(cfg.channels) WITH ORDINALITY AS ch(channel, n))
+	SELECT count(*) INTO n FROM c;
+
+	IF n > 0 THEN
+		PERFORM pg_notify('orderexp', json_build_object('kind', 'cancelled', 'count', n)::text);
+	END IF;
+	RETURN n;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION orderexp._withhold_reminders(ids bigint[], t timestamptz)
+RETURNS bigint[]
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	cfg orderexp.tables;
+	unpaid text[];
+	withheld bigint[];
+	reasons text[];
+BEGIN
+	/* no timer, or the deadline passed or moved */
+	SELECT coalesce(array_agg(o.id), '{}'),
+		   coalesce(array_agg(CASE WHEN tm.order_key IS NULL THEN 'the order is no longer tracked'
+								   WHEN (o.payload ->> 'close_at')::timestamptz <= t
+									   THEN 'its deadline passed'
+								   ELSE format('its deadline moved to %s',
+										   to_char(tm.close_at AT TIME ZONE 'UTC',
+												   'YYYY-MM-DD HH24:MI:SS "UTC"')) END), '{}')
+	  INTO withheld, reasons
+	  FROM orderexp.outbox o
+	  LEFT JOIN orderexp.timers tm
+		ON tm.order_table = o.order_table AND tm.order_key = o.order_key
+	 WHERE o.id = ANY (ids) AND o.kind = 'reminder'
+	   AND (tm.order_key IS NULL OR (o.payload ->> 'close_at')::timestamptz <= t
+			OR tm.close_at IS DISTINCT FROM (o.payload ->> 'close_at')::timestamptz);
+
+	/* no longer unpaid, per table, as the table's owner */
+	FOR cfg IN SELECT c.* FROM orderexp.tables c
+				WHERE c.order_table IN (SELECT o.order_table FROM orderexp.outbox o
+										 WHERE o.id = ANY (ids) AND o.kind = 'reminder'
+										   AND o.id <> ALL (withheld))
+	LOOP
+		unpaid := ARRAY(
+			SELECT r ->> 'k'
+			  FROM orderexp._orders_exec(cfg.order_table, true,
+					format('SELECT o.%I::text AS k FROM %s o WHERE o.%I = ANY ($1::%s[]) AND o.%I::text = $2',
+						   cfg.key_column, cfg.order_table, cfg.key_column, cfg.key_type,
+						   cfg.status_column),
+					ARRAY[ARRAY(SELECT o.order_key FROM orderexp.outbox o
+								 WHERE o.id = ANY (ids) AND o.kind = 'reminder'
+								   AND o.order_table = cfg.order_table)::text,
+						  cfg.unpaid_value]) r);
+		SELECT withheld || coalesce(array_agg(o.id), '{}'),
+			   reasons || coalesce(array_agg('the order is no longer unpaid'::text), '{}')
+		  INTO withheld, reasons
+		  FROM orderexp.outbox o
+		 WHERE o.id = ANY (ids) AND o.kind = 'reminder' AND o.order_table = cfg.order_table
+		   AND o.id <> ALL (withheld) AND o.order_key <> ALL (unpaid);
+	END LOOP;
+
+	IF cardinality(withheld) = 0 THEN
+		RETURN ids;
+	END IF;
+	WITH settled AS (
+		UPDATE orderexp.outbox o
+		   SET obsolete_at = t, next_attempt_at = 'infinity', leased_until = NULL,
+			   last_error = w.reason, txid = NULL
+		  FROM unnest(withheld, reasons) AS w(id, reason)
+		 WHERE o.id = w.id
+		RETURNING o.id, o.order_table, o.order_key, o.payload, w.reason)
+	/* the records: rows without a channel, settled as they are written */
+	INSERT INTO orderexp.outbox (kind, order_table, order_key, channel, payload, created_at,
+								 delivered_at, via, reason, policy_id, deadline, event_ids, part)
+	SELECT 'reminder_withheld', s.order_table, s.order_key, NULL, '{}', t, t, 'timeout',
+		   format('reminder not sent: %s', s.reason), (s.payload ->> 'policy_id')::integer,
+		   (s.payload ->> 'close_at')::timestamptz, ARRAY[s.id], 0
+	  FROM settled s;
+	RETURN ARRAY(SELECT x FROM unnest(ids) x WHERE x <> ALL (withheld));
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION orderexp._prune_batches(cutoff timestamptz, max_rows integer)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	b		record;
+	pos		bigint;
+	start	bigint;
+	n		bigint;
+BEGIN
+	IF orderexp._stream_foreign() THEN
+		PERFORM orderexp._stream_adopt(clock_timestamp());
+	END IF;
+	SELECT p.pruned_to INTO start FROM orderexp.batch_pruning p FOR UPDATE SKIP LOCKED;
+	IF NOT FOUND THEN
+		RETURN 0;				/* another pruning is under way */
+	END IF;
+	pos := start;
+	FOR b IN SELECT x.id, x.hi_snap IS NOT NULL AND x.dead_at IS NULL AS stream, x.finished_at
+			   FROM orderexp.batches x WHERE x.id >= start ORDER BY x.id LIMIT max_rows LOOP
+		EXIT WHEN b.stream AND (b.finished_at IS NULL OR b.finished_at >= cutoff);
+		pos := b.id + 1;
+	END LOOP;
+	IF pos <> start THEN
+		UPDATE orderexp.batch_pruning SET pruned_to = pos;
+	END IF;
+	DELETE FROM orderexp.outbox_0 o
+	 WHERE o.txid < orderexp._stream_settled() AND o.txid IS NOT NULL AND o.via IS NULL
+	   AND o.delivered_at IS NULL AND o.dead_at IS NULL;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END;
+$$;
+
+CREATE FUNCTION orderexp._stream_settled()
+RETURNS xid8
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT coalesce((SELECT min(pg_snapshot_xmin(b.lo_snap))
+					   FROM orderexp.batches b, orderexp.batch_pruning p
+					  WHERE b.id >= p.pruned_to AND b.hi_snap IS NOT NULL AND b.dead_at IS NULL),
+					(SELECT pg_snapshot_xmin(c.done_snap) FROM orderexp.stream_cursor c))
+$$;
+
+CREATE FUNCTION orderexp._rotate_outbox(cutoff timestamptz, period interval,
+									   lock_wait interval DEFAULT '100 ms')
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	cur		orderexp.outbox_parts;
+	nxt		orderexp.outbox_parts;
+	horizon	xid8;
+	moved_rows bigint;
+	t		timestamptz := clock_timestamp();
+	waited	text := current_setting('lock_timeout');
+BEGIN
+	SELECT * INTO cur FROM orderexp.outbox_parts p WHERE p.closed_at IS NULL
+	   FOR UPDATE SKIP LOCKED;
+	IF NOT FOUND OR cur.opened_at > t - period THEN
+		RETURN NULL;			/* too early, or another rotation is under way */
+	END IF;
+	SELECT * INTO nxt FROM orderexp.outbox_parts p WHERE p.part = cur.part % 3 + 1 FOR UPDATE;
+	IF nxt.closed_at >= cutoff THEN
+		RETURN NULL;
+	END IF;
+	horizon := orderexp._stream_settled();
+	/* a cheap look first, without the lock: not now if its stream is not settled */
+	IF EXISTS (SELECT 1 FROM orderexp.outbox o
+				WHERE o.part = nxt.part AND o.txid >= horizon AND o.delivered_at IS NULL) THEN
+		RETURN NULL;
+	END IF;
+	BEGIN
+		IF lock_wait > interval '0' THEN
+			PERFORM set_config('lock_timeout',
+							   (ceil(extract(epoch FROM lock_wait) * 1000))::bigint || 'ms', true);
+		END IF;
+		EXECUTE format('LOCK TABLE orderexp.%I IN ACCESS EXCLUSIVE MODE%s', 'outbox_' || nxt.part,
+					   CASE WHEN lock_wait > interval '0' THEN '' ELSE ' NOWAIT' END);
+		PERFORM set_config('lock_timeout', waited, true);
+	EXCEPTION WHEN lock_not_available THEN
+		PERFORM set_config('lock_timeout', waited, true);
+		RETURN NULL;
+	END;
+	/* and again under the lock: a transaction may have committed meanwhile */
+	IF EXISTS (SELECT 1 FROM orderexp.outbox o
+				WHERE o.part = nxt.part AND o.txid >= horizon AND o.delivered_at IS NULL) THEN
+		RETURN NULL;
+	END IF;
+	WITH moved AS (
+		INSERT INTO orderexp.outbox_0
+		SELECT o.id, o.kind, o.order_table, o.order_key, o.channel, o.payload, o.created_at,
+			   o.attempts, o.next_attempt_at, o.leased_until, o.delivered_at, o.last_error,
+			   o.dead_at, o.claimed_by, o.obsolete_at, o.via, o.actor, o.reason, o.policy_id,
+			   o.policy_version, o.variant, o.deadline, o.previous_deadline, o.event_ids,
+			   o.txid, 0
+		  FROM orderexp.outbox o
+		 WHERE o.part = nxt.part
+		   AND (o.via IS NOT NULL
+				OR (o.txid IS NULL
+					AND NOT coalesce(o.delivered_at < cutoff OR o.obsolete_at < cutoff, false)))
+		RETURNING 1)
+	SELECT count(*) INTO moved_rows FROM moved;
+	EXECUTE format('TRUNCATE orderexp.%I', 'outbox_' || nxt.part);
+	UPDATE orderexp.outbox_parts p SET closed_at = t WHERE p.part = cur.part;
+	UPDATE orderexp.outbox_parts p
+	   SET opened_at = t, closed_at = NULL, rotated_at = t, kept = moved_rows
+	 WHERE p.part = nxt.part;
+	RETURN moved_rows;
+END;
+$$;
+
+/* their privileges, as 1.3 gives them */
+REVOKE ALL ON FUNCTION orderexp._name_part_indexes() FROM PUBLIC;
+REVOKE ALL ON FUNCTION orderexp._claim_rows(integer, interval, text[], text[], timestamptz) FROM PUBLIC;
+REVOKE ALL ON FUNCTION orderexp._fallback(bigint, text, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION
+	orderexp.claim(integer, interval, text[], text[]),
+	orderexp.ack(bigint[]),
+	orderexp.fail(bigint, text, boolean),
+	orderexp.next_batch(integer, interval),
+	orderexp.get_batch_events(bigint),
+	orderexp.finish_batch(bigint)
+	FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+	orderexp.claim(integer, interval, text[], text[]),
+	orderexp.ack(bigint[]),
+	orderexp.fail(bigint, text, boolean),
+	orderexp.next_batch(integer, interval),
+	orderexp.get_batch_events(bigint),
+	orderexp.finish_batch(bigint)
+	TO orderexp_relay;
+GRANT SELECT ON orderexp.outbox, orderexp.dead_letters, orderexp.delivery_stats,
+	orderexp.delivery_health, orderexp.outbox_state TO orderexp_relay;
+GRANT SELECT ON orderexp.outbox_0, orderexp.outbox_1, orderexp.outbox_2, orderexp.outbox_3,
+	orderexp.outbox_parts TO orderexp_relay;
+REVOKE ALL ON FUNCTION
+	orderexp._snapshot_for_cut(),
+	orderexp._in_batch(xid8, bigint, orderexp.batches),
+	orderexp._batch_rows(orderexp.batches),
+	orderexp._batch_ids(orderexp.batches),
+	orderexp._batch_of(xid8, bigint),
+	orderexp._stream_has_new(pg_snapshot),
+	orderexp._stream_due(timestamptz),
+	orderexp._cut_batch(integer, interval, timestamptz),
+	orderexp._batch_exceptions(orderexp.batches, bigint[], timestamptz),
+	orderexp._reoffer(integer, interval, timestamptz),
+	orderexp._check_lease(integer, interval, timestamptz),
+	orderexp._my_batch(bigint),
+	orderexp._prune_batches(timestamptz, integer),
+	orderexp._stream_settled(),
+	orderexp._rotate_outbox(timestamptz, interval, interval),
+	orderexp._stream_adopt(timestamptz)
+	FROM PUBLIC;
+GRANT SELECT ON orderexp.pending, orderexp.policy_config, orderexp.dead_letters,
+	orderexp.delivery_stats, orderexp.delivery_health, orderexp.policy_stats,
+	orderexp.experiment_stats, orderexp.unreachable
+	TO orderexp_admin;
+REVOKE ALL ON orderexp.monitor_backlog, orderexp.monitor_closes, orderexp.monitor_delivery,
+	orderexp.monitor_worker FROM PUBLIC;
+GRANT SELECT ON orderexp.monitor_backlog, orderexp.monitor_closes, orderexp.monitor_delivery,
+	orderexp.monitor_worker TO pg_monitor;
+/* as 1.3 does for every table and view of the schema (audit, outbox_parts) */
+REVOKE ALL ON ALL TABLES IN SCHEMA orderexp FROM PUBLIC;

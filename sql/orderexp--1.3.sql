@@ -325,8 +325,95 @@ RETURNS boolean
 AS 'MODULE_PATHNAME', 'orderexp_stream_foreign'
 LANGUAGE C VOLATILE;
 
+/*
+ * Parts of the outbox (1.3): the outbox is partitioned by part, so that
+ * delivered events leave it a whole range at a time, as PgQ rotates its
+ * event tables, and not a row at a time.  Part 0, outbox_0, holds what is
+ * kept row by row: the records of changes (the orders' history, deleted by
+ * forget_before()), the rows from before the parts, and the events a
+ * rotation found still undelivered, dead, or delivered within
+ * orderexp.event_retention (pruned by row as before).  Every other event
+ * (reminders, a change's events on its further channels) goes to the
+ * current one of three rotating parts, outbox_1 to outbox_3: the default
+ * of part, orderexp._outbox_part() (src/outbox.c), reads it once per
+ * transaction; writers of records name part 0.
+ *
+ * The pruning rotates (_rotate_outbox()): when the current part has been
+ * current for half the retention, and the next part stopped being current
+ * longer than the retention ago, the next part's events that are not
+ * settled before the retention's cutoff move to outbox_0, the part is
+ * emptied with TRUNCATE (under ACCESS EXCLUSIVE with a short lock_timeout:
+ * a busy part is tried again at the next pruning) and becomes the current
+ * one.  So an event is kept between the retention and one and a half
+ * times it, and its deletion costs no row, no index entry, no WAL per event.
+ * One row per rotating part here: the current one has closed_at NULL.
+ */
+CREATE FUNCTION orderexp._outbox_part()
+RETURNS smallint
+AS 'MODULE_PATHNAME', 'orderexp_outbox_part'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION orderexp._outbox_part() IS
+	'the default of outbox.part: the current rotating part of the outbox (outbox_parts), read once per transaction';
+
+/*
+ * Name each part's indexes after the partitioned index they belong to:
+ * outbox_<part>_<name> for outbox_<name>.  (CREATE INDEX on the outbox
+ * names them from their columns.)  Also run by the update from 1.2, which
+ * makes the outbox of 1.2 its part 0.
+ */
+CREATE FUNCTION orderexp._name_part_indexes()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	ix	record;
+BEGIN
+	FOR ix IN
+		SELECT c.relname AS child, pc.relname AS part,
+			   substr(pi.relname, length('outbox_') + 1) AS name
+		  FROM pg_catalog.pg_index x
+		  JOIN pg_catalog.pg_class pi ON pi.oid = x.indexrelid
+		  JOIN pg_catalog.pg_inherits h ON h.inhparent = x.indexrelid
+		  JOIN pg_catalog.pg_class c ON c.oid = h.inhrelid
+		  JOIN pg_catalog.pg_index cx ON cx.indexrelid = c.oid
+		  JOIN pg_catalog.pg_class pc ON pc.oid = cx.indrelid
+		 WHERE x.indrelid = 'orderexp.outbox'::pg_catalog.regclass
+	LOOP
+		IF ix.child <> ix.part || '_' || ix.name THEN
+			EXECUTE format('ALTER INDEX orderexp.%I RENAME TO %I', ix.child,
+						   ix.part || '_' || ix.name);
+		END IF;
+	END LOOP;
+END;
+$$;
+REVOKE ALL ON FUNCTION orderexp._name_part_indexes() FROM PUBLIC;
+
+CREATE TABLE orderexp.outbox_parts (
+	part			smallint PRIMARY KEY
+					CONSTRAINT outbox_parts_part_check CHECK (part BETWEEN 1 AND 3),
+	opened_at		timestamptz,
+	closed_at		timestamptz,
+	rotated_at		timestamptz,
+	kept			bigint NOT NULL DEFAULT 0
+);
+CREATE UNIQUE INDEX outbox_parts_current ON orderexp.outbox_parts ((true))
+	WHERE closed_at IS NULL;
+COMMENT ON TABLE orderexp.outbox_parts IS
+	'the rotating parts of the outbox (outbox_1 to outbox_3): which is current (closed_at NULL), when each was last emptied';
+COMMENT ON COLUMN orderexp.outbox_parts.opened_at IS
+	'when the part became the current one';
+COMMENT ON COLUMN orderexp.outbox_parts.closed_at IS
+	'when the part stopped being the current one; NULL for the current part';
+COMMENT ON COLUMN orderexp.outbox_parts.rotated_at IS
+	'when the part was last emptied (TRUNCATE) to become the current one';
+COMMENT ON COLUMN orderexp.outbox_parts.kept IS
+	'events the last rotation of the part moved to outbox_0 instead of dropping them (undelivered, dead, delivered within the retention)';
+INSERT INTO orderexp.outbox_parts (part, opened_at, closed_at)
+VALUES (1, now(), NULL), (2, NULL, '-infinity'), (3, NULL, '-infinity');
+
 CREATE TABLE orderexp.outbox (
-	id				bigserial PRIMARY KEY,
+	id				bigserial,
 	kind			text NOT NULL
 					CONSTRAINT outbox_kind_check
 					CHECK (kind IN ('reminder', 'closed', 'cancelled', 'extended', 'reopened',
@@ -356,8 +443,18 @@ CREATE TABLE orderexp.outbox (
 	previous_deadline timestamptz,
 	event_ids		bigint[],
 	txid			xid8 DEFAULT orderexp._stream_txid(),
+	part			smallint NOT NULL DEFAULT orderexp._outbox_part(),
 	CONSTRAINT outbox_record_check CHECK (channel IS NOT NULL OR (via IS NOT NULL AND delivered_at IS NOT NULL))
-);
+) PARTITION BY LIST (part);
+CREATE TABLE orderexp.outbox_0 PARTITION OF orderexp.outbox FOR VALUES IN (0);
+CREATE TABLE orderexp.outbox_1 PARTITION OF orderexp.outbox FOR VALUES IN (1);
+CREATE TABLE orderexp.outbox_2 PARTITION OF orderexp.outbox FOR VALUES IN (2);
+CREATE TABLE orderexp.outbox_3 PARTITION OF orderexp.outbox FOR VALUES IN (3);
+/* ids are unique by their sequence; a key per part (a key of the whole would have to include part) */
+ALTER TABLE orderexp.outbox_0 ADD PRIMARY KEY (id);
+ALTER TABLE orderexp.outbox_1 ADD PRIMARY KEY (id);
+ALTER TABLE orderexp.outbox_2 ADD PRIMARY KEY (id);
+ALTER TABLE orderexp.outbox_3 ADD PRIMARY KEY (id);
 CREATE INDEX outbox_undelivered ON orderexp.outbox (next_attempt_at)
 	WHERE delivered_at IS NULL AND txid IS NULL;
 CREATE INDEX outbox_stream ON orderexp.outbox (txid, id)
@@ -371,6 +468,12 @@ CREATE INDEX outbox_in_flight ON orderexp.outbox (order_table, order_key, channe
 CREATE INDEX outbox_history ON orderexp.outbox USING hash (order_key)
 	WHERE via IS NOT NULL OR kind = 'reminder';
 CREATE INDEX outbox_created ON orderexp.outbox USING brin (created_at);
+/*
+ * Every index of the outbox is partitioned; a part's own index is named
+ * after it and the part: outbox_<part>_<name> (outbox_0_stream, ...), the
+ * key outbox_<part>_pkey.
+ */
+SELECT orderexp._name_part_indexes();
 COMMENT ON TABLE orderexp.outbox IS
 	'events written in the same transaction as the state change that caused them; NOTIFY orderexp wakes listeners';
 COMMENT ON COLUMN orderexp.outbox.attempts IS
@@ -399,7 +502,28 @@ COMMENT ON COLUMN orderexp.outbox.deadline IS
 	'the record''s deadline: closed, the one that passed; cancelled, the one the order had; extended, reopened, the new one';
 COMMENT ON COLUMN orderexp.outbox.event_ids IS
 	'the record''s events when it wrote more than this row (one per channel); for a record without an event, the events it is about';
+COMMENT ON COLUMN orderexp.outbox.part IS
+	'which part of the outbox holds the row: 0 what is kept row by row (records of changes, exceptions), 1 to 3 the rotating parts that are emptied whole (outbox_parts)';
+COMMENT ON TABLE orderexp.outbox_0 IS
+	'the part of the outbox kept row by row: records of changes, rows from before the parts, events a rotation kept';
+COMMENT ON TABLE orderexp.outbox_1 IS
+	'a rotating part of the outbox (outbox_parts)';
+COMMENT ON TABLE orderexp.outbox_2 IS
+	'a rotating part of the outbox (outbox_parts)';
+COMMENT ON TABLE orderexp.outbox_3 IS
+	'a rotating part of the outbox (outbox_parts)';
+/*
+ * A record that forget_before() stopped being a record while its event was
+ * still in the stream stays in outbox_0 as an event; once its batch is
+ * settled the pruning deletes it by this index (empty but for such rows).
+ */
+CREATE INDEX outbox_0_forgotten ON orderexp.outbox_0 (txid)
+	WHERE txid IS NOT NULL AND via IS NULL;
 SELECT pg_catalog.pg_extension_config_dump('orderexp.outbox', '');
+SELECT pg_catalog.pg_extension_config_dump('orderexp.outbox_0', '');
+SELECT pg_catalog.pg_extension_config_dump('orderexp.outbox_1', '');
+SELECT pg_catalog.pg_extension_config_dump('orderexp.outbox_2', '');
+SELECT pg_catalog.pg_extension_config_dump('orderexp.outbox_3', '');
 SELECT pg_catalog.pg_extension_config_dump('orderexp.outbox_id_seq', '');
 
 /*
@@ -1501,13 +1625,14 @@ DECLARE
 BEGIN
 	INSERT INTO orderexp.outbox (id, kind, order_table, order_key, channel, payload, via,
 								 actor, reason, policy_id, policy_version, variant, deadline,
-								 previous_deadline, event_ids)
+								 previous_deadline, event_ids, part)
 	SELECT ids[ch.n], kind, cfg.order_table, k, ch.channel, payload,
 		   CASE WHEN ch.n = 1 THEN via END, CASE WHEN ch.n = 1 THEN actor END,
 		   CASE WHEN ch.n = 1 THEN reason END, CASE WHEN ch.n = 1 THEN tm.policy_id END,
 		   CASE WHEN ch.n = 1 THEN tm.policy_version END, CASE WHEN ch.n = 1 THEN tm.variant END,
 		   CASE WHEN ch.n = 1 THEN deadline END, CASE WHEN ch.n = 1 THEN previous_deadline END,
-		   CASE WHEN ch.n = 1 AND cardinality(ids) > 1 THEN ids END
+		   CASE WHEN ch.n = 1 AND cardinality(ids) > 1 THEN ids END,
+		   CASE WHEN ch.n = 1 THEN 0 ELSE orderexp._outbox_part() END
 	  FROM unnest(cfg.channels) WITH ORDINALITY AS ch(channel, n);
 	/* no table name: every role that may LISTEN hears it (1.3) */
 	PERFORM pg_notify('orderexp', json_build_object('kind', kind, 'count', 1)::text);
@@ -1787,14 +1912,14 @@ AS $$
 	SELECT format($q$
 events AS (
 	INSERT INTO orderexp.outbox (id, kind, order_table, order_key, channel, payload, via,
-								 policy_id, policy_version, variant, deadline, event_ids)
+								 policy_id, policy_version, variant, deadline, event_ids, part)
 	SELECT %4$s, 'closed', $1, x.order_key, ch.channel,
 		   orderexp._closed_payload(%1$L, x.order_key, x.close_at, x.policy_id,
 									x.category, x.cols),
 		   CASE WHEN ch.n = 1 THEN 'timeout' END,
 		   CASE WHEN ch.n = 1 THEN x.policy_id END, CASE WHEN ch.n = 1 THEN x.policy_version END,
 		   CASE WHEN ch.n = 1 THEN x.variant END, CASE WHEN ch.n = 1 THEN x.close_at END,
-		   %5$s
+		   %5$s, CASE WHEN ch.n = 1 THEN 0 ELSE orderexp._outbox_part() END
 	  FROM done x
 	 CROSS JOIN unnest(%2$L::text[]) WITH ORDINALITY AS ch(channel, n)),
 outcome AS (
@@ -3084,7 +3209,7 @@ BEGIN
 			/* one change written once: see _record_change */
 			INSERT INTO orderexp.outbox (id, kind, order_table, order_key, channel, payload,
 										 via, actor, reason, policy_id, policy_version,
-										 variant, deadline, event_ids)
+										 variant, deadline, event_ids, part)
 			SELECT x.ids[ch.n], 'cancelled', orders, x.k, ch.channel,
 				   jsonb_build_object('order_table', orders::text, 'order_key', x.k,
 									  'reason', reason, 'cancelled_by', actor::text,
@@ -3093,7 +3218,8 @@ BEGIN
 				   CASE WHEN ch.n = 1 THEN reason END, CASE WHEN ch.n = 1 THEN x.policy_id END,
 				   CASE WHEN ch.n = 1 THEN x.policy_version END,
 				   CASE WHEN ch.n = 1 THEN x.variant END, CASE WHEN ch.n = 1 THEN x.close_at END,
-				   CASE WHEN ch.n = 1 AND cardinality(x.ids) > 1 THEN x.ids END
+				   CASE WHEN ch.n = 1 AND cardinality(x.ids) > 1 THEN x.ids END,
+				   CASE WHEN ch.n = 1 THEN 0 ELSE orderexp._outbox_part() END
 			  FROM x
 			 CROSS JOIN unnest(cfg.channels) WITH ORDINALITY AS ch(channel, n))
 	SELECT count(*) INTO n FROM c;
@@ -3854,6 +3980,7 @@ BEGIN
 	e.policy_version := tm.policy_version;
 	e.variant := tm.variant;
 	e.deadline := tm.close_at;
+	e.part := 0;				/* a record: kept with the history */
 	PERFORM pg_notify('orderexp', json_build_object('kind', 'reminder', 'count', 1)::text);
 	RETURN NEXT e;
 END;
@@ -3942,10 +4069,10 @@ BEGIN
 		RETURNING o.id, o.order_table, o.order_key, o.payload, w.reason)
 	/* the records: rows without a channel, settled as they are written */
 	INSERT INTO orderexp.outbox (kind, order_table, order_key, channel, payload, created_at,
-								 delivered_at, via, reason, policy_id, deadline, event_ids)
+								 delivered_at, via, reason, policy_id, deadline, event_ids, part)
 	SELECT 'reminder_withheld', s.order_table, s.order_key, NULL, '{}', t, t, 'timeout',
 		   format('reminder not sent: %s', s.reason), (s.payload ->> 'policy_id')::integer,
-		   (s.payload ->> 'close_at')::timestamptz, ARRAY[s.id]
+		   (s.payload ->> 'close_at')::timestamptz, ARRAY[s.id], 0
 	  FROM settled s;
 	RETURN ARRAY(SELECT x FROM unnest(ids) x WHERE x <> ALL (withheld));
 END;
@@ -4181,7 +4308,8 @@ BEGIN
 		   b.attempts, CASE WHEN b.finished_at IS NULL THEN b.leased_until ELSE o.next_attempt_at END,
 		   CASE WHEN b.finished_at IS NULL THEN b.leased_until END, b.finished_at, o.last_error,
 		   o.dead_at, b.claimed_by, o.obsolete_at, o.via, o.actor, o.reason, o.policy_id,
-		   o.policy_version, o.variant, o.deadline, o.previous_deadline, o.event_ids, o.txid
+		   o.policy_version, o.variant, o.deadline, o.previous_deadline, o.event_ids, o.txid,
+		   o.part
 	  FROM (SELECT x.* FROM orderexp.outbox x
 			 WHERE x.txid IS NOT NULL AND x.delivered_at IS NULL
 			   AND (x.txid, x.id) > (b.from_txid, b.from_id) AND x.txid < b.to_txid
@@ -4743,7 +4871,8 @@ BEGIN
 	SELECT o.id, o.kind, o.order_table, o.order_key, o.channel, o.payload, o.created_at,
 		   b.attempts, b.leased_until, b.leased_until, NULL::timestamptz, o.last_error,
 		   o.dead_at, b.claimed_by, o.obsolete_at, o.via, o.actor, o.reason, o.policy_id,
-		   o.policy_version, o.variant, o.deadline, o.previous_deadline, o.event_ids, o.txid
+		   o.policy_version, o.variant, o.deadline, o.previous_deadline, o.event_ids, o.txid,
+		   o.part
 	  FROM orderexp.outbox o
 	 WHERE o.txid IS NOT NULL AND o.delivered_at IS NULL
 	   AND (o.txid, o.id) > (b.from_txid, b.from_id)
@@ -4838,13 +4967,17 @@ $$;
 
 /*
  * Retention of events delivered in batches (called by the worker's and
- * run_due()'s pruning, src/outbox.c): the events of stream batches
- * finished before cutoff, oldest batch first, whole batches until about
- * max_rows events are gone, are deleted, but for the records of changes
- * (via set), which are the orders' history and keep their batch.  Stops at
- * the first stream batch not finished before cutoff, so that pruning
- * follows the order in which batches were cut.  Returns the events
- * deleted.
+ * run_due()'s pruning, src/outbox.c).  The events themselves leave with
+ * their rotating part (_rotate_outbox()); this moves batch_pruning's
+ * pruned_to past the stream batches finished before cutoff, in the order
+ * they were cut, up to max_rows batches, and stops at the first stream
+ * batch that is not (dead batches and batches of rows are passed over:
+ * their events are rows).  So every stream batch below pruned_to was
+ * delivered before cutoff, which _stream_settled() turns into a horizon of
+ * transaction ids for the rotation.  Then it deletes, by the index
+ * outbox_0_forgotten, the stream events in outbox_0 that are not records
+ * (records forget_before() forgot while their events were in the stream)
+ * below that horizon.  Returns the events deleted.
  */
 CREATE FUNCTION orderexp._prune_batches(cutoff timestamptz, max_rows integer)
 RETURNS bigint
@@ -4852,11 +4985,10 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	b		orderexp.batches;
+	b		record;
 	pos		bigint;
 	start	bigint;
-	n		bigint := 0;
-	k		bigint;
+	n		bigint;
 BEGIN
 	IF orderexp._stream_foreign() THEN
 		PERFORM orderexp._stream_adopt(clock_timestamp());
@@ -4866,21 +4998,131 @@ BEGIN
 		RETURN 0;				/* another pruning is under way */
 	END IF;
 	pos := start;
-	FOR b IN SELECT x.* FROM orderexp.batches x WHERE x.id >= start ORDER BY x.id LOOP
-		EXIT WHEN n >= max_rows;
-		IF b.hi_snap IS NOT NULL AND b.dead_at IS NULL THEN
-			EXIT WHEN b.finished_at IS NULL OR b.finished_at >= cutoff;
-			DELETE FROM orderexp.outbox o
-			 WHERE o.id IN (SELECT k.id FROM orderexp._batch_ids(b) k) AND o.via IS NULL;
-			GET DIAGNOSTICS k = ROW_COUNT;
-			n := n + k;
-		END IF;
+	FOR b IN SELECT x.id, x.hi_snap IS NOT NULL AND x.dead_at IS NULL AS stream, x.finished_at
+			   FROM orderexp.batches x WHERE x.id >= start ORDER BY x.id LIMIT max_rows LOOP
+		EXIT WHEN b.stream AND (b.finished_at IS NULL OR b.finished_at >= cutoff);
 		pos := b.id + 1;
 	END LOOP;
 	IF pos <> start THEN
 		UPDATE orderexp.batch_pruning SET pruned_to = pos;
 	END IF;
+	DELETE FROM orderexp.outbox_0 o
+	 WHERE o.txid < orderexp._stream_settled() AND o.txid IS NOT NULL AND o.via IS NULL
+	   AND o.delivered_at IS NULL AND o.dead_at IS NULL;
+	GET DIAGNOSTICS n = ROW_COUNT;
 	RETURN n;
+END;
+$$;
+
+/*
+ * The stream's settled horizon: every event still in the stream whose
+ * transaction id is below it was delivered by a stream batch below
+ * batch_pruning.pruned_to, i.e. finished before the last pruning's cutoff.
+ * A stream batch is cut off a snapshot, lo_snap, that saw every
+ * transaction below its xmin as finished and whose events were cut into
+ * the batches before it; so the horizon is the least such xmin of the
+ * stream batches at or after pruned_to that are not dead (a batch split
+ * off an older one comes later than the batches of later windows, hence
+ * the least, not the first), or without any, the xmin of the cursor's
+ * done_snap: events not yet cut are of transactions at or above it.
+ */
+CREATE FUNCTION orderexp._stream_settled()
+RETURNS xid8
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT coalesce((SELECT min(pg_snapshot_xmin(b.lo_snap))
+					   FROM orderexp.batches b, orderexp.batch_pruning p
+					  WHERE b.id >= p.pruned_to AND b.hi_snap IS NOT NULL AND b.dead_at IS NULL),
+					(SELECT pg_snapshot_xmin(c.done_snap) FROM orderexp.stream_cursor c))
+$$;
+
+/*
+ * Rotation of the outbox's parts (see outbox_parts), called by the pruning
+ * after _prune_batches() with the same cutoff and period (half the
+ * retention): when the current part has been current for period and the
+ * next one stopped being current before cutoff, the next one is emptied
+ * and becomes current.  Its events that are not settled before cutoff move
+ * to outbox_0 with their ids and state first: rows (txid NULL) not
+ * delivered or made obsolete before cutoff (undelivered, retrying, dead,
+ * or delivered since), and records, which belong in outbox_0 anyway (a
+ * direct INSERT may have put one here).  A part with events still in the
+ * stream at or above the horizon (_stream_settled()) is not emptied now:
+ * its batches are not delivered, or not for the retention yet.
+ *
+ * The part is locked ACCESS EXCLUSIVE before it is read, so that no claim,
+ * ack or fail changes a row while it moves, and no transaction that wrote
+ * to the part is still running.  The lock is waited for lock_wait at most
+ * (0: not at all): a relay reading the outbox holds it off, and waiting
+ * longer would hold off every later reader; the next pruning tries again.
+ * Returns the events kept, or NULL when nothing was rotated.
+ */
+CREATE FUNCTION orderexp._rotate_outbox(cutoff timestamptz, period interval,
+									   lock_wait interval DEFAULT '100 ms')
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	cur		orderexp.outbox_parts;
+	nxt		orderexp.outbox_parts;
+	horizon	xid8;
+	moved_rows bigint;
+	t		timestamptz := clock_timestamp();
+	waited	text := current_setting('lock_timeout');
+BEGIN
+	SELECT * INTO cur FROM orderexp.outbox_parts p WHERE p.closed_at IS NULL
+	   FOR UPDATE SKIP LOCKED;
+	IF NOT FOUND OR cur.opened_at > t - period THEN
+		RETURN NULL;			/* too early, or another rotation is under way */
+	END IF;
+	SELECT * INTO nxt FROM orderexp.outbox_parts p WHERE p.part = cur.part % 3 + 1 FOR UPDATE;
+	IF nxt.closed_at >= cutoff THEN
+		RETURN NULL;
+	END IF;
+	horizon := orderexp._stream_settled();
+	/* a cheap look first, without the lock: not now if its stream is not settled */
+	IF EXISTS (SELECT 1 FROM orderexp.outbox o
+				WHERE o.part = nxt.part AND o.txid >= horizon AND o.delivered_at IS NULL) THEN
+		RETURN NULL;
+	END IF;
+	BEGIN
+		IF lock_wait > interval '0' THEN
+			PERFORM set_config('lock_timeout',
+							   (ceil(extract(epoch FROM lock_wait) * 1000))::bigint || 'ms', true);
+		END IF;
+		EXECUTE format('LOCK TABLE orderexp.%I IN ACCESS EXCLUSIVE MODE%s', 'outbox_' || nxt.part,
+					   CASE WHEN lock_wait > interval '0' THEN '' ELSE ' NOWAIT' END);
+		PERFORM set_config('lock_timeout', waited, true);
+	EXCEPTION WHEN lock_not_available THEN
+		PERFORM set_config('lock_timeout', waited, true);
+		RETURN NULL;
+	END;
+	/* and again under the lock: a transaction may have committed meanwhile */
+	IF EXISTS (SELECT 1 FROM orderexp.outbox o
+				WHERE o.part = nxt.part AND o.txid >= horizon AND o.delivered_at IS NULL) THEN
+		RETURN NULL;
+	END IF;
+	WITH moved AS (
+		INSERT INTO orderexp.outbox_0
+		SELECT o.id, o.kind, o.order_table, o.order_key, o.channel, o.payload, o.created_at,
+			   o.attempts, o.next_attempt_at, o.leased_until, o.delivered_at, o.last_error,
+			   o.dead_at, o.claimed_by, o.obsolete_at, o.via, o.actor, o.reason, o.policy_id,
+			   o.policy_version, o.variant, o.deadline, o.previous_deadline, o.event_ids,
+			   o.txid, 0
+		  FROM orderexp.outbox o
+		 WHERE o.part = nxt.part
+		   AND (o.via IS NOT NULL
+				OR (o.txid IS NULL
+					AND NOT coalesce(o.delivered_at < cutoff OR o.obsolete_at < cutoff, false)))
+		RETURNING 1)
+	SELECT count(*) INTO moved_rows FROM moved;
+	EXECUTE format('TRUNCATE orderexp.%I', 'outbox_' || nxt.part);
+	UPDATE orderexp.outbox_parts p SET closed_at = t WHERE p.part = cur.part;
+	UPDATE orderexp.outbox_parts p
+	   SET opened_at = t, closed_at = NULL, rotated_at = t, kept = moved_rows
+	 WHERE p.part = nxt.part;
+	RETURN moved_rows;
 END;
 $$;
 
@@ -6448,6 +6690,9 @@ GRANT EXECUTE ON FUNCTION
 	TO orderexp_relay;
 GRANT SELECT ON orderexp.outbox, orderexp.dead_letters, orderexp.delivery_stats,
 	orderexp.delivery_health, orderexp.outbox_state TO orderexp_relay;
+/* and its parts (1.3), as the outbox of 1.2, part 0 since, had it */
+GRANT SELECT ON orderexp.outbox_0, orderexp.outbox_1, orderexp.outbox_2, orderexp.outbox_3,
+	orderexp.outbox_parts TO orderexp_relay;
 REVOKE ALL ON FUNCTION
 	orderexp._snapshot_for_cut(),
 	orderexp._in_batch(xid8, bigint, orderexp.batches),
@@ -6462,6 +6707,8 @@ REVOKE ALL ON FUNCTION
 	orderexp._check_lease(integer, interval, timestamptz),
 	orderexp._my_batch(bigint),
 	orderexp._prune_batches(timestamptz, integer),
+	orderexp._stream_settled(),
+	orderexp._rotate_outbox(timestamptz, interval, interval),
 	orderexp._stream_adopt(timestamptz)
 	FROM PUBLIC;
 

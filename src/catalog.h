@@ -72,6 +72,9 @@ typedef struct OrderexpCatalog
 									 * the history, not pruned */
 	bool		has_batches;		/* 1.3: orderexp.batches: events delivered
 								 * in batches, pruned by _prune_batches() */
+	bool		has_outbox_parts;	/* 1.3: orderexp.outbox is partitioned:
+									 * outbox_0 pruned by row, the rotating
+									 * parts emptied whole (outbox.c) */
 	bool		timer_direct_insert;	/* orderexp.timers is exactly the table
 										 * of 1.1 and 1.2 (timer.c) */
 	bool		outcome_count;	/* 1.3: orderexp.outcomes ends in the

@@ -1,21 +1,33 @@
 /*-------------------------------------------------------------------------
  *
  * outbox.c
- *		The C side of the outbox: pruning of delivered and obsolete events
- *		after orderexp.event_retention.
+ *		The C side of the outbox: its current part, and the pruning of
+ *		delivered and obsolete events after orderexp.event_retention.
  *
  * claim(), ack(), fail() and requeue() are SQL (sql/orderexp--1.3.sql); the
  * GUCs they read come through SQL getters in orderexp.c.
  *
- * Pruning deletes delivered rows whose delivered_at is older than the
- * retention, oldest first, at most a batch per call, by way of the partial
- * index outbox_delivered (which the sweep's inserts never touch: a new row
- * is not delivered).  One kept statement: the rows are locked with SKIP
- * LOCKED, so the worker and run_due() can prune side by side, and deleted
- * by ctid.  Obsolete rows (reminders that claim() settled without delivery,
- * 1.3) go the same way by their own partial index, outbox_obsolete, and
- * events delivered in batches (1.3) a batch at a time, oldest first
- * (orderexp._prune_batches()).
+ * From 1.3 on the outbox is partitioned (see outbox_parts in the SQL
+ * script): outbox_0 keeps the records of changes and what a rotation kept,
+ * the other events go to the current one of three rotating parts, which
+ * the pruning empties whole (orderexp._rotate_outbox()) once the retention
+ * has passed over it.  orderexp._outbox_part(), the default of
+ * outbox.part, is here: it reads orderexp.outbox_parts directly, once per
+ * transaction, because it runs as whichever role writes an event and for
+ * every event a transaction writes.
+ *
+ * Pruning by row deletes delivered rows whose delivered_at is older than
+ * the retention, oldest first, at most a batch per call, by way of the
+ * partial index outbox_delivered (which the sweep's inserts never touch: a
+ * new row is not delivered).  One kept statement: the rows are locked with
+ * SKIP LOCKED, so the worker and run_due() can prune side by side, and
+ * deleted by ctid (of outbox_0 alone once there are parts: a ctid names a
+ * row only within one part).  Obsolete rows (reminders that claim()
+ * settled without delivery, 1.3) go the same way by their own partial
+ * index, outbox_obsolete.  Then orderexp._prune_batches() moves the
+ * stream's pruning position past the batches delivered before the cut-off,
+ * and orderexp._rotate_outbox() empties the oldest rotating part when its
+ * time has come.
  * Undelivered and dead rows are never pruned, nor (1.3) the records of
  * changes: they are the orders' history, which forget_before() deletes.
  *
@@ -25,8 +37,16 @@
  */
 #include "postgres.h"
 
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "executor/tuptable.h"
+#include "fmgr.h"
+#include "storage/proc.h"
+#include "utils/lsyscache.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "orderexp.h"
@@ -42,11 +62,12 @@
  * $1 the cut-off (now - retention), $2 the most rows to delete.  From 1.3
  * on the record of a change (via set) is kept with the history, and the
  * partial indexes leave it out: the statement says so too, or the planner
- * could not use them.
+ * could not use them.  With parts, it reads outbox_0 alone: the rotating
+ * parts are emptied whole, and a ctid is a row's only within its part.
  */
 static const char *const prune_template =
-"DELETE FROM orderexp.outbox o "
-" WHERE o.ctid = ANY (ARRAY(SELECT x.ctid FROM orderexp.outbox x "
+"DELETE FROM orderexp.%3$s o "
+" WHERE o.ctid = ANY (ARRAY(SELECT x.ctid FROM orderexp.%3$s x "
 "                            WHERE x.%1$s < $1%2$s "
 "                            ORDER BY x.%1$s "
 "                            LIMIT $2 "
@@ -60,20 +81,29 @@ typedef enum PruneBy
 
 static const char *const prune_column[2] = {"delivered_at", "obsolete_at"};
 
-/* kept plans: [PruneBy][records kept] */
-static SPIPlanPtr prune_plans[2][2];
+/* kept plans: [PruneBy][records kept][outbox_0 alone] */
+static SPIPlanPtr prune_plans[2][2][2];
 
 /* kept plan of the pruning of events delivered in batches (1.3) */
 static SPIPlanPtr prune_batches_plan;
+
+/* kept plan of the rotation of the outbox's parts (1.3) */
+static SPIPlanPtr rotate_plan;
+
+/* orderexp._outbox_part(): the transaction that read the current part, and it */
+static LocalTransactionId part_lxid = InvalidLocalTransactionId;
+static int16 part_current = 0;
+
+PG_FUNCTION_INFO_V1(orderexp_outbox_part);
 
 /*
  * Delete up to "limit" rows of one kind older than "cutoff"; returns how
  * many went.  The statement text is made only when its plan is not kept yet.
  */
 static int64
-prune_rows(PruneBy by, bool records, TimestampTz cutoff, int limit)
+prune_rows(PruneBy by, bool records, bool parts, TimestampTz cutoff, int limit)
 {
-	SPIPlanPtr *slot = &prune_plans[by][records];
+	SPIPlanPtr *slot = &prune_plans[by][records][parts];
 	Oid			argtypes[2] = {TIMESTAMPTZOID, INT4OID};
 	Datum		values[2];
 	int			ret;
@@ -81,7 +111,8 @@ prune_rows(PruneBy by, bool records, TimestampTz cutoff, int limit)
 	if (*slot == NULL)
 	{
 		char	   *sql = psprintf(prune_template, prune_column[by],
-								   records ? " AND x.via IS NULL" : "");
+								   records ? " AND x.via IS NULL" : "",
+								   parts ? "outbox_0" : "outbox");
 
 		orderexp_keep_plan(slot, sql, 2, argtypes, 0);
 		pfree(sql);
@@ -121,6 +152,33 @@ prune_batches(TimestampTz cutoff, int limit)
 }
 
 /*
+ * Empty the oldest rotating part of the outbox if its time has come:
+ * orderexp._rotate_outbox() with the same cut-off and half the retention
+ * as the period a part stays current.  Returns nothing: what it drops is
+ * not counted (a TRUNCATE does not know), and it never asks for another
+ * pass at once.
+ */
+static void
+rotate_parts(TimestampTz cutoff)
+{
+	Oid			argtypes[2] = {TIMESTAMPTZOID, INTERVALOID};
+	Datum		values[2];
+	Interval   *period = palloc0(sizeof(Interval));
+	int			ret;
+
+	if (rotate_plan == NULL)
+		orderexp_keep_plan(&rotate_plan,
+						   "SELECT orderexp._rotate_outbox($1, $2)", 2, argtypes, 0);
+	period->time = (TimeOffset) orderexp_event_retention * USECS_PER_SEC / 2;
+	values[0] = TimestampTzGetDatum(cutoff);
+	values[1] = IntervalPGetDatum(period);
+	ret = SPI_execute_plan(rotate_plan, values, NULL, false, 1);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "rotate statement failed: %s", SPI_result_code_string(ret));
+	pfree(period);
+}
+
+/*
  * Delete up to "limit" delivered or obsolete rows older than
  * orderexp.event_retention.
  * The caller is connected to SPI, in a transaction with a snapshot, as a
@@ -146,14 +204,72 @@ orderexp_prune_outbox(int limit)
 
 	cutoff = GetCurrentTimestamp() -
 		(TimestampTz) orderexp_event_retention * USECS_PER_SEC;
-	deleted = prune_rows(PRUNE_DELIVERED, cat->events_are_records, cutoff, limit);
+	deleted = prune_rows(PRUNE_DELIVERED, cat->events_are_records,
+						 cat->has_outbox_parts, cutoff, limit);
 
 	/* obsolete rows with what is left of the limit */
 	if (deleted < limit && cat->has_obsolete_index)
-		deleted += prune_rows(PRUNE_OBSOLETE, cat->events_are_records, cutoff,
-							  limit - (int) deleted);
+		deleted += prune_rows(PRUNE_OBSOLETE, cat->events_are_records,
+							  cat->has_outbox_parts, cutoff, limit - (int) deleted);
 	/* then events delivered in batches (1.3) */
 	if (deleted < limit && cat->has_batches)
 		deleted += prune_batches(cutoff, limit - (int) deleted);
+	/* and, once that has caught up, the parts (1.3) */
+	if (deleted < limit && cat->has_outbox_parts)
+		rotate_parts(cutoff);
 	return deleted;
+}
+
+/*
+ * orderexp._outbox_part() → smallint
+ *		The default of orderexp.outbox.part: the current rotating part, the
+ *		row of orderexp.outbox_parts whose closed_at is NULL, read under the
+ *		active snapshot once per transaction (a transaction that writes a
+ *		thousand events reads it once, and writes them all to one part; a
+ *		rotation waits for it with its lock).  0, the part kept row by row,
+ *		if no part is current, so that an event is never refused for it.
+ */
+Datum
+orderexp_outbox_part(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+	AttrNumber	part_att;
+	AttrNumber	closed_att;
+	Relation	rel;
+	TableScanDesc scan;
+	TupleTableSlot *slot;
+
+	if (MyProc->lxid == part_lxid && part_lxid != InvalidLocalTransactionId)
+		PG_RETURN_INT16(part_current);
+
+	relid = get_relname_relid("outbox_parts", orderexp_catalog()->namespace);
+	part_att = OidIsValid(relid) ? get_attnum(relid, "part") : InvalidAttrNumber;
+	closed_att = OidIsValid(relid) ? get_attnum(relid, "closed_at") : InvalidAttrNumber;
+	if (part_att == InvalidAttrNumber || closed_att == InvalidAttrNumber)
+		elog(ERROR, "orderexp.outbox_parts is missing or has no part or closed_at");
+
+	part_current = 0;
+	rel = table_open(relid, AccessShareLock);
+	scan = table_beginscan(rel, ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot(),
+						   0, NULL);
+	slot = table_slot_create(rel, NULL);
+	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	{
+		bool		isnull;
+		Datum		part = slot_getattr(slot, part_att, &isnull);
+
+		if (isnull)
+			continue;
+		(void) slot_getattr(slot, closed_att, &isnull);
+		if (isnull)
+		{
+			part_current = DatumGetInt16(part);
+			break;
+		}
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	part_lxid = MyProc->lxid;
+	PG_RETURN_INT16(part_current);
 }

@@ -127,16 +127,17 @@ SELECT count(*) FROM orderexp.history('aud.orders', 3);
 SELECT * FROM orderexp.forget_before(NULL);
 SELECT :'SQLSTATE' AS sqlstate;
 
--- an order's records are found by the hash index outbox_history, which the
--- other events are not in, reminders excepted
+-- an order's records are found by the hash index outbox_history (of part
+-- 0, which holds them), which the other events are not in, reminders
+-- excepted (in the current rotating part, 1 here)
 \i test/sql/include/plan_uses.sql
 SET enable_seqscan = off;
 SELECT pg_temp.plan_uses($$SELECT a.id FROM orderexp.audit a
 						  WHERE a.order_table = 'aud.orders'::regclass AND a.order_key = '1'$$,
-						'outbox_history') AS audit_by_outbox_history;
+						'outbox_0_history') AS audit_by_outbox_history;
 -- and so are its reminders, which explain_order() tells (its query)
 SELECT pg_temp.plan_uses($$SELECT x.id FROM orderexp.outbox x
 						  WHERE x.kind = 'reminder' AND x.order_table = 'aud.orders'::regclass
 						    AND x.order_key = '1' AND x.obsolete_at IS NULL$$,
-						'outbox_history') AS reminders_by_outbox_history;
+						'outbox_1_history') AS reminders_by_outbox_history;
 RESET enable_seqscan;

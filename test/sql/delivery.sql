@@ -363,31 +363,33 @@ RESET ROLE;
 
 --
 -- pruning: run_due() deletes delivered rows older than the retention,
--- and nothing else
+-- and nothing else.  These are rows of outbox_0, the part kept row by row
+-- (1.3: rows from before the parts, events a rotation kept, records); the
+-- rotating parts are emptied whole (regress rotation).
 --
 DELETE FROM orderexp.outbox;
 INSERT INTO orderexp.outbox (kind, order_table, order_key, channel, payload, created_at,
-							 attempts, next_attempt_at, delivered_at, dead_at)
+							 attempts, next_attempt_at, delivered_at, dead_at, part)
 VALUES
-	('closed', 'shop_orders', 'old-delivered', 'email', '{}', now() - interval '3 hours', 1, now(), now() - interval '2 hours', NULL),
-	('closed', 'shop_orders', 'old-delivered-2', 'email', '{}', now() - interval '9 days', 1, now(), now() - interval '8 days', NULL),
-	('closed', 'shop_orders', 'young-delivered', 'email', '{}', now() - interval '3 hours', 3, now(), now() - interval '30 min', NULL),
-	('closed', 'shop_orders', 'old-undelivered', 'email', '{}', now() - interval '9 days', 0, now(), NULL, NULL),
-	('closed', 'shop_orders', 'old-dead', 'email', '{}', now() - interval '9 days', 10, 'infinity', NULL, now() - interval '8 days');
+	('closed', 'shop_orders', 'old-delivered', 'email', '{}', now() - interval '3 hours', 1, now(), now() - interval '2 hours', NULL, 0),
+	('closed', 'shop_orders', 'old-delivered-2', 'email', '{}', now() - interval '9 days', 1, now(), now() - interval '8 days', NULL, 0),
+	('closed', 'shop_orders', 'young-delivered', 'email', '{}', now() - interval '3 hours', 3, now(), now() - interval '30 min', NULL, 0),
+	('closed', 'shop_orders', 'old-undelivered', 'email', '{}', now() - interval '9 days', 0, now(), NULL, NULL, 0),
+	('closed', 'shop_orders', 'old-dead', 'email', '{}', now() - interval '9 days', 10, 'infinity', NULL, now() - interval '8 days', 0);
 -- the records of changes (1.3) are kept with the history, delivered or
 -- obsolete, with or without a channel: pruning never takes them
 INSERT INTO orderexp.outbox (kind, order_table, order_key, channel, payload, created_at,
-							 attempts, next_attempt_at, delivered_at, obsolete_at, via)
+							 attempts, next_attempt_at, delivered_at, obsolete_at, via, part)
 VALUES
-	('closed', 'shop_orders', 'old-record', 'email', '{}', now() - interval '9 days', 1, now(), now() - interval '8 days', NULL, 'timeout'),
-	('closed', 'shop_orders', 'old-record-alone', NULL, '{}', now() - interval '9 days', 0, 'infinity', now() - interval '9 days', NULL, 'timeout'),
-	('reminder', 'shop_orders', 'old-fallback-withheld', 'sms', '{}', now() - interval '9 days', 1, 'infinity', NULL, now() - interval '8 days', 'fallback');
+	('closed', 'shop_orders', 'old-record', 'email', '{}', now() - interval '9 days', 1, now(), now() - interval '8 days', NULL, 'timeout', 0),
+	('closed', 'shop_orders', 'old-record-alone', NULL, '{}', now() - interval '9 days', 0, 'infinity', now() - interval '9 days', NULL, 'timeout', 0),
+	('reminder', 'shop_orders', 'old-fallback-withheld', 'sms', '{}', now() - interval '9 days', 1, 'infinity', NULL, now() - interval '8 days', 'fallback', 0);
 -- a row without a channel is a record, settled: nothing else (23514)
 \set VERBOSITY terse
-INSERT INTO orderexp.outbox (kind, order_table, order_key, channel, payload)
-VALUES ('closed', 'shop_orders', 'no-channel', NULL, '{}');
-INSERT INTO orderexp.outbox (kind, order_table, order_key, channel, payload, via)
-VALUES ('closed', 'shop_orders', 'no-channel', NULL, '{}', 'timeout');
+INSERT INTO orderexp.outbox (kind, order_table, order_key, channel, payload, part)
+VALUES ('closed', 'shop_orders', 'no-channel', NULL, '{}', 0);
+INSERT INTO orderexp.outbox (kind, order_table, order_key, channel, payload, via, part)
+VALUES ('closed', 'shop_orders', 'no-channel', NULL, '{}', 'timeout', 0);
 \set VERBOSITY default
 -- default retention (7 days): only the 8-day old delivery goes
 SELECT * FROM orderexp.run_due();
@@ -403,8 +405,8 @@ SELECT orderexp._event_retention();
 SELECT * FROM orderexp.run_due();
 SELECT order_key FROM orderexp.outbox ORDER BY id;
 -- more than one batch: run_due takes up to ten batches of 1000
-INSERT INTO orderexp.outbox (kind, order_table, order_key, channel, payload, delivered_at)
-SELECT 'closed', 'shop_orders', g::text, 'bulk', '{}', now() - interval '2 hours'
+INSERT INTO orderexp.outbox (kind, order_table, order_key, channel, payload, delivered_at, part)
+SELECT 'closed', 'shop_orders', g::text, 'bulk', '{}', now() - interval '2 hours', 0
   FROM generate_series(1, 2500) g;
 SELECT * FROM orderexp.run_due();
 SELECT count(*) FROM orderexp.outbox WHERE channel = 'bulk';
@@ -414,20 +416,20 @@ RESET orderexp.event_retention;
 SET enable_seqscan = off;
 SET enable_bitmapscan = off;
 EXPLAIN (COSTS OFF)
-SELECT x.ctid FROM orderexp.outbox x WHERE x.delivered_at < now() AND x.via IS NULL
+SELECT x.ctid FROM orderexp.outbox_0 x WHERE x.delivered_at < now() AND x.via IS NULL
  ORDER BY x.delivered_at LIMIT 1000;
 EXPLAIN (COSTS OFF)
-SELECT x.ctid FROM orderexp.outbox x WHERE x.obsolete_at < now() AND x.via IS NULL
+SELECT x.ctid FROM orderexp.outbox_0 x WHERE x.obsolete_at < now() AND x.via IS NULL
  ORDER BY x.obsolete_at LIMIT 1000;
 RESET enable_bitmapscan;
 -- the views of the last hour or day do not read the whole history (1.3):
 -- the recent rows by the BRIN index on created_at, the undelivered ones by
 -- outbox_undelivered
 \i test/sql/include/plan_uses.sql
-SELECT pg_temp.plan_uses('SELECT * FROM orderexp.monitor_delivery', 'outbox_created') AS recent,
-	   pg_temp.plan_uses('SELECT * FROM orderexp.monitor_delivery', 'outbox_undelivered') AS undelivered,
-	   pg_temp.plan_uses('SELECT * FROM orderexp.monitor_closes', 'outbox_created') AS closes_recent,
-	   pg_temp.plan_uses('SELECT * FROM orderexp.delivery_health', 'outbox_created') AS health_recent;
+SELECT pg_temp.plan_uses('SELECT * FROM orderexp.monitor_delivery', 'outbox_[0-3]_created') AS recent,
+	   pg_temp.plan_uses('SELECT * FROM orderexp.monitor_delivery', 'outbox_[0-3]_undelivered') AS undelivered,
+	   pg_temp.plan_uses('SELECT * FROM orderexp.monitor_closes', 'outbox_[0-3]_created') AS closes_recent,
+	   pg_temp.plan_uses('SELECT * FROM orderexp.delivery_health', 'outbox_[0-3]_created') AS health_recent;
 RESET enable_seqscan;
 
 \c :regress_db

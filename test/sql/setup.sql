@@ -69,7 +69,7 @@ SELECT e.rel, e.col, format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull
 SELECT e.name, pg_get_indexdef(c.oid) AS definition
   FROM (VALUES ('tables_pkey'), ('policies_pkey'), ('policies_table_default'),
                ('policies_table_category'), ('timers_pkey'), ('timers_due'),
-               ('outbox_pkey'), ('outbox_undelivered')) AS e(name)
+               ('outbox_0_pkey'), ('outbox_undelivered'), ('outbox_1_undelivered')) AS e(name)
   LEFT JOIN pg_class c ON c.relname = e.name AND c.relnamespace = 'orderexp'::regnamespace
  ORDER BY e.name COLLATE "C";
 

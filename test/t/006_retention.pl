@@ -23,23 +23,27 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-# rows of every state, made directly: key says what each one is
+# rows of every state, made directly (rows with a state of their own, not
+# stream events: txid NULL): key says what each one is; in part
+# $part of the outbox (default 0, the part pruned row by row; the rotating
+# parts are emptied whole)
 sub make_rows
 {
-	my ($node, $tag, $delivered_ago) = @_;
+	my ($node, $tag, $delivered_ago, $part) = @_;
+	$part //= 0;
 	$node->safe_psql(
 		'postgres', qq{
 INSERT INTO orderexp.outbox (kind, order_table, order_key, channel, payload, created_at,
-							 attempts, next_attempt_at, delivered_at, dead_at)
+							 attempts, next_attempt_at, delivered_at, dead_at, txid, part)
 VALUES
 	('closed', 'shop_orders', '$tag-old-delivered', 'email', '{}', now() - interval '3 hours',
-	 1, now(), now() - interval '$delivered_ago', NULL),
+	 1, now(), now() - interval '$delivered_ago', NULL, NULL, $part),
 	('closed', 'shop_orders', '$tag-young-delivered', 'email', '{}', now() - interval '3 hours',
-	 1, now(), now() - interval '5 minutes', NULL),
+	 1, now(), now() - interval '5 minutes', NULL, NULL, $part),
 	('closed', 'shop_orders', '$tag-old-undelivered', 'email', '{}', now() - interval '3 days',
-	 2, now() + interval '1 min', NULL, NULL),
+	 2, now() + interval '1 min', NULL, NULL, NULL, $part),
 	('closed', 'shop_orders', '$tag-old-dead', 'email', '{}', now() - interval '3 days',
-	 10, 'infinity', NULL, now() - interval '2 days');
+	 10, 'infinity', NULL, now() - interval '2 days', NULL, $part);
 });
 }
 
@@ -138,6 +142,36 @@ is(left($node, 'w2'),
 	'w2-young-delivered,w2-old-undelivered,w2-old-dead',
 	'and only the row delivered 30 minutes ago');
 
+# the worker empties a rotating part whose time has come (1.3): part 2
+# stopped being current two hours ago, and part 1 has been current for
+# longer than half the retention; part 2's rows that are not settled
+# before the cut-off stay, in part 0, with their ids
+$node->safe_psql(
+	'postgres', q{
+UPDATE orderexp.outbox_parts SET opened_at = now() - interval '1 hour' WHERE part = 1;
+UPDATE orderexp.outbox_parts SET closed_at = now() - interval '2 hours' WHERE part = 2;
+});
+make_rows($node, 'r', '30 minutes', 2);
+my $ids = $node->safe_psql('postgres',
+	q{SELECT string_agg(id::text, ',' ORDER BY id) FROM orderexp.outbox
+	   WHERE order_key IN ('r-young-delivered', 'r-old-undelivered', 'r-old-dead')});
+set_guc($node, 'orderexp.event_retention', '10min');
+ok( defined wait_for(
+		$node, 'postgres', q{SELECT part FROM orderexp.outbox_parts WHERE closed_at IS NULL},
+		'2', 30),
+	'the worker emptied part 2 and made it the current part');
+is( $node->safe_psql(
+		'postgres',
+		q{SELECT string_agg(order_key || ':' || part, ',' ORDER BY id) FROM orderexp.outbox
+		   WHERE order_key LIKE 'r-%'}),
+	'r-young-delivered:0,r-old-undelivered:0,r-old-dead:0',
+	'the row delivered before the cut-off went with the part, the others are kept in part 0');
+is( $node->safe_psql('postgres',
+		q{SELECT string_agg(id::text, ',' ORDER BY id) FROM orderexp.outbox WHERE order_key LIKE 'r-%'}),
+	$ids, 'with their ids');
+is($node->safe_psql('postgres', q{SELECT kept FROM orderexp.outbox_parts WHERE part = 2}),
+	'3', 'outbox_parts counts what the rotation kept');
+
 # 0 keeps delivered rows forever
 set_guc($node, 'orderexp.event_retention', '0');
 sleep(1);		# the worker has taken in the reload
@@ -147,7 +181,7 @@ is(left($node, 'w3'),
 	'w3-old-delivered,w3-young-delivered,w3-old-undelivered,w3-old-dead',
 	'retention 0: nothing is pruned');
 is($node->safe_psql('postgres', q{SELECT count(*) FROM orderexp.outbox WHERE dead_at IS NOT NULL}),
-	'5', 'dead rows are never pruned');
+	'6', 'dead rows are never pruned');
 
 $node->stop;
 done_testing();

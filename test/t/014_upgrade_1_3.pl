@@ -95,7 +95,7 @@ INSERT INTO orders (id, created_at) VALUES (7, now() - interval '70 minutes'),
 # rows of their own, and the outbox's events (rows with a channel) as before
 # but for the record columns.
 my @tables = qw(tables policies timers outbox audit outcomes token_tables secret);
-my $new_columns = q{'{claimed_by,obsolete_at,channels_column,contact_channels,contact_columns,fallback_before,via,actor,reason,policy_id,policy_version,variant,deadline,previous_deadline,event_ids,order_count,txid,plain_since}'::text[]};
+my $new_columns = q{'{claimed_by,obsolete_at,channels_column,contact_channels,contact_columns,fallback_before,via,actor,reason,policy_id,policy_version,variant,deadline,previous_deadline,event_ids,order_count,txid,plain_since,part}'::text[]};
 my %columns = (audit => q{'{id}'::text[]}, outbox => $new_columns);
 my %rows = (outbox => 'WHERE t.channel IS NOT NULL');
 my $state_sql = join(
