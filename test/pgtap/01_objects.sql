@@ -3,7 +3,7 @@
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS orderexp;
-SELECT plan(101);
+SELECT plan(105);
 
 SELECT has_schema('orderexp');
 SELECT is((SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'orderexp'),
@@ -58,7 +58,15 @@ SELECT col_type_is('orderexp', 'timers', 'remind_at', 'timestamp with time zone'
 SELECT col_type_is('orderexp', 'timers', 'extensions', 'integer', 'timers.extensions is integer');
 SELECT col_default_is('orderexp', 'timers', 'extensions', 0, 'timers.extensions defaults to 0');
 
-SELECT col_is_pk('orderexp', 'outbox', 'id', 'outbox: primary key id');
+-- 1.3: the outbox is partitioned by part (outbox_0 kept row by row, 1 to 3
+-- rotating), a primary key on id per part
+SELECT partitions_are('orderexp', 'outbox',
+                      ARRAY['orderexp.outbox_0', 'orderexp.outbox_1', 'orderexp.outbox_2', 'orderexp.outbox_3'],
+                      'outbox: partitioned into outbox_0 to outbox_3');
+SELECT col_is_pk('orderexp', 'outbox_0', 'id', 'outbox_0: primary key id');
+SELECT col_is_pk('orderexp', 'outbox_1', 'id', 'outbox_1: primary key id');
+SELECT col_is_pk('orderexp', 'outbox_2', 'id', 'outbox_2: primary key id');
+SELECT col_is_pk('orderexp', 'outbox_3', 'id', 'outbox_3: primary key id');
 SELECT set_has($$SELECT attname::text FROM pg_attribute WHERE attrelid = 'orderexp.outbox'::regclass
                   AND attnum > 0 AND NOT attisdropped$$,
                $$VALUES ('id'), ('kind'), ('order_table'), ('order_key'), ('channel'), ('payload'), ('created_at'), ('attempts'), ('next_attempt_at'), ('leased_until'), ('delivered_at'), ('last_error')$$,
