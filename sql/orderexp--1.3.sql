@@ -5086,6 +5086,12 @@ BEGIN
 				WHERE o.part = nxt.part AND o.txid >= horizon AND o.delivered_at IS NULL) THEN
 		RETURN NULL;
 	END IF;
+	/*
+	 * The lock, the move and the TRUNCATE in a subtransaction: a lock not
+	 * had in time, or the part in use by a query of this very session (a
+	 * cursor open on the outbox, run_due() called from a query that reads
+	 * it: TRUNCATE refuses), leaves everything as it was for the next try
+	 */
 	BEGIN
 		IF lock_wait > interval '0' THEN
 			PERFORM set_config('lock_timeout',
@@ -5094,30 +5100,30 @@ BEGIN
 		EXECUTE format('LOCK TABLE orderexp.%I IN ACCESS EXCLUSIVE MODE%s', 'outbox_' || nxt.part,
 					   CASE WHEN lock_wait > interval '0' THEN '' ELSE ' NOWAIT' END);
 		PERFORM set_config('lock_timeout', waited, true);
-	EXCEPTION WHEN lock_not_available THEN
+		/* and again under the lock: a transaction may have committed meanwhile */
+		IF EXISTS (SELECT 1 FROM orderexp.outbox o
+					WHERE o.part = nxt.part AND o.txid >= horizon AND o.delivered_at IS NULL) THEN
+			RETURN NULL;
+		END IF;
+		WITH moved AS (
+			INSERT INTO orderexp.outbox_0
+			SELECT o.id, o.kind, o.order_table, o.order_key, o.channel, o.payload, o.created_at,
+				   o.attempts, o.next_attempt_at, o.leased_until, o.delivered_at, o.last_error,
+				   o.dead_at, o.claimed_by, o.obsolete_at, o.via, o.actor, o.reason, o.policy_id,
+				   o.policy_version, o.variant, o.deadline, o.previous_deadline, o.event_ids,
+				   o.txid, 0
+			  FROM orderexp.outbox o
+			 WHERE o.part = nxt.part
+			   AND (o.via IS NOT NULL
+					OR (o.txid IS NULL
+						AND NOT coalesce(o.delivered_at < cutoff OR o.obsolete_at < cutoff, false)))
+			RETURNING 1)
+		SELECT count(*) INTO moved_rows FROM moved;
+		EXECUTE format('TRUNCATE orderexp.%I', 'outbox_' || nxt.part);
+	EXCEPTION WHEN lock_not_available OR object_in_use THEN
 		PERFORM set_config('lock_timeout', waited, true);
 		RETURN NULL;
 	END;
-	/* and again under the lock: a transaction may have committed meanwhile */
-	IF EXISTS (SELECT 1 FROM orderexp.outbox o
-				WHERE o.part = nxt.part AND o.txid >= horizon AND o.delivered_at IS NULL) THEN
-		RETURN NULL;
-	END IF;
-	WITH moved AS (
-		INSERT INTO orderexp.outbox_0
-		SELECT o.id, o.kind, o.order_table, o.order_key, o.channel, o.payload, o.created_at,
-			   o.attempts, o.next_attempt_at, o.leased_until, o.delivered_at, o.last_error,
-			   o.dead_at, o.claimed_by, o.obsolete_at, o.via, o.actor, o.reason, o.policy_id,
-			   o.policy_version, o.variant, o.deadline, o.previous_deadline, o.event_ids,
-			   o.txid, 0
-		  FROM orderexp.outbox o
-		 WHERE o.part = nxt.part
-		   AND (o.via IS NOT NULL
-				OR (o.txid IS NULL
-					AND NOT coalesce(o.delivered_at < cutoff OR o.obsolete_at < cutoff, false)))
-		RETURNING 1)
-	SELECT count(*) INTO moved_rows FROM moved;
-	EXECUTE format('TRUNCATE orderexp.%I', 'outbox_' || nxt.part);
 	UPDATE orderexp.outbox_parts p SET closed_at = t WHERE p.part = cur.part;
 	UPDATE orderexp.outbox_parts p
 	   SET opened_at = t, closed_at = NULL, rotated_at = t, kept = moved_rows

@@ -44,6 +44,15 @@ SELECT order_key, kind, channel, via, part, tableoid::regclass AS stored_in
 -- not yet: the current part has been current for less than the period
 SELECT orderexp._rotate_outbox(now(), '1 hour', '0') AS rotated;
 
+-- the part in use by a query of this very session (a cursor on the outbox):
+-- TRUNCATE refuses, the rotation leaves it for the next pruning, no error
+BEGIN;
+DECLARE c CURSOR FOR SELECT 1 AS one FROM orderexp.outbox;
+FETCH 1 FROM c;
+SELECT orderexp._rotate_outbox(now() - interval '1 hour', '0', '0') AS in_use;
+COMMIT;
+SELECT part FROM orderexp.outbox_parts WHERE closed_at IS NULL;
+
 -- the empty parts 2 and 3 become current in turn; part 1 is not emptied
 -- while it stopped being current after the cut-off
 BEGIN;
