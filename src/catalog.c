@@ -32,6 +32,7 @@
 #include "access/htup_details.h"
 #include "access/stratnum.h"
 #include "access/table.h"
+#include "access/tableam.h"
 #include "catalog/indexing.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
@@ -41,12 +42,14 @@
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
+#include "executor/tuptable.h"
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
 #include "orderexp.h"
@@ -467,4 +470,52 @@ orderexp_trigger_table(Relation rel, Trigger *trigger)
 	entry = hash_search(clone_roots, &trigger->tgoid, HASH_ENTER, &found);
 	entry->relid = relid;
 	return relid;
+}
+
+/*
+ * Read the rows of orderexp.relname directly: a table scan under the
+ * active snapshot (the transaction's when none is active), handing fn the
+ * columns attnames (natts of them, at most 8) of each row until it returns
+ * false.  For the one-row and three-row tables that code running as
+ * whichever role writes an event must read (stream.c's origins, outbox.c's
+ * current part): no SPI, no privileges, and cheap enough for once per
+ * transaction.  A table or column that is not there is an internal error:
+ * the installed version has them whenever the caller is reached.
+ */
+void
+orderexp_scan_own_table(const char *relname, const char *const *attnames, int natts,
+						OrderexpRowFn fn, void *arg)
+{
+	Oid			relid = get_relname_relid(relname, orderexp_catalog()->namespace);
+	AttrNumber	attnums[8];
+	Datum		values[8];
+	bool		isnull[8];
+	Relation	rel;
+	TableScanDesc scan;
+	TupleTableSlot *slot;
+
+	Assert(natts > 0 && natts <= lengthof(attnums));
+	if (!OidIsValid(relid))
+		elog(ERROR, "orderexp.%s does not exist", relname);
+	for (int i = 0; i < natts; i++)
+	{
+		attnums[i] = get_attnum(relid, attnames[i]);
+		if (attnums[i] == InvalidAttrNumber)
+			elog(ERROR, "orderexp.%s.%s does not exist", relname, attnames[i]);
+	}
+
+	rel = table_open(relid, AccessShareLock);
+	scan = table_beginscan(rel, ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot(),
+						   0, NULL);
+	slot = table_slot_create(rel, NULL);
+	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	{
+		for (int i = 0; i < natts; i++)
+			values[i] = slot_getattr(slot, attnums[i], &isnull[i]);
+		if (!fn(values, isnull, arg))
+			break;
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
 }

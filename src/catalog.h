@@ -89,6 +89,15 @@ extern bool orderexp_extension_ready(void);
 extern Oid	orderexp_owner(void);
 extern Oid	orderexp_table_owner(Oid relid);
 
+/*
+ * orderexp_scan_own_table: the rows of a small table of schema orderexp,
+ * read directly (no SPI, no privilege check) under the active snapshot;
+ * fn gets the named columns of each row and returns false to stop
+ */
+typedef bool (*OrderexpRowFn) (const Datum *values, const bool *isnull, void *arg);
+extern void orderexp_scan_own_table(const char *relname, const char *const *attnames,
+									int natts, OrderexpRowFn fn, void *arg);
+
 /* registered tables: their triggers and mapped columns */
 extern void orderexp_check_trigger_call(FunctionCallInfo fcinfo, const char *name,
 										bool update_only, const int *layouts, int nlayouts);

@@ -37,16 +37,10 @@
  */
 #include "postgres.h"
 
-#include "access/table.h"
-#include "access/tableam.h"
-#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
-#include "executor/tuptable.h"
 #include "fmgr.h"
 #include "storage/proc.h"
-#include "utils/lsyscache.h"
-#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "orderexp.h"
@@ -220,6 +214,16 @@ orderexp_prune_outbox(int limit)
 	return deleted;
 }
 
+/* orderexp_scan_own_table's callback: the part whose closed_at is NULL */
+static bool
+current_part(const Datum *values, const bool *isnull, void *arg)
+{
+	if (isnull[0] || !isnull[1])
+		return true;
+	*(int16 *) arg = DatumGetInt16(values[0]);
+	return false;
+}
+
 /*
  * orderexp._outbox_part() → smallint
  *		The default of orderexp.outbox.part: the current rotating part, the
@@ -232,44 +236,13 @@ orderexp_prune_outbox(int limit)
 Datum
 orderexp_outbox_part(PG_FUNCTION_ARGS)
 {
-	Oid			relid;
-	AttrNumber	part_att;
-	AttrNumber	closed_att;
-	Relation	rel;
-	TableScanDesc scan;
-	TupleTableSlot *slot;
+	static const char *const attnames[] = {"part", "closed_at"};
 
-	if (MyProc->lxid == part_lxid && part_lxid != InvalidLocalTransactionId)
-		PG_RETURN_INT16(part_current);
-
-	relid = get_relname_relid("outbox_parts", orderexp_catalog()->namespace);
-	part_att = OidIsValid(relid) ? get_attnum(relid, "part") : InvalidAttrNumber;
-	closed_att = OidIsValid(relid) ? get_attnum(relid, "closed_at") : InvalidAttrNumber;
-	if (part_att == InvalidAttrNumber || closed_att == InvalidAttrNumber)
-		elog(ERROR, "orderexp.outbox_parts is missing or has no part or closed_at");
-
-	part_current = 0;
-	rel = table_open(relid, AccessShareLock);
-	scan = table_beginscan(rel, ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot(),
-						   0, NULL);
-	slot = table_slot_create(rel, NULL);
-	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	if (MyProc->lxid != part_lxid || part_lxid == InvalidLocalTransactionId)
 	{
-		bool		isnull;
-		Datum		part = slot_getattr(slot, part_att, &isnull);
-
-		if (isnull)
-			continue;
-		(void) slot_getattr(slot, closed_att, &isnull);
-		if (isnull)
-		{
-			part_current = DatumGetInt16(part);
-			break;
-		}
+		part_current = 0;
+		orderexp_scan_own_table("outbox_parts", attnames, 2, current_part, &part_current);
+		part_lxid = MyProc->lxid;
 	}
-	ExecDropSingleTupleTableSlot(slot);
-	table_endscan(scan);
-	table_close(rel, AccessShareLock);
-	part_lxid = MyProc->lxid;
 	PG_RETURN_INT16(part_current);
 }

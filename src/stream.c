@@ -36,14 +36,9 @@
  */
 #include "postgres.h"
 
-#include "access/table.h"
-#include "access/tableam.h"
 #include "access/xact.h"
-#include "executor/tuptable.h"
 #include "fmgr.h"
 #include "storage/proc.h"
-#include "utils/lsyscache.h"
-#include "utils/snapmgr.h"
 #include "utils/uuid.h"
 #include "utils/xid8.h"
 
@@ -56,6 +51,32 @@ PG_FUNCTION_INFO_V1(orderexp_stream_foreign);
 /* the last transaction that found the stream its own */
 static LocalTransactionId own_lxid = InvalidLocalTransactionId;
 
+/* the uuids read so far (read_origins) */
+typedef struct Origins
+{
+	pg_uuid_t  *uuids;
+	int			n;
+	int			size;
+} Origins;
+
+/* orderexp_scan_own_table's callback: keep the row's origin, if any */
+static bool
+add_origin(const Datum *values, const bool *isnull, void *arg)
+{
+	Origins    *o = (Origins *) arg;
+
+	if (isnull[0])
+		return true;
+	if (o->n == o->size)
+	{
+		o->size = o->size ? o->size * 2 : 2;
+		o->uuids = o->uuids ? repalloc(o->uuids, o->size * sizeof(pg_uuid_t))
+			: palloc(o->size * sizeof(pg_uuid_t));
+	}
+	o->uuids[o->n++] = *DatumGetUUIDP(values[0]);
+	return true;
+}
+
 /*
  * The uuids in column "origin" of table relname of schema orderexp, under
  * the active snapshot; *n set to how many.  Both tables have a row or two.
@@ -63,40 +84,12 @@ static LocalTransactionId own_lxid = InvalidLocalTransactionId;
 static pg_uuid_t *
 read_origins(const char *relname, int *n)
 {
-	Oid			relid = get_relname_relid(relname, orderexp_catalog()->namespace);
-	AttrNumber	attnum = OidIsValid(relid) ? get_attnum(relid, "origin") : InvalidAttrNumber;
-	Relation	rel;
-	TableScanDesc scan;
-	TupleTableSlot *slot;
-	pg_uuid_t  *origins = NULL;
-	int			size = 0;
+	static const char *const attnames[] = {"origin"};
+	Origins		o = {NULL, 0, 0};
 
-	*n = 0;
-	if (attnum == InvalidAttrNumber)
-		elog(ERROR, "orderexp.%s.origin is missing", relname);
-	rel = table_open(relid, AccessShareLock);
-	scan = table_beginscan(rel, ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot(),
-						   0, NULL);
-	slot = table_slot_create(rel, NULL);
-	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
-	{
-		bool		isnull;
-		Datum		d = slot_getattr(slot, attnum, &isnull);
-
-		if (isnull)
-			continue;
-		if (*n == size)
-		{
-			size = size ? size * 2 : 2;
-			origins = origins ? repalloc(origins, size * sizeof(pg_uuid_t))
-				: palloc(size * sizeof(pg_uuid_t));
-		}
-		origins[(*n)++] = *DatumGetUUIDP(d);
-	}
-	ExecDropSingleTupleTableSlot(slot);
-	table_endscan(scan);
-	table_close(rel, AccessShareLock);
-	return origins;
+	orderexp_scan_own_table(relname, attnames, 1, add_origin, &o);
+	*n = o.n;
+	return o.uuids;
 }
 
 /*
