@@ -92,9 +92,15 @@ ok(defined wait_for($node{b}, 'postgres', $delivered, '40/40', 30),
 like(slurp_file($log), qr/node 2 \([^)]*\): connected again\n.*node 2 \([^)]*\): sending (?:[1-9]|1[0-3]) acks left from the lost connection/,
 	'the relay reconnected to b and sent the acks of the events in hand at the stop');
 
-# batches took turns while both nodes had a backlog
+# batches took turns while both nodes had a backlog: each node among the
+# first four batches, and never three in a row (the order of two claims in
+# flight at once is the order of their answers: a session's first claim
+# plans its statements, tens of milliseconds, so 1211 is a turn too; a
+# starved node would show 1111)
 my @turns = slurp_file($log) =~ /node (\d) \([^)]*\): batch of/g;
-is(join('', @turns[0 .. 3]), '1212', 'the first batches alternate between the nodes');
+my $first = join('', @turns[0 .. 3]);
+ok($first =~ /1/ && $first =~ /2/ && $first !~ /(\d)\1\1/,
+	"the first batches take turns between the nodes ($first)");
 
 kill 'TERM', $relay;
 is(finish($relay, 15), 0, 'SIGTERM: exit 0');
