@@ -91,6 +91,8 @@
  *	   outbox of 1.2 becomes outbox_0 (the records of changes and what is
  *	   kept row by row), the other events go to three rotating parts that
  *	   the pruning empties whole (outbox_parts, _rotate_outbox()).
+ *	28. A window's first batch starts at the least transaction id the
+ *	   window can hold (its lo_snap's xmin), not at 0 (_cut_batch()).
  *
  * The functions of 1.2 that generated the one-statement batches
  * (_sweep_sql, _remind_sql, _lock_rows_sql, _created_range_sql) go; a
@@ -12204,3 +12206,112 @@ GRANT SELECT ON orderexp.monitor_backlog, orderexp.monitor_closes, orderexp.moni
 	orderexp.monitor_worker TO pg_monitor;
 /* as 1.3 does for every table and view of the schema (audit, outbox_parts) */
 REVOKE ALL ON ALL TABLES IN SCHEMA orderexp FROM PUBLIC;
+
+/* --- 28. a window's first batch starts at its least transaction id ---------- */
+
+/*
+ * Cut the next batch of up to max_rows events off the stream for the
+ * calling role, leased for lease from t; returns its id, or NULL when the
+ * stream has nothing new.  The cut works on a window: the events of the
+ * transactions that committed between the last snapshot cut whole
+ * (done_snap) and a new one (next_snap), in (txid, id) order, a batch at a
+ * time; a window cut whole becomes done_snap.  The cursor row is locked
+ * while a batch is cut, so that concurrent relays cut one after the other
+ * (it is short: an index range scan of outbox_stream, one row written); an
+ * idle stream writes nothing.  The events of the new batch that must not
+ * go out now leave the stream (_batch_exceptions).
+ */
+CREATE OR REPLACE FUNCTION orderexp._cut_batch(max_rows integer, lease interval, t timestamptz)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	c		orderexp.stream_cursor;
+	b		orderexp.batches;
+	xip		xid8[];
+	txids	xid8[];
+	ids		bigint[];
+	reminders bigint[];
+	n		integer;
+	opened	boolean := false;
+BEGIN
+	SELECT * INTO c FROM orderexp.stream_cursor;
+	IF c.next_snap IS NULL AND NOT orderexp._stream_has_new(c.done_snap) THEN
+		RETURN NULL;
+	END IF;
+	SELECT * INTO c FROM orderexp.stream_cursor FOR UPDATE;
+	LOOP
+		IF c.next_snap IS NULL THEN
+			EXIT WHEN opened OR NOT orderexp._stream_has_new(c.done_snap);
+			c.next_snap := orderexp._snapshot_for_cut();
+			/*
+			 * The window starts at the least transaction id that can be in
+			 * it: one below done_snap's xmin is seen by done_snap.  (From
+			 * 0, each window's first batch read every event kept in
+			 * outbox_stream, delivered ones too, up to the retention.)
+			 */
+			c.pos_txid := pg_snapshot_xmin(c.done_snap);
+			c.pos_id := 0;
+			opened := true;
+		END IF;
+		xip := ARRAY(SELECT pg_snapshot_xip(c.done_snap));
+		/* the input comes in (txid, id) order: the arrays keep it */
+		SELECT array_agg(x.txid), array_agg(x.id),
+			   array_agg(x.id) FILTER (WHERE x.kind = 'reminder')
+		  INTO txids, ids, reminders
+		  FROM (SELECT u.txid, u.id, u.kind
+				  FROM ((SELECT o.txid, o.id, o.kind
+						   FROM orderexp.outbox o
+						  WHERE o.txid = ANY (xip) AND o.txid >= c.pos_txid
+							AND o.txid IS NOT NULL AND o.delivered_at IS NULL
+							AND pg_visible_in_snapshot(o.txid, c.next_snap)
+							AND (o.txid, o.id) > (c.pos_txid, c.pos_id)
+						  ORDER BY o.txid, o.id
+						  LIMIT max_rows)
+						UNION ALL
+						(SELECT o.txid, o.id, o.kind
+						   FROM orderexp.outbox o
+						  WHERE o.txid >= pg_snapshot_xmax(c.done_snap) AND o.txid >= c.pos_txid
+							AND o.txid < pg_snapshot_xmax(c.next_snap)
+							AND o.txid IS NOT NULL AND o.delivered_at IS NULL
+							AND pg_visible_in_snapshot(o.txid, c.next_snap)
+							AND (o.txid, o.id) > (c.pos_txid, c.pos_id)
+						  ORDER BY o.txid, o.id
+						  LIMIT max_rows)) u
+				 ORDER BY u.txid, u.id
+				 LIMIT max_rows) x;
+		n := coalesce(cardinality(ids), 0);
+		IF n > 0 THEN
+			INSERT INTO orderexp.batches AS nb (lo_snap, hi_snap, from_txid, from_id, to_txid,
+												to_id, created_at, claimed_by, leased_until)
+			VALUES (c.done_snap, c.next_snap, c.pos_txid, c.pos_id, txids[n], ids[n], t,
+					session_user, t + lease)
+			RETURNING nb.* INTO b;
+			c.pos_txid := txids[n];
+			c.pos_id := ids[n];
+		END IF;
+		IF n < max_rows THEN
+			/* the window is cut whole */
+			c.done_snap := c.next_snap;
+			c.next_snap := NULL;
+			c.pos_txid := NULL;
+			c.pos_id := NULL;
+		END IF;
+		EXIT WHEN n > 0;
+	END LOOP;
+	UPDATE orderexp.stream_cursor s
+	   SET done_snap = c.done_snap, next_snap = c.next_snap, pos_txid = c.pos_txid,
+		   pos_id = c.pos_id,
+		   open_from = coalesce((SELECT min(x.id) FROM orderexp.batches x
+								  WHERE x.id >= c.open_from AND x.finished_at IS NULL
+									AND x.hi_snap IS NOT NULL),
+								(SELECT max(x.id) + 1 FROM orderexp.batches x), c.open_from);
+	IF b.id IS NULL THEN
+		RETURN NULL;
+	END IF;
+	PERFORM orderexp._batch_exceptions(b, coalesce(reminders, '{}'), t);
+	RETURN b.id;
+END;
+$$;
+

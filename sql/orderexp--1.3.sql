@@ -4510,7 +4510,13 @@ BEGIN
 		IF c.next_snap IS NULL THEN
 			EXIT WHEN opened OR NOT orderexp._stream_has_new(c.done_snap);
 			c.next_snap := orderexp._snapshot_for_cut();
-			c.pos_txid := '0';
+			/*
+			 * The window starts at the least transaction id that can be in
+			 * it: one below done_snap's xmin is seen by done_snap.  (From
+			 * 0, each window's first batch read every event kept in
+			 * outbox_stream, delivered ones too, up to the retention.)
+			 */
+			c.pos_txid := pg_snapshot_xmin(c.done_snap);
 			c.pos_id := 0;
 			opened := true;
 		END IF;

@@ -309,6 +309,36 @@ SELECT idx_blks_hit + idx_blks_read - :blks0 < 10 AS few_blocks FROM pg_statio_u
 SELECT orderexp.finish_batch(:b1) + orderexp.finish_batch(:b2) AS finished;
 
 --
+-- a window's first batch starts at the least transaction id the window can
+-- hold (its lo_snap's xmin), not at 0: with the 20,000 events above
+-- delivered and kept (retention), one batch of a new transaction reads a
+-- few blocks of outbox_stream; from 0 it read all 20,000 entries, every
+-- window's first batch, whatever it held
+--
+DO $$
+DECLARE
+	b bigint;
+BEGIN
+	LOOP
+		b := orderexp.next_batch(1000);
+		EXIT WHEN b IS NULL;
+		PERFORM orderexp.finish_batch(b);
+	END LOOP;
+END
+$$;
+SELECT count(*) AS kept_delivered FROM orderexp.outbox_state WHERE delivered_at IS NOT NULL;
+SELECT count(*) FROM ev(5, 50000);
+SELECT orderexp.next_batch(100) AS b3 \gset
+SELECT pg_stat_force_next_flush();
+SELECT idx_blks_hit + idx_blks_read AS blks0 FROM pg_statio_user_indexes
+ WHERE indexrelid = ('orderexp.outbox_' || orderexp._outbox_part() || '_stream')::regclass \gset
+SELECT count(*) FROM orderexp._batch_ids((SELECT b FROM orderexp.batches b WHERE b.id = :b3));
+SELECT pg_stat_force_next_flush();
+SELECT idx_blks_hit + idx_blks_read - :blks0 < 10 AS few_blocks FROM pg_statio_user_indexes
+ WHERE indexrelid = ('orderexp.outbox_' || orderexp._outbox_part() || '_stream')::regclass;
+SELECT orderexp.finish_batch(:b3) AS finished;
+
+--
 -- bad input
 --
 SELECT orderexp.next_batch(0);
