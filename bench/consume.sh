@@ -391,9 +391,10 @@ PGQ_WAL=$(col "$OUT/consume.tsv" 7 1 pgq | stats | cut -d' ' -f1)
 PGQ_RET_S=$(col "$OUT/consume.tsv" 12 1 pgq | stats | cut -d' ' -f1)
 PGQ_RET_WAL=$(col "$OUT/consume.tsv" 13 1 pgq | stats | cut -d' ' -f1)
 if [[ $(q tpl_consume "SELECT to_regclass('orderexp.outbox_parts') IS NOT NULL") == t ]]; then
-	RET_HOW="the outbox in parts: a rotating part emptied with TRUNCATE"
+	RET_HOW="the outbox in parts, a rotating part emptied with TRUNCATE: batches finished two
+days ago, the events' part made the next one and due"
 else
-	RET_HOW="no parts: the events deleted row by row"
+	RET_HOW="no parts, the events deleted row by row: batches finished two days ago"
 fi
 
 # per TOTAL COUNT [DECIMALS]: TOTAL / COUNT, n/a for no count
@@ -423,7 +424,7 @@ per() {
 	echo
 	echo "### Retention: the consumed events past it, removed"
 	echo
-	echo "orderexp ($RET_HOW): batches finished two days ago, the events' part due, then"
+	echo "orderexp ($RET_HOW), then"
 	echo "\`run_due()\` with \`orderexp.event_retention = '1 day'\` until the pruning is through;"
 	echo "records of changes are kept by design. PgQ: \`maint_rotate_tables_step1\` + \`step2\`"
 	echo "until the events' table is truncated (the rotations before it, with a tick and a"
