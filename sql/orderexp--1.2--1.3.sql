@@ -12093,10 +12093,15 @@ DECLARE
 	t		timestamptz := clock_timestamp();
 	waited	text := current_setting('lock_timeout');
 BEGIN
+	/* too early: the common case, a read without a row lock (no WAL) */
+	IF NOT EXISTS (SELECT 1 FROM orderexp.outbox_parts p
+					WHERE p.closed_at IS NULL AND p.opened_at <= t - period) THEN
+		RETURN NULL;
+	END IF;
 	SELECT * INTO cur FROM orderexp.outbox_parts p WHERE p.closed_at IS NULL
 	   FOR UPDATE SKIP LOCKED;
 	IF NOT FOUND OR cur.opened_at > t - period THEN
-		RETURN NULL;			/* too early, or another rotation is under way */
+		RETURN NULL;			/* another rotation is under way, or was just done */
 	END IF;
 	SELECT * INTO nxt FROM orderexp.outbox_parts p WHERE p.part = cur.part % 3 + 1 FOR UPDATE;
 	IF nxt.closed_at >= cutoff THEN
