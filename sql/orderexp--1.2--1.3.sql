@@ -12320,3 +12320,85 @@ BEGIN
 END;
 $$;
 
+
+/* --- 29. a plain batch's take parses its watermark once -------------------- */
+
+/*
+ * The statements of a plain close batch (src/batch.c), or NULL when the
+ * table has no plain deadlines:
+ *   take     (the table's owner)  up to $1 due plain orders, in the order
+ *            of created-at and key, after ($2, $3), the last of the sweep's
+ *            previous batch, through the partial index: their keys (text)
+ *            and created-ats.  The watermark makes its round trip as text,
+ *            whatever the time zone: src/batch.c turns the last row's
+ *            created-at into text with the type's output function (only
+ *            that row's), and the statement turns $2 back once, in an
+ *            init plan; a cast of the parameter in the filter itself
+ *            would parse the text again for every row the index gives
+ *            (about 3,300 instructions a close, and 1,200 more for the
+ *            text of every row's created-at: bench/instructions.sh);
+ *   next     (the table's owner)  the next plain deadline after now, of the
+ *            first unpaid order not yet due (for the worker's sleep; run
+ *            when the take did not fill the batch);
+ *   own      (the extension owner)  the keys of those without a timer row:
+ *            an order with one is left to the timers' batch, whatever its
+ *            deadline;
+ *   orders   the close statement's, unchanged (_orders_sql): lock the rows,
+ *            SKIP LOCKED, and close the unpaid ones;
+ *   record   (the extension owner)  the events and counted outcomes, as
+ *            _record_close_sql writes them, with the deadline and policy
+ *            the plain deadline gives.
+ * The settings are written into the text: a change of the policy changes
+ * the statements, which the sweep prepares anew.  The batch runs with the
+ * table's plain lock (_plain_lock), so that no timer row is written
+ * between its "own" statement and the close (src/batch.c).
+ */
+CREATE OR REPLACE FUNCTION orderexp._plain_batch_sql(cfg orderexp.tables)
+RETURNS text[]
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	p orderexp.policies := orderexp._plain_policy(cfg.order_table);
+	typ text;
+BEGIN
+	IF p.id IS NULL THEN
+		RETURN NULL;
+	END IF;
+	SELECT a.atttypid::regtype::text INTO typ
+	  FROM pg_attribute a
+	 WHERE a.attrelid = cfg.order_table AND a.attname = cfg.created_column;
+	RETURN ARRAY[
+		format($q$
+SELECT o.%2$I::text COLLATE "C" AS k, o.%3$I AS at
+  FROM %1$s o
+ WHERE o.%4$I = %5$L::%6$s
+   AND o.%3$I <= (now() - %7$L::interval)::%8$s
+   AND o.%3$I >= greatest($2::%8$s, %9$L::timestamptz::%8$s)
+   AND (o.%3$I > (SELECT $2::%8$s) OR o.%2$I::text COLLATE "C" > $3)
+ ORDER BY o.%3$I, o.%2$I::text COLLATE "C"
+ LIMIT $1$q$,
+			cfg.order_table, cfg.key_column, cfg.created_column, cfg.status_column,
+			cfg.unpaid_value, orderexp._status_type(cfg), p.close_after, typ, p.plain_since),
+		format($q$
+SELECT o.%2$I::timestamptz + %5$L::interval
+  FROM %1$s o
+ WHERE o.%3$I = %4$L::%6$s AND o.%2$I > (now() - %5$L::interval)::%7$s
+ ORDER BY o.%2$I
+ LIMIT 1$q$,
+			cfg.order_table, cfg.created_column, cfg.status_column, cfg.unpaid_value,
+			p.close_after, orderexp._status_type(cfg), typ),
+		/*
+		 * one scan of the timers' primary key for all the keys, and a
+		 * hashed EXCEPT: a plan for every size of batch and of timers
+		 */
+		format($q$
+SELECT ARRAY(SELECT k FROM unnest($1::text[]) AS k
+			 EXCEPT
+			 SELECT t.order_key FROM orderexp.timers t
+			  WHERE t.order_table = %1$L::regclass AND t.order_key = ANY ($1::text[]))$q$,
+			cfg.order_table::oid::text),
+		orderexp._orders_sql(cfg, 'UPDATE'),
+		orderexp._record_plain_close_sql(cfg, p)];
+END;
+$$;

@@ -2460,9 +2460,15 @@ COMMENT ON FUNCTION orderexp.set_plain_deadlines(regclass, boolean) IS
  * table has no plain deadlines:
  *   take     (the table's owner)  up to $1 due plain orders, in the order
  *            of created-at and key, after ($2, $3), the last of the sweep's
- *            previous batch, through the partial index: their keys and
- *            created-ats (as text, so that a timestamp makes the round trip
- *            whatever the time zone);
+ *            previous batch, through the partial index: their keys (text)
+ *            and created-ats.  The watermark makes its round trip as text,
+ *            whatever the time zone: src/batch.c turns the last row's
+ *            created-at into text with the type's output function (only
+ *            that row's), and the statement turns $2 back once, in an
+ *            init plan; a cast of the parameter in the filter itself
+ *            would parse the text again for every row the index gives
+ *            (about 3,300 instructions a close, and 1,200 more for the
+ *            text of every row's created-at: bench/instructions.sh);
  *   next     (the table's owner)  the next plain deadline after now, of the
  *            first unpaid order not yet due (for the worker's sleep; run
  *            when the take did not fill the batch);
@@ -2496,12 +2502,12 @@ BEGIN
 	 WHERE a.attrelid = cfg.order_table AND a.attname = cfg.created_column;
 	RETURN ARRAY[
 		format($q$
-SELECT o.%2$I::text COLLATE "C" AS k, o.%3$I::text AS at
+SELECT o.%2$I::text COLLATE "C" AS k, o.%3$I AS at
   FROM %1$s o
  WHERE o.%4$I = %5$L::%6$s
    AND o.%3$I <= (now() - %7$L::interval)::%8$s
    AND o.%3$I >= greatest($2::%8$s, %9$L::timestamptz::%8$s)
-   AND (o.%3$I > $2::%8$s OR o.%2$I::text COLLATE "C" > $3)
+   AND (o.%3$I > (SELECT $2::%8$s) OR o.%2$I::text COLLATE "C" > $3)
  ORDER BY o.%3$I, o.%2$I::text COLLATE "C"
  LIMIT $1$q$,
 			cfg.order_table, cfg.key_column, cfg.created_column, cfg.status_column,

@@ -526,10 +526,11 @@ orderexp_run_plain_batch(BatchPlan *bp, Oid relid, const char *stamp, int batch_
 	}
 
 	/*
-	 * take: ($1 limit, $2 created-at, $3 key), as the owner: rows of (key,
-	 * created-at), both text; the keys become the array the next statements
-	 * take, the last row the watermark.  A batch that is not full asks for
-	 * the next plain deadline too.
+	 * take: ($1 limit, $2 created-at, $3 key, as text), as the owner: rows
+	 * of (key as text, created-at); the keys become the array the next
+	 * statements take, the last row the watermark, its created-at turned
+	 * into text here (a database not yet updated gives text already).  A
+	 * batch that is not full asks for the next plain deadline too.
 	 */
 	values[0] = Int32GetDatum(batch_limit);
 	values[1] = CStringGetTextDatum(bp->last_created);

@@ -204,6 +204,31 @@ DROP TABLE plain.gone;
 SELECT count(*) AS gone FROM orderexp.tables WHERE order_table::text = 'plain.gone';
 
 --
+-- the take statement (src/batch.c) turns its watermark, a text parameter,
+-- into a created-at once, in an init plan, and not again for every row the
+-- partial index gives (a cast of $2 in the filter)
+--
+DO $$
+BEGIN
+	EXECUTE (SELECT format('PREPARE plain_take(integer, text, text) AS %s', (orderexp._plain_batch_sql(t))[1])
+			   FROM orderexp.tables t WHERE t.order_table = 'plain.orders'::regclass);
+END
+$$;
+CREATE FUNCTION pg_temp.plan_lines(q text) RETURNS SETOF text LANGUAGE plpgsql AS
+$$ BEGIN RETURN QUERY EXECUTE 'EXPLAIN (VERBOSE, COSTS OFF) ' || q; END $$;
+SET plan_cache_mode = force_generic_plan;
+SET enable_seqscan = off;
+SET enable_bitmapscan = off;
+SELECT count(*) FILTER (WHERE l ~ 'Index Scan using orders_unpaid_due2') AS by_partial_index,
+       count(*) FILTER (WHERE l ~ 'InitPlan') AS init_plans,
+       count(*) FILTER (WHERE l ~ 'Filter: .*\(\$2\)::') AS casts_per_row
+  FROM pg_temp.plan_lines($$EXECUTE plain_take(10, '-infinity', '')$$) AS l;
+RESET enable_bitmapscan;
+RESET enable_seqscan;
+RESET plan_cache_mode;
+DEALLOCATE plain_take;
+
+--
 -- the end of plain deadlines writes every plain order's timer row
 --
 INSERT INTO plain.orders (id, email) SELECT g, 'd' || g || '@example.com' FROM generate_series(40, 44) g;
