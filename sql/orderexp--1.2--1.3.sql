@@ -12321,7 +12321,7 @@ END;
 $$;
 
 
-/* --- 29. a plain batch's take parses its watermark once -------------------- */
+/* --- 29. a plain batch's take and own statements do less per order -------- */
 
 /*
  * The statements of a plain close batch (src/batch.c), or NULL when the
@@ -12389,14 +12389,20 @@ SELECT o.%2$I::timestamptz + %5$L::interval
 			cfg.order_table, cfg.created_column, cfg.status_column, cfg.unpaid_value,
 			p.close_after, orderexp._status_type(cfg), typ),
 		/*
-		 * one scan of the timers' primary key for all the keys, and a
-		 * hashed EXCEPT: a plan for every size of batch and of timers
+		 * one scan of the timers' primary key for all the keys, which
+		 * stops at the first key that has a timer row; only then a hashed
+		 * EXCEPT, else the keys as they came (most batches: a key with a
+		 * timer row is an order with a deadline of its own, which is
+		 * rare).  A plan for every size of batch and of timers.
 		 */
 		format($q$
-SELECT ARRAY(SELECT k FROM unnest($1::text[]) AS k
-			 EXCEPT
-			 SELECT t.order_key FROM orderexp.timers t
-			  WHERE t.order_table = %1$L::regclass AND t.order_key = ANY ($1::text[]))$q$,
+SELECT CASE WHEN EXISTS (SELECT FROM orderexp.timers t
+						  WHERE t.order_table = %1$L::regclass AND t.order_key = ANY ($1::text[]))
+			THEN ARRAY(SELECT k FROM unnest($1::text[]) AS k
+					   EXCEPT
+					   SELECT t.order_key FROM orderexp.timers t
+						WHERE t.order_table = %1$L::regclass AND t.order_key = ANY ($1::text[]))
+			ELSE $1::text[] END$q$,
 			cfg.order_table::oid::text),
 		orderexp._orders_sql(cfg, 'UPDATE'),
 		orderexp._record_plain_close_sql(cfg, p)];

@@ -227,6 +227,20 @@ RESET enable_bitmapscan;
 RESET enable_seqscan;
 RESET plan_cache_mode;
 DEALLOCATE plain_take;
+-- the own statement: the keys as they came when none has a timer row, else
+-- without those that have one (an order with a deadline of its own)
+DO $$
+BEGIN
+	EXECUTE (SELECT format('PREPARE plain_own(text[]) AS %s', (orderexp._plain_batch_sql(t))[3])
+			   FROM orderexp.tables t WHERE t.order_table = 'plain.orders'::regclass);
+END
+$$;
+SELECT min(order_key) AS timed FROM orderexp.timers WHERE order_table = 'plain.orders'::regclass \gset
+SELECT :'timed' IS NOT NULL AS some_order_has_a_timer;
+EXECUTE plain_own('{n2,n1}');
+EXECUTE plain_own(ARRAY['n1', :'timed']);
+EXECUTE plain_own(ARRAY[:'timed']);
+DEALLOCATE plain_own;
 
 --
 -- the end of plain deadlines writes every plain order's timer row
