@@ -12408,3 +12408,109 @@ SELECT CASE WHEN EXISTS (SELECT FROM orderexp.timers t
 		orderexp._record_plain_close_sql(cfg, p)];
 END;
 $$;
+
+/* --- 30. a batch looks for busy keys only when it lacks some ---------------- */
+
+/*
+ * The statement on the orders table, run as its owner: $1 the keys the take
+ * statement locked, ($2, $3) the range of their created-at.  "mine" are the
+ * rows it could lock (SKIP LOCKED: an application holds the others), "busy"
+ * the keys whose row exists but was locked: looked up in the whole table
+ * (an order whose created-at moved is not taken for gone), one correlated
+ * probe per key that mine lacks, so that a batch whose rows were all locked
+ * reads no other partition.  Which keys mine lacks is an EXCEPT, hashed or
+ * sorted whatever the estimates: the plan is generic, and an anti-join of
+ * two sets it takes for a few rows each could be a nested loop.  It runs
+ * only when mine lacks a key, which a batch whose orders nobody holds
+ * does not: mine then has as many distinct keys as $1 has elements (the
+ * count is of the keys as they are, not as text, so that it sorts cheaply;
+ * text keys in the "C" collation), and the EXCEPT that hashed both sets for
+ * every batch is skipped (about 2,600 instructions a close,
+ * bench/instructions.sh).  A count of mine's rows would not do: the key of
+ * a partitioned table, or of one with inheritance children, need not be
+ * unique, and two rows of one key would hide a key that is busy.  For the
+ * close batch (lock
+ * 'UPDATE') the unpaid rows of mine are closed with the guarded update and
+ * returned; for reminders (lock 'SHARE') mine is returned as it is.  Every
+ * result column is an array: busy keys, then keys, unpaid, payloads,
+ * categories and created-ats of the rows returned, aligned; the reminders
+ * of a table that maps the customer's channels or contacts add a seventh,
+ * those (_reach_expr), which the record statement gets as $9.  Nothing of
+ * orderexp's is named: the owner needs no privilege on it.
+ */
+CREATE OR REPLACE FUNCTION orderexp._orders_sql(cfg orderexp.tables, lock text)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	status_type text := orderexp._status_type(cfg);
+	range text := CASE WHEN cfg.partition_column IS NULL THEN ''
+					   ELSE format(' AND o.%I BETWEEN %s AND %s', cfg.partition_column,
+								   orderexp._created_utc(cfg, '$2'),
+								   orderexp._created_utc(cfg, '$3')) END;
+	category text := CASE WHEN cfg.category_column IS NULL THEN 'NULL::text'
+						  ELSE format('o.%I::text', cfg.category_column) END;
+	reach text := orderexp._reach_expr(cfg);
+	sql text;
+BEGIN
+	sql := format($q$
+WITH mine AS MATERIALIZED (
+	SELECT o.%2$I::text AS order_key, o.%2$I%10$s AS raw_key,
+		   (o.%3$I IS NOT DISTINCT FROM %4$L::%5$s) AS unpaid%8$s
+	  FROM %1$s o
+	 WHERE o.%2$I = ANY (ARRAY(SELECT k::%6$s FROM unnest($1::text[]) AS k))%7$s
+	   FOR %9$s OF o SKIP LOCKED),
+missing AS MATERIALIZED (
+	SELECT x.order_key
+	  FROM (SELECT k AS order_key FROM unnest($1::text[]) AS k
+			EXCEPT
+			SELECT m.order_key FROM mine m) AS x
+	 WHERE (SELECT count(DISTINCT m.raw_key) FROM mine m) < cardinality($1::text[])),
+busy AS MATERIALIZED (
+	SELECT x.order_key
+	  FROM missing x
+	 WHERE (SELECT true FROM %1$s o WHERE o.%2$I = x.order_key::%6$s LIMIT 1)),$q$,
+		cfg.order_table, cfg.key_column, cfg.status_column, cfg.unpaid_value,
+		status_type, cfg.key_type, range,
+		CASE lock WHEN 'SHARE'
+			 THEN format(', %s AS cols, %s AS category', orderexp._payload_expr(cfg), category)
+				  || CASE WHEN reach IS NOT NULL THEN format(', %s AS reach', reach) ELSE '' END
+			 ELSE '' END,
+		CASE lock WHEN 'UPDATE' THEN 'UPDATE' WHEN 'SHARE' THEN 'SHARE' END,
+		CASE WHEN cfg.key_type IN ('text'::regtype, 'character varying'::regtype)
+			 THEN ' COLLATE "C"' ELSE '' END);
+
+	IF lock = 'SHARE' AND reach IS NULL THEN
+		RETURN sql || $q$
+rows AS (
+	SELECT m.order_key, m.unpaid, m.cols, m.category, NULL::timestamptz AS created_at
+	  FROM mine m)$q$ || orderexp._orders_result_sql();
+	END IF;
+	IF lock = 'SHARE' THEN
+		/* and a seventh array: the customer's channels and contacts */
+		RETURN sql || $q$
+rows AS (
+	SELECT m.order_key, m.unpaid, m.cols, m.category, NULL::timestamptz AS created_at, m.reach
+	  FROM mine m)
+SELECT ARRAY(SELECT b.order_key FROM busy b), r.keys, r.unpaid, r.cols, r.categories,
+	   r.created, r.reach
+  FROM (SELECT array_agg(x.order_key) AS keys, array_agg(x.unpaid) AS unpaid,
+			   array_agg(x.cols) AS cols, array_agg(x.category) AS categories,
+			   array_agg(x.created_at) AS created, array_agg(x.reach) AS reach
+		  FROM rows x) AS r$q$;
+	END IF;
+
+	RETURN sql || format($q$
+rows AS (
+	UPDATE %1$s o SET %3$I = %7$L::%5$s
+	 WHERE o.%2$I = ANY (ARRAY(SELECT m.order_key::%6$s FROM mine m WHERE m.unpaid))
+	   AND o.%3$I = %4$L::%5$s%8$s
+	RETURNING o.%2$I::text AS order_key, true AS unpaid, %9$s AS cols, %10$s AS category,
+			  o.%11$I::timestamptz AS created_at)$q$,
+		cfg.order_table, cfg.key_column, cfg.status_column, cfg.unpaid_value,
+		status_type, cfg.key_type, cfg.closed_value, range,
+		orderexp._payload_expr(cfg), category, cfg.created_column)
+		|| orderexp._orders_result_sql();
+END;
+$$;
