@@ -91,13 +91,14 @@ GEN=_sweep_sql
 [[ $(q reg_bare "SELECT to_regprocedure('orderexp._record_close_sql(orderexp.tables)') IS NOT NULL") == t ]] &&
 	GEN=_record_close_sql
 if ((BENCH_PLAIN)); then
-	# the plain batch's record statement, whose outcome CTE ends in HAVING
+	# the plain batch's record statement, whose outcome CTE ends in WHERE
+	# (the result, after it, counts the keys)
 	GEN=_record_plain_close_sql
 	q reg_bare \
 		"ALTER FUNCTION orderexp.$GEN(orderexp.tables, orderexp.policies) RENAME TO ${GEN}_full" \
 		"CREATE FUNCTION orderexp.$GEN(cfg orderexp.tables, p orderexp.policies) RETURNS text LANGUAGE sql AS
 			\$\$ SELECT regexp_replace(orderexp.${GEN}_full(cfg, p),
-									  '\\),\\noutcome AS \\(.*\\)\\nSELECT count', E')\\nSELECT count') \$\$" >/dev/null
+									  '\\),\\noutcome AS \\(.*\\)\\nSELECT ', E')\\nSELECT ') \$\$" >/dev/null
 	stripped=$(q reg_bare "SELECT orderexp.$GEN(t, p) FROM orderexp.tables t
 		JOIN orderexp.policies p ON p.order_table = t.order_table AND p.category IS NULL")
 else

@@ -12514,3 +12514,79 @@ rows AS (
 		|| orderexp._orders_result_sql();
 END;
 $$;
+
+/* --- 31. a plain close batch's record counts its keys, not its rows ---------- */
+
+/*
+ * The end of both record statements of a close (_record_close_sql for
+ * timers, _record_plain_close_sql for plain deadlines), after their "done"
+ * rows (order_key, cols, category, close_at, policy_id, policy_version,
+ * variant, reopened, event_ids): the closed events, the first of each
+ * close its record, and the outcomes counted, one row per policy version,
+ * variant and reopened.  With plain deadlines (plain, their policy) every
+ * close of a batch has the same, and its outcome row is counted without
+ * grouping; as the done rows are then the closed rows' arrays unnested,
+ * one per key ($4), the outcome and the result count that array instead
+ * of the rows, and done, read once, is not materialized (about 4,000
+ * instructions a close, bench/instructions.sh).
+ */
+CREATE OR REPLACE FUNCTION orderexp._record_closes_sql(cfg orderexp.tables, plain orderexp.policies)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT format($q$
+events AS (
+	INSERT INTO orderexp.outbox (id, kind, order_table, order_key, channel, payload, via,
+								 policy_id, policy_version, variant, deadline, event_ids, part)
+	SELECT %4$s, 'closed', $1, x.order_key, ch.channel,
+		   orderexp._closed_payload(%1$L, x.order_key, x.close_at, x.policy_id,
+									x.category, x.cols),
+		   CASE WHEN ch.n = 1 THEN 'timeout' END,
+		   CASE WHEN ch.n = 1 THEN x.policy_id END, CASE WHEN ch.n = 1 THEN x.policy_version END,
+		   CASE WHEN ch.n = 1 THEN x.variant END, CASE WHEN ch.n = 1 THEN x.close_at END,
+		   %5$s, CASE WHEN ch.n = 1 THEN 0 ELSE orderexp._outbox_part() END
+	  FROM done x
+	 CROSS JOIN unnest(%2$L::text[]) WITH ORDINALITY AS ch(channel, n)),
+outcome AS (
+	INSERT INTO orderexp.outcomes (order_table, outcome, status, policy_id, policy_version,
+								   variant, decided_at, reopened, order_count)
+	%6$s)
+SELECT %7$s$q$,
+		cfg.order_table::text, cfg.channels, cfg.closed_value,
+		/* each event's id and the record's event_ids */
+		CASE WHEN cardinality(cfg.channels) <= 1 THEN 'nextval(''orderexp.outbox_id_seq'')'
+			 ELSE 'x.event_ids[ch.n]' END,
+		CASE WHEN cardinality(cfg.channels) > 1 THEN 'CASE WHEN ch.n = 1 THEN x.event_ids END'
+			 ELSE 'NULL::bigint[]' END,
+		CASE WHEN plain.id IS NULL
+			 THEN format($q$SELECT $1, 'closed', %1$L, x.policy_id, x.policy_version, x.variant, now(), x.reopened,
+		   count(*)
+	  FROM done x
+	 GROUP BY x.policy_id, x.policy_version, x.variant, x.reopened$q$, cfg.closed_value)
+			 ELSE format($q$SELECT $1, 'closed', %1$L, %2$s, %3$s, NULL, now(), false, cardinality($4)
+	 WHERE cardinality($4) > 0$q$, cfg.closed_value, plain.id, plain.version) END,
+		CASE WHEN plain.id IS NULL THEN 'count(*) FROM done'
+			 ELSE 'coalesce(cardinality($4), 0)::bigint' END)
+$$;
+
+/*
+ * The record statement of a plain close batch: _record_close_sql without
+ * the timers (there are none to drop or read); the deadline is the
+ * created-at ($8) plus close_after, the policy and its version are p's,
+ * written into the text.
+ */
+CREATE OR REPLACE FUNCTION orderexp._record_plain_close_sql(cfg orderexp.tables, p orderexp.policies)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT format($q$
+WITH done AS (
+	SELECT c.order_key, c.cols, c.category, c.created + %2$L::interval AS close_at,
+		   %3$s AS policy_id, %4$s AS policy_version, NULL::integer AS variant,
+		   false AS reopened, %1$s AS event_ids
+	  FROM unnest($4, $6, $7, $8) AS c(order_key, cols, category, created)),$q$,
+		orderexp._close_event_ids_sql(cfg), p.close_after, p.id, p.version)
+		|| orderexp._record_closes_sql(cfg, p)
+$$;
