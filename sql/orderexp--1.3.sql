@@ -307,7 +307,10 @@ SELECT pg_catalog.pg_extension_config_dump('orderexp.timer_generation', '');
  * Because the outbox now keeps the history, the views of the last hour or
  * day (delivery_health, monitor_closes, monitor_delivery) find the recent
  * rows through outbox_created, a BRIN index on created_at: rows come in
- * created_at order, and a BRIN entry costs next to nothing per insert.
+ * created_at order, and the index stays a few pages whatever the history.
+ * Its entry is not free: about 3,000 instructions an insert, the revmap
+ * and the range's summary read for every row (bench/instructions.md,
+ * 2026-12-05); a search of the recent rows by id range would spare it.
  */
 /*
  * The default of outbox.txid (src/stream.c): the writing transaction's id
