@@ -208,12 +208,15 @@ SELECT count(*) AS gone FROM orderexp.tables WHERE order_table::text = 'plain.go
 -- into a created-at once, in an init plan, and not again for every row the
 -- partial index gives (a cast of $2 in the filter)
 --
-DO $$
+CREATE FUNCTION pg_temp.prepare_plain(stmt name, args text, n integer) RETURNS boolean
+LANGUAGE plpgsql AS $$
 BEGIN
-	EXECUTE (SELECT format('PREPARE plain_take(integer, text, text) AS %s', (orderexp._plain_batch_sql(t))[1])
+	EXECUTE (SELECT format('PREPARE %I(%s) AS %s', stmt, args, (orderexp._plain_batch_sql(t))[n])
 			   FROM orderexp.tables t WHERE t.order_table = 'plain.orders'::regclass);
+	RETURN true;
 END
 $$;
+SELECT pg_temp.prepare_plain('plain_take', 'integer, text, text', 1) AS prepared;
 CREATE FUNCTION pg_temp.plan_lines(q text) RETURNS SETOF text LANGUAGE plpgsql AS
 $$ BEGIN RETURN QUERY EXECUTE 'EXPLAIN (VERBOSE, COSTS OFF) ' || q; END $$;
 SET plan_cache_mode = force_generic_plan;
@@ -229,12 +232,7 @@ RESET plan_cache_mode;
 DEALLOCATE plain_take;
 -- the own statement: the keys as they came when none has a timer row, else
 -- without those that have one (an order with a deadline of its own)
-DO $$
-BEGIN
-	EXECUTE (SELECT format('PREPARE plain_own(text[]) AS %s', (orderexp._plain_batch_sql(t))[3])
-			   FROM orderexp.tables t WHERE t.order_table = 'plain.orders'::regclass);
-END
-$$;
+SELECT pg_temp.prepare_plain('plain_own', 'text[]', 3) AS prepared;
 SELECT min(order_key) AS timed FROM orderexp.timers WHERE order_table = 'plain.orders'::regclass \gset
 SELECT :'timed' IS NOT NULL AS some_order_has_a_timer;
 EXECUTE plain_own('{n2,n1}');
