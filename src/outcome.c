@@ -213,6 +213,16 @@ orderexp_outcome_trigger(PG_FUNCTION_ARGS)
 
 	status_type = SPI_gettypeid(tupdesc, status_att);
 	status = orderexp_column_text(newtup, tupdesc, status_att);
+	order_table = orderexp_trigger_table(rel, trigger);
+
+	/*
+	 * Closed by the sweep's batch, which writes the outcome itself: the
+	 * sweep's every closed row comes here, so this is asked first.  (Were
+	 * the row not unpaid before, there would be no outcome either.)
+	 */
+	if (order_table == orderexp_sweep_closing &&
+		orderexp_status_equals(status, status_type, trigger->tgargs[3]))
+		return PointerGetDatum(NULL);
 
 	/* only a row that leaves the unpaid state (1.1: the WHEN clause says so) */
 	if (trigger->tgnargs >= 7)
@@ -230,14 +240,8 @@ orderexp_outcome_trigger(PG_FUNCTION_ARGS)
 			return PointerGetDatum(NULL);
 	}
 
-	order_table = orderexp_trigger_table(rel, trigger);
 	if (orderexp_status_equals(status, status_type, trigger->tgargs[3]))
-	{
-		/* closed by the sweep's batch, which writes the outcome itself */
-		if (order_table == orderexp_sweep_closing)
-			return PointerGetDatum(NULL);
 		outcome = "closed";
-	}
 	else if (orderexp_status_equals(status, status_type, trigger->tgargs[4]))
 		outcome = "cancelled";
 	else
