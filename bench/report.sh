@@ -265,7 +265,8 @@ write_report() {
 	* Idle: $(fmt "$IDLE_N") tracked orders; worker CPU read over $IDLE_CPU_S s$( ((IDLE_CPU_S < 60)) &&
 	  echo " (shortened from a minute for the time budget; at one tick a second that is $IDLE_CPU_S ticks)").
 	* OLTP: $OLTP_RUNS runs of $OLTP_S s per mode. Lateness: $LATE_S s per naptime.
-	* Memory: the big backlog is the drain's ($(fmt "$DRAIN_N")), measured in the (d) runs.
+	* Memory: the big backlog is the drain's ($(fmt "$DRAIN_N")), drained by the worker once more per run with
+	  the sampler on; the timed (d) runs have no sampler.
 	EOF
 }
 
