@@ -12428,10 +12428,11 @@ $$;
  * every batch is skipped (about 2,600 instructions a close,
  * bench/instructions.sh).  A count of mine's rows would not do: the key of
  * a partitioned table, or of one with inheritance children, need not be
- * unique, and two rows of one key would hide a key that is busy.  For the
- * close batch (lock
- * 'UPDATE') the unpaid rows of mine are closed with the guarded update and
- * returned; for reminders (lock 'SHARE') mine is returned as it is.  Every
+ * unique, and two rows of one key would hide a key that is busy.
+ *
+ * For the close batch (lock 'UPDATE') the unpaid rows of mine are closed
+ * with the guarded update and returned; for reminders (lock 'SHARE') mine
+ * is returned as it is.  Every
  * result column is an array: busy keys, then keys, unpaid, payloads,
  * categories and created-ats of the rows returned, aligned; the reminders
  * of a table that maps the customer's channels or contacts add a seventh,
