@@ -300,6 +300,21 @@ record_mem() {
 		"$peak_shmem" "$early_anon" "$last_anon" >>"$OUT/mem.tsv"
 }
 
+# sampled_drain KIND RUN WPID EVENTS TIMEOUT: enable the worker WPID until
+# the outbox holds EVENTS events, its memory sampled all along (untimed),
+# then turn it off again and add the drain to mem.tsv as KIND
+sampled_drain() {
+	local kind=$1 run=$2 wpid=$3 hwm0 hwm1
+	hwm0=$(status_kb "$wpid" VmHWM)
+	start_sampler "$wpid" "$OUT/mem_samples_${kind}_$run.tsv"
+	worker_drain "$4" "$5" >/dev/null
+	sleep 0.3		# at least a couple of samples
+	hwm1=$(status_kb "$wpid" VmHWM)
+	stop_sampler
+	set_guc orderexp.enabled off
+	record_mem "$kind" "$run" "$hwm0" "$hwm1" "$OUT/mem_samples_${kind}_$run.tsv"
+}
+
 printf '# method\trun\trows\tseconds\trows_per_s\tload1_before\tworker_cpu_s\n' >"$OUT/drain.tsv"
 printf '# backlog\trun\tvmhwm_before_kb\tvmhwm_after_kb\tpeak_vmrss_kb\tpeak_rssanon_kb\tpeak_rssshmem_kb\trssanon_at_10pct_kb\trssanon_last_kb\n' >"$OUT/mem.tsv"
 
@@ -313,16 +328,8 @@ done
 # 5. the big backlog: the (d) drain again, sampled (untimed)
 for run in $(seq 1 "$RUNS"); do
 	restore tpl_reg
-	wpid=$(worker_pid)
-	hwm0=$(status_kb "$wpid" VmHWM)
-	start_sampler "$wpid" "$OUT/mem_samples_big_$run.tsv"
-	worker_drain "$DRAIN_N" "$DRAIN_TIMEOUT" >/dev/null
-	sleep 0.3
-	hwm1=$(status_kb "$wpid" VmHWM)
-	stop_sampler
-	set_guc orderexp.enabled off
+	sampled_drain big "$run" "$(worker_pid)" "$DRAIN_N" "$DRAIN_TIMEOUT"
 	verify_drain d "$DRAIN_N"
-	record_mem big "$run" "$hwm0" "$hwm1" "$OUT/mem_samples_big_$run.tsv"
 done
 log "memory: big backlog runs done"
 
@@ -330,16 +337,9 @@ log "memory: big backlog runs done"
 for run in $(seq 1 "$RUNS"); do
 	restore tpl_small
 	wpid=$(worker_pid)
-	hwm0=$(status_kb "$wpid" VmHWM)
-	start_sampler "$wpid" "$OUT/mem_samples_small_$run.tsv"
-	worker_drain "$MEM_SMALL" 60 >/dev/null
-	sleep 0.3		# at least a couple of samples
-	hwm1=$(status_kb "$wpid" VmHWM)
-	stop_sampler
-	set_guc orderexp.enabled off
+	sampled_drain small "$run" "$wpid" "$MEM_SMALL" 60
 	[[ $(q bench "SELECT count(*) FROM bench.orders WHERE status = 'closed'") == "$MEM_SMALL" ]] ||
 		ox_die "memory run: the small backlog was not closed"
-	record_mem small "$run" "$hwm0" "$hwm1" "$OUT/mem_samples_small_$run.tsv"
 
 	# The same worker over another MEM_SMALL orders.  Its first batch builds
 	# caches and plans and leaves glibc's heap warmed up (freed blocks it
@@ -349,19 +349,10 @@ for run in $(seq 1 "$RUNS"); do
 		SELECT $((3 * MEM_SMALL)) + i, 'unpaid', now() - interval '2 hours',
 			   'warm' || i || '@example.com', 1
 		  FROM generate_series(1, $MEM_SMALL) AS i" >/dev/null
-	hwm0=$(status_kb "$wpid" VmHWM)
-	start_sampler "$wpid" "$OUT/mem_samples_small_warm_$run.tsv"
-	timed bench "ALTER SYSTEM SET orderexp.enabled = on;
-		SELECT pg_reload_conf() \\gset
-		CALL bench.wait_outbox('orderexp.outbox', 0, $((2 * MEM_SMALL)), 60);" >/dev/null
-	sleep 0.3
-	hwm1=$(status_kb "$wpid" VmHWM)
-	stop_sampler
-	set_guc orderexp.enabled off
+	sampled_drain small_warm "$run" "$wpid" $((2 * MEM_SMALL)) 60
 	[[ $(q bench "SELECT count(*) FROM bench.orders WHERE status = 'closed'") == "$((2 * MEM_SMALL))" ]] ||
 		ox_die "memory run: the second small backlog was not closed"
 	[[ $(worker_pid) == "$wpid" ]] || ox_die "memory run: the worker was replaced"
-	record_mem small_warm "$run" "$hwm0" "$hwm1" "$OUT/mem_samples_small_warm_$run.tsv"
 done
 log "memory: small backlog runs done"
 
