@@ -12591,3 +12591,36 @@ WITH done AS (
 		orderexp._close_event_ids_sql(cfg), p.close_after, p.id, p.version)
 		|| orderexp._record_closes_sql(cfg, p)
 $$;
+
+/* --- 33. the index of a varchar or domain status column is found ----------- */
+
+/*
+ * Is there an index the sweep can find a table's due plain orders by: a
+ * valid b-tree index whose first column is the created-at column, partial
+ * on the status column (WHERE status = <unpaid>)?  The predicate is
+ * compared as PostgreSQL prints it back, against the one an index made as
+ * the hint of set_plain_deadlines() says would have, both without casts
+ * and parentheses: PostgreSQL casts a varchar or domain status column to
+ * text, and the value to text or to the column's type, in what it prints
+ * ("((status)::text = 'unpaid'::text)"), which a cast ending at the next
+ * blank once missed.
+ */
+CREATE OR REPLACE FUNCTION orderexp._plain_index(cfg orderexp.tables)
+RETURNS regclass
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT i.indexrelid::regclass
+	  FROM pg_index i
+	  JOIN pg_class c ON c.oid = i.indexrelid
+	  JOIN pg_am am ON am.oid = c.relam
+	  JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+	 CROSS JOIN (SELECT '::("[^"]*"|[a-z_][a-z0-9_.]*)( [a-z_][a-z0-9_]*)*|[()]' AS casts) re
+	 WHERE i.indrelid = cfg.order_table AND i.indisvalid AND i.indisready
+	   AND am.amname = 'btree' AND a.attname = cfg.created_column
+	   AND i.indexprs IS NULL AND i.indpred IS NOT NULL
+	   AND regexp_replace(pg_get_expr(i.indpred, i.indrelid), re.casts, '', 'g')
+		   = regexp_replace(format('%I = %L', cfg.status_column, cfg.unpaid_value), re.casts, '', 'g')
+	 ORDER BY i.indnatts, c.relname
+	 LIMIT 1
+$$;

@@ -202,6 +202,20 @@ SELECT orderexp.set_close_policy('plain.gone', '1 hour') > 0 AS registered,
        orderexp.set_plain_deadlines('plain.gone');
 DROP TABLE plain.gone;
 SELECT count(*) AS gone FROM orderexp.tables WHERE order_table::text = 'plain.gone';
+-- a varchar status column: PostgreSQL prints the index's predicate with
+-- casts, ((status)::text = 'unpaid'::text); the index is found, and the
+-- sweep closes through it
+CREATE TABLE plain.vc (id int PRIMARY KEY, status varchar(20) NOT NULL DEFAULT 'unpaid',
+					   created_at timestamptz NOT NULL DEFAULT now());
+CREATE INDEX vc_unpaid ON plain.vc (created_at) WHERE status = 'unpaid';
+SELECT pg_get_expr(indpred, indrelid) AS predicate FROM pg_index WHERE indexrelid = 'plain.vc_unpaid'::regclass;
+SELECT orderexp.set_close_policy('plain.vc', '1 hour') > 0 AS registered,
+       orderexp.set_plain_deadlines('plain.vc');
+INSERT INTO plain.vc (id, created_at) VALUES (1, now() - interval '2 hours'), (2, now());
+SELECT * FROM orderexp.run_due();
+SELECT id, status FROM plain.vc ORDER BY id;
+
+DROP TABLE plain.vc;
 
 --
 -- the take statement (src/batch.c) turns its watermark, a text parameter,
