@@ -12592,6 +12592,327 @@ WITH done AS (
 		|| orderexp._record_closes_sql(cfg, p)
 $$;
 
+/* --- 32. a plain batch locks and closes the rows by their tuple ids -------- */
+
+/*
+ * The collation a key is counted in by the orders statements (their
+ * raw_key): "C" for text keys, so that the count sorts cheaply; none for
+ * the others.
+ */
+CREATE OR REPLACE FUNCTION orderexp._raw_key_collation(cfg orderexp.tables)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT CASE WHEN cfg.key_type IN ('text'::regtype, 'character varying'::regtype)
+				THEN ' COLLATE "C"' ELSE '' END
+$$;
+
+/*
+ * The CTEs "missing" and "busy" of an orders statement (_orders_sql,
+ * _plain_orders_sql), after its "mine": the keys of $1 that mine lacks,
+ * and those of them whose row exists, locked by someone else.  See
+ * _orders_sql.
+ */
+CREATE OR REPLACE FUNCTION orderexp._busy_keys_sql(cfg orderexp.tables)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT format($q$
+missing AS MATERIALIZED (
+	SELECT x.order_key
+	  FROM (SELECT k AS order_key FROM unnest($1::text[]) AS k
+			EXCEPT
+			SELECT m.order_key FROM mine m) AS x
+	 WHERE (SELECT count(DISTINCT m.raw_key) FROM mine m) < cardinality($1::text[])),
+busy AS MATERIALIZED (
+	SELECT x.order_key
+	  FROM missing x
+	 WHERE (SELECT true FROM %1$s o WHERE o.%2$I = x.order_key::%3$s LIMIT 1)),$q$,
+				  cfg.order_table, cfg.key_column, cfg.key_type)
+$$;
+
+/*
+ * The statement on the orders table, run as its owner: $1 the keys the take
+ * statement locked, ($2, $3) the range of their created-at.  "mine" are the
+ * rows it could lock (SKIP LOCKED: an application holds the others), "busy"
+ * the keys whose row exists but was locked: looked up in the whole table
+ * (an order whose created-at moved is not taken for gone), one correlated
+ * probe per key that mine lacks, so that a batch whose rows were all locked
+ * reads no other partition.  Which keys mine lacks is an EXCEPT, hashed or
+ * sorted whatever the estimates: the plan is generic, and an anti-join of
+ * two sets it takes for a few rows each could be a nested loop.  It runs
+ * only when mine lacks a key, which a batch whose orders nobody holds
+ * does not: mine then has as many distinct keys as $1 has elements (the
+ * count is of the keys as they are, not as text, so that it sorts cheaply;
+ * text keys in the "C" collation), and the EXCEPT that hashed both sets for
+ * every batch is skipped (about 2,600 instructions a close,
+ * bench/instructions.sh).  A count of mine's rows would not do: the key of
+ * a partitioned table, or of one with inheritance children, need not be
+ * unique, and two rows of one key would hide a key that is busy.
+ *
+ * For the close batch (lock 'UPDATE') the unpaid rows of mine are closed
+ * with the guarded update and returned; for reminders (lock 'SHARE') mine
+ * is returned as it is.  Every
+ * result column is an array: busy keys, then keys, unpaid, payloads,
+ * categories and created-ats of the rows returned, aligned; the reminders
+ * of a table that maps the customer's channels or contacts add a seventh,
+ * those (_reach_expr), which the record statement gets as $9.  Nothing of
+ * orderexp's is named: the owner needs no privilege on it.
+ */
+CREATE OR REPLACE FUNCTION orderexp._orders_sql(cfg orderexp.tables, lock text)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	status_type text := orderexp._status_type(cfg);
+	range text := CASE WHEN cfg.partition_column IS NULL THEN ''
+					   ELSE format(' AND o.%I BETWEEN %s AND %s', cfg.partition_column,
+								   orderexp._created_utc(cfg, '$2'),
+								   orderexp._created_utc(cfg, '$3')) END;
+	category text := CASE WHEN cfg.category_column IS NULL THEN 'NULL::text'
+						  ELSE format('o.%I::text', cfg.category_column) END;
+	reach text := orderexp._reach_expr(cfg);
+	sql text;
+BEGIN
+	sql := format($q$
+WITH mine AS MATERIALIZED (
+	SELECT o.%2$I::text AS order_key, o.%2$I%10$s AS raw_key,
+		   (o.%3$I IS NOT DISTINCT FROM %4$L::%5$s) AS unpaid%8$s
+	  FROM %1$s o
+	 WHERE o.%2$I = ANY (ARRAY(SELECT k::%6$s FROM unnest($1::text[]) AS k))%7$s
+	   FOR %9$s OF o SKIP LOCKED),$q$,
+		cfg.order_table, cfg.key_column, cfg.status_column, cfg.unpaid_value,
+		status_type, cfg.key_type, range,
+		CASE lock WHEN 'SHARE'
+			 THEN format(', %s AS cols, %s AS category', orderexp._payload_expr(cfg), category)
+				  || CASE WHEN reach IS NOT NULL THEN format(', %s AS reach', reach) ELSE '' END
+			 ELSE '' END,
+		CASE lock WHEN 'UPDATE' THEN 'UPDATE' WHEN 'SHARE' THEN 'SHARE' END,
+		orderexp._raw_key_collation(cfg))
+		|| orderexp._busy_keys_sql(cfg);
+
+	IF lock = 'SHARE' AND reach IS NULL THEN
+		RETURN sql || $q$
+rows AS (
+	SELECT m.order_key, m.unpaid, m.cols, m.category, NULL::timestamptz AS created_at
+	  FROM mine m)$q$ || orderexp._orders_result_sql();
+	END IF;
+	IF lock = 'SHARE' THEN
+		/* and a seventh array: the customer's channels and contacts */
+		RETURN sql || $q$
+rows AS (
+	SELECT m.order_key, m.unpaid, m.cols, m.category, NULL::timestamptz AS created_at, m.reach
+	  FROM mine m)
+SELECT ARRAY(SELECT b.order_key FROM busy b), r.keys, r.unpaid, r.cols, r.categories,
+	   r.created, r.reach
+  FROM (SELECT array_agg(x.order_key) AS keys, array_agg(x.unpaid) AS unpaid,
+			   array_agg(x.cols) AS cols, array_agg(x.category) AS categories,
+			   array_agg(x.created_at) AS created, array_agg(x.reach) AS reach
+		  FROM rows x) AS r$q$;
+	END IF;
+
+	RETURN sql || format($q$
+rows AS (
+	UPDATE %1$s o SET %3$I = %7$L::%5$s
+	 WHERE o.%2$I = ANY (ARRAY(SELECT m.order_key::%6$s FROM mine m WHERE m.unpaid))
+	   AND o.%3$I = %4$L::%5$s%8$s
+	RETURNING o.%2$I::text AS order_key, true AS unpaid, %9$s AS cols, %10$s AS category,
+			  o.%11$I::timestamptz AS created_at)$q$,
+		cfg.order_table, cfg.key_column, cfg.status_column, cfg.unpaid_value,
+		status_type, cfg.key_type, cfg.closed_value, range,
+		orderexp._payload_expr(cfg), category, cfg.created_column)
+		|| orderexp._orders_result_sql();
+END;
+$$;
+
+/*
+ * The orders statement of a plain close batch, run as the table's owner:
+ * _orders_sql's close, which finds each row by the tuple id the take
+ * statement read it at ($2, aligned with the keys $1) where it can.  The
+ * take read every due row already; a second and a third descent of the
+ * table's primary key, to lock the row and then to update it, cost about
+ * 5,000 instructions each (bench/instructions.sh).
+ *
+ * mine's first part locks the rows of the table itself by tuple id, with
+ * their key checked (a tuple id names a place, not a row: the row read
+ * there may have gone since the take and another taken its place; the
+ * check is written IS TRUE, so that it is not taken for a condition of the
+ * primary key, whose scan the planner may otherwise prefer).  It locks
+ * a row only in the version the take read.  A row updated since the take
+ * is left out: if the update committed before the statement's snapshot,
+ * the version at the tuple id is not visible any more; if after it, the
+ * lock follows the row to its latest version, and EvalPlanQual checks the
+ * statement's conditions on that version again, o.ctid = u.t among them,
+ * which fails (every update writes a new version, at another tuple id).
+ * Either way the key is missing from mine and reported busy, like a row
+ * someone holds, so that the worker comes back for it soon (isolation
+ * spec tid_race).  Nobody may update the version mine locked, which the
+ * snapshot sees, so the update by tuple id finds every row mine locked,
+ * and finds it unpaid if mine did (no condition on the status, which would
+ * let the planner scan the partial index of unpaid orders instead).
+ *
+ * mine's second part locks by key, as _orders_sql does, the rows the take
+ * found in partitions or inheritance children (no tuple id: one names a
+ * row only with its table), which for a table without them is an index
+ * scan of no keys; by_key closes them, by key.
+ */
+CREATE OR REPLACE FUNCTION orderexp._plain_orders_sql(cfg orderexp.tables)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	status_type text := orderexp._status_type(cfg);
+	category text := CASE WHEN cfg.category_column IS NULL THEN 'NULL::text'
+						  ELSE format('o.%I::text', cfg.category_column) END;
+	result_cols text;
+BEGIN
+	result_cols := format($q$
+	RETURNING o.%1$I::text AS order_key, true AS unpaid, %2$s AS cols, %3$s AS category,
+			  o.%4$I::timestamptz AS created_at$q$,
+		cfg.key_column, orderexp._payload_expr(cfg), category, cfg.created_column);
+	RETURN format($q$
+WITH mine AS MATERIALIZED (
+	SELECT x.order_key, x.raw_key, x.unpaid, x.tid
+	  FROM (SELECT o.%2$I::text AS order_key, o.%2$I%9$s AS raw_key,
+				   (o.%3$I IS NOT DISTINCT FROM %4$L::%5$s) AS unpaid, o.ctid AS tid
+			  FROM unnest($1::text[], $2::tid[]) AS u(k, t)
+			  JOIN ONLY %1$s o ON o.ctid = u.t
+			 WHERE (o.%2$I = u.k::%6$s) IS TRUE
+			   FOR UPDATE OF o SKIP LOCKED) AS x
+	UNION ALL
+	SELECT y.order_key, y.raw_key, y.unpaid, NULL::tid
+	  FROM (SELECT o.%2$I::text AS order_key, o.%2$I%9$s AS raw_key,
+				   (o.%3$I IS NOT DISTINCT FROM %4$L::%5$s) AS unpaid
+			  FROM %1$s o
+			 WHERE o.%2$I = ANY (ARRAY(SELECT u.k::%6$s
+										 FROM unnest($1::text[], $2::tid[]) AS u(k, t)
+										WHERE u.t IS NULL))
+			   AND o.tableoid <> %8$L::oid
+			   FOR UPDATE OF o SKIP LOCKED) AS y),$q$,
+		cfg.order_table, cfg.key_column, cfg.status_column, cfg.unpaid_value,
+		status_type, cfg.key_type, cfg.closed_value, cfg.order_table::oid::text,
+		orderexp._raw_key_collation(cfg))
+		|| orderexp._busy_keys_sql(cfg)
+		|| format($q$
+by_tid AS (
+	UPDATE ONLY %1$s o SET %3$I = %7$L::%5$s
+	 WHERE o.ctid = ANY (ARRAY(SELECT m.tid FROM mine m WHERE m.unpaid AND m.tid IS NOT NULL))%9$s),
+by_key AS (
+	UPDATE %1$s o SET %3$I = %7$L::%5$s
+	 WHERE o.%2$I = ANY (ARRAY(SELECT m.order_key::%6$s FROM mine m
+								WHERE m.unpaid AND m.tid IS NULL))
+	   AND o.%3$I = %4$L::%5$s AND o.tableoid <> %8$L::oid%9$s),
+rows AS (
+	SELECT * FROM by_tid
+	UNION ALL
+	SELECT * FROM by_key)$q$,
+		cfg.order_table, cfg.key_column, cfg.status_column, cfg.unpaid_value,
+		status_type, cfg.key_type, cfg.closed_value, cfg.order_table::oid::text,
+		result_cols)
+		|| orderexp._orders_result_sql();
+END;
+$$;
+
+/*
+ * The statements of a plain close batch (src/batch.c), or NULL when the
+ * table has no plain deadlines:
+ *   take     (the table's owner)  up to $1 due plain orders, in the order
+ *            of created-at and key, after ($2, $3), the last of the sweep's
+ *            previous batch, through the partial index: their keys (text),
+ *            created-ats and, for the rows of the table itself (not of a
+ *            partition or inheritance child), tuple ids.  The watermark makes its round trip as text,
+ *            whatever the time zone: src/batch.c turns the last row's
+ *            created-at into text with the type's output function (only
+ *            that row's), and the statement turns $2 back once, in an
+ *            init plan; a cast of the parameter in the filter itself
+ *            would parse the text again for every row the index gives
+ *            (about 3,300 instructions a close, and 1,200 more for the
+ *            text of every row's created-at: bench/instructions.sh);
+ *   next     (the table's owner)  the next plain deadline after now, of the
+ *            first unpaid order not yet due (for the worker's sleep; run
+ *            when the take did not fill the batch);
+ *   own      (the extension owner)  the keys and tuple ids ($1, $2) of
+ *            those without a timer row: an order with one is left to the
+ *            timers' batch, whatever its deadline;
+ *   orders   (the table's owner)  _plain_orders_sql: lock the rows, by
+ *            tuple id where there is one, SKIP LOCKED, and close the unpaid
+ *            ones;
+ *   record   (the extension owner)  the events and counted outcomes, as
+ *            _record_close_sql writes them, with the deadline and policy
+ *            the plain deadline gives.
+ * The settings are written into the text: a change of the policy changes
+ * the statements, which the sweep prepares anew.  The batch runs with the
+ * table's plain lock (_plain_lock), so that no timer row is written
+ * between its "own" statement and the close (src/batch.c).
+ */
+CREATE OR REPLACE FUNCTION orderexp._plain_batch_sql(cfg orderexp.tables)
+RETURNS text[]
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	p orderexp.policies := orderexp._plain_policy(cfg.order_table);
+	typ text;
+BEGIN
+	IF p.id IS NULL THEN
+		RETURN NULL;
+	END IF;
+	SELECT a.atttypid::regtype::text INTO typ
+	  FROM pg_attribute a
+	 WHERE a.attrelid = cfg.order_table AND a.attname = cfg.created_column;
+	RETURN ARRAY[
+		format($q$
+SELECT o.%2$I::text COLLATE "C" AS k, o.%3$I AS at,
+	   CASE WHEN o.tableoid = %10$L::oid THEN o.ctid END AS tid
+  FROM %1$s o
+ WHERE o.%4$I = %5$L::%6$s
+   AND o.%3$I <= (now() - %7$L::interval)::%8$s
+   AND o.%3$I >= greatest($2::%8$s, %9$L::timestamptz::%8$s)
+   AND (o.%3$I > (SELECT $2::%8$s) OR o.%2$I::text COLLATE "C" > $3)
+ ORDER BY o.%3$I, o.%2$I::text COLLATE "C"
+ LIMIT $1$q$,
+			cfg.order_table, cfg.key_column, cfg.created_column, cfg.status_column,
+			cfg.unpaid_value, orderexp._status_type(cfg), p.close_after, typ, p.plain_since,
+			cfg.order_table::oid::text),
+		format($q$
+SELECT o.%2$I::timestamptz + %5$L::interval
+  FROM %1$s o
+ WHERE o.%3$I = %4$L::%6$s AND o.%2$I > (now() - %5$L::interval)::%7$s
+ ORDER BY o.%2$I
+ LIMIT 1$q$,
+			cfg.order_table, cfg.created_column, cfg.status_column, cfg.unpaid_value,
+			p.close_after, orderexp._status_type(cfg), typ),
+		/*
+		 * one scan of the timers' primary key for all the keys, which
+		 * stops at the first key that has a timer row; only then the keys
+		 * and their tuple ids without those (a hashed NOT IN each), else
+		 * both as they came (most batches: a key with a timer row is an
+		 * order with a deadline of its own, which is rare).  A plan for
+		 * every size of batch and of timers.
+		 */
+		format($q$
+SELECT CASE WHEN h.hit THEN ARRAY(SELECT u.k FROM unnest($1::text[], $2::tid[]) AS u(k, t)
+								   WHERE u.k COLLATE "C" NOT IN (%1$s))
+			ELSE $1::text[] END,
+	   CASE WHEN h.hit THEN ARRAY(SELECT u.t FROM unnest($1::text[], $2::tid[]) AS u(k, t)
+								   WHERE u.k COLLATE "C" NOT IN (%1$s))
+			ELSE $2::tid[] END
+  FROM (SELECT EXISTS (%1$s) AS hit) AS h$q$,
+			format('SELECT t.order_key FROM orderexp.timers t WHERE t.order_table = %L::regclass AND t.order_key = ANY ($1::text[])',
+				   cfg.order_table::oid::text)),
+		orderexp._plain_orders_sql(cfg),
+		orderexp._record_plain_close_sql(cfg, p)];
+END;
+$$;
+
+REVOKE ALL ON FUNCTION orderexp._raw_key_collation(orderexp.tables),
+	orderexp._busy_keys_sql(orderexp.tables),
+	orderexp._plain_orders_sql(orderexp.tables) FROM PUBLIC;
+
 /* --- 33. the index of a varchar or domain status column is found ----------- */
 
 /*

@@ -407,7 +407,7 @@ prepare_plain(BatchPlan *bp, Datum statements, const char *sql)
 {
 	/* the parameters of its own statements; see _plain_batch_sql() */
 	static Oid	take_types[3] = {INT4OID, TEXTOID, TEXTOID};
-	static Oid	own_types[1] = {TEXTARRAYOID};
+	static Oid	keys_types[2] = {TEXTARRAYOID, TIDARRAYOID};
 	Datum	   *elems;
 	bool	   *elemnulls;
 	int			n;
@@ -426,9 +426,9 @@ prepare_plain(BatchPlan *bp, Datum statements, const char *sql)
 	orderexp_keep_plan(&bp->plans[PLAIN_NEXT], TextDatumGetCString(elems[PLAIN_NEXT]),
 					   0, NULL, CURSOR_OPT_GENERIC_PLAN);
 	orderexp_keep_plan(&bp->plans[PLAIN_OWN], TextDatumGetCString(elems[PLAIN_OWN]),
-					   lengthof(own_types), own_types, CURSOR_OPT_GENERIC_PLAN);
+					   lengthof(keys_types), keys_types, CURSOR_OPT_GENERIC_PLAN);
 	orderexp_keep_plan(&bp->plans[PLAIN_ORDERS], TextDatumGetCString(elems[PLAIN_ORDERS]),
-					   lengthof(orders_types), orders_types, CURSOR_OPT_GENERIC_PLAN);
+					   lengthof(keys_types), keys_types, CURSOR_OPT_GENERIC_PLAN);
 	orderexp_keep_plan(&bp->plans[PLAIN_RECORD], TextDatumGetCString(elems[PLAIN_RECORD]),
 					   lengthof(record_types), record_types, CURSOR_OPT_GENERIC_PLAN);
 	bp->nplans = BATCH_MAX_PLANS;
@@ -461,16 +461,19 @@ keep_string(char **field, const char *value)
  *   take    as the table's owner, under SECURITY_RESTRICTED_OPERATION: the
  *           due unpaid orders after the sweep's watermark (created-at and
  *           key of the last order of its previous batch), through the
- *           partial index, without locking them, as rows: a plain
- *           Limit over an index scan, so that an idle tick costs little;
+ *           partial index, without locking them, as rows of key,
+ *           created-at and tuple id (NULL for a row of a partition or
+ *           child table): a plain Limit over an index scan, so that an
+ *           idle tick costs little;
  *   next    (when the take did not fill the batch) as the table's owner:
  *           the next plain deadline, for the worker's sleep;
- *   own     as the extension owner: those of them without a timer row.  An
+ *   own     as the extension owner: those of them without a timer row
+ *           (their keys and tuple ids, still aligned).  An
  *           order given a deadline of its own (an extension, say) has one,
  *           written before the lock was taken, and is left to the timers'
  *           batch; it is never locked here;
- *   orders  the close batch's orders statement, as the table's owner: locks
- *           the rows, SKIP LOCKED (the others are busy), and closes the
+ *   orders  as the table's owner: locks the rows, by tuple id where the take
+ *           gave one, SKIP LOCKED (the others are busy), and closes the
  *           unpaid ones;
  *   record  as the extension owner: events and counted outcomes.
  * While the orders statement runs, orderexp_sweep_closing names the table:
@@ -488,6 +491,7 @@ orderexp_run_plain_batch(BatchPlan *bp, Oid relid, const char *stamp, int batch_
 	TupleDesc	desc;
 	Datum		d;
 	Datum		keys = (Datum) 0;
+	Datum		tids = (Datum) 0;
 	RunAs		runas;
 	Oid			owner;
 	int			ret;
@@ -527,10 +531,10 @@ orderexp_run_plain_batch(BatchPlan *bp, Oid relid, const char *stamp, int batch_
 
 	/*
 	 * take: ($1 limit, $2 created-at, $3 key, as text), as the owner: rows
-	 * of (key as text, created-at); the keys become the array the next
-	 * statements take, the last row the watermark, its created-at turned
-	 * into text here (a database not yet updated gives text already).  A
-	 * batch that is not full asks for the next plain deadline too.
+	 * of (key as text, created-at, tuple id); the keys and tuple ids become
+	 * the arrays the next statements take, the last row the watermark, its
+	 * created-at turned into text here.  A batch that is not full asks for
+	 * the next plain deadline too.
 	 */
 	values[0] = Int32GetDatum(batch_limit);
 	values[1] = CStringGetTextDatum(bp->last_created);
@@ -544,13 +548,23 @@ orderexp_run_plain_batch(BatchPlan *bp, Oid relid, const char *stamp, int batch_
 	result->taken = (int64) SPI_processed;
 	if (SPI_processed > 0)
 	{
-		Datum	   *elems = palloc(sizeof(Datum) * SPI_processed);
-		uint64		i;
+		int			n = (int) SPI_processed;
+		Datum	   *elems = palloc(sizeof(Datum) * n);
+		Datum	   *tidelems = palloc(sizeof(Datum) * n);
+		bool	   *tidnulls = palloc(sizeof(bool) * n);
+		int			one = 1;
+		int			i;
 
-		for (i = 0; i < SPI_processed; i++)
+		for (i = 0; i < n; i++)
+		{
 			elems[i] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
-		keys = PointerGetDatum(construct_array(elems, (int) SPI_processed, TEXTOID, -1,
-											   false, TYPALIGN_INT));
+			tidelems[i] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3,
+										&tidnulls[i]);
+		}
+		keys = PointerGetDatum(construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT));
+		tids = PointerGetDatum(construct_md_array(tidelems, tidnulls, 1, &n, &one, TIDOID,
+												  sizeof(ItemPointerData), false,
+												  TYPALIGN_SHORT));
 		keep_string(&bp->last_key, SPI_getvalue(SPI_tuptable->vals[SPI_processed - 1],
 												 SPI_tuptable->tupdesc, 1));
 		keep_string(&bp->last_created, SPI_getvalue(SPI_tuptable->vals[SPI_processed - 1],
@@ -574,18 +588,21 @@ orderexp_run_plain_batch(BatchPlan *bp, Oid relid, const char *stamp, int batch_
 	if (result->taken == 0)
 		return true;
 
-	/* own: those without a timer row, as the extension owner */
+	/* own: ($1 keys, $2 tuple ids) without a timer row, as the extension owner */
 	values[0] = keys;
-	tup = run_batch_statement(bp->plans[PLAIN_OWN], values, " ", InvalidOid, &desc);
+	values[1] = tids;
+	tup = run_batch_statement(bp->plans[PLAIN_OWN], values, "  ", InvalidOid, &desc);
 	keys = SPI_getbinval(tup, desc, 1, &isnull);
+	tids = SPI_getbinval(tup, desc, 2, &isnull);
 	if (ArrayGetNItems(ARR_NDIM(DatumGetArrayTypeP(keys)),
 					   ARR_DIMS(DatumGetArrayTypeP(keys))) == 0)
 		return true;
 
-	/* orders: ($1 keys, $2 and $3 unused), as the owner */
+	/* orders: ($1 keys, $2 tuple ids), as the owner */
 	values[0] = keys;
+	values[1] = tids;
 	orderexp_run_as_begin(&runas, owner, SECURITY_RESTRICTED_OPERATION, true);
-	tup = run_batch_statement(bp->plans[PLAIN_ORDERS], values, " nn", relid, &desc);
+	tup = run_batch_statement(bp->plans[PLAIN_ORDERS], values, "  ", relid, &desc);
 	orderexp_run_as_end(&runas);
 
 	/* record: ($1 table, $2 no tids, $3 busy, $4... the rows) */

@@ -244,15 +244,67 @@ RESET enable_bitmapscan;
 RESET enable_seqscan;
 RESET plan_cache_mode;
 DEALLOCATE plain_take;
--- the own statement: the keys as they came when none has a timer row, else
--- without those that have one (an order with a deadline of its own)
-SELECT pg_temp.prepare_plain('plain_own', 'text[]', 3) AS prepared;
+-- the own statement: the keys and tuple ids as they came when no key has a
+-- timer row, else without those that have one (an order with a deadline of
+-- its own), still aligned
+SELECT pg_temp.prepare_plain('plain_own', 'text[], tid[]', 3) AS prepared;
 SELECT min(order_key) AS timed FROM orderexp.timers WHERE order_table = 'plain.orders'::regclass \gset
 SELECT :'timed' IS NOT NULL AS some_order_has_a_timer;
-EXECUTE plain_own('{n2,n1}');
-EXECUTE plain_own(ARRAY['n1', :'timed']);
-EXECUTE plain_own(ARRAY[:'timed']);
+EXECUTE plain_own('{n2,n1}', '{"(0,2)","(0,1)"}');
+EXECUTE plain_own(ARRAY['n1', :'timed', 'n3'], '{"(0,1)","(0,2)",NULL}');
+EXECUTE plain_own(ARRAY[:'timed'], '{"(0,2)"}');
 DEALLOCATE plain_own;
+
+--
+-- the orders statement (_plain_orders_sql): the rows of the table itself
+-- are locked at the tuple id the take read them at, with their key
+-- checked; one updated since the take is busy, not closed; the rows of an
+-- inheritance child go by key.  In a transaction rolled back, so that the
+-- orders stay unpaid.  plain_close gives the busy keys and the closed ones.
+--
+SELECT pg_temp.prepare_plain('plain_orders', 'text[], tid[]', 4) AS prepared;
+CREATE FUNCTION pg_temp.plain_close(keys text[], tids tid[], OUT busy text[], OUT closed text[])
+LANGUAGE plpgsql AS $$
+DECLARE
+	r record;
+BEGIN
+	EXECUTE format('EXECUTE plain_orders(%L, %L)', keys, tids) INTO r;
+	busy := r."array";
+	closed := r.keys;
+END
+$$;
+BEGIN;
+SELECT ctid AS tid2 FROM plain.orders WHERE id = 2 \gset
+SELECT ctid AS tid22 FROM plain.orders WHERE id = 22 \gset
+-- another row's tuple id (a place the take's row left and another row
+-- took): neither row is locked, key 2 is busy, order 22 is left alone
+SELECT * FROM pg_temp.plain_close('{2}', ARRAY[:'tid22']::tid[]);
+-- the row updated since the take: no longer at its tuple id, busy
+UPDATE plain.orders SET email = email WHERE id = 2;
+SELECT * FROM pg_temp.plain_close('{2}', ARRAY[:'tid2']::tid[]);
+SELECT id, status FROM plain.orders WHERE id IN (2, 22) ORDER BY id;
+-- at its tuple id now: closed
+SELECT ctid AS tid2 FROM plain.orders WHERE id = 2 \gset
+SELECT * FROM pg_temp.plain_close('{2}', ARRAY[:'tid2']::tid[]);
+-- a row of an inheritance child: no tuple id, by key
+CREATE TABLE plain.orders_more () INHERITS (plain.orders);
+INSERT INTO plain.orders_more (id, email) VALUES (60, 'more@example.com');
+SELECT * FROM pg_temp.plain_close('{60,22}', ARRAY[NULL, :'tid22']::tid[]);
+SELECT tableoid::regclass, id, status FROM plain.orders WHERE id IN (2, 22, 60) ORDER BY id;
+-- the plan it is made for, once the planner knows the table is not small:
+-- a nested loop of tuple-id scans, and an update by tuple id (planned anew
+-- with these settings)
+DEALLOCATE plain_orders;
+SELECT pg_temp.prepare_plain('plain_orders', 'text[], tid[]', 4) AS prepared;
+SET LOCAL plan_cache_mode = force_generic_plan;
+SET LOCAL enable_hashjoin = off;
+SET LOCAL enable_mergejoin = off;
+SET LOCAL enable_seqscan = off;
+SELECT count(*) FILTER (WHERE l ~ 'TID Cond: \(.*ctid = u.*\.t\)') AS locked_by_tid,
+       count(*) FILTER (WHERE l ~ 'TID Cond: \(.*ctid = ANY') AS updated_by_tid
+  FROM pg_temp.plan_lines(format('EXECUTE plain_orders(%L, %L)', '{2}', ARRAY[:'tid2'])) AS l;
+ROLLBACK;
+DEALLOCATE plain_orders;
 
 --
 -- the end of plain deadlines writes every plain order's timer row
