@@ -216,6 +216,25 @@ SELECT * FROM orderexp.run_due();
 SELECT id, status FROM plain.vc ORDER BY id;
 
 DROP TABLE plain.vc;
+-- payload columns all text or varchar: the close's payload is made with
+-- jsonb_object() (the same jsonb, a NULL a JSON null); a payload column
+-- changed to a number is a number in the next close's payload, in the same
+-- session (the statements follow the table's pg_class row)
+CREATE TABLE plain.pay (id int PRIMARY KEY, status text NOT NULL DEFAULT 'unpaid',
+						created_at timestamptz NOT NULL DEFAULT now(), note text, ref varchar(10));
+CREATE INDEX ON plain.pay (created_at) WHERE status = 'unpaid';
+SELECT orderexp.set_close_policy('plain.pay', '1 hour', payload_columns => '{note,ref}') > 0 AS registered,
+       orderexp.set_plain_deadlines('plain.pay');
+SELECT orderexp._plain_payload_expr(t) FROM orderexp.tables t WHERE t.order_table = 'plain.pay'::regclass;
+INSERT INTO plain.pay (id, created_at, note) VALUES (1, now() - interval '2 hours', '5');
+SELECT * FROM orderexp.run_due();
+ALTER TABLE plain.pay ALTER COLUMN note TYPE integer USING note::integer;
+SELECT orderexp._plain_payload_expr(t) FROM orderexp.tables t WHERE t.order_table = 'plain.pay'::regclass;
+INSERT INTO plain.pay (id, created_at, note, ref) VALUES (2, now() - interval '2 hours', 6, 'r');
+SELECT * FROM orderexp.run_due();
+SELECT order_key, payload->'order' AS order_columns FROM orderexp.outbox
+ WHERE order_table = 'plain.pay'::regclass AND kind = 'closed' AND via IS NOT NULL ORDER BY order_key;
+DROP TABLE plain.pay;
 
 --
 -- the take statement (src/batch.c) turns its watermark, a text parameter,
