@@ -12592,7 +12592,7 @@ WITH done AS (
 		|| orderexp._record_closes_sql(cfg, p)
 $$;
 
-/* --- 32. a plain batch locks and closes the rows by their tuple ids -------- */
+/* --- 32. a plain batch by tuple ids; its payload of strings by jsonb_object - */
 
 /*
  * The collation a key is counted in by the orders statements (their
@@ -12729,6 +12729,36 @@ END;
 $$;
 
 /*
+ * The payload of a plain batch's closes (_plain_orders_sql): that of
+ * _payload_expr, but when every payload column is text or varchar, made
+ * with jsonb_object() of the names and the values as text, the same jsonb
+ * (a NULL a JSON null) for about 2,200 instructions a close less:
+ * jsonb_build_object() takes "any", and looks up each argument's type
+ * category and output function for every row.  The statement keeps the
+ * casts to text it was made with, for as long as its stamp (src/sweep.c)
+ * stays: the stamp follows the table's pg_class row, which a change of a
+ * string column to any type that is not a string rewrites.
+ */
+CREATE OR REPLACE FUNCTION orderexp._plain_payload_expr(cfg orderexp.tables)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT CASE WHEN cardinality(cfg.payload_columns) > 0
+					 AND NOT EXISTS (SELECT FROM unnest(cfg.payload_columns) AS u(c)
+									  LEFT JOIN pg_attribute a
+											 ON a.attrelid = cfg.order_table AND a.attname = u.c
+											AND NOT a.attisdropped AND a.attnum > 0
+									  WHERE a.atttypid IS NULL
+										 OR a.atttypid NOT IN ('text'::regtype, 'character varying'::regtype))
+				THEN format('jsonb_object(%L::text[], ARRAY[%s])', cfg.payload_columns,
+							(SELECT string_agg(format('o.%I::text', u.c), ', ' ORDER BY u.n)
+							   FROM unnest(cfg.payload_columns) WITH ORDINALITY AS u(c, n)))
+				ELSE orderexp._payload_expr(cfg)
+		   END
+$$;
+
+/*
  * The orders statement of a plain close batch, run as the table's owner:
  * _orders_sql's close, which finds each row by the tuple id the take
  * statement read it at ($2, aligned with the keys $1) where it can.  The
@@ -12773,7 +12803,7 @@ BEGIN
 	result_cols := format($q$
 	RETURNING o.%1$I::text AS order_key, true AS unpaid, %2$s AS cols, %3$s AS category,
 			  o.%4$I::timestamptz AS created_at$q$,
-		cfg.key_column, orderexp._payload_expr(cfg), category, cfg.created_column);
+		cfg.key_column, orderexp._plain_payload_expr(cfg), category, cfg.created_column);
 	RETURN format($q$
 WITH mine AS MATERIALIZED (
 	SELECT x.order_key, x.raw_key, x.unpaid, x.tid
@@ -12911,6 +12941,7 @@ $$;
 
 REVOKE ALL ON FUNCTION orderexp._raw_key_collation(orderexp.tables),
 	orderexp._busy_keys_sql(orderexp.tables),
+	orderexp._plain_payload_expr(orderexp.tables),
 	orderexp._plain_orders_sql(orderexp.tables) FROM PUBLIC;
 
 /* --- 33. the index of a varchar or domain status column is found ----------- */
@@ -12945,126 +12976,3 @@ AS $$
 	 ORDER BY i.indnatts, c.relname
 	 LIMIT 1
 $$;
-
-/* --- 34. a plain batch's payload of string columns without jsonb_build_object */
-
-/*
- * The payload of a plain batch's closes (_plain_orders_sql): that of
- * _payload_expr, but when every payload column is text or varchar, made
- * with jsonb_object() of the names and the values as text, the same jsonb
- * (a NULL a JSON null) for about 2,200 instructions a close less:
- * jsonb_build_object() takes "any", and looks up each argument's type
- * category and output function for every row.  The statement keeps the
- * casts to text it was made with, for as long as its stamp (src/sweep.c)
- * stays: the stamp follows the table's pg_class row, which a change of a
- * string column to any type that is not a string rewrites.
- */
-CREATE OR REPLACE FUNCTION orderexp._plain_payload_expr(cfg orderexp.tables)
-RETURNS text
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-	SELECT CASE WHEN cardinality(cfg.payload_columns) > 0
-					 AND NOT EXISTS (SELECT FROM unnest(cfg.payload_columns) AS u(c)
-									  LEFT JOIN pg_attribute a
-											 ON a.attrelid = cfg.order_table AND a.attname = u.c
-											AND NOT a.attisdropped AND a.attnum > 0
-									  WHERE a.atttypid IS NULL
-										 OR a.atttypid NOT IN ('text'::regtype, 'character varying'::regtype))
-				THEN format('jsonb_object(%L::text[], ARRAY[%s])', cfg.payload_columns,
-							(SELECT string_agg(format('o.%I::text', u.c), ', ' ORDER BY u.n)
-							   FROM unnest(cfg.payload_columns) WITH ORDINALITY AS u(c, n)))
-				ELSE orderexp._payload_expr(cfg)
-		   END
-$$;
-
-/*
- * The orders statement of a plain close batch, run as the table's owner:
- * _orders_sql's close, which finds each row by the tuple id the take
- * statement read it at ($2, aligned with the keys $1) where it can.  The
- * take read every due row already; a second and a third descent of the
- * table's primary key, to lock the row and then to update it, cost about
- * 5,000 instructions each (bench/instructions.sh).
- *
- * mine's first part locks the rows of the table itself by tuple id, with
- * their key checked (a tuple id names a place, not a row: the row read
- * there may have gone since the take and another taken its place; the
- * check is written IS TRUE, so that it is not taken for a condition of the
- * primary key, whose scan the planner may otherwise prefer).  It locks
- * a row only in the version the take read.  A row updated since the take
- * is left out: if the update committed before the statement's snapshot,
- * the version at the tuple id is not visible any more; if after it, the
- * lock follows the row to its latest version, and EvalPlanQual checks the
- * statement's conditions on that version again, o.ctid = u.t among them,
- * which fails (every update writes a new version, at another tuple id).
- * Either way the key is missing from mine and reported busy, like a row
- * someone holds, so that the worker comes back for it soon (isolation
- * spec tid_race).  Nobody may update the version mine locked, which the
- * snapshot sees, so the update by tuple id finds every row mine locked,
- * and finds it unpaid if mine did (no condition on the status, which would
- * let the planner scan the partial index of unpaid orders instead).
- *
- * mine's second part locks by key, as _orders_sql does, the rows the take
- * found in partitions or inheritance children (no tuple id: one names a
- * row only with its table), which for a table without them is an index
- * scan of no keys; by_key closes them, by key.
- */
-CREATE OR REPLACE FUNCTION orderexp._plain_orders_sql(cfg orderexp.tables)
-RETURNS text
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	status_type text := orderexp._status_type(cfg);
-	category text := CASE WHEN cfg.category_column IS NULL THEN 'NULL::text'
-						  ELSE format('o.%I::text', cfg.category_column) END;
-	result_cols text;
-BEGIN
-	result_cols := format($q$
-	RETURNING o.%1$I::text AS order_key, true AS unpaid, %2$s AS cols, %3$s AS category,
-			  o.%4$I::timestamptz AS created_at$q$,
-		cfg.key_column, orderexp._plain_payload_expr(cfg), category, cfg.created_column);
-	RETURN format($q$
-WITH mine AS MATERIALIZED (
-	SELECT x.order_key, x.raw_key, x.unpaid, x.tid
-	  FROM (SELECT o.%2$I::text AS order_key, o.%2$I%9$s AS raw_key,
-				   (o.%3$I IS NOT DISTINCT FROM %4$L::%5$s) AS unpaid, o.ctid AS tid
-			  FROM unnest($1::text[], $2::tid[]) AS u(k, t)
-			  JOIN ONLY %1$s o ON o.ctid = u.t
-			 WHERE (o.%2$I = u.k::%6$s) IS TRUE
-			   FOR UPDATE OF o SKIP LOCKED) AS x
-	UNION ALL
-	SELECT y.order_key, y.raw_key, y.unpaid, NULL::tid
-	  FROM (SELECT o.%2$I::text AS order_key, o.%2$I%9$s AS raw_key,
-				   (o.%3$I IS NOT DISTINCT FROM %4$L::%5$s) AS unpaid
-			  FROM %1$s o
-			 WHERE o.%2$I = ANY (ARRAY(SELECT u.k::%6$s
-										 FROM unnest($1::text[], $2::tid[]) AS u(k, t)
-										WHERE u.t IS NULL))
-			   AND o.tableoid <> %8$L::oid
-			   FOR UPDATE OF o SKIP LOCKED) AS y),$q$,
-		cfg.order_table, cfg.key_column, cfg.status_column, cfg.unpaid_value,
-		status_type, cfg.key_type, cfg.closed_value, cfg.order_table::oid::text,
-		orderexp._raw_key_collation(cfg))
-		|| orderexp._busy_keys_sql(cfg)
-		|| format($q$
-by_tid AS (
-	UPDATE ONLY %1$s o SET %3$I = %7$L::%5$s
-	 WHERE o.ctid = ANY (ARRAY(SELECT m.tid FROM mine m WHERE m.unpaid AND m.tid IS NOT NULL))%9$s),
-by_key AS (
-	UPDATE %1$s o SET %3$I = %7$L::%5$s
-	 WHERE o.%2$I = ANY (ARRAY(SELECT m.order_key::%6$s FROM mine m
-								WHERE m.unpaid AND m.tid IS NULL))
-	   AND o.%3$I = %4$L::%5$s AND o.tableoid <> %8$L::oid%9$s),
-rows AS (
-	SELECT * FROM by_tid
-	UNION ALL
-	SELECT * FROM by_key)$q$,
-		cfg.order_table, cfg.key_column, cfg.status_column, cfg.unpaid_value,
-		status_type, cfg.key_type, cfg.closed_value, cfg.order_table::oid::text,
-		result_cols)
-		|| orderexp._orders_result_sql();
-END;
-$$;
-
-REVOKE ALL ON FUNCTION orderexp._plain_payload_expr(orderexp.tables) FROM PUBLIC;
