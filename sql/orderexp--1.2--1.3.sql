@@ -12906,7 +12906,7 @@ SELECT o.%2$I::text COLLATE "C" AS k, o.%3$I AS at,
  ORDER BY o.%3$I, o.%2$I::text COLLATE "C"
  LIMIT $1$q$,
 			cfg.order_table, cfg.key_column, cfg.created_column, cfg.status_column,
-			cfg.unpaid_value, orderexp._status_type(cfg), p.close_after, typ, p.plain_since,
+			cfg.unpaid_value, orderexp._status_index_type(cfg), p.close_after, typ, p.plain_since,
 			cfg.order_table::oid::text),
 		format($q$
 SELECT o.%2$I::timestamptz + %5$L::interval
@@ -12915,7 +12915,7 @@ SELECT o.%2$I::timestamptz + %5$L::interval
  ORDER BY o.%2$I
  LIMIT 1$q$,
 			cfg.order_table, cfg.created_column, cfg.status_column, cfg.unpaid_value,
-			p.close_after, orderexp._status_type(cfg), typ),
+			p.close_after, orderexp._status_index_type(cfg), typ),
 		/*
 		 * one scan of the timers' primary key for all the keys, which
 		 * stops at the first key that has a timer row; only then the keys
@@ -12944,7 +12944,7 @@ REVOKE ALL ON FUNCTION orderexp._raw_key_collation(orderexp.tables),
 	orderexp._plain_payload_expr(orderexp.tables),
 	orderexp._plain_orders_sql(orderexp.tables) FROM PUBLIC;
 
-/* --- 33. the index of a varchar or domain status column is found ----------- */
+/* --- 33. a varchar or domain status column: its index found and used ------- */
 
 /*
  * Is there an index the sweep can find a table's due plain orders by: a
@@ -12976,3 +12976,33 @@ AS $$
 	 ORDER BY i.indnatts, c.relname
 	 LIMIT 1
 $$;
+
+/*
+ * The type the plain batch's take and next statements compare the status
+ * column with: that of _status_type, but for a domain its base type (the
+ * base type's, for a domain over a domain).  A partial index's predicate
+ * on a domain column is stored as the column coerced to the base type
+ * ("(status)::text = 'unpaid'::text"), and the planner can use the index
+ * only for a condition that says the same; a constant cast to a domain
+ * with a CHECK stays a coercion, run for every row, which says something
+ * else, and the take would read the whole table (a sequential scan and a
+ * sort for every batch).
+ */
+CREATE OR REPLACE FUNCTION orderexp._status_index_type(cfg orderexp.tables)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	WITH RECURSIVE d(typ, typmod, typtype) AS (
+		SELECT a.atttypid, a.atttypmod, t.typtype
+		  FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+		 WHERE a.attrelid = cfg.order_table AND a.attname = cfg.status_column
+		   AND NOT a.attisdropped AND a.attnum > 0
+		UNION ALL
+		SELECT t.typbasetype, t.typtypmod, b.typtype
+		  FROM d JOIN pg_type t ON t.oid = d.typ JOIN pg_type b ON b.oid = t.typbasetype
+		 WHERE d.typtype = 'd')
+	SELECT coalesce((SELECT format_type(d.typ, d.typmod) FROM d WHERE d.typtype <> 'd'),
+					orderexp._status_type(cfg))
+$$;
+REVOKE ALL ON FUNCTION orderexp._status_index_type(orderexp.tables) FROM PUBLIC;

@@ -214,8 +214,36 @@ SELECT orderexp.set_close_policy('plain.vc', '1 hour') > 0 AS registered,
 INSERT INTO plain.vc (id, created_at) VALUES (1, now() - interval '2 hours'), (2, now());
 SELECT * FROM orderexp.run_due();
 SELECT id, status FROM plain.vc ORDER BY id;
-
 DROP TABLE plain.vc;
+-- a status domain with a CHECK: the take compares the status as the domain's
+-- base type, as the index's predicate does, and so can use the index (a
+-- constant cast to the domain would be checked for every row, and the take
+-- would read the whole table)
+CREATE DOMAIN plain.order_status AS text CHECK (VALUE IN ('unpaid', 'paid', 'closed', 'cancelled'));
+CREATE TABLE plain.dom (id int PRIMARY KEY, status plain.order_status NOT NULL DEFAULT 'unpaid',
+						created_at timestamptz NOT NULL DEFAULT now());
+CREATE INDEX dom_unpaid ON plain.dom (created_at) WHERE status = 'unpaid';
+SELECT orderexp.set_close_policy('plain.dom', '1 hour') > 0 AS registered,
+       orderexp.set_plain_deadlines('plain.dom');
+SELECT format('PREPARE dom_take(integer, text, text) AS %s', (orderexp._plain_batch_sql(t))[1]) AS q
+  FROM orderexp.tables t WHERE t.order_table = 'plain.dom'::regclass \gset
+:q ;
+BEGIN;
+SET LOCAL plan_cache_mode = force_generic_plan;
+SET LOCAL enable_seqscan = off;
+SET LOCAL enable_bitmapscan = off;
+CREATE FUNCTION pg_temp.dom_take_plan() RETURNS SETOF text LANGUAGE plpgsql AS
+$$ BEGIN RETURN QUERY EXPLAIN (COSTS OFF) EXECUTE dom_take(10, '-infinity', ''); END $$;
+SELECT count(*) FILTER (WHERE l ~ 'Index Scan using dom_unpaid') AS by_partial_index,
+       count(*) FILTER (WHERE l ~ 'Seq Scan') AS seq_scans
+  FROM pg_temp.dom_take_plan() AS l;
+ROLLBACK;
+DEALLOCATE dom_take;
+INSERT INTO plain.dom (id, created_at) VALUES (1, now() - interval '2 hours'), (2, now());
+SELECT * FROM orderexp.run_due();
+SELECT id, status FROM plain.dom ORDER BY id;
+DROP TABLE plain.dom;
+DROP DOMAIN plain.order_status;
 -- payload columns all text or varchar: the close's payload is made with
 -- jsonb_object() (the same jsonb, a NULL a JSON null); a payload column
 -- changed to a number is a number in the next close's payload, in the same
