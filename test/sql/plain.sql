@@ -244,6 +244,24 @@ SELECT * FROM orderexp.run_due();
 SELECT id, status FROM plain.dom ORDER BY id;
 DROP TABLE plain.dom;
 DROP DOMAIN plain.order_status;
+-- a table partitioned by another column than created-at: the take gives no
+-- tuple id for a partition's row, and the orders statement locks and closes
+-- those rows by key
+CREATE TABLE plain.parted (id bigint, region int, status text NOT NULL DEFAULT 'unpaid',
+						   created_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (id, region))
+	PARTITION BY LIST (region);
+CREATE TABLE plain.parted_1 PARTITION OF plain.parted FOR VALUES IN (1);
+CREATE TABLE plain.parted_2 PARTITION OF plain.parted FOR VALUES IN (2);
+CREATE INDEX ON plain.parted (created_at) WHERE status = 'unpaid';
+SELECT orderexp.set_close_policy('plain.parted', '1 hour', key_column => 'id') > 0 AS registered,
+       orderexp.set_plain_deadlines('plain.parted');
+INSERT INTO plain.parted (id, region, created_at)
+VALUES (1, 1, now() - interval '2 hours'), (2, 2, now() - interval '2 hours'), (3, 1, now());
+SELECT * FROM orderexp.run_due();
+SELECT tableoid::regclass, id, status FROM plain.parted ORDER BY id;
+SELECT count(*) AS closed_events FROM orderexp.outbox
+ WHERE order_table = 'plain.parted'::regclass AND kind = 'closed';
+DROP TABLE plain.parted;
 -- payload columns all text or varchar: the close's payload is made with
 -- jsonb_object() (the same jsonb, a NULL a JSON null); a payload column
 -- changed to a number is a number in the next close's payload, in the same
