@@ -12321,202 +12321,7 @@ END;
 $$;
 
 
-/* --- 29. a plain batch's take and own statements do less per order -------- */
-
-/*
- * The statements of a plain close batch (src/batch.c), or NULL when the
- * table has no plain deadlines:
- *   take     (the table's owner)  up to $1 due plain orders, in the order
- *            of created-at and key, after ($2, $3), the last of the sweep's
- *            previous batch, through the partial index: their keys (text)
- *            and created-ats.  The watermark makes its round trip as text,
- *            whatever the time zone: src/batch.c turns the last row's
- *            created-at into text with the type's output function (only
- *            that row's), and the statement turns $2 back once, in an
- *            init plan; a cast of the parameter in the filter itself
- *            would parse the text again for every row the index gives
- *            (about 3,300 instructions a close, and 1,200 more for the
- *            text of every row's created-at: bench/instructions.sh);
- *   next     (the table's owner)  the next plain deadline after now, of the
- *            first unpaid order not yet due (for the worker's sleep; run
- *            when the take did not fill the batch);
- *   own      (the extension owner)  the keys of those without a timer row:
- *            an order with one is left to the timers' batch, whatever its
- *            deadline;
- *   orders   the close statement's, unchanged (_orders_sql): lock the rows,
- *            SKIP LOCKED, and close the unpaid ones;
- *   record   (the extension owner)  the events and counted outcomes, as
- *            _record_close_sql writes them, with the deadline and policy
- *            the plain deadline gives.
- * The settings are written into the text: a change of the policy changes
- * the statements, which the sweep prepares anew.  The batch runs with the
- * table's plain lock (_plain_lock), so that no timer row is written
- * between its "own" statement and the close (src/batch.c).
- */
-CREATE OR REPLACE FUNCTION orderexp._plain_batch_sql(cfg orderexp.tables)
-RETURNS text[]
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	p orderexp.policies := orderexp._plain_policy(cfg.order_table);
-	typ text;
-BEGIN
-	IF p.id IS NULL THEN
-		RETURN NULL;
-	END IF;
-	SELECT a.atttypid::regtype::text INTO typ
-	  FROM pg_attribute a
-	 WHERE a.attrelid = cfg.order_table AND a.attname = cfg.created_column;
-	RETURN ARRAY[
-		format($q$
-SELECT o.%2$I::text COLLATE "C" AS k, o.%3$I AS at
-  FROM %1$s o
- WHERE o.%4$I = %5$L::%6$s
-   AND o.%3$I <= (now() - %7$L::interval)::%8$s
-   AND o.%3$I >= greatest($2::%8$s, %9$L::timestamptz::%8$s)
-   AND (o.%3$I > (SELECT $2::%8$s) OR o.%2$I::text COLLATE "C" > $3)
- ORDER BY o.%3$I, o.%2$I::text COLLATE "C"
- LIMIT $1$q$,
-			cfg.order_table, cfg.key_column, cfg.created_column, cfg.status_column,
-			cfg.unpaid_value, orderexp._status_type(cfg), p.close_after, typ, p.plain_since),
-		format($q$
-SELECT o.%2$I::timestamptz + %5$L::interval
-  FROM %1$s o
- WHERE o.%3$I = %4$L::%6$s AND o.%2$I > (now() - %5$L::interval)::%7$s
- ORDER BY o.%2$I
- LIMIT 1$q$,
-			cfg.order_table, cfg.created_column, cfg.status_column, cfg.unpaid_value,
-			p.close_after, orderexp._status_type(cfg), typ),
-		/*
-		 * one scan of the timers' primary key for all the keys, which
-		 * stops at the first key that has a timer row; only then a hashed
-		 * EXCEPT, else the keys as they came (most batches: a key with a
-		 * timer row is an order with a deadline of its own, which is
-		 * rare).  A plan for every size of batch and of timers.
-		 */
-		format($q$
-SELECT CASE WHEN EXISTS (SELECT FROM orderexp.timers t
-						  WHERE t.order_table = %1$L::regclass AND t.order_key = ANY ($1::text[]))
-			THEN ARRAY(SELECT k FROM unnest($1::text[]) AS k
-					   EXCEPT
-					   SELECT t.order_key FROM orderexp.timers t
-						WHERE t.order_table = %1$L::regclass AND t.order_key = ANY ($1::text[]))
-			ELSE $1::text[] END$q$,
-			cfg.order_table::oid::text),
-		orderexp._orders_sql(cfg, 'UPDATE'),
-		orderexp._record_plain_close_sql(cfg, p)];
-END;
-$$;
-
-/* --- 30. a batch looks for busy keys only when it lacks some ---------------- */
-
-/*
- * The statement on the orders table, run as its owner: $1 the keys the take
- * statement locked, ($2, $3) the range of their created-at.  "mine" are the
- * rows it could lock (SKIP LOCKED: an application holds the others), "busy"
- * the keys whose row exists but was locked: looked up in the whole table
- * (an order whose created-at moved is not taken for gone), one correlated
- * probe per key that mine lacks, so that a batch whose rows were all locked
- * reads no other partition.  Which keys mine lacks is an EXCEPT, hashed or
- * sorted whatever the estimates: the plan is generic, and an anti-join of
- * two sets it takes for a few rows each could be a nested loop.  It runs
- * only when mine lacks a key, which a batch whose orders nobody holds
- * does not: mine then has as many distinct keys as $1 has elements (the
- * count is of the keys as they are, not as text, so that it sorts cheaply;
- * text keys in the "C" collation), and the EXCEPT that hashed both sets for
- * every batch is skipped (about 2,600 instructions a close,
- * bench/instructions.sh).  A count of mine's rows would not do: the key of
- * a partitioned table, or of one with inheritance children, need not be
- * unique, and two rows of one key would hide a key that is busy.
- *
- * For the close batch (lock 'UPDATE') the unpaid rows of mine are closed
- * with the guarded update and returned; for reminders (lock 'SHARE') mine
- * is returned as it is.  Every
- * result column is an array: busy keys, then keys, unpaid, payloads,
- * categories and created-ats of the rows returned, aligned; the reminders
- * of a table that maps the customer's channels or contacts add a seventh,
- * those (_reach_expr), which the record statement gets as $9.  Nothing of
- * orderexp's is named: the owner needs no privilege on it.
- */
-CREATE OR REPLACE FUNCTION orderexp._orders_sql(cfg orderexp.tables, lock text)
-RETURNS text
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	status_type text := orderexp._status_type(cfg);
-	range text := CASE WHEN cfg.partition_column IS NULL THEN ''
-					   ELSE format(' AND o.%I BETWEEN %s AND %s', cfg.partition_column,
-								   orderexp._created_utc(cfg, '$2'),
-								   orderexp._created_utc(cfg, '$3')) END;
-	category text := CASE WHEN cfg.category_column IS NULL THEN 'NULL::text'
-						  ELSE format('o.%I::text', cfg.category_column) END;
-	reach text := orderexp._reach_expr(cfg);
-	sql text;
-BEGIN
-	sql := format($q$
-WITH mine AS MATERIALIZED (
-	SELECT o.%2$I::text AS order_key, o.%2$I%10$s AS raw_key,
-		   (o.%3$I IS NOT DISTINCT FROM %4$L::%5$s) AS unpaid%8$s
-	  FROM %1$s o
-	 WHERE o.%2$I = ANY (ARRAY(SELECT k::%6$s FROM unnest($1::text[]) AS k))%7$s
-	   FOR %9$s OF o SKIP LOCKED),
-missing AS MATERIALIZED (
-	SELECT x.order_key
-	  FROM (SELECT k AS order_key FROM unnest($1::text[]) AS k
-			EXCEPT
-			SELECT m.order_key FROM mine m) AS x
-	 WHERE (SELECT count(DISTINCT m.raw_key) FROM mine m) < cardinality($1::text[])),
-busy AS MATERIALIZED (
-	SELECT x.order_key
-	  FROM missing x
-	 WHERE (SELECT true FROM %1$s o WHERE o.%2$I = x.order_key::%6$s LIMIT 1)),$q$,
-		cfg.order_table, cfg.key_column, cfg.status_column, cfg.unpaid_value,
-		status_type, cfg.key_type, range,
-		CASE lock WHEN 'SHARE'
-			 THEN format(', %s AS cols, %s AS category', orderexp._payload_expr(cfg), category)
-				  || CASE WHEN reach IS NOT NULL THEN format(', %s AS reach', reach) ELSE '' END
-			 ELSE '' END,
-		CASE lock WHEN 'UPDATE' THEN 'UPDATE' WHEN 'SHARE' THEN 'SHARE' END,
-		CASE WHEN cfg.key_type IN ('text'::regtype, 'character varying'::regtype)
-			 THEN ' COLLATE "C"' ELSE '' END);
-
-	IF lock = 'SHARE' AND reach IS NULL THEN
-		RETURN sql || $q$
-rows AS (
-	SELECT m.order_key, m.unpaid, m.cols, m.category, NULL::timestamptz AS created_at
-	  FROM mine m)$q$ || orderexp._orders_result_sql();
-	END IF;
-	IF lock = 'SHARE' THEN
-		/* and a seventh array: the customer's channels and contacts */
-		RETURN sql || $q$
-rows AS (
-	SELECT m.order_key, m.unpaid, m.cols, m.category, NULL::timestamptz AS created_at, m.reach
-	  FROM mine m)
-SELECT ARRAY(SELECT b.order_key FROM busy b), r.keys, r.unpaid, r.cols, r.categories,
-	   r.created, r.reach
-  FROM (SELECT array_agg(x.order_key) AS keys, array_agg(x.unpaid) AS unpaid,
-			   array_agg(x.cols) AS cols, array_agg(x.category) AS categories,
-			   array_agg(x.created_at) AS created, array_agg(x.reach) AS reach
-		  FROM rows x) AS r$q$;
-	END IF;
-
-	RETURN sql || format($q$
-rows AS (
-	UPDATE %1$s o SET %3$I = %7$L::%5$s
-	 WHERE o.%2$I = ANY (ARRAY(SELECT m.order_key::%6$s FROM mine m WHERE m.unpaid))
-	   AND o.%3$I = %4$L::%5$s%8$s
-	RETURNING o.%2$I::text AS order_key, true AS unpaid, %9$s AS cols, %10$s AS category,
-			  o.%11$I::timestamptz AS created_at)$q$,
-		cfg.order_table, cfg.key_column, cfg.status_column, cfg.unpaid_value,
-		status_type, cfg.key_type, cfg.closed_value, range,
-		orderexp._payload_expr(cfg), category, cfg.created_column)
-		|| orderexp._orders_result_sql();
-END;
-$$;
-
-/* --- 31. a plain close batch's record counts its keys, not its rows ---------- */
+/* --- 29. a plain close batch's record counts its keys, not its rows ---------- */
 
 /*
  * The end of both record statements of a close (_record_close_sql for
@@ -12592,7 +12397,15 @@ WITH done AS (
 		|| orderexp._record_closes_sql(cfg, p)
 $$;
 
-/* --- 32. a plain batch by tuple ids; its payload of strings by jsonb_object - */
+/* --- 30. the plain batch: take, own and orders do less per order ---------- */
+
+/*
+ * The take parses its watermark once; own looks for timer rows only when
+ * one of the keys has some; the orders statement looks for busy keys only
+ * when it lacks some (_orders_sql too), locks and closes the rows by the
+ * tuple ids the take read, and makes a payload of string columns with
+ * jsonb_object().
+ */
 
 /*
  * The collation a key is counted in by the orders statements (their
@@ -12944,7 +12757,7 @@ REVOKE ALL ON FUNCTION orderexp._raw_key_collation(orderexp.tables),
 	orderexp._plain_payload_expr(orderexp.tables),
 	orderexp._plain_orders_sql(orderexp.tables) FROM PUBLIC;
 
-/* --- 33. a varchar or domain status column: its index found and used ------- */
+/* --- 31. a varchar or domain status column: its index found and used ------- */
 
 /*
  * Is there an index the sweep can find a table's due plain orders by: a
