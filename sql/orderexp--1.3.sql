@@ -1688,17 +1688,40 @@ SELECT (SELECT count(*) FROM due), ARRAY(SELECT d.order_key FROM due d),
 $$;
 
 /*
- * The collation a key is counted in by the orders statements (their
- * raw_key): "C" for text keys, so that the count sorts cheaply; none for
- * the others.
+ * The columns an orders statement (_orders_sql, _plain_orders_sql) reads
+ * of each row it locks, as "o": the key as text (order_key), the key as it
+ * is (raw_key, which the count of busy keys sorts: text keys in the "C"
+ * collation, so that it sorts cheaply) and whether the order is unpaid.
  */
-CREATE FUNCTION orderexp._raw_key_collation(cfg orderexp.tables)
+CREATE FUNCTION orderexp._locked_cols_sql(cfg orderexp.tables)
 RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-	SELECT CASE WHEN cfg.key_type IN ('text'::regtype, 'character varying'::regtype)
-				THEN ' COLLATE "C"' ELSE '' END
+	SELECT format('o.%1$I::text AS order_key, o.%1$I%2$s AS raw_key, (o.%3$I IS NOT DISTINCT FROM %4$L::%5$s) AS unpaid',
+				  cfg.key_column,
+				  CASE WHEN cfg.key_type IN ('text'::regtype, 'character varying'::regtype)
+					   THEN ' COLLATE "C"' ELSE '' END,
+				  cfg.status_column, cfg.unpaid_value, orderexp._status_type(cfg))
+$$;
+
+/*
+ * What the update of an orders statement returns of each row it closed,
+ * as "o": key, unpaid (true), the payload columns ("payload", an
+ * expression of o), category and created-at, as _orders_result_sql reads
+ * them.
+ */
+CREATE FUNCTION orderexp._closed_cols_sql(cfg orderexp.tables, payload text)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT format('o.%1$I::text AS order_key, true AS unpaid, %2$s AS cols, %3$s AS category,
+			  o.%4$I::timestamptz AS created_at',
+				  cfg.key_column, payload,
+				  CASE WHEN cfg.category_column IS NULL THEN 'NULL::text'
+					   ELSE format('o.%I::text', cfg.category_column) END,
+				  cfg.created_column)
 $$;
 
 /*
@@ -1772,19 +1795,17 @@ DECLARE
 BEGIN
 	sql := format($q$
 WITH mine AS MATERIALIZED (
-	SELECT o.%2$I::text AS order_key, o.%2$I%10$s AS raw_key,
-		   (o.%3$I IS NOT DISTINCT FROM %4$L::%5$s) AS unpaid%8$s
+	SELECT %3$s%5$s
 	  FROM %1$s o
-	 WHERE o.%2$I = ANY (ARRAY(SELECT k::%6$s FROM unnest($1::text[]) AS k))%7$s
-	   FOR %9$s OF o SKIP LOCKED),$q$,
-		cfg.order_table, cfg.key_column, cfg.status_column, cfg.unpaid_value,
-		status_type, cfg.key_type, range,
+	 WHERE o.%2$I = ANY (ARRAY(SELECT k::%4$s FROM unnest($1::text[]) AS k))%6$s
+	   FOR %7$s OF o SKIP LOCKED),$q$,
+		cfg.order_table, cfg.key_column, orderexp._locked_cols_sql(cfg), cfg.key_type,
 		CASE lock WHEN 'SHARE'
 			 THEN format(', %s AS cols, %s AS category', orderexp._payload_expr(cfg), category)
 				  || CASE WHEN reach IS NOT NULL THEN format(', %s AS reach', reach) ELSE '' END
 			 ELSE '' END,
-		CASE lock WHEN 'UPDATE' THEN 'UPDATE' WHEN 'SHARE' THEN 'SHARE' END,
-		orderexp._raw_key_collation(cfg))
+		range,
+		CASE lock WHEN 'UPDATE' THEN 'UPDATE' WHEN 'SHARE' THEN 'SHARE' END)
 		|| orderexp._busy_keys_sql(cfg);
 
 	IF lock = 'SHARE' AND reach IS NULL THEN
@@ -1812,11 +1833,10 @@ rows AS (
 	UPDATE %1$s o SET %3$I = %7$L::%5$s
 	 WHERE o.%2$I = ANY (ARRAY(SELECT m.order_key::%6$s FROM mine m WHERE m.unpaid))
 	   AND o.%3$I = %4$L::%5$s%8$s
-	RETURNING o.%2$I::text AS order_key, true AS unpaid, %9$s AS cols, %10$s AS category,
-			  o.%11$I::timestamptz AS created_at)$q$,
+	RETURNING %9$s)$q$,
 		cfg.order_table, cfg.key_column, cfg.status_column, cfg.unpaid_value,
 		status_type, cfg.key_type, cfg.closed_value, range,
-		orderexp._payload_expr(cfg), category, cfg.created_column)
+		orderexp._closed_cols_sql(cfg, orderexp._payload_expr(cfg)))
 		|| orderexp._orders_result_sql();
 END;
 $$;
@@ -2608,53 +2628,46 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	status_type text := orderexp._status_type(cfg);
-	category text := CASE WHEN cfg.category_column IS NULL THEN 'NULL::text'
-						  ELSE format('o.%I::text', cfg.category_column) END;
-	result_cols text;
+	locked_cols text := orderexp._locked_cols_sql(cfg);
 BEGIN
-	result_cols := format($q$
-	RETURNING o.%1$I::text AS order_key, true AS unpaid, %2$s AS cols, %3$s AS category,
-			  o.%4$I::timestamptz AS created_at$q$,
-		cfg.key_column, orderexp._plain_payload_expr(cfg), category, cfg.created_column);
 	RETURN format($q$
 WITH mine AS MATERIALIZED (
 	SELECT x.order_key, x.raw_key, x.unpaid, x.tid
-	  FROM (SELECT o.%2$I::text AS order_key, o.%2$I%9$s AS raw_key,
-				   (o.%3$I IS NOT DISTINCT FROM %4$L::%5$s) AS unpaid, o.ctid AS tid
+	  FROM (SELECT %3$s, o.ctid AS tid
 			  FROM unnest($1::text[], $2::tid[]) AS u(k, t)
 			  JOIN ONLY %1$s o ON o.ctid = u.t
-			 WHERE (o.%2$I = u.k::%6$s) IS TRUE
+			 WHERE (o.%2$I = u.k::%4$s) IS TRUE
 			   FOR UPDATE OF o SKIP LOCKED) AS x
 	UNION ALL
 	SELECT y.order_key, y.raw_key, y.unpaid, NULL::tid
-	  FROM (SELECT o.%2$I::text AS order_key, o.%2$I%9$s AS raw_key,
-				   (o.%3$I IS NOT DISTINCT FROM %4$L::%5$s) AS unpaid
+	  FROM (SELECT %3$s
 			  FROM %1$s o
-			 WHERE o.%2$I = ANY (ARRAY(SELECT u.k::%6$s
+			 WHERE o.%2$I = ANY (ARRAY(SELECT u.k::%4$s
 										 FROM unnest($1::text[], $2::tid[]) AS u(k, t)
 										WHERE u.t IS NULL))
-			   AND o.tableoid <> %8$L::oid
+			   AND o.tableoid <> %5$L::oid
 			   FOR UPDATE OF o SKIP LOCKED) AS y),$q$,
-		cfg.order_table, cfg.key_column, cfg.status_column, cfg.unpaid_value,
-		status_type, cfg.key_type, cfg.closed_value, cfg.order_table::oid::text,
-		orderexp._raw_key_collation(cfg))
+		cfg.order_table, cfg.key_column, locked_cols, cfg.key_type,
+		cfg.order_table::oid::text)
 		|| orderexp._busy_keys_sql(cfg)
 		|| format($q$
 by_tid AS (
 	UPDATE ONLY %1$s o SET %3$I = %7$L::%5$s
-	 WHERE o.ctid = ANY (ARRAY(SELECT m.tid FROM mine m WHERE m.unpaid AND m.tid IS NOT NULL))%9$s),
+	 WHERE o.ctid = ANY (ARRAY(SELECT m.tid FROM mine m WHERE m.unpaid AND m.tid IS NOT NULL))
+	RETURNING %9$s),
 by_key AS (
 	UPDATE %1$s o SET %3$I = %7$L::%5$s
 	 WHERE o.%2$I = ANY (ARRAY(SELECT m.order_key::%6$s FROM mine m
 								WHERE m.unpaid AND m.tid IS NULL))
-	   AND o.%3$I = %4$L::%5$s AND o.tableoid <> %8$L::oid%9$s),
+	   AND o.%3$I = %4$L::%5$s AND o.tableoid <> %8$L::oid
+	RETURNING %9$s),
 rows AS (
 	SELECT * FROM by_tid
 	UNION ALL
 	SELECT * FROM by_key)$q$,
 		cfg.order_table, cfg.key_column, cfg.status_column, cfg.unpaid_value,
 		status_type, cfg.key_type, cfg.closed_value, cfg.order_table::oid::text,
-		result_cols)
+		orderexp._closed_cols_sql(cfg, orderexp._plain_payload_expr(cfg)))
 		|| orderexp._orders_result_sql();
 END;
 $$;
@@ -2734,7 +2747,10 @@ SELECT o.%2$I::timestamptz + %5$L::interval
 		 * and their tuple ids without those (a hashed NOT IN each), else
 		 * both as they came (most batches: a key with a timer row is an
 		 * order with a deadline of its own, which is rare).  A plan for
-		 * every size of batch and of timers.
+		 * every size of batch and of timers.  The rare case reads the
+		 * keys twice, one array each; one pass building both (a lateral
+		 * array_agg behind the EXISTS) cost every batch 245 instructions
+		 * a close more (bench/instructions.sh), for a plan of more nodes.
 		 */
 		format($q$
 SELECT CASE WHEN h.hit THEN ARRAY(SELECT u.k FROM unnest($1::text[], $2::tid[]) AS u(k, t)
@@ -6860,7 +6876,8 @@ REVOKE ALL ON FUNCTION orderexp._orders_exec(regclass, boolean, text, text[]) FR
 
 /* the generators of the sweep's statements */
 REVOKE ALL ON FUNCTION orderexp._take_sql(text), orderexp._orders_sql(orderexp.tables, text),
-	orderexp._raw_key_collation(orderexp.tables), orderexp._busy_keys_sql(orderexp.tables),
+	orderexp._locked_cols_sql(orderexp.tables), orderexp._closed_cols_sql(orderexp.tables, text),
+	orderexp._busy_keys_sql(orderexp.tables),
 	orderexp._orders_result_sql(), orderexp._record_close_sql(orderexp.tables),
 	orderexp._record_remind_sql(orderexp.tables), orderexp._close_batch_sql(orderexp.tables),
 	orderexp._remind_batch_sql(orderexp.tables) FROM PUBLIC;
