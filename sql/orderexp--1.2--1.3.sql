@@ -12680,14 +12680,15 @@ $$;
  *            of created-at and key, after ($2, $3), the last of the sweep's
  *            previous batch, through the partial index: their keys (text),
  *            created-ats and, for the rows of the table itself (not of a
- *            partition or inheritance child), tuple ids.  The watermark makes its round trip as text,
- *            whatever the time zone: src/batch.c turns the last row's
- *            created-at into text with the type's output function (only
- *            that row's), and the statement turns $2 back once, in an
- *            init plan; a cast of the parameter in the filter itself
- *            would parse the text again for every row the index gives
- *            (about 3,300 instructions a close, and 1,200 more for the
- *            text of every row's created-at: bench/instructions.sh);
+ *            partition or inheritance child), tuple ids.  The
+ *            watermark makes its round trip as text, whatever the time
+ *            zone: src/batch.c turns the last row's created-at into text
+ *            with the type's output function (only that row's), and the
+ *            statement turns $2 back once, in an init plan; a cast of the
+ *            parameter in the filter itself would parse the text again
+ *            for every row the index gives (about 3,300 instructions a
+ *            close, and 1,200 more for the text of every row's
+ *            created-at: bench/instructions.sh);
  *   next     (the table's owner)  the next plain deadline after now, of the
  *            first unpaid order not yet due (for the worker's sleep; run
  *            when the take did not fill the batch);
