@@ -12745,23 +12745,22 @@ SELECT o.%2$I::timestamptz + %5$L::interval
 			p.close_after, orderexp._status_index_type(cfg), typ),
 		/*
 		 * one scan of the timers' primary key for all the keys, which
-		 * stops at the first key that has a timer row; only then the keys
-		 * and their tuple ids without those (a hashed NOT IN each), else
-		 * both as they came (most batches: a key with a timer row is an
-		 * order with a deadline of its own, which is rare).  A plan for
-		 * every size of batch and of timers.  The rare case reads the
-		 * keys twice, one array each; one pass building both (a lateral
-		 * array_agg behind the EXISTS) cost every batch 245 instructions
-		 * a close more (bench/instructions.sh), for a plan of more nodes.
+		 * stops at the first key that has a timer row; only then one pass
+		 * over the keys and their tuple ids that keeps those without (a
+		 * hashed NOT IN), else both as they came (most batches: a key
+		 * with a timer row is an order with a deadline of its own, which
+		 * is rare).  The pass's condition on h.hit is a one-time filter,
+		 * and OFFSET 0 keeps h a row of its own, so that its EXISTS is not
+		 * copied into each use of h.hit and run three times.  A plan for
+		 * every size of batch and of timers.
 		 */
 		format($q$
-SELECT CASE WHEN h.hit THEN ARRAY(SELECT u.k FROM unnest($1::text[], $2::tid[]) AS u(k, t)
-								   WHERE u.k COLLATE "C" NOT IN (%1$s))
-			ELSE $1::text[] END,
-	   CASE WHEN h.hit THEN ARRAY(SELECT u.t FROM unnest($1::text[], $2::tid[]) AS u(k, t)
-								   WHERE u.k COLLATE "C" NOT IN (%1$s))
-			ELSE $2::tid[] END
-  FROM (SELECT EXISTS (%1$s) AS hit) AS h$q$,
+SELECT CASE WHEN h.hit THEN coalesce(f.keys, '{}') ELSE $1::text[] END,
+	   CASE WHEN h.hit THEN coalesce(f.tids, '{}') ELSE $2::tid[] END
+  FROM (SELECT EXISTS (%1$s) AS hit OFFSET 0) AS h,
+	   LATERAL (SELECT array_agg(u.k) AS keys, array_agg(u.t) AS tids
+				  FROM unnest($1::text[], $2::tid[]) AS u(k, t)
+				 WHERE h.hit AND u.k COLLATE "C" NOT IN (%1$s)) AS f$q$,
 			format('SELECT t.order_key FROM orderexp.timers t WHERE t.order_table = %L::regclass AND t.order_key = ANY ($1::text[])',
 				   cfg.order_table::oid::text)),
 		orderexp._plain_orders_sql(cfg),
