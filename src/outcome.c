@@ -14,9 +14,12 @@
  * outcome:
  *
  *	- no SPI and no planner: the order's timer is read with one index probe
- *	  of orderexp.timers' primary key, and the outcome row is written with
- *	  simple_heap_insert() into orderexp.outcomes, which has no indexes
- *	  (the statistics read it whole, nothing looks one row up);
+ *	  of orderexp.timers' primary key (orderexp_timer_fetch, through the
+ *	  relations timer.c keeps open and locked for the rest of the
+ *	  transaction, as it does for a new order's probe), and the outcome row
+ *	  is written with simple_heap_insert() into orderexp.outcomes, which
+ *	  has no indexes (the statistics read it whole, nothing looks one row
+ *	  up);
  *	- the timer is only read, never locked or changed: the payment holds the
  *	  order row, which every orderexp function that changes a timer locks
  *	  first, so the timer cannot change under it; locking it too would only
@@ -50,18 +53,14 @@
  */
 #include "postgres.h"
 
-#include "access/genam.h"
 #include "access/heapam.h"
 #include "access/htup_details.h"
-#include "access/stratnum.h"
 #include "access/table.h"
-#include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "utils/builtins.h"
-#include "utils/fmgroids.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -195,10 +194,7 @@ orderexp_outcome_trigger(PG_FUNCTION_ARGS)
 	Datum		created;
 	bool		isnull;
 	const OrderexpCatalog *cat;
-	Relation	timers;
-	ScanKeyData skey[2];
-	SysScanDesc scan;
-	HeapTuple	timer;
+	TupleTableSlot *timer;
 	Datum		values[OC_NATTS];
 	bool		nulls[OC_NATTS];
 	int			i;
@@ -270,23 +266,12 @@ orderexp_outcome_trigger(PG_FUNCTION_ARGS)
 	for (i = 0; i < (int) N_TIMER_COLUMNS; i++)
 		if (cat->timer_attnum[timer_columns[i]] == 0)
 			elog(ERROR, "a column of orderexp.timers the outcome needs does not exist");
-	timers = table_open(cat->timers, AccessShareLock);
-	ScanKeyInit(&skey[0], 1, BTEqualStrategyNumber, F_OIDEQ,
-				ObjectIdGetDatum(order_table));
-	ScanKeyInit(&skey[1], 2, BTEqualStrategyNumber, F_TEXTEQ,
-				CStringGetTextDatum(key));
-	skey[1].sk_collation = C_COLLATION_OID;
-	scan = systable_beginscan(timers, cat->timers_pkey, true,
-							  GetActiveSnapshot(), 2, skey);
-	timer = systable_getnext(scan);
-	if (!HeapTupleIsValid(timer))
+	timer = orderexp_timer_fetch(order_table, key, NULL);
+	if (timer == NULL)
 	{
 		int32		policy_id;
 		int32		policy_version;
 		TimestampTz close_at;
-
-		systable_endscan(scan);
-		table_close(timers, AccessShareLock);
 
 		/*
 		 * A plain deadline has no timer row: the policy gives what the
@@ -313,7 +298,7 @@ orderexp_outcome_trigger(PG_FUNCTION_ARGS)
 		Datum		d;
 		bool		null;
 
-		d = heap_getattr(timer, cat->timer_attnum[timer_columns[i]], RelationGetDescr(timers), &null);
+		d = slot_getattr(timer, cat->timer_attnum[timer_columns[i]], &null);
 		switch (i)
 		{
 			case 0:
@@ -349,9 +334,8 @@ orderexp_outcome_trigger(PG_FUNCTION_ARGS)
 				break;
 		}
 	}
-	/* all of them are pass-by-value: safe to let go of the buffer */
-	systable_endscan(scan);
-	table_close(timers, AccessShareLock);
+	/* all of them are pass-by-value: safe to let go of the row */
+	ExecClearTuple(timer);
 
 	return record_outcome(order_table, key, outcome, status, values, nulls);
 }

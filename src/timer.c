@@ -619,19 +619,26 @@ insert_timer_direct(Datum *values, bool *isnull)
 }
 
 /*
- * timer_exists
- *		Has the order a timer row, as the current statement sees it?  One
- *		probe of the primary key, through the relations the inserter keeps
- *		open for the transaction.
+ * orderexp_timer_fetch
+ *		The order's timer row as the current statement sees it, or NULL if
+ *		it has none: one probe of the primary key, through the relations the
+ *		inserter keeps open for the transaction.  The row is in a slot of
+ *		the inserter's, valid until the next probe or the end of the
+ *		transaction; *desc is orderexp.timers' descriptor.
  *
  * The statement's snapshot is enough: whoever writes a timer row holds the
  * order's row (see _lock_order), which the caller holds too, and a
  * transaction that writes the rows of a whole table (_materialize_plain)
  * has it locked against our insert or update.  A row that a sweep deletes
  * right now is still seen, and the caller takes the upsert, which waits.
+ *
+ * The outcome trigger reads the timer of a paid order here too: the
+ * relations stay open and locked until the transaction ends, as the
+ * executor keeps the relations of a statement, rather than being opened
+ * and closed (a lock taken and released each) for every payment.
  */
-static bool
-timer_exists(Oid order_table, const char *key)
+TupleTableSlot *
+orderexp_timer_fetch(Oid order_table, const char *key, TupleDesc *desc)
 {
 	const OrderexpCatalog *cat = orderexp_catalog();
 	TimerInserter *ti = inserter_open(cat);
@@ -644,12 +651,27 @@ timer_exists(Oid order_table, const char *key)
 	ScanKeyInit(&skey[1], 2, BTEqualStrategyNumber, F_TEXTEQ,
 				CStringGetTextDatum(key));
 	skey[1].sk_collation = C_COLLATION_OID;
+	ExecClearTuple(ti->probe_slot);
 	scan = index_beginscan(ti->timers, ti->pkey, GetActiveSnapshot(), 2, 0);
 	index_rescan(scan, skey, 2, NULL, 0);
 	found = index_getnext_slot(scan, ForwardScanDirection, ti->probe_slot);
 	index_endscan(scan);
-	ExecClearTuple(ti->probe_slot);
-	return found;
+	if (desc != NULL)
+		*desc = RelationGetDescr(ti->timers);
+	/* the slot keeps its own pin of the row's buffer until it is cleared */
+	return found ? ti->probe_slot : NULL;
+}
+
+/* has the order a timer row, as the current statement sees it? */
+static bool
+timer_exists(Oid order_table, const char *key)
+{
+	TupleTableSlot *slot = orderexp_timer_fetch(order_table, key, NULL);
+
+	if (slot == NULL)
+		return false;
+	ExecClearTuple(slot);
+	return true;
 }
 
 /* the category's own policy, else the table's default, else NULL */
