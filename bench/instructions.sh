@@ -33,7 +33,10 @@
 #         (bench/sql/timerless.sql)
 # and per transaction of bench/pgbench/oltp.sql (insert an order, pay a
 # recent one), 2,000 of them, into a table registered (plain deadlines or
-# timer rows, as above) vs. not registered (with the partial index).
+# timer rows, as above) vs. not registered (with the partial index); and,
+# as a design study again, into the registered table without its insert
+# trigger and without both its row triggers (insert and status): what each
+# trigger costs the application.
 #
 # Writes bench/out/instructions.md (and the callgrind files beside it).
 #
@@ -66,7 +69,7 @@ REG=$(reg_sql '1 hour')
 REG_TIMERS="SELECT orderexp.set_close_policy('bench.orders', '1 hour', payload_columns => '{customer_email}')"
 q postgres "CREATE DATABASE base"
 ox_psql -d base -q -f "$BENCH_DIR/sql/schema.sql" >/dev/null
-for db in plain reg reg_bare timerless oltp_plain oltp_reg; do
+for db in plain reg reg_bare timerless oltp_plain oltp_reg oltp_noins oltp_notrig; do
 	q postgres "CREATE DATABASE $db TEMPLATE base"
 done
 q plain "SELECT bench.fill_drain($N)" \
@@ -77,6 +80,14 @@ q reg_bare "$REG" "SELECT bench.fill_drain($N)" >/dev/null
 q timerless "$REG_TIMERS" "SELECT bench.fill_drain($N)" >/dev/null
 ox_psql -d timerless -q -f "$BENCH_DIR/sql/timerless.sql" >/dev/null
 q oltp_reg "$REG" >/dev/null
+# design studies: the registered table without its row triggers (the
+# truncate trigger stays; 1.2's two status triggers go with 1.3's one)
+q oltp_noins "$REG" "DROP TRIGGER orderexp_timer_insert ON bench.orders" >/dev/null
+q oltp_notrig "$REG" "DO \$\$ DECLARE t name; BEGIN
+	FOR t IN SELECT tgname FROM pg_trigger WHERE tgrelid = 'bench.orders'::regclass
+				AND tgname LIKE 'orderexp%' AND tgname <> 'orderexp_timer_truncate' LOOP
+		EXECUTE format('DROP TRIGGER %I ON bench.orders', t);
+	END LOOP; END \$\$" >/dev/null
 # the unregistered table of the OLTP figure is kept as a pg_cron user would
 # keep it: with the partial index by which the job finds due orders
 q oltp_plain "$UNPAID_DUE_INDEX" >/dev/null
@@ -119,7 +130,7 @@ if [[ $stripped == *"orderexp.audit"* || $stripped == *"orderexp.outcomes"* || $
 	ox_warn "could not strip the audit and outcome rows from this version's sweep statement: no (e-) figure"
 	BARE=0
 fi
-for db in plain reg reg_bare timerless oltp_plain oltp_reg; do
+for db in plain reg reg_bare timerless oltp_plain oltp_reg oltp_noins oltp_notrig; do
 	q "$db" "VACUUM ANALYZE" >/dev/null
 done
 q postgres "CHECKPOINT" >/dev/null
@@ -154,7 +165,8 @@ cp -a "$OX_PGDATA" "$WORK/data0"
 
 declare -A IR
 SPECS=(plain:select1 plain:a reg:select1 reg:e timerless:select1 timerless:f
-	oltp_plain:select1 oltp_plain:oltp oltp_reg:select1 oltp_reg:oltp)
+	oltp_plain:select1 oltp_plain:oltp oltp_reg:select1 oltp_reg:oltp
+	oltp_noins:select1 oltp_noins:oltp oltp_notrig:select1 oltp_notrig:oltp)
 ((BARE)) && SPECS+=(reg_bare:select1 reg_bare:e)
 for spec in "${SPECS[@]}"; do
 	db=${spec%%:*}
@@ -176,6 +188,8 @@ EB=NaN
 ((BARE)) && EB=$(per "${IR[reg_bare:e]}" "${IR[reg_bare:select1]}" "$N")
 OP=$(per "${IR[oltp_plain:oltp]}" "${IR[oltp_plain:select1]}" "$OLTP_TX")
 OR=$(per "${IR[oltp_reg:oltp]}" "${IR[oltp_reg:select1]}" "$OLTP_TX")
+ONI=$(per "${IR[oltp_noins:oltp]}" "${IR[oltp_noins:select1]}" "$OLTP_TX")
+ONT=$(per "${IR[oltp_notrig:oltp]}" "${IR[oltp_notrig:select1]}" "$OLTP_TX")
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == "NaN") print "n/a"; else printf "%.3f", a / b }'; }
 GIT_REV=$(git -C "$OX_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [[ -n $(git -C "$OX_ROOT" status --porcelain -- . ':!bench' 2>/dev/null) ]]; then
@@ -206,6 +220,8 @@ throughput ratios.
 |---|---:|---:|
 | table not registered | $(fmt "$OP") | |
 | table registered, $BENCH_MODE | $(fmt "$OR") | $(ratio "$OP" "$OR") |
+| design study: registered, without its insert trigger | $(fmt "$ONI") | $(ratio "$OP" "$ONI") |
+| design study: registered, without its insert and status triggers | $(fmt "$ONT") | $(ratio "$OP" "$ONT") |
 
 Callgrind files: \`bench/out/instructions/callgrind.*\` (\`callgrind_annotate --inclusive=yes\`).
 EOF
