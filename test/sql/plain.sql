@@ -165,6 +165,23 @@ SELECT close_at - (SELECT created_at FROM plain.orders WHERE id = 3) AS after, e
        generation > 0 AS fresh_generation
   FROM orderexp.timers WHERE order_table = 'plain.orders'::regclass AND order_key = '3';
 
+-- the same with orderexp.timers empty, its primary key a b-tree without a
+-- root (a new order's probe is skipped then, timer.c): a new order gets no
+-- row; a row written since is found, and a new order of its key refreshes
+-- it, also when the index's cached metapage is gone (the ALTER INDEX)
+BEGIN;
+DELETE FROM orderexp.timers;
+REINDEX INDEX orderexp.timers_pkey;
+INSERT INTO plain.orders (id, email) VALUES (40, 'empty@example.com');
+INSERT INTO orderexp.timers (order_table, order_key, policy_id, close_at)
+VALUES ('plain.orders', '41', :pol, now() - interval '1 day');
+ALTER INDEX orderexp.timers_pkey SET (fillfactor = 90);
+INSERT INTO plain.orders (id, email) VALUES (41, 'stale@example.com');
+SELECT order_key, close_at - (SELECT created_at FROM plain.orders o WHERE o.id::text = t.order_key) AS after
+  FROM orderexp.timers t WHERE order_table = 'plain.orders'::regclass ORDER BY 1;
+ROLLBACK;
+SELECT count(*) > 0 AS timers_back FROM orderexp.timers;
+
 --
 -- a change of the policy that leaves deadlines alone writes the plain
 -- orders' timer rows first; with reschedule they follow the new one
