@@ -14,9 +14,12 @@
 # under valgrind's callgrind, on a fresh copy of the stopped cluster, and
 # reads the instructions it executed; a backend that runs SELECT 1 in the
 # same database is the base subtracted from each.  Same binary, same data,
-# same statements: the counts repeat to the last few digits whatever else
-# the machine is doing, so the ratios are exact where bench/run.sh's
-# timings wobble by 10 % on a shared machine.  Instructions are not time
+# same statements: one build's counts repeat to the last digit whatever
+# else the machine is doing, so the ratios are exact where bench/run.sh's
+# timings wobble by 10 % on a shared machine.  Between two builds a close
+# moves by some 300 instructions even when no statement it runs changed
+# (the catalog's OIDs shift with every new function, bench/instructions.md):
+# compare smaller differences with one cluster and both variants.  Instructions are not time
 # (fsync waits, cache misses and lock waits are not in them), so this
 # complements bench/run.sh, it does not replace it.
 #

@@ -266,7 +266,7 @@ orderexp_outcome_trigger(PG_FUNCTION_ARGS)
 	for (i = 0; i < (int) N_TIMER_COLUMNS; i++)
 		if (cat->timer_attnum[timer_columns[i]] == 0)
 			elog(ERROR, "a column of orderexp.timers the outcome needs does not exist");
-	timer = orderexp_timer_fetch(order_table, key, NULL);
+	timer = orderexp_timer_fetch(order_table, key);
 	if (timer == NULL)
 	{
 		int32		policy_id;

@@ -623,15 +623,14 @@ insert_timer_direct(Datum *values, bool *isnull)
 
 /*
  * Is the b-tree empty, without a root page?  Then no probe can find
- * anything, and the probe is skipped: PostgreSQL's b-tree caches its
+ * anything, and the probe is skipped.  PostgreSQL's b-tree caches its
  * metapage (rd_amcache) only once the tree has a root, so every probe of an
  * empty one reads and locks the metapage again (_bt_metaversion and
- * _bt_getroot), a probe with its scan's start and end about 4,900
- * instructions (bench/instructions.md), where one metapage read is a fifth
- * of that.  A table with plain
- * deadlines may well have no timer row at all; every new order and every
- * payment probes.  Once a tree has a root it keeps one, and its cached
- * metapage says so without a read.
+ * _bt_getroot): about 4,900 instructions with the scan's start and end
+ * (bench/instructions.md), where one read of the metapage here is a fifth
+ * of that.  A table with plain deadlines may well have no timer row at all,
+ * and every new order and every payment probes.  Once a tree has a root it
+ * keeps one, and its cached metapage says so without a read.
  */
 static bool
 btree_is_empty(Relation index)
@@ -659,7 +658,7 @@ btree_is_empty(Relation index)
  *		it has none: one probe of the primary key, through the relations the
  *		inserter keeps open for the transaction.  The row is in a slot of
  *		the inserter's, valid until the next probe or the end of the
- *		transaction; *desc is orderexp.timers' descriptor.
+ *		transaction.
  *
  * The statement's snapshot is enough: whoever writes a timer row holds the
  * order's row (see _lock_order), which the caller holds too, and a
@@ -673,7 +672,7 @@ btree_is_empty(Relation index)
  * and closed (a lock taken and released each) for every payment.
  */
 TupleTableSlot *
-orderexp_timer_fetch(Oid order_table, const char *key, TupleDesc *desc)
+orderexp_timer_fetch(Oid order_table, const char *key)
 {
 	const OrderexpCatalog *cat = orderexp_catalog();
 	TimerInserter *ti = inserter_open(cat);
@@ -681,8 +680,6 @@ orderexp_timer_fetch(Oid order_table, const char *key, TupleDesc *desc)
 	ScanKeyData skey[2];
 	bool		found;
 
-	if (desc != NULL)
-		*desc = RelationGetDescr(ti->timers);
 	if (btree_is_empty(ti->pkey))
 		return NULL;
 	ScanKeyInit(&skey[0], 1, BTEqualStrategyNumber, F_OIDEQ,
@@ -703,7 +700,7 @@ orderexp_timer_fetch(Oid order_table, const char *key, TupleDesc *desc)
 static bool
 timer_exists(Oid order_table, const char *key)
 {
-	TupleTableSlot *slot = orderexp_timer_fetch(order_table, key, NULL);
+	TupleTableSlot *slot = orderexp_timer_fetch(order_table, key);
 
 	if (slot == NULL)
 		return false;

@@ -19,7 +19,7 @@
 extern void orderexp_track_order(Relation rel, Trigger *trigger, HeapTuple tuple,
 								 const char *key_column, const char *created_column,
 								 const char *category_column);
-extern TupleTableSlot *orderexp_timer_fetch(Oid order_table, const char *key, TupleDesc *desc);
+extern TupleTableSlot *orderexp_timer_fetch(Oid order_table, const char *key);
 extern bool orderexp_plain_deadline(Oid order_table, TimestampTz created, int32 *policy_id,
 									int32 *policy_version, TimestampTz *close_at);
 
