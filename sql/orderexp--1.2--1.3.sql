@@ -9358,9 +9358,7 @@ BEGIN
 		   (r ->> 'gen')::bigint, (r ->> 'stored')::timestamptz, p.version
 	  FROM orderexp._orders_exec(cfg.order_table, true,
 			format('SELECT o.%I::text AS k, %s AS category, %s FROM %s o WHERE o.%I = %L::%s AND o.%I::timestamptz >= $1::timestamptz',
-				   cfg.key_column,
-				   CASE WHEN cfg.category_column IS NULL THEN 'NULL::text'
-						ELSE format('o.%I::text', cfg.category_column) END,
+				   cfg.key_column, orderexp._category_expr(cfg),
 				   orderexp._plain_cols(cfg), cfg.order_table, cfg.status_column,
 				   cfg.unpaid_value, orderexp._status_type(cfg), cfg.created_column),
 			ARRAY[p.plain_since::text]) r
@@ -9772,8 +9770,7 @@ BEGIN
 	rows_sql := format('SELECT o.%I::text AS k, o.%I::timestamptz AS created_at, %s AS order_created, %s AS category FROM %s o WHERE o.%I = %L::text::%s',
 					   cfg.key_column, cfg.created_column,
 					   orderexp._created_utc(cfg, format('o.%I', cfg.created_column)),
-					   CASE WHEN cfg.category_column IS NULL THEN 'NULL::text'
-							ELSE format('o.%I::text', cfg.category_column) END,
+					   orderexp._category_expr(cfg),
 					   cfg.order_table, cfg.status_column, cfg.unpaid_value,
 					   orderexp._status_type(cfg));
 	EXECUTE format($q$
@@ -10891,9 +10888,7 @@ BEGIN
 		  JOIN (SELECT r ->> 'k' AS k, r ->> 'category' AS category
 				  FROM orderexp._orders_exec(cfg.order_table, true,
 						format('SELECT o.%I::text AS k, %s AS category FROM %s o WHERE o.%I = ANY ($1::%s[]) AND o.%I::text = $2',
-							   cfg.key_column,
-							   CASE WHEN cfg.category_column IS NULL THEN 'NULL::text'
-									ELSE format('o.%I::text', cfg.category_column) END,
+							   cfg.key_column, orderexp._category_expr(cfg),
 							   cfg.order_table, cfg.key_column, cfg.key_type, cfg.status_column),
 						ARRAY[(SELECT coalesce(array_agg(x.order_key), '{}') FROM orderexp.timers x
 								WHERE x.order_table = cfg.order_table)::text,
@@ -12408,6 +12403,21 @@ $$;
  */
 
 /*
+ * The category of an order as text, an expression of its row "o" in a
+ * statement on the orders table: NULL::text for a table without a category
+ * column.  (_track_existing, _closed_cols_sql, _orders_sql, _plain_pending,
+ * _pending_json.)
+ */
+CREATE FUNCTION orderexp._category_expr(cfg orderexp.tables)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT CASE WHEN cfg.category_column IS NULL THEN 'NULL::text'
+				ELSE format('o.%I::text', cfg.category_column) END
+$$;
+
+/*
  * The columns an orders statement (_orders_sql, _plain_orders_sql) reads
  * of each row it locks, as "o": the key as text (order_key), the key as it
  * is (raw_key, which the count of busy keys sorts: text keys in the "C"
@@ -12438,10 +12448,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 	SELECT format('o.%1$I::text AS order_key, true AS unpaid, %2$s AS cols, %3$s AS category,
 			  o.%4$I::timestamptz AS created_at',
-				  cfg.key_column, payload,
-				  CASE WHEN cfg.category_column IS NULL THEN 'NULL::text'
-					   ELSE format('o.%I::text', cfg.category_column) END,
-				  cfg.created_column)
+				  cfg.key_column, payload, orderexp._category_expr(cfg), cfg.created_column)
 $$;
 
 /*
@@ -12508,8 +12515,7 @@ DECLARE
 					   ELSE format(' AND o.%I BETWEEN %s AND %s', cfg.partition_column,
 								   orderexp._created_utc(cfg, '$2'),
 								   orderexp._created_utc(cfg, '$3')) END;
-	category text := CASE WHEN cfg.category_column IS NULL THEN 'NULL::text'
-						  ELSE format('o.%I::text', cfg.category_column) END;
+	category text := orderexp._category_expr(cfg);
 	reach text := orderexp._reach_expr(cfg);
 	sql text;
 BEGIN
@@ -12770,7 +12776,7 @@ $$;
 
 REVOKE ALL ON FUNCTION orderexp._locked_cols_sql(orderexp.tables),
 	orderexp._closed_cols_sql(orderexp.tables, text),
-	orderexp._busy_keys_sql(orderexp.tables),
+	orderexp._busy_keys_sql(orderexp.tables), orderexp._category_expr(orderexp.tables),
 	orderexp._plain_payload_expr(orderexp.tables),
 	orderexp._plain_orders_sql(orderexp.tables) FROM PUBLIC;
 
