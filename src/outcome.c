@@ -62,7 +62,6 @@
 #include "fmgr.h"
 #include "utils/builtins.h"
 #include "utils/rel.h"
-#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "orderexp.h"

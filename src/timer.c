@@ -687,7 +687,6 @@ orderexp_timer_fetch(Oid order_table, const char *key)
 	ScanKeyInit(&skey[1], 2, BTEqualStrategyNumber, F_TEXTEQ,
 				CStringGetTextDatum(key));
 	skey[1].sk_collation = C_COLLATION_OID;
-	ExecClearTuple(ti->probe_slot);
 	scan = index_beginscan(ti->timers, ti->pkey, GetActiveSnapshot(), 2, 0);
 	index_rescan(scan, skey, 2, NULL, 0);
 	found = index_getnext_slot(scan, ForwardScanDirection, ti->probe_slot);
