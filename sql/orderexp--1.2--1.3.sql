@@ -12842,3 +12842,676 @@ AS $$
 					orderexp._status_type(cfg))
 $$;
 REVOKE ALL ON FUNCTION orderexp._status_index_type(orderexp.tables) FROM PUBLIC;
+
+/* --- 32. plain deadlines on a NOT NULL created-at: no timer trigger on INSERT --- */
+
+COMMENT ON COLUMN orderexp.policies.plain_since IS
+	'plain deadlines (orderexp.set_plain_deadlines, default policy only) since then: an unpaid order without a timer row is due at its created-at plus close_after';
+
+CREATE FUNCTION orderexp.delete_trigger()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'orderexp_delete_trigger'
+LANGUAGE C;
+COMMENT ON FUNCTION orderexp.delete_trigger() IS
+	'row trigger on registered tables with plain deadlines and no insert trigger: drops the timer row a deleted order leaves';
+REVOKE ALL ON FUNCTION orderexp.delete_trigger() FROM PUBLIC;
+
+/*
+ * Does a registered table need the timer trigger on INSERT?  Not with plain
+ * deadlines on a created-at column that is NOT NULL: every new unpaid order
+ * has its plain deadline then, and the trigger would do no more than probe
+ * orderexp.timers for a row its key left, which the trigger on DELETE
+ * drops instead (orderexp_delete_trigger); the probe and the trigger's
+ * firing are about 3 % of the application's insert-and-pay transaction
+ * (bench/instructions.md).  An order without a created-at needs a timer row
+ * from its insert's time: a created-at that may be NULL keeps the trigger.
+ */
+CREATE FUNCTION orderexp._needs_insert_trigger(cfg orderexp.tables)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT NOT ((orderexp._plain_policy(cfg.order_table)).id IS NOT NULL
+				AND EXISTS (SELECT 1 FROM pg_attribute a
+							 WHERE a.attrelid = cfg.order_table AND a.attname = cfg.created_column
+							   AND a.attnum > 0 AND NOT a.attisdropped AND a.attnotnull))
+$$;
+
+/*
+ * Make a table's triggers anew if it has the trigger on INSERT where
+ * _needs_insert_trigger says it needs none, or the one on DELETE where it
+ * needs the other: after plain deadlines were turned on or off, and after
+ * an ALTER TABLE that set or dropped the created-at column's NOT NULL
+ * (_on_alter_table; DROP NOT NULL takes the table's ACCESS EXCLUSIVE lock,
+ * so no order without a created-at is inserted before the trigger is
+ * back).  A table with neither is left alone: pg_restore runs its ALTER
+ * TABLEs before it creates the dump's triggers.
+ */
+CREATE FUNCTION orderexp._sync_triggers(cfg orderexp.tables)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF EXISTS (SELECT 1 FROM pg_trigger t
+				WHERE t.tgrelid = cfg.order_table AND NOT t.tgisinternal
+				  AND t.tgname = CASE WHEN orderexp._needs_insert_trigger(cfg)
+									  THEN 'orderexp_timer_delete'
+									  ELSE 'orderexp_timer_insert' END) THEN
+		PERFORM orderexp._install_triggers(cfg);
+	END IF;
+END;
+$$;
+
+/*
+ * For orderexp_delete_trigger (src/timer.c), which found a timer row for
+ * the key of a deleted order: has the table still an order of that key (a
+ * row a cross-partition UPDATE moved, a key that inheritance children hold
+ * twice)?  Looked up as the table's owner, security-restricted (the key
+ * type's input and equality may be the owner's code).
+ */
+CREATE FUNCTION orderexp._order_key_exists(orders regclass, k text)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	cfg orderexp.tables := orderexp._config(orders);
+BEGIN
+	RETURN EXISTS (SELECT 1
+					 FROM orderexp._orders_exec(orders, true,
+							format('SELECT true AS found FROM %s o WHERE o.%I = $1::%s LIMIT 1',
+								   orders, cfg.key_column, cfg.key_type),
+							ARRAY[k]));
+END;
+$$;
+
+REVOKE ALL ON FUNCTION
+	orderexp._needs_insert_trigger(orderexp.tables),
+	orderexp._sync_triggers(orderexp.tables),
+	orderexp._order_key_exists(regclass, text)
+	FROM PUBLIC;
+
+/* drop orderexp's triggers from a table, quietly */
+CREATE OR REPLACE FUNCTION orderexp._drop_triggers(orders regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	tg name;
+BEGIN
+	FOR tg IN SELECT t.tgname FROM pg_trigger t
+			   WHERE t.tgrelid = orders AND NOT t.tgisinternal
+				 AND t.tgname IN ('orderexp_timer_insert', 'orderexp_timer_unpaid',
+								  'orderexp_timer_moved', 'orderexp_timer_truncate',
+								  'orderexp_outcome', 'orderexp_status',
+								  'orderexp_timer_delete')
+	LOOP
+		EXECUTE format('DROP TRIGGER %I ON %s', tg, orders);
+	END LOOP;
+END;
+$$;
+
+/*
+ * (Re)create the triggers that keep timers and outcomes in step with a
+ * registered table.  The timer and the status triggers have no WHEN
+ * clause: PostgreSQL parses a trigger's WHEN clause anew for every
+ * statement, which on the application's one-row INSERT and payment UPDATE
+ * cost more than orderexp's work itself.  They take the status column and
+ * the unpaid value as arguments instead, and orderexp_timer_trigger and
+ * orderexp_outcome_trigger test the status in C.  One trigger on the
+ * status does both of its jobs (1.3; 1.2 had two, orderexp_timer_unpaid and
+ * orderexp_outcome): PostgreSQL queues and fires every AFTER row trigger
+ * for every row an update changes, the sweep's closes and the
+ * application's payments alike.  orderexp_timer_moved keeps its WHEN
+ * clause: it fires only when created-at changes, which is rare, and the
+ * clause tests that too.  A table with plain deadlines on a created-at that
+ * is NOT NULL has no timer trigger on INSERT, and one on DELETE instead
+ * (_needs_insert_trigger).
+ */
+CREATE OR REPLACE FUNCTION orderexp._install_triggers(cfg orderexp.tables)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM orderexp._drop_triggers(cfg.order_table);
+
+	IF orderexp._needs_insert_trigger(cfg) THEN
+		/* a new unpaid order starts its timer */
+		EXECUTE format('CREATE TRIGGER orderexp_timer_insert AFTER INSERT ON %s '
+					   'FOR EACH ROW '
+					   'EXECUTE FUNCTION orderexp.timer_trigger(%L, %L, %L, %L, %L, %L)',
+					   cfg.order_table,
+					   cfg.key_column, cfg.created_column, coalesce(cfg.category_column, ''),
+					   cfg.order_table::oid, cfg.status_column, cfg.unpaid_value);
+	ELSE
+		/*
+		 * plain deadlines: a new order has its plain deadline, and a
+		 * deleted one's lingering timer row goes (orderexp_delete_trigger),
+		 * so that a new order of its key does not inherit it
+		 */
+		EXECUTE format('CREATE TRIGGER orderexp_timer_delete AFTER DELETE ON %s '
+					   'FOR EACH ROW '
+					   'EXECUTE FUNCTION orderexp.delete_trigger(%L, %L)',
+					   cfg.order_table, cfg.key_column, cfg.order_table::oid);
+	END IF;
+
+	/* partitioned by created-at: an unpaid order whose created-at changes */
+	IF cfg.partition_column IS NOT NULL THEN
+		EXECUTE format('CREATE TRIGGER orderexp_timer_moved AFTER UPDATE OF %I ON %s '
+					   'FOR EACH ROW WHEN (NEW.%I = %L AND OLD.%I = %L AND OLD.%I IS DISTINCT FROM NEW.%I) '
+					   'EXECUTE FUNCTION orderexp.timer_trigger(%L, %L, %L, %L)',
+					   cfg.created_column, cfg.order_table,
+					   cfg.status_column, cfg.unpaid_value,
+					   cfg.status_column, cfg.unpaid_value,
+					   cfg.created_column, cfg.created_column,
+					   cfg.key_column, cfg.created_column, coalesce(cfg.category_column, ''),
+					   cfg.order_table::oid);
+	END IF;
+
+	/*
+	 * an order leaving the unpaid state has an outcome; one set back to
+	 * unpaid outside orderexp is tracked again
+	 */
+	EXECUTE format('CREATE TRIGGER orderexp_status AFTER UPDATE OF %I ON %s '
+				   'FOR EACH ROW '
+				   'EXECUTE FUNCTION orderexp.outcome_trigger(%L, %L, %L, %L, %L, %L, %L, %L)',
+				   cfg.status_column, cfg.order_table,
+				   cfg.key_column, cfg.created_column, cfg.status_column,
+				   cfg.closed_value, cfg.cancelled_value, cfg.order_table::oid,
+				   cfg.unpaid_value, coalesce(cfg.category_column, ''));
+
+	/* TRUNCATE removes every order at once; so do their timers */
+	EXECUTE format('CREATE TRIGGER orderexp_timer_truncate AFTER TRUNCATE ON %s '
+				   'FOR EACH STATEMENT EXECUTE FUNCTION orderexp._truncate_trigger()',
+				   cfg.order_table);
+END;
+$$;
+
+/*
+ * The timer row an order's plain deadline stands for, or NULL if it has
+ * none: ord is the order as read with _plain_cols and its status as text
+ * ("st").  The caller has looked for a timer row and found none.
+ */
+CREATE OR REPLACE FUNCTION orderexp._plain_timer(cfg orderexp.tables, k text, ord jsonb)
+RETURNS orderexp.timers
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	p	orderexp.policies := orderexp._plain_policy(cfg.order_table);
+	tm	orderexp.timers;
+	created timestamptz := (ord ->> 'created')::timestamptz;
+BEGIN
+	IF p.id IS NULL OR ord ->> 'st' IS DISTINCT FROM cfg.unpaid_value OR created IS NULL THEN
+		RETURN NULL;
+	END IF;
+	tm.order_table := cfg.order_table;
+	tm.order_key := k;
+	tm.policy_id := p.id;
+	tm.close_at := created + p.close_after;
+	tm.extensions := 0;
+	tm.token_extensions := 0;
+	tm.generation := (ord ->> 'gen')::bigint;
+	tm.order_created := (ord ->> 'stored')::timestamptz;
+	tm.policy_version := p.version;
+	tm.reopened := false;
+	RETURN tm;
+END;
+$$;
+
+/*
+ * Write the timer rows of a table's plain orders (unpaid, with a
+ * created-at, no row yet) as their plain deadlines give them now, before
+ * something changes what those would be: the end of plain deadlines, or a
+ * change of the policy that leaves existing deadlines alone.  The table's
+ * plain lock keeps the sweep's plain batch out meanwhile, and the table is
+ * locked in SHARE mode (as CREATE INDEX locks it), so that no transaction
+ * that wrote orders without timer rows commits after the scan.
+ * Returns the number of rows written.
+ */
+CREATE OR REPLACE FUNCTION orderexp._materialize_plain(cfg orderexp.tables)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	n	bigint;
+BEGIN
+	IF (orderexp._plain_policy(cfg.order_table)).id IS NULL THEN
+		RETURN 0;
+	END IF;
+	PERFORM orderexp._plain_lock(cfg.order_table, true);
+	EXECUTE format('LOCK TABLE %s IN SHARE MODE', cfg.order_table);
+	INSERT INTO orderexp.timers AS t (order_table, order_key, policy_id, close_at, generation,
+									  order_created, policy_version)
+	SELECT cfg.order_table, x.order_key, x.policy_id, x.close_at, x.generation,
+		   x.order_created, x.policy_version
+	  FROM orderexp._plain_pending(cfg) x
+	ON CONFLICT (order_table, order_key) DO NOTHING;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END;
+$$;
+
+/*
+ * A table's unpaid orders with plain deadlines that have no timer row, read
+ * as the table's owner: key and category, and what the timer row each one
+ * stands for would hold (as _plain_timer gives it for one order).  For
+ * pending, monitor_backlog and _materialize_plain; nothing if the table has
+ * no plain deadlines.
+ */
+CREATE OR REPLACE FUNCTION orderexp._plain_pending(cfg orderexp.tables)
+RETURNS TABLE (order_key text, category text, policy_id integer, close_at timestamptz,
+			   generation bigint, order_created timestamptz, policy_version integer)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	p	orderexp.policies := orderexp._plain_policy(cfg.order_table);
+BEGIN
+	IF p.id IS NULL THEN
+		RETURN;
+	END IF;
+	RETURN QUERY
+	SELECT r ->> 'k', r ->> 'category', p.id, (r ->> 'created')::timestamptz + p.close_after,
+		   (r ->> 'gen')::bigint, (r ->> 'stored')::timestamptz, p.version
+	  FROM orderexp._orders_exec(cfg.order_table, true,
+			format('SELECT o.%I::text AS k, %s AS category, %s FROM %s o WHERE o.%I = %L::%s AND o.%I IS NOT NULL',
+				   cfg.key_column, orderexp._category_expr(cfg),
+				   orderexp._plain_cols(cfg), cfg.order_table, cfg.status_column,
+				   cfg.unpaid_value, orderexp._status_type(cfg), cfg.created_column),
+			NULL) r
+	 WHERE NOT EXISTS (SELECT 1 FROM orderexp.timers t
+						WHERE t.order_table = cfg.order_table AND t.order_key = r ->> 'k');
+END;
+$$;
+
+/*
+ * The statements of a plain close batch (src/batch.c), or NULL when the
+ * table has no plain deadlines:
+ *   take     (the table's owner)  up to $1 due plain orders, in the order
+ *            of created-at and key, after ($2, $3), the last of the sweep's
+ *            previous batch, through the partial index: their keys (text),
+ *            created-ats and, for the rows of the table itself (not of a
+ *            partition or inheritance child), tuple ids.  The
+ *            watermark makes its round trip as text, whatever the time
+ *            zone: src/batch.c turns the last row's created-at into text
+ *            with the type's output function (only that row's), and the
+ *            statement turns $2 back once, in an init plan; a cast of the
+ *            parameter in the filter itself would parse the text again
+ *            for every row the index gives (about 3,300 instructions a
+ *            close, and 1,200 more for the text of every row's
+ *            created-at: bench/instructions.sh);
+ *   next     (the table's owner)  the next plain deadline after now, of the
+ *            first unpaid order not yet due (for the worker's sleep; run
+ *            when the take did not fill the batch);
+ *   own      (the extension owner)  the keys and tuple ids ($1, $2) of
+ *            those without a timer row: an order with one is left to the
+ *            timers' batch, whatever its deadline;
+ *   orders   (the table's owner)  _plain_orders_sql: lock the rows, by
+ *            tuple id where there is one, SKIP LOCKED, and close the unpaid
+ *            ones;
+ *   record   (the extension owner)  the events and counted outcomes, as
+ *            _record_close_sql writes them, with the deadline and policy
+ *            the plain deadline gives.
+ * The settings are written into the text: a change of the policy changes
+ * the statements, which the sweep prepares anew.  The batch runs with the
+ * table's plain lock (_plain_lock), so that no timer row is written
+ * between its "own" statement and the close (src/batch.c).
+ */
+CREATE OR REPLACE FUNCTION orderexp._plain_batch_sql(cfg orderexp.tables)
+RETURNS text[]
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	p orderexp.policies := orderexp._plain_policy(cfg.order_table);
+	typ text;
+BEGIN
+	IF p.id IS NULL THEN
+		RETURN NULL;
+	END IF;
+	SELECT a.atttypid::regtype::text INTO typ
+	  FROM pg_attribute a
+	 WHERE a.attrelid = cfg.order_table AND a.attname = cfg.created_column;
+	RETURN ARRAY[
+		format($q$
+SELECT o.%2$I::text COLLATE "C" AS k, o.%3$I AS at,
+	   CASE WHEN o.tableoid = %9$L::oid THEN o.ctid END AS tid
+  FROM %1$s o
+ WHERE o.%4$I = %5$L::%6$s
+   AND o.%3$I <= (now() - %7$L::interval)::%8$s
+   AND o.%3$I >= $2::%8$s
+   AND (o.%3$I > (SELECT $2::%8$s) OR o.%2$I::text COLLATE "C" > $3)
+ ORDER BY o.%3$I, o.%2$I::text COLLATE "C"
+ LIMIT $1$q$,
+			cfg.order_table, cfg.key_column, cfg.created_column, cfg.status_column,
+			cfg.unpaid_value, orderexp._status_index_type(cfg), p.close_after, typ,
+			cfg.order_table::oid::text),
+		format($q$
+SELECT o.%2$I::timestamptz + %5$L::interval
+  FROM %1$s o
+ WHERE o.%3$I = %4$L::%6$s AND o.%2$I > (now() - %5$L::interval)::%7$s
+ ORDER BY o.%2$I
+ LIMIT 1$q$,
+			cfg.order_table, cfg.created_column, cfg.status_column, cfg.unpaid_value,
+			p.close_after, orderexp._status_index_type(cfg), typ),
+		/*
+		 * one scan of the timers' primary key for all the keys, which
+		 * stops at the first key that has a timer row; only then one pass
+		 * over the keys and their tuple ids that keeps those without (a
+		 * hashed NOT IN), else both as they came (most batches: a key
+		 * with a timer row is an order with a deadline of its own, which
+		 * is rare).  The pass's condition on h.hit is a one-time filter,
+		 * and OFFSET 0 keeps h a row of its own, so that its EXISTS is not
+		 * copied into each use of h.hit and run three times.  A plan for
+		 * every size of batch and of timers.
+		 */
+		format($q$
+SELECT CASE WHEN h.hit THEN coalesce(f.keys, '{}') ELSE $1::text[] END,
+	   CASE WHEN h.hit THEN coalesce(f.tids, '{}') ELSE $2::tid[] END
+  FROM (SELECT EXISTS (%1$s) AS hit OFFSET 0) AS h,
+	   LATERAL (SELECT array_agg(u.k) AS keys, array_agg(u.t) AS tids
+				  FROM unnest($1::text[], $2::tid[]) AS u(k, t)
+				 WHERE h.hit AND u.k COLLATE "C" NOT IN (%1$s)) AS f$q$,
+			format('SELECT t.order_key FROM orderexp.timers t WHERE t.order_table = %L::regclass AND t.order_key = ANY ($1::text[])',
+				   cfg.order_table::oid::text)),
+		orderexp._plain_orders_sql(cfg),
+		orderexp._record_plain_close_sql(cfg, p)];
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION orderexp._set_plain_deadlines(orders regclass, enabled boolean)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	cfg orderexp.tables;
+	p	orderexp.policies;
+	why text;
+BEGIN
+	IF enabled IS NULL THEN
+		RAISE EXCEPTION 'enabled must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	cfg := orderexp._config(orders);
+	SELECT * INTO p FROM orderexp.policies x
+	 WHERE x.order_table = orders AND x.category IS NULL
+	   FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'table % has no default close policy', orders
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'Plain deadlines are the default policy''s: set one with orderexp.set_close_policy().';
+	END IF;
+
+	IF NOT enabled THEN
+		IF p.plain_since IS NOT NULL THEN
+			/*
+			 * the lock the trigger on INSERT coming back takes, before
+			 * _materialize_plain's weaker SHARE: no upgrade, in which two
+			 * such transactions could deadlock
+			 */
+			EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', orders);
+			PERFORM orderexp._materialize_plain(cfg);
+			UPDATE orderexp.policies x SET plain_since = NULL WHERE x.id = p.id;
+			PERFORM orderexp._sync_triggers(cfg);
+		END IF;
+		RETURN false;
+	END IF;
+	IF p.plain_since IS NOT NULL THEN
+		RETURN true;
+	END IF;
+
+	why := CASE
+		WHEN cfg.partition_column IS NOT NULL THEN
+			'it is partitioned by its created-at column'
+		WHEN EXISTS (SELECT 1 FROM orderexp.policies x
+					  WHERE x.order_table = orders AND x.category IS NOT NULL) THEN
+			'it has close policies per category'
+		WHEN p.remind_before IS NOT NULL THEN
+			'its close policy sends reminders'
+		WHEN p.experiment_id IS NOT NULL THEN
+			'its close policy runs an experiment'
+		END;
+	IF why IS NOT NULL THEN
+		RAISE EXCEPTION 'table % cannot have plain deadlines: %', orders, why
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'Plain deadlines need one deadline rule for every order of the table: created-at plus the default policy''s close_after, without reminders, experiments or policies per category, on a table not partitioned by created-at.';
+	END IF;
+	IF orderexp._plain_index(cfg) IS NULL THEN
+		RAISE EXCEPTION 'table % has no index to find its due orders by', orders
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'Without timer rows, the sweep finds due orders through an index of the table on its created-at column, partial on the unpaid status.',
+				  HINT = format('CREATE INDEX ON %s (%I) WHERE %I = %L;', orders, cfg.created_column,
+								cfg.status_column, cfg.unpaid_value);
+	END IF;
+	UPDATE orderexp.policies x SET plain_since = now() WHERE x.id = p.id;
+	PERFORM orderexp._sync_triggers(cfg);
+	RETURN true;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION orderexp._cancel_orders(orders regclass, order_keys anyarray, reason text)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	actor name := orderexp._actor();
+	cfg orderexp.tables;
+	keys text[];
+	cancelled_keys text[];
+	cancelled_cols jsonb[];
+	cancelled_created timestamptz[];
+	n integer;
+BEGIN
+	PERFORM orderexp._check_reason(reason);
+	cfg := orderexp._config(orders);
+	IF order_keys IS NULL THEN
+		RAISE EXCEPTION 'order keys must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF array_position(order_keys, NULL) IS NOT NULL THEN
+		RAISE EXCEPTION 'order keys must not contain null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	/* canonical and distinct */
+	SELECT ARRAY(SELECT jsonb_array_elements_text(r -> 'keys')) INTO keys
+	  FROM orderexp._orders_exec(orders, false,
+			format('SELECT coalesce(array_agg(DISTINCT k::%s::text), ''{}'') AS keys FROM unnest($1::text[]) k',
+				   cfg.key_type),
+			ARRAY[order_keys::text[]::text]) r;
+
+	/*
+	 * Lock the rows first, in key order, then their timers: the order of
+	 * orderexp._lock_order.  Only the rows locked here are cancelled: an
+	 * order committed after this statement is left alone, as if it had come
+	 * a moment later.  Every writer of a timer holds its order's row, so no
+	 * timer of a row locked here can appear or change before we are done.
+	 */
+	SELECT ARRAY(SELECT jsonb_array_elements_text(r -> 'keys')) INTO keys
+	  FROM orderexp._orders_exec(orders, false,
+			format('SELECT coalesce(array_agg(l.k), ''{}'') AS keys FROM (SELECT o.%1$I::text AS k FROM %2$s o WHERE o.%1$I = ANY ($1::%3$s[]) ORDER BY o.%1$I FOR UPDATE) l',
+				   cfg.key_column, orders, cfg.key_type),
+			ARRAY[keys::text]) r;
+	PERFORM 1 FROM orderexp.timers t
+	 WHERE t.order_table = orders AND t.order_key = ANY (keys)
+	 ORDER BY t.order_key
+	   FOR UPDATE;
+
+	/* the orders' update as the caller's own UPDATE would run, then ours */
+	SELECT coalesce(array_agg(r ->> 'k'), '{}'), coalesce(array_agg(r -> 'cols'), '{}'),
+		   coalesce(array_agg((r ->> 'created')::timestamptz), '{}')
+	  INTO cancelled_keys, cancelled_cols, cancelled_created
+	  FROM orderexp._orders_exec(orders, false,
+			format($q$UPDATE %1$s o SET %2$I = $3::text::%3$s
+			 WHERE o.%4$I = ANY ($1::%5$s[]) AND o.%2$I = $2::text::%3$s
+			RETURNING o.%4$I::text AS k, %6$s AS cols, o.%7$I::timestamptz AS created$q$,
+				   orders, cfg.status_column, orderexp._status_type(cfg),
+				   cfg.key_column, cfg.key_type, orderexp._payload_expr(cfg),
+				   cfg.created_column),
+			ARRAY[keys::text, cfg.unpaid_value, cfg.cancelled_value]) r;
+	WITH c AS (
+			SELECT x.k, x.cols, x.created
+			  FROM unnest(cancelled_keys, cancelled_cols, cancelled_created) AS x(k, cols, created)),
+		d AS (
+			DELETE FROM orderexp.timers t USING c
+			 WHERE t.order_table = orders AND t.order_key = c.k
+			RETURNING t.*),
+		x AS (
+			/* an order without a timer row: its plain deadline's */
+			SELECT c.k, c.cols, coalesce(d.policy_id, pp.id) AS policy_id,
+				   coalesce(d.policy_version, pp.version) AS policy_version, d.variant,
+				   coalesce(d.close_at, c.created + pp.close_after) AS close_at,
+				   /* the ids of the order's events, drawn first: its record names them */
+				   ARRAY(SELECT nextval('orderexp.outbox_id_seq')
+						   FROM unnest(cfg.channels) WHERE c.k IS NOT NULL) AS ids
+			  FROM c LEFT JOIN d ON d.order_key = c.k
+			  LEFT JOIN orderexp.policies pp
+					 ON d.order_key IS NULL AND pp.order_table = orders AND pp.category IS NULL
+					AND pp.plain_since IS NOT NULL AND c.created IS NOT NULL),
+		e AS (
+			/* one change written once: see _record_change */
+			INSERT INTO orderexp.outbox (id, kind, order_table, order_key, channel, payload,
+										 via, actor, reason, policy_id, policy_version,
+										 variant, deadline, event_ids, part)
+			SELECT x.ids[ch.n], 'cancelled', orders, x.k, ch.channel,
+				   jsonb_build_object('order_table', orders::text, 'order_key', x.k,
+									  'reason', reason, 'cancelled_by', actor::text,
+									  'order', x.cols),
+				   CASE WHEN ch.n = 1 THEN 'operator' END, CASE WHEN ch.n = 1 THEN actor END,
+				   CASE WHEN ch.n = 1 THEN reason END, CASE WHEN ch.n = 1 THEN x.policy_id END,
+				   CASE WHEN ch.n = 1 THEN x.policy_version END,
+				   CASE WHEN ch.n = 1 THEN x.variant END, CASE WHEN ch.n = 1 THEN x.close_at END,
+				   CASE WHEN ch.n = 1 AND cardinality(x.ids) > 1 THEN x.ids END,
+				   CASE WHEN ch.n = 1 THEN 0 ELSE orderexp._outbox_part() END
+			  FROM x
+			 CROSS JOIN unnest(cfg.channels) WITH ORDINALITY AS ch(channel, n))
+	SELECT count(*) INTO n FROM c;
+
+	IF n > 0 THEN
+		PERFORM pg_notify('orderexp', json_build_object('kind', 'cancelled', 'count', n)::text);
+	END IF;
+	RETURN n;
+END;
+$$;
+
+/*
+ * A registered table may be renamed (the registration names it by OID, and
+ * its triggers go with it).  A mapped column may be renamed: the
+ * registration and the timer triggers, whose arguments name the columns,
+ * follow it.  A mapped column may not be dropped, nor changed to a type
+ * orderexp cannot use, while the table is registered: the ALTER TABLE fails
+ * with a clear error instead of leaving a trigger that would fail every
+ * INSERT and a worker that would fail on the table every minute.
+ */
+CREATE OR REPLACE FUNCTION orderexp._on_alter_table()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	rel		oid;
+	cfg		orderexp.tables;
+	mapped	name[];
+	missing	name[];
+	renamed	smallint;
+	new_name name;
+	key_typ	regtype;
+	st_ok	boolean;
+BEGIN
+	FOR rel IN
+		SELECT DISTINCT c.objid
+		  FROM pg_event_trigger_ddl_commands() c
+		 WHERE c.classid = 'pg_class'::regclass
+		   AND c.objid IN (SELECT t.order_table FROM orderexp.tables t)
+	LOOP
+		SELECT * INTO cfg FROM orderexp.tables t WHERE t.order_table = rel FOR UPDATE;
+		mapped := ARRAY[cfg.key_column, cfg.status_column, cfg.created_column]
+				  || CASE WHEN cfg.category_column IS NULL THEN '{}'::name[]
+						  ELSE ARRAY[cfg.category_column] END
+				  || cfg.payload_columns
+				  || CASE WHEN cfg.channels_column IS NULL THEN '{}'::name[]
+						  ELSE ARRAY[cfg.channels_column] END
+				  || cfg.contact_columns;
+		SELECT coalesce(array_agg(DISTINCT m), '{}') INTO missing
+		  FROM unnest(mapped) m
+		 WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a
+							WHERE a.attrelid = rel AND a.attname = m
+							  AND a.attnum > 0 AND NOT a.attisdropped);
+
+		IF cardinality(missing) > 0 THEN
+			/*
+			 * A RENAME COLUMN renames one column: the one mapped name that
+			 * is gone is its old name.
+			 */
+			SELECT min(c.objsubid) INTO renamed
+			  FROM pg_event_trigger_ddl_commands() c
+			 WHERE c.classid = 'pg_class'::regclass AND c.objid = rel
+			   AND c.object_type = 'table column' AND c.objsubid > 0;
+			SELECT a.attname INTO new_name
+			  FROM pg_attribute a
+			 WHERE a.attrelid = rel AND a.attnum = renamed AND NOT a.attisdropped;
+			IF cardinality(missing) <> 1 OR new_name IS NULL THEN
+				RAISE EXCEPTION 'column "%" of table % is mapped by orderexp', missing[1], rel::regclass
+					USING ERRCODE = 'dependent_objects_still_exist',
+						  DETAIL = format('orderexp uses it as %s.',
+										  CASE missing[1] WHEN cfg.key_column THEN 'the key column'
+														  WHEN cfg.status_column THEN 'the status column'
+														  WHEN cfg.created_column THEN 'the created-at column'
+														  WHEN cfg.category_column THEN 'the category column'
+														  WHEN cfg.channels_column THEN 'the channels column'
+														  ELSE CASE WHEN missing[1] = ANY (cfg.payload_columns)
+																	THEN 'a payload column'
+																	ELSE 'a contact column' END END),
+						  HINT = 'Map another column with orderexp.set_close_policy(), or unregister the table with orderexp.drop_close_policy(), first.';
+			END IF;
+			UPDATE orderexp.tables t
+			   SET key_column = CASE WHEN t.key_column = missing[1] THEN new_name ELSE t.key_column END,
+				   status_column = CASE WHEN t.status_column = missing[1] THEN new_name ELSE t.status_column END,
+				   created_column = CASE WHEN t.created_column = missing[1] THEN new_name ELSE t.created_column END,
+				   category_column = CASE WHEN t.category_column = missing[1] THEN new_name ELSE t.category_column END,
+				   partition_column = CASE WHEN t.partition_column = missing[1] THEN new_name ELSE t.partition_column END,
+				   payload_columns = array_replace(t.payload_columns, missing[1], new_name),
+				   channels_column = CASE WHEN t.channels_column = missing[1] THEN new_name ELSE t.channels_column END,
+				   contact_columns = array_replace(t.contact_columns, missing[1], new_name)
+			 WHERE t.order_table = rel
+			RETURNING * INTO cfg;
+			PERFORM orderexp._install_triggers(cfg);
+		END IF;
+
+		/* the types the registration relies on */
+		SELECT a.atttypid::regtype INTO key_typ
+		  FROM pg_attribute a WHERE a.attrelid = rel AND a.attname = cfg.key_column AND NOT a.attisdropped;
+		IF key_typ IS DISTINCT FROM cfg.key_type THEN
+			RAISE EXCEPTION 'cannot change the type of column "%" of table %', cfg.key_column, rel::regclass
+				USING ERRCODE = 'feature_not_supported',
+					  DETAIL = format('It is the key orderexp tracks the orders by, of type %s.', cfg.key_type),
+					  HINT = 'Unregister the table with orderexp.drop_close_policy() first.';
+		END IF;
+		SELECT t.typcategory = 'S' OR t.typtype = 'e' INTO st_ok
+		  FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+		 WHERE a.attrelid = rel AND a.attname = cfg.status_column AND NOT a.attisdropped;
+		IF NOT st_ok THEN
+			RAISE EXCEPTION 'status column "%" of table % must stay of a string type or an enum',
+				cfg.status_column, rel::regclass
+				USING ERRCODE = 'datatype_mismatch';
+		END IF;
+
+		/* partitioned by created-at (07-partitioned.sql): SET/DROP NOT NULL */
+		IF orderexp._partition_column(rel, cfg.created_column) IS DISTINCT FROM cfg.partition_column THEN
+			UPDATE orderexp.tables t
+			   SET partition_column = orderexp._partition_column(rel, cfg.created_column)
+			 WHERE t.order_table = rel
+			RETURNING * INTO cfg;
+			PERFORM orderexp._fill_order_created(cfg);
+			PERFORM orderexp._install_triggers(cfg);
+		END IF;
+
+		/* plain deadlines on created-at: SET/DROP NOT NULL (_needs_insert_trigger) */
+		PERFORM orderexp._sync_triggers(cfg);
+	END LOOP;
+END;
+$$;

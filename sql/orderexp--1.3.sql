@@ -162,7 +162,7 @@ COMMENT ON COLUMN orderexp.policies.version IS
 COMMENT ON COLUMN orderexp.policies.experiment_id IS
 	'the experiment running on this policy, if any (orderexp.start_experiment)';
 COMMENT ON COLUMN orderexp.policies.plain_since IS
-	'plain deadlines (orderexp.set_plain_deadlines, default policy only): unpaid orders created since then need no timer row';
+	'plain deadlines (orderexp.set_plain_deadlines, default policy only) since then: an unpaid order without a timer row is due at its created-at plus close_after';
 SELECT pg_catalog.pg_extension_config_dump('orderexp.policies', '');
 SELECT pg_catalog.pg_extension_config_dump('orderexp.policies_id_seq', '');
 
@@ -966,6 +966,13 @@ LANGUAGE C;
 COMMENT ON FUNCTION orderexp.outcome_trigger() IS
 	'row trigger on registered tables: records the outcome of an order leaving the unpaid state';
 
+CREATE FUNCTION orderexp.delete_trigger()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'orderexp_delete_trigger'
+LANGUAGE C;
+COMMENT ON FUNCTION orderexp.delete_trigger() IS
+	'row trigger on registered tables with plain deadlines and no insert trigger: drops the timer row a deleted order leaves';
+
 CREATE FUNCTION orderexp._closed_payload(order_table text, order_key text,
 										 close_at timestamptz, policy_id integer,
 										 category text, cols jsonb)
@@ -1524,7 +1531,8 @@ BEGIN
 			   WHERE t.tgrelid = orders AND NOT t.tgisinternal
 				 AND t.tgname IN ('orderexp_timer_insert', 'orderexp_timer_unpaid',
 								  'orderexp_timer_moved', 'orderexp_timer_truncate',
-								  'orderexp_outcome', 'orderexp_status')
+								  'orderexp_outcome', 'orderexp_status',
+								  'orderexp_timer_delete')
 	LOOP
 		EXECUTE format('DROP TRIGGER %I ON %s', tg, orders);
 	END LOOP;
@@ -1544,7 +1552,9 @@ $$;
  * for every row an update changes, the sweep's closes and the
  * application's payments alike.  orderexp_timer_moved keeps its WHEN
  * clause: it fires only when created-at changes, which is rare, and the
- * clause tests that too.
+ * clause tests that too.  A table with plain deadlines on a created-at that
+ * is NOT NULL has no timer trigger on INSERT, and one on DELETE instead
+ * (_needs_insert_trigger).
  */
 CREATE FUNCTION orderexp._install_triggers(cfg orderexp.tables)
 RETURNS void
@@ -1554,13 +1564,25 @@ AS $$
 BEGIN
 	PERFORM orderexp._drop_triggers(cfg.order_table);
 
-	/* a new unpaid order starts its timer */
-	EXECUTE format('CREATE TRIGGER orderexp_timer_insert AFTER INSERT ON %s '
-				   'FOR EACH ROW '
-				   'EXECUTE FUNCTION orderexp.timer_trigger(%L, %L, %L, %L, %L, %L)',
-				   cfg.order_table,
-				   cfg.key_column, cfg.created_column, coalesce(cfg.category_column, ''),
-				   cfg.order_table::oid, cfg.status_column, cfg.unpaid_value);
+	IF orderexp._needs_insert_trigger(cfg) THEN
+		/* a new unpaid order starts its timer */
+		EXECUTE format('CREATE TRIGGER orderexp_timer_insert AFTER INSERT ON %s '
+					   'FOR EACH ROW '
+					   'EXECUTE FUNCTION orderexp.timer_trigger(%L, %L, %L, %L, %L, %L)',
+					   cfg.order_table,
+					   cfg.key_column, cfg.created_column, coalesce(cfg.category_column, ''),
+					   cfg.order_table::oid, cfg.status_column, cfg.unpaid_value);
+	ELSE
+		/*
+		 * plain deadlines: a new order has its plain deadline, and a
+		 * deleted one's lingering timer row goes (orderexp_delete_trigger),
+		 * so that a new order of its key does not inherit it
+		 */
+		EXECUTE format('CREATE TRIGGER orderexp_timer_delete AFTER DELETE ON %s '
+					   'FOR EACH ROW '
+					   'EXECUTE FUNCTION orderexp.delete_trigger(%L, %L)',
+					   cfg.order_table, cfg.key_column, cfg.order_table::oid);
+	END IF;
 
 	/* partitioned by created-at: an unpaid order whose created-at changes */
 	IF cfg.partition_column IS NOT NULL THEN
@@ -2227,10 +2249,16 @@ $$;
  * a change of the policy that leaves existing deadlines alone, or the end
  * of plain deadlines, writes the rows of all of them first
  * (_materialize_plain).  A timer row, where there is one, always wins: the
- * sweep leaves an order with one to the timers' batches.  The timer
- * trigger still writes a row for an order set back to unpaid whose key
- * has a row, for one without a created-at, and for one created before
- * plain_since.
+ * sweep leaves an order with one to the timers' batches.  The rule is:
+ * an unpaid order with a created-at and without a timer row has a plain
+ * deadline, whenever it was created (every unpaid order older than plain
+ * deadlines has a row, written at registration or by the timer trigger,
+ * unless it was inserted since, an import, which is then due at its
+ * created-at plus close_after, as its row would have said).  An order
+ * without a created-at gets a timer row from its insert's time: where the
+ * created-at column is NOT NULL, the table needs no timer trigger on
+ * INSERT at all, and has none (_needs_insert_trigger); a trigger on
+ * DELETE drops the timer row a deleted order leaves instead.
  *
  * Plain deadlines need a deadline that is the same for every order of the
  * table: the default policy, no policy per category, no experiment, and no
@@ -2302,6 +2330,76 @@ AS $$
 $$;
 
 /*
+ * Does a registered table need the timer trigger on INSERT?  Not with plain
+ * deadlines on a created-at column that is NOT NULL: every new unpaid order
+ * has its plain deadline then, and the trigger would do no more than probe
+ * orderexp.timers for a row its key left, which the trigger on DELETE
+ * drops instead (orderexp_delete_trigger); the probe and the trigger's
+ * firing are about 3 % of the application's insert-and-pay transaction
+ * (bench/instructions.md).  An order without a created-at needs a timer row
+ * from its insert's time: a created-at that may be NULL keeps the trigger.
+ */
+CREATE FUNCTION orderexp._needs_insert_trigger(cfg orderexp.tables)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT NOT ((orderexp._plain_policy(cfg.order_table)).id IS NOT NULL
+				AND EXISTS (SELECT 1 FROM pg_attribute a
+							 WHERE a.attrelid = cfg.order_table AND a.attname = cfg.created_column
+							   AND a.attnum > 0 AND NOT a.attisdropped AND a.attnotnull))
+$$;
+
+/*
+ * Make a table's triggers anew if it has the trigger on INSERT where
+ * _needs_insert_trigger says it needs none, or the one on DELETE where it
+ * needs the other: after plain deadlines were turned on or off, and after
+ * an ALTER TABLE that set or dropped the created-at column's NOT NULL
+ * (_on_alter_table; DROP NOT NULL takes the table's ACCESS EXCLUSIVE lock,
+ * so no order without a created-at is inserted before the trigger is
+ * back).  A table with neither is left alone: pg_restore runs its ALTER
+ * TABLEs before it creates the dump's triggers.
+ */
+CREATE FUNCTION orderexp._sync_triggers(cfg orderexp.tables)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF EXISTS (SELECT 1 FROM pg_trigger t
+				WHERE t.tgrelid = cfg.order_table AND NOT t.tgisinternal
+				  AND t.tgname = CASE WHEN orderexp._needs_insert_trigger(cfg)
+									  THEN 'orderexp_timer_delete'
+									  ELSE 'orderexp_timer_insert' END) THEN
+		PERFORM orderexp._install_triggers(cfg);
+	END IF;
+END;
+$$;
+
+/*
+ * For orderexp_delete_trigger (src/timer.c), which found a timer row for
+ * the key of a deleted order: has the table still an order of that key (a
+ * row a cross-partition UPDATE moved, a key that inheritance children hold
+ * twice)?  Looked up as the table's owner, security-restricted (the key
+ * type's input and equality may be the owner's code).
+ */
+CREATE FUNCTION orderexp._order_key_exists(orders regclass, k text)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	cfg orderexp.tables := orderexp._config(orders);
+BEGIN
+	RETURN EXISTS (SELECT 1
+					 FROM orderexp._orders_exec(orders, true,
+							format('SELECT true AS found FROM %s o WHERE o.%I = $1::%s LIMIT 1',
+								   orders, cfg.key_column, cfg.key_type),
+							ARRAY[k]));
+END;
+$$;
+
+/*
  * What a plain deadline needs of an order, as select-list items of a
  * statement on the orders table (alias o): its created-at as timestamptz
  * ("created", a timestamp read in the session's time zone, as the timer
@@ -2337,8 +2435,7 @@ DECLARE
 	tm	orderexp.timers;
 	created timestamptz := (ord ->> 'created')::timestamptz;
 BEGIN
-	IF p.id IS NULL OR ord ->> 'st' IS DISTINCT FROM cfg.unpaid_value
-	   OR created IS NULL OR created < p.plain_since THEN
+	IF p.id IS NULL OR ord ->> 'st' IS DISTINCT FROM cfg.unpaid_value OR created IS NULL THEN
 		RETURN NULL;
 	END IF;
 	tm.order_table := cfg.order_table;
@@ -2356,8 +2453,8 @@ END;
 $$;
 
 /*
- * Write the timer rows of a table's plain orders (unpaid, created since
- * plain_since, no row yet) as their plain deadlines give them now, before
+ * Write the timer rows of a table's plain orders (unpaid, with a
+ * created-at, no row yet) as their plain deadlines give them now, before
  * something changes what those would be: the end of plain deadlines, or a
  * change of the policy that leaves existing deadlines alone.  The table's
  * plain lock keeps the sweep's plain batch out meanwhile, and the table is
@@ -2412,11 +2509,11 @@ BEGIN
 	SELECT r ->> 'k', r ->> 'category', p.id, (r ->> 'created')::timestamptz + p.close_after,
 		   (r ->> 'gen')::bigint, (r ->> 'stored')::timestamptz, p.version
 	  FROM orderexp._orders_exec(cfg.order_table, true,
-			format('SELECT o.%I::text AS k, %s AS category, %s FROM %s o WHERE o.%I = %L::%s AND o.%I::timestamptz >= $1::timestamptz',
+			format('SELECT o.%I::text AS k, %s AS category, %s FROM %s o WHERE o.%I = %L::%s AND o.%I IS NOT NULL',
 				   cfg.key_column, orderexp._category_expr(cfg),
 				   orderexp._plain_cols(cfg), cfg.order_table, cfg.status_column,
 				   cfg.unpaid_value, orderexp._status_type(cfg), cfg.created_column),
-			ARRAY[p.plain_since::text]) r
+			NULL) r
 	 WHERE NOT EXISTS (SELECT 1 FROM orderexp.timers t
 						WHERE t.order_table = cfg.order_table AND t.order_key = r ->> 'k');
 END;
@@ -2524,8 +2621,15 @@ BEGIN
 
 	IF NOT enabled THEN
 		IF p.plain_since IS NOT NULL THEN
+			/*
+			 * the lock the trigger on INSERT coming back takes, before
+			 * _materialize_plain's weaker SHARE: no upgrade, in which two
+			 * such transactions could deadlock
+			 */
+			EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', orders);
 			PERFORM orderexp._materialize_plain(cfg);
 			UPDATE orderexp.policies x SET plain_since = NULL WHERE x.id = p.id;
+			PERFORM orderexp._sync_triggers(cfg);
 		END IF;
 		RETURN false;
 	END IF;
@@ -2557,6 +2661,7 @@ BEGIN
 								cfg.status_column, cfg.unpaid_value);
 	END IF;
 	UPDATE orderexp.policies x SET plain_since = now() WHERE x.id = p.id;
+	PERFORM orderexp._sync_triggers(cfg);
 	RETURN true;
 END;
 $$;
@@ -2731,16 +2836,16 @@ BEGIN
 	RETURN ARRAY[
 		format($q$
 SELECT o.%2$I::text COLLATE "C" AS k, o.%3$I AS at,
-	   CASE WHEN o.tableoid = %10$L::oid THEN o.ctid END AS tid
+	   CASE WHEN o.tableoid = %9$L::oid THEN o.ctid END AS tid
   FROM %1$s o
  WHERE o.%4$I = %5$L::%6$s
    AND o.%3$I <= (now() - %7$L::interval)::%8$s
-   AND o.%3$I >= greatest($2::%8$s, %9$L::timestamptz::%8$s)
+   AND o.%3$I >= $2::%8$s
    AND (o.%3$I > (SELECT $2::%8$s) OR o.%2$I::text COLLATE "C" > $3)
  ORDER BY o.%3$I, o.%2$I::text COLLATE "C"
  LIMIT $1$q$,
 			cfg.order_table, cfg.key_column, cfg.created_column, cfg.status_column,
-			cfg.unpaid_value, orderexp._status_index_type(cfg), p.close_after, typ, p.plain_since,
+			cfg.unpaid_value, orderexp._status_index_type(cfg), p.close_after, typ,
 			cfg.order_table::oid::text),
 		format($q$
 SELECT o.%2$I::timestamptz + %5$L::interval
@@ -3450,7 +3555,7 @@ BEGIN
 			  FROM c LEFT JOIN d ON d.order_key = c.k
 			  LEFT JOIN orderexp.policies pp
 					 ON d.order_key IS NULL AND pp.order_table = orders AND pp.category IS NULL
-					AND pp.plain_since IS NOT NULL AND c.created >= pp.plain_since),
+					AND pp.plain_since IS NOT NULL AND c.created IS NOT NULL),
 		e AS (
 			/* one change written once: see _record_change */
 			INSERT INTO orderexp.outbox (id, kind, order_table, order_key, channel, payload,
@@ -5879,6 +5984,9 @@ BEGIN
 			PERFORM orderexp._fill_order_created(cfg);
 			PERFORM orderexp._install_triggers(cfg);
 		END IF;
+
+		/* plain deadlines on created-at: SET/DROP NOT NULL (_needs_insert_trigger) */
+		PERFORM orderexp._sync_triggers(cfg);
 	END LOOP;
 END;
 $$;
@@ -6861,6 +6969,7 @@ REVOKE ALL ON ALL SEQUENCES IN SCHEMA orderexp FROM PUBLIC;
 /* trigger functions */
 REVOKE ALL ON FUNCTION orderexp.timer_trigger() FROM PUBLIC;
 REVOKE ALL ON FUNCTION orderexp.outcome_trigger() FROM PUBLIC;
+REVOKE ALL ON FUNCTION orderexp.delete_trigger() FROM PUBLIC;
 REVOKE ALL ON FUNCTION orderexp._truncate_trigger() FROM PUBLIC;
 REVOKE ALL ON FUNCTION orderexp._on_sql_drop() FROM PUBLIC;
 REVOKE ALL ON FUNCTION orderexp._on_alter_table() FROM PUBLIC;
@@ -7039,6 +7148,9 @@ REVOKE ALL ON FUNCTION
 	orderexp._plain_lock(regclass, boolean),
 	orderexp._check_plain(orderexp.policies),
 	orderexp._plain_policy(regclass),
+	orderexp._needs_insert_trigger(orderexp.tables),
+	orderexp._sync_triggers(orderexp.tables),
+	orderexp._order_key_exists(regclass, text),
 	orderexp._plain_cols(orderexp.tables),
 	orderexp._plain_timer(orderexp.tables, text, jsonb),
 	orderexp._materialize_plain(orderexp.tables),

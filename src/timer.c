@@ -40,6 +40,14 @@
  * that variant's close_after, and the timer records the variant and the
  * policy version, so that outcomes can be compared per variant.
  *
+ * A table with plain deadlines whose created-at column is NOT NULL has no
+ * such trigger on INSERT (1.3, _install_triggers): each new unpaid order
+ * has its plain deadline without a row.  What the insert did for an order
+ * whose key has a lingering timer row (one paid while it had a deadline of
+ * its own, then deleted) the AFTER DELETE trigger does there instead
+ * (orderexp_delete_trigger): the deleted order's row goes, so that a new
+ * order of its key does not inherit it.
+ *
  * The insert runs as the owner of the orderexp schema, so that application
  * roles need no privileges on orderexp's tables.
  *
@@ -93,6 +101,7 @@
 #include "timer.h"
 
 PG_FUNCTION_INFO_V1(orderexp_timer_trigger);
+PG_FUNCTION_INFO_V1(orderexp_delete_trigger);
 PG_FUNCTION_INFO_V1(orderexp_policies_changed);
 
 /* one close policy, as the trigger needs it */
@@ -109,7 +118,6 @@ typedef struct CachedPolicy
 	Interval   *variants;		/* close_after of each variant */
 	int32	   *weights;		/* and its weight */
 	bool		plain;			/* plain deadlines (set_plain_deadlines) */
-	TimestampTz plain_since;	/* for orders created since then */
 } CachedPolicy;
 
 /* the policies of one registered table */
@@ -322,10 +330,8 @@ table_policies(Oid relid)
 		}
 		if (plans_for_plain)
 		{
-			d = SPI_getbinval(tup, desc, 9, &isnull);
+			(void) SPI_getbinval(tup, desc, 9, &isnull);
 			cp->plain = !isnull;
-			if (!isnull)
-				cp->plain_since = DatumGetTimestampTz(d);
 		}
 	}
 	MemoryContextSwitchTo(oldcxt);
@@ -665,6 +671,8 @@ btree_is_empty(Relation index)
  * transaction that writes the rows of a whole table (_materialize_plain)
  * has it locked against our insert or update.  A row that a sweep deletes
  * right now is still seen, and the caller takes the upsert, which waits.
+ * (A deleted order's row was locked by another writer until just now:
+ * orderexp_delete_trigger probes under a fresh snapshot of its own.)
  *
  * The outcome trigger reads the timer of a paid order here too: the
  * relations stay open and locked until the transaction ends, as the
@@ -728,10 +736,11 @@ choose_policy(TablePolicies *tp, const char *category)
 
 /*
  * orderexp_plain_deadline
- *		For the outcome trigger, about an order that has no timer row: does
- *		it have a plain deadline, having been created at "created" in a
- *		table with plain deadlines since before then?  If so, returns true
- *		with the policy, its version and the deadline.
+ *		For the outcome trigger, about an order that has no timer row and
+ *		was created at "created": in a table with plain deadlines, such an
+ *		order has one, whenever it was created (an order older than plain
+ *		deadlines has a timer row unless it was inserted since).  If so,
+ *		returns true with the policy, its version and the deadline.
  */
 bool
 orderexp_plain_deadline(Oid order_table, TimestampTz created, int32 *policy_id,
@@ -744,7 +753,7 @@ orderexp_plain_deadline(Oid order_table, TimestampTz created, int32 *policy_id,
 	/* every name in the statement that fills the cache is qualified */
 	orderexp_run_as_begin(&runas, orderexp_owner(), SECURITY_LOCAL_USERID_CHANGE, false);
 	policy = choose_policy(table_policies(order_table), NULL);
-	if (policy != NULL && policy->plain && created >= policy->plain_since)
+	if (policy != NULL && policy->plain)
 	{
 		*policy_id = policy->id;
 		*policy_version = policy->version;
@@ -779,7 +788,8 @@ orderexp_policies_changed(PG_FUNCTION_ARGS)
  * orderexp_timer_trigger
  *		AFTER ROW trigger: insert or refresh the timer of an unpaid order.
  *
- * AFTER INSERT on every registered table; also AFTER UPDATE OF the status
+ * AFTER INSERT on every registered table but one with plain deadlines on a
+ * created-at that is NOT NULL (orderexp_delete_trigger); also AFTER UPDATE OF the status
  * (1.1 and 1.2, orderexp_timer_unpaid: from 1.3 on the status trigger,
  * outcome.c, does that part) and of the created-at (orderexp_timer_moved,
  * partitioned tables).
@@ -828,6 +838,117 @@ orderexp_timer_trigger(PG_FUNCTION_ARGS)
 
 	orderexp_track_order(rel, trigger, tuple, trigger->tgargs[0], trigger->tgargs[1],
 						 trigger->tgargs[2]);
+	return PointerGetDatum(NULL);
+}
+
+/*
+ * orderexp_delete_trigger
+ *		AFTER DELETE row trigger of a table with plain deadlines and no
+ *		trigger on INSERT: a deleted order's timer row goes, unless another
+ *		row of the table still has its key.
+ *
+ * An order paid while it had a deadline of its own keeps its timer row
+ * until the sweep drops it at that deadline.  Were its row deleted and a new
+ * order made under its key, the new order would inherit the old deadline:
+ * on a table with the INSERT trigger, the new order's insert refreshes the
+ * row; here the delete drops it.  The trigger looks first: a row a
+ * cross-partition UPDATE moves is deleted from one partition and inserted
+ * into another, and the moved order keeps its deadline; a table with
+ * inheritance children may hold a key twice.  The look
+ * (orderexp._order_key_exists) reads the table as its owner,
+ * security-restricted, as the sweep does.  A deleted order without a timer
+ * row, the common case, costs one probe of orderexp.timers' key.
+ *
+ * The probe and the delete see the latest committed rows, not the
+ * statement's snapshot: whoever writes a timer row holds the order's row
+ * (_lock_order), and the delete holds it now, but an extension may have
+ * written a row and committed between the snapshot and the lock, which the
+ * snapshot would miss (as ri_triggers.c checks a foreign key against the
+ * latest rows, with SPI_execute_snapshot).  Under REPEATABLE READ a timer
+ * row a sweep deletes at the same moment makes the delete fail with a
+ * serialization error, as any concurrent delete would.
+ *
+ * The arguments are the key column and the OID of the registered table when
+ * the trigger was made (unused, as in orderexp_timer_trigger).
+ */
+Datum
+orderexp_delete_trigger(PG_FUNCTION_ARGS)
+{
+	static SPIPlanPtr exists_plan = NULL;
+	static SPIPlanPtr delete_plan = NULL;
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Relation	rel;
+	Oid			order_table;
+	char	   *key;
+	TupleTableSlot *slot;
+	RunAs		runas;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("orderexp.delete_trigger() was not called by the trigger manager")));
+	if (!TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
+		!TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("orderexp.delete_trigger() must be fired AFTER DELETE FOR EACH ROW")));
+	if (trigdata->tg_trigger->tgnargs != 2)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("orderexp.delete_trigger() needs 2 arguments, got %d",
+						trigdata->tg_trigger->tgnargs),
+				 errhint("Register the table again with orderexp.set_close_policy().")));
+
+	rel = trigdata->tg_relation;
+	key = orderexp_column_text(trigdata->tg_trigtuple, RelationGetDescr(rel),
+							   orderexp_mapped_column(rel, trigdata->tg_trigger->tgargs[0],
+													  "key"));
+	if (key == NULL)
+		return PointerGetDatum(NULL);
+	order_table = orderexp_trigger_table(rel, trigdata->tg_trigger);
+
+	/* every name in the statements below is qualified: no search_path */
+	orderexp_run_as_begin(&runas, orderexp_owner(), SECURITY_LOCAL_USERID_CHANGE, false);
+	PushActiveSnapshot(GetLatestSnapshot());
+	slot = orderexp_timer_fetch(order_table, key);
+	PopActiveSnapshot();
+	if (slot != NULL)
+	{
+		Oid			argtypes[2] = {REGCLASSOID, TEXTOID};
+		Datum		values[2];
+		bool		isnull;
+		int			ret;
+
+		ExecClearTuple(slot);
+		if ((ret = SPI_connect()) != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(ret));
+		values[0] = ObjectIdGetDatum(order_table);
+		values[1] = CStringGetTextDatum(key);
+
+		orderexp_keep_plan(&exists_plan, "SELECT orderexp._order_key_exists($1, $2)",
+						   2, argtypes, CURSOR_OPT_GENERIC_PLAN);
+		ret = SPI_execute_plan(exists_plan, values, NULL, false, 1);
+		if (ret != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "looking up the key of a deleted order failed: %s",
+				 SPI_result_code_string(ret));
+		if (!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+										&isnull)) || isnull)
+		{
+			orderexp_keep_plan(&delete_plan,
+							   "DELETE FROM orderexp.timers t "
+							   " WHERE t.order_table OPERATOR(pg_catalog.=) $1 "
+							   "   AND t.order_key OPERATOR(pg_catalog.=) $2",
+							   2, argtypes, CURSOR_OPT_GENERIC_PLAN);
+			ret = SPI_execute_snapshot(delete_plan, values, NULL, GetLatestSnapshot(),
+									   InvalidSnapshot, false, true, 0);
+			if (ret != SPI_OK_DELETE)
+				elog(ERROR, "dropping the timer of a deleted order failed: %s",
+					 SPI_result_code_string(ret));
+		}
+		SPI_finish();
+	}
+	orderexp_run_as_end(&runas);
 	return PointerGetDatum(NULL);
 }
 
@@ -904,15 +1025,15 @@ orderexp_track_order(Relation rel, Trigger *trigger, HeapTuple tuple,
 	}
 
 	/*
-	 * A plain deadline (set_plain_deadlines): an order created since
-	 * plain_since is due at its created-at plus close_after, which the
-	 * sweep finds in the orders table itself, so it gets no timer row,
-	 * unless its key has one already (a lingering timer of an order of the
-	 * same key, or of this order before it was paid: the upsert below
-	 * refreshes it).  _check_plain() sees to it that such a policy is the
-	 * table's only one, without reminders or experiment.
+	 * A plain deadline (set_plain_deadlines): an unpaid order with a
+	 * created-at and without a timer row is due at its created-at plus
+	 * close_after, which the sweep finds in the orders table itself, so it
+	 * gets no timer row, unless its key has one already (a lingering timer
+	 * of an order of the same key, or of this order before it was paid:
+	 * the upsert below refreshes it).  _check_plain() sees to it that such
+	 * a policy is the table's only one, without reminders or experiment.
 	 */
-	if (policy->plain && !created_null && base >= policy->plain_since &&
+	if (policy->plain && !created_null &&
 		policy->category == NULL && policy->nvariants == 0 && !policy->has_remind &&
 		!timer_exists(order_table, key))
 	{

@@ -3,7 +3,7 @@
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS orderexp;
-SELECT plan(105);
+SELECT plan(108);
 
 SELECT has_schema('orderexp');
 SELECT is((SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'orderexp'),
@@ -129,6 +129,10 @@ SELECT is(pg_get_function_arguments('orderexp.run_due(integer)'::regprocedure),
 SELECT has_function('orderexp', 'timer_trigger', ARRAY[]::text[]);
 SELECT function_returns('orderexp', 'timer_trigger', ARRAY[]::text[], 'trigger');
 SELECT function_lang_is('orderexp', 'timer_trigger', ARRAY[]::text[], 'c', 'the timer trigger is in C');
+SELECT has_function('orderexp', 'delete_trigger', ARRAY[]::text[]);
+SELECT function_returns('orderexp', 'delete_trigger', ARRAY[]::text[], 'trigger');
+SELECT function_lang_is('orderexp', 'delete_trigger', ARRAY[]::text[], 'c',
+						'the trigger on DELETE of a table with plain deadlines is in C');
 
 -- explanations and feedback (1.3)
 SELECT has_table('orderexp', 'feedback', 'table orderexp.feedback');

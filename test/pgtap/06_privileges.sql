@@ -8,7 +8,7 @@
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS orderexp;
-SELECT plan(30);
+SELECT plan(31);
 
 -- PUBLIC
 SELECT ok(NOT has_table_privilege('public', 'orderexp.' || t,
@@ -22,6 +22,8 @@ SELECT ok(NOT has_sequence_privilege('public', 'orderexp.' || s, 'USAGE, SELECT,
  ORDER BY s;
 SELECT ok(NOT has_function_privilege('public', 'orderexp.timer_trigger()', 'EXECUTE'),
           'PUBLIC cannot execute the timer trigger function');
+SELECT ok(NOT has_function_privilege('public', 'orderexp.delete_trigger()', 'EXECUTE'),
+          'PUBLIC cannot execute the trigger function on DELETE');
 SELECT ok(has_schema_privilege('public', 'orderexp', 'USAGE'),
           'PUBLIC has USAGE on schema orderexp (what is inside is guarded one by one)');
 

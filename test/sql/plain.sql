@@ -58,9 +58,13 @@ SELECT version = :v0 AS same_version, remind_before, experiment_id, plain_since 
 SELECT count(*) AS policies FROM orderexp.policies WHERE order_table = 'plain.orders'::regclass;
 
 --
--- new orders get no timer row; an order created before plain deadlines
--- began, and one without a created-at, get one as before
+-- new orders get no timer row, nor does one created before plain deadlines
+-- began (an import: its plain deadline is due already); one without a
+-- created-at gets one from the insert's time.  The created-at column may
+-- be NULL, so the table keeps its timer trigger on INSERT.
 --
+SELECT string_agg(tgname, ', ' ORDER BY tgname) AS triggers FROM pg_trigger
+ WHERE tgrelid = 'plain.orders'::regclass AND NOT tgisinternal;
 INSERT INTO plain.orders (id, email) SELECT g, 'c' || g || '@example.com' FROM generate_series(1, 20) g;
 INSERT INTO plain.orders (id, created_at, email) VALUES (21, now() - interval '1 day', 'old@example.com'),
                                                        (22, NULL, 'none@example.com');
@@ -278,6 +282,19 @@ SELECT * FROM orderexp.run_due();
 SELECT tableoid::regclass, id, status FROM plain.parted ORDER BY id;
 SELECT count(*) AS closed_events FROM orderexp.outbox
  WHERE order_table = 'plain.parted'::regclass AND kind = 'closed';
+-- its created-at is NOT NULL: a trigger on DELETE, none on INSERT.  An
+-- order with a timer row of its own moved to another partition (a delete
+-- from one and an insert into the other) keeps the row; deleted, it does not
+SELECT string_agg(tgname, ', ' ORDER BY tgname) AS triggers FROM pg_trigger
+ WHERE tgrelid = 'plain.parted'::regclass AND NOT tgisinternal;
+SELECT orderexp.extend_order('plain.parted', 3::bigint, '30 minutes') > now() AS extended3;
+UPDATE plain.parted SET region = 2 WHERE id = 3;
+SELECT tableoid::regclass, id, status FROM plain.parted WHERE id = 3;
+SELECT close_at - (SELECT created_at FROM plain.parted WHERE id = 3) AS after3
+  FROM orderexp.timers WHERE order_table = 'plain.parted'::regclass AND order_key = '3';
+DELETE FROM plain.parted WHERE id = 3;
+SELECT count(*) AS timer3 FROM orderexp.timers
+ WHERE order_table = 'plain.parted'::regclass AND order_key = '3';
 DROP TABLE plain.parted;
 -- payload columns all text or varchar: the close's payload is made with
 -- jsonb_object() (the same jsonb, a NULL a JSON null); a payload column
@@ -298,6 +315,86 @@ SELECT * FROM orderexp.run_due();
 SELECT order_key, payload->'order' AS order_columns FROM orderexp.outbox
  WHERE order_table = 'plain.pay'::regclass AND kind = 'closed' AND via IS NOT NULL ORDER BY order_key;
 DROP TABLE plain.pay;
+--
+-- a created-at that is NOT NULL: no timer trigger on INSERT, since every
+-- new order has its plain deadline, and one on DELETE, which drops the
+-- timer row a deleted order leaves; the triggers follow plain deadlines
+-- and the column's NOT NULL
+--
+CREATE TABLE plain.strict (id bigint PRIMARY KEY, status text NOT NULL DEFAULT 'unpaid',
+						   created_at timestamptz NOT NULL DEFAULT now());
+CREATE INDEX ON plain.strict (created_at) WHERE status = 'unpaid';
+CREATE FUNCTION plain.triggers() RETURNS text LANGUAGE sql AS
+$$ SELECT string_agg(tgname, ', ' ORDER BY tgname) FROM pg_trigger
+    WHERE tgrelid = 'plain.strict'::regclass AND NOT tgisinternal $$;
+SELECT orderexp.set_close_policy('plain.strict', '1 hour', extend_by => '30 minutes',
+		max_extensions => 2) > 0 AS registered, plain.triggers();
+SELECT orderexp.set_plain_deadlines('plain.strict'), plain.triggers();
+-- new orders, and an old one (an import), get no timer row; the old one is
+-- due, and closed
+INSERT INTO plain.strict (id, created_at)
+VALUES (1, now()), (2, now() - interval '2 hours'), (3, now()), (4, now());
+SELECT count(*) AS timers FROM orderexp.timers WHERE order_table = 'plain.strict'::regclass;
+SELECT * FROM orderexp.run_due();
+SELECT id, status FROM plain.strict ORDER BY id;
+-- a key used again: the row of an order paid while extended goes with the
+-- order, and the new order of its key has its plain deadline, due here
+SELECT orderexp.extend_order('plain.strict', 3::bigint, '30 minutes') > now() AS extended3;
+UPDATE plain.strict SET status = 'paid' WHERE id = 3;
+SELECT count(*) AS lingering3 FROM orderexp.timers
+ WHERE order_table = 'plain.strict'::regclass AND order_key = '3';
+DELETE FROM plain.strict WHERE id = 3;
+SELECT count(*) AS timer3 FROM orderexp.timers
+ WHERE order_table = 'plain.strict'::regclass AND order_key = '3';
+INSERT INTO plain.strict (id, created_at) VALUES (3, now() - interval '2 hours');
+SELECT * FROM orderexp.run_due();
+SELECT status FROM plain.strict WHERE id = 3;
+-- a delete by a role that may delete orders and nothing of orderexp's
+-- drops the row too; a delete rolled back keeps it
+SELECT orderexp.extend_order('plain.strict', 4::bigint, '30 minutes') > now() AS extended4;
+CREATE ROLE plain_clerk;
+GRANT USAGE ON SCHEMA plain TO plain_clerk;
+GRANT SELECT, DELETE ON plain.strict TO plain_clerk;
+BEGIN;
+SET LOCAL ROLE plain_clerk;
+DELETE FROM plain.strict WHERE id = 4;
+RESET ROLE;
+SELECT count(*) AS timer4 FROM orderexp.timers
+ WHERE order_table = 'plain.strict'::regclass AND order_key = '4';
+ROLLBACK;
+SELECT count(*) AS timer4 FROM orderexp.timers
+ WHERE order_table = 'plain.strict'::regclass AND order_key = '4';
+REVOKE ALL ON plain.strict FROM plain_clerk;
+REVOKE USAGE ON SCHEMA plain FROM plain_clerk;
+DROP ROLE plain_clerk;
+-- DROP NOT NULL puts the trigger on INSERT back, and an order without a
+-- created-at gets its timer row; SET NOT NULL takes it away again
+ALTER TABLE plain.strict ALTER COLUMN created_at DROP NOT NULL;
+SELECT plain.triggers();
+INSERT INTO plain.strict (id, created_at) VALUES (5, NULL);
+SELECT count(*) AS timer5 FROM orderexp.timers
+ WHERE order_table = 'plain.strict'::regclass AND order_key = '5';
+DELETE FROM plain.strict WHERE id = 5;
+ALTER TABLE plain.strict ALTER COLUMN created_at SET NOT NULL;
+SELECT plain.triggers();
+-- the trigger function checks how it is called
+CREATE TRIGGER wrong BEFORE DELETE ON plain.strict
+	FOR EACH ROW EXECUTE FUNCTION orderexp.delete_trigger('id', '0');
+DELETE FROM plain.strict WHERE id = 1;
+DROP TRIGGER wrong ON plain.strict;
+CREATE TRIGGER wrong AFTER DELETE ON plain.strict
+	FOR EACH ROW EXECUTE FUNCTION orderexp.delete_trigger('id');
+DELETE FROM plain.strict WHERE id = 1;
+DROP TRIGGER wrong ON plain.strict;
+SELECT count(*) AS order1 FROM plain.strict WHERE id = 1;
+-- turning plain deadlines off puts it back, with the rows of the unpaid orders
+SELECT orderexp.set_plain_deadlines('plain.strict', false), plain.triggers();
+SELECT count(*) AS unpaid, count(t.order_key) AS with_timer
+  FROM plain.strict o
+  LEFT JOIN orderexp.timers t ON t.order_table = 'plain.strict'::regclass AND t.order_key = o.id::text
+ WHERE o.status = 'unpaid';
+DROP TABLE plain.strict;
+DROP FUNCTION plain.triggers();
 
 --
 -- the take statement (src/batch.c) turns its watermark, a text parameter,

@@ -5,14 +5,16 @@
 #  - the worker closes due orders that have no timer row, in batches smaller
 #    than the backlog, among them orders that share one created-at (a bulk
 #    insert) and, in between, extended orders it must leave alone; each
-#    closed once, none left behind, and the worker goes on;
+#    closed once, none left behind, and the worker goes on; the orders were
+#    placed before plain deadlines began (an import), and are plain too;
 #  - it wakes for the next plain deadline: an order placed now under a
 #    two-second policy is closed about two seconds later, without any timer
 #    row being written for it;
 #  - a timestamp (without time zone) created-at column works too;
 #  - a dump restored into another database keeps the table's plain
-#    deadlines: the restored orders are closed there by its worker, and
-#    orders placed after the restore get no timer row either.
+#    deadlines and its triggers (one on DELETE, none on INSERT): the
+#    restored orders are closed there by its worker, and orders placed
+#    after the restore get no timer row either.
 
 use strict;
 use warnings;
@@ -39,13 +41,12 @@ SELECT orderexp.set_plain_deadlines('orders');
 
 # --- a backlog in batches of 7, ties and extended orders among it -----------
 
-# Plain deadlines are taken to have begun a day ago (a test's shortcut: a
-# table's orders are never older than that), so that orders placed two
-# hours ago are plain and due.  The worker is paused while they are placed.
+# Orders placed two hours ago, before plain deadlines began (an import), are
+# plain and due: an unpaid order without a timer row has its plain deadline
+# whenever it was created.  The worker is paused while they are placed.
 set_guc($node, 'orderexp.enabled', 'off');
 $node->safe_psql(
 	'postgres', q{
-UPDATE orderexp.policies SET plain_since = now() - interval '1 day';
 INSERT INTO orders (id, created_at)
 SELECT i, now() - interval '2 hours' + CASE WHEN i <= 40 THEN interval '0' ELSE i * interval '1 second' END
   FROM generate_series(1, 100) i;
@@ -139,6 +140,12 @@ SELECT plain_since IS NOT NULL,
        (SELECT count(*) FROM orderexp.timers WHERE order_key IN ('300','301','302','303','304'))
   FROM orderexp.policies WHERE order_table = 'orders'::regclass}),
 	't|0', 'the restored policy has plain deadlines, the restored orders no timer rows');
+is( $node->safe_psql(
+		'restored', q{
+SELECT string_agg(tgname, ',' ORDER BY tgname) FROM pg_trigger
+ WHERE tgrelid = 'orders'::regclass AND NOT tgisinternal}),
+	'orderexp_status,orderexp_timer_delete,orderexp_timer_truncate',
+	'the restored table has the trigger on DELETE, none on INSERT (its created-at is NOT NULL)');
 $node->safe_psql('restored', q{INSERT INTO orders (id) VALUES (400)});
 is($node->safe_psql('restored', q{SELECT count(*) FROM orderexp.timers WHERE order_key = '400'}),
 	'0', 'an order placed after the restore has no timer row');
