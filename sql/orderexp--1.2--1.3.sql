@@ -12990,12 +12990,13 @@ BEGIN
 		/*
 		 * plain deadlines: a new order has its plain deadline, and a
 		 * deleted one's lingering timer row goes (orderexp_delete_trigger),
-		 * so that a new order of its key does not inherit it
+		 * so that a new order of its key does not inherit it.  No
+		 * arguments: PostgreSQL copies them for every statement on the
+		 * table; the key column is read from orderexp_status's.
 		 */
 		EXECUTE format('CREATE TRIGGER orderexp_timer_delete AFTER DELETE ON %s '
-					   'FOR EACH ROW '
-					   'EXECUTE FUNCTION orderexp.delete_trigger(%L, %L)',
-					   cfg.order_table, cfg.key_column, cfg.order_table::oid);
+					   'FOR EACH ROW EXECUTE FUNCTION orderexp.delete_trigger()',
+					   cfg.order_table);
 	END IF;
 
 	/* partitioned by created-at: an unpaid order whose created-at changes */

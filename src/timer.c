@@ -349,7 +349,8 @@ table_policies(Oid relid)
  *
  * A transaction that only probes for a timer row (an order with a plain
  * deadline, set_plain_deadlines) opens the table and its primary key only:
- * the rest, as much again as the probe, is opened at the first insert.
+ * the rest, as much again as the probe, is opened at the first insert.  A
+ * probe of a key without any row opens the key alone (inserter_open_key).
  *
  * They are opened under the transaction's resource owner, so that a
  * subtransaction's abort does not close them under us, and closed before
@@ -363,7 +364,7 @@ typedef struct TimerInserter
 	LocalTransactionId lxid;	/* the transaction they are open in, or 0 */
 	bool		stale;			/* orderexp.timers changed: reopen */
 	Oid			relid;
-	Relation	timers;
+	Relation	timers;			/* NULL until a probe reads it */
 	Relation	pkey;			/* the primary key, for timer_exists() */
 	TupleTableSlot *probe_slot; /* and a slot of the table's own kind */
 	/* opened at the first insert (inserter_open_full) */
@@ -458,12 +459,15 @@ inserter_invalidate(Datum arg, Oid relid)
 }
 
 /*
- * The inserter of this transaction, opened if need be: orderexp.timers, its
- * primary key and a slot to probe with (see inserter_open_full for the
- * rest)
+ * The inserter of this transaction with orderexp.timers' primary key open,
+ * for a probe: the table itself is locked first, in the order in which
+ * PostgreSQL locks a table and its indexes, but opened only when a probe
+ * reads it (inserter_open).  A probe of an empty key reads the key's
+ * metapage and nothing else; the table's relcache entry and the probe's
+ * slot are some 900 instructions a payment (bench/instructions.md).
  */
 static TimerInserter *
-inserter_open(const OrderexpCatalog *cat)
+inserter_open_key(const OrderexpCatalog *cat)
 {
 	ResourceOwner save = CurrentResourceOwner;
 	MemoryContext oldcxt;
@@ -488,13 +492,11 @@ inserter_open(const OrderexpCatalog *cat)
 	oldcxt = MemoryContextSwitchTo(TopTransactionContext);
 	PG_TRY();
 	{
-		inserter.timers = table_open(cat->timers, RowExclusiveLock);
+		LockRelationOid(cat->timers, RowExclusiveLock);
 		inserter.relid = cat->timers;
 		/* from here on, the end of the transaction closes what is open */
 		inserter.lxid = MyProc->lxid;
 		inserter.pkey = index_open(cat->timers_pkey, RowExclusiveLock);
-		inserter.probe_slot = MakeSingleTupleTableSlot(RelationGetDescr(inserter.timers),
-													   table_slot_callbacks(inserter.timers));
 	}
 	PG_FINALLY();
 	{
@@ -505,6 +507,39 @@ inserter_open(const OrderexpCatalog *cat)
 	inserter.lxid = MyProc->lxid;
 	inserter.stale = false;
 	return &inserter;
+}
+
+/*
+ * The inserter of this transaction, opened if need be: orderexp.timers, its
+ * primary key and a slot to probe with (see inserter_open_full for the
+ * rest)
+ */
+static TimerInserter *
+inserter_open(const OrderexpCatalog *cat)
+{
+	TimerInserter *ti = inserter_open_key(cat);
+	ResourceOwner save = CurrentResourceOwner;
+	MemoryContext oldcxt;
+
+	if (ti->probe_slot != NULL)
+		return ti;
+	CurrentResourceOwner = TopTransactionResourceOwner;
+	oldcxt = MemoryContextSwitchTo(TopTransactionContext);
+	PG_TRY();
+	{
+		/* locked by inserter_open_key, for the rest of the transaction */
+		if (ti->timers == NULL)
+			ti->timers = table_open(cat->timers, NoLock);
+		ti->probe_slot = MakeSingleTupleTableSlot(RelationGetDescr(ti->timers),
+												  table_slot_callbacks(ti->timers));
+	}
+	PG_FINALLY();
+	{
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = save;
+	}
+	PG_END_TRY();
+	return ti;
 }
 
 /*
@@ -683,13 +718,14 @@ TupleTableSlot *
 orderexp_timer_fetch(Oid order_table, const char *key)
 {
 	const OrderexpCatalog *cat = orderexp_catalog();
-	TimerInserter *ti = inserter_open(cat);
+	TimerInserter *ti = inserter_open_key(cat);
 	IndexScanDesc scan;
 	ScanKeyData skey[2];
 	bool		found;
 
 	if (btree_is_empty(ti->pkey))
 		return NULL;
+	ti = inserter_open(cat);
 	ScanKeyInit(&skey[0], 1, BTEqualStrategyNumber, F_OIDEQ,
 				ObjectIdGetDatum(order_table));
 	ScanKeyInit(&skey[1], 2, BTEqualStrategyNumber, F_TEXTEQ,
@@ -842,6 +878,34 @@ orderexp_timer_trigger(PG_FUNCTION_ARGS)
 }
 
 /*
+ * The key column of a registered table, from the arguments of its status
+ * trigger (orderexp_status, 1.3's layout: the key column first), which
+ * _install_triggers creates with every other trigger of orderexp on the
+ * table; a partition has a clone of it, of the same name.
+ */
+static const char *
+status_trigger_key_column(Relation rel)
+{
+	TriggerDesc *trigdesc = rel->trigdesc;
+	int			i;
+
+	for (i = 0; trigdesc != NULL && i < trigdesc->numtriggers; i++)
+	{
+		Trigger    *t = &trigdesc->triggers[i];
+
+		if (t->tgnargs == 8 && strcmp(t->tgname, "orderexp_status") == 0)
+			return t->tgargs[0];
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("table \"%s\" has no status trigger of orderexp",
+					RelationGetRelationName(rel)),
+			 errdetail("orderexp.delete_trigger() reads the key column from the arguments of trigger \"orderexp_status\"."),
+			 errhint("Register the table again with orderexp.set_close_policy().")));
+	return NULL;				/* keep the compiler quiet */
+}
+
+/*
  * orderexp_delete_trigger
  *		AFTER DELETE row trigger of a table with plain deadlines and no
  *		trigger on INSERT: a deleted order's timer row goes, unless another
@@ -868,8 +932,14 @@ orderexp_timer_trigger(PG_FUNCTION_ARGS)
  * row a sweep deletes at the same moment makes the delete fail with a
  * serialization error, as any concurrent delete would.
  *
- * The arguments are the key column and the OID of the registered table when
- * the trigger was made (unused, as in orderexp_timer_trigger).
+ * The trigger has no arguments.  PostgreSQL copies a table's triggers with
+ * their arguments for every statement on it (CopyTriggerDesc, from
+ * InitResultRelInfo), the application's INSERTs and payments included, at
+ * some 230 instructions an argument: a trigger on DELETE with the key
+ * column and the table's OID as arguments cost the insert-and-pay
+ * transaction 930 instructions, without a row ever deleted (bench/
+ * instructions.md).  The key column is that of the status trigger, which
+ * _install_triggers creates beside this one (status_trigger_key_column).
  */
 Datum
 orderexp_delete_trigger(PG_FUNCTION_ARGS)
@@ -893,16 +963,16 @@ orderexp_delete_trigger(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("orderexp.delete_trigger() must be fired AFTER DELETE FOR EACH ROW")));
-	if (trigdata->tg_trigger->tgnargs != 2)
+	if (trigdata->tg_trigger->tgnargs != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("orderexp.delete_trigger() needs 2 arguments, got %d",
+				 errmsg("orderexp.delete_trigger() takes no arguments, got %d",
 						trigdata->tg_trigger->tgnargs),
 				 errhint("Register the table again with orderexp.set_close_policy().")));
 
 	rel = trigdata->tg_relation;
 	key = orderexp_column_text(trigdata->tg_trigtuple, RelationGetDescr(rel),
-							   orderexp_mapped_column(rel, trigdata->tg_trigger->tgargs[0],
+							   orderexp_mapped_column(rel, status_trigger_key_column(rel),
 													  "key"));
 	if (key == NULL)
 		return PointerGetDatum(NULL);

@@ -379,13 +379,18 @@ ALTER TABLE plain.strict ALTER COLUMN created_at SET NOT NULL;
 SELECT plain.triggers();
 -- the trigger function checks how it is called
 CREATE TRIGGER wrong BEFORE DELETE ON plain.strict
-	FOR EACH ROW EXECUTE FUNCTION orderexp.delete_trigger('id', '0');
+	FOR EACH ROW EXECUTE FUNCTION orderexp.delete_trigger();
 DELETE FROM plain.strict WHERE id = 1;
 DROP TRIGGER wrong ON plain.strict;
 CREATE TRIGGER wrong AFTER DELETE ON plain.strict
 	FOR EACH ROW EXECUTE FUNCTION orderexp.delete_trigger('id');
 DELETE FROM plain.strict WHERE id = 1;
 DROP TRIGGER wrong ON plain.strict;
+-- and needs the status trigger beside it, whose arguments name the key
+BEGIN;
+ALTER TRIGGER orderexp_status ON plain.strict RENAME TO renamed;
+DELETE FROM plain.strict WHERE id = 1;
+ROLLBACK;
 SELECT count(*) AS order1 FROM plain.strict WHERE id = 1;
 -- turning plain deadlines off puts it back, with the rows of the unpaid orders
 SELECT orderexp.set_plain_deadlines('plain.strict', false), plain.triggers();
