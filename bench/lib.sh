@@ -32,25 +32,19 @@ fi
 # that register bench.orders with close_after CLOSE_AFTER, payload column
 # customer_email, and, with BENCH_PLAIN=1, give it plain deadlines.
 #
-# Plain deadlines are for orders created since set_plain_deadlines() was
-# called (policies.plain_since); older ones keep timer rows.  The
-# benchmarks load orders created hours ago (the drain set, the memory
-# test's second backlog), so plain_since is set back to -infinity by hand
-# here, which no application would do: for a benchmark it says "the table
-# has had plain deadlines since before any of its orders".  Where the
-# orders are inserted after this (the drain templates, the inserts of the
-# OLTP, lateness and insert cost tests), the timer trigger takes its plain
-# path for every one of them; where they were there before (the idle set,
-# the OLTP test's base orders), the registration wrote their timer rows and
-# they are deleted: the table is then in the state it would be in had it
-# had plain deadlines when they were inserted.
+# With plain deadlines an unpaid order without a timer row is due at its
+# created-at plus close_after, whenever it was created.  The registration
+# writes the timer rows of the orders already there (the idle set, the OLTP
+# test's base orders); they are deleted here, so that the table is in the
+# state it would be in had it had plain deadlines when they were inserted.
+# Orders inserted after this (the drain templates, the inserts of the
+# OLTP, lateness and insert cost tests) get no timer row: bench.orders'
+# created-at is NOT NULL, so the table has no timer trigger on INSERT.
 reg_sql() {
 	printf '%s' "SELECT orderexp.set_close_policy('bench.orders', '$1', payload_columns => '{customer_email}')"
 	((BENCH_PLAIN)) || return 0
 	printf ';\n%s' "$UNPAID_DUE_INDEX" \
 		"SELECT orderexp.set_plain_deadlines('bench.orders')" \
-		"UPDATE orderexp.policies SET plain_since = '-infinity'
-		  WHERE order_table = 'bench.orders'::regclass AND category IS NULL" \
 		"DELETE FROM orderexp.timers WHERE order_table = 'bench.orders'::regclass"
 }
 
