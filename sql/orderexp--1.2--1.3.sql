@@ -13516,3 +13516,371 @@ BEGIN
 	END LOOP;
 END;
 $$;
+
+/*
+ * The statement on the orders table, run as its owner: $1 the keys the take
+ * statement locked, ($2, $3) the range of their created-at.  "mine" are the
+ * rows it could lock (SKIP LOCKED: an application holds the others), "busy"
+ * the keys whose row exists but was locked: looked up in the whole table
+ * (an order whose created-at moved is not taken for gone), one correlated
+ * probe per key that mine lacks, so that a batch whose rows were all locked
+ * reads no other partition.  Which keys mine lacks is an EXCEPT, hashed or
+ * sorted whatever the estimates: the plan is generic, and an anti-join of
+ * two sets it takes for a few rows each could be a nested loop.  It runs
+ * only when mine lacks a key, which a batch whose orders nobody holds
+ * does not: mine then has as many distinct keys as $1 has elements (the
+ * count is of the keys as they are, not as text, so that it sorts cheaply;
+ * text keys in the "C" collation), and the EXCEPT that hashed both sets for
+ * every batch is skipped (about 2,600 instructions a close,
+ * bench/instructions.sh).  A count of mine's rows would not do: the key of
+ * a partitioned table, or of one with inheritance children, need not be
+ * unique, and two rows of one key would hide a key that is busy.
+ *
+ * For the close batch (lock 'UPDATE') the unpaid rows of mine are closed
+ * with the guarded update and returned; for reminders (lock 'SHARE') mine
+ * is returned as it is.  Every
+ * result column is an array: busy keys, then keys, unpaid, payloads,
+ * categories and created-ats of the rows returned, aligned; the reminders
+ * of a table that maps the customer's channels or contacts add a seventh,
+ * those (_reach_expr), which the record statement gets as $9.  Nothing of
+ * orderexp's is named: the owner needs no privilege on it.
+ */
+CREATE OR REPLACE FUNCTION orderexp._orders_sql(cfg orderexp.tables, lock text)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	status_type text := orderexp._status_type(cfg);
+	range text := CASE WHEN cfg.partition_column IS NULL THEN ''
+					   ELSE format(' AND o.%I BETWEEN %s AND %s', cfg.partition_column,
+								   orderexp._created_utc(cfg, '$2'),
+								   orderexp._created_utc(cfg, '$3')) END;
+	category text := orderexp._category_expr(cfg);
+	reach text := orderexp._reach_expr(cfg);
+	sql text;
+BEGIN
+	sql := format($q$
+WITH mine AS MATERIALIZED (
+	SELECT %3$s%5$s
+	  FROM %1$s o
+	 WHERE o.%2$I = ANY (ARRAY(SELECT unnest($1::text[])::%4$s))%6$s
+	   FOR %7$s OF o SKIP LOCKED),$q$,
+		cfg.order_table, cfg.key_column, orderexp._locked_cols_sql(cfg), cfg.key_type,
+		CASE lock WHEN 'SHARE'
+			 THEN format(', %s AS cols, %s AS category', orderexp._payload_expr(cfg), category)
+				  || CASE WHEN reach IS NOT NULL THEN format(', %s AS reach', reach) ELSE '' END
+			 ELSE '' END,
+		range,
+		CASE lock WHEN 'UPDATE' THEN 'UPDATE' WHEN 'SHARE' THEN 'SHARE' END)
+		|| orderexp._busy_keys_sql(cfg);
+
+	IF lock = 'SHARE' AND reach IS NULL THEN
+		RETURN sql || $q$
+rows AS (
+	SELECT m.order_key, m.unpaid, m.cols, m.category, NULL::timestamptz AS created_at
+	  FROM mine m)$q$ || orderexp._orders_result_sql();
+	END IF;
+	IF lock = 'SHARE' THEN
+		/* and a seventh array: the customer's channels and contacts */
+		RETURN sql || $q$
+rows AS (
+	SELECT m.order_key, m.unpaid, m.cols, m.category, NULL::timestamptz AS created_at, m.reach
+	  FROM mine m)
+SELECT ARRAY(SELECT b.order_key FROM busy b), r.keys, r.unpaid, r.cols, r.categories,
+	   r.created, r.reach
+  FROM (SELECT array_agg(x.order_key) AS keys, array_agg(x.unpaid) AS unpaid,
+			   array_agg(x.cols) AS cols, array_agg(x.category) AS categories,
+			   array_agg(x.created_at) AS created, array_agg(x.reach) AS reach
+		  FROM rows x) AS r$q$;
+	END IF;
+
+	RETURN sql || format($q$
+rows AS (
+	UPDATE %1$s o SET %3$I = %7$L::%5$s
+	 WHERE o.%2$I = ANY (ARRAY(SELECT m.order_key::%6$s FROM mine m WHERE m.unpaid))
+	   AND o.%3$I = %4$L::%5$s%8$s
+	RETURNING %9$s)$q$,
+		cfg.order_table, cfg.key_column, cfg.status_column, cfg.unpaid_value,
+		status_type, cfg.key_type, cfg.closed_value, range,
+		orderexp._closed_cols_sql(cfg, orderexp._payload_expr(cfg)))
+		|| orderexp._orders_result_sql();
+END;
+$$;
+
+/*
+ * The statement that records a close batch, as the extension owner: $1 the
+ * table, $2 the tuple ids of the timers taken, $3 the busy keys, $4 to $8
+ * the closed rows as the orders statement returned them.  Drops the timers
+ * of every taken order that was not busy (closed, paid or gone), and writes
+ * the closed orders' events (the first of each close also its record, see
+ * the outbox) and their outcomes, counted: one row per policy version,
+ * variant and reopened, whatever the number of orders (the created-ats, $8,
+ * are not needed since).  The take statement locked the timers in this
+ * transaction, so nobody else can have changed them: they are deleted by
+ * tuple id, as 1.2's batch deleted them, and read by their primary key,
+ * one index probe per closed order.  No step joins two sets of the batch
+ * to each other: the statement's plan is generic (planned once, src/batch.c)
+ * and cannot know the arrays' lengths; it took them for a few rows and
+ * could join two of them with a nested loop, a thousand comparisons per
+ * closed order of a full batch.  (Planning every batch with its arrays
+ * costs more than that: the planner estimates ctid = ANY (array) element
+ * by element.)  With more than one channel the events' ids are drawn
+ * first, so that the record knows them without joining the events to each
+ * other.  The arrays are unnested in a select list (a ProjectSet), as are
+ * those of the orders statements and of the reminders' record, not as
+ * functions in FROM: PostgreSQL materializes a function in FROM into a
+ * tuplestore before the first row, one tuple for each value of each
+ * array (about 5,400 instructions a close of the plain batch, which passes
+ * four arrays here and two, twice, to its orders statement:
+ * bench/instructions.md).
+ */
+CREATE OR REPLACE FUNCTION orderexp._record_close_sql(cfg orderexp.tables)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT format($q$
+WITH gone AS (
+	DELETE FROM orderexp.timers t
+	 WHERE t.ctid = ANY ($2) AND t.order_table = $1
+	   AND t.order_key <> ALL (coalesce($3, '{}'))),
+done AS MATERIALIZED (
+	SELECT c.order_key, c.cols, c.category, d.close_at, d.policy_id, d.policy_version,
+		   d.variant, d.reopened, %1$s AS event_ids
+	  FROM (SELECT unnest($4) AS order_key, unnest($6) AS cols, unnest($7) AS category) AS c
+	 CROSS JOIN LATERAL (
+			SELECT t.close_at, t.policy_id, t.policy_version, t.variant, t.reopened
+			  FROM orderexp.timers t
+			 WHERE t.order_table = $1 AND t.order_key = c.order_key) d),$q$,
+		orderexp._close_event_ids_sql(cfg))
+		|| orderexp._record_closes_sql(cfg, NULL)
+$$;
+
+/*
+ * The statement that records a reminder batch, as the extension owner: the
+ * arguments as for _record_close_sql, the rows being the orders
+ * statement's "mine".  Clears the reminder of every taken order that was
+ * not busy (by tuple id), and writes a reminder (with its extension token)
+ * per channel for each order still unpaid before its deadline, as the
+ * batch of 1.2 did.  Like the close's, it joins no two sets of the batch:
+ * each order's timer is read by its primary key.
+ *
+ * A table that maps the customer's channels or contacts gets the second
+ * form: $9 holds what the orders statement read of them, and
+ * _reminder_channels picks each order's channels.  A reminder carries the
+ * contact of its channel and the order's fallbacks (channel and contact,
+ * in order: what fail() needs to send the next one without reading the
+ * orders table); a channel whose contact is missing or malformed gets no
+ * reminder but a row in unreachable_contacts (channel '' when none was
+ * left), and a reminder sent on a channel clears its order's rows there.
+ */
+CREATE OR REPLACE FUNCTION orderexp._record_remind_sql(cfg orderexp.tables)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT format($q$
+WITH done AS (
+	UPDATE orderexp.timers t
+	   SET remind_at = NULL,
+		   /* no reminder goes out once the deadline has passed */
+		   reminded_for = CASE WHEN t.close_at > now() THEN t.close_at ELSE t.reminded_for END
+	 WHERE t.ctid = ANY ($2) AND t.order_table = $1
+	   AND t.order_key <> ALL (coalesce($3, '{}'))),
+reminded AS MATERIALIZED (
+	SELECT m.order_key, m.cols, m.category, d.*
+	  FROM (SELECT unnest($4) AS order_key, unnest($5) AS unpaid, unnest($6) AS cols,
+				   unnest($7) AS category) AS m
+	 CROSS JOIN LATERAL (
+			SELECT t.close_at, t.remind_at, t.policy_id, t.extensions, t.token_extensions,
+				   t.generation, p.extend_by,
+				   greatest(p.max_extensions - t.token_extensions, 0) AS extensions_left
+			  FROM orderexp.timers t
+			  JOIN orderexp.policies p ON p.id = t.policy_id
+			 WHERE t.order_table = $1 AND t.order_key = m.order_key) d
+	 WHERE m.unpaid AND d.close_at > now()),
+events AS (
+	INSERT INTO orderexp.outbox (kind, order_table, order_key, channel, payload)
+	SELECT 'reminder', $1, r.order_key, ch.channel,
+		   jsonb_build_object('order_table', %1$L, 'order_key', r.order_key,
+							  'close_at', r.close_at, 'remind_at', r.remind_at,
+							  'policy_id', r.policy_id, 'category', r.category,
+							  'extend_by', orderexp._iso_interval(r.extend_by), 'extensions_left', r.extensions_left,
+							  'extension_token', tok.token,
+							  'order', r.cols)
+	  FROM reminded r
+	 CROSS JOIN LATERAL (
+			SELECT CASE WHEN r.extend_by IS NOT NULL AND r.extensions_left > 0
+							 AND octet_length(r.order_key) <= 1024	/* longer keys fit no token */
+						THEN orderexp._token_make($1, r.order_key, r.close_at, r.extensions,
+												  r.generation)
+				   END AS token) tok
+	 CROSS JOIN unnest(%2$L::text[]) AS ch(channel))
+SELECT count(*) FROM reminded$q$,
+		cfg.order_table::text, cfg.channels)
+	 WHERE orderexp._reach_expr(cfg) IS NULL
+	UNION ALL
+	SELECT format($q$
+WITH done AS (
+	UPDATE orderexp.timers t
+	   SET remind_at = NULL,
+		   /* no reminder goes out once the deadline has passed */
+		   reminded_for = CASE WHEN t.close_at > now() THEN t.close_at ELSE t.reminded_for END
+	 WHERE t.ctid = ANY ($2) AND t.order_table = $1
+	   AND t.order_key <> ALL (coalesce($3, '{}'))),
+reminded AS MATERIALIZED (
+	SELECT m.order_key, m.cols, m.category, m.reach, d.*
+	  FROM (SELECT unnest($4) AS order_key, unnest($5) AS unpaid, unnest($6) AS cols,
+				   unnest($7) AS category, unnest($9) AS reach) AS m
+	 CROSS JOIN LATERAL (
+			SELECT t.close_at, t.remind_at, t.policy_id, t.extensions, t.token_extensions,
+				   t.generation, p.extend_by,
+				   greatest(p.max_extensions - t.token_extensions, 0) AS extensions_left
+			  FROM orderexp.timers t
+			  JOIN orderexp.policies p ON p.id = t.policy_id
+			 WHERE t.order_table = $1 AND t.order_key = m.order_key) d
+	 WHERE m.unpaid AND d.close_at > now()),
+ways AS MATERIALIZED (
+	SELECT r.*, w.channel, w.contact, w.problem, w.role, w.fallback
+	  FROM reminded r
+	 CROSS JOIN LATERAL orderexp._reminder_channels(%2$L::text[], %3$L::text[], r.reach) w),
+events AS (
+	INSERT INTO orderexp.outbox (kind, order_table, order_key, channel, payload)
+	SELECT 'reminder', $1, r.order_key, r.channel,
+		   jsonb_build_object('order_table', %1$L, 'order_key', r.order_key,
+							  'close_at', r.close_at, 'remind_at', r.remind_at,
+							  'policy_id', r.policy_id, 'category', r.category,
+							  'extend_by', orderexp._iso_interval(r.extend_by), 'extensions_left', r.extensions_left,
+							  'extension_token', tok.token,
+							  'order', r.cols,
+							  'contact', r.contact, 'fallback', r.fallback)
+	  FROM ways r
+	 CROSS JOIN LATERAL (
+			SELECT CASE WHEN r.extend_by IS NOT NULL AND r.extensions_left > 0
+							 AND octet_length(r.order_key) <= 1024	/* longer keys fit no token */
+						THEN orderexp._token_make($1, r.order_key, r.close_at, r.extensions,
+												  r.generation)
+				   END AS token) tok
+	 WHERE r.role = 'send'),
+unreached AS (
+	INSERT INTO orderexp.unreachable_contacts AS u (order_table, order_key, channel, contact, why)
+	SELECT $1, w.order_key, coalesce(w.channel, ''), w.contact, w.problem
+	  FROM ways w
+	 WHERE w.role IN ('unreachable', 'none')
+	ON CONFLICT (order_table, order_key, channel)
+	DO UPDATE SET contact = excluded.contact, why = excluded.why),
+reached AS (
+	DELETE FROM orderexp.unreachable_contacts u
+	 USING ways w
+	 WHERE u.order_table = $1 AND u.order_key = w.order_key AND w.role = 'send'
+	   AND u.channel IN (w.channel, ''))
+SELECT count(*) FROM reminded$q$,
+		cfg.order_table::text, cfg.channels, cfg.contact_channels)
+	 WHERE orderexp._reach_expr(cfg) IS NOT NULL
+$$;
+
+/*
+ * The orders statement of a plain close batch, run as the table's owner:
+ * _orders_sql's close, which finds each row by the tuple id the take
+ * statement read it at ($2, aligned with the keys $1) where it can.  The
+ * take read every due row already; a second and a third descent of the
+ * table's primary key, to lock the row and then to update it, cost about
+ * 5,000 instructions each (bench/instructions.sh).
+ *
+ * mine's first part locks the rows of the table itself by tuple id, with
+ * their key checked (a tuple id names a place, not a row: the row read
+ * there may have gone since the take and another taken its place; the
+ * check is written IS TRUE, so that it is not taken for a condition of the
+ * primary key, whose scan the planner may otherwise prefer).  It locks
+ * a row only in the version the take read.  A row updated since the take
+ * is left out: if the update committed before the statement's snapshot,
+ * the version at the tuple id is not visible any more; if after it, the
+ * lock follows the row to its latest version, and EvalPlanQual checks the
+ * statement's conditions on that version again, o.ctid = u.t among them,
+ * which fails (every update writes a new version, at another tuple id).
+ * Either way the key is missing from mine and reported busy, like a row
+ * someone holds, so that the worker comes back for it soon (isolation
+ * spec tid_race).  Nobody may update the version mine locked, which the
+ * snapshot sees, so the update by tuple id finds every row mine locked,
+ * and finds it unpaid if mine did (no condition on the status, which would
+ * let the planner scan the partial index of unpaid orders instead).
+ *
+ * mine's second part locks by key, as _orders_sql does, the rows the take
+ * found in partitions or inheritance children (no tuple id: one names a
+ * row only with its table), which for a table without them is an index
+ * scan of no keys; by_key closes them, by key.
+ */
+CREATE OR REPLACE FUNCTION orderexp._plain_orders_sql(cfg orderexp.tables)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	status_type text := orderexp._status_type(cfg);
+	locked_cols text := orderexp._locked_cols_sql(cfg);
+BEGIN
+	RETURN format($q$
+WITH mine AS MATERIALIZED (
+	SELECT x.order_key, x.raw_key, x.unpaid, x.tid
+	  FROM (SELECT %3$s, o.ctid AS tid
+			  FROM (SELECT unnest($1::text[]) AS k, unnest($2::tid[]) AS t) AS u
+			  JOIN ONLY %1$s o ON o.ctid = u.t
+			 WHERE (o.%2$I = u.k::%4$s) IS TRUE
+			   FOR UPDATE OF o SKIP LOCKED) AS x
+	UNION ALL
+	SELECT y.order_key, y.raw_key, y.unpaid, NULL::tid
+	  FROM (SELECT %3$s
+			  FROM %1$s o
+			 WHERE o.%2$I = ANY (ARRAY(SELECT u.k::%4$s
+										 FROM (SELECT unnest($1::text[]) AS k,
+													  unnest($2::tid[]) AS t) AS u
+										WHERE u.t IS NULL))
+			   AND o.tableoid <> %5$L::oid
+			   FOR UPDATE OF o SKIP LOCKED) AS y),$q$,
+		cfg.order_table, cfg.key_column, locked_cols, cfg.key_type,
+		cfg.order_table::oid::text)
+		|| orderexp._busy_keys_sql(cfg)
+		|| format($q$
+by_tid AS (
+	UPDATE ONLY %1$s o SET %3$I = %7$L::%5$s
+	 WHERE o.ctid = ANY (ARRAY(SELECT m.tid FROM mine m WHERE m.unpaid AND m.tid IS NOT NULL))
+	RETURNING %9$s),
+by_key AS (
+	UPDATE %1$s o SET %3$I = %7$L::%5$s
+	 WHERE o.%2$I = ANY (ARRAY(SELECT m.order_key::%6$s FROM mine m
+								WHERE m.unpaid AND m.tid IS NULL))
+	   AND o.%3$I = %4$L::%5$s AND o.tableoid <> %8$L::oid
+	RETURNING %9$s),
+rows AS (
+	SELECT * FROM by_tid
+	UNION ALL
+	SELECT * FROM by_key)$q$,
+		cfg.order_table, cfg.key_column, cfg.status_column, cfg.unpaid_value,
+		status_type, cfg.key_type, cfg.closed_value, cfg.order_table::oid::text,
+		orderexp._closed_cols_sql(cfg, orderexp._plain_payload_expr(cfg)))
+		|| orderexp._orders_result_sql();
+END;
+$$;
+
+/*
+ * The record statement of a plain close batch: _record_close_sql without
+ * the timers (there are none to drop or read); the deadline is the
+ * created-at ($8) plus close_after, the policy and its version are p's,
+ * written into the text.
+ */
+CREATE OR REPLACE FUNCTION orderexp._record_plain_close_sql(cfg orderexp.tables, p orderexp.policies)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT format($q$
+WITH done AS (
+	SELECT c.order_key, c.cols, c.category, c.created + %2$L::interval AS close_at,
+		   %3$s AS policy_id, %4$s AS policy_version, NULL::integer AS variant,
+		   false AS reopened, %1$s AS event_ids
+	  FROM (SELECT unnest($4) AS order_key, unnest($6) AS cols, unnest($7) AS category,
+				   unnest($8) AS created) AS c),$q$,
+		orderexp._close_event_ids_sql(cfg), p.close_after, p.id, p.version)
+		|| orderexp._record_closes_sql(cfg, p)
+$$;

@@ -1830,7 +1830,7 @@ BEGIN
 WITH mine AS MATERIALIZED (
 	SELECT %3$s%5$s
 	  FROM %1$s o
-	 WHERE o.%2$I = ANY (ARRAY(SELECT k::%4$s FROM unnest($1::text[]) AS k))%6$s
+	 WHERE o.%2$I = ANY (ARRAY(SELECT unnest($1::text[])::%4$s))%6$s
 	   FOR %7$s OF o SKIP LOCKED),$q$,
 		cfg.order_table, cfg.key_column, orderexp._locked_cols_sql(cfg), cfg.key_type,
 		CASE lock WHEN 'SHARE'
@@ -2066,7 +2066,13 @@ $$;
  * costs more than that: the planner estimates ctid = ANY (array) element
  * by element.)  With more than one channel the events' ids are drawn
  * first, so that the record knows them without joining the events to each
- * other.
+ * other.  The arrays are unnested in a select list (a ProjectSet), as are
+ * those of the orders statements and of the reminders' record, not as
+ * functions in FROM: PostgreSQL materializes a function in FROM into a
+ * tuplestore before the first row, one tuple for each value of each
+ * array (about 5,400 instructions a close of the plain batch, which passes
+ * four arrays here and two, twice, to its orders statement:
+ * bench/instructions.md).
  */
 CREATE FUNCTION orderexp._record_close_sql(cfg orderexp.tables)
 RETURNS text
@@ -2081,7 +2087,7 @@ WITH gone AS (
 done AS MATERIALIZED (
 	SELECT c.order_key, c.cols, c.category, d.close_at, d.policy_id, d.policy_version,
 		   d.variant, d.reopened, %1$s AS event_ids
-	  FROM unnest($4, $6, $7) AS c(order_key, cols, category)
+	  FROM (SELECT unnest($4) AS order_key, unnest($6) AS cols, unnest($7) AS category) AS c
 	 CROSS JOIN LATERAL (
 			SELECT t.close_at, t.policy_id, t.policy_version, t.variant, t.reopened
 			  FROM orderexp.timers t
@@ -2123,7 +2129,8 @@ WITH done AS (
 	   AND t.order_key <> ALL (coalesce($3, '{}'))),
 reminded AS MATERIALIZED (
 	SELECT m.order_key, m.cols, m.category, d.*
-	  FROM unnest($4, $5, $6, $7) AS m(order_key, unpaid, cols, category)
+	  FROM (SELECT unnest($4) AS order_key, unnest($5) AS unpaid, unnest($6) AS cols,
+				   unnest($7) AS category) AS m
 	 CROSS JOIN LATERAL (
 			SELECT t.close_at, t.remind_at, t.policy_id, t.extensions, t.token_extensions,
 				   t.generation, p.extend_by,
@@ -2163,7 +2170,8 @@ WITH done AS (
 	   AND t.order_key <> ALL (coalesce($3, '{}'))),
 reminded AS MATERIALIZED (
 	SELECT m.order_key, m.cols, m.category, m.reach, d.*
-	  FROM unnest($4, $5, $6, $7, $9) AS m(order_key, unpaid, cols, category, reach)
+	  FROM (SELECT unnest($4) AS order_key, unnest($5) AS unpaid, unnest($6) AS cols,
+				   unnest($7) AS category, unnest($9) AS reach) AS m
 	 CROSS JOIN LATERAL (
 			SELECT t.close_at, t.remind_at, t.policy_id, t.extensions, t.token_extensions,
 				   t.generation, p.extend_by,
@@ -2748,7 +2756,7 @@ BEGIN
 WITH mine AS MATERIALIZED (
 	SELECT x.order_key, x.raw_key, x.unpaid, x.tid
 	  FROM (SELECT %3$s, o.ctid AS tid
-			  FROM unnest($1::text[], $2::tid[]) AS u(k, t)
+			  FROM (SELECT unnest($1::text[]) AS k, unnest($2::tid[]) AS t) AS u
 			  JOIN ONLY %1$s o ON o.ctid = u.t
 			 WHERE (o.%2$I = u.k::%4$s) IS TRUE
 			   FOR UPDATE OF o SKIP LOCKED) AS x
@@ -2757,7 +2765,8 @@ WITH mine AS MATERIALIZED (
 	  FROM (SELECT %3$s
 			  FROM %1$s o
 			 WHERE o.%2$I = ANY (ARRAY(SELECT u.k::%4$s
-										 FROM unnest($1::text[], $2::tid[]) AS u(k, t)
+										 FROM (SELECT unnest($1::text[]) AS k,
+													  unnest($2::tid[]) AS t) AS u
 										WHERE u.t IS NULL))
 			   AND o.tableoid <> %5$L::oid
 			   FOR UPDATE OF o SKIP LOCKED) AS y),$q$,
@@ -2897,7 +2906,8 @@ WITH done AS (
 	SELECT c.order_key, c.cols, c.category, c.created + %2$L::interval AS close_at,
 		   %3$s AS policy_id, %4$s AS policy_version, NULL::integer AS variant,
 		   false AS reopened, %1$s AS event_ids
-	  FROM unnest($4, $6, $7, $8) AS c(order_key, cols, category, created)),$q$,
+	  FROM (SELECT unnest($4) AS order_key, unnest($6) AS cols, unnest($7) AS category,
+				   unnest($8) AS created) AS c),$q$,
 		orderexp._close_event_ids_sql(cfg), p.close_after, p.id, p.version)
 		|| orderexp._record_closes_sql(cfg, p)
 $$;
