@@ -3,10 +3,11 @@
  * timer.c
  *		The row trigger that starts the timer of a new unpaid order.
  *
- * set_close_policy() puts this trigger on a registered table twice: AFTER
- * INSERT for rows that arrive unpaid, and AFTER UPDATE OF the status column
- * for rows set back to unpaid.  Only unpaid rows get a timer: a payment
- * (unpaid to paid) does nothing here.
+ * set_close_policy() puts this trigger on a registered table AFTER INSERT,
+ * for rows that arrive unpaid (up to 1.2 also AFTER UPDATE OF the status
+ * column, for rows set back to unpaid, which from 1.3 on the status trigger
+ * does through orderexp_track_order).  Only unpaid rows get a timer: a
+ * payment (unpaid to paid) does nothing here.
  *
  * The trigger arguments are the names of the key, created-at and category
  * columns (the last may be empty), the OID of the registered table at the
