@@ -19,9 +19,9 @@
 # timings wobble by 10 % on a shared machine.  Between two builds a close
 # moves by some 300 instructions even when no statement it runs changed
 # (the catalog's OIDs shift with every new function, bench/instructions.md):
-# compare smaller differences with one cluster and both variants.  Instructions are not time
-# (fsync waits, cache misses and lock waits are not in them), so this
-# complements bench/run.sh, it does not replace it.
+# compare smaller differences with one cluster and both variants.
+# Instructions are not time (fsync waits, cache misses and lock waits are
+# not in them), so this complements bench/run.sh, it does not replace it.
 #
 # Measured, per closed order (N expired among 3N rows, as bench/run.sh):
 #   (a)   the physical limit: one UPDATE ... RETURNING into an INSERT

@@ -826,10 +826,10 @@ orderexp_policies_changed(PG_FUNCTION_ARGS)
  *		AFTER ROW trigger: insert or refresh the timer of an unpaid order.
  *
  * AFTER INSERT on every registered table but one with plain deadlines on a
- * created-at that is NOT NULL (orderexp_delete_trigger); also AFTER UPDATE OF the status
- * (1.1 and 1.2, orderexp_timer_unpaid: from 1.3 on the status trigger,
- * outcome.c, does that part) and of the created-at (orderexp_timer_moved,
- * partitioned tables).
+ * created-at that is NOT NULL (orderexp_delete_trigger); also AFTER UPDATE
+ * OF the status (1.1 and 1.2, orderexp_timer_unpaid: from 1.3 on the
+ * status trigger, outcome.c, does that part) and of the created-at
+ * (orderexp_timer_moved, partitioned tables).
  */
 Datum
 orderexp_timer_trigger(PG_FUNCTION_ARGS)
@@ -951,7 +951,7 @@ orderexp_delete_trigger(PG_FUNCTION_ARGS)
 	Relation	rel;
 	Oid			order_table;
 	char	   *key;
-	TupleTableSlot *slot;
+	bool		has_timer;
 	RunAs		runas;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
@@ -982,16 +982,15 @@ orderexp_delete_trigger(PG_FUNCTION_ARGS)
 	/* every name in the statements below is qualified: no search_path */
 	orderexp_run_as_begin(&runas, orderexp_owner(), SECURITY_LOCAL_USERID_CHANGE, false);
 	PushActiveSnapshot(GetLatestSnapshot());
-	slot = orderexp_timer_fetch(order_table, key);
+	has_timer = timer_exists(order_table, key);
 	PopActiveSnapshot();
-	if (slot != NULL)
+	if (has_timer)
 	{
 		Oid			argtypes[2] = {REGCLASSOID, TEXTOID};
 		Datum		values[2];
 		bool		isnull;
 		int			ret;
 
-		ExecClearTuple(slot);
 		if ((ret = SPI_connect()) != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(ret));
 		values[0] = ObjectIdGetDatum(order_table);
