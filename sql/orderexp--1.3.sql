@@ -2727,7 +2727,7 @@ $$;
  * of tuple id and key the take read by a hashed subplan: a join of the
  * keys to the table, planned as a nested loop over a tuple id scan, began
  * that scan again for every key, and each new beginning asks the kernel
- * for the table's size (an lseek: 6 % of a drain's wall-clock time, which
+ * for the table's size (an lseek: 6 % of a drain's CPU time, which
  * instruction counts do not show).  The check is written IS TRUE, so that
  * it stays a filter and is not turned into such a join.  It locks a row
  * only in the version the take read.  A row updated since the take is
