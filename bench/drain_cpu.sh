@@ -14,16 +14,17 @@
 # statements it uses (N expired among 3N rows, plain deadlines unless
 # BENCH_PLAIN=0).  Each round restores every set from its template
 # (vacuumed, analyzed, in shared buffers, checkpointed) and runs its drain
-# in a new session: (a), (e), then each variant, in turn.  It reads the
-# backend's own CPU time (/proc/PID/schedstat) around the statement, as well
-# as the wall clock.  CPU time leaves out what bench/run.sh's drains also
-# time (the commits' WAL flushes, the worker's start and the poll), so
-# it resolves smaller differences; unlike bench/instructions.sh it counts
-# what instructions do not show: system calls, page faults and cache misses
-# (a hash index's random buckets, say), which is where the two part (a
-# close of 0.72 × (a)'s instructions ran at 0.48 × its CPU time,
-# bench/instructions.md).  The machine is shared: the medians and the
-# per-round ratios are what to read.
+# in a new session: (a), (e), then each variant, in turn, each round
+# starting one further along.  It reads the backend's own CPU time
+# (/proc/PID/schedstat) around the statement, as well as the wall clock.
+# CPU time leaves out what bench/run.sh's drains also time (the commits'
+# WAL flushes, the worker's start and the poll), so it resolves smaller
+# differences; unlike bench/instructions.sh it counts what instructions do
+# not show: system calls, page faults and cache misses (a hash index's
+# random buckets, say), which is where the two part (a close of 0.72 ×
+# (a)'s instructions ran at 0.48-0.65 × its CPU time,
+# bench/instructions.md).  The machine is shared: the per-round ratios and
+# their medians are what to read.
 #
 # With PERF=1 (perf must be installed) the last round's (e) runs under
 # `perf record -e cpu-clock -g` and the report's top symbols, inclusive,
@@ -114,9 +115,11 @@ drain() {
 }
 
 printf '# method\tround\tcpu_ms\twall_ms\tload\n' >"$OUT/drain_cpu.tsv"
+# each round in another order (the methods rotated by one), so that no
+# method always follows the same one
 for ((r = 1; r <= ROUNDS; r++)); do
-	for m in "${METHODS[@]}"; do
-		drain "$m" "$r"
+	for ((i = 0; i < ${#METHODS[@]}; i++)); do
+		drain "${METHODS[(i + r - 1) % ${#METHODS[@]}]}" "$r"
 	done
 done
 
