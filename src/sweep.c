@@ -89,12 +89,20 @@ static uint64 current_sweep_id = 0;
  * Tables whose batch came back full in the last round of the current sweep:
  * the next round of the same sweep goes straight to them, without the
  * overview query, whose index probes would have to step over every timer
- * the sweep has deleted so far.
+ * the sweep has deleted so far, and runs only the kinds of batch that came
+ * back full (the others found all that was due).  A table with plain
+ * deadlines and no timer row due has only its plain batch run, round after
+ * round: its timers' batches are not even prepared.
  */
+#define FULL_REMIND		0x01		/* the reminder batch came back full */
+#define FULL_PLAIN		0x02		/* the plain batch did */
+#define FULL_CLOSE		0x04		/* the close batch did */
+
 static uint64 continue_sweep_id = 0;
 static int	ncontinue = 0;
 static Oid *continue_relids = NULL;	/* TopMemoryContext */
 static char **continue_names = NULL;
+static int *continue_full = NULL;	/* FULL_* of each */
 
 /* statements every round runs; prepared once and kept */
 static SPIPlanPtr overview_plan = NULL;
@@ -180,14 +188,14 @@ static TablePlan *table_plan_entry(Oid relid);
 static void set_table_error(Oid relid, const char *msg);
 static void notify_batch(const char *kind, int64 count);
 static bool count_batch(BatchResult *r, int batch_limit, SweepRound *round);
-static bool table_batches(TablePlan *entry, DueTable *dt, TimestampTz now,
+static int	table_batches(TablePlan *entry, DueTable *dt, TimestampTz now,
 						  int batch_limit, SweepRound *round);
-static bool table_batches_guarded(TablePlan *entry, DueTable *dt,
+static int	table_batches_guarded(TablePlan *entry, DueTable *dt,
 								  TimestampTz now, int batch_limit,
 								  bool in_worker, SweepRound *round);
 static void note_next_due(Oid relid, SweepRound *round);
 static void forget_continuation(void);
-static void add_continuation(DueTable *dt);
+static void add_continuation(DueTable *dt, int full);
 
 static TablePlan *
 table_plan_entry(Oid relid)
@@ -296,23 +304,24 @@ count_batch(BatchResult *r, int batch_limit, SweepRound *round)
 
 /*
  * A table's work for this round: its due reminders, then its due orders,
- * one batch each.  Returns whether a batch came back full.
+ * one batch each.  Returns which batches came back full (FULL_*), 0 if none.
  */
-static bool
+static int
 table_batches(TablePlan *entry, DueTable *dt, TimestampTz now, int batch_limit,
 			  SweepRound *round)
 {
 	BatchResult r;
-	bool		full = false;
+	int			full = 0;
 
 	if (dt->remind_at != 0 && dt->remind_at <= now)
 	{
 		if (!orderexp_run_batch(&entry->remind, false, dt->relid, batch_limit,
 								current_sweep_id, &r))
-			return false;
+			return 0;
 		round->reminded += r.done;
 		round->reminded_taken += r.taken - r.busy;
-		full |= count_batch(&r, batch_limit, round);
+		if (count_batch(&r, batch_limit, round))
+			full |= FULL_REMIND;
 		if (r.done > 0)
 			notify_batch("reminder", r.done);
 		ereport(DEBUG1,
@@ -334,7 +343,7 @@ table_batches(TablePlan *entry, DueTable *dt, TimestampTz now, int batch_limit,
 			round->processed += r.taken - r.busy;
 			round->closed += r.done;
 			if (count_batch(&r, batch_limit, round))
-				full = true;
+				full |= FULL_PLAIN;
 			else if (next_at != 0 &&
 					 (round->next_due == 0 || next_at < round->next_due))
 				round->next_due = next_at;
@@ -350,10 +359,11 @@ table_batches(TablePlan *entry, DueTable *dt, TimestampTz now, int batch_limit,
 	{
 		if (!orderexp_run_batch(&entry->close, true, dt->relid, batch_limit,
 								current_sweep_id, &r))
-			return false;
+			return 0;
 		round->processed += r.taken - r.busy;
 		round->closed += r.done;
-		full |= count_batch(&r, batch_limit, round);
+		if (count_batch(&r, batch_limit, round))
+			full |= FULL_CLOSE;
 		if (r.done > 0)
 			notify_batch("closed", r.done);
 		ereport(DEBUG1,
@@ -374,13 +384,13 @@ table_batches(TablePlan *entry, DueTable *dt, TimestampTz now, int batch_limit,
  * and recorded, and the round goes on with the other tables.  A cancel or a
  * shutdown request is not swallowed.
  */
-static bool
+static int
 table_batches_guarded(TablePlan *entry, DueTable *dt, TimestampTz now,
 					  int batch_limit, bool in_worker, SweepRound *round)
 {
 	MemoryContext oldcontext = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
-	volatile bool full = false;
+	volatile int full = 0;
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(oldcontext);
@@ -463,9 +473,9 @@ forget_continuation(void)
 	continue_sweep_id = current_sweep_id;
 }
 
-/* the next round of this sweep goes straight on with this table */
+/* the next round of this sweep goes straight on with this table's full batches */
 static void
-add_continuation(DueTable *dt)
+add_continuation(DueTable *dt, int full)
 {
 	static int	allocated = 0;
 
@@ -477,16 +487,19 @@ add_continuation(DueTable *dt)
 		{
 			continue_relids = MemoryContextAlloc(TopMemoryContext, n * sizeof(Oid));
 			continue_names = MemoryContextAlloc(TopMemoryContext, n * sizeof(char *));
+			continue_full = MemoryContextAlloc(TopMemoryContext, n * sizeof(int));
 		}
 		else
 		{
 			continue_relids = repalloc(continue_relids, n * sizeof(Oid));
 			continue_names = repalloc(continue_names, n * sizeof(char *));
+			continue_full = repalloc(continue_full, n * sizeof(int));
 		}
 		allocated = n;
 	}
 	continue_relids[ncontinue] = dt->relid;
 	continue_names[ncontinue] = MemoryContextStrdup(TopMemoryContext, dt->name);
+	continue_full[ncontinue] = full;
 	ncontinue++;
 }
 
@@ -526,15 +539,18 @@ orderexp_sweep_round(int batch_limit, int64 budget, bool in_worker, Oid caller,
 
 	if (continue_sweep_id == current_sweep_id && ncontinue > 0)
 	{
-		/* the tables that had more: both kinds of batch may have more */
+		/* the tables that had more, and the kinds of batch that had more */
 		ntables = ncontinue;
 		tables = palloc0(sizeof(DueTable) * (ntables + 1));
 		for (i = 0; i < ntables; i++)
 		{
+			int			full = continue_full[i];
+
 			tables[i].relid = continue_relids[i];
 			tables[i].name = pstrdup(continue_names[i]);
-			tables[i].close_at = now;
-			tables[i].remind_at = now;
+			tables[i].close_at = (full & FULL_CLOSE) ? now : DT_NOEND;
+			tables[i].remind_at = (full & FULL_REMIND) ? now : 0;
+			tables[i].plain = (full & FULL_PLAIN) != 0;
 		}
 	}
 	else
@@ -587,6 +603,7 @@ orderexp_sweep_round(int batch_limit, int64 budget, bool in_worker, Oid caller,
 		DueTable   *dt = &tables[i];
 		TablePlan  *entry;
 		int			limit = batch_limit;
+		int			full;
 
 		TimestampTz first = dt->close_at;
 
@@ -602,11 +619,14 @@ orderexp_sweep_round(int batch_limit, int64 budget, bool in_worker, Oid caller,
 		}
 
 		entry = table_plan_entry(dt->relid);
-		/* the overview says whether a table has plain deadlines; go on with that */
+		/*
+		 * The overview says whether a table has plain deadlines; go on with
+		 * that (a plain batch that found the table unregistered says no).
+		 */
 		if (round->from_overview)
 			entry->has_plain = dt->plain;
 		else
-			dt->plain = entry->has_plain;
+			dt->plain = dt->plain && entry->has_plain;
 		if (in_worker && entry->retry_after > wallclock)
 			continue;
 		if (OidIsValid(caller) &&
@@ -650,8 +670,8 @@ orderexp_sweep_round(int batch_limit, int64 budget, bool in_worker, Oid caller,
 			}
 			limit = (int) Min((int64) batch_limit, left);
 		}
-		if (table_batches_guarded(entry, dt, now, limit, in_worker, round))
-			add_continuation(dt);
+		if ((full = table_batches_guarded(entry, dt, now, limit, in_worker, round)) != 0)
+			add_continuation(dt, full);
 		else
 			note_next_due(dt->relid, round);
 		CHECK_FOR_INTERRUPTS();

@@ -14,7 +14,9 @@
 #  - a dump restored into another database keeps the table's plain
 #    deadlines and its triggers (one on DELETE, none on INSERT): the
 #    restored orders are closed there by its worker, and orders placed
-#    after the restore get no timer row either.
+#    after the restore get no timer row either;
+#  - run_due() runs only the batches that came back full in the rounds that
+#    go on with a table: a backlog of plain orders, no timers' batch.
 
 use strict;
 use warnings;
@@ -154,6 +156,34 @@ ok( defined wait_for(
 		$node, 'restored',
 		q{SELECT count(*) FROM orders WHERE id >= 300 AND status = 'closed'}, '6', 20),
 	'the restored database\'s worker closes them at their plain deadlines');
+
+# --- run_due() goes on with the batches that had more -------------------------
+
+# A backlog of 20 due orders with plain deadlines, in batches of 7: rounds of
+# the plain batch alone until one comes back short.  The timers' batches had
+# nothing due and are not run again in those rounds (before, every round
+# that went on with the table ran both, and prepared them in a new session).
+set_guc($node, 'orderexp.enabled', 'off');
+$node->safe_psql(
+	'postgres', q{
+CREATE TABLE backlog (
+	id			integer PRIMARY KEY,
+	status		text NOT NULL DEFAULT 'unpaid',
+	created_at	timestamptz NOT NULL DEFAULT now());
+CREATE INDEX backlog_due ON backlog (created_at) WHERE status = 'unpaid';
+SELECT orderexp.set_close_policy('backlog', interval '1 hour');
+SELECT orderexp.set_plain_deadlines('backlog');
+INSERT INTO backlog (id, created_at) SELECT i, now() - interval '2 hours' FROM generate_series(1, 20) i;
+});
+my ($ret, $out, $err) = $node->psql('postgres',
+	q{SET client_min_messages = debug1; SELECT closed FROM orderexp.run_due()});
+is($out, '20', 'run_due() closes the backlog of 20');
+my @plain = $err =~ /orderexp closed (\d+) of \d+ due orders with plain deadlines of table public\.backlog/g;
+is(join(',', @plain[0 .. 2]), '7,7,6', 'in plain batches of 7, 7 and 6');
+is(scalar(() = $err =~ /due orders of table public\.backlog/g),
+	0, 'and no timers\' batch of the table in the rounds that went on with it')
+  or diag($err);
+set_guc($node, 'orderexp.enabled', 'on');
 
 $node->stop;
 done_testing();
