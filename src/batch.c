@@ -22,13 +22,18 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/executor.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "storage/lock.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/plancache.h"
 #include "utils/timestamp.h"
 
 #include "orderexp.h"
@@ -46,6 +51,16 @@ PG_FUNCTION_INFO_V1(orderexp_plain_lock);
  * set-based; the outcome trigger (outcome.c) leaves those rows alone.
  */
 Oid			orderexp_sweep_closing = InvalidOid;
+
+/*
+ * The text of that batch's orders statement while it runs, as its kept plan
+ * holds it: SPI hands that very string to the executor as the query's
+ * source text, so closing_executor_start knows the statement by the
+ * pointer, and no other (none that a user's trigger runs within it).
+ */
+static const char *closing_statement = NULL;
+static ExecutorStart_hook_type prev_executor_start = NULL;
+static bool executor_hook_installed = false;
 
 static SPIPlanPtr batch_sql_plans[2][2];	/* [closes][split] */
 
@@ -74,6 +89,8 @@ static void prepare_batch(BatchPlan *bp, bool split, Datum statements, const cha
 static HeapTuple run_batch_statement(SPIPlanPtr plan, Datum *values,
 									 const char *nulls, Oid closing,
 									 TupleDesc *desc);
+static void closing_executor_start(QueryDesc *queryDesc, int eflags);
+static bool is_status_trigger(Trigger *tg);
 
 /* free a batch's kept plans and the text they were made from */
 static void
@@ -157,9 +174,91 @@ registration_statements(SPIPlanPtr *slot, const char *sql, Oid relid, Datum *sta
 }
 
 /*
+ * Is tg orderexp's status trigger (orderexp_status, or orderexp_outcome of
+ * 1.1 and 1.2): a row trigger after UPDATE that calls the extension's
+ * outcome_trigger()?
+ */
+static bool
+is_status_trigger(Trigger *tg)
+{
+	char	   *name;
+	bool		match;
+
+	if (!TRIGGER_FOR_ROW(tg->tgtype) || !TRIGGER_FOR_AFTER(tg->tgtype) ||
+		!TRIGGER_FOR_UPDATE(tg->tgtype) || tg->tgenabled == TRIGGER_DISABLED ||
+		get_func_namespace(tg->tgfoid) != orderexp_catalog()->namespace)
+		return false;
+	name = get_func_name(tg->tgfoid);
+	match = name != NULL && strcmp(name, "outcome_trigger") == 0;
+	if (name != NULL)
+		pfree(name);
+	return match;
+}
+
+/*
+ * ExecutorStart hook.  In the sweep's own orders statement, orderexp's
+ * status trigger is switched off in the statement's private copy of each
+ * result relation's triggers (the executor copies a table's triggers when
+ * it opens the table as a result relation, InitResultRelInfo; the table's
+ * triggers themselves are not touched).  For a row the sweep closed the
+ * trigger does nothing (the record statement counts the outcome, see
+ * outcome.c), but its event would be queued and fired all the same, with
+ * the row's old and new versions fetched for it: about 5,000 instructions
+ * a close (bench/instructions.md).  When no other trigger after UPDATE for
+ * each row is left enabled, the relation's flag says so too, which spares
+ * the fetch of each row's old version for the event.
+ *
+ * Only where the table has no BEFORE UPDATE row trigger of its own: such a
+ * trigger may set the status to another value than the sweep's, and the
+ * status trigger must see that row.  Every other trigger of the table, its
+ * foreign keys' too, fires as for any UPDATE by its owner.
+ */
+static void
+closing_executor_start(QueryDesc *queryDesc, int eflags)
+{
+	ListCell   *lc;
+
+	if (prev_executor_start)
+		prev_executor_start(queryDesc, eflags);
+	else
+		standard_ExecutorStart(queryDesc, eflags);
+
+	if (closing_statement == NULL || queryDesc->sourceText != closing_statement)
+		return;
+
+	foreach(lc, queryDesc->estate->es_opened_result_relations)
+	{
+		ResultRelInfo *rri = (ResultRelInfo *) lfirst(lc);
+		TriggerDesc *td = rri->ri_TrigDesc;
+		bool		other_after_row = false;
+		bool		switched = false;
+		int			i;
+
+		if (td == NULL || !td->trig_update_after_row || td->trig_update_before_row)
+			continue;
+		for (i = 0; i < td->numtriggers; i++)
+		{
+			Trigger    *tg = &td->triggers[i];
+
+			if (is_status_trigger(tg))
+			{
+				tg->tgenabled = TRIGGER_DISABLED;
+				switched = true;
+			}
+			else if (TRIGGER_FOR_ROW(tg->tgtype) && TRIGGER_FOR_AFTER(tg->tgtype) &&
+					 TRIGGER_FOR_UPDATE(tg->tgtype) && tg->tgenabled != TRIGGER_DISABLED)
+				other_after_row = true;
+		}
+		if (switched && !other_after_row)
+			td->trig_update_after_row = false;
+	}
+}
+
+/*
  * Run one kept statement of a batch that returns one row, planned ahead
  * (spiplan.c), as the current user.  While a close statement runs,
- * orderexp_sweep_closing names the table (see outcome.c).
+ * orderexp_sweep_closing names the table (see outcome.c), and the status
+ * trigger is off in it (closing_executor_start).
  */
 static HeapTuple
 run_batch_statement(SPIPlanPtr plan, Datum *values, const char *nulls,
@@ -168,6 +267,19 @@ run_batch_statement(SPIPlanPtr plan, Datum *values, const char *nulls,
 	volatile int ret;
 
 	orderexp_plan_ahead(plan);
+	if (OidIsValid(closing))
+	{
+		List	   *sources = SPI_plan_get_plan_sources(plan);
+
+		if (!executor_hook_installed)
+		{
+			prev_executor_start = ExecutorStart_hook;
+			ExecutorStart_hook = closing_executor_start;
+			executor_hook_installed = true;
+		}
+		if (list_length(sources) == 1)
+			closing_statement = ((CachedPlanSource *) linitial(sources))->query_string;
+	}
 	orderexp_sweep_closing = closing;
 	PG_TRY();
 	{
@@ -176,6 +288,7 @@ run_batch_statement(SPIPlanPtr plan, Datum *values, const char *nulls,
 	PG_FINALLY();
 	{
 		orderexp_sweep_closing = InvalidOid;
+		closing_statement = NULL;
 	}
 	PG_END_TRY();
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)

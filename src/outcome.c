@@ -45,7 +45,10 @@
  * names its table, and the trigger returns at once for a row of that table
  * set to the closed value.  (A user's trigger that closes some other order
  * of the same table from inside the sweep's update would have that close
- * go unrecorded; nothing of orderexp's does that.)
+ * go unrecorded; nothing of orderexp's does that.)  In the sweep's orders
+ * statement itself the trigger is not even called: batch.c switches it off
+ * in that statement's copy of the table's triggers, unless the table has a
+ * BEFORE UPDATE row trigger, which might set another status.
  *
  * Copyright (c) 2026, orderexp developers
  *

@@ -265,3 +265,55 @@ ROLLBACK;
 SELECT orderexp.end_experiment('oc.orders', 1);
 SELECT orderexp.drop_close_policy('oc.orders');
 DROP SCHEMA oc CASCADE;
+
+--
+-- The status trigger does not fire in the sweep's own statement, whose
+-- closes the record statement counts (batch.c switches it off in that
+-- statement's copy of the table's triggers); it fires for the
+-- application's updates, and for the sweep's too where the table has a
+-- BEFORE UPDATE row trigger, which could set another status than the
+-- sweep's.  Its calls are counted by the statistics of this backend
+-- (pg_stat_xact_user_functions, track_functions = all): how many more
+-- there are after a statement than before it.
+--
+CREATE SCHEMA st;
+CREATE TABLE st.orders (
+	id			bigint PRIMARY KEY,
+	status		text NOT NULL DEFAULT 'unpaid',
+	created_at	timestamptz NOT NULL
+);
+CREATE TABLE st.stamped (LIKE st.orders INCLUDING ALL, touched_at timestamptz);
+CREATE FUNCTION st.touch() RETURNS trigger LANGUAGE plpgsql AS
+$$ BEGIN NEW.touched_at := now(); RETURN NEW; END $$;
+CREATE TRIGGER touch BEFORE UPDATE ON st.stamped FOR EACH ROW EXECUTE FUNCTION st.touch();
+SELECT orderexp.set_close_policy('st.orders', '1 hour') > 0 AS registered,
+	   orderexp.set_close_policy('st.stamped', '1 hour') > 0 AS registered_too;
+INSERT INTO st.orders (id, created_at) SELECT g, now() - interval '2 hours' FROM generate_series(1, 6) g;
+INSERT INTO st.orders (id, created_at) VALUES (7, now());
+SET track_functions = 'all';
+CREATE VIEW st.calls AS
+SELECT coalesce(sum(calls), 0) AS n
+  FROM pg_stat_xact_user_functions WHERE funcid = 'orderexp.outcome_trigger'::regproc;
+BEGIN;
+SELECT n AS c0 FROM st.calls \gset
+SELECT * FROM orderexp.run_due();
+SELECT n - :c0 AS status_trigger_calls FROM st.calls;
+UPDATE st.orders SET status = 'paid' WHERE id = 7;
+SELECT n - :c0 AS status_trigger_calls FROM st.calls;
+COMMIT;
+SELECT outcome, sum(order_count) AS orders FROM orderexp.outcomes
+ WHERE order_table = 'st.orders'::regclass GROUP BY 1 ORDER BY 1;
+-- a table with a BEFORE UPDATE trigger: the status trigger stays on
+INSERT INTO st.stamped (id, created_at) SELECT g, now() - interval '2 hours' FROM generate_series(1, 4) g;
+BEGIN;
+SELECT n AS c0 FROM st.calls \gset
+SELECT * FROM orderexp.run_due();
+SELECT n - :c0 AS status_trigger_calls FROM st.calls;
+COMMIT;
+SELECT count(*) FILTER (WHERE status = 'closed' AND touched_at IS NOT NULL) AS closed_and_touched
+  FROM st.stamped;
+SELECT outcome, sum(order_count) AS orders FROM orderexp.outcomes
+ WHERE order_table = 'st.stamped'::regclass GROUP BY 1 ORDER BY 1;
+RESET track_functions;
+SELECT orderexp.drop_close_policy('st.orders'), orderexp.drop_close_policy('st.stamped');
+DROP SCHEMA st CASCADE;
