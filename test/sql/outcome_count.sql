@@ -276,44 +276,44 @@ DROP SCHEMA oc CASCADE;
 -- (pg_stat_xact_user_functions, track_functions = all): how many more
 -- there are after a statement than before it.
 --
-CREATE SCHEMA st;
-CREATE TABLE st.orders (
+CREATE SCHEMA ocs;
+CREATE TABLE ocs.orders (
 	id			bigint PRIMARY KEY,
 	status		text NOT NULL DEFAULT 'unpaid',
 	created_at	timestamptz NOT NULL
 );
-CREATE TABLE st.stamped (LIKE st.orders INCLUDING ALL, touched_at timestamptz);
-CREATE FUNCTION st.touch() RETURNS trigger LANGUAGE plpgsql AS
+CREATE TABLE ocs.stamped (LIKE ocs.orders INCLUDING ALL, touched_at timestamptz);
+CREATE FUNCTION ocs.touch() RETURNS trigger LANGUAGE plpgsql AS
 $$ BEGIN NEW.touched_at := now(); RETURN NEW; END $$;
-CREATE TRIGGER touch BEFORE UPDATE ON st.stamped FOR EACH ROW EXECUTE FUNCTION st.touch();
-SELECT orderexp.set_close_policy('st.orders', '1 hour') > 0 AS registered,
-	   orderexp.set_close_policy('st.stamped', '1 hour') > 0 AS registered_too;
-INSERT INTO st.orders (id, created_at) SELECT g, now() - interval '2 hours' FROM generate_series(1, 6) g;
-INSERT INTO st.orders (id, created_at) VALUES (7, now());
+CREATE TRIGGER touch BEFORE UPDATE ON ocs.stamped FOR EACH ROW EXECUTE FUNCTION ocs.touch();
+SELECT orderexp.set_close_policy('ocs.orders', '1 hour') > 0 AS registered,
+	   orderexp.set_close_policy('ocs.stamped', '1 hour') > 0 AS registered_too;
+INSERT INTO ocs.orders (id, created_at) SELECT g, now() - interval '2 hours' FROM generate_series(1, 6) g;
+INSERT INTO ocs.orders (id, created_at) VALUES (7, now());
 SET track_functions = 'all';
-CREATE VIEW st.calls AS
+CREATE VIEW ocs.calls AS
 SELECT coalesce(sum(calls), 0) AS n
   FROM pg_stat_xact_user_functions WHERE funcid = 'orderexp.outcome_trigger'::regproc;
 BEGIN;
-SELECT n AS c0 FROM st.calls \gset
+SELECT n AS c0 FROM ocs.calls \gset
 SELECT * FROM orderexp.run_due();
-SELECT n - :c0 AS status_trigger_calls FROM st.calls;
-UPDATE st.orders SET status = 'paid' WHERE id = 7;
-SELECT n - :c0 AS status_trigger_calls FROM st.calls;
+SELECT n - :c0 AS status_trigger_calls FROM ocs.calls;
+UPDATE ocs.orders SET status = 'paid' WHERE id = 7;
+SELECT n - :c0 AS status_trigger_calls FROM ocs.calls;
 COMMIT;
 SELECT outcome, sum(order_count) AS orders FROM orderexp.outcomes
- WHERE order_table = 'st.orders'::regclass GROUP BY 1 ORDER BY 1;
+ WHERE order_table = 'ocs.orders'::regclass GROUP BY 1 ORDER BY 1;
 -- a table with a BEFORE UPDATE trigger: the status trigger stays on
-INSERT INTO st.stamped (id, created_at) SELECT g, now() - interval '2 hours' FROM generate_series(1, 4) g;
+INSERT INTO ocs.stamped (id, created_at) SELECT g, now() - interval '2 hours' FROM generate_series(1, 4) g;
 BEGIN;
-SELECT n AS c0 FROM st.calls \gset
+SELECT n AS c0 FROM ocs.calls \gset
 SELECT * FROM orderexp.run_due();
-SELECT n - :c0 AS status_trigger_calls FROM st.calls;
+SELECT n - :c0 AS status_trigger_calls FROM ocs.calls;
 COMMIT;
 SELECT count(*) FILTER (WHERE status = 'closed' AND touched_at IS NOT NULL) AS closed_and_touched
-  FROM st.stamped;
+  FROM ocs.stamped;
 SELECT outcome, sum(order_count) AS orders FROM orderexp.outcomes
- WHERE order_table = 'st.stamped'::regclass GROUP BY 1 ORDER BY 1;
+ WHERE order_table = 'ocs.stamped'::regclass GROUP BY 1 ORDER BY 1;
 RESET track_functions;
-SELECT orderexp.drop_close_policy('st.orders'), orderexp.drop_close_policy('st.stamped');
-DROP SCHEMA st CASCADE;
+SELECT orderexp.drop_close_policy('ocs.orders'), orderexp.drop_close_policy('ocs.stamped');
+DROP SCHEMA ocs CASCADE;
