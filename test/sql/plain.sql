@@ -479,7 +479,10 @@ SELECT tableoid::regclass, id, status FROM plain.orders WHERE id IN (2, 22, 60) 
 -- one tuple-id scan that locks, its rows checked by a hashed subplan (not a
 -- nested loop that begins a tuple-id scan again for every key: each
 -- beginning asks the kernel for the table's size), and an update by tuple
--- id (planned anew with these settings, which would favour a nested loop)
+-- id (planned anew with these settings, which would favour a nested loop);
+-- the locks and the update by key begin only when a key came without a
+-- tuple id (a one-time filter on each of their scans, the parent's and the
+-- inheritance child's, checked before it begins)
 DEALLOCATE plain_orders;
 SELECT pg_temp.prepare_plain('plain_orders', 'text[], tid[]', 4) AS prepared;
 SET LOCAL plan_cache_mode = force_generic_plan;
@@ -488,7 +491,8 @@ SET LOCAL enable_mergejoin = off;
 SET LOCAL enable_seqscan = off;
 SELECT count(*) FILTER (WHERE l ~ 'TID Cond: \(.*ctid = ANY') AS tid_scans,
        count(*) FILTER (WHERE l ~ 'Filter: \(\(hashed SubPlan \d+\) IS TRUE\)') AS checked_by_hash,
-       count(*) FILTER (WHERE l ~ 'Nested Loop|TID Cond: \(.*ctid = [^A]') AS per_key_scans
+       count(*) FILTER (WHERE l ~ 'Nested Loop|TID Cond: \(.*ctid = [^A]') AS per_key_scans,
+       count(*) FILTER (WHERE l ~ 'One-Time Filter: \(array_position\(\$2, NULL::tid\) IS NOT NULL\)') AS by_key_only_for_keys_without_tid
   FROM pg_temp.plan_lines(format('EXECUTE plain_orders(%L, %L)', '{2}', ARRAY[:'tid2'])) AS l;
 ROLLBACK;
 DEALLOCATE plain_orders;
