@@ -532,6 +532,7 @@ typedef struct TidKeys
 	TidKey	   *pairs;
 } TidKeys;
 
+/* qsort comparator of pairs: by tuple id */
 static int
 tid_key_cmp(const void *a, const void *b)
 {
@@ -539,12 +540,17 @@ tid_key_cmp(const void *a, const void *b)
 							  (ItemPointer) &((const TidKey *) b)->tid);
 }
 
+/*
+ * Sort the pairs, in the memory of the expression's FmgrInfo, where a
+ * detoasted or flattened copy of the arrays, whose keys the pairs point
+ * into, lives as long as they do.
+ */
 static TidKeys *
 tid_keys_build(FunctionCallInfo fcinfo)
 {
+	MemoryContext oldcxt = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
 	ArrayType  *tids = PG_GETARG_ARRAYTYPE_P(2);
 	ArrayType  *keys = PG_GETARG_ARRAYTYPE_P(3);
-	MemoryContext oldcxt = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
 	TidKeys    *tk = palloc0(sizeof(TidKeys));
 	Datum	   *tidv;
 	Datum	   *keyv;
