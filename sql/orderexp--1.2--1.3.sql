@@ -13891,7 +13891,7 @@ WITH done AS (
 		|| orderexp._record_closes_sql(cfg, p)
 $$;
 
-/* --- 33. the plain orders statement: by key and distinct keys only when needed --- */
+/* --- 33. the plain orders statement: by key only for keys without a tuple id, its pairs checked by _tid_holds_key() --- */
 
 /*
  * The CTEs "missing" and "busy" of an orders statement (_orders_sql,
@@ -13927,115 +13927,6 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 	SELECT orderexp._busy_keys_sql(cfg, '(SELECT count(DISTINCT m.raw_key) FROM mine m)')
 $$;
-
-/*
- * The orders statement of a plain close batch, run as the table's owner:
- * _orders_sql's close, which finds each row by the tuple id the take
- * statement read it at ($2, aligned with the keys $1) where it can.  The
- * take read every due row already; a second and a third descent of the
- * table's primary key, to lock the row and then to update it, cost about
- * 5,000 instructions each (bench/instructions.sh).
- *
- * mine's first part locks the rows of the table itself by tuple id, with
- * their key checked (a tuple id names a place, not a row: the row read
- * there may have gone since the take and another taken its place).  It is
- * one scan of all the tuple ids, whose rows are checked against the pairs
- * of tuple id and key the take read by a hashed subplan: a join of the
- * keys to the table, planned as a nested loop over a tuple id scan, began
- * that scan again for every key, and each new beginning asks the kernel
- * for the table's size (an lseek: 6 % of a drain's CPU time, which
- * instruction counts do not show).  The check is written IS TRUE, so that
- * it stays a filter and is not turned into such a join.  It locks a row
- * only in the version the take read.  A row updated since the take is
- * left out: if the update committed before the statement's snapshot, the
- * version at the tuple id is not visible any more; if after it, the lock
- * follows the row to its latest version, and EvalPlanQual checks the
- * filter on that version again, which fails (every update writes a new
- * version, at another tuple id).
- * Either way the key is missing from mine and reported busy, like a row
- * someone holds, so that the worker comes back for it soon (isolation
- * spec tid_race).  Nobody may update the version mine locked, which the
- * snapshot sees, so the update by tuple id finds every row mine locked,
- * and finds it unpaid if mine did (no condition on the status, which would
- * let the planner scan the partial index of unpaid orders instead).
- *
- * mine's second part locks by key, as _orders_sql does, the rows the take
- * found in partitions or inheritance children (no tuple id: one names a
- * row only with its table); by_key closes them, by key.  Both run only
- * when the take gave a key without a tuple id, which for a table without
- * partitions or children it never does: array_position(..., NULL) on an
- * array without NULLs returns at once, and as the condition uses no column
- * the plan checks it once, before the scan (a One-Time Filter).  Unnesting
- * the batch's arrays to find no such key cost about 1,500 instructions a
- * close, and scanning mine for by_key some 300 more (bench/instructions.sh).
- *
- * Whether mine lacks a key of the take's (busy keys, see _orders_sql) is
- * known from a count of its rows when all of them were locked by tuple id:
- * each pair of tuple id and key the take gave locks at most one row, so
- * mine holds every pair exactly when it has as many rows as $1 has keys.
- * Only rows locked by key need mine's distinct keys counted, which sorts
- * them (about 1,700 instructions a close).
- */
-CREATE OR REPLACE FUNCTION orderexp._plain_orders_sql(cfg orderexp.tables)
-RETURNS text
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	status_type text := orderexp._status_type(cfg);
-	locked_cols text := orderexp._locked_cols_sql(cfg);
-BEGIN
-	RETURN format($q$
-WITH mine AS MATERIALIZED (
-	SELECT x.order_key, x.raw_key, x.unpaid, x.tid
-	  FROM (SELECT %3$s, o.ctid AS tid
-			  FROM ONLY %1$s o
-			 WHERE o.ctid = ANY ($2::tid[])
-			   AND ((o.ctid, o.%2$I::text COLLATE "C")
-					IN (SELECT unnest($2::tid[]), unnest($1::text[]))) IS TRUE
-			   FOR UPDATE OF o SKIP LOCKED) AS x
-	UNION ALL
-	SELECT y.order_key, y.raw_key, y.unpaid, NULL::tid
-	  FROM (SELECT %3$s
-			  FROM %1$s o
-			 WHERE o.%2$I = ANY (ARRAY(SELECT u.k::%4$s
-										 FROM (SELECT unnest($1::text[]) AS k,
-													  unnest($2::tid[]) AS t) AS u
-										WHERE u.t IS NULL))
-			   AND o.tableoid <> %5$L::oid
-			   AND array_position($2::tid[], NULL) IS NOT NULL
-			   FOR UPDATE OF o SKIP LOCKED) AS y),$q$,
-		cfg.order_table, cfg.key_column, locked_cols, cfg.key_type,
-		cfg.order_table::oid::text)
-		|| orderexp._busy_keys_sql(cfg, $q$CASE WHEN array_position($2::tid[], NULL) IS NULL
-				THEN (SELECT count(*) FROM mine m)
-				ELSE (SELECT count(DISTINCT m.raw_key) FROM mine m) END$q$)
-		|| format($q$
-by_tid AS (
-	UPDATE ONLY %1$s o SET %3$I = %7$L::%5$s
-	 WHERE o.ctid = ANY (ARRAY(SELECT m.tid FROM mine m WHERE m.unpaid AND m.tid IS NOT NULL))
-	RETURNING %9$s),
-by_key AS (
-	UPDATE %1$s o SET %3$I = %7$L::%5$s
-	 WHERE o.%2$I = ANY (ARRAY(SELECT m.order_key::%6$s FROM mine m
-								WHERE m.unpaid AND m.tid IS NULL))
-	   AND o.%3$I = %4$L::%5$s AND o.tableoid <> %8$L::oid
-	   AND array_position($2::tid[], NULL) IS NOT NULL
-	RETURNING %9$s),
-rows AS (
-	SELECT * FROM by_tid
-	UNION ALL
-	SELECT * FROM by_key)$q$,
-		cfg.order_table, cfg.key_column, cfg.status_column, cfg.unpaid_value,
-		status_type, cfg.key_type, cfg.closed_value, cfg.order_table::oid::text,
-		orderexp._closed_cols_sql(cfg, orderexp._plain_payload_expr(cfg)))
-		|| orderexp._orders_result_sql();
-END;
-$$;
-
-REVOKE ALL ON FUNCTION orderexp._busy_keys_sql(orderexp.tables, text) FROM PUBLIC;
-
-/* --- 34. the plain orders statement checks its pairs with _tid_holds_key() --- */
 
 /*
  * Is (t, k) one of the pairs (tids[i], keys[i])?  The plain orders
@@ -14154,3 +14045,5 @@ rows AS (
 		|| orderexp._orders_result_sql();
 END;
 $$;
+
+REVOKE ALL ON FUNCTION orderexp._busy_keys_sql(orderexp.tables, text) FROM PUBLIC;
