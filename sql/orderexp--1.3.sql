@@ -2753,7 +2753,7 @@ $$;
  * and each new beginning asks the kernel for the table's size (an lseek:
  * 6 % of a drain's CPU time, which instruction counts do not show); a
  * hashed subplan over the unnested pairs, which replaced it, cost about
- * 1,500 instructions a close more than the function.  It locks a row
+ * 2,500 instructions a close more than the function.  It locks a row
  * only in the version the take read.  A row updated since the take is
  * left out: if the update committed before the statement's snapshot, the
  * version at the tuple id is not visible any more; if after it, the lock
@@ -2773,16 +2773,17 @@ $$;
  * when the take gave a key without a tuple id, which for a table without
  * partitions or children it never does: array_position(..., NULL) on an
  * array without NULLs returns at once, and as the condition uses no column
- * the plan checks it once, before the scan (a One-Time Filter).  Unnesting
- * the batch's arrays to find no such key cost about 1,500 instructions a
- * close, and scanning mine for by_key some 300 more (bench/instructions.sh).
+ * the plan checks it once, before the scan (a One-Time Filter): the batch's
+ * arrays are not unnested to find no such key, nor mine scanned again for
+ * by_key.
  *
  * Whether mine lacks a key of the take's (busy keys, see _orders_sql) is
  * known from a count of its rows when all of them were locked by tuple id:
  * each pair of tuple id and key the take gave locks at most one row, so
  * mine holds every pair exactly when it has as many rows as $1 has keys.
  * Only rows locked by key need mine's distinct keys counted, which sorts
- * them (about 1,700 instructions a close).
+ * them.  The two together: about 1,900 instructions a close
+ * (bench/instructions.md).
  */
 CREATE FUNCTION orderexp._plain_orders_sql(cfg orderexp.tables)
 RETURNS text

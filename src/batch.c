@@ -205,7 +205,7 @@ is_status_trigger(Trigger *tg)
  * triggers themselves are not touched).  For a row the sweep closed the
  * trigger does nothing (the record statement counts the outcome, see
  * outcome.c), but its event would be queued and fired all the same, with
- * the row's old and new versions fetched for it: about 5,000 instructions
+ * the row's old and new versions fetched for it: about 5,400 instructions
  * a close (bench/instructions.md).  When no other trigger after UPDATE for
  * each row is left enabled, the relation's flag says so too, which spares
  * the fetch of each row's old version for the event.
@@ -601,7 +601,7 @@ tid_keys_build(FunctionCallInfo fcinfo)
  * then costs a binary search and a comparison of the key's bytes (the
  * "C" collation's equality).  It replaces a hashed subplan over the
  * unnested arrays, whose table of a thousand pairs and whose lookups cost
- * about 1,500 instructions a close more (bench/instructions.md).
+ * about 2,500 instructions a close more (bench/instructions.md).
  */
 Datum
 orderexp_tid_holds_key(PG_FUNCTION_ARGS)
