@@ -823,6 +823,7 @@ orderexp_run_plain_batch(BatchPlan *bp, Oid relid, const char *stamp, int batch_
 			if (!isnull)
 				*next_at = DatumGetTimestampTz(d);
 		}
+		SPI_freetuptable(SPI_tuptable);
 	}
 	orderexp_run_as_end(&runas);
 	if (result->taken == 0)

@@ -383,6 +383,15 @@ table_batches(TablePlan *entry, DueTable *dt, TimestampTz now, int batch_limit,
  * One table's batch in a subtransaction: an error is reported as a WARNING
  * and recorded, and the round goes on with the other tables.  A cancel or a
  * shutdown request is not swallowed.
+ *
+ * The batches run in an SPI connection of their own, inside the
+ * subtransaction, which takes their memory with it when they end: the
+ * result tables of their statements (SPI keeps each until its connection
+ * ends) and the arrays built from them.  In the connection of the caller,
+ * which holds for a whole worker transaction or run_due() call, they piled
+ * up batch after batch: the more batches a transaction held, the more
+ * memory (bench/README.md, 5. Memory).  On an error, the subtransaction's
+ * abort ends the connection (AtEOSubXact_SPI).
  */
 static int
 table_batches_guarded(TablePlan *entry, DueTable *dt, TimestampTz now,
@@ -397,7 +406,12 @@ table_batches_guarded(TablePlan *entry, DueTable *dt, TimestampTz now,
 
 	PG_TRY();
 	{
+		int			ret;
+
+		if ((ret = SPI_connect()) != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(ret));
 		full = table_batches(entry, dt, now, batch_limit, round);
+		SPI_finish();
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcontext);
 		CurrentResourceOwner = oldowner;
@@ -446,7 +460,8 @@ note_next_due(Oid relid, SweepRound *round)
 {
 	Oid			argtypes[1] = {REGCLASSOID};
 	Datum		values[1];
-	Datum		next;
+	TimestampTz next = 0;
+	Datum		d;
 	bool		isnull;
 	int			ret;
 
@@ -455,10 +470,13 @@ note_next_due(Oid relid, SweepRound *round)
 						   values, NULL, true, 1);
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "reading the next deadline failed: %s", SPI_result_code_string(ret));
-	next = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	if (!isnull &&
-		(round->next_due == 0 || DatumGetTimestampTz(next) < round->next_due))
-		round->next_due = DatumGetTimestampTz(next);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (!isnull)
+		next = DatumGetTimestampTz(d);
+	/* kept until the caller's SPI connection ends otherwise */
+	SPI_freetuptable(SPI_tuptable);
+	if (!isnull && (round->next_due == 0 || next < round->next_due))
+		round->next_due = next;
 }
 
 /* the next round of this sweep starts with no table to continue */
@@ -595,6 +613,8 @@ orderexp_sweep_round(int batch_limit, int64 budget, bool in_worker, Oid caller,
 				tables[i].plain = (tables[i].plain_stamp != NULL);
 			}
 		}
+		/* kept until the caller's SPI connection ends otherwise */
+		SPI_freetuptable(SPI_tuptable);
 	}
 	forget_continuation();
 

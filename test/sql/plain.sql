@@ -536,3 +536,41 @@ SELECT orderexp.set_plain_deadlines('plain.orders');
 RESET ROLE;
 REVOKE USAGE ON SCHEMA plain FROM plain_stranger;
 DROP ROLE plain_stranger;
+
+--
+-- a run_due() of several batches keeps no batch's results: each table's
+-- batches run in an SPI connection of their own, which ends with them (a
+-- worker transaction holds rounds in one connection the same way).  A
+-- statement trigger on the table counts SPI's result tables each time the
+-- sweep's orders statement runs: 3,500 due orders, batches of 1,000.
+-- Three in every batch (the take's rows, the keys without a timer row, the
+-- orders statement's own), and in the first the registration's statements,
+-- read once a sweep; before, every batch's stayed: {5,9,13,18}.
+--
+CREATE SCHEMA pmem;
+CREATE TABLE pmem.orders (
+	id			bigint PRIMARY KEY,
+	status		text NOT NULL DEFAULT 'unpaid',
+	created_at	timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX ON pmem.orders (created_at) WHERE status = 'unpaid';
+CREATE TABLE pmem.seen (batch int GENERATED ALWAYS AS IDENTITY, result_tables bigint);
+CREATE FUNCTION pmem.count_result_tables() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+BEGIN
+	INSERT INTO pmem.seen (result_tables)
+	SELECT count(*) FROM pg_catalog.pg_backend_memory_contexts WHERE name = 'SPI TupTable';
+	RETURN NULL;
+END
+$$;
+CREATE TRIGGER count_result_tables AFTER UPDATE ON pmem.orders
+	FOR EACH STATEMENT EXECUTE FUNCTION pmem.count_result_tables();
+SELECT orderexp.set_close_policy('pmem.orders', '1 hour') IS NOT NULL AS registered;
+SELECT orderexp.set_plain_deadlines('pmem.orders');
+INSERT INTO pmem.orders (id, created_at)
+SELECT g, now() - interval '2 hours' FROM generate_series(1, 3500) g;
+SHOW orderexp.batch_size;
+SELECT * FROM orderexp.run_due();
+SELECT array_agg(result_tables ORDER BY batch) AS result_tables_by_batch FROM pmem.seen;
+SELECT orderexp.drop_close_policy('pmem.orders');
+DROP SCHEMA pmem CASCADE;
