@@ -184,12 +184,26 @@ typedef struct DueTable
 	char	   *plain_stamp;	/* and its registration's stamp, or NULL */
 } DueTable;
 
+/*
+ * The notifications of one table's batches (a reminder, a plain and a close
+ * batch at most), sent once their subtransaction is released: a NOTIFY made
+ * inside a subtransaction is kept in that subtransaction's memory context,
+ * which then stays, 8 kB of it, until the top transaction ends, one for
+ * every batch of a run_due() call.
+ */
+typedef struct BatchNotes
+{
+	int			n;
+	const char *kind[3];
+	int64		count[3];
+} BatchNotes;
+
 static TablePlan *table_plan_entry(Oid relid);
 static void set_table_error(Oid relid, const char *msg);
 static void notify_batch(const char *kind, int64 count);
 static bool count_batch(BatchResult *r, int batch_limit, SweepRound *round);
 static int	table_batches(TablePlan *entry, DueTable *dt, TimestampTz now,
-						  int batch_limit, SweepRound *round);
+						  int batch_limit, SweepRound *round, BatchNotes *notes);
 static int	table_batches_guarded(TablePlan *entry, DueTable *dt,
 								  TimestampTz now, int batch_limit,
 								  bool in_worker, SweepRound *round);
@@ -269,6 +283,16 @@ set_table_error(Oid relid, const char *msg)
 		elog(ERROR, "recording the last error failed: %s", SPI_result_code_string(ret));
 }
 
+/* a batch wrote "count" events of "kind": to be notified */
+static void
+note_batch(BatchNotes *notes, const char *kind, int64 count)
+{
+	Assert(notes->n < lengthof(notes->kind));
+	notes->kind[notes->n] = kind;
+	notes->count[notes->n] = count;
+	notes->n++;
+}
+
 /*
  * One NOTIFY for a batch that wrote events.  It names no table: every role
  * that may LISTEN on the channel hears it, and a relay only needs waking
@@ -308,7 +332,7 @@ count_batch(BatchResult *r, int batch_limit, SweepRound *round)
  */
 static int
 table_batches(TablePlan *entry, DueTable *dt, TimestampTz now, int batch_limit,
-			  SweepRound *round)
+			  SweepRound *round, BatchNotes *notes)
 {
 	BatchResult r;
 	int			full = 0;
@@ -323,7 +347,7 @@ table_batches(TablePlan *entry, DueTable *dt, TimestampTz now, int batch_limit,
 		if (count_batch(&r, batch_limit, round))
 			full |= FULL_REMIND;
 		if (r.done > 0)
-			notify_batch("reminder", r.done);
+			note_batch(notes, "reminder", r.done);
 		ereport(DEBUG1,
 				(errmsg("orderexp wrote " INT64_FORMAT " reminders for " INT64_FORMAT " due orders of table %s",
 						r.done, r.taken, dt->name)));
@@ -348,7 +372,7 @@ table_batches(TablePlan *entry, DueTable *dt, TimestampTz now, int batch_limit,
 					 (round->next_due == 0 || next_at < round->next_due))
 				round->next_due = next_at;
 			if (r.done > 0)
-				notify_batch("closed", r.done);
+				note_batch(notes, "closed", r.done);
 			ereport(DEBUG1,
 					(errmsg("orderexp closed " INT64_FORMAT " of " INT64_FORMAT " due orders with plain deadlines of table %s",
 							r.done, r.taken, dt->name)));
@@ -365,7 +389,7 @@ table_batches(TablePlan *entry, DueTable *dt, TimestampTz now, int batch_limit,
 		if (count_batch(&r, batch_limit, round))
 			full |= FULL_CLOSE;
 		if (r.done > 0)
-			notify_batch("closed", r.done);
+			note_batch(notes, "closed", r.done);
 		ereport(DEBUG1,
 				(errmsg("orderexp closed " INT64_FORMAT " of " INT64_FORMAT " due orders of table %s",
 						r.done, r.taken, dt->name)));
@@ -391,7 +415,9 @@ table_batches(TablePlan *entry, DueTable *dt, TimestampTz now, int batch_limit,
  * which holds for a whole worker transaction or run_due() call, they piled
  * up batch after batch: the more batches a transaction held, the more
  * memory (bench/README.md, 5. Memory).  On an error, the subtransaction's
- * abort ends the connection (AtEOSubXact_SPI).
+ * abort ends the connection (AtEOSubXact_SPI).  The batches' notifications
+ * are sent after the release (BatchNotes), and not at all on an error, as
+ * the subtransaction's abort would have dropped them.
  */
 static int
 table_batches_guarded(TablePlan *entry, DueTable *dt, TimestampTz now,
@@ -400,7 +426,10 @@ table_batches_guarded(TablePlan *entry, DueTable *dt, TimestampTz now,
 	MemoryContext oldcontext = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
 	volatile int full = 0;
+	volatile bool released = false;
+	BatchNotes	notes;
 
+	notes.n = 0;
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(oldcontext);
 
@@ -410,11 +439,12 @@ table_batches_guarded(TablePlan *entry, DueTable *dt, TimestampTz now,
 
 		if ((ret = SPI_connect()) != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(ret));
-		full = table_batches(entry, dt, now, batch_limit, round);
+		full = table_batches(entry, dt, now, batch_limit, round, &notes);
 		SPI_finish();
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcontext);
 		CurrentResourceOwner = oldowner;
+		released = true;
 	}
 	PG_CATCH();
 	{
@@ -451,6 +481,11 @@ table_batches_guarded(TablePlan *entry, DueTable *dt, TimestampTz now,
 	}
 	PG_END_TRY();
 
+	if (released)
+	{
+		for (int i = 0; i < notes.n; i++)
+			notify_batch(notes.kind[i], notes.count[i]);
+	}
 	return full;
 }
 
