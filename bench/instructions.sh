@@ -35,7 +35,7 @@
 #         whose deadline is created_at + close_after had no timer row
 #         (bench/sql/timerless.sql)
 # and per transaction of bench/pgbench/oltp.sql (insert an order, pay a
-# recent one), 2,000 of them, into a table registered (plain deadlines or
+# recent one) into a table registered (plain deadlines or
 # timer rows, as above) vs. not registered (with the partial index); the
 # registered table again with another table's 1,000 timer rows beside it
 # (orderexp.timers' key is then no empty b-tree, as in most databases); the
@@ -44,6 +44,14 @@
 # as a design study, the registered table without its row triggers (insert,
 # if it has one, and status): what the status trigger costs the
 # application.
+#
+# A transaction's figure is what one more costs a connection that has run
+# some already, as pgbench's connections in bench/run.sh have: the
+# instructions of OLTP_WARM + OLTP_TX transactions less those of the first
+# OLTP_WARM alone, over OLTP_TX.  A new connection's first transactions
+# pay for its caches as well (the relation, catalog, plan and policy
+# caches orderexp and PostgreSQL fill once a backend); that figure, the
+# first OLTP_WARM less a backend running SELECT 1, is reported beside it.
 #
 # Writes bench/out/instructions.md (and the callgrind files beside it).
 #
@@ -56,7 +64,8 @@ BENCH_DIR=$OX_ROOT/bench
 source "$BENCH_DIR/lib.sh"
 OUT=$BENCH_DIR/out/instructions
 N=${1:-10000}
-OLTP_TX=2000
+OLTP_WARM=1000		# transactions a connection has run before the measured ones
+OLTP_TX=2000		# the measured transactions
 [[ $N =~ ^[0-9]+$ ]] && ((N >= 100 && N % 2 == 0)) || ox_die "usage: bash bench/instructions.sh [N, even, at least 100]"
 
 OX_PACKAGES+=(valgrind python3)
@@ -162,9 +171,11 @@ for db in reg reg_bare; do
 		ox_die "the registered drain set of $db has the wrong timers"
 done
 
-# the OLTP script: OLTP_TX times an order and a payment of one of the
-# thousand before it (bench/pgbench/oltp.sql's work, with fixed choices)
-python3 - "$OLTP_TX" >"$WORK/oltp.sql" <<'EOF'
+# the OLTP scripts: an order and a payment of one of the thousand before
+# it (bench/pgbench/oltp.sql's work, with fixed choices), OLTP_WARM times,
+# and OLTP_WARM + OLTP_TX times (beginning alike)
+oltp_script() {
+	python3 - "$1" <<'EOF'
 import random, sys
 random.seed(1)
 n = int(sys.argv[1])
@@ -174,6 +185,11 @@ for i in range(n):
     back = random.randint(0, min(i, 999))
     print(f"UPDATE bench.orders SET status = 'paid' WHERE id = {k - back} AND status = 'unpaid';")
 EOF
+}
+oltp_script "$OLTP_WARM" >"$WORK/oltp_warm.sql"
+oltp_script $((OLTP_WARM + OLTP_TX)) >"$WORK/oltp.sql"
+cmp -s "$WORK/oltp_warm.sql" <(head -n $((2 * OLTP_WARM)) "$WORK/oltp.sql") ||
+	ox_die "the OLTP scripts do not begin alike"
 echo "SELECT 1;" >"$WORK/select1.sql"
 echo "SELECT bench.close_all();" >"$WORK/a.sql"
 echo "SELECT closed FROM orderexp.run_due();" >"$WORK/e.sql"
@@ -184,10 +200,10 @@ ox_cluster_stop
 cp -a "$OX_PGDATA" "$WORK/data0"
 
 declare -A IR
-SPECS=(plain:select1 plain:a reg:select1 reg:e timerless:select1 timerless:f
-	oltp_plain:select1 oltp_plain:oltp oltp_reg:select1 oltp_reg:oltp
-	oltp_reg_timers:select1 oltp_reg_timers:oltp
-	oltp_nullable:select1 oltp_nullable:oltp oltp_notrig:select1 oltp_notrig:oltp)
+SPECS=(plain:select1 plain:a reg:select1 reg:e timerless:select1 timerless:f)
+for db in oltp_plain oltp_reg oltp_reg_timers oltp_nullable oltp_notrig; do
+	SPECS+=("$db:select1" "$db:oltp_warm" "$db:oltp")
+done
 ((BARE)) && SPECS+=(reg_bare:select1 reg_bare:e)
 for spec in "${SPECS[@]}"; do
 	db=${spec%%:*}
@@ -207,11 +223,13 @@ E=$(per "${IR[reg:e]}" "${IR[reg:select1]}" "$N")
 F=$(per "${IR[timerless:f]}" "${IR[timerless:select1]}" "$N")
 EB=NaN
 ((BARE)) && EB=$(per "${IR[reg_bare:e]}" "${IR[reg_bare:select1]}" "$N")
-OP=$(per "${IR[oltp_plain:oltp]}" "${IR[oltp_plain:select1]}" "$OLTP_TX")
-OR=$(per "${IR[oltp_reg:oltp]}" "${IR[oltp_reg:select1]}" "$OLTP_TX")
-ORT=$(per "${IR[oltp_reg_timers:oltp]}" "${IR[oltp_reg_timers:select1]}" "$OLTP_TX")
-ONU=$(per "${IR[oltp_nullable:oltp]}" "${IR[oltp_nullable:select1]}" "$OLTP_TX")
-ONT=$(per "${IR[oltp_notrig:oltp]}" "${IR[oltp_notrig:select1]}" "$OLTP_TX")
+# per transaction of a connection that has run OLTP_WARM (T), and of a
+# new connection's first OLTP_WARM (W)
+declare -A T W
+for db in oltp_plain oltp_reg oltp_reg_timers oltp_nullable oltp_notrig; do
+	T[$db]=$(per "${IR[$db:oltp]}" "${IR[$db:oltp_warm]}" "$OLTP_TX")
+	W[$db]=$(per "${IR[$db:oltp_warm]}" "${IR[$db:select1]}" "$OLTP_WARM")
+done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == "NaN") print "n/a"; else printf "%.3f", a / b }'; }
 GIT_REV=$(git -C "$OX_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [[ -n $(git -C "$OX_ROOT" status --porcelain -- . ':!bench' 2>/dev/null) ]]; then
@@ -238,13 +256,19 @@ cat >"$OUT/../instructions.md" <<EOF
 The ratio is (a)'s instructions over the method's, so that it reads like bench/run.sh's
 throughput ratios.
 
-| per application transaction (insert an order, pay a recent one) | instructions | plain / registered |
-|---|---:|---:|
-| table not registered | $(fmt "$OP") | |
-| table registered, $BENCH_MODE | $(fmt "$OR") | $(ratio "$OP" "$OR") |
-| table registered, $BENCH_MODE, another table's 1,000 timer rows beside it | $(fmt "$ORT") | $(ratio "$OP" "$ORT") |
-| table registered, $BENCH_MODE, its created-at nullable (with plain deadlines the insert trigger stays then) | $(fmt "$ONU") | $(ratio "$OP" "$ONU") |
-| design study: registered, without its row triggers (insert, if any, and status) | $(fmt "$ONT") | $(ratio "$OP" "$ONT") |
+| per application transaction (insert an order, pay a recent one) | instructions | plain / registered | a new connection's first $(fmt "$OLTP_WARM") | plain / registered |
+|---|---:|---:|---:|---:|
+| table not registered | $(fmt "${T[oltp_plain]}") | | $(fmt "${W[oltp_plain]}") | |
+| table registered, $BENCH_MODE | $(fmt "${T[oltp_reg]}") | $(ratio "${T[oltp_plain]}" "${T[oltp_reg]}") | $(fmt "${W[oltp_reg]}") | $(ratio "${W[oltp_plain]}" "${W[oltp_reg]}") |
+| table registered, $BENCH_MODE, another table's 1,000 timer rows beside it | $(fmt "${T[oltp_reg_timers]}") | $(ratio "${T[oltp_plain]}" "${T[oltp_reg_timers]}") | $(fmt "${W[oltp_reg_timers]}") | $(ratio "${W[oltp_plain]}" "${W[oltp_reg_timers]}") |
+| table registered, $BENCH_MODE, its created-at nullable (with plain deadlines the insert trigger stays then) | $(fmt "${T[oltp_nullable]}") | $(ratio "${T[oltp_plain]}" "${T[oltp_nullable]}") | $(fmt "${W[oltp_nullable]}") | $(ratio "${W[oltp_plain]}" "${W[oltp_nullable]}") |
+| design study: registered, without its row triggers (insert, if any, and status) | $(fmt "${T[oltp_notrig]}") | $(ratio "${T[oltp_plain]}" "${T[oltp_notrig]}") | $(fmt "${W[oltp_notrig]}") | $(ratio "${W[oltp_plain]}" "${W[oltp_notrig]}") |
+
+The first figures are what one more transaction costs a connection that has run $(fmt "$OLTP_WARM")
+(the instructions of $(fmt $((OLTP_WARM + OLTP_TX))) transactions less those of the first $(fmt "$OLTP_WARM"), over
+$(fmt "$OLTP_TX")), as for bench/run.sh's pgbench connections. A new connection's first transactions
+also fill its caches once (relations, catalog, plans, orderexp's policies); before 2026-12-06 this
+file reported 2,000 transactions of a new connection, its caches included.
 
 Callgrind files: \`bench/out/instructions/callgrind.*\` (\`callgrind_annotate --inclusive=yes\`).
 EOF
