@@ -297,12 +297,15 @@ run_method() {
 # record_mem KIND RUN HWM-BEFORE HWM-AFTER SAMPLES: one line of mem.tsv
 record_mem() {
 	local peak_rss peak_anon peak_shmem
-	local early_anon last_anon
-	read -r peak_rss peak_anon peak_shmem early_anon last_anon < <(awk -F'\t' '
+	local early_anon last_anon late_peak_anon
+	read -r peak_rss peak_anon peak_shmem early_anon last_anon late_peak_anon < <(awk -F'\t' '
 		{ if ($1 > r) r = $1; if ($2 > a) a = $2; if ($3 > s) s = $3; v[NR] = $2 }
-		END { print r + 0, a + 0, s + 0, v[int(NR / 10) + 1] + 0, v[NR] + 0 }' "$5")
-	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$peak_rss" "$peak_anon" \
-		"$peak_shmem" "$early_anon" "$last_anon" >>"$OUT/mem.tsv"
+		END {
+			for (i = int(NR / 10) + 1; i <= NR; i++) if (v[i] > p) p = v[i]
+			print r + 0, a + 0, s + 0, v[int(NR / 10) + 1] + 0, v[NR] + 0, p + 0
+		}' "$5")
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$peak_rss" "$peak_anon" \
+		"$peak_shmem" "$early_anon" "$last_anon" "$late_peak_anon" >>"$OUT/mem.tsv"
 }
 
 # sampled_drain KIND RUN WPID EVENTS TIMEOUT: enable the worker WPID until
@@ -321,7 +324,7 @@ sampled_drain() {
 }
 
 printf '# method\trun\trows\tseconds\trows_per_s\tload1_before\tworker_cpu_s\n' >"$OUT/drain.tsv"
-printf '# backlog\trun\tvmhwm_before_kb\tvmhwm_after_kb\tpeak_vmrss_kb\tpeak_rssanon_kb\tpeak_rssshmem_kb\trssanon_at_10pct_kb\trssanon_last_kb\n' >"$OUT/mem.tsv"
+printf '# backlog\trun\tvmhwm_before_kb\tvmhwm_after_kb\tpeak_vmrss_kb\tpeak_rssanon_kb\tpeak_rssshmem_kb\trssanon_at_10pct_kb\trssanon_last_kb\tpeak_rssanon_after_10pct_kb\n' >"$OUT/mem.tsv"
 
 # round-robin, so that a change in the machine's load hits every method alike
 for run in $(seq 1 "$RUNS"); do
