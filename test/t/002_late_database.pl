@@ -5,7 +5,8 @@
 # installed, are waited for quietly: no errors, no crash loop.  A database
 # created later, with the extension installed later, gets a worker without a
 # restart.  Adding a database to the list with a reload starts its worker;
-# taking it off stops that worker.
+# taking it off stops that worker.  Dropping the extension stops the
+# database's worker; installing it again brings one back.
 
 use strict;
 use warnings;
@@ -160,6 +161,39 @@ ok( defined wait_for(
 
 ($ret, $out, $err) = $node->psql('postgres', 'DROP DATABASE extradb');
 is($ret, 0, 'the database taken off the list can be dropped') or diag $err;
+
+# --- the extension dropped, and installed again ---------------------------------
+
+# At the start of every tick the worker asks whether orderexp is still
+# installed: its catalog cache says so until the drop's invalidations reset
+# it, then pg_extension says not, and the worker leaves.  The launcher's
+# next workers leave at once; CREATE EXTENSION brings one that stays.
+my $shop_worker = $node->safe_psql('postgres',
+	q{SELECT pid FROM pg_stat_activity
+	   WHERE backend_type = 'orderexp worker' AND datname = 'shopdb'});
+like($shop_worker, qr/^\d+$/, 'shopdb has its worker');
+$log_offset = -s $node->logfile;
+$node->safe_psql('shopdb', 'DROP EXTENSION orderexp CASCADE');
+$took = wait_for($node, 'postgres',
+	qq{SELECT count(*) FROM pg_stat_activity WHERE pid = $shop_worker}, '0', 10);
+ok(defined $took, 'the worker of shopdb leaves once orderexp is dropped');
+cmp_ok($took // 99, '<', 5, 'within a few seconds');
+$node->safe_psql('shopdb',
+	q{INSERT INTO orders (id, created_at) VALUES (4, now() - interval '1 hour')});
+usleep(2_500_000);
+is($node->safe_psql('shopdb', q{SELECT status FROM orders WHERE id = 4}),
+	'unpaid', 'without orderexp, no order is closed');
+$node->safe_psql('shopdb', 'CREATE EXTENSION orderexp');
+$node->safe_psql('shopdb',
+	q{SELECT orderexp.set_close_policy('orders', interval '15 minutes')});
+ok( defined wait_for(
+		$node, 'shopdb', q{SELECT status FROM orders WHERE id = 4},
+		'closed', 15),
+	'installed and registered again, the overdue order is closed');
+ok(defined wait_for($node, 'postgres', workers_in('shopdb'), '1', 5),
+	'by one worker in shopdb');
+is(log_problems($node, $log_offset), '',
+	'dropping and installing orderexp again: no errors, no crash in the log');
 
 # --- all along ---------------------------------------------------------------------
 
