@@ -44,6 +44,7 @@
 #include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "lib/stringinfo.h"
+#include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/hsearch.h"
@@ -242,11 +243,25 @@ orderexp_catalog(void)
 
 /*
  * Is orderexp installed in the current database?  Needs a transaction.
+ *
+ * If so, the extension stays for the rest of the transaction: its object is
+ * locked in AccessShareLock, which DROP EXTENSION, locking it in
+ * AccessExclusiveLock before it removes anything, waits for.  Without the
+ * lock a drop committing in the middle of a worker's tick left the tick's
+ * next statement without its tables, and the worker logged an ERROR
+ * (TAP 002 caught it).  A drop that held the lock first has committed once
+ * ours is granted: the lock took in its invalidations, so looking again
+ * sees it gone.
  */
 bool
 orderexp_extension_ready(void)
 {
-	return OidIsValid(get_extension_oid(ORDEREXP_EXTENSION_NAME, true));
+	Oid			extoid = get_extension_oid(ORDEREXP_EXTENSION_NAME, true);
+
+	if (!OidIsValid(extoid))
+		return false;
+	LockDatabaseObject(ExtensionRelationId, extoid, 0, AccessShareLock);
+	return get_extension_oid(ORDEREXP_EXTENSION_NAME, true) == extoid;
 }
 
 /*

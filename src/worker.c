@@ -428,6 +428,12 @@ worker_prune(void)
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
+	/* dropped since the tick: the next tick leaves */
+	if (!orderexp_extension_ready())
+	{
+		CommitTransactionCommand();
+		return;
+	}
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "orderexp: pruning delivered events");
