@@ -12969,6 +12969,13 @@ $$;
  * clause tests that too.  A table with plain deadlines on a created-at that
  * is NOT NULL has no timer trigger on INSERT, and one on DELETE instead
  * (_needs_insert_trigger).
+ *
+ * None of the row triggers takes arguments (1.3): PostgreSQL copies a
+ * table's triggers with their arguments into every statement that writes
+ * the table, the application's INSERT and payment included, at some 230
+ * instructions an argument.  The trigger functions read the table's
+ * columns and values from orderexp.tables instead, through a cache in each
+ * backend that a change of orderexp.tables resets (tables_changed).
  */
 CREATE OR REPLACE FUNCTION orderexp._install_triggers(cfg orderexp.tables)
 RETURNS void
@@ -12981,18 +12988,13 @@ BEGIN
 	IF orderexp._needs_insert_trigger(cfg) THEN
 		/* a new unpaid order starts its timer */
 		EXECUTE format('CREATE TRIGGER orderexp_timer_insert AFTER INSERT ON %s '
-					   'FOR EACH ROW '
-					   'EXECUTE FUNCTION orderexp.timer_trigger(%L, %L, %L, %L, %L, %L)',
-					   cfg.order_table,
-					   cfg.key_column, cfg.created_column, coalesce(cfg.category_column, ''),
-					   cfg.order_table::oid, cfg.status_column, cfg.unpaid_value);
+					   'FOR EACH ROW EXECUTE FUNCTION orderexp.timer_trigger()',
+					   cfg.order_table);
 	ELSE
 		/*
 		 * plain deadlines: a new order has its plain deadline, and a
 		 * deleted one's lingering timer row goes (orderexp_delete_trigger),
-		 * so that a new order of its key does not inherit it.  No
-		 * arguments: PostgreSQL copies them for every statement on the
-		 * table; the key column is read from orderexp_status's.
+		 * so that a new order of its key does not inherit it
 		 */
 		EXECUTE format('CREATE TRIGGER orderexp_timer_delete AFTER DELETE ON %s '
 					   'FOR EACH ROW EXECUTE FUNCTION orderexp.delete_trigger()',
@@ -13003,13 +13005,11 @@ BEGIN
 	IF cfg.partition_column IS NOT NULL THEN
 		EXECUTE format('CREATE TRIGGER orderexp_timer_moved AFTER UPDATE OF %I ON %s '
 					   'FOR EACH ROW WHEN (NEW.%I = %L AND OLD.%I = %L AND OLD.%I IS DISTINCT FROM NEW.%I) '
-					   'EXECUTE FUNCTION orderexp.timer_trigger(%L, %L, %L, %L)',
+					   'EXECUTE FUNCTION orderexp.timer_trigger()',
 					   cfg.created_column, cfg.order_table,
 					   cfg.status_column, cfg.unpaid_value,
 					   cfg.status_column, cfg.unpaid_value,
-					   cfg.created_column, cfg.created_column,
-					   cfg.key_column, cfg.created_column, coalesce(cfg.category_column, ''),
-					   cfg.order_table::oid);
+					   cfg.created_column, cfg.created_column);
 	END IF;
 
 	/*
@@ -13017,12 +13017,8 @@ BEGIN
 	 * unpaid outside orderexp is tracked again
 	 */
 	EXECUTE format('CREATE TRIGGER orderexp_status AFTER UPDATE OF %I ON %s '
-				   'FOR EACH ROW '
-				   'EXECUTE FUNCTION orderexp.outcome_trigger(%L, %L, %L, %L, %L, %L, %L, %L)',
-				   cfg.status_column, cfg.order_table,
-				   cfg.key_column, cfg.created_column, cfg.status_column,
-				   cfg.closed_value, cfg.cancelled_value, cfg.order_table::oid,
-				   cfg.unpaid_value, coalesce(cfg.category_column, ''));
+				   'FOR EACH ROW EXECUTE FUNCTION orderexp.outcome_trigger()',
+				   cfg.status_column, cfg.order_table);
 
 	/* TRUNCATE removes every order at once; so do their timers */
 	EXECUTE format('CREATE TRIGGER orderexp_timer_truncate AFTER TRUNCATE ON %s '
@@ -14048,3 +14044,14 @@ END;
 $$;
 
 REVOKE ALL ON FUNCTION orderexp._busy_keys_sql(orderexp.tables, text) FROM PUBLIC;
+
+/*
+ * The row triggers of 1.3 take no arguments (_install_triggers): they read
+ * each table's columns and values from orderexp.tables, through a cache in
+ * each backend that a change of orderexp.tables resets (catalog.c).  Made
+ * again on every registered table, after the last definition above.
+ */
+CREATE TRIGGER tables_changed
+	AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON orderexp.tables
+	FOR EACH STATEMENT EXECUTE FUNCTION orderexp._policies_changed();
+SELECT orderexp._install_triggers(t) FROM orderexp.tables t;

@@ -842,8 +842,10 @@ SELECT pg_catalog.pg_extension_config_dump('orderexp.unreachable_contacts', '');
  * ------------------------------------------------------------------------ */
 
 /*
- * The timer trigger caches policies in each backend; any change to the
- * policies makes every backend drop that cache when the change commits.
+ * The timer trigger caches policies in each backend, and the row triggers
+ * the registrations (orderexp.tables): any change to either table makes
+ * every backend drop its cache of that table when the change commits (a
+ * relcache invalidation of the table changed).
  */
 CREATE FUNCTION orderexp._policies_changed()
 RETURNS trigger
@@ -1555,6 +1557,13 @@ $$;
  * clause tests that too.  A table with plain deadlines on a created-at that
  * is NOT NULL has no timer trigger on INSERT, and one on DELETE instead
  * (_needs_insert_trigger).
+ *
+ * None of the row triggers takes arguments (1.3): PostgreSQL copies a
+ * table's triggers with their arguments into every statement that writes
+ * the table, the application's INSERT and payment included, at some 230
+ * instructions an argument.  The trigger functions read the table's
+ * columns and values from orderexp.tables instead, through a cache in each
+ * backend that a change of orderexp.tables resets (tables_changed).
  */
 CREATE FUNCTION orderexp._install_triggers(cfg orderexp.tables)
 RETURNS void
@@ -1567,18 +1576,13 @@ BEGIN
 	IF orderexp._needs_insert_trigger(cfg) THEN
 		/* a new unpaid order starts its timer */
 		EXECUTE format('CREATE TRIGGER orderexp_timer_insert AFTER INSERT ON %s '
-					   'FOR EACH ROW '
-					   'EXECUTE FUNCTION orderexp.timer_trigger(%L, %L, %L, %L, %L, %L)',
-					   cfg.order_table,
-					   cfg.key_column, cfg.created_column, coalesce(cfg.category_column, ''),
-					   cfg.order_table::oid, cfg.status_column, cfg.unpaid_value);
+					   'FOR EACH ROW EXECUTE FUNCTION orderexp.timer_trigger()',
+					   cfg.order_table);
 	ELSE
 		/*
 		 * plain deadlines: a new order has its plain deadline, and a
 		 * deleted one's lingering timer row goes (orderexp_delete_trigger),
-		 * so that a new order of its key does not inherit it.  No
-		 * arguments: PostgreSQL copies them for every statement on the
-		 * table; the key column is read from orderexp_status's.
+		 * so that a new order of its key does not inherit it
 		 */
 		EXECUTE format('CREATE TRIGGER orderexp_timer_delete AFTER DELETE ON %s '
 					   'FOR EACH ROW EXECUTE FUNCTION orderexp.delete_trigger()',
@@ -1589,13 +1593,11 @@ BEGIN
 	IF cfg.partition_column IS NOT NULL THEN
 		EXECUTE format('CREATE TRIGGER orderexp_timer_moved AFTER UPDATE OF %I ON %s '
 					   'FOR EACH ROW WHEN (NEW.%I = %L AND OLD.%I = %L AND OLD.%I IS DISTINCT FROM NEW.%I) '
-					   'EXECUTE FUNCTION orderexp.timer_trigger(%L, %L, %L, %L)',
+					   'EXECUTE FUNCTION orderexp.timer_trigger()',
 					   cfg.created_column, cfg.order_table,
 					   cfg.status_column, cfg.unpaid_value,
 					   cfg.status_column, cfg.unpaid_value,
-					   cfg.created_column, cfg.created_column,
-					   cfg.key_column, cfg.created_column, coalesce(cfg.category_column, ''),
-					   cfg.order_table::oid);
+					   cfg.created_column, cfg.created_column);
 	END IF;
 
 	/*
@@ -1603,12 +1605,8 @@ BEGIN
 	 * unpaid outside orderexp is tracked again
 	 */
 	EXECUTE format('CREATE TRIGGER orderexp_status AFTER UPDATE OF %I ON %s '
-				   'FOR EACH ROW '
-				   'EXECUTE FUNCTION orderexp.outcome_trigger(%L, %L, %L, %L, %L, %L, %L, %L)',
-				   cfg.status_column, cfg.order_table,
-				   cfg.key_column, cfg.created_column, cfg.status_column,
-				   cfg.closed_value, cfg.cancelled_value, cfg.order_table::oid,
-				   cfg.unpaid_value, coalesce(cfg.category_column, ''));
+				   'FOR EACH ROW EXECUTE FUNCTION orderexp.outcome_trigger()',
+				   cfg.status_column, cfg.order_table);
 
 	/* TRUNCATE removes every order at once; so do their timers */
 	EXECUTE format('CREATE TRIGGER orderexp_timer_truncate AFTER TRUNCATE ON %s '
@@ -6961,6 +6959,11 @@ COMMENT ON VIEW orderexp.experiment_stats IS
 
 CREATE TRIGGER policies_changed
 	AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON orderexp.policies
+	FOR EACH STATEMENT EXECUTE FUNCTION orderexp._policies_changed();
+
+/* the row triggers read the registrations through a cache too (catalog.c) */
+CREATE TRIGGER tables_changed
+	AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON orderexp.tables
 	FOR EACH STATEMENT EXECUTE FUNCTION orderexp._policies_changed();
 
 CREATE TRIGGER policies_version BEFORE INSERT OR UPDATE ON orderexp.policies

@@ -20,7 +20,8 @@
  * The helpers for registered tables serve both row triggers (timer.c and
  * outcome.c): the checks of a trigger call, the registered table a
  * trigger belongs to (a clone on a partition belongs to its topmost
- * parent's table), a mapped column's number, and the status comparison.
+ * parent's table), its registration (the row triggers of 1.3 take no
+ * arguments), a mapped column's number, and the status comparison.
  *
  * Copyright (c) 2026, orderexp developers
  *
@@ -50,6 +51,7 @@
 #include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
@@ -488,8 +490,9 @@ orderexp_trigger_table(Relation rel, Trigger *trigger)
 }
 
 /*
- * Read the rows of orderexp.relname directly: a table scan under the
- * active snapshot (the transaction's when none is active), handing fn the
+ * Read the rows of orderexp.relname directly: a table scan under snapshot,
+ * NULL for the active snapshot (the transaction's when none is active),
+ * handing fn the
  * columns attnames (natts of them, at most 8) of each row until it returns
  * false.  For the one-row and three-row tables that code running as
  * whichever role writes an event must read (stream.c's origins, outbox.c's
@@ -499,7 +502,7 @@ orderexp_trigger_table(Relation rel, Trigger *trigger)
  */
 void
 orderexp_scan_own_table(const char *relname, const char *const *attnames, int natts,
-						OrderexpRowFn fn, void *arg)
+						Snapshot snapshot, OrderexpRowFn fn, void *arg)
 {
 	Oid			relid = get_relname_relid(relname, orderexp_catalog()->namespace);
 	AttrNumber	attnums[8];
@@ -520,8 +523,9 @@ orderexp_scan_own_table(const char *relname, const char *const *attnames, int na
 	}
 
 	rel = table_open(relid, AccessShareLock);
-	scan = table_beginscan(rel, ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot(),
-						   0, NULL);
+	if (snapshot == NULL)
+		snapshot = ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot();
+	scan = table_beginscan(rel, snapshot, 0, NULL);
 	slot = table_slot_create(rel, NULL);
 	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
 	{
@@ -533,4 +537,130 @@ orderexp_scan_own_table(const char *relname, const char *const *attnames, int na
 	ExecDropSingleTupleTableSlot(slot);
 	table_endscan(scan);
 	table_close(rel, AccessShareLock);
+}
+
+/*
+ * The registrations of the current database (orderexp.tables) as the row
+ * triggers of 1.3 read them: the triggers that orderexp creates on a
+ * registered table take no arguments.  PostgreSQL copies a relation's
+ * triggers, arguments and all, into every statement that writes the
+ * relation (CopyTriggerDesc, for each INSERT and UPDATE of the
+ * application's), and the eight of the status trigger cost some 2,400
+ * instructions an insert-and-pay transaction (bench/instructions.md).
+ * PostgreSQL's own foreign key triggers take none either and look their
+ * constraint up in a cache (ri_triggers.c); so do these, in this one.
+ *
+ * The cache holds every row of orderexp.tables, read at the first lookup
+ * under a new snapshot, so that it reflects every change whose
+ * invalidation this backend has processed.  It is dropped when
+ * orderexp.tables changes: the table's statement trigger (tables_changed,
+ * orderexp._policies_changed()) sends a relcache invalidation of it, as a
+ * drop of the table does.  The callback only marks the cache stale; it is
+ * emptied at the next lookup, so an entry stays valid for its caller until
+ * the caller looks up again, whatever invalidations arrive in between.
+ */
+static HTAB *registrations = NULL;
+static MemoryContext RegistrationContext = NULL;
+static Oid	registrations_relid = InvalidOid;	/* orderexp.tables, when read */
+static bool registrations_stale = false;
+
+/* relcache callback: orderexp.tables changed, or every relation did */
+static void
+registrations_invalidate(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == registrations_relid)
+		registrations_stale = true;
+}
+
+/* orderexp_scan_own_table's callback: one row of orderexp.tables */
+static bool
+add_registration(const Datum *values, const bool *isnull, void *arg)
+{
+	Oid			relid = DatumGetObjectId(values[0]);
+	OrderexpRegistration *reg;
+	MemoryContext oldcxt = MemoryContextSwitchTo(RegistrationContext);
+
+	reg = hash_search(registrations, &relid, HASH_ENTER, NULL);
+	reg->key_column = pstrdup(NameStr(*DatumGetName(values[1])));
+	reg->created_column = pstrdup(NameStr(*DatumGetName(values[2])));
+	reg->status_column = pstrdup(NameStr(*DatumGetName(values[3])));
+	reg->category_column = isnull[4] ? "" : pstrdup(NameStr(*DatumGetName(values[4])));
+	reg->unpaid_value = TextDatumGetCString(values[5]);
+	reg->closed_value = TextDatumGetCString(values[6]);
+	reg->cancelled_value = TextDatumGetCString(values[7]);
+	MemoryContextSwitchTo(oldcxt);
+	return true;
+}
+
+/*
+ * The registration of table relid, for its row triggers: a clear error if
+ * it is not registered (a trigger left behind, say by a restore of the
+ * table without orderexp's rows).  Valid until the next call.
+ */
+const OrderexpRegistration *
+orderexp_registration(Oid relid)
+{
+	static const char *const attnames[] = {
+		"order_table", "key_column", "created_column", "status_column",
+		"category_column", "unpaid_value", "closed_value", "cancelled_value"
+	};
+	OrderexpRegistration *reg;
+
+	if (RegistrationContext == NULL)
+	{
+		RegistrationContext = AllocSetContextCreate(TopMemoryContext,
+													"orderexp registrations",
+													ALLOCSET_SMALL_SIZES);
+		CacheRegisterRelcacheCallback(registrations_invalidate, (Datum) 0);
+	}
+	if (registrations != NULL && registrations_stale)
+	{
+		hash_destroy(registrations);
+		registrations = NULL;
+		MemoryContextReset(RegistrationContext);
+	}
+	if (registrations == NULL)
+	{
+		HASHCTL		ctl;
+		Snapshot	snapshot;
+
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(OrderexpRegistration);
+		ctl.hcxt = RegistrationContext;
+		registrations = hash_create("orderexp registrations", 16, &ctl,
+									HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		registrations_relid = get_relname_relid("tables", orderexp_catalog()->namespace);
+		registrations_stale = false;
+
+		/*
+		 * A snapshot taken now sees every change whose invalidation was
+		 * processed (a change is visible before its invalidation is sent);
+		 * one that arrives while reading makes the cache stale again.
+		 */
+		snapshot = RegisterSnapshot(GetLatestSnapshot());
+		PG_TRY();
+		{
+			orderexp_scan_own_table("tables", attnames, lengthof(attnames), snapshot,
+									add_registration, NULL);
+		}
+		PG_CATCH();
+		{
+			hash_destroy(registrations);
+			registrations = NULL;
+			MemoryContextReset(RegistrationContext);
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+		UnregisterSnapshot(snapshot);
+	}
+
+	reg = hash_search(registrations, &relid, HASH_FIND, NULL);
+	if (reg == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table \"%s\" has a trigger of orderexp but is not registered",
+						get_rel_name(relid) ? get_rel_name(relid) : "?"),
+				 errhint("Register the table again with orderexp.set_close_policy(), or drop its triggers named orderexp_*.")));
+	return reg;
 }

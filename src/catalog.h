@@ -15,6 +15,7 @@
 #include "commands/trigger.h"
 #include "fmgr.h"
 #include "utils/rel.h"
+#include "utils/snapshot.h"
 
 /* the columns of orderexp.timers, by name (the last four came in 1.1) */
 typedef enum TimerColumn
@@ -96,7 +97,26 @@ extern Oid	orderexp_table_owner(Oid relid);
  */
 typedef bool (*OrderexpRowFn) (const Datum *values, const bool *isnull, void *arg);
 extern void orderexp_scan_own_table(const char *relname, const char *const *attnames,
-									int natts, OrderexpRowFn fn, void *arg);
+									int natts, Snapshot snapshot, OrderexpRowFn fn,
+									void *arg);
+
+/*
+ * A registered table's mapping as orderexp.tables holds it, which the row
+ * triggers of 1.3 read instead of arguments (orderexp_registration)
+ */
+typedef struct OrderexpRegistration
+{
+	Oid			order_table;	/* hash key */
+	const char *key_column;
+	const char *created_column;
+	const char *status_column;
+	const char *category_column;	/* "" for none */
+	const char *unpaid_value;
+	const char *closed_value;
+	const char *cancelled_value;
+} OrderexpRegistration;
+
+extern const OrderexpRegistration *orderexp_registration(Oid relid);
 
 /* registered tables: their triggers and mapped columns */
 extern void orderexp_check_trigger_call(FunctionCallInfo fcinfo, const char *name,

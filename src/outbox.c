@@ -241,7 +241,7 @@ orderexp_outbox_part(PG_FUNCTION_ARGS)
 	if (MyProc->lxid != part_lxid || part_lxid == InvalidLocalTransactionId)
 	{
 		part_current = 0;
-		orderexp_scan_own_table("outbox_parts", attnames, 2, current_part, &part_current);
+		orderexp_scan_own_table("outbox_parts", attnames, 2, NULL, current_part, &part_current);
 		part_lxid = MyProc->lxid;
 	}
 	PG_RETURN_INT16(part_current);

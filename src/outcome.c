@@ -158,36 +158,56 @@ record_outcome(Oid order_table, const char *key, const char *outcome, const char
 }
 
 /*
+ * What the status trigger knows of its table: from its arguments (the
+ * triggers of 1.1 and 1.2) or from the registration (1.3's, which has
+ * none: see orderexp_registration)
+ */
+typedef struct StatusArgs
+{
+	const char *key_column;
+	const char *created_column;
+	const char *status_column;
+	const char *closed_value;
+	const char *cancelled_value;
+	const char *unpaid_value;	/* NULL: 1.1's, whose WHEN clause tests it */
+	const char *category_column;	/* NULL: before 1.3, which does not
+									 * track a row set back to unpaid */
+} StatusArgs;
+
+/*
  * orderexp_outcome_trigger
  *		AFTER UPDATE OF the status row trigger: write the outcome of a row
  *		that was unpaid and is no longer; and, from 1.3 on, start the timer
  *		of a row set back to unpaid.
  *
- * Arguments: key, created-at and status column names, the closed and the
- * cancelled value, and the OID of the registered table when the trigger was
- * made, which is not used (a restore gives the table a new OID): the
- * registered table is found from the trigger itself (catalog.c); since 1.2
- * the unpaid value; since 1.3 the category column ("" for none).
+ * 1.3's trigger (orderexp_status) takes no arguments: the registered table
+ * is found from the trigger itself (catalog.c), its columns and values in
+ * orderexp.tables (orderexp_registration).  The library serves the older
+ * layouts until the extension is updated: 1.1's six arguments (key,
+ * created-at and status column names, the closed and the cancelled value,
+ * and the table's OID when the trigger was made, which is not used: a
+ * restore gives the table a new OID), fired through a WHEN clause for rows
+ * that leave the unpaid state only; 1.2's seven (the unpaid value added),
+ * which tests that here.
  *
- * 1.1's trigger (six arguments) fires through a WHEN clause for rows that
- * leave the unpaid state only.  1.2's (seven) tests that here.  1.3's
- * (eight, orderexp_status) also does the work of 1.2's second trigger on
- * the status, orderexp_timer_unpaid, which it replaces: PostgreSQL queues
- * and fires every AFTER row trigger for every row of an update, so one
- * trigger instead of two saves a queued event and two tuple fetches on
- * every payment and every order the sweep closes (bench/instructions.md).
+ * 1.3's trigger also does the work of 1.2's second trigger on the status,
+ * orderexp_timer_unpaid, which it replaces: PostgreSQL queues and fires
+ * every AFTER row trigger for every row of an update, so one trigger
+ * instead of two saves a queued event and two tuple fetches on every
+ * payment and every order the sweep closes (bench/instructions.md).
  */
 Datum
 orderexp_outcome_trigger(PG_FUNCTION_ARGS)
 {
-	/* 1.1 (with a WHEN clause), 1.2 (the unpaid value), 1.3 (the category) */
-	static const int layouts[] = {6, 7, 8};
+	/* 1.1 (with a WHEN clause), 1.2 (the unpaid value), 1.3 (none) */
+	static const int layouts[] = {6, 7, 0};
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
 	Trigger    *trigger;
 	Relation	rel;
 	TupleDesc	tupdesc;
 	HeapTuple	newtup;
 	Oid			order_table;
+	StatusArgs	args;
 	char	   *key;
 	char	   *status;
 	int			status_att;
@@ -207,11 +227,33 @@ orderexp_outcome_trigger(PG_FUNCTION_ARGS)
 	rel = trigdata->tg_relation;
 	tupdesc = RelationGetDescr(rel);
 	newtup = trigdata->tg_newtuple;
-	status_att = orderexp_mapped_column(rel, trigger->tgargs[2], "status");
+	order_table = orderexp_trigger_table(rel, trigger);
+	if (trigger->tgnargs == 0)
+	{
+		const OrderexpRegistration *reg = orderexp_registration(order_table);
+
+		args.key_column = reg->key_column;
+		args.created_column = reg->created_column;
+		args.status_column = reg->status_column;
+		args.closed_value = reg->closed_value;
+		args.cancelled_value = reg->cancelled_value;
+		args.unpaid_value = reg->unpaid_value;
+		args.category_column = reg->category_column;
+	}
+	else
+	{
+		args.key_column = trigger->tgargs[0];
+		args.created_column = trigger->tgargs[1];
+		args.status_column = trigger->tgargs[2];
+		args.closed_value = trigger->tgargs[3];
+		args.cancelled_value = trigger->tgargs[4];
+		args.unpaid_value = trigger->tgnargs >= 7 ? trigger->tgargs[6] : NULL;
+		args.category_column = NULL;
+	}
+	status_att = orderexp_mapped_column(rel, args.status_column, "status");
 
 	status_type = SPI_gettypeid(tupdesc, status_att);
 	status = orderexp_column_text(newtup, tupdesc, status_att);
-	order_table = orderexp_trigger_table(rel, trigger);
 
 	/*
 	 * Closed by the sweep's batch, which writes the outcome itself: the
@@ -219,40 +261,40 @@ orderexp_outcome_trigger(PG_FUNCTION_ARGS)
 	 * the row not unpaid before, there would be no outcome either.)
 	 */
 	if (order_table == orderexp_sweep_closing &&
-		orderexp_status_equals(status, status_type, trigger->tgargs[3]))
+		orderexp_status_equals(status, status_type, args.closed_value))
 		return PointerGetDatum(NULL);
 
 	/* only a row that leaves the unpaid state (1.1: the WHEN clause says so) */
-	if (trigger->tgnargs >= 7)
+	if (args.unpaid_value != NULL)
 	{
 		bool		was_unpaid = orderexp_status_equals(orderexp_column_text(trigdata->tg_trigtuple,
 																		 tupdesc, status_att),
-													status_type, trigger->tgargs[6]);
-		bool		is_unpaid = orderexp_status_equals(status, status_type, trigger->tgargs[6]);
+													status_type, args.unpaid_value);
+		bool		is_unpaid = orderexp_status_equals(status, status_type, args.unpaid_value);
 
 		/* 1.3: a row set back to unpaid is tracked again */
-		if (is_unpaid && !was_unpaid && trigger->tgnargs == 8)
-			orderexp_track_order(rel, trigger, newtup, trigger->tgargs[0], trigger->tgargs[1],
-								 trigger->tgargs[7]);
+		if (is_unpaid && !was_unpaid && args.category_column != NULL)
+			orderexp_track_order(rel, trigger, newtup, args.key_column, args.created_column,
+								 args.category_column);
 		if (!was_unpaid || is_unpaid)
 			return PointerGetDatum(NULL);
 	}
 
-	if (orderexp_status_equals(status, status_type, trigger->tgargs[3]))
+	if (orderexp_status_equals(status, status_type, args.closed_value))
 		outcome = "closed";
-	else if (orderexp_status_equals(status, status_type, trigger->tgargs[4]))
+	else if (orderexp_status_equals(status, status_type, args.cancelled_value))
 		outcome = "cancelled";
 	else
 		outcome = "paid";
 
-	key = orderexp_column_text(newtup, tupdesc, orderexp_mapped_column(rel, trigger->tgargs[0], "key"));
+	key = orderexp_column_text(newtup, tupdesc, orderexp_mapped_column(rel, args.key_column, "key"));
 	if (key == NULL)
 		return PointerGetDatum(NULL);
 
 	memset(nulls, false, sizeof(nulls));
 
 	/* the created-at of the order: time to pay counts from it */
-	i = orderexp_mapped_column(rel, trigger->tgargs[1], "created-at");
+	i = orderexp_mapped_column(rel, args.created_column, "created-at");
 	created = SPI_getbinval(newtup, tupdesc, i, &isnull);
 	if (isnull)
 		nulls[OC_CREATED_AT] = true;

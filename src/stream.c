@@ -87,7 +87,7 @@ read_origins(const char *relname, int *n)
 	static const char *const attnames[] = {"origin"};
 	Origins		o = {NULL, 0, 0};
 
-	orderexp_scan_own_table(relname, attnames, 1, add_origin, &o);
+	orderexp_scan_own_table(relname, attnames, 1, NULL, add_origin, &o);
 	*n = o.n;
 	return o.uuids;
 }

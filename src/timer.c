@@ -805,8 +805,10 @@ orderexp_plain_deadline(Oid order_table, TimestampTz created, int32 *policy_id,
 
 /*
  * orderexp._policies_changed()
- *		Statement trigger on orderexp.policies: tell every backend to drop
- *		its policy cache when this transaction commits.
+ *		Statement trigger on orderexp.policies (policies_changed) and, from
+ *		1.3 on, orderexp.tables (tables_changed): tell every backend to drop
+ *		its cache of the table's rows when this transaction commits (the
+ *		policies here, the registrations in catalog.c).
  */
 Datum
 orderexp_policies_changed(PG_FUNCTION_ARGS)
@@ -830,6 +832,12 @@ orderexp_policies_changed(PG_FUNCTION_ARGS)
  * OF the status (1.1 and 1.2, orderexp_timer_unpaid: from 1.3 on the
  * status trigger, outcome.c, does that part) and of the created-at
  * (orderexp_timer_moved, partitioned tables).
+ *
+ * 1.3's triggers take no arguments: the columns and the unpaid value are
+ * the registration's (orderexp_registration, catalog.c).  1.1's took the
+ * key, created-at and category column names and the table's OID (four) and
+ * fired through a WHEN clause; 1.2's added the status column and the
+ * unpaid value (six).
  */
 Datum
 orderexp_timer_trigger(PG_FUNCTION_ARGS)
@@ -839,9 +847,14 @@ orderexp_timer_trigger(PG_FUNCTION_ARGS)
 	Relation	rel;
 	TupleDesc	tupdesc;
 	HeapTuple	tuple;
+	const char *key_column;
+	const char *created_column;
+	const char *category_column;
+	const char *status_column = NULL;
+	const char *unpaid_value = NULL;
 
-	/* 1.1 (with a WHEN clause), 1.2 on (the status to test) */
-	static const int layouts[] = {4, 6};
+	/* 1.1 (with a WHEN clause), 1.2 (the status to test), 1.3 (none) */
+	static const int layouts[] = {4, 6, 0};
 
 	orderexp_check_trigger_call(fcinfo, "timer_trigger", false, layouts, lengthof(layouts));
 	trigger = trigdata->tg_trigger;
@@ -850,60 +863,58 @@ orderexp_timer_trigger(PG_FUNCTION_ARGS)
 	tupdesc = RelationGetDescr(rel);
 	tuple = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ?
 		trigdata->tg_newtuple : trigdata->tg_trigtuple;
+	if (trigger->tgnargs == 0)
+	{
+		const OrderexpRegistration *reg =
+			orderexp_registration(orderexp_trigger_table(rel, trigger));
+
+		key_column = reg->key_column;
+		created_column = reg->created_column;
+		category_column = reg->category_column;
+		/* on UPDATE, orderexp_timer_moved: its WHEN clause tests the status */
+		if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
+		{
+			status_column = reg->status_column;
+			unpaid_value = reg->unpaid_value;
+		}
+	}
+	else
+	{
+		key_column = trigger->tgargs[0];
+		created_column = trigger->tgargs[1];
+		category_column = trigger->tgargs[2];
+		if (trigger->tgnargs == 6)
+		{
+			status_column = trigger->tgargs[4];
+			unpaid_value = trigger->tgargs[5];
+		}
+	}
 
 	/*
-	 * With the status column and the unpaid value as arguments 5 and 6 (the
-	 * triggers of 1.2), the trigger has no WHEN clause and tests the status
-	 * here: a row that is not unpaid, or an update of a row that was unpaid
-	 * already, has nothing to do.  (A WHEN clause is parsed anew for every
-	 * statement; on a single-row INSERT that cost more than the timer.)
-	 * The 4-argument triggers of 1.1 fire through their WHEN clause.
+	 * Knowing the status column and the unpaid value (from 1.2 on), the
+	 * trigger has no WHEN clause and tests the status here: a row that is
+	 * not unpaid, or an update of a row that was unpaid already (1.2's
+	 * orderexp_timer_unpaid), has nothing to do.  (A WHEN clause is parsed
+	 * anew for every statement; on a single-row INSERT that cost more than
+	 * the timer.)  1.1's triggers, and orderexp_timer_moved, which fires
+	 * only when created-at changes, fire through their WHEN clause.
 	 */
-	if (trigger->tgnargs == 6)
+	if (status_column != NULL)
 	{
-		int			status_att = orderexp_mapped_column(rel, trigger->tgargs[4], "status");
+		int			status_att = orderexp_mapped_column(rel, status_column, "status");
 		Oid			status_type = SPI_gettypeid(tupdesc, status_att);
 
 		if (!orderexp_status_equals(orderexp_column_text(tuple, tupdesc, status_att),
-									status_type, trigger->tgargs[5]))
+									status_type, unpaid_value))
 			return PointerGetDatum(NULL);
 		if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) &&
 			orderexp_status_equals(orderexp_column_text(trigdata->tg_trigtuple, tupdesc, status_att),
-								   status_type, trigger->tgargs[5]))
+								   status_type, unpaid_value))
 			return PointerGetDatum(NULL);
 	}
 
-	orderexp_track_order(rel, trigger, tuple, trigger->tgargs[0], trigger->tgargs[1],
-						 trigger->tgargs[2]);
+	orderexp_track_order(rel, trigger, tuple, key_column, created_column, category_column);
 	return PointerGetDatum(NULL);
-}
-
-/*
- * The key column of a registered table, from the arguments of its status
- * trigger (orderexp_status, 1.3's layout: the key column first), which
- * _install_triggers creates with every other trigger of orderexp on the
- * table; a partition has a clone of it, of the same name.
- */
-static const char *
-status_trigger_key_column(Relation rel)
-{
-	TriggerDesc *trigdesc = rel->trigdesc;
-	int			i;
-
-	for (i = 0; trigdesc != NULL && i < trigdesc->numtriggers; i++)
-	{
-		Trigger    *t = &trigdesc->triggers[i];
-
-		if (t->tgnargs == 8 && strcmp(t->tgname, "orderexp_status") == 0)
-			return t->tgargs[0];
-	}
-	ereport(ERROR,
-			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-			 errmsg("table \"%s\" has no status trigger of orderexp",
-					RelationGetRelationName(rel)),
-			 errdetail("orderexp.delete_trigger() reads the key column from the arguments of trigger \"orderexp_status\"."),
-			 errhint("Register the table again with orderexp.set_close_policy().")));
-	return NULL;				/* keep the compiler quiet */
 }
 
 /*
@@ -939,8 +950,8 @@ status_trigger_key_column(Relation rel)
  * some 230 instructions an argument: a trigger on DELETE with the key
  * column and the table's OID as arguments cost the insert-and-pay
  * transaction 930 instructions, without a row ever deleted (bench/
- * instructions.md).  The key column is that of the status trigger, which
- * _install_triggers creates beside this one (status_trigger_key_column).
+ * instructions.md).  The key column is the registration's
+ * (orderexp_registration, catalog.c), as for every row trigger of 1.3.
  */
 Datum
 orderexp_delete_trigger(PG_FUNCTION_ARGS)
@@ -972,12 +983,13 @@ orderexp_delete_trigger(PG_FUNCTION_ARGS)
 				 errhint("Register the table again with orderexp.set_close_policy().")));
 
 	rel = trigdata->tg_relation;
+	order_table = orderexp_trigger_table(rel, trigdata->tg_trigger);
 	key = orderexp_column_text(trigdata->tg_trigtuple, RelationGetDescr(rel),
-							   orderexp_mapped_column(rel, status_trigger_key_column(rel),
+							   orderexp_mapped_column(rel,
+													  orderexp_registration(order_table)->key_column,
 													  "key"));
 	if (key == NULL)
 		return PointerGetDatum(NULL);
-	order_table = orderexp_trigger_table(rel, trigdata->tg_trigger);
 
 	/* every name in the statements below is qualified: no search_path */
 	orderexp_run_as_begin(&runas, orderexp_owner(), SECURITY_LOCAL_USERID_CHANGE, false);

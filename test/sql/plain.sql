@@ -386,12 +386,15 @@ CREATE TRIGGER wrong AFTER DELETE ON plain.strict
 	FOR EACH ROW EXECUTE FUNCTION orderexp.delete_trigger('id');
 DELETE FROM plain.strict WHERE id = 1;
 DROP TRIGGER wrong ON plain.strict;
--- and needs the status trigger beside it, whose arguments name the key
-BEGIN;
-ALTER TRIGGER orderexp_status ON plain.strict RENAME TO renamed;
-DELETE FROM plain.strict WHERE id = 1;
-ROLLBACK;
-SELECT count(*) AS order1 FROM plain.strict WHERE id = 1;
+-- and reads the key column from the table's registration: on a table that
+-- is not registered it refuses, and the row stays
+CREATE TABLE plain.unregistered (id integer);
+INSERT INTO plain.unregistered VALUES (1);
+CREATE TRIGGER orderexp_timer_delete AFTER DELETE ON plain.unregistered
+	FOR EACH ROW EXECUTE FUNCTION orderexp.delete_trigger();
+DELETE FROM plain.unregistered WHERE id = 1;
+SELECT count(*) AS order1 FROM plain.unregistered WHERE id = 1;
+DROP TABLE plain.unregistered;
 -- turning plain deadlines off puts it back, with the rows of the unpaid orders
 SELECT orderexp.set_plain_deadlines('plain.strict', false), plain.triggers();
 SELECT count(*) AS unpaid, count(t.order_key) AS with_timer

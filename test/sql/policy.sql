@@ -148,8 +148,9 @@ SELECT order_table, category, close_after, key_column, key_type, status_column,
        payload_columns, channels
   FROM orderexp.policy_config WHERE order_table = '"My Shop"."Orders"'::regclass
  ORDER BY category NULLS FIRST;
--- the triggers quote the identifiers and take the status column and the
--- unpaid value as arguments (1.2: no WHEN clause; the functions compare)
+-- the triggers quote the identifiers; they take no arguments (1.3: the
+-- functions read the registration) and have no WHEN clause (1.2: the
+-- functions compare the status)
 SELECT tgname, regexp_replace(pg_get_triggerdef(oid), '''[0-9]{4,}''', '''<oid>''') AS def FROM pg_trigger
  WHERE tgrelid = '"My Shop"."Orders"'::regclass AND NOT tgisinternal ORDER BY 1;
 -- books: its own policy (taken over from the default at once); music has no
@@ -178,6 +179,40 @@ SELECT * FROM regress.deadlines('"My Shop"."Orders"');
 -- a new order uses the changed policy
 INSERT INTO "My Shop"."Orders" VALUES (9, 'new', localtimestamp, 'music', 90);
 SELECT * FROM regress.deadlines('"My Shop"."Orders"') WHERE order_key = '9';
+
+--
+-- the row triggers take no arguments: they read the table's registration
+-- (through a cache in each backend), so a changed mapping counts from the
+-- next statement on
+--
+CREATE TABLE pol.remap (id int PRIMARY KEY, status text NOT NULL,
+						created_at timestamptz NOT NULL DEFAULT now(), kind text);
+SELECT orderexp.set_close_policy('pol.remap', '1 hour') IS NOT NULL AS registered;
+SELECT tgname, tgnargs FROM pg_trigger
+ WHERE tgrelid = 'pol.remap'::regclass AND NOT tgisinternal ORDER BY 1;
+INSERT INTO pol.remap (id, status) VALUES (1, 'unpaid'), (2, 'unpaid'), (3, 'unpaid');
+-- this session reads the registration here
+UPDATE pol.remap SET status = 'cancelled' WHERE id = 1;
+SELECT orderexp.set_close_policy('pol.remap', '1 hour', cancelled_value => 'void',
+								 category_column => 'kind') IS NOT NULL AS remapped;
+-- 'void' is the cancelled value now; 'cancelled' is just another status, a payment
+UPDATE pol.remap SET status = 'void' WHERE id = 2;
+UPDATE pol.remap SET status = 'cancelled' WHERE id = 3;
+SELECT order_key, outcome, status FROM orderexp.outcomes
+ WHERE order_table = 'pol.remap'::regclass ORDER BY order_key;
+-- and a new order's timer has the category column of the new mapping
+SELECT orderexp.set_close_policy('pol.remap', '10 minutes', category => 'gift') IS NOT NULL AS gift_policy;
+INSERT INTO pol.remap VALUES (4, 'unpaid', now(), 'gift');
+SELECT order_key, close_at - (SELECT created_at FROM pol.remap WHERE id = 4) AS after
+  FROM orderexp.timers WHERE order_table = 'pol.remap'::regclass AND order_key = '4';
+-- a trigger of orderexp on a table that is not registered refuses, and the
+-- row is not written
+CREATE TABLE pol.unregistered (id int PRIMARY KEY, status text, created_at timestamptz);
+CREATE TRIGGER orderexp_timer_insert AFTER INSERT ON pol.unregistered
+	FOR EACH ROW EXECUTE FUNCTION orderexp.timer_trigger();
+INSERT INTO pol.unregistered VALUES (1, 'unpaid', now());
+SELECT count(*) AS rows FROM pol.unregistered;
+DROP TABLE pol.unregistered, pol.remap;
 -- reschedule: the default policy's orders (not the books ones) from created-at
 SELECT orderexp.set_close_policy('"My Shop"."Orders"', '2 hours', reschedule => true) IS NOT NULL AS rescheduled;
 SELECT * FROM regress.deadlines('"My Shop"."Orders"');
