@@ -465,7 +465,9 @@ inserter_invalidate(Datum arg, Oid relid)
  * PostgreSQL locks a table and its indexes, but opened only when a probe
  * reads it (inserter_open).  A probe of an empty key reads the key's
  * metapage and nothing else; the table's relcache entry and the probe's
- * slot are some 900 instructions a payment (bench/instructions.md).
+ * slot were some 900 instructions a payment (bench/instructions.md), and
+ * the slot is made only when a probe finds an index entry
+ * (inserter_probe_slot).
  */
 static TimerInserter *
 inserter_open_key(const OrderexpCatalog *cat)
@@ -511,26 +513,49 @@ inserter_open_key(const OrderexpCatalog *cat)
 }
 
 /*
- * The inserter of this transaction, opened if need be: orderexp.timers, its
- * primary key and a slot to probe with (see inserter_open_full for the
- * rest)
+ * The inserter of this transaction, opened if need be: orderexp.timers and
+ * its primary key (see inserter_open_full for the rest)
  */
 static TimerInserter *
 inserter_open(const OrderexpCatalog *cat)
 {
 	TimerInserter *ti = inserter_open_key(cat);
 	ResourceOwner save = CurrentResourceOwner;
+
+	if (ti->timers != NULL)
+		return ti;
+	/* locked by inserter_open_key, for the rest of the transaction */
+	CurrentResourceOwner = TopTransactionResourceOwner;
+	PG_TRY();
+	{
+		ti->timers = table_open(cat->timers, NoLock);
+	}
+	PG_FINALLY();
+	{
+		CurrentResourceOwner = save;
+	}
+	PG_END_TRY();
+	return ti;
+}
+
+/*
+ * The inserter's slot to read a probe's row into, made when a probe first
+ * finds one: most probes find none (a paid order with a plain deadline),
+ * and a slot pins the table's descriptor in the resource owner, some 1,100
+ * instructions (bench/instructions.md)
+ */
+static TupleTableSlot *
+inserter_probe_slot(TimerInserter *ti)
+{
+	ResourceOwner save = CurrentResourceOwner;
 	MemoryContext oldcxt;
 
 	if (ti->probe_slot != NULL)
-		return ti;
+		return ti->probe_slot;
 	CurrentResourceOwner = TopTransactionResourceOwner;
 	oldcxt = MemoryContextSwitchTo(TopTransactionContext);
 	PG_TRY();
 	{
-		/* locked by inserter_open_key, for the rest of the transaction */
-		if (ti->timers == NULL)
-			ti->timers = table_open(cat->timers, NoLock);
 		ti->probe_slot = MakeSingleTupleTableSlot(RelationGetDescr(ti->timers),
 												  table_slot_callbacks(ti->timers));
 	}
@@ -540,7 +565,7 @@ inserter_open(const OrderexpCatalog *cat)
 		CurrentResourceOwner = save;
 	}
 	PG_END_TRY();
-	return ti;
+	return ti->probe_slot;
 }
 
 /*
@@ -722,7 +747,7 @@ orderexp_timer_fetch(Oid order_table, const char *key)
 	TimerInserter *ti = inserter_open_key(cat);
 	IndexScanDesc scan;
 	ScanKeyData skey[2];
-	bool		found;
+	bool		found = false;
 
 	if (btree_is_empty(ti->pkey))
 		return NULL;
@@ -734,7 +759,22 @@ orderexp_timer_fetch(Oid order_table, const char *key)
 	skey[1].sk_collation = C_COLLATION_OID;
 	scan = index_beginscan(ti->timers, ti->pkey, GetActiveSnapshot(), 2, 0);
 	index_rescan(scan, skey, 2, NULL, 0);
-	found = index_getnext_slot(scan, ForwardScanDirection, ti->probe_slot);
+
+	/*
+	 * index_getnext_slot()'s loop, with the slot made only for an index
+	 * entry found (inserter_probe_slot)
+	 */
+	for (;;)
+	{
+		if (!scan->xs_heap_continue &&
+			index_getnext_tid(scan, ForwardScanDirection) == NULL)
+			break;
+		if (index_fetch_heap(scan, inserter_probe_slot(ti)))
+		{
+			found = true;
+			break;
+		}
+	}
 	index_endscan(scan);
 	/* the slot keeps its own pin of the row's buffer until it is cleared */
 	return found ? ti->probe_slot : NULL;
