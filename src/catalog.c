@@ -490,15 +490,15 @@ orderexp_trigger_table(Relation rel, Trigger *trigger)
 }
 
 /*
- * Read the rows of orderexp.relname directly: a table scan under snapshot,
- * NULL for the active snapshot (the transaction's when none is active),
- * handing fn the
- * columns attnames (natts of them, at most 8) of each row until it returns
- * false.  For the one-row and three-row tables that code running as
- * whichever role writes an event must read (stream.c's origins, outbox.c's
- * current part): no SPI, no privileges, and cheap enough for once per
- * transaction.  A table or column that is not there is an internal error:
- * the installed version has them whenever the caller is reached.
+ * Read the rows of orderexp.relname directly: a table scan under snapshot
+ * (NULL: the active snapshot, the transaction's when none is active),
+ * handing fn the columns attnames (natts of them, at most 8) of each row
+ * until it returns false.  For the small tables that code running as
+ * whichever role writes an event or fires a trigger must read (stream.c's
+ * origins, outbox.c's current part, the registrations below): no SPI, no
+ * privileges, and cheap enough for once per transaction.  A table or
+ * column that is not there is an internal error: the installed version has
+ * them whenever the caller is reached.
  */
 void
 orderexp_scan_own_table(const char *relname, const char *const *attnames, int natts,
@@ -545,7 +545,7 @@ orderexp_scan_own_table(const char *relname, const char *const *attnames, int na
  * registered table take no arguments.  PostgreSQL copies a relation's
  * triggers, arguments and all, into every statement that writes the
  * relation (CopyTriggerDesc, for each INSERT and UPDATE of the
- * application's), and the eight of the status trigger cost some 2,400
+ * application's), and the eight of the status trigger cost some 2,000
  * instructions an insert-and-pay transaction (bench/instructions.md).
  * PostgreSQL's own foreign key triggers take none either and look their
  * constraint up in a cache (ri_triggers.c); so do these, in this one.
