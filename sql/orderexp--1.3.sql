@@ -1372,6 +1372,14 @@ $$;
  * stands for here, under the lock of its row and the table's plain lock,
  * so that the caller has a timer to change and the sweep's plain batch
  * leaves the order to the timers (see _plain_batch_sql).
+ *
+ * Order rows are locked FOR NO KEY UPDATE, here and in the sweep's
+ * statements (_orders_sql, _plain_orders_sql, _cancel_orders): orderexp
+ * changes an order's status, never its key.  That conflicts with the
+ * application's UPDATE of the status, a DELETE and a change of the key,
+ * as FOR UPDATE does, but not with the FOR KEY SHARE of a foreign key
+ * check: a row that references the order (a payment, an order item) can
+ * be inserted while orderexp holds it (isolation spec fk_lock).
  */
 CREATE FUNCTION orderexp._lock_order(cfg orderexp.tables, k text)
 RETURNS text
@@ -1396,7 +1404,7 @@ BEGIN
 	IF created IS NOT NULL THEN
 		SELECT r INTO ord
 		  FROM orderexp._orders_exec(cfg.order_table, false,
-				format('SELECT o.%I::text AS st, %s FROM %s o WHERE o.%I = $1::%s AND o.%I = %s FOR UPDATE',
+				format('SELECT o.%I::text AS st, %s FROM %s o WHERE o.%I = $1::%s AND o.%I = %s FOR NO KEY UPDATE',
 					   cfg.status_column, orderexp._plain_cols(cfg), cfg.order_table,
 					   cfg.key_column, cfg.key_type,
 					   cfg.partition_column, orderexp._created_utc(cfg, '$2::timestamptz')),
@@ -1405,7 +1413,7 @@ BEGIN
 	IF ord IS NULL THEN
 		SELECT r INTO ord
 		  FROM orderexp._orders_exec(cfg.order_table, false,
-				format('SELECT o.%I::text AS st, %s FROM %s o WHERE o.%I = $1::%s FOR UPDATE',
+				format('SELECT o.%I::text AS st, %s FROM %s o WHERE o.%I = $1::%s FOR NO KEY UPDATE',
 					   cfg.status_column, orderexp._plain_cols(cfg), cfg.order_table,
 					   cfg.key_column, cfg.key_type),
 				ARRAY[k]) r;
@@ -1846,7 +1854,7 @@ WITH mine AS MATERIALIZED (
 				  || CASE WHEN reach IS NOT NULL THEN format(', %s AS reach', reach) ELSE '' END
 			 ELSE '' END,
 		range,
-		CASE lock WHEN 'UPDATE' THEN 'UPDATE' WHEN 'SHARE' THEN 'SHARE' END)
+		CASE lock WHEN 'UPDATE' THEN 'NO KEY UPDATE' WHEN 'SHARE' THEN 'SHARE' END)
 		|| orderexp._busy_keys_sql(cfg);
 
 	IF lock = 'SHARE' AND reach IS NULL THEN
@@ -2799,7 +2807,7 @@ WITH mine AS MATERIALIZED (
 			  FROM ONLY %1$s o
 			 WHERE o.ctid = ANY ($2::tid[])
 			   AND orderexp._tid_holds_key(o.ctid, o.%2$I::text, $2::tid[], $1::text[])
-			   FOR UPDATE OF o SKIP LOCKED) AS x
+			   FOR NO KEY UPDATE OF o SKIP LOCKED) AS x
 	UNION ALL
 	SELECT y.order_key, y.raw_key, y.unpaid, NULL::tid
 	  FROM (SELECT %3$s
@@ -2810,7 +2818,7 @@ WITH mine AS MATERIALIZED (
 										WHERE u.t IS NULL))
 			   AND o.tableoid <> %5$L::oid
 			   AND array_position($2::tid[], NULL) IS NOT NULL
-			   FOR UPDATE OF o SKIP LOCKED) AS y),$q$,
+			   FOR NO KEY UPDATE OF o SKIP LOCKED) AS y),$q$,
 		cfg.order_table, cfg.key_column, locked_cols, cfg.key_type,
 		cfg.order_table::oid::text)
 		|| orderexp._busy_keys_sql(cfg, $q$CASE WHEN array_position($2::tid[], NULL) IS NULL
@@ -3572,7 +3580,7 @@ BEGIN
 	 */
 	SELECT ARRAY(SELECT jsonb_array_elements_text(r -> 'keys')) INTO keys
 	  FROM orderexp._orders_exec(orders, false,
-			format('SELECT coalesce(array_agg(l.k), ''{}'') AS keys FROM (SELECT o.%1$I::text AS k FROM %2$s o WHERE o.%1$I = ANY ($1::%3$s[]) ORDER BY o.%1$I FOR UPDATE) l',
+			format('SELECT coalesce(array_agg(l.k), ''{}'') AS keys FROM (SELECT o.%1$I::text AS k FROM %2$s o WHERE o.%1$I = ANY ($1::%3$s[]) ORDER BY o.%1$I FOR NO KEY UPDATE) l',
 				   cfg.key_column, orders, cfg.key_type),
 			ARRAY[keys::text]) r;
 	PERFORM 1 FROM orderexp.timers t
