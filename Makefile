@@ -19,7 +19,7 @@ PGFILEDESC = "orderexp - close expired unpaid orders"
 # pg_regress: test/sql/<name>.sql against test/expected/<name>.out
 REGRESS = setup policy operations sweep errors reminders tokens delivery bad_input reopen audit stats partitioned status_types tenants withheld explain channels outcome_count batches plain rotation
 # isolation: test/specs/<name>.spec against test/expected/<name>.out
-ISOLATION = payment_race concurrent_sweeps cancel_race claim_race outcome_race batch_race timer_reuse plain_race rotation_race busy_keys tid_race plain_delete sweep_notify registration_cache fk_lock
+ISOLATION = payment_race concurrent_sweeps cancel_race claim_race outcome_race batch_race timer_reuse plain_race rotation_race busy_keys tid_race plain_delete sweep_notify registration_cache fk_lock policy_cache
 REGRESS_OPTS = --inputdir=test
 ISOLATION_OPTS = --inputdir=test
 TAP_TESTS = 1

@@ -260,15 +260,26 @@ table_policies(Oid relid)
 	if (found)
 		return tp;
 
-	/* a miss: read them, through SPI (a hit, nearly every call, needs none) */
+	/*
+	 * A miss: read them, through SPI (a hit, nearly every call, needs
+	 * none), under a new snapshot, not the statement's.  The cache outlives
+	 * the statement, and is reset only by an invalidation, which may have
+	 * been processed already for a change that the statement's snapshot,
+	 * taken earlier, does not see (an application's statement that waited
+	 * for a row lock while an experiment started, say: isolation spec
+	 * policy_cache).  A new snapshot sees every change whose invalidation
+	 * was processed, and one that arrives while reading resets the cache
+	 * again (below).
+	 */
 	if ((ret = SPI_connect()) != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(ret));
 	values[0] = ObjectIdGetDatum(relid);
-	ret = SPI_execute_plan(orderexp_keep_plan(&policies_plan,
-											  plans_for_plain ? policies_sql_plain :
-											  plans_for_1_1 ? policies_sql : policies_sql_1_0,
-											  1, argtypes, 0),
-						   values, NULL, true, 0);
+	ret = SPI_execute_snapshot(orderexp_keep_plan(&policies_plan,
+												  plans_for_plain ? policies_sql_plain :
+												  plans_for_1_1 ? policies_sql : policies_sql_1_0,
+												  1, argtypes, 0),
+							   values, NULL, GetLatestSnapshot(), InvalidSnapshot,
+							   true, false, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "reading the close policies failed: %s", SPI_result_code_string(ret));
 
