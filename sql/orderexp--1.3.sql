@@ -305,12 +305,11 @@ SELECT pg_catalog.pg_extension_config_dump('orderexp.timer_generation', '');
  * it costs about half of one in a b-tree on (order_table, order_key, id)
  * (bench/instructions.md): history() sorts an order's few records itself.
  * Because the outbox now keeps the history, the views of the last hour or
- * day (delivery_health, monitor_closes, monitor_delivery) find the recent
- * rows through outbox_created, a BRIN index on created_at: rows come in
- * created_at order, and the index stays a few pages whatever the history.
- * Its entry is not free: about 3,000 instructions an insert, the revmap
- * and the range's summary read for every row (bench/instructions.md,
- * 2026-12-05); a search of the recent rows by id range would spare it.
+ * day (delivery_health, monitor_closes, monitor_delivery) must not read
+ * all of it: they find the recent rows by a range of ids, from a mark of
+ * outbox_marks (below), through each part's primary key.  No index on
+ * created_at: the BRIN index that did this cost about 3,000 instructions
+ * an insert (bench/instructions.md).
  */
 /*
  * The default of outbox.txid (src/stream.c): the writing transaction's id
@@ -470,7 +469,6 @@ CREATE INDEX outbox_in_flight ON orderexp.outbox (order_table, order_key, channe
 	WHERE attempts > 0 AND delivered_at IS NULL AND dead_at IS NULL AND obsolete_at IS NULL;
 CREATE INDEX outbox_history ON orderexp.outbox USING hash (order_key)
 	WHERE via IS NOT NULL OR kind = 'reminder';
-CREATE INDEX outbox_created ON orderexp.outbox USING brin (created_at);
 /*
  * Every index of the outbox is partitioned; a part's own index is named
  * after it and the part: outbox_<part>_<name> (outbox_0_stream, ...), the
@@ -528,6 +526,67 @@ SELECT pg_catalog.pg_extension_config_dump('orderexp.outbox_1', '');
 SELECT pg_catalog.pg_extension_config_dump('orderexp.outbox_2', '');
 SELECT pg_catalog.pg_extension_config_dump('orderexp.outbox_3', '');
 SELECT pg_catalog.pg_extension_config_dump('orderexp.outbox_id_seq', '');
+
+/*
+ * Marks of the outbox (1.3), as PgQ's ticks mark its event sequence: at
+ * time "at", no id above last_id had been drawn from outbox_id_seq.  Every
+ * row of the outbox has a created_at no later than the moment its id was
+ * drawn (created_at is its transaction's start or an earlier clock
+ * reading of the writer; a rotation or a dump moves a row with both), so
+ * a row created at or after a mark's time has an id above the mark's
+ * last_id.  The views of the last hour or day read the rows with
+ * id > last_id of the latest mark at or before the period's start (0
+ * without one), and filter by created_at as before: exact, and a range
+ * of each part's primary key instead of an index on created_at.
+ *
+ * _mark_outbox() writes a mark when the latest is a minute old or older,
+ * so that a view reads at most about a minute's rows beyond its period; it
+ * reads the sequence first and the clock after it.  The worker's pruning
+ * and run_due() call it (src/outbox.c), whatever orderexp.event_retention.
+ * Marks older than two days go, but the latest of them, which still bounds
+ * a day.  A sequence that caches values (ALTER SEQUENCE ... CACHE n, n > 1)
+ * hands them out of order, and then no mark is written.  Dumped with the
+ * outbox, whose ids a restore keeps.
+ */
+CREATE TABLE orderexp.outbox_marks (
+	at				timestamptz PRIMARY KEY,
+	last_id			bigint NOT NULL
+);
+COMMENT ON TABLE orderexp.outbox_marks IS
+	'marks of the outbox''s id sequence over time: at "at", no id above last_id had been drawn; the views of the last hour or day read the ids above a mark';
+SELECT pg_catalog.pg_extension_config_dump('orderexp.outbox_marks', '');
+
+CREATE FUNCTION orderexp._mark_outbox()
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	seq record;
+BEGIN
+	IF EXISTS (SELECT FROM orderexp.outbox_marks m
+				WHERE m.at > clock_timestamp() - interval '1 minute') THEN
+		RETURN false;
+	END IF;
+	IF (SELECT s.seqcache FROM pg_sequence s
+		 WHERE s.seqrelid = 'orderexp.outbox_id_seq'::regclass) <> 1 THEN
+		RETURN false;
+	END IF;
+	/* the sequence first, the clock after it */
+	SELECT q.last_value, q.is_called INTO seq FROM orderexp.outbox_id_seq q;
+	INSERT INTO orderexp.outbox_marks (at, last_id)
+	VALUES (clock_timestamp(), CASE WHEN seq.is_called THEN seq.last_value ELSE seq.last_value - 1 END)
+	ON CONFLICT (at) DO NOTHING;
+	DELETE FROM orderexp.outbox_marks m
+	 WHERE m.at < (SELECT max(k.at) FROM orderexp.outbox_marks k
+					 WHERE k.at < now() - interval '2 days');
+	RETURN true;
+END;
+$$;
+REVOKE ALL ON FUNCTION orderexp._mark_outbox() FROM PUBLIC;
+COMMENT ON FUNCTION orderexp._mark_outbox() IS
+	'write a mark of the outbox''s id sequence (outbox_marks) if the latest is a minute old; true if it did';
+SELECT orderexp._mark_outbox();
 
 /*
  * Batches (1.3): the outbox consumed a batch at a time, as PgQ consumes a
@@ -6865,6 +6924,10 @@ CREATE VIEW orderexp.delivery_health AS
 	 CROSS JOIN (VALUES ('1 hour', interval '1 hour'), ('1 day', interval '1 day')) AS w(period, span)
 	 CROSS JOIN (SELECT orderexp._tables_visible(current_user, true) AS tables) vis
 	 WHERE o.created_at >= now() - w.span AND o.channel IS NOT NULL
+	   /* the ids of the last day (outbox_marks) */
+	   AND o.id > coalesce((SELECT m.last_id FROM orderexp.outbox_marks m
+							 WHERE m.at <= now() - interval '1 day'
+							 ORDER BY m.at DESC LIMIT 1), 0)
 	   AND (vis.tables IS NULL OR o.order_table = ANY (vis.tables))
 	 GROUP BY w.period, o.kind, o.channel;
 COMMENT ON VIEW orderexp.delivery_health IS
@@ -7432,6 +7495,10 @@ CREATE VIEW orderexp.monitor_closes AS
 						extract(epoch FROM o.created_at - (o.payload ->> 'close_at')::timestamptz) AS late
 				   FROM orderexp.outbox o
 				  WHERE o.kind = 'closed' AND o.created_at >= now() - interval '1 hour'
+					/* the ids of the last hour (outbox_marks) */
+					AND o.id > coalesce((SELECT m.last_id FROM orderexp.outbox_marks m
+										  WHERE m.at <= now() - interval '1 hour'
+										  ORDER BY m.at DESC LIMIT 1), 0)
 				  ORDER BY o.order_table, o.order_key, o.created_at DESC) c
 			 ON c.order_table = t.order_table
 	 GROUP BY t.order_table;
@@ -7477,7 +7544,11 @@ CREATE VIEW orderexp.monitor_delivery AS
 	   /* what is still to be delivered, and the last day: not the whole history */
 	   AND ((o.row_delivered_at IS NULL AND o.txid IS NULL)
 			OR (o.row_delivered_at IS NULL AND o.txid IS NOT NULL)
-			OR o.created_at >= now() - interval '1 day')
+			OR (o.created_at >= now() - interval '1 day'
+				/* the ids of the last day (outbox_marks) */
+				AND o.id > coalesce((SELECT m.last_id FROM orderexp.outbox_marks m
+									  WHERE m.at <= now() - interval '1 day'
+									  ORDER BY m.at DESC LIMIT 1), 0)))
 	 GROUP BY o.kind, o.channel;
 COMMENT ON VIEW orderexp.monitor_delivery IS
 	'for monitoring (pg_monitor): per kind and channel of every table, events pending, leased, retrying, dead, the oldest undelivered; in the last hour (of the events made in the last day) made, delivered, dead, withheld, p95 seconds to delivery, reminders delivered before their deadline (delivery_health''s on_time_share)';

@@ -196,6 +196,8 @@ orderexp_catalog(void)
 		OidIsValid(get_relname_relid("batch_pruning", catalog.namespace));
 	catalog.has_outbox_parts =
 		OidIsValid(get_relname_relid("outbox_parts", catalog.namespace));
+	catalog.has_outbox_marks =
+		OidIsValid(get_relname_relid("outbox_marks", catalog.namespace));
 	catalog.sweep_writes_outcomes = catalog.version >= 102;
 	catalog.split_batches = catalog.version >= 103;
 

@@ -76,6 +76,8 @@ typedef struct OrderexpCatalog
 	bool		has_outbox_parts;	/* 1.3: orderexp.outbox is partitioned:
 									 * outbox_0 pruned by row, the rotating
 									 * parts emptied whole (outbox.c) */
+	bool		has_outbox_marks;	/* 1.3: orderexp.outbox_marks, written
+									 * by _mark_outbox() (outbox.c) */
 	bool		timer_direct_insert;	/* orderexp.timers is exactly the table
 										 * of 1.1 and 1.2 (timer.c) */
 	bool		outcome_count;	/* 1.3: orderexp.outcomes ends in the

@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * outbox.c
- *		The C side of the outbox: its current part, and the pruning of
- *		delivered and obsolete events after orderexp.event_retention.
+ *		The C side of the outbox: its current part, its marks, and the
+ *		pruning of delivered and obsolete events after
+ *		orderexp.event_retention.
  *
  * claim(), ack(), fail() and requeue() are SQL (sql/orderexp--1.3.sql); the
  * GUCs they read come through SQL getters in orderexp.c.
@@ -30,6 +31,10 @@
  * time has come.
  * Undelivered and dead rows are never pruned, nor (1.3) the records of
  * changes: they are the orders' history, which forget_before() deletes.
+ *
+ * Every pruning pass (the worker's once a minute, every run_due()) first
+ * marks the outbox's id sequence (orderexp._mark_outbox(), 1.3), so that
+ * the views of the last hour or day find the recent rows by id.
  *
  * Copyright (c) 2026, orderexp developers
  *
@@ -83,6 +88,13 @@ static SPIPlanPtr prune_batches_plan;
 
 /* kept plan of the rotation of the outbox's parts (1.3) */
 static SPIPlanPtr rotate_plan;
+
+/* least time between two calls of orderexp._mark_outbox() in a backend */
+#define OUTBOX_MARK_INTERVAL_MS		(60 * 1000)
+
+/* kept plan of the marks of the outbox (1.3), and when to mark next */
+static SPIPlanPtr mark_plan;
+static TimestampTz next_mark_at = 0;
 
 /* orderexp._outbox_part(): the transaction that read the current part, and it */
 static LocalTransactionId part_lxid = InvalidLocalTransactionId;
@@ -173,6 +185,29 @@ rotate_parts(TimestampTz cutoff)
 }
 
 /*
+ * Mark the outbox's id sequence (orderexp.outbox_marks, 1.3) at most once a
+ * minute from this backend: orderexp._mark_outbox() writes a mark when no
+ * backend wrote one in the last minute.  The views of the last hour or day
+ * read the ids above a mark.  A mark lost with its transaction is written
+ * a minute later; meanwhile those views read a minute more.
+ */
+static void
+mark_outbox(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	int			ret;
+
+	if (now < next_mark_at)
+		return;
+	if (mark_plan == NULL)
+		orderexp_keep_plan(&mark_plan, "SELECT orderexp._mark_outbox()", 0, NULL, 0);
+	ret = SPI_execute_plan(mark_plan, NULL, NULL, false, 1);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "marking the outbox failed: %s", SPI_result_code_string(ret));
+	next_mark_at = TimestampTzPlusMilliseconds(now, OUTBOX_MARK_INTERVAL_MS);
+}
+
+/*
  * Delete up to "limit" delivered or obsolete rows older than
  * orderexp.event_retention.
  * The caller is connected to SPI, in a transaction with a snapshot, as a
@@ -181,7 +216,7 @@ rotate_parts(TimestampTz cutoff)
  * returns 0) when retention is off, or when the installed version of the
  * extension predates pruning (no outbox_delivered index to find the rows
  * by: a scan of the whole outbox every tick would cost more than keeping
- * the rows).
+ * the rows).  Marks the outbox first (1.3), whatever the retention.
  */
 int64
 orderexp_prune_outbox(int limit)
@@ -190,9 +225,11 @@ orderexp_prune_outbox(int limit)
 	TimestampTz cutoff;
 	int64		deleted;
 
+	cat = orderexp_catalog();
+	if (cat->has_outbox_marks)
+		mark_outbox();
 	if (orderexp_event_retention <= 0 || limit <= 0)
 		return 0;
-	cat = orderexp_catalog();
 	if (!cat->has_prune_index)
 		return 0;
 

@@ -415,15 +415,16 @@ orderexp_launcher_main(Datum main_arg)
  * per tick, in a transaction of its own.  After a pass that deleted less
  * than a batch there is nothing more to do for a while: the next pass comes
  * a minute later (or at once after a configuration reload), so an idle
- * database pays one index probe a minute for pruning.
+ * database pays one index probe a minute for pruning.  The pass also marks
+ * the outbox (outbox.c), with the retention off too.
  */
 static void
 worker_prune(void)
 {
 	int64		pruned;
 
-	if (orderexp_event_retention <= 0 ||
-		GetCurrentTimestamp() < next_prune_at)
+	/* with the retention off, the pass still marks the outbox (outbox.c) */
+	if (GetCurrentTimestamp() < next_prune_at)
 		return;
 
 	SetCurrentStatementStartTimestamp();

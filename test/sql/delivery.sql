@@ -423,14 +423,69 @@ SELECT x.ctid FROM orderexp.outbox_0 x WHERE x.obsolete_at < now() AND x.via IS 
  ORDER BY x.obsolete_at LIMIT 1000;
 RESET enable_bitmapscan;
 -- the views of the last hour or day do not read the whole history (1.3):
--- the recent rows by the BRIN index on created_at, the undelivered ones by
+-- the recent rows by a range of ids from the latest mark of the outbox
+-- (outbox_marks) at or before the period's start, the undelivered ones by
 -- outbox_undelivered
 \i test/sql/include/plan_uses.sql
-SELECT pg_temp.plan_uses('SELECT * FROM orderexp.monitor_delivery', 'outbox_[0-3]_created') AS recent,
-	   pg_temp.plan_uses('SELECT * FROM orderexp.monitor_delivery', 'outbox_[0-3]_undelivered') AS undelivered,
-	   pg_temp.plan_uses('SELECT * FROM orderexp.monitor_closes', 'outbox_[0-3]_created') AS closes_recent,
-	   pg_temp.plan_uses('SELECT * FROM orderexp.delivery_health', 'outbox_[0-3]_created') AS health_recent;
+SELECT pg_temp.plan_uses(v, 'outbox_marks_pkey') AND pg_temp.plan_uses(v, 'outbox_[0-3]_pkey')
+	   AND pg_temp.plan_uses(v, 'Index Cond: \(id > COALESCE') AS by_ids,
+	   pg_temp.plan_uses(v, 'outbox_[0-3]_undelivered') AS undelivered
+  FROM unnest(ARRAY['SELECT * FROM orderexp.monitor_delivery', 'SELECT * FROM orderexp.monitor_closes',
+					'SELECT * FROM orderexp.delivery_health']) AS v;
 RESET enable_seqscan;
+
+-- the marks: CREATE EXTENSION wrote the first; _mark_outbox() writes one
+-- with the sequence's last id when the latest is a minute old, not sooner
+SELECT count(*) AS marks FROM orderexp.outbox_marks;
+SELECT orderexp._mark_outbox() AS marked_again;
+DELETE FROM orderexp.outbox_marks;
+SELECT orderexp._mark_outbox() AS marked;
+SELECT m.last_id = (SELECT s.last_value FROM orderexp.outbox_id_seq s) AS last_id_ok,
+	   m.at BETWEEN now() - interval '1 minute' AND now() AS at_ok
+  FROM orderexp.outbox_marks m;
+-- marks older than two days go, but the latest of them
+UPDATE orderexp.outbox_marks SET at = now() - interval '4 days';
+INSERT INTO orderexp.outbox_marks VALUES (now() - interval '3 days', 1), (now() - interval '50 hours', 2);
+SELECT orderexp._mark_outbox() AS marked;
+SELECT CASE WHEN at < now() - interval '2 days' THEN last_id::text ELSE 'new' END AS mark
+  FROM orderexp.outbox_marks ORDER BY at;
+-- a sequence that caches values hands them out of order: no mark then
+DELETE FROM orderexp.outbox_marks;
+ALTER SEQUENCE orderexp.outbox_id_seq CACHE 10;
+SELECT orderexp._mark_outbox() AS marked_with_cache;
+ALTER SEQUENCE orderexp.outbox_id_seq CACHE 1;
+-- run_due() marks the outbox (src/outbox.c: a backend calls _mark_outbox()
+-- once a minute at most, this one did not yet)
+\c orderexp_delivery
+SELECT count(*) AS marks FROM orderexp.outbox_marks;
+SELECT count(*) FROM orderexp.run_due();
+SELECT count(*) AS marks FROM orderexp.outbox_marks;
+
+-- the views count by created_at exactly, from the latest mark at or before
+-- the period's start: a close of two hours ago, then three made now; a
+-- mark of 90 minutes ago above the old one's id, one of 30 minutes ago
+-- above all (the latest, which the last hour must not take), and one of
+-- three days ago (the only one the last day may take)
+TRUNCATE orderexp.outbox_marks;
+INSERT INTO orderexp.outbox (kind, order_table, order_key, channel, payload, created_at, part)
+VALUES ('closed', 'shop_orders', 'mark-old', 'email',
+		jsonb_build_object('close_at', now() - interval '2 hours'), now() - interval '2 hours', 0);
+INSERT INTO orderexp.outbox (kind, order_table, order_key, channel, payload, part)
+SELECT 'closed', 'shop_orders', 'mark-' || g, 'email',
+	   jsonb_build_object('close_at', now() - interval '1 minute'), 0
+  FROM generate_series(1, 3) g;
+INSERT INTO orderexp.outbox_marks VALUES
+	(now() - interval '3 days', 0),
+	(now() - interval '90 minutes', (SELECT max(id) FROM orderexp.outbox WHERE order_key = 'mark-old')),
+	(now() - interval '30 minutes', (SELECT max(id) FROM orderexp.outbox));
+SELECT orderexp.set_close_policy('shop_orders', interval '1 hour') IS NOT NULL AS registered;
+SELECT closed_last_hour FROM orderexp.monitor_closes WHERE order_table = 'public.shop_orders';
+SELECT count(*) AS recount FROM orderexp.outbox
+ WHERE kind = 'closed' AND order_table = 'shop_orders'::regclass AND created_at >= now() - interval '1 hour';
+SELECT sum(made) AS made_last_day FROM orderexp.delivery_health
+ WHERE period = '1 day' AND kind = 'closed' AND channel = 'email';
+SELECT count(*) AS recount FROM orderexp.outbox
+ WHERE kind = 'closed' AND channel = 'email' AND created_at >= now() - interval '1 day';
 
 \c :regress_db
 DROP DATABASE orderexp_delivery;
