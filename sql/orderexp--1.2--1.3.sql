@@ -11355,9 +11355,12 @@ BEGIN
 	INSERT INTO orderexp.outbox_marks (at, last_id)
 	VALUES (clock_timestamp(), CASE WHEN seq.is_called THEN seq.last_value ELSE seq.last_value - 1 END)
 	ON CONFLICT (at) DO NOTHING;
+	/* SKIP LOCKED: never wait for another backend trimming them */
 	DELETE FROM orderexp.outbox_marks m
-	 WHERE m.at < (SELECT max(k.at) FROM orderexp.outbox_marks k
-					 WHERE k.at < now() - interval '2 days');
+	 WHERE m.at IN (SELECT x.at FROM orderexp.outbox_marks x
+					 WHERE x.at < (SELECT max(k.at) FROM orderexp.outbox_marks k
+									WHERE k.at < now() - interval '2 days')
+					   FOR UPDATE SKIP LOCKED);
 	RETURN true;
 END;
 $$;

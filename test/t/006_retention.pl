@@ -11,7 +11,7 @@
 # Then with orderexp preloaded: the worker deletes delivered rows older than
 # the retention and leaves undelivered, dead and young delivered rows alone;
 # a changed retention (reload) applies at once, not a minute later; 0 keeps
-# everything.
+# everything, and the pass still marks the outbox (outbox_marks).
 
 use strict;
 use warnings;
@@ -182,6 +182,18 @@ is(left($node, 'w3'),
 	'retention 0: nothing is pruned');
 is($node->safe_psql('postgres', q{SELECT count(*) FROM orderexp.outbox WHERE dead_at IS NOT NULL}),
 	'6', 'dead rows are never pruned');
+
+# the pruning pass marks the outbox (outbox_marks) with the retention off
+# too: a new worker's first pass writes a mark when there is none of the
+# last minute
+$node->safe_psql('postgres', q{DELETE FROM orderexp.outbox_marks});
+$node->restart;
+ok( defined wait_for(
+		$node, 'postgres',
+		q{SELECT count(*) FROM orderexp.outbox_marks m
+		   WHERE m.last_id = (SELECT s.last_value FROM orderexp.outbox_id_seq s)},
+		'1', 30),
+	'retention 0: the worker marks the outbox with the last id drawn');
 
 $node->stop;
 done_testing();
