@@ -47,6 +47,7 @@ typedef struct OrderexpCatalog
 {
 	bool		valid;			/* the fields below are current */
 	int			version;		/* installed version, major * 100 + minor */
+	Oid			extension;		/* its pg_extension row's OID */
 	Oid			namespace;		/* schema orderexp */
 	Oid			owner;			/* its owner: the extension owner */
 	Oid			timers;
