@@ -78,7 +78,9 @@ catalog_relcache_callback(Datum arg, Oid relid)
 {
 	if (relid == InvalidOid || relid == catalog.timers ||
 		relid == catalog.timers_pkey || relid == catalog.outcomes ||
-		relid == catalog.policies)
+		relid == catalog.policies || relid == catalog.tables ||
+		relid == catalog.tables_pkey || relid == catalog.timers_due ||
+		relid == catalog.timers_remind || relid == catalog.policies_default)
 	{
 		catalog.valid = false;
 		catalog_invalidations++;
@@ -174,6 +176,11 @@ orderexp_catalog(void)
 	catalog.generation_seq = get_relname_relid("timer_generation", catalog.namespace);
 	catalog.policies = get_relname_relid("policies", catalog.namespace);
 	catalog.outcomes = get_relname_relid("outcomes", catalog.namespace);
+	catalog.tables = get_relname_relid("tables", catalog.namespace);
+	catalog.tables_pkey = get_relname_relid("tables_pkey", catalog.namespace);
+	catalog.timers_due = get_relname_relid("timers_due", catalog.namespace);
+	catalog.timers_remind = get_relname_relid("timers_remind", catalog.namespace);
+	catalog.policies_default = get_relname_relid("policies_table_default", catalog.namespace);
 	if (!OidIsValid(catalog.timers) || !OidIsValid(catalog.timers_pkey))
 		elog(ERROR, "orderexp.timers or its primary key does not exist");
 

@@ -55,6 +55,13 @@ typedef struct OrderexpCatalog
 	Oid			generation_seq; /* orderexp.timer_generation */
 	Oid			policies;
 	Oid			outcomes;		/* InvalidOid before 1.1 */
+	/* what the sweep's overview reads (sweep.c); InvalidOid if missing */
+	Oid			tables;			/* orderexp.tables */
+	Oid			tables_pkey;
+	Oid			timers_due;		/* timers (order_table, close_at, ...) */
+	Oid			timers_remind;	/* timers (order_table, remind_at, ...) */
+	Oid			policies_default;	/* policies (order_table) WHERE category
+									 * IS NULL */
 	AttrNumber	timer_attnum[TC_NCOLUMNS];	/* 0: not in this version */
 
 	/* capabilities of the installed version */

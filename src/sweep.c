@@ -5,7 +5,9 @@
  *		the background worker and by orderexp.run_due().
  *
  * A round first asks, with one index probe per registered table, for the
- * earliest deadline of each table.  Tables whose earliest deadline has
+ * earliest deadline of each table (from 1.3 on read directly, without the
+ * executor: read_overview; an idle worker does little else).  Tables whose
+ * earliest deadline has
  * passed get one close batch (batch.c): statements kept prepared across
  * rounds that lock the due timers with SKIP LOCKED, close the rows that are
  * still unpaid with a guarded update (as the table's owner), drop the
@@ -33,8 +35,14 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/relation.h"
+#include "access/table.h"
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
 #include "commands/async.h"
 #include "executor/spi.h"
@@ -46,8 +54,13 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/fmgroids.h"
+#include "utils/rel.h"
 #include "utils/rls.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "orderexp.h"
@@ -129,7 +142,9 @@ static const char *overview_sql =
 /*
  * The same, with the tables that have plain deadlines (1.3), whose due
  * orders need no timer row: each gets a plain batch every round, which
- * finds what is due in the orders table itself (batch.c).  Their stamp
+ * finds what is due in the orders table itself (batch.c).  read_overview()
+ * reads the same rows without the executor; this statement is what it
+ * stands for, and what runs when it cannot (see there).  Their stamp
  * changes whenever the registration, the policy, the table's pg_class row
  * or the extension (an update) does (the row versions' xmin): the batch
  * makes its statements anew only then, not at every idle tick.
@@ -183,6 +198,8 @@ typedef struct DueTable
 	bool		plain;			/* has plain deadlines: a plain batch each round */
 	char	   *plain_stamp;	/* and its registration's stamp, or NULL */
 } DueTable;
+
+static DueTable *read_overview(const OrderexpCatalog *cat, uint64 *ntables);
 
 /*
  * The notifications of one table's batches (a reminder, a plain and a close
@@ -556,6 +573,221 @@ add_continuation(DueTable *dt, int full)
 	ncontinue++;
 }
 
+/* open a relation of the overview, or NULL if it went (a REINDEX CONCURRENTLY) */
+static Relation
+overview_open(Oid relid, char relkind)
+{
+	Relation	rel = try_relation_open(relid, AccessShareLock);
+
+	if (rel != NULL && rel->rd_rel->relkind != relkind)
+	{
+		relation_close(rel, AccessShareLock);
+		rel = NULL;
+	}
+	return rel;
+}
+
+/* the first row of timers for table relid in index idx's order, or NULL */
+static HeapTuple
+overview_first_timer(const OrderexpCatalog *cat, Relation timers, Relation idx, Oid relid,
+					 Snapshot snapshot, SysScanDesc *scan)
+{
+	ScanKeyData key;
+
+	ScanKeyInit(&key, cat->timer_attnum[TC_ORDER_TABLE], BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(relid));
+	*scan = systable_beginscan_ordered(timers, idx, snapshot, 1, &key);
+	return systable_getnext_ordered(*scan, ForwardScanDirection);
+}
+
+/* sort: earliest deadline first, tables without a timer (DT_NOEND) last */
+static int
+due_table_cmp(const void *a, const void *b)
+{
+	const DueTable *x = (const DueTable *) a;
+	const DueTable *y = (const DueTable *) b;
+
+	if (x->close_at != y->close_at)
+		return x->close_at < y->close_at ? -1 : 1;
+	return x->relid < y->relid ? -1 : (x->relid > y->relid ? 1 : 0);
+}
+
+/*
+ * read_overview
+ *		overview_plain_sql's rows, read without the executor: every
+ *		registered table that still exists, with its earliest deadline and
+ *		earliest pending reminder (the first entry of timers_due and of
+ *		timers_remind for it) and, if it has plain deadlines, its stamp (the
+ *		row versions of its default policy, its registration, its pg_class
+ *		row and the extension); only tables with a timer or plain deadlines,
+ *		earliest deadline first.  Under the active snapshot, as the
+ *		statement ran (read-only SPI); as the extension owner, who may read
+ *		all of these.  An idle worker ran this statement every tick, and its
+ *		plan's start alone (three laterals, two joins, a sort, sequential
+ *		scans that each ask the kernel for the table's size) was about half
+ *		of the tick (bench/results.md).  Returns NULL, and the caller runs
+ *		the statement, when one of the relations is missing (a version
+ *		without them, or an index being rebuilt concurrently).
+ */
+static DueTable *
+read_overview(const OrderexpCatalog *cat, uint64 *ntables)
+{
+	Snapshot	snapshot = GetActiveSnapshot();
+	Relation	tables_rel = NULL,
+				tables_pkey = NULL,
+				timers = NULL,
+				due_idx = NULL,
+				remind_idx = NULL,
+				policies = NULL,
+				policies_idx = NULL;
+	DueTable   *result = NULL;
+	uint64		n = 0;
+	uint64		size = 16;
+	TransactionId ext_xmin = InvalidTransactionId;
+	AttrNumber	tables_att = get_attnum(cat->tables, "order_table");
+	AttrNumber	policies_att = get_attnum(cat->policies, "order_table");
+	AttrNumber	plain_att = get_attnum(cat->policies, "plain_since");
+	SysScanDesc tscan;
+	HeapTuple	ttup;
+
+	if (!OidIsValid(cat->tables) || !OidIsValid(cat->tables_pkey) ||
+		!OidIsValid(cat->timers_due) || !OidIsValid(cat->timers_remind) ||
+		!OidIsValid(cat->policies_default) || !OidIsValid(cat->extension) ||
+		tables_att == InvalidAttrNumber || policies_att == InvalidAttrNumber ||
+		plain_att == InvalidAttrNumber ||
+		cat->timer_attnum[TC_ORDER_TABLE] == 0 || cat->timer_attnum[TC_CLOSE_AT] == 0 ||
+		cat->timer_attnum[TC_REMIND_AT] == 0)
+		return NULL;
+	if ((tables_rel = overview_open(cat->tables, RELKIND_RELATION)) == NULL ||
+		(tables_pkey = overview_open(cat->tables_pkey, RELKIND_INDEX)) == NULL ||
+		(timers = overview_open(cat->timers, RELKIND_RELATION)) == NULL ||
+		(due_idx = overview_open(cat->timers_due, RELKIND_INDEX)) == NULL ||
+		(remind_idx = overview_open(cat->timers_remind, RELKIND_INDEX)) == NULL ||
+		(policies = overview_open(cat->policies, RELKIND_RELATION)) == NULL ||
+		(policies_idx = overview_open(cat->policies_default, RELKIND_INDEX)) == NULL)
+		goto done;
+
+	/* the extension's row version, for the stamps */
+	{
+		Relation	extrel = table_open(ExtensionRelationId, AccessShareLock);
+		ScanKeyData key;
+		SysScanDesc scan;
+		HeapTuple	tup;
+
+		ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber, F_OIDEQ,
+					ObjectIdGetDatum(cat->extension));
+		scan = systable_beginscan(extrel, ExtensionOidIndexId, true, snapshot, 1, &key);
+		tup = systable_getnext(scan);
+		if (HeapTupleIsValid(tup))
+			ext_xmin = HeapTupleHeaderGetRawXmin(tup->t_data);
+		systable_endscan(scan);
+		table_close(extrel, AccessShareLock);
+		if (!TransactionIdIsValid(ext_xmin))
+			goto done;
+	}
+
+	result = palloc0(sizeof(DueTable) * (size + 1));
+	tscan = systable_beginscan_ordered(tables_rel, tables_pkey, snapshot, 0, NULL);
+	while ((ttup = systable_getnext_ordered(tscan, ForwardScanDirection)) != NULL)
+	{
+		bool		isnull;
+		Oid			relid = DatumGetObjectId(heap_getattr(ttup, tables_att,
+														  RelationGetDescr(tables_rel),
+														  &isnull));
+		TransactionId t_xmin = HeapTupleHeaderGetRawXmin(ttup->t_data);
+		TransactionId c_xmin;
+		HeapTuple	ctup;
+		HeapTuple	tup;
+		SysScanDesc scan;
+		DueTable	dt;
+
+		/* JOIN pg_class: a registration outliving its table is left out */
+		ctup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+		if (!HeapTupleIsValid(ctup))
+			continue;
+		c_xmin = HeapTupleHeaderGetRawXmin(ctup->t_data);
+		ReleaseSysCache(ctup);
+
+		memset(&dt, 0, sizeof(dt));
+		dt.relid = relid;
+		dt.close_at = DT_NOEND;
+		tup = overview_first_timer(cat, timers, due_idx, relid, snapshot, &scan);
+		if (tup != NULL)
+		{
+			Datum		d = heap_getattr(tup, cat->timer_attnum[TC_CLOSE_AT],
+										 RelationGetDescr(timers), &isnull);
+
+			if (!isnull)
+				dt.close_at = DatumGetTimestampTz(d);
+		}
+		systable_endscan_ordered(scan);
+		tup = overview_first_timer(cat, timers, remind_idx, relid, snapshot, &scan);
+		if (tup != NULL)
+		{
+			Datum		d = heap_getattr(tup, cat->timer_attnum[TC_REMIND_AT],
+										 RelationGetDescr(timers), &isnull);
+
+			if (!isnull)
+				dt.remind_at = DatumGetTimestampTz(d);
+		}
+		systable_endscan_ordered(scan);
+
+		/* the default policy, if it has plain deadlines: the stamp */
+		{
+			ScanKeyData key;
+
+			ScanKeyInit(&key, policies_att, BTEqualStrategyNumber, F_OIDEQ,
+						ObjectIdGetDatum(relid));
+			scan = systable_beginscan(policies, cat->policies_default, true, snapshot, 1, &key);
+			tup = systable_getnext(scan);
+			if (HeapTupleIsValid(tup))
+			{
+				(void) heap_getattr(tup, plain_att, RelationGetDescr(policies), &isnull);
+				if (!isnull)
+				{
+					dt.plain = true;
+					dt.plain_stamp = psprintf("%u/%u/%u/%u",
+											  HeapTupleHeaderGetRawXmin(tup->t_data),
+											  t_xmin, c_xmin, ext_xmin);
+				}
+			}
+			systable_endscan(scan);
+		}
+
+		if (dt.close_at == DT_NOEND && !dt.plain)
+			continue;
+		dt.name = DatumGetCString(DirectFunctionCall1(regclassout, ObjectIdGetDatum(relid)));
+		if (n == size)
+		{
+			size *= 2;
+			result = repalloc(result, sizeof(DueTable) * (size + 1));
+		}
+		result[n++] = dt;
+	}
+	systable_endscan_ordered(tscan);
+	if (n > 1)
+		qsort(result, n, sizeof(DueTable), due_table_cmp);
+	memset(&result[n], 0, sizeof(DueTable));
+	*ntables = n;
+
+done:
+	if (policies_idx)
+		relation_close(policies_idx, AccessShareLock);
+	if (policies)
+		relation_close(policies, AccessShareLock);
+	if (remind_idx)
+		relation_close(remind_idx, AccessShareLock);
+	if (due_idx)
+		relation_close(due_idx, AccessShareLock);
+	if (timers)
+		relation_close(timers, AccessShareLock);
+	if (tables_pkey)
+		relation_close(tables_pkey, AccessShareLock);
+	if (tables_rel)
+		relation_close(tables_rel, AccessShareLock);
+	return result;
+}
+
 /*
  * orderexp_sweep_begin
  *		Start a sweep: the rounds that follow, up to the next call, take due
@@ -608,6 +840,14 @@ orderexp_sweep_round(int batch_limit, int64 budget, bool in_worker, Oid caller,
 	}
 	else
 	{
+		const OrderexpCatalog *cat = orderexp_catalog();
+		bool		plain = cat->plain_deadlines;
+
+		round->from_overview = true;
+		tables = plain ? read_overview(cat, &ntables) : NULL;
+	}
+	if (tables == NULL)
+	{
 		bool		plain = orderexp_catalog()->plain_deadlines;
 
 		if (plain != overview_plain)
@@ -621,7 +861,6 @@ orderexp_sweep_round(int batch_limit, int64 budget, bool in_worker, Oid caller,
 							   NULL, NULL, true, 0);
 		if (ret != SPI_OK_SELECT)
 			elog(ERROR, "reading the due overview failed: %s", SPI_result_code_string(ret));
-		round->from_overview = true;
 
 		/* copy out: the batches below reuse SPI_tuptable */
 		ntables = SPI_processed;
