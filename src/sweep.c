@@ -587,17 +587,34 @@ overview_open(Oid relid, char relkind)
 	return rel;
 }
 
-/* the first row of timers for table relid in index idx's order, or NULL */
-static HeapTuple
+/*
+ * Column "column" (close_at, remind_at) of the first row of timers for table
+ * relid in index idx's order, or dflt if it has none
+ */
+static TimestampTz
 overview_first_timer(const OrderexpCatalog *cat, Relation timers, Relation idx, Oid relid,
-					 Snapshot snapshot, SysScanDesc *scan)
+					 Snapshot snapshot, TimerColumn column, TimestampTz dflt)
 {
 	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	TimestampTz result = dflt;
 
 	ScanKeyInit(&key, cat->timer_attnum[TC_ORDER_TABLE], BTEqualStrategyNumber, F_OIDEQ,
 				ObjectIdGetDatum(relid));
-	*scan = systable_beginscan_ordered(timers, idx, snapshot, 1, &key);
-	return systable_getnext_ordered(*scan, ForwardScanDirection);
+	scan = systable_beginscan_ordered(timers, idx, snapshot, 1, &key);
+	tup = systable_getnext_ordered(scan, ForwardScanDirection);
+	if (tup != NULL)
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, cat->timer_attnum[column],
+									 RelationGetDescr(timers), &isnull);
+
+		if (!isnull)
+			result = DatumGetTimestampTz(d);
+	}
+	systable_endscan_ordered(scan);
+	return result;
 }
 
 /* sort: earliest deadline first, tables without a timer (DT_NOEND) last */
@@ -632,14 +649,17 @@ due_table_cmp(const void *a, const void *b)
 static DueTable *
 read_overview(const OrderexpCatalog *cat, uint64 *ntables)
 {
+	enum
+	{
+		OV_TABLES, OV_TABLES_PKEY, OV_TIMERS, OV_DUE, OV_REMIND, OV_POLICIES,
+		OV_POLICIES_DEFAULT, OV_NRELS
+	};
+	const Oid	relids[OV_NRELS] = {cat->tables, cat->tables_pkey, cat->timers,
+		cat->timers_due, cat->timers_remind, cat->policies, cat->policies_default};
+	const char	relkinds[OV_NRELS] = {RELKIND_RELATION, RELKIND_INDEX, RELKIND_RELATION,
+		RELKIND_INDEX, RELKIND_INDEX, RELKIND_RELATION, RELKIND_INDEX};
+	Relation	rels[OV_NRELS] = {NULL};
 	Snapshot	snapshot = GetActiveSnapshot();
-	Relation	tables_rel = NULL,
-				tables_pkey = NULL,
-				timers = NULL,
-				due_idx = NULL,
-				remind_idx = NULL,
-				policies = NULL,
-				policies_idx = NULL;
 	DueTable   *result = NULL;
 	uint64		n = 0;
 	uint64		size = 16;
@@ -647,25 +667,26 @@ read_overview(const OrderexpCatalog *cat, uint64 *ntables)
 	AttrNumber	tables_att = get_attnum(cat->tables, "order_table");
 	AttrNumber	policies_att = get_attnum(cat->policies, "order_table");
 	AttrNumber	plain_att = get_attnum(cat->policies, "plain_since");
+	Relation	tables_rel,
+				timers,
+				policies;
 	SysScanDesc tscan;
 	HeapTuple	ttup;
+	int			i;
 
-	if (!OidIsValid(cat->tables) || !OidIsValid(cat->tables_pkey) ||
-		!OidIsValid(cat->timers_due) || !OidIsValid(cat->timers_remind) ||
-		!OidIsValid(cat->policies_default) || !OidIsValid(cat->extension) ||
+	if (!OidIsValid(cat->extension) ||
 		tables_att == InvalidAttrNumber || policies_att == InvalidAttrNumber ||
 		plain_att == InvalidAttrNumber ||
 		cat->timer_attnum[TC_ORDER_TABLE] == 0 || cat->timer_attnum[TC_CLOSE_AT] == 0 ||
 		cat->timer_attnum[TC_REMIND_AT] == 0)
 		return NULL;
-	if ((tables_rel = overview_open(cat->tables, RELKIND_RELATION)) == NULL ||
-		(tables_pkey = overview_open(cat->tables_pkey, RELKIND_INDEX)) == NULL ||
-		(timers = overview_open(cat->timers, RELKIND_RELATION)) == NULL ||
-		(due_idx = overview_open(cat->timers_due, RELKIND_INDEX)) == NULL ||
-		(remind_idx = overview_open(cat->timers_remind, RELKIND_INDEX)) == NULL ||
-		(policies = overview_open(cat->policies, RELKIND_RELATION)) == NULL ||
-		(policies_idx = overview_open(cat->policies_default, RELKIND_INDEX)) == NULL)
-		goto done;
+	for (i = 0; i < OV_NRELS; i++)
+		if (!OidIsValid(relids[i]) ||
+			(rels[i] = overview_open(relids[i], relkinds[i])) == NULL)
+			goto done;
+	tables_rel = rels[OV_TABLES];
+	timers = rels[OV_TIMERS];
+	policies = rels[OV_POLICIES];
 
 	/* the extension's row version, for the stamps */
 	{
@@ -687,7 +708,7 @@ read_overview(const OrderexpCatalog *cat, uint64 *ntables)
 	}
 
 	result = palloc0(sizeof(DueTable) * (size + 1));
-	tscan = systable_beginscan_ordered(tables_rel, tables_pkey, snapshot, 0, NULL);
+	tscan = systable_beginscan_ordered(tables_rel, rels[OV_TABLES_PKEY], snapshot, 0, NULL);
 	while ((ttup = systable_getnext_ordered(tscan, ForwardScanDirection)) != NULL)
 	{
 		bool		isnull;
@@ -710,27 +731,10 @@ read_overview(const OrderexpCatalog *cat, uint64 *ntables)
 
 		memset(&dt, 0, sizeof(dt));
 		dt.relid = relid;
-		dt.close_at = DT_NOEND;
-		tup = overview_first_timer(cat, timers, due_idx, relid, snapshot, &scan);
-		if (tup != NULL)
-		{
-			Datum		d = heap_getattr(tup, cat->timer_attnum[TC_CLOSE_AT],
-										 RelationGetDescr(timers), &isnull);
-
-			if (!isnull)
-				dt.close_at = DatumGetTimestampTz(d);
-		}
-		systable_endscan_ordered(scan);
-		tup = overview_first_timer(cat, timers, remind_idx, relid, snapshot, &scan);
-		if (tup != NULL)
-		{
-			Datum		d = heap_getattr(tup, cat->timer_attnum[TC_REMIND_AT],
-										 RelationGetDescr(timers), &isnull);
-
-			if (!isnull)
-				dt.remind_at = DatumGetTimestampTz(d);
-		}
-		systable_endscan_ordered(scan);
+		dt.close_at = overview_first_timer(cat, timers, rels[OV_DUE], relid, snapshot,
+										   TC_CLOSE_AT, DT_NOEND);
+		dt.remind_at = overview_first_timer(cat, timers, rels[OV_REMIND], relid, snapshot,
+											TC_REMIND_AT, 0);
 
 		/* the default policy, if it has plain deadlines: the stamp */
 		{
@@ -771,20 +775,9 @@ read_overview(const OrderexpCatalog *cat, uint64 *ntables)
 	*ntables = n;
 
 done:
-	if (policies_idx)
-		relation_close(policies_idx, AccessShareLock);
-	if (policies)
-		relation_close(policies, AccessShareLock);
-	if (remind_idx)
-		relation_close(remind_idx, AccessShareLock);
-	if (due_idx)
-		relation_close(due_idx, AccessShareLock);
-	if (timers)
-		relation_close(timers, AccessShareLock);
-	if (tables_pkey)
-		relation_close(tables_pkey, AccessShareLock);
-	if (tables_rel)
-		relation_close(tables_rel, AccessShareLock);
+	for (i = OV_NRELS - 1; i >= 0; i--)
+		if (rels[i] != NULL)
+			relation_close(rels[i], AccessShareLock);
 	return result;
 }
 
