@@ -7,13 +7,13 @@
  * A round first asks, with one index probe per registered table, for the
  * earliest deadline of each table (from 1.3 on read directly, without the
  * executor: read_overview; an idle worker does little else).  Tables whose
- * earliest deadline has
- * passed get one close batch (batch.c): statements kept prepared across
- * rounds that lock the due timers with SKIP LOCKED, close the rows that are
- * still unpaid with a guarded update (as the table's owner), drop the
- * timers they are done with and write the 'closed' events, their audit
- * rows and the orders' outcomes, all in the caller's transaction.  One
- * NOTIFY per batch wakes the listeners at commit.
+ * earliest deadline has passed get one close batch (batch.c): statements
+ * kept prepared across rounds that lock the due timers with SKIP LOCKED,
+ * close the rows that are still unpaid with a guarded update (as the
+ * table's owner), drop the timers they are done with and write the
+ * 'closed' events, their audit rows and the orders' outcomes, all in the
+ * caller's transaction.  One NOTIFY per batch wakes the listeners at
+ * commit.
  *
  * Before the close, the same round writes the table's due reminders with a
  * reminder batch, which locks in the same order and clears remind_at of
@@ -52,11 +52,11 @@
 #include "pgstat.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/fmgroids.h"
 #include "utils/rel.h"
 #include "utils/rls.h"
 #include "utils/snapmgr.h"
