@@ -60,7 +60,6 @@
 
 static void catalog_relcache_callback(Datum arg, Oid relid);
 static void catalog_syscache_callback(Datum arg, int cacheid, uint32 hashvalue);
-static int	installed_version(Oid extoid);
 
 static const char *const timer_column_names[TC_NCOLUMNS] = {
 	"order_table", "order_key", "policy_id", "close_at", "remind_at", "extensions",
@@ -96,40 +95,64 @@ catalog_syscache_callback(Datum arg, int cacheid, uint32 hashvalue)
 }
 
 /*
- * The installed version of orderexp (extension extoid) as major * 100 +
- * minor, read from pg_extension; 0 if it is not installed.
+ * Read the pg_extension row of extension extoid under snapshot (NULL: the
+ * catalog snapshot): its version as major * 100 + minor into *version and
+ * its row version (xmin) into *xmin, each if wanted; 0 and
+ * InvalidTransactionId if there is no such row.
  */
-static int
-installed_version(Oid extoid)
+static void
+read_extension_row(Oid extoid, Snapshot snapshot, int *version, TransactionId *xmin)
 {
 	Relation	rel;
 	ScanKeyData key;
 	SysScanDesc scan;
 	HeapTuple	tup;
-	int			version = 0;
 
+	if (version)
+		*version = 0;
+	if (xmin)
+		*xmin = InvalidTransactionId;
 	if (!OidIsValid(extoid))
-		return 0;
+		return;
 	rel = table_open(ExtensionRelationId, AccessShareLock);
 	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber, F_OIDEQ,
 				ObjectIdGetDatum(extoid));
-	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
+	scan = systable_beginscan(rel, ExtensionOidIndexId, true, snapshot, 1, &key);
 	tup = systable_getnext(scan);
 	if (HeapTupleIsValid(tup))
 	{
-		bool		isnull;
-		Datum		d = heap_getattr(tup, Anum_pg_extension_extversion,
-									 RelationGetDescr(rel), &isnull);
-		int			major = 0;
-		int			minor = 0;
+		if (version)
+		{
+			bool		isnull;
+			Datum		d = heap_getattr(tup, Anum_pg_extension_extversion,
+										 RelationGetDescr(rel), &isnull);
+			int			major = 0;
+			int			minor = 0;
 
-		if (!isnull &&
-			sscanf(TextDatumGetCString(d), "%d.%d", &major, &minor) >= 1)
-			version = major * 100 + minor;
+			if (!isnull &&
+				sscanf(TextDatumGetCString(d), "%d.%d", &major, &minor) >= 1)
+				*version = major * 100 + minor;
+		}
+		if (xmin)
+			*xmin = HeapTupleHeaderGetRawXmin(tup->t_data);
 	}
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
-	return version;
+}
+
+/*
+ * The row version of the installed extension's pg_extension row under
+ * snapshot, or InvalidTransactionId if it is gone: part of the stamp of a
+ * table's plain deadlines, which an update of the extension changes
+ * (sweep.c's overview)
+ */
+TransactionId
+orderexp_extension_xmin(Snapshot snapshot)
+{
+	TransactionId xmin;
+
+	read_extension_row(orderexp_catalog()->extension, snapshot, NULL, &xmin);
+	return xmin;
 }
 
 /*
@@ -158,7 +181,7 @@ orderexp_catalog(void)
 	}
 
 	catalog.extension = get_extension_oid(ORDEREXP_EXTENSION_NAME, true);
-	catalog.version = installed_version(catalog.extension);
+	read_extension_row(catalog.extension, NULL, &catalog.version, NULL);
 	if (catalog.version == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -240,8 +263,13 @@ orderexp_catalog(void)
 	 */
 	catalog.outcome_count = OidIsValid(catalog.outcomes) &&
 		get_attnum(catalog.outcomes, "order_count") != InvalidAttrNumber;
-	catalog.plain_deadlines = OidIsValid(catalog.policies) &&
-		get_attnum(catalog.policies, "plain_since") != InvalidAttrNumber;
+	catalog.policies_plain_since = OidIsValid(catalog.policies) ?
+		get_attnum(catalog.policies, "plain_since") : InvalidAttrNumber;
+	catalog.plain_deadlines = catalog.policies_plain_since != InvalidAttrNumber;
+	catalog.policies_order_table = OidIsValid(catalog.policies) ?
+		get_attnum(catalog.policies, "order_table") : InvalidAttrNumber;
+	catalog.tables_order_table = OidIsValid(catalog.tables) ?
+		get_attnum(catalog.tables, "order_table") : InvalidAttrNumber;
 
 	/*
 	 * Current unless an invalidation arrived while we looked (or before):
@@ -654,7 +682,7 @@ orderexp_registration(Oid relid)
 		ctl.hcxt = RegistrationContext;
 		registrations = hash_create("orderexp registrations", 16, &ctl,
 									HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-		registrations_relid = get_relname_relid("tables", orderexp_catalog()->namespace);
+		registrations_relid = orderexp_catalog()->tables;
 		registrations_stale = false;
 
 		/*

@@ -62,6 +62,9 @@ typedef struct OrderexpCatalog
 	Oid			timers_remind;	/* timers (order_table, remind_at, ...) */
 	Oid			policies_default;	/* policies (order_table) WHERE category
 									 * IS NULL */
+	AttrNumber	tables_order_table; /* the key column of orderexp.tables */
+	AttrNumber	policies_order_table;	/* and of orderexp.policies */
+	AttrNumber	policies_plain_since;	/* 1.3: policies.plain_since */
 	AttrNumber	timer_attnum[TC_NCOLUMNS];	/* 0: not in this version */
 
 	/* capabilities of the installed version */
@@ -97,6 +100,7 @@ typedef struct OrderexpCatalog
 
 extern const OrderexpCatalog *orderexp_catalog(void);
 extern bool orderexp_extension_ready(void);
+extern TransactionId orderexp_extension_xmin(Snapshot snapshot);
 extern Oid	orderexp_owner(void);
 extern Oid	orderexp_table_owner(Oid relid);
 

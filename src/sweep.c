@@ -38,11 +38,8 @@
 #include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/relation.h"
-#include "access/table.h"
 #include "access/xact.h"
 #include "access/xlog.h"
-#include "catalog/indexing.h"
-#include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
 #include "commands/async.h"
 #include "executor/spi.h"
@@ -55,7 +52,6 @@
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
-#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/rls.h"
@@ -663,10 +659,7 @@ read_overview(const OrderexpCatalog *cat, uint64 *ntables)
 	DueTable   *result = NULL;
 	uint64		n = 0;
 	uint64		size = 16;
-	TransactionId ext_xmin = InvalidTransactionId;
-	AttrNumber	tables_att = get_attnum(cat->tables, "order_table");
-	AttrNumber	policies_att = get_attnum(cat->policies, "order_table");
-	AttrNumber	plain_att = get_attnum(cat->policies, "plain_since");
+	TransactionId ext_xmin;
 	Relation	tables_rel,
 				timers,
 				policies;
@@ -674,9 +667,9 @@ read_overview(const OrderexpCatalog *cat, uint64 *ntables)
 	HeapTuple	ttup;
 	int			i;
 
-	if (!OidIsValid(cat->extension) ||
-		tables_att == InvalidAttrNumber || policies_att == InvalidAttrNumber ||
-		plain_att == InvalidAttrNumber ||
+	if (cat->tables_order_table == InvalidAttrNumber ||
+		cat->policies_order_table == InvalidAttrNumber ||
+		cat->policies_plain_since == InvalidAttrNumber ||
 		cat->timer_attnum[TC_ORDER_TABLE] == 0 || cat->timer_attnum[TC_CLOSE_AT] == 0 ||
 		cat->timer_attnum[TC_REMIND_AT] == 0)
 		return NULL;
@@ -689,30 +682,16 @@ read_overview(const OrderexpCatalog *cat, uint64 *ntables)
 	policies = rels[OV_POLICIES];
 
 	/* the extension's row version, for the stamps */
-	{
-		Relation	extrel = table_open(ExtensionRelationId, AccessShareLock);
-		ScanKeyData key;
-		SysScanDesc scan;
-		HeapTuple	tup;
-
-		ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber, F_OIDEQ,
-					ObjectIdGetDatum(cat->extension));
-		scan = systable_beginscan(extrel, ExtensionOidIndexId, true, snapshot, 1, &key);
-		tup = systable_getnext(scan);
-		if (HeapTupleIsValid(tup))
-			ext_xmin = HeapTupleHeaderGetRawXmin(tup->t_data);
-		systable_endscan(scan);
-		table_close(extrel, AccessShareLock);
-		if (!TransactionIdIsValid(ext_xmin))
-			goto done;
-	}
+	ext_xmin = orderexp_extension_xmin(snapshot);
+	if (!TransactionIdIsValid(ext_xmin))
+		goto done;
 
 	result = palloc0(sizeof(DueTable) * (size + 1));
 	tscan = systable_beginscan_ordered(tables_rel, rels[OV_TABLES_PKEY], snapshot, 0, NULL);
 	while ((ttup = systable_getnext_ordered(tscan, ForwardScanDirection)) != NULL)
 	{
 		bool		isnull;
-		Oid			relid = DatumGetObjectId(heap_getattr(ttup, tables_att,
+		Oid			relid = DatumGetObjectId(heap_getattr(ttup, cat->tables_order_table,
 														  RelationGetDescr(tables_rel),
 														  &isnull));
 		TransactionId t_xmin = HeapTupleHeaderGetRawXmin(ttup->t_data);
@@ -740,13 +719,15 @@ read_overview(const OrderexpCatalog *cat, uint64 *ntables)
 		{
 			ScanKeyData key;
 
-			ScanKeyInit(&key, policies_att, BTEqualStrategyNumber, F_OIDEQ,
+			ScanKeyInit(&key, cat->policies_order_table, BTEqualStrategyNumber, F_OIDEQ,
 						ObjectIdGetDatum(relid));
-			scan = systable_beginscan(policies, cat->policies_default, true, snapshot, 1, &key);
-			tup = systable_getnext(scan);
-			if (HeapTupleIsValid(tup))
+			scan = systable_beginscan_ordered(policies, rels[OV_POLICIES_DEFAULT], snapshot,
+											  1, &key);
+			tup = systable_getnext_ordered(scan, ForwardScanDirection);
+			if (tup != NULL)
 			{
-				(void) heap_getattr(tup, plain_att, RelationGetDescr(policies), &isnull);
+				(void) heap_getattr(tup, cat->policies_plain_since,
+									RelationGetDescr(policies), &isnull);
 				if (!isnull)
 				{
 					dt.plain = true;
@@ -755,7 +736,7 @@ read_overview(const OrderexpCatalog *cat, uint64 *ntables)
 											  t_xmin, c_xmin, ext_xmin);
 				}
 			}
-			systable_endscan(scan);
+			systable_endscan_ordered(scan);
 		}
 
 		if (dt.close_at == DT_NOEND && !dt.plain)
