@@ -21,7 +21,13 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/relation.h"
+#include "access/tableam.h"
+#include "access/transam.h"
+#include "catalog/pg_am.h"
+#include "catalog/pg_index.h"
 #include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
@@ -35,6 +41,8 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/plancache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "orderexp.h"
@@ -854,6 +862,187 @@ orderexp_run_plain_batch(BatchPlan *bp, Oid relid, const char *stamp, int batch_
 	return true;
 }
 
+/*
+ * Choose the index orderexp_plain_first_due reads, for the table's
+ * registration as of "stamp" and its indexes "indexes": the one
+ * _plain_index() finds (a b-tree on created-at alone, partial on the unpaid
+ * status), and the default policy's close_after.
+ */
+static void
+choose_probe_index(BatchPlan *bp, Oid relid, const char *stamp, List *indexes)
+{
+	static SPIPlanPtr probe_plan = NULL;
+	Oid			argtypes[1] = {REGCLASSOID};
+	Datum		values[1];
+	MemoryContext oldcxt;
+	int			ret;
+
+	bp->probe_index = InvalidOid;
+	values[0] = ObjectIdGetDatum(relid);
+	ret = SPI_execute_plan(orderexp_keep_plan(&probe_plan,
+											  "SELECT orderexp._plain_index(t), p.close_after "
+											  "  FROM orderexp.tables t, orderexp._plain_policy(t.order_table) p "
+											  " WHERE t.order_table = $1 AND p.close_after IS NOT NULL",
+											  1, argtypes, 0),
+						   values, NULL, true, 1);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "choosing the index of a table's plain deadlines failed: %s",
+			 SPI_result_code_string(ret));
+	if (SPI_processed == 1)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull)
+		{
+			bp->probe_index = DatumGetObjectId(d);
+			bp->probe_close_after =
+				*DatumGetIntervalP(SPI_getbinval(SPI_tuptable->vals[0],
+												 SPI_tuptable->tupdesc, 2, &isnull));
+		}
+	}
+	SPI_freetuptable(SPI_tuptable);
+
+	keep_string(&bp->probe_stamp, stamp);
+	list_free(bp->probe_indexes);
+	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
+	bp->probe_indexes = list_copy(indexes);
+	MemoryContextSwitchTo(oldcxt);
+}
+
+/*
+ * The plain deadline of an order created at "created" (timestamptz or
+ * timestamp, typid), or 0 if it has come: created-at at or before "cutoff"
+ * (now() - close_after, cast to the column's type), as the take compares;
+ * else created-at as timestamptz plus close_after, as the next statement
+ * computes it.
+ */
+static TimestampTz
+plain_deadline(Datum created, Oid typid, TimestampTz cutoff, Datum close_after)
+{
+	if (typid == TIMESTAMPOID)
+	{
+		Datum		cutoff_local = DirectFunctionCall1(timestamptz_timestamp,
+													   TimestampTzGetDatum(cutoff));
+
+		if (DatumGetTimestamp(created) <= DatumGetTimestamp(cutoff_local))
+			return 0;
+		created = DirectFunctionCall1(timestamp_timestamptz, created);
+	}
+	else if (DatumGetTimestampTz(created) <= cutoff)
+		return 0;
+	return DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval, created,
+												   close_after));
+}
+
+/*
+ * orderexp_plain_first_due
+ *		The earliest plain deadline of a table, read from the first entry of
+ *		its partial index on created-at, without running its plain batch:
+ *		an idle tick ran the batch's take and next statements (and the
+ *		subtransaction around them) for every table with plain deadlines,
+ *		most of what an idle worker did (bench/results.md).  Returns false
+ *		when it cannot tell, and the caller runs the batch; else *first is
+ *		the deadline of the earliest unpaid order, 0 if it has come, or
+ *		DT_NOEND if there is none; "now" is the take's now().
+ *
+ * The index is the one set_plain_deadlines() asked for: a b-tree on the
+ * created-at column alone, partial on status = the unpaid value, so that
+ * every unpaid order of the table has an entry in it (_plain_index(),
+ * chosen again when the registration's stamp or the table's indexes
+ * change).  Only where that holds for the whole table: not for a
+ * partitioned table or one with children, whose rows are in other
+ * relations; only a valid, ready index in ascending order with a built-in
+ * operator family, so that no code of the table's owner runs here, as the
+ * extension owner.  The first entry visible to a new snapshot (as the take
+ * would take) that is not null is the unpaid order created first: the
+ * same comparisons as the take's and the next statement's, in the
+ * column's type (timestamptz, or timestamp with the cutoff cast to it).
+ * An order of it that has a timer row of its own, or one that is locked,
+ * makes the answer "due" and the batch runs, as before.
+ */
+bool
+orderexp_plain_first_due(BatchPlan *bp, Oid relid, const char *stamp, TimestampTz now,
+						 TimestampTz *first)
+{
+	Relation	rel;
+	Relation	idx = NULL;
+	List	   *indexes;
+	Form_pg_attribute att;
+	AttrNumber	attno;
+	bool		known = false;
+
+	if (stamp == NULL)
+		return false;
+	rel = try_relation_open(relid, AccessShareLock);
+	if (rel == NULL)
+		return false;
+	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relhassubclass)
+		goto done;
+
+	indexes = RelationGetIndexList(rel);
+	if (bp->probe_stamp == NULL || strcmp(bp->probe_stamp, stamp) != 0 ||
+		!equal(indexes, bp->probe_indexes))
+		choose_probe_index(bp, relid, stamp, indexes);
+	list_free(indexes);
+	if (!OidIsValid(bp->probe_index))
+		goto done;
+
+	/* a DROP INDEX CONCURRENTLY may have taken it since */
+	idx = try_relation_open(bp->probe_index, AccessShareLock);
+	if (idx == NULL)
+		goto done;
+	if (idx->rd_rel->relkind != RELKIND_INDEX || idx->rd_rel->relam != BTREE_AM_OID ||
+		idx->rd_index->indrelid != relid || !idx->rd_index->indisvalid ||
+		!idx->rd_index->indisready || !idx->rd_index->indislive ||
+		(idx->rd_indoption[0] & INDOPTION_DESC) != 0 ||
+		idx->rd_opfamily[0] >= FirstNormalObjectId)
+		goto done;
+	attno = idx->rd_index->indkey.values[0];
+	if (attno <= 0 || attno > RelationGetNumberOfAttributes(rel))
+		goto done;
+	att = TupleDescAttr(RelationGetDescr(rel), attno - 1);
+	if ((att->atttypid != TIMESTAMPTZOID && att->atttypid != TIMESTAMPOID) ||
+		idx->rd_opcintype[0] != att->atttypid)
+		goto done;
+
+	{
+		Datum		close_after = IntervalPGetDatum(&bp->probe_close_after);
+		TimestampTz cutoff;
+		Snapshot	snapshot = RegisterSnapshot(GetTransactionSnapshot());
+		TupleTableSlot *slot = table_slot_create(rel, NULL);
+		IndexScanDesc scan;
+		ScanKeyData key;
+
+		cutoff = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,
+														 TimestampTzGetDatum(now), close_after));
+		/* created-at IS NOT NULL */
+		ScanKeyEntryInitialize(&key, SK_ISNULL | SK_SEARCHNOTNULL, 1, InvalidStrategy,
+							   InvalidOid, InvalidOid, InvalidOid, (Datum) 0);
+		scan = index_beginscan(rel, idx, snapshot, 1, 0);
+		index_rescan(scan, &key, 1, NULL, 0);
+		*first = DT_NOEND;
+		if (index_getnext_slot(scan, ForwardScanDirection, slot))
+		{
+			bool		isnull;
+			Datum		created = slot_getattr(slot, attno, &isnull);
+
+			/* a null cannot be the first entry: run the batch then */
+			*first = isnull ? 0 : plain_deadline(created, att->atttypid, cutoff, close_after);
+		}
+		index_endscan(scan);
+		ExecDropSingleTupleTableSlot(slot);
+		UnregisterSnapshot(snapshot);
+		known = true;
+	}
+
+done:
+	if (idx != NULL)
+		relation_close(idx, AccessShareLock);
+	relation_close(rel, AccessShareLock);
+	return known;
+}
+
 /* free a batch's kept plans and state, e.g. when the extension went away */
 void
 orderexp_forget_batch(BatchPlan *bp)
@@ -868,4 +1057,10 @@ orderexp_forget_batch(BatchPlan *bp)
 	if (bp->stamp)
 		pfree(bp->stamp);
 	bp->stamp = NULL;
+	if (bp->probe_stamp)
+		pfree(bp->probe_stamp);
+	bp->probe_stamp = NULL;
+	list_free(bp->probe_indexes);
+	bp->probe_indexes = NIL;
+	bp->probe_index = InvalidOid;
 }

@@ -13,6 +13,7 @@
 
 #include "datatype/timestamp.h"
 #include "executor/spi.h"
+#include "nodes/pg_list.h"
 
 /*
  * The kept statements of one kind of batch of a table, and where its sweep
@@ -49,6 +50,12 @@ typedef struct BatchPlan
 	char	   *stamp;			/* plain batch: the registration's stamp its
 								 * statements were made for */
 	bool		writes_outcomes;	/* the statement records its closes' outcomes */
+
+	/* plain batch: what orderexp_plain_first_due reads (TopMemoryContext) */
+	char	   *probe_stamp;	/* the stamp the index was chosen for */
+	List	   *probe_indexes;	/* the table's indexes then (OIDs) */
+	Oid			probe_index;	/* the partial index on created-at, or 0 */
+	Interval	probe_close_after;	/* the default policy's close_after */
 } BatchPlan;
 
 /* what one batch statement reports */
@@ -69,6 +76,8 @@ extern bool orderexp_run_batch(BatchPlan *bp, bool closes, Oid relid, int batch_
 extern bool orderexp_run_plain_batch(BatchPlan *bp, Oid relid, const char *stamp,
 									 int batch_limit, uint64 sweep_id,
 									 BatchResult *result, TimestampTz *next_at);
+extern bool orderexp_plain_first_due(BatchPlan *bp, Oid relid, const char *stamp,
+									 TimestampTz now, TimestampTz *first);
 extern void orderexp_forget_batch(BatchPlan *bp);
 
 #endif							/* ORDEREXP_BATCH_H */

@@ -6,7 +6,9 @@
  *
  * A round first asks, with one index probe per registered table, for the
  * earliest deadline of each table (from 1.3 on read directly, without the
- * executor: read_overview; an idle worker does little else).  Tables whose
+ * executor: read_overview; an idle worker does little else), and for a
+ * table with plain deadlines reads the first entry of its partial index on
+ * created-at (orderexp_plain_first_due, batch.c).  Tables whose
  * earliest deadline has passed get one close batch (batch.c): statements
  * kept prepared across rounds that lock the due timers with SKIP LOCKED,
  * close the rows that are still unpaid with a guarded update (as the
@@ -137,7 +139,8 @@ static const char *overview_sql =
 
 /*
  * The same, with the tables that have plain deadlines (1.3), whose due
- * orders need no timer row: each gets a plain batch every round, which
+ * orders need no timer row: each gets a plain batch when its earliest
+ * unpaid order is due (or the probe of its index cannot tell), which
  * finds what is due in the orders table itself (batch.c).  read_overview()
  * reads the same rows without the executor; this statement is what it
  * stands for, and what runs when it cannot (see there).  Their stamp
@@ -191,7 +194,7 @@ typedef struct DueTable
 	char	   *name;
 	TimestampTz close_at;		/* earliest deadline */
 	TimestampTz remind_at;		/* earliest pending reminder, or 0 */
-	bool		plain;			/* has plain deadlines: a plain batch each round */
+	bool		plain;			/* has plain deadlines: a plain batch when due */
 	char	   *plain_stamp;	/* and its registration's stamp, or NULL */
 } DueTable;
 
@@ -921,6 +924,27 @@ orderexp_sweep_round(int batch_limit, int64 budget, bool in_worker, Oid caller,
 						 errhint("Call run_due() as a role that bypasses row-level security on this table, or one that owns it.")));
 			entry->denied = true;
 			continue;
+		}
+
+		/*
+		 * Plain deadlines: run the plain batch only if an order's has come,
+		 * which the first entry of the table's index tells.  Not for a table
+		 * whose last batch failed: a batch that goes well clears its error.
+		 */
+		if (dt->plain && round->from_overview && !entry->failed)
+		{
+			TimestampTz plain_at;
+
+			if (orderexp_plain_first_due(&entry->plain, dt->relid, dt->plain_stamp, now,
+										 &plain_at) && plain_at > now)
+			{
+				if (plain_at != DT_NOEND &&
+					(round->next_due == 0 || plain_at < round->next_due))
+					round->next_due = plain_at;
+				if (first > now)
+					continue;
+				dt->plain = false;	/* only the timers' batches */
+			}
 		}
 
 		if (in_worker)

@@ -589,3 +589,100 @@ SELECT count(*) AS subtransaction_contexts_left
 COMMIT;
 SELECT orderexp.drop_close_policy('pmem.orders');
 DROP SCHEMA pmem CASCADE;
+
+--
+-- An idle sweep does not run a table's plain batch: it reads the first
+-- entry of the table's partial index on created-at (batch.c,
+-- orderexp_plain_first_due), one scan of the table where the batch's take
+-- and next statements made two, and runs the batch only when that order's
+-- deadline has come.  probe.scans() counts the scans of a table, in this
+-- backend since its statistics were last reported, and the tests read the
+-- difference across run_due() in a transaction.
+--
+CREATE SCHEMA probe;
+CREATE TABLE probe.orders (
+	id			int PRIMARY KEY,
+	status		text NOT NULL DEFAULT 'unpaid',
+	created_at	timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX probe_due ON probe.orders (created_at) WHERE status = 'unpaid';
+CREATE TABLE probe.local (
+	id			int PRIMARY KEY,
+	status		text NOT NULL DEFAULT 'unpaid',
+	created_at	timestamp NOT NULL DEFAULT localtimestamp
+);
+CREATE INDEX local_due ON probe.local (created_at) WHERE status = 'unpaid';
+CREATE FUNCTION probe.scans(t regclass) RETURNS bigint
+LANGUAGE sql SET search_path = pg_catalog AS $$
+	SELECT coalesce((SELECT s.seq_scan + coalesce(s.idx_scan, 0)
+					   FROM pg_stat_xact_user_tables s WHERE s.relid = t), 0)
+$$;
+SELECT orderexp.set_close_policy('probe.orders', '1 hour') IS NOT NULL AS registered,
+       orderexp.set_plain_deadlines('probe.orders');
+SELECT orderexp.set_close_policy('probe.local', '1 hour') IS NOT NULL AS registered,
+       orderexp.set_plain_deadlines('probe.local');
+INSERT INTO probe.orders (id, created_at) VALUES (1, now() - interval '50 minutes'), (2, now());
+INSERT INTO probe.local (id, created_at) VALUES (1, localtimestamp - interval '50 minutes');
+-- nothing due: one scan of each, nothing closed
+BEGIN;
+SELECT probe.scans('probe.orders') AS s0, probe.scans('probe.local') AS l0 \gset
+SELECT * FROM orderexp.run_due();
+SELECT probe.scans('probe.orders') - :s0 AS scans, probe.scans('probe.local') - :l0 AS local_scans;
+COMMIT;
+-- an order placed before the others, due: the batch runs and closes it
+INSERT INTO probe.orders (id, created_at) VALUES (3, now() - interval '2 hours');
+INSERT INTO probe.local (id, created_at) VALUES (2, localtimestamp - interval '61 minutes');
+BEGIN;
+SELECT probe.scans('probe.orders') AS s0, probe.scans('probe.local') AS l0 \gset
+SELECT * FROM orderexp.run_due();
+SELECT probe.scans('probe.orders') - :s0 > 1 AS batch_ran,
+       probe.scans('probe.local') - :l0 > 1 AS local_batch_ran;
+COMMIT;
+SELECT id, status FROM probe.orders ORDER BY id;
+SELECT id, status FROM probe.local ORDER BY id;
+-- the first entry is a paid order's, whose row the probe does not see: not due
+INSERT INTO probe.orders (id, created_at) VALUES (4, now() - interval '3 hours');
+UPDATE probe.orders SET status = 'paid' WHERE id = 4;
+BEGIN;
+SELECT probe.scans('probe.orders') AS s0 \gset
+SELECT * FROM orderexp.run_due();
+SELECT probe.scans('probe.orders') - :s0 AS scans;
+COMMIT;
+-- set back to unpaid, it is due, and closed
+UPDATE probe.orders SET status = 'unpaid' WHERE id = 4;
+SELECT * FROM orderexp.run_due();
+SELECT id, status FROM probe.orders WHERE id = 4;
+-- another index to find them by, the first dropped: the probe reads the
+-- new one; rebuilt concurrently (a new index), the one that replaced it
+CREATE INDEX probe_due2 ON probe.orders (created_at) WHERE status = 'unpaid';
+DROP INDEX probe.probe_due;
+BEGIN;
+SELECT probe.scans('probe.orders') AS s0,
+       pg_stat_get_xact_numscans('probe.probe_due2'::regclass) AS i0 \gset
+SELECT * FROM orderexp.run_due();
+SELECT probe.scans('probe.orders') - :s0 AS scans,
+       pg_stat_get_xact_numscans('probe.probe_due2'::regclass) - :i0 AS new_index_scans;
+COMMIT;
+REINDEX INDEX CONCURRENTLY probe.probe_due2;
+INSERT INTO probe.orders (id, created_at) VALUES (5, now() - interval '2 hours');
+SELECT * FROM orderexp.run_due();
+SELECT id, status FROM probe.orders WHERE id = 5;
+-- an index in descending order: the probe cannot tell, the batch runs
+CREATE INDEX probe_due_desc ON probe.orders (created_at DESC) WHERE status = 'unpaid';
+DROP INDEX probe.probe_due2;
+BEGIN;
+SELECT probe.scans('probe.orders') AS s0 \gset
+SELECT * FROM orderexp.run_due();
+SELECT probe.scans('probe.orders') - :s0 > 1 AS batch_ran;
+COMMIT;
+-- a child table, whose rows are not in the parent's index: the batch runs,
+-- and closes the child's due order
+CREATE INDEX probe_due3 ON probe.orders (created_at) WHERE status = 'unpaid';
+DROP INDEX probe.probe_due_desc;
+CREATE TABLE probe.child () INHERITS (probe.orders);
+INSERT INTO probe.child (id, created_at) VALUES (6, now() - interval '2 hours');
+SELECT * FROM orderexp.run_due();
+SELECT tableoid::regclass, id, status FROM probe.orders WHERE id = 6;
+DROP TABLE probe.child;
+SELECT orderexp.drop_close_policy('probe.orders'), orderexp.drop_close_policy('probe.local');
+DROP SCHEMA probe CASCADE;
