@@ -38,6 +38,7 @@
 #include "storage/lock.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/plancache.h"
@@ -955,15 +956,16 @@ plain_deadline(Datum created, Oid typid, TimestampTz cutoff, Datum close_after)
  * relations; only a valid, ready index in ascending order with a built-in
  * operator family, so that no code of the table's owner runs here, as the
  * extension owner.  The first entry visible to a new snapshot (as the take
- * would take) that is not null is the unpaid order created first: the
- * same comparisons as the take's and the next statement's, in the
- * column's type (timestamptz, or timestamp with the cutoff cast to it).
+ * would take) that is not null, at or after the sweep's watermark (the
+ * take's start), is the unpaid order created first: the same comparisons
+ * as the take's and the next statement's, in the column's type
+ * (timestamptz, or timestamp with the cutoff cast to it).
  * An order of it that has a timer row of its own, or one that is locked,
  * makes the answer "due" and the batch runs, as before.
  */
 bool
-orderexp_plain_first_due(BatchPlan *bp, Oid relid, const char *stamp, TimestampTz now,
-						 TimestampTz *first)
+orderexp_plain_first_due(BatchPlan *bp, Oid relid, const char *stamp, uint64 sweep_id,
+						 TimestampTz now, TimestampTz *first)
 {
 	Relation	rel;
 	Relation	idx = NULL;
@@ -1012,15 +1014,36 @@ orderexp_plain_first_due(BatchPlan *bp, Oid relid, const char *stamp, TimestampT
 		Snapshot	snapshot = RegisterSnapshot(GetTransactionSnapshot());
 		TupleTableSlot *slot = table_slot_create(rel, NULL);
 		IndexScanDesc scan;
-		ScanKeyData key;
+		ScanKeyData keys[2];
+		int			nkeys = 1;
 
 		cutoff = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,
 														 TimestampTzGetDatum(now), close_after));
 		/* created-at IS NOT NULL */
-		ScanKeyEntryInitialize(&key, SK_ISNULL | SK_SEARCHNOTNULL, 1, InvalidStrategy,
+		ScanKeyEntryInitialize(&keys[0], SK_ISNULL | SK_SEARCHNOTNULL, 1, InvalidStrategy,
 							   InvalidOid, InvalidOid, InvalidOid, (Datum) 0);
-		scan = index_beginscan(rel, idx, snapshot, 1, 0);
-		index_rescan(scan, &key, 1, NULL, 0);
+
+		/*
+		 * Within a sweep, from the created-at of the last order its batches
+		 * took, as the take starts there: the entries before it are the
+		 * orders this transaction closed, which are not dead yet, and a
+		 * probe from the start stepped over every one of them (all of a
+		 * run_due() call's closes, in its last round).  The text is the
+		 * column's own output, read back in the same session.
+		 */
+		if (bp->sweep_id == sweep_id && bp->last_created != NULL)
+		{
+			bool		tz = (att->atttypid == TIMESTAMPTZOID);
+			Datum		from = DirectFunctionCall3(tz ? timestamptz_in : timestamp_in,
+												   CStringGetDatum(bp->last_created),
+												   ObjectIdGetDatum(InvalidOid),
+												   Int32GetDatum(-1));
+
+			ScanKeyInit(&keys[nkeys++], 1, BTGreaterEqualStrategyNumber,
+						tz ? F_TIMESTAMPTZ_GE : F_TIMESTAMP_GE, from);
+		}
+		scan = index_beginscan(rel, idx, snapshot, nkeys, 0);
+		index_rescan(scan, keys, nkeys, NULL, 0);
 		*first = DT_NOEND;
 		if (index_getnext_slot(scan, ForwardScanDirection, slot))
 		{

@@ -77,7 +77,7 @@ extern bool orderexp_run_plain_batch(BatchPlan *bp, Oid relid, const char *stamp
 									 int batch_limit, uint64 sweep_id,
 									 BatchResult *result, TimestampTz *next_at);
 extern bool orderexp_plain_first_due(BatchPlan *bp, Oid relid, const char *stamp,
-									 TimestampTz now, TimestampTz *first);
+									 uint64 sweep_id, TimestampTz now, TimestampTz *first);
 extern void orderexp_forget_batch(BatchPlan *bp);
 
 #endif							/* ORDEREXP_BATCH_H */

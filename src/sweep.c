@@ -935,8 +935,9 @@ orderexp_sweep_round(int batch_limit, int64 budget, bool in_worker, Oid caller,
 		{
 			TimestampTz plain_at;
 
-			if (orderexp_plain_first_due(&entry->plain, dt->relid, dt->plain_stamp, now,
-										 &plain_at) && plain_at > now)
+			if (orderexp_plain_first_due(&entry->plain, dt->relid, dt->plain_stamp,
+										 current_sweep_id, now, &plain_at) &&
+				plain_at > now)
 			{
 				if (plain_at != DT_NOEND &&
 					(round->next_due == 0 || plain_at < round->next_due))
