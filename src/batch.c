@@ -39,6 +39,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/plancache.h"
@@ -789,6 +790,20 @@ orderexp_run_plain_batch(BatchPlan *bp, Oid relid, const char *stamp, int batch_
 	values[1] = CStringGetTextDatum(bp->last_created);
 	values[2] = CStringGetTextDatum(bp->last_key);
 	orderexp_run_as_begin(&runas, owner, SECURITY_RESTRICTED_OPERATION, true);
+
+	/*
+	 * The take's order is the index's (created-at), then the key.  Where the
+	 * planner expected few due rows (a table analyzed while small, or few
+	 * unpaid orders among many), its generic plan sorted all the due rows
+	 * for every batch, so that a backlog's batches read the rest of it
+	 * again each time.  Without a full sort it takes the index's order and
+	 * sorts only the rows of one created-at at a time (an incremental
+	 * sort), reading what it takes.  Planned (plan_ahead, or a replan
+	 * inside the execution) with this setting, which goes with the
+	 * run-as's GUC level.
+	 */
+	(void) set_config_option("enable_sort", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 	orderexp_plan_ahead(bp->plans[PLAIN_TAKE]);
 	ret = SPI_execute_plan(bp->plans[PLAIN_TAKE], values, NULL, false, 0);
 	if (ret != SPI_OK_SELECT)

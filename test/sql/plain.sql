@@ -675,10 +675,25 @@ SELECT probe.scans('probe.orders') AS s0 \gset
 SELECT * FROM orderexp.run_due();
 SELECT probe.scans('probe.orders') - :s0 > 1 AS batch_ran;
 COMMIT;
--- a child table, whose rows are not in the parent's index: the batch runs,
--- and closes the child's due order
+-- an ascending index again
 CREATE INDEX probe_due3 ON probe.orders (created_at) WHERE status = 'unpaid';
 DROP INDEX probe.probe_due_desc;
+-- A run_due() that closes 2,500 orders of a table not analyzed since they
+-- came, in batches of 1,000, reads each of their index entries once: the
+-- take follows the index's order (sorting only the rows of one
+-- created-at), where a plan for few rows sorted all the due rows for every
+-- batch (4,506 entries read here), and the last round's probe starts where
+-- the batches got to, not at the entries of the orders the call closed
+INSERT INTO probe.orders (id, created_at)
+SELECT g, now() - interval '2 hours' + g * interval '1 ms' FROM generate_series(100, 2599) g;
+BEGIN;
+SELECT pg_stat_get_xact_tuples_returned('probe.probe_due3'::regclass) AS r0 \gset
+SELECT * FROM orderexp.run_due();
+SELECT pg_stat_get_xact_tuples_returned('probe.probe_due3'::regclass) - :r0
+	   BETWEEN 2500 AND 2520 AS entries_read_once;
+COMMIT;
+-- a child table, whose rows are not in the parent's index: the batch runs,
+-- and closes the child's due order
 CREATE TABLE probe.child () INHERITS (probe.orders);
 INSERT INTO probe.child (id, created_at) VALUES (6, now() - interval '2 hours');
 SELECT * FROM orderexp.run_due();
