@@ -881,8 +881,8 @@ orderexp_run_plain_batch(BatchPlan *bp, Oid relid, const char *stamp, int batch_
 /*
  * Choose the index orderexp_plain_first_due reads, for the table's
  * registration as of "stamp" and its indexes "indexes": the one
- * _plain_index() finds (a b-tree on created-at alone, partial on the unpaid
- * status), and the default policy's close_after.
+ * _plain_index() finds (a b-tree whose first column is created-at, partial
+ * on the unpaid status), and the default policy's close_after.
  */
 static void
 choose_probe_index(BatchPlan *bp, Oid relid, const char *stamp, List *indexes)
@@ -962,8 +962,8 @@ plain_deadline(Datum created, Oid typid, TimestampTz cutoff, Datum close_after)
  *		the deadline of the earliest unpaid order, 0 if it has come, or
  *		DT_NOEND if there is none; "now" is the take's now().
  *
- * The index is the one set_plain_deadlines() asked for: a b-tree on the
- * created-at column alone, partial on status = the unpaid value, so that
+ * The index is the one set_plain_deadlines() asked for: a b-tree whose
+ * first column is created-at, partial on status = the unpaid value, so that
  * every unpaid order of the table has an entry in it (_plain_index(),
  * chosen again when the registration's stamp or the table's indexes
  * change).  Only where that holds for the whole table: not for a
