@@ -223,6 +223,7 @@ static int	table_batches(TablePlan *entry, DueTable *dt, TimestampTz now,
 static int	table_batches_guarded(TablePlan *entry, DueTable *dt,
 								  TimestampTz now, int batch_limit,
 								  bool in_worker, SweepRound *round);
+static void fold_next_due(SweepRound *round, TimestampTz at);
 static void note_next_due(Oid relid, SweepRound *round);
 static void forget_continuation(void);
 static void add_continuation(DueTable *dt, int full);
@@ -343,6 +344,18 @@ count_batch(BatchResult *r, int batch_limit, SweepRound *round)
 }
 
 /*
+ * Fold a table's next deadline into the round's earliest, "at" being none
+ * when 0 (unknown) or DT_NOEND (no deadline at all)
+ */
+static void
+fold_next_due(SweepRound *round, TimestampTz at)
+{
+	if (at != 0 && at != DT_NOEND &&
+		(round->next_due == 0 || at < round->next_due))
+		round->next_due = at;
+}
+
+/*
  * A table's work for this round: its due reminders, then its due orders,
  * one batch each.  Returns which batches came back full (FULL_*), 0 if none.
  */
@@ -384,9 +397,8 @@ table_batches(TablePlan *entry, DueTable *dt, TimestampTz now, int batch_limit,
 			round->closed += r.done;
 			if (count_batch(&r, batch_limit, round))
 				full |= FULL_PLAIN;
-			else if (next_at != 0 &&
-					 (round->next_due == 0 || next_at < round->next_due))
-				round->next_due = next_at;
+			else
+				fold_next_due(round, next_at);
 			if (r.done > 0)
 				note_batch(notes, "closed", r.done);
 			ereport(DEBUG1,
@@ -526,8 +538,7 @@ note_next_due(Oid relid, SweepRound *round)
 		next = DatumGetTimestampTz(d);
 	/* kept until the caller's SPI connection ends otherwise */
 	SPI_freetuptable(SPI_tuptable);
-	if (!isnull && (round->next_due == 0 || next < round->next_due))
-		round->next_due = next;
+	fold_next_due(round, next);
 }
 
 /* the next round of this sweep starts with no table to continue */
@@ -882,9 +893,7 @@ orderexp_sweep_round(int batch_limit, int64 budget, bool in_worker, Oid caller,
 			first = dt->remind_at;
 		if (first > now)
 		{
-			if (first != DT_NOEND &&
-				(round->next_due == 0 || first < round->next_due))
-				round->next_due = first;
+			fold_next_due(round, first);
 			if (!dt->plain)
 				continue;
 		}
@@ -939,9 +948,7 @@ orderexp_sweep_round(int batch_limit, int64 budget, bool in_worker, Oid caller,
 										 current_sweep_id, now, &plain_at) &&
 				plain_at > now)
 			{
-				if (plain_at != DT_NOEND &&
-					(round->next_due == 0 || plain_at < round->next_due))
-					round->next_due = plain_at;
+				fold_next_due(round, plain_at);
 				if (first > now)
 					continue;
 				dt->plain = false;	/* only the timers' batches */
