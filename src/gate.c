@@ -185,11 +185,49 @@ orderexp_call_as_owner(const char *sql, int nargs, Oid *argtypes, Datum *values,
 }
 
 /*
+ * key_as_text
+ *		An order key given as another type than text (the anyelement of
+ *		cancel_order(), history(), ...), or keys as another array type than
+ *		text[] (cancel_orders()), converted to text or text[] as the caller,
+ *		with the cast the body would have applied: "$1::text".  Sets
+ *		*isnull if the cast gave NULL.
+ *
+ * A cast can be somebody's code (CREATE CAST needs only the ownership of
+ * one of its types): were the body to convert the key, as the extension
+ * owner, a role could make orderexp run its function with the extension
+ * owner's rights by passing a key of a type of its own.  The bodies read a
+ * key only as text (orderexp._key_text() converts it to the key column's
+ * type as the caller), so they get it as text.
+ */
+static Datum
+key_as_text(Datum value, Oid type, bool array, bool *isnull)
+{
+	Oid			argtypes[1] = {type};
+	Datum		result;
+	int			ret;
+
+	if ((ret = SPI_connect()) != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(ret));
+	ret = SPI_execute_with_args(array ? "SELECT $1::pg_catalog.text[]"
+								: "SELECT $1::pg_catalog.text",
+								1, argtypes, &value, NULL, false, 1);
+	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "converting an order key to text failed: %s", SPI_result_code_string(ret));
+	result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, isnull);
+	if (!*isnull)
+		result = SPI_datumTransfer(result, false, -1);
+	SPI_finish();
+	return result;
+}
+
+/*
  * Call orderexp._<name of this function>($1, ..., $n) as the extension
  * owner, with the arguments this call got, after the caller's privilege on
- * the table of the first argument was checked by "check".  Without a check
- * (the role gate) there is no table argument: the body itself limits what
- * it does to what orderexp._actor() may see.
+ * the table of the first argument was checked by "check".  Without a
+ * check (the role gate) there is no table argument: the body itself limits
+ * what it does to what orderexp._actor() may see.  A polymorphic argument
+ * (an order key) goes to the body as text, converted here, as the caller
+ * (key_as_text).
  */
 static Datum
 gate_call(FunctionCallInfo fcinfo, void (*check) (Oid relid))
@@ -199,6 +237,7 @@ gate_call(FunctionCallInfo fcinfo, void (*check) (Oid relid))
 	Form_pg_proc procform;
 	char	   *proname;
 	Oid			rettype;
+	Oid		   *declared;
 	int			nargs = PG_NARGS();
 	Oid		   *argtypes;
 	Datum	   *values;
@@ -219,6 +258,10 @@ gate_call(FunctionCallInfo fcinfo, void (*check) (Oid relid))
 		procform->proretset)
 		elog(ERROR, "function %s is not a valid orderexp gate", proname);
 	rettype = procform->prorettype;
+	/* the call has every declared argument: defaults are filled in */
+	Assert(procform->pronargs == nargs);
+	declared = palloc(Max(nargs, 1) * sizeof(Oid));
+	memcpy(declared, procform->proargtypes.values, nargs * sizeof(Oid));
 	ReleaseSysCache(proctup);
 
 	if (check != NULL)
@@ -245,6 +288,22 @@ gate_call(FunctionCallInfo fcinfo, void (*check) (Oid relid))
 			elog(ERROR, "could not determine the type of argument %d of %s", i + 1, proname);
 		values[i] = PG_GETARG_DATUM(i);
 		nulls[i] = PG_ARGISNULL(i) ? 'n' : ' ';
+		if (IsPolymorphicType(declared[i]))
+		{
+			bool		array = (declared[i] == ANYARRAYOID ||
+								 declared[i] == ANYCOMPATIBLEARRAYOID);
+			Oid			target = array ? TEXTARRAYOID : TEXTOID;
+
+			if (argtypes[i] != target && !PG_ARGISNULL(i))
+			{
+				bool		isnull;
+
+				values[i] = key_as_text(values[i], argtypes[i], array, &isnull);
+				if (isnull)
+					nulls[i] = 'n';
+			}
+			argtypes[i] = target;
+		}
 		appendStringInfo(&sql, "%s$%d", i > 0 ? ", " : "", i + 1);
 	}
 	nulls[nargs] = '\0';

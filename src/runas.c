@@ -20,9 +20,17 @@
  * end, in a GUC nest level of its own, so that nothing the caller put on
  * its path can stand in for a function or operator that the code names
  * without a schema.  The caller may set more GUCs in that nest level (the
- * sweep turns jit off); they go back at the end as well.  Code whose every
- * name is qualified (the timer trigger's, on the application's insert
- * path) may skip the nest level and its cost.
+ * sweep turns jit off).  At the end every setting changed in that level
+ * goes back, whoever changed it and however (SET, SET LOCAL,
+ * set_config()), as index builds and VACUUM roll back what the code of a
+ * table's owner set (index.c, vacuum.c): a plain SET would otherwise
+ * outlive the level, and a table's trigger could hand its search_path to
+ * the code that runs after it as the extension owner (a gate's body, the
+ * sweep's next statements) or to whoever called run_due(), and make them
+ * call the table owner's functions and operators.  So code of somebody
+ * else is only ever run with pin_search_path.  Code whose every name is
+ * qualified and that runs nobody else's code (the timer trigger's, on the
+ * application's insert path) may skip the nest level and its cost.
  *
  * Copyright (c) 2026, orderexp developers
  *
@@ -44,6 +52,9 @@
 void
 orderexp_run_as_begin(RunAs *ra, Oid role, int sec_context, bool pin_search_path)
 {
+	/* somebody else's code runs only in a GUC nest level of its own */
+	Assert(pin_search_path || (sec_context & SECURITY_RESTRICTED_OPERATION) == 0);
+
 	GetUserIdAndSecContext(&ra->save_userid, &ra->save_sec_context);
 	SetUserIdAndSecContext(role, ra->save_sec_context | sec_context);
 	ra->save_nestlevel = 0;
@@ -56,11 +67,16 @@ orderexp_run_as_begin(RunAs *ra, Oid role, int sec_context, bool pin_search_path
 	}
 }
 
-/* orderexp_run_as_end: back to the user, context and GUCs of the begin */
+/*
+ * orderexp_run_as_end
+ *		Back to the user and security context of the begin; with
+ *		pin_search_path, every GUC changed since goes back too (as at the
+ *		abort of a subtransaction), not only those set with GUC_ACTION_SAVE.
+ */
 void
 orderexp_run_as_end(RunAs *ra)
 {
 	if (ra->save_nestlevel > 0)
-		AtEOXact_GUC(true, ra->save_nestlevel);
+		AtEOXact_GUC(false, ra->save_nestlevel);
 	SetUserIdAndSecContext(ra->save_userid, ra->save_sec_context);
 }

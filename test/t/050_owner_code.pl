@@ -34,6 +34,18 @@
 # Each time the order is still closed (or reminded, cancelled, ...) with its
 # event, and every piece of code ran as the table's owner or the caller,
 # never as the extension owner.
+#
+#   settings (databases cron and postgres) owner_s's trigger sets its
+#            search_path to its own schema, where an operator = (text, text)
+#            of its own waits for code that runs as the extension owner
+#            after the trigger (a gate's body, the sweep's next statement,
+#            the session that called run_due()), and work_mem to 77kB; a
+#            plain SET outlives the function that ran it.  Neither setting
+#            may outlive the statement orderexp ran as the owner or the
+#            caller: the gates, run_due() and the worker go on with their
+#            own settings, the operator never runs.  And a key of a type of
+#            owner_s's own, whose cast to text is owner_s's function: the
+#            gates convert it as their caller, never as the extension owner.
 
 use strict;
 use warnings;
@@ -370,6 +382,153 @@ $node->safe_psql('old', q{SET ROLE app_b; SELECT orderexp.cancel_order('shop_old
 like(seen('old', 'shop_old'), qr/^(?!.*=postgres).*trigger=app_b/,
 	'updated: cancel_order by app_b runs the owner\'s trigger as app_b');
 is(is_superuser('owner_old'), 'f', 'updated: owner_old stays an ordinary role');
+
+# --- settings: the owner's code leaves no settings behind ---------------------------
+
+$node->safe_psql('postgres', q{CREATE ROLE owner_s LOGIN IN ROLE orderexp_app});
+
+# owner_s's schema in a database: the operator, the steering trigger (it
+# writes down the work_mem it found, then sets its own), a key type whose
+# cast to text is owner_s's function
+sub steering_schema
+{
+	my ($db) = @_;
+	$node->safe_psql($db, 'CREATE SCHEMA shop_s AUTHORIZATION owner_s');
+	$node->safe_psql(
+		$db, q{
+GRANT USAGE ON SCHEMA shop_s TO PUBLIC;
+SET ROLE owner_s;
+CREATE TABLE shop_s.seen (what text, who name);
+GRANT INSERT ON shop_s.seen TO PUBLIC;
+CREATE FUNCTION shop_s.grab(what text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+	BEGIN
+		EXECUTE 'ALTER ROLE owner_s SUPERUSER';
+	EXCEPTION WHEN OTHERS THEN
+		NULL;
+	END;
+	INSERT INTO shop_s.seen VALUES (what, current_user);
+END
+$$;
+CREATE FUNCTION shop_s.eq(a text, b text) RETURNS boolean
+LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM shop_s.grab('operator');
+	RETURN a OPERATOR(pg_catalog.=) b;
+END
+$$;
+CREATE OPERATOR shop_s.= (LEFTARG = text, RIGHTARG = text, FUNCTION = shop_s.eq);
+CREATE FUNCTION shop_s.steer() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+	INSERT INTO shop_s.seen VALUES ('work_mem ' || pg_catalog.current_setting('work_mem'), current_user);
+	PERFORM pg_catalog.set_config('search_path', 'shop_s, pg_catalog', false);
+	PERFORM pg_catalog.set_config('work_mem', '77kB', false);
+	RETURN NEW;
+END
+$$;
+CREATE TYPE shop_s.k AS (id integer);
+CREATE FUNCTION shop_s.k_text(shop_s.k) RETURNS text
+LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM shop_s.grab('cast');
+	RETURN ($1).id::text;
+END
+$$;
+CREATE CAST (shop_s.k AS text) WITH FUNCTION shop_s.k_text(shop_s.k);
+CREATE TABLE shop_s.orders (
+	id			integer PRIMARY KEY,
+	status		text NOT NULL DEFAULT 'unpaid',
+	created_at	timestamptz NOT NULL DEFAULT now());
+CREATE TRIGGER steer AFTER UPDATE ON shop_s.orders
+	FOR EACH ROW EXECUTE FUNCTION shop_s.steer();
+GRANT SELECT, UPDATE ON shop_s.orders TO app_b;
+});
+	$node->safe_psql($db, q{SELECT orderexp.set_close_policy('shop_s.orders', interval '1 hour')});
+}
+
+steering_schema('cron');
+# 1 and 2 for the gates; 3 due, for run_due()
+$node->safe_psql('cron',
+	q{SET ROLE owner_s; INSERT INTO shop_s.orders (id, created_at) VALUES
+		(1, now()), (2, now()), (3, now() - interval '2 hours')});
+
+# the owner cancels its own order: the gate's body, as the extension owner,
+# deletes the timer and writes the event after the trigger ran
+is( $node->safe_psql(
+		'cron', q{
+SET ROLE owner_s;
+SELECT orderexp.cancel_order('shop_s.orders', 1, 'asked');
+SHOW search_path;
+SHOW work_mem;}),
+	"t\n\"\$user\", public\n4MB",
+	'settings: cancel_order cancels, and the caller\'s search_path and work_mem are its own afterwards');
+is( $node->safe_psql('cron', q{SELECT count(*) FROM orderexp.outbox
+		WHERE order_table = 'shop_s.orders'::regclass AND kind = 'cancelled' AND order_key = '1'}),
+	'1', 'settings: the cancel wrote its event');
+
+# app_b cancels and reads the history with a key of owner_s's type
+is( $node->safe_psql(
+		'cron', q{
+SET ROLE app_b;
+SELECT orderexp.cancel_order('shop_s.orders', ROW(2)::shop_s.k, 'asked');
+SELECT count(*) FROM orderexp.history('shop_s.orders', ROW(2)::shop_s.k);
+SELECT orderexp.history_json('shop_s.orders', ROW(2)::shop_s.k) -> 0 ->> 'action';
+SELECT orderexp.cancel_orders('shop_s.orders', ARRAY[ROW(2)::shop_s.k], 'again');}),
+	"t\n1\ncancelled\n0",
+	'settings: a key of the owner\'s type cancels the order and finds its history');
+is( $node->safe_psql('cron',
+		q{SELECT string_agg(DISTINCT what || '=' || who, ',' ORDER BY what || '=' || who) FROM shop_s.seen
+		   WHERE what IN ('operator', 'cast')}),
+	'cast=app_b', 'settings: the key\'s cast ran as app_b, the caller, and the operator never');
+
+# a superuser's run_due(), as pg_cron's job calls it, then more statements
+# in the same session
+$node->safe_psql('cron', q{TRUNCATE shop_s.seen});
+is( $node->safe_psql(
+		'cron', q{
+SELECT closed FROM orderexp.run_due();
+SHOW search_path;
+SHOW work_mem;}),
+	"1\n\"\$user\", public\n4MB",
+	'settings: run_due() closes the order, and its caller\'s settings are its own afterwards');
+is( $node->safe_psql('cron',
+		q{SELECT string_agg(DISTINCT what || '=' || who, ',') FROM shop_s.seen}),
+	'work_mem 4MB=owner_s',
+	'settings: the trigger ran as owner_s and found work_mem as run_due()\'s caller had it');
+
+# the worker: one close, then (once it is done) another one; the second
+# trigger finds the worker's own work_mem, not the first one's
+steering_schema('postgres');
+$node->safe_psql('postgres',
+	q{SET ROLE owner_s; INSERT INTO shop_s.orders (id, created_at) VALUES (1, now() - interval '2 hours')});
+ok( defined wait_for(
+		$node, 'postgres', q{SELECT status FROM shop_s.orders WHERE id = 1},
+		'closed', 30),
+	'settings: the worker closes the first order');
+$node->safe_psql('postgres',
+	q{SET ROLE owner_s; INSERT INTO shop_s.orders (id, created_at) VALUES (2, now() - interval '2 hours')});
+ok( defined wait_for(
+		$node, 'postgres', q{SELECT status FROM shop_s.orders WHERE id = 2},
+		'closed', 30),
+	'settings: the worker closes the second order');
+is( $node->safe_psql('postgres',
+		q{SELECT string_agg(what || '=' || who, ',' ORDER BY what) FROM shop_s.seen}),
+	'work_mem 4MB=owner_s,work_mem 4MB=owner_s',
+	'settings: each close\'s trigger found the worker\'s own work_mem');
+is( $node->safe_psql('postgres',
+		q{SELECT count(*) FROM orderexp.outbox
+		   WHERE order_table = 'shop_s.orders'::regclass AND kind = 'closed'}),
+	'2', 'settings: the worker wrote both closes\' events');
+
+# the operator never ran, after run_due() or in the worker
+for my $db (qw(cron postgres))
+{
+	is($node->safe_psql($db, q{SELECT count(*) FROM shop_s.seen WHERE what = 'operator'}),
+		'0', "settings ($db): the owner's operator never ran");
+}
+is(is_superuser('owner_s'), 'f', 'settings: owner_s did not become superuser');
 
 $node->stop;
 done_testing();
