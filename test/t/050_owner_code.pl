@@ -501,18 +501,15 @@ is( $node->safe_psql('cron',
 # the worker: one close, then (once it is done) another one; the second
 # trigger finds the worker's own work_mem, not the first one's
 steering_schema('postgres');
-$node->safe_psql('postgres',
-	q{SET ROLE owner_s; INSERT INTO shop_s.orders (id, created_at) VALUES (1, now() - interval '2 hours')});
-ok( defined wait_for(
-		$node, 'postgres', q{SELECT status FROM shop_s.orders WHERE id = 1},
-		'closed', 30),
-	'settings: the worker closes the first order');
-$node->safe_psql('postgres',
-	q{SET ROLE owner_s; INSERT INTO shop_s.orders (id, created_at) VALUES (2, now() - interval '2 hours')});
-ok( defined wait_for(
-		$node, 'postgres', q{SELECT status FROM shop_s.orders WHERE id = 2},
-		'closed', 30),
-	'settings: the worker closes the second order');
+for my $id (1, 2)
+{
+	$node->safe_psql('postgres',
+		"SET ROLE owner_s; INSERT INTO shop_s.orders (id, created_at) VALUES ($id, now() - interval '2 hours')");
+	ok( defined wait_for(
+			$node, 'postgres', "SELECT status FROM shop_s.orders WHERE id = $id",
+			'closed', 30),
+		"settings: the worker closes order $id");
+}
 is( $node->safe_psql('postgres',
 		q{SELECT string_agg(what || '=' || who, ',' ORDER BY what) FROM shop_s.seen}),
 	'work_mem 4MB=owner_s,work_mem 4MB=owner_s',
