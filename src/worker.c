@@ -41,7 +41,6 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
-#include "access/xlog.h"
 #include "catalog/pg_database.h"
 #include "commands/dbcommands.h"
 #include "executor/spi.h"
@@ -508,17 +507,6 @@ worker_tick(MemoryContext tick_context)
 
 			if (round.processed > 0)
 				progress = xact_progress = true;
-
-			/*
-			 * Let the WAL writer flush what this transaction has written so
-			 * far, while the next round runs, as it does for an asynchronous
-			 * commit: otherwise it wakes every wal_writer_delay only, and
-			 * the commit at the end of the transaction waited for the flush
-			 * of all of it (0.6 s of a 500,000-order drain, bench/results.md).
-			 * Flushing WAL early is harmless; the commit stays synchronous.
-			 */
-			if (XactLastRecEnd != InvalidXLogRecPtr)
-				XLogSetAsyncXactLSN(XactLastRecEnd);
 			stuck = round.stuck;
 			next_due = round.next_due;
 
