@@ -40,7 +40,10 @@
  * UPDATE would run, so that the table's triggers, constraints and casts
  * never run with the extension owner's rights; or, for the scans that
  * registering a table makes, as the table's owner under
- * SECURITY_RESTRICTED_OPERATION, as the sweep does (batch.c).
+ * SECURITY_RESTRICTED_OPERATION, as the sweep does (batch.c).  Nor does
+ * the body itself evaluate anything of the caller's: an order key given in
+ * a type of its own is converted to text as the caller, before the body
+ * runs (key_as_text), since a cast may be its type owner's code.
  *
  * Copyright (c) 2026, orderexp developers
  *
@@ -465,7 +468,9 @@ orderexp_extend_order_by_token(PG_FUNCTION_ARGS)
  * runs as somebody it belongs to: the role that called the gate (or the
  * current user, outside a gate), or with as_owner the table's owner under
  * SECURITY_RESTRICTED_OPERATION, as the sweep and PostgreSQL's maintenance
- * run it.  search_path is pinned while it runs.  The parameters are text
+ * run it.  search_path is pinned while it runs, and whatever settings the
+ * table's code changes go back when it returns (runas.c): the body goes on
+ * as the extension owner.  The parameters are text
  * ($1, $2, ...), cast by the statement where it needs another type.  The
  * statement may change rows (UPDATE ... RETURNING) or lock them (SELECT
  * ... FOR UPDATE); it is run as "WITH q AS (sql) SELECT to_jsonb(q) FROM
