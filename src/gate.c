@@ -470,12 +470,11 @@ orderexp_extend_order_by_token(PG_FUNCTION_ARGS)
  * SECURITY_RESTRICTED_OPERATION, as the sweep and PostgreSQL's maintenance
  * run it.  search_path is pinned while it runs, and whatever settings the
  * table's code changes go back when it returns (runas.c): the body goes on
- * as the extension owner.  The parameters are text
- * ($1, $2, ...), cast by the statement where it needs another type.  The
- * statement may change rows (UPDATE ... RETURNING) or lock them (SELECT
- * ... FOR UPDATE); it is run as "WITH q AS (sql) SELECT to_jsonb(q) FROM
- * q".  Kept from PUBLIC: it serves the bodies, which the extension owner
- * runs.
+ * as the extension owner.  The parameters are text ($1, $2, ...), cast by
+ * the statement where it needs another type.  The statement may change
+ * rows (UPDATE ... RETURNING) or lock them (SELECT ... FOR UPDATE); it is
+ * run as "WITH q AS (sql) SELECT to_jsonb(q) FROM q".  Kept from PUBLIC:
+ * it serves the bodies, which the extension owner runs.
  */
 Datum
 orderexp_orders_exec(PG_FUNCTION_ARGS)
