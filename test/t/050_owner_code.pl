@@ -493,9 +493,7 @@ SHOW search_path;
 SHOW work_mem;}),
 	"1\n\"\$user\", public\n4MB",
 	'settings: run_due() closes the order, and its caller\'s settings are its own afterwards');
-is( $node->safe_psql('cron',
-		q{SELECT string_agg(DISTINCT what || '=' || who, ',') FROM shop_s.seen}),
-	'work_mem 4MB=owner_s',
+is(seen('cron', 'shop_s'), 'work_mem 4MB=owner_s',
 	'settings: the trigger ran as owner_s and found work_mem as run_due()\'s caller had it');
 
 # the worker: one close, then (once it is done) another one; the second
